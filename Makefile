@@ -1,0 +1,57 @@
+# promptzip: `make demo` and `make test` do all the set-up on a fresh machine (idempotently).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMPS := .stamps
+EXTRAS ?= models,retrieval,eval,dev
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint typecheck pytest data bench install clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+
+# torch first, as the CPU wheel that lies on disk; any later range it satisfies installs nothing more.
+# litellm (no deps) only carries tiktoken's rank files, so tiktoken works offline.
+$(STAMPS)/install: pyproject.toml setup.py | $(PY)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[$(EXTRAS)]" --config-settings editable_mode=strict
+	$(PIP) install -q --no-deps litellm==1.109.1
+	@mkdir -p $(STAMPS) && touch $@
+
+install: $(STAMPS)/install
+	@# strict editable installs map files one by one: refresh when modules are added
+	@$(PIP) install -q -e . --no-deps --config-settings editable_mode=strict
+
+data: install
+	$(PY) -m promptzip.evals.data fetch squad gsm8k
+
+demo: install
+	$(VENV)/bin/promptzip compress promptzip/_sample/sotu.txt \
+		--question "$$($(PY) -c 'import json;print(json.load(open("promptzip/_sample/sample.json"))["question"])')" \
+		--budget 400
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+# From outside the checkout, so mypy sees the package as installed (the strict editable tree), subpackages included.
+typecheck: install
+	cd /tmp && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml
+
+pytest: install data
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: install
+	$(PY) -m promptzip.evals.bench
+
+clean:
+	rm -rf $(VENV) $(STAMPS) build dist *.egg-info

@@ -1,0 +1,183 @@
+"""Query-aware extractive compression (RECOMP's extractive compressor; LangChain's EmbeddingsFilter is the thing
+to beat): split chunks into sentences, score every sentence of the request against the question, and propose for
+each chunk the top sentences at several sizes, the whole chunk, and nothing. The budget policy then decides, across
+all chunks at once, which variant of each to send.
+
+Utilities are ``exp(sharpness · z)`` of the standardized relevance, so one highly relevant sentence outweighs many
+middling ones; near-duplicate sentences get no utility and are never proposed alone. Without a question the
+relevance is centrality (similarity to the centroid of the request).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant
+from promptzip._split import sentence_spans
+from promptzip._tokenizers import Tokenizer
+from promptzip._types import Chunk, Span, Variant
+from promptzip.compressors.filters import duplicate_mask
+
+__all__ = ["ExtractiveCompressor"]
+
+
+def _prefix_sizes(n: int, limit: int) -> list[int]:
+    sizes = list(range(1, min(n, 8) + 1))
+    k = 8
+    while k < n and len(sizes) < limit:
+        k = min(n, math.ceil(k * 1.5))
+        sizes.append(k)
+    return sorted(set(sizes))[:limit]
+
+
+class ExtractiveCompressor(Compressor):
+    """Top-sentence variants per chunk, scored by ``scorer`` (hybrid dense + BM25 in the ``fast`` preset).
+
+    ``min_relevance``: when a question is given and no sentence scores at least this much, every compressible
+    chunk is proposed only as "drop" and the result says ``no_relevant_context`` (selective augmentation).
+    ``None`` never drops everything.
+    """
+
+    name = "extractive"
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        *,
+        sharpness: float = 2.0,
+        max_variants: int = 12,
+        min_relevance: float | None = 0.1,
+        dedup: bool = True,
+        dedup_threshold: float = 0.97,
+        dedup_candidates: int = 512,
+    ) -> None:
+        self.scorer = scorer
+        self.sharpness = sharpness
+        self.max_variants = max_variants
+        self.min_relevance = min_relevance
+        self.dedup = dedup
+        self.dedup_threshold = dedup_threshold
+        self.dedup_candidates = dedup_candidates
+
+    @property
+    def fingerprint(self) -> str:
+        return (
+            f"extractive({self.scorer.fingerprint},s={self.sharpness},v={self.max_variants},"
+            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold})"
+        )
+
+    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
+        sentences: list[Chunk] = []
+        owner: list[int] = []
+        for ci, chunk in enumerate(chunks):
+            if chunk.protected:
+                continue
+            for a, b in sentence_spans(chunk.text):
+                sentences.append(Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b))
+                owner.append(ci)
+        relevance = np.asarray(self.scorer.score(sentences, query), dtype=np.float64)
+        duplicate = self._duplicates(sentences, relevance)
+        utility = self._utilities(relevance, duplicate)
+        nothing_relevant = (
+            query is not None
+            and self.min_relevance is not None
+            and len(relevance) > 0
+            and float(relevance.max()) < self.min_relevance
+        )
+
+        by_chunk: dict[int, list[int]] = {}
+        for si, ci in enumerate(owner):
+            by_chunk.setdefault(ci, []).append(si)
+        chunk_tokens = tokenizer.count_many([c.text for c in chunks])
+        groups: list[list[Variant]] = []
+        for ci, chunk in enumerate(chunks):
+            if chunk.protected:
+                groups.append([keep_variant(chunk, chunk_tokens[ci])])
+                continue
+            members = by_chunk.get(ci, [])
+            best = float(relevance[members].max()) if members else 0.0
+            if nothing_relevant or not members:
+                groups.append([drop_variant(chunk, best)])
+                continue
+            groups.append(self._variants(chunk, members, sentences, utility, duplicate, best, chunk_tokens[ci]))
+        self._count(groups, tokenizer)
+        return groups
+
+    def _duplicates(self, sentences: list[Chunk], relevance: np.ndarray) -> list[bool]:
+        if not self.dedup or not sentences:
+            return [False] * len(sentences)
+        texts = [s.text for s in sentences]
+        embed = getattr(self.scorer, "embed", None) or getattr(getattr(self.scorer, "dense", None), "embed", None)
+        if embed is None:
+            return duplicate_mask(texts)
+        top = np.argsort(-relevance, kind="stable")[: self.dedup_candidates]
+        top = np.sort(top)
+        emb = np.zeros((len(texts), 1), dtype=np.float32)
+        vectors = embed([texts[i] for i in top])
+        emb = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+        emb[top] = vectors
+        return duplicate_mask(texts, emb, threshold=self.dedup_threshold, candidates=[int(i) for i in top])
+
+    def _utilities(self, relevance: np.ndarray, duplicate: list[bool]) -> np.ndarray:
+        if not len(relevance):
+            return relevance
+        live = relevance[~np.asarray(duplicate)] if not all(duplicate) else relevance
+        mean, std = float(live.mean()), float(live.std())
+        z = (relevance - mean) / max(std, 1e-6)
+        utility = np.exp(np.clip(self.sharpness * z, -30.0, 30.0))
+        utility[np.asarray(duplicate)] = 0.0
+        return utility
+
+    def _variants(
+        self,
+        chunk: Chunk,
+        members: list[int],
+        sentences: list[Chunk],
+        utility: np.ndarray,
+        duplicate: list[bool],
+        best: float,
+        tokens: int,
+    ) -> list[Variant]:
+        total = float(utility[members].sum())
+        variants = [drop_variant(chunk, best), keep_variant(chunk, tokens, total, best)]
+        live = [si for si in members if not duplicate[si]]
+        ranked = sorted(live, key=lambda si: (-utility[si], si))
+        rate = chunk.metadata.get("rate") if chunk.metadata else None
+        for k in _prefix_sizes(len(ranked), self.max_variants):
+            chosen = sorted(ranked[:k])
+            if len(chosen) == len(members):
+                continue  # identical to keeping the chunk whole
+            text, kept = _stitch(chunk, [sentences[si] for si in chosen])
+            variants.append(Variant(chunk, "extract", text, -1, float(utility[chosen].sum()), kept, best))
+        if rate is not None:
+            cap = float(rate) * len(chunk.text)
+            variants = [v for v in variants if not v.text or len(v.text) <= cap]
+        return variants
+
+    @staticmethod
+    def _count(groups: list[list[Variant]], tokenizer: Tokenizer) -> None:
+        pending = [(g, j) for g, group in enumerate(groups) for j, v in enumerate(group) if v.tokens < 0]
+        counts = tokenizer.count_many([groups[g][j].text for g, j in pending])
+        for (g, j), n in zip(pending, counts, strict=True):
+            v = groups[g][j]
+            groups[g][j] = Variant(v.chunk, v.kind, v.text, n, v.utility, v.kept, v.relevance)
+
+
+def _stitch(chunk: Chunk, chosen: list[Chunk]) -> tuple[str, tuple[Span, ...]]:
+    """Text of the chosen sentences cut from the chunk: adjacent ones with the original text between them,
+    others joined by a space. Returns the text and the kept source spans (merged)."""
+    spans: list[list[int]] = []
+    for s in chosen:
+        if spans and _adjacent(chunk, spans[-1][1], s.start):
+            spans[-1][1] = s.end
+        else:
+            spans.append([s.start, s.end])
+    text = " ".join(chunk.text[a - chunk.start : b - chunk.start] for a, b in spans)
+    return text, tuple(Span(a, b) for a, b in spans)
+
+
+def _adjacent(chunk: Chunk, end: int, start: int) -> bool:
+    return not chunk.text[end - chunk.start : start - chunk.start].strip()

@@ -1,0 +1,51 @@
+"""promptzip's own registrations. Loaded through the ``promptzip.plugins`` entry point, like any plug-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(registries: Any) -> None:
+    from promptzip._cache import register_caches
+    from promptzip._models import register_models
+    from promptzip._policy import register_policies
+    from promptzip._presets import register_presets
+    from promptzip._tokenizers import register_tokenizers
+
+    register_models(registries)
+    register_tokenizers(registries)
+    register_caches(registries)
+    register_policies(registries)
+    register_presets(registries)
+    _register_lazy(registries)
+
+
+def _register_lazy(registries: Any) -> None:
+    """Scorers and compressors whose modules import numpy-heavy code: wrapped so lookup stays cheap."""
+
+    def dense(**kw: Any) -> Any:
+        from promptzip.retrievers.dense import DenseScorer
+
+        return DenseScorer(**kw)
+
+    def bm25(**kw: Any) -> Any:
+        from promptzip.retrievers.sparse import BM25Scorer
+
+        return BM25Scorer(**kw)
+
+    def hybrid(**kw: Any) -> Any:
+        from promptzip.retrievers.hybrid import HybridScorer
+
+        return HybridScorer(**kw)
+
+    def extractive(**kw: Any) -> Any:
+        from promptzip.compressors.extractive import ExtractiveCompressor
+
+        return ExtractiveCompressor(**kw)
+
+    registries.scorers.register("dense", dense, help="bi-encoder cosine relevance (sentence-transformers)")
+    registries.scorers.register("bm25", bm25, help="Okapi BM25 over the request's chunks")
+    registries.scorers.register("hybrid", hybrid, help="dense + max-normalized BM25")
+    registries.compressors.register("extractive", extractive, help="query-aware top-sentence selection")

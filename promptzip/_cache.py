@@ -1,0 +1,626 @@
+"""Caches for expensive, deterministic results: token scores, variants, summaries, soft embeddings.
+
+Design:
+
+* **Content-addressed keys.** A key is :func:`make_key` over the method fingerprint (model weights hash, code
+  version, parameters), the content and, for query-aware methods, the query. Equal inputs give equal keys in every
+  process, so a cache can be shared; any change to the inputs or to :data:`CACHE_VERSION` gives new keys, and stale
+  entries simply age out under the size bound.
+* **Never store secrets.** Keys are hashes and values are derived data (arrays, JSON). Do not put API keys,
+  headers or raw credentials in a key part or a value: a cache file or server may be shared between users.
+  Values never use pickle (:func:`encode_array` refuses object arrays), so reading a shared cache cannot run code.
+* **Degrade to a miss.** :class:`Cache` is a template: the public methods call the backend's protected ``_get`` /
+  ``_put`` and turn any backend failure (a corrupt or locked file, a full disk, a directory that cannot be written)
+  into a miss or a no-op, counted in :attr:`Cache.errors` and logged once per cache. A cache never fails a request.
+
+Backends are chosen by URL through ``registries.caches`` (see :func:`cache_from_url`): ``none``/``off``,
+``memory://``, ``sqlite:///path/to/cache.db``; plug-ins add schemes (``redis://``) with the same hook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
+
+import numpy as np
+import numpy.typing as npt
+import platformdirs
+
+from promptzip._errors import ConfigError, InputError
+from promptzip._registry import Registries
+from promptzip._registry import registries as default_registries
+
+__all__ = [
+    "CACHE_VERSION",
+    "Cache",
+    "MemoryCache",
+    "NullCache",
+    "SQLiteCache",
+    "cache_from_url",
+    "decode_array",
+    "decode_json",
+    "default_cache_path",
+    "encode_array",
+    "encode_json",
+    "make_key",
+    "register_caches",
+]
+
+logger = logging.getLogger("promptzip")
+
+CACHE_VERSION = 1
+"""Bump when the meaning or encoding of cached values changes: it salts every key and versions SQLite files."""
+
+MiB = 1 << 20
+_BUSY_TIMEOUT_S = 30.0
+_TABLE = "promptzip_cache"
+_ATIME_FLUSH_COUNT = 256
+_ATIME_FLUSH_SECONDS = 10.0
+_SQL_BATCH = 500  # stays under SQLite's limit on bound parameters
+
+
+def make_key(namespace: str, *parts: str | bytes) -> str:
+    """Return the sha256 hex key of ``namespace`` and ``parts``; each is length-prefixed, so no two splits collide.
+
+    ``str`` parts are hashed as their UTF-8 bytes, so ``"a"`` and ``b"a"`` give the same key.
+    """
+    digest = hashlib.sha256(f"promptzip-cache/{CACHE_VERSION}".encode())
+    for part in (namespace, *parts):
+        if isinstance(part, str):
+            data = part.encode("utf-8", "surrogatepass")
+        elif isinstance(part, bytes | bytearray | memoryview):
+            data = bytes(part)
+        else:
+            raise InputError(f"cache key parts must be str or bytes, not {type(part).__name__}")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+class Cache(ABC):
+    """A bytes → bytes store that never fails its caller.
+
+    Subclasses implement ``_get`` and ``_put`` (and may override ``_get_many``, ``_put_many``, ``_close`` and
+    ``_stats``); this class counts hits, misses and errors and turns backend exceptions into misses::
+
+        class DictCache(Cache):
+            def __init__(self) -> None:
+                super().__init__()
+                self.data: dict[str, bytes] = {}
+
+            def _get(self, key: str) -> bytes | None:
+                return self.data.get(key)
+
+            def _put(self, key: str, value: bytes) -> None:
+                self.data[key] = value
+    """
+
+    def __init__(self) -> None:
+        self._counter_lock = threading.Lock()
+        self.hits = self.misses = self.errors = 0  # read freely; incremented under the lock
+        self._warned = False
+
+    def get(self, key: str) -> bytes | None:
+        """The value stored under ``key``, or ``None`` on a miss (a backend failure is a miss)."""
+        try:
+            value = self._get(key)
+        except Exception as exc:
+            self._failed("get", exc)
+            value = None
+        self._count(hits=value is not None, misses=value is None)
+        return value
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The values found for ``keys``; keys that miss are absent from the result."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        try:
+            found = {k: v for k, v in self._get_many(wanted).items() if v is not None}
+        except Exception as exc:
+            self._failed("get_many", exc)
+            found = {}
+        found = {k: found[k] for k in wanted if k in found}
+        self._count(hits=len(found), misses=len(wanted) - len(found))
+        return found
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``; a backend failure is counted and ignored."""
+        value = _as_bytes(value)
+        try:
+            self._put(key, value)
+        except Exception as exc:
+            self._failed("put", exc)
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Store every item, in one batch where the backend allows; failures are counted and ignored."""
+        batch = {k: _as_bytes(v) for k, v in items.items()}
+        if not batch:
+            return
+        try:
+            self._put_many(batch)
+        except Exception as exc:
+            self._failed("put_many", exc)
+
+    def close(self) -> None:
+        """Release files and connections; a closed cache reopens itself if used again."""
+        try:
+            self._close()
+        except Exception as exc:
+            self._failed("close", exc)
+
+    def stats(self) -> dict[str, int]:
+        """``entries``, ``bytes``, ``hits``, ``misses`` and ``errors`` (entries and bytes are 0 when unknown)."""
+        out = {"entries": 0, "bytes": 0}
+        try:
+            out.update(self._stats())
+        except Exception as exc:
+            self._failed("stats", exc)
+        out.update(hits=self.hits, misses=self.misses, errors=self.errors)
+        return out
+
+    def namespaced(self, prefix: str) -> Cache:
+        """A view of this cache whose keys live under ``prefix`` (one namespace per tenant, say)."""
+        return _NamespacedCache(self, prefix)
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def _get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def _put(self, key: str, value: bytes) -> None: ...
+
+    def _get_many(self, keys: Sequence[str]) -> Mapping[str, bytes | None]:
+        return {key: self._get(key) for key in keys}
+
+    def _put_many(self, items: Mapping[str, bytes]) -> None:
+        for key, value in items.items():
+            self._put(key, value)
+
+    def _close(self) -> None:
+        return None
+
+    def _stats(self) -> dict[str, int]:
+        return {}
+
+    def _count(self, *, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
+        with self._counter_lock:
+            self.hits += hits
+            self.misses += misses
+            self.errors += errors
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        self._count(errors=1)
+        self._warn_once(operation, exc)
+
+    def _warn_once(self, operation: str, exc: Exception) -> None:
+        with self._counter_lock:
+            first, self._warned = not self._warned, True
+        if first:
+            name = type(exc).__name__
+            logger.warning("cache %r: %s failed, continuing without the cache: %s: %s", self, operation, name, exc)
+        else:
+            logger.debug("cache %r: %s failed: %s: %s", self, operation, type(exc).__name__, exc)
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise InputError(f"cache values must be bytes, not {type(value).__name__}")
+
+
+class _NamespacedCache(Cache):
+    """Keys are stored as ``prefix/key`` in the base cache; counts go to the view and the base, warnings to the base."""
+
+    def __init__(self, base: Cache, prefix: str) -> None:
+        super().__init__()
+        if not prefix or "/" in prefix:
+            raise ConfigError(f"a cache namespace must be a non-empty string without '/', got {prefix!r}")
+        self._base, self._prefix = base, prefix + "/"
+
+    def __repr__(self) -> str:
+        return f"{self._base!r}.namespaced({self._prefix[:-1]!r})"
+
+    def _count(self, *, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
+        super()._count(hits=hits, misses=misses, errors=errors)
+        self._base._count(hits=hits, misses=misses, errors=errors)
+
+    def _warn_once(self, operation: str, exc: Exception) -> None:
+        self._base._warn_once(f"{operation} in namespace {self._prefix[:-1]!r}", exc)
+
+    def _get(self, key: str) -> bytes | None:
+        return self._base._get(self._prefix + key)
+
+    def _get_many(self, keys: Sequence[str]) -> Mapping[str, bytes | None]:
+        found = self._base._get_many([self._prefix + key for key in keys])
+        return {key[len(self._prefix) :]: value for key, value in found.items() if key.startswith(self._prefix)}
+
+    def _put(self, key: str, value: bytes) -> None:
+        self._base._put(self._prefix + key, value)
+
+    def _put_many(self, items: Mapping[str, bytes]) -> None:
+        self._base._put_many({self._prefix + key: value for key, value in items.items()})
+
+
+class NullCache(Cache):
+    """Stores nothing: every lookup misses."""
+
+    def __repr__(self) -> str:
+        return "NullCache()"
+
+    def _get(self, key: str) -> bytes | None:
+        return None
+
+    def _put(self, key: str, value: bytes) -> None:
+        return None
+
+
+class MemoryCache(Cache):
+    """A thread-safe, in-process LRU bounded by the total bytes of its values."""
+
+    def __init__(self, *, max_bytes: int = 64 * MiB) -> None:
+        super().__init__()
+        self.max_bytes = _check_max_bytes(max_bytes)
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryCache(max_bytes={self.max_bytes})"
+
+    def _get(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def _put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            old = self._data.pop(key, None)
+            self._bytes -= 0 if old is None else len(old)
+            if len(value) > self.max_bytes:
+                return
+            self._data[key] = value
+            self._bytes += len(value)
+            while self._bytes > self.max_bytes:
+                _, evicted = self._data.popitem(last=False)
+                self._bytes -= len(evicted)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    def _stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"entries": len(self._data), "bytes": self._bytes}
+
+
+class SQLiteCache(Cache):
+    """A cache in one SQLite file (WAL mode), shared safely by threads and processes, bounded by ``max_bytes``.
+
+    Nothing touches the disk until first use. A file that is not a valid SQLite database is moved aside to
+    ``<name>.corrupt-<timestamp>`` and replaced by an empty cache; a file written under another
+    :data:`CACHE_VERSION` is cleared. When the stored values pass ``max_bytes``, the least recently accessed
+    entries are evicted down to 90% of it. One connection per cache, guarded by a lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = 1024 * MiB) -> None:
+        super().__init__()
+        self.path = Path(path).expanduser()
+        self.max_bytes = _check_max_bytes(max_bytes)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._abandoned: list[sqlite3.Connection] = []
+        self._pid = 0
+        self._estimate = 0  # bytes in the table as of the last real count, plus what this process wrote since
+        self._unchecked = 0  # bytes this process wrote since the last real count
+        self._atimes: dict[str, float] = {}
+        self._atimes_flushed = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"SQLiteCache({str(self.path)!r}, max_bytes={self.max_bytes})"
+
+    def _get(self, key: str) -> bytes | None:
+        return self._get_many([key]).get(key)
+
+    def _get_many(self, keys: Sequence[str]) -> Mapping[str, bytes | None]:
+        found: dict[str, bytes | None] = {}
+        with self._lock:
+            conn = self._connection()
+            for start in range(0, len(keys), _SQL_BATCH):
+                batch = keys[start : start + _SQL_BATCH]
+                marks = ",".join("?" * len(batch))
+                rows = conn.execute(f"SELECT key, value FROM {_TABLE} WHERE key IN ({marks})", batch)
+                found.update((key, bytes(value)) for key, value in rows)
+            now = time.time()
+            self._atimes.update(dict.fromkeys(found, now))
+            if (
+                len(self._atimes) >= _ATIME_FLUSH_COUNT
+                or time.monotonic() - self._atimes_flushed > _ATIME_FLUSH_SECONDS
+            ):
+                with _transaction(conn):
+                    self._flush_atimes(conn)
+        return found
+
+    def _put(self, key: str, value: bytes) -> None:
+        self._put_many({key: value})
+
+    def _put_many(self, items: Mapping[str, bytes]) -> None:
+        now = time.time()
+        rows = [(key, value, len(value), now) for key, value in items.items() if len(value) <= self.max_bytes]
+        with self._lock:
+            conn = self._connection()
+            with _transaction(conn):
+                self._flush_atimes(conn)
+                conn.executemany(f"INSERT OR REPLACE INTO {_TABLE} (key, value, size, atime) VALUES (?, ?, ?, ?)", rows)
+                written = sum(row[2] for row in rows)
+                self._estimate += written
+                self._unchecked += written
+                if self._estimate > self.max_bytes or self._unchecked > self.max_bytes // 16:
+                    self._evict(conn)
+
+    def _close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None or self._pid != os.getpid():
+                return
+            try:
+                if self._atimes:
+                    with _transaction(conn):
+                        self._flush_atimes(conn)
+            finally:
+                conn.close()
+
+    def _stats(self) -> dict[str, int]:
+        with self._lock:
+            entries, size = (
+                self._connection().execute(f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {_TABLE}").fetchone()
+            )
+        return {"entries": int(entries), "bytes": int(size)}
+
+    def _flush_atimes(self, conn: sqlite3.Connection) -> None:
+        pending, self._atimes = self._atimes, {}
+        self._atimes_flushed = time.monotonic()
+        conn.executemany(f"UPDATE {_TABLE} SET atime = ? WHERE key = ?", [(t, k) for k, t in pending.items()])
+
+    def _evict(self, conn: sqlite3.Connection) -> None:
+        """Delete least recently accessed rows until the table holds at most 90% of ``max_bytes``."""
+        (total,) = conn.execute(f"SELECT COALESCE(SUM(size), 0) FROM {_TABLE}").fetchone()
+        excess = total - int(self.max_bytes * 0.9) if total > self.max_bytes else 0
+        victims: list[tuple[str]] = []
+        freed = 0
+        cursor = conn.execute(f"SELECT key, size FROM {_TABLE} ORDER BY atime, rowid")
+        for key, size in cursor:
+            if freed >= excess:
+                break
+            victims.append((key,))
+            freed += size
+        cursor.close()
+        conn.executemany(f"DELETE FROM {_TABLE} WHERE key = ?", victims)
+        self._estimate, self._unchecked = total - freed, 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        if self._conn is not None:  # inherited through fork(): the child must neither use nor close it
+            self._abandoned.append(self._conn)
+            self._conn = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        identity = _file_identity(self.path)
+        try:
+            conn = self._open()
+        except sqlite3.OperationalError:
+            raise  # locked, unreadable, disk I/O: not corruption, so leave the file alone
+        except sqlite3.DatabaseError as exc:
+            if _file_identity(self.path) == identity:  # not already replaced by another process
+                self._move_aside(exc)
+            conn = self._open()
+        self._conn, self._pid = conn, os.getpid()
+        self._atimes.clear()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if version != CACHE_VERSION:
+                with _transaction(conn):
+                    (version,) = conn.execute("PRAGMA user_version").fetchone()  # another process may have won
+                    if version != CACHE_VERSION:
+                        self._create_schema(conn, version)
+            (self._estimate,) = conn.execute(f"SELECT COALESCE(SUM(size), 0) FROM {_TABLE}").fetchone()
+            self._unchecked = 0
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection, old_version: int) -> None:
+        if old_version:
+            logger.info("cache %s has version %s, not %s; clearing it", self.path, old_version, CACHE_VERSION)
+        conn.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+        conn.execute(
+            f"CREATE TABLE {_TABLE} "
+            "(key TEXT PRIMARY KEY, value BLOB NOT NULL, size INTEGER NOT NULL, atime REAL NOT NULL)"
+        )
+        conn.execute(f"CREATE INDEX {_TABLE}_atime ON {_TABLE} (atime)")
+        conn.execute(f"PRAGMA user_version = {int(CACHE_VERSION)}")
+
+    def _move_aside(self, exc: Exception) -> None:
+        aside = f"{self.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            with suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        logger.warning(
+            "cache %s is not a valid SQLite database (%s); moved it to %s, starting empty", self.path, exc, aside
+        )
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _check_max_bytes(max_bytes: int) -> int:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise ConfigError(f"max_bytes must be a non-negative int, got {max_bytes!r}")
+    return max_bytes
+
+
+def default_cache_path() -> Path:
+    """``$PROMPTZIP_CACHE_DIR/cache.db``, else ``cache.db`` in the user cache directory for promptzip."""
+    folder = os.environ.get("PROMPTZIP_CACHE_DIR")
+    base = Path(folder).expanduser() if folder else Path(platformdirs.user_cache_dir("promptzip"))
+    return base / "cache.db"
+
+
+def cache_from_url(url: str | Cache | None, *, registries: Registries | None = None) -> Cache:
+    """Resolve a cache setting to a :class:`Cache`.
+
+    A ``Cache`` passes through. ``None`` means ``$PROMPTZIP_CACHE`` when set, else the default SQLite file.
+    Otherwise the URL's scheme is looked up in ``registries.caches`` and its factory is called with the parsed
+    :class:`urllib.parse.SplitResult`: ``none``/``off``, ``memory``, ``sqlite://`` (default file),
+    ``sqlite:///abs/path.db``, ``sqlite:///~/cache.db``, with an optional ``?max_bytes=N``.
+    """
+    if isinstance(url, Cache):
+        return url
+    if url is None:
+        url = os.environ.get("PROMPTZIP_CACHE")
+        if not url:
+            return SQLiteCache(default_cache_path())
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"a cache must be a URL, a Cache or None, got {url!r}")
+    text = url.strip()
+    parsed = urlsplit(text if "://" in text else f"{text}://")
+    factory = (registries or default_registries).caches.get(parsed.scheme)
+    cache = factory(parsed)
+    if not isinstance(cache, Cache):
+        raise ConfigError(f"the cache factory for {parsed.scheme!r} returned {type(cache).__name__}, not a Cache")
+    return cache
+
+
+def _max_bytes_option(url: SplitResult, default: int) -> int:
+    options = parse_qs(url.query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"max_bytes"})
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in cache URL {url.geturl()!r}; known: max_bytes")
+    if "max_bytes" not in options:
+        return default
+    raw = options["max_bytes"][-1]
+    try:
+        return _check_max_bytes(int(raw))
+    except ValueError:
+        raise ConfigError(f"max_bytes must be a non-negative int in cache URL {url.geturl()!r}, got {raw!r}") from None
+
+
+def _null_factory(url: SplitResult) -> Cache:
+    """No cache: every lookup misses."""
+    return NullCache()
+
+
+def _memory_factory(url: SplitResult) -> Cache:
+    """An in-process LRU (memory://?max_bytes=N)."""
+    return MemoryCache(max_bytes=_max_bytes_option(url, 64 * MiB))
+
+
+def _sqlite_factory(url: SplitResult) -> Cache:
+    """A SQLite file shared by threads and processes (sqlite:///path/to/cache.db?max_bytes=N)."""
+    location = unquote(url.netloc + url.path)
+    if location.startswith("/~"):
+        location = location[1:]
+    path = Path(location).expanduser() if location else default_cache_path()
+    return SQLiteCache(path, max_bytes=_max_bytes_option(url, 1024 * MiB))
+
+
+_FACTORIES: dict[str, Callable[[SplitResult], Cache]] = {
+    "none": _null_factory,
+    "off": _null_factory,
+    "memory": _memory_factory,
+    "sqlite": _sqlite_factory,
+}
+
+
+def register_caches(registries: Registries) -> None:
+    """Register the built-in cache schemes: ``none`` (alias ``off``), ``memory`` and ``sqlite``."""
+    for scheme, factory in _FACTORIES.items():
+        registries.caches.register(scheme, factory)
+
+
+def encode_array(a: npt.NDArray[Any]) -> bytes:
+    """Serialize an array in the ``.npy`` format; object arrays are refused (they would need pickle)."""
+    buffer = io.BytesIO()
+    try:
+        np.save(buffer, np.asarray(a), allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(f"cannot cache this array without pickle: {exc}") from exc
+    return buffer.getvalue()
+
+
+def decode_array(b: bytes) -> npt.NDArray[Any]:
+    """Read an array written by :func:`encode_array`; pickled payloads are refused, never executed."""
+    if bytes(b[:6]) != b"\x93NUMPY":
+        raise InputError("cached value is not a .npy array")
+    try:
+        array = np.load(io.BytesIO(b), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"cached value is not a readable .npy array: {exc}") from exc
+    if not isinstance(array, np.ndarray):
+        raise InputError("cached value is not a .npy array")
+    return array
+
+
+def encode_json(obj: Any) -> bytes:
+    """Serialize ``obj`` as compact, key-sorted UTF-8 JSON."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"cannot cache this value as JSON: {exc}") from exc
+
+
+def decode_json(b: bytes) -> Any:
+    """Read a value written by :func:`encode_json`."""
+    try:
+        return json.loads(bytes(b).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"cached value is not valid JSON: {exc}") from exc

@@ -1,0 +1,67 @@
+"""The exceptions promptzip raises.
+
+Every error is a ``PromptZipError``; library errors (tiktoken, transformers, sqlite3, httpx, ...) are translated
+where they enter promptzip, with ``raise ... from exc``::
+
+    PromptZipError
+    ├── ConfigError            bad settings: unknown preset, tokenizer, scorer, cache URL, registry name
+    │   └── ModelNotAvailable  a named model cannot be found locally (and may not be downloaded)
+    ├── InputError             bad input: non-str chunks, invalid UTF-8, malformed chat messages, bad tags
+    ├── BudgetError            a budget that is not a budget, or one smaller than the protected parts
+    └── UpstreamError          the proxy's upstream failed (carries its status when it had one)
+
+``ConfigError``, ``InputError`` and ``BudgetError`` are also ``ValueError``s, so code that already catches
+``ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetError",
+    "ConfigError",
+    "InputError",
+    "ModelNotAvailable",
+    "PromptZipError",
+    "UpstreamError",
+]
+
+
+class PromptZipError(Exception):
+    """Root of every error promptzip raises."""
+
+
+class ConfigError(PromptZipError, ValueError):
+    """A setting, name or option is not valid."""
+
+
+class ModelNotAvailable(ConfigError, LookupError):
+    """A model could not be resolved to local files; the message says what to install."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class InputError(PromptZipError, ValueError):
+    """The text, chunks or messages given cannot be compressed as they are."""
+
+    def __init__(self, message: str, *, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class BudgetError(PromptZipError, ValueError):
+    """The budget is invalid, or smaller than the parts that must be kept."""
+
+    def __init__(self, message: str, *, budget: int | None = None, required: int | None = None) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.required = required
+
+
+class UpstreamError(PromptZipError):
+    """The upstream LLM provider could not be reached or answered with an error."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code

@@ -1,0 +1,285 @@
+"""The pipeline: split → score/propose → select → assemble → verify, in one direction.
+
+A :class:`Zipper` is cheap to build, reusable and thread-safe (it holds no per-request state); its models load on
+first use and are shared by every Zipper in the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from promptzip._cache import Cache, cache_from_url
+from promptzip._errors import BudgetError, ConfigError
+from promptzip._inputs import Context, as_sources, check_text
+from promptzip._policy import BudgetPolicy, Policy
+from promptzip._registry import registries
+from promptzip._roles import Compressor
+from promptzip._split import chunk_source
+from promptzip._tokenizers import Tokenizer, get_tokenizer
+from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Span, Variant
+
+__all__ = ["REORDERS", "Zipper"]
+
+VERSION = "0.1.0"
+REORDERS = ("original", "relevance", "lost_in_the_middle")
+
+
+def _lost_in_the_middle(items: list[Variant]) -> list[Variant]:
+    """Most relevant first and last, least relevant in the middle ("Lost in the Middle", Liu et al.)."""
+    ranked = sorted(items, key=lambda v: -v.relevance)
+    front, back = ranked[0::2], ranked[1::2]
+    return front + back[::-1]
+
+
+class Zipper:
+    """Compresses context to a token budget with one compressor and one policy.
+
+    >>> zipper = Zipper.from_preset("fast", target="gpt-4o", cache="memory")  # doctest: +SKIP
+    >>> zipper.compress(text, question="Who?", budget=Budget(tokens=300)).text  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        compressor: Compressor,
+        *,
+        policy: Policy | None = None,
+        target: str | Tokenizer = "gpt-4o",
+        reorder: str = "original",
+        separator: str = "\n\n",
+        max_chunk_chars: int = 2000,
+        name: str = "custom",
+    ) -> None:
+        if reorder not in REORDERS:
+            raise ConfigError(f"unknown reorder {reorder!r}; use one of {', '.join(REORDERS)}")
+        if max_chunk_chars < 100:
+            raise ConfigError("max_chunk_chars must be at least 100")
+        self.compressor = compressor
+        self.policy: Policy = policy if policy is not None else BudgetPolicy()
+        self.tokenizer = get_tokenizer(target)
+        self.reorder = reorder
+        self.separator = separator
+        self.max_chunk_chars = max_chunk_chars
+        self.name = name
+
+    @classmethod
+    def from_preset(
+        cls,
+        name: str = "fast",
+        *,
+        target: str | Tokenizer = "gpt-4o",
+        cache: str | Cache | None = None,
+        reorder: str = "original",
+        progress: bool = False,
+        **options: Any,
+    ) -> Zipper:
+        """A Zipper for a named stack (``fast``, ...). ``cache``: a URL (``sqlite:///path``, ``memory``, ``none``)
+        or a Cache; ``None`` is the SQLite cache under the user's cache folder. Options go to the preset."""
+        if not isinstance(name, str):
+            raise ConfigError(f"preset must be a name, not {type(name).__name__}")
+        parts = registries.presets.get(name)(cache=cache_from_url(cache), progress=progress, **options)
+        return cls(parts.compressor, target=target, reorder=reorder, name=name)
+
+    @property
+    def fingerprint(self) -> str:
+        raw = f"promptzip {VERSION}|{self.compressor.fingerprint}|{self.policy!r}|{self.tokenizer.fingerprint}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Zipper(name={self.name!r}, compressor={self.compressor.name!r}, target={self.tokenizer.name!r})"
+
+    # ---------------------------------------------------------------------------------------------- public API
+    def compress(
+        self,
+        context: Context,
+        *,
+        question: str | None = None,
+        instruction: str | None = None,
+        budget: Budget | int | float | None = None,
+        rate: float | None = None,
+        reorder: str | None = None,
+    ) -> Result:
+        """Compress ``context`` (a text, a Chunk, or a list of them) so that instruction + context + question fit
+        ``budget`` tokens of the target model."""
+        spec = Budget.coerce(budget, rate=rate)
+        sources = as_sources(context)
+        question = _optional_text(question, "question")
+        instruction = _optional_text(instruction, "instruction")
+        return self._run(sources, question, instruction, spec, reorder or self.reorder)
+
+    async def acompress(self, context: Context, **kwargs: Any) -> Result:
+        """``compress`` in a worker thread, so the event loop keeps serving while models run."""
+        return await asyncio.to_thread(self.compress, context, **kwargs)
+
+    def compress_messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        budget: Budget | int | float | None = None,
+        rate: float | None = None,
+        question: str | None = None,
+    ) -> Result:
+        """Compress a chat: see :func:`promptzip._messages.compress_messages`."""
+        from promptzip._messages import compress_messages
+
+        return compress_messages(self, messages, Budget.coerce(budget, rate=rate), question=question)
+
+    async def acompress_messages(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Result:
+        return await asyncio.to_thread(self.compress_messages, messages, **kwargs)
+
+    # ---------------------------------------------------------------------------------------------- internals
+    def assemble(self, *parts: str) -> str:
+        return self.separator.join(p for p in parts if p)
+
+    def _run(
+        self,
+        sources: list[tuple[Source, int]],
+        question: str | None,
+        instruction: str | None,
+        spec: Budget,
+        reorder: str,
+        *,
+        extra_fixed: int = 0,
+        tokens_in_extra: int = 0,
+    ) -> Result:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        if reorder not in REORDERS:
+            raise ConfigError(f"unknown reorder {reorder!r}; use one of {', '.join(REORDERS)}")
+        original = self.assemble(instruction or "", *(s.text for s, _ in sources), question or "")
+        tokens_in = self.tokenizer.count(original) + tokens_in_extra
+        limit = spec.resolve(tokens_in)
+        if limit <= 0:
+            raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
+        fixed = self.tokenizer.count(self.assemble(instruction or "", question or "")) + extra_fixed
+        sep = self.tokenizer.count(self.separator)
+        framing = sep * (int(bool(instruction)) + int(bool(question)))
+        available = limit - fixed - framing
+        if available < 0:
+            raise BudgetError(
+                f"instruction and question alone need {fixed + framing} tokens but the budget is {limit}",
+                budget=limit,
+                required=fixed + framing,
+            )
+        chunks = [
+            _shift(c, offset)
+            for source, offset in sources
+            for c in chunk_source(source.text, source.id, max_chunk_chars=self.max_chunk_chars)
+        ]
+        timings["split"] = time.perf_counter() - t0
+
+        t = time.perf_counter()
+        groups = self.compressor.propose(chunks, question, self.tokenizer)
+        timings["propose"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        try:
+            chosen = self.policy.select(groups, available, overhead=sep)
+        except BudgetError as exc:
+            raise BudgetError(
+                f"protected context needs {exc.required} tokens but only {available} are left after the "
+                f"instruction and question (budget {limit})",
+                budget=limit,
+                required=(exc.required or 0) + fixed + framing,
+            ) from exc
+        timings["select"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        context, text, chosen = self._fit(chosen, groups, instruction, question, limit, reorder)
+        tokens_out = self.tokenizer.count(text) + extra_fixed
+        timings["assemble"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        return Result(
+            text=text,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            budget=limit,
+            chunks=tuple(_provenance(v, g) for v, g in zip(chosen, groups, strict=True)),
+            context=context,
+            decision=_decision(chosen, groups, question),
+            timings=timings,
+            fingerprint=self.fingerprint,
+            sources=tuple(s for s, _ in sources),
+        )
+
+    def _fit(
+        self,
+        chosen: list[Variant],
+        groups: list[list[Variant]],
+        instruction: str | None,
+        question: str | None,
+        limit: int,
+        reorder: str,
+    ) -> tuple[str, str, list[Variant]]:
+        """Assemble, re-count in the target tokenizer, and step the cheapest-loss choice down until it fits."""
+        chosen = list(chosen)
+        while True:
+            ordered = self._order([v for v in chosen if v.text], reorder)
+            context = self.separator.join(v.text for v in ordered)
+            text = self.assemble(instruction or "", context, question or "")
+            if self.tokenizer.count(text) <= limit:
+                return context, text, chosen
+            best: tuple[float, int, Variant] | None = None
+            for g, v in enumerate(chosen):
+                cheaper = [w for w in groups[g] if w.tokens < v.tokens or (w.text == "" and v.text)]
+                if not cheaper:
+                    continue
+                w = max(cheaper, key=lambda w: (w.utility, -w.tokens))
+                loss = (v.utility - w.utility) / max(1, v.tokens - w.tokens)
+                if best is None or loss < best[0]:
+                    best = (loss, g, w)
+            if best is None:  # only protected parts are left and they do not fit
+                raise BudgetError(f"the protected parts do not fit in {limit} tokens", budget=limit)
+            chosen[best[1]] = best[2]
+
+    @staticmethod
+    def _order(items: list[Variant], reorder: str) -> list[Variant]:
+        if reorder == "relevance":
+            return sorted(items, key=lambda v: -v.relevance)
+        if reorder == "lost_in_the_middle":
+            return _lost_in_the_middle(items)
+        return items
+
+
+def _optional_text(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    text = check_text(value, where, allow_empty=True)
+    return text.strip() or None
+
+
+def _shift(chunk: Chunk, offset: int) -> Chunk:
+    if not offset:
+        return chunk
+    return Chunk(chunk.text, chunk.source_id, chunk.start + offset, chunk.end + offset, chunk.metadata, chunk.protected)
+
+
+def _provenance(v: Variant, group: list[Variant]) -> ChunkResult:
+    c = v.chunk
+    whole = next((w.tokens for w in group if w.kind == "keep"), v.tokens)
+    return ChunkResult(
+        source_id=c.source_id,
+        start=c.start,
+        end=c.end,
+        kind=v.kind,
+        tokens_in=whole,
+        tokens_out=v.tokens,
+        kept=v.kept if v.text else (),
+        relevance=v.relevance,
+        protected=c.protected,
+    )
+
+
+def _decision(chosen: list[Variant], groups: list[list[Variant]], question: str | None) -> str:
+    open_groups = [g for g in groups if not g[0].chunk.protected]
+    if question and open_groups and all(len(g) == 1 and not g[0].text for g in open_groups):
+        return "no_relevant_context"
+    if all(v.kind == "keep" for v in chosen):
+        return "kept_all"
+    return "compressed"
+
+
+_ = Span  # re-exported type used in provenance

@@ -1,0 +1,212 @@
+"""Splitting: sources → chunks (paragraphs, protected regions) → sentences, always keeping character offsets.
+
+Protected regions are found before anything else:
+
+* ``<pz keep>…</pz>`` marks text that must survive verbatim; ``<pz rate=0.3>…</pz>`` records a per-region rate in
+  the chunk's metadata. Tags nest; they are removed from the output. An unbalanced or malformed tag is an
+  :class:`InputError` that gives its character position.
+* Markdown code fences (```` ``` ```` or ``~~~``) are kept whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from promptzip._errors import InputError
+from promptzip._types import Chunk
+
+__all__ = ["Segment", "chunk_source", "parse_tags", "sentence_spans"]
+
+_TAG = re.compile(r"<(/?)pz(?=[\s>/])([^<>]*)>", re.IGNORECASE)
+_ATTR = re.compile(r"\s*([a-z_]+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s\"'>]+))?", re.IGNORECASE)
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*$", re.MULTILINE)
+_BOUNDARY = re.compile(r"([.!?;。！？]+[\"'”’)\]]*)(\s+)|\s*\n\s*")
+_LAST_WORD = re.compile(r"([\w.'’-]+)$")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st mt ft vs etc e.g i.e cf al fig figs no nos vol vols pp ed eds approx inc"
+    " ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec gen gov sen rep rev lt col capt sgt"
+    " cmdr adm u.s u.k u.n a.m p.m ph.d b.a m.a d.c".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Text between two ``<pz>`` tags, with the attributes of the tags around it."""
+
+    start: int
+    end: int
+    keep: bool
+    rate: float | None
+
+
+def parse_tags(text: str) -> list[Segment]:
+    """Split ``text`` at ``<pz …>``/``</pz>`` tags; segments exclude the tags themselves."""
+    segments: list[Segment] = []
+    stack: list[tuple[int, bool, float | None]] = []  # (tag position, keep, rate)
+    pos = 0
+    for m in _TAG.finditer(text):
+        keep = any(s[1] for s in stack)
+        rate = next((s[2] for s in reversed(stack) if s[2] is not None), None)
+        if m.start() > pos:
+            segments.append(Segment(pos, m.start(), keep, rate))
+        pos = m.end()
+        if m.group(1):  # closing tag
+            if m.group(2).strip():
+                raise InputError(f"malformed closing tag {m.group(0)!r} at position {m.start()}", position=m.start())
+            if not stack:
+                raise InputError(f"</pz> at position {m.start()} closes no open <pz> tag", position=m.start())
+            stack.pop()
+            continue
+        stack.append((m.start(), *_attributes(m.group(2), m.start())))
+    if stack:
+        where = stack[-1][0]
+        raise InputError(f"<pz> tag at position {where} is never closed with </pz>", position=where)
+    if pos < len(text):
+        segments.append(Segment(pos, len(text), False, None))
+    return segments
+
+
+def _attributes(raw: str, position: int) -> tuple[bool, float | None]:
+    keep, rate = False, None
+    raw = raw.strip().rstrip("/")
+    for m in _ATTR.finditer(raw):
+        if not m.group(0).strip():
+            continue
+        name, value = m.group(1).lower(), m.group(2)
+        if name == "keep" and value is None:
+            keep = True
+        elif name == "rate" and value is not None:
+            try:
+                rate = float(value.strip("\"'"))
+            except ValueError:
+                rate = -1.0
+            if not 0.0 < rate <= 1.0:
+                raise InputError(f"<pz rate=…> at position {position} needs a rate in (0, 1]", position=position)
+        else:
+            raise InputError(f"unknown <pz> attribute {m.group(0).strip()!r} at position {position}", position=position)
+    consumed = "".join(m.group(0) for m in _ATTR.finditer(raw)).strip()
+    if consumed.replace(" ", "") != raw.replace(" ", ""):
+        raise InputError(f"malformed <pz> tag at position {position}", position=position)
+    return keep, rate
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _hard_split(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[int, int]]:
+    """Split an over-long span at whitespace near ``max_chars`` (or at ``max_chars`` when there is none)."""
+    while end - start > max_chars:
+        cut = text.rfind(" ", start + max_chars // 2, start + max_chars)
+        cut = cut if cut > start else start + max_chars
+        a, b = _trim(text, start, cut)
+        if b > a:
+            yield a, b
+        start = cut
+        start, end = _trim(text, start, end)
+    if end > start:
+        yield start, end
+
+
+def _is_boundary(text: str, punct_start: int, next_start: int) -> bool:
+    if next_start < len(text) and text[next_start].islower():
+        return False
+    if text[punct_start] != ".":
+        return True
+    word = _LAST_WORD.search(text, max(0, punct_start - 24), punct_start)
+    if word is None:
+        return True
+    w = word.group(1).lower().rstrip(".")
+    return not (w in _ABBREVIATIONS or (len(w) == 1 and w.isalpha()))
+
+
+def sentence_spans(
+    text: str, start: int = 0, end: int | None = None, *, max_chars: int = 1200
+) -> list[tuple[int, int]]:
+    """Sentence spans of ``text[start:end]`` as absolute offsets, trimmed; none longer than ``max_chars``."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    cur = start
+    for m in _BOUNDARY.finditer(text, start, end):
+        if m.group(1) is None:
+            stop, nxt = m.start(), m.end()
+        else:
+            stop, nxt = m.end(1), m.end()
+            if not _is_boundary(text, m.start(1), nxt):
+                continue
+        a, b = _trim(text, cur, stop)
+        if b > a:
+            spans.extend(_hard_split(text, a, b, max_chars))
+        cur = nxt
+    a, b = _trim(text, cur, end)
+    if b > a:
+        spans.extend(_hard_split(text, a, b, max_chars))
+    return spans
+
+
+def _fenced(text: str, start: int, end: int) -> Iterator[tuple[int, int, bool]]:
+    """Yield (start, end, is_code) pieces of ``text[start:end]``; an unclosed fence runs to the end."""
+    pos = start
+    opened: re.Match[str] | None = None
+    for m in _FENCE.finditer(text, start, end):
+        if opened is None:
+            opened = m
+        elif m.group(1)[0] == opened.group(1)[0] and len(m.group(1)) >= len(opened.group(1)):
+            if opened.start() > pos:
+                yield pos, opened.start(), False
+            yield opened.start(), m.end(), True
+            pos, opened = m.end(), None
+    if opened is not None:
+        if opened.start() > pos:
+            yield pos, opened.start(), False
+        yield opened.start(), end, True
+    elif pos < end:
+        yield pos, end, False
+
+
+def chunk_source(text: str, source_id: str, *, max_chunk_chars: int = 2000) -> list[Chunk]:
+    """Chunks of one source: protected regions whole, other text by paragraph (long ones in sentence windows)."""
+    chunks: list[Chunk] = []
+    for seg in parse_tags(text):
+        for a, b, code in _fenced(text, seg.start, seg.end):
+            if seg.keep or code:
+                a, b = _trim(text, a, b)
+                if b > a:
+                    kind = "keep" if seg.keep else "code"
+                    chunks.append(Chunk(text[a:b], source_id, a, b, {"kind": kind}, protected=True))
+                continue
+            chunks.extend(_paragraph_chunks(text, a, b, source_id, seg.rate, max_chunk_chars))
+    return chunks
+
+
+def _paragraph_chunks(
+    text: str, start: int, end: int, source_id: str, rate: float | None, max_chars: int
+) -> Iterator[Chunk]:
+    meta = {"kind": "paragraph", **({"rate": rate} if rate is not None else {})}
+    pos = start
+    breaks = [(m.start(), m.end()) for m in _PARAGRAPH_BREAK.finditer(text, start, end)]
+    for stop, nxt in [*breaks, (end, end)]:
+        a, b = _trim(text, pos, stop)
+        pos = nxt
+        if b <= a:
+            continue
+        if b - a <= max_chars:
+            yield Chunk(text[a:b], source_id, a, b, meta)
+            continue
+        window_start = window_end = -1
+        for s, e in sentence_spans(text, a, b):
+            if window_start >= 0 and e - window_start > max_chars:
+                yield Chunk(text[window_start:window_end], source_id, window_start, window_end, meta)
+                window_start = -1
+            if window_start < 0:
+                window_start = s
+            window_end = e
+        if window_start >= 0:
+            yield Chunk(text[window_start:window_end], source_id, window_start, window_end, meta)

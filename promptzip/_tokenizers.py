@@ -1,0 +1,228 @@
+"""Tokenizers: the budget is counted in the target model's own tokens.
+
+``get_tokenizer(target)`` accepts an OpenAI model name (``gpt-4o``, ``gpt-4``, ``gpt-3.5-turbo``), a tiktoken
+encoding (``o200k_base``, ``cl100k_base``), ``hf:<name or path>``, a registered model key or a local tokenizer
+folder. tiktoken encodings work offline from the rank files that the ``litellm`` package ships (MODELS.md): when
+they are installed, tiktoken is pointed at them for the one call that builds the encoding.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptzip._errors import ConfigError, ModelNotAvailable
+from promptzip._models import package_dir, resolve_model
+from promptzip._registry import registries
+
+__all__ = ["HFTokenizer", "TiktokenTokenizer", "Tokenizer", "get_tokenizer"]
+
+TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base", "p50k_base", "r50k_base")
+# Used when tiktoken's own model table does not know a name (it matches prefixes, this is the fallback).
+_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("gpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("chatgpt-4o", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("text-embedding-3", "cl100k_base"),
+    ("text-embedding-ada-002", "cl100k_base"),
+    ("text-davinci-003", "p50k_base"),
+)
+
+
+class Tokenizer(ABC):
+    """Counts, encodes and decodes text in one model's tokens.
+
+    Subclasses implement :meth:`encode` and :meth:`decode`; :meth:`count` is ``len(encode(text))`` unless a
+    subclass has a faster exact way.
+    """
+
+    name: str = "tokenizer"
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]: ...
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text)) if text else 0
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        return [self.count(t) for t in texts]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+_tiktoken_lock = threading.Lock()
+
+
+def _packaged_tiktoken_dir() -> Path | None:
+    root = package_dir("litellm")
+    folder = root / "litellm_core_utils" / "tokenizers" if root else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+class TiktokenTokenizer(Tokenizer):
+    """A tiktoken encoding. Special-token text such as ``<|endoftext|>`` is counted as ordinary text."""
+
+    def __init__(self, encoding: str) -> None:
+        if encoding not in TIKTOKEN_ENCODINGS:
+            raise ConfigError(f"unknown tiktoken encoding {encoding!r}; known: {', '.join(TIKTOKEN_ENCODINGS)}")
+        self.name = encoding
+        self._enc: Any = None
+
+    def _encoding(self) -> Any:
+        if self._enc is None:
+            self._enc = _load_tiktoken(self.name)
+        return self._enc
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._encoding().encode_ordinary(text))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._encoding().decode(list(ids)))
+
+    def count(self, text: str) -> int:
+        return len(self._encoding().encode_ordinary(text)) if text else 0
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        if len(texts) < 64:
+            return [self.count(t) for t in texts]
+        return [len(ids) for ids in self._encoding().encode_ordinary_batch(list(texts), num_threads=2)]
+
+
+def _load_tiktoken(name: str) -> Any:
+    import tiktoken
+
+    with _tiktoken_lock:
+        folder = _packaged_tiktoken_dir()
+        if folder is None or os.environ.get("TIKTOKEN_CACHE_DIR"):
+            try:
+                return tiktoken.get_encoding(name)
+            except Exception as exc:
+                raise ModelNotAvailable(
+                    f"tiktoken encoding {name!r} is not available offline: pip install --no-deps litellm==1.109.1 "
+                    "(it ships the rank files) or set TIKTOKEN_CACHE_DIR",
+                    model=name,
+                ) from exc
+        previous = os.environ.get("TIKTOKEN_CACHE_DIR")
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+        try:
+            return tiktoken.get_encoding(name)
+        except Exception as exc:
+            raise ModelNotAvailable(f"tiktoken encoding {name!r} could not be loaded from {folder}: {exc}") from exc
+        finally:
+            if previous is None:
+                os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+            else:
+                os.environ["TIKTOKEN_CACHE_DIR"] = previous
+
+
+class HFTokenizer(Tokenizer):
+    """A Hugging Face tokenizer from a local folder (or a hub id in the local cache); no special tokens added."""
+
+    def __init__(self, name_or_path: str) -> None:
+        self.name = name_or_path
+        self._tok: Any = None
+
+    def _backend(self) -> Any:
+        if self._tok is None:
+            resolved = resolve_model(self.name)
+            try:
+                from tokenizers import Tokenizer as FastTokenizer
+            except ImportError as exc:
+                raise ModelNotAvailable("HF tokenizers need the models extra: pip install 'promptzip[models]'") from exc
+            path = resolved.path if resolved.path.is_dir() else resolved.path.parent
+            file = path / "tokenizer.json"
+            if file.exists():
+                self._tok = FastTokenizer.from_file(str(file))
+            else:
+                from transformers import AutoTokenizer
+
+                try:
+                    self._tok = AutoTokenizer.from_pretrained(str(path), use_fast=True).backend_tokenizer
+                except Exception as exc:
+                    raise ModelNotAvailable(
+                        f"no tokenizer could be loaded from {path}: {exc}", model=self.name
+                    ) from exc
+        return self._tok
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._backend().encode(text, add_special_tokens=False).ids) if text else []
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._backend().decode(list(ids), skip_special_tokens=False))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._backend().encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) if t else 0 for e, t in zip(encoded, texts, strict=True)]
+
+
+def _tiktoken_for_model(target: str) -> Tokenizer | None:
+    name: str | None = None
+    try:
+        from tiktoken.model import encoding_name_for_model
+
+        name = encoding_name_for_model(target)
+    except (KeyError, ImportError):
+        name = next((enc for prefix, enc in _MODEL_PREFIXES if target.startswith(prefix)), None)
+    return TiktokenTokenizer(name) if name in TIKTOKEN_ENCODINGS else None
+
+
+def _hf_for(target: str) -> Tokenizer | None:
+    if target.startswith("hf:"):
+        return HFTokenizer(target[3:])
+    if Path(target).expanduser().exists() or target in registries.models:
+        return HFTokenizer(target)
+    return None
+
+
+def _registered(target: str) -> Tokenizer | None:
+    return registries.tokenizers.create(target) if target in registries.tokenizers else None
+
+
+# Tried in order; the first that recognises the target wins.
+_RESOLVERS: tuple[Callable[[str], Tokenizer | None], ...] = (_registered, _tiktoken_for_model, _hf_for)
+_cache: dict[str, Tokenizer] = {}
+
+
+def get_tokenizer(target: str | Tokenizer) -> Tokenizer:
+    """The tokenizer for a target model, encoding, HF tokenizer or path; shared per process."""
+    if isinstance(target, Tokenizer):
+        return target
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(f"target must be a model name, encoding or Tokenizer, not {target!r}")
+    cached = _cache.get(target)
+    if cached is not None:
+        return cached
+    found = next((t for t in (resolve(target) for resolve in _RESOLVERS) if t is not None), None)
+    if found is None:
+        raise ConfigError(
+            f"unknown target tokenizer {target!r}: use an OpenAI model name (gpt-4o, gpt-4, gpt-3.5-turbo), "
+            f"an encoding ({', '.join(TIKTOKEN_ENCODINGS)}), hf:<name-or-path>, or a local tokenizer folder"
+        )
+    _cache[target] = found
+    return found
+
+
+def register_tokenizers(regs: Any) -> None:
+    for enc in TIKTOKEN_ENCODINGS:
+        regs.tokenizers.register(enc, lambda enc=enc: TiktokenTokenizer(enc), help=f"tiktoken {enc}")

@@ -1,0 +1,223 @@
+"""Value types that flow through the pipeline. All frozen and slotted; numbers stay numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptzip._errors import BudgetError, InputError
+
+__all__ = ["Budget", "Chunk", "ChunkResult", "Result", "Source", "Span", "TokenScores", "Variant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open range ``[start, end)`` of characters in a source text."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.end < self.start:
+            raise InputError(f"invalid span [{self.start}, {self.end})")
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One original input text, kept so the uncompressed original is always recoverable."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a source text: ``text == source[start:end]``.
+
+    ``protected`` chunks are never shortened or dropped (code fences, ``<pz keep>`` regions, tool-call JSON).
+    """
+
+    text: str
+    source_id: str = "0"
+    start: int = 0
+    end: int = -1
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    protected: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InputError(f"Chunk.text must be str, not {type(self.text).__name__}")
+        if self.end == -1:
+            object.__setattr__(self, "end", self.start + len(self.text))
+        if self.start < 0 or self.end - self.start != len(self.text):
+            raise InputError(f"Chunk offsets [{self.start}, {self.end}) do not match a text of length {len(self.text)}")
+
+    @property
+    def span(self) -> Span:
+        return Span(self.start, self.end)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """How much context to keep: exactly one of ``tokens`` (a hard cap on the output, in the target model's
+    tokens) or ``rate`` (the kept fraction of the input's tokens, LLMLingua's convention).
+
+    >>> Budget(tokens=800).resolve(10_000)
+    800
+    >>> Budget(rate=0.25).resolve(10_000)
+    2500
+    """
+
+    tokens: int | None = None
+    rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tokens is None) == (self.rate is None):
+            raise BudgetError("give exactly one of Budget(tokens=...) or Budget(rate=...)")
+        if self.tokens is not None:
+            if isinstance(self.tokens, bool) or not isinstance(self.tokens, int):
+                raise BudgetError(f"Budget.tokens must be an int, not {type(self.tokens).__name__}")
+            if self.tokens <= 0:
+                raise BudgetError(f"Budget.tokens must be positive, got {self.tokens}", budget=self.tokens)
+        if self.rate is not None:
+            if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
+                raise BudgetError(f"Budget.rate must be a number, not {type(self.rate).__name__}")
+            if not (0.0 < float(self.rate) <= 1.0) or math.isnan(self.rate):
+                raise BudgetError(f"Budget.rate is the kept fraction and must be in (0, 1], got {self.rate}")
+
+    @classmethod
+    def coerce(cls, value: Budget | int | float | None = None, *, rate: float | None = None) -> Budget:
+        """Accept a ``Budget``, an int (tokens) or a float in (0, 1) (rate)."""
+        if isinstance(value, Budget):
+            if rate is not None:
+                raise BudgetError("give either budget= or rate=, not both")
+            return value
+        if value is None:
+            if rate is None:
+                raise BudgetError("a budget is required: budget=Budget(tokens=N) or Budget(rate=r)")
+            return cls(rate=rate)
+        if rate is not None:
+            raise BudgetError("give either budget= or rate=, not both")
+        if isinstance(value, bool):
+            raise BudgetError("a budget cannot be a bool")
+        if isinstance(value, int):
+            return cls(tokens=value)
+        if isinstance(value, float):
+            if value.is_integer() and value > 1:
+                return cls(tokens=int(value))
+            return cls(rate=value)
+        raise BudgetError(f"cannot use {type(value).__name__} as a budget")
+
+    def resolve(self, tokens_in: int) -> int:
+        """The cap in tokens for an input of ``tokens_in`` tokens."""
+        if self.tokens is not None:
+            return self.tokens
+        assert self.rate is not None  # guaranteed by __post_init__
+        return math.floor(self.rate * tokens_in)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TokenScores:
+    """Per-word keep scores of one text: word ``i`` is ``text[starts[i]:ends[i]]`` with score ``scores[i]``."""
+
+    text: str
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    scores: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One way to include a chunk: its text, exact token cost, estimated utility and kept source spans."""
+
+    chunk: Chunk
+    kind: str
+    text: str
+    tokens: int
+    utility: float
+    kept: tuple[Span, ...] = ()
+    relevance: float = 0.0
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """Provenance of one chunk: which spans of which source survived, and at what cost."""
+
+    source_id: str
+    start: int
+    end: int
+    kind: str
+    tokens_in: int
+    tokens_out: int
+    kept: tuple[Span, ...]
+    relevance: float
+    protected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a compression returns.
+
+    ``text`` is the assembled prompt (instruction, compressed context, question); ``context`` is the compressed
+    context alone. ``ratio`` is the compression factor ``tokens_in / tokens_out`` (``inf`` when nothing is left);
+    ``rate`` is its inverse, the kept fraction. ``decision`` is ``"compressed"``, ``"kept_all"`` or
+    ``"no_relevant_context"`` (selective augmentation: nothing was relevant enough to send).
+    """
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    budget: int
+    chunks: tuple[ChunkResult, ...]
+    context: str = ""
+    decision: str = "compressed"
+    timings: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
+    fingerprint: str = ""
+    sources: tuple[Source, ...] = field(default=(), repr=False)
+    messages: tuple[Mapping[str, Any], ...] | None = field(default=None, repr=False)
+
+    @property
+    def ratio(self) -> float:
+        return self.tokens_in / self.tokens_out if self.tokens_out else math.inf
+
+    @property
+    def rate(self) -> float:
+        return self.tokens_out / self.tokens_in if self.tokens_in else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (used by the CLI's ``--json`` and the proxy's headers)."""
+        return {
+            "text": self.text,
+            "context": self.context,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "budget": self.budget,
+            "ratio": self.ratio if self.tokens_out else None,
+            "decision": self.decision,
+            "fingerprint": self.fingerprint,
+            "timings": dict(self.timings),
+            "chunks": [
+                {
+                    "source_id": c.source_id,
+                    "start": c.start,
+                    "end": c.end,
+                    "kind": c.kind,
+                    "tokens_in": c.tokens_in,
+                    "tokens_out": c.tokens_out,
+                    "relevance": c.relevance,
+                    "protected": c.protected,
+                    "kept": [[s.start, s.end] for s in c.kept],
+                }
+                for c in self.chunks
+            ],
+            **({"messages": [dict(m) for m in self.messages]} if self.messages is not None else {}),
+        }

@@ -1,0 +1,157 @@
+"""The ``promptzip`` command line.
+
+    promptzip compress FILE... --question Q --budget 800 [--target gpt-4o] [--json]
+    cat doc.txt | promptzip compress - --rate 0.25
+    promptzip models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from promptzip._errors import PromptZipError
+from promptzip._inputs import check_text
+from promptzip._types import Budget, Chunk, Result
+
+__all__ = ["main"]
+
+
+def _read(path: str, stdin: TextIO) -> tuple[str, str]:
+    if path == "-":
+        data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+        return "stdin", check_text(data, "standard input")
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise PromptZipError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return path, check_text(raw, path)
+
+
+def _summary(name: str, r: Result) -> str:
+    ratio = f"{r.ratio:.1f}x" if r.tokens_out else "all dropped"
+    return f"{name}: {r.tokens_in} → {r.tokens_out} tokens ({ratio}, {r.decision}) in {r.timings.get('total', 0):.2f} s"
+
+
+def _compress(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from tqdm import tqdm
+
+    from promptzip._pipeline import Zipper
+
+    budget = Budget.coerce(args.budget, rate=args.rate)
+    files = args.files or ["-"]
+    show = not args.quiet and err.isatty()
+    zipper = Zipper.from_preset(args.preset, target=args.target, cache=args.cache, reorder=args.reorder, progress=show)
+    docs = [_read(f, sys.stdin) for f in tqdm(files, desc="reading", disable=not show or len(files) < 2, file=err)]
+    started = time.perf_counter()
+    if args.each:
+        results = [
+            (name, zipper.compress(text, question=args.question, instruction=args.instruction, budget=budget))
+            for name, text in tqdm(docs, desc="compressing", disable=not show or len(docs) < 2, file=err)
+        ]
+    else:
+        chunks = [Chunk(text, source_id=name) for name, text in docs]
+        r = zipper.compress(chunks, question=args.question, instruction=args.instruction, budget=budget)
+        results = [(", ".join(n for n, _ in docs), r)]
+    if args.json:
+        payload = [{"input": name, **r.to_dict()} for name, r in results]
+        json.dump(payload if args.each else payload[0], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        for name, r in results:
+            if args.each:
+                out.write(f"==> {name} <==\n")
+            out.write(r.text + "\n")
+    if not args.quiet:
+        for name, r in results:
+            err.write(_summary(name, r) + "\n")
+        if len(results) > 1:
+            err.write(f"{len(results)} files in {time.perf_counter() - started:.2f} s\n")
+    return 0
+
+
+def _models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from promptzip._models import ModelSpec, resolve_model
+    from promptzip._registry import registries
+    from promptzip._tokenizers import TIKTOKEN_ENCODINGS, _packaged_tiktoken_dir
+
+    rows: list[dict[str, Any]] = []
+    for key in registries.models.names():
+        spec: ModelSpec = registries.models.get(key)()
+        row: dict[str, Any] = {"name": key, "kind": spec.kind, "hub_id": spec.hub_id, "license": spec.license}
+        try:
+            resolved = resolve_model(key)
+            row.update(status="available", origin=resolved.origin, path=str(resolved.path))
+        except PromptZipError as exc:
+            row.update(status="missing", origin=None, path=None, hint=str(exc))
+        rows.append(row)
+    folder = _packaged_tiktoken_dir()
+    for enc in TIKTOKEN_ENCODINGS:
+        present = folder is not None
+        rows.append(
+            {
+                "name": enc,
+                "kind": "tiktoken-encoding",
+                "status": "available" if present else "missing",
+                "origin": "packaged" if present else None,
+                "path": str(folder) if present else None,
+                **({} if present else {"hint": "pip install --no-deps litellm==1.109.1"}),
+            }
+        )
+    if args.json:
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return 0
+    for row in rows:
+        where = f"{row['origin']}: {row['path']}" if row["status"] == "available" else row.get("hint", "")
+        out.write(f"{row['name']:<42} {row['kind']:<18} {row['status']:<10} {where}\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptzip", description="Compress LLM context to a token budget.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="compress files (or standard input) for a question")
+    c.add_argument("files", nargs="*", help="text files; '-' or nothing reads standard input")
+    c.add_argument("-q", "--question", help="the question the context must answer (query-aware compression)")
+    c.add_argument("--instruction", help="an instruction kept verbatim before the context")
+    group = c.add_mutually_exclusive_group(required=True)
+    group.add_argument("-b", "--budget", type=int, help="hard cap on output tokens in the target tokenizer")
+    group.add_argument("-r", "--rate", type=float, help="kept fraction of the input tokens, e.g. 0.25")
+    c.add_argument("-t", "--target", default="gpt-4o", help="target model or tokenizer (default: gpt-4o)")
+    c.add_argument("-p", "--preset", default="fast", help="compression preset (default: fast)")
+    c.add_argument("--cache", default=None, help="cache URL: sqlite:///path, memory, none (default: user cache)")
+    c.add_argument("--reorder", default="original", choices=["original", "relevance", "lost_in_the_middle"])
+    c.add_argument("--each", action="store_true", help="compress each file on its own instead of together")
+    c.add_argument("--json", action="store_true", help="print the result as JSON (text, tokens, provenance)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars or summary on standard error")
+    c.set_defaults(func=_compress)
+
+    m = sub.add_parser("models", help="list the models promptzip can load and where they come from")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.func
+    try:
+        return func(args, out, err)
+    except PromptZipError as exc:
+        err.write(f"promptzip: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        err.write("promptzip: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

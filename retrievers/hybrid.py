@@ -1,0 +1,35 @@
+"""Hybrid relevance: dense cosine plus max-normalized BM25, so exact terms (names, numbers) that a single dense
+vector misses still count ("On the Theoretical Limitations of Embedding-Based Retrieval")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from promptzip._roles import Scorer
+from promptzip._types import Chunk
+
+__all__ = ["HybridScorer"]
+
+
+class HybridScorer(Scorer):
+    """``(1 - weight) · dense + weight · bm25 / max(bm25)`` over the chunks of the request."""
+
+    name = "hybrid"
+
+    def __init__(self, dense: Scorer, sparse: Scorer, *, weight: float = 0.3) -> None:
+        self.dense = dense
+        self.sparse = sparse
+        self.weight = weight
+
+    def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
+        dense = self.dense.score(chunks, query)
+        if not query:
+            return dense
+        sparse = self.sparse.score(chunks, query)
+        top = max(sparse, default=0.0)
+        norm = [s / top for s in sparse] if top > 0 else [0.0] * len(sparse)
+        return [(1 - self.weight) * d + self.weight * s for d, s in zip(dense, norm, strict=True)]
+
+    @property
+    def fingerprint(self) -> str:
+        return f"hybrid({self.dense.fingerprint},{self.sparse.fingerprint},w={self.weight})"

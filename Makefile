@@ -30,7 +30,7 @@ install: $(STAMPS)/install
 	@$(PIP) install -q -e . --no-deps --config-settings editable_mode=strict
 
 data: install
-	$(PY) -m promptzip.evals.data fetch squad gsm8k
+	$(PY) -P -m promptzip.evals.data fetch squad gsm8k
 
 demo: install
 	$(VENV)/bin/promptzip compress promptzip/_sample/sotu.txt \
@@ -46,12 +46,12 @@ typecheck: install
 	cd /tmp && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml
 
 pytest: install data
-	$(PY) -m pytest -q
+	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
 
 bench: install
-	$(PY) -m promptzip.evals.bench
+	$(PY) -P -m promptzip.evals.bench
 
 clean:
 	rm -rf $(VENV) $(STAMPS) build dist *.egg-info

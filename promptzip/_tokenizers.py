@@ -151,16 +151,21 @@ class HFTokenizer(Tokenizer):
             path = resolved.path if resolved.path.is_dir() else resolved.path.parent
             file = path / "tokenizer.json"
             if file.exists():
-                self._tok = FastTokenizer.from_file(str(file))
+                tok = FastTokenizer.from_file(str(file))
             else:
                 from transformers import AutoTokenizer
 
                 try:
-                    self._tok = AutoTokenizer.from_pretrained(str(path), use_fast=True).backend_tokenizer
+                    tok = AutoTokenizer.from_pretrained(str(path), use_fast=True).backend_tokenizer
                 except Exception as exc:
                     raise ModelNotAvailable(
                         f"no tokenizer could be loaded from {path}: {exc}", model=self.name
                     ) from exc
+            # tokenizer.json files often carry the model's padding/truncation (MiniLM: pad and cut to 128);
+            # a token count must see the whole text and nothing else.
+            tok.no_padding()
+            tok.no_truncation()
+            self._tok = tok
         return self._tok
 
     def encode(self, text: str) -> list[int]:

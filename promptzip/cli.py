@@ -1,8 +1,8 @@
 """The ``promptzip`` command line.
 
-    promptzip compress FILE... --question Q --budget 800 [--target gpt-4o] [--json]
-    cat doc.txt | promptzip compress - --rate 0.25
-    promptzip models
+promptzip compress FILE... --question Q --budget 800 [--target gpt-4o] [--json]
+cat doc.txt | promptzip compress - --rate 0.25
+promptzip models
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Evaluation for promptzip: public data sets, metrics, baselines, runners and reports."""

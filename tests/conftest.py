@@ -1,0 +1,53 @@
+"""Shared fixtures: an isolated cache folder, offline model hubs, and one real model stack per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+# Before anything imports promptzip's cache: tests never touch the user's cache, and never the network.
+os.environ.setdefault("PROMPTZIP_CACHE_DIR", tempfile.mkdtemp(prefix="promptzip-test-cache-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import promptzip as pz  # noqa: E402
+
+ARTICLE = """The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named \
+after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.
+
+Locally nicknamed "La dame de fer", it was constructed as the centrepiece of the 1889 World's Fair. Although \
+initially criticised by some of France's leading artists and intellectuals for its design, it has since become a \
+global cultural icon of France.
+
+The tower is 330 metres (1,083 ft) tall, about the same height as an 81-storey building, and the tallest structure \
+in Paris. Its base is square, measuring 125 metres (410 ft) on each side.
+
+The tower has three levels for visitors, with restaurants on the first and second levels. The top level's upper \
+platform is 276 m (906 ft) above the ground, the highest observation deck accessible to the public in the European \
+Union.
+
+Bananas are elongated, edible fruit produced by several kinds of large herbaceous flowering plants. In some \
+countries, bananas used for cooking may be called plantains. The fruit is variable in size, color and firmness.
+
+The 2024 Summer Olympics were held in Paris from 26 July to 11 August 2024. Beach volleyball was played in a \
+temporary stadium at the foot of the tower."""
+
+
+@pytest.fixture(scope="session")
+def article() -> str:
+    return ARTICLE
+
+
+@pytest.fixture(scope="session")
+def fast() -> Iterator[pz.Zipper]:
+    """The real ``fast`` stack (packaged MiniLM + BM25), loaded once per session, with an in-memory cache."""
+    yield pz.Zipper.from_preset("fast", target="gpt-4o", cache="memory")
+
+
+@pytest.fixture(scope="session")
+def o200k() -> pz.Tokenizer:
+    return pz.get_tokenizer("o200k_base")

@@ -1,0 +1,146 @@
+"""The pipeline end to end with the real packaged models: budgets, protection, provenance, ordering, caching."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import promptzip as pz
+from promptzip._cache import SQLiteCache
+
+pytestmark = pytest.mark.slow
+
+
+def test_keeps_the_answer_and_respects_the_budget(fast: pz.Zipper, article: str, o200k: pz.Tokenizer) -> None:
+    r = fast.compress(article, question="How tall is the Eiffel Tower?", budget=pz.Budget(tokens=60))
+    assert "330 metres" in r.text
+    assert r.tokens_out == o200k.count(r.text) <= 60
+    assert r.tokens_in == o200k.count(article + "\n\nHow tall is the Eiffel Tower?")
+    assert r.ratio == pytest.approx(r.tokens_in / r.tokens_out)
+    assert r.decision == "compressed"
+    assert "Bananas" not in r.text
+    assert r.text.endswith("How tall is the Eiffel Tower?")
+
+
+@pytest.mark.parametrize("budget", [12, 17, 25, 40, 64, 100, 150, 250, 400])
+def test_never_over_budget_and_kept_spans_are_real(
+    fast: pz.Zipper, article: str, o200k: pz.Tokenizer, budget: int
+) -> None:
+    r = fast.compress(article, question="When was the tower built?", budget=budget)
+    assert o200k.count(r.text) == r.tokens_out <= budget
+    for c in r.chunks:
+        assert c.tokens_out <= c.tokens_in
+        for span in c.kept:
+            assert article[span.start : span.end] in r.context
+    assert sum(c.tokens_out for c in r.chunks) <= budget
+
+
+def test_rate_budget(fast: pz.Zipper, article: str) -> None:
+    r = fast.compress(article, question="What is the banana?", rate=0.3)
+    assert r.tokens_out <= int(0.3 * r.tokens_in)
+    assert "Bananas" in r.context
+
+
+def test_instruction_and_question_are_kept_verbatim(fast: pz.Zipper, article: str) -> None:
+    instruction = "Answer in one word. Use only the context below!"
+    question = "Who designed the tower?"
+    r = fast.compress(article, question=question, instruction=instruction, budget=50)
+    assert r.text.startswith(instruction + "\n\n")
+    assert r.text.endswith("\n\n" + question)
+    with pytest.raises(pz.BudgetError) as info:
+        fast.compress(article, question=question, instruction=instruction, budget=8)
+    assert info.value.required is not None and info.value.required > 8
+
+
+def test_protected_regions_survive(fast: pz.Zipper, article: str) -> None:
+    code = "```python\ndef height_m() -> int:\n    return 330\n```"
+    keep = "Ticket ID: EFT-2024-XK9"
+    text = f"{article}\n\n{code}\n\n<pz keep>{keep}</pz>\n\nMore filler about bananas and plantains."
+    r = fast.compress(text, question="What fruit is a plantain?", budget=90)
+    assert code in r.text
+    assert keep in r.text
+    assert "<pz" not in r.text
+    protected = [c for c in r.chunks if c.protected]
+    assert len(protected) == 2 and all(c.kind == "keep" for c in protected)
+    with pytest.raises(pz.BudgetError):
+        fast.compress(text, question="What fruit is a plantain?", budget=20)
+
+
+def test_chunks_keep_their_source_coordinates(fast: pz.Zipper, article: str) -> None:
+    offset = article.index("The tower is 330")
+    end = article.index("Bananas")
+    chunk = pz.Chunk(article[offset:end], source_id="wiki", start=offset)
+    other = pz.Chunk("Paris is the capital of France.", source_id="atlas")
+    r = fast.compress([chunk, other], question="How high is the observation deck?", budget=45)
+    kept = [(c.source_id, s) for c in r.chunks for s in c.kept]
+    assert kept, r
+    for source_id, span in kept:
+        if source_id == "wiki":
+            assert offset <= span.start < span.end <= end
+            assert article[span.start : span.end] in r.text
+    assert "276 m" in r.text
+    assert {s.id for s in r.sources} == {"wiki", "atlas"}
+
+
+def test_lost_in_the_middle_puts_the_most_relevant_first(fast: pz.Zipper, article: str) -> None:
+    r = fast.compress(article, question="How tall is the tower in metres?", budget=400, reorder="lost_in_the_middle")
+    best = max((c for c in r.chunks if c.tokens_out), key=lambda c: c.relevance)
+    assert r.context.startswith(article[best.kept[0].start : best.kept[0].end])
+    same = fast.compress(article, question="How tall is the tower in metres?", budget=400)
+    assert sorted(r.context.split("\n\n")) == sorted(same.context.split("\n\n"))
+
+
+def test_no_relevant_context_is_a_result(fast: pz.Zipper, article: str) -> None:
+    r = fast.compress(article, question="What is the airspeed velocity of an unladen swallow?", budget=100)
+    assert r.decision == "no_relevant_context"
+    assert r.context == ""
+    assert r.text == "What is the airspeed velocity of an unladen swallow?"
+    assert all(not c.kept for c in r.chunks)
+
+
+def test_without_a_question_keeps_central_sentences(fast: pz.Zipper, article: str, o200k: pz.Tokenizer) -> None:
+    r = fast.compress(article, budget=pz.Budget(rate=0.4))
+    assert 0 < r.tokens_out <= int(0.4 * r.tokens_in)
+    assert "tower" in r.context.lower()
+
+
+def test_everything_fits_means_kept_all(fast: pz.Zipper, article: str) -> None:
+    r = fast.compress(article, question="How tall is the tower?", budget=5000)
+    assert r.decision == "kept_all"
+    assert r.context == "\n\n".join(p.strip() for p in article.split("\n\n"))
+
+
+def test_near_duplicates_are_not_sent_twice(fast: pz.Zipper) -> None:
+    para = "The tower is 330 metres tall. It was finished in 1889."
+    r = fast.compress([para, para.upper(), para], question="How tall is the tower?", budget=40)
+    assert r.context.lower().count("330 metres") == 1
+
+
+def test_deterministic(fast: pz.Zipper, article: str) -> None:
+    a = fast.compress(article, question="Who is the tower named after?", budget=70)
+    b = fast.compress(article, question="Who is the tower named after?", budget=70)
+    assert a.text == b.text and a.chunks == b.chunks
+
+
+def test_acompress(fast: pz.Zipper, article: str) -> None:
+    async def run() -> list[pz.Result]:
+        return await asyncio.gather(
+            *(fast.acompress(article, question="How tall is the tower?", budget=b) for b in (30, 60, 90))
+        )
+
+    results = asyncio.run(run())
+    assert [r.budget for r in results] == [30, 60, 90]
+    assert all(r.tokens_out <= r.budget for r in results)
+
+
+def test_sqlite_cache_scores_a_text_once(tmp_path: object, article: str) -> None:
+    cache = SQLiteCache(f"{tmp_path}/c.db")
+    zipper = pz.Zipper.from_preset("fast", cache=cache)
+    first = zipper.compress(article, question="How tall is the tower?", budget=60)
+    misses = cache.misses
+    second = zipper.compress(article, question="How wide is the base of the tower?", budget=60)
+    assert cache.misses == misses  # every sentence embedding came from the cache
+    assert cache.hits > 0
+    assert first.fingerprint == second.fingerprint
+    assert "125 metres" in second.text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,7 +13,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import promptzip as pz  # noqa: E402
+import promptzip as pz
 
 ARTICLE = """The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named \
 after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.
@@ -43,9 +42,9 @@ def article() -> str:
 
 
 @pytest.fixture(scope="session")
-def fast() -> Iterator[pz.Zipper]:
+def fast() -> pz.Zipper:
     """The real ``fast`` stack (packaged MiniLM + BM25), loaded once per session, with an in-memory cache."""
-    yield pz.Zipper.from_preset("fast", target="gpt-4o", cache="memory")
+    return pz.Zipper.from_preset("fast", target="gpt-4o", cache="memory")
 
 
 @pytest.fixture(scope="session")

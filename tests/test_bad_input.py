@@ -77,7 +77,7 @@ def test_unknown_target_tokenizer() -> None:
 
 
 def test_unknown_preset() -> None:
-    with pytest.raises(pz.ConfigError, match="unknown preset 'turbo'.*fast"):
+    with pytest.raises(pz.ConfigError, match=r"unknown preset 'turbo'.*fast"):
         pz.compress(TEXT, budget=10, preset="turbo", cache="none")
 
 
@@ -94,7 +94,8 @@ def test_question_must_be_text() -> None:
 
 
 def test_errors_are_also_value_errors() -> None:
-    assert issubclass(pz.InputError, ValueError) and issubclass(pz.BudgetError, ValueError)
+    assert issubclass(pz.InputError, ValueError)
+    assert issubclass(pz.BudgetError, ValueError)
     assert issubclass(pz.ModelNotAvailable, pz.ConfigError)
     for exc in (pz.ConfigError, pz.InputError, pz.BudgetError, pz.UpstreamError, pz.ModelNotAvailable):
         assert issubclass(exc, pz.PromptZipError)

@@ -50,7 +50,8 @@ def test_instruction_and_question_are_kept_verbatim(fast: pz.Zipper, article: st
     assert r.text.endswith("\n\n" + question)
     with pytest.raises(pz.BudgetError) as info:
         fast.compress(article, question=question, instruction=instruction, budget=8)
-    assert info.value.required is not None and info.value.required > 8
+    assert info.value.required is not None
+    assert info.value.required > 8
 
 
 def test_protected_regions_survive(fast: pz.Zipper, article: str) -> None:
@@ -62,7 +63,8 @@ def test_protected_regions_survive(fast: pz.Zipper, article: str) -> None:
     assert keep in r.text
     assert "<pz" not in r.text
     protected = [c for c in r.chunks if c.protected]
-    assert len(protected) == 2 and all(c.kind == "keep" for c in protected)
+    assert len(protected) == 2
+    assert all(c.kind == "keep" for c in protected)
     with pytest.raises(pz.BudgetError):
         fast.compress(text, question="What fruit is a plantain?", budget=20)
 
@@ -120,7 +122,8 @@ def test_near_duplicates_are_not_sent_twice(fast: pz.Zipper) -> None:
 def test_deterministic(fast: pz.Zipper, article: str) -> None:
     a = fast.compress(article, question="Who is the tower named after?", budget=70)
     b = fast.compress(article, question="Who is the tower named after?", budget=70)
-    assert a.text == b.text and a.chunks == b.chunks
+    assert a.text == b.text
+    assert a.chunks == b.chunks
 
 
 def test_acompress(fast: pz.Zipper, article: str) -> None:

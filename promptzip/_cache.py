@@ -276,7 +276,7 @@ class NullCache(Cache):
 
 
 class MemoryCache(Cache):
-    """A thread-safe, in-process LRU bounded by the total bytes of its values."""
+    """A thread-safe, in-process LRU bounded by the total bytes of its values; ``close()`` empties it."""
 
     def __init__(self, *, max_bytes: int = 64 * MiB) -> None:
         super().__init__()

@@ -130,12 +130,13 @@ def compress_messages(
     while True:
         inner = zipper._run(
             sources,
-            question,
+            None,
             None,
             Budget(tokens=max(1, inner_limit)),
             "original",
             extra_fixed=fixed,
             tokens_in_extra=extra_in,
+            query=question,
         )
         out = _rebuild(msgs, compressible, ids, texts, inner)
         tokens_out = message_tokens(out, count)

@@ -144,7 +144,11 @@ class Zipper:
         *,
         extra_fixed: int = 0,
         tokens_in_extra: int = 0,
+        query: str | None = None,
     ) -> Result:
+        """One compression. ``query``, when given, scores relevance without being part of the output (chat mode:
+        the last user turn stays in its own message); otherwise the question does both."""
+        query = query or question
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         if reorder not in REORDERS:
@@ -159,8 +163,9 @@ class Zipper:
         framing = sep * (int(bool(instruction)) + int(bool(question)))
         available = limit - fixed - framing
         if available < 0:
+            what = "instruction and question" if extra_fixed == 0 else "the protected parts"
             raise BudgetError(
-                f"instruction and question alone need {fixed + framing} tokens but the budget is {limit}",
+                f"{what} alone need {fixed + framing} tokens but the budget is {limit}",
                 budget=limit,
                 required=fixed + framing,
             )
@@ -172,7 +177,7 @@ class Zipper:
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        groups = self.compressor.propose(chunks, question, self.tokenizer)
+        groups = self.compressor.propose(chunks, query, self.tokenizer)
         timings["propose"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -199,7 +204,7 @@ class Zipper:
             budget=limit,
             chunks=tuple(_provenance(v, g) for v, g in zip(chosen, groups, strict=True)),
             context=context,
-            decision=_decision(chosen, groups, question),
+            decision=_decision(chosen, groups, query),
             timings=timings,
             fingerprint=self.fingerprint,
             sources=tuple(s for s, _ in sources),

@@ -1,0 +1,109 @@
+"""The command line, run in-process (main) and as a real subprocess (stdin, exit codes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promptzip.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def doc(tmp_path: Path, article: str) -> Path:
+    path = tmp_path / "tower.txt"
+    path.write_text(article, encoding="utf-8")
+    return path
+
+
+def test_compress_file_prints_text_and_summary(doc: Path) -> None:
+    code, out, err = run("compress", str(doc), "-q", "How tall is the tower?", "--budget", "60", "--cache", "memory")
+    assert code == 0
+    assert "330 metres" in out
+    assert out.rstrip().endswith("How tall is the tower?")
+    assert "→" in err
+    assert "tokens" in err
+
+
+def test_json_output_has_numbers_and_provenance(doc: Path, article: str) -> None:
+    code, out, _ = run("compress", str(doc), "-q", "How wide is the base?", "-b", "50", "--json", "--cache", "none")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["tokens_out"] <= payload["budget"] == 50
+    assert isinstance(payload["ratio"], float)
+    assert payload["ratio"] > 1
+    assert payload["input"] == str(doc)
+    spans = [span for c in payload["chunks"] for span in c["kept"]]
+    assert spans
+    assert all(article[a:b] in payload["text"] for a, b in spans)
+
+
+def test_each_file_separately(tmp_path: Path, doc: Path) -> None:
+    other = tmp_path / "fruit.txt"
+    other.write_text("Bananas are yellow. Plantains are cooked. Apples are crisp.", encoding="utf-8")
+    code, out, _ = run("compress", str(doc), str(other), "--each", "--rate", "0.5", "--json", "--cache", "memory")
+    assert code == 0
+    payload = json.loads(out)
+    assert [p["input"] for p in payload] == [str(doc), str(other)]
+    assert all(p["tokens_out"] <= p["tokens_in"] * 0.5 for p in payload)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compress", "/nonexistent/file.txt", "-b", "10"], "cannot read /nonexistent/file.txt"),
+        (["compress", "{doc}", "-b", "0"], "positive"),
+        (["compress", "{doc}", "-b", "50", "--target", "nope-model"], "unknown target tokenizer"),
+        (["compress", "{doc}", "-b", "50", "--preset", "warp"], "unknown preset"),
+    ],
+)
+def test_errors_exit_2_with_a_message(doc: Path, argv: list[str], message: str) -> None:
+    code, out, err = run(*(a.format(doc=doc) for a in argv), "--cache", "none")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("promptzip: error:")
+    assert message in err
+
+
+def test_stdin_and_invalid_utf8_in_a_subprocess(article: str) -> None:
+    exe = [sys.executable, "-P", "-m", "promptzip.cli"]
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    ok = subprocess.run(
+        [*exe, "compress", "-", "-q", "How tall is the tower?", "-b", "60", "--cache", "memory"],
+        input=article.encode(),
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr.decode()
+    assert "330 metres" in ok.stdout.decode()
+    bad = subprocess.run(
+        [*exe, "compress", "-b", "60", "--cache", "none"], input=b"caf\xe9", capture_output=True, env=env, timeout=300
+    )
+    assert bad.returncode == 2
+    assert "not valid UTF-8" in bad.stderr.decode()
+
+
+def test_models_lists_the_packaged_encoder() -> None:
+    code, out, _ = run("models", "--json")
+    assert code == 0
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["minilm"]["status"] == "available"
+    assert rows["minilm"]["origin"] == "packaged"
+    assert Path(rows["minilm"]["path"], "config.json").exists()
+    assert rows["o200k_base"]["status"] == "available"
+    assert rows["llmlingua-2-xlm-roberta-large"]["status"] == "missing"
+    assert "hub" in rows["llmlingua-2-xlm-roberta-large"]["hint"]

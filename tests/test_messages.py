@@ -1,0 +1,85 @@
+"""Chat compression: older turns shrink, the system prompt, the last user turn, tool calls and images do not."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import promptzip as pz
+from promptzip._messages import message_tokens
+
+pytestmark = pytest.mark.slow
+
+TOOL_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_height", "arguments": json.dumps({"landmark": "Eiffel Tower", "unit": "m"})},
+}
+
+
+def chat(article: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": "You are a careful travel assistant. Cite the context."},
+        {"role": "user", "content": "Tell me everything about Paris landmarks.\n\n" + article},
+        {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "The tower is 330 metres tall. " + article},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "text", "text": "How tall is the Eiffel Tower, in metres?"},
+            ],
+        },
+    ]
+
+
+def test_protected_parts_survive_and_the_chat_fits(fast: pz.Zipper, article: str, o200k: pz.Tokenizer) -> None:
+    messages = chat(article)
+    before = json.dumps(messages)
+    r = fast.compress_messages(messages, budget=160)
+    assert json.dumps(messages) == before  # the caller's messages are not modified
+    assert r.messages is not None
+    out = list(r.messages)
+    assert [m["role"] for m in out] == [m["role"] for m in messages]
+    assert out[0] == messages[0]
+    assert out[4] == messages[4]
+    assert out[2]["tool_calls"] == [TOOL_CALL]
+    assert out[3]["tool_call_id"] == "call_1"
+    assert r.tokens_in == message_tokens(messages, o200k.count)
+    assert r.tokens_out == message_tokens(out, o200k.count) <= 160
+    assert len(out[1]["content"]) < len(messages[1]["content"])
+    assert "330 metres" in out[1]["content"] + out[3]["content"]
+
+
+@pytest.mark.parametrize("budget", [90, 120, 200, 400])
+def test_never_over_budget(fast: pz.Zipper, article: str, o200k: pz.Tokenizer, budget: int) -> None:
+    r = fast.compress_messages(chat(article), budget=budget)
+    assert r.messages is not None
+    assert message_tokens(list(r.messages), o200k.count) == r.tokens_out <= budget
+
+
+def test_rate_and_provenance(fast: pz.Zipper, article: str) -> None:
+    r = fast.compress_messages(chat(article), rate=0.3)
+    assert r.tokens_out <= int(0.3 * r.tokens_in)
+    ids = {c.source_id for c in r.chunks}
+    assert ids <= {"messages[1]", "messages[3]"}
+    texts = {"messages[1]": chat(article)[1]["content"], "messages[3]": chat(article)[3]["content"]}
+    for c in r.chunks:
+        for span in c.kept:
+            assert texts[c.source_id][span.start : span.end] in r.context
+
+
+def test_protected_messages_larger_than_the_budget(fast: pz.Zipper, article: str) -> None:
+    messages = [{"role": "system", "content": article}, {"role": "user", "content": "Summarize."}]
+    with pytest.raises(pz.BudgetError, match="protected"):
+        fast.compress_messages(messages, budget=50)
+
+
+def test_nothing_to_compress_but_it_fits(fast: pz.Zipper) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]
+    r = fast.compress_messages(messages, budget=100)
+    assert r.decision == "kept_all"
+    assert r.messages is not None
+    assert [dict(m) for m in r.messages] == messages

@@ -102,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for r in report["rows"]:
         print(
-            f"{r['tokens']:>7} {r['budget']:>6} {r['cold_s']:>7.2f} {r['warm_s']:>7.3f} {r['warm_new_question_s']:>7.3f}"
-            f" {r['cold_tokens_per_s']:>10.0f} {r['warm_tokens_per_s']:>10.0f}"
+            f"{r['tokens']:>7} {r['budget']:>6} {r['cold_s']:>7.2f} {r['warm_s']:>7.3f}"
+            f" {r['warm_new_question_s']:>7.3f} {r['cold_tokens_per_s']:>10.0f} {r['warm_tokens_per_s']:>10.0f}"
         )
     print(f"peak RSS {report['peak_rss_mb']:.0f} MB")
     out = Path(args.out)

@@ -111,7 +111,12 @@ def load_plugins() -> None:
             return
         _loaded = True  # set first: hooks may look names up while they register
         seen_builtins = False
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        # promptzip's own hooks first: a plug-in that claims a built-in name must fail in its own hook (logged),
+        # not make the built-ins' registration fail (raised) because it happened to be found earlier on sys.path.
+        eps = sorted(
+            metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not ep.value.startswith("promptzip.")
+        )
+        for ep in eps:
             try:
                 hook = ep.load()
                 hook(registries)

@@ -139,7 +139,8 @@ def sentence_spans(
             stop, nxt = m.start(), m.end()
         else:
             stop, nxt = m.end(1), m.end()
-            if not _is_boundary(text, m.start(1), nxt):
+            # A line break ends a sentence even after an abbreviation, as it does without the period.
+            if "\n" not in m.group(2) and not _is_boundary(text, m.start(1), nxt):
                 continue
         a, b = _trim(text, cur, stop)
         if b > a:
@@ -201,7 +202,7 @@ def _paragraph_chunks(
             yield Chunk(text[a:b], source_id, a, b, meta)
             continue
         window_start = window_end = -1
-        for s, e in sentence_spans(text, a, b):
+        for s, e in sentence_spans(text, a, b, max_chars=max_chars):
             if window_start >= 0 and e - window_start > max_chars:
                 yield Chunk(text[window_start:window_end], source_id, window_start, window_end, meta)
                 window_start = -1

@@ -1,0 +1,1 @@
+"""Integrations: LangChain, decorator, proxy (thin adapters over the pipeline)."""

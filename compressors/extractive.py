@@ -53,6 +53,7 @@ class ExtractiveCompressor(Compressor):
         dedup: bool = True,
         dedup_threshold: float = 0.97,
         dedup_candidates: int = 512,
+        chunk_weight: float = 0.0,
     ) -> None:
         self.scorer = scorer
         self.sharpness = sharpness
@@ -61,12 +62,13 @@ class ExtractiveCompressor(Compressor):
         self.dedup = dedup
         self.dedup_threshold = dedup_threshold
         self.dedup_candidates = dedup_candidates
+        self.chunk_weight = chunk_weight
 
     @property
     def fingerprint(self) -> str:
         return (
             f"extractive({self.scorer.fingerprint},s={self.sharpness},v={self.max_variants},"
-            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold})"
+            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight})"
         )
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
@@ -79,6 +81,14 @@ class ExtractiveCompressor(Compressor):
                 sentences.append(Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b))
                 owner.append(ci)
         relevance = np.asarray(self.scorer.score(sentences, query), dtype=np.float64)
+        if self.chunk_weight and sentences:
+            # A sentence inherits part of its chunk's relevance: answers often sit in sentences that say "it" or
+            # "he" and match the question only through the paragraph around them.
+            open_chunks = sorted(set(owner))
+            chunk_scores = self.scorer.score([chunks[ci] for ci in open_chunks], query)
+            by_index = dict(zip(open_chunks, chunk_scores, strict=True))
+            inherited = np.asarray([by_index[ci] for ci in owner], dtype=np.float64)
+            relevance = (1 - self.chunk_weight) * relevance + self.chunk_weight * inherited
         duplicate = self._duplicates(sentences, relevance)
         utility = self._utilities(relevance, duplicate)
         nothing_relevant = (

@@ -43,7 +43,7 @@ lint: install
 
 # From outside the checkout, so mypy sees the package as installed (the strict editable tree), subpackages included.
 typecheck: install
-	cd /tmp && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml
+	cd "$$(mktemp -d)" && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml
 
 pytest: install data
 	$(VENV)/bin/pytest -q

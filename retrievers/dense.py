@@ -97,6 +97,15 @@ class DenseScorer(Scorer):
             out[i] = vectors[key]
         return out
 
+    def embed_query(self, query: str) -> np.ndarray:
+        """The unit-normalized float32 embedding of one query (never cached: queries rarely repeat).
+
+        The encoder truncates to its ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2), so a huge query
+        costs its tokenization, not a longer forward pass.
+        """
+        vector = self._model().encode([query], convert_to_numpy=True, normalize_embeddings=True)[0]
+        return np.asarray(vector, dtype=np.float32)
+
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
         emb = self.embed([c.text for c in chunks])
         if query:

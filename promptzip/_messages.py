@@ -102,6 +102,8 @@ def compress_messages(
                 compressible.append((i, where, text))
     tokens_in = message_tokens(msgs, count)
     limit = spec.resolve(tokens_in)
+    if tokens_in <= limit:
+        compressible = []  # it already fits: the chat goes out exactly as it came in
     if not compressible:
         out = [copy.deepcopy(dict(m)) for m in msgs]
         if tokens_in > limit:

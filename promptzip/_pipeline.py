@@ -101,14 +101,22 @@ class Zipper:
         budget: Budget | int | float | None = None,
         rate: float | None = None,
         reorder: str | None = None,
+        query: str | None = None,
     ) -> Result:
         """Compress ``context`` (a text, a Chunk, or a list of them) so that instruction + context + question fit
-        ``budget`` tokens of the target model."""
+        ``budget`` tokens of the target model.
+
+        ``question`` is both scored against and placed after the context; ``query`` is only scored against (for
+        callers that place the question themselves, e.g. a LangChain prompt). Give one or the other.
+        """
         spec = Budget.coerce(budget, rate=rate)
         sources = as_sources(context)
         question = _optional_text(question, "question")
         instruction = _optional_text(instruction, "instruction")
-        return self._run(sources, question, instruction, spec, reorder or self.reorder)
+        query = _optional_text(query, "query")
+        if question and query:
+            raise ConfigError("give either question= (scored and kept) or query= (scored only), not both")
+        return self._run(sources, question, instruction, spec, reorder or self.reorder, query=query)
 
     async def acompress(self, context: Context, **kwargs: Any) -> Result:
         """``compress`` in a worker thread, so the event loop keeps serving while models run."""
@@ -275,6 +283,7 @@ def _provenance(v: Variant, group: list[Variant]) -> ChunkResult:
         kept=v.kept if v.text else (),
         relevance=v.relevance,
         protected=c.protected,
+        text=v.text,
     )
 
 

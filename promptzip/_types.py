@@ -161,6 +161,7 @@ class ChunkResult:
     kept: tuple[Span, ...]
     relevance: float
     protected: bool = False
+    text: str = ""  # the chosen variant's text as it appears in the output ("" when dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +217,7 @@ class Result:
                     "relevance": c.relevance,
                     "protected": c.protected,
                     "kept": [[s.start, s.end] for s in c.kept],
+                    "text": c.text,
                 }
                 for c in self.chunks
             ],

@@ -1,0 +1,191 @@
+"""Compress around LLM calls: a decorator for your own functions, and a wrapped OpenAI SDK client.
+
+>>> import promptzip as pz
+>>> @pz.compress_call(budget=2000, arg="messages")  # doctest: +SKIP
+... def ask(messages: list[dict[str, str]]) -> str:
+...     return client.chat.completions.create(model="gpt-4o", messages=messages).choices[0].message.content
+>>> client = pz.wrap(openai.OpenAI(), budget=2000)  # doctest: +SKIP
+
+Both return new objects; the decorated function and the user's client are left as they were.
+
+:func:`compress_call` rewrites one argument of each call, given by position or keyword: a ``str`` (or UTF-8
+``bytes``) prompt is compressed as text, a list of chat messages through :meth:`promptzip.Zipper.compress_messages`
+(system messages, the last user turn, tool calls and images stay verbatim). An argument that is not passed, or is
+``None``, is left alone; anything else is an :class:`promptzip.InputError`.
+
+:func:`wrap` compresses ``messages`` of ``chat.completions.create``/``parse`` and ``input`` of
+``responses.create``/``parse``. Streaming requests (``stream=True``) are sent exactly as given, uncompressed, and
+their stream comes back untouched. The budget covers the ``messages`` (or the ``input``) in the target tokenizer;
+a Responses ``instructions`` string is not compressed or counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+from promptzip._cache import Cache
+from promptzip._errors import ConfigError, InputError
+from promptzip._pipeline import Zipper
+from promptzip._tokenizers import Tokenizer
+from promptzip._types import Budget
+from promptzip.integrations._openai import Compression, WrappedClient, compressed_text, fits_whole
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI, OpenAI
+
+__all__ = ["compress_call", "wrap"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+ClientT = TypeVar("ClientT", bound="OpenAI | AsyncOpenAI")
+
+_NOT_NAMEABLE = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def compress_call(
+    *,
+    budget: Budget | int | float | None = None,
+    rate: float | None = None,
+    target: str | Tokenizer = "gpt-4o",
+    arg: str = "messages",
+    preset: str = "fast",
+    question: str | None = None,
+    cache: str | Cache | None = None,
+    zipper: Zipper | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a sync or async function so that its ``arg`` argument is compressed before each call.
+
+    ``question`` names another parameter whose value is the question relevance is measured against; a prompt then
+    becomes only its compressed context, and the budget covers that context plus the question. ``zipper`` uses a
+    ready Zipper instead of building ``preset`` for ``target`` on the first call.
+
+    Raises :class:`promptzip.ConfigError` (or ``BudgetError``) at decoration time for a bad setup, such as a
+    function without a parameter named ``arg``.
+    """
+    compression = Compression(budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper)
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        signature = _signature(fn)
+        for name in (arg, question):
+            if name is not None:
+                _check_parameter(fn, signature, name)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def acall(*args: Any, **kwargs: Any) -> Any:
+                bound = _bind(signature, args, kwargs)
+                if bound is None or bound.arguments.get(arg) is None:
+                    return await fn(*args, **kwargs)
+                q = _question(bound, question)
+                bound.arguments[arg] = await asyncio.to_thread(_rewrite, compression, bound.arguments[arg], q, fn, arg)
+                return await fn(*bound.args, **bound.kwargs)
+
+            return cast(Callable[P, R], acall)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            bound = _bind(signature, args, kwargs)
+            if bound is None or bound.arguments.get(arg) is None:
+                return fn(*args, **kwargs)
+            q = _question(bound, question)
+            bound.arguments[arg] = _rewrite(compression, bound.arguments[arg], q, fn, arg)
+            return fn(*bound.args, **bound.kwargs)
+
+        return cast(Callable[P, R], call)
+
+    return decorate
+
+
+def wrap(
+    client: ClientT,
+    *,
+    budget: Budget | int | float | None = None,
+    rate: float | None = None,
+    target: str | Tokenizer = "gpt-4o",
+    preset: str = "fast",
+    cache: str | Cache | None = None,
+    zipper: Zipper | None = None,
+) -> ClientT:
+    """A client that compresses chat and Responses prompts before sending them; ``client`` itself is unchanged.
+
+    The result has the client's type for editors and type checkers, but it is a proxy: ``isinstance`` checks
+    against ``openai.OpenAI`` do not hold for it. ``with_options``/``copy`` return wrapped clients too.
+    """
+    try:
+        import openai
+    except ImportError as exc:
+        raise ConfigError("wrap() needs the OpenAI SDK: pip install openai") from exc
+    if isinstance(client, WrappedClient):
+        raise ConfigError("this client is already wrapped by promptzip")
+    if isinstance(client, openai.AsyncOpenAI):
+        is_async = True
+    elif isinstance(client, openai.OpenAI):
+        is_async = False
+    else:
+        raise ConfigError(f"wrap() takes an openai.OpenAI or openai.AsyncOpenAI client, not {type(client).__name__}")
+    compression = Compression(budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper)
+    return cast(ClientT, WrappedClient(client, compression, is_async=is_async))
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _signature(fn: object) -> inspect.Signature:
+    if not callable(fn):
+        raise ConfigError(f"compress_call decorates a function, not {type(fn).__name__}")
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot read the parameters of {fn!r}: {exc}") from exc
+
+
+def _check_parameter(fn: object, signature: inspect.Signature, name: str) -> None:
+    parameter = signature.parameters.get(name)
+    if parameter is None:
+        names = ", ".join(signature.parameters) or "none"
+        raise ConfigError(f"{_name(fn)}() has no parameter named {name!r} (its parameters: {names})")
+    if parameter.kind in _NOT_NAMEABLE:
+        raise ConfigError(f"{_name(fn)}() parameter {name!r} is *args or **kwargs; name a single parameter")
+
+
+def _bind(
+    signature: inspect.Signature, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> inspect.BoundArguments | None:
+    """The call's arguments, or None when they do not fit the signature (the function then raises its own
+    TypeError, before its body runs)."""
+    try:
+        return signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+
+
+def _question(bound: inspect.BoundArguments, name: str | None) -> str | None:
+    if name is None:
+        return None
+    value = bound.arguments.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"the question argument {name!r} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _rewrite(compression: Compression, value: object, question: str | None, fn: object, arg: str) -> Any:
+    """The compressed argument: a prompt's compressed text, or the compressed messages (as given when they fit)."""
+    zipper, spec = compression.zipper, compression.spec
+    if isinstance(value, bytearray):
+        value = bytes(value)
+    if isinstance(value, str | bytes):
+        return compressed_text(zipper.compress(value, question=question, budget=spec))
+    if isinstance(value, Sequence):  # each message is checked by compress_messages
+        messages = cast(Sequence[Mapping[str, Any]], value)
+        chat = zipper.compress_messages(messages, budget=spec, question=question)
+        return messages if fits_whole(chat) else list(chat.messages or ())
+    raise InputError(
+        f"{_name(fn)}() argument {arg!r} must be a str prompt or a list of chat messages, not {type(value).__name__}"
+    )
+
+
+def _name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))

@@ -54,6 +54,7 @@ class ExtractiveCompressor(Compressor):
         dedup_threshold: float = 0.97,
         dedup_candidates: int = 512,
         chunk_weight: float = 0.0,
+        expand: float = 0.0,
     ) -> None:
         self.scorer = scorer
         self.sharpness = sharpness
@@ -63,12 +64,13 @@ class ExtractiveCompressor(Compressor):
         self.dedup_threshold = dedup_threshold
         self.dedup_candidates = dedup_candidates
         self.chunk_weight = chunk_weight
+        self.expand = expand
 
     @property
     def fingerprint(self) -> str:
         return (
             f"extractive({self.scorer.fingerprint},s={self.sharpness},v={self.max_variants},"
-            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight})"
+            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight},x={self.expand})"
         )
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
@@ -151,17 +153,39 @@ class ExtractiveCompressor(Compressor):
         best: float,
         tokens: int,
     ) -> list[Variant]:
-        total = float(utility[members].sum())
-        variants = [drop_variant(chunk, best), keep_variant(chunk, tokens, total, best)]
+        position = {si: p for p, si in enumerate(members)}
+
+        def value(chosen: list[int]) -> float:
+            # Each kept sentence counts its own utility plus ``expand`` times its best kept neighbour's: a sentence
+            # next to a highly relevant one often carries the answer ("It was finished in 1889.").
+            kept = set(chosen)
+            total = 0.0
+            for si in chosen:
+                p = position[si]
+                near = [members[q] for q in (p - 1, p + 1) if 0 <= q < len(members) and members[q] in kept]
+                total += float(utility[si]) + self.expand * max((float(utility[n]) for n in near), default=0.0)
+            return total
+
+        variants = [drop_variant(chunk, best), keep_variant(chunk, tokens, value(members), best)]
         live = [si for si in members if not duplicate[si]]
         ranked = sorted(live, key=lambda si: (-utility[si], si))
-        rate = chunk.metadata.get("rate") if chunk.metadata else None
+        seen: set[tuple[int, ...]] = {tuple(members)}
+        candidates: list[tuple[str, list[int]]] = []
         for k in _prefix_sizes(len(ranked), self.max_variants):
-            chosen = sorted(ranked[:k])
-            if len(chosen) == len(members):
-                continue  # identical to keeping the chunk whole
+            candidates.append(("extract", sorted(ranked[:k])))
+            if self.expand and k <= 3:
+                steps = [position[si] + d for si in ranked[:k] for d in (-1, 1)]
+                around = {members[q] for q in steps if 0 <= q < len(members) and not duplicate[members[q]]}
+                grown = around | set(ranked[:k])
+                candidates.append(("expand", sorted(grown, key=position.__getitem__)))
+        for kind, chosen in candidates:
+            key = tuple(chosen)
+            if key in seen:
+                continue  # the whole chunk, or a set already proposed
+            seen.add(key)
             text, kept = _stitch(chunk, [sentences[si] for si in chosen])
-            variants.append(Variant(chunk, "extract", text, -1, float(utility[chosen].sum()), kept, best))
+            variants.append(Variant(chunk, kind, text, -1, value(chosen), kept, best))
+        rate = chunk.metadata.get("rate") if chunk.metadata else None
         if rate is not None:
             cap = float(rate) * len(chunk.text)
             variants = [v for v in variants if not v.text or len(v.text) <= cap]

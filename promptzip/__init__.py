@@ -51,10 +51,30 @@ __all__ = [
     "__version__",
     "acompress",
     "compress",
+    "compress_call",
+    "compress_demonstrations",
     "compress_messages",
     "get_tokenizer",
     "registries",
+    "wrap",
 ]
+
+_LAZY = {
+    "compress_demonstrations": "promptzip._demos",
+    "compress_call": "promptzip.integrations.decorator",
+    "wrap": "promptzip.integrations.decorator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Integrations load on first use, so ``import promptzip`` stays light."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'promptzip' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 _zippers: dict[tuple[str, str, object], Zipper] = {}
 _lock = threading.Lock()

@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint typecheck pytest data bench install clean
+.PHONY: demo test lint typecheck pytest data bench install clean system-deps
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -29,6 +29,13 @@ install: $(STAMPS)/install
 	@# strict editable installs map files one by one: refresh when modules are added
 	@$(PIP) install -q -e . --no-deps --config-settings editable_mode=strict
 
+# Debian packages the tests use for real: redis-server (the proxy's shared cache).
+system-deps:
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else echo "install redis-server (sudo apt-get install redis-server) for the proxy's Redis tests"; fi; }
+
 data: install
 	$(PY) -P -m promptzip.evals.data fetch squad gsm8k
 
@@ -45,7 +52,7 @@ lint: install
 typecheck: install
 	cd "$$(mktemp -d)" && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml
 
-pytest: install data
+pytest: install data system-deps
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest

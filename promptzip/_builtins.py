@@ -12,11 +12,13 @@ def register(registries: Any) -> None:
     from promptzip._models import register_models
     from promptzip._policy import register_policies
     from promptzip._presets import register_presets
+    from promptzip._redis import register_redis
     from promptzip._tokenizers import register_tokenizers
 
     register_models(registries)
     register_tokenizers(registries)
     register_caches(registries)
+    register_redis(registries)
     register_policies(registries)
     register_presets(registries)
     _register_lazy(registries)

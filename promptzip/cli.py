@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the models promptzip can load and where they come from")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_models)
+
+    from promptzip.integrations.proxy._cli import add_proxy_command
+
+    add_proxy_command(sub)
     return parser
 
 

@@ -1,0 +1,72 @@
+"""An OpenAI-compatible proxy that compresses chat requests on their way to one fixed upstream.
+
+>>> from promptzip.integrations.proxy import ProxySettings, create_app
+>>> app = create_app(ProxySettings(upstream="https://api.openai.com/v1", budget=3000))  # an ASGI app
+
+Serve it with ``promptzip proxy --upstream URL`` (or :func:`serve`, or any ASGI server). Clients point their
+OpenAI SDK's ``base_url`` at ``http://127.0.0.1:8787/v1``. Per request, headers steer compression:
+``x-promptzip-budget`` (tokens), ``x-promptzip-rate`` (kept fraction), ``x-promptzip-preset``,
+``x-promptzip-disable`` and ``x-promptzip-tenant`` (a cache namespace); the answer carries
+``x-promptzip-status`` (``compressed``, ``passthrough`` or ``fail-open``), ``x-promptzip-tokens-in``/``-out``,
+``x-promptzip-preset`` and ``x-promptzip-method``. Needs the ``proxy`` extra.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptzip.integrations.proxy._app import ZipperFactory, create_app, serve
+    from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError
+    from promptzip.integrations.proxy._metrics import Metrics
+    from promptzip.integrations.proxy._settings import (
+        CHAT_COMPLETIONS,
+        DEFAULT_RATE,
+        ProxySettings,
+        RouteSettings,
+        Timeouts,
+        load_settings,
+    )
+
+__all__ = [
+    "CHAT_COMPLETIONS",
+    "DEFAULT_RATE",
+    "Metrics",
+    "PayloadTooLarge",
+    "ProxySettings",
+    "RequestError",
+    "RouteSettings",
+    "Timeouts",
+    "ZipperFactory",
+    "create_app",
+    "load_settings",
+    "serve",
+]
+
+# Names load on first use, so that ``promptzip.cli`` can import ``_cli`` (argparse only) without starlette.
+_HOMES = {
+    "ZipperFactory": "_app",
+    "create_app": "_app",
+    "serve": "_app",
+    "PayloadTooLarge": "_errors",
+    "RequestError": "_errors",
+    "Metrics": "_metrics",
+    "CHAT_COMPLETIONS": "_settings",
+    "DEFAULT_RATE": "_settings",
+    "ProxySettings": "_settings",
+    "RouteSettings": "_settings",
+    "Timeouts": "_settings",
+    "load_settings": "_settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{home}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,777 @@
+"""The proxy: an ASGI app between OpenAI-compatible clients and one fixed upstream.
+
+``create_app(settings)`` builds everything; nothing lives at module level. Per request:
+
+* ``POST`` to a compressed route (``/v1/chat/completions`` unless the settings say otherwise): the body is read
+  under the size limit, validated (4xx JSON errors), its ``messages`` compressed in a worker thread, and the
+  request forwarded. The response — JSON or SSE — is streamed back byte for byte. The request of a streaming call
+  is compressed too; its response stream is not touched.
+* Any other ``/v1/*`` request is forwarded untouched: method, path, query, body and headers (minus hop-by-hop
+  ones and the ``x-promptzip-*`` controls).
+* ``/healthz`` answers ``{"status": "ok"}``; ``/metrics`` is Prometheus text.
+
+Decisions worth knowing:
+
+* The upstream is fixed by the settings. The request's path is appended to the upstream's path as raw bytes, so
+  neither an absolute-form request target nor a ``Host`` header can move a request elsewhere; dot segments
+  (``/v1/../x``) are refused. Redirects are not followed and proxy variables of the environment are ignored
+  (``trust_env``), so ``Authorization`` only ever reaches the configured upstream. No header value is logged,
+  cached or echoed; uvicorn's access log (which would print query strings) is replaced by our own debug line.
+* Upstream answers are never parsed: any status and body, JSON or not, are passed through as received (a
+  non-JSON 200 to a chat completion reaches the client as-is, which is what it would have got without the
+  proxy). Upstream unreachable → 502, too slow → 504 (``timeouts.read``), pool exhausted → 503. A connection that
+  breaks mid-body ends the client's response unfinished (the server closes it, so the client sees a truncated
+  transfer rather than a clean end), counted in ``upstream_errors_total{kind="stream"}``.
+* Compression failure: ``fail_mode="open"`` (default) forwards the original body with ``x-promptzip-status:
+  fail-open``; ``"closed"`` answers 422 (the chat cannot be compressed to the budget) or 500.
+* Compression, the whole-request result cache and the cache backend (SQLite, Redis: blocking calls) all run in
+  one worker-thread hop per request, on a bounded pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from promptzip._cache import Cache, cache_from_url, decode_json, encode_json, make_key
+from promptzip._errors import PromptZipError, UpstreamError
+from promptzip._messages import ROLES, message_tokens
+from promptzip._pipeline import Zipper
+from promptzip._registry import registries
+from promptzip._types import Budget
+from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError, error_body, error_response, status_of
+from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics
+from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
+
+__all__ = ["ZipperFactory", "create_app", "serve"]
+
+logger = logging.getLogger("promptzip.proxy")
+
+ZipperFactory = Callable[[str, str, Cache], Zipper]
+"""Builds the Zipper for (preset, target, cache); the default is ``Zipper.from_preset``."""
+
+RESULT_CACHE_VERSION = "1"
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# RFC 9110 §7.6.1 hop-by-hop fields, plus what httpx recomputes (host, content-length) and Expect (no 100-continue).
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+    }
+)
+_REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length"}
+_CONTROL = "x-promptzip-"
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
+_MAX_BUDGET = 10_000_000
+
+
+def _from_preset(preset: str, target: str, cache: Cache) -> Zipper:
+    return Zipper.from_preset(preset, target=target, cache=cache)
+
+
+def create_app(
+    settings: ProxySettings,
+    *,
+    zipper_factory: ZipperFactory | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """The proxy as an ASGI app (serve it with uvicorn; see :func:`promptzip.integrations.proxy.serve`).
+
+    ``zipper_factory`` replaces ``Zipper.from_preset`` (a test may pass a cheap BM25-only stack);
+    ``transport`` replaces the network transport to the upstream (``httpx.MockTransport`` in tests).
+    The httpx client, the cache and the compression threads are created in the app's lifespan.
+    """
+    proxy = _Proxy(settings, zipper_factory or _from_preset, transport)
+    app = Starlette(
+        routes=[
+            Route("/healthz", proxy.healthz, methods=["GET", "HEAD"]),
+            Route("/metrics", proxy.metrics_endpoint, methods=["GET"]),
+            Route("/v1/{rest:path}", proxy.v1, methods=METHODS),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=proxy.lifespan,
+    )
+    app.add_middleware(_Observe, proxy=proxy)
+    app.state.proxy = proxy
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: f"no route {request.url.path!r}: the proxy serves /v1/*, /healthz and /metrics"}.get(
+        status, exc.detail if isinstance(exc, HTTPException) else "error"
+    )
+    return JSONResponse(error_body(message, type="invalid_request_error", code=f"http_{status}"), status_code=status)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.error("proxy: unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return error_response(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    budget: Budget
+    preset: str
+    target: str
+    tenant: str | None
+    min_tokens: int
+    fail_mode: str
+
+
+@dataclass(slots=True)
+class _Outcome:
+    messages: list[dict[str, Any]] | None  # None: forward the original body
+    tokens_in: int
+    tokens_out: int
+    reason: str
+    method: str
+    seconds: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Proxy:
+    def __init__(self, settings: ProxySettings, factory: ZipperFactory, transport: httpx.AsyncBaseTransport | None):
+        self.settings = settings
+        self.metrics = Metrics()
+        self._factory = factory
+        self._transport = transport
+        self._upstream = httpx.URL(settings.upstream)
+        self._clients: list[httpx.AsyncClient] = []
+        self._turn: Iterator[httpx.AsyncClient] = iter(())
+        self._cache: Cache | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._zippers: OrderedDict[tuple[str, str, str | None], Zipper] = OrderedDict()
+        self._zlock = threading.Lock()  # the zippers are looked up in worker threads
+
+    # -------------------------------------------------------------------------------------------- lifespan
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        s = self.settings
+        cache = self._cache = cache_from_url(s.cache)
+        self.metrics.cache_stats = lambda: {"hits": cache.hits, "misses": cache.misses, "errors": cache.errors}
+        self._pool = ThreadPoolExecutor(max_workers=s.compression_threads, thread_name_prefix="promptzip-proxy")
+        # httpcore's pool does work quadratic in its connections on every request (encode/httpcore#1035) and may
+        # close a connection it just handed out when it evicts surplus keep-alives (encode/httpcore#1110): so the
+        # connections are split over a few clients used in turn, each keeping all of its connections alive.
+        pools = 1 if self._transport is not None else s.upstream_pools
+        per_pool = max(1, -(-s.max_connections // pools))
+        timeout = httpx.Timeout(
+            connect=s.timeouts.connect, read=s.timeouts.read, write=s.timeouts.write, pool=s.timeouts.pool
+        )
+        self._clients = [
+            httpx.AsyncClient(
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+                transport=self._transport,
+                trust_env=s.trust_env,
+                follow_redirects=False,
+            )
+            for _ in range(pools)
+        ]
+        self._turn = itertools.cycle(self._clients)
+        try:
+            if s.warmup:
+                await self._in_thread(self._warmup)
+            logger.info("promptzip proxy ready: upstream %s", s.upstream)
+            yield
+        finally:
+            clients, self._clients = self._clients, []
+            for client in clients:
+                await client.aclose()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            cache.close()
+
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    def _warmup(self) -> None:
+        route = self.settings.routes[next(iter(self.settings.routes))]
+        zipper = self._zipper(route.preset or self.settings.preset, route.target or self.settings.target, None)
+        text = "The proxy loads its models at start. It answers requests after that. Nothing else happens here."
+        zipper.compress(text, question="When are models loaded?", budget=Budget(rate=0.5))
+
+    # ------------------------------------------------------------------------------------------- endpoints
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return PlainTextResponse(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def v1(self, request: Request) -> Response:
+        try:
+            _check_path(request)
+            route = self.settings.route(request.url.path)
+            if route is not None and request.method == "POST":
+                return await self._chat(request, route)
+            body = await self._read_body(request)
+            return await self._forward(request, body, {})
+        except (RequestError, UpstreamError) as exc:
+            return error_response(exc)
+
+    # ------------------------------------------------------------------------------------------ chat route
+    async def _chat(self, request: Request, route: RouteSettings) -> Response:
+        body = await self._read_body(request)
+        if _flag(request.headers.get("x-promptzip-disable"), "x-promptzip-disable"):
+            self.metrics.compressions.inc("passthrough")
+            return await self._forward(request, body, _status_headers("passthrough", reason="disabled"))
+        if request.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
+            self.metrics.compressions.inc("passthrough")
+            return await self._forward(request, body, _status_headers("passthrough", reason="encoded-body"))
+        payload = _parse_json(body)
+        messages = _check_chat(payload)
+        options = self._options(request.headers, route)
+        started = time.perf_counter()
+        try:
+            # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):
+            # count it right here instead of paying a thread hop. Anything else goes to a worker thread.
+            small = self._count_small(messages, options) if len(body) < options.min_tokens else None
+            outcome: _Outcome = small or await self._in_thread(self._compress, messages, options)
+        except Exception as exc:
+            return await self._compression_failed(request, body, options, exc, time.perf_counter() - started)
+        self.metrics.compression_seconds.observe(outcome.seconds)
+        self.metrics.tokens_in.inc(amount=outcome.tokens_in)
+        self.metrics.tokens_out.inc(amount=outcome.tokens_out)
+        self.metrics.tokens_saved.inc(amount=max(0, outcome.tokens_in - outcome.tokens_out))
+        headers = {
+            "x-promptzip-tokens-in": str(outcome.tokens_in),
+            "x-promptzip-tokens-out": str(outcome.tokens_out),
+            "x-promptzip-preset": options.preset,
+            "x-promptzip-method": outcome.method,
+            **outcome.headers,
+        }
+        if outcome.messages is None:
+            self.metrics.compressions.inc("passthrough")
+            return await self._forward(request, body, {**_status_headers("passthrough", outcome.reason), **headers})
+        new_body = _encode({**payload, "messages": outcome.messages})
+        self.metrics.compressions.inc("compressed")
+        return await self._forward(request, new_body, {**_status_headers("compressed"), **headers})
+
+    async def _compression_failed(
+        self, request: Request, body: bytes, options: _Options, exc: Exception, seconds: float
+    ) -> Response:
+        _, _, code = status_of(exc)
+        if options.fail_mode == "closed":
+            self.metrics.compressions.inc("error")
+            logger.warning("proxy: compression failed (fail-closed): %s: %s", type(exc).__name__, exc)
+            return error_response(exc, headers={"x-promptzip-status": "error", "x-promptzip-error": code})
+        self.metrics.compressions.inc("fail-open")
+        self.metrics.fail_open.inc()
+        self.metrics.compression_seconds.observe(seconds)
+        logger.warning("proxy: compression failed, forwarding the original: %s: %s", type(exc).__name__, exc)
+        headers = {"x-promptzip-status": "fail-open", "x-promptzip-error": code, "x-promptzip-preset": options.preset}
+        return await self._forward(request, body, headers)
+
+    def _options(self, headers: Mapping[str, str], route: RouteSettings) -> _Options:
+        s = self.settings
+        budget_h, rate_h = headers.get("x-promptzip-budget"), headers.get("x-promptzip-rate")
+        if budget_h is not None and rate_h is not None:
+            raise RequestError("give x-promptzip-budget or x-promptzip-rate, not both", param="x-promptzip-budget")
+        if budget_h is not None:
+            budget = Budget(tokens=_int_header(budget_h, "x-promptzip-budget"))
+        elif rate_h is not None:
+            budget = Budget(rate=_rate_header(rate_h, "x-promptzip-rate"))
+        else:
+            budget = s.default_budget(route)
+        preset = headers.get("x-promptzip-preset")
+        if preset is None:
+            preset = route.preset or s.preset
+        else:
+            preset = preset.strip()
+            allowed = s.allowed_presets
+            known = _PRESET.match(preset) and (
+                preset in allowed if allowed is not None else preset in registries.presets
+            )
+            if not known:
+                raise RequestError(
+                    "x-promptzip-preset names no preset this proxy offers",
+                    param="x-promptzip-preset",
+                    code="unknown_preset",
+                )
+        tenant = None
+        if s.tenant_header is not None:
+            tenant = headers.get(s.tenant_header)
+            if tenant is not None and not _TENANT.match(tenant):
+                raise RequestError(
+                    f"{s.tenant_header} must be 1-64 characters of letters, digits, '_', '.' or '-'",
+                    param=s.tenant_header,
+                    code="invalid_tenant",
+                )
+        return _Options(
+            budget=budget,
+            preset=preset,
+            target=route.target or s.target,
+            tenant=tenant,
+            min_tokens=route.min_tokens if route.min_tokens is not None else s.min_tokens,
+            fail_mode=route.fail_mode or s.fail_mode,
+        )
+
+    # ---------------------------------------------------------------------------- in the worker thread
+    def _zipper(self, preset: str, target: str, tenant: str | None) -> Zipper:
+        key = (preset, target, tenant)
+        with self._zlock:
+            zipper = self._zippers.get(key)
+            if zipper is not None:
+                self._zippers.move_to_end(key)
+                return zipper
+        assert self._cache is not None, "the app's lifespan has not run"
+        cache = self._cache if tenant is None else self._cache.namespaced(tenant)
+        zipper = self._factory(preset, target, cache)
+        with self._zlock:
+            zipper = self._zippers.setdefault(key, zipper)
+            while len(self._zippers) > self.settings.max_zippers:
+                self._zippers.popitem(last=False)
+        return zipper
+
+    def _count_small(self, messages: list[dict[str, Any]], options: _Options) -> _Outcome | None:
+        """The pass-through outcome of a chat below ``min_tokens``, when its Zipper is built (else ``None``)."""
+        with self._zlock:
+            zipper = self._zippers.get((options.preset, options.target, options.tenant))
+        if zipper is None:
+            return None
+        tokens = message_tokens(messages, zipper.tokenizer.count)
+        if tokens >= options.min_tokens:
+            return None
+        return _Outcome(None, tokens, tokens, "below-min-tokens", zipper.compressor.name)
+
+    def _compress(self, messages: list[dict[str, Any]], options: _Options) -> _Outcome:
+        """Look the chat up in the whole-request cache, else count it and compress it if it is large enough.
+
+        A warm chat is never re-tokenized: the cached outcome carries its token counts. Chats whose JSON is
+        shorter than ``min_tokens`` characters are counted first instead (a token is at least one character), so
+        small chats cost no cache round trip."""
+        started = time.perf_counter()
+        zipper = self._zipper(options.preset, options.target, options.tenant)
+        method = zipper.compressor.name
+
+        def done(outcome: _Outcome) -> _Outcome:
+            outcome.seconds = time.perf_counter() - started
+            return outcome
+
+        def small(tokens_in: int) -> _Outcome:
+            return done(_Outcome(None, tokens_in, tokens_in, "below-min-tokens", method))
+
+        tokens_in: int | None = None
+        cache: Cache | None = None
+        key = ""
+        if self.settings.result_cache:
+            assert self._cache is not None, "the app's lifespan has not run"
+            canonical = json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            if len(canonical) < options.min_tokens:
+                tokens_in = message_tokens(messages, zipper.tokenizer.count)
+                if tokens_in < options.min_tokens:
+                    return small(tokens_in)
+            cache = self._cache if options.tenant is None else self._cache.namespaced(options.tenant)
+            key = make_key("proxy-result", RESULT_CACHE_VERSION, zipper.fingerprint, repr(options.budget), canonical)
+            hit = _decode_outcome(cache.get(key))
+            if hit is not None:
+                self.metrics.result_cache.inc("hit")
+                if hit.tokens_in < options.min_tokens:  # stored by a route with a lower threshold
+                    return small(hit.tokens_in)
+                hit.headers["x-promptzip-cache"] = "hit"
+                return done(hit)
+            self.metrics.result_cache.inc("miss")
+        if tokens_in is None:
+            tokens_in = message_tokens(messages, zipper.tokenizer.count)
+            if tokens_in < options.min_tokens:
+                return small(tokens_in)
+        outcome = self._run(zipper, messages, options.budget, tokens_in, method)
+        if cache is not None:
+            cache.put(key, encode_json(_encode_outcome(outcome)))
+            outcome.headers["x-promptzip-cache"] = "miss"
+        return done(outcome)
+
+    @staticmethod
+    def _run(zipper: Zipper, messages: list[dict[str, Any]], budget: Budget, tokens_in: int, method: str) -> _Outcome:
+        view = _protect_json_results(messages)
+        if view is None:
+            return _Outcome(None, tokens_in, tokens_in, "tool-result-with-pz-tag", method)
+        result = zipper.compress_messages(view, budget=budget)
+        out = [dict(m) for m in result.messages or ()]
+        if out == messages:
+            return _Outcome(None, tokens_in, tokens_in, result.decision, method)
+        tokens_out = message_tokens(out, zipper.tokenizer.count)
+        return _Outcome(out, tokens_in, tokens_out, result.decision, method)
+
+    # ------------------------------------------------------------------------------------------- upstream
+    async def _read_body(self, request: Request) -> bytes:
+        """The body, refused with 413 as soon as it passes the limit (declared or counted while it streams in)."""
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise RequestError("content-length is not a number", param="content-length")
+            if int(declared) > limit:
+                raise PayloadTooLarge(limit)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise RequestError("the client disconnected while sending the body", code="client_disconnected") from None
+        return b"".join(chunks)
+
+    def _url(self, request: Request) -> httpx.URL:
+        raw = request.scope.get("raw_path") or quote(request.url.path).encode("ascii")
+        path = self._upstream.raw_path.split(b"?")[0].rstrip(b"/") + raw[len(b"/v1") :]
+        query = request.scope.get("query_string", b"")
+        return self._upstream.copy_with(raw_path=path + (b"?" + query if query else b""))
+
+    async def _forward(self, request: Request, body: bytes, extra: Mapping[str, str]) -> Response:
+        if not self._clients:
+            raise RuntimeError("the proxy's lifespan has not run: serve the app with uvicorn or enter its lifespan")
+        client = next(self._turn)
+        upstream_request = client.build_request(
+            request.method, self._url(request), headers=_request_headers(request.headers.raw), content=body
+        )
+        try:
+            response = await client.send(upstream_request, stream=True)
+        except httpx.PoolTimeout as exc:
+            self.metrics.upstream_errors.inc("pool")
+            raise UpstreamError("the proxy has no free upstream connection; retry later", status_code=503) from exc
+        except httpx.TimeoutException as exc:
+            self.metrics.upstream_errors.inc("timeout")
+            raise UpstreamError("the upstream did not answer in time", status_code=504) from exc
+        except httpx.ConnectError as exc:
+            self.metrics.upstream_errors.inc("connect")
+            raise UpstreamError("cannot connect to the upstream", status_code=502) from exc
+        except httpx.HTTPError as exc:
+            self.metrics.upstream_errors.inc("protocol")
+            raise UpstreamError("the upstream's answer is not valid HTTP", status_code=502) from exc
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _response_drop(response.headers)]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        return _Relay(response, headers, self.metrics)
+
+
+class _Relay(StreamingResponse):
+    """The upstream's response, relayed chunk by chunk as received (SSE included), never decoded or parsed.
+
+    When the upstream connection breaks mid-body the response is left unfinished, so the server closes the
+    connection and the client sees a truncated transfer instead of a clean (and misleading) end.
+    """
+
+    def __init__(self, upstream: httpx.Response, headers: list[tuple[bytes, bytes]], metrics: Metrics) -> None:
+        super().__init__(self._relay(), status_code=upstream.status_code)
+        self.raw_headers = headers
+        self._upstream = upstream
+        self._metrics = metrics
+        self._broken = False
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        if self._upstream.is_stream_consumed:  # built in memory (httpx.MockTransport): already read
+            yield self._upstream.content
+            return
+        try:
+            async for chunk in self._upstream.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            self._broken = True
+            self._metrics.upstream_errors.inc("stream")
+            logger.warning("proxy: the upstream broke off its answer mid-body: %s", type(exc).__name__)
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not self._broken:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._upstream.aclose()
+
+
+class _Observe:
+    """Counts every answer by route and status, times it to its headers, and logs one line (no headers, no query)."""
+
+    def __init__(self, app: ASGIApp, proxy: _Proxy) -> None:
+        self.app, self.proxy = app, proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        metrics, started = self.proxy.metrics, time.perf_counter()
+        route = self._route(scope.get("path", ""))
+        status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                metrics.request_seconds.observe(time.perf_counter() - started, route)
+            await send(message)
+
+        metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.inc(route, str(status))
+            logger.debug("proxy: %s %s → %d", scope.get("method"), route, status)
+
+    def _route(self, path: str) -> str:
+        if path in ("/healthz", "/metrics"):
+            return path[1:]
+        if self.proxy.settings.route(path) is not None:
+            return path
+        return "passthrough" if path.startswith("/v1/") else "not_found"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _status_headers(status: str, reason: str | None = None) -> dict[str, str]:
+    return {"x-promptzip-status": status, **({"x-promptzip-reason": reason} if reason else {})}
+
+
+def _request_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    named = {t.strip().lower() for k, v in raw if k.lower() == b"connection" for t in v.decode("latin-1").split(",")}
+    out = [
+        (k, v)
+        for k, v in raw
+        if (name := k.decode("latin-1").lower()) not in _REQUEST_DROP
+        and name not in named
+        and not name.startswith(_CONTROL)
+    ]
+    if not any(k.lower() == b"accept-encoding" for k, _ in out):
+        out.append((b"accept-encoding", b"identity"))  # else httpx would ask for gzip the client never asked for
+    return out
+
+
+def _response_drop(headers: httpx.Headers) -> frozenset[bytes]:
+    named = {t.strip().lower() for v in headers.get_list("connection") for t in v.split(",")}
+    return frozenset(n.encode("latin-1") for n in _HOP_BY_HOP | named)
+
+
+def _check_path(request: Request) -> None:
+    path = request.url.path
+    if any(seg in (".", "..") for seg in unquote(path).split("/")) or "\\" in path or "\x00" in path:
+        raise RequestError("the path must not contain '.' or '..' segments", param="path", code="invalid_path")
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    value = value.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise RequestError(f"{name} must be 1/0, true/false, yes/no or on/off", param=name, code="invalid_header")
+
+
+def _int_header(value: str, name: str) -> int:
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= _MAX_BUDGET:
+        raise RequestError(
+            f"{name} must be a whole number of tokens in [1, {_MAX_BUDGET}]", param=name, code="invalid_header"
+        )
+    return int(value)
+
+
+def _rate_header(value: str, name: str) -> float:
+    try:
+        rate = float(value.strip()) if value.strip().isascii() else float("nan")
+    except ValueError:
+        rate = float("nan")
+    if not 0.0 < rate <= 1.0:  # also false for NaN
+        raise RequestError(f"{name} must be the kept fraction, in (0, 1]", param=name, code="invalid_header")
+    return rate
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"the body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested or out of range"
+        raise RequestError(f"the body is not valid JSON: {message}", code="invalid_json") from None
+
+
+def _check_str(value: object, param: str) -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{param} must be a string, not {_kind(value)}", param=param, code="invalid_type")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"{param} contains an unpaired surrogate (invalid Unicode)", param=param) from None
+    return value
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _check_chat(payload: Any) -> list[dict[str, Any]]:
+    """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
+    if not isinstance(payload, dict):
+        raise RequestError(f"the body must be a JSON object, not {_kind(payload)}", code="invalid_type")
+    for name, kind in (("model", str), ("stream", bool)):
+        if name in payload and not isinstance(payload[name], kind):
+            raise RequestError(f"{name} has the wrong type: {_kind(payload[name])}", param=name, code="invalid_type")
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty array", param="messages", code="invalid_type")
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise RequestError(f"{where} must be an object, not {_kind(m)}", param=where, code="invalid_type")
+        role = m.get("role")
+        if role not in ROLES:
+            raise RequestError(
+                f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_role"
+            )
+        if "name" in m:
+            _check_str(m["name"], f"{where}.name")
+        content = m.get("content")
+        if content is None:
+            if not any(m.get(k) for k in ("tool_calls", "function_call", "audio", "refusal")):
+                raise RequestError(f"{where} has no content", param=f"{where}.content", code="invalid_type")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                at = f"{where}.content[{j}]"
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise RequestError(f"{at} must be an object with a string 'type'", param=at, code="invalid_type")
+                if part["type"] == "text":
+                    _check_str(part.get("text"), f"{at}.text")
+        else:
+            _check_str(content, f"{where}.content")
+    return messages
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError("the body contains an unpaired surrogate (invalid Unicode)", code="invalid_utf8") from None
+
+
+def _looks_like_json(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "{[":
+        return False
+    try:
+        json.loads(stripped)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+_PZ_TAG = re.compile(r"<\s*/?\s*pz", re.IGNORECASE)
+
+
+def _protect_json_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A copy where tool and function results that are JSON are wrapped in ``<pz keep>`` (kept verbatim, counted,
+    tags removed from the output); ``None`` when such a result itself contains a ``<pz`` tag and so cannot be."""
+    view = messages
+    for i, m in enumerate(messages):
+        if m.get("role") not in ("tool", "function"):
+            continue
+        content = m.get("content")
+        if isinstance(content, str) and _looks_like_json(content):
+            if _PZ_TAG.search(content):
+                return None
+            view = view if view is not messages else [dict(x) for x in messages]
+            view[i] = {**m, "content": f"<pz keep>{content}</pz>"}
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                text = part.get("text") if part.get("type") == "text" else None
+                if isinstance(text, str) and _looks_like_json(text):
+                    if _PZ_TAG.search(text):
+                        return None
+                    view = view if view is not messages else [dict(x) for x in messages]
+                    parts = view[i]["content"] = copy.copy(view[i]["content"])
+                    parts[j] = {**part, "text": f"<pz keep>{text}</pz>"}
+    return view
+
+
+def _encode_outcome(o: _Outcome) -> dict[str, Any]:
+    return {
+        "messages": o.messages,
+        "tokens_in": o.tokens_in,
+        "tokens_out": o.tokens_out,
+        "reason": o.reason,
+        "method": o.method,
+    }
+
+
+def _decode_outcome(raw: bytes | None) -> _Outcome | None:
+    if raw is None:
+        return None
+    try:
+        d = decode_json(raw)
+        messages = d["messages"]
+        if messages is not None and not isinstance(messages, list):
+            return None
+        return _Outcome(messages, int(d["tokens_in"]), int(d["tokens_out"]), str(d["reason"]), str(d["method"]))
+    except (PromptZipError, KeyError, TypeError, ValueError):
+        return None  # a corrupt or foreign entry is a miss
+
+
+def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: ZipperFactory | None = None) -> None:
+    """Run the proxy under uvicorn on ``settings.host:settings.port`` until interrupted.
+
+    uvicorn's access log is off (it prints query strings, which some providers use for keys); the proxy logs one
+    debug line per request on ``promptzip.proxy`` instead. ``X-Forwarded-*`` headers are not trusted.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(settings, zipper_factory=zipper_factory),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,92 @@
+"""``promptzip proxy``: the command-line front of the proxy.
+
+``promptzip.cli`` calls :func:`add_proxy_command` with its sub-parsers; ``python -m promptzip.integrations.proxy``
+runs the same command on its own through :func:`main`. Heavy imports (starlette, uvicorn, httpx) happen in the
+handler only, so ``promptzip --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+__all__ = ["add_proxy_command", "main"]
+
+
+def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``proxy`` to an ``argparse`` sub-parser group; the handler is ``args.func(args, out, err) -> int``."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "proxy",
+        help="serve an OpenAI-compatible proxy that compresses chat requests",
+        description="Serve an OpenAI-compatible proxy on HOST:PORT that compresses /v1/chat/completions requests "
+        "and forwards every /v1/* request to UPSTREAM (the base URL an OpenAI SDK would use, with its /v1).",
+    )
+    p.add_argument("--upstream", help="upstream base URL, e.g. https://api.openai.com/v1 (required unless in --config)")
+    p.add_argument("--host", help="address to bind (default: 127.0.0.1; use 0.0.0.0 only behind your own auth)")
+    p.add_argument("--port", type=int, help="port to bind (default: 8787)")
+    p.add_argument("--cache", help="cache URL: redis://host:6379/0 (shared by replicas), sqlite:///path, memory, none")
+    p.add_argument("--config", help="JSON or TOML settings file (per-route defaults, timeouts, limits)")
+    p.add_argument("-p", "--preset", help="default compression preset (default: fast)")
+    p.add_argument("-t", "--target", help="default target tokenizer (default: gpt-4o)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-b", "--budget", type=int, help="default budget in tokens for a chat")
+    group.add_argument("-r", "--rate", type=float, help="default kept fraction (default: 0.5)")
+    p.add_argument("--min-tokens", type=int, help="chats smaller than this are forwarded as they are (default: 1024)")
+    p.add_argument(
+        "--fail-mode",
+        choices=["open", "closed"],
+        help="on a compressor failure: forward the original (open, default) or answer an error (closed)",
+    )
+    p.add_argument("--timeout", type=float, help="seconds to wait for the upstream's answer (default: 600)")
+    p.add_argument("--connect-timeout", type=float, help="seconds to connect to the upstream (default: 5)")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default: 10 MiB)")
+    p.add_argument("--tenant-header", help="header naming a per-tenant cache namespace (default: x-promptzip-tenant)")
+    p.add_argument("--warmup", action="store_true", default=None, help="load the models before serving")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=run_proxy)
+    return p
+
+
+def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from promptzip.integrations.proxy._app import serve
+    from promptzip.integrations.proxy._settings import load_settings
+
+    timeouts = {"read": args.timeout, "connect": args.connect_timeout}
+    settings = load_settings(
+        args.config,
+        upstream=args.upstream,
+        host=args.host,
+        port=args.port,
+        cache=args.cache,
+        preset=args.preset,
+        target=args.target,
+        budget=args.budget,
+        rate=args.rate,
+        min_tokens=args.min_tokens,
+        fail_mode=args.fail_mode,
+        max_body_bytes=args.max_body_bytes,
+        tenant_header=args.tenant_header,
+        warmup=args.warmup,
+        timeouts={k: v for k, v in timeouts.items() if v is not None} or None,
+    )
+    err.write(f"promptzip proxy: http://{settings.host}:{settings.port}/v1 → {settings.upstream}\n")
+    serve(settings, log_level=args.log_level)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``proxy`` as a program of its own (what ``python -m promptzip.integrations.proxy`` does)."""
+    from promptzip._errors import PromptZipError
+
+    command = add_proxy_command(argparse.ArgumentParser().add_subparsers())
+    command.prog = "python -m promptzip.integrations.proxy"
+    args = command.parse_args(argv)
+    try:
+        return run_proxy(args, sys.stdout, sys.stderr)
+    except PromptZipError as exc:
+        sys.stderr.write(f"promptzip proxy: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,76 @@
+"""OpenAI-style JSON errors: ``{"error": {"message", "type", "param", "code"}}``, translated at one boundary.
+
+The proxy's own exceptions extend the core tree::
+
+    PromptZipError
+    ├── InputError
+    │   └── RequestError          4xx: the request cannot be handled as sent (carries status, param and code)
+    │       └── PayloadTooLarge   413: the body passed max_body_bytes (found while reading, before buffering it)
+    └── UpstreamError             502: unreachable or not speaking HTTP; 504: too slow (carries status_code)
+
+:func:`error_response` maps any exception to a status and a body. Messages never include header values, so an
+``Authorization`` header can never be echoed back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from promptzip._errors import BudgetError, ConfigError, InputError, PromptZipError, UpstreamError
+
+__all__ = ["PayloadTooLarge", "RequestError", "error_body", "error_response", "status_of"]
+
+
+class RequestError(InputError):
+    """A request the proxy refuses (4xx)."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str = "invalid_request"
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+
+
+class PayloadTooLarge(RequestError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request body is larger than the proxy's limit of {limit} bytes", status=413, code="body_too_large"
+        )
+
+
+# Checked in order, the first class that matches wins: (status, type, code).
+_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (BudgetError, 422, "invalid_request_error", "budget_not_met"),
+    (InputError, 422, "invalid_request_error", "cannot_compress"),
+    (ConfigError, 500, "server_error", "proxy_misconfigured"),
+    (UpstreamError, 502, "upstream_error", "upstream_failed"),
+    (PromptZipError, 500, "server_error", "compression_failed"),
+    (BaseException, 500, "server_error", "internal_error"),
+)
+
+
+def status_of(exc: BaseException) -> tuple[int, str, str]:
+    """(HTTP status, error type, code) for an exception."""
+    if isinstance(exc, RequestError):
+        kind = "invalid_request_error" if exc.status < 500 else "server_error"
+        return exc.status, kind, exc.code
+    if isinstance(exc, UpstreamError) and exc.status_code is not None:
+        code = "upstream_timeout" if exc.status_code == 504 else "upstream_failed"
+        return exc.status_code, "upstream_error", code
+    return next((status, kind, code) for cls, status, kind, code in _TABLE if isinstance(exc, cls))
+
+
+def error_body(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(exc: BaseException, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error response for ``exc`` (internal errors get a generic message, never a traceback)."""
+    status, kind, code = status_of(exc)
+    message = str(exc) if isinstance(exc, PromptZipError) else "internal proxy error"
+    param = exc.param if isinstance(exc, RequestError) else None
+    return JSONResponse(error_body(message, type=kind, param=param, code=code), status_code=status, headers=headers)

@@ -1,0 +1,214 @@
+"""Proxy settings: one validated, immutable value object, from keyword arguments, a config file, or both.
+
+A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. Example (TOML)::
+
+    upstream = "https://api.openai.com/v1"   # the only place requests go; a request cannot change it
+    cache = "redis://127.0.0.1:6379/0"       # shared by replicas; default: the user's SQLite cache
+    preset = "fast"
+    rate = 0.5                               # or: budget = 4000 (tokens); header > route > these defaults
+    min_tokens = 1024                        # smaller chats are forwarded as they are
+    fail_mode = "open"                       # compressor failure → forward the original ("closed": an error)
+
+    [timeouts]
+    connect = 5.0
+    read = 600.0
+
+    [routes."/v1/chat/completions"]          # per-route defaults (path → settings)
+    budget = 3000
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promptzip._errors import ConfigError
+from promptzip._types import Budget
+
+__all__ = ["CHAT_COMPLETIONS", "DEFAULT_RATE", "ProxySettings", "RouteSettings", "Timeouts", "load_settings"]
+
+CHAT_COMPLETIONS = "/v1/chat/completions"
+DEFAULT_RATE = 0.5
+MiB = 1 << 20
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+FailMode = Literal["open", "closed"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_budget_pair(budget: int | None, rate: float | None) -> None:
+    if budget is not None and rate is not None:
+        raise ValueError("give budget (tokens) or rate (kept fraction), not both")
+
+
+class RouteSettings(_Frozen):
+    """Defaults for one path; ``None`` inherits the top-level value. ``compress`` marks an OpenAI chat-completions
+    endpoint whose POST body is compressed; other paths are passed through untouched."""
+
+    compress: bool = True
+    budget: int | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0, le=1)
+    preset: str | None = None
+    target: str | None = None
+    min_tokens: int | None = Field(default=None, ge=0)
+    fail_mode: FailMode | None = None
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> RouteSettings:
+        _check_budget_pair(self.budget, self.rate)
+        return self
+
+    @field_validator("preset", "target")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(f"not a valid name: {value!r}")
+        return value
+
+
+class Timeouts(_Frozen):
+    """Seconds. ``read`` bounds the wait for the upstream's headers and between body chunks (504 when it passes)."""
+
+    connect: float = Field(default=5.0, gt=0)
+    read: float = Field(default=600.0, gt=0)
+    write: float = Field(default=60.0, gt=0)
+    pool: float = Field(default=10.0, gt=0)
+
+
+class ProxySettings(_Frozen):
+    """Everything the proxy needs; see the module docstring for a config file.
+
+    >>> ProxySettings(upstream="https://api.openai.com/v1", budget=3000).port
+    8787
+    """
+
+    upstream: str
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    cache: str | None = None
+    preset: str = "fast"
+    target: str = "gpt-4o"
+    budget: int | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0, le=1)
+    min_tokens: int = Field(default=1024, ge=0)
+    fail_mode: FailMode = "open"
+    max_body_bytes: int = Field(default=10 * MiB, gt=0)
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = Field(default=256, gt=0)
+    upstream_pools: int = Field(default=8, gt=0, le=64)
+    result_cache: bool = True
+    tenant_header: str | None = "x-promptzip-tenant"
+    allowed_presets: tuple[str, ...] | None = None
+    max_zippers: int = Field(default=256, gt=0)
+    compression_threads: int = Field(default=4, gt=0)
+    trust_env: bool = False
+    warmup: bool = False
+    routes: dict[str, RouteSettings] = Field(default_factory=lambda: {CHAT_COMPLETIONS: RouteSettings()})
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError("upstream must not carry a query, a fragment or credentials")
+        return value.rstrip("/")
+
+    @field_validator("preset", "target")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"not a valid name: {value!r}")
+        return value
+
+    @field_validator("tenant_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.lower()
+        if not _HEADER.match(value):
+            raise ValueError(f"not a valid header name: {value!r}")
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, value: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
+        for path in value:
+            if not path.startswith("/v1/") or "?" in path or "/../" in path + "/" or "/./" in path + "/":
+                raise ValueError(f"a route is a plain path under /v1/, got {path!r}")
+        return {CHAT_COMPLETIONS: RouteSettings(), **value}
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> ProxySettings:
+        _check_budget_pair(self.budget, self.rate)
+        return self
+
+    def route(self, path: str) -> RouteSettings | None:
+        """The settings of a compressed route, or ``None`` when ``path`` is passed through."""
+        found = self.routes.get(path)
+        return found if found is not None and found.compress else None
+
+    def default_budget(self, route: RouteSettings) -> Budget:
+        """The route's budget, else the top-level one, else ``rate=DEFAULT_RATE``."""
+        for budget, rate in ((route.budget, route.rate), (self.budget, self.rate)):
+            if budget is not None:
+                return Budget(tokens=budget)
+            if rate is not None:
+                return Budget(rate=rate)
+        return Budget(rate=DEFAULT_RATE)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> ProxySettings:
+    """Settings from a JSON or TOML file (optional) with ``overrides`` on top: ``None`` values are ignored, tables
+    (``timeouts``, ``routes``) are merged key by key, and a ``budget`` replaces the file's ``rate`` (and back).
+
+    Every problem (unreadable file, bad syntax, unknown key, bad value) is a :class:`ConfigError`.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read(Path(path))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for one, other in (("budget", "rate"), ("rate", "budget")):
+        if one in given:  # a budget given here replaces a rate from the file, and the other way round
+            data.pop(other, None)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    try:
+        return ProxySettings.model_validate(data)
+    except ValidationError as exc:
+        where = f" in {path}" if path is not None else ""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid proxy settings{where}: {problems}") from exc
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the proxy config {path}: {exc.strerror or exc}") from exc
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(raw.decode("utf-8"))
+        else:
+            data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise ConfigError(f"the proxy config {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"the proxy config {path} must hold an object (a table), not {type(data).__name__}")
+    return data

@@ -1,0 +1,311 @@
+"""A fake OpenAI-compatible upstream with faults on demand, for testing the proxy (or a deployment of it).
+
+:class:`FakeUpstream` is a real HTTP/1.1 server on 127.0.0.1 (asyncio, in a background thread), written at the
+socket level so that it can also misbehave the ways real upstreams do::
+
+    with FakeUpstream() as upstream:
+        settings = ProxySettings(upstream=upstream.url)        # http://127.0.0.1:PORT/v1
+        ...
+        upstream.requests[-1].json()["messages"]             # what the proxy sent
+
+Each request is answered according to its ``x-fake-mode`` header (the proxy forwards it like any header), else
+the server's ``mode``:
+
+``ok``            a chat completion (SSE chunks when the body says ``"stream": true``), a model list for
+                  ``GET /v1/models``, and a JSON echo for anything else
+``slow:S``        the same after S seconds
+``status:N``      status N with an OpenAI-style JSON error body
+``garbage``       200, ``content-type: application/json``, and bytes that are not JSON
+``not-http``      bytes that are not an HTTP response, then the connection is closed
+``close``         the connection is closed without an answer
+``reset``         a streaming answer that stops after two chunks with a TCP reset
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FakeUpstream", "Recorded", "live_server"]
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests"}
+GARBAGE = b"\x00\xff<html>not json\x9c at all"
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One request as the fake upstream received it."""
+
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeUpstream:
+    """See the module docstring. ``record=False`` keeps no requests (for long load runs); ``chunk_delay`` spaces
+    SSE chunks; ``chunks`` is how many content chunks a stream sends."""
+
+    mode: str = "ok"
+    record: bool = True
+    chunks: int = 5
+    chunk_delay: float = 0.0
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the proxy (with ``/v1``, like an OpenAI SDK's ``base_url``)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeUpstream:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            self._server = loop.run_until_complete(asyncio.start_server(self._handle, self.host, self.port))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fake upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+
+        async def shutdown() -> None:
+            assert self._server is not None
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await asyncio.sleep(0)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._loop = self._thread = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Start, print the base URL on standard output, and block until interrupted (for a separate process)."""
+        self.start()
+        print(self.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.stop()
+
+    # ------------------------------------------------------------------------------------------- protocol
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    return
+                if self.record:
+                    self.requests.append(request)
+                keep = await self._answer(request, writer)
+                if not keep:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            return
+        finally:
+            self._writers.discard(writer)
+            if not writer.is_closing():
+                writer.close()
+
+    async def _answer(self, request: Recorded, writer: asyncio.StreamWriter) -> bool:
+        mode = request.header("x-fake-mode") or self.mode
+        name, _, arg = mode.partition(":")
+        if name == "slow":
+            await asyncio.sleep(float(arg or 1))
+            name = "ok"
+        if name == "close":
+            return False
+        if name == "not-http":
+            writer.write(b"SSH-2.0-definitely not http\r\n" + GARBAGE)
+            await writer.drain()
+            return False
+        if name == "status":
+            code = int(arg)
+            body = {"error": {"message": f"fake upstream status {code}", "type": "fake", "param": None, "code": code}}
+            await _send(writer, code, json.dumps(body).encode(), "application/json")
+            return True
+        if name == "garbage":
+            await _send(writer, 200, GARBAGE, "application/json")
+            return True
+        payload = _json_or_none(request.body)
+        stream = isinstance(payload, dict) and payload.get("stream") is True
+        if request.target.startswith("/v1/chat/completions") and stream:
+            await self._stream(writer, payload, reset=name == "reset")
+            return name != "reset"
+        await _send(writer, 200, json.dumps(_answer_for(request, payload)).encode(), "application/json")
+        return True
+
+    async def _stream(self, writer: asyncio.StreamWriter, payload: Any, *, reset: bool) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        writer.write(head)
+        for i in range(2 if reset else self.chunks):
+            event = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
+            event["choices"] = [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]
+            _chunk(writer, b"data: " + json.dumps(event).encode() + b"\n\n")
+            await writer.drain()
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+        if reset:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
+        done = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
+        done["choices"] = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+        _chunk(writer, b"data: " + json.dumps(done).encode() + b"\n\n")
+        _chunk(writer, b"data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _answer_for(request: Recorded, payload: Any) -> dict[str, Any]:
+    if request.target.startswith("/v1/chat/completions"):
+        messages = payload.get("messages", []) if isinstance(payload, dict) else []
+        chars = sum(
+            len(m.get("content") or "") for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)
+        )
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": payload.get("model", "fake") if isinstance(payload, dict) else "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"{len(messages)} messages, {chars} characters"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": chars // 4, "completion_tokens": 3, "total_tokens": chars // 4 + 3},
+        }
+    if request.method == "GET" and request.target.split("?")[0] == "/v1/models":
+        return {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]}
+    return {"method": request.method, "target": request.target, "body_bytes": len(request.body)}
+
+
+def _chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+async def _send(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str) -> None:
+    reason = _REASONS.get(status, "Fake")
+    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
+    writer.write(head.encode("latin-1") + body)
+    await writer.drain()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> Recorded | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    headers = tuple((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:] if line))
+    lower = {k.lower(): v for k, v in headers}
+    if lower.get("transfer-encoding", "").lower() == "chunked":
+        body = b"".join([part async for part in _chunks(reader)])
+    else:
+        body = await reader.readexactly(int(lower.get("content-length", "0")))
+    return Recorded(method, target, headers, body)
+
+
+async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        data = await reader.readexactly(size + 2)
+        if size == 0:
+            return
+        yield data[:-2]
+
+
+@contextmanager
+def live_server(app: Any, *, host: str = "127.0.0.1", log_level: str = "warning") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread on a free port of ``host``; yields its base URL
+    (``http://127.0.0.1:PORT``) once it accepts connections, and always shuts it down."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+def main() -> None:
+    """``python -m promptzip.integrations.proxy.testing PORT``: serve a fake upstream until interrupted."""
+    import sys
+
+    FakeUpstream(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0, record=False).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

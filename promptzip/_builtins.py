@@ -19,6 +19,9 @@ def register(registries: Any) -> None:
     register_tokenizers(registries)
     register_caches(registries)
     register_redis(registries)
+    from promptzip.retrievers._register import register_retrievers
+
+    register_retrievers(registries)
     register_policies(registries)
     register_presets(registries)
     _register_lazy(registries)

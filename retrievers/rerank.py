@@ -1,0 +1,169 @@
+"""Cross-encoder reranking: any Hugging Face sequence-classification model that reads (query, passage) pairs.
+
+A cross-encoder sees the query and the passage together, so it ranks far better than a bi-encoder and far
+slower: use it on a retriever's top candidates (:class:`RerankingRetriever`), or as a :class:`Scorer` for the
+chunks of a request. Typical models: ``cross-encoder/ms-marco-MiniLM-L-6-v2`` (registered as
+``ms-marco-minilm-l6``), ``BAAI/bge-reranker-base``, or a local folder with ``config.json``, weights and a
+tokenizer (what ``save_pretrained`` writes, and what ``sentence_transformers.CrossEncoder.save`` writes too).
+
+Models resolve like every promptzip model (local path → packaged → hub cache → hub download where allowed,
+see :mod:`promptzip._models`): a hub id that is not in the local cache while the hub is off
+(``HF_HUB_OFFLINE=1``) raises :class:`ModelNotAvailable`. Loading is lazy (first score, or :meth:`load`) and
+happens once per process.
+
+Scores: with one output label (MS MARCO cross-encoders) the raw logit; with several, the log-probability of
+the last label (the "relevant" class by convention). Pairs longer than ``max_length`` word pieces are truncated
+longest-first (the passage, in practice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from promptzip._errors import ConfigError, InputError, ModelNotAvailable
+from promptzip._models import load_once, resolve_model
+from promptzip._roles import Retriever, Scorer
+from promptzip._types import Chunk
+from promptzip.retrievers.dense import weights_fingerprint
+from promptzip.retrievers.fusion import scored
+
+__all__ = ["CrossEncoderReranker", "RerankingRetriever"]
+
+DEFAULT_MODEL = "ms-marco-minilm-l6"
+
+
+def _load(path: Path) -> tuple[Any, Any]:
+    try:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise ModelNotAvailable("cross-encoders need the models extra: pip install 'promptzip[models]'") from exc
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for an unusable folder
+        raise ModelNotAvailable(f"could not load a cross-encoder from {path}: {exc}", model=str(path)) from exc
+    model.eval()
+    return tokenizer, model
+
+
+class CrossEncoderReranker(Scorer):
+    """Scores (query, chunk) pairs with a cross-encoder; higher is more relevant.
+
+    >>> reranker = CrossEncoderReranker("cross-encoder/ms-marco-MiniLM-L-6-v2")   # nothing loads yet
+    >>> reranker.rerank("who built the tower?", candidates, k=5)                   # doctest: +SKIP
+    >>> reranker.score(chunks, "who built the tower?")                             # doctest: +SKIP
+
+    As a :class:`Scorer` without a query it has nothing to compare against and scores every chunk 0.0.
+    """
+
+    name = "cross-encoder"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 32, max_length: int = 512) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
+            raise ConfigError(f"max_length must be an int ≥ 8, got {max_length!r}")
+        self.model_name = model
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self._path: Path | None = None
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(cls, model: str, **kwargs: Any) -> CrossEncoderReranker:
+        """Resolve and load ``model`` now (raising :class:`ModelNotAvailable` here rather than at first use)."""
+        return cls(model, **kwargs).load()
+
+    def load(self) -> CrossEncoderReranker:
+        self._model()
+        return self
+
+    def _resolved(self) -> Path:
+        if self._path is None:
+            self._path = resolve_model(self.model_name).path
+        return self._path
+
+    def _model(self) -> tuple[Any, Any]:
+        pair: tuple[Any, Any] = load_once("cross-encoder", self._resolved(), _load)
+        return pair
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = f"cross-encoder:{self.model_name}:{weights_fingerprint(self._resolved())}"
+        return self._fingerprint
+
+    def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
+        if not query:
+            return [0.0] * len(chunks)
+        import torch
+
+        tokenizer, model = self._model()
+        limit = self.max_length
+        model_max = getattr(tokenizer, "model_max_length", None)
+        if isinstance(model_max, int) and 0 < model_max < limit:
+            limit = model_max
+        out: list[float] = []
+        texts = [c.text for c in chunks]
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            encoded = tokenizer(
+                [query] * len(batch),
+                batch,
+                truncation="longest_first",
+                max_length=limit,
+                padding=True,
+                return_tensors="pt",
+            )
+            with torch.inference_mode():
+                logits = model(**encoded).logits.float()
+            values = logits[:, 0] if logits.shape[-1] == 1 else torch.log_softmax(logits, dim=-1)[:, -1]
+            out.extend(values.tolist())
+        return out
+
+    def rerank(self, query: str, chunks: Sequence[Chunk], k: int | None = None) -> list[Chunk]:
+        """``chunks`` sorted by cross-encoder score, best first (ties keep their order), at most ``k`` of them.
+
+        Each result's metadata gains ``score`` (the cross-encoder's) and ``reranker``; a previous ``score`` (the
+        first stage's) moves to ``first_stage_score``.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("query must be a non-empty string")
+        if k is not None and k <= 0:
+            raise InputError(f"k must be positive, got {k}")
+        if any(not isinstance(c, Chunk) for c in chunks):
+            raise InputError("rerank() takes Chunks")
+        scores = self.score(chunks, query)
+        order = sorted(range(len(chunks)), key=lambda i: -scores[i])[: k if k is not None else len(chunks)]
+        out = []
+        for i in order:
+            chunk = chunks[i]
+            extra: dict[str, Any] = {"reranker": self.name}
+            if "score" in chunk.metadata:
+                extra["first_stage_score"] = chunk.metadata["score"]
+            retriever = str(chunk.metadata.get("retriever", "input"))
+            out.append(scored(chunk, scores[i], retriever, **extra))
+        return out
+
+
+class RerankingRetriever(Retriever):
+    """A retriever whose top ``fetch_k`` candidates a cross-encoder reorders; returns the best ``k``."""
+
+    name = "rerank"
+
+    def __init__(self, retriever: Retriever, reranker: CrossEncoderReranker, *, fetch_k: int = 50) -> None:
+        if not isinstance(retriever, Retriever):
+            raise ConfigError("RerankingRetriever needs a Retriever to rerank")
+        if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k <= 0:
+            raise ConfigError(f"fetch_k must be a positive int, got {fetch_k!r}")
+        self.retriever = retriever
+        self.reranker = reranker
+        self.fetch_k = fetch_k
+
+    def _retrieve(self, query: str, k: int) -> list[Chunk]:
+        candidates = self.retriever.retrieve(query, max(k, self.fetch_k))
+        return self.reranker.rerank(query, candidates, k)

@@ -42,6 +42,16 @@ class DemonstrationCompressor(Compressor):
         z = (relevance - float(relevance.mean())) / max(std, 1e-6)
         weight = np.exp(np.clip(self.sharpness * z, -30.0, 30.0))
         counts = tokenizer.count_many([c.text for c in chunks])
+        # Every middle sentence of every demonstration is scored in one call (one query encoding, one batch).
+        layout: list[list[Chunk]] = []
+        middles: list[Chunk] = []
+        for chunk in chunks:
+            spans = sentence_spans(chunk.text) if not chunk.protected else []
+            sentences = [Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b) for a, b in spans]
+            layout.append(sentences)
+            if len(sentences) >= 3:
+                middles.extend(sentences[1:-1])
+        middle_scores = iter(self.scorer.score(middles, query) if middles else [])
         groups: list[list[Variant]] = []
         for i, chunk in enumerate(chunks):
             rel = float(relevance[i])
@@ -49,25 +59,29 @@ class DemonstrationCompressor(Compressor):
                 groups.append([keep_variant(chunk, counts[i], float(weight[i]), rel)])
                 continue
             group = [drop_variant(chunk, rel), keep_variant(chunk, counts[i], float(weight[i]), rel)]
-            group.extend(self._shortened(chunk, query, tokenizer, float(weight[i]), rel, counts[i]))
+            sentences = layout[i]
+            if len(sentences) >= 3:
+                scores = [next(middle_scores) for _ in sentences[1:-1]]
+                group.extend(self._shortened(chunk, sentences, scores, tokenizer, float(weight[i]), rel, counts[i]))
             groups.append(group)
         return groups
 
     def _shortened(
-        self, chunk: Chunk, query: str | None, tokenizer: Tokenizer, weight: float, rel: float, tokens: int
+        self,
+        chunk: Chunk,
+        sentences: list[Chunk],
+        scores: list[float],
+        tokenizer: Tokenizer,
+        weight: float,
+        rel: float,
+        tokens: int,
     ) -> list[Variant]:
-        spans = sentence_spans(chunk.text)
-        if len(spans) < 3:
-            return []
-        sentences = [Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b) for a, b in spans]
-        middle = list(range(1, len(spans) - 1))
-        scores = self.scorer.score([sentences[i] for i in middle], query)
+        middle = list(range(1, len(sentences) - 1))
         ranked = [i for _, i in sorted(zip(scores, middle, strict=True), key=lambda p: (-p[0], p[1]))]
+        choices = [sorted([0, len(sentences) - 1, *ranked[:k]]) for k in range(len(ranked))]
+        texts = [" ".join(sentences[i].text for i in chosen) for chosen in choices]
         out: list[Variant] = []
-        for k in range(len(ranked)):
-            chosen = sorted([0, len(spans) - 1, *ranked[:k]])
-            text = " ".join(sentences[i].text for i in chosen)
-            n = tokenizer.count(text)
+        for chosen, text, n in zip(choices, texts, tokenizer.count_many(texts), strict=True):
             value = weight * self.partial_value * (n / max(tokens, 1))
             kept = tuple(Span(sentences[i].start, sentences[i].end) for i in chosen)
             out.append(Variant(chunk, "shortened", text, n, value, kept, rel))

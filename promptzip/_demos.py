@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,17 +52,32 @@ def compress_demonstrations(
     texts = [check_text(d, f"demos[{i}]") for i, d in enumerate(demos)]
     query = check_text(input, "input")
     if zipper is None:
-        from promptzip._cache import cache_from_url
-        from promptzip.compressors.demonstrations import DemonstrationCompressor
-        from promptzip.retrievers.dense import DenseScorer
-        from promptzip.retrievers.hybrid import HybridScorer
-        from promptzip.retrievers.sparse import BM25Scorer
-
-        scorer = HybridScorer(DenseScorer(cache=cache_from_url(cache)), BM25Scorer())
-        zipper = Zipper(DemonstrationCompressor(scorer), target=target, reorder=reorder, max_chunk_chars=10**9)
+        zipper = _default_zipper(target, cache, reorder)
     chunks = [Chunk(t, source_id=str(i)) for i, t in enumerate(texts)]
     r = zipper.compress(chunks, query=query, budget=Budget.coerce(budget, rate=rate))
     kept = tuple(sorted({int(c.source_id) for c in r.chunks if c.text}))
     partial = {int(c.source_id) for c in r.chunks if c.kind != "keep"}
     intact = tuple(i for i in kept if i not in partial)
     return DemoSelection(r.context, r.tokens_out, r.budget, kept, intact, len(texts), r)
+
+
+_zippers: dict[tuple[str, str | None, str], Zipper] = {}
+_lock = threading.Lock()
+
+
+def _default_zipper(target: str, cache: str | None, reorder: str) -> Zipper:
+    """One shared Zipper per (target, cache, reorder), so demonstrations are embedded once per process."""
+    from promptzip._cache import cache_from_url
+    from promptzip.compressors.demonstrations import DemonstrationCompressor
+    from promptzip.retrievers.dense import DenseScorer
+    from promptzip.retrievers.hybrid import HybridScorer
+    from promptzip.retrievers.sparse import BM25Scorer
+
+    key = (target, cache, reorder)
+    with _lock:
+        if key not in _zippers:
+            scorer = HybridScorer(DenseScorer(cache=cache_from_url(cache)), BM25Scorer())
+            _zippers[key] = Zipper(
+                DemonstrationCompressor(scorer), target=target, reorder=reorder, max_chunk_chars=10**9
+            )
+        return _zippers[key]

@@ -71,10 +71,12 @@ def test_gsm8k_chain_of_thought_demos_at_250_tokens() -> None:
     tok = pz.get_tokenizer("gpt-4o")
     total = tok.count("\n\n".join(demos))
     intact = 0
-    for problem in data.load_gsm8k_test()[:20]:
+    problems = data.load_gsm8k_test()[:10]
+    for problem in problems:
         s = pz.compress_demonstrations(demos, problem.question, budget=250)
         assert s.tokens <= 250 < total
         intact += len(s.intact)
         for i in s.intact:
             assert demos[i] in s.text
-    assert intact / 20 >= 1  # at least one whole demonstration survives on average
+    print(f"GSM8K CoT demos: {total} tokens → ≤ 250; {intact / len(problems):.1f} of 8 demos intact on average")
+    assert intact / len(problems) >= 1  # at least one whole demonstration survives on average

@@ -1,114 +1,319 @@
-"""``make bench``: latency and throughput of the ``fast`` preset on the bundled ~10k-token speech.
+"""``make bench``: how compression cost grows with input length, for every promptzip preset and for llmlingua.
 
-Cold = an empty cache (the encoder already loaded; its load time is reported on its own); warm = the same text
-again (every sentence embedding comes from the cache) and a different question on the warm cache. Sizes are
-prefixes of the speech. Figures are printed and written to ``evals/results/bench.json``; they are measurements
-of this machine, not assertions.
+Inputs of about 1k, 4k, 16k and 64k o200k tokens are built by concatenating *different* SQuAD v1.1 dev articles
+(whole paragraphs, never repeated text), with a question about the first article. Each (method, size) runs in a
+fresh subprocess, so its peak memory (RSS) is its own:
+
+* promptzip presets: the models are loaded first (load time reported apart); **cold** = a new Zipper with an empty
+  in-memory cache; **warm** = the same text again with a different question (every sentence embedding comes from
+  the cache: the "compress once, cache, reuse" path). Budget = input / 10.
+* llmlingua (LLMLingua-1, LongLLMLingua; SmolLM2-135M, their own environment, see ``baselines.py``): one call per
+  size (it has no cache, so there is no warm figure), at the sizes given by ``--llmlingua-sizes`` (default 1k and
+  4k: a 16k LongLLMLingua call takes several minutes on this 2-core CPU, and 64k tens of minutes).
+
+Ratios are the achieved ``tokens in / tokens out`` of the same calls. Writes ``evals/results/bench.json``,
+``bench.md`` and ``bench.png``; the figures are measurements of this machine, not assertions.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
-import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "run"]
+__all__ = ["build_input", "main", "run"]
+
+SIZES = (1000, 4000, 16_000, 64_000)
+LLMLINGUA_SIZES = (1000, 4000)
+RATIO = 10
 
 
-def _sample() -> tuple[str, str]:
-    folder = resources.files("promptzip") / "_sample"
-    meta = json.loads((folder / "sample.json").read_text(encoding="utf-8"))
-    return (folder / meta["file"]).read_text(encoding="utf-8"), str(meta["question"])
+def build_input(size: int) -> tuple[str, str, str]:
+    """About ``size`` o200k tokens of different SQuAD dev articles (whole paragraphs) and two questions about the
+    first article: ``(text, question, other_question)``."""
+    from promptzip._tokenizers import get_tokenizer
+    from promptzip.evals import data
+
+    tok = get_tokenizer("o200k_base")
+    articles = data.load_squad_dev()
+    parts: list[str] = []
+    used = 0
+    for article in articles:
+        for paragraph in article.paragraphs:
+            cost = tok.count(paragraph.text) + (1 if parts else 0)
+            if used + cost > size and parts:
+                return "\n\n".join(parts), articles[0].questions[0].question, articles[0].questions[1].question
+            parts.append(paragraph.text)
+            used += cost
+    raise data.DataError(f"SQuAD dev has fewer than {size} tokens")
 
 
-def _timed(fn: Any, repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(sizes: Sequence[int] = (1000, 4000, 10_000), *, budget_ratio: int = 10, repeat: int = 3) -> dict[str, Any]:
+def _child_preset(preset: str, size: int) -> dict[str, Any]:
     import promptzip as pz
     from promptzip._cache import MemoryCache
-    from promptzip._models import load_sentence_encoder
 
-    text, question = _sample()
-    tok = pz.get_tokenizer("gpt-4o")
+    text, question, other = build_input(size)
+    started = time.perf_counter()
+    warmup = pz.Zipper.from_preset(preset, target="o200k_base", cache="memory")
+    warmup.compress("Models load once. Then they stay.", question="What loads?", budget=50)
+    load_s = time.perf_counter() - started
+    rss_loaded = _peak_rss_mb()
+    zipper = pz.Zipper.from_preset(preset, target="o200k_base", cache=MemoryCache(max_bytes=1 << 30))
+    tokens = zipper.tokenizer.count(text)
+    budget = tokens // RATIO
     t = time.perf_counter()
-    load_sentence_encoder("minilm")
-    load_s = time.perf_counter() - t
-    rows = []
-    for size in sizes:
-        ids = tok.encode(text)[:size]
-        doc = tok.decode(ids)
-        cut = doc.rfind("\n\n")
-        doc = doc[:cut] if cut > len(doc) // 2 else doc
-        n = tok.count(doc)
-        budget = max(50, n // budget_ratio)
-        cold = []
-        for _ in range(repeat):
-            zipper = pz.Zipper.from_preset("fast", cache=MemoryCache(max_bytes=1 << 30))
-            t = time.perf_counter()
-            zipper.compress(doc, question=question, budget=budget)
-            cold.append(time.perf_counter() - t)
-        warm = _timed(lambda z=zipper, d=doc, b=budget: z.compress(d, question=question, budget=b), repeat)
-        other = _timed(lambda z=zipper, d=doc, b=budget: z.compress(d, question="What about schools?", budget=b), 1)
-        rows.append(
-            {
-                "tokens": n,
-                "budget": budget,
-                "cold_s": statistics.median(cold),
-                "warm_s": statistics.median(warm),
-                "warm_new_question_s": other[0],
-                "cold_tokens_per_s": n / statistics.median(cold),
-                "warm_tokens_per_s": n / statistics.median(warm),
-                "warm_speedup": statistics.median(cold) / statistics.median(warm),
-            }
-        )
+    cold = zipper.compress(text, question=question, budget=budget)
+    cold_s = time.perf_counter() - t
+    t = time.perf_counter()
+    warm = zipper.compress(text, question=other, budget=budget)
+    warm_s = time.perf_counter() - t
     return {
-        "machine": f"{platform.processor() or platform.machine()}, {_cpus()} CPUs",
-        "model_load_s": load_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "method": f"promptzip-{preset}",
+        "tokens": tokens,
+        "budget": budget,
+        "load_s": load_s,
+        "cold_s": cold_s,
+        "warm_s": warm_s,
+        "cold_tokens_per_s": tokens / cold_s,
+        "warm_tokens_per_s": tokens / warm_s,
+        "ratio_cold": cold.ratio,
+        "ratio_warm": warm.ratio,
+        "tokens_out": cold.tokens_out,
+        "peak_rss_mb": _peak_rss_mb(),
+        "rss_after_load_mb": rss_loaded,
+    }
+
+
+def _child_llmlingua(method: str, size: int) -> dict[str, Any]:
+    from promptzip._tokenizers import get_tokenizer
+    from promptzip.evals.baselines import BaselineWorker
+
+    text, question, _ = build_input(size)
+    tok = get_tokenizer("o200k_base")
+    tokens = tok.count(text)
+    budget = tokens // RATIO
+    worker = BaselineWorker()
+    try:
+        load = worker.ask({"op": "load", "method": method})
+        rss_loaded = worker.ask({"op": "rss"})["peak_rss_mb"]
+        answer = worker.ask(
+            {"op": "compress", "method": method, "contexts": text.split("\n\n"), "question": question, "budget": budget}
+        )
+        rss = worker.ask({"op": "rss"})["peak_rss_mb"]
+    finally:
+        worker.close()
+    out_tokens = tok.count(str(answer["text"]))
+    return {
+        "method": method,
+        "tokens": tokens,
+        "budget": budget,
+        "load_s": float(load["seconds"]),
+        "cold_s": float(answer["seconds"]),
+        "warm_s": None,
+        "cold_tokens_per_s": tokens / float(answer["seconds"]),
+        "warm_tokens_per_s": None,
+        "ratio_cold": tokens / out_tokens if out_tokens else None,
+        "ratio_warm": None,
+        "tokens_out": out_tokens,
+        "peak_rss_mb": rss,
+        "rss_after_load_mb": rss_loaded,
+    }
+
+
+def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    threads = int(spec.get("threads", 1))
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+        os.environ["PZ_BASELINE_THREADS"] = str(threads)
+    if spec["kind"] == "preset":
+        return _child_preset(spec["name"], int(spec["size"]))
+    return _child_llmlingua(spec["name"], int(spec["size"]))
+
+
+def _spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, "-P", "-m", "promptzip.evals.bench", "--child", json.dumps(spec)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    except subprocess.TimeoutExpired:
+        return {"method": spec["name"], "size": spec["size"], "error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"method": spec["name"], "size": spec["size"], "error": " | ".join(tail) or f"exit {done.returncode}"}
+    row: dict[str, Any] = json.loads(lines[-1])
+    row["size"] = spec["size"]
+    return row
+
+
+def run(
+    sizes: Sequence[int] = SIZES,
+    *,
+    presets: Sequence[str] | None = None,
+    llmlingua: Sequence[str] = ("llmlingua", "longllmlingua"),
+    llmlingua_sizes: Sequence[int] = LLMLINGUA_SIZES,
+    timeout: float = 900,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from promptzip._registry import registries
+
+    names = [p for p in presets if p != "none"] if presets is not None else registries.presets.names()
+    specs: list[dict[str, Any]] = [{"kind": "preset", "name": p, "size": s} for p in names for s in sizes]
+    specs += [{"kind": "llmlingua", "name": m, "size": s} for m in llmlingua for s in llmlingua_sizes]
+    for spec in specs:
+        spec["threads"] = threads
+    rows = []
+    for spec in tqdm(specs, desc="bench", disable=not progress, file=sys.stderr):
+        row = _spawn(spec, timeout)
+        rows.append(row)
+        if progress:
+            shown = {k: row.get(k) for k in ("method", "size", "cold_s", "warm_s", "peak_rss_mb", "error")}
+            print(json.dumps(shown), file=sys.stderr)
+    return {
+        "machine": f"{platform.machine()} CPU, {_cpus()} cores (shared), Python {platform.python_version()}",
+        "ratio": RATIO,
+        "threads": threads,
+        "sizes": list(sizes),
+        "llmlingua_sizes": list(llmlingua_sizes),
         "rows": rows,
     }
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m promptzip.evals.bench", description=__doc__)
-    parser.add_argument("--sizes", default="1000,4000,10000", help="input sizes in o200k tokens")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", default="evals/results/bench.json")
-    args = parser.parse_args(argv)
-    report = run([int(s) for s in args.sizes.split(",")], repeat=args.repeat)
-    print(f"fast preset, {report['machine']}; encoder load {report['model_load_s']:.1f} s")
-    print(
-        f"{'tokens':>7} {'budget':>6} {'cold s':>7} {'warm s':>7} {'new q s':>7} {'cold tok/s':>10} {'warm tok/s':>10}"
-    )
+def _fmt(x: float | None, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# promptzip bench",
+        "",
+        f"{report['machine']}, {report.get('threads', 1)} torch thread(s) per process. Query-aware compression at "
+        f"{report['ratio']}x of concatenated SQuAD dev articles; "
+        "each row is a fresh process (models loaded first; load time and RSS after load shown apart). Cold: empty "
+        "cache. Warm: same text, new question, warm cache. llmlingua has no cache (no warm figure) and runs at "
+        f"{', '.join(f'{s // 1000}k' for s in report['llmlingua_sizes'])} only (16k+ takes minutes per call here).",
+        "",
+        "| method | tokens | cold s | warm s | cold tok/s | warm tok/s | ratio (cold/warm) | peak RSS MB | "
+        "RSS after load MB | load s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in report["rows"]:
-        print(
-            f"{r['tokens']:>7} {r['budget']:>6} {r['cold_s']:>7.2f} {r['warm_s']:>7.3f}"
-            f" {r['warm_new_question_s']:>7.3f} {r['cold_tokens_per_s']:>10.0f} {r['warm_tokens_per_s']:>10.0f}"
+        if "error" in r:
+            lines.append(f"| {r['method']} | ~{r['size']} | error: {r['error'][:80]} | | | | | | | |")
+            continue
+        ratio = f"{_fmt(r['ratio_cold'], '.1f')}/{_fmt(r['ratio_warm'], '.1f')}"
+        lines.append(
+            f"| {r['method']} | {r['tokens']} | {r['cold_s']:.2f} | {_fmt(r['warm_s'], '.3f')} | "
+            f"{r['cold_tokens_per_s']:.0f} | {_fmt(r['warm_tokens_per_s'], '.0f')} | {ratio} | "
+            f"{r['peak_rss_mb']:.0f} | {r['rss_after_load_mb']:.0f} | {r['load_s']:.1f} |"
         )
-    print(f"peak RSS {report['peak_rss_mb']:.0f} MB")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = sorted({r["method"] for r in report["rows"] if "error" not in r})
+    for method in methods:
+        rows = sorted(
+            (r for r in report["rows"] if r["method"] == method and "error" not in r), key=lambda r: r["tokens"]
+        )
+        xs = [r["tokens"] for r in rows]
+        ax.plot(xs, [r["cold_s"] for r in rows], "o-", label=f"{method} cold")
+        warm = [(r["tokens"], r["warm_s"]) for r in rows if r["warm_s"] is not None]
+        if warm:
+            ax.plot([x for x, _ in warm], [y for _, y in warm], "s--", label=f"{method} warm")
+    anchor = min(
+        (r for r in report["rows"] if "error" not in r), key=lambda r: (r["tokens"], r["cold_s"]), default=None
+    )
+    if anchor is not None:
+        xs = sorted({r["tokens"] for r in report["rows"] if "error" not in r})
+        ys = [anchor["cold_s"] * x / anchor["tokens"] for x in xs]
+        ax.plot(xs, ys, ":", color="grey", label="linear growth (slope 1)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("input length, o200k tokens")
+    ax.set_ylabel("seconds per call")
+    ax.set_title(f"compression latency vs input length ({report['ratio']}x, query-aware)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m promptzip.evals.bench", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="input sizes in o200k tokens")
+    parser.add_argument("--presets", default="", help="comma-separated presets (default: every one; 'none': none)")
+    parser.add_argument("--llmlingua", default="llmlingua,longllmlingua", help="llmlingua methods ('' for none)")
+    parser.add_argument("--llmlingua-sizes", default=",".join(map(str, LLMLINGUA_SIZES)))
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per (method, size) subprocess")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (0: torch's default)")
+    parser.add_argument("--out", type=Path, default=Path("evals/results"))
+    parser.add_argument("--append", action="store_true", help="add these rows to the bench.json already there")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+
+
+def run_from_args(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
+    out = out or sys.stdout
+    if args.child:
+        print(json.dumps(_child(json.loads(args.child))), file=out, flush=True)
+        return 0
+    report = run(
+        [int(s) for s in args.sizes.split(",") if s],
+        presets=[p for p in args.presets.split(",") if p] or None,
+        llmlingua=[m for m in args.llmlingua.split(",") if m],
+        llmlingua_sizes=[int(s) for s in args.llmlingua_sizes.split(",") if s],
+        timeout=args.timeout,
+        threads=args.threads,
+    )
+    folder: Path = args.out
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = folder / "bench.json"
+    if args.append and previous.is_file():  # add rows to an earlier run (e.g. llmlingua at one more size)
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        fresh = {(r["method"], r["size"]) for r in report["rows"]}
+        report["rows"] = [r for r in old["rows"] if (r["method"], r["size"]) not in fresh] + report["rows"]
+        report["sizes"] = sorted(set(old.get("sizes", [])) | set(report["sizes"]))
+        report["llmlingua_sizes"] = sorted(set(old.get("llmlingua_sizes", [])) | set(report["llmlingua_sizes"]))
+        report["rows"].sort(key=lambda r: (r["method"] != "promptzip-fast", r["method"], r["size"]))
+    (folder / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = markdown(report)
+    (folder / "bench.md").write_text(text, encoding="utf-8")
+    plot(report, folder / "bench.png")
+    out.write(text)
     return 0
 
 

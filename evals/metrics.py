@@ -1,16 +1,45 @@
-"""Metrics shared by evals, tests and benchmarks."""
+"""Metrics shared by evals, tests and benchmarks.
+
+* Answer retention: does a gold answer string survive in the compressed context (SQuAD-normalized)?
+* Gold hit: does any kept source span overlap the gold paragraph?
+* Summary content: how much of a reference summary's content survives in a compressed article (recall only; see
+  :func:`summary_recall` for why not ROUGE of the article against the summary).
+* Downstream QA: SQuAD exact match and token F1 of a generated answer.
+* Intervals: Wilson for proportions, a normal interval for means.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+import statistics
 import string
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
-__all__ = ["answer_retained", "normalize_answer", "wilson_interval"]
+from promptzip._types import Span
+
+__all__ = [
+    "answer_retained",
+    "content_words",
+    "exact_match",
+    "lcs_length",
+    "mean_interval",
+    "normalize_answer",
+    "spans_overlap",
+    "squad_f1",
+    "summary_recall",
+    "wilson_interval",
+]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans(dict.fromkeys(string.punctuation, " "))
+_STOPWORDS = frozenset(
+    "a an and are as at be been being but by can could did do does for from had has have he her hers him his how i"
+    " if in into is it its me my no not of on or our she so than that the their them then there these they this"
+    " those to too us was we were what when where which while who whom why will with would you your also am any"
+    " each more most other some such only own same very just s t said says says mr mrs ms".split()
+)
 
 
 def normalize_answer(text: str) -> str:
@@ -24,6 +53,72 @@ def answer_retained(context: str, answers: Iterable[str]) -> bool:
     return any(f" {a} " in haystack for a in map(normalize_answer, answers) if a)
 
 
+def spans_overlap(kept: Iterable[Span], target: Span) -> bool:
+    """Whether any kept span shares at least one character with ``target``."""
+    return any(s.start < target.end and s.end > target.start for s in kept)
+
+
+def exact_match(prediction: str, answers: Iterable[str]) -> float:
+    """SQuAD exact match (1.0 or 0.0) against the best gold answer."""
+    p = normalize_answer(prediction)
+    return float(any(p == normalize_answer(a) for a in answers))
+
+
+def squad_f1(prediction: str, answers: Iterable[str]) -> float:
+    """SQuAD token F1 against the best gold answer."""
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for answer in answers:
+        gold = normalize_answer(answer).split()
+        common = sum((Counter(pred) & Counter(gold)).values())
+        if not pred or not gold or not common:
+            best = max(best, float(pred == gold))
+            continue
+        precision, recall = common / len(pred), common / len(gold)
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def content_words(text: str) -> list[str]:
+    """Normalized words of ``text`` without stop words (order and repeats kept)."""
+    return [w for w in normalize_answer(text).split() if w not in _STOPWORDS]
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two word lists (O(len(a)·len(b)) time, O(len(b)) memory)."""
+    if not a or not b:
+        return 0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, 1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def summary_recall(compressed: str, reference: str) -> dict[str, float]:
+    """How much of a reference summary survives in a compressed article, as recalls in [0, 1].
+
+    * ``content``: distinct content words of the summary that occur in the compressed text;
+    * ``rouge1``: ROUGE-1 recall of the summary against the compressed text (clipped unigram counts);
+    * ``rougeL``: ROUGE-L recall, the longest common subsequence over the summary's length.
+
+    ROUGE of the *compressed article* scored as if it were a summary (precision, F1) is not meaningful: it rewards
+    short outputs and punishes every kept sentence that is not in the summary, which is the point of keeping
+    context. What a compressor must do is keep the content the summary needs, so only recall is reported.
+    """
+    ref = normalize_answer(reference).split()
+    hyp = normalize_answer(compressed).split()
+    ref_content = set(content_words(reference))
+    hyp_set = set(hyp)
+    content = len(ref_content & hyp_set) / len(ref_content) if ref_content else 0.0
+    overlap = sum((Counter(ref) & Counter(hyp)).values())
+    rouge1 = overlap / len(ref) if ref else 0.0
+    rouge_l = lcs_length(ref, hyp) / len(ref) if ref else 0.0
+    return {"content": content, "rouge1": rouge1, "rougeL": rouge_l}
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a proportion."""
     if n == 0:
@@ -33,3 +128,14 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean and a normal-approximation 95% interval (``z`` standard errors)."""
+    if not values:
+        return (math.nan, math.nan, math.nan)
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return (mean, mean, mean)
+    half = z * statistics.stdev(values) / math.sqrt(len(values))
+    return (mean, mean - half, mean + half)

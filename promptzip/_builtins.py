@@ -22,6 +22,9 @@ def register(registries: Any) -> None:
     from promptzip.retrievers._register import register_retrievers
 
     register_retrievers(registries)
+    from promptzip.compressors._register import register_token_level
+
+    register_token_level(registries)
     register_policies(registries)
     register_presets(registries)
     _register_lazy(registries)

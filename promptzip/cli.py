@@ -140,6 +140,14 @@ def _parser() -> argparse.ArgumentParser:
     from promptzip.integrations.proxy._cli import add_proxy_command
 
     add_proxy_command(sub)
+
+    from promptzip.evals._cli import add_eval_commands
+
+    add_eval_commands(sub)
+
+    from promptzip.compressors.train_classifier import add_train_command
+
+    add_train_command(sub)
     return parser
 
 

@@ -1,0 +1,47 @@
+"""``promptzip eval`` and ``promptzip bench``: wired into the main CLI by :func:`add_eval_commands`.
+
+The command bodies take ``(args, out, err)`` and return an exit code, like the other ``promptzip`` commands; the
+heavy modules are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+__all__ = ["add_eval_commands"]
+
+
+def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from promptzip.evals.run import run_from_args
+
+    return run_from_args(args, out, err)
+
+
+def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from promptzip.evals.bench import run_from_args
+
+    return run_from_args(args, out, err)
+
+
+def add_eval_commands(subparsers: Any) -> None:
+    """Add ``eval`` and ``bench`` to a ``parser.add_subparsers()`` object; each sets ``func`` to its body."""
+    from promptzip.evals import bench, run
+
+    e = subparsers.add_parser(
+        "eval",
+        help="quality of every method on public data (retention, ratios, latency), with tables and plots",
+        description=run.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_arguments(e)
+    e.set_defaults(func=_eval)
+
+    b = subparsers.add_parser(
+        "bench",
+        help="latency, throughput and memory vs input length (1k-64k tokens), promptzip and llmlingua",
+        description=bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_arguments(b)
+    b.set_defaults(func=_bench)

@@ -1,0 +1,308 @@
+"""Token-level figures: answer retention and speed of task-agnostic word pruning on SQuAD v1.1 dev.
+
+``python -P -m promptzip.evals.token_level_bench`` writes ``evals/results/token_level.json`` and
+``token_level.md``.
+
+1. **Retention.** ``--articles`` (4) SQuAD v1.1 dev articles drawn with a seed, ``--per-article`` (50) seeded
+   questions from each (≥ 200 in all); each article, whole (~7–8k tokens), is the context. Task-agnostic: the
+   question is never shown to the compressor. Every method scores each article once (token scores are
+   query-agnostic) and prunes it at rate 0.5 and 0.33 (the kept fraction of o200k tokens, exact); a question
+   counts as retained when a gold answer string survives in the pruned text (SQuAD normalization, the same test
+   as :func:`promptzip.evals.metrics.answer_retained`). Methods: our distilled classifier (``minilm-tc``), its
+   teacher (SmolLM2-135M self-information), random pruning at the same rate (mean of 3 seeds), and the
+   word-length heuristic. 95% Wilson intervals. The force-keep rules (numbers, IDs, ...) apply to every method
+   alike, random included, so the gaps between methods are the scorers' own.
+2. **Speed.** Input o200k tokens per second of scoring (cold: an empty cache, models loaded beforehand), per
+   method, on this machine (CPU count and load average recorded); and a paired measurement (``--speed-rounds``):
+   the classifier and the teacher alternate on the same article, so a shared machine's changing load hits both
+   alike, and the speed ratio is the median of the per-round ratios.
+3. **Profile.** ``--profile-tokens`` (50,000) tokens of concatenated dev articles scored by the distilled
+   classifier under cProfile: the share of time spent inside the model's forward pass versus everything else
+   (tokenization, windowing, word grouping, pruning).
+
+Hook for ``llmlingua`` (LLMLingua-1 on the same SmolLM2 folder; its LLMLingua-2 mode on our classifier copied to a
+folder named ``…xlm-roberta-large…``/``…bert-base-multilingual-cased…``, whose base is a BERT): those run in
+``.venv-baselines`` through :mod:`promptzip.evals.baselines`; :func:`retention_of` takes any
+``compress(text, rate) -> str`` callable, so the harness can add them to the same table with the same articles,
+questions and metric (``sample`` gives the exact items).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "profile_classifier", "retention_of", "sample"]
+
+RATES = (0.5, 0.33)
+
+
+def sample(articles: int, per_article: int, seed: int = 0) -> list[tuple[Any, list[Any]]]:
+    """``articles`` seeded SQuAD dev articles with ``per_article`` seeded questions each (answers in context)."""
+    from promptzip.evals import data
+
+    dev = data.load_squad_dev()
+    rng = random.Random(seed)
+    picked = rng.sample(range(len(dev)), articles)
+    out: list[tuple[Any, list[Any]]] = []
+    for a in picked:
+        article = dev[a]
+        questions = [q for q in article.questions if any(s >= 0 for s in q.answer_starts)]
+        out.append((article, rng.sample(questions, min(per_article, len(questions)))))
+    return out
+
+
+def retention_of(
+    compress: Callable[[str, float], str], items: Sequence[tuple[Any, list[Any]]], rates: Sequence[float] = RATES
+) -> dict[str, Any]:
+    """Retention of any ``compress(text, rate) -> text`` on the sampled items, per rate."""
+    from promptzip._tokenizers import get_tokenizer
+    from promptzip.evals.metrics import answer_retained, wilson_interval
+
+    tok = get_tokenizer("o200k_base")
+    out: dict[str, Any] = {}
+    for rate in rates:
+        hits = n = kept = total = 0
+        for article, questions in items:
+            text = compress(article.context, rate)
+            kept += tok.count(text)
+            total += tok.count(article.context)
+            for q in questions:
+                hits += answer_retained(text, q.answers)
+                n += 1
+        lo, hi = wilson_interval(hits, n)
+        out[f"{rate:g}"] = {"retention": hits / n, "ci95": [lo, hi], "n": n, "achieved_rate": kept / total}
+    return out
+
+
+def _method(name: str) -> Any:
+    from promptzip.compressors.pruning import RandomTokenScorer, WordLengthScorer
+    from promptzip.compressors.self_information import SelfInformationScorer
+    from promptzip.compressors.token_classifier import TokenClassifierScorer
+
+    factories: dict[str, Callable[[], Any]] = {
+        "minilm-tc": TokenClassifierScorer,
+        "self-information": SelfInformationScorer,
+        "random": lambda: RandomTokenScorer(0),
+        "word-length": WordLengthScorer,
+    }
+    return factories[name]()
+
+
+def _evaluate(name: str, items: Sequence[tuple[Any, list[Any]]], log: Callable[[str], None]) -> dict[str, Any]:
+    from promptzip._cache import MemoryCache
+    from promptzip._tokenizers import get_tokenizer
+    from promptzip.compressors.pruning import RandomTokenScorer, TokenPruneCompressor
+
+    tok = get_tokenizer("o200k_base")
+    scorer = _method(name)
+    pruner = TokenPruneCompressor(scorer, cache=MemoryCache(max_bytes=1 << 30))
+    pruner.token_scores(["Models load once, before the clock starts."])  # load outside the timing
+    texts = [a.context for a, _ in items]
+    started = time.perf_counter()
+    pruner.token_scores(texts)
+    seconds = time.perf_counter() - started
+    tokens = sum(tok.count(t) for t in texts)
+    log(f"{name}: scored {tokens} tokens in {seconds:.1f} s ({tokens / seconds:.0f} tokens/s)")
+
+    def compress(text: str, rate: float) -> str:
+        return pruner.prune(text, rate=rate, tokenizer=tok).text
+
+    row: dict[str, Any] = {"tokens": tokens, "seconds": round(seconds, 2), "tokens_per_s": tokens / seconds}
+    row["rates"] = retention_of(compress, items)
+    if name == "random":  # average over three seeds
+        runs = [row["rates"]]
+        for seed in (1, 2):
+            other = TokenPruneCompressor(RandomTokenScorer(seed), cache=MemoryCache(max_bytes=1 << 30))
+            runs.append(retention_of(lambda t, r, p=other: p.prune(t, rate=r, tokenizer=tok).text, items))  # type: ignore[misc]
+        for rate in row["rates"]:
+            seeds = [r[rate]["retention"] for r in runs]
+            row["rates"][rate]["seeds"] = seeds
+            row["rates"][rate]["retention"] = sum(seeds) / len(seeds)  # the interval stays seed 0's
+    return row
+
+
+def paired_speed(items: Sequence[tuple[Any, list[Any]]], methods: Sequence[str], rounds: int) -> dict[str, Any]:
+    """Tokens/s of each model-based method on the same article, alternating methods round by round so that a
+    changing machine load hits all of them alike; the ratio to the first method is taken per round."""
+    from promptzip._cache import NullCache
+    from promptzip._tokenizers import get_tokenizer
+    from promptzip.compressors.pruning import cached_token_scores
+
+    tok = get_tokenizer("o200k_base")
+    text = items[0][0].context
+    tokens = tok.count(text)
+    scorers = {name: _method(name) for name in methods}
+    for scorer in scorers.values():
+        cached_token_scores(scorer, ["warm up"], NullCache())
+    rows: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, scorer in scorers.items():
+            started = time.perf_counter()
+            cached_token_scores(scorer, [text], NullCache())
+            rows[name].append(tokens / (time.perf_counter() - started))
+    first = methods[0]
+    out: dict[str, Any] = {"tokens": tokens, "rounds": rounds, "tokens_per_s": {}, "ratio_to_" + first: {}}
+    for name, speeds in rows.items():
+        out["tokens_per_s"][name] = sorted(speeds)[len(speeds) // 2]
+        ratios = sorted(a / b for a, b in zip(rows[first], speeds, strict=True))
+        out["ratio_to_" + first][name] = ratios[len(ratios) // 2]
+    return out
+
+
+def profile_classifier(tokens: int = 50_000) -> dict[str, Any]:
+    """Score ~``tokens`` o200k tokens of concatenated dev articles with the distilled classifier under cProfile."""
+    from promptzip._cache import MemoryCache
+    from promptzip._tokenizers import get_tokenizer
+    from promptzip.compressors.pruning import TokenPruneCompressor
+    from promptzip.compressors.token_classifier import TokenClassifierScorer
+    from promptzip.evals import data
+
+    tok = get_tokenizer("o200k_base")
+    parts: list[str] = []
+    used = 0
+    for article in data.load_squad_dev():
+        parts.append(article.context)
+        used += tok.count(article.context)
+        if used >= tokens:
+            break
+    text = "\n\n".join(parts)
+    pruner = TokenPruneCompressor(TokenClassifierScorer(), cache=MemoryCache(max_bytes=1 << 30))
+    pruner.token_scores(["warm up"])
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    result = pruner.prune(text, rate=0.33, tokenizer=tok)
+    profiler.disable()
+    total = time.perf_counter() - started
+    table: dict[tuple[str, int, str], tuple[Any, ...]] = getattr(pstats.Stats(profiler), "stats", {})
+    # the outermost forward of the token-classification model (the modules inside it are counted in it)
+    outer = max((v[3] for k, v in table.items() if k[2] == "forward" and "modeling_bert" in k[0]), default=0.0)
+    top = sorted(table.items(), key=lambda kv: -kv[1][3])[:12]
+    return {
+        "input_tokens": tok.count(text),
+        "seconds": round(total, 2),
+        "model_forward_seconds": round(outer, 2),
+        "forward_share": round(outer / total, 3) if total else None,
+        "kept_tokens": result.tokens,
+        "top_cumulative": [
+            {"function": f"{k[0].rsplit('/', 1)[-1]}:{k[2]}", "seconds": round(v[3], 2)} for k, v in top
+        ],
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Token-level pruning on SQuAD v1.1 dev (task-agnostic)",
+        "",
+        f"{report['questions']} questions from {report['articles']} whole articles"
+        f" (~{report['mean_article_tokens']:.0f} o200k tokens each); a question is retained when a gold answer"
+        " survives the pruning.",
+        f"Machine: {report['machine']['cpus']} CPUs, load average {report['machine']['load']}, torch threads"
+        f" {report['machine']['torch_threads']}.",
+        "",
+        "| method | retention @0.5 | retention @0.33 | achieved rate @0.5 / @0.33 | tokens/s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in report["methods"].items():
+        r5, r3 = row["rates"]["0.5"], row["rates"]["0.33"]
+        lines.append(
+            f"| {name} | {100 * r5['retention']:.1f}% [{100 * r5['ci95'][0]:.0f}, {100 * r5['ci95'][1]:.0f}]"
+            f" | {100 * r3['retention']:.1f}% [{100 * r3['ci95'][0]:.0f}, {100 * r3['ci95'][1]:.0f}]"
+            f" | {r5['achieved_rate']:.2f} / {r3['achieved_rate']:.2f} | {row['tokens_per_s']:.0f} |"
+        )
+    if "paired_speed" in report:
+        ps = report["paired_speed"]
+        speeds = ", ".join(f"{k} {v:.0f}" for k, v in ps["tokens_per_s"].items())
+        ratio = ps.get("ratio_to_minilm-tc", {}).get("self-information")
+        lines += [
+            "",
+            f"Paired speed ({ps['rounds']} alternating rounds on one {ps['tokens']}-token article, medians):"
+            f" {speeds} tokens/s; the distilled classifier is {ratio:.1f}x the teacher.",
+        ]
+    if "profile" in report:
+        p = report["profile"]
+        lines += [
+            "",
+            f"Profile: {p['input_tokens']} tokens scored and pruned by the distilled classifier in {p['seconds']} s;"
+            f" {100 * (p['forward_share'] or 0):.0f}% of it inside the model's forward pass.",
+        ]
+    lines += ["", "llmlingua baselines: run by the baselines harness (`.venv-baselines`), see the module docstring."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m promptzip.evals.token_level_bench", description=__doc__)
+    parser.add_argument("--articles", type=int, default=4)
+    parser.add_argument("--per-article", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", nargs="*", default=["minilm-tc", "self-information", "random", "word-length"])
+    parser.add_argument("--profile-tokens", type=int, default=50_000, help="0: no profile")
+    parser.add_argument("--speed-rounds", type=int, default=3, help="paired speed rounds on one article (0: none)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other methods' rows of an existing report of the same sample"
+    )
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    items = sample(args.articles, args.per_article, args.seed)
+    from promptzip._tokenizers import get_tokenizer
+
+    tok = get_tokenizer("o200k_base")
+    report: dict[str, Any] = {
+        "articles": len(items),
+        "article_titles": [a.title for a, _ in items],
+        "questions": sum(len(q) for _, q in items),
+        "mean_article_tokens": sum(tok.count(a.context) for a, _ in items) / len(items),
+        "seed": args.seed,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load": [round(x, 1) for x in os.getloadavg()],
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
+        "methods": {},
+    }
+    previous = args.out / "token_level.json"
+    if args.merge and previous.is_file():
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        if old.get("article_titles") == report["article_titles"] and old.get("questions") == report["questions"]:
+            report["methods"] = old.get("methods", {})
+            report.update({k: old[k] for k in ("profile", "paired_speed") if k in old})
+    for name in args.methods:
+        report["methods"][name] = _evaluate(name, items, log)
+        log(json.dumps({name: report["methods"][name]["rates"]}))
+    speed_methods = [m for m in ("minilm-tc", "self-information") if m in args.methods]
+    if args.speed_rounds and len(speed_methods) == 2:
+        report["paired_speed"] = paired_speed(items, speed_methods, args.speed_rounds)
+        log(json.dumps(report["paired_speed"]))
+    if args.profile_tokens:
+        report["profile"] = profile_classifier(args.profile_tokens)
+        log(json.dumps(report["profile"]))
+    report["machine"]["load_after"] = [round(x, 1) for x in os.getloadavg()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "token_level.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "token_level.md").write_text(_markdown(report), encoding="utf-8")
+    print(_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,290 @@
+"""The eval harness: metrics, methods, the baseline worker's protocol, reports, and the ``--quick`` run end to end
+on real data (what CI runs)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptzip._types import Span
+from promptzip.evals import data
+from promptzip.evals.metrics import (
+    exact_match,
+    lcs_length,
+    mean_interval,
+    spans_overlap,
+    squad_f1,
+    summary_recall,
+    wilson_interval,
+)
+from promptzip.evals.suites import Item, Target
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def test_squad_em_and_f1() -> None:
+    assert exact_match("The Eiffel Tower.", ["eiffel tower"]) == 1.0
+    assert exact_match("Eiffel", ["eiffel tower"]) == 0.0
+    assert squad_f1("Eiffel", ["eiffel tower"]) == pytest.approx(2 / 3)
+    assert squad_f1("", ["x"]) == 0.0
+
+
+def test_summary_recall_is_recall_only() -> None:
+    reference = "The tower opened in 1889 in Paris."
+    assert summary_recall(reference + " Much more text follows here.", reference)["rougeL"] == 1.0
+    half = summary_recall("The tower opened.", reference)
+    assert 0 < half["content"] < 1
+    assert 0 < half["rouge1"] < 1
+    assert summary_recall("", reference) == {"content": 0.0, "rouge1": 0.0, "rougeL": 0.0}
+    assert lcs_length("a b c d".split(), "a x c d".split()) == 3
+
+
+def test_intervals() -> None:
+    lo, hi = wilson_interval(50, 100)
+    assert lo < 0.5 < hi
+    assert hi - lo < 0.21
+    mean, lo, hi = mean_interval([0.2, 0.4, 0.6])
+    assert mean == pytest.approx(0.4)
+    assert lo < mean < hi
+    assert math.isnan(mean_interval([])[0])
+    assert spans_overlap([Span(0, 5)], Span(4, 9))
+    assert not spans_overlap([Span(0, 4)], Span(4, 9))
+
+
+# ------------------------------------------------------------------------------------------------ methods
+
+
+def _item() -> Item:
+    paragraphs = [
+        "Bananas are elongated, edible fruit. They grow in clusters.",
+        "The Eiffel Tower was designed by the company of Gustave Eiffel. It opened in 1889.",
+        "Paris hosted the 2024 Summer Olympics. Beach volleyball was played near the tower.",
+    ]
+    context = "\n\n".join(paragraphs)
+    start = context.index("The Eiffel")
+    gold = Span(start, start + len(paragraphs[1]))
+    return Item("t1", context, "Whose company designed the Eiffel Tower?", (Target(("Gustave Eiffel",), gold),))
+
+
+@pytest.mark.parametrize("name", ["first-k", "random-sentences", "random-tokens", "oracle"])
+def test_simple_methods_fit_the_budget_and_are_deterministic(name: str) -> None:
+    from promptzip._tokenizers import get_tokenizer
+    from promptzip.evals.methods import create_method
+
+    tok = get_tokenizer("o200k_base")
+    item = _item()
+    method = create_method(name, seed=3)
+    for budget in (5, 12, 30):
+        out = method.compress(item, budget)
+        assert tok.count(out.text) <= budget
+        assert out.seconds is not None
+        assert out.seconds >= 0
+        assert method.compress(item, budget).text == out.text
+    if name == "oracle":
+        assert "Gustave Eiffel" in method.compress(item, 8).text
+
+
+def test_registry_lists_presets_first_and_the_baselines() -> None:
+    from promptzip.evals.methods import method_names
+
+    names = method_names()
+    assert names[0].startswith("promptzip-")
+    assert "promptzip-fast" in names
+    assert {"llmlingua", "longllmlingua", "selective-context"} <= set(method_names(slow=True))
+    assert "llmlingua" not in method_names(slow=False)
+
+
+def test_methods_say_where_they_apply() -> None:
+    from promptzip.evals.methods import create_method
+
+    assert not create_method("oracle").applies_to("task-agnostic", "qa")
+    assert not create_method("langchain-embeddings-filter").applies_to("task-agnostic", "summary")
+    assert create_method("first-k").applies_to("task-agnostic", "summary")
+
+
+def test_baseline_worker_protocol(tmp_path: Path) -> None:
+    """The worker answers in order on its own channel, reports errors as answers, and stays alive."""
+    from promptzip.evals.baselines import BaselineWorker
+
+    worker = BaselineWorker(Path(sys.executable), model=str(tmp_path))
+    try:
+        assert worker.ask({"op": "rss"})["peak_rss_mb"] > 0
+        assert worker.versions["model"] == str(tmp_path)
+        with pytest.raises(RuntimeError, match="unknown op"):
+            worker.ask({"op": "nonsense"})
+        with pytest.raises(RuntimeError, match="unknown method"):
+            worker.ask({"op": "compress", "method": "nonsense", "contexts": ["x"], "budget": 3})
+        assert worker.ask({"op": "hello"})["ok"]
+    finally:
+        worker.close()
+
+
+def test_missing_baselines_environment_is_an_error_not_a_skip(tmp_path: Path) -> None:
+    from promptzip._errors import ConfigError
+    from promptzip.evals.baselines import BaselineWorker
+
+    with pytest.raises(ConfigError, match=r"baselines_venv\.sh"):
+        BaselineWorker(tmp_path / "nope" / "python", model="x").ask({"op": "hello"})
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def test_report_from_records(tmp_path: Path) -> None:
+    from promptzip.evals.report import build_report
+    from promptzip.evals.runner import Record, _write_records
+
+    meta = {
+        "suite": "squad-qa",
+        "regime": "query-aware",
+        "kind": "qa",
+        "suite_description": "synthetic",
+        "suite_notes": [],
+        "suite_items": 2,
+        "ratios": [10.0, 20.0],
+        "items": 2,
+    }
+    for method, slow, kept in (("promptzip-fast", False, 1), ("llmlingua", True, 0)):
+        records = [
+            Record("squad-qa", method, r, f"q{i}", "a", 1000, int(1000 / r), int(1000 / r), 0.5, 1, kept, kept)
+            for i in range(2)
+            for r in (10.0, 20.0)
+        ]
+        records.append(Record("squad-qa", method, 10.0, "q9", "b", 1000, 100, targets=1, error="ValueError: boom"))
+        header = {"meta": {**meta, "method": method, "slow": slow, "settings": {"description": method}}}
+        _write_records(tmp_path / "records" / "squad-qa" / f"{method}.jsonl.gz", header, records)
+    results = build_report(tmp_path, command="test")
+    stats = results["suites"]["squad-qa"]["methods"]["promptzip-fast"]["by_ratio"]["10.0"]
+    assert stats["failures"] == 1
+    assert stats["targets"] == 3
+    assert stats["retention"] == pytest.approx(2 / 3)
+    assert results["suites"]["squad-qa"]["paired_items"] == 3
+    text = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "| promptzip-fast |" in text
+    assert "Paired" in text
+    assert "ValueError" not in text
+    for png in ("retention.png", "latency.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_runs_only_failed_or_missing_items(tmp_path: Path) -> None:
+    from promptzip.evals.methods import Method, Output
+    from promptzip.evals.runner import load_records, run_method
+    from promptzip.evals.suites import Suite
+
+    class Flaky(Method):
+        name = "flaky"
+
+        def __init__(self, broken: set[str]) -> None:
+            self.broken = broken
+            self.calls: list[str] = []
+
+        def _compress(self, item: Item, budget: int) -> Output:
+            self.calls.append(item.id)
+            if item.id in self.broken:
+                raise ValueError("boom")
+            return Output(item.context[:20])
+
+    items = tuple(
+        Item(f"i{k}", "Gustave Eiffel built it. " * 8, "Who built it?", (Target(("Gustave Eiffel",)),))
+        for k in range(3)
+    )
+    suite = Suite("toy", "query-aware", "qa", (10.0,), items, "toy")
+    first = run_method(suite, Flaky({"i1"}), tmp_path, n_slow=1, progress=False)
+    assert [r.error is not None for r in first] == [False, True, False]
+    fixed = Flaky(set())
+    run_method(suite, fixed, tmp_path, n_slow=1, progress=False, resume=True)
+    assert fixed.calls == ["i1"]
+    _, records = load_records(tmp_path)
+    assert sorted(r.item for r in records) == ["i0", "i1", "i2"]
+    assert all(r.error is None and r.retained == 1 for r in records)
+
+
+def test_cli_hook_lists_methods() -> None:
+    from promptzip.evals._cli import add_eval_commands
+
+    parser = argparse.ArgumentParser()
+    add_eval_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "--list"])
+    out, err = io.StringIO(), io.StringIO()
+    assert args.func(args, out, err) == 0
+    assert "squad-qa" in out.getvalue()
+    assert "langchain-embeddings-filter" in out.getvalue()
+    assert parser.parse_args(["bench", "--sizes", "1000"]).sizes == "1000"
+
+
+# ------------------------------------------------------------------------------------------------ quick run
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not all(data.available(name) for name in ("squad", "quoref", "drop", "summaries")):
+        if os.environ.get("CI"):
+            pytest.fail("eval data missing in CI: `make data` should have fetched it")
+        pytest.skip("data not fetched: run `make data`")
+    import torch
+
+    from promptzip.evals.run import EvalConfig, run_eval
+
+    out = tmp_path_factory.mktemp("quick")
+    threads = torch.get_num_threads()
+    try:  # one torch thread, as the eval CLI uses by default (much faster on a busy 2-core machine)
+        results = run_eval(EvalConfig(out=out, quick=True, progress=False, threads=1))
+    finally:
+        torch.set_num_threads(threads)
+    results["_out"] = out
+    return results
+
+
+def _by_ratio(results: dict[str, Any], suite: str, method: str) -> dict[str, Any]:
+    by_ratio: dict[str, Any] = results["suites"][suite]["methods"][method]["by_ratio"]
+    return by_ratio
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_quick_run_writes_results_tables_and_plots(quick: dict[str, Any]) -> None:
+    out: Path = quick["_out"]
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(saved["suites"]) == {"squad-qa", "quoref-qa", "drop-qa", "squad-agnostic", "cnn_dm", "xsum"}
+    text = (out / "results.md").read_text(encoding="utf-8")
+    for name in ("promptzip-fast", "first-k", "random-sentences", "random-tokens", "oracle"):
+        assert f"| {name} |" in text
+    for png in ("retention.png", "latency.png"):
+        blob = (out / png).read_bytes()
+        assert blob[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(blob) > 10_000
+    assert len(list((out / "records").glob("*/*.jsonl.gz"))) >= 6 * 4
+    for suite in saved["suites"].values():
+        for method, entry in suite["methods"].items():
+            assert not entry["slow"], f"--quick ran the slow baseline {method}"
+            for stats in entry["by_ratio"].values():
+                assert stats["failures"] == 0, (method, stats["failure_examples"])
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_quick_run_is_sane(quick: dict[str, Any]) -> None:
+    for suite in ("squad-qa", "quoref-qa", "drop-qa"):
+        oracle = _by_ratio(quick, suite, "oracle")
+        for method in quick["suites"][suite]["methods"]:
+            for ratio, stats in _by_ratio(quick, suite, method).items():
+                assert oracle[ratio]["retention"] >= stats["retention"], (suite, method, ratio)
+    squad = quick["suites"]["squad-qa"]["methods"]
+    assert squad["first-k"]["by_ratio"]["10.0"]["retention"] <= squad["promptzip-fast"]["by_ratio"]["10.0"]["retention"]
+    for name, suite in quick["suites"].items():
+        for method, entry in suite["methods"].items():
+            for ratio, stats in entry["by_ratio"].items():
+                if method.startswith("promptzip-"):
+                    assert stats["over_budget"] == 0, (name, method, ratio)
+                if method in ("first-k", "random-tokens", "random-sentences") or method.startswith("promptzip-"):
+                    achieved, target = stats["achieved_ratio_median"], float(ratio)
+                    assert 0.95 * target <= achieved <= 1.6 * target, (name, method, ratio, achieved)

@@ -1,0 +1,139 @@
+"""``promptzip train token-classifier``: targets, segments, the LoRA merge, and a smoke training run on tiny local
+models (the real run takes tens of minutes; its artifact is checked by the slow tests)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_token_level import CORPUS, build_tiny_bert, build_tiny_causal_lm
+
+from promptzip.compressors.pruning import group_tokens, word_units
+from promptzip.compressors.train_classifier import (
+    TrainConfig,
+    TrainingText,
+    _segments,
+    add_train_command,
+    targets_for,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train-tiny")
+    return {"base": build_tiny_bert(root / "base", encoder_only=True), "teacher": build_tiny_causal_lm(root / "lm")}
+
+
+def test_targets_mix_teacher_rank_and_alignment() -> None:
+    text = TrainingText("xsum", "Paris hosts the games in 2024 again", ("The games: Paris 2024.",))
+    starts, ends = word_units(text.text)
+    nats = np.array([1.0, 5.0, 0.5, 3.0, 0.1, 4.0, 2.0])
+    y = targets_for(text, starts, ends, nats, beta=0.25)
+    rank = np.array([2, 6, 1, 4, 0, 5, 3]) / 6
+    aligned = np.array([1, 0, 0, 1, 0, 1, 0])
+    np.testing.assert_allclose(y, 0.75 * rank + 0.25 * aligned)
+    np.testing.assert_allclose(targets_for(text, starts, ends, nats, beta=0.0), rank)
+    assert targets_for(TrainingText("x", ""), *word_units(""), np.zeros(0), 0.25).shape == (0,)
+
+
+def test_segments_align_targets_with_tokens(tiny: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny["base"]))
+    texts = [TrainingText("t", " ".join(CORPUS[:3])), TrainingText("t", "")]
+    targets = [np.linspace(0, 1, len(word_units(t.text)[0])) for t in texts]
+    ids, y, mask = _segments(tokenizer, texts, targets, segment=16)
+    assert ids.shape == y.shape == mask.shape
+    assert ids.shape[1] == 16
+    assert (ids[:, 0] == tokenizer.cls_token_id).all()
+    assert mask[:, 0].sum() == 0
+    assert mask.sum() == len(tokenizer(texts[0].text, add_special_tokens=False)["input_ids"])
+    assert ((y >= 0) & (y <= 1)).all()
+
+
+def test_merged_adapter_reproduces_the_trained_student(tiny: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from promptzip.compressors.token_classifier import build_student
+    from promptzip.compressors.train_classifier import _adapter_state
+
+    lora = {"lora_rank": 4, "lora_alpha": 8.0, "lora_targets": ["query", "value", "intermediate.dense"]}
+    student, tokenizer = build_student(tiny["base"], lora=lora, trainable=True)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in student.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
+    assert 0 < trainable < sum(p.numel() for p in student.parameters()) / 2
+    save_file(_adapter_state(student), str(tmp_path / "adapter.safetensors"))
+    merged, _ = build_student(tiny["base"], adapter=tmp_path / "adapter.safetensors", lora=lora)
+    ids = torch.tensor([tokenizer(CORPUS[0])["input_ids"]])
+    student.eval()
+    with torch.inference_mode():
+        np.testing.assert_allclose(
+            merged(input_ids=ids).logits.numpy(), student(input_ids=ids).logits.numpy(), atol=1e-4
+        )
+
+
+def test_smoke_training_writes_a_small_artifact_with_a_manifest(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from promptzip.compressors.token_classifier import (
+        TokenClassifierScorer,
+        export_distilled,
+        keep_probabilities,
+        load_distilled,
+    )
+
+    texts = [TrainingText("cnn_dm", t, ("engineer tower",)) for t in CORPUS[:6]] + [
+        TrainingText("drop", " ".join(CORPUS[:3]), ("1843",))
+    ]
+    config = TrainConfig(
+        teacher=str(tiny["teacher"]),
+        base=str(tiny["base"]),
+        epochs=2,
+        batch_size=4,
+        segment=32,
+        lora_rank=2,
+        teacher_window=32,
+        teacher_context=8,
+    )
+    out = tmp_path / "artifact"
+    manifest = train(config, out, cache_path=tmp_path / "labels.db", progress=False, texts=texts)
+    assert (out / "adapter.safetensors").stat().st_size < 5 << 20
+    saved = json.loads((out / "manifest.json").read_text())
+    assert saved == manifest
+    assert saved["teacher"]["model"] == str(tiny["teacher"])
+    assert saved["base"]["package"] is None
+    assert saved["training"]["steps"] >= 2
+    assert saved["data"]["sources"]["cnn_dm"]["texts"] == 6
+    assert set(saved["metrics"]) >= {"spearman", "agree@0.5", "agree@0.33", "random@0.5"}
+    assert saved["hyperparameters"]["lora_rank"] == 2
+    model, _tokenizer = load_distilled(out)
+    assert model.config.num_labels == 2
+    exported = export_distilled(tmp_path / "llmlingua-2-bert-base-multilingual-cased-minilm-tc", out)
+    scores = TokenClassifierScorer(str(exported)).token_scores_many([CORPUS[0]])[0].scores
+    ts, te, p = keep_probabilities(model, _tokenizer, [CORPUS[0]])[0]
+    np.testing.assert_allclose(scores, group_tokens(*word_units(CORPUS[0]), ts, te, p), atol=1e-5)
+    # the teacher labels are cached: a second run does not score again (same labels, same data hash)
+    again = train(config, tmp_path / "again", cache_path=tmp_path / "labels.db", progress=False, texts=texts)
+    assert again["data"]["texts_sha256"] == manifest["data"]["texts_sha256"]
+    assert again["training"]["teacher_seconds"] < 5
+    assert again["files"] == manifest["files"]  # seeded: the same command writes the same adapter
+    assert TokenClassifierScorer.name == "token-classifier"
+
+
+def test_cli_command_is_added_to_a_parser() -> None:
+    parser = argparse.ArgumentParser(prog="promptzip")
+    add_train_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "token-classifier", "--chars", "1000", "--max-minutes", "1", "--quiet"])
+    assert args.chars == 1000
+    assert args.max_minutes == 1.0
+    assert args.quiet
+    assert callable(args.func)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train"])

@@ -31,7 +31,7 @@ import numpy as np
 
 from promptzip._errors import ConfigError, InputError, ModelNotAvailable
 from promptzip._types import Chunk
-from promptzip.retrievers.fusion import CorpusRetriever
+from promptzip.retrievers._corpus import CorpusRetriever
 from promptzip.retrievers.sparse import STOPWORDS, terms
 
 __all__ = ["BM25Retriever", "tokenizer_fingerprint"]

@@ -45,8 +45,8 @@ from promptzip._cache import Cache
 from promptzip._errors import ConfigError, InputError, ModelNotAvailable
 from promptzip._models import resolve_model
 from promptzip._types import Chunk
+from promptzip.retrievers._corpus import CorpusRetriever, scored
 from promptzip.retrievers.dense import DenseScorer, weights_fingerprint
-from promptzip.retrievers.fusion import CorpusRetriever, scored
 
 __all__ = ["DenseRetriever", "IndexSpec"]
 

@@ -26,8 +26,8 @@ from promptzip._errors import ConfigError, InputError, ModelNotAvailable
 from promptzip._models import load_once, resolve_model
 from promptzip._roles import Retriever, Scorer
 from promptzip._types import Chunk
+from promptzip.retrievers._corpus import scored
 from promptzip.retrievers.dense import weights_fingerprint
-from promptzip.retrievers.fusion import scored
 
 __all__ = ["CrossEncoderReranker", "RerankingRetriever"]
 

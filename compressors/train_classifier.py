@@ -172,7 +172,8 @@ def teacher_nats(
     """Self-information (nats) of every unit of every text, from the cache or the teacher (resumable)."""
     from tqdm import tqdm
 
-    from promptzip._cache import SQLiteCache, decode_array, encode_array, make_key
+    from promptzip._cache import decode_array, encode_array, make_key
+    from promptzip._sqlite_cache import SQLiteCache
     from promptzip.compressors.self_information import SelfInformationScorer
 
     teacher = SelfInformationScorer(config.teacher, window=config.teacher_window, context=config.teacher_context)

@@ -19,7 +19,6 @@ from promptzip._cache import (
     Cache,
     MemoryCache,
     NullCache,
-    SQLiteCache,
     cache_from_url,
     decode_array,
     decode_json,
@@ -30,6 +29,7 @@ from promptzip._cache import (
     register_caches,
 )
 from promptzip._errors import ConfigError, InputError
+from promptzip._sqlite_cache import SQLiteCache
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

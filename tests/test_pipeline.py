@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import promptzip as pz
-from promptzip._cache import SQLiteCache
+from promptzip._sqlite_cache import SQLiteCache
 
 pytestmark = pytest.mark.slow
 

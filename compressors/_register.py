@@ -39,7 +39,7 @@ def balanced_preset(
 ) -> Any:
     """hybrid relevance + extractive sentence selection, then token pruning inside the kept sentences"""
     from promptzip._presets import PresetParts, fast_preset
-    from promptzip.compressors.pruning import PrunedExtractiveCompressor
+    from promptzip.compressors.token_prune import PrunedExtractiveCompressor
 
     extractive = fast_preset(cache=cache, progress=progress, model=model, **options).compressor
     compressor = PrunedExtractiveCompressor(
@@ -68,12 +68,12 @@ def register_token_level(registries: Any) -> None:
         return SelfInformationScorer(**kw)
 
     def token_prune(*, scorer: Any = "token-classifier", **kw: Any) -> Any:
-        from promptzip.compressors.pruning import TokenPruneCompressor
+        from promptzip.compressors.token_prune import TokenPruneCompressor
 
         return TokenPruneCompressor(_token_scorer(scorer), **kw)
 
     def pruned_extractive(*, extractive: Any, scorer: Any = "token-classifier", **kw: Any) -> Any:
-        from promptzip.compressors.pruning import PrunedExtractiveCompressor
+        from promptzip.compressors.token_prune import PrunedExtractiveCompressor
 
         return PrunedExtractiveCompressor(extractive, _token_scorer(scorer), **kw)
 

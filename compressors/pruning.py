@@ -18,41 +18,38 @@ caller's own tokens. Forced units are kept even when they alone exceed the targe
 
 Utility of a pruned text is the sum of its kept units' scores (scores are keep-probabilities in [0, 1]).
 
-The compressors here put pruning into the pipeline: :class:`TokenPruneCompressor` (task-agnostic, per-chunk keep
-rates chosen by the knapsack) and :class:`PrunedExtractiveCompressor` (the ``balanced`` preset: extractive
-relevance first, then pruning inside the sentences it keeps). Token scores are query-agnostic and cached by
-content hash and scorer fingerprint, so pruning the same text at another rate costs no model call.
+Token scorers and their cache live in :mod:`promptzip.compressors.token_scores`; the compressors that put pruning
+into the pipeline in :mod:`promptzip.compressors.token_prune`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from promptzip._cache import Cache, NullCache, decode_array, encode_array, make_key
-from promptzip._errors import ConfigError, InputError
-from promptzip._roles import Compressor, TokenScorer, drop_variant, keep_variant
+from promptzip._errors import ConfigError
 from promptzip._tokenizers import Tokenizer
-from promptzip._types import Chunk, Span, TokenScores, Variant
+from promptzip._types import Span, TokenScores
 
 __all__ = [
-    "BatchTokenScorer",
+    "BoolArray",
+    "FloatArray",
+    "IntArray",
     "Pruned",
-    "PrunedExtractiveCompressor",
-    "RandomTokenScorer",
-    "TokenPruneCompressor",
-    "WordLengthScorer",
-    "cached_token_scores",
+    "assemble_units",
     "forced_mask",
+    "greedy_select",
     "group_tokens",
+    "mark_spans",
     "phrase_groups",
     "prune_scores",
+    "tidy_mask",
+    "unit_costs",
     "word_units",
 ]
 
@@ -106,7 +103,7 @@ def word_units(text: str) -> tuple[IntArray, IntArray]:
     return np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
-def _mark_spans(starts: IntArray, ends: IntArray, spans: Iterable[tuple[int, int]]) -> BoolArray:
+def mark_spans(starts: IntArray, ends: IntArray, spans: Iterable[tuple[int, int]]) -> BoolArray:
     """Units that overlap any of ``spans`` (vectorized: one searchsorted per side, a cumulative sum)."""
     pairs = np.asarray(list(spans), dtype=np.int64).reshape(-1, 2)
     n = len(starts)
@@ -141,7 +138,7 @@ def forced_mask(
             for t in sorted(words, key=len, reverse=True)
         )
         spans.extend(m.span() for m in re.finditer(alternatives, text))
-    return _mark_spans(starts, ends, spans)
+    return mark_spans(starts, ends, spans)
 
 
 def group_tokens(
@@ -235,7 +232,7 @@ class Pruned:
     forced: int
 
 
-def _assemble(
+def assemble_units(
     text: str, starts: IntArray, ends: IntArray, mask: BoolArray, offset: int
 ) -> tuple[str, tuple[Span, ...]]:
     idx = np.flatnonzero(mask)
@@ -302,7 +299,7 @@ def prune_scores(
         mask = candidates & ((values >= threshold) | force)
         return _finish(text, starts, ends, values, mask, force, tokenizer, offset)
 
-    costs = _unit_costs(text, starts, ends, tokenizer)
+    costs = unit_costs(text, starts, ends, tokenizer)
     if target_tokens is None:
         assert rate is not None
         total = (
@@ -313,7 +310,7 @@ def prune_scores(
         target = math.floor(rate * total)
     else:
         target = target_tokens
-    mask = _greedy(values, costs, candidates, force, target)
+    mask = greedy_select(values, costs, candidates, force, target)
     result = _finish(text, starts, ends, values, mask, force, tokenizer, offset)
     # the joined text may tokenize a little longer than the sum of its units: tighten until it fits
     budget = target
@@ -321,17 +318,17 @@ def prune_scores(
         if tokenizer is None or result.tokens <= target or not (mask & ~force).any():
             break
         budget -= max(1, result.tokens - target)
-        mask = _greedy(values, costs, candidates, force, budget)
+        mask = greedy_select(values, costs, candidates, force, budget)
         result = _finish(text, starts, ends, values, mask, force, tokenizer, offset)
     return result
 
 
 def _exact_total(text: str, starts: IntArray, ends: IntArray, candidates: BoolArray, tokenizer: Tokenizer) -> int:
-    joined, _ = _assemble(text, starts, ends, candidates, 0)
+    joined, _ = assemble_units(text, starts, ends, candidates, 0)
     return tokenizer.count(joined)
 
 
-def _unit_costs(text: str, starts: IntArray, ends: IntArray, tokenizer: Tokenizer | None) -> IntArray:
+def unit_costs(text: str, starts: IntArray, ends: IntArray, tokenizer: Tokenizer | None) -> IntArray:
     """Tokens of each unit on its own (with a leading space), counting each distinct unit once."""
     if tokenizer is None:
         return np.ones(len(starts), dtype=np.int64)
@@ -341,7 +338,9 @@ def _unit_costs(text: str, starts: IntArray, ends: IntArray, tokenizer: Tokenize
     return np.fromiter((counts[w] for w in words), dtype=np.int64, count=len(words))
 
 
-def _greedy(values: FloatArray, costs: IntArray, candidates: BoolArray, force: BoolArray, target: int) -> BoolArray:
+def greedy_select(
+    values: FloatArray, costs: IntArray, candidates: BoolArray, force: BoolArray, target: int
+) -> BoolArray:
     mask = force.copy()
     room = target - int(costs[force].sum())
     open_ = np.flatnonzero(candidates & ~force)
@@ -354,7 +353,7 @@ def _greedy(values: FloatArray, costs: IntArray, candidates: BoolArray, force: B
     return mask
 
 
-def _tidy(text: str, starts: IntArray, ends: IntArray, mask: BoolArray, force: BoolArray) -> BoolArray:
+def tidy_mask(text: str, starts: IntArray, ends: IntArray, mask: BoolArray, force: BoolArray) -> BoolArray:
     """Punctuation split off a word goes with it: a trailing ``,`` or ``)`` only when the word before it is kept,
     a leading ``(`` only when the word after it is kept (no ``Alice:)`` junk)."""
     n = len(starts)
@@ -384,322 +383,7 @@ def _finish(
     tokenizer: Tokenizer | None,
     offset: int,
 ) -> Pruned:
-    mask = _tidy(text, starts, ends, mask, force)
-    out, spans = _assemble(text, starts, ends, mask, offset)
+    mask = tidy_mask(text, starts, ends, mask, force)
+    out, spans = assemble_units(text, starts, ends, mask, offset)
     tokens = tokenizer.count(out) if tokenizer is not None else int(mask.sum())
     return Pruned(out, spans, mask, tokens, float(values[mask].sum()), int(force.sum()))
-
-
-# ------------------------------------------------------------------------------------- scorers and caching
-
-
-class BatchTokenScorer(TokenScorer):
-    """A token scorer that scores many texts in one batched model call (windows of all texts together).
-
-    Subclasses implement :meth:`_score_texts`; ``token_scores`` and the compressors go through it. Scores are
-    keep-probabilities in [0, 1], one per :func:`word_units` unit.
-    """
-
-    name = "batch-token-scorer"
-
-    def _token_scores(self, chunk: Chunk) -> TokenScores:
-        return self.token_scores_many([chunk.text])[0]
-
-    def token_scores_many(self, texts: Sequence[str], question: str | None = None) -> list[TokenScores]:
-        """Scores of many texts in one batched call; ``question`` only for scorers with a conditioned mode."""
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InputError(f"text {i} must be str, not {type(t).__name__}")
-        units = [word_units(t) for t in texts]
-        todo = [i for i, (s, _) in enumerate(units) if len(s)]
-        subset = [texts[i] for i in todo]
-        values = self._score_texts(subset, [units[i] for i in todo], question) if todo else []
-        out = [TokenScores(t, (), (), ()) for t in texts]
-        for i, v in zip(todo, values, strict=True):
-            s, e = units[i]
-            v = np.clip(np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0), 0.0, 1.0)
-            out[i] = TokenScores(texts[i], tuple(s.tolist()), tuple(e.tolist()), tuple(v.tolist()))
-        return out
-
-    @abstractmethod
-    def _score_texts(
-        self, texts: Sequence[str], units: Sequence[tuple[IntArray, IntArray]], question: str | None = None
-    ) -> list[FloatArray]:
-        """One score array per text, aligned with its units (``question``: conditioned mode, where supported)."""
-
-    @property
-    def fingerprint(self) -> str:
-        return self.name
-
-
-class WordLengthScorer(BatchTokenScorer):
-    """A model-free scorer: longer words score higher (``min(1, len / 12)``). A cheap heuristic and the test double
-    of the token-level compressors (deterministic, no model)."""
-
-    name = "word-length"
-
-    def _score_texts(
-        self, texts: Sequence[str], units: Sequence[tuple[IntArray, IntArray]], question: str | None = None
-    ) -> list[FloatArray]:
-        return [np.minimum(1.0, (e - s).astype(np.float64) / 12.0) for s, e in units]
-
-
-class RandomTokenScorer(BatchTokenScorer):
-    """Uniform random keep scores, seeded by the text and ``seed`` (the floor every real scorer must beat)."""
-
-    name = "random"
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
-
-    @property
-    def fingerprint(self) -> str:
-        return f"random:{self.seed}"
-
-    def _score_texts(
-        self, texts: Sequence[str], units: Sequence[tuple[IntArray, IntArray]], question: str | None = None
-    ) -> list[FloatArray]:
-        import hashlib
-
-        out: list[FloatArray] = []
-        for text, (s, _) in zip(texts, units, strict=True):
-            seed = int.from_bytes(hashlib.sha256(f"{self.seed}:{text}".encode()).digest()[:8], "big")
-            out.append(np.random.default_rng(seed).random(len(s)))
-        return out
-
-
-def cached_token_scores(
-    scorer: TokenScorer, texts: Sequence[str], cache: Cache | None, *, question: str | None = None
-) -> list[TokenScores]:
-    """Token scores of ``texts``, each computed once ever when a cache is given (key: scorer fingerprint, the text
-    and, in a conditioned mode, the question; value: an ``(n, 3)`` float64 array of start, end, score). Misses are
-    scored in one batch."""
-    cache = cache if cache is not None else NullCache()
-    fp = getattr(scorer, "fingerprint", scorer.name)
-    parts = (question,) if question else ()
-    keys = [make_key("token-scores:" + str(fp), t, *parts) for t in texts]
-    text_of = dict(zip(keys, texts, strict=True))
-    found = cache.get_many(sorted(text_of))
-    out: dict[str, TokenScores] = {}
-    for key, raw in found.items():
-        try:
-            array = decode_array(raw)
-        except InputError:
-            continue
-        if array.ndim == 2 and array.shape[1] == 3:
-            text = text_of[key]
-            out[key] = TokenScores(
-                text,
-                tuple(array[:, 0].astype(np.int64).tolist()),
-                tuple(array[:, 1].astype(np.int64).tolist()),
-                tuple(array[:, 2].tolist()),
-            )
-    missing = list(dict.fromkeys(k for k in keys if k not in out))
-    if missing:
-        first = {k: text_of[k] for k in missing}
-        if isinstance(scorer, BatchTokenScorer):
-            fresh = scorer.token_scores_many(list(first.values()), question)
-        else:
-            fresh = [scorer.token_scores(Chunk(t)) for t in first.values()]
-        puts: dict[str, bytes] = {}
-        for key, ts in zip(missing, fresh, strict=True):
-            out[key] = ts
-            puts[key] = encode_array(np.column_stack([ts.starts, ts.ends, ts.scores]).astype(np.float64).reshape(-1, 3))
-        cache.put_many(puts)
-    return [out[k] for k in keys]
-
-
-# ------------------------------------------------------------------------------------------- compressors
-
-
-def _check_rates(rates: Sequence[float]) -> tuple[float, ...]:
-    clean = tuple(sorted({float(r) for r in rates}))
-    if not clean or any(not 0.0 < r < 1.0 for r in clean):
-        raise ConfigError(f"pruning rates must be in (0, 1), got {rates!r}")
-    return clean
-
-
-class TokenPruneCompressor(Compressor):
-    """Task-agnostic token pruning: per chunk, keep / prune at each of ``rates`` / drop, with exact token counts;
-    the budget policy picks each chunk's rate. Utility of a variant = sum of its kept units' keep-probabilities.
-
-    A ``<pz rate=r>`` region is pruned at ``r`` (and the lower rates), never kept whole.
-
-    >>> c = TokenPruneCompressor(scorer, cache=MemoryCache())  # doctest: +SKIP
-    >>> c.prune("The tower is 330 metres tall.", rate=0.5).text  # doctest: +SKIP
-    """
-
-    name = "token-prune"
-
-    def __init__(
-        self,
-        scorer: TokenScorer,
-        *,
-        cache: Cache | None = None,
-        rates: Sequence[float] = (0.2, 0.33, 0.5, 0.7),
-        force_tokens: Sequence[str] = (),
-        conditioned: bool = False,
-    ) -> None:
-        if conditioned and not isinstance(scorer, BatchTokenScorer):
-            raise ConfigError("conditioned=True needs a scorer with a question-conditioned mode")
-        self.scorer = scorer
-        self.cache: Cache = cache if cache is not None else NullCache()
-        self.rates = _check_rates(rates)
-        self.force_tokens = tuple(force_tokens)
-        self.conditioned = conditioned
-
-    @property
-    def fingerprint(self) -> str:
-        fp = getattr(self.scorer, "fingerprint", self.scorer.name)
-        return f"token-prune({fp},rates={self.rates},force={self.force_tokens},cond={self.conditioned})"
-
-    def token_scores(self, texts: Sequence[str], question: str | None = None) -> list[TokenScores]:
-        """Cached token scores of ``texts`` (``question`` is used only in the conditioned mode)."""
-        return cached_token_scores(self.scorer, texts, self.cache, question=question if self.conditioned else None)
-
-    def prune(
-        self,
-        text: str,
-        *,
-        rate: float | None = None,
-        target_tokens: int | None = None,
-        threshold: float | None = None,
-        tokenizer: Tokenizer | str | None = None,
-    ) -> Pruned:
-        """Prune one text directly (no budget policy): see :func:`prune_scores`. ``tokenizer`` (a Tokenizer or a
-        name such as ``"gpt-4o"``) makes rates and targets exact in that model's tokens; without one they count
-        units."""
-        if not isinstance(text, str):
-            raise InputError(f"text must be str, not {type(text).__name__}")
-        from promptzip._tokenizers import get_tokenizer
-
-        tok = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-        (scores,) = self.token_scores([text])
-        return prune_scores(
-            scores,
-            rate=rate,
-            target_tokens=target_tokens,
-            threshold=threshold,
-            tokenizer=tok,
-            force_tokens=self.force_tokens,
-        )
-
-    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
-        open_ = [i for i, c in enumerate(chunks) if not c.protected]
-        scored = dict(zip(open_, self.token_scores([chunks[i].text for i in open_], query), strict=True))
-        whole = tokenizer.count_many([c.text for c in chunks])
-        groups: list[list[Variant]] = []
-        for i, chunk in enumerate(chunks):
-            if chunk.protected:
-                groups.append([keep_variant(chunk, whole[i])])
-                continue
-            scores = scored[i]
-            total = float(sum(scores.scores))
-            region = chunk.metadata.get("rate") if chunk.metadata else None
-            if region is None:
-                rates: tuple[float, ...] = self.rates
-                variants = [drop_variant(chunk), keep_variant(chunk, whole[i], total)]
-            else:  # a <pz rate=r> region: pruned at r (or below), never kept whole
-                rates = (*(r for r in self.rates if r < region), float(region))
-                variants = [drop_variant(chunk)]
-            forced = forced_mask(
-                scores.text,
-                np.asarray(scores.starts, dtype=np.int64),
-                np.asarray(scores.ends, dtype=np.int64),
-                force_tokens=self.force_tokens,
-            )
-            seen = {v.text for v in variants}
-            for r in rates:
-                p = prune_scores(scores, rate=r, tokenizer=tokenizer, forced=forced, offset=chunk.start)
-                if p.text in seen:
-                    continue
-                seen.add(p.text)
-                variants.append(Variant(chunk, f"prune@{r:g}", p.text, p.tokens, p.utility, p.kept))
-            groups.append(variants)
-        return groups
-
-
-class PrunedExtractiveCompressor(Compressor):
-    """Extractive relevance first, then token pruning inside what it keeps (the ``balanced`` preset).
-
-    For each variant the extractive compressor proposes (its kept sentences), this adds pruned versions at each
-    of ``rates`` (the kept sentences become many smaller spans). A pruned variant's utility is the extractive
-    utility scaled by the share of keep-probability mass it keeps: ``U · Σ kept scores / Σ scores in the variant``,
-    so relevance decides *which* sentences and the token scorer *how much of them*.
-    """
-
-    name = "pruned-extractive"
-
-    def __init__(
-        self,
-        extractive: Compressor,
-        scorer: TokenScorer,
-        *,
-        cache: Cache | None = None,
-        rates: Sequence[float] = (0.33, 0.5, 0.7),
-        force_tokens: Sequence[str] = (),
-        max_pruned_variants: int = 8,
-    ) -> None:
-        self.extractive = extractive
-        self.scorer = scorer
-        self.cache: Cache = cache if cache is not None else NullCache()
-        self.rates = _check_rates(rates)
-        self.force_tokens = tuple(force_tokens)
-        self.max_pruned_variants = max_pruned_variants
-
-    @property
-    def fingerprint(self) -> str:
-        fp = getattr(self.scorer, "fingerprint", self.scorer.name)
-        return (
-            f"pruned-extractive({self.extractive.fingerprint},{fp},rates={self.rates},"
-            f"force={self.force_tokens},v={self.max_pruned_variants})"
-        )
-
-    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
-        groups = self.extractive.propose(chunks, query, tokenizer)
-        todo = [
-            i for i, (c, g) in enumerate(zip(chunks, groups, strict=True)) if not c.protected and any(v.text for v in g)
-        ]
-        scored = dict(
-            zip(todo, cached_token_scores(self.scorer, [chunks[i].text for i in todo], self.cache), strict=True)
-        )
-        out: list[list[Variant]] = []
-        for i, (chunk, group) in enumerate(zip(chunks, groups, strict=True)):
-            if i not in scored:
-                out.append(list(group))
-                continue
-            out.append(self._prune_group(chunk, group, scored[i], tokenizer))
-        return out
-
-    def _prune_group(
-        self, chunk: Chunk, group: list[Variant], scores: TokenScores, tokenizer: Tokenizer
-    ) -> list[Variant]:
-        starts = np.asarray(scores.starts, dtype=np.int64)
-        ends = np.asarray(scores.ends, dtype=np.int64)
-        values = np.asarray(scores.scores, dtype=np.float64)
-        forced = forced_mask(scores.text, starts, ends, force_tokens=self.force_tokens)
-        costs = _unit_costs(scores.text, starts, ends, tokenizer)
-        region = chunk.metadata.get("rate") if chunk.metadata else None
-        variants = list(group)
-        seen = {v.text for v in group}
-        bases = sorted((v for v in group if v.text), key=lambda v: -v.tokens)[: self.max_pruned_variants]
-        pending: list[tuple[str, float, tuple[Span, ...], str]] = []
-        for base in bases:
-            within = _mark_spans(starts, ends, [(s.start - chunk.start, s.end - chunk.start) for s in base.kept])
-            mass = float(values[within].sum())
-            base_units = int(costs[within].sum())
-            for r in self.rates:
-                mask = _greedy(values, costs, within, forced & within, math.floor(r * base_units))
-                mask = _tidy(scores.text, starts, ends, mask, forced)
-                text, spans = _assemble(scores.text, starts, ends, mask, chunk.start)
-                if not text or text in seen:
-                    continue
-                seen.add(text)
-                share = float(values[mask].sum()) / mass if mass > 0 else float(mask.sum()) / max(1, int(within.sum()))
-                pending.append((text, base.utility * share, spans, f"{base.kind}+prune@{r:g}"))
-        counts = tokenizer.count_many([p[0] for p in pending])
-        for (text, utility, spans, kind), n in zip(pending, counts, strict=True):
-            if region is not None and len(text) > float(region) * len(chunk.text):
-                continue
-            variants.append(Variant(chunk, kind, text, n, utility, spans, group[0].relevance))
-        return variants

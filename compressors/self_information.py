@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from promptzip._errors import ConfigError
-from promptzip.compressors.pruning import BatchTokenScorer, FloatArray, IntArray, group_tokens, phrase_groups
+from promptzip.compressors.pruning import FloatArray, IntArray, group_tokens, phrase_groups
+from promptzip.compressors.token_scores import BatchTokenScorer
 
 __all__ = ["SelfInformationScorer", "token_surprisal"]
 

@@ -9,7 +9,7 @@
   them is pruned, and line breaks survive (the pruner joins across a removed line break with a line break, across
   a blank line with a blank line), so the document keeps its shape.
 
-Both take a :class:`~promptzip.compressors.pruning.TokenPruneCompressor`, so they share its scorer and cache.
+Both take a :class:`~promptzip.compressors.token_prune.TokenPruneCompressor`, so they share its scorer and cache.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import numpy as np
 
 from promptzip._errors import InputError
 from promptzip._tokenizers import Tokenizer
-from promptzip.compressors.pruning import Pruned, TokenPruneCompressor, forced_mask, prune_scores
+from promptzip.compressors.pruning import Pruned, forced_mask, prune_scores
+from promptzip.compressors.token_prune import TokenPruneCompressor
 
 __all__ = ["markdown_structure", "prune_json", "prune_markdown"]
 

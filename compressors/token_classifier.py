@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from promptzip._errors import ConfigError, ModelNotAvailable
-from promptzip.compressors.pruning import BatchTokenScorer, FloatArray, IntArray, group_tokens
+from promptzip.compressors.pruning import FloatArray, IntArray, group_tokens
+from promptzip.compressors.token_scores import BatchTokenScorer
 
 __all__ = [
     "DISTILLED",

@@ -85,9 +85,9 @@ def retention_of(
 
 
 def _method(name: str) -> Any:
-    from promptzip.compressors.pruning import RandomTokenScorer, WordLengthScorer
     from promptzip.compressors.self_information import SelfInformationScorer
     from promptzip.compressors.token_classifier import TokenClassifierScorer
+    from promptzip.compressors.token_scores import RandomTokenScorer, WordLengthScorer
 
     factories: dict[str, Callable[[], Any]] = {
         "minilm-tc": TokenClassifierScorer,
@@ -101,7 +101,8 @@ def _method(name: str) -> Any:
 def _evaluate(name: str, items: Sequence[tuple[Any, list[Any]]], log: Callable[[str], None]) -> dict[str, Any]:
     from promptzip._cache import MemoryCache
     from promptzip._tokenizers import get_tokenizer
-    from promptzip.compressors.pruning import RandomTokenScorer, TokenPruneCompressor
+    from promptzip.compressors.token_prune import TokenPruneCompressor
+    from promptzip.compressors.token_scores import RandomTokenScorer
 
     tok = get_tokenizer("o200k_base")
     scorer = _method(name)
@@ -136,7 +137,7 @@ def paired_speed(items: Sequence[tuple[Any, list[Any]]], methods: Sequence[str],
     changing machine load hits all of them alike; the ratio to the first method is taken per round."""
     from promptzip._cache import NullCache
     from promptzip._tokenizers import get_tokenizer
-    from promptzip.compressors.pruning import cached_token_scores
+    from promptzip.compressors.token_scores import cached_token_scores
 
     tok = get_tokenizer("o200k_base")
     text = items[0][0].context
@@ -163,8 +164,8 @@ def profile_classifier(tokens: int = 50_000) -> dict[str, Any]:
     """Score ~``tokens`` o200k tokens of concatenated dev articles with the distilled classifier under cProfile."""
     from promptzip._cache import MemoryCache
     from promptzip._tokenizers import get_tokenizer
-    from promptzip.compressors.pruning import TokenPruneCompressor
     from promptzip.compressors.token_classifier import TokenClassifierScorer
+    from promptzip.compressors.token_prune import TokenPruneCompressor
     from promptzip.evals import data
 
     tok = get_tokenizer("o200k_base")

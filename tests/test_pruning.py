@@ -13,17 +13,13 @@ from hypothesis import strategies as st
 import promptzip as pz
 from promptzip._cache import MemoryCache
 from promptzip._types import TokenScores
-from promptzip.compressors.pruning import (
+from promptzip.compressors.pruning import forced_mask, group_tokens, phrase_groups, prune_scores, word_units
+from promptzip.compressors.token_prune import TokenPruneCompressor
+from promptzip.compressors.token_scores import (
     BatchTokenScorer,
     RandomTokenScorer,
-    TokenPruneCompressor,
     WordLengthScorer,
     cached_token_scores,
-    forced_mask,
-    group_tokens,
-    phrase_groups,
-    prune_scores,
-    word_units,
 )
 
 TOK = pz.get_tokenizer("gpt-4o")

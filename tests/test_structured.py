@@ -8,8 +8,9 @@ import pytest
 
 import promptzip as pz
 from promptzip._cache import MemoryCache
-from promptzip.compressors.pruning import RandomTokenScorer, TokenPruneCompressor, WordLengthScorer
 from promptzip.compressors.structured import markdown_structure, prune_json, prune_markdown
+from promptzip.compressors.token_prune import TokenPruneCompressor
+from promptzip.compressors.token_scores import RandomTokenScorer, WordLengthScorer
 
 TOK = pz.get_tokenizer("gpt-4o")
 PROSE = "the quick brown fox jumps over the lazy dog while an extraordinarily patient observer takes notes"

@@ -15,12 +15,9 @@ from promptzip._cache import MemoryCache
 from promptzip._registry import Registries
 from promptzip._roles import Compressor
 from promptzip.compressors.extractive import ExtractiveCompressor
-from promptzip.compressors.pruning import (
-    PrunedExtractiveCompressor,
-    TokenPruneCompressor,
-    WordLengthScorer,
-    word_units,
-)
+from promptzip.compressors.pruning import word_units
+from promptzip.compressors.token_prune import PrunedExtractiveCompressor, TokenPruneCompressor
+from promptzip.compressors.token_scores import WordLengthScorer
 from promptzip.testing import CONTRACT_TEXT, CompressorContract, KeywordScorer
 
 CORPUS = [

@@ -31,7 +31,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import json
 import logging
@@ -39,12 +38,11 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -55,14 +53,31 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from promptzip._cache import Cache, cache_from_url, decode_json, encode_json, make_key
-from promptzip._errors import PromptZipError, UpstreamError
-from promptzip._messages import ROLES, message_tokens
+from promptzip._cache import Cache, cache_from_url, encode_json, make_key
+from promptzip._errors import UpstreamError
+from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip._registry import registries
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError, error_body, error_response, status_of
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics
+from promptzip.integrations.proxy._requests import (
+    Options,
+    Outcome,
+    check_chat,
+    check_path,
+    decode_outcome,
+    encode,
+    encode_outcome,
+    flag,
+    int_header,
+    parse_json,
+    protect_json_results,
+    rate_header,
+    request_headers,
+    response_drop,
+    status_headers,
+)
 from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
 
 __all__ = ["ZipperFactory", "create_app", "serve"]
@@ -75,26 +90,8 @@ ZipperFactory = Callable[[str, str, Cache], Zipper]
 RESULT_CACHE_VERSION = "1"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # RFC 9110 §7.6.1 hop-by-hop fields, plus what httpx recomputes (host, content-length) and Expect (no 100-continue).
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "expect",
-    }
-)
-_REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length"}
-_CONTROL = "x-promptzip-"
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
-_MAX_BUDGET = 10_000_000
 
 
 def _from_preset(preset: str, target: str, cache: Cache) -> Zipper:
@@ -139,27 +136,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.error("proxy: unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
     return error_response(exc)
-
-
-@dataclass(frozen=True, slots=True)
-class _Options:
-    budget: Budget
-    preset: str
-    target: str
-    tenant: str | None
-    min_tokens: int
-    fail_mode: str
-
-
-@dataclass(slots=True)
-class _Outcome:
-    messages: list[dict[str, Any]] | None  # None: forward the original body
-    tokens_in: int
-    tokens_out: int
-    reason: str
-    method: str
-    seconds: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Proxy:
@@ -232,7 +208,7 @@ class _Proxy:
 
     async def v1(self, request: Request) -> Response:
         try:
-            _check_path(request)
+            check_path(request)
             route = self.settings.route(request.url.path)
             if route is not None and request.method == "POST":
                 return await self._chat(request, route)
@@ -244,21 +220,21 @@ class _Proxy:
     # ------------------------------------------------------------------------------------------ chat route
     async def _chat(self, request: Request, route: RouteSettings) -> Response:
         body = await self._read_body(request)
-        if _flag(request.headers.get("x-promptzip-disable"), "x-promptzip-disable"):
+        if flag(request.headers.get("x-promptzip-disable"), "x-promptzip-disable"):
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, _status_headers("passthrough", reason="disabled"))
+            return await self._forward(request, body, status_headers("passthrough", reason="disabled"))
         if request.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, _status_headers("passthrough", reason="encoded-body"))
-        payload = _parse_json(body)
-        messages = _check_chat(payload)
+            return await self._forward(request, body, status_headers("passthrough", reason="encoded-body"))
+        payload = parse_json(body)
+        messages = check_chat(payload)
         options = self._options(request.headers, route)
         started = time.perf_counter()
         try:
             # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):
             # count it right here instead of paying a thread hop. Anything else goes to a worker thread.
             small = self._count_small(messages, options) if len(body) < options.min_tokens else None
-            outcome: _Outcome = small or await self._in_thread(self._compress, messages, options)
+            outcome: Outcome = small or await self._in_thread(self._compress, messages, options)
         except Exception as exc:
             return await self._compression_failed(request, body, options, exc, time.perf_counter() - started)
         self.metrics.compression_seconds.observe(outcome.seconds)
@@ -274,13 +250,13 @@ class _Proxy:
         }
         if outcome.messages is None:
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, {**_status_headers("passthrough", outcome.reason), **headers})
-        new_body = _encode({**payload, "messages": outcome.messages})
+            return await self._forward(request, body, {**status_headers("passthrough", outcome.reason), **headers})
+        new_body = encode({**payload, "messages": outcome.messages})
         self.metrics.compressions.inc("compressed")
-        return await self._forward(request, new_body, {**_status_headers("compressed"), **headers})
+        return await self._forward(request, new_body, {**status_headers("compressed"), **headers})
 
     async def _compression_failed(
-        self, request: Request, body: bytes, options: _Options, exc: Exception, seconds: float
+        self, request: Request, body: bytes, options: Options, exc: Exception, seconds: float
     ) -> Response:
         _, _, code = status_of(exc)
         if options.fail_mode == "closed":
@@ -294,15 +270,15 @@ class _Proxy:
         headers = {"x-promptzip-status": "fail-open", "x-promptzip-error": code, "x-promptzip-preset": options.preset}
         return await self._forward(request, body, headers)
 
-    def _options(self, headers: Mapping[str, str], route: RouteSettings) -> _Options:
+    def _options(self, headers: Mapping[str, str], route: RouteSettings) -> Options:
         s = self.settings
         budget_h, rate_h = headers.get("x-promptzip-budget"), headers.get("x-promptzip-rate")
         if budget_h is not None and rate_h is not None:
             raise RequestError("give x-promptzip-budget or x-promptzip-rate, not both", param="x-promptzip-budget")
         if budget_h is not None:
-            budget = Budget(tokens=_int_header(budget_h, "x-promptzip-budget"))
+            budget = Budget(tokens=int_header(budget_h, "x-promptzip-budget"))
         elif rate_h is not None:
-            budget = Budget(rate=_rate_header(rate_h, "x-promptzip-rate"))
+            budget = Budget(rate=rate_header(rate_h, "x-promptzip-rate"))
         else:
             budget = s.default_budget(route)
         preset = headers.get("x-promptzip-preset")
@@ -329,7 +305,7 @@ class _Proxy:
                     param=s.tenant_header,
                     code="invalid_tenant",
                 )
-        return _Options(
+        return Options(
             budget=budget,
             preset=preset,
             target=route.target or s.target,
@@ -355,7 +331,7 @@ class _Proxy:
                 self._zippers.popitem(last=False)
         return zipper
 
-    def _count_small(self, messages: list[dict[str, Any]], options: _Options) -> _Outcome | None:
+    def _count_small(self, messages: list[dict[str, Any]], options: Options) -> Outcome | None:
         """The pass-through outcome of a chat below ``min_tokens``, when its Zipper is built (else ``None``)."""
         with self._zlock:
             zipper = self._zippers.get((options.preset, options.target, options.tenant))
@@ -364,9 +340,9 @@ class _Proxy:
         tokens = message_tokens(messages, zipper.tokenizer.count)
         if tokens >= options.min_tokens:
             return None
-        return _Outcome(None, tokens, tokens, "below-min-tokens", zipper.compressor.name)
+        return Outcome(None, tokens, tokens, "below-min-tokens", zipper.compressor.name)
 
-    def _compress(self, messages: list[dict[str, Any]], options: _Options) -> _Outcome:
+    def _compress(self, messages: list[dict[str, Any]], options: Options) -> Outcome:
         """Look the chat up in the whole-request cache, else count it and compress it if it is large enough.
 
         A warm chat is never re-tokenized: the cached outcome carries its token counts. Chats whose JSON is
@@ -376,12 +352,12 @@ class _Proxy:
         zipper = self._zipper(options.preset, options.target, options.tenant)
         method = zipper.compressor.name
 
-        def done(outcome: _Outcome) -> _Outcome:
+        def done(outcome: Outcome) -> Outcome:
             outcome.seconds = time.perf_counter() - started
             return outcome
 
-        def small(tokens_in: int) -> _Outcome:
-            return done(_Outcome(None, tokens_in, tokens_in, "below-min-tokens", method))
+        def small(tokens_in: int) -> Outcome:
+            return done(Outcome(None, tokens_in, tokens_in, "below-min-tokens", method))
 
         tokens_in: int | None = None
         cache: Cache | None = None
@@ -395,7 +371,7 @@ class _Proxy:
                     return small(tokens_in)
             cache = self._cache if options.tenant is None else self._cache.namespaced(options.tenant)
             key = make_key("proxy-result", RESULT_CACHE_VERSION, zipper.fingerprint, repr(options.budget), canonical)
-            hit = _decode_outcome(cache.get(key))
+            hit = decode_outcome(cache.get(key))
             if hit is not None:
                 self.metrics.result_cache.inc("hit")
                 if hit.tokens_in < options.min_tokens:  # stored by a route with a lower threshold
@@ -409,21 +385,21 @@ class _Proxy:
                 return small(tokens_in)
         outcome = self._run(zipper, messages, options.budget, tokens_in, method)
         if cache is not None:
-            cache.put(key, encode_json(_encode_outcome(outcome)))
+            cache.put(key, encode_json(encode_outcome(outcome)))
             outcome.headers["x-promptzip-cache"] = "miss"
         return done(outcome)
 
     @staticmethod
-    def _run(zipper: Zipper, messages: list[dict[str, Any]], budget: Budget, tokens_in: int, method: str) -> _Outcome:
-        view = _protect_json_results(messages)
+    def _run(zipper: Zipper, messages: list[dict[str, Any]], budget: Budget, tokens_in: int, method: str) -> Outcome:
+        view = protect_json_results(messages)
         if view is None:
-            return _Outcome(None, tokens_in, tokens_in, "tool-result-with-pz-tag", method)
+            return Outcome(None, tokens_in, tokens_in, "tool-result-with-pz-tag", method)
         result = zipper.compress_messages(view, budget=budget)
         out = [dict(m) for m in result.messages or ()]
         if out == messages:
-            return _Outcome(None, tokens_in, tokens_in, result.decision, method)
+            return Outcome(None, tokens_in, tokens_in, result.decision, method)
         tokens_out = message_tokens(out, zipper.tokenizer.count)
-        return _Outcome(out, tokens_in, tokens_out, result.decision, method)
+        return Outcome(out, tokens_in, tokens_out, result.decision, method)
 
     # ------------------------------------------------------------------------------------------- upstream
     async def _read_body(self, request: Request) -> bytes:
@@ -458,7 +434,7 @@ class _Proxy:
             raise RuntimeError("the proxy's lifespan has not run: serve the app with uvicorn or enter its lifespan")
         client = next(self._turn)
         upstream_request = client.build_request(
-            request.method, self._url(request), headers=_request_headers(request.headers.raw), content=body
+            request.method, self._url(request), headers=request_headers(request.headers.raw), content=body
         )
         try:
             response = await client.send(upstream_request, stream=True)
@@ -474,7 +450,7 @@ class _Proxy:
         except httpx.HTTPError as exc:
             self.metrics.upstream_errors.inc("protocol")
             raise UpstreamError("the upstream's answer is not valid HTTP", status_code=502) from exc
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _response_drop(response.headers)]
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in response_drop(response.headers)]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
         return _Relay(response, headers, self.metrics)
 
@@ -555,204 +531,6 @@ class _Observe:
         if self.proxy.settings.route(path) is not None:
             return path
         return "passthrough" if path.startswith("/v1/") else "not_found"
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def _status_headers(status: str, reason: str | None = None) -> dict[str, str]:
-    return {"x-promptzip-status": status, **({"x-promptzip-reason": reason} if reason else {})}
-
-
-def _request_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    named = {t.strip().lower() for k, v in raw if k.lower() == b"connection" for t in v.decode("latin-1").split(",")}
-    out = [
-        (k, v)
-        for k, v in raw
-        if (name := k.decode("latin-1").lower()) not in _REQUEST_DROP
-        and name not in named
-        and not name.startswith(_CONTROL)
-    ]
-    if not any(k.lower() == b"accept-encoding" for k, _ in out):
-        out.append((b"accept-encoding", b"identity"))  # else httpx would ask for gzip the client never asked for
-    return out
-
-
-def _response_drop(headers: httpx.Headers) -> frozenset[bytes]:
-    named = {t.strip().lower() for v in headers.get_list("connection") for t in v.split(",")}
-    return frozenset(n.encode("latin-1") for n in _HOP_BY_HOP | named)
-
-
-def _check_path(request: Request) -> None:
-    path = request.url.path
-    if any(seg in (".", "..") for seg in unquote(path).split("/")) or "\\" in path or "\x00" in path:
-        raise RequestError("the path must not contain '.' or '..' segments", param="path", code="invalid_path")
-
-
-def _flag(value: str | None, name: str) -> bool:
-    if value is None:
-        return False
-    value = value.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise RequestError(f"{name} must be 1/0, true/false, yes/no or on/off", param=name, code="invalid_header")
-
-
-def _int_header(value: str, name: str) -> int:
-    value = value.strip()
-    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= _MAX_BUDGET:
-        raise RequestError(
-            f"{name} must be a whole number of tokens in [1, {_MAX_BUDGET}]", param=name, code="invalid_header"
-        )
-    return int(value)
-
-
-def _rate_header(value: str, name: str) -> float:
-    try:
-        rate = float(value.strip()) if value.strip().isascii() else float("nan")
-    except ValueError:
-        rate = float("nan")
-    if not 0.0 < rate <= 1.0:  # also false for NaN
-        raise RequestError(f"{name} must be the kept fraction, in (0, 1]", param=name, code="invalid_header")
-    return rate
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_json(body: bytes) -> Any:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RequestError(f"the body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested or out of range"
-        raise RequestError(f"the body is not valid JSON: {message}", code="invalid_json") from None
-
-
-def _check_str(value: object, param: str) -> str:
-    if not isinstance(value, str):
-        raise RequestError(f"{param} must be a string, not {_kind(value)}", param=param, code="invalid_type")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise RequestError(f"{param} contains an unpaired surrogate (invalid Unicode)", param=param) from None
-    return value
-
-
-def _kind(value: object) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number"
-    )
-
-
-def _check_chat(payload: Any) -> list[dict[str, Any]]:
-    """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
-    if not isinstance(payload, dict):
-        raise RequestError(f"the body must be a JSON object, not {_kind(payload)}", code="invalid_type")
-    for name, kind in (("model", str), ("stream", bool)):
-        if name in payload and not isinstance(payload[name], kind):
-            raise RequestError(f"{name} has the wrong type: {_kind(payload[name])}", param=name, code="invalid_type")
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("messages must be a non-empty array", param="messages", code="invalid_type")
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise RequestError(f"{where} must be an object, not {_kind(m)}", param=where, code="invalid_type")
-        role = m.get("role")
-        if role not in ROLES:
-            raise RequestError(
-                f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_role"
-            )
-        if "name" in m:
-            _check_str(m["name"], f"{where}.name")
-        content = m.get("content")
-        if content is None:
-            if not any(m.get(k) for k in ("tool_calls", "function_call", "audio", "refusal")):
-                raise RequestError(f"{where} has no content", param=f"{where}.content", code="invalid_type")
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                at = f"{where}.content[{j}]"
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise RequestError(f"{at} must be an object with a string 'type'", param=at, code="invalid_type")
-                if part["type"] == "text":
-                    _check_str(part.get("text"), f"{at}.text")
-        else:
-            _check_str(content, f"{where}.content")
-    return messages
-
-
-def _encode(payload: dict[str, Any]) -> bytes:
-    try:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    except UnicodeEncodeError:
-        raise RequestError("the body contains an unpaired surrogate (invalid Unicode)", code="invalid_utf8") from None
-
-
-def _looks_like_json(text: str) -> bool:
-    stripped = text.strip()
-    if not stripped or stripped[0] not in "{[":
-        return False
-    try:
-        json.loads(stripped)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-_PZ_TAG = re.compile(r"<\s*/?\s*pz", re.IGNORECASE)
-
-
-def _protect_json_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """A copy where tool and function results that are JSON are wrapped in ``<pz keep>`` (kept verbatim, counted,
-    tags removed from the output); ``None`` when such a result itself contains a ``<pz`` tag and so cannot be."""
-    view = messages
-    for i, m in enumerate(messages):
-        if m.get("role") not in ("tool", "function"):
-            continue
-        content = m.get("content")
-        if isinstance(content, str) and _looks_like_json(content):
-            if _PZ_TAG.search(content):
-                return None
-            view = view if view is not messages else [dict(x) for x in messages]
-            view[i] = {**m, "content": f"<pz keep>{content}</pz>"}
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                text = part.get("text") if part.get("type") == "text" else None
-                if isinstance(text, str) and _looks_like_json(text):
-                    if _PZ_TAG.search(text):
-                        return None
-                    view = view if view is not messages else [dict(x) for x in messages]
-                    parts = view[i]["content"] = copy.copy(view[i]["content"])
-                    parts[j] = {**part, "text": f"<pz keep>{text}</pz>"}
-    return view
-
-
-def _encode_outcome(o: _Outcome) -> dict[str, Any]:
-    return {
-        "messages": o.messages,
-        "tokens_in": o.tokens_in,
-        "tokens_out": o.tokens_out,
-        "reason": o.reason,
-        "method": o.method,
-    }
-
-
-def _decode_outcome(raw: bytes | None) -> _Outcome | None:
-    if raw is None:
-        return None
-    try:
-        d = decode_json(raw)
-        messages = d["messages"]
-        if messages is not None and not isinstance(messages, list):
-            return None
-        return _Outcome(messages, int(d["tokens_in"]), int(d["tokens_out"]), str(d["reason"]), str(d["method"]))
-    except (PromptZipError, KeyError, TypeError, ValueError):
-        return None  # a corrupt or foreign entry is a miss
 
 
 def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: ZipperFactory | None = None) -> None:

@@ -1,0 +1,283 @@
+"""Request side of the proxy: control headers, body and chat validation, forwarded headers, and the cached
+outcome of a compression (what is sent upstream, with its token counts)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+from starlette.requests import Request
+
+from promptzip._cache import decode_json
+from promptzip._errors import PromptZipError
+from promptzip._messages import ROLES
+from promptzip._types import Budget
+from promptzip.integrations.proxy._errors import RequestError
+
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
+
+__all__ = [
+    "Options",
+    "Outcome",
+    "check_chat",
+    "check_path",
+    "check_str",
+    "decode_outcome",
+    "encode",
+    "encode_outcome",
+    "flag",
+    "int_header",
+    "looks_like_json",
+    "parse_json",
+    "protect_json_results",
+    "rate_header",
+    "reject_constant",
+    "request_headers",
+    "response_drop",
+    "status_headers",
+    "type_name",
+]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+    }
+)
+REQUEST_DROP = HOP_BY_HOP | {"host", "content-length"}
+CONTROL_PREFIX = "x-promptzip-"
+MAX_BUDGET = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    budget: Budget
+    preset: str
+    target: str
+    tenant: str | None
+    min_tokens: int
+    fail_mode: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    messages: list[dict[str, Any]] | None  # None: forward the original body
+    tokens_in: int
+    tokens_out: int
+    reason: str
+    method: str
+    seconds: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def status_headers(status: str, reason: str | None = None) -> dict[str, str]:
+    return {"x-promptzip-status": status, **({"x-promptzip-reason": reason} if reason else {})}
+
+
+def request_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    named = {t.strip().lower() for k, v in raw if k.lower() == b"connection" for t in v.decode("latin-1").split(",")}
+    out = [
+        (k, v)
+        for k, v in raw
+        if (name := k.decode("latin-1").lower()) not in REQUEST_DROP
+        and name not in named
+        and not name.startswith(CONTROL_PREFIX)
+    ]
+    if not any(k.lower() == b"accept-encoding" for k, _ in out):
+        out.append((b"accept-encoding", b"identity"))  # else httpx would ask for gzip the client never asked for
+    return out
+
+
+def response_drop(headers: httpx.Headers) -> frozenset[bytes]:
+    named = {t.strip().lower() for v in headers.get_list("connection") for t in v.split(",")}
+    return frozenset(n.encode("latin-1") for n in HOP_BY_HOP | named)
+
+
+def check_path(request: Request) -> None:
+    path = request.url.path
+    if any(seg in (".", "..") for seg in unquote(path).split("/")) or "\\" in path or "\x00" in path:
+        raise RequestError("the path must not contain '.' or '..' segments", param="path", code="invalid_path")
+
+
+def flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    value = value.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise RequestError(f"{name} must be 1/0, true/false, yes/no or on/off", param=name, code="invalid_header")
+
+
+def int_header(value: str, name: str) -> int:
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_BUDGET:
+        raise RequestError(
+            f"{name} must be a whole number of tokens in [1, {MAX_BUDGET}]", param=name, code="invalid_header"
+        )
+    return int(value)
+
+
+def rate_header(value: str, name: str) -> float:
+    try:
+        rate = float(value.strip()) if value.strip().isascii() else float("nan")
+    except ValueError:
+        rate = float("nan")
+    if not 0.0 < rate <= 1.0:  # also false for NaN
+        raise RequestError(f"{name} must be the kept fraction, in (0, 1]", param=name, code="invalid_header")
+    return rate
+
+
+def reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"the body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
+    try:
+        return json.loads(text, parse_constant=reject_constant)
+    except (ValueError, RecursionError) as exc:
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested or out of range"
+        raise RequestError(f"the body is not valid JSON: {message}", code="invalid_json") from None
+
+
+def check_str(value: object, param: str) -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{param} must be a string, not {type_name(value)}", param=param, code="invalid_type")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"{param} contains an unpaired surrogate (invalid Unicode)", param=param) from None
+    return value
+
+
+def type_name(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def check_chat(payload: Any) -> list[dict[str, Any]]:
+    """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
+    if not isinstance(payload, dict):
+        raise RequestError(f"the body must be a JSON object, not {type_name(payload)}", code="invalid_type")
+    for name, kind in (("model", str), ("stream", bool)):
+        if name in payload and not isinstance(payload[name], kind):
+            raise RequestError(
+                f"{name} has the wrong type: {type_name(payload[name])}", param=name, code="invalid_type"
+            )
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty array", param="messages", code="invalid_type")
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise RequestError(f"{where} must be an object, not {type_name(m)}", param=where, code="invalid_type")
+        role = m.get("role")
+        if role not in ROLES:
+            raise RequestError(
+                f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_role"
+            )
+        if "name" in m:
+            check_str(m["name"], f"{where}.name")
+        content = m.get("content")
+        if content is None:
+            if not any(m.get(k) for k in ("tool_calls", "function_call", "audio", "refusal")):
+                raise RequestError(f"{where} has no content", param=f"{where}.content", code="invalid_type")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                at = f"{where}.content[{j}]"
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise RequestError(f"{at} must be an object with a string 'type'", param=at, code="invalid_type")
+                if part["type"] == "text":
+                    check_str(part.get("text"), f"{at}.text")
+        else:
+            check_str(content, f"{where}.content")
+    return messages
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError("the body contains an unpaired surrogate (invalid Unicode)", code="invalid_utf8") from None
+
+
+def looks_like_json(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "{[":
+        return False
+    try:
+        json.loads(stripped)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+_PZ_TAG = re.compile(r"<\s*/?\s*pz", re.IGNORECASE)
+
+
+def protect_json_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A copy where tool and function results that are JSON are wrapped in ``<pz keep>`` (kept verbatim, counted,
+    tags removed from the output); ``None`` when such a result itself contains a ``<pz`` tag and so cannot be."""
+    view = messages
+    for i, m in enumerate(messages):
+        if m.get("role") not in ("tool", "function"):
+            continue
+        content = m.get("content")
+        if isinstance(content, str) and looks_like_json(content):
+            if _PZ_TAG.search(content):
+                return None
+            view = view if view is not messages else [dict(x) for x in messages]
+            view[i] = {**m, "content": f"<pz keep>{content}</pz>"}
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                text = part.get("text") if part.get("type") == "text" else None
+                if isinstance(text, str) and looks_like_json(text):
+                    if _PZ_TAG.search(text):
+                        return None
+                    view = view if view is not messages else [dict(x) for x in messages]
+                    parts = view[i]["content"] = copy.copy(view[i]["content"])
+                    parts[j] = {**part, "text": f"<pz keep>{text}</pz>"}
+    return view
+
+
+def encode_outcome(o: Outcome) -> dict[str, Any]:
+    return {
+        "messages": o.messages,
+        "tokens_in": o.tokens_in,
+        "tokens_out": o.tokens_out,
+        "reason": o.reason,
+        "method": o.method,
+    }
+
+
+def decode_outcome(raw: bytes | None) -> Outcome | None:
+    if raw is None:
+        return None
+    try:
+        d = decode_json(raw)
+        messages = d["messages"]
+        if messages is not None and not isinstance(messages, list):
+            return None
+        return Outcome(messages, int(d["tokens_in"]), int(d["tokens_out"]), str(d["reason"]), str(d["method"]))
+    except (PromptZipError, KeyError, TypeError, ValueError):
+        return None  # a corrupt or foreign entry is a miss

@@ -127,7 +127,6 @@ class ExtractiveCompressor(Compressor):
             return duplicate_mask(texts)
         top = np.argsort(-relevance, kind="stable")[: self.dedup_candidates]
         top = np.sort(top)
-        emb = np.zeros((len(texts), 1), dtype=np.float32)
         vectors = embed([texts[i] for i in top])
         emb = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
         emb[top] = vectors

@@ -39,7 +39,7 @@ from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._inputs import check_text
 from promptzip._pipeline import REORDERS, Zipper
 from promptzip._registry import registries
-from promptzip._types import Budget, Result, Source
+from promptzip._types import Budget, Chunk, Result
 from promptzip.integrations._openai import compressed_text, fits_whole
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
@@ -119,8 +119,8 @@ class PromptZipCompressor(_ZipperSettings, BaseDocumentCompressor):
         if not live:
             return []
         zipper = self._zipper()
-        sources = [(Source(str(i), d.page_content), 0) for i, d in live]
-        limit, result, texts = _fit(zipper, sources, self._spec(), question)
+        chunks = [Chunk(d.page_content, source_id=str(i)) for i, d in live]
+        limit, result, texts = _fit(zipper, chunks, self._spec(), question)
         out: list[Document] = []
         relevance: list[float] = []
         count = zipper.tokenizer.count
@@ -197,13 +197,11 @@ def _check_query(query: object) -> str | None:
     return check_text(query, "query", allow_empty=True).strip() or None
 
 
-def _fit(
-    zipper: Zipper, sources: list[tuple[Source, int]], spec: Budget, question: str | None
-) -> tuple[int, Result, dict[str, str]]:
+def _fit(zipper: Zipper, chunks: list[Chunk], spec: Budget, question: str | None) -> tuple[int, Result, dict[str, str]]:
     """One compression of all the documents, the question scoring relevance only (the budget is the documents'
     alone): the limit in tokens, the result, and each surviving document's text. Re-runs tighter in the rare case
     the texts do not fit (a compressor whose variant text is not its kept spans)."""
-    result = zipper._run(sources, None, None, spec, "original", query=question)
+    result = zipper.compress(chunks, query=question, budget=spec, reorder="original")
     limit = inner = result.budget
     if fits_whole(result):  # nothing to cut: keep each text exactly as it was
         return limit, result, {s.id: s.text for s in result.sources}
@@ -215,7 +213,7 @@ def _fit(
         if inner <= 1:
             raise BudgetError(f"the documents do not fit in {limit} tokens", budget=limit)
         inner = max(1, min(inner - 1, inner * limit // used))  # shrink in proportion to the overshoot
-        result = zipper._run(sources, None, None, Budget(tokens=inner), "original", query=question)
+        result = zipper.compress(chunks, query=question, budget=Budget(tokens=inner), reorder="original")
 
 
 def _rebuild(result: Result, separator: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from promptzip._registry import registries
 from promptzip._roles import Compressor
 from promptzip._split import chunk_source
 from promptzip._tokenizers import Tokenizer, get_tokenizer
-from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Span, Variant
+from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Variant
 
 __all__ = ["REORDERS", "Zipper"]
 
@@ -294,6 +294,3 @@ def _decision(chosen: list[Variant], groups: list[list[Variant]], question: str 
     if all(v.kind == "keep" for v in chosen):
         return "kept_all"
     return "compressed"
-
-
-_ = Span  # re-exported type used in provenance

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from promptzip._errors import InputError, PromptZipError
 from promptzip._tokenizers import Tokenizer
-from promptzip._types import Chunk, TokenScores, Variant
+from promptzip._types import Chunk, Span, TokenScores, Variant
 
 __all__ = ["Compressor", "Retriever", "Scorer", "TokenScorer"]
 
@@ -105,8 +105,6 @@ class Retriever(ABC):
 
 def keep_variant(chunk: Chunk, tokens: int, utility: float = 0.0, relevance: float = 0.0) -> Variant:
     """The variant that keeps a chunk whole."""
-    from promptzip._types import Span
-
     return Variant(chunk, "keep", chunk.text, tokens, utility, (Span(chunk.start, chunk.end),), relevance)
 
 

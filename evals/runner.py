@@ -260,7 +260,7 @@ def _stats(rows: list[Record], kind: str) -> dict[str, Any]:
 
 def aggregate(metas: dict[tuple[str, str], dict[str, Any]], records: list[Record]) -> dict[str, Any]:
     """Per suite, method and ratio: on all the items the method ran, and — where a suite also has slow methods —
-    on the paired subset (the items the slow methods ran), so every method is compared on the same items."""
+    on the paired subset (the items every slow method ran), so every method is compared on the same items."""
     by_key: dict[tuple[str, str, float], list[Record]] = {}
     for r in records:
         by_key.setdefault((r.suite, r.method, r.ratio), []).append(r)
@@ -287,9 +287,9 @@ def aggregate(metas: dict[tuple[str, str], dict[str, Any]], records: list[Record
             },
         }
     for suite, entry in suites.items():
-        slow_items = {
-            r.item for r in records if r.suite == suite and entry["methods"].get(r.method, {}).get("slow", False)
-        }
+        slow = [m for m, v in entry["methods"].items() if v["slow"]]
+        ran = [{r.item for r in records if r.suite == suite and r.method == m} for m in slow]
+        slow_items = set.intersection(*ran) if ran else set()  # the items every slow method ran
         if not slow_items:
             continue
         entry["paired_items"] = len(slow_items)

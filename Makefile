@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint typecheck pytest data bench install clean system-deps
+.PHONY: demo test lint typecheck pytest data bench eval eval-quick baselines install clean system-deps
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -61,6 +61,21 @@ test: lint typecheck pytest
 
 bench: install
 	$(PY) -P -m promptzip.evals.bench
+
+# Quality tables and plots in evals/results/ (README "Results"): the fast methods on the full sample sizes.
+eval: install
+	$(PY) -P -m promptzip.evals.data fetch all
+	$(PY) -P -m promptzip.evals.run
+
+# A few real items per suite, fast methods only (what the test suite runs too), into evals/results/quick/.
+eval-quick: install
+	$(PY) -P -m promptzip.evals.data fetch all
+	$(PY) -P -m promptzip.evals.run --quick
+
+# The slow third-party baselines (llmlingua, Selective Context) in their own venv, added to the same report.
+baselines: install
+	bash scripts/baselines_venv.sh
+	$(PY) -P -m promptzip.evals.run --baselines-only --resume
 
 clean:
 	rm -rf $(VENV) $(STAMPS) build dist *.egg-info

@@ -12,6 +12,8 @@ means "keep", plus promptzip's own distilled CPU classifier.
   the packaged all-MiniLM-L6-v2 encoder with LoRA deltas merged into its weights and a linear head, read from the
   small artifact under ``promptzip/compressors/models/minilm-tc/``. The published LLMLingua-2 checkpoints load by
   registry key (``llmlingua-2-xlm-roberta-large``) or hub id for users who have the hub.
+* On a CPU the linear layers run with int8 weights (``int8=True``, the default; :func:`int8_model`): about twice
+  the tokens/s of float32 for the same model.
 
 >>> scorer = TokenClassifierScorer()  # doctest: +SKIP
 >>> TokenPruneCompressor(scorer).prune("The tower is 330 metres tall.", rate=0.5).text  # doctest: +SKIP
@@ -20,6 +22,8 @@ means "keep", plus promptzip's own distilled CPU classifier.
 from __future__ import annotations
 
 import json
+import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -204,6 +208,35 @@ def load_token_classifier(name: str) -> tuple[Any, Any]:
     return loaded
 
 
+_int8_models: dict[int, Any] = {}
+_int8_lock = threading.Lock()
+
+
+def int8_model(model: Any) -> Any:
+    """``model`` with its linear layers quantized to int8 weights (dynamic activations), once per model object.
+
+    On a CPU this roughly halves the forward pass of a BERT-sized encoder (the linear layers are most of it) at a
+    small cost in fidelity (keep-probabilities correlate ≈ .97 with float32 on the distilled classifier; the
+    retention figures in ``evals/results/token_level.md`` are measured with it). Models on a GPU, and torch builds
+    without a quantized engine, are returned unchanged.
+    """
+    if next(model.parameters()).device.type != "cpu":
+        return model
+    with _int8_lock:
+        done = _int8_models.get(id(model))
+        if done is None:
+            import torch
+
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # torch deprecates the quantized tensor types, not the speed-up
+                    done = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            except (AttributeError, RuntimeError):  # no quantized engine in this torch build
+                done = model
+            _int8_models[id(model)] = done
+    return done
+
+
 def _max_length(model: Any, tokenizer: Any, limit: int) -> int:
     config = model.config
     positions = int(getattr(config, "max_position_embeddings", limit) or limit)
@@ -294,7 +327,13 @@ class TokenClassifierScorer(BatchTokenScorer):
     name = "token-classifier"
 
     def __init__(
-        self, model: str = DISTILLED, *, max_length: int = 512, overlap: int = 64, batch_size: int = 8
+        self,
+        model: str = DISTILLED,
+        *,
+        max_length: int = 512,
+        overlap: int = 64,
+        batch_size: int = 8,
+        int8: bool = True,
     ) -> None:
         if max_length < 8 or overlap < 0 or batch_size < 1:
             raise ConfigError("need max_length ≥ 8, overlap ≥ 0 and batch_size ≥ 1")
@@ -302,6 +341,7 @@ class TokenClassifierScorer(BatchTokenScorer):
         self.max_length = max_length
         self.overlap = overlap
         self.batch_size = batch_size
+        self.int8 = int8
         self._fingerprint: str | None = None
 
     @property
@@ -319,13 +359,16 @@ class TokenClassifierScorer(BatchTokenScorer):
                 from promptzip._models import resolve_model
 
                 weights = weights_fingerprint(resolve_model(self.model_name).path)
-            self._fingerprint = f"token-classifier:{self.model_name}:{weights}:L={self.max_length}:o={self.overlap}"
+            q = ":int8" if self.int8 else ""
+            self._fingerprint = f"token-classifier:{self.model_name}:{weights}:L={self.max_length}:o={self.overlap}{q}"
         return self._fingerprint
 
     def _score_texts(
         self, texts: Sequence[str], units: Sequence[tuple[IntArray, IntArray]], question: str | None = None
     ) -> list[FloatArray]:
         model, tokenizer = load_token_classifier(self.model_name)
+        if self.int8:
+            model = int8_model(model)
         tokens = keep_probabilities(
             model, tokenizer, texts, max_length=self.max_length, overlap=self.overlap, batch_size=self.batch_size
         )

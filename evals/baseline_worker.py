@@ -16,8 +16,9 @@ stderr)::
 Methods: ``llmlingua`` (LLMLingua-1: perplexity coarse filter + iterative token pruning), ``longllmlingua``
 (question-aware coarse ranking, contrastive perplexity, dynamic ratios, reordering; LongLLMLingua's README
 settings), ``selective-context`` (self-information phrase masking). LLMLingua-2 needs a trained token classifier
-whose folder name contains ``xlm-roberta-large`` or ``bert-base-multilingual-cased``; ``llmlingua2`` is wired for it
-(``model`` in the request) and used once promptzip ships such a classifier.
+whose folder name contains ``xlm-roberta-large`` or ``bert-base-multilingual-cased``: ``llmlingua2`` runs it on
+promptzip's distilled classifier exported to such a folder (``model`` in the load and compress requests; the
+token-level bench does this).
 
 Budgets: llmlingua gets ``target_token=budget`` (it counts in its own cl100k tokenizer and may overshoot: the harness
 measures and reports that). Selective Context has no token target: it masks a percentile of phrases, so the worker
@@ -144,14 +145,20 @@ def _llmlingua(request: dict[str, Any], *, long: bool) -> dict[str, Any]:
     return {"text": text, "info": info}
 
 
-def _llmlingua2(request: dict[str, Any]) -> dict[str, Any]:
-    model = request.get("model") or ""
+def _lingua2(model: str) -> Any:
+    """llmlingua's LLMLingua-2 path on a token-classifier folder (its name must contain ``xlm-roberta-large`` or
+    ``bert-base-multilingual-cased``: llmlingua routes on the name)."""
     key = f"lingua2:{model}"
     if key not in _state:
         _torch()
         _state[key] = _module("llmlingua").PromptCompressor(model_name=model, device_map="cpu", use_llmlingua2=True)
+    return _state[key]
+
+
+def _llmlingua2(request: dict[str, Any]) -> dict[str, Any]:
+    compressor = _lingua2(request.get("model") or "")
     contexts = [c for c in request["contexts"] if c.strip()]
-    out = _state[key].compress_prompt(contexts, target_token=int(request["budget"]), force_tokens=["\n", "?"])
+    out = compressor.compress_prompt(contexts, target_token=int(request["budget"]), force_tokens=["\n", "?"])
     return {"text": str(out["compressed_prompt"]).strip(), "info": {}}
 
 
@@ -254,6 +261,8 @@ def _handle(request: dict[str, Any]) -> dict[str, Any]:
         method = request.get("method")
         if method in ("llmlingua", "longllmlingua"):
             _compressor(request.get("model") or MODEL)
+        elif method == "llmlingua2":
+            _lingua2(request.get("model") or "")
         elif method == "selective-context":
             _selective_context()
         _o200k()

@@ -20,22 +20,25 @@
    classifier under cProfile: the share of time spent inside the model's forward pass versus everything else
    (tokenization, windowing, word grouping, pruning).
 
-Hook for ``llmlingua`` (LLMLingua-1 on the same SmolLM2 folder; its LLMLingua-2 mode on our classifier copied to a
-folder named ``…xlm-roberta-large…``/``…bert-base-multilingual-cased…``, whose base is a BERT): those run in
-``.venv-baselines`` through :mod:`promptzip.evals.baselines`; :func:`retention_of` takes any
-``compress(text, rate) -> str`` callable, so the harness can add them to the same table with the same articles,
-questions and metric (``sample`` gives the exact items).
+``llmlingua`` in the same table (``--methods ... llmlingua2-path llmlingua``; they need ``.venv-baselines``, see
+``scripts/baselines_venv.sh``): ``llmlingua2-path`` is llmlingua's LLMLingua-2 ``compress_prompt`` on our distilled
+classifier exported (:func:`~promptzip.compressors.token_classifier.export_distilled`) to a folder whose name
+llmlingua accepts (``…bert-base-multilingual-cased…``; our student is a BERT), so the two rows differ only in the
+runtime; ``llmlingua`` is LLMLingua-1 on the same SmolLM2 folder as the teacher. Same articles, questions, rates and
+metric; their speed is the first rate's compress calls, and they join the paired speed rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import json
 import os
 import platform
 import pstats
 import random
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,6 +94,7 @@ def _method(name: str) -> Any:
 
     factories: dict[str, Callable[[], Any]] = {
         "minilm-tc": TokenClassifierScorer,
+        "minilm-tc-fp32": lambda: TokenClassifierScorer(int8=False),
         "self-information": SelfInformationScorer,
         "random": lambda: RandomTokenScorer(0),
         "word-length": WordLengthScorer,
@@ -132,7 +136,63 @@ def _evaluate(name: str, items: Sequence[tuple[Any, list[Any]]], log: Callable[[
     return row
 
 
-def paired_speed(items: Sequence[tuple[Any, list[Any]]], methods: Sequence[str], rounds: int) -> dict[str, Any]:
+# llmlingua's own paths, driven in .venv-baselines through the baselines worker (see promptzip.evals.baselines):
+# "llmlingua2-path" is LLMLingua-2's compress_prompt on *our* distilled classifier exported to a folder whose name
+# llmlingua accepts (same weights, float32: the speed gap is the runtime's), "llmlingua" is LLMLingua-1 on SmolLM2.
+LLMLINGUA_METHODS = {"llmlingua2-path": "llmlingua2", "llmlingua": "llmlingua"}
+
+
+def _exported_classifier() -> Path:
+    from promptzip.compressors.token_classifier import distilled_dir, export_distilled
+
+    sha = json.loads((distilled_dir() / "manifest.json").read_text(encoding="utf-8"))["files"]
+    tag = hashlib.sha256(json.dumps(sha, sort_keys=True).encode()).hexdigest()[:12]
+    dest = Path(tempfile.gettempdir()) / f"promptzip-{tag}" / "llmlingua-2-bert-base-multilingual-cased-minilm-tc"
+    if not (dest / "config.json").is_file():
+        export_distilled(dest)
+    return dest
+
+
+class _LLMLinguaPath:
+    """``compress(text, rate)`` through the baselines worker; ``seconds``/``tokens`` add up the first rate's calls
+    (the ones that pay for the model passes)."""
+
+    def __init__(self, name: str, worker: Any) -> None:
+        self.method = LLMLINGUA_METHODS[name]
+        self.model = str(_exported_classifier()) if self.method == "llmlingua2" else None
+        self.worker = worker
+        self.seconds = 0.0
+        self.tokens = 0
+        worker.ask({"op": "load", "method": self.method, "model": self.model})
+        self.compress("Models load once, before the clock starts. " * 20, RATES[0], timed=False)
+
+    def compress(self, text: str, rate: float, *, timed: bool = True) -> str:
+        from promptzip._tokenizers import get_tokenizer
+
+        n = get_tokenizer("o200k_base").count(text)
+        request = {"op": "compress", "method": self.method, "model": self.model, "contexts": [text]}
+        answer = self.worker.ask({**request, "question": None, "budget": max(1, round(rate * n))})
+        if timed and rate == RATES[0]:
+            self.seconds += float(answer["seconds"])
+            self.tokens += n
+        return str(answer["text"])
+
+
+def _evaluate_llmlingua(name: str, items: Sequence[tuple[Any, list[Any]]], worker: Any) -> dict[str, Any]:
+    path = _LLMLinguaPath(name, worker)
+    rates = retention_of(path.compress, items)
+    return {
+        "tokens": path.tokens,
+        "seconds": round(path.seconds, 2),
+        "tokens_per_s": path.tokens / path.seconds if path.seconds else None,
+        "rates": rates,
+        "environment": worker.versions,
+    }
+
+
+def paired_speed(
+    items: Sequence[tuple[Any, list[Any]]], methods: Sequence[str], rounds: int, worker: Any = None
+) -> dict[str, Any]:
     """Tokens/s of each model-based method on the same article, alternating methods round by round so that a
     changing machine load hits all of them alike; the ratio to the first method is taken per round."""
     from promptzip._cache import NullCache
@@ -142,14 +202,22 @@ def paired_speed(items: Sequence[tuple[Any, list[Any]]], methods: Sequence[str],
     tok = get_tokenizer("o200k_base")
     text = items[0][0].context
     tokens = tok.count(text)
-    scorers = {name: _method(name) for name in methods}
-    for scorer in scorers.values():
-        cached_token_scores(scorer, ["warm up"], NullCache())
+    runs: dict[str, Callable[[], Any]] = {}
+    for name in methods:
+        if name in LLMLINGUA_METHODS:
+            path = _LLMLinguaPath(name, worker)
+            runs[name] = lambda p=path: p.compress(text, RATES[0], timed=False)  # type: ignore[misc]
+        else:
+            scorer = _method(name)
+            cached_token_scores(scorer, ["warm up"], NullCache())
+            runs[name] = lambda sc=scorer: cached_token_scores(sc, [text], NullCache())  # type: ignore[misc]
+    for run in runs.values():
+        run()  # warm-up: lazy loads, first-call allocations
     rows: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(rounds):
-        for name, scorer in scorers.items():
+        for name, run in runs.items():
             started = time.perf_counter()
-            cached_token_scores(scorer, [text], NullCache())
+            run()
             rows[name].append(tokens / (time.perf_counter() - started))
     first = methods[0]
     out: dict[str, Any] = {"tokens": tokens, "rounds": rounds, "tokens_per_s": {}, "ratio_to_" + first: {}}
@@ -219,16 +287,16 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {100 * r5['retention']:.1f}% [{100 * r5['ci95'][0]:.0f}, {100 * r5['ci95'][1]:.0f}]"
             f" | {100 * r3['retention']:.1f}% [{100 * r3['ci95'][0]:.0f}, {100 * r3['ci95'][1]:.0f}]"
-            f" | {r5['achieved_rate']:.2f} / {r3['achieved_rate']:.2f} | {row['tokens_per_s']:.0f} |"
+            f" | {r5['achieved_rate']:.2f} / {r3['achieved_rate']:.2f} | {row['tokens_per_s'] or 0:.0f} |"
         )
     if "paired_speed" in report:
         ps = report["paired_speed"]
         speeds = ", ".join(f"{k} {v:.0f}" for k, v in ps["tokens_per_s"].items())
-        ratio = ps.get("ratio_to_minilm-tc", {}).get("self-information")
+        ratios = ", ".join(f"{v:.1f}x {k}" for k, v in ps.get("ratio_to_minilm-tc", {}).items() if k != "minilm-tc")
         lines += [
             "",
             f"Paired speed ({ps['rounds']} alternating rounds on one {ps['tokens']}-token article, medians):"
-            f" {speeds} tokens/s; the distilled classifier is {ratio:.1f}x the teacher.",
+            f" {speeds} tokens/s; the distilled classifier (int8) runs {ratios}.",
         ]
     if "profile" in report:
         p = report["profile"]
@@ -237,7 +305,14 @@ def _markdown(report: dict[str, Any]) -> str:
             f"Profile: {p['input_tokens']} tokens scored and pruned by the distilled classifier in {p['seconds']} s;"
             f" {100 * (p['forward_share'] or 0):.0f}% of it inside the model's forward pass.",
         ]
-    lines += ["", "llmlingua baselines: run by the baselines harness (`.venv-baselines`), see the module docstring."]
+    lines += [
+        "",
+        "`minilm-tc` is the distilled classifier as promptzip runs it (int8 linear layers on the CPU);"
+        " `minilm-tc-fp32` the same weights in float32; `llmlingua2-path` the same weights through llmlingua 0.2.2's"
+        " LLMLingua-2 `compress_prompt` (float32, its own windowing and post-processing; it lowercases an uncased"
+        " model's output); `llmlingua` is LLMLingua-1 on SmolLM2-135M. The llmlingua rows run in `.venv-baselines`"
+        " (transformers 4.46.3) and budget in their own tokenizer; achieved rates are measured in o200k.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -246,7 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--articles", type=int, default=4)
     parser.add_argument("--per-article", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="*", default=["minilm-tc", "self-information", "random", "word-length"])
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=["minilm-tc", "minilm-tc-fp32", "self-information", "random", "word-length"],
+        help=f"also: {', '.join(LLMLINGUA_METHODS)} (need .venv-baselines: scripts/baselines_venv.sh)",
+    )
     parser.add_argument("--profile-tokens", type=int, default=50_000, help="0: no profile")
     parser.add_argument("--speed-rounds", type=int, default=3, help="paired speed rounds on one article (0: none)")
     parser.add_argument("--threads", type=int, default=None)
@@ -287,13 +367,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if old.get("article_titles") == report["article_titles"] and old.get("questions") == report["questions"]:
             report["methods"] = old.get("methods", {})
             report.update({k: old[k] for k in ("profile", "paired_speed") if k in old})
-    for name in args.methods:
-        report["methods"][name] = _evaluate(name, items, log)
-        log(json.dumps({name: report["methods"][name]["rates"]}))
-    speed_methods = [m for m in ("minilm-tc", "self-information") if m in args.methods]
-    if args.speed_rounds and len(speed_methods) == 2:
-        report["paired_speed"] = paired_speed(items, speed_methods, args.speed_rounds)
-        log(json.dumps(report["paired_speed"]))
+    worker = None
+    if any(m in LLMLINGUA_METHODS for m in args.methods):
+        from promptzip.evals.baselines import BaselineWorker
+
+        worker = BaselineWorker(threads=torch.get_num_threads())
+    try:
+        for name in args.methods:
+            if name in LLMLINGUA_METHODS:
+                report["methods"][name] = _evaluate_llmlingua(name, items, worker)
+            else:
+                report["methods"][name] = _evaluate(name, items, log)
+            log(json.dumps({name: report["methods"][name]["rates"]}))
+        speed_methods = [
+            m for m in ("minilm-tc", "minilm-tc-fp32", "llmlingua2-path", "self-information") if m in args.methods
+        ]
+        if args.speed_rounds and len(speed_methods) >= 2 and speed_methods[0] == "minilm-tc":
+            report["paired_speed"] = paired_speed(items, speed_methods, args.speed_rounds, worker)
+            log(json.dumps(report["paired_speed"]))
+    finally:
+        if worker is not None:
+            worker.close()
     if args.profile_tokens:
         report["profile"] = profile_classifier(args.profile_tokens)
         log(json.dumps(report["profile"]))

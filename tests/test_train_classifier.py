@@ -116,9 +116,15 @@ def test_smoke_training_writes_a_small_artifact_with_a_manifest(tiny: dict[str, 
     model, _tokenizer = load_distilled(out)
     assert model.config.num_labels == 2
     exported = export_distilled(tmp_path / "llmlingua-2-bert-base-multilingual-cased-minilm-tc", out)
-    scores = TokenClassifierScorer(str(exported)).token_scores_many([CORPUS[0]])[0].scores
+    scores = TokenClassifierScorer(str(exported), int8=False).token_scores_many([CORPUS[0]])[0].scores
     ts, te, p = keep_probabilities(model, _tokenizer, [CORPUS[0]])[0]
     np.testing.assert_allclose(scores, group_tokens(*word_units(CORPUS[0]), ts, te, p), atol=1e-5)
+    # the CPU default quantizes the linear layers to int8: close to float32, not equal, and cached apart
+    fast = TokenClassifierScorer(str(exported))
+    quantized = fast.token_scores_many([CORPUS[0]])[0].scores
+    np.testing.assert_allclose(quantized, scores, atol=0.05)
+    assert not np.allclose(quantized, scores, atol=1e-7)
+    assert fast.fingerprint != TokenClassifierScorer(str(exported), int8=False).fingerprint
     # the teacher labels are cached: a second run does not score again (same labels, same data hash)
     again = train(config, tmp_path / "again", cache_path=tmp_path / "labels.db", progress=False, texts=texts)
     assert again["data"]["texts_sha256"] == manifest["data"]["texts_sha256"]

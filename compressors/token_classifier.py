@@ -230,7 +230,7 @@ def int8_model(model: Any) -> Any:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # torch deprecates the quantized tensor types, not the speed-up
-                    done = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                    done = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
             except (AttributeError, RuntimeError):  # no quantized engine in this torch build
                 done = model
             _int8_models[id(model)] = done

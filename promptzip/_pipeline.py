@@ -7,6 +7,7 @@ first use and are shared by every Zipper in the process.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -22,10 +23,21 @@ from promptzip._split import chunk_source
 from promptzip._tokenizers import Tokenizer, get_tokenizer
 from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Variant
 
-__all__ = ["REORDERS", "Zipper"]
+__all__ = ["REORDERS", "Zipper", "record_timing"]
 
 VERSION = "0.1.0"
 REORDERS = ("original", "relevance", "lost_in_the_middle")
+
+_timings: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("promptzip_timings", default=None)
+
+
+def record_timing(stage: str, seconds: float) -> None:
+    """Add ``seconds`` to ``Result.timings[stage]`` of the compression running in this context (a compressor's
+    own stage inside ``propose``, e.g. ``"summarize"``); outside a compression it does nothing. Each call of
+    ``Zipper.compress`` has its own dict in its own context, so concurrent requests never mix."""
+    timings = _timings.get()
+    if timings is not None:
+        timings[stage] = timings.get(stage, 0.0) + seconds
 
 
 def _lost_in_the_middle(items: list[Variant]) -> list[Variant]:
@@ -185,7 +197,11 @@ class Zipper:
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        groups = self.compressor.propose(chunks, query, self.tokenizer)
+        token = _timings.set(timings)
+        try:
+            groups = self.compressor.propose(chunks, query, self.tokenizer)
+        finally:
+            _timings.reset(token)
         timings["propose"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -1,8 +1,9 @@
 """Presets name whole stacks, so a user never wires scorers by hand unless they want to.
 
 * ``fast``: hybrid relevance (packaged MiniLM + BM25) and extractive sentence selection under the knapsack policy.
-
-Later issues add ``balanced`` (+ token classifier) and ``max`` (+ self-information / abstractive).
+* ``balanced``: ``fast`` + token-classifier pruning inside the kept sentences (``promptzip.compressors._register``).
+* ``max``: ``balanced`` + fidelity-checked abstractive summaries of the most relevant chunks (local SmolLM2-135M
+  by default; ``summarizer="openai", summarizer_options={...}`` for an endpoint).
 """
 
 from __future__ import annotations

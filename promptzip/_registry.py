@@ -89,6 +89,7 @@ class Registries:
     presets: Registry[Any] = field(default_factory=lambda: Registry("preset"))
     retrievers: Registry[Any] = field(default_factory=lambda: Registry("retriever"))
     models: Registry[Any] = field(default_factory=lambda: Registry("model"))
+    summarizers: Registry[Any] = field(default_factory=lambda: Registry("summarizer"))
 
 
 registries = Registries()

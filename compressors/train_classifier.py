@@ -507,6 +507,9 @@ def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None, help="teacher-label cache (SQLite file)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
+    from promptzip.compressors.train_soft import add_soft_encoder_command
+
+    add_soft_encoder_command(kinds)
     return p
 
 

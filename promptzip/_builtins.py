@@ -25,6 +25,9 @@ def register(registries: Any) -> None:
     from promptzip.compressors._register import register_token_level
 
     register_token_level(registries)
+    from promptzip.compressors.soft import register_soft
+
+    register_soft(registries)
     register_policies(registries)
     register_presets(registries)
     _register_lazy(registries)

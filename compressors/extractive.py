@@ -11,6 +11,7 @@ relevance is centrality (similarity to the centroid of the request).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Span, Variant
 from promptzip.compressors.filters import duplicate_mask
 
-__all__ = ["ExtractiveCompressor"]
+__all__ = ["ExtractiveCompressor", "clause_spans"]
 
 
 def _prefix_sizes(n: int, limit: int) -> list[int]:
@@ -55,6 +56,9 @@ class ExtractiveCompressor(Compressor):
         dedup_candidates: int = 512,
         chunk_weight: float = 0.0,
         expand: float = 0.0,
+        clauses: bool = False,
+        clause_min_chars: int = 160,
+        clause_sentences: int = 16,
     ) -> None:
         self.scorer = scorer
         self.sharpness = sharpness
@@ -65,12 +69,16 @@ class ExtractiveCompressor(Compressor):
         self.dedup_candidates = dedup_candidates
         self.chunk_weight = chunk_weight
         self.expand = expand
+        self.clauses = clauses
+        self.clause_min_chars = clause_min_chars
+        self.clause_sentences = clause_sentences
 
     @property
     def fingerprint(self) -> str:
         return (
             f"extractive({self.scorer.fingerprint},s={self.sharpness},v={self.max_variants},"
-            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight},x={self.expand})"
+            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight},x={self.expand},"
+            f"cl={self.clauses}:{self.clause_min_chars}:{self.clause_sentences})"
         )
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
@@ -115,8 +123,62 @@ class ExtractiveCompressor(Compressor):
                 groups.append([drop_variant(chunk, best)])
                 continue
             groups.append(self._variants(chunk, members, sentences, utility, duplicate, best, chunk_tokens[ci]))
+        if self.clauses and query is not None and not nothing_relevant:
+            self._clause_variants(groups, chunks, owner, sentences, relevance, utility, duplicate, query)
         self._count(groups, tokenizer)
         return groups
+
+    def _clause_variants(
+        self,
+        groups: list[list[Variant]],
+        chunks: Sequence[Chunk],
+        owner: list[int],
+        sentences: list[Chunk],
+        relevance: np.ndarray,
+        utility: np.ndarray,
+        duplicate: list[bool],
+        query: str,
+    ) -> None:
+        """Coarse-to-fine below the sentence: the ``clause_sentences`` most relevant long sentences of the request
+        are cut into clauses, the clauses scored like sentences, and each such sentence's best clause (alone and
+        with its better neighbour) proposed as one more variant of its chunk. A clause keeps at most 0.9 of its
+        sentence's utility, so the whole sentence wins whenever the budget affords it; when it does not (a
+        120-token sentence under a 100-token budget), the clause that matches the question still fits."""
+        live = [si for si in np.argsort(-utility, kind="stable").tolist() if not duplicate[si]]
+        long = [si for si in live[: self.clause_sentences] if len(sentences[si].text) >= self.clause_min_chars]
+        pieces: list[Chunk] = []
+        parent: list[int] = []
+        for si in long:
+            sent = sentences[si]
+            for a, b in clause_spans(sent.text, min_chars=max(24, self.clause_min_chars // 5)):
+                pieces.append(Chunk(sent.text[a:b], sent.source_id, sent.start + a, sent.start + b))
+                parent.append(si)
+        if not pieces:
+            return
+        scores = np.asarray(self.scorer.score(pieces, query), dtype=np.float64)
+        live_rel = relevance[~np.asarray(duplicate)]
+        mean, std = float(live_rel.mean()), max(float(live_rel.std()), 1e-6)
+        piece_utility = np.exp(np.clip(self.sharpness * (scores - mean) / std, -30.0, 30.0))
+        for si in long:
+            idx = [i for i, p in enumerate(parent) if p == si]
+            if len(idx) < 2:
+                continue
+            cap = 0.9 * float(utility[si])
+            best = max(idx, key=lambda i: piece_utility[i])
+            windows = [[best]]
+            neighbours = [i for i in (best - 1, best + 1) if i in idx]
+            if neighbours:
+                windows.append(sorted([best, max(neighbours, key=lambda i: piece_utility[i])]))
+            ci = owner[si]
+            chunk = chunks[ci]
+            seen = {v.text for v in groups[ci]}
+            for window in windows:
+                text, kept = _stitch(chunk, [pieces[i] for i in window])
+                if text in seen:
+                    continue
+                seen.add(text)
+                value = min(cap, float(piece_utility[window].max()))
+                groups[ci].append(Variant(chunk, "clause", text, -1, value, kept, float(relevance[si])))
 
     def _duplicates(self, sentences: list[Chunk], relevance: np.ndarray) -> list[bool]:
         if not self.dedup or not sentences:
@@ -197,6 +259,40 @@ class ExtractiveCompressor(Compressor):
         for (g, j), n in zip(pending, counts, strict=True):
             v = groups[g][j]
             groups[g][j] = Variant(v.chunk, v.kind, v.text, n, v.utility, v.kept, v.relevance)
+
+
+_CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+[-–—]{1,2}\s+|\s*[()]\s*")
+
+
+def clause_spans(text: str, *, min_chars: int = 32) -> list[tuple[int, int]]:
+    """Clauses of a sentence as ``(start, end)`` offsets: the pieces between commas, semicolons, colons, dashes
+    and parentheses, trimmed; a piece shorter than ``min_chars`` is merged with the next one (the last with the
+    one before), so no clause is a stray fragment. A sentence without breaks is one clause."""
+    raw: list[list[int]] = []
+    pos = 0
+    for m in _CLAUSE_BREAK.finditer(text):
+        raw.append([pos, m.start()])
+        pos = m.end()
+    raw.append([pos, len(text)])
+    spans = [[a, b] for a, b in raw if text[a:b].strip()]
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and merged[-1][1] - merged[-1][0] < min_chars:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    if len(merged) > 1 and merged[-1][1] - merged[-1][0] < min_chars:
+        last = merged.pop()
+        merged[-1][1] = last[1]
+    out: list[tuple[int, int]] = []
+    for a, b in merged:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
 
 
 def _stitch(chunk: Chunk, chosen: list[Chunk]) -> tuple[str, tuple[Span, ...]]:

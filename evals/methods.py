@@ -176,6 +176,29 @@ class PresetMethod(Method):
         return {"description": self.description, "retries_for_join_merge": self.retries, "cache": "memory"}
 
 
+class BM25Sentences(PresetMethod):
+    """The sparse anchor: BM25 top sentences under the same knapsack (no dense model, no relevance threshold)."""
+
+    needs_question = True
+
+    def __init__(self, *, seed: int = 0) -> None:
+        super().__init__("fast", seed=seed)
+        self.name = "bm25-sentences"
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return "BM25 (k1 1.2, b .75) over the article's sentences, top sentences under promptzip's knapsack"
+
+    def prepare(self) -> None:
+        import promptzip as pz
+        from promptzip.compressors.extractive import ExtractiveCompressor
+        from promptzip.retrievers.sparse import BM25Scorer
+
+        if self.zipper is None:
+            compressor = ExtractiveCompressor(BM25Scorer(), min_relevance=None, dedup=False)
+            self.zipper = pz.Zipper(compressor, target=TOKENIZER, name="bm25-sentences")
+
+
 # ------------------------------------------------------------------------------------------------ simple ones
 
 
@@ -389,6 +412,7 @@ METHODS.register("first-k", FirstK)
 METHODS.register("random-sentences", RandomSentences)
 METHODS.register("random-tokens", RandomTokens)
 METHODS.register("oracle", Oracle)
+METHODS.register("bm25-sentences", BM25Sentences)
 METHODS.register("langchain-embeddings-filter", EmbeddingsFilterMethod)
 
 
@@ -404,7 +428,13 @@ def _register_presets() -> None:
     for preset in registries.presets.names():
         name = f"promptzip-{preset}"
         if name not in METHODS:
-            METHODS.register(name, lambda preset=preset, **kw: PresetMethod(preset, **kw), help=f"preset {preset}")
+
+            def factory(preset: str = preset, **kw: Any) -> Method:
+                return PresetMethod(preset, **kw)
+
+            # a preset marked slow (generation per chunk) stays out of quick and default runs, like a slow baseline
+            factory.slow = bool(getattr(registries.presets.get(preset), "slow", False))  # type: ignore[attr-defined]
+            METHODS.register(name, factory, help=f"preset {preset}")
 
 
 def method_names(*, slow: bool | None = None) -> list[str]:

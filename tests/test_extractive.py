@@ -1,0 +1,77 @@
+"""Extractive selection below and around the sentence: neighbour expansion and clause variants (model-free)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import promptzip as pz
+from promptzip.compressors.extractive import ExtractiveCompressor, clause_spans
+from promptzip.testing import KeywordScorer
+
+LONG = (
+    "During the long and eventful reign of the northern kings, which lasted for several generations and saw many "
+    "wars, famines and coronations across the whole of the region, the great stone bridge over the river Tamar "
+    "was finished in 1487, according to the surviving parish chronicles kept by the monks of the abbey nearby."
+)
+FILLER = " ".join(f"Filler sentence number {i} talks about weather and crops in the valley." for i in range(12))
+TEXT = f"{FILLER}\n\n{LONG}\n\n{FILLER}"
+QUESTION = "When was the stone bridge over the Tamar finished?"
+
+
+def test_clause_spans_cut_at_punctuation_and_merge_short_pieces() -> None:
+    text = "However, the tower was finished in 1889, when Paris held a fair; it (briefly) was the tallest."
+    spans = clause_spans(text, min_chars=20)
+    pieces = [text[a:b] for a, b in spans]
+    assert pieces[0] == "However, the tower was finished in 1889"  # "However" alone is too short: merged
+    assert all(len(p) >= 20 for p in pieces[:-1])
+    assert "when Paris held a fair" in pieces[1]
+    # nothing lost and nothing invented: the pieces are ordered, disjoint slices of the sentence
+    assert all(b <= a2 for (_, b), (a2, _) in itertools.pairwise(spans))
+    assert clause_spans("No breaks in this one at all") == [(0, 28)]
+    assert clause_spans("") == []
+
+
+def test_clause_variant_fits_where_the_whole_sentence_does_not() -> None:
+    tok = pz.get_tokenizer("gpt-4o")
+    sentence_tokens = tok.count(LONG)
+    budget = sentence_tokens * 2 // 3  # the answer's sentence alone is over budget
+    plain = pz.Zipper(ExtractiveCompressor(KeywordScorer(), min_relevance=None))
+    clauses = pz.Zipper(ExtractiveCompressor(KeywordScorer(), min_relevance=None, clauses=True, clause_min_chars=80))
+    without = plain.compress(TEXT, question=QUESTION, budget=budget)
+    with_clauses = clauses.compress(TEXT, question=QUESTION, budget=budget)
+    assert "1487" not in without.context
+    assert "1487" in with_clauses.context
+    assert with_clauses.tokens_out <= budget
+    kinds = {c.kind for c in with_clauses.chunks if c.tokens_out}
+    assert "clause" in kinds
+    # provenance: the kept text is a verbatim slice of the source
+    (chunk,) = [c for c in with_clauses.chunks if c.kind == "clause"]
+    assert all(TEXT[s.start : s.end] in with_clauses.context for s in chunk.kept)
+    # with room for the whole sentence, the whole sentence wins over its clause
+    roomy = clauses.compress(TEXT, question=QUESTION, budget=sentence_tokens + 40)
+    assert LONG in roomy.context
+
+
+def test_clauses_need_a_question() -> None:
+    z = pz.Zipper(ExtractiveCompressor(KeywordScorer(), min_relevance=None, clauses=True, clause_min_chars=80))
+    r = z.compress(TEXT, budget=60)
+    assert all(c.kind != "clause" for c in r.chunks)
+
+
+@pytest.mark.parametrize("expand", [0.0, 1.0])
+def test_expand_keeps_the_neighbour_of_a_relevant_sentence(expand: float) -> None:
+    first = "The committee met in Geneva to discuss the new observatory."
+    answer = "Work ended during 1889 after long delays."  # shares no word with the question
+    rival = "The committee later toured Geneva."  # shares some
+    filler = " ".join(f"Unrelated note {i} about shipping schedules and harbour fees." for i in range(6))
+    text = f"{first} {answer} {filler} {rival} {filler}"
+    question = "When did the committee finish the new observatory in Geneva?"
+    tok = pz.get_tokenizer("gpt-4o")
+    budget = tok.count(f"{first} {answer}\n\n{question}") + 3  # room for one more sentence, not for two
+    z = pz.Zipper(ExtractiveCompressor(KeywordScorer(), min_relevance=None, expand=expand))
+    r = z.compress(text, question=question, budget=budget)
+    assert first in r.context
+    assert ("1889" in r.context) == (expand > 0)
+    assert (rival in r.context) == (expand == 0)

@@ -39,6 +39,7 @@ __all__ = [
     "TokenClassifierScorer",
     "distilled_dir",
     "export_distilled",
+    "exported_classifier",
     "keep_probabilities",
     "load_distilled",
     "load_token_classifier",
@@ -92,6 +93,21 @@ def export_distilled(dest: Path, folder: Path | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dest))
     tokenizer.save_pretrained(str(dest))
+    return dest
+
+
+def exported_classifier() -> Path:
+    """The shipped classifier exported once (:func:`export_distilled`) to a temp folder named for its weights and
+    as llmlingua's LLMLingua-2 mode wants (``...bert-base-multilingual-cased...``); the folder's path."""
+    import hashlib
+    import json
+    import tempfile
+
+    files = json.loads((distilled_dir() / "manifest.json").read_text(encoding="utf-8"))["files"]
+    tag = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
+    dest = Path(tempfile.gettempdir()) / f"promptzip-{tag}" / "llmlingua-2-bert-base-multilingual-cased-minilm-tc"
+    if not (dest / "config.json").is_file():
+        export_distilled(dest)
     return dest
 
 

@@ -157,16 +157,17 @@ class BaselineMethod(Method):
 
     def _compress(self, item: Item, budget: int) -> Output:
         self.prepare()
-        answer = self.worker.ask(
-            {
-                "op": "compress",
-                "method": self.worker_method,
-                "contexts": item.document_texts(),
-                "question": item.question if self.question_aware else None,
-                "budget": budget,
-            }
-        )
+        answer = self.worker.ask(self._request(item, budget))
         return Output(str(answer["text"]), None, float(answer["seconds"]), dict(answer.get("info", {})))
+
+    def _request(self, item: Item, budget: int) -> dict[str, Any]:
+        return {
+            "op": "compress",
+            "method": self.worker_method,
+            "contexts": item.document_texts(),
+            "question": item.question if self.question_aware else None,
+            "budget": budget,
+        }
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -208,7 +209,28 @@ class SelectiveContext(BaselineMethod):
     question_aware = False
 
 
+class LLMLingua2(BaselineMethod):
+    name = "llmlingua2"
+    worker_method = "llmlingua2"
+    description = (
+        "llmlingua 0.2.2 LLMLingua-2 (use_llmlingua2=True, target_token = budget, force_tokens ['\\n', '?']) on "
+        "promptzip's distilled classifier exported to a folder whose name llmlingua accepts (it routes on the name)"
+    )
+    question_aware = False
+
+    def prepare(self) -> None:
+        if self.load_seconds is None:
+            from promptzip.compressors.token_classifier import exported_classifier
+
+            self.model = str(exported_classifier())
+            answer = self.worker.ask({"op": "load", "method": self.worker_method, "model": self.model})
+            self.load_seconds = float(answer["seconds"])
+
+    def _request(self, item: Item, budget: int) -> dict[str, Any]:
+        return {**super()._request(item, budget), "model": self.model}
+
+
 def register_baselines(methods: Any) -> None:
-    for cls in (LLMLingua, LongLLMLingua, SelectiveContext):
+    for cls in (LLMLingua, LongLLMLingua, LLMLingua2, SelectiveContext):
         if cls.name not in methods:
             methods.register(cls.name, cls, help=cls.description)

@@ -199,6 +199,46 @@ class BM25Sentences(PresetMethod):
             self.zipper = pz.Zipper(compressor, target=TOKENIZER, name="bm25-sentences")
 
 
+class TokenPruneMethod(PresetMethod):
+    """promptzip's word pruning alone, without a question: the knapsack picks each chunk's keep rate from a token
+    scorer's keep-probabilities (the task-agnostic token-level methods)."""
+
+    question_aware = False
+    scorer = ""
+
+    def __init__(self, *, seed: int = 0) -> None:
+        super().__init__("fast", seed=seed)
+        self.name = f"promptzip-{self.scorer}"
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return f"promptzip token-prune with the {self.scorer!r} scorer (per-chunk rates .2/.33/.5/.7 or drop)"
+
+    def prepare(self) -> None:
+        import promptzip as pz
+        from promptzip._cache import MemoryCache
+        from promptzip._registry import registries
+
+        if self.zipper is None:
+            compressor = registries.compressors.create("token-prune", scorer=self.scorer, cache=MemoryCache())
+            self.zipper = pz.Zipper(compressor, target=TOKENIZER, name=self.name)
+            self.zipper.compress("Warm up the models. They load once.", budget=5)
+
+    def _compress(self, item: Item, budget: int) -> Output:
+        self.prepare()
+        r = self.zipper.compress(item.context, budget=budget)
+        return Output(r.context, tuple(s for c in r.chunks for s in c.kept), info={"decision": r.decision})
+
+
+class TokenClassifierPrune(TokenPruneMethod):
+    scorer = "token-classifier"
+
+
+class SelfInformationPrune(TokenPruneMethod):
+    scorer = "self-information"
+    slow = True  # a causal LM over the whole article
+
+
 # ------------------------------------------------------------------------------------------------ simple ones
 
 
@@ -413,6 +453,8 @@ METHODS.register("random-sentences", RandomSentences)
 METHODS.register("random-tokens", RandomTokens)
 METHODS.register("oracle", Oracle)
 METHODS.register("bm25-sentences", BM25Sentences)
+METHODS.register("promptzip-token-classifier", TokenClassifierPrune, help=TokenClassifierPrune.__doc__ or "")
+METHODS.register("promptzip-self-information", SelfInformationPrune, help=SelfInformationPrune.__doc__ or "")
 METHODS.register("langchain-embeddings-filter", EmbeddingsFilterMethod)
 
 

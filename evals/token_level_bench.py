@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import json
 import os
 import platform
 import pstats
 import random
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -142,24 +140,15 @@ def _evaluate(name: str, items: Sequence[tuple[Any, list[Any]]], log: Callable[[
 LLMLINGUA_METHODS = {"llmlingua2-path": "llmlingua2", "llmlingua": "llmlingua"}
 
 
-def _exported_classifier() -> Path:
-    from promptzip.compressors.token_classifier import distilled_dir, export_distilled
-
-    sha = json.loads((distilled_dir() / "manifest.json").read_text(encoding="utf-8"))["files"]
-    tag = hashlib.sha256(json.dumps(sha, sort_keys=True).encode()).hexdigest()[:12]
-    dest = Path(tempfile.gettempdir()) / f"promptzip-{tag}" / "llmlingua-2-bert-base-multilingual-cased-minilm-tc"
-    if not (dest / "config.json").is_file():
-        export_distilled(dest)
-    return dest
-
-
 class _LLMLinguaPath:
     """``compress(text, rate)`` through the baselines worker; ``seconds``/``tokens`` add up the first rate's calls
     (the ones that pay for the model passes)."""
 
     def __init__(self, name: str, worker: Any) -> None:
         self.method = LLMLINGUA_METHODS[name]
-        self.model = str(_exported_classifier()) if self.method == "llmlingua2" else None
+        from promptzip.compressors.token_classifier import exported_classifier
+
+        self.model = str(exported_classifier()) if self.method == "llmlingua2" else None
         self.worker = worker
         self.seconds = 0.0
         self.tokens = 0

@@ -29,7 +29,7 @@ from promptzip._types import Chunk
 from promptzip.retrievers._corpus import scored
 from promptzip.retrievers.dense import weights_fingerprint
 
-__all__ = ["CrossEncoderReranker", "RerankingRetriever"]
+__all__ = ["CrossEncoderReranker", "RerankedScorer", "RerankingRetriever"]
 
 DEFAULT_MODEL = "ms-marco-minilm-l6"
 
@@ -62,7 +62,9 @@ class CrossEncoderReranker(Scorer):
 
     name = "cross-encoder"
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 32, max_length: int = 512) -> None:
+    def __init__(
+        self, model: str = DEFAULT_MODEL, *, batch_size: int = 32, max_length: int = 512, int8: bool = False
+    ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
@@ -70,6 +72,7 @@ class CrossEncoderReranker(Scorer):
         self.model_name = model
         self.batch_size = batch_size
         self.max_length = max_length
+        self.int8 = bool(int8)
         self._path: Path | None = None
         self._fingerprint: str | None = None
 
@@ -88,13 +91,18 @@ class CrossEncoderReranker(Scorer):
         return self._path
 
     def _model(self) -> tuple[Any, Any]:
-        pair: tuple[Any, Any] = load_once("cross-encoder", self._resolved(), _load)
-        return pair
+        tokenizer, model = load_once("cross-encoder", self._resolved(), _load)
+        if self.int8:  # int8 linear layers on the CPU (see int8_model): faster, scores close to float32
+            from promptzip.compressors.token_classifier import int8_model
+
+            model = int8_model(model)
+        return tokenizer, model
 
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = f"cross-encoder:{self.model_name}:{weights_fingerprint(self._resolved())}"
+            int8 = ":int8" if self.int8 else ""
+            self._fingerprint = f"cross-encoder:{self.model_name}:{weights_fingerprint(self._resolved())}{int8}"
         return self._fingerprint
 
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
@@ -167,3 +175,55 @@ class RerankingRetriever(Retriever):
     def _retrieve(self, query: str, k: int) -> list[Chunk]:
         candidates = self.retriever.retrieve(query, max(k, self.fetch_k))
         return self.reranker.rerank(query, candidates, k)
+
+
+class RerankedScorer(Scorer):
+    """Two-stage relevance for the chunks of a request: ``first`` scores every chunk, ``reranker`` (a
+    cross-encoder) re-orders the ``top_k`` best of them.
+
+    The top ``top_k`` chunks' first-stage scores are handed out again in the new order (best score to the chunk the
+    reranker ranks first), so the distribution of scores that thresholds and utilities see stays the first stage's
+    and only the order at the top changes; chunks below ``top_k`` keep their scores. The new order is by the
+    reranker's standardized score plus ``weight`` times the first stage's (0: the reranker alone decides).
+    Without a query the first stage's scores pass through.
+    """
+
+    name = "reranked"
+
+    def __init__(self, first: Scorer, reranker: Scorer, *, top_k: int = 24, weight: float = 0.0) -> None:
+        if not isinstance(first, Scorer) or not isinstance(reranker, Scorer):
+            raise ConfigError("RerankedScorer needs two Scorers (a first stage and a reranker)")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 2:
+            raise ConfigError(f"top_k must be an int ≥ 2, got {top_k!r}")
+        self.first = first
+        self.reranker = reranker
+        self.top_k = top_k
+        self.weight = float(weight)
+
+    @property
+    def dense(self) -> Any:
+        """The first stage's bi-encoder (what callers that embed, e.g. duplicate filtering, use), if it has one."""
+        return getattr(self.first, "dense", None) or (self.first if hasattr(self.first, "embed") else None)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"reranked({self.first.fingerprint},{self.reranker.fingerprint},k={self.top_k},w={self.weight})"
+
+    def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
+        import numpy as np
+
+        scores = np.asarray(self.first.score(chunks, query), dtype=np.float64)
+        if not query or len(chunks) < 2:
+            return scores.tolist()
+        top = np.argsort(-scores, kind="stable")[: self.top_k]
+        second = np.asarray(self.reranker.score([chunks[i] for i in top], query), dtype=np.float64)
+        key = _standardized(second) + self.weight * _standardized(scores[top])
+        values = np.sort(scores[top])[::-1]
+        out = scores.copy()
+        out[top[np.argsort(-key, kind="stable")]] = values
+        return out.tolist()
+
+
+def _standardized(values: Any) -> Any:
+    spread = float(values.std())
+    return (values - values.mean()) / spread if spread > 0 else values * 0.0

@@ -167,3 +167,26 @@ def test_bad_rerank_input(ms_marco_like: Path, chunks: list[Chunk]) -> None:
         reranker.rerank("q", chunks, k=0)
     with pytest.raises(pz.InputError, match="Chunks"):
         reranker.rerank("q", ["text"])  # type: ignore[list-item]
+
+
+def test_int8_scores_stay_close_to_float32(ms_marco_like: Path, chunks: list[Chunk]) -> None:
+    fp32 = CrossEncoderReranker(str(ms_marco_like))
+    int8 = CrossEncoderReranker(str(ms_marco_like), int8=True)
+    assert int8.fingerprint != fp32.fingerprint  # cached scores of one never stand in for the other
+    query = "Who built the tower?"
+    a, b = fp32.score(chunks, query), int8.score(chunks, query)
+    assert b != a
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.1
+
+
+def test_a_preset_reranks_its_best_sentences_with_a_cross_encoder(ms_marco_like: Path) -> None:
+    from promptzip.retrievers.rerank import RerankedScorer
+
+    zipper = pz.Zipper.from_preset("fast", rerank=str(ms_marco_like), rerank_top_k=3, cache="memory")
+    assert isinstance(zipper.compressor.scorer, RerankedScorer)  # type: ignore[attr-defined]
+    text = " ".join(PASSAGES)
+    r = zipper.compress(text, question="Who built the tower?", budget=30)
+    assert r.tokens_out <= 30
+    kept = [text[s.start : s.end] for c in r.chunks for s in c.kept]
+    assert kept
+    assert all(k in r.context for k in kept)  # what was kept is source text, traceable to its span

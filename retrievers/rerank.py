@@ -214,14 +214,14 @@ class RerankedScorer(Scorer):
 
         scores = np.asarray(self.first.score(chunks, query), dtype=np.float64)
         if not query or len(chunks) < 2:
-            return scores.tolist()
+            return [float(x) for x in scores]
         top = np.argsort(-scores, kind="stable")[: self.top_k]
         second = np.asarray(self.reranker.score([chunks[i] for i in top], query), dtype=np.float64)
         key = _standardized(second) + self.weight * _standardized(scores[top])
         values = np.sort(scores[top])[::-1]
         out = scores.copy()
         out[top[np.argsort(-key, kind="stable")]] = values
-        return out.tolist()
+        return [float(x) for x in out]
 
 
 def _standardized(values: Any) -> Any:

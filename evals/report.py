@@ -296,8 +296,11 @@ def plot_latency(records: list[Any], path: Path) -> None:
     plt.close(fig)
 
 
-def build_report(out: Path, *, command: str = "promptzip eval", notes: list[str] | None = None) -> dict[str, Any]:
-    """Aggregate every record file under ``out`` and write ``results.json``, ``results.md``, and the plots."""
+def build_report(
+    out: Path, *, command: str = "promptzip eval", notes: list[str] | None = None, readme: Path | None = None
+) -> dict[str, Any]:
+    """Aggregate every record file under ``out`` and write ``results.json``, ``results.md``, the plots and, with
+    ``readme``, the README's Results table (:func:`update_readme`)."""
     from promptzip.evals.runner import aggregate, load_records
 
     metas, records = load_records(out)
@@ -318,7 +321,48 @@ def build_report(out: Path, *, command: str = "promptzip eval", notes: list[str]
     if results["suites"]:
         plot_retention(results, out / "retention.png")
         plot_latency(records, out / "latency.png")
+    if readme is not None:
+        update_readme(readme, results)
     return results
+
+
+README_START = "<!-- results:squad-qa:start (written by promptzip eval) -->"
+README_END = "<!-- results:squad-qa:end -->"
+
+
+def readme_table(results: Mapping[str, Any], suite: str = "squad-qa") -> str:
+    """The README's Results table: every method of ``suite``, best at the middle ratio first, with n."""
+    entry = results["suites"].get(suite)
+    if not entry:
+        return ""
+    ratios = [float(r) for r in entry["ratios"]]
+    rows = []
+    for name, method in entry["methods"].items():
+        by_ratio = method["by_ratio"]
+        stats = [by_ratio.get(str(r), {}) for r in ratios]
+        n = max(s.get("targets", s.get("items", 0)) for s in stats)
+        middle = stats[len(stats) // 2].get("retention") or 0.0
+        cells = " | ".join(_cell(s, entry["kind"]) for s in stats)
+        rows.append((-middle, name, f"| {name} | {n} | {cells} |"))
+    head = "| method | n | " + " | ".join(f"{r:g}x" for r in ratios) + " |"
+    rule = "|---|---:|" + "---:|" * len(ratios)
+    return "\n".join([head, rule, *(line for _, _, line in sorted(rows))])
+
+
+def update_readme(readme: Path, results: Mapping[str, Any]) -> bool:
+    """Replace the block between the README's results markers with :func:`readme_table`; ``False`` when the README
+    or its markers are missing (an installed package has no README to update)."""
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    table = readme_table(results)
+    if start < 0 or end < start or not table:
+        return False
+    updated = text[: start + len(README_START)] + "\n" + table + "\n" + text[end:]
+    if updated != text:
+        readme.write_text(updated, encoding="utf-8")
+    return True
 
 
 def _machine() -> str:

@@ -76,8 +76,11 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     command = "promptzip eval --quick" if config.quick else "promptzip eval"
+    # A full run into the repository's results folder also rewrites the README's Results table.
+    default_out = not config.quick and out.resolve() == Path("evals/results").resolve()
+    readme = Path("README.md") if default_out else None
     if config.report_only:
-        return build_report(out, command=command, notes=config.notes)
+        return build_report(out, command=command, notes=config.notes, readme=readme)
     if config.downstream_only:
         config.suites = ()
         config.methods = ()
@@ -113,7 +116,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     finally:
         for method in methods:
             method.close()
-    return build_report(out, command=command, notes=config.notes)
+    return build_report(out, command=command, notes=config.notes, readme=readme)
 
 
 def downstream_items(items: Sequence[Item], n: int, articles: int) -> list[Item]:

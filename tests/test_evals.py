@@ -288,3 +288,41 @@ def test_quick_run_is_sane(quick: dict[str, Any]) -> None:
                 if method in ("first-k", "random-tokens", "random-sentences") or method.startswith("promptzip-"):
                     achieved, target = stats["achieved_ratio_median"], float(ratio)
                     assert 0.95 * target <= achieved <= 1.6 * target, (name, method, ratio, achieved)
+
+
+def test_the_readme_results_table_is_written_between_its_markers(tmp_path: Path) -> None:
+    from promptzip.evals.report import README_END, README_START, update_readme
+
+    def stats(retention: float) -> dict[str, object]:
+        return {"items": 4, "targets": 4, "retention": retention, "retention_ci": [retention - 0.1, retention + 0.1]}
+
+    results = {
+        "suites": {
+            "squad-qa": {
+                "kind": "qa",
+                "ratios": [10.0, 20.0, 50.0],
+                "methods": {
+                    "weak": {"by_ratio": {"10.0": stats(0.5), "20.0": stats(0.25), "50.0": stats(0.25)}},
+                    "strong": {"by_ratio": {"10.0": stats(0.75), "20.0": stats(0.5), "50.0": stats(0.25)}},
+                },
+            }
+        }
+    }
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\nafter\n", encoding="utf-8")
+    assert update_readme(readme, results)
+    text = readme.read_text(encoding="utf-8")
+    assert "old table" not in text
+    assert text.startswith("intro\n")
+    assert text.endswith(f"{README_END}\nafter\n")
+    rows = [line for line in text.splitlines() if line.startswith(("| strong", "| weak"))]
+    assert len(rows) == 2  # best at the middle ratio first
+    assert rows[0] == "| strong | 4 | 75.0 [65.0–85.0] | 50.0 [40.0–60.0] | 25.0 [15.0–35.0] |"
+    assert rows[1].startswith("| weak | 4 | 50.0")
+    assert update_readme(readme, results)  # idempotent
+    assert readme.read_text(encoding="utf-8") == text
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n", encoding="utf-8")
+    assert not update_readme(plain, results)
+    assert plain.read_text(encoding="utf-8") == "no markers\n"
+    assert not update_readme(tmp_path / "missing.md", results)

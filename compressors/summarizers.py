@@ -166,22 +166,9 @@ def _is_encoder_decoder(folder: Path) -> bool:
 
 
 def _load_seq2seq(path: Path) -> tuple[Any, Any]:
-    from promptzip._errors import ModelNotAvailable
+    from promptzip._models import load_hf_folder
 
-    try:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-    except ImportError as exc:
-        raise ModelNotAvailable("local summarizers need the models extra: pip install 'promptzip[models]'") from exc
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    try:
-        model: Any = AutoModelForSeq2SeqLM.from_pretrained(str(path), local_files_only=True)
-        tokenizer: Any = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:  # transformers raises OSError, ValueError, ... for an unreadable folder
-        raise ModelNotAvailable(f"could not load a seq2seq model from {path}: {exc}", model=str(path)) from exc
-    model.eval()
-    model.requires_grad_(False)
-    return model, tokenizer
+    return load_hf_folder(path, "AutoModelForSeq2SeqLM", what="seq2seq model")
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s)")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from promptzip._errors import ModelNotAvailable
-from promptzip._models import ResolvedModel, load_once, resolve_model
+from promptzip._models import ResolvedModel, load_hf_folder, load_once, resolve_model
 from promptzip._registry import registries
 
 __all__ = ["causal_lm_folder", "load_causal_lm", "models_dir"]
@@ -150,20 +150,7 @@ def _compat_transformers4(folder: Path) -> None:
 
 
 def _load_folder(path: Path) -> tuple[Any, Any]:
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-    except ImportError as exc:
-        raise ModelNotAvailable("causal LMs need the models extra: pip install 'promptzip[models]'") from exc
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    try:
-        model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
-        tokenizer: Any = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:
-        raise ModelNotAvailable(f"could not load a causal LM from {path}: {exc}", model=str(path)) from exc
-    model.eval()
-    model.requires_grad_(False)
+    model, tokenizer = load_hf_folder(path, "AutoModelForCausalLM", what="causal LM", dtype="float32")
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

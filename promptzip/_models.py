@@ -22,7 +22,15 @@ from promptzip._registry import registries
 
 logger = logging.getLogger("promptzip")
 
-__all__ = ["ModelSpec", "ResolvedModel", "load_once", "load_sentence_encoder", "package_dir", "resolve_model"]
+__all__ = [
+    "ModelSpec",
+    "ResolvedModel",
+    "load_hf_folder",
+    "load_once",
+    "load_sentence_encoder",
+    "package_dir",
+    "resolve_model",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,26 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
     raise ModelNotAvailable(
         f"model {name!r} is not a local path, a known model ({known}) or a hub id in the local hub cache", model=name
     )
+
+
+def load_hf_folder(path: Path, auto_class: str, *, what: str, **model_kwargs: Any) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a local Hugging Face folder through ``transformers.<auto_class>``, in eval mode
+    with gradients off. No transformers (the models extra) or an unusable folder is :class:`ModelNotAvailable`
+    naming ``what`` ("causal LM", "cross-encoder", ...)."""
+    try:
+        import transformers
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise ModelNotAvailable(f"{what}s need the models extra: pip install 'promptzip[models]'") from exc
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        model: Any = getattr(transformers, auto_class).from_pretrained(str(path), local_files_only=True, **model_kwargs)
+        tokenizer: Any = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for an unusable folder
+        raise ModelNotAvailable(f"could not load a {what} from {path}: {exc}", model=str(path)) from exc
+    model.eval()
+    model.requires_grad_(False)
+    return model, tokenizer
 
 
 _loaded: dict[tuple[str, str], Any] = {}

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptzip._errors import ConfigError, InputError, ModelNotAvailable
-from promptzip._models import load_once, resolve_model
+from promptzip._errors import ConfigError, InputError
+from promptzip._models import load_hf_folder, load_once, resolve_model
 from promptzip._roles import Retriever, Scorer
 from promptzip._types import Chunk
 from promptzip.retrievers._corpus import scored
@@ -35,18 +35,7 @@ DEFAULT_MODEL = "ms-marco-minilm-l6"
 
 
 def _load(path: Path) -> tuple[Any, Any]:
-    try:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-    except ImportError as exc:
-        raise ModelNotAvailable("cross-encoders need the models extra: pip install 'promptzip[models]'") from exc
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for an unusable folder
-        raise ModelNotAvailable(f"could not load a cross-encoder from {path}: {exc}", model=str(path)) from exc
-    model.eval()
+    model, tokenizer = load_hf_folder(path, "AutoModelForSequenceClassification", what="cross-encoder")
     return tokenizer, model
 
 

@@ -29,7 +29,6 @@ Reproducible from one command, with progress bars; every stage is cached or dete
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -37,17 +36,17 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from promptzip._errors import ConfigError, PromptZipError
+from promptzip._errors import ConfigError
 from promptzip.compressors.pruning import FloatArray, IntArray, group_tokens, word_units
 
-__all__ = ["TrainConfig", "TrainingText", "add_train_command", "collect_texts", "main", "targets_for", "train"]
+__all__ = ["TrainConfig", "TrainingText", "collect_texts", "targets_for", "train"]
 
 SOURCES = ("cnn_dm", "xsum", "quoref", "drop", "new_wiki", "nyt", "amazon_reviews", "reddit")
 
@@ -480,66 +479,3 @@ def _default_cache() -> Path:
     from promptzip._cache import default_cache_path
 
     return default_cache_path().parent / "train" / "teacher-labels.db"
-
-
-def _default_out() -> Path:
-    from promptzip.compressors.token_classifier import distilled_dir
-
-    return distilled_dir()
-
-
-# -------------------------------------------------------------------------------------------------- CLI
-
-
-def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``train token-classifier`` to the ``promptzip`` CLI; the handler has the CLI's ``(args, out, err)``."""
-    train_parser: argparse.ArgumentParser = subparsers.add_parser("train", help="train promptzip's own models")
-    kinds = train_parser.add_subparsers(dest="train_command", required=True)
-    p = kinds.add_parser("token-classifier", help="distil the self-information teacher into MiniLM + LoRA")
-    defaults = TrainConfig()
-    p.add_argument("--out", type=Path, default=None, help="artifact folder (default: the packaged minilm-tc)")
-    p.add_argument("--chars", type=int, default=defaults.chars, help="training text, in characters")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--beta", type=float, default=defaults.beta, help="weight of the summary/answer alignment signal")
-    p.add_argument("--max-minutes", type=float, default=defaults.max_minutes, help="stop training after this long")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--cache", type=Path, default=None, help="teacher-label cache (SQLite file)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_run)
-    from promptzip.compressors.train_soft import add_soft_encoder_command
-
-    add_soft_encoder_command(kinds)
-    return p
-
-
-def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config = TrainConfig(
-        chars=args.chars,
-        epochs=args.epochs,
-        beta=args.beta,
-        max_minutes=args.max_minutes,
-        seed=args.seed,
-        threads=args.threads,
-    )
-    manifest = train(config, args.out or _default_out(), cache_path=args.cache, progress=not args.quiet, err=err)
-    out.write(json.dumps({"metrics": manifest["metrics"], "training": manifest["training"]}, indent=2) + "\n")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m promptzip.compressors.train_classifier token-classifier [...]`` (same as the CLI command)."""
-    parser = argparse.ArgumentParser(prog="promptzip")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_train_command(sub)
-    args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    func: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.func
-    try:
-        return func(args, sys.stdout, sys.stderr)
-    except PromptZipError as exc:
-        sys.stderr.write(f"promptzip: error: {exc}\n")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,7 +24,6 @@ Frozen decoder (SmolLM2-135M by default), frozen packaged MiniLM, trainable proj
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
@@ -34,17 +33,17 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
 from promptzip._errors import ConfigError
-from promptzip.compressors.soft import SOFT_DEFAULT, SoftConfig, SoftEncoder, packaged_dir
+from promptzip.compressors.soft import SOFT_DEFAULT, SoftConfig, SoftEncoder
 from promptzip.compressors.soft_decoder import CONTEXT_PREFIX, qa_suffix
 
-__all__ = ["QAItem", "SoftTrainConfig", "add_soft_encoder_command", "collect_items", "target_nll", "train_soft"]
+__all__ = ["QAItem", "SoftTrainConfig", "collect_items", "target_nll", "train_soft"]
 
 RECON_SUFFIX = "\nThe context, word for word:"
 DOMAINS = ("new_wiki", "nyt", "amazon_reviews", "reddit")
@@ -498,57 +497,3 @@ def _default_work_dir() -> Path:
     from promptzip._cache import default_cache_path
 
     return default_cache_path().parent / "train" / "soft-encoder"
-
-
-# -------------------------------------------------------------------------------------------------- CLI
-
-
-def add_soft_encoder_command(kinds: Any) -> argparse.ArgumentParser:
-    """Add ``soft-encoder`` to the ``promptzip train`` sub-commands."""
-    p: argparse.ArgumentParser = kinds.add_parser(
-        "soft-encoder", help="train the MiniLM → SmolLM2 soft-prompt projector (frozen encoder and decoder)"
-    )
-    d = SoftTrainConfig()
-    p.add_argument("--out", type=Path, default=None, help="artifact folder (default: the packaged projector)")
-    p.add_argument("--paragraphs", type=int, default=d.paragraphs, help="SQuAD-shifts training paragraphs")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--ratio", type=int, default=d.ratio, help="encoder tokens per vector (0: one per segment)")
-    p.add_argument("--segment-tokens", type=int, default=d.segment_tokens)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--max-minutes", type=float, default=d.max_minutes, help="stop training after this long")
-    p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--work-dir", type=Path, default=None, help="encoder-state cache and checkpoint folder")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work-dir")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_run)
-    return p
-
-
-def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config = replace(
-        SoftTrainConfig(),
-        paragraphs=args.paragraphs,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        ratio=args.ratio or None,
-        segment_tokens=args.segment_tokens,
-        lr=args.lr,
-        max_minutes=args.max_minutes,
-        device=args.device,
-        seed=args.seed,
-        threads=args.threads,
-    )
-    manifest = train_soft(
-        config,
-        args.out or packaged_dir(),
-        work_dir=args.work_dir,
-        resume=args.resume,
-        progress=not args.quiet,
-        err=err,
-    )
-    metrics = {k: v for k, v in manifest["metrics"].items() if k != "history"}
-    out.write(json.dumps({"metrics": metrics, "training": manifest["training"]}, indent=2) + "\n")
-    return 0

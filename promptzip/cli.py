@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_eval_commands(sub)
 
-    from promptzip.compressors.train_classifier import add_train_command
+    from promptzip.compressors.train_cli import add_train_command
 
     add_train_command(sub)
     return parser

@@ -16,10 +16,10 @@ from promptzip.compressors.train_classifier import (
     TrainConfig,
     TrainingText,
     _segments,
-    add_train_command,
     targets_for,
     train,
 )
+from promptzip.compressors.train_cli import add_train_command
 
 
 @pytest.fixture(scope="module")

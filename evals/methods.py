@@ -6,15 +6,17 @@ the context survived. The harness measures everything else (tokens, retention, l
 
 Built-ins:
 
-* ``promptzip-<preset>`` for every preset in ``promptzip.registries.presets`` (looked up at run time, so presets
-  added later join automatically). The question goes in as the question (promptzip counts it in its budget, so
-  the harness adds its cost back and measures the context alone);
+* promptzip's own (:mod:`promptzip.evals.promptzip_methods`): ``promptzip-<preset>`` for every preset in
+  ``promptzip.registries.presets`` (looked up at run time, so presets added later join automatically; the question
+  goes in as the question, and promptzip counts it in its budget, so the harness adds its cost back and measures
+  the context alone), ``promptzip-token-classifier`` / ``promptzip-self-information`` (word pruning without the
+  question) and the anchor ``bm25-sentences``;
 * ``first-k``: the first tokens of the context up to the budget (truncation);
 * ``random-sentences`` / ``random-tokens``: seeded random pruning to the budget;
 * ``oracle``: the gold paragraph, trimmed to the budget around the answer: the ceiling;
 * ``langchain-embeddings-filter``: LangChain's ``EmbeddingsFilter`` + ``LongContextReorder`` on the same MiniLM;
-* ``llmlingua``, ``longllmlingua``, ``selective-context``: third-party baselines run in their own environment
-  (:mod:`promptzip.evals.baselines`).
+* ``llmlingua``, ``longllmlingua``, ``llmlingua2``, ``selective-context``: third-party baselines run in their own
+  environment (:mod:`promptzip.evals.baselines`).
 
 A new method subclasses :class:`Method` (one required method, ``_compress``) and registers a factory::
 
@@ -47,7 +49,6 @@ __all__ = [
     "Method",
     "Oracle",
     "Output",
-    "PresetMethod",
     "RandomSentences",
     "RandomTokens",
     "create_method",
@@ -127,116 +128,6 @@ def trim_to_budget(text: str, budget: int, tokenizer: Tokenizer) -> str:
 
 def _seed(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-# ------------------------------------------------------------------------------------------------ promptzip
-
-
-class PresetMethod(Method):
-    """A promptzip preset, one shared Zipper (in-memory cache, as a deployment would keep one) for all items."""
-
-    def __init__(self, preset: str, *, seed: int = 0) -> None:
-        self.preset = preset
-        self.name = f"promptzip-{preset}"
-        self.zipper: Any = None
-        self.retries = 0
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        from promptzip._registry import registries
-
-        return f"promptzip preset {self.preset!r}: {registries.presets.describe(self.preset)}"
-
-    def prepare(self) -> None:
-        import promptzip as pz
-
-        if self.zipper is None:
-            self.zipper = pz.Zipper.from_preset(self.preset, target=TOKENIZER, cache="memory")
-            self.zipper.compress("Warm up the models. They load once.", question="What loads?", budget=50)
-
-    def _compress(self, item: Item, budget: int) -> Output:
-        self.prepare()
-        tok = self.zipper.tokenizer
-        extra = tok.count(self.zipper.assemble("", item.question or "")) if item.question else 0
-        extra += tok.count(self.zipper.separator) if item.question else 0
-        limit = budget + extra
-        for _ in range(4):
-            r = self.zipper.compress(item.context, question=item.question, budget=limit)
-            over = tok.count(r.context) - budget
-            if over <= 0:
-                break
-            # The budget covers context + "\n\n" + question; a token merge across that join can leave the context
-            # alone a token over. Ask again with that much less (counted in the report).
-            self.retries += 1
-            limit -= over
-        kept = tuple(s for c in r.chunks for s in c.kept)
-        return Output(r.context, kept, info={"decision": r.decision})
-
-    def settings(self) -> dict[str, Any]:
-        return {"description": self.description, "retries_for_join_merge": self.retries, "cache": "memory"}
-
-
-class BM25Sentences(PresetMethod):
-    """The sparse anchor: BM25 top sentences under the same knapsack (no dense model, no relevance threshold)."""
-
-    needs_question = True
-
-    def __init__(self, *, seed: int = 0) -> None:
-        super().__init__("fast", seed=seed)
-        self.name = "bm25-sentences"
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return "BM25 (k1 1.2, b .75) over the article's sentences, top sentences under promptzip's knapsack"
-
-    def prepare(self) -> None:
-        import promptzip as pz
-        from promptzip.compressors.extractive import ExtractiveCompressor
-        from promptzip.retrievers.sparse import BM25Scorer
-
-        if self.zipper is None:
-            compressor = ExtractiveCompressor(BM25Scorer(), min_relevance=None, dedup=False)
-            self.zipper = pz.Zipper(compressor, target=TOKENIZER, name="bm25-sentences")
-
-
-class TokenPruneMethod(PresetMethod):
-    """promptzip's word pruning alone, without a question: the knapsack picks each chunk's keep rate from a token
-    scorer's keep-probabilities (the task-agnostic token-level methods)."""
-
-    question_aware = False
-    scorer = ""
-
-    def __init__(self, *, seed: int = 0) -> None:
-        super().__init__("fast", seed=seed)
-        self.name = f"promptzip-{self.scorer}"
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return f"promptzip token-prune with the {self.scorer!r} scorer (per-chunk rates .2/.33/.5/.7 or drop)"
-
-    def prepare(self) -> None:
-        import promptzip as pz
-        from promptzip._cache import MemoryCache
-        from promptzip._registry import registries
-
-        if self.zipper is None:
-            compressor = registries.compressors.create("token-prune", scorer=self.scorer, cache=MemoryCache())
-            self.zipper = pz.Zipper(compressor, target=TOKENIZER, name=self.name)
-            self.zipper.compress("Warm up the models. They load once.", budget=5)
-
-    def _compress(self, item: Item, budget: int) -> Output:
-        self.prepare()
-        r = self.zipper.compress(item.context, budget=budget)
-        return Output(r.context, tuple(s for c in r.chunks for s in c.kept), info={"decision": r.decision})
-
-
-class TokenClassifierPrune(TokenPruneMethod):
-    scorer = "token-classifier"
-
-
-class SelfInformationPrune(TokenPruneMethod):
-    scorer = "self-information"
-    slow = True  # a causal LM over the whole article
 
 
 # ------------------------------------------------------------------------------------------------ simple ones
@@ -452,9 +343,6 @@ METHODS.register("first-k", FirstK)
 METHODS.register("random-sentences", RandomSentences)
 METHODS.register("random-tokens", RandomTokens)
 METHODS.register("oracle", Oracle)
-METHODS.register("bm25-sentences", BM25Sentences)
-METHODS.register("promptzip-token-classifier", TokenClassifierPrune, help=TokenClassifierPrune.__doc__ or "")
-METHODS.register("promptzip-self-information", SelfInformationPrune, help=SelfInformationPrune.__doc__ or "")
 METHODS.register("langchain-embeddings-filter", EmbeddingsFilterMethod)
 
 
@@ -464,24 +352,15 @@ def _register_baselines() -> None:
     register_baselines(METHODS)
 
 
-def _register_presets() -> None:
-    from promptzip._registry import registries
+def _register_promptzip() -> None:
+    from promptzip.evals.promptzip_methods import register_promptzip
 
-    for preset in registries.presets.names():
-        name = f"promptzip-{preset}"
-        if name not in METHODS:
-
-            def factory(preset: str = preset, **kw: Any) -> Method:
-                return PresetMethod(preset, **kw)
-
-            # a preset marked slow (generation per chunk) stays out of quick and default runs, like a slow baseline
-            factory.slow = bool(getattr(registries.presets.get(preset), "slow", False))  # type: ignore[attr-defined]
-            METHODS.register(name, factory, help=f"preset {preset}")
+    register_promptzip(METHODS)
 
 
 def method_names(*, slow: bool | None = None) -> list[str]:
     """Every registered method (promptzip presets first); ``slow=False``: only the fast ones."""
-    _register_presets()
+    _register_promptzip()
     _register_baselines()
     names = sorted(METHODS.names(), key=lambda n: (not n.startswith("promptzip-"), n))
     if slow is None:
@@ -495,7 +374,7 @@ def _is_slow(name: str) -> bool:
 
 
 def create_method(name: str, **options: Any) -> Method:
-    _register_presets()
+    _register_promptzip()
     _register_baselines()
     method: object = METHODS.get(name)(**options)
     if not isinstance(method, Method):

@@ -12,8 +12,8 @@ means "keep", plus promptzip's own distilled CPU classifier.
   the packaged all-MiniLM-L6-v2 encoder with LoRA deltas merged into its weights and a linear head, read from the
   small artifact under ``promptzip/compressors/models/minilm-tc/``. The published LLMLingua-2 checkpoints load by
   registry key (``llmlingua-2-xlm-roberta-large``) or hub id for users who have the hub.
-* On a CPU the linear layers run with int8 weights (``int8=True``, the default; :func:`int8_model`): about twice
-  the tokens/s of float32 for the same model.
+* On a CPU the linear layers run with int8 weights (``int8=True``, the default;
+  :func:`promptzip._precision.int8_model`): about twice the tokens/s of float32 for the same model.
 
 >>> scorer = TokenClassifierScorer()  # doctest: +SKIP
 >>> TokenPruneCompressor(scorer).prune("The tower is 330 metres tall.", rate=0.5).text  # doctest: +SKIP
@@ -22,8 +22,6 @@ means "keep", plus promptzip's own distilled CPU classifier.
 from __future__ import annotations
 
 import json
-import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from promptzip._errors import ConfigError, ModelNotAvailable
+from promptzip._precision import int8_model
 from promptzip.compressors.pruning import FloatArray, IntArray, group_tokens
 from promptzip.compressors.token_scores import BatchTokenScorer
 
@@ -222,35 +221,6 @@ def load_token_classifier(name: str) -> tuple[Any, Any]:
 
     loaded: tuple[Any, Any] = load_once("token-classifier", resolved.path, _load)
     return loaded
-
-
-_int8_models: dict[int, Any] = {}
-_int8_lock = threading.Lock()
-
-
-def int8_model(model: Any) -> Any:
-    """``model`` with its linear layers quantized to int8 weights (dynamic activations), once per model object.
-
-    On a CPU this roughly halves the forward pass of a BERT-sized encoder (the linear layers are most of it) at a
-    small cost in fidelity (keep-probabilities correlate ≈ .97 with float32 on the distilled classifier; the
-    retention figures in ``evals/results/token_level.md`` are measured with it). Models on a GPU, and torch builds
-    without a quantized engine, are returned unchanged.
-    """
-    if next(model.parameters()).device.type != "cpu":
-        return model
-    with _int8_lock:
-        done = _int8_models.get(id(model))
-        if done is None:
-            import torch
-
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # torch deprecates the quantized tensor types, not the speed-up
-                    done = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
-            except (AttributeError, RuntimeError):  # no quantized engine in this torch build
-                done = model
-            _int8_models[id(model)] = done
-    return done
 
 
 def _max_length(model: Any, tokenizer: Any, limit: int) -> int:

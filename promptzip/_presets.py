@@ -39,7 +39,9 @@ def fast_preset(*, cache: Cache, progress: bool = False, model: str = "minilm", 
     # Clause variants for sentences longer than a tight budget: on SQuAD-shifts new_wiki (training text) they
     # moved retention at 50x by +2.5 (n=200) and +0.7 (n=300) points, and at 10x/20x by -0.5..+0.3.
     options.setdefault("clauses", True)
-    scorer: Scorer = HybridScorer(DenseScorer(model, cache=cache, progress=progress), BM25Scorer(), weight=weight)
+    # precision="auto": the encoder in bfloat16 where the CPU has it natively (see promptzip._precision)
+    dense = DenseScorer(model, cache=cache, progress=progress, precision=options.pop("precision", "auto"))
+    scorer: Scorer = HybridScorer(dense, BM25Scorer(), weight=weight)
     if rerank is not None:
         # rerank=<a cross-encoder name or folder, or a Scorer> re-orders the best ``rerank_top_k`` sentences (none
         # is packaged; e.g. "ms-marco-minilm-l6" where the hub cache has it).

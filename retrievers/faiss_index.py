@@ -119,10 +119,12 @@ class DenseRetriever(CorpusRetriever):
     >>> retriever.save("index/"); DenseRetriever.load("index/")  # doctest: +SKIP
 
     ``model`` is a registry key (``"minilm"``), a local folder or a hub id (any sentence-transformers model).
-    ``add`` encodes in batches of ``batch_size`` with a progress bar above 256 new texts (``progress=False`` to
-    hide it); with a ``cache`` each distinct text is encoded once, ever. :meth:`add_vectors` indexes vectors the
-    caller computed with the same encoder. See the module docstring for the index type and the class docstring
-    of :class:`~promptzip.retrievers.fusion.CorpusRetriever` for ids, refusals and the empty corpus (``[]``).
+    ``add`` encodes in batches of ``batch_size`` with a progress bar above 256 new texts (``progress=False`` to hide
+    it); with a ``cache`` each distinct text is encoded once, ever. ``precision`` is the encoder's (see
+    :class:`~promptzip.retrievers.dense.DenseScorer`); a saved index loads under any precision of the same weights.
+    :meth:`add_vectors` indexes vectors the caller computed with the same encoder. See the module docstring for the
+    index type and the class docstring of :class:`~promptzip.retrievers.fusion.CorpusRetriever` for ids, refusals
+    and the empty corpus (``[]``).
     """
 
     name = "dense"
@@ -136,13 +138,14 @@ class DenseRetriever(CorpusRetriever):
         cache: Cache | None = None,
         batch_size: int = 64,
         progress: bool = True,
+        precision: str = "auto",
     ) -> None:
         super().__init__()
         if index is not None and not isinstance(index, IndexSpec):
             raise ConfigError(f"index must be an IndexSpec, not {type(index).__name__}")
         self.model_name = model
         self.spec = index or IndexSpec()
-        self.encoder = DenseScorer(model, cache=cache, batch_size=batch_size, progress=progress)
+        self.encoder = DenseScorer(model, cache=cache, batch_size=batch_size, progress=progress, precision=precision)
         self._fingerprint: str | None = None
         self._index: Any = None  # faiss.IndexIDMap2 over a flat or HNSW index
         self._kind: str | None = None

@@ -82,7 +82,7 @@ class CrossEncoderReranker(Scorer):
     def _model(self) -> tuple[Any, Any]:
         tokenizer, model = load_once("cross-encoder", self._resolved(), _load)
         if self.int8:  # int8 linear layers on the CPU (see int8_model): faster, scores close to float32
-            from promptzip.compressors.token_classifier import int8_model
+            from promptzip._precision import int8_model
 
             model = int8_model(model)
         return tokenizer, model

@@ -1,0 +1,112 @@
+"""The dense scorer: reduced precision (bfloat16 / int8 copies, the "auto" choice, fingerprints, cache separation),
+and the in-memory memo that keeps one request from encoding a text twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from promptzip import ConfigError
+from promptzip._cache import MemoryCache
+from promptzip._precision import native_bf16, precision_tag, resolve_precision, with_precision
+from promptzip._types import Chunk
+from promptzip.retrievers.dense import DenseScorer
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "The Eiffel Tower was completed in 1889 for the World's Fair.",
+    "Gustave Eiffel's company designed and built the iron lattice tower.",
+    "Paris is the capital and most populous city of France.",
+    "The tower is 330 metres tall, about the height of an 81-storey building.",
+    "Bananas are rich in potassium.",
+]
+
+
+def test_resolve_precision_checks_and_decides_auto() -> None:
+    assert resolve_precision("auto") == ("bfloat16" if native_bf16() else "float32")
+    assert resolve_precision("int8") == "int8"
+    assert precision_tag("float32") == ""
+    assert precision_tag("bfloat16") == ":bf16"
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        resolve_precision("fp16")
+    with pytest.raises(ConfigError):
+        DenseScorer(precision="half")
+
+
+def test_copies_are_made_once_and_float32_is_the_model_itself() -> None:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    assert with_precision(model, "float32") is model
+    bf16 = with_precision(model, "bfloat16")
+    assert bf16 is with_precision(model, "bfloat16")
+    assert bf16 is not model
+    assert next(bf16.parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32  # the shared original is never converted in place
+    x = torch.randn(3, 8)
+    int8 = with_precision(model, "int8")
+    assert int8 is not model
+    np.testing.assert_allclose(int8(x).numpy(), model(x).detach().numpy(), atol=0.05)
+
+
+def test_dense_precisions_agree_and_are_cached_apart() -> None:
+    cache = MemoryCache()
+    by = {p: DenseScorer(precision=p, cache=cache) for p in ("float32", "bfloat16", "int8")}
+    assert len({s.fingerprint for s in by.values()}) == 3
+    emb = {p: s.embed(SENTENCES) for p, s in by.items()}
+    for vectors in emb.values():
+        assert vectors.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    cos_bf16 = np.sum(emb["float32"] * emb["bfloat16"], axis=1)
+    cos_int8 = np.sum(emb["float32"] * emb["int8"], axis=1)
+    assert cos_bf16.min() > 0.995  # practically lossless
+    assert cos_int8.min() > 0.8
+    assert not np.allclose(emb["float32"], emb["bfloat16"], atol=1e-6)  # really computed in another precision
+    # the same ranking of sentences for a question
+    question = "How tall is the tower?"
+    chunks = [Chunk(t) for t in SENTENCES]
+    rank = {p: np.argsort(-np.asarray(s.score(chunks, question))).tolist() for p, s in by.items()}
+    assert rank["bfloat16"][0] == rank["float32"][0] == 3
+
+
+def test_a_saved_index_loads_under_another_precision(tmp_path: Path) -> None:
+    from promptzip.retrievers.faiss_index import DenseRetriever
+
+    built = DenseRetriever(precision="float32", progress=False)
+    built.add([Chunk(t, source_id=f"s{i}") for i, t in enumerate(SENTENCES)])
+    built.save(tmp_path / "index")
+    loaded = DenseRetriever.load(tmp_path / "index", precision="bfloat16", progress=False)
+    assert loaded.encoder.precision == "bfloat16"
+    assert loaded.retrieve("Who built the iron tower?", k=1)[0].text == SENTENCES[1]
+
+
+def _count_forwards(scorer: DenseScorer) -> tuple[list[int], Any]:
+    calls = [0]
+
+    def hook(module: object, args: object) -> None:
+        calls[0] += 1
+
+    return calls, scorer._model().register_forward_pre_hook(hook)
+
+
+def test_memo_encodes_each_text_and_query_once_without_a_cache() -> None:
+    scorer = DenseScorer(precision="float32")  # no cache
+    model = scorer._model()
+    calls, handle = _count_forwards(scorer)
+    try:
+        chunks = [Chunk(t) for t in SENTENCES]
+        scorer.score(chunks, "How tall is the tower?")
+        first = calls[0]
+        assert first >= 2  # the sentences and the question
+        scorer.score(chunks[1:3], "How tall is the tower?")  # these texts and the question are known
+        assert calls[0] == first
+        tiny = DenseScorer(precision="float32", memo=0)  # no memo: encoded again
+        assert tiny._model() is model
+        tiny.score(chunks, "How tall is the tower?")
+        assert calls[0] > first
+    finally:
+        handle.remove()

@@ -59,6 +59,7 @@ class ExtractiveCompressor(Compressor):
         clauses: bool = False,
         clause_min_chars: int = 160,
         clause_sentences: int = 16,
+        clause_single: float = 0.5,
     ) -> None:
         self.scorer = scorer
         self.sharpness = sharpness
@@ -72,13 +73,14 @@ class ExtractiveCompressor(Compressor):
         self.clauses = clauses
         self.clause_min_chars = clause_min_chars
         self.clause_sentences = clause_sentences
+        self.clause_single = clause_single
 
     @property
     def fingerprint(self) -> str:
         return (
             f"extractive({self.scorer.fingerprint},s={self.sharpness},v={self.max_variants},"
             f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight},x={self.expand},"
-            f"cl={self.clauses}:{self.clause_min_chars}:{self.clause_sentences})"
+            f"cl={self.clauses}:{self.clause_min_chars}:{self.clause_sentences}:{self.clause_single})"
         )
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
@@ -141,9 +143,12 @@ class ExtractiveCompressor(Compressor):
     ) -> None:
         """Coarse-to-fine below the sentence: the ``clause_sentences`` most relevant long sentences of the request
         are cut into clauses, the clauses scored like sentences, and each such sentence's best clause (alone and
-        with its better neighbour) proposed as one more variant of its chunk. A clause keeps at most 0.9 of its
-        sentence's utility, so the whole sentence wins whenever the budget affords it; when it does not (a
-        120-token sentence under a 100-token budget), the clause that matches the question still fits."""
+        with its better neighbour) proposed as one more variant of its chunk. A clause with its neighbour keeps at
+        most 0.9 of its sentence's utility, so the whole sentence wins whenever the budget affords it; when it does
+        not (a 120-token sentence under a 100-token budget), the clause that matches the question still fits. A lone
+        clause keeps at most ``clause_single`` (0.5): the clause that matches the question often only restates it,
+        and the answer sits in the clause next to it (on SQuAD-shifts new_wiki, training text, 500 questions: 0.5
+        instead of 0.9 kept 96.0 / 89.4 % at 20x / 50x instead of 95.4 / 87.8, and 97.6 instead of 97.8 at 10x)."""
         live = [si for si in np.argsort(-utility, kind="stable").tolist() if not duplicate[si]]
         long = [si for si in live[: self.clause_sentences] if len(sentences[si].text) >= self.clause_min_chars]
         pieces: list[Chunk] = []
@@ -178,6 +183,8 @@ class ExtractiveCompressor(Compressor):
                     continue
                 seen.add(text)
                 value = min(cap, float(piece_utility[window].max()))
+                if len(window) == 1:
+                    value = min(value, self.clause_single * float(utility[si]))
                 groups[ci].append(Variant(chunk, "clause", text, -1, value, kept, float(relevance[si])))
 
     def _duplicates(self, sentences: list[Chunk], relevance: np.ndarray) -> list[bool]:

@@ -75,3 +75,37 @@ def test_expand_keeps_the_neighbour_of_a_relevant_sentence(expand: float) -> Non
     assert first in r.context
     assert ("1889" in r.context) == (expand > 0)
     assert (rival in r.context) == (expand == 0)
+
+
+SPLIT = (
+    "The stone bridge over the river Tamar was finished after many delays, "
+    "in the cold spring of the year 1487 by masons from Exeter, "
+    "who had also built the great hall of the abbey and the market cross that still stands in the town square."
+)
+NEAR = " ".join(f"The old bridge number {i} over a small stream was repaired by the village." for i in range(6))
+
+
+def test_a_lone_clause_is_worth_less_than_the_clause_with_its_neighbour() -> None:
+    # The clause that matches the question often only restates it; the answer sits in the clause next to it.
+    # So a lone clause is valued at clause_single (0.5) of its sentence, a clause with its neighbour at 0.9.
+    tok = pz.get_tokenizer("gpt-4o")
+    text = f"{FILLER}\n\n{SPLIT}\n\n{NEAR}"
+    question = "When was the stone bridge over the river Tamar finished?"
+    clauses = clause_spans(SPLIT, min_chars=32)
+    pair = SPLIT[clauses[0][0] : clauses[1][1]]
+    assert "1487" in pair
+    assert "1487" not in SPLIT[slice(*clauses[0])]
+    budget = tok.count(pair) + 12 + tok.count(question)  # the pair fits, the sentence does not
+    assert tok.count(SPLIT) > budget
+
+    def compress(**options: float) -> pz.Result:
+        compressor = ExtractiveCompressor(
+            KeywordScorer(), min_relevance=None, clauses=True, clause_min_chars=80, **options
+        )
+        return pz.Zipper(compressor).compress(text, question=question, budget=budget)
+
+    default = compress()
+    assert "1487" in default.context
+    assert default.tokens_out <= budget
+    # valued like the pair (the old 0.9), the cheaper lone clause wins and leaves room for a "bridge" sentence
+    assert "1487" not in compress(clause_single=0.9).context

@@ -110,3 +110,13 @@ def test_memo_encodes_each_text_and_query_once_without_a_cache() -> None:
         assert calls[0] > first
     finally:
         handle.remove()
+
+
+def test_presets_take_a_precision() -> None:
+    import promptzip as pz
+
+    zipper = pz.Zipper.from_preset("fast", precision="int8")
+    assert zipper.compressor.scorer.dense.precision == "int8"  # type: ignore[attr-defined]
+    assert pz.Zipper.from_preset("fast").compressor.scorer.dense.precision == resolve_precision("auto")  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError):
+        pz.Zipper.from_preset("fast", precision="fp8")

@@ -71,7 +71,9 @@ class BM25Scorer(Scorer):
         idf = np.array([math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df], dtype=np.float32)
         avg = float(lengths.mean()) or 1.0
         norm = self.k1 * (1 - self.b + self.b * lengths / avg)
-        scores = (tf * (self.k1 + 1) / (tf + norm[:, None])) @ idf
+        # an element-wise sum, not ``@ idf``: numpy 2's BLAS matmul raises spurious "invalid value" warnings on
+        # some CPUs (numpy#28967) although every value here is finite
+        scores = (tf * (self.k1 + 1) / (tf + norm[:, None]) * idf).sum(axis=1)
         return [float(s) for s in scores]
 
     @property

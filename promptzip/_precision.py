@@ -24,7 +24,7 @@ __all__ = ["PRECISIONS", "int8_model", "native_bf16", "precision_tag", "resolve_
 
 PRECISIONS: Final = ("auto", "float32", "bfloat16", "int8")
 
-_copies: dict[tuple[int, str], Any] = {}
+_copies: dict[tuple[int, str], tuple[Any, Any]] = {}
 _lock = threading.Lock()
 
 
@@ -60,11 +60,11 @@ def with_precision(model: Any, precision: str) -> Any:
         return model
     key = (id(model), precision)
     with _lock:
-        done = _copies.get(key)
-        if done is None:
-            done = _convert(model, precision)
-            _copies[key] = done
-    return done
+        entry = _copies.get(key)
+        if entry is None or entry[0] is not model:  # the original is held, so its id is never reused meanwhile
+            entry = (model, _convert(model, precision))
+            _copies[key] = entry
+    return entry[1]
 
 
 def int8_model(model: Any) -> Any:

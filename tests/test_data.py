@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from promptzip._errors import ConfigError
-from promptzip.evals import data
+from promptzip.evals import data, records
 from promptzip.evals.data import DataError, Source
 
 SAMPLE_DIR = importlib.resources.files("promptzip") / "_sample"
@@ -155,7 +155,7 @@ def test_unknown_names_are_rejected() -> None:
 def test_parse_cot_demos_reads_folded_plain_scalars() -> None:
     demo = "  - question: Q{i} has\n      two lines\n    target: So 1 + {i}. The answer\n      is {i}.\n"
     text = "fewshot_config:\n  sampler: first_n\n  samples:\n" + "".join(demo.format(i=i) for i in range(8))
-    demos = data._parse_cot_demos(text + "filter_list:\n- x\n")
+    demos = records.parse_cot_demos(text + "filter_list:\n- x\n")
     assert demos[3] == data.GSM8KDemo(question="Q3 has two lines", target="So 1 + 3. The answer is 3.")
 
 

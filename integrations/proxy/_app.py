@@ -44,14 +44,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
-import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptzip._cache import Cache, cache_from_url, encode_json, make_key
 from promptzip._errors import UpstreamError
@@ -60,7 +58,8 @@ from promptzip._pipeline import Zipper
 from promptzip._registry import registries
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError, error_body, error_response, status_of
-from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics
+from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
+from promptzip.integrations.proxy._relay import Relay
 from promptzip.integrations.proxy._requests import (
     Options,
     Outcome,
@@ -120,7 +119,7 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=proxy.lifespan,
     )
-    app.add_middleware(_Observe, proxy=proxy)
+    app.add_middleware(ObserveMiddleware, metrics=proxy.metrics, route=proxy.route_label)
     app.state.proxy = proxy
     return app
 
@@ -151,6 +150,14 @@ class _Proxy:
         self._pool: ThreadPoolExecutor | None = None
         self._zippers: OrderedDict[tuple[str, str, str | None], Zipper] = OrderedDict()
         self._zlock = threading.Lock()  # the zippers are looked up in worker threads
+
+    def route_label(self, path: str) -> str:
+        """The ``route`` label of a request path in metrics and logs (the path itself only for known routes)."""
+        if path in ("/healthz", "/metrics"):
+            return path[1:]
+        if self.settings.route(path) is not None:
+            return path
+        return "passthrough" if path.startswith("/v1/") else "not_found"
 
     # -------------------------------------------------------------------------------------------- lifespan
     @asynccontextmanager
@@ -452,85 +459,7 @@ class _Proxy:
             raise UpstreamError("the upstream's answer is not valid HTTP", status_code=502) from exc
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in response_drop(response.headers)]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-        return _Relay(response, headers, self.metrics)
-
-
-class _Relay(StreamingResponse):
-    """The upstream's response, relayed chunk by chunk as received (SSE included), never decoded or parsed.
-
-    When the upstream connection breaks mid-body the response is left unfinished, so the server closes the
-    connection and the client sees a truncated transfer instead of a clean (and misleading) end.
-    """
-
-    def __init__(self, upstream: httpx.Response, headers: list[tuple[bytes, bytes]], metrics: Metrics) -> None:
-        super().__init__(self._relay(), status_code=upstream.status_code)
-        self.raw_headers = headers
-        self._upstream = upstream
-        self._metrics = metrics
-        self._broken = False
-
-    async def _relay(self) -> AsyncIterator[bytes]:
-        if self._upstream.is_stream_consumed:  # built in memory (httpx.MockTransport): already read
-            yield self._upstream.content
-            return
-        try:
-            async for chunk in self._upstream.aiter_raw():
-                yield chunk
-        except httpx.HTTPError as exc:
-            self._broken = True
-            self._metrics.upstream_errors.inc("stream")
-            logger.warning("proxy: the upstream broke off its answer mid-body: %s", type(exc).__name__)
-
-    async def stream_response(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async for chunk in self.body_iterator:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if not self._broken:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._upstream.aclose()
-
-
-class _Observe:
-    """Counts every answer by route and status, times it to its headers, and logs one line (no headers, no query)."""
-
-    def __init__(self, app: ASGIApp, proxy: _Proxy) -> None:
-        self.app, self.proxy = app, proxy
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        metrics, started = self.proxy.metrics, time.perf_counter()
-        route = self._route(scope.get("path", ""))
-        status = 500
-
-        async def observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                metrics.request_seconds.observe(time.perf_counter() - started, route)
-            await send(message)
-
-        metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, observe)
-        finally:
-            metrics.in_flight.dec()
-            metrics.requests.inc(route, str(status))
-            logger.debug("proxy: %s %s → %d", scope.get("method"), route, status)
-
-    def _route(self, path: str) -> str:
-        if path in ("/healthz", "/metrics"):
-            return path[1:]
-        if self.proxy.settings.route(path) is not None:
-            return path
-        return "passthrough" if path.startswith("/v1/") else "not_found"
+        return Relay(response, headers, self.metrics)
 
 
 def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: ZipperFactory | None = None) -> None:

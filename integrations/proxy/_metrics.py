@@ -4,18 +4,25 @@ Why not ``prometheus_client``: its metrics register in a process-global registry
 process collide, and create_app must hold no module state), and what the proxy needs — a few counters, a gauge
 and two histograms, rendered on scrape — is a hundred lines with no dependency. Each app owns one
 :class:`Metrics`; every update is guarded by one lock, so worker threads may update it too.
+:class:`ObserveMiddleware` counts and times every answer into it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Metrics"]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Metrics", "ObserveMiddleware"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+logger = logging.getLogger("promptzip.proxy")
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 Labels = tuple[str, ...]
@@ -189,3 +196,34 @@ class Metrics:
         for metric in self._metrics:
             lines += metric.header() + metric.samples()
         return "\n".join(lines) + "\n"
+
+
+class ObserveMiddleware:
+    """ASGI middleware: counts every answer by route (``route(path)`` names it) and status, times it to its headers,
+    and logs one line (no headers, no query)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, route: Callable[[str], str]) -> None:
+        self.app, self.metrics, self.route = app, metrics, route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        metrics, started = self.metrics, time.perf_counter()
+        route = self.route(scope.get("path", ""))
+        status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                metrics.request_seconds.observe(time.perf_counter() - started, route)
+            await send(message)
+
+        metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.inc(route, str(status))
+            logger.debug("proxy: %s %s → %d", scope.get("method"), route, status)

@@ -1,0 +1,58 @@
+"""Relaying an upstream answer to the client: bytes as received, never decoded, and an honest end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from promptzip.integrations.proxy._metrics import Metrics
+
+__all__ = ["Relay"]
+
+logger = logging.getLogger("promptzip.proxy")
+
+
+class Relay(StreamingResponse):
+    """The upstream's response, relayed chunk by chunk as received (SSE included), never decoded or parsed.
+
+    When the upstream connection breaks mid-body the response is left unfinished, so the server closes the
+    connection and the client sees a truncated transfer instead of a clean (and misleading) end.
+    """
+
+    def __init__(self, upstream: httpx.Response, headers: list[tuple[bytes, bytes]], metrics: Metrics) -> None:
+        super().__init__(self._relay(), status_code=upstream.status_code)
+        self.raw_headers = headers
+        self._upstream = upstream
+        self._metrics = metrics
+        self._broken = False
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        if self._upstream.is_stream_consumed:  # built in memory (httpx.MockTransport): already read
+            yield self._upstream.content
+            return
+        try:
+            async for chunk in self._upstream.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            self._broken = True
+            self._metrics.upstream_errors.inc("stream")
+            logger.warning("proxy: the upstream broke off its answer mid-body: %s", type(exc).__name__)
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not self._broken:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._upstream.aclose()

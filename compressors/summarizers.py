@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from promptzip._errors import ConfigError, InputError, UpstreamError
+from promptzip._errors import ConfigError, InputError, UpstreamError, check_int
 
 __all__ = ["PROMPT_VERSION", "LocalSummarizer", "OpenAISummarizer", "Summarizer", "summary_messages"]
 
@@ -70,8 +70,7 @@ class Summarizer(ABC):
             raise InputError("cannot summarize an empty text")
         if query is not None and not isinstance(query, str):
             raise InputError(f"query must be str or None, not {type(query).__name__}")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
-            raise InputError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        check_int(max_tokens, "max_tokens", error=InputError)
         summary = self._summarize(text, (query or "").strip() or None, max_tokens)
         return summary.strip()
 

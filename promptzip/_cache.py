@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import platformdirs
 
-from promptzip._errors import ConfigError, InputError
+from promptzip._errors import ConfigError, InputError, check_int
 from promptzip._registry import Registries
 from promptzip._registry import registries as default_registries
 
@@ -309,9 +309,7 @@ class MemoryCache(Cache):
 
 
 def _check_max_bytes(max_bytes: int) -> int:
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-        raise ConfigError(f"max_bytes must be a non-negative int, got {max_bytes!r}")
-    return max_bytes
+    return check_int(max_bytes, "max_bytes", minimum=0)
 
 
 def default_cache_path() -> Path:

@@ -23,6 +23,7 @@ __all__ = [
     "ModelNotAvailable",
     "PromptZipError",
     "UpstreamError",
+    "check_int",
 ]
 
 
@@ -65,3 +66,11 @@ class UpstreamError(PromptZipError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+def check_int(value: object, name: str, *, minimum: int = 1, error: type[PromptZipError] = ConfigError) -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum``, else ``error`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int ≥ {minimum}")
+        raise error(f"{name} must be {kind}, got {value!r}")
+    return value

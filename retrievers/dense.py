@@ -94,15 +94,12 @@ class DenseScorer(Scorer):
     def _model(self) -> Any:
         return with_precision(load_sentence_encoder(self.model_name), self.precision)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-normalized embeddings, one row per text; cached texts are not encoded again."""
-        return self._embed(texts)
-
     def _remember(self, fresh: dict[str, np.ndarray]) -> None:
         if not self.memo:
             return
+        items = list(fresh.items())[-self.memo :]  # a corpus-sized batch would only evict itself
         with self._recent_lock:
-            for key, vector in fresh.items():
+            for key, vector in items:
                 self._recent[key] = vector
                 self._recent.move_to_end(key)
             while len(self._recent) > self.memo:
@@ -112,7 +109,8 @@ class DenseScorer(Scorer):
         with self._recent_lock:
             return {k: self._recent[k] for k in keys if k in self._recent}
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-normalized embeddings, one row per text; texts in the memo or the cache are not encoded again."""
         namespace = "emb:" + self.fingerprint
         keys = [make_key(namespace, t) for t in texts]
         vectors: dict[str, np.ndarray] = self._recall(keys)

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from promptzip._cache import Cache
-from promptzip._errors import ConfigError, InputError, ModelNotAvailable
+from promptzip._errors import ConfigError, InputError, ModelNotAvailable, check_int
 from promptzip._models import resolve_model
 from promptzip._types import Chunk
 from promptzip.retrievers._corpus import CorpusRetriever, scored
@@ -82,9 +82,7 @@ class IndexSpec:
         if self.kind not in _KINDS:
             raise ConfigError(f"unknown index kind {self.kind!r}; known: {', '.join(_KINDS)}")
         for field in ("ann_threshold", "hnsw_m", "ef_construction", "ef_search"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"IndexSpec.{field} must be a positive int, got {value!r}")
+            check_int(getattr(self, field), f"IndexSpec.{field}")
         if not 0.0 < self.compact_ratio <= 1.0:
             raise ConfigError(f"IndexSpec.compact_ratio must be in (0, 1], got {self.compact_ratio!r}")
 

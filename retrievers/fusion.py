@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from promptzip._errors import ConfigError
+from promptzip._errors import ConfigError, check_int
 from promptzip._roles import Retriever
 from promptzip._types import Chunk
 from promptzip.retrievers._corpus import MANIFEST, CorpusRetriever, chunk_id, scored
@@ -131,10 +131,8 @@ class HybridRetriever(Retriever):
             raise ConfigError("HybridRetriever fuses Retriever instances only")
         if mode not in _MODES:
             raise ConfigError(f"unknown fusion mode {mode!r}; known: {', '.join(sorted(_MODES))}")
-        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
-            raise ConfigError(f"rrf_k must be a non-negative int, got {rrf_k!r}")
-        if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k <= 0:
-            raise ConfigError(f"fetch_k must be a positive int, got {fetch_k!r}")
+        check_int(rrf_k, "rrf_k", minimum=0)
+        check_int(fetch_k, "fetch_k")
         self.retrievers = tuple(retrievers)
         self.mode = mode
         self.rrf_k = rrf_k

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptzip._errors import ConfigError, InputError
+from promptzip._errors import ConfigError, InputError, check_int
 from promptzip._models import load_hf_folder, load_once, resolve_model
+from promptzip._precision import int8_model, precision_tag
 from promptzip._roles import Retriever, Scorer
 from promptzip._types import Chunk
 from promptzip.retrievers._corpus import scored
@@ -54,10 +55,8 @@ class CrossEncoderReranker(Scorer):
     def __init__(
         self, model: str = DEFAULT_MODEL, *, batch_size: int = 32, max_length: int = 512, int8: bool = False
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
-            raise ConfigError(f"max_length must be an int ≥ 8, got {max_length!r}")
+        check_int(batch_size, "batch_size")
+        check_int(max_length, "max_length", minimum=8)
         self.model_name = model
         self.batch_size = batch_size
         self.max_length = max_length
@@ -81,17 +80,15 @@ class CrossEncoderReranker(Scorer):
 
     def _model(self) -> tuple[Any, Any]:
         tokenizer, model = load_once("cross-encoder", self._resolved(), _load)
-        if self.int8:  # int8 linear layers on the CPU (see int8_model): faster, scores close to float32
-            from promptzip._precision import int8_model
-
+        if self.int8:  # int8 linear layers on the CPU: faster, scores close to float32
             model = int8_model(model)
         return tokenizer, model
 
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            int8 = ":int8" if self.int8 else ""
-            self._fingerprint = f"cross-encoder:{self.model_name}:{weights_fingerprint(self._resolved())}{int8}"
+            tag = precision_tag("int8" if self.int8 else "float32")
+            self._fingerprint = f"cross-encoder:{self.model_name}:{weights_fingerprint(self._resolved())}{tag}"
         return self._fingerprint
 
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
@@ -155,8 +152,7 @@ class RerankingRetriever(Retriever):
     def __init__(self, retriever: Retriever, reranker: CrossEncoderReranker, *, fetch_k: int = 50) -> None:
         if not isinstance(retriever, Retriever):
             raise ConfigError("RerankingRetriever needs a Retriever to rerank")
-        if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k <= 0:
-            raise ConfigError(f"fetch_k must be a positive int, got {fetch_k!r}")
+        check_int(fetch_k, "fetch_k")
         self.retriever = retriever
         self.reranker = reranker
         self.fetch_k = fetch_k
@@ -182,8 +178,7 @@ class RerankedScorer(Scorer):
     def __init__(self, first: Scorer, reranker: Scorer, *, top_k: int = 24, weight: float = 0.0) -> None:
         if not isinstance(first, Scorer) or not isinstance(reranker, Scorer):
             raise ConfigError("RerankedScorer needs two Scorers (a first stage and a reranker)")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 2:
-            raise ConfigError(f"top_k must be an int ≥ 2, got {top_k!r}")
+        check_int(top_k, "top_k", minimum=2)
         self.first = first
         self.reranker = reranker
         self.top_k = top_k

@@ -326,3 +326,27 @@ def test_the_readme_results_table_is_written_between_its_markers(tmp_path: Path)
     assert not update_readme(plain, results)
     assert plain.read_text(encoding="utf-8") == "no markers\n"
     assert not update_readme(tmp_path / "missing.md", results)
+
+
+# ------------------------------------------------------------------------------------------------ tuning
+
+
+@pytest.mark.slow
+def test_tune_measures_retention_on_training_text(capsys: pytest.CaptureFixture[str]) -> None:
+    if not data.available("squad_shifts"):
+        if os.environ.get("CI"):
+            pytest.fail("eval data missing in CI: `make data` should have fetched it")
+        pytest.skip("data not fetched: run `make data`")
+    from promptzip.evals import tune
+
+    loose = tune.retention({}, n=4, seed=3, min_chars=40_000, ratios=(2,))
+    assert loose[2] >= 75  # at 2x nearly every answer survives
+    code = tune.main(
+        ["--n", "3", "--min-chars", "40000", "--config", "base={}", "--config", 'plain={"clauses": false}']
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["base", "plain"]
+    assert all("10x" in line and "50x" in line and "n=3" in line for line in lines)
+    with pytest.raises(SystemExit):
+        tune.main(["--config", "bad={not json"])

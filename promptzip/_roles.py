@@ -43,6 +43,21 @@ class Scorer(ABC):
     @abstractmethod
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]: ...
 
+    def score_spans(
+        self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> list[float]:
+        """Relevance of character spans (``spans[i]``: ``(start, end)`` pairs inside ``chunks[i].text``), flat, in
+        order. By default each span is scored as a chunk of its own; an encoder may override it to score the spans
+        in their context from one pass over each chunk (:class:`~promptzip.retrievers.dense.DenseScorer`)."""
+        if len(spans) != len(chunks):
+            raise InputError(f"score_spans needs one list of spans per chunk ({len(spans)} for {len(chunks)})")
+        pieces = [
+            Chunk(c.text[a:b], c.source_id, c.start + a, c.start + b)
+            for c, pairs in zip(chunks, spans, strict=True)
+            for a, b in pairs
+        ]
+        return self.score(pieces, query) if pieces else []
+
     @property
     def fingerprint(self) -> str:
         return self.name

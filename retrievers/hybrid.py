@@ -25,7 +25,18 @@ class HybridScorer(Scorer):
         dense = self.dense.score(chunks, query)
         if not query:
             return dense
-        sparse = self.sparse.score(chunks, query)
+        return self._mix(dense, self.sparse.score(chunks, query))
+
+    def score_spans(
+        self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> list[float]:
+        """The dense part from the dense scorer's ``score_spans`` (spans in context), BM25 on the span texts."""
+        dense = self.dense.score_spans(chunks, spans, query)
+        if not query:
+            return dense
+        return self._mix(dense, self.sparse.score_spans(chunks, spans, query))
+
+    def _mix(self, dense: Sequence[float], sparse: Sequence[float]) -> list[float]:
         top = max(sparse, default=0.0)
         norm = [s / top for s in sparse] if top > 0 else [0.0] * len(sparse)
         return [(1 - self.weight) * d + self.weight * s for d, s in zip(dense, norm, strict=True)]

@@ -194,9 +194,25 @@ class RerankedScorer(Scorer):
         return f"reranked({self.first.fingerprint},{self.reranker.fingerprint},k={self.top_k},w={self.weight})"
 
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
+        return self._rerank(chunks, self.first.score(chunks, query), query)
+
+    def score_spans(
+        self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> list[float]:
+        """The first stage's span scores (in context, for an encoder), the best ``top_k`` spans re-ordered by the
+        reranker reading each span's text."""
+        first = self.first.score_spans(chunks, spans, query)
+        pieces = [
+            Chunk(c.text[a:b], c.source_id, c.start + a, c.start + b)
+            for c, p in zip(chunks, spans, strict=True)
+            for a, b in p
+        ]
+        return self._rerank(pieces, first, query)
+
+    def _rerank(self, chunks: Sequence[Chunk], first: Sequence[float], query: str | None) -> list[float]:
         import numpy as np
 
-        scores = np.asarray(self.first.score(chunks, query), dtype=np.float64)
+        scores = np.asarray(first, dtype=np.float64)
         if not query or len(chunks) < 2:
             return [float(x) for x in scores]
         top = np.argsort(-scores, kind="stable")[: self.top_k]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from promptzip import ConfigError
+from promptzip import ConfigError, InputError
 from promptzip._cache import MemoryCache
 from promptzip._precision import native_bf16, precision_tag, resolve_precision, with_precision
 from promptzip._types import Chunk
@@ -90,7 +90,20 @@ def _count_forwards(scorer: DenseScorer) -> tuple[list[int], Any]:
     def hook(module: object, args: object) -> None:
         calls[0] += 1
 
-    return calls, scorer._model().register_forward_pre_hook(hook)
+    from promptzip.retrievers._packed import packer_for
+
+    model = scorer._model()
+    packer_for(model)  # its one-time check runs a pass of its own: done before counting
+    # sentence-transformers' encode enters through the pipeline (which calls the BERT's forward directly), a packed
+    # pass through the BERT model itself: one hook on each counts every pass once
+    handles = [model.register_forward_pre_hook(hook), model[0].auto_model.register_forward_pre_hook(hook)]
+
+    class Handles:
+        def remove(self) -> None:
+            for h in handles:
+                h.remove()
+
+    return calls, Handles()
 
 
 def test_memo_encodes_each_text_and_query_once_without_a_cache() -> None:
@@ -120,3 +133,96 @@ def test_presets_take_a_precision() -> None:
     assert pz.Zipper.from_preset("fast").compressor.scorer.dense.precision == resolve_precision("auto")  # type: ignore[attr-defined]
     with pytest.raises(ConfigError):
         pz.Zipper.from_preset("fast", precision="fp8")
+
+
+CLAUSED = "The iron tower was finished in 1889 for the fair, and today it stands 330 metres tall above the city."
+
+
+def test_spans_are_scored_in_context_from_one_pass() -> None:
+    from promptzip.compressors.extractive import clause_spans
+    from promptzip.retrievers.hybrid import HybridScorer
+    from promptzip.retrievers.sparse import BM25Scorer
+
+    cache = MemoryCache()
+    scorer = DenseScorer(precision="float32", cache=cache)
+    spans = clause_spans(CLAUSED, min_chars=20)
+    assert len(spans) == 2
+    chunks = [Chunk(CLAUSED), Chunk(SENTENCES[0])]
+    pairs = [spans, [(0, len(SENTENCES[0]))]]
+    calls, handle = _count_forwards(scorer)
+    try:
+        height = scorer.score_spans(chunks, pairs, "How tall is the tower?")
+        year = scorer.score_spans(chunks, pairs, "When was the tower finished?")
+        assert len(height) == 3
+        assert height[1] > height[0]  # the clause with the height, read in its sentence
+        assert year[0] > year[1]
+        # vectors are cached by (text, span): a new scorer on the same cache runs no forward pass for them
+        first = calls[0]
+        again = DenseScorer(precision="float32", cache=cache)
+        np.testing.assert_allclose(again.embed_spans([CLAUSED], [spans]), scorer.embed_spans([CLAUSED], [spans]))
+        assert calls[0] == first
+    finally:
+        handle.remove()
+    # in context, not alone: different from encoding the clause text by itself, but close
+    alone = scorer.embed([CLAUSED[slice(*spans[1])]])[0]
+    ctx = scorer.embed_spans([CLAUSED], [spans])[1]
+    assert 0.5 < float(alone @ ctx) < 0.9999
+    with pytest.raises(InputError):
+        scorer.score_spans(chunks, pairs[:1], "How tall?")
+    # the hybrid mixes the in-context dense part with BM25 on the span texts
+    hybrid = HybridScorer(scorer, BM25Scorer(), weight=0.3)
+    mixed = hybrid.score_spans(chunks, pairs, "How tall is the tower?")
+    bm25 = BM25Scorer().score_spans(chunks, pairs, "How tall is the tower?")
+    top = max(bm25)
+    expected = [0.7 * d + 0.3 * (b / top) for d, b in zip(height, bm25, strict=True)]
+    np.testing.assert_allclose(mixed, expected, atol=1e-6)
+
+
+def test_the_default_score_spans_scores_the_span_texts() -> None:
+    from promptzip.testing import KeywordScorer
+
+    chunks = [Chunk(CLAUSED)]
+    spans = [[(0, 48), (50, len(CLAUSED))]]
+    pieces = [Chunk(CLAUSED[0:48]), Chunk(CLAUSED[50:])]
+    assert KeywordScorer().score_spans(chunks, spans, "how tall") == KeywordScorer().score(pieces, "how tall")
+    assert KeywordScorer().score_spans([], [], "x") == []
+
+
+def test_spans_reuse_the_token_vectors_of_the_scoring_pass() -> None:
+    from promptzip.compressors.extractive import clause_spans
+
+    spans = clause_spans(CLAUSED, min_chars=20)
+    chunks = [Chunk(CLAUSED), Chunk(SENTENCES[0])]
+    pairs = [spans, [(0, len(SENTENCES[0]))]]
+    scorer = DenseScorer(precision="float32")
+    calls, handle = _count_forwards(scorer)
+    try:
+        scorer.score(chunks, "How tall is the tower?")
+        before = calls[0]
+        reused = scorer.score_spans(chunks, pairs, "How tall is the tower?")
+        assert calls[0] == before  # pooled from the states the sentence pass kept: no forward pass
+    finally:
+        handle.remove()
+    # without kept states (states=0) the spans cost one pass over their sentences, with the same result
+    fresh = DenseScorer(precision="float32", states=0)
+    fresh.score(chunks, "How tall is the tower?")
+    calls, handle = _count_forwards(fresh)
+    try:
+        np.testing.assert_allclose(fresh.score_spans(chunks, pairs, "How tall is the tower?"), reused, atol=1e-6)
+        assert calls[0] == 1
+    finally:
+        handle.remove()
+    # the kept states are bounded by their token count, oldest out first
+    small = DenseScorer(precision="float32", states=40)
+    small.score([Chunk(t) for t in SENTENCES], None)
+    assert 0 < small._state_tokens <= 40
+    assert len(small._states) < len(SENTENCES)
+
+
+def test_a_span_past_the_encoders_length_limit_is_encoded_alone() -> None:
+    long = " ".join(["filler words here"] * 200) + " The tower is 330 metres tall."
+    tail = (len(long) - 29, len(long))
+    scorer = DenseScorer(precision="float32")
+    got = scorer.embed_spans([long], [[(0, 17), tail]])
+    np.testing.assert_allclose(got[1], scorer.embed([long[slice(*tail)]])[0], atol=1e-6)
+    assert abs(float(got[0] @ got[1])) < 0.999

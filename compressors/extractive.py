@@ -95,9 +95,15 @@ class ExtractiveCompressor(Compressor):
         relevance = np.asarray(self.scorer.score(sentences, query), dtype=np.float64)
         if self.chunk_weight and sentences:
             # A sentence inherits part of its chunk's relevance: answers often sit in sentences that say "it" or
-            # "he" and match the question only through the paragraph around them.
+            # "he" and match the question only through the paragraph around them. The chunk's relevance is pooled
+            # from its sentences' (an encoder runs no pass over the paragraph).
             open_chunks = sorted(set(owner))
-            chunk_scores = self.scorer.score([chunks[ci] for ci in open_chunks], query)
+            parts: dict[int, list[tuple[int, int]]] = {ci: [] for ci in open_chunks}
+            for sent, ci in zip(sentences, owner, strict=True):
+                parts[ci].append((sent.start - chunks[ci].start, sent.end - chunks[ci].start))
+            chunk_scores = self.scorer.score_pooled(
+                [chunks[ci] for ci in open_chunks], [parts[ci] for ci in open_chunks], query
+            )
             by_index = dict(zip(open_chunks, chunk_scores, strict=True))
             inherited = np.asarray([by_index[ci] for ci in owner], dtype=np.float64)
             relevance = (1 - self.chunk_weight) * relevance + self.chunk_weight * inherited

@@ -58,6 +58,17 @@ class Scorer(ABC):
         ]
         return self.score(pieces, query) if pieces else []
 
+    def score_pooled(
+        self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> list[float]:
+        """Relevance of each chunk as a whole, given its parts (``parts[i]``: ``(start, end)`` spans of
+        ``chunks[i].text`` that were scored already, e.g. its sentences). By default the chunks are scored directly;
+        an encoder may instead pool the vectors it has for the parts, so a paragraph costs no forward pass of its own
+        (:class:`~promptzip.retrievers.dense.DenseScorer`)."""
+        if len(parts) != len(chunks):
+            raise InputError(f"score_pooled needs one list of parts per chunk ({len(parts)} for {len(chunks)})")
+        return self.score(chunks, query)
+
     @property
     def fingerprint(self) -> str:
         return self.name

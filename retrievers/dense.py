@@ -274,6 +274,34 @@ class DenseScorer(Scorer):
         q = self.embed_query(query) if query else _unit(emb.mean(axis=0, keepdims=True))[0]
         return [float(x) if np.isfinite(x) else 0.0 for x in emb @ q]
 
+    def score_pooled(
+        self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> list[float]:
+        """Cosine relevance of each chunk through the mean of its parts' unit vectors, weighted by their length in
+        characters (what mean pooling over the whole would weigh them by, minus the context across parts): the
+        parts' vectors are in the memo once they were scored, so a paragraph costs no forward pass. A chunk without
+        parts is encoded whole."""
+        if len(parts) != len(chunks):
+            raise InputError(f"score_pooled needs one list of parts per chunk ({len(parts)} for {len(chunks)})")
+        if not chunks:
+            return []
+        texts = [c.text[a:b] for c, pairs in zip(chunks, parts, strict=True) for a, b in pairs]
+        whole = [c.text for c, pairs in zip(chunks, parts, strict=True) if not pairs]
+        vectors = self._vectors(texts + whole, keep_states=True)
+        pooled = np.empty((len(chunks), vectors.shape[1]), dtype=np.float32)
+        at, alone = 0, len(texts)
+        for i, pairs in enumerate(parts):
+            if pairs:
+                weights = np.asarray([b - a for a, b in pairs], dtype=np.float32)[:, None]
+                pooled[i] = (vectors[at : at + len(pairs)] * weights).sum(axis=0)
+                at += len(pairs)
+            else:
+                pooled[i] = vectors[alone]
+                alone += 1
+        emb = _unit(pooled)
+        q = self.embed_query(query) if query else _unit(emb.mean(axis=0, keepdims=True))[0]
+        return [float(x) if np.isfinite(x) else 0.0 for x in emb @ q]
+
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
         emb = self._vectors([c.text for c in chunks], keep_states=True)
         if query:

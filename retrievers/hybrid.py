@@ -36,6 +36,15 @@ class HybridScorer(Scorer):
             return dense
         return self._mix(dense, self.sparse.score_spans(chunks, spans, query))
 
+    def score_pooled(
+        self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> list[float]:
+        """The dense part pooled from the parts (``score_pooled``), BM25 on the whole chunks."""
+        dense = self.dense.score_pooled(chunks, parts, query)
+        if not query:
+            return dense
+        return self._mix(dense, self.sparse.score(chunks, query))
+
     def _mix(self, dense: Sequence[float], sparse: Sequence[float]) -> list[float]:
         top = max(sparse, default=0.0)
         norm = [s / top for s in sparse] if top > 0 else [0.0] * len(sparse)

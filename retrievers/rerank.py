@@ -209,6 +209,12 @@ class RerankedScorer(Scorer):
         ]
         return self._rerank(pieces, first, query)
 
+    def score_pooled(
+        self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> list[float]:
+        """The first stage's pooled scores, the best ``top_k`` chunks re-ordered by the reranker."""
+        return self._rerank(chunks, self.first.score_pooled(chunks, parts, query), query)
+
     def _rerank(self, chunks: Sequence[Chunk], first: Sequence[float], query: str | None) -> list[float]:
         import numpy as np
 

@@ -226,3 +226,37 @@ def test_a_span_past_the_encoders_length_limit_is_encoded_alone() -> None:
     got = scorer.embed_spans([long], [[(0, 17), tail]])
     np.testing.assert_allclose(got[1], scorer.embed([long[slice(*tail)]])[0], atol=1e-6)
     assert abs(float(got[0] @ got[1])) < 0.999
+
+
+def test_a_chunk_is_scored_from_its_sentences_vectors_without_a_pass() -> None:
+    from promptzip.retrievers.hybrid import HybridScorer
+    from promptzip.retrievers.sparse import BM25Scorer
+    from promptzip.testing import KeywordScorer
+
+    paragraph = " ".join(SENTENCES[:2])
+    cut = len(SENTENCES[0])
+    parts = [[(0, cut), (cut + 1, len(paragraph))], []]
+    chunks = [Chunk(paragraph), Chunk(SENTENCES[4])]
+    scorer = DenseScorer(precision="float32")
+    query = "Who built the tower?"
+    scorer.score([Chunk(SENTENCES[0]), Chunk(SENTENCES[1]), chunks[1]], query)
+    calls, handle = _count_forwards(scorer)
+    try:
+        got = scorer.score_pooled(chunks, parts, query)
+        assert calls[0] == 0  # every part (and the part-less chunk, whole) is in the memo
+    finally:
+        handle.remove()
+    vectors = scorer.embed(SENTENCES[:2])
+    mean = vectors[0] * cut + vectors[1] * (len(paragraph) - cut - 1)
+    expected = float(mean @ scorer.embed_query(query)) / float(np.linalg.norm(mean))
+    assert got[0] == pytest.approx(expected, abs=1e-5)
+    assert got[1] == pytest.approx(scorer.score([chunks[1]], query)[0], abs=1e-6)
+    assert abs(got[0] - scorer.score([chunks[0]], query)[0]) < 0.15  # close to encoding the paragraph whole
+    with pytest.raises(InputError):
+        scorer.score_pooled(chunks, parts[:1], query)
+    # the hybrid: pooled dense, BM25 on the whole chunks; a scorer without vectors scores the chunks directly
+    mixed = HybridScorer(scorer, BM25Scorer(), weight=0.3).score_pooled(chunks, parts, query)
+    bm25 = BM25Scorer().score(chunks, query)
+    expected_mix = [0.7 * d + 0.3 * b / max(bm25) for d, b in zip(got, bm25, strict=True)]
+    np.testing.assert_allclose(mixed, expected_mix, atol=1e-6)
+    assert KeywordScorer().score_pooled(chunks, parts, query) == KeywordScorer().score(chunks, query)

@@ -109,3 +109,37 @@ def test_a_lone_clause_is_worth_less_than_the_clause_with_its_neighbour() -> Non
     assert default.tokens_out <= budget
     # valued like the pair (the old 0.9), the cheaper lone clause wins and leaves room for a "bridge" sentence
     assert "1487" not in compress(clause_single=0.9).context
+
+
+def test_chunk_weight_pools_each_chunks_relevance_from_its_sentences() -> None:
+    class Pooled(KeywordScorer):
+        def __init__(self) -> None:
+            self.parts: list[list[list[str]]] = []
+
+        def score_pooled(self, chunks, parts, query):  # type: ignore[no-untyped-def]
+            self.parts.append([[c.text[a:b] for a, b in p] for c, p in zip(chunks, parts, strict=True)])
+            return [1.0 if "Tamar" in c.text else 0.0 for c in chunks]
+
+    text = (
+        "The river Tamar flows south to the sea. Its crossing was ready in 1487.\n\n"
+        "The stone bridge of the other town was finished after the war."
+    )
+    question = "When was the stone bridge finished?"
+    tok = pz.get_tokenizer("gpt-4o")
+    budget = tok.count("The stone bridge of the other town was finished after the war.") + 2 + tok.count(question)
+
+    def compress(weight: float, scorer: KeywordScorer) -> pz.Result:
+        compressor = ExtractiveCompressor(scorer, min_relevance=None, chunk_weight=weight)
+        return pz.Zipper(compressor).compress(text, question=question, budget=budget)
+
+    assert "stone bridge" in compress(0.0, Pooled()).context  # the keyword match wins on its own
+    pooled = Pooled()
+    carried = compress(0.9, pooled).context  # the first paragraph's pooled relevance carries its sentences
+    assert "stone bridge" not in carried
+    assert "Tamar" in carried or "1487" in carried
+    assert pooled.parts == [
+        [
+            ["The river Tamar flows south to the sea.", "Its crossing was ready in 1487."],
+            ["The stone bridge of the other town was finished after the war."],
+        ]
+    ]

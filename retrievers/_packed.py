@@ -53,6 +53,8 @@ class Packer:
         import torch
 
         tokenizer, bert = self.model.tokenizer, self.model[0].auto_model
+        if not texts:
+            return Encoded(np.zeros((0, bert.config.hidden_size), dtype=np.float32), [], [])
         enc = tokenizer(list(texts), truncation=True, max_length=self.limit, return_offsets_mapping=True)
         ids: list[list[int]] = enc["input_ids"]
         offsets = [np.asarray(o, dtype=np.int32).reshape(-1, 2) for o in enc["offset_mapping"]]

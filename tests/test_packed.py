@@ -43,6 +43,9 @@ def test_packed_vectors_and_token_states_match_the_library_encode() -> None:
     np.testing.assert_array_equal(plain.vectors, encoded.vectors)
     assert plain.states == []
     assert plain.offsets == []
+    empty = packer.encode([], states=True)
+    assert empty.vectors.shape == (0, encoded.vectors.shape[1])
+    assert empty.states == []
 
 
 def test_bins_fill_rows_first_fit_and_keep_long_texts_alone() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant
+from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant, span_chunks
 from promptzip._split import sentence_spans
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Span, Variant
@@ -159,15 +159,9 @@ class ExtractiveCompressor(Compressor):
         95.4 / 87.8, and 97.6 instead of 97.8 at 10x)."""
         live = [si for si in np.argsort(-utility, kind="stable").tolist() if not duplicate[si]]
         long = [si for si in live[: self.clause_sentences] if len(sentences[si].text) >= self.clause_min_chars]
-        pieces: list[Chunk] = []
-        parent: list[int] = []
-        spans: list[list[tuple[int, int]]] = []
-        for si in long:
-            sent = sentences[si]
-            spans.append(clause_spans(sent.text, min_chars=max(24, self.clause_min_chars // 5)))
-            for a, b in spans[-1]:
-                pieces.append(Chunk(sent.text[a:b], sent.source_id, sent.start + a, sent.start + b))
-                parent.append(si)
+        spans = [clause_spans(sentences[si].text, min_chars=max(24, self.clause_min_chars // 5)) for si in long]
+        pieces = span_chunks([sentences[si] for si in long], spans)
+        parent = [si for si, pairs in zip(long, spans, strict=True) for _ in pairs]
         if not pieces:
             return
         # Each clause is read in its sentence: an encoder pools the clause's token vectors from the pass that scored

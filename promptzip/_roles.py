@@ -22,7 +22,7 @@ from promptzip._errors import InputError, PromptZipError
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Span, TokenScores, Variant
 
-__all__ = ["Compressor", "Retriever", "Scorer", "TokenScorer"]
+__all__ = ["Compressor", "Retriever", "Scorer", "TokenScorer", "span_chunks"]
 
 
 class Scorer(ABC):
@@ -31,14 +31,10 @@ class Scorer(ABC):
     name = "scorer"
 
     def score(self, chunks: Sequence[Chunk], query: str | None) -> list[float]:
-        if query is not None and not isinstance(query, str):
-            raise InputError(f"query must be str or None, not {type(query).__name__}")
+        query = _checked_query(query)
         if not chunks:
             return []
-        scores = self._score(chunks, query.strip() if query else None)
-        if len(scores) != len(chunks):
-            raise PromptZipError(f"scorer {self.name!r} returned {len(scores)} scores for {len(chunks)} chunks")
-        return [s if math.isfinite(s) else 0.0 for s in map(float, scores)]
+        return self._checked(self._score(chunks, query), len(chunks))
 
     @abstractmethod
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]: ...
@@ -47,31 +43,61 @@ class Scorer(ABC):
         self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
     ) -> list[float]:
         """Relevance of character spans (``spans[i]``: ``(start, end)`` pairs inside ``chunks[i].text``), flat, in
-        order. By default each span is scored as a chunk of its own; an encoder may override it to score the spans
-        in their context from one pass over each chunk (:class:`~promptzip.retrievers.dense.DenseScorer`)."""
-        if len(spans) != len(chunks):
-            raise InputError(f"score_spans needs one list of spans per chunk ({len(spans)} for {len(chunks)})")
-        pieces = [
-            Chunk(c.text[a:b], c.source_id, c.start + a, c.start + b)
-            for c, pairs in zip(chunks, spans, strict=True)
-            for a, b in pairs
-        ]
-        return self.score(pieces, query) if pieces else []
+        order. By default each span is scored as a chunk of its own (:func:`span_chunks`); an encoder may override
+        ``_score_spans`` to score the spans in their context from one pass over each chunk
+        (:class:`~promptzip.retrievers.dense.DenseScorer`)."""
+        query = _checked_query(query)
+        count = len(span_chunks(chunks, spans))
+        return self._checked(self._score_spans(chunks, spans, query), count) if count else []
+
+    def _score_spans(
+        self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> Sequence[float]:
+        return self._score(span_chunks(chunks, spans), query)
 
     def score_pooled(
         self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
     ) -> list[float]:
         """Relevance of each chunk as a whole, given its parts (``parts[i]``: ``(start, end)`` spans of
         ``chunks[i].text`` that were scored already, e.g. its sentences). By default the chunks are scored directly;
-        an encoder may instead pool the vectors it has for the parts, so a paragraph costs no forward pass of its own
-        (:class:`~promptzip.retrievers.dense.DenseScorer`)."""
+        an encoder may override ``_score_pooled`` to pool the vectors it has for the parts, so a paragraph costs no
+        forward pass of its own (:class:`~promptzip.retrievers.dense.DenseScorer`)."""
+        query = _checked_query(query)
         if len(parts) != len(chunks):
             raise InputError(f"score_pooled needs one list of parts per chunk ({len(parts)} for {len(chunks)})")
-        return self.score(chunks, query)
+        return self._checked(self._score_pooled(chunks, parts, query), len(chunks)) if chunks else []
+
+    def _score_pooled(
+        self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
+    ) -> Sequence[float]:
+        return self._score(chunks, query)
+
+    def _checked(self, scores: Sequence[float], expected: int) -> list[float]:
+        if len(scores) != expected:
+            raise PromptZipError(f"scorer {self.name!r} returned {len(scores)} scores for {expected} chunks")
+        return [s if math.isfinite(s) else 0.0 for s in map(float, scores)]
 
     @property
     def fingerprint(self) -> str:
         return self.name
+
+
+def span_chunks(chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]]) -> list[Chunk]:
+    """The spans as chunks of their own, flat and in order (``spans[i]``: ``(start, end)`` inside ``chunks[i].text``),
+    with offsets into the same source."""
+    if len(spans) != len(chunks):
+        raise InputError(f"score_spans needs one list of spans per chunk ({len(spans)} for {len(chunks)})")
+    return [
+        Chunk(c.text[a:b], c.source_id, c.start + a, c.start + b)
+        for c, pairs in zip(chunks, spans, strict=True)
+        for a, b in pairs
+    ]
+
+
+def _checked_query(query: str | None) -> str | None:
+    if query is not None and not isinstance(query, str):
+        raise InputError(f"query must be str or None, not {type(query).__name__}")
+    return query.strip() if query else None
 
 
 class TokenScorer(ABC):

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from promptzip._cache import Cache, NullCache, decode_array, encode_array, make_key
-from promptzip._errors import InputError
 from promptzip._models import load_sentence_encoder, resolve_model
 from promptzip._precision import precision_tag, resolve_precision, with_precision
 from promptzip._roles import Scorer
@@ -262,29 +261,19 @@ class DenseScorer(Scorer):
             out.update({k: encoded[j] for j, k in enumerate(alone)})
         return out
 
-    def score_spans(
+    def _score_spans(
         self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
-    ) -> list[float]:
+    ) -> Sequence[float]:
         """Cosine relevance of spans in their context (:meth:`embed_spans`): no forward pass beyond one per chunk."""
-        if len(spans) != len(chunks):
-            raise InputError(f"score_spans needs one list of spans per chunk ({len(spans)} for {len(chunks)})")
-        emb = self.embed_spans([c.text for c in chunks], spans)
-        if not len(emb):
-            return []
-        q = self.embed_query(query) if query else _unit(emb.mean(axis=0, keepdims=True))[0]
-        return [float(x) if np.isfinite(x) else 0.0 for x in emb @ q]
+        return self._cosines(self.embed_spans([c.text for c in chunks], spans), query)
 
-    def score_pooled(
+    def _score_pooled(
         self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
-    ) -> list[float]:
+    ) -> Sequence[float]:
         """Cosine relevance of each chunk through the mean of its parts' unit vectors, weighted by their length in
         characters (what mean pooling over the whole would weigh them by, minus the context across parts): the
         parts' vectors are in the memo once they were scored, so a paragraph costs no forward pass. A chunk without
         parts is encoded whole."""
-        if len(parts) != len(chunks):
-            raise InputError(f"score_pooled needs one list of parts per chunk ({len(parts)} for {len(chunks)})")
-        if not chunks:
-            return []
         texts = [c.text[a:b] for c, pairs in zip(chunks, parts, strict=True) for a, b in pairs]
         whole = [c.text for c, pairs in zip(chunks, parts, strict=True) if not pairs]
         vectors = self._vectors(texts + whole, keep_states=True)
@@ -298,17 +287,14 @@ class DenseScorer(Scorer):
             else:
                 pooled[i] = vectors[alone]
                 alone += 1
-        emb = _unit(pooled)
-        q = self.embed_query(query) if query else _unit(emb.mean(axis=0, keepdims=True))[0]
-        return [float(x) if np.isfinite(x) else 0.0 for x in emb @ q]
+        return self._cosines(_unit(pooled), query)
 
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
-        emb = self._vectors([c.text for c in chunks], keep_states=True)
-        if query:
-            q = self.embed_query(query)
-        else:
-            centroid = emb.mean(axis=0)
-            q = centroid / (np.linalg.norm(centroid) or 1.0)
+        return self._cosines(self._vectors([c.text for c in chunks], keep_states=True), query)
+
+    def _cosines(self, emb: np.ndarray, query: str | None) -> list[float]:
+        """Cosine of each unit row with the query, or without one with the rows' centroid (centrality)."""
+        q = self.embed_query(query) if query else _unit(emb.mean(axis=0, keepdims=True))[0]
         return [float(s) for s in emb @ q.astype(np.float32)]
 
 

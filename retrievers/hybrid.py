@@ -27,18 +27,18 @@ class HybridScorer(Scorer):
             return dense
         return self._mix(dense, self.sparse.score(chunks, query))
 
-    def score_spans(
+    def _score_spans(
         self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
-    ) -> list[float]:
+    ) -> Sequence[float]:
         """The dense part from the dense scorer's ``score_spans`` (spans in context), BM25 on the span texts."""
         dense = self.dense.score_spans(chunks, spans, query)
         if not query:
             return dense
         return self._mix(dense, self.sparse.score_spans(chunks, spans, query))
 
-    def score_pooled(
+    def _score_pooled(
         self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
-    ) -> list[float]:
+    ) -> Sequence[float]:
         """The dense part pooled from the parts (``score_pooled``), BM25 on the whole chunks."""
         dense = self.dense.score_pooled(chunks, parts, query)
         if not query:

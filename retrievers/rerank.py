@@ -25,7 +25,7 @@ from typing import Any
 from promptzip._errors import ConfigError, InputError, check_int
 from promptzip._models import load_hf_folder, load_once, resolve_model
 from promptzip._precision import int8_model, precision_tag
-from promptzip._roles import Retriever, Scorer
+from promptzip._roles import Retriever, Scorer, span_chunks
 from promptzip._types import Chunk
 from promptzip.retrievers._corpus import scored
 from promptzip.retrievers.dense import weights_fingerprint
@@ -196,22 +196,16 @@ class RerankedScorer(Scorer):
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
         return self._rerank(chunks, self.first.score(chunks, query), query)
 
-    def score_spans(
+    def _score_spans(
         self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None
-    ) -> list[float]:
+    ) -> Sequence[float]:
         """The first stage's span scores (in context, for an encoder), the best ``top_k`` spans re-ordered by the
         reranker reading each span's text."""
-        first = self.first.score_spans(chunks, spans, query)
-        pieces = [
-            Chunk(c.text[a:b], c.source_id, c.start + a, c.start + b)
-            for c, p in zip(chunks, spans, strict=True)
-            for a, b in p
-        ]
-        return self._rerank(pieces, first, query)
+        return self._rerank(span_chunks(chunks, spans), self.first.score_spans(chunks, spans, query), query)
 
-    def score_pooled(
+    def _score_pooled(
         self, chunks: Sequence[Chunk], parts: Sequence[Sequence[tuple[int, int]]], query: str | None
-    ) -> list[float]:
+    ) -> Sequence[float]:
         """The first stage's pooled scores, the best ``top_k`` chunks re-ordered by the reranker."""
         return self._rerank(chunks, self.first.score_pooled(chunks, parts, query), query)
 

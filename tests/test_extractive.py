@@ -116,7 +116,7 @@ def test_chunk_weight_pools_each_chunks_relevance_from_its_sentences() -> None:
         def __init__(self) -> None:
             self.parts: list[list[list[str]]] = []
 
-        def score_pooled(self, chunks, parts, query):  # type: ignore[no-untyped-def]
+        def _score_pooled(self, chunks, parts, query):  # type: ignore[no-untyped-def]
             self.parts.append([[c.text[a:b] for a, b in p] for c, p in zip(chunks, parts, strict=True)])
             return [1.0 if "Tamar" in c.text else 0.0 for c in chunks]
 

@@ -117,12 +117,13 @@ class DenseRetriever(CorpusRetriever):
     >>> retriever.save("index/"); DenseRetriever.load("index/")  # doctest: +SKIP
 
     ``model`` is a registry key (``"minilm"``), a local folder or a hub id (any sentence-transformers model).
-    ``add`` encodes in batches of ``batch_size`` with a progress bar above 256 new texts (``progress=False`` to hide
-    it); with a ``cache`` each distinct text is encoded once, ever. ``precision`` is the encoder's (see
-    :class:`~promptzip.retrievers.dense.DenseScorer`); a saved index loads under any precision of the same weights.
-    :meth:`add_vectors` indexes vectors the caller computed with the same encoder. See the module docstring for the
-    index type and the class docstring of :class:`~promptzip.retrievers.fusion.CorpusRetriever` for ids, refusals
-    and the empty corpus (``[]``).
+    ``add`` encodes like :class:`~promptzip.retrievers.dense.DenseScorer` (packed rows for the packaged encoder,
+    batches of ``batch_size`` for one that cannot be packed) with a progress bar above 256 new texts
+    (``progress=False`` to hide it); with a ``cache`` each distinct text is encoded once, ever. ``precision`` is the
+    encoder's (see :class:`~promptzip.retrievers.dense.DenseScorer`); a saved index loads under any precision of
+    the same weights. :meth:`add_vectors` indexes vectors the caller computed with the same encoder. See the module
+    docstring for the index type and the class docstring of :class:`~promptzip.retrievers.fusion.CorpusRetriever`
+    for ids, refusals and the empty corpus (``[]``).
     """
 
     name = "dense"

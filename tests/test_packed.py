@@ -48,7 +48,7 @@ def test_packed_vectors_and_token_states_match_the_library_encode() -> None:
     assert empty.states == []
 
 
-def test_bins_fill_rows_first_fit_and_keep_long_texts_alone() -> None:
+def test_bins_fill_rows_best_fit_and_keep_long_texts_alone() -> None:
     packer = Packer(load_sentence_encoder("minilm"), row_tokens=100, rows=2)
     lengths = [60, 10, 150, 40, 30, 100, 5]
     rows = packer._bins(lengths)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptzip.evals.metrics import answer_retained, exact_match, squad_f1, wilson_interval
+from promptzip.evals.metrics import RETENTION_METRIC, answer_retained, exact_match, squad_f1, wilson_interval
 from promptzip.evals.runner import budget_for
 from promptzip.evals.suites import Item
 
@@ -95,6 +95,7 @@ def run_downstream(
         "n": len(items),
         "ratio": ratio,
         "max_new_tokens": max_new_tokens,
+        "retention_metric": RETENTION_METRIC,
         "methods": {},
     }
     for method in methods:

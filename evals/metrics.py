@@ -26,6 +26,7 @@ __all__ = [
     "lcs_length",
     "mean_interval",
     "normalize_answer",
+    "normalize_text",
     "spans_overlap",
     "squad_f1",
     "summary_recall",
@@ -34,6 +35,12 @@ __all__ = [
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans(dict.fromkeys(string.punctuation, " "))
+_NOT_WORD = re.compile(r"[^\w\s]|_")
+
+RETENTION_METRIC = 2
+"""Version of :func:`answer_retained`; record files carry it so a report never mixes versions unmarked.
+1: :func:`normalize_answer` on both sides (ASCII punctuation only), so an answer kept verbatim between curly quotes
+or em-dashes (“…”, —) counted as lost. 2: :func:`normalize_text` on both sides (all punctuation and symbols)."""
 _STOPWORDS = frozenset(
     "a an and are as at be been being but by can could did do does for from had has have he her hers him his how i"
     " if in into is it its me my no not of on or our she so than that the their them then there these they this"
@@ -47,10 +54,17 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
 
 
+def normalize_text(text: str) -> str:
+    """:func:`normalize_answer` with every non-word character as punctuation, not only ASCII's: “…”, —, « » and
+    ¿ separate words as " and - do. For matching answers inside text; SQuAD's EM and F1 keep the official one."""
+    return " ".join(_ARTICLES.sub(" ", _NOT_WORD.sub(" ", text.lower())).split())
+
+
 def answer_retained(context: str, answers: Iterable[str]) -> bool:
-    """Whether any gold answer survives in ``context`` (both normalized, padded so "1889" ≠ "18890")."""
-    haystack = f" {normalize_answer(context)} "
-    return any(f" {a} " in haystack for a in map(normalize_answer, answers) if a)
+    """Whether any gold answer survives in ``context`` (both :func:`normalize_text`-ed, padded so "1889" ≠
+    "18890"); see :data:`RETENTION_METRIC`."""
+    haystack = f" {normalize_text(context)} "
+    return any(f" {a} " in haystack for a in map(normalize_text, answers) if a)
 
 
 def spans_overlap(kept: Iterable[Span], target: Span) -> bool:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from promptzip.evals.metrics import RETENTION_METRIC
 from promptzip.evals.suites import SUITES
 
 __all__ = ["NOTES", "build_report", "markdown", "plot_latency", "plot_retention"]
@@ -66,6 +67,28 @@ def _latency(stats: Mapping[str, Any]) -> str:
     return f"{1000 * s:.0f} ms" if s < 10 else f"{s:.0f} s"
 
 
+def _stale(entry: Mapping[str, Any], name: str) -> bool:
+    """Whether ``name``'s records in this suite were scored with an older retention metric."""
+    method = entry["methods"].get(name, {})
+    return entry["kind"] == "qa" and int(method.get("retention_metric", RETENTION_METRIC)) != RETENTION_METRIC
+
+
+def _label(entry: Mapping[str, Any], name: str) -> str:
+    return f"{name} †" if _stale(entry, name) else name
+
+
+def _stale_note(entry: Mapping[str, Any]) -> list[str]:
+    stale = sorted(m for m in entry["methods"] if _stale(entry, m))
+    if not stale:
+        return []
+    return [
+        f"† {', '.join(stale)}: records scored with retention metric v1 (ASCII punctuation only), which counts an "
+        f"answer kept between curly quotes or dashes as lost (v{RETENTION_METRIC} does not); re-run them (`--resume` "
+        "re-runs every such item) to compare exactly.",
+        "",
+    ]
+
+
 def _headline(entry: Mapping[str, Any], methods: Mapping[str, Any], kind: str, ratios: list[float]) -> list[str]:
     heads = [f"{r:g}x" for r in ratios]
     lines = [
@@ -88,7 +111,7 @@ def _headline(entry: Mapping[str, Any], methods: Mapping[str, Any], kind: str, r
         fails = sum(s.get("failures", 0) for s in stats)
         cells = " | ".join(_cell(s, kind) for s in stats)
         lines.append(
-            f"| {name} | {n} | {cells} | {achieved} | {over_cell} | {_latency(mid)} | "
+            f"| {_label(entry, name)} | {n} | {cells} | {achieved} | {over_cell} | {_latency(mid)} | "
             f"{_num(mid.get('tokens_per_s'), '.0f')} | {fails} |"
         )
     return lines
@@ -154,6 +177,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         methods = {m: v["by_ratio"] for m, v in entry["methods"].items()}
         out += _headline(entry, methods, kind, ratios)
         out.append("")
+        out += _stale_note(entry)
         if entry.get("paired"):
             out += [
                 f"Paired: every method on the same {entry['paired_items']} items that every slow baseline ran "
@@ -200,6 +224,11 @@ def _downstream(d: Mapping[str, Any]) -> list[str]:
             f"| {name} | {_pct(s['contains'])} [{_pct(lo)}–{_pct(hi)}] | {_pct(s['em'])} | {_pct(s['f1'])} | "
             f"{_pct(s['retention'])} | {s['failures']} |"
         )
+    if d.get("retention_metric", 1) != RETENTION_METRIC:
+        lines += [
+            "",
+            "'Answer contained' and 'answer in context' here were scored with retention metric v1 (see above).",
+        ]
     lines.append("")
     return lines
 
@@ -343,10 +372,12 @@ def readme_table(results: Mapping[str, Any], suite: str = "squad-qa") -> str:
         n = max(s.get("targets", s.get("items", 0)) for s in stats)
         middle = stats[len(stats) // 2].get("retention") or 0.0
         cells = " | ".join(_cell(s, entry["kind"]) for s in stats)
-        rows.append((-middle, name, f"| {name} | {n} | {cells} |"))
+        rows.append((-middle, name, f"| {_label(entry, name)} | {n} | {cells} |"))
     head = "| method | n | " + " | ".join(f"{r:g}x" for r in ratios) + " |"
     rule = "|---|---:|" + "---:|" * len(ratios)
-    return "\n".join([head, rule, *(line for _, _, line in sorted(rows))])
+    lines = [head, rule, *(line for _, _, line in sorted(rows))]
+    note = _stale_note(entry)[:1]
+    return "\n".join([*lines, "", *note] if note else lines)
 
 
 def update_readme(readme: Path, results: Mapping[str, Any]) -> bool:

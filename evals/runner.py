@@ -23,7 +23,14 @@ from typing import Any
 
 from promptzip._tokenizers import get_tokenizer
 from promptzip.evals.methods import TOKENIZER, Method, trim_to_budget
-from promptzip.evals.metrics import answer_retained, mean_interval, spans_overlap, summary_recall, wilson_interval
+from promptzip.evals.metrics import (
+    RETENTION_METRIC,
+    answer_retained,
+    mean_interval,
+    spans_overlap,
+    summary_recall,
+    wilson_interval,
+)
 from promptzip.evals.suites import Item, Suite, slow_subset
 
 __all__ = ["Record", "aggregate", "budget_for", "load_records", "run_method"]
@@ -118,7 +125,9 @@ def run_method(
     kept: list[Record] = []
     if resume and path.is_file():
         # Keep every item whose records all succeeded; run the others (failed after a fix, or new when n grew).
-        _, previous = _read_record_file(path)
+        previous_meta, previous = _read_record_file(path)
+        if suite.kind == "qa" and previous_meta.get("retention_metric", 1) != RETENTION_METRIC:
+            previous = []  # scored with another retention metric: run every item again
         wanted = {i.id for i in items}
         broken = {r.item for r in previous if r.error is not None}
         kept = [r for r in previous if r.item in wanted and r.item not in broken]
@@ -151,6 +160,7 @@ def run_method(
             "ratios": list(suite.ratios),
             "settings": method.settings(),
             "wall_s": time.perf_counter() - started,
+            **({"retention_metric": RETENTION_METRIC} if suite.kind == "qa" else {}),
             **(meta or {}),
         }
     }
@@ -282,6 +292,7 @@ def aggregate(metas: dict[tuple[str, str], dict[str, Any]], records: list[Record
         entry["methods"][method] = {
             "slow": meta["slow"],
             "settings": meta["settings"],
+            **({"retention_metric": meta.get("retention_metric", 1)} if meta["kind"] == "qa" else {}),
             "by_ratio": {
                 str(ratio): _stats(by_key.get((suite, method, ratio), []), meta["kind"]) for ratio in meta["ratios"]
             },

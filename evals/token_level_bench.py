@@ -42,6 +42,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from promptzip.evals.metrics import RETENTION_METRIC
+
 __all__ = ["main", "profile_classifier", "retention_of", "sample"]
 
 RATES = (0.5, 0.33)
@@ -264,7 +266,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['questions']} questions from {report['articles']} whole articles"
         f" (~{report['mean_article_tokens']:.0f} o200k tokens each); a question is retained when a gold answer"
-        " survives the pruning.",
+        f" survives the pruning (retention metric v{report.get('retention_metric', 1)}, see"
+        " `promptzip.evals.metrics.RETENTION_METRIC`).",
         f"Machine: {report['machine']['cpus']} CPUs, load average {report['machine']['load']}, torch threads"
         f" {report['machine']['torch_threads']}.",
         "",
@@ -348,12 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(),
         },
+        "retention_metric": RETENTION_METRIC,
         "methods": {},
     }
     previous = args.out / "token_level.json"
     if args.merge and previous.is_file():
         old = json.loads(previous.read_text(encoding="utf-8"))
-        if old.get("article_titles") == report["article_titles"] and old.get("questions") == report["questions"]:
+        same_sample = all(old.get(k) == report[k] for k in ("article_titles", "questions"))
+        if same_sample and old.get("retention_metric", 1) == RETENTION_METRIC:
             report["methods"] = old.get("methods", {})
             report.update({k: old[k] for k in ("profile", "paired_speed") if k in old})
     worker = None

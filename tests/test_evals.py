@@ -17,6 +17,8 @@ import pytest
 from promptzip._types import Span
 from promptzip.evals import data
 from promptzip.evals.metrics import (
+    RETENTION_METRIC,
+    answer_retained,
     exact_match,
     lcs_length,
     mean_interval,
@@ -35,6 +37,21 @@ def test_squad_em_and_f1() -> None:
     assert exact_match("Eiffel", ["eiffel tower"]) == 0.0
     assert squad_f1("Eiffel", ["eiffel tower"]) == pytest.approx(2 / 3)
     assert squad_f1("", ["x"]) == 0.0
+
+
+def test_retention_treats_unicode_punctuation_as_punctuation() -> None:
+    kept = "Kohr's book—known for its statement “Whenever something is wrong, something is too big”—was read."
+    assert answer_retained(kept, ["Whenever something is wrong, something is too big"])
+    assert answer_retained(kept, ["“Whenever something is wrong, something is too big”"])
+    assert answer_retained("«Paris»", ["Paris"])
+    assert answer_retained("¿Paris?", ["paris"])
+    assert answer_retained("It opened in 1889.", ["1889"])
+    assert not answer_retained("It opened in 18890.", ["1889"])  # still whole words only
+    assert not answer_retained("The Eiffel Tower", ["Tower of Babel"])
+    assert not answer_retained("anything", ["", "  "])  # an empty answer matches nothing
+    # SQuAD's EM keeps the official (ASCII) normalization
+    assert exact_match("“Paris”", ["Paris"]) == 0.0
+    assert exact_match('"Paris"', ["Paris"]) == 1.0
 
 
 def test_summary_recall_is_recall_only() -> None:
@@ -160,6 +177,8 @@ def test_report_from_records(tmp_path: Path) -> None:
         ]
         records.append(Record("squad-qa", method, 10.0, "q9", "b", 1000, 100, targets=1, error="ValueError: boom"))
         header = {"meta": {**meta, "method": method, "slow": slow, "settings": {"description": method}}}
+        if not slow:  # the slow baseline's file predates the metric's version field: scored with v1
+            header["meta"]["retention_metric"] = RETENTION_METRIC
         _write_records(tmp_path / "records" / "squad-qa" / f"{method}.jsonl.gz", header, records)
     results = build_report(tmp_path, command="test")
     stats = results["suites"]["squad-qa"]["methods"]["promptzip-fast"]["by_ratio"]["10.0"]
@@ -169,6 +188,8 @@ def test_report_from_records(tmp_path: Path) -> None:
     assert results["suites"]["squad-qa"]["paired_items"] == 3
     text = (tmp_path / "results.md").read_text(encoding="utf-8")
     assert "| promptzip-fast |" in text
+    assert "| llmlingua † |" in text
+    assert "† llmlingua: records scored with retention metric v1" in text
     assert "Paired" in text
     assert "ValueError" not in text
     for png in ("retention.png", "latency.png"):
@@ -177,7 +198,7 @@ def test_report_from_records(tmp_path: Path) -> None:
 
 def test_resume_runs_only_failed_or_missing_items(tmp_path: Path) -> None:
     from promptzip.evals.methods import Method, Output
-    from promptzip.evals.runner import load_records, run_method
+    from promptzip.evals.runner import _read_record_file, _write_records, load_records, run_method
     from promptzip.evals.suites import Suite
 
     class Flaky(Method):
@@ -206,6 +227,15 @@ def test_resume_runs_only_failed_or_missing_items(tmp_path: Path) -> None:
     _, records = load_records(tmp_path)
     assert sorted(r.item for r in records) == ["i0", "i1", "i2"]
     assert all(r.error is None and r.retained == 1 for r in records)
+    # records scored with an older retention metric are all run again
+    path = tmp_path / "records" / "toy" / "flaky.jsonl.gz"
+    meta, kept = _read_record_file(path)
+    assert meta["retention_metric"] == RETENTION_METRIC
+    _write_records(path, {"meta": {**meta, "retention_metric": RETENTION_METRIC - 1}}, kept)
+    again = Flaky(set())
+    run_method(suite, again, tmp_path, n_slow=1, progress=False, resume=True)
+    assert again.calls == ["i0", "i1", "i2"]
+    assert _read_record_file(path)[0]["retention_metric"] == RETENTION_METRIC
 
 
 def test_cli_hook_lists_methods() -> None:
@@ -302,7 +332,10 @@ def test_the_readme_results_table_is_written_between_its_markers(tmp_path: Path)
                 "kind": "qa",
                 "ratios": [10.0, 20.0, 50.0],
                 "methods": {
-                    "weak": {"by_ratio": {"10.0": stats(0.5), "20.0": stats(0.25), "50.0": stats(0.25)}},
+                    "weak": {
+                        "by_ratio": {"10.0": stats(0.5), "20.0": stats(0.25), "50.0": stats(0.25)},
+                        "retention_metric": 1,  # an older record file: marked, with the note under the table
+                    },
                     "strong": {"by_ratio": {"10.0": stats(0.75), "20.0": stats(0.5), "50.0": stats(0.25)}},
                 },
             }
@@ -318,7 +351,8 @@ def test_the_readme_results_table_is_written_between_its_markers(tmp_path: Path)
     rows = [line for line in text.splitlines() if line.startswith(("| strong", "| weak"))]
     assert len(rows) == 2  # best at the middle ratio first
     assert rows[0] == "| strong | 4 | 75.0 [65.0–85.0] | 50.0 [40.0–60.0] | 25.0 [15.0–35.0] |"
-    assert rows[1].startswith("| weak | 4 | 50.0")
+    assert rows[1].startswith("| weak † | 4 | 50.0")
+    assert "\n\n† weak: records scored with retention metric v1" in text
     assert update_readme(readme, results)  # idempotent
     assert readme.read_text(encoding="utf-8") == text
     plain = tmp_path / "PLAIN.md"

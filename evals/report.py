@@ -227,8 +227,9 @@ def _downstream(d: Mapping[str, Any]) -> list[str]:
     if d.get("retention_metric", 1) != RETENTION_METRIC:
         lines += [
             "",
-            "'Answer contained' and 'answer in context' here were scored with retention metric v1 (ASCII punctuation "
-            "only; `RETENTION_METRIC` in `promptzip/evals/metrics.py`); re-run `--downstream 40 --downstream-only` to rescore.",
+            "'Answer contained' and 'answer in context' here were scored with retention metric v1 (ASCII "
+            "punctuation only; `RETENTION_METRIC` in `promptzip/evals/metrics.py`); re-run "
+            "`--downstream 40 --downstream-only` to rescore.",
         ]
     lines.append("")
     return lines

@@ -15,7 +15,8 @@ import re
 import statistics
 import string
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from promptzip._types import Span
 
@@ -27,6 +28,7 @@ __all__ = [
     "mean_interval",
     "normalize_answer",
     "normalize_text",
+    "scored_with_current_metric",
     "spans_overlap",
     "squad_f1",
     "summary_recall",
@@ -49,15 +51,25 @@ _STOPWORDS = frozenset(
 )
 
 
+def _without_articles(text: str) -> str:
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
 def normalize_answer(text: str) -> str:
     """SQuAD's answer normalization: lower case, no punctuation, no articles, single spaces."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+    return _without_articles(text.lower().translate(_PUNCT))
 
 
 def normalize_text(text: str) -> str:
     """:func:`normalize_answer` with every non-word character as punctuation, not only ASCII's: “…”, —, « » and
     ¿ separate words as " and - do. For matching answers inside text; SQuAD's EM and F1 keep the official one."""
-    return " ".join(_ARTICLES.sub(" ", _NOT_WORD.sub(" ", text.lower())).split())
+    return _without_articles(_NOT_WORD.sub(" ", text.lower()))
+
+
+def scored_with_current_metric(meta: Mapping[str, Any]) -> bool:
+    """Whether a results header (a record file's meta, ``downstream.json``, ``token_level.json``) was scored with
+    this :data:`RETENTION_METRIC`; a header without the field predates it and is version 1."""
+    return bool(meta.get("retention_metric", 1) == RETENTION_METRIC)
 
 
 def answer_retained(context: str, answers: Iterable[str]) -> bool:

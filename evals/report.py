@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from promptzip.evals.metrics import RETENTION_METRIC
+from promptzip.evals.metrics import RETENTION_METRIC, scored_with_current_metric
 from promptzip.evals.suites import SUITES
 
 __all__ = ["NOTES", "build_report", "markdown", "plot_latency", "plot_retention"]
@@ -70,23 +70,22 @@ def _latency(stats: Mapping[str, Any]) -> str:
 def _stale(entry: Mapping[str, Any], name: str) -> bool:
     """Whether ``name``'s records in this suite were scored with an older retention metric."""
     method = entry["methods"].get(name, {})
-    return entry["kind"] == "qa" and int(method.get("retention_metric", RETENTION_METRIC)) != RETENTION_METRIC
+    return entry["kind"] == "qa" and "retention_metric" in method and not scored_with_current_metric(method)
 
 
 def _label(entry: Mapping[str, Any], name: str) -> str:
     return f"{name} †" if _stale(entry, name) else name
 
 
-def _stale_note(entry: Mapping[str, Any]) -> list[str]:
+def _stale_note(entry: Mapping[str, Any]) -> str | None:
     stale = sorted(m for m in entry["methods"] if _stale(entry, m))
     if not stale:
-        return []
-    return [
+        return None
+    return (
         f"† {', '.join(stale)}: records scored with retention metric v1 (ASCII punctuation only), which counts an "
         f"answer kept between curly quotes or dashes as lost (v{RETENTION_METRIC} does not); re-run them (`--resume` "
-        "re-runs every such item) to compare exactly.",
-        "",
-    ]
+        "re-runs every such item) to compare exactly."
+    )
 
 
 def _headline(entry: Mapping[str, Any], methods: Mapping[str, Any], kind: str, ratios: list[float]) -> list[str]:
@@ -156,7 +155,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         "",
         f"Generated {meta['generated']} by `{meta['command']}` on {meta['machine']}. Budgets are per item, "
         "`floor(o200k tokens of the context / ratio)`; every output is measured in o200k tokens. Retention: a gold "
-        "answer string survives (SQuAD-normalized), with 95% Wilson intervals; n counts questions. Failures count as "
+        "answer string survives (both sides lower-cased, without articles, every non-word character a space: "
+        f"retention metric v{RETENTION_METRIC}), with 95% Wilson intervals; n counts questions. Failures count as "
         "not retained. Latency is the compressor's own time per item on this CPU (models loaded beforehand).",
         "",
     ]
@@ -177,7 +177,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         methods = {m: v["by_ratio"] for m, v in entry["methods"].items()}
         out += _headline(entry, methods, kind, ratios)
         out.append("")
-        out += _stale_note(entry)
+        note = _stale_note(entry)
+        out += [note, ""] if note else []
         if entry.get("paired"):
             out += [
                 f"Paired: every method on the same {entry['paired_items']} items that every slow baseline ran "
@@ -224,7 +225,7 @@ def _downstream(d: Mapping[str, Any]) -> list[str]:
             f"| {name} | {_pct(s['contains'])} [{_pct(lo)}–{_pct(hi)}] | {_pct(s['em'])} | {_pct(s['f1'])} | "
             f"{_pct(s['retention'])} | {s['failures']} |"
         )
-    if d.get("retention_metric", 1) != RETENTION_METRIC:
+    if not scored_with_current_metric(d):
         lines += [
             "",
             "'Answer contained' and 'answer in context' here were scored with retention metric v1 (ASCII "
@@ -378,8 +379,8 @@ def readme_table(results: Mapping[str, Any], suite: str = "squad-qa") -> str:
     head = "| method | n | " + " | ".join(f"{r:g}x" for r in ratios) + " |"
     rule = "|---|---:|" + "---:|" * len(ratios)
     lines = [head, rule, *(line for _, _, line in sorted(rows))]
-    note = _stale_note(entry)[:1]
-    return "\n".join([*lines, "", *note] if note else lines)
+    note = _stale_note(entry)
+    return "\n".join([*lines, "", note] if note else lines)
 
 
 def update_readme(readme: Path, results: Mapping[str, Any]) -> bool:

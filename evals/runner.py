@@ -27,6 +27,7 @@ from promptzip.evals.metrics import (
     RETENTION_METRIC,
     answer_retained,
     mean_interval,
+    scored_with_current_metric,
     spans_overlap,
     summary_recall,
     wilson_interval,
@@ -126,7 +127,7 @@ def run_method(
     if resume and path.is_file():
         # Keep every item whose records all succeeded; run the others (failed after a fix, or new when n grew).
         previous_meta, previous = _read_record_file(path)
-        if suite.kind == "qa" and previous_meta.get("retention_metric", 1) != RETENTION_METRIC:
+        if suite.kind == "qa" and not scored_with_current_metric(previous_meta):
             previous = []  # scored with another retention metric: run every item again
         wanted = {i.id for i in items}
         broken = {r.item for r in previous if r.error is not None}

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from promptzip.evals.metrics import RETENTION_METRIC
+from promptzip.evals.metrics import RETENTION_METRIC, scored_with_current_metric
 
 __all__ = ["main", "profile_classifier", "retention_of", "sample"]
 
@@ -358,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.merge and previous.is_file():
         old = json.loads(previous.read_text(encoding="utf-8"))
         same_sample = all(old.get(k) == report[k] for k in ("article_titles", "questions"))
-        if same_sample and old.get("retention_metric", 1) == RETENTION_METRIC:
+        if same_sample and scored_with_current_metric(old):
             report["methods"] = old.get("methods", {})
             report.update({k: old[k] for k in ("profile", "paired_speed") if k in old})
     worker = None

@@ -4,10 +4,11 @@ means "keep", plus promptzip's own distilled CPU classifier.
 * Any architecture: words are grouped from the fast tokenizer's character offsets (a unit's score is the mean
   keep-probability of its tokens), never by model-name substrings, so XLM-RoBERTa, BERT, DeBERTa or a user's own
   model all work. Special tokens are found from the tokenizer (``build_inputs_with_special_tokens``).
-* Long inputs are cut into windows of the model's maximum length that overlap by ``overlap`` tokens; each token
-  takes its probability from the window where it sits farthest from an edge, and the last window is aligned to
-  the end of the text (the last sentence always gets full context, LLMLingua #213). All windows of all texts of a
-  call run in padded batches; what happens after the forward pass is numpy over whole arrays (LLMLingua #175).
+* Long inputs are cut into windows (``max_length``: the model's maximum length, 128 for the distilled classifier)
+  that overlap by ``overlap`` tokens; each token takes its probability from the window where it sits farthest from
+  an edge, and the last window is aligned to the end of the text (the last sentence always gets full context,
+  LLMLingua #213). All windows of all texts of a call run in padded batches; what happens after the forward pass
+  is numpy over whole arrays (LLMLingua #175).
 * ``model="minilm-tc"`` (the default) is the classifier distilled here (``promptzip train token-classifier``):
   the packaged all-MiniLM-L6-v2 encoder with LoRA deltas merged into its weights and a linear head, read from the
   small artifact under ``promptzip/compressors/models/minilm-tc/``. The published LLMLingua-2 checkpoints load by
@@ -45,6 +46,11 @@ __all__ = [
 ]
 
 DISTILLED = "minilm-tc"
+# The distilled classifier reads windows of 128 word pieces overlapping by 16 (other models: 512 / 64). It was
+# trained on segments of 256; on its 23 held-out training texts, agreement with the teacher is as high at 128 / 16
+# as at 512 / 64 (Spearman .7235 vs .7125, top-half overlap .798 vs .790, int8), and attention, which is a quarter
+# of the forward pass's time at 128 and more than a third at 256, costs less per token: ~1.8x the tokens/s.
+DISTILLED_WINDOW = (128, 16)
 """Name of the classifier distilled by ``promptzip train token-classifier`` and shipped as package data."""
 
 
@@ -316,11 +322,14 @@ class TokenClassifierScorer(BatchTokenScorer):
         self,
         model: str = DISTILLED,
         *,
-        max_length: int = 512,
-        overlap: int = 64,
+        max_length: int | None = None,
+        overlap: int | None = None,
         batch_size: int = 8,
         int8: bool = True,
     ) -> None:
+        default_length, default_overlap = DISTILLED_WINDOW if model == DISTILLED else (512, 64)
+        max_length = default_length if max_length is None else max_length
+        overlap = default_overlap if overlap is None else overlap
         if max_length < 8 or overlap < 0 or batch_size < 1:
             raise ConfigError("need max_length ≥ 8, overlap ≥ 0 and batch_size ≥ 1")
         self.model_name = model

@@ -394,6 +394,21 @@ def test_register_token_level_adds_scorers_compressors_and_balanced() -> None:
 # ------------------------------------------------------------------------------- real models (slow)
 
 
+def test_window_defaults_follow_the_model() -> None:
+    from promptzip.compressors.token_classifier import DISTILLED_WINDOW, TokenClassifierScorer
+
+    distilled = TokenClassifierScorer()
+    assert (distilled.max_length, distilled.overlap) == DISTILLED_WINDOW == (128, 16)
+    assert ":L=128:o=16:int8" in distilled.fingerprint
+    other = TokenClassifierScorer("some/folder")  # a published checkpoint reads windows of its full length
+    assert (other.max_length, other.overlap) == (512, 64)
+    chosen = TokenClassifierScorer(max_length=256, overlap=0)
+    assert (chosen.max_length, chosen.overlap) == (256, 0)
+    assert chosen.fingerprint != distilled.fingerprint
+    with pytest.raises(pz.ConfigError):
+        TokenClassifierScorer(max_length=4)
+
+
 @pytest.mark.slow
 def test_the_distilled_classifier_prunes_an_article(article: str) -> None:
     from promptzip.compressors.token_classifier import TokenClassifierScorer, distilled_dir

@@ -16,13 +16,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from promptzip._errors import ConfigError
 from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant, span_chunks
 from promptzip._split import sentence_spans
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Span, Variant
 from promptzip.compressors.filters import duplicate_mask
 
-__all__ = ["ExtractiveCompressor", "clause_spans"]
+__all__ = ["ExtractiveCompressor", "carry_to_anaphors", "clause_spans"]
+
+# A sentence that opens with a pronoun ("He believed …", "Its capital …", "This led to …") continues the one
+# before it: it matches a question about that subject only through its neighbour.
+_ANAPHOR = re.compile(r"[\s\"'“‘(\[]*(?:he|she|it|they|his|her|its|their|them|this|these|those|such)\b", re.IGNORECASE)
+
+
+def carry_to_anaphors(
+    relevance: np.ndarray, sentences: Sequence[Chunk], owner: Sequence[int], weight: float
+) -> np.ndarray:
+    """Relevance where a sentence opening with a pronoun is worth at least ``weight`` times the sentence before it
+    (same chunk only); the neighbour's own score is the one before this step, so credit does not chain."""
+    out = np.asarray(relevance, dtype=np.float64).copy()
+    for si in range(1, len(sentences)):
+        if owner[si] == owner[si - 1] and _ANAPHOR.match(sentences[si].text):
+            out[si] = max(float(relevance[si]), weight * float(relevance[si - 1]))
+    return out
 
 
 def _prefix_sizes(n: int, limit: int) -> list[int]:
@@ -39,7 +56,8 @@ class ExtractiveCompressor(Compressor):
 
     ``min_relevance``: when a question is given and no sentence scores at least this much, every compressible
     chunk is proposed only as "drop" and the result says ``no_relevant_context`` (selective augmentation).
-    ``None`` never drops everything.
+    ``None`` never drops everything. ``anaphora``: with a question, a sentence opening with a pronoun is worth at
+    least this share of the sentence before it (:func:`carry_to_anaphors`; 0 turns it off).
     """
 
     name = "extractive"
@@ -60,7 +78,11 @@ class ExtractiveCompressor(Compressor):
         clause_min_chars: int = 160,
         clause_sentences: int = 16,
         clause_single: float = 0.5,
+        anaphora: float = 0.0,
     ) -> None:
+        if not 0.0 <= anaphora <= 1.0:
+            raise ConfigError(f"anaphora must be in [0, 1], got {anaphora}")
+        self.anaphora = anaphora
         self.scorer = scorer
         self.sharpness = sharpness
         self.max_variants = max_variants
@@ -80,6 +102,7 @@ class ExtractiveCompressor(Compressor):
         return (
             f"extractive({self.scorer.fingerprint},s={self.sharpness},v={self.max_variants},"
             f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight},x={self.expand},"
+            f"a={self.anaphora},"
             f"cl={self.clauses}:{self.clause_min_chars}:{self.clause_sentences}:{self.clause_single}:ctx)"
         )
 
@@ -107,6 +130,8 @@ class ExtractiveCompressor(Compressor):
             by_index = dict(zip(open_chunks, chunk_scores, strict=True))
             inherited = np.asarray([by_index[ci] for ci in owner], dtype=np.float64)
             relevance = (1 - self.chunk_weight) * relevance + self.chunk_weight * inherited
+        if self.anaphora and query is not None and sentences:
+            relevance = carry_to_anaphors(relevance, sentences, owner, self.anaphora)
         duplicate = self._duplicates(sentences, relevance)
         utility = self._utilities(relevance, duplicate)
         nothing_relevant = (

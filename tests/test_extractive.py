@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 
 import promptzip as pz
-from promptzip.compressors.extractive import ExtractiveCompressor, clause_spans
+from promptzip.compressors.extractive import ExtractiveCompressor, carry_to_anaphors, clause_spans
 from promptzip.testing import KeywordScorer
 
 LONG = (
@@ -143,3 +144,53 @@ def test_chunk_weight_pools_each_chunks_relevance_from_its_sentences() -> None:
             ["The stone bridge of the other town was finished after the war."],
         ]
     ]
+
+
+def test_carry_to_anaphors_lifts_a_pronoun_sentence_to_a_share_of_its_neighbour() -> None:
+    sentences = [
+        pz.Chunk("Hippocrates was a Greek physician."),
+        pz.Chunk("He believed that illness had natural causes."),
+        pz.Chunk("“They spread by bad air,” it was said."),
+        pz.Chunk("Theory came later."),  # "The…" is not a pronoun
+        pz.Chunk("It was a new chunk."),
+    ]
+    owner = [0, 0, 0, 0, 1]
+    out = carry_to_anaphors(np.array([1.0, 0.1, 0.0, 0.0, 0.0]), sentences, owner, 0.7)
+    # the quoted "They" takes 0.7 of its neighbour's score before the step (0.1), not the lifted 0.7: no chaining;
+    # the first sentence of another chunk inherits nothing across the boundary
+    np.testing.assert_allclose(out, [1.0, 0.7, 0.07, 0.0, 0.0])
+    assert carry_to_anaphors(np.array([0.2, 0.9]), sentences[:2], [0, 0], 0.7).tolist() == [0.2, 0.9]
+
+
+def test_anaphora_keeps_the_pronoun_sentence_that_carries_the_answer() -> None:
+    named = "Hippocrates of Kos was the most famous physician of ancient Greece and taught medicine there."
+    answer = "He believed that disease came from an imbalance of four humours."  # no word of the question
+    rival = "Many doctors of ancient Greece wrote about medicine."
+    filler = " ".join(f"Unrelated note {i} about shipping schedules and harbour fees." for i in range(6))
+    text = f"{named} {answer} {filler} {rival}"
+    question = "What did the famous physician Hippocrates of ancient Greece think caused disease?"
+    tok = pz.get_tokenizer("gpt-4o")
+    budget = tok.count(f"{named} {answer}\n\n{question}") + 3
+
+    def compress(anaphora: float) -> str:
+        compressor = ExtractiveCompressor(KeywordScorer(), min_relevance=None, anaphora=anaphora)
+        return pz.Zipper(compressor).compress(text, question=question, budget=budget).context
+
+    assert "humours" not in compress(0.0)
+    assert "humours" in compress(0.85)
+
+    class Central(KeywordScorer):  # without a question: the named sentence central, the pronoun one not at all
+        def _score(self, chunks, query):  # type: ignore[no-untyped-def]
+            if query:
+                return super()._score(chunks, query)
+            return [1.0 if "Kos" in c.text else 0.6 if c.text == rival else 0.0 for c in chunks]
+
+    def agnostic(anaphora: float) -> str:
+        compressor = ExtractiveCompressor(Central(), min_relevance=None, anaphora=anaphora)
+        return pz.Zipper(compressor).compress(text, budget=tok.count(f"{named} {answer}") + 3).context
+
+    # the lift is for matching a question through the neighbour: without one the pronoun sentence stays out
+    assert "humours" not in agnostic(0.85)
+    assert "humours" not in agnostic(0.0)
+    with pytest.raises(pz.ConfigError, match="anaphora"):
+        ExtractiveCompressor(KeywordScorer(), anaphora=1.5)

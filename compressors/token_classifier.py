@@ -46,12 +46,13 @@ __all__ = [
 ]
 
 DISTILLED = "minilm-tc"
+"""Name of the classifier distilled by ``promptzip train token-classifier`` and shipped as package data."""
 # The distilled classifier reads windows of 128 word pieces overlapping by 16 (other models: 512 / 64). It was
 # trained on segments of 256; on its 23 held-out training texts, agreement with the teacher is as high at 128 / 16
 # as at 512 / 64 (Spearman .7235 vs .7125, top-half overlap .798 vs .790, int8), and attention, which is a quarter
-# of the forward pass's time at 128 and more than a third at 256, costs less per token: ~1.8x the tokens/s.
+# of the forward pass's time at 128 and more than a third at 256, costs less per token: 1.4-1.6x the
+# tokens/s on SQuAD articles (evals/results/token_level.md).
 DISTILLED_WINDOW = (128, 16)
-"""Name of the classifier distilled by ``promptzip train token-classifier`` and shipped as package data."""
 
 
 def distilled_dir() -> Path:

@@ -2,6 +2,7 @@
 
 * ``promptzip train token-classifier`` → :func:`promptzip.compressors.train_classifier.train`
 * ``promptzip train soft-encoder`` → :func:`promptzip.compressors.train_soft.train_soft`
+* ``promptzip train qa-encoder`` → :func:`promptzip.retrievers.train_encoder.train_encoder`
 
 Each sub-command turns its flags into the trainer's config dataclass, runs it, and prints the manifest's metrics
 as JSON; the trainers themselves import torch lazily, so building the parser stays cheap.
@@ -22,13 +23,15 @@ from promptzip.compressors.soft import packaged_dir
 from promptzip.compressors.token_classifier import distilled_dir
 from promptzip.compressors.train_classifier import TrainConfig, train
 from promptzip.compressors.train_soft import SoftTrainConfig, train_soft
+from promptzip.retrievers.qa_encoder import qa_encoder_dir
+from promptzip.retrievers.train_encoder import EncoderTrainConfig, train_encoder
 
 __all__ = ["add_soft_encoder_command", "add_train_command", "main"]
 
 
 def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``train`` (``token-classifier``, ``soft-encoder``) to the ``promptzip`` CLI; handlers take the CLI's
-    ``(args, out, err)``."""
+    """Add ``train`` (``token-classifier``, ``soft-encoder``, ``qa-encoder``) to the ``promptzip`` CLI; handlers
+    take the CLI's ``(args, out, err)``."""
     train_parser: argparse.ArgumentParser = subparsers.add_parser("train", help="train promptzip's own models")
     kinds = train_parser.add_subparsers(dest="train_command", required=True)
     p = kinds.add_parser("token-classifier", help="distil the self-information teacher into MiniLM + LoRA")
@@ -44,6 +47,7 @@ def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_token_classifier)
     add_soft_encoder_command(kinds)
+    add_qa_encoder_command(kinds)
     return p
 
 
@@ -112,8 +116,50 @@ def _run_soft_encoder(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     return 0
 
 
+def add_qa_encoder_command(kinds: Any) -> argparse.ArgumentParser:
+    """Add ``qa-encoder`` to the ``promptzip train`` sub-commands."""
+    p: argparse.ArgumentParser = kinds.add_parser(
+        "qa-encoder", help="tune the MiniLM bi-encoder (LoRA) to rank a question's answer sentence first"
+    )
+    d = EncoderTrainConfig()
+    p.add_argument("--out", type=Path, default=None, help="artifact folder (default: the packaged minilm-qa)")
+    p.add_argument("--steps", type=int, default=d.steps, help="batches of up to 16 questions")
+    p.add_argument(
+        "--stop-after", type=int, default=d.stop_after, help="train only this many steps of the schedule (0: all)"
+    )
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--rank", type=int, default=d.lora_rank, help="LoRA rank")
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes, help="stop training after this long")
+    p.add_argument("--eval-questions", type=int, default=d.eval_questions, help="held-out questions (0: none)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_qa_encoder)
+    return p
+
+
+def _run_qa_encoder(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = replace(
+        EncoderTrainConfig(),
+        steps=args.steps,
+        stop_after=args.stop_after or None,
+        lr=args.lr,
+        lora_rank=args.rank,
+        lora_alpha=2.0 * args.rank,
+        max_minutes=args.max_minutes,
+        eval_questions=args.eval_questions,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    manifest = train_encoder(config, args.out or qa_encoder_dir(), progress=not args.quiet, err=err)
+    training = {k: v for k, v in manifest["training"].items() if k != "loss_every_100"}
+    out.write(json.dumps({"metrics": manifest["metrics"], "training": training}, indent=2) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m promptzip.compressors.train_cli token-classifier|soft-encoder [...]`` (same as the CLI command)."""
+    """``python -m promptzip.compressors.train_cli token-classifier|soft-encoder|qa-encoder [...]`` (same as the
+    CLI command)."""
     parser = argparse.ArgumentParser(prog="promptzip")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_command(sub)

@@ -45,6 +45,9 @@ class ModelSpec:
     pip_name: str | None = None
     hub_id: str | None = None
     license: str = ""
+    build: Callable[[], Path] | None = None
+    """For a model derived from shipped files (e.g. an adapter merged into a packaged base): returns its folder,
+    writing it on first use."""
 
     def __call__(self) -> ModelSpec:  # registries hold factories; a spec is its own factory
         return self
@@ -54,7 +57,7 @@ class ModelSpec:
 class ResolvedModel:
     name: str
     path: Path
-    origin: str  # "path" | "packaged" | "hub-cache" | "hub"
+    origin: str  # "path" | "packaged" | "derived" | "hub-cache" | "hub"
 
 
 def package_dir(package: str) -> Path | None:
@@ -99,6 +102,8 @@ def resolve_model(name: str, *, allow_download: bool = False) -> ResolvedModel:
     if candidate.exists():
         return ResolvedModel(name, candidate.resolve(), "path")
     spec: ModelSpec | None = registries.models.get(name)() if name in registries.models else None
+    if spec is not None and spec.build is not None:
+        return ResolvedModel(spec.key, spec.build(), "derived")
     if spec is not None and spec.package:
         root = package_dir(spec.package)
         if root is not None and (root / spec.subpath).exists():

@@ -55,3 +55,6 @@ def register_retrievers(registries: Any) -> None:
     registries.retrievers.register("hybrid", _hybrid, help="dense + BM25 fused by reciprocal rank fusion")
     registries.scorers.register("cross-encoder", _cross_encoder, help="cross-encoder (query, chunk) relevance")
     registries.models.register(_MS_MARCO.key, _MS_MARCO, help=_MS_MARCO.description)
+    from promptzip.retrievers.qa_encoder import QA_ENCODER_SPEC
+
+    registries.models.register(QA_ENCODER_SPEC.key, QA_ENCODER_SPEC, help=QA_ENCODER_SPEC.description)

@@ -458,16 +458,11 @@ def _data_record(corpus: Sequence[TrainingText], train_idx: list[int], test_idx:
         row = per_source.setdefault(t.source, {"texts": 0, "chars": 0})
         row["texts"] += 1
         row["chars"] += len(t.text)
-    archives: dict[str, str] = {}
-    try:
-        from promptzip.evals import data
+    from promptzip.evals.data import archive_record
 
-        archives = {data.BIGBENCH.requirement: data.BIGBENCH.sha256}
-    except ImportError:  # pragma: no cover - evals ship with promptzip
-        pass
     return {
         "sources": per_source,
-        "archives_sha256": archives,
+        "archives_sha256": archive_record(),
         "texts_sha256": digest.hexdigest(),
         "train_texts": len(train_idx),
         "held_out_texts": len(test_idx),

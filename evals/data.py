@@ -77,6 +77,7 @@ __all__ = [
     "Source",
     "SquadArticle",
     "SummaryPair",
+    "archive_record",
     "available",
     "data_dir",
     "download",
@@ -184,6 +185,12 @@ def _select_bigbench(name: str) -> str | None:
         return None
     relative = name[len(_BIGBENCH_ROOT) :]
     return relative if relative.startswith(_BIGBENCH_TASKS) else None
+
+
+def archive_record() -> dict[str, str]:
+    """``{requirement: sha256}`` of the bigbench archive the SQuAD / SQuAD-shifts / summary data come from (for the
+    manifests of models trained on them)."""
+    return {BIGBENCH.requirement: BIGBENCH.sha256}
 
 
 def _fetch_bigbench(progress: bool) -> None:

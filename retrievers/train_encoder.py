@@ -402,17 +402,12 @@ def _data_record(groups: Sequence[QuestionGroup], config: EncoderTrainConfig) ->
         per_domain[g.domain] = per_domain.get(g.domain, 0) + len(g.questions)
         for q in g.questions:
             digest.update(q.encode())
-    archives: dict[str, str] = {}
-    try:
-        from promptzip.evals import data
+    from promptzip.evals.data import archive_record
 
-        archives = {data.BIGBENCH.requirement: data.BIGBENCH.sha256}
-    except ImportError:  # pragma: no cover - evals ship with promptzip
-        pass
     return {
         "questions": per_domain,
         "questions_sha256": digest.hexdigest(),
-        "archives_sha256": archives,
+        "archives_sha256": archive_record(),
         "left_out": f"new_wiki articles over {config.tuning_min_chars:,} characters (tuning text)",
         "never_used": "SQuAD v1.1 dev (the reported eval set)",
     }

@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,6 +64,12 @@ def _article(title: str = "facts", missing: bool = False) -> object:
     return squad_article(title, paragraphs)
 
 
+def _tiny(base: Path, *, lora_rank: int = 2, **settings: Any) -> EncoderTrainConfig:
+    """A config for the tiny random BERT: short sequences, alpha = 2 x rank, no held-out evaluation unless asked."""
+    settings = {"question_tokens": 32, "sentence_tokens": 32, "eval_questions": 0, **settings}
+    return EncoderTrainConfig(base=str(base), lora_rank=lora_rank, lora_alpha=2.0 * lora_rank, **settings)
+
+
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("qa-tiny") / "base", encoder_only=True)
@@ -107,17 +114,7 @@ def test_merge_matches_the_trained_lora_model(tiny_base: Path, tmp_path: Path) -
     import torch
     from transformers import AutoTokenizer, BertModel
 
-    config = EncoderTrainConfig(
-        steps=6,
-        questions_per_batch=2,
-        extra_sentences=2,
-        lora_rank=4,
-        lora_alpha=8.0,
-        question_tokens=32,
-        sentence_tokens=32,
-        eval_questions=0,
-        base=str(tiny_base),
-    )
+    config = _tiny(tiny_base, steps=6, questions_per_batch=2, extra_sentences=2, lora_rank=4)
     manifest = train_encoder(config, tmp_path / "art", progress=False, articles=[("nyt", _article())] * 3)
     adapter = tmp_path / "art" / "adapter.safetensors"
     assert manifest["files"]["adapter.safetensors"] == hashlib.sha256(adapter.read_bytes()).hexdigest()
@@ -152,17 +149,7 @@ def test_merge_matches_the_trained_lora_model(tiny_base: Path, tmp_path: Path) -
 
 
 def test_training_reports_held_out_ranks(tiny_base: Path, tmp_path: Path) -> None:
-    config = EncoderTrainConfig(
-        steps=4,
-        questions_per_batch=4,
-        extra_sentences=4,
-        lora_rank=2,
-        lora_alpha=4.0,
-        question_tokens=32,
-        sentence_tokens=32,
-        eval_questions=4,
-        base=str(tiny_base),
-    )
+    config = _tiny(tiny_base, steps=4, questions_per_batch=4, extra_sentences=4, lora_rank=2, eval_questions=4)
     manifest = train_encoder(
         config, tmp_path, progress=False, articles=[("reddit", _article())], eval_articles=[_article("held")]
     )

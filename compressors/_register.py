@@ -31,7 +31,7 @@ def balanced_preset(
     *,
     cache: Any,
     progress: bool = False,
-    model: str = "minilm",
+    model: str = "minilm-qa",
     classifier: Any = "minilm-tc",
     rates: tuple[float, ...] = (0.33, 0.5, 0.7),
     force_tokens: tuple[str, ...] = (),

@@ -114,7 +114,14 @@ def _build(manifest_path: Path, adapter: Path) -> Path:
         return dest
     hp = manifest["hyperparameters"]
     base = resolve_model(str(manifest.get("base", {}).get("model", "minilm")))
-    return merge_adapter(base.path, adapter, dest, rank=int(hp["lora_rank"]), alpha=float(hp["lora_alpha"]))
+    try:
+        return merge_adapter(base.path, adapter, dest, rank=int(hp["lora_rank"]), alpha=float(hp["lora_alpha"]))
+    except OSError as exc:
+        raise ModelNotAvailable(
+            f"cannot write the merged {QA_ENCODER} folder under {dest.parent} ({exc}); point PROMPTZIP_CACHE_DIR at a "
+            "writable folder",
+            model=QA_ENCODER,
+        ) from exc
 
 
 QA_ENCODER_SPEC = ModelSpec(

@@ -183,6 +183,11 @@ def test_shipped_adapter_resolves_once_and_checks_its_manifest(tmp_path: Path, m
     assert (first.path / "model.safetensors").stat().st_mtime_ns == stamp  # written once
     assert (first.path / "modules.json").is_file()  # a whole sentence-transformers folder
 
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("PROMPTZIP_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    with pytest.raises(ModelNotAvailable, match="PROMPTZIP_CACHE_DIR"):
+        resolve_model(QA_ENCODER)
+
     copy = tmp_path / "copy"
     shutil.copytree(qa_encoder_dir(), copy)
     data = bytearray((copy / "adapter.safetensors").read_bytes())

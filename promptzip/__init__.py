@@ -124,6 +124,11 @@ def compress_messages(
     target: str | Tokenizer = "gpt-4o",
     preset: str = "fast",
     cache: str | Cache | None = None,
+    question: str | None = None,
+    scope: str = "all",
 ) -> Result:
-    """Compress a chat's older turns; ``Result.messages`` holds the compressed messages."""
-    return _shared(preset, target, cache).compress_messages(messages, budget=budget, rate=rate)
+    """Compress the context of a chat wherever it sits (system, user, earlier turns, tool results; ``scope="history"``:
+    earlier turns only); ``Result.messages`` holds the compressed messages."""
+    return _shared(preset, target, cache).compress_messages(
+        messages, budget=budget, rate=rate, question=question, scope=scope
+    )

@@ -1,34 +1,45 @@
-"""Chat messages: compress older turns, protect what the model must see verbatim.
+"""Chat messages and string prompts: compress the context wherever the application put it.
 
-Protected by default: ``system``/``developer`` messages, the last ``user`` turn (it is also the question that
-relevance is measured against), ``tool_calls``/``function_call`` JSON, and every non-text content part (images,
-audio). Compressible: the text of earlier user and assistant turns and tool results.
+Every text of every message goes through :func:`promptzip._understand.understand`, which splits it into
+instruction, context and question regions (by promptzip's tags, document tags, fences and headings, JSON, or the
+layout of a long message). With ``scope="all"`` (the default) the context regions of all messages share one budget
+and one knapsack, exactly as ``compress(chunks, query=question)`` would run on them; instruction, question, tool
+calls, JSON tool results, code fences and non-text parts (images, audio) go out byte for byte. ``scope="history"``
+compresses earlier turns only (system and developer messages and the last user turn stay whole). Earlier user and
+assistant turns and plain-text tool results are context as a whole unless tags or headings mark their structure.
+
+The question that relevance is measured against is ``question=`` when given, else the question found in the last
+user turn (its text after a ``Question:`` label, or the short request after its context, or the whole turn).
 
 Tokens are counted with OpenAI's chat convention on the target tokenizer: each message costs its text plus
 ``role`` and ``name`` plus 3 tokens of framing, tool-call JSON is counted as serialized, and every reply is primed
-with 3 tokens.
+with 3 tokens. The budget is verified on the rebuilt messages; :class:`BudgetError` is raised only when what is
+kept verbatim alone exceeds it, and it names the message that holds the most of that.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from promptzip._errors import BudgetError, InputError
 from promptzip._inputs import check_text
 from promptzip._types import Budget, Result, Source
+from promptzip._understand import Layout, Region, understand
 
 if TYPE_CHECKING:
     from promptzip._pipeline import Zipper
 
-__all__ = ["ROLES", "compress_messages", "message_tokens"]
+__all__ = ["ROLES", "SCOPES", "compress_messages", "compress_prompt", "message_tokens"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PER_MESSAGE = 3
 REPLY_PRIMING = 3
 _STRUCTURED = ("tool_calls", "function_call", "audio", "refusal")
+SCOPES = ("all", "history")
 
 
 def _validate(messages: object) -> list[Mapping[str, Any]]:
@@ -81,53 +92,150 @@ def message_tokens(messages: Sequence[Mapping[str, Any]], count: Any) -> int:
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One text piece of a request: message ``msg`` (``-1``: a string prompt), content part ``where`` (None: a str
+    content), its layout, and the source id of each of its context regions."""
+
+    msg: int
+    where: Any
+    layout: Layout
+    ids: dict[int, str]
+
+
+def _whole(text: str, kind: str) -> Layout:
+    return Layout(text, (Region(kind, 0, len(text), "whole", text.strip() if kind == "question" else ""),))
+
+
+def _layout(text: str, role: str, *, last_user: bool, scope: str) -> Layout:
+    if role in ("system", "developer"):
+        return _whole(text, "protected") if scope == "history" else understand(text, role=role, last_user=False)
+    if role == "user" and last_user:
+        return _whole(text, "question") if scope == "history" else understand(text, role="user", last_user=True)
+    return understand(text, role=role, last_user=False, history=True)
+
+
+def _plan(msgs: list[Mapping[str, Any]], scope: str) -> list[_Slot]:
+    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
+    slots: list[_Slot] = []
+    for i, m in enumerate(msgs):
+        pieces = _texts(m)
+        for where, text in pieces:
+            layout = _layout(text, str(m.get("role")), last_user=i == last_user, scope=scope)
+            base = f"messages[{i}]" + (f".content[{where}]" if where is not None else "")
+            context = layout.context
+            ids = {k: base if len(context) == 1 else f"{base}#{n}" for n, k in enumerate(context)}
+            slots.append(_Slot(i, where, layout, ids))
+    return slots
+
+
+def _question(slots: list[_Slot], msgs: list[Mapping[str, Any]]) -> str | None:
+    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
+    found = [q for s in slots if s.msg == last_user and (q := s.layout.question)]
+    return " ".join(found) or None
+
+
+def _check_scope(scope: object) -> str:
+    if scope not in SCOPES:
+        raise InputError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    return str(scope)
+
+
 def compress_messages(
-    zipper: Zipper, messages: Sequence[Mapping[str, Any]], spec: Budget, *, question: str | None = None
+    zipper: Zipper,
+    messages: Sequence[Mapping[str, Any]],
+    spec: Budget,
+    *,
+    question: str | None = None,
+    scope: str = "all",
 ) -> Result:
     msgs = _validate(messages)
+    slots = _plan(msgs, _check_scope(scope))
     count = zipper.tokenizer.count
-    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
-    if question is None and last_user >= 0:
-        question = " ".join(t for _, t in _texts(msgs[last_user])).strip() or None
+    question = question or _question(slots, msgs)
+    framing = [PER_MESSAGE + count(_framing_text(m)) for m in msgs]
 
-    compressible: list[tuple[int, Any, str]] = []
-    fixed = REPLY_PRIMING
-    for i, m in enumerate(msgs):
-        fixed += PER_MESSAGE + count(_framing_text(m))
-        protected = m.get("role") in ("system", "developer") or i == last_user
-        for where, text in _texts(m):
-            if protected or not text.strip():
-                fixed += count(text)
-            else:
-                compressible.append((i, where, text))
-    tokens_in = message_tokens(msgs, count)
+    def total(texts: list[str]) -> int:
+        return message_tokens(_rebuild(msgs, slots, texts), count)
+
+    def describe(slot: _Slot) -> str:
+        return f"messages[{slot.msg}] ({msgs[slot.msg].get('role')})"
+
+    fixed_by_message = [framing[i] for i in range(len(msgs))]
+    for slot in slots:
+        fixed_by_message[slot.msg] += count(slot.layout.fixed_text())
+    worst = max(range(len(msgs)), key=lambda i: fixed_by_message[i])
+    texts, inner, tokens_in, tokens_out, limit = _squeeze(
+        zipper,
+        slots,
+        spec,
+        question,
+        total=total,
+        fixed=REPLY_PRIMING + sum(fixed_by_message),
+        largest=(f"messages[{worst}] ({msgs[worst].get('role')})", fixed_by_message[worst]),
+    )
+    return _result(zipper, inner, slots, texts, tokens_in, tokens_out, limit, messages=_rebuild(msgs, slots, texts))
+
+
+def compress_prompt(zipper: Zipper, prompt: object, spec: Budget, *, question: str | None = None) -> Result:
+    """A string prompt (a rendered template): its context regions shrink, everything else stays byte for byte.
+    A prompt in which no context region is found is compressed as one block of context (``Zipper.compress``)."""
+    text = check_text(prompt, "prompt")
+    layout = understand(text, role="user", last_user=True)
+    if not layout.context:
+        layout = Layout(text, (Region("context", 0, len(text), "whole"),))
+    slot = _Slot(-1, None, layout, dict.fromkeys(layout.context, "prompt"))
+    if len(layout.context) > 1:
+        slot = _Slot(-1, None, layout, {k: f"prompt#{n}" for n, k in enumerate(layout.context)})
+    count = zipper.tokenizer.count
+    texts, inner, tokens_in, tokens_out, limit = _squeeze(
+        zipper,
+        [slot],
+        spec,
+        question or layout.question,
+        total=lambda t: count(t[0]),
+        fixed=count(layout.fixed_text()),
+        largest=("the prompt", count(layout.fixed_text())),
+    )
+    result = _result(zipper, inner, [slot], texts, tokens_in, tokens_out, limit, messages=None)
+    return replace(result, text=texts[0])
+
+
+def _squeeze(
+    zipper: Zipper,
+    slots: list[_Slot],
+    spec: Budget,
+    question: str | None,
+    *,
+    total: Callable[[list[str]], int],
+    fixed: int,
+    largest: tuple[str, int],
+) -> tuple[list[str], Result | None, int, int, int]:
+    """Fit the request: the context regions of all slots compressed together, then the request re-counted and the
+    inner budget tightened until it fits. Returns the slots' texts, the inner result (None: nothing to compress),
+    tokens in and out, and the limit."""
+    originals = [s.layout.text for s in slots]
+    tokens_in = total(originals)
     limit = spec.resolve(tokens_in)
+    if limit <= 0:
+        raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
+    sources = [
+        (Source(sid, s.layout.text[s.layout.regions[k].start : s.layout.regions[k].end]), 0)
+        for s in slots
+        for k, sid in s.ids.items()
+    ]
     if tokens_in <= limit:
-        compressible = []  # it already fits: the chat goes out exactly as it came in
-    if not compressible:
-        out = [copy.deepcopy(dict(m)) for m in msgs]
-        if tokens_in > limit:
-            raise BudgetError(
-                f"the protected messages need {tokens_in} tokens but the budget is {limit}",
-                budget=limit,
-                required=tokens_in,
-            )
-        return Result(
-            text="",
-            tokens_in=tokens_in,
-            tokens_out=tokens_in,
+        return originals, None, tokens_in, tokens_in, limit
+    if not sources or fixed > limit:
+        where, tokens = largest
+        raise BudgetError(
+            f"the parts kept verbatim (instruction, question, protected) need {fixed} tokens but the budget is "
+            f"{limit}; {where} holds {tokens} of them",
             budget=limit,
-            chunks=(),
-            decision="kept_all",
-            fingerprint=zipper.fingerprint,
-            messages=tuple(out),
+            required=fixed,
         )
-    # Each compressible text piece is a source; the joined context must fit what the fixed parts leave. The
-    # messages are re-counted at the end and the inner budget tightened until the whole chat fits.
-    ids = [f"messages[{i}]" + (f".content[{w}]" if w is not None else "") for i, w, _ in compressible]
-    texts = dict(zip(ids, (t for _, _, t in compressible), strict=True))
-    sources = [(Source(sid, text), 0) for sid, text in texts.items()]
-    extra_in = tokens_in - zipper.tokenizer.count(zipper.assemble(*texts.values()))
+    overhead = {s.ids[k]: n for s in slots for k, n in s.layout.overhead(zipper.tokenizer.count).items() if k in s.ids}
+    extra_in = tokens_in - zipper.tokenizer.count(zipper.assemble(*(s.text for s, _ in sources)))
     inner_limit = limit
     while True:
         inner = zipper._run(
@@ -139,43 +247,65 @@ def compress_messages(
             extra_fixed=fixed,
             tokens_in_extra=extra_in,
             query=question,
+            source_overhead=overhead,
         )
-        out = _rebuild(msgs, compressible, ids, texts, inner)
-        tokens_out = message_tokens(out, count)
+        texts = [_fill(s, inner.outputs) for s in slots]
+        tokens_out = total(texts)
         if tokens_out <= limit:
-            break
-        inner_limit -= tokens_out - limit
+            return texts, inner, tokens_in, tokens_out, limit
+        if inner_limit <= fixed + 1:
+            raise BudgetError(f"the request does not fit in {limit} tokens", budget=limit, required=tokens_out)
+        inner_limit = max(fixed + 1, inner_limit - (tokens_out - limit))
+
+
+def _fill(slot: _Slot, outputs: Mapping[str, str]) -> str:
+    return slot.layout.rebuild({k: outputs.get(sid, "") for k, sid in slot.ids.items()})
+
+
+def _rebuild(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[dict[str, Any]]:
+    out = [copy.deepcopy(dict(m)) for m in msgs]
+    for slot, text in zip(slots, texts, strict=True):
+        if text == slot.layout.text:
+            continue
+        if slot.where is None:
+            out[slot.msg]["content"] = text
+        else:
+            out[slot.msg]["content"][slot.where]["text"] = text
+    return out
+
+
+def _result(
+    zipper: Zipper,
+    inner: Result | None,
+    slots: list[_Slot],
+    texts: list[str],
+    tokens_in: int,
+    tokens_out: int,
+    limit: int,
+    *,
+    messages: list[dict[str, Any]] | None,
+) -> Result:
+    regions = sum(len(s.ids) for s in slots)
+    outputs = dict(inner.outputs) if inner is not None else {}
+    shrunk = sum(
+        1
+        for s in slots
+        for k, sid in s.ids.items()
+        if sid in outputs and outputs[sid] != s.layout.text[s.layout.regions[k].start : s.layout.regions[k].end]
+    )
     return Result(
-        text=inner.context,
+        text=inner.context if inner is not None else "",
         tokens_in=tokens_in,
         tokens_out=tokens_out,
         budget=limit,
-        chunks=inner.chunks,
-        context=inner.context,
-        decision=inner.decision,
-        timings=inner.timings,
+        chunks=inner.chunks if inner is not None else (),
+        context=inner.context if inner is not None else "",
+        decision=inner.decision if inner is not None else "kept_all",
+        timings=inner.timings if inner is not None else {},
         fingerprint=zipper.fingerprint,
-        sources=inner.sources,
-        messages=tuple(out),
+        sources=inner.sources if inner is not None else (),
+        messages=tuple(messages) if messages is not None else None,
+        outputs=outputs,
+        regions=regions,
+        regions_compressed=shrunk,
     )
-
-
-def _rebuild(
-    msgs: list[Mapping[str, Any]],
-    compressible: list[tuple[int, Any, str]],
-    ids: list[str],
-    texts: dict[str, str],
-    inner: Result,
-) -> list[dict[str, Any]]:
-    out = [copy.deepcopy(dict(m)) for m in msgs]
-    pieces: dict[str, list[tuple[int, str]]] = {sid: [] for sid in ids}
-    for chunk_result in inner.chunks:
-        text = texts[chunk_result.source_id]
-        pieces[chunk_result.source_id].extend((s.start, text[s.start : s.end]) for s in chunk_result.kept)
-    for sid, (i, where, _) in zip(ids, compressible, strict=True):
-        kept = " ".join(text for _, text in sorted(pieces[sid]))
-        if where is None:
-            out[i]["content"] = kept
-        else:
-            out[i]["content"][where]["text"] = kept
-    return out

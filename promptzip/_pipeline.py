@@ -11,6 +11,7 @@ import contextvars
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from promptzip._cache import Cache, cache_from_url
@@ -18,7 +19,7 @@ from promptzip._errors import BudgetError, ConfigError
 from promptzip._inputs import Context, as_sources, check_text
 from promptzip._policy import BudgetPolicy, Policy
 from promptzip._registry import registries
-from promptzip._roles import Compressor
+from promptzip._roles import Compressor, drop_variant, keep_variant
 from promptzip._split import chunk_source
 from promptzip._tokenizers import Tokenizer, get_tokenizer
 from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Variant
@@ -141,11 +142,29 @@ class Zipper:
         budget: Budget | int | float | None = None,
         rate: float | None = None,
         question: str | None = None,
+        scope: str = "all",
     ) -> Result:
-        """Compress a chat: see :func:`promptzip._messages.compress_messages`."""
+        """Compress a chat: see :func:`promptzip._messages.compress_messages`. ``scope="all"`` (default) compresses
+        the context found in every message (system and last user turn included); ``"history"`` only earlier turns.
+        """
         from promptzip._messages import compress_messages
 
-        return compress_messages(self, messages, Budget.coerce(budget, rate=rate), question=question)
+        return compress_messages(self, messages, Budget.coerce(budget, rate=rate), question=question, scope=scope)
+
+    def compress_prompt(
+        self,
+        prompt: str | bytes,
+        *,
+        budget: Budget | int | float | None = None,
+        rate: float | None = None,
+        question: str | None = None,
+    ) -> Result:
+        """Compress a whole string prompt (a rendered template): its instruction and question are found and kept
+        byte for byte, only its context regions shrink, and ``Result.text`` is the prompt with them replaced.
+        See :mod:`promptzip._understand`."""
+        from promptzip._messages import compress_prompt
+
+        return compress_prompt(self, prompt, Budget.coerce(budget, rate=rate), question=question)
 
     async def acompress_messages(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Result:
         return await asyncio.to_thread(self.compress_messages, messages, **kwargs)
@@ -165,6 +184,7 @@ class Zipper:
         extra_fixed: int = 0,
         tokens_in_extra: int = 0,
         query: str | None = None,
+        source_overhead: Mapping[str, int] | None = None,
     ) -> Result:
         """One compression. ``query``, when given, scores relevance without being part of the output (chat mode:
         the last user turn stays in its own message); otherwise the question does both."""
@@ -197,12 +217,17 @@ class Zipper:
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        token = _timings.set(timings)
-        try:
-            groups = self.compressor.propose(chunks, query, self.tokenizer)
-        finally:
-            _timings.reset(token)
+        groups = self._whole(chunks, available, sep)
+        if groups is None:
+            token = _timings.set(timings)
+            try:
+                groups = self.compressor.propose(chunks, query, self.tokenizer)
+            finally:
+                _timings.reset(token)
         timings["propose"] = time.perf_counter() - t
+        originals: dict[int, Variant] = {}
+        if source_overhead:
+            groups = _charge(groups, source_overhead, originals)
 
         t = time.perf_counter()
         try:
@@ -218,6 +243,9 @@ class Zipper:
 
         t = time.perf_counter()
         context, text, chosen = self._fit(chosen, groups, instruction, question, limit, reorder)
+        if originals:
+            chosen = [originals.get(id(v), v) for v in chosen]
+            groups = [[originals.get(id(v), v) for v in g] for g in groups]
         tokens_out = self.tokenizer.count(text) + extra_fixed
         timings["assemble"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
@@ -232,7 +260,28 @@ class Zipper:
             timings=timings,
             fingerprint=self.fingerprint,
             sources=tuple(s for s, _ in sources),
+            outputs=self._outputs(chosen, [s for s, _ in sources]),
         )
+
+    def _whole(self, chunks: list[Chunk], available: int, sep: int) -> list[list[Variant]] | None:
+        """Keep-or-drop groups when all of the context fits: context that fits is never dropped for low relevance
+        (selective augmentation applies only to what has to be cut), and no model runs. None when it does not fit.
+        """
+        counts = self.tokenizer.count_many([c.text for c in chunks])
+        if sum(counts) + sep * len(chunks) > available:
+            return None
+        return [
+            [keep_variant(c, n, utility=1.0), *([] if c.protected else [drop_variant(c)])]
+            for c, n in zip(chunks, counts, strict=True)
+        ]
+
+    def _outputs(self, chosen: list[Variant], sources: list[Source]) -> dict[str, str]:
+        """Each source's output text: its kept variants in source order, joined as the context joins them."""
+        parts: dict[str, list[tuple[int, str]]] = {s.id: [] for s in sources}
+        for v in chosen:
+            if v.text:
+                parts.setdefault(v.chunk.source_id, []).append((v.chunk.start, v.text))
+        return {sid: self.separator.join(t for _, t in sorted(p)) for sid, p in parts.items()}
 
     def _fit(
         self,
@@ -271,6 +320,30 @@ class Zipper:
         if reorder == "lost_in_the_middle":
             return _lost_in_the_middle(items)
         return items
+
+
+def _charge(
+    groups: list[list[Variant]], overhead: Mapping[str, int], originals: dict[int, Variant]
+) -> list[list[Variant]]:
+    """Variants that also carry their share of a source's once-only cost (the tags around a document, which leave
+    with it), so the knapsack weighs a small piece of a document with its wrapper; ``originals`` maps back."""
+    per_source: dict[str, int] = {}
+    for g in groups:
+        per_source[g[0].chunk.source_id] = per_source.get(g[0].chunk.source_id, 0) + 1
+    out: list[list[Variant]] = []
+    for g in groups:
+        sid = g[0].chunk.source_id
+        share = -(-overhead.get(sid, 0) // per_source[sid])
+        if not share:
+            out.append(g)
+            continue
+        charged = []
+        for v in g:
+            w = replace(v, tokens=v.tokens + share) if v.text else v
+            originals[id(w)] = v
+            charged.append(w)
+        out.append(charged)
+    return out
 
 
 def _optional_text(value: object, where: str) -> str | None:

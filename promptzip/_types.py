@@ -172,6 +172,11 @@ class Result:
     context alone. ``ratio`` is the compression factor ``tokens_in / tokens_out`` (``inf`` when nothing is left);
     ``rate`` is its inverse, the kept fraction. ``decision`` is ``"compressed"``, ``"kept_all"`` or
     ``"no_relevant_context"`` (selective augmentation: nothing was relevant enough to send).
+
+    ``outputs`` maps each source id to that source's output text (its kept variants joined in source order, ""
+    when nothing of it was kept), so an integration rebuilds its own shape from it. ``regions`` counts the context
+    regions that request understanding found (chat messages and string prompts), ``regions_compressed`` those that
+    came out shorter than they went in.
     """
 
     text: str
@@ -185,6 +190,9 @@ class Result:
     fingerprint: str = ""
     sources: tuple[Source, ...] = field(default=(), repr=False)
     messages: tuple[Mapping[str, Any], ...] | None = field(default=None, repr=False)
+    outputs: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    regions: int = 0
+    regions_compressed: int = 0
 
     @property
     def ratio(self) -> float:
@@ -204,6 +212,8 @@ class Result:
             "budget": self.budget,
             "ratio": self.ratio if self.tokens_out else None,
             "decision": self.decision,
+            "regions": self.regions,
+            "regions_compressed": self.regions_compressed,
             "fingerprint": self.fingerprint,
             "timings": dict(self.timings),
             "chunks": [

@@ -73,8 +73,28 @@ def test_rate_and_provenance(fast: pz.Zipper, article: str) -> None:
 
 def test_protected_messages_larger_than_the_budget(fast: pz.Zipper, article: str) -> None:
     messages = [{"role": "system", "content": article}, {"role": "user", "content": "Summarize."}]
-    with pytest.raises(pz.BudgetError, match="protected"):
-        fast.compress_messages(messages, budget=50)
+    with pytest.raises(pz.BudgetError, match=r"protected.*messages\[0\] \(system\)"):
+        fast.compress_messages(messages, budget=50, scope="history")
+
+
+def test_a_long_system_message_is_context_by_default(fast: pz.Zipper, article: str, o200k: pz.Tokenizer) -> None:
+    instruction = "You are a travel assistant. Answer from the documents below."
+    messages = [
+        {"role": "system", "content": instruction + "\n\n" + article},
+        {"role": "user", "content": "How tall is the Eiffel Tower?"},
+    ]
+    r = fast.compress_messages(messages, budget=120)
+    assert r.messages is not None
+    out = [dict(m) for m in r.messages]
+    assert out[0]["content"].startswith(instruction + "\n\n")  # the instruction paragraph, byte for byte
+    assert out[1] == messages[1]
+    assert r.regions == r.regions_compressed == 1
+    assert message_tokens(out, o200k.count) == r.tokens_out <= 120
+
+
+def test_bad_scope(fast: pz.Zipper) -> None:
+    with pytest.raises(pz.InputError, match="scope"):
+        fast.compress_messages([{"role": "user", "content": "Hi"}], budget=10, scope="everything")
 
 
 def test_nothing_to_compress_but_it_fits(fast: pz.Zipper) -> None:

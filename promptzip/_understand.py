@@ -1,0 +1,431 @@
+"""Request understanding: which part of a text is instruction, which is context, which is the question.
+
+Every door (``compress_messages``, string prompts, the proxy, ``wrap``/``compress_call``, the LangChain Runnable)
+calls :func:`understand` on each text it carries, so they all find the same regions. A :class:`Layout` covers its
+text completely with :class:`Region`s in order; only ``context`` regions are ever compressed, everything else goes
+out byte for byte. The rules, first match wins:
+
+1. promptzip's own tags (``<pz keep>``, ``<pz rate=…>``): the user marked the text up, so it is context as a whole
+   and the splitter honours the tags (malformed ones: the text is protected).
+2. JSON: a text that is one JSON value (a tool result) is protected, so it stays valid JSON.
+3. XML-style document tags: any element whose name says document, context, source, passage or search result
+   (``<documents><document index="1">…``, ``<context>``, ``<search_results>``), with attributes and nesting. Each
+   innermost element is one context region with its own source; tags and the text between elements are protected;
+   a short one-line ``<source>`` inside a document is metadata and protected. Tags that do not pair up are text.
+4. Delimited blocks: LlamaIndex's dash fences (a line of five or more ``-``), ``\"\"\"`` fences, and headings
+   (``Context:``, ``Documents:``, ``Sources:``, ``### Context`` …): what they enclose, or what follows the heading
+   up to a ``Question:``/``Query:``/``Answer:`` label, is context.
+5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``): up to two short leading
+   paragraphs that read as instructions are kept, a short trailing question or request is kept (user turns), and
+   the long middle is context.
+
+In every case a ``Question:``/``Query:``/``Q:`` label outside the context starts a question region (to the end of
+its paragraph); what relevance is scored against is its text after the label. Anything no rule places is
+``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from promptzip._errors import InputError
+from promptzip._split import parse_tags
+
+__all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
+
+LAYOUT_MIN_CHARS = 1200
+_PZ = re.compile(r"<\s*/?\s*pz(?=[\s>/])", re.IGNORECASE)
+_TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
+_DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
+_DASH_FENCE = re.compile(r"^[ \t]*-{5,}[ \t]*$", re.MULTILINE)
+_QUOTE_FENCE = re.compile(r'"""')
+_HEADING = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
+    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
+    r"background(?:[ \t]+information)?)(?:\*\*)?[ \t]*(?::|(?=\n)|$)[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_LABEL = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(question|query|q|user[ \t]+question|answer|a|response|instructions?|task)"
+    r"(?:\*\*)?[ \t]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+_QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_INSTRUCTION_CUE = re.compile(
+    r"\b(you|your|answer|use|using|following|below|above|question|context|respond|reply|assistant|based on|"
+    r"according to|given|task|instructions?|documents?|please|must|should)\b|:\s*$",
+    re.IGNORECASE,
+)
+_REQUEST_CUE = re.compile(
+    r"^\s*(answer|explain|summari[sz]e|describe|list|tell|what|who|whom|whose|when|where|why|how|which|is|are|"
+    r"does|do|did|can|could|based on|using|given|please|now|question)\b",
+    re.IGNORECASE,
+)
+_META_MAX_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """``text[start:end]`` of one kind: ``instruction`` | ``context`` | ``question`` | ``protected``.
+
+    ``rule`` says what found it (``pz``, ``json``, ``tag``, ``fence``, ``heading``, ``layout``, ``label``,
+    ``whole``); ``query`` is what relevance scores against for a question region (its text after the label)."""
+
+    kind: str
+    start: int
+    end: int
+    rule: str = ""
+    query: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """A document-like XML element ``text[start:end]`` and the indexes of the context regions inside it: when none of
+    them keeps any text, the whole element (tags included) leaves the output."""
+
+    start: int
+    end: int
+    regions: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    text: str
+    regions: tuple[Region, ...]
+    elements: tuple[Element, ...] = ()
+
+    @property
+    def context(self) -> list[int]:
+        """Indexes of the context regions."""
+        return [i for i, r in enumerate(self.regions) if r.kind == "context"]
+
+    @property
+    def question(self) -> str | None:
+        """The question's text (labels removed), when the text has one."""
+        parts = [r.query or self.text[r.start : r.end].strip() for r in self.regions if r.kind == "question"]
+        joined = " ".join(p for p in parts if p).strip()
+        return joined or None
+
+    def fixed_text(self) -> str:
+        """What goes out verbatim whatever is kept: the text outside context regions, less the tags of document
+        elements (they leave with their element when nothing of it is kept)."""
+        keep = bytearray(b"\x01") * len(self.text)
+        for r in self.regions:
+            if r.kind == "context":
+                keep[r.start : r.end] = bytes(r.end - r.start)
+        for e in self.elements:
+            keep[e.start : e.end] = bytes(e.end - e.start)
+        return "".join(ch for ch, k in zip(self.text, keep, strict=True) if k)
+
+    def overhead(self, count: Callable[[str], int]) -> dict[int, int]:
+        """Tokens that each context region brings along when any of it is kept: its share of the tags of the
+        outermost document element around it (they leave with the element)."""
+        shares: dict[int, int] = {}
+        for e in self.elements:
+            if any(o is not e and o.start <= e.start and e.end <= o.end for o in self.elements):
+                continue
+            inside = [self.regions[i] for i in e.regions]
+            pieces, pos = [], e.start
+            for r in sorted(inside, key=lambda r: r.start):
+                pieces.append(self.text[pos : r.start])
+                pos = r.end
+            pieces.append(self.text[pos : e.end])
+            tokens = count("".join(pieces))
+            for i in e.regions:
+                shares[i] = shares.get(i, 0) + -(-tokens // len(e.regions))
+        return shares
+
+    def rebuild(self, outputs: dict[int, str]) -> str:
+        """The text with each context region ``i`` replaced by ``outputs[i]`` (absent: unchanged), and every
+        document element whose context regions all came out empty removed whole."""
+        cuts = [(e.start, _after_element(self.text, e.end), "") for e in _removed_elements(self, outputs)]
+        for i, r in enumerate(self.regions):
+            if r.kind == "context" and i in outputs and not any(a <= r.start < b for a, b, _ in cuts):
+                cuts.append((r.start, r.end, outputs[i]))
+        pieces: list[str] = []
+        pos = 0
+        for a, b, new in sorted(cuts):
+            pieces += [self.text[pos:a], new]
+            pos = b
+        pieces.append(self.text[pos:])
+        return "".join(pieces)
+
+
+def understand(text: str, *, role: str = "user", last_user: bool = True, history: bool = False) -> Layout:
+    """The regions of ``text``, a message of ``role`` (``last_user``: it is the turn being answered; ``history``:
+    an earlier turn or a tool result, whose unmarked text is all context)."""
+    if not text.strip():
+        return Layout(text, (Region("protected", 0, len(text), "empty"),))
+    if _PZ.search(text):
+        try:
+            parse_tags(text)
+        except InputError:
+            return Layout(text, (Region("protected", 0, len(text), "pz"),))
+        return Layout(text, (Region("context", 0, len(text), "pz"),))
+    if _is_json(text):
+        return Layout(text, (Region("protected", 0, len(text), "json"),))
+    spans, elements, rule = _tagged(text)
+    if not spans:
+        spans, rule = _delimited(text), "fence"
+    if not spans:
+        spans, rule = _headed(text), "heading"
+    if not spans and history:
+        spans, rule = [(0, len(text))], "whole"
+    if not spans and role in ("system", "developer", "user"):
+        spans, rule = _by_layout(text, trailing_question=role == "user" and last_user), "layout"
+    regions = _fill(text, spans, rule)
+    if role == "user" and last_user:
+        regions = _with_question(text, regions)
+    layout = Layout(text, tuple(regions), ())
+    if elements:
+        layout = Layout(text, layout.regions, _map_elements(layout, elements))
+    return layout
+
+
+# --------------------------------------------------------------------------------------------------- the rules
+def _is_json(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "{[":
+        return False
+    try:
+        json.loads(stripped)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+@dataclass(slots=True)
+class _Node:
+    name: str
+    open_start: int
+    open_end: int
+    close_start: int = -1
+    close_end: int = -1
+    children: list[_Node] | None = None
+
+
+def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[tuple[int, int]]]], str]:
+    """Context spans inside document-like elements, and the elements (start, end, their spans)."""
+    if "<" not in text:
+        return [], [], "tag"
+    stack: list[_Node] = []
+    roots: list[_Node] = []
+    for m in _TAG.finditer(text):
+        closing, name, _, selfclosing = m.group(1), m.group(2), m.group(3), m.group(4)
+        if not _DOC_NAME.search(name) or selfclosing:
+            continue
+        if not closing:
+            stack.append(_Node(name.lower(), m.start(), m.end(), children=[]))
+            continue
+        depth = next((d for d in range(len(stack) - 1, -1, -1) if stack[d].name == name.lower()), None)
+        if depth is None:
+            continue  # closes nothing: plain text
+        del stack[depth + 1 :]  # elements left open inside it never closed: their tags are plain text
+        node = stack.pop()
+        node.close_start, node.close_end = m.start(), m.end()
+        (stack[-1].children if stack else roots).append(node)  # type: ignore[union-attr]
+    spans: list[tuple[int, int]] = []
+    elements: list[tuple[int, int, list[tuple[int, int]]]] = []
+
+    def walk(node: _Node, depth: int) -> list[tuple[int, int]]:
+        inner: list[tuple[int, int]] = []
+        if node.children:
+            for child in node.children:
+                inner += walk(child, depth + 1)
+        else:
+            a, b = _strip(text, node.open_end, node.close_start)
+            is_meta = node.name == "source" and depth > 0 and b - a <= _META_MAX_CHARS and "\n" not in text[a:b]
+            if b > a and not is_meta:
+                inner.append((a, b))
+        spans.extend(s for s in inner if s not in spans)
+        if depth > 0 and inner:
+            elements.append((node.open_start, node.close_end, inner))
+        return inner
+
+    for root in roots:
+        walk(root, 0)
+    return sorted(spans), elements, "tag"
+
+
+def _delimited(text: str) -> list[tuple[int, int]]:
+    """Text between pairs of dash fences or of triple quotes."""
+    spans: list[tuple[int, int]] = []
+    for pattern in (_DASH_FENCE, _QUOTE_FENCE):
+        marks = list(pattern.finditer(text))
+        for a, b in zip(marks[0::2], marks[1::2], strict=False):
+            s, e = _strip(text, a.end(), b.start())
+            if e > s:
+                spans.append((s, e))
+        if spans:
+            return spans
+    return spans
+
+
+def _headed(text: str) -> list[tuple[int, int]]:
+    """What follows a context heading, up to the next label or heading (or the end)."""
+    spans: list[tuple[int, int]] = []
+    heads = list(_HEADING.finditer(text))
+    for k, h in enumerate(heads):
+        stop = heads[k + 1].start() if k + 1 < len(heads) else len(text)
+        label = _LABEL.search(text, h.end(), stop)
+        if label is not None:
+            stop = label.start()
+        s, e = _strip(text, h.end(), stop)
+        if e > s:
+            spans.append((s, e))
+    return spans
+
+
+def _paragraphs(text: str) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for m in _BLANK_LINE.finditer(text):
+        out.append((pos, m.start()))
+        pos = m.end()
+    out.append((pos, len(text)))
+    return [(a, b) for a, b in out if text[a:b].strip()]
+
+
+def _by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
+    """Short leading instructions and a short trailing request kept, the long middle as context."""
+    if len(text) < LAYOUT_MIN_CHARS:
+        return []
+    paras = _paragraphs(text)
+    lead = 0
+    while lead < min(2, len(paras) - 1):
+        a, b = paras[lead]
+        # the first paragraph needs an instruction's words; a second one must introduce what follows ("…below:")
+        para = text[a:b].rstrip()
+        if b - a > 400 or not (_INSTRUCTION_CUE.search(para) if lead == 0 else para.endswith(":")):
+            break
+        lead += 1
+    tail = len(paras)
+    if trailing_question and tail - 1 > lead:
+        a, b = paras[-1]
+        last = text[a:b].strip()
+        if b - a <= 500 and (last.endswith("?") or _REQUEST_CUE.match(last) or _LABEL.match(last)):
+            tail -= 1
+    if tail <= lead:
+        return []
+    start, end = paras[lead][0], paras[tail - 1][1]
+    if end - start < len(text) / 2:
+        return []
+    return [_strip(text, start, end)]
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _strip(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def _fill(text: str, spans: list[tuple[int, int]], rule: str) -> list[Region]:
+    regions: list[Region] = []
+    pos = 0
+    for a, b in sorted(spans):
+        if a < pos:
+            continue
+        if a > pos:
+            regions.append(Region("instruction", pos, a))
+        regions.append(Region("context", a, b, rule))
+        pos = b
+    if pos < len(text):
+        regions.append(Region("instruction", pos, len(text)))
+    return regions
+
+
+def _with_question(text: str, regions: list[Region]) -> list[Region]:
+    """The turn being answered: labelled questions become question regions; without a label, the text after the
+    last context region (or before the first) is the question; with no context at all, the whole text is."""
+    has_context = any(r.kind == "context" for r in regions)
+    if not has_context:
+        return [Region("question", 0, len(text), "whole", _label_free(text))]
+    out: list[Region] = []
+    found = False
+    for r in regions:
+        if r.kind != "instruction":
+            out.append(r)
+            continue
+        pos = r.start
+        for m in _LABEL.finditer(text, r.start, r.end):
+            if m.group(1).lower().replace("\t", " ") not in _QUESTION_LABELS:
+                continue
+            end = _question_end(text, m.end(), r.end)
+            if m.start() > pos:
+                out.append(Region("instruction", pos, m.start()))
+            out.append(Region("question", m.start(), end, "label", text[m.end() : end].strip()))
+            found = True
+            pos = end
+        if pos < r.end:
+            out.append(Region("instruction", pos, r.end))
+    if found:
+        return out
+    last_context = max(i for i, r in enumerate(out) if r.kind == "context")
+    after = [i for i in range(last_context + 1, len(out)) if text[out[i].start : out[i].end].strip()]
+    target = after[-1] if after else next((i for i in range(last_context) if out[i].kind == "instruction"), None)
+    if target is not None:
+        r = out[target]
+        a, b = _strip(text, _paragraphs(text[: r.end])[-1][0] if target in after else r.start, r.end)
+        a = max(a, r.start)
+        query = _label_free(text[a:b])
+        pieces = [Region("instruction", r.start, a)] if a > r.start else []
+        pieces.append(Region("question", a, b, "layout", query))
+        if b < r.end:
+            pieces.append(Region("instruction", b, r.end))
+        out[target : target + 1] = pieces
+    return out
+
+
+def _question_end(text: str, start: int, limit: int) -> int:
+    """A labelled question runs to a blank line, the next label or the end of its region."""
+    end = limit
+    blank = _BLANK_LINE.search(text, start, limit)
+    if blank is not None:
+        end = blank.start()
+    for pattern in (_LABEL, _HEADING):
+        stop = pattern.search(text, start, end)
+        if stop is not None:
+            end = stop.start()
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return end
+
+
+def _label_free(text: str) -> str:
+    """The question's words: without its label and a trailing ``Answer:`` cue."""
+    out = _LABEL.sub(lambda m: "" if m.group(1).lower() in _QUESTION_LABELS else m.group(0), text)
+    out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)
+    return out.strip()
+
+
+def _map_elements(layout: Layout, elements: list[tuple[int, int, list[tuple[int, int]]]]) -> tuple[Element, ...]:
+    index = {(r.start, r.end): i for i, r in enumerate(layout.regions) if r.kind == "context"}
+    return tuple(
+        Element(a, b, tuple(index[s] for s in spans if s in index)) for a, b, spans in sorted(elements) if spans
+    )
+
+
+def _removed_elements(layout: Layout, outputs: dict[int, str]) -> list[Element]:
+    """The outermost elements whose every context region came out empty."""
+    empty = [
+        e for e in layout.elements if e.regions and all(i in outputs and not outputs[i].strip() for i in e.regions)
+    ]
+    outer = [e for e in empty if not any(o is not e and o.start <= e.start and e.end <= o.end for o in empty)]
+    return sorted(outer, key=lambda e: e.start)
+
+
+def _after_element(text: str, end: int) -> int:
+    """Where the text resumes after a removed element: its line break goes with it."""
+    pos = end
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    if pos < len(text) and text[pos] == "\n":
+        return pos + 1
+    return end

@@ -26,9 +26,10 @@ its paragraph); what relevance is scored against is its text after the label. An
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptzip._errors import InputError
@@ -118,16 +119,15 @@ class Layout:
             if r.kind == "context":
                 keep[r.start : r.end] = bytes(r.end - r.start)
         for e in self.elements:
-            keep[e.start : e.end] = bytes(e.end - e.start)
+            end = _after_element(self.text, e.end)
+            keep[e.start : end] = bytes(end - e.start)
         return "".join(ch for ch, k in zip(self.text, keep, strict=True) if k)
 
     def overhead(self, count: Callable[[str], int]) -> dict[int, int]:
         """Tokens that each context region brings along when any of it is kept: its share of the tags of the
         outermost document element around it (they leave with the element)."""
         shares: dict[int, int] = {}
-        for e in self.elements:
-            if any(o is not e and o.start <= e.start and e.end <= o.end for o in self.elements):
-                continue
+        for e in _outermost(self.elements):
             inside = [self.regions[i] for i in e.regions]
             pieces, pos = [], e.start
             for r in sorted(inside, key=lambda r: r.start):
@@ -143,8 +143,12 @@ class Layout:
         """The text with each context region ``i`` replaced by ``outputs[i]`` (absent: unchanged), and every
         document element whose context regions all came out empty removed whole."""
         cuts = [(e.start, _after_element(self.text, e.end), "") for e in _removed_elements(self, outputs)]
+        starts = [a for a, _, _ in cuts]
         for i, r in enumerate(self.regions):
-            if r.kind == "context" and i in outputs and not any(a <= r.start < b for a, b, _ in cuts):
+            if r.kind != "context" or i not in outputs:
+                continue
+            k = bisect.bisect_right(starts, r.start) - 1
+            if k < 0 or r.start >= cuts[k][1]:  # not inside a removed element
                 cuts.append((r.start, r.end, outputs[i]))
         pieces: list[str] = []
         pos = 0
@@ -168,7 +172,10 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
         return Layout(text, (Region("context", 0, len(text), "pz"),))
     if _is_json(text):
         return Layout(text, (Region("protected", 0, len(text), "json"),))
-    spans, elements, rule = _tagged(text)
+    spans, elements, unpaired = _tagged(text)
+    rule = "tag"
+    if unpaired and not history:  # a document tag that does not pair up: the structure is unclear, keep it all
+        return Layout(text, (Region("protected", 0, len(text), "unclear"),))
     if not spans:
         spans, rule = _delimited(text), "fence"
     if not spans:
@@ -208,10 +215,12 @@ class _Node:
     children: list[_Node] | None = None
 
 
-def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[tuple[int, int]]]], str]:
-    """Context spans inside document-like elements, and the elements (start, end, their spans)."""
+def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[tuple[int, int]]]], bool]:
+    """Context spans inside document-like elements, the elements (start, end, their spans), and whether some
+    document-like tag did not pair up."""
     if "<" not in text:
-        return [], [], "tag"
+        return [], [], False
+    unpaired = False
     stack: list[_Node] = []
     roots: list[_Node] = []
     for m in _TAG.finditer(text):
@@ -223,12 +232,14 @@ def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list
             continue
         depth = next((d for d in range(len(stack) - 1, -1, -1) if stack[d].name == name.lower()), None)
         if depth is None:
-            continue  # closes nothing: plain text
-        del stack[depth + 1 :]  # elements left open inside it never closed: their tags are plain text
+            unpaired = True  # closes nothing
+            continue
+        unpaired = unpaired or depth + 1 < len(stack)
+        del stack[depth + 1 :]  # elements left open inside it never closed
         node = stack.pop()
         node.close_start, node.close_end = m.start(), m.end()
         (stack[-1].children if stack else roots).append(node)  # type: ignore[union-attr]
-    spans: list[tuple[int, int]] = []
+    spans: set[tuple[int, int]] = set()
     elements: list[tuple[int, int, list[tuple[int, int]]]] = []
 
     def walk(node: _Node, depth: int) -> list[tuple[int, int]]:
@@ -241,14 +252,14 @@ def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list
             is_meta = node.name == "source" and depth > 0 and b - a <= _META_MAX_CHARS and "\n" not in text[a:b]
             if b > a and not is_meta:
                 inner.append((a, b))
-        spans.extend(s for s in inner if s not in spans)
+        spans.update(inner)
         if depth > 0 and inner:
             elements.append((node.open_start, node.close_end, inner))
         return inner
 
     for root in roots:
         walk(root, 0)
-    return sorted(spans), elements, "tag"
+    return sorted(spans), elements, unpaired or bool(stack)
 
 
 def _delimited(text: str) -> list[tuple[int, int]]:
@@ -309,7 +320,7 @@ def _by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
         last = text[a:b].strip()
         if b - a <= 500 and (last.endswith("?") or _REQUEST_CUE.match(last) or _LABEL.match(last)):
             tail -= 1
-    if tail <= lead:
+    if tail <= lead or (lead == 0 and tail < 3):  # one long paragraph is a long instruction, not context
         return []
     start, end = paras[lead][0], paras[tail - 1][1]
     if end - start < len(text) / 2:
@@ -417,8 +428,16 @@ def _removed_elements(layout: Layout, outputs: dict[int, str]) -> list[Element]:
     empty = [
         e for e in layout.elements if e.regions and all(i in outputs and not outputs[i].strip() for i in e.regions)
     ]
-    outer = [e for e in empty if not any(o is not e and o.start <= e.start and e.end <= o.end for o in empty)]
-    return sorted(outer, key=lambda e: e.start)
+    return _outermost(empty)
+
+
+def _outermost(elements: Sequence[Element]) -> list[Element]:
+    """The elements not inside another one, by position (elements nest or are disjoint)."""
+    out: list[Element] = []
+    for e in sorted(elements, key=lambda e: (e.start, -e.end)):
+        if not out or e.start >= out[-1].end:
+            out.append(e)
+    return out
 
 
 def _after_element(text: str, end: int) -> int:

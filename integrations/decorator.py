@@ -9,14 +9,23 @@
 Both return new objects; the decorated function and the user's client are left as they were.
 
 :func:`compress_call` rewrites one argument of each call, given by position or keyword: a ``str`` (or UTF-8
-``bytes``) prompt is compressed as text, a list of chat messages through :meth:`promptzip.Zipper.compress_messages`
-(system messages, the last user turn, tool calls and images stay verbatim). An argument that is not passed, or is
-``None``, is left alone; anything else is an :class:`promptzip.InputError`.
+``bytes``) prompt through :meth:`promptzip.Zipper.compress_prompt` (its instruction and question are kept, only its
+context shrinks; with ``question=`` the prompt becomes its compressed context alone), a list of chat messages through
+:meth:`promptzip.Zipper.compress_messages` (``scope="all"`` compresses the context wherever it is, the system
+message and last user turn included; ``scope="history"`` only earlier turns; tool calls and images stay verbatim).
+An argument that is not passed, or is ``None``, is left alone; anything else is an :class:`promptzip.InputError`.
 
-:func:`wrap` compresses ``messages`` of ``chat.completions.create``/``parse`` and ``input`` of
-``responses.create``/``parse``. Streaming requests (``stream=True``) are sent exactly as given, uncompressed, and
-their stream comes back untouched. The budget covers the ``messages`` (or the ``input``) in the target tokenizer;
-a Responses ``instructions`` string is not compressed or counted.
+:func:`wrap` compresses ``messages`` of ``chat.completions`` and ``input`` of ``responses``: ``create`` (streaming
+requests included), ``parse``, the ``stream(...)`` helpers, and their ``with_raw_response`` /
+``with_streaming_response`` forms; what comes back, a stream included, is the SDK's own, untouched. Each of these
+methods takes a ``promptzip=`` keyword for that call alone, removed before the SDK sees it::
+
+    client.chat.completions.create(model="gpt-4o", messages=messages, promptzip=False)  # sent as given
+    client.chat.completions.create(model="gpt-4o", messages=messages, promptzip=800)  # this call's budget
+    client.responses.create(model="gpt-4o", input=items, promptzip={"rate": 0.2, "scope": "history"})
+
+The budget covers the ``messages`` (or the ``input``) in the target tokenizer; a Responses ``instructions`` string
+is not compressed or counted.
 """
 
 from __future__ import annotations
@@ -32,7 +41,13 @@ from promptzip._errors import ConfigError, InputError
 from promptzip._pipeline import Zipper
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget
-from promptzip.integrations._openai import Compression, WrappedClient, compressed_text, fits_whole
+from promptzip.integrations._openai import (
+    Compression,
+    WrappedClient,
+    compressed_prompt,
+    compressed_text,
+    fits_whole,
+)
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
@@ -56,17 +71,21 @@ def compress_call(
     question: str | None = None,
     cache: str | Cache | None = None,
     zipper: Zipper | None = None,
+    scope: str = "all",
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async function so that its ``arg`` argument is compressed before each call.
 
     ``question`` names another parameter whose value is the question relevance is measured against; a prompt then
     becomes only its compressed context, and the budget covers that context plus the question. ``zipper`` uses a
-    ready Zipper instead of building ``preset`` for ``target`` on the first call.
+    ready Zipper instead of building ``preset`` for ``target`` on the first call. ``scope`` says where a chat's
+    context is compressed: ``"all"`` (every message) or ``"history"`` (earlier turns only).
 
     Raises :class:`promptzip.ConfigError` (or ``BudgetError``) at decoration time for a bad setup, such as a
-    function without a parameter named ``arg``.
+    function without a parameter named ``arg`` or an unknown ``scope``.
     """
-    compression = Compression(budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper)
+    compression = Compression(
+        budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper, scope=scope
+    )
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         signature = _signature(fn)
@@ -110,11 +129,18 @@ def wrap(
     preset: str = "fast",
     cache: str | Cache | None = None,
     zipper: Zipper | None = None,
+    scope: str = "all",
 ) -> ClientT:
     """A client that compresses chat and Responses prompts before sending them; ``client`` itself is unchanged.
 
     The result has the client's type for editors and type checkers, but it is a proxy: ``isinstance`` checks
     against ``openai.OpenAI`` do not hold for it. ``with_options``/``copy`` return wrapped clients too.
+    ``scope`` says where a chat's context is compressed: ``"all"`` (every message, the system message and the
+    last user turn included) or ``"history"`` (earlier turns only); a string ``input`` is always one whole prompt.
+
+    Per call, ``promptzip=`` overrides these settings: ``False`` (or ``{"disable": True}``) sends the call as
+    given, an int or a :class:`promptzip.Budget` replaces the budget, and a dict sets any of ``budget``, ``rate``
+    and ``scope``. A bad value raises :class:`promptzip.BudgetError` or ``ConfigError`` before anything is sent.
     """
     try:
         import openai
@@ -128,7 +154,9 @@ def wrap(
         is_async = False
     else:
         raise ConfigError(f"wrap() takes an openai.OpenAI or openai.AsyncOpenAI client, not {type(client).__name__}")
-    compression = Compression(budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper)
+    compression = Compression(
+        budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper, scope=scope
+    )
     return cast(ClientT, WrappedClient(client, compression, is_async=is_async))
 
 
@@ -172,15 +200,18 @@ def _question(bound: inspect.BoundArguments, name: str | None) -> str | None:
 
 
 def _rewrite(compression: Compression, value: object, question: str | None, fn: object, arg: str) -> Any:
-    """The compressed argument: a prompt's compressed text, or the compressed messages (as given when they fit)."""
+    """The compressed argument: the prompt with its context compressed (only that context when a question is
+    given apart), or the compressed messages; as given when they fit."""
     zipper, spec = compression.zipper, compression.spec
     if isinstance(value, bytearray):
         value = bytes(value)
     if isinstance(value, str | bytes):
+        if question is None:
+            return compressed_prompt(zipper, value, spec)
         return compressed_text(zipper.compress(value, question=question, budget=spec))
     if isinstance(value, Sequence):  # each message is checked by compress_messages
         messages = cast(Sequence[Mapping[str, Any]], value)
-        chat = zipper.compress_messages(messages, budget=spec, question=question)
+        chat = zipper.compress_messages(messages, budget=spec, question=question, scope=compression.scope)
         return messages if fits_whole(chat) else list(chat.messages or ())
     raise InputError(
         f"{_name(fn)}() argument {arg!r} must be a str prompt or a list of chat messages, not {type(value).__name__}"

@@ -153,7 +153,8 @@ def test_ten_thousand_tiny_documents(bm25: pz.Zipper) -> None:
     assert r.messages is not None
     out = r.messages[0]["content"]
     assert r.tokens_out == message_tokens(list(r.messages), bm25.tokenizer.count) <= 600
-    assert out.startswith("<documents>\n") and out.endswith(f"</documents>\n\n{QUESTION}")
+    assert out.startswith("<documents>\n")
+    assert out.endswith(f"</documents>\n\n{QUESTION}")
     assert out.count("<document ") == out.count("</document>") < 10_000  # dropped documents leave whole
 
 
@@ -175,7 +176,8 @@ def test_compress_prompt_keeps_its_instruction_and_question(bm25: pz.Zipper) -> 
     head = "Given the following information, answer the question.\n\nContext:\n"
     tail = f"\n\nQuestion: {QUESTION}\nAnswer:"
     r = bm25.compress_prompt(head + CONTEXT + tail, budget=120)
-    assert r.text.startswith(head) and r.text.endswith(tail)
+    assert r.text.startswith(head)
+    assert r.text.endswith(tail)
     assert "1905" in r.text
     assert bm25.tokenizer.count(r.text) == r.tokens_out <= 120
     assert r.regions == r.regions_compressed == 1
@@ -230,7 +232,8 @@ def test_regions_cover_the_text_in_order(pieces: list[str], role: str, last: boo
     layout = understand(text, role=role, last_user=last, history=role in ("assistant", "tool"))
     pos = 0
     for r in layout.regions:
-        assert r.start == pos and r.end >= r.start
+        assert r.start == pos
+        assert r.end >= r.start
         pos = r.end
     assert pos == len(text)
     assert layout.rebuild({}) == text

@@ -9,13 +9,20 @@
 
 :class:`PromptZipCompressor` compresses the documents of one call together, under one budget, measured in the
 target tokenizer on the documents joined with a blank line (how LangChain's "stuff" chains join them); the question
-only scores relevance. Each returned document keeps its metadata and gains provenance: ``promptzip_kept`` (the
-``[start, end]`` character spans of the original ``page_content`` that survived), ``promptzip_tokens_in`` /
-``promptzip_tokens_out`` and ``promptzip_relevance``. Documents with nothing left are omitted.
+only scores relevance. Documents that already fit the budget come back whole. Each document's text is the
+pipeline's own output for it (``Result.outputs``: extracted sentences, a pruned text or a summary alike), so the
+joined documents are the context the pipeline verified against the budget. Each returned document keeps its
+metadata and gains provenance: ``promptzip_kept`` (the ``[start, end]`` character spans of the original
+``page_content`` that survived), ``promptzip_tokens_in`` / ``promptzip_tokens_out`` and ``promptzip_relevance``.
+Documents with nothing left are omitted.
 
 :class:`PromptZipRunnable` sits between a prompt and a chat model: chat messages go through
-:meth:`promptzip.Zipper.compress_messages` (system messages, the last user turn, tool calls and non-text parts stay
-verbatim), a plain string prompt through :meth:`promptzip.Zipper.compress`.
+:meth:`promptzip.Zipper.compress_messages` with the runnable's ``scope`` (``"all"``, the default: the context found
+in every message, system messages and the last user turn included, their instruction and question kept verbatim;
+``"history"``: earlier turns only, system messages and the last user turn untouched; tool calls and non-text parts
+always stay verbatim). A string prompt (a ``str`` or the ``StringPromptValue`` of a ``PromptTemplate``) goes
+through :meth:`promptzip.Zipper.compress_prompt`: its instruction and its trailing ``Question: ...`` are kept byte
+for byte and only its context shrinks.
 
 promptzip's own errors propagate as themselves; LangChain's conversion errors become :class:`promptzip.InputError`.
 """
@@ -37,10 +44,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt
 
 from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._inputs import check_text
+from promptzip._messages import SCOPES
 from promptzip._pipeline import REORDERS, Zipper
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
-from promptzip.integrations._openai import compressed_text, fits_whole
+from promptzip.integrations._openai import fits_whole
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
 
@@ -119,17 +127,25 @@ class PromptZipCompressor(_ZipperSettings, BaseDocumentCompressor):
         if not live:
             return []
         zipper = self._zipper()
+        count = zipper.tokenizer.count
         chunks = [Chunk(d.page_content, source_id=str(i)) for i, d in live]
-        limit, result, texts = _fit(zipper, chunks, self._spec(), question)
+        result = zipper.compress(chunks, query=question, budget=self._spec(), reorder="original")
+        limit, whole = result.budget, _fits(result)
+        # The pipeline's own text of each source, in source order: joined with the separator, it is the context it
+        # assembled and verified in the target tokenizer. Counted again here, so a broken promise is an error.
+        texts = {s.id: s.text for s in result.sources} if whole else {k: v for k, v in result.outputs.items() if v}
+        used = count(zipper.separator.join(texts[str(i)] for i, _ in live if str(i) in texts))
+        if used > limit:
+            raise BudgetError(f"the compressed documents need {used} tokens, over the budget of {limit}", budget=limit)
         out: list[Document] = []
         relevance: list[float] = []
-        count = zipper.tokenizer.count
         for i, doc in live:
             sid = str(i)
             if sid not in texts:
                 continue
-            kept = [[s.start, s.end] for c in result.chunks if c.source_id == sid for s in c.kept]
-            best = max((c.relevance for c in result.chunks if c.source_id == sid), default=0.0)
+            mine = [c for c in result.chunks if c.source_id == sid]
+            kept = [[0, len(doc.page_content)]] if whole else [[s.start, s.end] for c in mine for s in c.kept]
+            best = max((c.relevance for c in mine), default=0.0)
             metadata = {
                 **doc.metadata,
                 "promptzip_kept": kept,
@@ -151,10 +167,19 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
     Accepts what a chat model accepts and returns the same shape: a ``ChatPromptValue`` (or any prompt value with
     messages) gives a ``ChatPromptValue``, a list of messages a list of ``BaseMessage``, a ``StringPromptValue`` or a
     ``str`` the same kind with the text compressed. Messages keep their type, ids and extra fields; only text
-    content changes.
+    content changes. ``scope`` (``"all"`` or ``"history"``) says which messages' context may shrink; a string
+    prompt keeps its instruction and question verbatim whatever the scope.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    scope: str = "all"
+    """What a chat's compression may touch: ``"all"`` (the context in every message) or ``"history"``."""
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        if self.scope not in SCOPES:
+            raise ConfigError(f"unknown scope {self.scope!r}; use one of {', '.join(SCOPES)}")
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self._call_with_config(self._transform, input, config, run_type="prompt")
@@ -168,17 +193,17 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
     def _transform(self, input: LanguageModelInput) -> LanguageModelInput:
         zipper, spec = self._zipper(), self._spec()
         if isinstance(input, str):
-            return compressed_text(zipper.compress(input, budget=spec))
+            return _compress_prompt(zipper, spec, input)
         if isinstance(input, StringPromptValue):
-            return StringPromptValue(text=compressed_text(zipper.compress(input.text, budget=spec)))
+            return StringPromptValue(text=_compress_prompt(zipper, spec, input.text))
         if isinstance(input, PromptValue):
-            return ChatPromptValue(messages=_compress_messages(zipper, spec, input.to_messages()))
+            return ChatPromptValue(messages=_compress_messages(zipper, spec, input.to_messages(), self.scope))
         if isinstance(input, Sequence):
             try:
                 messages = convert_to_messages(input)
             except (ValueError, TypeError, NotImplementedError) as exc:
                 raise InputError(f"cannot read the messages: {exc}") from exc
-            return _compress_messages(zipper, spec, messages)
+            return _compress_messages(zipper, spec, messages, self.scope)
         raise InputError(f"expected a prompt value, a list of messages or a str, not {type(input).__name__}")
 
 
@@ -197,35 +222,10 @@ def _check_query(query: object) -> str | None:
     return check_text(query, "query", allow_empty=True).strip() or None
 
 
-def _fit(zipper: Zipper, chunks: list[Chunk], spec: Budget, question: str | None) -> tuple[int, Result, dict[str, str]]:
-    """One compression of all the documents, the question scoring relevance only (the budget is the documents'
-    alone): the limit in tokens, the result, and each surviving document's text. Re-runs tighter in the rare case
-    the texts do not fit (a compressor whose variant text is not its kept spans)."""
-    result = zipper.compress(chunks, query=question, budget=spec, reorder="original")
-    limit = inner = result.budget
-    if fits_whole(result):  # nothing to cut: keep each text exactly as it was
-        return limit, result, {s.id: s.text for s in result.sources}
-    while True:
-        texts = _rebuild(result, zipper.separator)
-        used = zipper.tokenizer.count(zipper.separator.join(texts.values()))
-        if used <= limit:
-            return limit, result, texts
-        if inner <= 1:
-            raise BudgetError(f"the documents do not fit in {limit} tokens", budget=limit)
-        inner = max(1, min(inner - 1, inner * limit // used))  # shrink in proportion to the overshoot
-        result = zipper.compress(chunks, query=question, budget=Budget(tokens=inner), reorder="original")
-
-
-def _rebuild(result: Result, separator: str) -> dict[str, str]:
-    """Each source's surviving text: its chunks' kept spans (a space between spans, the separator between
-    chunks), which is how the pipeline assembled them; sources with nothing kept are absent."""
-    originals = {s.id: s.text for s in result.sources}
-    pieces: dict[str, list[tuple[int, str]]] = {}
-    for c in result.chunks:
-        if c.kept:
-            text = originals[c.source_id]
-            pieces.setdefault(c.source_id, []).append((c.start, " ".join(text[s.start : s.end] for s in c.kept)))
-    return {sid: separator.join(t for _, t in sorted(parts)) for sid, parts in pieces.items()}
+def _fits(result: Result) -> bool:
+    """Whether the documents already fit the budget whole: they are then returned exactly as given, whatever their
+    relevance (a budget is a cap, not a filter), unless promptzip's own tags must be removed from them."""
+    return result.tokens_in <= result.budget and not any("<pz" in s.text.lower() for s in result.sources)
 
 
 def _arrange(docs: list[Document], relevance: list[float], reorder: str) -> list[Document]:
@@ -237,10 +237,16 @@ def _arrange(docs: list[Document], relevance: list[float], reorder: str) -> list
     return ranked[0::2] + ranked[1::2][::-1]  # lost in the middle: the best at both ends
 
 
-def _compress_messages(zipper: Zipper, spec: Budget, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+def _compress_prompt(zipper: Zipper, spec: Budget, text: str) -> str:
+    """A whole string prompt with only its context compressed; the prompt itself when it fit whole."""
+    result = zipper.compress_prompt(text, budget=spec)
+    return text if fits_whole(result) else result.text
+
+
+def _compress_messages(zipper: Zipper, spec: Budget, messages: Sequence[BaseMessage], scope: str) -> list[BaseMessage]:
     """Compress LangChain messages through their OpenAI form; only the text of each message is replaced."""
     dicts = [_as_openai(m, i) for i, m in enumerate(messages)]
-    result = zipper.compress_messages(dicts, budget=spec)
+    result = zipper.compress_messages(dicts, budget=spec, scope=scope)
     if fits_whole(result):
         return list(messages)
     compressed_messages = result.messages or dicts

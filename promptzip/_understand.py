@@ -182,7 +182,7 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
         spans, rule = _headed(text), "heading"
     if not spans and history:
         spans, rule = [(0, len(text))], "whole"
-    if not spans and role in ("system", "developer", "user"):
+    if not spans and role in ("system", "developer", "user") and not _starts_with_question(text):
         spans, rule = _by_layout(text, trailing_question=role == "user" and last_user), "layout"
     regions = _fill(text, spans, rule)
     if role == "user" and last_user:
@@ -253,7 +253,7 @@ def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list
             if b > a and not is_meta:
                 inner.append((a, b))
         spans.update(inner)
-        if depth > 0 and inner:
+        if inner:
             elements.append((node.open_start, node.close_end, inner))
         return inner
 
@@ -289,6 +289,12 @@ def _headed(text: str) -> list[tuple[int, int]]:
         if e > s:
             spans.append((s, e))
     return spans
+
+
+def _starts_with_question(text: str) -> bool:
+    """A text that opens with a question label is a question, however long; the layout rule leaves it whole."""
+    m = _LABEL.match(text.lstrip())
+    return m is not None and m.group(1).lower().replace("\t", " ") in _QUESTION_LABELS
 
 
 def _paragraphs(text: str) -> list[tuple[int, int]]:

@@ -59,7 +59,7 @@ def test_document_tags_each_element_is_a_source_and_short_source_tags_are_metada
     assert context_of(layout) == DOCS[:3]
     assert layout.question == QUESTION
     assert all("doc-" not in c for c in context_of(layout))  # <source>doc-0.txt</source> stays verbatim
-    assert len(layout.elements) == 6  # each <document> and its <document_content>
+    assert len(layout.elements) == 7  # <documents>, each <document> and its <document_content>
 
 
 @pytest.mark.parametrize("name", ["context", "search_results", "passage", "retrieved_documents"])

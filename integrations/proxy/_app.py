@@ -22,6 +22,16 @@ Decisions worth knowing:
   proxy). Upstream unreachable → 502, too slow → 504 (``timeouts.read``), pool exhausted → 503. A connection that
   breaks mid-body ends the client's response unfinished (the server closes it, so the client sees a truncated
   transfer rather than a clean end), counted in ``upstream_errors_total{kind="stream"}``.
+* What a chat's compression touches is its *scope*: ``all`` (default) compresses the context found in every
+  message — a system message holding retrieved documents, a last user turn ``"Context: ... Question: ..."`` — and
+  keeps each message's instruction and question byte for byte; ``history`` compresses earlier turns only, leaving
+  system messages and the last user turn untouched. The ``x-promptzip-scope: all | history`` request header
+  chooses it per request (an invalid value is a 400 ``invalid_header``), else the route's ``scope``, else the
+  server's (``--scope``). The scope is part of the whole-request result cache's key.
+* Every compressed or pass-through answer carries ``x-promptzip-status``, ``x-promptzip-tokens-in``/``-out``,
+  ``x-promptzip-preset``, ``x-promptzip-scope``, ``x-promptzip-method`` and the integers ``x-promptzip-regions``
+  (context regions found in the chat) and ``x-promptzip-regions-compressed`` (those that came out shorter); both
+  are 0 when the chat was not compressed at all (disabled, an encoded body, below ``min_tokens``).
 * Compression failure: ``fail_mode="open"`` (default) forwards the original body with ``x-promptzip-status:
   fail-open``; ``"closed"`` answers 422 (the chat cannot be compressed to the budget) or 500.
 * Compression, the whole-request result cache and the cache backend (SQLite, Redis: blocking calls) all run in
@@ -75,6 +85,7 @@ from promptzip.integrations.proxy._requests import (
     rate_header,
     request_headers,
     response_drop,
+    scope_header,
     status_headers,
 )
 from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
@@ -91,6 +102,7 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # RFC 9110 §7.6.1 hop-by-hop fields, plus what httpx recomputes (host, content-length) and Expect (no 100-continue).
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_NO_REGIONS = {"x-promptzip-regions": "0", "x-promptzip-regions-compressed": "0"}  # the chat was not looked at
 
 
 def _from_preset(preset: str, target: str, cache: Cache) -> Zipper:
@@ -229,10 +241,10 @@ class _Proxy:
         body = await self._read_body(request)
         if flag(request.headers.get("x-promptzip-disable"), "x-promptzip-disable"):
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, status_headers("passthrough", reason="disabled"))
+            return await self._forward(request, body, {**status_headers("passthrough", "disabled"), **_NO_REGIONS})
         if request.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, status_headers("passthrough", reason="encoded-body"))
+            return await self._forward(request, body, {**status_headers("passthrough", "encoded-body"), **_NO_REGIONS})
         payload = parse_json(body)
         messages = check_chat(payload)
         options = self._options(request.headers, route)
@@ -252,7 +264,10 @@ class _Proxy:
             "x-promptzip-tokens-in": str(outcome.tokens_in),
             "x-promptzip-tokens-out": str(outcome.tokens_out),
             "x-promptzip-preset": options.preset,
+            "x-promptzip-scope": options.scope,
             "x-promptzip-method": outcome.method,
+            "x-promptzip-regions": str(outcome.regions),
+            "x-promptzip-regions-compressed": str(outcome.regions_compressed),
             **outcome.headers,
         }
         if outcome.messages is None:
@@ -274,7 +289,12 @@ class _Proxy:
         self.metrics.fail_open.inc()
         self.metrics.compression_seconds.observe(seconds)
         logger.warning("proxy: compression failed, forwarding the original: %s: %s", type(exc).__name__, exc)
-        headers = {"x-promptzip-status": "fail-open", "x-promptzip-error": code, "x-promptzip-preset": options.preset}
+        headers = {
+            "x-promptzip-status": "fail-open",
+            "x-promptzip-error": code,
+            "x-promptzip-preset": options.preset,
+            "x-promptzip-scope": options.scope,
+        }
         return await self._forward(request, body, headers)
 
     def _options(self, headers: Mapping[str, str], route: RouteSettings) -> Options:
@@ -303,6 +323,8 @@ class _Proxy:
                     param="x-promptzip-preset",
                     code="unknown_preset",
                 )
+        scope_h = headers.get("x-promptzip-scope")
+        scope = scope_header(scope_h, "x-promptzip-scope") if scope_h is not None else route.scope or s.scope
         tenant = None
         if s.tenant_header is not None:
             tenant = headers.get(s.tenant_header)
@@ -319,6 +341,7 @@ class _Proxy:
             tenant=tenant,
             min_tokens=route.min_tokens if route.min_tokens is not None else s.min_tokens,
             fail_mode=route.fail_mode or s.fail_mode,
+            scope=scope,
         )
 
     # ---------------------------------------------------------------------------- in the worker thread
@@ -377,7 +400,9 @@ class _Proxy:
                 if tokens_in < options.min_tokens:
                     return small(tokens_in)
             cache = self._cache if options.tenant is None else self._cache.namespaced(options.tenant)
-            key = make_key("proxy-result", RESULT_CACHE_VERSION, zipper.fingerprint, repr(options.budget), canonical)
+            key = make_key(
+                "proxy-result", RESULT_CACHE_VERSION, zipper.fingerprint, repr(options.budget), options.scope, canonical
+            )
             hit = decode_outcome(cache.get(key))
             if hit is not None:
                 self.metrics.result_cache.inc("hit")
@@ -390,23 +415,29 @@ class _Proxy:
             tokens_in = message_tokens(messages, zipper.tokenizer.count)
             if tokens_in < options.min_tokens:
                 return small(tokens_in)
-        outcome = self._run(zipper, messages, options.budget, tokens_in, method)
+        outcome = self._run(zipper, messages, options, tokens_in, method)
         if cache is not None:
             cache.put(key, encode_json(encode_outcome(outcome)))
             outcome.headers["x-promptzip-cache"] = "miss"
         return done(outcome)
 
     @staticmethod
-    def _run(zipper: Zipper, messages: list[dict[str, Any]], budget: Budget, tokens_in: int, method: str) -> Outcome:
+    def _run(zipper: Zipper, messages: list[dict[str, Any]], options: Options, tokens_in: int, method: str) -> Outcome:
         view = protect_json_results(messages)
         if view is None:
             return Outcome(None, tokens_in, tokens_in, "tool-result-with-pz-tag", method)
-        result = zipper.compress_messages(view, budget=budget)
+        result = zipper.compress_messages(view, budget=options.budget, scope=options.scope)
         out = [dict(m) for m in result.messages or ()]
-        if out == messages:
-            return Outcome(None, tokens_in, tokens_in, result.decision, method)
-        tokens_out = message_tokens(out, zipper.tokenizer.count)
-        return Outcome(out, tokens_in, tokens_out, result.decision, method)
+        changed = out != messages  # else the original body is forwarded
+        return Outcome(
+            out if changed else None,
+            tokens_in,
+            message_tokens(out, zipper.tokenizer.count) if changed else tokens_in,
+            result.decision,
+            method,
+            regions=result.regions,
+            regions_compressed=result.regions_compressed,
+        )
 
     # ------------------------------------------------------------------------------------------- upstream
     async def _read_body(self, request: Request) -> bytes:

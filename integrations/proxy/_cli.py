@@ -39,6 +39,12 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         choices=["open", "closed"],
         help="on a compressor failure: forward the original (open, default) or answer an error (closed)",
     )
+    p.add_argument(
+        "--scope",
+        choices=["all", "history"],
+        help="what a chat's compression may touch: the context in every message (all, default) or earlier turns "
+        "only (history); a request's x-promptzip-scope header overrides it",
+    )
     p.add_argument("--timeout", type=float, help="seconds to wait for the upstream's answer (default: 600)")
     p.add_argument("--connect-timeout", type=float, help="seconds to connect to the upstream (default: 5)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default: 10 MiB)")
@@ -66,6 +72,7 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rate=args.rate,
         min_tokens=args.min_tokens,
         fail_mode=args.fail_mode,
+        scope=args.scope,
         max_body_bytes=args.max_body_bytes,
         tenant_header=args.tenant_header,
         warmup=args.warmup,

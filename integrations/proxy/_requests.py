@@ -1,5 +1,5 @@
 """Request side of the proxy: control headers, body and chat validation, forwarded headers, and the cached
-outcome of a compression (what is sent upstream, with its token counts)."""
+outcome of a compression (what is sent upstream, with its token counts and the context regions found)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from promptzip._errors import PromptZipError
 from promptzip._messages import ROLES
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import RequestError
+from promptzip.integrations.proxy._settings import SCOPES
 
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
 
@@ -40,6 +41,7 @@ __all__ = [
     "reject_constant",
     "request_headers",
     "response_drop",
+    "scope_header",
     "status_headers",
     "type_name",
 ]
@@ -71,6 +73,7 @@ class Options:
     tenant: str | None
     min_tokens: int
     fail_mode: str
+    scope: str
 
 
 @dataclass(slots=True)
@@ -82,6 +85,8 @@ class Outcome:
     method: str
     seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    regions: int = 0  # context regions found in the chat (0 when it was not compressed: too small, ...)
+    regions_compressed: int = 0  # of those, how many came out shorter
 
 
 def status_headers(status: str, reason: str | None = None) -> dict[str, str]:
@@ -141,6 +146,13 @@ def rate_header(value: str, name: str) -> float:
     if not 0.0 < rate <= 1.0:  # also false for NaN
         raise RequestError(f"{name} must be the kept fraction, in (0, 1]", param=name, code="invalid_header")
     return rate
+
+
+def scope_header(value: str, name: str) -> str:
+    scope = value.strip().lower()
+    if scope not in SCOPES:
+        raise RequestError(f"{name} must be one of {', '.join(SCOPES)}", param=name, code="invalid_header")
+    return scope
 
 
 def reject_constant(name: str) -> Any:
@@ -267,6 +279,8 @@ def encode_outcome(o: Outcome) -> dict[str, Any]:
         "tokens_out": o.tokens_out,
         "reason": o.reason,
         "method": o.method,
+        "regions": o.regions,
+        "regions_compressed": o.regions_compressed,
     }
 
 
@@ -278,6 +292,14 @@ def decode_outcome(raw: bytes | None) -> Outcome | None:
         messages = d["messages"]
         if messages is not None and not isinstance(messages, list):
             return None
-        return Outcome(messages, int(d["tokens_in"]), int(d["tokens_out"]), str(d["reason"]), str(d["method"]))
-    except (PromptZipError, KeyError, TypeError, ValueError):
+        return Outcome(
+            messages,
+            int(d["tokens_in"]),
+            int(d["tokens_out"]),
+            str(d["reason"]),
+            str(d["method"]),
+            regions=int(d.get("regions", 0)),  # absent from entries written before regions were counted
+            regions_compressed=int(d.get("regions_compressed", 0)),
+        )
+    except (PromptZipError, AttributeError, KeyError, TypeError, ValueError):
         return None  # a corrupt or foreign entry is a miss

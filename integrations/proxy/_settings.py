@@ -8,6 +8,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     rate = 0.5                               # or: budget = 4000 (tokens); header > route > these defaults
     min_tokens = 1024                        # smaller chats are forwarded as they are
     fail_mode = "open"                       # compressor failure → forward the original ("closed": an error)
+    scope = "all"                            # compress the context in every message ("history": earlier turns only)
 
     [timeouts]
     connect = 5.0
@@ -23,14 +24,23 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptzip._errors import ConfigError
 from promptzip._types import Budget
 
-__all__ = ["CHAT_COMPLETIONS", "DEFAULT_RATE", "ProxySettings", "RouteSettings", "Timeouts", "load_settings"]
+__all__ = [
+    "CHAT_COMPLETIONS",
+    "DEFAULT_RATE",
+    "SCOPES",
+    "ProxySettings",
+    "RouteSettings",
+    "Scope",
+    "Timeouts",
+    "load_settings",
+]
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
 DEFAULT_RATE = 0.5
@@ -39,6 +49,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 FailMode = Literal["open", "closed"]
+Scope = Literal["all", "history"]
+"""What a chat's compression may touch: the context found in every message (``all``: system messages and the last
+user turn included, their instruction and question kept verbatim), or only earlier turns (``history``)."""
+SCOPES: tuple[str, ...] = get_args(Scope)
 
 
 class _Frozen(BaseModel):
@@ -61,6 +75,7 @@ class RouteSettings(_Frozen):
     target: str | None = None
     min_tokens: int | None = Field(default=None, ge=0)
     fail_mode: FailMode | None = None
+    scope: Scope | None = None
 
     @model_validator(mode="after")
     def _one_budget(self) -> RouteSettings:
@@ -101,6 +116,7 @@ class ProxySettings(_Frozen):
     rate: float | None = Field(default=None, gt=0, le=1)
     min_tokens: int = Field(default=1024, ge=0)
     fail_mode: FailMode = "open"
+    scope: Scope = "all"
     max_body_bytes: int = Field(default=10 * MiB, gt=0)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=256, gt=0)

@@ -6,9 +6,11 @@
 Serve it with ``promptzip proxy --upstream URL`` (or :func:`serve`, or any ASGI server). Clients point their
 OpenAI SDK's ``base_url`` at ``http://127.0.0.1:8787/v1``. Per request, headers steer compression:
 ``x-promptzip-budget`` (tokens), ``x-promptzip-rate`` (kept fraction), ``x-promptzip-preset``,
-``x-promptzip-disable`` and ``x-promptzip-tenant`` (a cache namespace); the answer carries
+``x-promptzip-scope`` (``all``: the context of every message, found by request understanding; ``history``: earlier
+turns only), ``x-promptzip-disable`` and ``x-promptzip-tenant`` (a cache namespace); the answer carries
 ``x-promptzip-status`` (``compressed``, ``passthrough`` or ``fail-open``), ``x-promptzip-tokens-in``/``-out``,
-``x-promptzip-preset`` and ``x-promptzip-method``. Needs the ``proxy`` extra.
+``x-promptzip-preset``, ``x-promptzip-method``, ``x-promptzip-scope`` and ``x-promptzip-regions``/
+``-regions-compressed`` (context regions found / shortened). Needs the ``proxy`` extra.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ calls :func:`understand` on each text it carries, so they all find the same regi
 text completely with :class:`Region`s in order; only ``context`` regions are ever compressed, everything else goes
 out byte for byte. The rules, first match wins:
 
-1. promptzip's own tags (``<pz keep>``, ``<pz rate=…>``): the user marked the text up, so it is context as a whole
+1. JSON: a text that is one JSON value (a tool result) is protected, so it stays valid JSON.
+2. promptzip's own tags (``<pz keep>``, ``<pz rate=…>``): the user marked the text up, so it is context as a whole
    and the splitter honours the tags (malformed ones: the text is protected).
-2. JSON: a text that is one JSON value (a tool result) is protected, so it stays valid JSON.
 3. XML-style document tags: any element whose name says document, context, source, passage or search result
    (``<documents><document index="1">…``, ``<context>``, ``<search_results>``), with attributes and nesting. Each
    innermost element is one context region with its own source; tags and the text between elements are protected;
@@ -164,14 +164,14 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
     an earlier turn or a tool result, whose unmarked text is all context)."""
     if not text.strip():
         return Layout(text, (Region("protected", 0, len(text), "empty"),))
+    if _is_json(text):  # before promptzip's tags: a JSON string that holds "<pz keep>" is still JSON
+        return Layout(text, (Region("protected", 0, len(text), "json"),))
     if _PZ.search(text):
         try:
             parse_tags(text)
         except InputError:
             return Layout(text, (Region("protected", 0, len(text), "pz"),))
         return Layout(text, (Region("context", 0, len(text), "pz"),))
-    if _is_json(text):
-        return Layout(text, (Region("protected", 0, len(text), "json"),))
     spans, elements, unpaired = _tagged(text)
     rule = "tag"
     if unpaired and not history:  # a document tag that does not pair up: the structure is unclear, keep it all

@@ -81,7 +81,6 @@ from promptzip.integrations.proxy._requests import (
     flag,
     int_header,
     parse_json,
-    protect_json_results,
     rate_header,
     request_headers,
     response_drop,
@@ -423,10 +422,8 @@ class _Proxy:
 
     @staticmethod
     def _run(zipper: Zipper, messages: list[dict[str, Any]], options: Options, tokens_in: int, method: str) -> Outcome:
-        view = protect_json_results(messages)
-        if view is None:
-            return Outcome(None, tokens_in, tokens_in, "tool-result-with-pz-tag", method)
-        result = zipper.compress_messages(view, budget=options.budget, scope=options.scope)
+        # Where the context is (JSON tool results stay whole and valid) is the core's request understanding.
+        result = zipper.compress_messages(messages, budget=options.budget, scope=options.scope)
         out = [dict(m) for m in result.messages or ()]
         changed = out != messages  # else the original body is forwarded
         return Outcome(

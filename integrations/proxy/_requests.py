@@ -3,9 +3,7 @@ outcome of a compression (what is sent upstream, with its token counts and the c
 
 from __future__ import annotations
 
-import copy
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +32,7 @@ __all__ = [
     "encode_outcome",
     "flag",
     "int_header",
-    "looks_like_json",
     "parse_json",
-    "protect_json_results",
     "rate_header",
     "reject_constant",
     "request_headers",
@@ -231,45 +227,6 @@ def encode(payload: dict[str, Any]) -> bytes:
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError:
         raise RequestError("the body contains an unpaired surrogate (invalid Unicode)", code="invalid_utf8") from None
-
-
-def looks_like_json(text: str) -> bool:
-    stripped = text.strip()
-    if not stripped or stripped[0] not in "{[":
-        return False
-    try:
-        json.loads(stripped)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-_PZ_TAG = re.compile(r"<\s*/?\s*pz", re.IGNORECASE)
-
-
-def protect_json_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """A copy where tool and function results that are JSON are wrapped in ``<pz keep>`` (kept verbatim, counted,
-    tags removed from the output); ``None`` when such a result itself contains a ``<pz`` tag and so cannot be."""
-    view = messages
-    for i, m in enumerate(messages):
-        if m.get("role") not in ("tool", "function"):
-            continue
-        content = m.get("content")
-        if isinstance(content, str) and looks_like_json(content):
-            if _PZ_TAG.search(content):
-                return None
-            view = view if view is not messages else [dict(x) for x in messages]
-            view[i] = {**m, "content": f"<pz keep>{content}</pz>"}
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                text = part.get("text") if part.get("type") == "text" else None
-                if isinstance(text, str) and looks_like_json(text):
-                    if _PZ_TAG.search(text):
-                        return None
-                    view = view if view is not messages else [dict(x) for x in messages]
-                    parts = view[i]["content"] = copy.copy(view[i]["content"])
-                    parts[j] = {**part, "text": f"<pz keep>{text}</pz>"}
-    return view
 
 
 def encode_outcome(o: Outcome) -> dict[str, Any]:

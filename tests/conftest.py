@@ -48,5 +48,20 @@ def fast() -> pz.Zipper:
 
 
 @pytest.fixture(scope="session")
+def gpt4o() -> pz.Tokenizer:
+    return pz.get_tokenizer("gpt-4o")
+
+
+@pytest.fixture(scope="session")
+def bm25() -> pz.Zipper:
+    """A cheap stack with no model: BM25 relevance + extractive selection (nothing below any relevance floor is
+    dropped), for tests of the doors rather than of the models."""
+    from promptzip.compressors.extractive import ExtractiveCompressor
+    from promptzip.retrievers.sparse import BM25Scorer
+
+    return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o", name="bm25")
+
+
+@pytest.fixture(scope="session")
 def o200k() -> pz.Tokenizer:
     return pz.get_tokenizer("o200k_base")

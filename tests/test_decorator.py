@@ -21,11 +21,6 @@ BUDGET = 150
 
 
 @pytest.fixture(scope="module")
-def gpt4o() -> pz.Tokenizer:
-    return pz.get_tokenizer("gpt-4o")
-
-
-@pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenAI]:
     with FakeOpenAI(reply="The tower is 330 metres tall.") as server:
         yield server

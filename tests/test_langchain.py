@@ -14,7 +14,6 @@ pytest.importorskip("langchain_core")
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, convert_to_openai_messages
 from langchain_core.output_parsers import StrOutputParser
@@ -22,36 +21,17 @@ from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import VectorStoreRetriever
+from lc_helpers import SEP, MiniLMEmbeddings, documents, joined_tokens
 
 import promptzip as pz
 from promptzip._messages import message_tokens
-from promptzip._models import load_sentence_encoder
 from promptzip._roles import Compressor, drop_variant, keep_variant
 from promptzip._types import Chunk, Variant
 from promptzip.integrations.langchain import PromptZipCompressor, PromptZipRunnable
 
 QUESTION = "How tall is the Eiffel Tower?"
-SEP = "\n\n"
 
 
-@pytest.fixture(scope="module")
-def gpt4o() -> pz.Tokenizer:
-    return pz.get_tokenizer("gpt-4o")
-
-
-def documents(article: str) -> list[Document]:
-    return [
-        Document(page_content=p, metadata={"source": f"article.txt#{i}", "page": i}, id=f"doc-{i}")
-        for i, p in enumerate(article.split(SEP))
-    ]
-
-
-def joined_tokens(docs: Sequence[Document], tokenizer: pz.Tokenizer) -> int:
-    return tokenizer.count(SEP.join(d.page_content for d in docs))
-
-
-# ------------------------------------------------------------------------------------------ the compressor
-@pytest.mark.slow
 def test_documents_share_one_budget_and_carry_provenance(fast: pz.Zipper, article: str, gpt4o: pz.Tokenizer) -> None:
     docs = documents(article)
     before = [(d.page_content, dict(d.metadata)) for d in docs]
@@ -170,17 +150,6 @@ def test_bad_settings_and_inputs_raise_promptzip_errors() -> None:
 
 
 # ------------------------------------------------------------------------------------------ with a FAISS retriever
-class MiniLMEmbeddings(Embeddings):
-    """LangChain embeddings from promptzip's packaged all-MiniLM-L6-v2."""
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        vectors = load_sentence_encoder("minilm").encode(list(texts), normalize_embeddings=True)
-        return [[float(x) for x in row] for row in vectors]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-
 @pytest.fixture(scope="module")
 def faiss_retriever(article: str) -> VectorStoreRetriever:
     pytest.importorskip("faiss")

@@ -18,6 +18,7 @@ from langchain_core.language_models import FakeListLLM
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, convert_to_openai_messages
 from langchain_core.prompt_values import StringPromptValue
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
+from lc_helpers import documents, joined_tokens
 
 import promptzip as pz
 from promptzip._messages import message_tokens
@@ -33,25 +34,9 @@ INSTRUCTION = "Answer from the context. If the context does not say, answer that
 TEMPLATE = INSTRUCTION + "\nContext: {context}\nQuestion: {question}"
 
 
-@pytest.fixture(scope="module")
-def gpt4o() -> pz.Tokenizer:
-    return pz.get_tokenizer("gpt-4o")
-
-
 def bm25(min_relevance: float | None = None) -> pz.Zipper:
     """A cheap stack with no model: BM25 relevance + extractive selection."""
     return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=min_relevance), target="gpt-4o")
-
-
-def documents(article: str) -> list[Document]:
-    return [
-        Document(page_content=p, metadata={"source": f"article.txt#{i}", "page": i}, id=f"doc-{i}")
-        for i, p in enumerate(article.split(SEP))
-    ]
-
-
-def joined_tokens(docs: Sequence[Document], tokenizer: pz.Tokenizer) -> int:
-    return tokenizer.count(SEP.join(d.page_content for d in docs))
 
 
 class Prompts(BaseCallbackHandler):
@@ -143,31 +128,6 @@ def test_all_scope_reaches_into_the_system_message(article: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the compressor
-def test_compressor_returns_documents_with_provenance(article: str, gpt4o: pz.Tokenizer) -> None:
-    docs = documents(article)
-    before = [(d.page_content, dict(d.metadata)) for d in docs]
-    out = PromptZipCompressor(budget=80, zipper=bm25()).compress_documents(docs, QUESTION)
-    assert 0 < joined_tokens(out, gpt4o) <= 80 < joined_tokens(docs, gpt4o)
-    assert any("330 metres" in d.page_content for d in out)
-    by_id = {d.id: d for d in docs}
-    for d in out:
-        original = by_id[d.id]
-        assert d.metadata["source"] == original.metadata["source"]
-        kept = d.metadata["promptzip_kept"]
-        assert kept
-        assert all(0 <= a < b <= len(original.page_content) for a, b in kept)
-        assert d.page_content == " ".join(original.page_content[a:b] for a, b in kept)  # extracted sentences
-        assert d.metadata["promptzip_tokens_in"] == gpt4o.count(original.page_content)
-        assert d.metadata["promptzip_tokens_out"] == gpt4o.count(d.page_content)
-        assert d.metadata["promptzip_relevance"] >= 0.0  # BM25's own scale
-    assert [(d.page_content, d.metadata) for d in docs] == before  # the caller's documents are untouched
-
-    ranked = PromptZipCompressor(budget=80, zipper=bm25(), reorder="relevance").compress_documents(docs, QUESTION)
-    assert {d.id for d in ranked} == {d.id for d in out}
-    scores = [d.metadata["promptzip_relevance"] for d in ranked]
-    assert scores == sorted(scores, reverse=True)
-
-
 @pytest.mark.parametrize("min_relevance", [None, 0.99])
 @pytest.mark.parametrize("question", ["And what about that?", "", QUESTION])
 def test_documents_that_fit_come_back_whole(min_relevance: float | None, question: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from proxy_helpers import bm25, settings
 from starlette.testclient import TestClient
 
 from promptzip._cache import Cache, MemoryCache
@@ -27,22 +28,15 @@ from promptzip._errors import ConfigError
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip._tokenizers import get_tokenizer
-from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import ProxySettings, create_app, load_settings
 from promptzip.integrations.proxy._cli import add_proxy_command
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
-from promptzip.retrievers.sparse import BM25Scorer
 
 SAMPLE = (Path(__file__).parents[1] / "promptzip" / "_sample" / "sotu.txt").read_text(encoding="utf-8")
 CONTEXT = SAMPLE[:12_000]
 QUESTION = "What did the president say about college tuition?"
 SECRET = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 COUNT = get_tokenizer("gpt-4o").count
-
-
-def bm25(preset: str, target: str, cache: Cache) -> Zipper:
-    """A cheap stack with no model: BM25 relevance + extractive selection."""
-    return Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target=target, name=preset)
 
 
 def chat(question: str = QUESTION, context: str = CONTEXT) -> list[dict[str, Any]]:
@@ -52,10 +46,6 @@ def chat(question: str = QUESTION, context: str = CONTEXT) -> list[dict[str, Any
         {"role": "assistant", "content": "I have read the speech."},
         {"role": "user", "content": question},
     ]
-
-
-def settings(upstream: str, **kw: Any) -> ProxySettings:
-    return ProxySettings(**{"upstream": upstream, "cache": "memory", "min_tokens": 50, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -19,27 +19,20 @@ from typing import Any
 
 import httpx
 import pytest
+from proxy_helpers import bm25, settings
 from starlette.testclient import TestClient
 
-from promptzip._cache import Cache, encode_json
+from promptzip._cache import encode_json
 from promptzip._errors import ConfigError
-from promptzip._pipeline import Zipper
-from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import ProxySettings, RouteSettings, create_app, load_settings
 from promptzip.integrations.proxy._cli import add_proxy_command
 from promptzip.integrations.proxy._requests import Outcome, decode_outcome, encode_outcome
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
-from promptzip.retrievers.sparse import BM25Scorer
 
 SAMPLE = (Path(__file__).parents[1] / "promptzip" / "_sample" / "sotu.txt").read_text(encoding="utf-8")
 QUESTION = "What did the president say about college tuition?"
 CHAT_ROUTE = "/v1/chat/completions"
 STATUSES = {"compressed", "passthrough", "fail-open"}
-
-
-def bm25(preset: str, target: str, cache: Cache) -> Zipper:
-    """A cheap stack with no model: BM25 relevance + extractive selection."""
-    return Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target=target, name=preset)
 
 
 def rag_chat() -> list[dict[str, Any]]:
@@ -51,10 +44,6 @@ def rag_chat() -> list[dict[str, Any]]:
         {"role": "assistant", "content": "I have read it."},
         {"role": "user", "content": f"Context:\n{SAMPLE[14000:18000]}\n\nQuestion: {QUESTION}"},
     ]
-
-
-def settings(upstream: str, **kw: Any) -> ProxySettings:
-    return ProxySettings(**{"upstream": upstream, "cache": "memory", "min_tokens": 50, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,7 @@ from fake_openai import FakeOpenAI
 
 import promptzip as pz
 from promptzip._messages import message_tokens
-from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.decorator import wrap
-from promptzip.retrievers.sparse import BM25Scorer
 
 openai = pytest.importorskip("openai")
 prompts = pytest.importorskip("langchain_core.prompts")
@@ -44,11 +42,6 @@ LLAMA_QA = (
     "Given the context information and not prior knowledge, answer the query.\nQuery: {query_str}\nAnswer: "
 )
 BUDGET = 200
-
-
-@pytest.fixture(scope="module")
-def bm25() -> pz.Zipper:
-    return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o")
 
 
 @pytest.fixture(scope="module")

@@ -104,17 +104,7 @@ def faiss_retriever() -> Any:
     """A real FAISS vector store over the article's paragraphs, embedded by the packaged MiniLM."""
     pytest.importorskip("faiss")
     from langchain_core.documents import Document
-    from langchain_core.embeddings import Embeddings
-
-    from promptzip._models import load_sentence_encoder
-
-    class MiniLMEmbeddings(Embeddings):
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            vectors = load_sentence_encoder("minilm").encode(list(texts), normalize_embeddings=True)
-            return [[float(x) for x in row] for row in vectors]
-
-        def embed_query(self, text: str) -> list[float]:
-            return self.embed_documents([text])[0]
+    from lc_helpers import MiniLMEmbeddings
 
     with warnings.catch_warnings():  # langchain-community warns, on import, that it is being sunset
         warnings.filterwarnings("ignore", message=".*langchain-community.*sunset", category=DeprecationWarning)

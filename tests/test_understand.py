@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 import promptzip as pz
 from promptzip._messages import message_tokens
 from promptzip._understand import Layout, understand
-from promptzip.compressors.extractive import ExtractiveCompressor
-from promptzip.retrievers.sparse import BM25Scorer
 
 DOCS = [
     f"Passage {i}. The harbour of town {i} was rebuilt in {1900 + i} after a storm. "
@@ -29,11 +27,6 @@ INSTRUCTION = (
     "You are an assistant for question-answering tasks. Use the following pieces of retrieved context to answer "
     "the question. If you don't know the answer, say that you don't know."
 )
-
-
-@pytest.fixture(scope="module")
-def bm25() -> pz.Zipper:
-    return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o", name="bm25")
 
 
 def kinds(layout: Layout) -> list[tuple[str, str]]:

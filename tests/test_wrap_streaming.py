@@ -17,9 +17,7 @@ from fake_openai import FakeOpenAI, Recorded
 
 import promptzip as pz
 from promptzip._messages import message_tokens
-from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.decorator import compress_call, wrap
-from promptzip.retrievers.sparse import BM25Scorer
 
 openai = pytest.importorskip("openai")
 
@@ -28,17 +26,6 @@ SYSTEM = "You are a careful travel assistant. Cite the context."
 BUDGET = 150
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
-
-
-@pytest.fixture(scope="module")
-def bm25() -> pz.Zipper:
-    """A cheap stack with no model: BM25 relevance + extractive selection."""
-    return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o")
-
-
-@pytest.fixture(scope="module")
-def gpt4o() -> pz.Tokenizer:
-    return pz.get_tokenizer("gpt-4o")
 
 
 @pytest.fixture(scope="module")

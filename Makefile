@@ -72,6 +72,13 @@ eval-quick: install
 	$(PY) -P -m promptzip.evals.data fetch all
 	$(PY) -P -m promptzip.evals.run --quick
 
+# RAG requests rendered by real framework templates (LangChain, LlamaIndex, Haystack, XML, system message) and sent
+# through the running proxy, against direct Zipper.compress, into evals/results/rag_chat.{json,md}.
+.PHONY: rag-chat
+rag-chat: install
+	$(PY) -P -m promptzip.evals.data fetch all
+	$(PY) -P -m promptzip.evals.rag_chat --n 100
+
 # The slow third-party baselines (llmlingua, Selective Context) in their own venv, added to the same report.
 baselines: install
 	bash scripts/baselines_venv.sh

@@ -38,15 +38,24 @@ from promptzip._split import parse_tags
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
 
 LAYOUT_MIN_CHARS = 1200
+# A heading or fence opens context only this close to the start of its text (or to the previous heading): one
+# deep inside a long text ("Background:" in a passage) belongs to that text.
+_MAX_LEAD_CHARS = 1500
 _PZ = re.compile(r"<\s*/?\s*pz(?=[\s>/])", re.IGNORECASE)
 _TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
 _DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
 _DASH_FENCE = re.compile(r"^[ \t]*-{5,}[ \t]*$", re.MULTILINE)
 _QUOTE_FENCE = re.compile(r'"""')
+_MD_HEADING = re.compile(
+    r"^[ \t]*#{1,6}[ \t]*(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
+    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
+    r"background(?:[ \t]+information)?)[ \t]*:?[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
 _HEADING = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
     r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
-    r"background(?:[ \t]+information)?)(?:\*\*)?[ \t]*(?::|(?=\n)|$)[ \t]*",
+    r"background(?:[ \t]+information)?)(?:\*\*)?[ \t]*:[ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _LABEL = re.compile(
@@ -263,10 +272,12 @@ def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list
 
 
 def _delimited(text: str) -> list[tuple[int, int]]:
-    """Text between pairs of dash fences or of triple quotes."""
+    """Text between pairs of dash fences or of triple quotes (the first fence near the start)."""
     spans: list[tuple[int, int]] = []
     for pattern in (_DASH_FENCE, _QUOTE_FENCE):
         marks = list(pattern.finditer(text))
+        if marks and marks[0].start() > _MAX_LEAD_CHARS:
+            continue  # a fence deep inside a long text is the text's own, not a delimiter around it
         for a, b in zip(marks[0::2], marks[1::2], strict=False):
             s, e = _strip(text, a.end(), b.start())
             if e > s:
@@ -279,7 +290,15 @@ def _delimited(text: str) -> list[tuple[int, int]]:
 def _headed(text: str) -> list[tuple[int, int]]:
     """What follows a context heading, up to the next label or heading (or the end)."""
     spans: list[tuple[int, int]] = []
-    heads = list(_HEADING.finditer(text))
+    heads = sorted([*_HEADING.finditer(text), *_MD_HEADING.finditer(text)], key=lambda m: m.start())
+    heads = [h for k, h in enumerate(heads) if k == 0 or h.start() >= heads[k - 1].end()]
+    pos = 0
+    kept = []
+    for h in heads:  # a heading starts context only close after the start or after the previous heading
+        if h.start() - pos <= _MAX_LEAD_CHARS:
+            kept.append(h)
+            pos = h.end()
+    heads = kept
     for k, h in enumerate(heads):
         stop = heads[k + 1].start() if k + 1 < len(heads) else len(text)
         label = _LABEL.search(text, h.end(), stop)

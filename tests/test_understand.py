@@ -243,3 +243,14 @@ def test_random_junk_never_raises() -> None:
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 400)))
         for role in ("system", "user", "tool"):
             assert understand(text, role=role).rebuild({}) == text
+
+
+@pytest.mark.parametrize("line", ["Sources:", "Background:", "References", "### Notes", "-----", '"""'])
+def test_a_heading_or_fence_deep_inside_a_document_is_the_documents_own(line: str) -> None:
+    """Passages with their own "Sources:" line or a rule of dashes (Quoref has them): the system message's
+    documents are still all context, not instruction up to that line."""
+    docs = [*DOCS[:4], f"{line}\n{DOCS[4]}", *DOCS[5:]] * 2
+    system = f"{INSTRUCTION}\n\n" + "\n\n".join(docs)
+    layout = understand(system, role="system", last_user=False)
+    assert kinds(layout)[0] == ("instruction", INSTRUCTION + "\n\n")
+    assert sum(len(c) for c in context_of(layout)) >= len(system) - len(INSTRUCTION) - len(line) - 4

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from promptzip._deadline import check
 from promptzip._errors import ConfigError
 from promptzip.compressors.pruning import FloatArray, IntArray, group_tokens, phrase_groups
 from promptzip.compressors.token_scores import BatchTokenScorer
@@ -173,6 +174,7 @@ def token_surprisal(
     order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][2]))
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
+            check("self-information scoring")
             batch = [jobs[j] for j in order[b : b + batch_size]]
             for lead in ([], q_ids) if q_ids else ([],):
                 width = max(len(ids) for _, _, ids in batch) + len(lead)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from promptzip._deadline import check, remaining
 from promptzip._errors import ConfigError, InputError, UpstreamError, check_int
 
 __all__ = ["PROMPT_VERSION", "LocalSummarizer", "OpenAISummarizer", "Summarizer", "summary_messages"]
@@ -137,6 +138,11 @@ class LocalSummarizer(Summarizer):
             enc = tokenizer(rendered, return_tensors="pt", add_special_tokens=False)
         inputs = {k: enc[k] for k in ("input_ids", "attention_mask") if k in enc}  # no token_type_ids (BERT-style)
         limit = math.ceil(self.slack * max_tokens) + 4
+        check("the summarizer")
+        # Generation stops by itself at the deadline (transformers' max_time); the check after it turns the cut
+        # summary into DeadlineExceeded instead of a truncated result.
+        left = remaining()
+        timed = {} if left is None else {"max_time": max(0.01, left)}
         with self._lock, torch.inference_mode():
             if self.threads:
                 torch.set_num_threads(self.threads)
@@ -146,7 +152,9 @@ class LocalSummarizer(Summarizer):
                 do_sample=False,
                 num_beams=1,
                 pad_token_id=tokenizer.pad_token_id,
+                **timed,
             )
+        check("the summarizer")
         new = out[0] if seq2seq else out[0, inputs["input_ids"].shape[1] :]
         summary = str(tokenizer.decode(new, skip_special_tokens=True)).strip()
         if len(new) >= limit:  # cut off by the limit: drop the unfinished sentence when a finished one exists

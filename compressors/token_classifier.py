@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from promptzip._deadline import check
 from promptzip._errors import ConfigError, ModelNotAvailable
 from promptzip._precision import int8_model
 from promptzip.compressors.pruning import FloatArray, IntArray, group_tokens
@@ -280,6 +281,7 @@ def keep_probabilities(
     order = sorted(range(len(jobs)), key=lambda j: -jobs[j][2])
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
+            check("the token classifier")
             batch = [jobs[j] for j in order[b : b + batch_size]]
             width = max(n for _, _, n in batch) + len(head) + len(tail)
             ids_t = torch.full((len(batch), width), pad, dtype=torch.long)

@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promptzip._cache import Cache
-from promptzip._errors import BudgetError, ConfigError, InputError, ModelNotAvailable, PromptZipError, UpstreamError
+from promptzip._errors import (
+    BudgetError,
+    ConfigError,
+    DeadlineExceeded,
+    InputError,
+    ModelNotAvailable,
+    PromptZipError,
+    UpstreamError,
+)
 from promptzip._inputs import Context
 from promptzip._pipeline import Zipper
 from promptzip._policy import BudgetPolicy, Policy
@@ -33,6 +41,7 @@ __all__ = [
     "ChunkResult",
     "Compressor",
     "ConfigError",
+    "DeadlineExceeded",
     "InputError",
     "ModelNotAvailable",
     "Policy",

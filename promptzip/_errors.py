@@ -8,6 +8,7 @@ where they enter promptzip, with ``raise ... from exc``::
     │   └── ModelNotAvailable  a named model cannot be found locally (and may not be downloaded)
     ├── InputError             bad input: non-str chunks, invalid UTF-8, malformed chat messages, bad tags
     ├── BudgetError            a budget that is not a budget, or one smaller than the protected parts
+    ├── DeadlineExceeded       a compression ran past the time limit it was given (also a ``TimeoutError``)
     └── UpstreamError          the proxy's upstream failed (carries its status when it had one)
 
 ``ConfigError``, ``InputError`` and ``BudgetError`` are also ``ValueError``s, so code that already catches
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "BudgetError",
     "ConfigError",
+    "DeadlineExceeded",
     "InputError",
     "ModelNotAvailable",
     "PromptZipError",
@@ -58,6 +60,10 @@ class BudgetError(PromptZipError, ValueError):
         super().__init__(message)
         self.budget = budget
         self.required = required
+
+
+class DeadlineExceeded(PromptZipError, TimeoutError):
+    """A compression was stopped because it ran past its time limit (see :mod:`promptzip._deadline`)."""
 
 
 class UpstreamError(PromptZipError):

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from promptzip._cache import Cache, cache_from_url
+from promptzip._deadline import check
 from promptzip._errors import BudgetError, ConfigError
 from promptzip._inputs import Context, as_sources, check_text
 from promptzip._policy import BudgetPolicy, Policy
@@ -193,22 +194,9 @@ class Zipper:
         timings: dict[str, float] = {}
         if reorder not in REORDERS:
             raise ConfigError(f"unknown reorder {reorder!r}; use one of {', '.join(REORDERS)}")
-        original = self.assemble(instruction or "", *(s.text for s, _ in sources), question or "")
-        tokens_in = self.tokenizer.count(original) + tokens_in_extra
-        limit = spec.resolve(tokens_in)
-        if limit <= 0:
-            raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
-        fixed = self.tokenizer.count(self.assemble(instruction or "", question or "")) + extra_fixed
+        tokens_in, limit, fixed = self._room(sources, question, instruction, spec, extra_fixed, tokens_in_extra)
         sep = self.tokenizer.count(self.separator)
-        framing = sep * (int(bool(instruction)) + int(bool(question)))
-        available = limit - fixed - framing
-        if available < 0:
-            what = "instruction and question" if extra_fixed == 0 else "the protected parts"
-            raise BudgetError(
-                f"{what} alone need {fixed + framing} tokens but the budget is {limit}",
-                budget=limit,
-                required=fixed + framing,
-            )
+        available = limit - fixed
         chunks = [
             _shift(c, offset)
             for source, offset in sources
@@ -217,17 +205,9 @@ class Zipper:
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        groups = self._whole(chunks, available, sep)
-        if groups is None:
-            token = _timings.set(timings)
-            try:
-                groups = self.compressor.propose(chunks, query, self.tokenizer)
-            finally:
-                _timings.reset(token)
-        timings["propose"] = time.perf_counter() - t
         originals: dict[int, Variant] = {}
-        if source_overhead:
-            groups = _charge(groups, source_overhead, originals)
+        groups = self._groups(chunks, query, available, sep, timings, source_overhead or {}, originals)
+        timings["propose"] = time.perf_counter() - t
 
         t = time.perf_counter()
         try:
@@ -237,7 +217,7 @@ class Zipper:
                 f"protected context needs {exc.required} tokens but only {available} are left after the "
                 f"instruction and question (budget {limit})",
                 budget=limit,
-                required=(exc.required or 0) + fixed + framing,
+                required=(exc.required or 0) + fixed,
             ) from exc
         timings["select"] = time.perf_counter() - t
 
@@ -262,6 +242,55 @@ class Zipper:
             sources=tuple(s for s, _ in sources),
             outputs=self._outputs(chosen, [s for s, _ in sources]),
         )
+
+    def _room(
+        self,
+        sources: list[tuple[Source, int]],
+        question: str | None,
+        instruction: str | None,
+        spec: Budget,
+        extra_fixed: int,
+        tokens_in_extra: int,
+    ) -> tuple[int, int, int]:
+        """(tokens in, the resolved budget, what the instruction, question, their separators and ``extra_fixed``
+        take of it); a BudgetError when the budget is not positive or the fixed parts alone exceed it."""
+        original = self.assemble(instruction or "", *(s.text for s, _ in sources), question or "")
+        tokens_in = self.tokenizer.count(original) + tokens_in_extra
+        limit = spec.resolve(tokens_in)
+        if limit <= 0:
+            raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
+        sep = self.tokenizer.count(self.separator)
+        fixed = self.tokenizer.count(self.assemble(instruction or "", question or "")) + extra_fixed
+        fixed += sep * (int(bool(instruction)) + int(bool(question)))
+        if fixed > limit:
+            what = "instruction and question" if extra_fixed == 0 else "the protected parts"
+            raise BudgetError(
+                f"{what} alone need {fixed} tokens but the budget is {limit}", budget=limit, required=fixed
+            )
+        return tokens_in, limit, fixed
+
+    def _groups(
+        self,
+        chunks: list[Chunk],
+        query: str | None,
+        available: int,
+        sep: int,
+        timings: dict[str, float],
+        overhead: Mapping[str, int],
+        originals: dict[int, Variant],
+    ) -> list[list[Variant]]:
+        """Each chunk's variants: keep-or-drop when everything fits, else the compressor's proposals; with each
+        source's ``overhead`` (its document tags) charged to its variants (``originals`` maps them back)."""
+        groups = self._whole(chunks, available, sep)
+        if groups is None:
+            check("splitting")
+            token = _timings.set(timings)
+            try:
+                groups = self.compressor.propose(chunks, query, self.tokenizer)
+            finally:
+                _timings.reset(token)
+            check("the compressor")
+        return _charge(groups, overhead, originals) if overhead else groups
 
     def _whole(self, chunks: list[Chunk], available: int, sep: int) -> list[list[Variant]] | None:
         """Keep-or-drop groups when all of the context fits: context that fits is never dropped for low relevance

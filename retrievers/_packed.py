@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from promptzip._deadline import check
+
 __all__ = ["Encoded", "Packer", "packer_for"]
 
 _PACKABLE_TYPES = frozenset({"bert"})  # position ids are arange(n); RoBERTa-type models offset them by padding_idx
@@ -63,6 +65,7 @@ class Packer:
         means = np.zeros((len(texts), bert.config.hidden_size), dtype=np.float32)
         batches = [bins[i : i + self.rows] for i in range(0, len(bins), self.rows)]
         for batch in _progress(batches, progress):
+            check("the encoder")
             width = max(sum(len(ids[t]) for t in row) for row in batch)
             input_ids = torch.zeros((len(batch), width), dtype=torch.long)
             positions = torch.zeros((len(batch), width), dtype=torch.long)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from promptzip._deadline import check
 from promptzip._errors import ConfigError, InputError, check_int
 from promptzip._models import load_hf_folder, load_once, resolve_model
 from promptzip._precision import int8_model, precision_tag
@@ -104,6 +105,7 @@ class CrossEncoderReranker(Scorer):
         out: list[float] = []
         texts = [c.text for c in chunks]
         for start in range(0, len(texts), self.batch_size):
+            check("the reranker")
             batch = texts[start : start + self.batch_size]
             encoded = tokenizer(
                 [query] * len(batch),

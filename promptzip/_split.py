@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from promptzip._errors import InputError
 from promptzip._types import Chunk
 
-__all__ = ["Segment", "chunk_source", "parse_tags", "sentence_spans"]
+__all__ = ["Segment", "chunk_source", "literal_tags", "parse_tags", "sentence_spans"]
 
 _TAG = re.compile(r"<(/?)pz(?=[\s>/])([^<>]*)>", re.IGNORECASE)
 _ATTR = re.compile(r"\s*([a-z_]+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s\"'>]+))?", re.IGNORECASE)
@@ -55,7 +55,8 @@ def parse_tags(text: str) -> list[Segment]:
         pos = m.end()
         if m.group(1):  # closing tag
             if m.group(2).strip():
-                raise InputError(f"malformed closing tag {m.group(0)!r} at position {m.start()}", position=m.start())
+                span = f"position {m.start()} (length {m.end() - m.start()})"
+                raise InputError(f"malformed closing <pz> tag at {span}", position=m.start())
             if not stack:
                 raise InputError(f"</pz> at position {m.start()} closes no open <pz> tag", position=m.start())
             stack.pop()
@@ -67,6 +68,36 @@ def parse_tags(text: str) -> list[Segment]:
     if pos < len(text):
         segments.append(Segment(pos, len(text), False, None))
     return segments
+
+
+def literal_tags(text: str) -> list[tuple[int, int]]:
+    """For a text whose tags do not parse (:func:`parse_tags` raises): the spans to keep verbatim, in order and
+    disjoint. Such tags are the text's own (a user asking about the string ``</pz>``), so every tag is kept as it is;
+    and a well-formed ``<pz keep>`` is still honoured (what it encloses, up to its ``</pz>`` or else to the end of
+    the text), since dropping what a user marked to keep would be the worse mistake."""
+    spans: list[tuple[int, int]] = []
+    stack: list[tuple[int, bool]] = []  # (tag position, keep) of the open well-formed tags
+    for m in _TAG.finditer(text):
+        spans.append((m.start(), m.end()))
+        if m.group(1):
+            if stack and not m.group(2).strip():
+                start, keep = stack.pop()
+                if keep:
+                    spans.append((start, m.end()))
+            continue
+        try:
+            keep, _ = _attributes(m.group(2), m.start())
+        except InputError:
+            continue  # not promptzip's markup: plain text
+        stack.append((m.start(), keep))
+    spans += [(start, len(text)) for start, keep in stack if keep]
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def _attributes(raw: str, position: int) -> tuple[bool, float | None]:
@@ -86,7 +117,8 @@ def _attributes(raw: str, position: int) -> tuple[bool, float | None]:
             if not 0.0 < rate <= 1.0:
                 raise InputError(f"<pz rate=…> at position {position} needs a rate in (0, 1]", position=position)
         else:
-            raise InputError(f"unknown <pz> attribute {m.group(0).strip()!r} at position {position}", position=position)
+            # The attribute is not quoted: the text may be a user's, and error messages end up in logs.
+            raise InputError(f"unknown attribute in the <pz> tag at position {position}", position=position)
     consumed = "".join(m.group(0) for m in _ATTR.finditer(raw)).strip()
     if consumed.replace(" ", "") != raw.replace(" ", ""):
         raise InputError(f"malformed <pz> tag at position {position}", position=position)

@@ -7,7 +7,9 @@ out byte for byte. The rules, first match wins:
 
 1. JSON: a text that is one JSON value (a tool result) is protected, so it stays valid JSON.
 2. promptzip's own tags (``<pz keep>``, ``<pz rate=…>``): the user marked the text up, so it is context as a whole
-   and the splitter honours the tags (malformed ones: the text is protected).
+   and the splitter honours the tags. Tags that do not parse (a stray ``</pz>``, ``<pz Paris>``) are the text's
+   own: each is protected where it stands, as is what a well-formed ``<pz keep>`` among them encloses, and the
+   rest of the text goes on to the rules below.
 3. XML-style document tags: any element whose name says document, context, source, passage or search result
    (``<documents><document index="1">…``, ``<context>``, ``<search_results>``), with attributes and nesting. Each
    innermost element is one context region with its own source; tags and the text between elements are protected;
@@ -33,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptzip._errors import InputError
-from promptzip._split import parse_tags
+from promptzip._split import literal_tags, parse_tags
 
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
 
@@ -175,12 +177,18 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
         return Layout(text, (Region("protected", 0, len(text), "empty"),))
     if _is_json(text):  # before promptzip's tags: a JSON string that holds "<pz keep>" is still JSON
         return Layout(text, (Region("protected", 0, len(text), "json"),))
+    literal: list[tuple[int, int]] = []
     if _PZ.search(text):
         try:
             parse_tags(text)
         except InputError:
-            return Layout(text, (Region("protected", 0, len(text), "pz"),))
-        return Layout(text, (Region("context", 0, len(text), "pz"),))
+            # Protecting the whole text instead would leave a chat that merely mentions "</pz>" uncompressible.
+            literal = literal_tags(text)
+            ends, starts = [0, *(b for _, b in literal)], [*(a for a, _ in literal), len(text)]
+            if not "".join(text[p:a] for p, a in zip(ends, starts, strict=True)).strip():  # nothing else
+                return Layout(text, (Region("protected", 0, len(text), "pz"),))
+        else:
+            return Layout(text, (Region("context", 0, len(text), "pz"),))
     spans, elements, unpaired = _tagged(text)
     rule = "tag"
     if unpaired and not history:  # a document tag that does not pair up: the structure is unclear, keep it all
@@ -194,6 +202,8 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
     if not spans and role in ("system", "developer", "user") and not _starts_with_question(text):
         spans, rule = _by_layout(text, trailing_question=role == "user" and last_user), "layout"
     regions = _fill(text, spans, rule)
+    if literal:
+        regions = _carve(text, regions, literal)
     if role == "user" and last_user:
         regions = _with_question(text, regions)
     layout = Layout(text, tuple(regions), ())
@@ -377,6 +387,39 @@ def _fill(text: str, spans: list[tuple[int, int]], rule: str) -> list[Region]:
     return regions
 
 
+def _carve(text: str, regions: list[Region], keep: list[tuple[int, int]]) -> list[Region]:
+    """The regions with ``keep`` (sorted, disjoint) cut out of the context ones as protected regions; what is left of
+    a context region is context again, trimmed, so the splitter never sees one of those spans."""
+    out: list[Region] = []
+    k = 0
+    for r in regions:
+        if r.kind != "context":
+            out.append(r)
+            continue
+        while k < len(keep) and keep[k][1] <= r.start:
+            k += 1
+        pos, j = r.start, k
+        while j < len(keep) and keep[j][0] < r.end:
+            a, b = max(keep[j][0], r.start), min(keep[j][1], r.end)
+            out += _piece(text, pos, a, r.rule)
+            out.append(Region("protected", a, b, "pz"))
+            pos, j = b, j + 1
+        out += _piece(text, pos, r.end, r.rule)
+    return out
+
+
+def _piece(text: str, a: int, b: int, rule: str) -> list[Region]:
+    """``text[a:b]`` as a context region, with the blanks around it protected (all of it when it is blank)."""
+    if a >= b:
+        return []
+    s, e = _strip(text, a, b)
+    if s >= e:
+        return [Region("protected", a, b, "pz")]
+    out = [Region("protected", a, s, "pz")] if s > a else []
+    out.append(Region("context", s, e, rule))
+    return out + ([Region("protected", e, b, "pz")] if e < b else [])
+
+
 def _with_question(text: str, regions: list[Region]) -> list[Region]:
     """The turn being answered: labelled questions become question regions; without a label, the text after the
     last context region (or before the first) is the question; with no context at all, the whole text is."""
@@ -442,10 +485,21 @@ def _label_free(text: str) -> str:
 
 
 def _map_elements(layout: Layout, elements: list[tuple[int, int, list[tuple[int, int]]]]) -> tuple[Element, ...]:
-    index = {(r.start, r.end): i for i, r in enumerate(layout.regions) if r.kind == "context"}
-    return tuple(
-        Element(a, b, tuple(index[s] for s in spans if s in index)) for a, b, spans in sorted(elements) if spans
-    )
+    # By position rather than by span: a region cut around a literal tag (_carve) is still its element's.
+    context = [(r.start, r.end, i) for i, r in enumerate(layout.regions) if r.kind == "context"]
+    starts = [c[0] for c in context]
+    out = []
+    for a, b, spans in sorted(elements):
+        if not spans:
+            continue
+        inside = []
+        for start, end, i in context[bisect.bisect_left(starts, a) :]:
+            if start >= b:
+                break
+            if end <= b:
+                inside.append(i)
+        out.append(Element(a, b, tuple(inside)))
+    return tuple(out)
 
 
 def _removed_elements(layout: Layout, outputs: dict[int, str]) -> list[Element]:

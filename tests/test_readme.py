@@ -5,7 +5,8 @@ real objects: the test article (``ARTICLE``), the real ``fast`` stack, a FAISS-b
 langchain-core's fake chat model, an ``openai`` client that points at 127.0.0.1 (constructing one sends nothing).
 A block with top-level ``await`` runs inside an event loop. A name that no provider here knows fails the block's
 test with the name, so a README example cannot come to depend on something undefined. ``~`` is a temporary home
-folder, so a block that names a cache under it never touches the user's cache. Bash blocks are not executed.
+folder, so a block that names a cache under it never touches the user's cache. Bash blocks are not executed; TOML
+blocks are proxy settings and must load.
 """
 
 from __future__ import annotations
@@ -216,7 +217,17 @@ def test_every_python_block_is_collected_and_no_other() -> None:
     bash = [b for b in BLOCKS if b.lang == "bash"]
     assert bash, "the README's shell examples are fenced as bash"
     assert not {b.line for b in bash} & {b.line for b in PYTHON}  # bash blocks are never executed
-    assert all(b.lang in ("python", "bash") for b in BLOCKS), [b.lang for b in BLOCKS]
+    assert all(b.lang in ("python", "bash", "toml") for b in BLOCKS), [b.lang for b in BLOCKS]
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "toml"], ids=lambda b: f"line{b.line}")
+def test_readme_toml_block_is_valid_proxy_settings(block: Block, tmp_path: Path) -> None:
+    from promptzip.integrations.proxy import load_settings
+
+    path = tmp_path / "proxy.toml"
+    path.write_text(block.source, encoding="utf-8")
+    settings = load_settings(path)  # a ConfigError names any key or value the proxy would refuse
+    assert settings.upstream.startswith("https://")
 
 
 def test_readme_opens_with_make_demo_and_make_test() -> None:

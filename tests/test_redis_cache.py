@@ -26,7 +26,7 @@ from promptzip._pipeline import Zipper
 from promptzip._redis import RedisCache, redact, register_redis
 from promptzip._registry import Registries, registries
 from promptzip.compressors.extractive import ExtractiveCompressor
-from promptzip.integrations.proxy import ProxySettings, create_app
+from promptzip.integrations.proxy import ProxySettings, TenantSettings, create_app, key_digest
 from promptzip.integrations.proxy.testing import FakeUpstream
 from promptzip.retrievers.sparse import BM25Scorer
 
@@ -34,6 +34,7 @@ redis = pytest.importorskip("redis")
 
 SAMPLE = (Path(__file__).parents[1] / "promptzip" / "_sample" / "sotu.txt").read_text(encoding="utf-8")
 SECRET = "sk-live-0123456789abcdef0123456789abcdef"
+ACME_KEY = "sk-acme-fedcba9876543210fedcba9876543210"
 
 
 def _free_port() -> int:
@@ -214,9 +215,14 @@ def upstream() -> Iterator[FakeUpstream]:
 
 def _replica(upstream: FakeUpstream, cache: str) -> TestClient:
     """One proxy replica (its own app, cache client and metrics) in front of the fake upstream."""
-    return TestClient(
-        create_app(ProxySettings(upstream=upstream.url, cache=cache, min_tokens=100), zipper_factory=bm25)
+    settings = ProxySettings(
+        upstream=upstream.url,
+        cache=cache,
+        min_tokens=100,
+        cache_key_secret="shared by the replicas",  # else each replica keys its result cache with its own secret
+        tenants={"acme": TenantSettings(keys=(key_digest(ACME_KEY),))},
     )
+    return TestClient(create_app(settings, zipper_factory=bm25))
 
 
 def test_two_replicas_share_one_redis(redis_server: RedisServer, upstream: FakeUpstream) -> None:
@@ -233,7 +239,7 @@ def test_two_replicas_share_one_redis(redis_server: RedisServer, upstream: FakeU
         assert 'promptzip_proxy_result_cache_total{result="hit"} 1' in b_metrics
         assert "promptzip_proxy_cache_errors_total 0" in b_metrics
         # Per-tenant namespaces are shared across replicas too, and kept apart from each other.
-        t = {**auth, "x-promptzip-tenant": "acme"}
+        t = {"authorization": f"Bearer {ACME_KEY}"}  # acme's key: its own namespace
         assert a.post("/v1/chat/completions", json=_chat(), headers=t).headers["x-promptzip-cache"] == "miss"
         assert b.post("/v1/chat/completions", json=_chat(), headers=t).headers["x-promptzip-cache"] == "hit"
     raw = redis_server.client()
@@ -241,8 +247,9 @@ def test_two_replicas_share_one_redis(redis_server: RedisServer, upstream: FakeU
     assert len(keys) == 2
     assert b"share1:acme/" in b" ".join(keys)
     for key in keys:  # keys are content hashes; values are compressed messages: never the credentials
-        assert SECRET.encode() not in key
-        assert SECRET.encode() not in raw.get(key)
+        for key_text in (SECRET, ACME_KEY):
+            assert key_text.encode() not in key
+            assert key_text.encode() not in raw.get(key)
         assert len(key.split(b"/")[-1].split(b":")[-1]) == 64
     raw.close()
 
@@ -256,14 +263,21 @@ def test_replicas_share_embeddings_of_the_fast_preset(redis_server: RedisServer,
         return Zipper.from_preset("fast", target=target, cache=cache)
 
     url = redis_server.url + "?prefix=share2:"
-    settings = {"upstream": upstream.url, "cache": url, "min_tokens": 100, "result_cache": False}
+    # The first compression loads the models: no deadline short enough to fail it open.
+    settings = {
+        "upstream": upstream.url,
+        "cache": url,
+        "min_tokens": 100,
+        "result_cache": False,
+        "compression_deadline": 600,
+    }
     with TestClient(create_app(ProxySettings(**settings), zipper_factory=fast)) as a:
         assert a.post("/v1/chat/completions", json=_chat(3)).headers["x-promptzip-status"] == "compressed"
-        a_cache = a.app.state.proxy._cache  # type: ignore[attr-defined]
+        a_cache = a.app.state.proxy.compressions.cache  # type: ignore[attr-defined]
         assert a_cache.misses > 10  # every sentence embedding was computed here (then looked up again: hits)
     with TestClient(create_app(ProxySettings(**settings), zipper_factory=fast)) as b:
         assert b.post("/v1/chat/completions", json=_chat(3)).headers["x-promptzip-status"] == "compressed"
-        b_cache = b.app.state.proxy._cache  # type: ignore[attr-defined]
+        b_cache = b.app.state.proxy.compressions.cache  # type: ignore[attr-defined]
         assert b_cache.hits >= a_cache.misses
         assert b_cache.misses == 0
 
@@ -274,12 +288,15 @@ def test_redis_killed_mid_run(own_redis: RedisServer, upstream: FakeUpstream) ->
         assert a.post("/v1/chat/completions", json=_chat(0)).status_code == 200
         assert b.post("/v1/chat/completions", json=_chat(0)).headers["x-promptzip-cache"] == "hit"
         own_redis.kill()
-        for i in range(6):  # new and known chats: all answered, compressed afresh
+        for i in range(6):  # new and known chats: all answered and compressed
             for replica in (a, b):
                 r = replica.post("/v1/chat/completions", json=_chat(i % 3))
                 assert r.status_code == 200
                 assert r.headers["x-promptzip-status"] == "compressed"
-                assert r.headers["x-promptzip-cache"] == "miss"
+                # Each replica's in-process tier still answers what it has seen: chat 0 from before the outage,
+                # chats 1 and 2 from their first (cold) compression during it.
+                seen = i % 3 == 0 or i >= 3
+                assert r.headers["x-promptzip-cache"] == ("hit" if seen else "miss"), (i, r.headers)
         for replica in (a, b):
             errors = _metric(replica.get("/metrics").text, "promptzip_proxy_cache_errors_total")
             assert errors >= 2

@@ -7,10 +7,15 @@ Serve it with ``promptzip proxy --upstream URL`` (or :func:`serve`, or any ASGI 
 OpenAI SDK's ``base_url`` at ``http://127.0.0.1:8787/v1``. Per request, headers steer compression:
 ``x-promptzip-budget`` (tokens), ``x-promptzip-rate`` (kept fraction), ``x-promptzip-preset``,
 ``x-promptzip-scope`` (``all``: the context of every message, found by request understanding; ``history``: earlier
-turns only), ``x-promptzip-disable`` and ``x-promptzip-tenant`` (a cache namespace); the answer carries
+turns only), and ``x-promptzip-disable``; the answer carries
 ``x-promptzip-status`` (``compressed``, ``passthrough`` or ``fail-open``), ``x-promptzip-tokens-in``/``-out``,
 ``x-promptzip-preset``, ``x-promptzip-method``, ``x-promptzip-scope`` and ``x-promptzip-regions``/
 ``-regions-compressed`` (context regions found / shortened). Needs the ``proxy`` extra.
+
+No client can stall or read another: a request may only name presets the operator allows, each compression runs
+under ``compression_deadline`` (then fails open or closed), at most ``compression_queue`` compressions run or wait
+(then 503 + ``retry-after``), cache hits never wait for a compression thread, tenants exist only by configuration
+(API-key digests, :func:`key_digest`), and the whole-request cache is scoped per credential by a keyed hash.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from promptzip.integrations.proxy._app import ZipperFactory, create_app, serve
+    from promptzip.integrations.proxy._compression import Overloaded
     from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError
     from promptzip.integrations.proxy._metrics import Metrics
+    from promptzip.integrations.proxy._options import key_digest
     from promptzip.integrations.proxy._settings import (
         CHAT_COMPLETIONS,
         DEFAULT_RATE,
         ProxySettings,
         RouteSettings,
+        TenantSettings,
         Timeouts,
         load_settings,
     )
@@ -35,13 +43,16 @@ __all__ = [
     "CHAT_COMPLETIONS",
     "DEFAULT_RATE",
     "Metrics",
+    "Overloaded",
     "PayloadTooLarge",
     "ProxySettings",
     "RequestError",
     "RouteSettings",
+    "TenantSettings",
     "Timeouts",
     "ZipperFactory",
     "create_app",
+    "key_digest",
     "load_settings",
     "serve",
 ]
@@ -54,6 +65,9 @@ _HOMES = {
     "PayloadTooLarge": "_errors",
     "RequestError": "_errors",
     "Metrics": "_metrics",
+    "Overloaded": "_compression",
+    "key_digest": "_options",
+    "TenantSettings": "_settings",
     "CHAT_COMPLETIONS": "_settings",
     "DEFAULT_RATE": "_settings",
     "ProxySettings": "_settings",

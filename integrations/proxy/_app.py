@@ -16,7 +16,8 @@ Decisions worth knowing:
   neither an absolute-form request target nor a ``Host`` header can move a request elsewhere; dot segments
   (``/v1/../x``) are refused. Redirects are not followed and proxy variables of the environment are ignored
   (``trust_env``), so ``Authorization`` only ever reaches the configured upstream. No header value is logged,
-  cached or echoed; uvicorn's access log (which would print query strings) is replaced by our own debug line.
+  cached or echoed; uvicorn's access log (which would print query strings) is replaced by our own request line
+  (:mod:`promptzip.integrations.proxy._logs`), and no log line holds a chat's text.
 * Upstream answers are never parsed: any status and body, JSON or not, are passed through as received (a
   non-JSON 200 to a chat completion reaches the client as-is, which is what it would have got without the
   proxy). Upstream unreachable → 502, too slow → 504 (``timeouts.read``), pool exhausted → 503. A connection that
@@ -34,25 +35,20 @@ Decisions worth knowing:
   are 0 when the chat was not compressed at all (disabled, an encoded body, below ``min_tokens``).
 * Compression failure: ``fail_mode="open"`` (default) forwards the original body with ``x-promptzip-status:
   fail-open``; ``"closed"`` answers 422 (the chat cannot be compressed to the budget) or 500.
-* Compression, the whole-request result cache and the cache backend (SQLite, Redis: blocking calls) all run in
-  one worker-thread hop per request, on a bounded pool, never on the event loop.
+* Compression runs on its own bounded thread pool under a deadline, behind a bounded queue (503 +
+  ``retry-after`` when full); the whole-request cache lookup runs on a separate small pool, so a warm chat never
+  waits for a compression thread. Nothing blocking runs on the event loop. See :mod:`._compression` and, for who
+  a request is for (presets, tenants, the per-credential cache scope), :mod:`._options`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import json
 import logging
-import re
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from starlette.applications import Starlette
@@ -61,30 +57,28 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from promptzip._cache import Cache, cache_from_url, encode_json, make_key
-from promptzip._errors import UpstreamError
+from promptzip._cache import Cache
+from promptzip._errors import DeadlineExceeded, UpstreamError
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
-from promptzip._registry import registries
-from promptzip._types import Budget
+from promptzip.integrations.proxy._compression import Compressions, Overloaded, ZipperFactory
 from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError, error_body, error_response, status_of
+from promptzip.integrations.proxy._guard import FramingGuard
+from promptzip.integrations.proxy._logs import describe, log_config
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
+from promptzip.integrations.proxy._options import parse_options
+from promptzip.integrations.proxy._paths import upstream_path, v1_segments
 from promptzip.integrations.proxy._relay import Relay
 from promptzip.integrations.proxy._requests import (
     Options,
     Outcome,
     check_chat,
     check_path,
-    decode_outcome,
     encode,
-    encode_outcome,
     flag,
-    int_header,
     parse_json,
-    rate_header,
     request_headers,
     response_drop,
-    scope_header,
     status_headers,
 )
 from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
@@ -93,14 +87,8 @@ __all__ = ["ZipperFactory", "create_app", "serve"]
 
 logger = logging.getLogger("promptzip.proxy")
 
-ZipperFactory = Callable[[str, str, Cache], Zipper]
-"""Builds the Zipper for (preset, target, cache); the default is ``Zipper.from_preset``."""
-
-RESULT_CACHE_VERSION = "1"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # RFC 9110 §7.6.1 hop-by-hop fields, plus what httpx recomputes (host, content-length) and Expect (no 100-continue).
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _NO_REGIONS = {"x-promptzip-regions": "0", "x-promptzip-regions-compressed": "0"}  # the chat was not looked at
 
 
@@ -130,6 +118,7 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=proxy.lifespan,
     )
+    app.add_middleware(FramingGuard)  # before Observe: inside it, so refusals are counted
     app.add_middleware(ObserveMiddleware, metrics=proxy.metrics, route=proxy.route_label)
     app.state.proxy = proxy
     return app
@@ -144,7 +133,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    logger.error("proxy: unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    route = request.app.state.proxy.route_label(request.url.path)  # a path may carry ids: the label only
+    logger.error("proxy: unhandled %s on %s %s", type(exc).__name__, request.method, route)
     return error_response(exc)
 
 
@@ -152,15 +142,11 @@ class _Proxy:
     def __init__(self, settings: ProxySettings, factory: ZipperFactory, transport: httpx.AsyncBaseTransport | None):
         self.settings = settings
         self.metrics = Metrics()
-        self._factory = factory
         self._transport = transport
         self._upstream = httpx.URL(settings.upstream)
         self._clients: list[httpx.AsyncClient] = []
         self._turn: Iterator[httpx.AsyncClient] = iter(())
-        self._cache: Cache | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._zippers: OrderedDict[tuple[str, str, str | None], Zipper] = OrderedDict()
-        self._zlock = threading.Lock()  # the zippers are looked up in worker threads
+        self.compressions = Compressions(settings, factory, self.metrics)
 
     def route_label(self, path: str) -> str:
         """The ``route`` label of a request path in metrics and logs (the path itself only for known routes)."""
@@ -174,9 +160,9 @@ class _Proxy:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         s = self.settings
-        cache = self._cache = cache_from_url(s.cache)
+        self.compressions.start()
+        cache = self.compressions.cache
         self.metrics.cache_stats = lambda: {"hits": cache.hits, "misses": cache.misses, "errors": cache.errors}
-        self._pool = ThreadPoolExecutor(max_workers=s.compression_threads, thread_name_prefix="promptzip-proxy")
         # httpcore's pool does work quadratic in its connections on every request (encode/httpcore#1035) and may
         # close a connection it just handed out when it evicts surplus keep-alives (encode/httpcore#1110): so the
         # connections are split over a few clients used in turn, each keeping all of its connections alive.
@@ -198,24 +184,15 @@ class _Proxy:
         self._turn = itertools.cycle(self._clients)
         try:
             if s.warmup:
-                await self._in_thread(self._warmup)
+                route = s.routes[next(iter(s.routes))]
+                await self.compressions.io(self.compressions.warmup, route.preset or s.preset, route.target or s.target)
             logger.info("promptzip proxy ready: upstream %s", s.upstream)
             yield
         finally:
             clients, self._clients = self._clients, []
             for client in clients:
                 await client.aclose()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            cache.close()
-
-    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
-
-    def _warmup(self) -> None:
-        route = self.settings.routes[next(iter(self.settings.routes))]
-        zipper = self._zipper(route.preset or self.settings.preset, route.target or self.settings.target, None)
-        text = "The proxy loads its models at start. It answers requests after that. Nothing else happens here."
-        zipper.compress(text, question="When are models loaded?", budget=Budget(rate=0.5))
+            self.compressions.close()
 
     # ------------------------------------------------------------------------------------------- endpoints
     async def healthz(self, request: Request) -> Response:
@@ -226,8 +203,8 @@ class _Proxy:
 
     async def v1(self, request: Request) -> Response:
         try:
-            check_path(request)
-            route = self.settings.route(request.url.path)
+            path = check_path(request)  # decoded once from the raw path: what is forwarded is what is routed
+            route = self.settings.route(path)
             if route is not None and request.method == "POST":
                 return await self._chat(request, route)
             body = await self._read_body(request)
@@ -244,15 +221,19 @@ class _Proxy:
         if request.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
             self.metrics.compressions.inc("passthrough")
             return await self._forward(request, body, {**status_headers("passthrough", "encoded-body"), **_NO_REGIONS})
+        arrived = time.monotonic()
         payload = parse_json(body)
         messages = check_chat(payload)
-        options = self._options(request.headers, route)
+        options = parse_options(request.headers, route, self.settings, self.compressions.secret)
         started = time.perf_counter()
         try:
             # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):
-            # count it right here instead of paying a thread hop. Anything else goes to a worker thread.
+            # count it right here instead of paying a thread hop.
             small = self._count_small(messages, options) if len(body) < options.min_tokens else None
-            outcome: Outcome = small or await self._in_thread(self._compress, messages, options)
+            outcome: Outcome = small or await self.compressions.outcome(messages, options, arrived)
+        except Overloaded as exc:
+            self.metrics.compressions.inc("overloaded")
+            return error_response(exc, headers={"retry-after": str(exc.retry_after), "x-promptzip-status": "error"})
         except Exception as exc:
             return await self._compression_failed(request, body, options, exc, time.perf_counter() - started)
         self.metrics.compression_seconds.observe(outcome.seconds)
@@ -280,161 +261,38 @@ class _Proxy:
         self, request: Request, body: bytes, options: Options, exc: Exception, seconds: float
     ) -> Response:
         _, _, code = status_of(exc)
+        # A deadline says which limit it hit, so a client can tell a slow chat from a broken one.
+        limit = {"x-promptzip-deadline": f"{options.deadline:g}"} if isinstance(exc, DeadlineExceeded) else {}
         if options.fail_mode == "closed":
             self.metrics.compressions.inc("error")
-            logger.warning("proxy: compression failed (fail-closed): %s: %s", type(exc).__name__, exc)
-            return error_response(exc, headers={"x-promptzip-status": "error", "x-promptzip-error": code})
+            logger.warning("proxy: compression failed (fail-closed): %s", describe(exc, code, body_bytes=len(body)))
+            headers = {"x-promptzip-status": "error", "x-promptzip-error": code, **limit}
+            return error_response(exc, headers=headers)
         self.metrics.compressions.inc("fail-open")
         self.metrics.fail_open.inc()
         self.metrics.compression_seconds.observe(seconds)
-        logger.warning("proxy: compression failed, forwarding the original: %s: %s", type(exc).__name__, exc)
+        logger.warning(
+            "proxy: compression failed, forwarding the original: %s", describe(exc, code, body_bytes=len(body))
+        )
         headers = {
             "x-promptzip-status": "fail-open",
             "x-promptzip-error": code,
             "x-promptzip-preset": options.preset,
             "x-promptzip-scope": options.scope,
+            **limit,
         }
         return await self._forward(request, body, headers)
 
-    def _options(self, headers: Mapping[str, str], route: RouteSettings) -> Options:
-        s = self.settings
-        budget_h, rate_h = headers.get("x-promptzip-budget"), headers.get("x-promptzip-rate")
-        if budget_h is not None and rate_h is not None:
-            raise RequestError("give x-promptzip-budget or x-promptzip-rate, not both", param="x-promptzip-budget")
-        if budget_h is not None:
-            budget = Budget(tokens=int_header(budget_h, "x-promptzip-budget"))
-        elif rate_h is not None:
-            budget = Budget(rate=rate_header(rate_h, "x-promptzip-rate"))
-        else:
-            budget = s.default_budget(route)
-        preset = headers.get("x-promptzip-preset")
-        if preset is None:
-            preset = route.preset or s.preset
-        else:
-            preset = preset.strip()
-            allowed = s.allowed_presets
-            known = _PRESET.match(preset) and (
-                preset in allowed if allowed is not None else preset in registries.presets
-            )
-            if not known:
-                raise RequestError(
-                    "x-promptzip-preset names no preset this proxy offers",
-                    param="x-promptzip-preset",
-                    code="unknown_preset",
-                )
-        scope_h = headers.get("x-promptzip-scope")
-        scope = scope_header(scope_h, "x-promptzip-scope") if scope_h is not None else route.scope or s.scope
-        tenant = None
-        if s.tenant_header is not None:
-            tenant = headers.get(s.tenant_header)
-            if tenant is not None and not _TENANT.match(tenant):
-                raise RequestError(
-                    f"{s.tenant_header} must be 1-64 characters of letters, digits, '_', '.' or '-'",
-                    param=s.tenant_header,
-                    code="invalid_tenant",
-                )
-        return Options(
-            budget=budget,
-            preset=preset,
-            target=route.target or s.target,
-            tenant=tenant,
-            min_tokens=route.min_tokens if route.min_tokens is not None else s.min_tokens,
-            fail_mode=route.fail_mode or s.fail_mode,
-            scope=scope,
-        )
-
-    # ---------------------------------------------------------------------------- in the worker thread
-    def _zipper(self, preset: str, target: str, tenant: str | None) -> Zipper:
-        key = (preset, target, tenant)
-        with self._zlock:
-            zipper = self._zippers.get(key)
-            if zipper is not None:
-                self._zippers.move_to_end(key)
-                return zipper
-        assert self._cache is not None, "the app's lifespan has not run"
-        cache = self._cache if tenant is None else self._cache.namespaced(tenant)
-        zipper = self._factory(preset, target, cache)
-        with self._zlock:
-            zipper = self._zippers.setdefault(key, zipper)
-            while len(self._zippers) > self.settings.max_zippers:
-                self._zippers.popitem(last=False)
-        return zipper
-
+    # ------------------------------------------------------------------------------------- on the event loop
     def _count_small(self, messages: list[dict[str, Any]], options: Options) -> Outcome | None:
         """The pass-through outcome of a chat below ``min_tokens``, when its Zipper is built (else ``None``)."""
-        with self._zlock:
-            zipper = self._zippers.get((options.preset, options.target, options.tenant))
+        zipper = self.compressions.built(options.preset, options.target)
         if zipper is None:
             return None
         tokens = message_tokens(messages, zipper.tokenizer.count)
         if tokens >= options.min_tokens:
             return None
         return Outcome(None, tokens, tokens, "below-min-tokens", zipper.compressor.name)
-
-    def _compress(self, messages: list[dict[str, Any]], options: Options) -> Outcome:
-        """Look the chat up in the whole-request cache, else count it and compress it if it is large enough.
-
-        A warm chat is never re-tokenized: the cached outcome carries its token counts. Chats whose JSON is
-        shorter than ``min_tokens`` characters are counted first instead (a token is at least one character), so
-        small chats cost no cache round trip."""
-        started = time.perf_counter()
-        zipper = self._zipper(options.preset, options.target, options.tenant)
-        method = zipper.compressor.name
-
-        def done(outcome: Outcome) -> Outcome:
-            outcome.seconds = time.perf_counter() - started
-            return outcome
-
-        def small(tokens_in: int) -> Outcome:
-            return done(Outcome(None, tokens_in, tokens_in, "below-min-tokens", method))
-
-        tokens_in: int | None = None
-        cache: Cache | None = None
-        key = ""
-        if self.settings.result_cache:
-            assert self._cache is not None, "the app's lifespan has not run"
-            canonical = json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-            if len(canonical) < options.min_tokens:
-                tokens_in = message_tokens(messages, zipper.tokenizer.count)
-                if tokens_in < options.min_tokens:
-                    return small(tokens_in)
-            cache = self._cache if options.tenant is None else self._cache.namespaced(options.tenant)
-            key = make_key(
-                "proxy-result", RESULT_CACHE_VERSION, zipper.fingerprint, repr(options.budget), options.scope, canonical
-            )
-            hit = decode_outcome(cache.get(key))
-            if hit is not None:
-                self.metrics.result_cache.inc("hit")
-                if hit.tokens_in < options.min_tokens:  # stored by a route with a lower threshold
-                    return small(hit.tokens_in)
-                hit.headers["x-promptzip-cache"] = "hit"
-                return done(hit)
-            self.metrics.result_cache.inc("miss")
-        if tokens_in is None:
-            tokens_in = message_tokens(messages, zipper.tokenizer.count)
-            if tokens_in < options.min_tokens:
-                return small(tokens_in)
-        outcome = self._run(zipper, messages, options, tokens_in, method)
-        if cache is not None:
-            cache.put(key, encode_json(encode_outcome(outcome)))
-            outcome.headers["x-promptzip-cache"] = "miss"
-        return done(outcome)
-
-    @staticmethod
-    def _run(zipper: Zipper, messages: list[dict[str, Any]], options: Options, tokens_in: int, method: str) -> Outcome:
-        # Where the context is (JSON tool results stay whole and valid) is the core's request understanding.
-        result = zipper.compress_messages(messages, budget=options.budget, scope=options.scope)
-        out = [dict(m) for m in result.messages or ()]
-        changed = out != messages  # else the original body is forwarded
-        return Outcome(
-            out if changed else None,
-            tokens_in,
-            message_tokens(out, zipper.tokenizer.count) if changed else tokens_in,
-            result.decision,
-            method,
-            regions=result.regions,
-            regions_compressed=result.regions_compressed,
-        )
 
     # ------------------------------------------------------------------------------------------- upstream
     async def _read_body(self, request: Request) -> bytes:
@@ -459,8 +317,8 @@ class _Proxy:
         return b"".join(chunks)
 
     def _url(self, request: Request) -> httpx.URL:
-        raw = request.scope.get("raw_path") or quote(request.url.path).encode("ascii")
-        path = self._upstream.raw_path.split(b"?")[0].rstrip(b"/") + raw[len(b"/v1") :]
+        # From the segments check_path accepted, quoted again: slicing raw bytes would split an escape (%76%31).
+        path = upstream_path(self._upstream.raw_path.split(b"?")[0], v1_segments(request.scope))
         query = request.scope.get("query_string", b"")
         return self._upstream.copy_with(raw_path=path + (b"?" + query if query else b""))
 
@@ -494,7 +352,9 @@ def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: Z
     """Run the proxy under uvicorn on ``settings.host:settings.port`` until interrupted.
 
     uvicorn's access log is off (it prints query strings, which some providers use for keys); the proxy logs one
-    debug line per request on ``promptzip.proxy`` instead. ``X-Forwarded-*`` headers are not trusted.
+    line per request on ``promptzip.proxy.access`` instead, at info. ``log_level`` sets ``promptzip.proxy`` as well
+    as uvicorn's loggers (:func:`~promptzip.integrations.proxy._logs.log_config`). ``X-Forwarded-*`` headers are
+    not trusted.
     """
     import uvicorn
 
@@ -503,6 +363,7 @@ def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: Z
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        log_config=log_config(log_level),
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -48,9 +48,35 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds to wait for the upstream's answer (default: 600)")
     p.add_argument("--connect-timeout", type=float, help="seconds to connect to the upstream (default: 5)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default: 10 MiB)")
-    p.add_argument("--tenant-header", help="header naming a per-tenant cache namespace (default: x-promptzip-tenant)")
+    p.add_argument(
+        "--tenant-header",
+        help="a header naming a configured tenant, set by a gateway in front that strips clients' own (default: "
+        "none; tenants are found by API-key digest, see the config file's [tenants])",
+    )
+    p.add_argument(
+        "--compression-deadline",
+        type=float,
+        help="seconds one chat's compression may take; past it the chat fails open or closed (default: 10)",
+    )
+    p.add_argument(
+        "--compression-queue",
+        type=int,
+        help="compressions that may run or wait at once; one more is answered 503 + retry-after (default: 16)",
+    )
+    p.add_argument(
+        "--allow-preset",
+        action="append",
+        dest="allowed_presets",
+        metavar="PRESET",
+        help="a preset x-promptzip-preset may name (repeat it; default: only the presets configured)",
+    )
     p.add_argument("--warmup", action="store_true", default=None, help="load the models before serving")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="level of the proxy's log on stderr (default: info, which shows one line per request; no content)",
+    )
     p.set_defaults(func=run_proxy)
     return p
 
@@ -75,6 +101,9 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         scope=args.scope,
         max_body_bytes=args.max_body_bytes,
         tenant_header=args.tenant_header,
+        compression_deadline=args.compression_deadline,
+        compression_queue=args.compression_queue,
+        allowed_presets=tuple(args.allowed_presets) if args.allowed_presets else None,
         warmup=args.warmup,
         timeouts={k: v for k, v in timeouts.items() if v is not None} or None,
     )

@@ -5,7 +5,9 @@ The proxy's own exceptions extend the core tree::
     PromptZipError
     ├── InputError
     │   └── RequestError          4xx: the request cannot be handled as sent (carries status, param and code)
-    │       └── PayloadTooLarge   413: the body passed max_body_bytes (found while reading, before buffering it)
+    │       ├── PayloadTooLarge   413: the body passed max_body_bytes (found while reading, before buffering it)
+    │       └── Overloaded        503 + retry-after: every compression slot is taken (the compression module)
+    ├── DeadlineExceeded          504 (fail-closed): the compression ran past compression_deadline
     └── UpstreamError             502: unreachable or not speaking HTTP; 504: too slow (carries status_code)
 
 :func:`error_response` maps any exception to a status and a body. Messages never include header values, so an
@@ -18,7 +20,14 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from promptzip._errors import BudgetError, ConfigError, InputError, PromptZipError, UpstreamError
+from promptzip._errors import (
+    BudgetError,
+    ConfigError,
+    DeadlineExceeded,
+    InputError,
+    PromptZipError,
+    UpstreamError,
+)
 
 __all__ = ["PayloadTooLarge", "RequestError", "error_body", "error_response", "status_of"]
 
@@ -45,6 +54,7 @@ class PayloadTooLarge(RequestError):
 # Checked in order, the first class that matches wins: (status, type, code).
 _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (BudgetError, 422, "invalid_request_error", "budget_not_met"),
+    (DeadlineExceeded, 504, "server_error", "deadline_exceeded"),
     (InputError, 422, "invalid_request_error", "cannot_compress"),
     (ConfigError, 500, "server_error", "proxy_misconfigured"),
     (UpstreamError, 502, "upstream_error", "upstream_failed"),

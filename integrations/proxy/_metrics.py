@@ -18,10 +18,11 @@ from typing import TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from promptzip.integrations.proxy._logs import access, note, request_line, request_notes
+
 __all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Metrics", "ObserveMiddleware"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-logger = logging.getLogger("promptzip.proxy")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -107,10 +108,18 @@ class Histogram(_Metric):
     kind = "histogram"
 
     def __init__(
-        self, name: str, help: str, labels: Sequence[str], lock: threading.Lock, buckets: Iterable[float]
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str],
+        lock: threading.Lock,
+        buckets: Iterable[float],
+        *,
+        note: str | None = None,
     ) -> None:
         super().__init__(name, help, labels, lock)
         self.buckets = tuple(sorted(buckets))
+        self._note = note  # each value is also noted for the current request's log line under this name
         self._counts: dict[Labels, list[int]] = {}
         self._sums: dict[Labels, float] = {}
 
@@ -123,6 +132,8 @@ class Histogram(_Metric):
                     counts[i] += 1
             counts[-1] += 1
             self._sums[key] = self._sums.get(key, 0.0) + value
+        if self._note is not None:
+            note(self._note, value)
 
     def count(self, *labels: str) -> int:
         with self._lock:
@@ -163,7 +174,9 @@ class Metrics:
             Counter(p + "compressions_total", "Chat requests by outcome", ("status",), self._lock)
         )
         self.compression_seconds = self._add(
-            Histogram(p + "compression_seconds", "Time spent compressing", (), self._lock, LATENCY_BUCKETS)
+            Histogram(
+                p + "compression_seconds", "Time spent compressing", (), self._lock, LATENCY_BUCKETS, note="compress_s"
+            )
         )
         self.tokens_in = self._add(Counter(p + "tokens_in_total", "Prompt tokens received", (), self._lock))
         self.tokens_out = self._add(Counter(p + "tokens_out_total", "Prompt tokens sent upstream", (), self._lock))
@@ -173,6 +186,18 @@ class Metrics:
         )
         self.upstream_errors = self._add(
             Counter(p + "upstream_errors_total", "Upstream failures by kind", ("kind",), self._lock)
+        )
+        self.deadline_exceeded = self._add(
+            Counter(p + "deadline_exceeded_total", "Compressions stopped at their deadline", (), self._lock)
+        )
+        self.overloaded = self._add(
+            Counter(p + "overloaded_total", "Chats refused with 503: every compression slot was taken", (), self._lock)
+        )
+        self.single_flight = self._add(
+            Counter(p + "single_flight_total", "Chats that shared an identical chat's compression", (), self._lock)
+        )
+        self.queue = self._add(
+            Gauge(p + "compressions_admitted", "Compressions running or waiting for a thread", (), self._lock)
         )
         self.fail_open = self._add(
             Counter(p + "fail_open_total", "Compressor failures answered by forwarding the original", (), self._lock)
@@ -200,7 +225,8 @@ class Metrics:
 
 class ObserveMiddleware:
     """ASGI middleware: counts every answer by route (``route(path)`` names it) and status, times it to its headers,
-    and logs one line (no headers, no query)."""
+    and logs one line when it is done (:func:`promptzip.integrations.proxy._logs.request_line`: no content, no
+    header value, no query)."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, route: Callable[[str], str]) -> None:
         self.app, self.metrics, self.route = app, metrics, route
@@ -212,18 +238,24 @@ class ObserveMiddleware:
         metrics, started = self.metrics, time.perf_counter()
         route = self.route(scope.get("path", ""))
         status = 500
+        headers: list[tuple[bytes, bytes]] = []
 
         async def observe(message: Message) -> None:
-            nonlocal status
+            nonlocal status, headers
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                headers = list(message.get("headers", ()))
                 metrics.request_seconds.observe(time.perf_counter() - started, route)
             await send(message)
 
         metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, observe)
-        finally:
-            metrics.in_flight.dec()
-            metrics.requests.inc(route, str(status))
-            logger.debug("proxy: %s %s → %d", scope.get("method"), route, status)
+        with request_notes() as notes:
+            try:
+                await self.app(scope, receive, observe)
+            finally:
+                metrics.in_flight.dec()
+                metrics.requests.inc(route, str(status))
+                if access.isEnabledFor(logging.INFO):
+                    method = str(scope.get("method", ""))
+                    total = time.perf_counter() - started
+                    access.info("%s", request_line(method, route, status, headers, notes, total))

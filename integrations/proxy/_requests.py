@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from promptzip._errors import PromptZipError
 from promptzip._messages import ROLES
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import RequestError
+from promptzip.integrations.proxy._paths import route_path, v1_segments
 from promptzip.integrations.proxy._settings import SCOPES
 
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
@@ -57,8 +57,15 @@ HOP_BY_HOP = frozenset(
     }
 )
 REQUEST_DROP = HOP_BY_HOP | {"host", "content-length"}
+# The ASGI server writes its own Date (uvicorn does unless date_header=False, whatever the app sends), so the
+# upstream's would make two. The server's is kept: it is on every answer, the proxy's own errors and /healthz
+# included, with no setting to get right; for an LLM answer, which is not cached, the two differ by the upstream's
+# latency only. The upstream's Server names its software and version, which are none of the client's business.
+RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
 CONTROL_PREFIX = "x-promptzip-"
 MAX_BUDGET = 10_000_000
+# Deeper bodies are refused up front: compression, the result cache and re-encoding all recurse over the chat.
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,8 @@ class Options:
     min_tokens: int
     fail_mode: str
     scope: str
+    cache_scope: str = "shared"  # the whole-request cache's partition: a keyed hash of the credential, or "shared"
+    deadline: float | None = None  # seconds a compression may take, from the request's arrival
 
 
 @dataclass(slots=True)
@@ -105,13 +114,12 @@ def request_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
 
 def response_drop(headers: httpx.Headers) -> frozenset[bytes]:
     named = {t.strip().lower() for v in headers.get_list("connection") for t in v.split(",")}
-    return frozenset(n.encode("latin-1") for n in HOP_BY_HOP | named)
+    return frozenset(n.encode("latin-1") for n in RESPONSE_DROP | named)
 
 
-def check_path(request: Request) -> None:
-    path = request.url.path
-    if any(seg in (".", "..") for seg in unquote(path).split("/")) or "\\" in path or "\x00" in path:
-        raise RequestError("the path must not contain '.' or '..' segments", param="path", code="invalid_path")
+def check_path(request: Request) -> str:
+    """The request's path decoded (what routes match), or 400 ``invalid_path``: see :mod:`._paths`."""
+    return route_path(v1_segments(request.scope))
 
 
 def flag(value: str | None, name: str) -> bool:
@@ -183,10 +191,25 @@ def type_name(value: object) -> str:
     )
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:  # a loop, not recursion: the point is to refuse what would exhaust the stack
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        items = container.values() if isinstance(container, dict) else container
+        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
+    return False
+
+
 def check_chat(payload: Any) -> list[dict[str, Any]]:
     """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
     if not isinstance(payload, dict):
         raise RequestError(f"the body must be a JSON object, not {type_name(payload)}", code="invalid_type")
+    if _deeper_than(payload, MAX_DEPTH):
+        raise RequestError(
+            f"the body nests arrays and objects deeper than {MAX_DEPTH} levels", code="too_deeply_nested"
+        )
     for name, kind in (("model", str), ("stream", bool)):
         if name in payload and not isinstance(payload[name], kind):
             raise RequestError(
@@ -200,7 +223,7 @@ def check_chat(payload: Any) -> list[dict[str, Any]]:
         if not isinstance(m, dict):
             raise RequestError(f"{where} must be an object, not {type_name(m)}", param=where, code="invalid_type")
         role = m.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # a list or object role is unhashable
             raise RequestError(
                 f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_role"
             )

@@ -9,6 +9,13 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     min_tokens = 1024                        # smaller chats are forwarded as they are
     fail_mode = "open"                       # compressor failure → forward the original ("closed": an error)
     scope = "all"                            # compress the context in every message ("history": earlier turns only)
+    compression_deadline = 10.0              # seconds; past it the chat fails open (or closed)
+    compression_queue = 16                   # compressions running or waiting; more are answered 503 + retry-after
+    allowed_presets = ["fast"]               # what x-promptzip-preset may name (default: the presets configured here)
+    cache_key_secret = "..."                 # HMAC key of the per-credential result cache (same on every replica)
+
+    [tenants.acme]                           # a tenant: the SHA-256 digests of its API keys (never the keys)
+    keys = ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
 
     [timeouts]
     connect = 5.0
@@ -26,7 +33,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from promptzip._errors import ConfigError
 from promptzip._types import Budget
@@ -38,6 +45,7 @@ __all__ = [
     "ProxySettings",
     "RouteSettings",
     "Scope",
+    "TenantSettings",
     "Timeouts",
     "load_settings",
 ]
@@ -47,8 +55,10 @@ DEFAULT_RATE = 0.5
 MiB = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _HEADER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 FailMode = Literal["open", "closed"]
+CacheScope = Literal["credential", "shared"]
 Scope = Literal["all", "history"]
 """What a chat's compression may touch: the context found in every message (``all``: system messages and the last
 user turn included, their instruction and question kept verbatim), or only earlier turns (``history``)."""
@@ -76,6 +86,7 @@ class RouteSettings(_Frozen):
     min_tokens: int | None = Field(default=None, ge=0)
     fail_mode: FailMode | None = None
     scope: Scope | None = None
+    compression_deadline: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_budget(self) -> RouteSettings:
@@ -87,6 +98,21 @@ class RouteSettings(_Frozen):
     def _name(cls, value: str | None) -> str | None:
         if value is not None and not _NAME.match(value):
             raise ValueError(f"not a valid name: {value!r}")
+        return value
+
+
+class TenantSettings(_Frozen):
+    """A tenant: the SHA-256 digests of its API keys, each written ``sha256:<64 hex digits>`` (see
+    ``promptzip.integrations.proxy.key_digest``), so the config file never holds a key."""
+
+    keys: tuple[str, ...] = ()
+
+    @field_validator("keys")
+    @classmethod
+    def _digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not _DIGEST.match(key):
+                raise ValueError("a tenant key is 'sha256:' and 64 lowercase hex digits (the key's digest, not it)")
         return value
 
 
@@ -122,10 +148,17 @@ class ProxySettings(_Frozen):
     max_connections: int = Field(default=256, gt=0)
     upstream_pools: int = Field(default=8, gt=0, le=64)
     result_cache: bool = True
-    tenant_header: str | None = "x-promptzip-tenant"
+    result_cache_scope: CacheScope = "credential"
+    cache_key_secret: SecretStr | None = None
+    local_cache_bytes: int = Field(default=64 * MiB, ge=0)
+    tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    tenant_header: str | None = None
     allowed_presets: tuple[str, ...] | None = None
-    max_zippers: int = Field(default=256, gt=0)
+    max_zippers: int = Field(default=16, gt=0)
     compression_threads: int = Field(default=4, gt=0)
+    compression_deadline: float = Field(default=10.0, gt=0)
+    compression_queue: int = Field(default=16, gt=0)
+    io_threads: int = Field(default=16, gt=0)
     trust_env: bool = False
     warmup: bool = False
     routes: dict[str, RouteSettings] = Field(default_factory=lambda: {CHAT_COMPLETIONS: RouteSettings()})
@@ -147,6 +180,14 @@ class ProxySettings(_Frozen):
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError(f"not a valid name: {value!r}")
+        return value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"a tenant name is 1-64 letters, digits, '_', '.', ':' or '-', got {name!r}")
         return value
 
     @field_validator("tenant_header")

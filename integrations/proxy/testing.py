@@ -59,12 +59,14 @@ class Recorded:
 @dataclass
 class FakeUpstream:
     """See the module docstring. ``record=False`` keeps no requests (for long load runs); ``chunk_delay`` spaces
-    SSE chunks; ``chunks`` is how many content chunks a stream sends."""
+    SSE chunks; ``chunks`` is how many content chunks a stream sends; ``headers`` are added to every answer (a real
+    upstream sends ``date``, ``server``, ...)."""
 
     mode: str = "ok"
     record: bool = True
     chunks: int = 5
     chunk_delay: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[Recorded] = field(default_factory=list)
@@ -149,6 +151,10 @@ class FakeUpstream:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
+        except asyncio.CancelledError:
+            # stop() cancels the open connections; ending quietly here is what keeps Python 3.11's streams from
+            # printing a CancelledError traceback per connection (its done-callback calls task.exception()).
+            return
         finally:
             self._writers.discard(writer)
             if not writer.is_closing():
@@ -169,21 +175,25 @@ class FakeUpstream:
         if name == "status":
             code = int(arg)
             body = {"error": {"message": f"fake upstream status {code}", "type": "fake", "param": None, "code": code}}
-            await _send(writer, code, json.dumps(body).encode(), "application/json")
+            await _send(writer, code, json.dumps(body).encode(), "application/json", self._extra())
             return True
         if name == "garbage":
-            await _send(writer, 200, GARBAGE, "application/json")
+            await _send(writer, 200, GARBAGE, "application/json", self._extra())
             return True
         payload = _json_or_none(request.body)
         stream = isinstance(payload, dict) and payload.get("stream") is True
         if request.target.startswith("/v1/chat/completions") and stream:
             await self._stream(writer, payload, reset=name == "reset")
             return name != "reset"
-        await _send(writer, 200, json.dumps(_answer_for(request, payload)).encode(), "application/json")
+        await _send(writer, 200, json.dumps(_answer_for(request, payload)).encode(), "application/json", self._extra())
         return True
 
+    def _extra(self) -> bytes:
+        return "".join(f"{k}: {v}\r\n" for k, v in self.headers).encode("latin-1")
+
     async def _stream(self, writer: asyncio.StreamWriter, payload: Any, *, reset: bool) -> None:
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+        head += self._extra() + b"\r\n"
         writer.write(head)
         for i in range(2 if reset else self.chunks):
             event = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
@@ -215,6 +225,8 @@ def _json_or_none(body: bytes) -> Any:
 def _answer_for(request: Recorded, payload: Any) -> dict[str, Any]:
     if request.target.startswith("/v1/chat/completions"):
         messages = payload.get("messages", []) if isinstance(payload, dict) else []
+        if not isinstance(messages, list):  # a pass-through body the proxy did not read (an encoded one, say)
+            messages = []
         chars = sum(
             len(m.get("content") or "") for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)
         )
@@ -241,10 +253,10 @@ def _chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
 
-async def _send(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str) -> None:
+async def _send(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str, extra: bytes = b"") -> None:
     reason = _REASONS.get(status, "Fake")
-    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
-    writer.write(head.encode("latin-1") + body)
+    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
+    writer.write(head.encode("latin-1") + extra + b"\r\n" + body)
     await writer.drain()
 
 

@@ -1,0 +1,245 @@
+"""Compressing chats for the proxy without letting any client stall the others.
+
+Per chat, on the event loop:
+
+1. **Lookup** (the small ``io`` thread pool, never the compression threads): build or find the Zipper, count a
+   small chat, and look the whole request up in the result cache. A warm chat is answered here, however busy the
+   compression threads are.
+2. **Single flight**: identical chats arriving together (same key) share one compression.
+3. **Admission**: at most ``compression_queue`` compressions run or wait; one more is refused at once with
+   :class:`Overloaded` (a 503 with ``retry-after``), never queued without bound.
+4. **Compression** on the ``compression_threads`` pool, under a deadline counted from the request's arrival
+   (``compression_deadline``): the thread stops itself at the deadline (:mod:`promptzip._deadline`), and the
+   request stops waiting for it shortly after in any case, with :class:`~promptzip.DeadlineExceeded` (the app
+   fails open or closed, as configured).
+
+One Zipper per (preset, target) serves every tenant: models and memos are shared, and a tenant only gets its own
+namespace of the result cache. Clients cannot create Zippers: presets and targets come from the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from promptzip._cache import Cache, MemoryCache, NullCache, cache_from_url, encode_json, make_key
+from promptzip._deadline import deadline
+from promptzip._errors import DeadlineExceeded
+from promptzip._messages import message_tokens
+from promptzip._pipeline import Zipper
+from promptzip._tiered import TieredCache
+from promptzip._types import Budget
+from promptzip.integrations.proxy._errors import RequestError
+from promptzip.integrations.proxy._metrics import Metrics
+from promptzip.integrations.proxy._requests import Options, Outcome, decode_outcome, encode_outcome
+from promptzip.integrations.proxy._settings import ProxySettings
+
+__all__ = ["RESULT_CACHE_VERSION", "Compressions", "Overloaded", "ZipperFactory"]
+
+ZipperFactory = Callable[[str, str, Cache], Zipper]
+"""Builds the Zipper for (preset, target, cache); the default is ``Zipper.from_preset``."""
+
+RESULT_CACHE_VERSION = "2"  # 2: keys carry the credential's scope
+# How long a request keeps waiting after its deadline for the thread to notice it (a forward pass in progress).
+DEADLINE_GRACE_S = 0.5
+
+
+class Overloaded(RequestError):
+    """Every compression slot is taken: 503, and ``retry_after`` seconds is a fair time to try again."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("the proxy is compressing as many chats as it may; retry later", status=503, code="overloaded")
+        self.retry_after = retry_after
+
+
+class Compressions:
+    """The proxy's compression side: Zippers, the result cache, the thread pools and the limits."""
+
+    def __init__(self, settings: ProxySettings, factory: ZipperFactory, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._factory = factory
+        self.cache: Cache = NullCache()
+        self._compute: ThreadPoolExecutor | None = None
+        self._io: ThreadPoolExecutor | None = None
+        self._zippers: OrderedDict[tuple[str, str], Zipper] = OrderedDict()
+        self._zlock = threading.Lock()  # the zippers are looked up in worker threads
+        self._flights: dict[str, asyncio.Future[Outcome]] = {}
+        self._admitted = 0
+        secret = settings.cache_key_secret
+        # Without a configured secret each process draws its own: entries stay per credential but are not
+        # shared between replicas (set the same cache_key_secret on each to share them).
+        self.secret = secret.get_secret_value().encode("utf-8") if secret is not None else secrets.token_bytes(32)
+
+    def start(self) -> None:
+        s = self.settings
+        cache = cache_from_url(s.cache)
+        if s.local_cache_bytes and not isinstance(cache, MemoryCache | NullCache):
+            cache = TieredCache(cache, MemoryCache(max_bytes=s.local_cache_bytes))
+        self.cache = cache
+        self._compute = ThreadPoolExecutor(max_workers=s.compression_threads, thread_name_prefix="promptzip-compress")
+        self._io = ThreadPoolExecutor(max_workers=s.io_threads, thread_name_prefix="promptzip-io")
+
+    def close(self) -> None:
+        for pool in (self._compute, self._io):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self.cache.close()
+
+    async def io(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
+
+    def zipper(self, preset: str, target: str) -> Zipper:
+        key = (preset, target)
+        with self._zlock:
+            zipper = self._zippers.get(key)
+            if zipper is not None:
+                self._zippers.move_to_end(key)
+                return zipper
+        zipper = self._factory(preset, target, self.cache)
+        with self._zlock:
+            zipper = self._zippers.setdefault(key, zipper)
+            while len(self._zippers) > self.settings.max_zippers:
+                self._zippers.popitem(last=False)
+        return zipper
+
+    def built(self, preset: str, target: str) -> Zipper | None:
+        """The Zipper for (preset, target) when it exists already (building one may load models: not here)."""
+        with self._zlock:
+            return self._zippers.get((preset, target))
+
+    def warmup(self, preset: str, target: str) -> None:
+        text = "The proxy loads its models at start. It answers requests after that. Nothing else happens here."
+        self.zipper(preset, target).compress(text, question="When are models loaded?", budget=Budget(rate=0.5))
+
+    # --------------------------------------------------------------------------------------------- per chat
+    async def outcome(self, messages: list[dict[str, Any]], options: Options, arrived: float) -> Outcome:
+        """What to send for this chat: a cached or small outcome at once, else a compression within the limits."""
+        started = time.perf_counter()
+        found = await self.io(self._lookup, messages, options)
+        if isinstance(found, Outcome):
+            found.seconds = time.perf_counter() - started
+            return found
+        key, tokens_in = found
+        flight_key = f"{options.tenant or ''}/{key}"  # the same chat of another tenant is another flight
+        flight = self._flights.get(flight_key)
+        if flight is not None:
+            self.metrics.single_flight.inc()
+            shared = await self._wait(asyncio.shield(flight), options, arrived)
+            outcome = replace(shared, headers={**shared.headers, "x-promptzip-cache": "joined"})
+        else:
+            outcome = await self._lead(flight_key, key, messages, options, tokens_in, arrived)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    async def _lead(
+        self,
+        flight_key: str,
+        key: str,
+        messages: list[dict[str, Any]],
+        options: Options,
+        tokens_in: int,
+        arrived: float,
+    ) -> Outcome:
+        if self._admitted >= self.settings.compression_queue:
+            self.metrics.overloaded.inc()
+            retry = max(1, round(options.deadline or self.settings.compression_deadline))
+            raise Overloaded(retry)
+        loop = asyncio.get_running_loop()
+        at = arrived + (options.deadline or self.settings.compression_deadline)
+        self._admitted += 1
+        self.metrics.queue.inc()
+        job = loop.run_in_executor(self._compute, self._compress, key, messages, options, tokens_in, at)
+        self._flights[flight_key] = job
+
+        def release(_: Any) -> None:
+            self._admitted -= 1
+            self.metrics.queue.dec()
+            if self._flights.get(flight_key) is job:
+                del self._flights[flight_key]
+            if not job.cancelled():
+                job.exception()  # retrieved: a failure nobody waits for any more is not "never retrieved"
+
+        job.add_done_callback(release)
+        return await self._wait(asyncio.shield(job), options, arrived)
+
+    async def _wait(self, job: asyncio.Future[Outcome], options: Options, arrived: float) -> Outcome:
+        limit = options.deadline or self.settings.compression_deadline
+        left = arrived + limit - time.monotonic() + DEADLINE_GRACE_S
+        try:
+            return await asyncio.wait_for(job, timeout=max(0.0, left))
+        except (TimeoutError, DeadlineExceeded) as exc:
+            self.metrics.deadline_exceeded.inc()
+            raise DeadlineExceeded(f"the compression did not finish within its deadline of {limit:g} s") from exc
+
+    # ------------------------------------------------------------------------------- in the worker threads
+    def _key(self, zipper: Zipper, options: Options, canonical: str) -> str:
+        return make_key(
+            "proxy-result",
+            RESULT_CACHE_VERSION,
+            zipper.fingerprint,
+            repr(options.budget),
+            options.scope,
+            options.cache_scope,
+            canonical,
+        )
+
+    def _result_cache(self, options: Options) -> Cache:
+        return self.cache if options.tenant is None else self.cache.namespaced(options.tenant)
+
+    def _lookup(self, messages: list[dict[str, Any]], options: Options) -> Outcome | tuple[str, int]:
+        """A small chat's or a cached outcome, else (result-cache key, token count) for the compression."""
+        zipper = self.zipper(options.preset, options.target)
+        method = zipper.compressor.name
+        canonical = json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        tokens_in: int | None = None
+        if len(canonical) < options.min_tokens:  # a token is at least one character: count only small chats
+            tokens_in = message_tokens(messages, zipper.tokenizer.count)
+            if tokens_in < options.min_tokens:
+                return Outcome(None, tokens_in, tokens_in, "below-min-tokens", method)
+        key = self._key(zipper, options, canonical)
+        if self.settings.result_cache:
+            hit = decode_outcome(self._result_cache(options).get(key))
+            if hit is not None:
+                self.metrics.result_cache.inc("hit")
+                if hit.tokens_in < options.min_tokens:  # stored by a route with a lower threshold
+                    return Outcome(None, hit.tokens_in, hit.tokens_in, "below-min-tokens", method)
+                hit.headers["x-promptzip-cache"] = "hit"
+                return hit
+            self.metrics.result_cache.inc("miss")
+        if tokens_in is None:
+            tokens_in = message_tokens(messages, zipper.tokenizer.count)
+            if tokens_in < options.min_tokens:
+                return Outcome(None, tokens_in, tokens_in, "below-min-tokens", method)
+        return key, tokens_in
+
+    def _compress(
+        self, key: str, messages: list[dict[str, Any]], options: Options, tokens_in: int, at: float
+    ) -> Outcome:
+        zipper = self.zipper(options.preset, options.target)
+        with deadline(at - time.monotonic()):
+            # Where the context is (JSON tool results stay whole and valid) is the core's request understanding.
+            result = zipper.compress_messages(messages, budget=options.budget, scope=options.scope)
+        out = [dict(m) for m in result.messages or ()]
+        changed = out != messages  # else the original body is forwarded
+        outcome = Outcome(
+            out if changed else None,
+            tokens_in,
+            message_tokens(out, zipper.tokenizer.count) if changed else tokens_in,
+            result.decision,
+            zipper.compressor.name,
+            regions=result.regions,
+            regions_compressed=result.regions_compressed,
+        )
+        if self.settings.result_cache:
+            self._result_cache(options).put(key, encode_json(encode_outcome(outcome)))
+            outcome.headers["x-promptzip-cache"] = "miss"
+        return outcome

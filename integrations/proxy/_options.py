@@ -1,0 +1,124 @@
+"""Per-request options of a compressed route: the control headers read against the route's and server's settings.
+
+Who a request is for is decided here, from configuration only:
+
+* **Presets.** A request may name a preset (``x-promptzip-preset``) only among those the operator allows:
+  ``allowed_presets`` when set, else the server's and the routes' own presets. A client cannot pick a slower
+  stack than the operator chose (``max`` can take minutes per chat on a CPU).
+* **Tenants.** A tenant exists only in ``tenants`` (name → SHA-256 digests of its API keys). A request belongs to
+  the tenant whose key digest matches its credential; ``tenant_header``, when the operator turns it on (for a
+  gateway in front that sets it and strips the clients' own), may name a configured tenant. An unknown name is a
+  400, so clients cannot invent namespaces (each would cost memory) or read one they were not given.
+* **Result-cache scope.** The whole-request cache is scoped per credential: the key holds a keyed hash
+  (HMAC-SHA-256 with ``cache_key_secret``) of the request's API key, never the key itself, so one client never
+  gets a hit (or its timing) for another client's conversation. ``result_cache_scope = "shared"`` shares entries
+  across credentials of the same tenant: more hits, but any client can learn whether a chat was sent before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from promptzip._types import Budget
+from promptzip.integrations.proxy._errors import RequestError
+from promptzip.integrations.proxy._requests import Options, int_header, rate_header, scope_header
+from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
+
+__all__ = ["CREDENTIAL_HEADERS", "allowed_presets", "credential_of", "key_digest", "parse_options"]
+
+_PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Where OpenAI, Anthropic and Azure clients put their API key, in that order.
+CREDENTIAL_HEADERS: Final = ("authorization", "x-api-key", "api-key")
+_BEARER = re.compile(r"^\s*bearer\s+", re.IGNORECASE)
+
+
+def allowed_presets(settings: ProxySettings) -> frozenset[str]:
+    """The presets a request may name: ``allowed_presets`` when configured, else the server's and routes' own."""
+    if settings.allowed_presets is not None:
+        return frozenset(settings.allowed_presets)
+    return frozenset({settings.preset, *(r.preset for r in settings.routes.values() if r.preset)})
+
+
+def credential_of(headers: Mapping[str, str]) -> str | None:
+    """The request's API key (``Bearer`` stripped), or ``None`` when it carries none."""
+    for name in CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value:
+            return _BEARER.sub("", value).strip() or None
+    return None
+
+
+def key_digest(key: str) -> str:
+    """How an API key is written in ``tenants``: ``sha256:`` and the hex digest of its UTF-8 bytes."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: ProxySettings, secret: bytes) -> Options:
+    """The options of one request; a bad control header is a :class:`RequestError` (400) naming it."""
+    s = settings
+    budget_h, rate_h = headers.get("x-promptzip-budget"), headers.get("x-promptzip-rate")
+    if budget_h is not None and rate_h is not None:
+        raise RequestError("give x-promptzip-budget or x-promptzip-rate, not both", param="x-promptzip-budget")
+    if budget_h is not None:
+        budget = Budget(tokens=int_header(budget_h, "x-promptzip-budget"))
+    elif rate_h is not None:
+        budget = Budget(rate=rate_header(rate_h, "x-promptzip-rate"))
+    else:
+        budget = s.default_budget(route)
+    preset = headers.get("x-promptzip-preset")
+    if preset is None:
+        preset = route.preset or s.preset
+    else:
+        preset = preset.strip()
+        if not _PRESET.match(preset) or preset not in allowed_presets(s):
+            raise RequestError(
+                "x-promptzip-preset names no preset this proxy offers",
+                param="x-promptzip-preset",
+                code="unknown_preset",
+            )
+    scope_h = headers.get("x-promptzip-scope")
+    scope = scope_header(scope_h, "x-promptzip-scope") if scope_h is not None else route.scope or s.scope
+    credential = credential_of(headers)
+    return Options(
+        budget=budget,
+        preset=preset,
+        target=route.target or s.target,
+        tenant=_tenant(headers, settings, credential),
+        min_tokens=route.min_tokens if route.min_tokens is not None else s.min_tokens,
+        fail_mode=route.fail_mode or s.fail_mode,
+        scope=scope,
+        cache_scope=_cache_scope(settings, credential, secret),
+        deadline=route.compression_deadline or s.compression_deadline,
+    )
+
+
+def _tenant(headers: Mapping[str, str], settings: ProxySettings, credential: str | None) -> str | None:
+    if settings.tenant_header is not None:
+        named = headers.get(settings.tenant_header)
+        if named is not None:
+            if named not in settings.tenants:
+                raise RequestError(
+                    f"{settings.tenant_header} names no tenant this proxy is configured with",
+                    param=settings.tenant_header,
+                    code="unknown_tenant",
+                )
+            return named
+    if credential is None or not settings.tenants:
+        return None
+    digest = key_digest(credential)
+    for name, tenant in settings.tenants.items():
+        if any(hmac.compare_digest(digest, k) for k in tenant.keys):
+            return name
+    return None
+
+
+def _cache_scope(settings: ProxySettings, credential: str | None, secret: bytes) -> str:
+    if settings.result_cache_scope == "shared":
+        return "shared"
+    if credential is None:
+        return "anonymous"
+    return hmac.new(secret, credential.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -41,13 +41,8 @@ from promptzip._errors import ConfigError, InputError
 from promptzip._pipeline import Zipper
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget
-from promptzip.integrations._openai import (
-    Compression,
-    WrappedClient,
-    compressed_prompt,
-    compressed_text,
-    fits_whole,
-)
+from promptzip.integrations._calls import Compression, compressed_prompt, compressed_text, fits_whole
+from promptzip.integrations._openai import WrappedClient
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI

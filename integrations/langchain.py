@@ -48,7 +48,7 @@ from promptzip._messages import SCOPES
 from promptzip._pipeline import REORDERS, Zipper
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
-from promptzip.integrations._openai import fits_whole
+from promptzip.integrations._calls import fits_whole
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
 

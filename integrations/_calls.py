@@ -1,0 +1,271 @@
+"""What one OpenAI-style call compresses: the per-call ``promptzip=`` options, and the compression of a chat's
+``messages`` or a Responses ``input`` (items in, items of the same shape out). The wrapped client
+(:mod:`promptzip.integrations._openai`) and the decorator call these; the request understanding is the core's."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from promptzip._cache import Cache
+from promptzip._errors import BudgetError, ConfigError, InputError
+from promptzip._messages import SCOPES
+from promptzip._pipeline import Zipper
+from promptzip._registry import registries
+from promptzip._tokenizers import Tokenizer
+from promptzip._types import Budget, Result
+
+__all__ = [
+    "KEYWORD",
+    "CallOptions",
+    "Compression",
+    "check_scope",
+    "compressed_prompt",
+    "compressed_text",
+    "fits_whole",
+]
+
+KEYWORD = "promptzip"  # the per-call keyword of the wrapped client's methods
+_OPTIONS = ("budget", "rate", "scope", "disable")
+_TEXT_PARTS = ("text", "input_text", "output_text")
+
+
+def check_scope(value: object, where: str = "scope") -> str:
+    """``value`` if it is a scope: ``"all"`` (the context in every message) or ``"history"`` (earlier turns only)."""
+    if not isinstance(value, str) or value not in SCOPES:
+        raise ConfigError(
+            f"{where} must be 'all' (the context in every message) or 'history' (earlier turns only), got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """One call's ``promptzip=`` keyword, read. ``enabled=False`` sends the call exactly as given; ``spec`` and
+    ``scope``, when set, replace the wrapper's own for this call only.
+
+    >>> CallOptions.parse(800)
+    CallOptions(enabled=True, spec=Budget(tokens=800, rate=None), scope=None)
+    >>> CallOptions.parse({"rate": 0.2, "scope": "history"}).scope
+    'history'
+    >>> CallOptions.parse(False).enabled
+    False
+    """
+
+    enabled: bool = True
+    spec: Budget | None = None
+    scope: str | None = None
+
+    @classmethod
+    def parse(cls, value: object) -> CallOptions:
+        """Accept ``None``/``True`` (the wrapper's settings), ``False`` (off), an int token budget, a ``Budget``, or a
+        dict with ``budget`` (int or Budget), ``rate`` (the kept fraction), ``scope`` and ``disable`` (a bool).
+
+        Raises :class:`promptzip.BudgetError` for a budget that is not one (a float included: write
+        ``{"rate": 0.2}``), :class:`promptzip.ConfigError` for any other value, key or scope.
+        """
+        if value is None or value is True:
+            return cls()
+        if value is False:
+            return cls(enabled=False)
+        if isinstance(value, Budget | int | float):
+            return cls(spec=_budget(value, f"{KEYWORD}={value!r}"))
+        if isinstance(value, Mapping):
+            return cls._from_mapping(value)
+        raise ConfigError(
+            f"{KEYWORD}= takes False, an int token budget, a promptzip.Budget, or a dict with "
+            f"{', '.join(_OPTIONS)}; not {type(value).__name__}"
+        )
+
+    @classmethod
+    def _from_mapping(cls, options: Mapping[Any, Any]) -> CallOptions:
+        unknown = [k for k in options if k not in _OPTIONS]
+        if unknown:
+            raise ConfigError(f"unknown {KEYWORD}= option {unknown[0]!r}; the options are {', '.join(_OPTIONS)}")
+        disable = options.get("disable", False)
+        if not isinstance(disable, bool):
+            raise ConfigError(f"{KEYWORD}={{'disable': ...}} must be True or False, got {disable!r}")
+        if disable:
+            if len(options) > 1:
+                raise ConfigError(f"{KEYWORD}={{'disable': True}} sends the call as given; it takes no other option")
+            return cls(enabled=False)
+        if "budget" in options and "rate" in options:
+            raise BudgetError(f"give either 'budget' or 'rate' in {KEYWORD}=, not both")
+        spec = None
+        if "budget" in options:
+            spec = _budget(options["budget"], f"{KEYWORD}={{'budget': {options['budget']!r}}}")
+        elif "rate" in options:
+            rate = options["rate"]
+            try:
+                spec = Budget(rate=rate)
+            except BudgetError as exc:
+                raise BudgetError(f"{KEYWORD}={{'rate': {rate!r}}}: {exc}") from exc
+        scope = check_scope(options["scope"], f"{KEYWORD}={{'scope': ...}}") if "scope" in options else None
+        return cls(spec=spec, scope=scope)
+
+
+def _budget(value: object, where: str) -> Budget:
+    """A per-call budget: a Budget or an int number of tokens; never a bare float, which could mean either."""
+    if isinstance(value, Budget):
+        return value
+    if isinstance(value, float):
+        raise BudgetError(
+            f"{where} is a float: give an int number of tokens, or the kept fraction as "
+            f"{KEYWORD}={{'rate': {value!r}}} or promptzip.Budget(rate={value!r})"
+        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BudgetError(f"{where} must be an int number of tokens or a promptzip.Budget, not {type(value).__name__}")
+    try:
+        return Budget(tokens=value)
+    except BudgetError as exc:
+        raise BudgetError(f"{where}: {exc}", budget=value) from exc
+
+
+class Compression:
+    """A budget, a scope and a Zipper built on first use (or the one given), shared by every call that holds them."""
+
+    def __init__(
+        self,
+        *,
+        budget: Budget | int | float | None,
+        rate: float | None,
+        target: str | Tokenizer,
+        preset: str,
+        cache: str | Cache | None,
+        zipper: Zipper | None,
+        scope: str = "all",
+    ) -> None:
+        self.spec = Budget.coerce(budget, rate=rate)
+        self.scope = check_scope(scope)
+        if zipper is not None and not isinstance(zipper, Zipper):
+            raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
+        if zipper is None:
+            registries.presets.get(preset)  # an unknown preset fails now, not at the first call
+        self._preset, self._target, self._cache = preset, target, cache
+        self._zipper = zipper
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Compression(spec={self.spec!r}, scope={self.scope!r}, preset={self._preset!r}, target={self._target!r})"
+        )
+
+    @property
+    def zipper(self) -> Zipper:
+        if self._zipper is None:
+            with self._lock:
+                if self._zipper is None:
+                    self._zipper = Zipper.from_preset(self._preset, target=self._target, cache=self._cache)
+        return self._zipper
+
+    def chat(self, messages: object, *, spec: Budget | None = None, scope: str | None = None) -> list[Any]:
+        """Compressed chat messages; messages whose content did not change are returned as given. ``spec`` and
+        ``scope`` replace this Compression's own for one call."""
+        items = _as_list(messages, "messages")
+        dicts = [_as_mapping(m, f"messages[{i}]") for i, m in enumerate(items)]
+        result = self.zipper.compress_messages(dicts, budget=spec or self.spec, scope=scope or self.scope)
+        if fits_whole(result):
+            return items
+        out = result.messages or ()
+        return [
+            m if new.get("content") == d.get("content") else new for m, d, new in zip(items, dicts, out, strict=True)
+        ]
+
+    def responses_input(
+        self, value: object, *, spec: Budget | None = None, scope: str | None = None
+    ) -> str | list[Any]:
+        """A Responses API ``input``: a string is a whole prompt (its instruction and question kept, its context
+        compressed; ``scope`` does not apply to it), a list of items a chat (items that are not messages, such as
+        function calls and their outputs, are counted and sent unchanged)."""
+        if isinstance(value, bytearray):
+            value = bytes(value)
+        if isinstance(value, str | bytes):
+            return compressed_prompt(self.zipper, value, spec or self.spec)
+        items = _as_list(value, "input")
+        dicts = [_as_mapping(m, f"input[{i}]") for i, m in enumerate(items)]
+        chat = [_item_as_message(d, i) for i, d in enumerate(dicts)]
+        result = self.zipper.compress_messages(chat, budget=spec or self.spec, scope=scope or self.scope)
+        if fits_whole(result):
+            return items
+        out = result.messages or ()
+        return [_item_back(item, d, c, new) for item, d, c, new in zip(items, dicts, chat, out, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def fits_whole(result: Result) -> bool:
+    """Whether the input already fit and nothing was cut: the caller then sends it exactly as given, since the
+    pipeline re-joins the paragraphs it kept, which would change their whitespace."""
+    return (
+        result.decision == "kept_all"
+        and result.tokens_in <= result.budget
+        and not any("<pz" in s.text.lower() for s in result.sources)  # promptzip's tags are always removed
+    )
+
+
+def compressed_text(result: Result) -> str:
+    """The compressed context of one text, or the text itself when it fit whole."""
+    if fits_whole(result) and len(result.sources) == 1:
+        return result.sources[0].text
+    return result.context
+
+
+def compressed_prompt(zipper: Zipper, prompt: str | bytes, spec: Budget) -> str:
+    """A whole string prompt with only its context compressed (its instruction and question are kept byte for
+    byte), or the prompt itself when it fit whole."""
+    result = zipper.compress_prompt(prompt, budget=spec)
+    if fits_whole(result):
+        return prompt if isinstance(prompt, str) else prompt.decode("utf-8")
+    return result.text
+
+
+def _as_list(value: object, where: str) -> list[Any]:
+    if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        raise InputError(f"{where} must be a list of messages, not {type(value).__name__}")
+    return list(value)
+
+
+def _as_mapping(item: object, where: str) -> Mapping[str, Any]:
+    """A message as a mapping: dicts as they are, SDK objects (a previous reply appended) through model_dump."""
+    if isinstance(item, Mapping):
+        return item
+    dump = getattr(item, "model_dump", None)
+    if callable(dump):
+        dumped = dump(exclude_none=True)
+        if isinstance(dumped, Mapping):
+            return dumped
+    raise InputError(f"{where} must be an object with a 'role', not {type(item).__name__}")
+
+
+def _item_as_message(item: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """A Responses input item as a chat message: messages keep their role and text parts; anything else is a
+    protected system message holding the item's JSON, so it is counted and never compressed."""
+    if "role" in item and item.get("type", "message") == "message":
+        content = item.get("content")
+        if isinstance(content, list):
+            parts: list[dict[str, Any]] = []
+            for j, part in enumerate(content):
+                part = _as_mapping(part, f"input[{i}].content[{j}]")
+                if part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str):
+                    parts.append({"type": "text", "text": part["text"]})
+                else:
+                    parts.append({"type": str(part.get("type"))})
+            return {"role": item["role"], "content": parts}
+        return {"role": item["role"], "content": content}
+    return {"role": "system", "content": json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)}
+
+
+def _item_back(original: Any, item: Mapping[str, Any], sent: Mapping[str, Any], new: Mapping[str, Any]) -> Any:
+    if new.get("content") == sent.get("content"):
+        return original
+    content = item["content"]
+    if isinstance(content, list):
+        merged = []
+        for part, new_part in zip(content, new["content"], strict=True):
+            mapped = _as_mapping(part, "input part")
+            is_text = mapped.get("type") in _TEXT_PARTS and isinstance(mapped.get("text"), str)
+            merged.append({**mapped, "text": new_part["text"]} if is_text else part)
+        return {**item, "content": merged}
+    return {**item, "content": new["content"]}

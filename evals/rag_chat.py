@@ -45,6 +45,7 @@ PRESET = "fast"
 TARGET = "gpt-4o"
 STATUSES = ("compressed", "passthrough", "fail-open")
 _TAG = "x-rag-chat-request"
+TAGS_ROW = "tags of kept documents as template"
 RULE = (
     "Answer retention is measured only in what came from the context: the message texts the upstream received "
     "are joined, the template's fixed pieces and the question are looked up in order (each first match after "
@@ -111,8 +112,16 @@ class _Harness:
         from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
         self.upstream = self._stack.enter_context(FakeUpstream())
-        # min_tokens=0: every request is held to its budget header, however small.
-        settings = ProxySettings(upstream=self.upstream.url, cache="memory", min_tokens=0, preset=PRESET, target=TARGET)
+        # min_tokens=0: every request is held to its budget header, however small. The deadline is the request
+        # timeout's: this suite measures what reaches the model, not latency (the first request loads the models).
+        settings = ProxySettings(
+            upstream=self.upstream.url,
+            cache="memory",
+            min_tokens=0,
+            preset=PRESET,
+            target=TARGET,
+            compression_deadline=600,
+        )
         url = self._stack.enter_context(live_server(create_app(settings, zipper_factory=self.factory)))
         self.client = openai.OpenAI(base_url=url + "/v1", api_key="sk-rag-chat-fake", max_retries=0, timeout=600)
         self._stack.callback(self.client.close)
@@ -176,13 +185,17 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
             items = suite.items[:QUICK_ITEMS] if config.quick else suite.items
             cells = {t: {_ratio_key(r): _cell() for r in config.ratios} for t in config.templates}
             direct_cells = {_ratio_key(r): _cell() for r in config.ratios}
+            wrapped = [t for t in config.templates if TEMPLATES[t].wrapper is not None]
+            matched = {t: {_ratio_key(r): _cell() for r in config.ratios} for t in wrapped}
             for k, item in enumerate(items, 1):
                 docs, question = item.document_texts(), item.question or ""
                 answers = [a for target in item.targets for a in target.answers]
                 plain_tokens = count("\n\n".join(docs))
+                kept: dict[float, list[int]] = {}
                 for ratio in config.ratios:
                     budget = budget_for(plain_tokens, ratio)
                     result = direct.compress(docs, query=question, budget=budget)
+                    kept[ratio] = [i for i, s in enumerate(result.sources, 1) if result.outputs.get(s.id)]
                     cell = direct_cells[_ratio_key(ratio)]
                     out_tokens = count(result.context)
                     _add(cell, budget, plain_tokens, out_tokens, answer_retained(result.context, answers))
@@ -196,6 +209,15 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
                         budget = frame + budget_for(count(full.context), ratio)
                         answer, received = harness.send(full.chat(), budget)
                         _measure(cells[name][_ratio_key(ratio)], full, answer, received, answers, budget, tokens_in)
+                        if name in matched:
+                            # The same allowance as the direct call plus the tags of the documents it kept.
+                            wrapper = TEMPLATES[name].wrapper
+                            assert wrapper is not None
+                            tags = sum(count(wrapper(i)) for i in kept[ratio])
+                            budget = frame + budget_for(plain_tokens, ratio) + tags
+                            answer, received = harness.send(full.chat(), budget)
+                            cell = matched[name][_ratio_key(ratio)]
+                            _measure(cell, full, answer, received, answers, budget, tokens_in)
                 if config.progress:
                     print(f"rag-chat {suite_name}: {k}/{len(items)} items", file=sys.stderr, flush=True)
             report["suites"][suite_name] = {
@@ -203,6 +225,7 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
                 "description": suite.description,
                 "direct": direct_cells,
                 "templates": cells,
+                "tags_as_template": matched,
             }
     report["meta"] = {
         "command": config.command,
@@ -273,7 +296,8 @@ def _totals(report: Mapping[str, Any]) -> dict[str, Any]:
     status: Counter[str] = Counter()
     over = requests = intact = 0
     for suite in report["suites"].values():
-        for by_ratio in suite["templates"].values():
+        rows = [*suite["templates"].values(), *suite.get("tags_as_template", {}).values()]
+        for by_ratio in rows:
             for cell in by_ratio.values():
                 status.update(cell["status"])
                 over += cell["over_budget_tokens"]
@@ -323,7 +347,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         "documents joined as the template joins them (for `anthropic-xml` each document's tags are inside it). "
         "The direct row is `Zipper.compress(documents, query=question, budget=floor(tokens / ratio))` on the same "
         "items (tokens of the documents joined by a blank line). A fail-open request reaches the upstream "
-        "uncompressed, so its retention is that of the whole context and its tokens count over budget.",
+        "uncompressed, so its retention is that of the whole context and its tokens count over budget. "
+        f"The row '{TAGS_ROW}' sends the same request again with the direct call's allowance plus the tokens of "
+        "the tags (empty document element) of each document the direct call kept: it measures the understanding "
+        "step apart from the price of the layout's per-document markup.",
         "",
         RULE,
         "",
@@ -339,6 +366,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines.append("|" + " --- |" * (len(ratios) + 4))
         for template, by_ratio in suite["templates"].items():
             lines.append(_row(template, by_ratio, ratios, proxy=True))
+        for template, by_ratio in suite.get("tags_as_template", {}).items():
+            lines.append(_row(f"{template}, {TAGS_ROW}", by_ratio, ratios, proxy=True))
         lines.append(_row("direct `Zipper.compress`", suite["direct"], ratios, proxy=False))
         reasons: Counter[str] = Counter()
         for by_ratio in suite["templates"].values():

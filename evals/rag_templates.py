@@ -108,6 +108,9 @@ class Template:
     origin: str
     messages: tuple[tuple[str, str], ...]
     join: Callable[[Sequence[str]], str]
+    # The markup the template wraps around document ``i`` (1-based) with empty content, for layouts that give each
+    # document tags of its own (the XML layout): the structure a kept document costs on top of its text.
+    wrapper: Callable[[int], str] | None = None
 
     def render(self, documents: Sequence[str] | None, question: str, *, context: str | None = None) -> Rendered:
         """Fill the template with ``documents`` (joined by :attr:`join`) or a ready ``context`` text (``""`` for
@@ -160,6 +163,10 @@ def _anthropic(documents: Sequence[str]) -> str:
     )
 
 
+def _anthropic_wrapper(index: int) -> str:
+    return ANTHROPIC_DOCUMENT.format(index=index, source=f"doc-{index}", content="")
+
+
 def _normalize(text: str, **slots: str) -> str:
     for theirs, ours in slots.items():
         text = text.replace(theirs, ours)
@@ -201,6 +208,7 @@ TEMPLATES: Final[dict[str, Template]] = {
             "Anthropic long-context layout: <documents><document index=..>..</documents>, then the question",
             (("user", ANTHROPIC_XML),),
             _anthropic,
+            _anthropic_wrapper,
         ),
         Template(
             "plain-user",

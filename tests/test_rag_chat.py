@@ -156,6 +156,14 @@ def test_quick_run_reports_every_template_suite_and_ratio(quick: dict[str, Any])
                 assert 0 <= cell["retained"] <= cell["requests"]
                 assert 0 <= cell["intact"] <= cell["requests"]
                 requests += cell["requests"]
+        # The XML layout is measured a second time with its kept documents' tags outside the context allowance.
+        assert set(suite["tags_as_template"]) == {"anthropic-xml"}
+        for by_ratio in suite["tags_as_template"].values():
+            assert set(by_ratio) == {"10x", "20x", "50x"}
+            for cell in by_ratio.values():
+                assert cell["requests"] == suite["items"]
+                assert set(cell["status"]) <= set(STATUSES), cell["status"]
+                requests += cell["requests"]
         for cell in suite["direct"].values():
             assert cell["requests"] == suite["items"]
             assert cell["over_budget_tokens"] == 0  # Zipper.compress always meets its budget
@@ -165,6 +173,7 @@ def test_quick_run_reports_every_template_suite_and_ratio(quick: dict[str, Any])
     for name in TEMPLATES:
         assert f"| {name} |" in text
     assert "| direct `Zipper.compress` |" in text
+    assert "| anthropic-xml, tags of kept documents as template |" in text
 
 
 @pytest.mark.slow

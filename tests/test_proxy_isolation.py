@@ -6,6 +6,7 @@ block or run long are real Compressors (BM25 selection behind a gate or a slow l
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -112,6 +113,30 @@ def test_a_request_may_name_only_the_presets_the_operator_allows(upstream: FakeU
         r = c.post(ROUTE, json=body(), headers={"x-promptzip-preset": "max"})
         assert r.status_code == 200
         assert r.headers["x-promptzip-preset"] == "max"
+
+
+class Niceness(Compressor):
+    """BM25 selection that notes the CPU priority (nice value) of the thread it runs on."""
+
+    name = "niceness"
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.inner = ExtractiveCompressor(BM25Scorer(), min_relevance=None)
+
+    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
+        self.seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return self.inner.propose(chunks, query, tokenizer)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priorities need Linux")
+@pytest.mark.parametrize("nice", [10, 0])
+def test_compression_threads_run_at_a_lower_priority(upstream: FakeUpstream, nice: int) -> None:
+    noted = Niceness()
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with TestClient(create_app(settings(upstream.url, compression_nice=nice), zipper_factory=factory_of(noted))) as c:
+        assert c.post(ROUTE, json=body()).headers["x-promptzip-status"] == "compressed"
+    assert noted.seen == [min(19, own + nice)]
 
 
 # ----------------------------------------------------------------------------------------------- deadline

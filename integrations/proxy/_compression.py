@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import threading
 import time
@@ -50,6 +51,19 @@ ZipperFactory = Callable[[str, str, Cache], Zipper]
 RESULT_CACHE_VERSION = "2"  # 2: keys carry the credential's scope
 # How long a request keeps waiting after its deadline for the thread to notice it (a forward pass in progress).
 DEADLINE_GRACE_S = 0.5
+
+
+def _lower_priority(nice: int) -> None:
+    """Lower this compression thread's CPU priority (Linux schedules threads one by one, and the threads a model
+    library starts from here inherit it), so that on a busy machine cache hits, pass-throughs and the event loop
+    get the CPU first and a long compression cannot slow every other request down."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:  # not allowed here (or not Linux): run at the process's priority
+        pass
 
 
 class Overloaded(RequestError):
@@ -85,7 +99,12 @@ class Compressions:
         if s.local_cache_bytes and not isinstance(cache, MemoryCache | NullCache):
             cache = TieredCache(cache, MemoryCache(max_bytes=s.local_cache_bytes))
         self.cache = cache
-        self._compute = ThreadPoolExecutor(max_workers=s.compression_threads, thread_name_prefix="promptzip-compress")
+        self._compute = ThreadPoolExecutor(
+            max_workers=s.compression_threads,
+            thread_name_prefix="promptzip-compress",
+            initializer=_lower_priority,
+            initargs=(s.compression_nice,),
+        )
         self._io = ThreadPoolExecutor(max_workers=s.io_threads, thread_name_prefix="promptzip-io")
 
     def close(self) -> None:

@@ -158,6 +158,7 @@ class ProxySettings(_Frozen):
     compression_threads: int = Field(default=4, gt=0)
     compression_deadline: float = Field(default=10.0, gt=0)
     compression_queue: int = Field(default=16, gt=0)
+    compression_nice: int = Field(default=10, ge=0, le=19)
     io_threads: int = Field(default=16, gt=0)
     trust_env: bool = False
     warmup: bool = False

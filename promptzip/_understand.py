@@ -24,60 +24,40 @@ out byte for byte. The rules, first match wins:
 In every case a ``Question:``/``Query:``/``Q:`` label outside the context starts a question region (to the end of
 its paragraph); what relevance is scored against is its text after the label. Anything no rule places is
 ``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
+
+The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules`; this module holds :class:`Layout`,
+:class:`Region` and :class:`Element`, rule 2, the order the rules run in, and how their spans become regions,
+question regions and document elements.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptzip._errors import InputError
+from promptzip._rules import (
+    BLANK_LINE,
+    HEADING,
+    LABEL,
+    LAYOUT_MIN_CHARS,
+    QUESTION_LABELS,
+    by_layout,
+    delimited,
+    headed,
+    is_json,
+    paragraphs,
+    starts_with_question,
+    strip_span,
+    tagged,
+)
 from promptzip._split import literal_tags, parse_tags
 
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
 
-LAYOUT_MIN_CHARS = 1200
-# A heading or fence opens context only this close to the start of its text (or to the previous heading): one
-# deep inside a long text ("Background:" in a passage) belongs to that text.
-_MAX_LEAD_CHARS = 1500
 _PZ = re.compile(r"<\s*/?\s*pz(?=[\s>/])", re.IGNORECASE)
-_TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
-_DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
-_DASH_FENCE = re.compile(r"^[ \t]*-{5,}[ \t]*$", re.MULTILINE)
-_QUOTE_FENCE = re.compile(r'"""')
-_MD_HEADING = re.compile(
-    r"^[ \t]*#{1,6}[ \t]*(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
-    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
-    r"background(?:[ \t]+information)?)[ \t]*:?[ \t]*$\n?",
-    re.IGNORECASE | re.MULTILINE,
-)
-_HEADING = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
-    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
-    r"background(?:[ \t]+information)?)(?:\*\*)?[ \t]*:[ \t]*",
-    re.IGNORECASE | re.MULTILINE,
-)
-_LABEL = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(question|query|q|user[ \t]+question|answer|a|response|instructions?|task)"
-    r"(?:\*\*)?[ \t]*:",
-    re.IGNORECASE | re.MULTILINE,
-)
-_QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
-_INSTRUCTION_CUE = re.compile(
-    r"\b(you|your|answer|use|using|following|below|above|question|context|respond|reply|assistant|based on|"
-    r"according to|given|task|instructions?|documents?|please|must|should)\b|:\s*$",
-    re.IGNORECASE,
-)
-_REQUEST_CUE = re.compile(
-    r"^\s*(answer|explain|summari[sz]e|describe|list|tell|what|who|whom|whose|when|where|why|how|which|is|are|"
-    r"does|do|did|can|could|based on|using|given|please|now|question)\b",
-    re.IGNORECASE,
-)
-_META_MAX_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +155,7 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
     an earlier turn or a tool result, whose unmarked text is all context)."""
     if not text.strip():
         return Layout(text, (Region("protected", 0, len(text), "empty"),))
-    if _is_json(text):  # before promptzip's tags: a JSON string that holds "<pz keep>" is still JSON
+    if is_json(text):  # before promptzip's tags: a JSON string that holds "<pz keep>" is still JSON
         return Layout(text, (Region("protected", 0, len(text), "json"),))
     literal: list[tuple[int, int]] = []
     if _PZ.search(text):
@@ -189,18 +169,18 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
                 return Layout(text, (Region("protected", 0, len(text), "pz"),))
         else:
             return Layout(text, (Region("context", 0, len(text), "pz"),))
-    spans, elements, unpaired = _tagged(text)
+    spans, elements, unpaired = tagged(text)
     rule = "tag"
     if unpaired and not history:  # a document tag that does not pair up: the structure is unclear, keep it all
         return Layout(text, (Region("protected", 0, len(text), "unclear"),))
     if not spans:
-        spans, rule = _delimited(text), "fence"
+        spans, rule = delimited(text), "fence"
     if not spans:
-        spans, rule = _headed(text), "heading"
+        spans, rule = headed(text), "heading"
     if not spans and history:
         spans, rule = [(0, len(text))], "whole"
-    if not spans and role in ("system", "developer", "user") and not _starts_with_question(text):
-        spans, rule = _by_layout(text, trailing_question=role == "user" and last_user), "layout"
+    if not spans and role in ("system", "developer", "user") and not starts_with_question(text):
+        spans, rule = by_layout(text, trailing_question=role == "user" and last_user), "layout"
     regions = _fill(text, spans, rule)
     if literal:
         regions = _carve(text, regions, literal)
@@ -212,166 +192,7 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
     return layout
 
 
-# --------------------------------------------------------------------------------------------------- the rules
-def _is_json(text: str) -> bool:
-    stripped = text.strip()
-    if not stripped or stripped[0] not in "{[":
-        return False
-    try:
-        json.loads(stripped)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-@dataclass(slots=True)
-class _Node:
-    name: str
-    open_start: int
-    open_end: int
-    close_start: int = -1
-    close_end: int = -1
-    children: list[_Node] | None = None
-
-
-def _tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[tuple[int, int]]]], bool]:
-    """Context spans inside document-like elements, the elements (start, end, their spans), and whether some
-    document-like tag did not pair up."""
-    if "<" not in text:
-        return [], [], False
-    unpaired = False
-    stack: list[_Node] = []
-    roots: list[_Node] = []
-    for m in _TAG.finditer(text):
-        closing, name, _, selfclosing = m.group(1), m.group(2), m.group(3), m.group(4)
-        if not _DOC_NAME.search(name) or selfclosing:
-            continue
-        if not closing:
-            stack.append(_Node(name.lower(), m.start(), m.end(), children=[]))
-            continue
-        depth = next((d for d in range(len(stack) - 1, -1, -1) if stack[d].name == name.lower()), None)
-        if depth is None:
-            unpaired = True  # closes nothing
-            continue
-        unpaired = unpaired or depth + 1 < len(stack)
-        del stack[depth + 1 :]  # elements left open inside it never closed
-        node = stack.pop()
-        node.close_start, node.close_end = m.start(), m.end()
-        (stack[-1].children if stack else roots).append(node)  # type: ignore[union-attr]
-    spans: set[tuple[int, int]] = set()
-    elements: list[tuple[int, int, list[tuple[int, int]]]] = []
-
-    def walk(node: _Node, depth: int) -> list[tuple[int, int]]:
-        inner: list[tuple[int, int]] = []
-        if node.children:
-            for child in node.children:
-                inner += walk(child, depth + 1)
-        else:
-            a, b = _strip(text, node.open_end, node.close_start)
-            is_meta = node.name == "source" and depth > 0 and b - a <= _META_MAX_CHARS and "\n" not in text[a:b]
-            if b > a and not is_meta:
-                inner.append((a, b))
-        spans.update(inner)
-        if inner:
-            elements.append((node.open_start, node.close_end, inner))
-        return inner
-
-    for root in roots:
-        walk(root, 0)
-    return sorted(spans), elements, unpaired or bool(stack)
-
-
-def _delimited(text: str) -> list[tuple[int, int]]:
-    """Text between pairs of dash fences or of triple quotes (the first fence near the start)."""
-    spans: list[tuple[int, int]] = []
-    for pattern in (_DASH_FENCE, _QUOTE_FENCE):
-        marks = list(pattern.finditer(text))
-        if marks and marks[0].start() > _MAX_LEAD_CHARS:
-            continue  # a fence deep inside a long text is the text's own, not a delimiter around it
-        for a, b in zip(marks[0::2], marks[1::2], strict=False):
-            s, e = _strip(text, a.end(), b.start())
-            if e > s:
-                spans.append((s, e))
-        if spans:
-            return spans
-    return spans
-
-
-def _headed(text: str) -> list[tuple[int, int]]:
-    """What follows a context heading, up to the next label or heading (or the end)."""
-    spans: list[tuple[int, int]] = []
-    heads = sorted([*_HEADING.finditer(text), *_MD_HEADING.finditer(text)], key=lambda m: m.start())
-    heads = [h for k, h in enumerate(heads) if k == 0 or h.start() >= heads[k - 1].end()]
-    pos = 0
-    kept = []
-    for h in heads:  # a heading starts context only close after the start or after the previous heading
-        if h.start() - pos <= _MAX_LEAD_CHARS:
-            kept.append(h)
-            pos = h.end()
-    heads = kept
-    for k, h in enumerate(heads):
-        stop = heads[k + 1].start() if k + 1 < len(heads) else len(text)
-        label = _LABEL.search(text, h.end(), stop)
-        if label is not None:
-            stop = label.start()
-        s, e = _strip(text, h.end(), stop)
-        if e > s:
-            spans.append((s, e))
-    return spans
-
-
-def _starts_with_question(text: str) -> bool:
-    """A text that opens with a question label is a question, however long; the layout rule leaves it whole."""
-    m = _LABEL.match(text.lstrip())
-    return m is not None and m.group(1).lower().replace("\t", " ") in _QUESTION_LABELS
-
-
-def _paragraphs(text: str) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    pos = 0
-    for m in _BLANK_LINE.finditer(text):
-        out.append((pos, m.start()))
-        pos = m.end()
-    out.append((pos, len(text)))
-    return [(a, b) for a, b in out if text[a:b].strip()]
-
-
-def _by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
-    """Short leading instructions and a short trailing request kept, the long middle as context."""
-    if len(text) < LAYOUT_MIN_CHARS:
-        return []
-    paras = _paragraphs(text)
-    lead = 0
-    while lead < min(2, len(paras) - 1):
-        a, b = paras[lead]
-        # the first paragraph needs an instruction's words; a second one must introduce what follows ("…below:")
-        para = text[a:b].rstrip()
-        if b - a > 400 or not (_INSTRUCTION_CUE.search(para) if lead == 0 else para.endswith(":")):
-            break
-        lead += 1
-    tail = len(paras)
-    if trailing_question and tail - 1 > lead:
-        a, b = paras[-1]
-        last = text[a:b].strip()
-        if b - a <= 500 and (last.endswith("?") or _REQUEST_CUE.match(last) or _LABEL.match(last)):
-            tail -= 1
-    if tail <= lead or (lead == 0 and tail < 3):  # one long paragraph is a long instruction, not context
-        return []
-    start, end = paras[lead][0], paras[tail - 1][1]
-    if end - start < len(text) / 2:
-        return []
-    return [_strip(text, start, end)]
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-def _strip(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b
-
-
+# ---------------------------------------------------------------------------------------------------- regions
 def _fill(text: str, spans: list[tuple[int, int]], rule: str) -> list[Region]:
     regions: list[Region] = []
     pos = 0
@@ -412,7 +233,7 @@ def _piece(text: str, a: int, b: int, rule: str) -> list[Region]:
     """``text[a:b]`` as a context region, with the blanks around it protected (all of it when it is blank)."""
     if a >= b:
         return []
-    s, e = _strip(text, a, b)
+    s, e = strip_span(text, a, b)
     if s >= e:
         return [Region("protected", a, b, "pz")]
     out = [Region("protected", a, s, "pz")] if s > a else []
@@ -433,8 +254,8 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
             out.append(r)
             continue
         pos = r.start
-        for m in _LABEL.finditer(text, r.start, r.end):
-            if m.group(1).lower().replace("\t", " ") not in _QUESTION_LABELS:
+        for m in LABEL.finditer(text, r.start, r.end):
+            if m.group(1).lower().replace("\t", " ") not in QUESTION_LABELS:
                 continue
             end = _question_end(text, m.end(), r.end)
             if m.start() > pos:
@@ -451,7 +272,7 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
     target = after[-1] if after else next((i for i in range(last_context) if out[i].kind == "instruction"), None)
     if target is not None:
         r = out[target]
-        a, b = _strip(text, _paragraphs(text[: r.end])[-1][0] if target in after else r.start, r.end)
+        a, b = strip_span(text, paragraphs(text[: r.end])[-1][0] if target in after else r.start, r.end)
         a = max(a, r.start)
         query = _label_free(text[a:b])
         pieces = [Region("instruction", r.start, a)] if a > r.start else []
@@ -465,10 +286,10 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
 def _question_end(text: str, start: int, limit: int) -> int:
     """A labelled question runs to a blank line, the next label or the end of its region."""
     end = limit
-    blank = _BLANK_LINE.search(text, start, limit)
+    blank = BLANK_LINE.search(text, start, limit)
     if blank is not None:
         end = blank.start()
-    for pattern in (_LABEL, _HEADING):
+    for pattern in (LABEL, HEADING):
         stop = pattern.search(text, start, end)
         if stop is not None:
             end = stop.start()
@@ -479,7 +300,7 @@ def _question_end(text: str, start: int, limit: int) -> int:
 
 def _label_free(text: str) -> str:
     """The question's words: without its label and a trailing ``Answer:`` cue."""
-    out = _LABEL.sub(lambda m: "" if m.group(1).lower() in _QUESTION_LABELS else m.group(0), text)
+    out = LABEL.sub(lambda m: "" if m.group(1).lower() in QUESTION_LABELS else m.group(0), text)
     out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)
     return out.strip()
 

@@ -1,0 +1,226 @@
+"""The rules that find context spans in a text, for :func:`promptzip._understand.understand`.
+
+Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions: :func:`is_json` (rule 1),
+:func:`tagged` for XML-style document tags (rule 3), :func:`delimited` and :func:`headed` for fences and headings
+(rule 4), :func:`by_layout` (rule 5), with the patterns they share with question labelling (``LABEL``,
+``QUESTION_LABELS``, ``HEADING``, ``BLANK_LINE``) and the span helpers (:func:`paragraphs`, :func:`strip_span`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "BLANK_LINE",
+    "HEADING",
+    "LABEL",
+    "LAYOUT_MIN_CHARS",
+    "QUESTION_LABELS",
+    "by_layout",
+    "delimited",
+    "headed",
+    "is_json",
+    "paragraphs",
+    "starts_with_question",
+    "strip_span",
+    "tagged",
+]
+
+LAYOUT_MIN_CHARS = 1200
+# A heading or fence opens context only this close to the start of its text (or to the previous heading): one
+# deep inside a long text ("Background:" in a passage) belongs to that text.
+_MAX_LEAD_CHARS = 1500
+_TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
+_DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
+_DASH_FENCE = re.compile(r"^[ \t]*-{5,}[ \t]*$", re.MULTILINE)
+_QUOTE_FENCE = re.compile(r'"""')
+_MD_HEADING = re.compile(
+    r"^[ \t]*#{1,6}[ \t]*(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
+    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
+    r"background(?:[ \t]+information)?)[ \t]*:?[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+HEADING = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
+    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
+    r"background(?:[ \t]+information)?)(?:\*\*)?[ \t]*:[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+LABEL = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(question|query|q|user[ \t]+question|answer|a|response|instructions?|task)"
+    r"(?:\*\*)?[ \t]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
+BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_INSTRUCTION_CUE = re.compile(
+    r"\b(you|your|answer|use|using|following|below|above|question|context|respond|reply|assistant|based on|"
+    r"according to|given|task|instructions?|documents?|please|must|should)\b|:\s*$",
+    re.IGNORECASE,
+)
+_REQUEST_CUE = re.compile(
+    r"^\s*(answer|explain|summari[sz]e|describe|list|tell|what|who|whom|whose|when|where|why|how|which|is|are|"
+    r"does|do|did|can|could|based on|using|given|please|now|question)\b",
+    re.IGNORECASE,
+)
+_META_MAX_CHARS = 200
+
+
+def is_json(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "{[":
+        return False
+    try:
+        json.loads(stripped)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+@dataclass(slots=True)
+class _Node:
+    name: str
+    open_start: int
+    open_end: int
+    close_start: int = -1
+    close_end: int = -1
+    children: list[_Node] | None = None
+
+
+def tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[tuple[int, int]]]], bool]:
+    """Context spans inside document-like elements, the elements (start, end, their spans), and whether some
+    document-like tag did not pair up."""
+    if "<" not in text:
+        return [], [], False
+    unpaired = False
+    stack: list[_Node] = []
+    roots: list[_Node] = []
+    for m in _TAG.finditer(text):
+        closing, name, _, selfclosing = m.group(1), m.group(2), m.group(3), m.group(4)
+        if not _DOC_NAME.search(name) or selfclosing:
+            continue
+        if not closing:
+            stack.append(_Node(name.lower(), m.start(), m.end(), children=[]))
+            continue
+        depth = next((d for d in range(len(stack) - 1, -1, -1) if stack[d].name == name.lower()), None)
+        if depth is None:
+            unpaired = True  # closes nothing
+            continue
+        unpaired = unpaired or depth + 1 < len(stack)
+        del stack[depth + 1 :]  # elements left open inside it never closed
+        node = stack.pop()
+        node.close_start, node.close_end = m.start(), m.end()
+        (stack[-1].children if stack else roots).append(node)  # type: ignore[union-attr]
+    spans: set[tuple[int, int]] = set()
+    elements: list[tuple[int, int, list[tuple[int, int]]]] = []
+
+    def walk(node: _Node, depth: int) -> list[tuple[int, int]]:
+        inner: list[tuple[int, int]] = []
+        if node.children:
+            for child in node.children:
+                inner += walk(child, depth + 1)
+        else:
+            a, b = strip_span(text, node.open_end, node.close_start)
+            is_meta = node.name == "source" and depth > 0 and b - a <= _META_MAX_CHARS and "\n" not in text[a:b]
+            if b > a and not is_meta:
+                inner.append((a, b))
+        spans.update(inner)
+        if inner:
+            elements.append((node.open_start, node.close_end, inner))
+        return inner
+
+    for root in roots:
+        walk(root, 0)
+    return sorted(spans), elements, unpaired or bool(stack)
+
+
+def delimited(text: str) -> list[tuple[int, int]]:
+    """Text between pairs of dash fences or of triple quotes (the first fence near the start)."""
+    spans: list[tuple[int, int]] = []
+    for pattern in (_DASH_FENCE, _QUOTE_FENCE):
+        marks = list(pattern.finditer(text))
+        if marks and marks[0].start() > _MAX_LEAD_CHARS:
+            continue  # a fence deep inside a long text is the text's own, not a delimiter around it
+        for a, b in zip(marks[0::2], marks[1::2], strict=False):
+            s, e = strip_span(text, a.end(), b.start())
+            if e > s:
+                spans.append((s, e))
+        if spans:
+            return spans
+    return spans
+
+
+def headed(text: str) -> list[tuple[int, int]]:
+    """What follows a context heading, up to the next label or heading (or the end)."""
+    spans: list[tuple[int, int]] = []
+    heads = sorted([*HEADING.finditer(text), *_MD_HEADING.finditer(text)], key=lambda m: m.start())
+    heads = [h for k, h in enumerate(heads) if k == 0 or h.start() >= heads[k - 1].end()]
+    pos = 0
+    kept = []
+    for h in heads:  # a heading starts context only close after the start or after the previous heading
+        if h.start() - pos <= _MAX_LEAD_CHARS:
+            kept.append(h)
+            pos = h.end()
+    heads = kept
+    for k, h in enumerate(heads):
+        stop = heads[k + 1].start() if k + 1 < len(heads) else len(text)
+        label = LABEL.search(text, h.end(), stop)
+        if label is not None:
+            stop = label.start()
+        s, e = strip_span(text, h.end(), stop)
+        if e > s:
+            spans.append((s, e))
+    return spans
+
+
+def starts_with_question(text: str) -> bool:
+    """A text that opens with a question label is a question, however long; the layout rule leaves it whole."""
+    m = LABEL.match(text.lstrip())
+    return m is not None and m.group(1).lower().replace("\t", " ") in QUESTION_LABELS
+
+
+def paragraphs(text: str) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for m in BLANK_LINE.finditer(text):
+        out.append((pos, m.start()))
+        pos = m.end()
+    out.append((pos, len(text)))
+    return [(a, b) for a, b in out if text[a:b].strip()]
+
+
+def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
+    """Short leading instructions and a short trailing request kept, the long middle as context."""
+    if len(text) < LAYOUT_MIN_CHARS:
+        return []
+    paras = paragraphs(text)
+    lead = 0
+    while lead < min(2, len(paras) - 1):
+        a, b = paras[lead]
+        # the first paragraph needs an instruction's words; a second one must introduce what follows ("…below:")
+        para = text[a:b].rstrip()
+        if b - a > 400 or not (_INSTRUCTION_CUE.search(para) if lead == 0 else para.endswith(":")):
+            break
+        lead += 1
+    tail = len(paras)
+    if trailing_question and tail - 1 > lead:
+        a, b = paras[-1]
+        last = text[a:b].strip()
+        if b - a <= 500 and (last.endswith("?") or _REQUEST_CUE.match(last) or LABEL.match(last)):
+            tail -= 1
+    if tail <= lead or (lead == 0 and tail < 3):  # one long paragraph is a long instruction, not context
+        return []
+    start, end = paras[lead][0], paras[tail - 1][1]
+    if end - start < len(text) / 2:
+        return []
+    return [strip_span(text, start, end)]
+
+
+def strip_span(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b

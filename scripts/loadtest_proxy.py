@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.25, help="the proxy's kept fraction (default 0.25)")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--deadline", type=float, default=10.0, help="the proxy's compression_deadline (default 10)")
+    parser.add_argument("--nice", type=int, default=10, help="the proxy's compression_nice (default 10)")
     parser.add_argument("--cache", default="memory", help="the proxy's cache URL (memory, sqlite:///..., redis://...)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -369,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="promptzip-loadtest-") as tmp:
         config = Path(tmp) / "proxy.json"
         allowed = sorted({args.preset, args.slow_preset})
-        config.write_text(json.dumps({"allowed_presets": allowed, "compression_deadline": args.deadline}))
+        config.write_text(
+            json.dumps(
+                {"allowed_presets": allowed, "compression_deadline": args.deadline, "compression_nice": args.nice}
+            )
+        )
         try:
             upstream = subprocess.Popen(
                 [sys.executable, "-P", "-m", "promptzip.integrations.proxy.testing", str(upstream_port)],

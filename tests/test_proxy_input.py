@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import socket
 import string
 import threading
@@ -478,7 +479,8 @@ _odd_body = st.one_of(_fuzz_body, _odd_chat.map(_dumps))
 
 
 @settings(
-    max_examples=300,
+    # 300 in the suite; PROMPTZIP_FUZZ_EXAMPLES=10000 for a long run by hand (the figure in the closing note).
+    max_examples=int(os.environ.get("PROMPTZIP_FUZZ_EXAMPLES", "300")),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -50,7 +50,8 @@ def as_sources(context: object) -> list[tuple[Source, int]]:
     for i, item in enumerate(items):
         where = "context" if len(items) == 1 else f"context item {i}"
         if isinstance(item, Chunk):
-            sources.append((Source(item.source_id, check_text(item.text, where)), item.start))
+            source = Source(item.source_id, check_text(item.text, where), protected=item.protected)
+            sources.append((source, item.start))
         else:
             sources.append((Source(str(i), check_text(item, where)), 0))
     return sources

@@ -197,11 +197,7 @@ class Zipper:
         tokens_in, limit, fixed = self._room(sources, question, instruction, spec, extra_fixed, tokens_in_extra)
         sep = self.tokenizer.count(self.separator)
         available = limit - fixed
-        chunks = [
-            _shift(c, offset)
-            for source, offset in sources
-            for c in chunk_source(source.text, source.id, max_chunk_chars=self.max_chunk_chars)
-        ]
+        chunks = [_shift(c, offset) for source, offset in sources for c in self._chunks(source)]
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
@@ -242,6 +238,11 @@ class Zipper:
             sources=tuple(s for s, _ in sources),
             outputs=self._outputs(chosen, [s for s, _ in sources]),
         )
+
+    def _chunks(self, source: Source) -> list[Chunk]:
+        if source.protected:  # the user protected all of it: one chunk, kept whole
+            return [Chunk(source.text, source.id, 0, len(source.text), {"kind": "protected"}, protected=True)]
+        return chunk_source(source.text, source.id, max_chunk_chars=self.max_chunk_chars)
 
     def _room(
         self,

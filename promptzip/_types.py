@@ -29,10 +29,12 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One original input text, kept so the uncompressed original is always recoverable."""
+    """One original input text, kept so the uncompressed original is always recoverable. A ``protected`` source
+    (a ``Chunk(protected=True)`` given as context) is kept whole, never shortened or dropped."""
 
     id: str
     text: str
+    protected: bool = False
 
 
 @dataclass(frozen=True, slots=True)

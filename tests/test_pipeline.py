@@ -153,3 +153,20 @@ def test_sqlite_cache_scores_a_text_once(tmp_path: object, article: str) -> None
     assert cache.hits > 0
     assert first.fingerprint == second.fingerprint
     assert "125 metres" in second.text
+
+
+def test_a_protected_chunk_given_as_context_is_kept_whole(bm25: pz.Zipper, article: str) -> None:
+    """``Chunk(protected=True)`` passed in is never shortened or dropped, even when it is irrelevant and the
+    budget is tight; a budget too small for it is a BudgetError, not a silent drop."""
+    note = pz.Chunk("Internal ticket 7731: keep this exact text. Owner: R. Moreau.", source_id="ticket", protected=True)
+    result = bm25.compress([note, article], question="How tall is the Eiffel Tower?", budget=60)
+    assert note.text in result.context
+    (ticket,) = [c for c in result.chunks if c.source_id == "ticket"]
+    assert ticket.protected
+    assert ticket.kept == (pz.Span(0, len(note.text)),)
+    assert result.tokens_out <= 60
+    assert any(c.source_id != "ticket" and c.kept for c in result.chunks)  # the rest is still compressed into it
+    plain = bm25.compress([pz.Chunk(note.text, source_id="ticket"), article], question="How tall?", budget=60)
+    assert not next(c for c in plain.chunks if c.source_id == "ticket").protected  # the flag is the user's, not ours
+    with pytest.raises(pz.BudgetError):
+        bm25.compress([note, article], question="How tall is the Eiffel Tower?", budget=5)

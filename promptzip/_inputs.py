@@ -23,15 +23,15 @@ def _decode(value: bytes, where: str) -> str:
         ) from exc
 
 
-def check_text(value: object, where: str, *, allow_empty: bool = False) -> str:
-    """A str (or UTF-8 bytes) that is not empty or whitespace only."""
+def check_text(value: object, where: str, *, allow_empty: bool = False, allow_nul: bool = False) -> str:
+    """A str (or UTF-8 bytes) that is not empty or whitespace only (and holds no NUL unless ``allow_nul``)."""
     if isinstance(value, bytes | bytearray):
         value = _decode(bytes(value), where)
     if not isinstance(value, str):
         raise InputError(f"{where} must be str, not {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise InputError(f"{where} is empty or whitespace only")
-    if "\x00" in value:
+    if not allow_nul and "\x00" in value:
         raise InputError(f"{where} contains a NUL character at position {value.index(chr(0))}")
     return value
 

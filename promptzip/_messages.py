@@ -62,9 +62,9 @@ def _validate(messages: object) -> list[Mapping[str, Any]]:
                 if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
                     raise InputError(f"messages[{i}].content[{j}] must be an object with a 'type'")
                 if part["type"] == "text":
-                    check_text(part.get("text"), f"messages[{i}].content[{j}].text", allow_empty=True)
+                    check_text(part.get("text"), f"messages[{i}].content[{j}].text", allow_empty=True, allow_nul=True)
         else:
-            check_text(content, f"messages[{i}].content", allow_empty=True)
+            check_text(content, f"messages[{i}].content", allow_empty=True, allow_nul=True)
     return list(messages)
 
 
@@ -108,6 +108,8 @@ def _whole(text: str, kind: str) -> Layout:
 
 
 def _layout(text: str, role: str, *, last_user: bool, scope: str) -> Layout:
+    if "\x00" in text:  # binary junk (a pasted file, say): forwarded byte for byte, the rest still compressed
+        return _whole(text, "question" if role == "user" and last_user else "protected")
     if role in ("system", "developer"):
         return _whole(text, "protected") if scope == "history" else understand(text, role=role, last_user=False)
     if role == "user" and last_user:

@@ -303,3 +303,20 @@ def test_malformed_context_is_always_answered(live: str, upstream: FakeUpstream,
     assert r.headers["x-promptzip-status"] in STATUSES
     assert r.headers["x-promptzip-scope"] == scope
     assert upstream.requests[-1].target == CHAT_ROUTE
+
+
+def test_a_message_with_nul_bytes_is_forwarded_whole_and_the_rest_compressed(live: str, upstream: FakeUpstream) -> None:
+    junk = "pasted file:\x00\x01\x02" + _junk(200)
+    messages = [
+        {"role": "system", "content": "Answer from the documents.\n\n<documents>" + SAMPLE[:8000] + "</documents>"},
+        {"role": "user", "content": junk},
+        {"role": "assistant", "content": "That file is binary."},
+        {"role": "user", "content": QUESTION},
+    ]
+    with httpx.Client(timeout=60) as http:
+        r = http.post(live + CHAT_ROUTE, json={"model": "gpt-4o", "messages": messages})
+    assert r.headers["x-promptzip-status"] == "compressed", r.headers  # not a fail-open of the whole chat
+    sent = upstream.requests[-1].json()["messages"]
+    assert sent[1]["content"] == junk  # byte for byte
+    assert len(sent[0]["content"]) < len(messages[0]["content"])
+    assert sent[3]["content"] == QUESTION

@@ -340,6 +340,31 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def start_upstream(port: int, env: dict[str, str], children: list[subprocess.Popen[bytes]]) -> str:
+    """Start the fake upstream on ``port`` as a child process; its base URL (``http://127.0.0.1:PORT/v1``)."""
+    upstream = subprocess.Popen(
+        [sys.executable, "-P", "-m", "promptzip.integrations.proxy.testing", str(port)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    children.append(upstream)
+    assert upstream.stdout is not None
+    return upstream.stdout.readline().decode().strip()
+
+
+def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the child processes, newest first: SIGINT, then a kill after 15 s."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in reversed(children):
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(5)
+
+
 def _watchdog(signum: int, frame: object) -> None:
     raise TimeoutError("the load test ran past its watchdog")
 
@@ -376,14 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         try:
-            upstream = subprocess.Popen(
-                [sys.executable, "-P", "-m", "promptzip.integrations.proxy.testing", str(upstream_port)],
-                stdout=subprocess.PIPE,
-                env=env,
-            )
-            children.append(upstream)
-            assert upstream.stdout is not None
-            upstream_url = upstream.stdout.readline().decode().strip()
+            upstream_url = start_upstream(upstream_port, env, children)
             proxy_args = ["--upstream", upstream_url, "--port", str(proxy_port), "--cache", args.cache]
             proxy_args += ["--preset", args.preset, "--rate", str(args.rate), "--min-tokens", "1024"]
             proxy_args += ["--config", str(config), "--warmup", "--log-level", "warning"]
@@ -414,15 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             results["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
         finally:
             signal.alarm(0)
-            for child in reversed(children):
-                if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
-            for child in reversed(children):
-                try:
-                    child.wait(15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait(5)
+            stop_children(children)
     print(table(results), file=sys.stderr)
     text = json.dumps(results, indent=2)
     print(text)

@@ -48,6 +48,8 @@ from loadtest_proxy import (
     makers,
     metrics,
     rss_kib,
+    start_upstream,
+    stop_children,
     wait_healthy,
 )
 
@@ -246,14 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             redis["process"] = start_redis(redis_port, tmp)
             children.append(redis["process"])
             redis_ready(redis_port, redis["process"])
-            upstream = subprocess.Popen(
-                [sys.executable, "-P", "-m", "promptzip.integrations.proxy.testing", str(upstream_port)],
-                stdout=subprocess.PIPE,
-                env=env,
-            )
-            children.append(upstream)
-            assert upstream.stdout is not None
-            upstream_url = upstream.stdout.readline().decode().strip()
+            upstream_url = start_upstream(upstream_port, env, children)
             cache = f"redis://127.0.0.1:{redis_port}/0?{args.redis_options}"
             proxy_args = ["--upstream", upstream_url, "--port", str(proxy_port), "--cache", cache]
             proxy_args += ["--preset", "fast", "--rate", str(args.rate), "--min-tokens", "1024"]
@@ -273,15 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             results["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "md")}
         finally:
             signal.alarm(0)
-            for child in reversed(children):
-                if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
-            for child in reversed(children):
-                try:
-                    child.wait(15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait(5)
+            stop_children(children)
     table = markdown(results)
     print(table)
     if args.json:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,3 +67,25 @@ def bm25() -> pz.Zipper:
 @pytest.fixture(scope="session")
 def o200k() -> pz.Tokenizer:
     return pz.get_tokenizer("o200k_base")
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Any]:
+    """A recording fake upstream (``FakeUpstream``) on 127.0.0.1, one per test module."""
+    from promptzip.integrations.proxy.testing import FakeUpstream
+
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def live(upstream: Any) -> Iterator[str]:
+    """The proxy under uvicorn on 127.0.0.1 (a free port; the model-free BM25 stack, the tests' default settings)
+    in front of ``upstream``, one per test module; a module may define its own."""
+    from proxy_helpers import bm25, settings
+
+    from promptzip.integrations.proxy import create_app
+    from promptzip.integrations.proxy.testing import live_server
+
+    with live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as url:
+        yield url

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from promptzip._cache import Cache
 from promptzip._pipeline import Zipper
+from promptzip._roles import Compressor
+from promptzip._tokenizers import Tokenizer
+from promptzip._types import Chunk, Variant
 from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import ProxySettings
 from promptzip.retrievers.sparse import BM25Scorer
@@ -18,3 +22,20 @@ def bm25(preset: str, target: str, cache: Cache) -> Zipper:
 
 def settings(upstream: str, **kw: Any) -> ProxySettings:
     return ProxySettings(**{"upstream": upstream, "cache": "memory", "min_tokens": 50, **kw})
+
+
+class Exploding(Compressor):
+    """A compressor that raises ``error`` on every call: a crash inside compression."""
+
+    name = "exploding"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
+        raise self.error
+
+
+def exploding(error: Exception) -> Any:
+    """A Zipper factory whose Zippers raise ``error``."""
+    return lambda preset, target, cache: Zipper(Exploding(error), target=target)

@@ -48,19 +48,6 @@ def chat(question: str = QUESTION, context: str = CONTEXT) -> list[dict[str, Any
     ]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def live(upstream: FakeUpstream) -> Iterator[str]:
-    """The proxy under uvicorn on 127.0.0.1 (a free port), in front of the fake upstream."""
-    with live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as url:
-        yield url
-
-
 @pytest.fixture
 def client(upstream: FakeUpstream) -> Iterator[TestClient]:
     with TestClient(create_app(settings(upstream.url), zipper_factory=bm25)) as c:

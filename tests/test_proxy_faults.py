@@ -13,26 +13,20 @@ import random
 import socket
 import string
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from proxy_helpers import bm25, exploding
 from starlette.testclient import TestClient
 
-from promptzip._cache import Cache
 from promptzip._errors import BudgetError
 from promptzip._messages import ROLES
-from promptzip._pipeline import Zipper
-from promptzip._roles import Compressor
-from promptzip._tokenizers import Tokenizer
-from promptzip._types import Chunk, Variant
-from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import ProxySettings, Timeouts, create_app
 from promptzip.integrations.proxy.testing import GARBAGE, FakeUpstream, live_server
-from promptzip.retrievers.sparse import BM25Scorer
 
 LONG = " ".join(f"Sentence {i} talks about topic {i % 7} and the number {i * 13}." for i in range(300))
 CHAT = {
@@ -45,19 +39,9 @@ CHAT = {
 }
 
 
-def bm25(preset: str, target: str, cache: Cache) -> Zipper:
-    return Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target=target, name=preset)
-
-
 def proxy_settings(upstream: str, **kw: Any) -> ProxySettings:
     base: dict[str, Any] = {"upstream": upstream, "cache": "memory", "min_tokens": 50}
     return ProxySettings(**{**base, "timeouts": Timeouts(connect=2.0, read=0.5), **kw})
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")
@@ -155,18 +139,6 @@ def test_reset_mid_stream_ends_the_client_stream(live: tuple[str, Any], http: ht
 
 
 # ---------------------------------------------------------------------------------------- compressor faults
-class Exploding(Compressor):
-    name = "exploding"
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
-        raise self.error
-
-
-def exploding(error: Exception) -> Any:
-    return lambda preset, target, cache: Zipper(Exploding(error), target=target)
 
 
 def test_a_compressor_crash_fails_open_with_the_original_request(upstream: FakeUpstream) -> None:

@@ -40,18 +40,6 @@ CHAT_PATH = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def live(upstream: FakeUpstream) -> Iterator[str]:
-    with live_server(create_app(proxy_settings(upstream.url), zipper_factory=bm25)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def live_bare(upstream: FakeUpstream) -> Iterator[str]:
     """The proxy in front of an upstream URL with no path at all (``http://127.0.0.1:PORT``)."""
     bare = f"http://127.0.0.1:{upstream.port}"

@@ -55,12 +55,6 @@ def auth(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}", "x-promptzip-budget": "120"}
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as u:
-        yield u
-
-
 class Gated(Compressor):
     """BM25 selection that waits for ``gate`` on chats holding "BLOCK", counting its calls."""
 

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import ModuleType
@@ -25,15 +25,12 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import bm25, settings
+from proxy_helpers import Exploding, bm25, settings
 
 import promptzip
 from promptzip._errors import InputError
 from promptzip._pipeline import Zipper
-from promptzip._roles import Compressor
 from promptzip._split import parse_tags
-from promptzip._tokenizers import Tokenizer
-from promptzip._types import Chunk, Variant
 from promptzip._understand import understand
 from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
@@ -171,14 +168,6 @@ def test_one_structured_line_per_request_without_content(live: str, caplog: pyte
 
 
 # ------------------------------------------------------------------------------------------------ warnings
-class Exploding(Compressor):
-    name = "exploding"
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
-        raise self.error
 
 
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])

@@ -27,7 +27,7 @@ from promptzip._errors import ConfigError
 from promptzip.integrations.proxy import ProxySettings, RouteSettings, create_app, load_settings
 from promptzip.integrations.proxy._cli import add_proxy_command
 from promptzip.integrations.proxy._requests import Outcome, decode_outcome, encode_outcome
-from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+from promptzip.integrations.proxy.testing import FakeUpstream
 
 SAMPLE = (Path(__file__).parents[1] / "promptzip" / "_sample" / "sotu.txt").read_text(encoding="utf-8")
 QUESTION = "What did the president say about college tuition?"
@@ -44,12 +44,6 @@ def rag_chat() -> list[dict[str, Any]]:
         {"role": "assistant", "content": "I have read it."},
         {"role": "user", "content": f"Context:\n{SAMPLE[14000:18000]}\n\nQuestion: {QUESTION}"},
     ]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -281,13 +275,6 @@ BAD_INPUTS: dict[str, list[dict[str, Any]]] = {
         {"role": "user", "content": _question(SAMPLE[:3000])},
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def live(upstream: FakeUpstream) -> Iterator[str]:
-    """The proxy under uvicorn on 127.0.0.1 (a free port), in front of the fake upstream."""
-    with live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as url:
-        yield url
 
 
 @pytest.mark.parametrize("scope", ["all", "history"])

@@ -207,12 +207,6 @@ def _chat(i: int = 0) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
 def _replica(upstream: FakeUpstream, cache: str) -> TestClient:
     """One proxy replica (its own app, cache client and metrics) in front of the fake upstream."""
     settings = ProxySettings(

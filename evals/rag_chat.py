@@ -162,10 +162,7 @@ def _default_factory(preset: str, target: str, cache: Any) -> Any:
 def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
     """Run the suite and return the report (also written under ``config.out`` when set)."""
     from promptzip._cache import MemoryCache
-    from promptzip._messages import message_tokens
-    from promptzip.evals.metrics import RETENTION_METRIC, answer_retained
-    from promptzip.evals.runner import budget_for
-    from promptzip.evals.suites import build_suite
+    from promptzip.evals.metrics import RETENTION_METRIC
 
     started = time.time()
     build = config.zipper_factory or _default_factory
@@ -177,56 +174,10 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
         return build(preset, target, scores)
 
     direct = factory(PRESET, TARGET, None)
-    count = direct.tokenizer.count
     report: dict[str, Any] = {"suites": {}}
     with _Harness(factory) as harness:
         for suite_name in config.suites:
-            suite = build_suite(suite_name, config.n, quick=config.quick, seed=config.seed)
-            items = suite.items[:QUICK_ITEMS] if config.quick else suite.items
-            cells = {t: {_ratio_key(r): _cell() for r in config.ratios} for t in config.templates}
-            direct_cells = {_ratio_key(r): _cell() for r in config.ratios}
-            wrapped = [t for t in config.templates if TEMPLATES[t].wrapper is not None]
-            matched = {t: {_ratio_key(r): _cell() for r in config.ratios} for t in wrapped}
-            for k, item in enumerate(items, 1):
-                docs, question = item.document_texts(), item.question or ""
-                answers = [a for target in item.targets for a in target.answers]
-                plain_tokens = count("\n\n".join(docs))
-                kept: dict[float, list[int]] = {}
-                for ratio in config.ratios:
-                    budget = budget_for(plain_tokens, ratio)
-                    result = direct.compress(docs, query=question, budget=budget)
-                    kept[ratio] = [i for i, s in enumerate(result.sources, 1) if result.outputs.get(s.id)]
-                    cell = direct_cells[_ratio_key(ratio)]
-                    out_tokens = count(result.context)
-                    _add(cell, budget, plain_tokens, out_tokens, answer_retained(result.context, answers))
-                for name in config.templates:
-                    template = TEMPLATES[name]
-                    full = template.render(docs, question)
-                    empty = template.render(None, question, context="")
-                    frame = message_tokens(empty.chat(), count)
-                    tokens_in = message_tokens(full.chat(), count)
-                    for ratio in config.ratios:
-                        budget = frame + budget_for(count(full.context), ratio)
-                        answer, received = harness.send(full.chat(), budget)
-                        _measure(cells[name][_ratio_key(ratio)], full, answer, received, answers, budget, tokens_in)
-                        if name in matched:
-                            # The same allowance as the direct call plus the tags of the documents it kept.
-                            wrapper = TEMPLATES[name].wrapper
-                            assert wrapper is not None
-                            tags = sum(count(wrapper(i)) for i in kept[ratio])
-                            budget = frame + budget_for(plain_tokens, ratio) + tags
-                            answer, received = harness.send(full.chat(), budget)
-                            cell = matched[name][_ratio_key(ratio)]
-                            _measure(cell, full, answer, received, answers, budget, tokens_in)
-                if config.progress:
-                    print(f"rag-chat {suite_name}: {k}/{len(items)} items", file=sys.stderr, flush=True)
-            report["suites"][suite_name] = {
-                "items": len(items),
-                "description": suite.description,
-                "direct": direct_cells,
-                "templates": cells,
-                "tags_as_template": matched,
-            }
+            report["suites"][suite_name] = _run_suite(config, suite_name, direct, harness)
     report["meta"] = {
         "command": config.command,
         "quick": config.quick,
@@ -252,6 +203,94 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
     if config.out is not None:
         write_report(report, config.out)
     return report
+
+
+def _run_suite(config: RagChatConfig, suite_name: str, direct: Any, harness: _Harness) -> dict[str, Any]:
+    """One suite's cells: the direct call, each template through the proxy, and (for templates that wrap each
+    document in tags) the same requests with the kept documents' tags outside the context allowance."""
+    from promptzip.evals.suites import build_suite
+
+    suite = build_suite(suite_name, config.n, quick=config.quick, seed=config.seed)
+    items = suite.items[:QUICK_ITEMS] if config.quick else suite.items
+    cells = {t: {_ratio_key(r): _cell() for r in config.ratios} for t in config.templates}
+    direct_cells = {_ratio_key(r): _cell() for r in config.ratios}
+    wrapped = [t for t in config.templates if TEMPLATES[t].wrapper is not None]
+    matched = {t: {_ratio_key(r): _cell() for r in config.ratios} for t in wrapped}
+    for k, item in enumerate(items, 1):
+        docs, question = item.document_texts(), item.question or ""
+        answers = [a for target in item.targets for a in target.answers]
+        kept = _direct_item(config, direct, docs, question, answers, direct_cells)
+        for name in config.templates:
+            by_ratio = (cells[name], matched.get(name))
+            _proxied_item(config, direct, harness, name, docs, question, answers, kept, by_ratio)
+        if config.progress:
+            print(f"rag-chat {suite_name}: {k}/{len(items)} items", file=sys.stderr, flush=True)
+    return {
+        "items": len(items),
+        "description": suite.description,
+        "direct": direct_cells,
+        "templates": cells,
+        "tags_as_template": matched,
+    }
+
+
+def _direct_item(
+    config: RagChatConfig,
+    direct: Any,
+    docs: Sequence[str],
+    question: str,
+    answers: Sequence[str],
+    cells: dict[str, dict[str, Any]],
+) -> dict[float, list[int]]:
+    """Measure the direct call on one item; per ratio, the (1-based) documents it kept."""
+    from promptzip.evals.metrics import answer_retained
+    from promptzip.evals.runner import budget_for
+
+    count = direct.tokenizer.count
+    plain_tokens = count("\n\n".join(docs))
+    kept: dict[float, list[int]] = {}
+    for ratio in config.ratios:
+        budget = budget_for(plain_tokens, ratio)
+        result = direct.compress(list(docs), query=question, budget=budget)
+        kept[ratio] = [i for i, s in enumerate(result.sources, 1) if result.outputs.get(s.id)]
+        retained = answer_retained(result.context, answers)
+        _add(cells[_ratio_key(ratio)], budget, plain_tokens, count(result.context), retained)
+    return kept
+
+
+def _proxied_item(
+    config: RagChatConfig,
+    direct: Any,
+    harness: _Harness,
+    name: str,
+    docs: Sequence[str],
+    question: str,
+    answers: Sequence[str],
+    kept: Mapping[float, list[int]],
+    by_ratio: tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]] | None],
+) -> None:
+    """Send one item rendered by template ``name`` through the proxy at each ratio (and again with the kept
+    documents' tags outside the allowance, when the template has them)."""
+    from promptzip._messages import message_tokens
+    from promptzip.evals.runner import budget_for
+
+    count = direct.tokenizer.count
+    template = TEMPLATES[name]
+    full = template.render(docs, question)
+    frame = message_tokens(template.render(None, question, context="").chat(), count)
+    tokens_in = message_tokens(full.chat(), count)
+    plain_tokens = count("\n\n".join(docs))
+    cells, matched = by_ratio
+    for ratio in config.ratios:
+        budget = frame + budget_for(count(full.context), ratio)
+        answer, received = harness.send(full.chat(), budget)
+        _measure(cells[_ratio_key(ratio)], full, answer, received, answers, budget, tokens_in)
+        if matched is not None and template.wrapper is not None:
+            # The same allowance as the direct call plus the tags of the documents it kept.
+            tags = sum(count(template.wrapper(i)) for i in kept[ratio])
+            budget = frame + budget_for(plain_tokens, ratio) + tags
+            answer, received = harness.send(full.chat(), budget)
+            _measure(matched[_ratio_key(ratio)], full, answer, received, answers, budget, tokens_in)
 
 
 def _add(cell: dict[str, Any], budget: int, original: int, received: int, retained: bool) -> None:

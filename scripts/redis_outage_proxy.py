@@ -101,6 +101,54 @@ async def prime(port: int, warm: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+async def control_redis(
+    redis: dict[str, Any],
+    proxy_port: int,
+    begun: float,
+    width: float,
+    counters: list[dict[str, float]],
+    events: dict[str, float],
+) -> None:
+    """At each window's start read the cache counters, and kill (outage) or restart (after) redis-server."""
+    for index in range(len(WINDOWS)):
+        await asyncio.sleep(max(0.0, begun + index * width - time.monotonic()))
+        counters.append(await asyncio.to_thread(cache_counters, proxy_port))
+        if WINDOWS[index] == "outage":
+            redis["process"].kill()  # SIGKILL: no goodbye to the proxy's connections
+            redis["process"].wait()
+            events["killed_at_s"] = round(time.monotonic() - begun, 2)
+            print(f"  {events['killed_at_s']:.1f} s: redis-server killed", file=sys.stderr, flush=True)
+        elif WINDOWS[index] == "after":
+            redis["process"] = start_redis(redis["port"], redis["dir"])
+            redis["children"].append(redis["process"])
+            up = await asyncio.to_thread(redis_ready, redis["port"], redis["process"])
+            events["restarted_at_s"] = round(time.monotonic() - begun, 2)
+            events["restart_to_ping_s"] = round(up, 2)
+            print(f"  {events['restarted_at_s']:.1f} s: redis-server back", file=sys.stderr, flush=True)
+    await asyncio.sleep(max(0.0, begun + len(WINDOWS) * width - time.monotonic()))
+    counters.append(await asyncio.to_thread(cache_counters, proxy_port))
+
+
+def summarize(stats: list[dict[str, Stats]], counters: list[dict[str, float]], width: float) -> dict[str, Any]:
+    """Per window: each class's summary, all classes together, and how much the cache counters grew."""
+    windows: dict[str, Any] = {}
+    for index, name in enumerate(WINDOWS):
+        every = Stats(span=width)
+        for s in stats[index].values():
+            s.span = width
+            every.latencies += s.latencies
+            every.errors += s.errors
+            every.shed += s.shed
+        classes = {cls: s.summary() for cls, s in sorted(stats[index].items())}
+        classes["all"] = every.summary()
+        windows[name] = {
+            "classes": classes,
+            "cache_counters_delta": {c: counters[index + 1][c] - counters[index][c] for c in CACHE_COUNTERS},
+        }
+
+    return windows
+
+
 async def run_outage(args: argparse.Namespace, proxy_port: int, redis: dict[str, Any]) -> dict[str, Any]:
     bodies = Bodies(seed=args.seed)
     warm = [bodies.rag(4000) for _ in range(args.warm_chats)]
@@ -142,41 +190,11 @@ async def run_outage(args: argparse.Namespace, proxy_port: int, redis: dict[str,
         finally:
             await conn.close()
 
-    async def controller() -> None:
-        for index in range(len(WINDOWS)):
-            await asyncio.sleep(max(0.0, begun + index * width - time.monotonic()))
-            counters.append(await asyncio.to_thread(cache_counters, proxy_port))
-            if WINDOWS[index] == "outage":
-                redis["process"].kill()  # SIGKILL: no goodbye to the proxy's connections
-                redis["process"].wait()
-                events["killed_at_s"] = round(time.monotonic() - begun, 2)
-                print(f"  {events['killed_at_s']:.1f} s: redis-server killed", file=sys.stderr, flush=True)
-            elif WINDOWS[index] == "after":
-                redis["process"] = start_redis(redis["port"], redis["dir"])
-                redis["children"].append(redis["process"])
-                up = await asyncio.to_thread(redis_ready, redis["port"], redis["process"])
-                events["restarted_at_s"] = round(time.monotonic() - begun, 2)
-                events["restart_to_ping_s"] = round(up, 2)
-                print(f"  {events['restarted_at_s']:.1f} s: redis-server back", file=sys.stderr, flush=True)
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
-        counters.append(await asyncio.to_thread(cache_counters, proxy_port))
-
     print(f"  {len(roles)} clients for {args.seconds:g} s in 3 windows ...", file=sys.stderr, flush=True)
-    await asyncio.gather(controller(), *(client(role) for role in roles))
-    windows: dict[str, Any] = {}
-    for index, name in enumerate(WINDOWS):
-        every = Stats(span=width)
-        for s in stats[index].values():
-            s.span = width
-            every.latencies += s.latencies
-            every.errors += s.errors
-            every.shed += s.shed
-        classes = {cls: s.summary() for cls, s in sorted(stats[index].items())}
-        classes["all"] = every.summary()
-        windows[name] = {
-            "classes": classes,
-            "cache_counters_delta": {c: counters[index + 1][c] - counters[index][c] for c in CACHE_COUNTERS},
-        }
+    await asyncio.gather(
+        control_redis(redis, proxy_port, begun, width, counters, events), *(client(role) for role in roles)
+    )
+    windows = summarize(stats, counters, width)
 
     def rps(window: str, cls: str) -> float:
         return float(windows[window]["classes"].get(cls, {}).get("rps", 0.0))

@@ -89,3 +89,16 @@ def live(upstream: Any) -> Iterator[str]:
 
     with live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as url:
         yield url
+
+
+def require_data(*names: str) -> None:
+    """Skip the calling test when an eval data set is not fetched, but fail it in CI, where `make data` fetches
+    every one of them."""
+    from promptzip.evals import data
+
+    missing = [name for name in names if not data.available(name)]
+    if not missing:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"eval data missing in CI ({', '.join(missing)}): `make data` should have fetched it")
+    pytest.skip(f"data not fetched ({', '.join(missing)}): run `make data`")

@@ -7,15 +7,14 @@ import argparse
 import io
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_data
 
 from promptzip._types import Span
-from promptzip.evals import data
 from promptzip.evals.metrics import (
     RETENTION_METRIC,
     answer_retained,
@@ -256,10 +255,7 @@ def test_cli_hook_lists_methods() -> None:
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not all(data.available(name) for name in ("squad", "quoref", "drop", "summaries")):
-        if os.environ.get("CI"):
-            pytest.fail("eval data missing in CI: `make data` should have fetched it")
-        pytest.skip("data not fetched: run `make data`")
+    require_data("squad", "quoref", "drop", "summaries")
     import torch
 
     from promptzip.evals.run import EvalConfig, run_eval
@@ -367,10 +363,7 @@ def test_the_readme_results_table_is_written_between_its_markers(tmp_path: Path)
 
 @pytest.mark.slow
 def test_tune_measures_retention_on_training_text(capsys: pytest.CaptureFixture[str]) -> None:
-    if not data.available("squad_shifts"):
-        if os.environ.get("CI"):
-            pytest.fail("eval data missing in CI: `make data` should have fetched it")
-        pytest.skip("data not fetched: run `make data`")
+    require_data("squad_shifts")
     from promptzip.evals import tune
 
     loose = tune.retention({}, n=4, seed=3, min_chars=40_000, ratios=(2,))

@@ -4,14 +4,13 @@ through a real proxy (uvicorn on 127.0.0.1) to a recording fake upstream, with a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_data
 from proxy_helpers import bm25
 
-from promptzip.evals import data
 from promptzip.evals.rag_chat import STATUSES, RagChatConfig, markdown, run_rag_chat
 from promptzip.evals.rag_templates import (
     HAYSTACK_RAG,
@@ -123,11 +122,7 @@ def test_context_part_cuts_fixed_pieces_in_order() -> None:
 # ----------------------------------------------------------------------------------------------- quick run
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    missing = [name for name in ("squad", "quoref", "drop") if not data.available(name)]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"eval data missing in CI ({', '.join(missing)}): `make data` should have fetched it")
-        pytest.skip(f"data not fetched ({', '.join(missing)}): run `python -P -m promptzip.evals.data fetch all`")
+    require_data("squad", "quoref", "drop")
     out = tmp_path_factory.mktemp("rag_chat")
     report = run_rag_chat(RagChatConfig(quick=True, zipper_factory=bm25, out=out, progress=False))
     report["_out"] = out

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -29,6 +30,8 @@ __all__ = ["REORDERS", "Zipper", "record_timing"]
 
 VERSION = "0.1.0"
 REORDERS = ("original", "relevance", "lost_in_the_middle")
+# Rounds of re-charging a choice whose document tags did not fit (see _select_with_tags); later rounds rarely move.
+_CHARGE_ROUNDS = 3
 
 _timings: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("promptzip_timings", default=None)
 
@@ -201,13 +204,12 @@ class Zipper:
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        originals: dict[int, Variant] = {}
-        groups = self._groups(chunks, query, available, sep, timings, source_overhead or {}, originals)
+        groups = self._groups(chunks, query, available, sep, timings)
         timings["propose"] = time.perf_counter() - t
 
         t = time.perf_counter()
         try:
-            chosen = self.policy.select(groups, available, overhead=sep)
+            chosen = _select_with_tags(self.policy, groups, available, sep, source_overhead or {})
         except BudgetError as exc:
             raise BudgetError(
                 f"protected context needs {exc.required} tokens but only {available} are left after the "
@@ -219,9 +221,6 @@ class Zipper:
 
         t = time.perf_counter()
         context, text, chosen = self._fit(chosen, groups, instruction, question, limit, reorder)
-        if originals:
-            chosen = [originals.get(id(v), v) for v in chosen]
-            groups = [[originals.get(id(v), v) for v in g] for g in groups]
         tokens_out = self.tokenizer.count(text) + extra_fixed
         timings["assemble"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
@@ -277,11 +276,8 @@ class Zipper:
         available: int,
         sep: int,
         timings: dict[str, float],
-        overhead: Mapping[str, int],
-        originals: dict[int, Variant],
     ) -> list[list[Variant]]:
-        """Each chunk's variants: keep-or-drop when everything fits, else the compressor's proposals; with each
-        source's ``overhead`` (its document tags) charged to its variants (``originals`` maps them back)."""
+        """Each chunk's variants: keep-or-drop when everything fits, else the compressor's proposals."""
         groups = self._whole(chunks, available, sep)
         if groups is None:
             check("splitting")
@@ -291,7 +287,7 @@ class Zipper:
             finally:
                 _timings.reset(token)
             check("the compressor")
-        return _charge(groups, overhead, originals) if overhead else groups
+        return groups
 
     def _whole(self, chunks: list[Chunk], available: int, sep: int) -> list[list[Variant]] | None:
         """Keep-or-drop groups when all of the context fits: context that fits is never dropped for low relevance
@@ -352,18 +348,48 @@ class Zipper:
         return items
 
 
+def _select_with_tags(
+    policy: Policy, groups: list[list[Variant]], available: int, sep: int, overhead: Mapping[str, int]
+) -> list[Variant]:
+    """The policy's choice, with each source's once-only cost (the tags around a document, which leave with it)
+    charged to the variants that would bring it along.
+
+    The knapsack takes per-variant costs, so a source's tags are spread over its chunks: first in equal shares, then,
+    while the choice does not fit once the tags are counted once per kept source, again with the whole cost on each
+    chunk of a source not kept yet and a share on those of a kept one. The best choice that fits wins; if none
+    does, the last one, which the caller tightens."""
+    if not overhead:
+        return policy.select(groups, available, overhead=sep)
+    opened: Counter[str] | None = None
+    picked: list[Variant] = []
+    for _ in range(_CHARGE_ROUNDS):
+        originals: dict[int, Variant] = {}
+        charged = _charge(groups, overhead, originals, opened)
+        picked = [originals.get(id(v), v) for v in policy.select(charged, available, overhead=sep)]
+        opened = Counter(v.chunk.source_id for v in picked if v.text)
+        if sum(v.tokens + sep for v in picked if v.text) + sum(overhead.get(s, 0) for s in opened) <= available:
+            break
+    return picked
+
+
 def _charge(
-    groups: list[list[Variant]], overhead: Mapping[str, int], originals: dict[int, Variant]
+    groups: list[list[Variant]],
+    overhead: Mapping[str, int],
+    originals: dict[int, Variant],
+    opened: Mapping[str, int] | None,
 ) -> list[list[Variant]]:
-    """Variants that also carry their share of a source's once-only cost (the tags around a document, which leave
-    with it), so the knapsack weighs a small piece of a document with its wrapper; ``originals`` maps back."""
+    """Variants that also carry a share of their source's once-only cost (``originals`` maps them back): an equal
+    share per chunk when ``opened`` is None, else the whole cost for a source not in ``opened`` and
+    ``cost / opened[source]`` for one that is."""
     per_source: dict[str, int] = {}
     for g in groups:
         per_source[g[0].chunk.source_id] = per_source.get(g[0].chunk.source_id, 0) + 1
     out: list[list[Variant]] = []
     for g in groups:
         sid = g[0].chunk.source_id
-        share = -(-overhead.get(sid, 0) // per_source[sid])
+        whole = overhead.get(sid, 0)
+        parts = per_source[sid] if opened is None else opened.get(sid, 1)
+        share = -(-whole // parts)
         if not share:
             out.append(g)
             continue

@@ -170,3 +170,26 @@ def test_a_protected_chunk_given_as_context_is_kept_whole(bm25: pz.Zipper, artic
     assert not next(c for c in plain.chunks if c.source_id == "ticket").protected  # the flag is the user's, not ours
     with pytest.raises(pz.BudgetError):
         bm25.compress([note, article], question="How tall is the Eiffel Tower?", budget=5)
+
+
+@pytest.mark.parametrize("available", [30, 45, 60, 75, 90])
+def test_document_tags_count_once_per_kept_source_and_the_choice_fits(available: int) -> None:
+    """A source's tags (20 tokens) leave with it: the choice fits once they are counted once per kept source,
+    although equal shares (5 per chunk) alone would let the knapsack open every source."""
+    from promptzip._pipeline import _select_with_tags
+    from promptzip._policy import BudgetPolicy
+    from promptzip._roles import drop_variant, keep_variant
+
+    groups = []
+    for s in range(3):
+        for k in range(4):
+            chunk = pz.Chunk(f"source {s} sentence {k}.", f"s{s}", k * 30, k * 30 + 20)
+            # the best sentence of each source is worth most; the rest little
+            groups.append([keep_variant(chunk, 10, utility=1.0 if k == 0 else 0.2), drop_variant(chunk)])
+    overhead = {"s0": 20, "s1": 20, "s2": 20}
+    chosen = _select_with_tags(BudgetPolicy(), groups, available, 1, overhead)
+    kept = [v for v in chosen if v.text]
+    opened = {v.chunk.source_id for v in kept}
+    cost = sum(v.tokens + 1 for v in kept) + 20 * len(opened)
+    assert cost <= available
+    assert len(opened) == min(3, available // 31)  # one best sentence + its tags per source, as many as fit

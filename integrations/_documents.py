@@ -1,0 +1,94 @@
+"""What the document-list integrations (LlamaIndex, Haystack) share: one compression of a list of texts under one
+budget, read back per text from the pipeline's own per-source output, and their settings checked up front."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from promptzip._errors import BudgetError, ConfigError
+from promptzip._pipeline import Zipper
+from promptzip._types import Budget, Chunk, Span
+from promptzip.integrations._calls import Compression, fits_whole
+
+__all__ = ["Piece", "check_settings", "compress_texts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """What survived of one text: its new text, the spans of the original it came from, and its cost."""
+
+    text: str
+    kept: tuple[Span, ...]
+    tokens_in: int
+    tokens_out: int
+    relevance: float
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-ready provenance for an item's metadata."""
+        return {
+            "kept": [[s.start, s.end] for s in self.kept],
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "relevance": self.relevance,
+        }
+
+
+def compress_texts(
+    zipper: Zipper, texts: Sequence[str], spec: Budget, query: str | None, *, what: str = "texts"
+) -> list[Piece | None]:
+    """One compression of all non-blank ``texts`` under ``spec`` (``query`` scores relevance only): for each what
+    survived of it (``text`` is "" where nothing did), None for a blank text. Texts that fit together stay whole."""
+    out: list[Piece | None] = [None] * len(texts)
+    live = [i for i, t in enumerate(texts) if t.strip()]
+    if not live:
+        return out
+    chunks = [Chunk(texts[i], source_id=str(i)) for i in live]
+    result = zipper.compress(chunks, query=query, budget=spec, reorder="original")
+    whole = fits_whole(result)
+    # The pipeline's own text of each source: joined in source order, it is the context it verified against the
+    # budget in the target tokenizer. Counted again here, so a broken promise is an error, never a silent overrun.
+    outputs = {s.id: s.text for s in result.sources} if whole else dict(result.outputs)
+    count = zipper.tokenizer.count
+    used = count(zipper.separator.join(outputs[str(i)] for i in live if outputs.get(str(i))))
+    if used > result.budget:
+        raise BudgetError(
+            f"the compressed {what} need {used} tokens, over the budget of {result.budget}",
+            budget=result.budget,
+            required=used,
+        )
+    for i in live:
+        text = outputs.get(str(i), "")
+        mine = [c for c in result.chunks if c.source_id == str(i)]
+        if not text:
+            spans: tuple[Span, ...] = ()
+        elif whole:
+            spans = (Span(0, len(texts[i])),)
+        else:
+            spans = tuple(s for c in mine for s in c.kept)
+        best = max((c.relevance for c in mine), default=0.0)
+        out[i] = Piece(text, spans, count(texts[i]), count(text) if text else 0, best)
+    return out
+
+
+def check_settings(
+    budget: object, rate: object, preset: object, target: object, cache: object, zipper: object
+) -> Compression:
+    """The settings, each checked before the framework or the core sees it, so a mistake is a promptzip error naming
+    it (a float budget included: it could mean tokens or a rate)."""
+    if isinstance(budget, float):
+        raise BudgetError(f"budget={budget!r} is a float: give an int number of tokens, or rate={budget!r}")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | Budget)):
+        raise BudgetError(f"budget must be an int number of tokens or a promptzip.Budget, not {type(budget).__name__}")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+        raise BudgetError(f"rate must be a number in (0, 1], not {type(rate).__name__}")
+    for name, value in (("preset", preset), ("target", target)):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a str, not {type(value).__name__}")
+    if cache is not None and not isinstance(cache, str):
+        raise ConfigError(f"cache must be a cache URL or None, not {type(cache).__name__}")
+    if zipper is not None and not isinstance(zipper, Zipper):
+        raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
+    rate = None if rate is None else float(rate)
+    return Compression(budget=budget, rate=rate, target=str(target), preset=str(preset), cache=cache, zipper=zipper)

@@ -30,8 +30,8 @@ from promptzip._registry import registries
 from promptzip._roles import Compressor, Retriever, Scorer, TokenScorer
 from promptzip._tokenizers import Tokenizer, get_tokenizer
 from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Span, TokenScores, Variant
+from promptzip._version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "Budget",
     "BudgetError",

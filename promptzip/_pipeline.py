@@ -26,10 +26,10 @@ from promptzip._roles import Compressor, drop_variant, keep_variant
 from promptzip._split import chunk_source
 from promptzip._tokenizers import Tokenizer, get_tokenizer
 from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Variant
+from promptzip._version import __version__
 
 __all__ = ["REORDERS", "Zipper", "record_timing"]
 
-VERSION = "0.1.0"
 REORDERS = ("original", "relevance", "lost_in_the_middle")
 # Rounds of re-charging a choice whose document tags did not fit (see _select_with_tags); later rounds rarely move.
 _CHARGE_ROUNDS = 3
@@ -108,7 +108,7 @@ class Zipper:
 
     @property
     def fingerprint(self) -> str:
-        raw = f"promptzip {VERSION}|{self.compressor.fingerprint}|{self.policy!r}|{self.tokenizer.fingerprint}"
+        raw = f"promptzip {__version__}|{self.compressor.fingerprint}|{self.policy!r}|{self.tokenizer.fingerprint}"
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ Models on a GPU, and torch builds without the needed kernels, are returned uncha
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from typing import Any, Final
@@ -28,14 +29,31 @@ _copies: dict[tuple[int, str], tuple[Any, Any]] = {}
 _lock = threading.Lock()
 
 
+@functools.cache
 def native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), as torch sees it."""
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX). Read from the CPU flags the kernel
+    reports where it can, so that building a stack never imports torch; else asked of torch."""
+    flags = _cpu_flags()
+    if flags is not None:
+        return bool({"avx512_bf16", "amx_tile"} & flags)
     try:
         import torch
 
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (ImportError, AttributeError, RuntimeError):  # an older torch, or one built without these checks
         return False
+
+
+def _cpu_flags() -> set[str] | None:
+    """The first CPU's flags from /proc/cpuinfo (Linux), None where there is no such file."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        return None
+    return None
 
 
 def resolve_precision(precision: str) -> str:

@@ -87,3 +87,27 @@ def test_a_plugin_preset_may_be_a_plain_factory() -> None:
         registries.presets._help.pop("keywords-test")
     assert seen == {"flavour": "x"}  # a plain factory validates its own options
     assert zipper.compress("Paris is in France. Bananas are yellow.", question="Where is Paris?", budget=20).context
+
+
+def test_building_a_preset_is_cheap_no_torch_until_a_model_runs() -> None:
+    """Cheap constructors: building ``fast`` and compressing a text that fits (no model needed) imports no torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, promptzip as pz\n"
+        "r = pz.compress('The tower is 330 m tall.', question='How tall?', budget=100, cache='none')\n"
+        "assert r.decision == 'kept_all', r.decision\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_cpu_flags_agree_with_torch_on_native_bfloat16() -> None:
+    import torch
+
+    from promptzip._precision import native_bf16
+
+    assert native_bf16() == bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

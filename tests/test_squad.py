@@ -17,7 +17,6 @@ from promptzip.evals.metrics import answer_retained
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
 ARTICLE = "Normans"
-MEASURED_AT_4X = float(os.environ.get("PZ_SQUAD_MEASURED", "nan"))
 
 
 @pytest.fixture(scope="module")

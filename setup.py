@@ -1,13 +1,13 @@
 """Map the top-level role folders into the single ``promptzip`` distribution.
 
-``promptzip/`` is the core package; ``compressors/``, ``retrievers/``, ``integrations/`` and ``evals/`` install as
-``promptzip.compressors`` and so on. Sub-packages are discovered, never listed by hand, so nothing is silently
+``promptzip/`` is the core package; ``compressors/``, ``retrievers/``, ``integrations/``, ``evals/``, ``compat/`` and
+``training/`` install as ``promptzip.compressors`` and so on. Sub-packages are discovered, never listed by hand, so nothing is silently
 dropped from the wheel.
 """
 
 from setuptools import find_packages, setup
 
-ROLE_FOLDERS = ("compressors", "retrievers", "integrations", "evals")
+ROLE_FOLDERS = ("compressors", "retrievers", "integrations", "evals", "compat", "training")
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:

@@ -1,0 +1,260 @@
+"""LiteLLM: a callback that compresses the chat of the models and teams that opt in, and fails open.
+
+Register it, then opt models in where LiteLLM keeps their configuration::
+
+    from promptzip.integrations.litellm import PromptZipHook
+    import litellm
+
+    litellm.callbacks = [PromptZipHook(rate=0.5, deadline=2.0)]  # defaults; nothing is compressed yet
+    router = litellm.Router(model_list=[
+        {"model_name": "rag", "litellm_params": {"model": "openai/gpt-4o"},
+         "model_info": {"promptzip": {"rate": 0.3}}},                       # opted in, with its own rate
+        {"model_name": "chat", "litellm_params": {"model": "openai/gpt-4o"}},  # untouched
+    ])
+    await router.acompletion(model="rag", messages=messages)
+
+**Which hook.** LiteLLM's ``async_pre_call_hook`` runs only inside the LiteLLM proxy server, before routing. The
+hook that every *async* chat call runs, after the deployment is chosen and before the provider is called, is
+``async_pre_call_deployment_hook``: ``litellm.acompletion``, ``Router.acompletion`` (streaming too), and the proxy,
+which serves chats through the Router. That is the one hook implemented here, so a chat is compressed exactly once
+on every path. LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous ``completion`` /
+``Router.completion`` (``async_pre_request_hook`` serves only its native Anthropic Messages handler), so those
+calls go out uncompressed; use the async ones.
+
+**Opting in** (absent everywhere: the request passes through untouched). ``promptzip`` may be ``true`` (the hook's
+defaults), ``false`` (off), or a mapping with ``preset``, ``target``, ``budget`` (tokens), ``rate`` (the kept
+fraction), ``scope`` (``all`` | ``history``), ``deadline`` (seconds) and ``disable``:
+
+* per deployment: ``model_info: {promptzip: ...}`` in the model list (LiteLLM passes ``model_info`` through to the
+  call; an unknown key under ``litellm_params`` would be sent to the provider);
+* per team (proxy): ``metadata: {promptzip: ...}`` on the team, which the proxy hands to every call of its keys
+  as ``user_api_key_team_metadata``;
+* by name: ``PromptZipHook(models=("rag",))`` opts model groups (or deployment models) in from code.
+
+The layers merge as hook defaults < deployment < team; ``false`` (or ``disable: true``) at any layer turns
+compression off. A call may then narrow it with ``metadata={"promptzip": ...}``: ``false``, an int token budget, or
+``{"budget"|"rate"|"scope"|"disable"}`` (as for the wrapped OpenAI client); it cannot pick a preset or a deadline,
+since in the proxy that metadata comes from the client.
+
+**Failing open.** A configuration error, a compression error (any exception: the uncompressed request would have
+worked) or a compression that runs past ``deadline`` seconds (:func:`promptzip._deadline.deadline` inside the
+worker thread, and the wait for it bounded by the same limit) leaves the request exactly as it was and logs a
+warning on the ``promptzip.integrations.litellm`` logger. The first call of a preset also loads its models, which
+can take longer than a short deadline; those calls go out uncompressed while the loading finishes.
+
+Importing this module sets ``LITELLM_LOCAL_MODEL_COST_MAP=True`` unless it is already set: litellm otherwise
+downloads its model cost map from GitHub when it is imported, and promptzip never reaches the network on its own.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before litellm is imported (see the module docstring); a value the user set is kept.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from litellm.integrations.custom_logger import CustomLogger
+from litellm.types.utils import CallTypes
+
+from promptzip._cache import Cache
+from promptzip._deadline import deadline as time_limit
+from promptzip._errors import ConfigError, PromptZipError
+from promptzip._pipeline import Zipper
+from promptzip._types import Budget
+from promptzip.integrations._calls import CallOptions, Compression, check_scope
+
+__all__ = ["KEY", "CallPlan", "PromptZipHook"]
+
+KEY: Final = "promptzip"
+_KEYS: Final = ("preset", "target", "budget", "rate", "scope", "deadline", "disable")
+_CALL_KEYS: Final = ("budget", "rate", "scope", "disable")
+_CHAT_CALLS: Final = frozenset({CallTypes.acompletion, CallTypes.completion})
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """What one call is compressed with, once its layers are merged (:meth:`PromptZipHook.plan`)."""
+
+    preset: str
+    target: str
+    spec: Budget
+    scope: str
+    deadline: float
+
+
+class PromptZipHook(CustomLogger):
+    """Compresses ``messages`` of the async chat calls that opt in (see the module docstring).
+
+    ``preset``, ``budget`` / ``rate`` (default ``rate=0.5``), ``scope``, ``deadline`` (seconds; 10, the proxy's
+    default) and ``target`` (the tokenizer that counts) are the defaults that opted-in calls start from; ``models``
+    opts model groups in by name; ``cache`` is the promptzip cache (a URL or a Cache); ``zippers`` maps preset names
+    to ready Zippers (otherwise each preset is built with ``Zipper.from_preset`` on first use, and shared).
+    """
+
+    def __init__(
+        self,
+        *,
+        preset: str = "fast",
+        budget: Budget | int | None = None,
+        rate: float | None = None,
+        scope: str = "all",
+        deadline: float = 10.0,
+        target: str = "gpt-4o",
+        models: Iterable[str] = (),
+        cache: str | Cache | None = None,
+        zippers: Mapping[str, Zipper] | None = None,
+    ) -> None:
+        super().__init__()
+        if budget is None and rate is None:
+            rate = 0.5
+        spec = Budget.coerce(budget, rate=rate)
+        self.defaults = CallPlan(
+            _name(preset, "preset"), _name(target, "target"), spec, check_scope(scope), _seconds(deadline, "deadline")
+        )
+        if isinstance(models, str):
+            raise ConfigError("models must be a list of model names, not one str")
+        self.models = frozenset(_name(m, "models") for m in models)
+        self._cache = cache
+        self._zippers = dict(zippers or {})
+        self._compressions: dict[tuple[str, str], Compression] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PromptZipHook(defaults={self.defaults!r}, models={sorted(self.models)!r})"
+
+    async def async_pre_call_deployment_hook(
+        self, kwargs: dict[str, object], call_type: CallTypes | None
+    ) -> dict[str, Any] | None:
+        """The request with compressed ``messages`` when it opts in; ``None`` (LiteLLM's "unchanged") otherwise,
+        and whenever compression fails or runs past its deadline."""
+        if call_type not in _CHAT_CALLS or not kwargs.get("messages"):
+            return None
+        plan: CallPlan | None = None
+        try:
+            plan = self.plan(kwargs)
+            if plan is None:
+                return None
+            compression = self._compression(plan.preset, plan.target)
+            work = asyncio.to_thread(_compress, compression, kwargs["messages"], plan)
+            messages = await asyncio.wait_for(work, timeout=plan.deadline)
+        # Fail open on any error: the request would have worked uncompressed, so compression must never be why
+        # it fails. Each failure is logged, with its traceback when it is not one of promptzip's own errors.
+        except Exception as exc:
+            _warn(kwargs, plan, exc)
+            return None
+        return {**kwargs, "messages": messages}
+
+    def plan(self, kwargs: Mapping[str, object]) -> CallPlan | None:
+        """What a call with these LiteLLM ``kwargs`` is compressed with, or ``None`` when it is not opted in (or
+        is turned off). Raises :class:`~promptzip.ConfigError` / :class:`~promptzip.BudgetError` for a bad layer."""
+        metadata = _mapping(kwargs.get("metadata")) or _mapping(kwargs.get("litellm_metadata"))
+        model_info = _mapping(kwargs.get("model_info")) or _mapping(metadata.get("model_info"))
+        team = _mapping(metadata.get("user_api_key_team_metadata"))
+        layers = [(f"model_info.{KEY}", model_info.get(KEY)), (f"team metadata {KEY}", team.get(KEY))]
+        names = (metadata.get("model_group"), kwargs.get("model"))
+        opted = any(isinstance(n, str) and n in self.models for n in names)
+        plan: CallPlan | None = self.defaults
+        for where, value in layers:
+            layer = _layer(value, where)
+            if layer is False:
+                return None
+            if layer is True:
+                opted = True
+            elif layer is not None and plan is not None:
+                opted = True
+                plan = _apply(plan, layer, where)
+        if not opted or plan is None:
+            return None
+        call = CallOptions.parse(metadata.get(KEY))
+        if not call.enabled:
+            return None
+        return replace(plan, spec=call.spec or plan.spec, scope=call.scope or plan.scope)
+
+    def _compression(self, preset: str, target: str) -> Compression:
+        """One Compression (and so one Zipper) per preset and target, built on first use and shared."""
+        with self._lock:
+            compression = self._compressions.get((preset, target))
+            if compression is None:
+                compression = Compression(
+                    budget=self.defaults.spec,
+                    rate=None,
+                    target=target,
+                    preset=preset,
+                    cache=self._cache,
+                    zipper=self._zippers.get(preset),
+                    scope=self.defaults.scope,
+                )
+                self._compressions[(preset, target)] = compression
+            return compression
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _compress(compression: Compression, messages: object, plan: CallPlan) -> list[Any]:
+    """Runs in a worker thread: the deadline is per thread, so it is set here, around the work it limits."""
+    with time_limit(plan.deadline):
+        out = compression.chat(messages, spec=plan.spec, scope=plan.scope)
+    return [dict(m) if isinstance(m, Mapping) else m for m in out]
+
+
+def _apply(plan: CallPlan, layer: Mapping[str, Any], where: str) -> CallPlan | None:
+    """``plan`` with one layer's settings; ``None`` when the layer turns compression off."""
+    call = CallOptions.parse({k: v for k, v in layer.items() if k in _CALL_KEYS})
+    if not call.enabled:
+        return None
+    return CallPlan(
+        _name(layer["preset"], f"{where}.preset") if "preset" in layer else plan.preset,
+        _name(layer["target"], f"{where}.target") if "target" in layer else plan.target,
+        call.spec or plan.spec,
+        call.scope or plan.scope,
+        _seconds(layer["deadline"], f"{where}.deadline") if "deadline" in layer else plan.deadline,
+    )
+
+
+def _layer(value: object, where: str) -> bool | Mapping[str, Any] | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(str(k) for k in value if k not in _KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(_KEYS)}")
+        return value
+    raise ConfigError(f"{where} must be true, false or a mapping of {', '.join(_KEYS)}; not {type(value).__name__}")
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _name(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty str, got {value!r}")
+    return value
+
+
+def _seconds(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+        raise ConfigError(f"{where} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _warn(kwargs: Mapping[str, object], plan: CallPlan | None, exc: Exception) -> None:
+    model = _mapping(kwargs.get("metadata")).get("model_group") or kwargs.get("model")
+    if isinstance(exc, TimeoutError) and plan is not None:  # DeadlineExceeded, or the wait for the thread
+        reason = f"compression ran past its {plan.deadline:g} s deadline"
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    logger.warning(
+        "promptzip: %s; the call to %r goes uncompressed",
+        reason,
+        model,
+        exc_info=not isinstance(exc, PromptZipError | TimeoutError),
+    )

@@ -8,7 +8,7 @@ a small trained projector (linear map + MLP branch) maps each group to the decod
 normalized and multiplied by a learned scale. The scale starts small (full-norm vectors that mean nothing yet
 derail a frozen decoder: answer NLL 12 vs 5.6 with no context) and training is free to grow it towards the norm
 of the decoder's own token embeddings (≈ 3.2; the manifest records both). The projector is trained by
-``promptzip train soft-encoder`` (:mod:`promptzip.compressors.train_soft`) against a frozen SmolLM2-135M and
+``promptzip train soft-encoder`` (:mod:`promptzip.training.soft`) against a frozen SmolLM2-135M and
 shipped as package data (``models/soft-minilm-smollm2/``: ``projector.safetensors`` + ``manifest.json``).
 
 Status, measured (``evals/results/soft.md``): the packaged projector, trained for 61 CPU steps, does **not** help

@@ -118,12 +118,11 @@ def exported_classifier() -> Path:
     return dest
 
 
-def build_student(
-    base: Path, *, adapter: Path | None = None, lora: dict[str, Any] | None = None, trainable: bool = False
-) -> tuple[Any, Any]:
-    """The student: BERT (MiniLM) encoder + 2-label head. With ``adapter``, its LoRA deltas are merged and its head
-    loaded; with ``trainable``, LoRA modules are attached instead (see :mod:`promptzip.compressors.train_classifier`).
-    """
+def build_student(base: Path, *, adapter: Path | None = None, lora: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """The student: BERT (MiniLM) encoder + 2-label head, frozen for inference. With ``adapter``, its LoRA deltas
+    are merged into the encoder's weights (``W += B @ A * lora_alpha / lora_rank``, from ``lora``: the manifest's
+    hyperparameters) and its head loaded; without, the head is freshly initialised (the trainer's starting point,
+    :mod:`promptzip.training.classifier`, which writes the adapter file in this layout)."""
     try:
         import torch
         from safetensors.torch import load_file
@@ -144,7 +143,6 @@ def build_student(
     tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
     settings = lora or {}
     rank, alpha = int(settings.get("lora_rank", 8)), float(settings.get("lora_alpha", 16))
-    targets = tuple(settings.get("lora_targets", LORA_TARGETS))
     if adapter is not None:
         weights = load_file(str(adapter))
         with torch.no_grad():
@@ -154,50 +152,9 @@ def build_student(
                     module.weight += (b @ a) * (alpha / rank)
             model.classifier.weight.copy_(weights["classifier.weight"])
             model.classifier.bias.copy_(weights["classifier.bias"])
-    if trainable:
-        attach_lora(model, rank=rank, alpha=alpha, targets=targets)
-    else:
-        model.eval()
-        model.requires_grad_(False)
-    return model, tokenizer
-
-
-LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
-
-
-def attach_lora(model: Any, *, rank: int, alpha: float, targets: Sequence[str] = LORA_TARGETS) -> list[str]:
-    """Wrap the encoder's linear layers named by ``targets`` in trainable low-rank adapters (hand-written LoRA:
-    no peft needed at run time, because the deltas are merged into the weights when the artifact loads)."""
-    import torch
-    from torch import nn
-
-    class LoRALinear(nn.Module):
-        def __init__(self, base: nn.Linear) -> None:
-            super().__init__()
-            self.base = base
-            gen = torch.Generator().manual_seed(base.in_features * 31 + base.out_features)
-            self.A = nn.Parameter(torch.randn(rank, base.in_features, generator=gen) / base.in_features**0.5)
-            self.B = nn.Parameter(torch.zeros(base.out_features, rank))
-            self.scale = alpha / rank
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out: torch.Tensor = self.base(x) + (x @ self.A.T @ self.B.T) * self.scale
-            return out
-
-        @property
-        def weight(self) -> torch.Tensor:
-            return self.base.weight
-
+    model.eval()
     model.requires_grad_(False)
-    wrapped: list[str] = []
-    for name, module in list(model.bert.named_modules()):
-        if isinstance(module, nn.Linear) and any(name.endswith(t) for t in targets) and "pooler" not in name:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.bert.get_submodule(parent_name)
-            setattr(parent, child, LoRALinear(module))
-            wrapped.append(f"bert.{name}")
-    model.classifier.requires_grad_(True)
-    return wrapped
+    return model, tokenizer
 
 
 def load_token_classifier(name: str) -> tuple[Any, Any]:

@@ -90,7 +90,7 @@ def _nll_rows(
     from tqdm import tqdm
 
     from promptzip.compressors.soft_decoder import CONTEXT_PREFIX, inputs_embeds, qa_suffix
-    from promptzip.compressors.train_soft import target_nll
+    from promptzip.training.soft import target_nll
 
     rows = []
     for paragraph, question, answer, other in tqdm(items, desc="answer NLL", file=err):

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from promptzip._errors import PromptZipError
 from promptzip._inputs import check_text
 from promptzip._types import Budget, Chunk, Result
+from promptzip._version import __version__
 
 __all__ = ["main"]
 
@@ -113,8 +114,9 @@ def _models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptzip", description="Compress LLM context to a token budget.")
+    parser.add_argument("--version", action="version", version=f"promptzip {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compress", help="compress files (or standard input) for a question")
@@ -145,15 +147,19 @@ def _parser() -> argparse.ArgumentParser:
 
     add_eval_commands(sub)
 
-    from promptzip.compressors.train_cli import add_train_command
+    if list(argv[:1]) == ["train"]:  # the trainers (promptzip.training, peft) load only for `promptzip train`
+        from promptzip.training.cli import add_train_command
 
-    add_train_command(sub)
+        add_train_command(sub)
+    else:
+        sub.add_parser("train", help="train promptzip's own models (the train extra; see promptzip train --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(argv).parse_args(argv)
     func: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.func
     try:
         return func(args, out, err)

@@ -1,6 +1,6 @@
 """``minilm-qa``: the packaged MiniLM bi-encoder tuned to find the sentence that answers a question.
 
-``promptzip train qa-encoder`` (:mod:`promptzip.retrievers.train_encoder`) trains rank-16 LoRA deltas on the
+``promptzip train qa-encoder`` (:mod:`promptzip.training.encoder`) trains rank-16 LoRA deltas on the
 packaged all-MiniLM-L6-v2 from SQuAD-shifts questions and their answer sentences (training text only) and writes
 them, ~2.7 MB, under ``promptzip/retrievers/models/minilm-qa/``. The first time the name is resolved, the deltas
 are merged into the packaged weights and the result is written once as a plain sentence-transformers folder in

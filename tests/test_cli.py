@@ -107,3 +107,14 @@ def test_models_lists_the_packaged_encoder() -> None:
     assert rows["o200k_base"]["status"] == "available"
     assert rows["llmlingua-2-xlm-roberta-large"]["status"] == "missing"
     assert "hub" in rows["llmlingua-2-xlm-roberta-large"]["hint"]
+
+
+def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from promptzip.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"promptzip {version('promptzip')}"

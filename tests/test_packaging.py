@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLE_FOLDERS = ("compressors", "retrievers", "integrations", "evals")
+ROLE_FOLDERS = ("compressors", "retrievers", "integrations", "evals", "compat", "training")
 HEAVY = ("torch", "transformers", "faiss", "sentence_transformers", "tokenizers", "scipy", "sklearn", "bm25s")
 
 

@@ -1,5 +1,6 @@
 """``minilm-qa``: the question → sentence bi-encoder adapter (``promptzip train qa-encoder``), its groups and loss,
-the numpy merge into a sentence-transformers folder, and the shipped artifact resolving by name."""
+peft's LoRA merged by the runtime's numpy merge into a sentence-transformers folder, and the shipped artifact
+resolving by name."""
 
 from __future__ import annotations
 
@@ -18,12 +19,8 @@ from test_token_level import build_tiny_bert
 from promptzip._errors import ModelNotAvailable
 from promptzip.evals.records import squad_article
 from promptzip.retrievers.qa_encoder import QA_ENCODER, merge_adapter, qa_encoder_dir, qa_encoder_path
-from promptzip.retrievers.train_encoder import (
-    EncoderTrainConfig,
-    batch_loss,
-    collect_groups,
-    train_encoder,
-)
+from promptzip.training._qa import batch_loss
+from promptzip.training.encoder import EncoderTrainConfig, collect_groups, train_encoder
 
 FACTS = [
     ("The Eiffel Tower is in Paris. It was built from 1887 to 1889.", "When was the tower built?", "1887 to 1889"),
@@ -111,11 +108,17 @@ def test_loss_masks_other_sentences_holding_the_answer() -> None:
 
 
 def test_merge_matches_the_trained_lora_model(tiny_base: Path, tmp_path: Path) -> None:
+    """The runtime's numpy merge of the saved adapter reproduces the peft model that training left behind."""
     import torch
     from transformers import AutoTokenizer, BertModel
 
+    from promptzip.training.encoder import fit_encoder, write_artifact
+
     config = _tiny(tiny_base, steps=6, questions_per_batch=2, extra_sentences=2, lora_rank=4)
-    manifest = train_encoder(config, tmp_path / "art", progress=False, articles=[("nyt", _article())] * 3)
+    groups = collect_groups([("nyt", _article())] * 3, config)
+    fit = fit_encoder(config, groups)
+    assert len(fit.losses) == 6
+    manifest = write_artifact(fit, config, groups, {}, tmp_path / "art", total_seconds=1.0)
     adapter = tmp_path / "art" / "adapter.safetensors"
     assert manifest["files"]["adapter.safetensors"] == hashlib.sha256(adapter.read_bytes()).hexdigest()
     assert manifest["training"]["steps"] == 6
@@ -125,23 +128,14 @@ def test_merge_matches_the_trained_lora_model(tiny_base: Path, tmp_path: Path) -
 
     from safetensors.torch import load_file
 
-    from promptzip.compressors.token_classifier import attach_lora
-    from promptzip.retrievers.train_encoder import _wrap
-
-    lora = _wrap(BertModel.from_pretrained(str(tiny_base), add_pooling_layer=False))
-    attach_lora(lora, rank=4, alpha=8.0)
     deltas = load_file(str(adapter))
+    assert all(k.startswith("lora.bert.encoder.layer.") for k in deltas)
     assert any(float(v.abs().sum()) > 0 for k, v in deltas.items() if k.endswith(".B"))  # training moved B
-    with torch.no_grad():
-        for name, module in lora.named_modules():
-            if hasattr(module, "A"):
-                module.A.copy_(deltas[f"lora.{name}.A"])
-                module.B.copy_(deltas[f"lora.{name}.B"])
     plain = BertModel.from_pretrained(str(merged), add_pooling_layer=False).eval()
     base = BertModel.from_pretrained(str(tiny_base), add_pooling_layer=False).eval()
     batch = AutoTokenizer.from_pretrained(str(merged))(["The Eiffel Tower is in Paris."], return_tensors="pt")
     with torch.no_grad():
-        want = lora.eval().bert(**batch).last_hidden_state
+        want = fit.model(**batch).last_hidden_state
         got = plain(**batch).last_hidden_state
         before = base(**batch).last_hidden_state
     assert torch.allclose(got, want, atol=1e-5)
@@ -209,7 +203,7 @@ def test_shipped_manifest_records_data_and_gain() -> None:
 
 
 def test_train_cli_has_qa_encoder() -> None:
-    from promptzip.compressors.train_cli import add_train_command
+    from promptzip.training.cli import add_train_command
 
     parser = argparse.ArgumentParser()
     add_train_command(parser.add_subparsers(dest="command"))
@@ -227,7 +221,7 @@ def test_tuned_encoder_ranks_answer_sentences_higher_on_held_out_articles() -> N
 
     from promptzip._models import load_sentence_encoder
     from promptzip.evals import data
-    from promptzip.retrievers.train_encoder import rank_answer_sentences
+    from promptzip.training.encoder import rank_answer_sentences
 
     if not data.available("squad_shifts"):
         if os.environ.get("CI"):

@@ -149,7 +149,7 @@ def test_inputs_embeds_run_the_real_decoder() -> None:
 def test_training_runs_and_resumes(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from promptzip.compressors.train_soft import QAItem, SoftTrainConfig, train_soft
+    from promptzip.training.soft import QAItem, SoftTrainConfig, train_soft
 
     items = [
         QAItem("new_wiki", TEXT, "Who designed the tower?", "Gustave Eiffel"),

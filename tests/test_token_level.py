@@ -377,15 +377,16 @@ def test_self_information_phrases_and_question_conditioning(tiny_models: dict[st
 # ------------------------------------------------------------------------------------------- registry
 
 
-def test_register_token_level_adds_scorers_compressors_and_balanced() -> None:
+def test_register_token_level_adds_scorers_and_compressors_and_balanced_uses_them() -> None:
+    from promptzip._presets import BalancedPreset
     from promptzip.compressors._register import register_token_level
 
     regs = Registries()
     register_token_level(regs)
     assert {"token-classifier", "self-information"} <= set(regs.token_scorers._factories)
     assert {"token-prune", "pruned-extractive"} <= set(regs.compressors._factories)
-    assert "balanced" in regs.presets._factories
-    parts = regs.presets._factories["balanced"](cache=MemoryCache(), classifier=WordLengthScorer())
+    assert not regs.presets._factories  # presets live in promptzip._presets, registered once
+    parts = BalancedPreset(classifier=WordLengthScorer()).build(cache=MemoryCache())
     assert isinstance(parts.compressor, PrunedExtractiveCompressor)
     pruner = regs.compressors._factories["token-prune"](scorer=WordLengthScorer(), rates=(0.5,))
     assert pruner.prune("alpha beta gamma delta", rate=0.5).text

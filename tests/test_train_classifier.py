@@ -1,5 +1,6 @@
-"""``promptzip train token-classifier``: targets, segments, the LoRA merge, and a smoke training run on tiny local
-models (the real run takes tens of minutes; its artifact is checked by the slow tests)."""
+"""``promptzip train token-classifier``: targets, segments, peft's LoRA saved in the runtime's adapter layout and
+merged back by the runtime, and a smoke training run on tiny local models (the real run takes tens of minutes; its
+artifact is checked by the slow tests)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,9 @@ import pytest
 from test_token_level import CORPUS, build_tiny_bert, build_tiny_causal_lm
 
 from promptzip.compressors.pruning import group_tokens, word_units
-from promptzip.compressors.train_classifier import (
-    TrainConfig,
-    TrainingText,
-    _segments,
-    targets_for,
-    train,
-)
-from promptzip.compressors.train_cli import add_train_command
+from promptzip.training._distill import segments
+from promptzip.training.classifier import TrainConfig, TrainingText, targets_for, train
+from promptzip.training.cli import add_train_command
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +42,7 @@ def test_segments_align_targets_with_tokens(tiny: dict[str, Path]) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(tiny["base"]))
     texts = [TrainingText("t", " ".join(CORPUS[:3])), TrainingText("t", "")]
     targets = [np.linspace(0, 1, len(word_units(t.text)[0])) for t in texts]
-    ids, y, mask = _segments(tokenizer, texts, targets, segment=16)
+    ids, y, mask = segments(tokenizer, texts, targets, segment=16)
     assert ids.shape == y.shape == mask.shape
     assert ids.shape[1] == 16
     assert (ids[:, 0] == tokenizer.cls_token_id).all()
@@ -56,29 +52,45 @@ def test_segments_align_targets_with_tokens(tiny: dict[str, Path]) -> None:
 
 
 def test_merged_adapter_reproduces_the_trained_student(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """peft's LoRA and head, converted to the runtime's adapter file, give the runtime's merged student exactly the
+    outputs of the peft model (and of peft's own merge), and differ from the untrained student."""
     import torch
     from safetensors.torch import save_file
 
     from promptzip.compressors.token_classifier import build_student
-    from promptzip.compressors.train_classifier import _adapter_state
+    from promptzip.training._lora import runtime_adapter
+    from promptzip.training.classifier import HEADS, student
 
-    lora = {"lora_rank": 4, "lora_alpha": 8.0, "lora_targets": ["query", "value", "intermediate.dense"]}
-    student, tokenizer = build_student(tiny["base"], lora=lora, trainable=True)
+    config = TrainConfig(
+        base=str(tiny["base"]), lora_rank=4, lora_alpha=8.0, lora_targets=("query", "value", "intermediate.dense")
+    )
+    peft_model, tokenizer = student(config)
+    ids = torch.tensor([tokenizer(CORPUS[0])["input_ids"]])
+    with torch.inference_mode():
+        before = peft_model.eval()(input_ids=ids).logits.clone()
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for p in student.parameters():
+        for p in peft_model.parameters():
             if p.requires_grad:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
-    assert 0 < trainable < sum(p.numel() for p in student.parameters()) / 2
-    save_file(_adapter_state(student), str(tmp_path / "adapter.safetensors"))
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable
+    assert all("lora_" in n or "classifier" in n for n in trainable)
+    total = sum(p.numel() for p in peft_model.parameters())
+    assert 0 < sum(p.numel() for p in peft_model.parameters() if p.requires_grad) < total / 2
+    state = runtime_adapter(peft_model, rank=4, alpha=8.0, heads=HEADS)
+    assert {k.rsplit(".", 1)[-1] for k in state if k.startswith("lora.")} == {"A", "B"}
+    assert len([k for k in state if k.startswith("lora.")]) == 2 * 3 * 2  # 2 layers x 3 targets x (A, B)
+    save_file(state, str(tmp_path / "adapter.safetensors"))
+    lora = {"lora_rank": 4, "lora_alpha": 8.0}
     merged, _ = build_student(tiny["base"], adapter=tmp_path / "adapter.safetensors", lora=lora)
-    ids = torch.tensor([tokenizer(CORPUS[0])["input_ids"]])
-    student.eval()
     with torch.inference_mode():
-        np.testing.assert_allclose(
-            merged(input_ids=ids).logits.numpy(), student(input_ids=ids).logits.numpy(), atol=1e-4
-        )
+        want = peft_model(input_ids=ids).logits
+        got = merged(input_ids=ids).logits
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+        assert not np.allclose(got.numpy(), before.numpy(), atol=1e-3)
+        own = peft_model.merge_and_unload()(input_ids=ids).logits
+        np.testing.assert_allclose(got.numpy(), own.numpy(), atol=1e-5)
 
 
 def test_smoke_training_writes_a_small_artifact_with_a_manifest(tiny: dict[str, Path], tmp_path: Path) -> None:

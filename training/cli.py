@@ -1,11 +1,13 @@
 """``promptzip train``: the command line of the trainers that produce promptzip's packaged models.
 
-* ``promptzip train token-classifier`` → :func:`promptzip.compressors.train_classifier.train`
-* ``promptzip train soft-encoder`` → :func:`promptzip.compressors.train_soft.train_soft`
-* ``promptzip train qa-encoder`` → :func:`promptzip.retrievers.train_encoder.train_encoder`
+* ``promptzip train token-classifier`` → :func:`promptzip.training.classifier.train`
+* ``promptzip train soft-encoder`` → :func:`promptzip.training.soft.train_soft`
+* ``promptzip train qa-encoder`` → :func:`promptzip.training.encoder.train_encoder`
 
 Each sub-command turns its flags into the trainer's config dataclass, runs it, and prints the manifest's metrics
-as JSON; the trainers themselves import torch lazily, so building the parser stays cheap.
+as JSON; the trainers themselves import torch and peft lazily, so building the parser stays cheap. The same
+commands run as ``python -m promptzip.training token-classifier|soft-encoder|qa-encoder [...]``; the ``promptzip``
+CLI hands ``promptzip train ...`` to :func:`run`, so nothing of this package loads for its other commands.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any, TextIO
 from promptzip._errors import PromptZipError
 from promptzip.compressors.soft import packaged_dir
 from promptzip.compressors.token_classifier import distilled_dir
-from promptzip.compressors.train_classifier import TrainConfig, train
-from promptzip.compressors.train_soft import SoftTrainConfig, train_soft
 from promptzip.retrievers.qa_encoder import qa_encoder_dir
-from promptzip.retrievers.train_encoder import EncoderTrainConfig, train_encoder
+from promptzip.training.classifier import TrainConfig, train
+from promptzip.training.encoder import EncoderTrainConfig, train_encoder
+from promptzip.training.soft import SoftTrainConfig, train_soft
 
-__all__ = ["add_soft_encoder_command", "add_train_command", "main"]
+__all__ = ["add_soft_encoder_command", "add_train_command", "main", "run"]
 
 
 def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -157,20 +159,22 @@ def _run_qa_encoder(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m promptzip.compressors.train_cli token-classifier|soft-encoder|qa-encoder [...]`` (same as the
-    CLI command)."""
+def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """``promptzip train <argv...>`` with the CLI's streams: parse, run the trainer, print its metrics. A
+    :class:`~promptzip.PromptZipError` propagates (the caller reports it); a bad flag exits as argparse does."""
     parser = argparse.ArgumentParser(prog="promptzip")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_command(sub)
-    args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
+    args = parser.parse_args(["train", *argv])
     func: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.func
+    return func(args, out, err)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m promptzip.training token-classifier|soft-encoder|qa-encoder [...]`` (same as ``promptzip
+    train``)."""
     try:
-        return func(args, sys.stdout, sys.stderr)
+        return run(list(argv) if argv is not None else sys.argv[1:], sys.stdout, sys.stderr)
     except PromptZipError as exc:
         sys.stderr.write(f"promptzip: error: {exc}\n")
         return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from promptzip._cache import Cache
 from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._messages import SCOPES
 from promptzip._pipeline import Zipper
+from promptzip._pool import shared_zipper
 from promptzip._registry import registries
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget, Result
@@ -146,7 +146,6 @@ class Compression:
             registries.presets.get(preset)  # an unknown preset fails now, not at the first call
         self._preset, self._target, self._cache = preset, target, cache
         self._zipper = zipper
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -156,9 +155,7 @@ class Compression:
     @property
     def zipper(self) -> Zipper:
         if self._zipper is None:
-            with self._lock:
-                if self._zipper is None:
-                    self._zipper = Zipper.from_preset(self._preset, target=self._target, cache=self._cache)
+            self._zipper = shared_zipper(self._preset, self._target, self._cache)
         return self._zipper
 
     def chat(self, messages: object, *, spec: Budget | None = None, scope: str | None = None) -> list[Any]:

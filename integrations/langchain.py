@@ -30,7 +30,6 @@ promptzip's own errors propagate as themselves; LangChain's conversion errors be
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,13 +45,12 @@ from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._inputs import check_text
 from promptzip._messages import SCOPES
 from promptzip._pipeline import REORDERS, Zipper
+from promptzip._pool import shared_zipper
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
 from promptzip.integrations._calls import fits_whole
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
-
-_build_lock = threading.Lock()
 
 
 class _ZipperSettings(BaseModel):
@@ -86,10 +84,9 @@ class _ZipperSettings(BaseModel):
     def _zipper(self) -> Zipper:
         if self.zipper is not None:
             return self.zipper
-        with _build_lock:
-            if self._built is None:
-                self._built = Zipper.from_preset(self.preset, target=self.target, cache=self.cache)
-            return self._built
+        if self._built is None:
+            self._built = shared_zipper(self.preset, self.target, self.cache)
+        return self._built
 
 
 class PromptZipCompressor(_ZipperSettings, BaseDocumentCompressor):

@@ -9,7 +9,6 @@ Importing promptzip is light: models (torch, transformers, faiss) load on first 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,17 +84,10 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-_zippers: dict[tuple[str, str, object], Zipper] = {}
-_lock = threading.Lock()
-
-
 def _shared(preset: str, target: str | Tokenizer, cache: str | Cache | None) -> Zipper:
-    key = (preset, target if isinstance(target, str) else repr(target), cache if isinstance(cache, str) else id(cache))
-    with _lock:
-        zipper = _zippers.get(key)
-        if zipper is None:
-            zipper = _zippers[key] = Zipper.from_preset(preset, target=target, cache=cache)
-        return zipper
+    from promptzip._pool import shared_zipper
+
+    return shared_zipper(preset, target, cache)
 
 
 def compress(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,23 +60,18 @@ def compress_demonstrations(
     return DemoSelection(r.context, r.tokens_out, r.budget, kept, intact, len(texts), r)
 
 
-_zippers: dict[tuple[str, str | None, str], Zipper] = {}
-_lock = threading.Lock()
-
-
 def _default_zipper(target: str, cache: str | None, reorder: str) -> Zipper:
     """One shared Zipper per (target, cache, reorder), so demonstrations are embedded once per process."""
-    from promptzip._cache import cache_from_url
-    from promptzip.compressors.demonstrations import DemonstrationCompressor
-    from promptzip.retrievers.dense import DenseScorer
-    from promptzip.retrievers.hybrid import HybridScorer
-    from promptzip.retrievers.sparse import BM25Scorer
+    from promptzip._pool import shared_pool
 
-    key = (target, cache, reorder)
-    with _lock:
-        if key not in _zippers:
-            scorer = HybridScorer(DenseScorer(cache=cache_from_url(cache)), BM25Scorer())
-            _zippers[key] = Zipper(
-                DemonstrationCompressor(scorer), target=target, reorder=reorder, max_chunk_chars=10**9
-            )
-        return _zippers[key]
+    def build() -> Zipper:
+        from promptzip._cache import cache_from_url
+        from promptzip.compressors.demonstrations import DemonstrationCompressor
+        from promptzip.retrievers.dense import DenseScorer
+        from promptzip.retrievers.hybrid import HybridScorer
+        from promptzip.retrievers.sparse import BM25Scorer
+
+        scorer = HybridScorer(DenseScorer(cache=cache_from_url(cache)), BM25Scorer())
+        return Zipper(DemonstrationCompressor(scorer), target=target, reorder=reorder, max_chunk_chars=10**9)
+
+    return shared_pool.get(("demonstrations", target, cache, reorder), build)

@@ -25,7 +25,6 @@ import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -36,6 +35,7 @@ from promptzip._deadline import deadline
 from promptzip._errors import DeadlineExceeded
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
+from promptzip._pool import ZipperPool
 from promptzip._tiered import TieredCache
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import RequestError
@@ -84,8 +84,8 @@ class Compressions:
         self.cache: Cache = NullCache()
         self._compute: ThreadPoolExecutor | None = None
         self._io: ThreadPoolExecutor | None = None
-        self._zippers: OrderedDict[tuple[str, str], Zipper] = OrderedDict()
-        self._zlock = threading.Lock()  # the zippers are looked up in worker threads
+        # The app's own pool (its factory and cache are the app's), bounded like the process's shared one.
+        self._zippers = ZipperPool(settings.max_zippers)
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
         self._admitted = 0
         secret = settings.cache_key_secret
@@ -117,23 +117,11 @@ class Compressions:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
 
     def zipper(self, preset: str, target: str) -> Zipper:
-        key = (preset, target)
-        with self._zlock:
-            zipper = self._zippers.get(key)
-            if zipper is not None:
-                self._zippers.move_to_end(key)
-                return zipper
-        zipper = self._factory(preset, target, self.cache)
-        with self._zlock:
-            zipper = self._zippers.setdefault(key, zipper)
-            while len(self._zippers) > self.settings.max_zippers:
-                self._zippers.popitem(last=False)
-        return zipper
+        return self._zippers.get((preset, target), lambda: self._factory(preset, target, self.cache))
 
     def built(self, preset: str, target: str) -> Zipper | None:
         """The Zipper for (preset, target) when it exists already (building one may load models: not here)."""
-        with self._zlock:
-            return self._zippers.get((preset, target))
+        return self._zippers.peek((preset, target))
 
     def warmup(self, preset: str, target: str) -> None:
         text = "The proxy loads its models at start. It answers requests after that. Nothing else happens here."

@@ -217,7 +217,7 @@ def test_every_python_block_is_collected_and_no_other() -> None:
     bash = [b for b in BLOCKS if b.lang == "bash"]
     assert bash, "the README's shell examples are fenced as bash"
     assert not {b.line for b in bash} & {b.line for b in PYTHON}  # bash blocks are never executed
-    assert all(b.lang in ("python", "bash", "toml") for b in BLOCKS), [b.lang for b in BLOCKS]
+    assert all(b.lang in ("python", "bash", "toml", "yaml") for b in BLOCKS), [b.lang for b in BLOCKS]
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "toml"], ids=lambda b: f"line{b.line}")
@@ -236,3 +236,20 @@ def test_readme_opens_with_make_demo_and_make_test() -> None:
     assert first.line <= 5
     commands = [line.split("#")[0].strip() for line in first.source.splitlines() if line.strip()]
     assert commands[:2] == ["make demo", "make test"]
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "yaml"], ids=lambda b: f"line{b.line}")
+def test_readme_yaml_block_is_a_litellm_config_whose_opt_in_the_hook_reads(block: Block) -> None:
+    import yaml
+
+    from promptzip.integrations.litellm import PromptZipHook
+
+    config = yaml.safe_load(block.source)
+    hook = PromptZipHook(rate=0.5)
+    plans = {
+        m["model_name"]: hook.plan({"model": m["litellm_params"]["model"], "model_info": m.get("model_info", {})})
+        for m in config["model_list"]
+    }
+    assert plans["rag-gpt-4o"] is not None
+    assert plans["rag-gpt-4o"].spec == pz.Budget(rate=0.3)
+    assert plans["gpt-4o"] is None

@@ -1,4 +1,4 @@
-"""An OpenAI-compatible proxy that compresses chat requests on their way to one fixed upstream.
+"""An OpenAI- and Anthropic-compatible proxy that compresses chat requests on their way to one fixed upstream.
 
 >>> from promptzip.integrations.proxy import ProxySettings, create_app
 >>> app = create_app(ProxySettings(upstream="https://api.openai.com/v1", budget=3000))  # an ASGI app
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from promptzip.integrations.proxy._settings import (
         CHAT_COMPLETIONS,
         DEFAULT_RATE,
+        DIALECT_PATHS,
+        MESSAGES,
+        RESPONSES,
         ProxySettings,
         RouteSettings,
         TenantSettings,
@@ -42,6 +45,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CHAT_COMPLETIONS",
     "DEFAULT_RATE",
+    "DIALECT_PATHS",
+    "MESSAGES",
+    "RESPONSES",
     "Metrics",
     "Overloaded",
     "PayloadTooLarge",
@@ -70,6 +76,9 @@ _HOMES = {
     "TenantSettings": "_settings",
     "CHAT_COMPLETIONS": "_settings",
     "DEFAULT_RATE": "_settings",
+    "DIALECT_PATHS": "_settings",
+    "MESSAGES": "_settings",
+    "RESPONSES": "_settings",
     "ProxySettings": "_settings",
     "RouteSettings": "_settings",
     "Timeouts": "_settings",

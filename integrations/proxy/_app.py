@@ -1,11 +1,13 @@
-"""The proxy: an ASGI app between OpenAI-compatible clients and one fixed upstream.
+"""The proxy: an ASGI app between OpenAI- or Anthropic-compatible clients and one fixed upstream.
 
 ``create_app(settings)`` builds everything; nothing lives at module level. Per request:
 
-* ``POST`` to a compressed route (``/v1/chat/completions`` unless the settings say otherwise): the body is read
-  under the size limit, validated (4xx JSON errors), its ``messages`` compressed in a worker thread, and the
-  request forwarded. The response — JSON or SSE — is streamed back byte for byte. The request of a streaming call
-  is compressed too; its response stream is not touched.
+* ``POST`` to a compressed route (``/v1/chat/completions``, ``/v1/messages`` and ``/v1/responses`` unless the
+  settings say otherwise): the body is read under the size limit, validated (4xx JSON errors, in the style of the
+  route's API), read as chat messages by the route's dialect (:mod:`._dialects`; a valid body it does not
+  understand is forwarded as it came), those compressed in a worker thread and written back into the body, and
+  the request forwarded. The response — JSON or SSE — is streamed back byte for byte. The request of a streaming
+  call is compressed too; its response stream is not touched.
 * Any other ``/v1/*`` request is forwarded untouched: method, path, query, body and headers (minus hop-by-hop
   ones and the ``x-promptzip-*`` controls).
 * ``/healthz`` answers ``{"status": "ok"}``; ``/metrics`` is Prometheus text.
@@ -62,6 +64,7 @@ from promptzip._errors import DeadlineExceeded, UpstreamError
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip.integrations.proxy._compression import Compressions, Overloaded, ZipperFactory
+from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
 from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError, error_body, error_response, status_of
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
@@ -72,7 +75,6 @@ from promptzip.integrations.proxy._relay import Relay
 from promptzip.integrations.proxy._requests import (
     Options,
     Outcome,
-    check_chat,
     check_path,
     encode,
     flag,
@@ -202,18 +204,20 @@ class _Proxy:
         return PlainTextResponse(self.metrics.render(), media_type=CONTENT_TYPE)
 
     async def v1(self, request: Request) -> Response:
+        dialect = DIALECTS["chat"]  # whose style errors take: OpenAI's, unless a compressed route says otherwise
         try:
             path = check_path(request)  # decoded once from the raw path: what is forwarded is what is routed
             route = self.settings.route(path)
             if route is not None and request.method == "POST":
-                return await self._chat(request, route)
+                dialect = dialect_for(path, route)
+                return await self._chat(request, route, dialect)
             body = await self._read_body(request)
             return await self._forward(request, body, {})
         except (RequestError, UpstreamError) as exc:
-            return error_response(exc)
+            return dialect.error(exc)
 
-    # ------------------------------------------------------------------------------------------ chat route
-    async def _chat(self, request: Request, route: RouteSettings) -> Response:
+    # ------------------------------------------------------------------------------------- compressed routes
+    async def _chat(self, request: Request, route: RouteSettings, dialect: Dialect) -> Response:
         body = await self._read_body(request)
         if flag(request.headers.get("x-promptzip-disable"), "x-promptzip-disable"):
             self.metrics.compressions.inc("passthrough")
@@ -223,7 +227,11 @@ class _Proxy:
             return await self._forward(request, body, {**status_headers("passthrough", "encoded-body"), **_NO_REGIONS})
         arrived = time.monotonic()
         payload = parse_json(body)
-        messages = check_chat(payload)
+        chat = dialect.read(payload)
+        if isinstance(chat, str):  # a valid body with nothing the dialect may change: the upstream decides
+            self.metrics.compressions.inc("passthrough")
+            return await self._forward(request, body, {**status_headers("passthrough", chat), **_NO_REGIONS})
+        messages = chat.messages
         options = parse_options(request.headers, route, self.settings, self.compressions.secret)
         started = time.perf_counter()
         try:
@@ -233,9 +241,10 @@ class _Proxy:
             outcome: Outcome = small or await self.compressions.outcome(messages, options, arrived)
         except Overloaded as exc:
             self.metrics.compressions.inc("overloaded")
-            return error_response(exc, headers={"retry-after": str(exc.retry_after), "x-promptzip-status": "error"})
+            return dialect.error(exc, headers={"retry-after": str(exc.retry_after), "x-promptzip-status": "error"})
         except Exception as exc:
-            return await self._compression_failed(request, body, options, exc, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            return await self._compression_failed(request, body, options, exc, seconds, dialect)
         self.metrics.compression_seconds.observe(outcome.seconds)
         self.metrics.tokens_in.inc(amount=outcome.tokens_in)
         self.metrics.tokens_out.inc(amount=outcome.tokens_out)
@@ -253,12 +262,12 @@ class _Proxy:
         if outcome.messages is None:
             self.metrics.compressions.inc("passthrough")
             return await self._forward(request, body, {**status_headers("passthrough", outcome.reason), **headers})
-        new_body = encode({**payload, "messages": outcome.messages})
+        new_body = encode(dialect.write(payload, chat, outcome.messages))
         self.metrics.compressions.inc("compressed")
         return await self._forward(request, new_body, {**status_headers("compressed"), **headers})
 
     async def _compression_failed(
-        self, request: Request, body: bytes, options: Options, exc: Exception, seconds: float
+        self, request: Request, body: bytes, options: Options, exc: Exception, seconds: float, dialect: Dialect
     ) -> Response:
         _, _, code = status_of(exc)
         # A deadline says which limit it hit, so a client can tell a slow chat from a broken one.
@@ -267,7 +276,7 @@ class _Proxy:
             self.metrics.compressions.inc("error")
             logger.warning("proxy: compression failed (fail-closed): %s", describe(exc, code, body_bytes=len(body)))
             headers = {"x-promptzip-status": "error", "x-promptzip-error": code, **limit}
-            return error_response(exc, headers=headers)
+            return dialect.error(exc, headers=headers)
         self.metrics.compressions.inc("fail-open")
         self.metrics.fail_open.inc()
         self.metrics.compression_seconds.observe(seconds)

@@ -19,9 +19,10 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``proxy`` to an ``argparse`` sub-parser group; the handler is ``args.func(args, out, err) -> int``."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "proxy",
-        help="serve an OpenAI-compatible proxy that compresses chat requests",
-        description="Serve an OpenAI-compatible proxy on HOST:PORT that compresses /v1/chat/completions requests "
-        "and forwards every /v1/* request to UPSTREAM (the base URL an OpenAI SDK would use, with its /v1).",
+        help="serve an OpenAI/Anthropic-compatible proxy that compresses chat requests",
+        description="Serve a proxy on HOST:PORT that compresses /v1/chat/completions, /v1/messages (Anthropic) and "
+        "/v1/responses requests and forwards every /v1/* request to UPSTREAM (the base URL an SDK would use, "
+        "with its /v1).",
     )
     p.add_argument("--upstream", help="upstream base URL, e.g. https://api.openai.com/v1 (required unless in --config)")
     p.add_argument("--host", help="address to bind (default: 127.0.0.1; use 0.0.0.0 only behind your own auth)")

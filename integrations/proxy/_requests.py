@@ -24,6 +24,7 @@ _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", 
 __all__ = [
     "Options",
     "Outcome",
+    "check_body",
     "check_chat",
     "check_path",
     "check_str",
@@ -202,8 +203,9 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def check_chat(payload: Any) -> list[dict[str, Any]]:
-    """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
+def check_body(payload: Any) -> dict[str, Any]:
+    """The body of any compressed route (chat, Anthropic messages, Responses): a JSON object, not nested too deep,
+    whose ``model`` and ``stream``, when present, are a string and a boolean."""
     if not isinstance(payload, dict):
         raise RequestError(f"the body must be a JSON object, not {type_name(payload)}", code="invalid_type")
     if _deeper_than(payload, MAX_DEPTH):
@@ -215,7 +217,12 @@ def check_chat(payload: Any) -> list[dict[str, Any]]:
             raise RequestError(
                 f"{name} has the wrong type: {type_name(payload[name])}", param=name, code="invalid_type"
             )
-    messages = payload.get("messages")
+    return payload
+
+
+def check_chat(payload: Any) -> list[dict[str, Any]]:
+    """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
+    messages = check_body(payload).get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a non-empty array", param="messages", code="invalid_type")
     for i, m in enumerate(messages):

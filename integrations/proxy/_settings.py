@@ -23,6 +23,12 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
 
     [routes."/v1/chat/completions"]          # per-route defaults (path → settings)
     budget = 3000
+
+    [routes."/v1/messages"]                  # Anthropic Messages: compressed by default, as is /v1/responses
+    budget = 4000                            # (compress = false passes a route through untouched)
+
+    [routes."/v1/gateway/chat"]              # any other path reads as chat completions unless it names a dialect:
+    dialect = "anthropic"                    # chat, anthropic or responses
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -41,7 +49,11 @@ from promptzip._types import Budget
 __all__ = [
     "CHAT_COMPLETIONS",
     "DEFAULT_RATE",
+    "DIALECT_PATHS",
+    "MESSAGES",
+    "RESPONSES",
     "SCOPES",
+    "DialectName",
     "ProxySettings",
     "RouteSettings",
     "Scope",
@@ -51,6 +63,14 @@ __all__ = [
 ]
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
+MESSAGES = "/v1/messages"  # Anthropic Messages API
+RESPONSES = "/v1/responses"  # OpenAI Responses API
+DialectName = Literal["chat", "anthropic", "responses"]
+"""How a compressed route's body is read: OpenAI chat completions, Anthropic Messages, or OpenAI Responses."""
+DIALECT_PATHS: Mapping[str, DialectName] = MappingProxyType(
+    {CHAT_COMPLETIONS: "chat", MESSAGES: "anthropic", RESPONSES: "responses"}
+)
+"""The routes compressed by default, and the dialect of each (any other configured route reads as ``chat``)."""
 DEFAULT_RATE = 0.5
 MiB = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -75,10 +95,12 @@ def _check_budget_pair(budget: int | None, rate: float | None) -> None:
 
 
 class RouteSettings(_Frozen):
-    """Defaults for one path; ``None`` inherits the top-level value. ``compress`` marks an OpenAI chat-completions
-    endpoint whose POST body is compressed; other paths are passed through untouched."""
+    """Defaults for one path; ``None`` inherits the top-level value. ``compress`` marks an endpoint whose POST body
+    is compressed; other paths are passed through untouched. ``dialect`` says how its body reads (``None``: by the
+    path, see ``DIALECT_PATHS``, else ``chat``)."""
 
     compress: bool = True
+    dialect: DialectName | None = None
     budget: int | None = Field(default=None, gt=0)
     rate: float | None = Field(default=None, gt=0, le=1)
     preset: str | None = None
@@ -162,7 +184,7 @@ class ProxySettings(_Frozen):
     io_threads: int = Field(default=16, gt=0)
     trust_env: bool = False
     warmup: bool = False
-    routes: dict[str, RouteSettings] = Field(default_factory=lambda: {CHAT_COMPLETIONS: RouteSettings()})
+    routes: dict[str, RouteSettings] = Field(default_factory=lambda: dict.fromkeys(DIALECT_PATHS, RouteSettings()))
 
     @field_validator("upstream")
     @classmethod
@@ -207,7 +229,7 @@ class ProxySettings(_Frozen):
         for path in value:
             if not path.startswith("/v1/") or "?" in path or "/../" in path + "/" or "/./" in path + "/":
                 raise ValueError(f"a route is a plain path under /v1/, got {path!r}")
-        return {CHAT_COMPLETIONS: RouteSettings(), **value}
+        return {**dict.fromkeys(DIALECT_PATHS, RouteSettings()), **value}
 
     @model_validator(mode="after")
     def _one_budget(self) -> ProxySettings:

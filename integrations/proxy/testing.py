@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible upstream with faults on demand, for testing the proxy (or a deployment of it).
+"""A fake OpenAI- and Anthropic-compatible upstream with faults on demand, for testing the proxy (or a deployment).
 
 :class:`FakeUpstream` is a real HTTP/1.1 server on 127.0.0.1 (asyncio, in a background thread), written at the
 socket level so that it can also misbehave the ways real upstreams do::
@@ -11,8 +11,9 @@ socket level so that it can also misbehave the ways real upstreams do::
 Each request is answered according to its ``x-fake-mode`` header (the proxy forwards it like any header), else
 the server's ``mode``:
 
-``ok``            a chat completion (SSE chunks when the body says ``"stream": true``), a model list for
-                  ``GET /v1/models``, and a JSON echo for anything else
+``ok``            a chat completion, an Anthropic message (``POST /v1/messages``) or a Responses response
+                  (``POST /v1/responses``), each as its API's SSE events when the body says ``"stream": true``;
+                  a model list for ``GET /v1/models``, and a JSON echo for anything else
 ``slow:S``        the same after S seconds
 ``status:N``      status N with an OpenAI-style JSON error body
 ``garbage``       200, ``content-type: application/json``, and bytes that are not JSON
@@ -182,8 +183,9 @@ class FakeUpstream:
             return True
         payload = _json_or_none(request.body)
         stream = isinstance(payload, dict) and payload.get("stream") is True
-        if request.target.startswith("/v1/chat/completions") and stream:
-            await self._stream(writer, payload, reset=name == "reset")
+        api = next((a for a in _STREAMS if request.target.startswith(a)), None)
+        if api is not None and stream:
+            await self._stream(writer, api, reset=name == "reset")
             return name != "reset"
         await _send(writer, 200, json.dumps(_answer_for(request, payload)).encode(), "application/json", self._extra())
         return True
@@ -191,14 +193,16 @@ class FakeUpstream:
     def _extra(self) -> bytes:
         return "".join(f"{k}: {v}\r\n" for k, v in self.headers).encode("latin-1")
 
-    async def _stream(self, writer: asyncio.StreamWriter, payload: Any, *, reset: bool) -> None:
+    async def _stream(self, writer: asyncio.StreamWriter, api: str, *, reset: bool) -> None:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
         head += self._extra() + b"\r\n"
         writer.write(head)
-        for i in range(2 if reset else self.chunks):
-            event = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
-            event["choices"] = [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]
-            _chunk(writer, b"data: " + json.dumps(event).encode() + b"\n\n")
+        before, deltas, after = _STREAMS[api](self.chunks)
+        named = api != "/v1/chat/completions"  # Anthropic and Responses name each event after its type
+        for event in before:
+            _chunk(writer, _sse(event, named))
+        for event in deltas[:2] if reset else deltas:
+            _chunk(writer, _sse(event, named))
             await writer.drain()
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
@@ -207,12 +211,72 @@ class FakeUpstream:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
             return
-        done = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
-        done["choices"] = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
-        _chunk(writer, b"data: " + json.dumps(done).encode() + b"\n\n")
-        _chunk(writer, b"data: [DONE]\n\n")
+        for event in after:
+            _chunk(writer, _sse(event, named))
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+
+def _sse(data: dict[str, Any] | str, named: bool) -> bytes:
+    head = f"event: {data['type']}\n" if named and isinstance(data, dict) else ""
+    return f"{head}data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+_Stream = tuple[list[Any], list[Any], list[Any]]  # events before the text, one per text delta, events after
+
+
+def _chat_stream(n: int) -> _Stream:
+    chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
+    deltas = [
+        {**chunk, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]} for i in range(n)
+    ]
+    return [], deltas, [{**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, "[DONE]"]
+
+
+def _anthropic_stream(n: int) -> _Stream:
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    deltas = [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"part{i} "}}
+        for i in range(n)
+    ]
+    stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+    after = [
+        {"type": "content_block_stop", "index": 0},
+        {**stop, "usage": {"output_tokens": n}},
+        {"type": "message_stop"},
+    ]
+    return [{"type": "message_start", "message": _message("")}, block], deltas, after
+
+
+def _responses_stream(n: int) -> _Stream:
+    where = {"item_id": "msg_fake", "output_index": 0, "content_index": 0, "logprobs": []}
+    deltas = [
+        {"type": "response.output_text.delta", "sequence_number": i + 1, "delta": f"part{i} ", **where}
+        for i in range(n)
+    ]
+    text = "".join(f"part{i} " for i in range(n))
+    created = {"type": "response.created", "sequence_number": 0, "response": _response("", "in_progress")}
+    return [created], deltas, [{"type": "response.completed", "sequence_number": n + 1, "response": _response(text)}]
+
+
+_STREAMS = {"/v1/chat/completions": _chat_stream, "/v1/messages": _anthropic_stream, "/v1/responses": _responses_stream}
+
+
+def _message(text: str) -> dict[str, Any]:
+    """An Anthropic Messages API reply."""
+    content = [{"type": "text", "text": text}] if text else []
+    usage = {"input_tokens": 0, "output_tokens": 3 if text else 0}
+    reply = {"id": "msg_fake", "type": "message", "role": "assistant", "model": "fake", "content": content}
+    return {**reply, "stop_reason": "end_turn" if text else None, "stop_sequence": None, "usage": usage}
+
+
+def _response(text: str, status: str = "completed") -> dict[str, Any]:
+    """An OpenAI Responses API reply."""
+    part = {"type": "output_text", "text": text, "annotations": []}
+    output = [{"type": "message", "id": "msg_fake", "status": status, "role": "assistant", "content": [part]}]
+    reply = {"id": "resp_fake", "object": "response", "created_at": 0, "model": "fake", "status": status}
+    usage = {"input_tokens": 0, "output_tokens": 3, "total_tokens": 3}
+    return {**reply, "output": output if text else [], "tool_choice": "auto", "tools": [], "usage": usage}
 
 
 def _json_or_none(body: bytes) -> Any:
@@ -244,9 +308,26 @@ def _answer_for(request: Recorded, payload: Any) -> dict[str, Any]:
             ],
             "usage": {"prompt_tokens": chars // 4, "completion_tokens": 3, "total_tokens": chars // 4 + 3},
         }
+    if request.target.startswith(("/v1/messages", "/v1/responses")) and isinstance(payload, dict):
+        texts = _texts([payload.get(k) for k in ("system", "messages", "instructions", "input")])
+        summary = f"{len(texts)} texts, {sum(map(len, texts))} characters"
+        return _message(summary) if request.target.startswith("/v1/messages") else _response(summary)
     if request.method == "GET" and request.target.split("?")[0] == "/v1/models":
         return {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]}
     return {"method": request.method, "target": request.target, "body_bytes": len(request.body)}
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string under a ``text``, ``content``, ``output``, ``system``, ``instructions`` or ``input`` key, or a
+    top-level string: what an Anthropic or Responses body says, whatever its shape."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    if isinstance(value, dict):
+        keys = ("text", "content", "output")
+        return [t for k in keys for t in _texts(value.get(k))]
+    return []
 
 
 def _chunk(writer: asyncio.StreamWriter, data: bytes) -> None:

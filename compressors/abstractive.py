@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from promptzip._cache import Cache, NullCache, decode_json, encode_json, make_key
 from promptzip._errors import ConfigError, InputError, PromptZipError
+from promptzip._fingerprint import derived_fingerprint
 from promptzip._pipeline import record_timing
 from promptzip._roles import Compressor
 from promptzip._split import sentence_spans
@@ -278,10 +279,7 @@ class AbstractiveCompressor(Compressor):
 
     @property
     def fingerprint(self) -> str:
-        return (
-            f"abstractive({self.inner.fingerprint},{self.summarizer.fingerprint},targets={self.targets},"
-            f"k={self.max_chunks},min={self.min_chunk_tokens},d={self.discount},q={self.query_focused})"
-        )
+        return derived_fingerprint(self)
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
         groups = [list(g) for g in self.inner.propose(chunks, query, tokenizer)]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from promptzip._fingerprint import derived_fingerprint
 from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant
 from promptzip._split import sentence_spans
 from promptzip._tokenizers import Tokenizer
@@ -34,7 +35,7 @@ class DemonstrationCompressor(Compressor):
 
     @property
     def fingerprint(self) -> str:
-        return f"demonstrations({self.scorer.fingerprint},s={self.sharpness},p={self.partial_value})"
+        return derived_fingerprint(self)
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
         relevance = np.asarray(self.scorer.score(chunks, query), dtype=np.float64)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from promptzip._errors import ConfigError
+from promptzip._fingerprint import derived_fingerprint
 from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant, span_chunks
 from promptzip._split import sentence_spans
 from promptzip._tokenizers import Tokenizer
@@ -99,12 +100,7 @@ class ExtractiveCompressor(Compressor):
 
     @property
     def fingerprint(self) -> str:
-        return (
-            f"extractive({self.scorer.fingerprint},s={self.sharpness},v={self.max_variants},"
-            f"min={self.min_relevance},dedup={self.dedup}:{self.dedup_threshold},cw={self.chunk_weight},x={self.expand},"
-            f"a={self.anaphora},"
-            f"cl={self.clauses}:{self.clause_min_chars}:{self.clause_sentences}:{self.clause_single}:ctx)"
-        )
+        return derived_fingerprint(self)
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
         sentences: list[Chunk] = []

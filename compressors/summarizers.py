@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from promptzip._deadline import check, remaining
 from promptzip._errors import ConfigError, InputError, UpstreamError, check_int
+from promptzip._fingerprint import derived_fingerprint
 
 __all__ = ["PROMPT_VERSION", "LocalSummarizer", "OpenAISummarizer", "Summarizer", "summary_messages"]
 
@@ -111,7 +112,7 @@ class LocalSummarizer(Summarizer):
 
     @property
     def fingerprint(self) -> str:
-        return f"local:{self.model}:greedy:slack={self.slack}:p{PROMPT_VERSION}"
+        return derived_fingerprint(self, skip=("threads",), values={"prompt": PROMPT_VERSION})
 
     def _load(self) -> tuple[Any, Any, bool]:
         from promptzip._causal_lm import causal_lm_folder, load_causal_lm
@@ -236,7 +237,12 @@ class OpenAISummarizer(Summarizer):
     @property
     def fingerprint(self) -> str:
         extra = json.dumps(self.extra_body, sort_keys=True, default=str)
-        return f"openai:{_safe_url(self.base_url)}:{self.model}:t0:slack={self.slack}:{extra}:p{PROMPT_VERSION}"
+        # the key, where it is read from and the timeout change no summary; the URL without its credentials
+        return derived_fingerprint(
+            self,
+            skip=("api_key", "api_key_env", "timeout"),
+            values={"base_url": _safe_url(self.base_url), "extra_body": extra, "prompt": PROMPT_VERSION},
+        )
 
     def _key(self) -> str | None:
         if self._api_key is not None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from promptzip._cache import Cache, NullCache
 from promptzip._errors import ConfigError, InputError
+from promptzip._fingerprint import derived_fingerprint
 from promptzip._roles import Compressor, TokenScorer, drop_variant, keep_variant
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Span, TokenScores, Variant
@@ -67,8 +68,7 @@ class TokenPruneCompressor(Compressor):
 
     @property
     def fingerprint(self) -> str:
-        fp = getattr(self.scorer, "fingerprint", self.scorer.name)
-        return f"token-prune({fp},rates={self.rates},force={self.force_tokens},cond={self.conditioned})"
+        return derived_fingerprint(self)
 
     def token_scores(self, texts: Sequence[str], question: str | None = None) -> list[TokenScores]:
         """Cached token scores of ``texts`` (``question`` is used only in the conditioned mode)."""
@@ -166,11 +166,7 @@ class PrunedExtractiveCompressor(Compressor):
 
     @property
     def fingerprint(self) -> str:
-        fp = getattr(self.scorer, "fingerprint", self.scorer.name)
-        return (
-            f"pruned-extractive({self.extractive.fingerprint},{fp},rates={self.rates},"
-            f"force={self.force_tokens},v={self.max_pruned_variants})"
-        )
+        return derived_fingerprint(self)
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
         groups = self.extractive.propose(chunks, query, tokenizer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from promptzip._fingerprint import derived_fingerprint
 from promptzip._roles import Scorer
 from promptzip._types import Chunk
 
@@ -52,4 +53,4 @@ class HybridScorer(Scorer):
 
     @property
     def fingerprint(self) -> str:
-        return f"hybrid({self.dense.fingerprint},{self.sparse.fingerprint},w={self.weight})"
+        return derived_fingerprint(self)

@@ -24,6 +24,7 @@ from typing import Any
 
 from promptzip._deadline import check
 from promptzip._errors import ConfigError, InputError, check_int
+from promptzip._fingerprint import derived_fingerprint
 from promptzip._models import load_hf_folder, load_once, resolve_model
 from promptzip._precision import int8_model, precision_tag
 from promptzip._roles import Retriever, Scorer, span_chunks
@@ -193,7 +194,7 @@ class RerankedScorer(Scorer):
 
     @property
     def fingerprint(self) -> str:
-        return f"reranked({self.first.fingerprint},{self.reranker.fingerprint},k={self.top_k},w={self.weight})"
+        return derived_fingerprint(self)
 
     def _score(self, chunks: Sequence[Chunk], query: str | None) -> Sequence[float]:
         return self._rerank(chunks, self.first.score(chunks, query), query)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from promptzip._fingerprint import derived_fingerprint
 from promptzip._roles import Scorer
 from promptzip._types import Chunk
 
@@ -78,4 +79,4 @@ class BM25Scorer(Scorer):
 
     @property
     def fingerprint(self) -> str:
-        return f"bm25(k1={self.k1},b={self.b})"
+        return derived_fingerprint(self)

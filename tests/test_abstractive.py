@@ -420,3 +420,20 @@ def test_a_cut_off_generation_ends_at_its_last_finished_sentence_or_clause() -> 
         "The total was $12,480.50, for 320 units."
     )
     assert _last_full_sentence("for a total") == "for a total"
+
+
+def test_a_chosen_summary_reaches_the_chat_messages() -> None:
+    """Issue 18's first bug: the message path rebuilds each message from the pipeline's per-source output, so a
+    summary (which keeps no span of its source) arrives instead of an empty message."""
+    zipper = _zipper(Scripted())
+    messages = [{"role": "user", "content": f"Context:\n{DOC}\n\nQuestion: {QUESTION}"}]
+    for budget in range(30, 200, 3):
+        r = zipper.compress_messages(messages, budget=budget)
+        assert r.tokens_out <= budget
+        summaries = [c.text for c in r.chunks if c.kind.startswith("summary")]
+        if summaries:
+            assert r.messages is not None
+            assert all(text and text in r.messages[0]["content"] for text in summaries)
+            assert r.messages[0]["content"].endswith(f"Question: {QUESTION}")
+            return
+    raise AssertionError("no budget in range made the summary win: the test does not reach its case")

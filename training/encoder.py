@@ -233,7 +233,9 @@ def write_artifact(
         "training": {
             "steps": len(losses),
             "planned_steps": fit.planned_steps,
-            "stopped_early": len(losses) < min(fit.planned_steps, config.stop_after or fit.planned_steps),
+            # The run's own account of where it stopped: the schedule's end, stop_after, or the max_minutes limit.
+            "stopped_early": len(losses) < fit.planned_steps,
+            "stop_reason": _stop_reason(len(losses), fit.planned_steps, config.stop_after),
             "first_loss": round(float(np.mean(losses[:50])), 4),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "loss_every_100": [round(float(np.mean(losses[i : i + 100])), 4) for i in range(0, len(losses), 100)],
@@ -282,3 +284,11 @@ def _data_record(groups: Sequence[QuestionGroup], config: EncoderTrainConfig) ->
         "left_out": f"new_wiki articles over {config.tuning_min_chars:,} characters (tuning text)",
         "never_used": "SQuAD v1.1 dev (the reported eval set)",
     }
+
+
+def _stop_reason(steps: int, planned: int, stop_after: int | None) -> str | None:
+    if steps >= planned:
+        return None
+    if stop_after is not None and steps >= stop_after:
+        return f"stop_after={stop_after}"
+    return "max_minutes"

@@ -13,10 +13,10 @@ scorer's by that factor only). The saved index records a fingerprint of the toke
 folder whose terms would no longer match.
 
 ``bm25s`` builds an index in one pass and cannot add or remove documents, so ``add`` and ``delete`` mark the
-index stale and the next query (or ``save``) rebuilds it from the kept term lists. Measured on 2 busy cores with
-100k paragraph-sized chunks: tokenizing them on ``add`` 11 s (once), a rebuild 6 s, a query 0.4 ms; so add in
-batches rather than one chunk at a time between queries. Only chunks that share at least one
-term with the query are returned (a zero BM25 score is no evidence), so ``retrieve`` may return fewer than ``k``.
+index stale and the next query (or ``save``) rebuilds it from the kept term lists. A rebuild costs far more than a
+query (``evals/results/retrieval.md``), so add in batches rather than one chunk at a time between queries. Only
+chunks that share at least one term with the query are returned (a zero BM25 score is no evidence), so
+``retrieve`` may return fewer than ``k``.
 """
 
 from __future__ import annotations

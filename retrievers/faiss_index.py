@@ -5,11 +5,11 @@ Vectors are unit-normalized and searched by inner product, so a score is the cos
 Index type, by corpus size (:class:`IndexSpec`, ``kind="auto"``):
 
 * **flat** (``IndexFlatIP``) below ``ann_threshold`` (50,000 chunks): exact, no training, no build cost, deletes
-  in place. Brute force over 50k × 384 floats is a few milliseconds a query on one core, below the encoder's
-  own cost for the query (~10-40 ms), so an approximate index would buy nothing there.
-* **HNSW** (``IndexHNSWFlat``, ``M=32``, ``efSearch=64``) from ``ann_threshold`` on. Measured at 100k chunks
-  (``evals/results/retrieval.md``, 2 busy cores): 0.24 ms p50 a query against 14 ms for flat, recall@10 1.000 on
-  clustered vectors, for ~18% more memory (``2·M`` int32 links per 1.5 KB vector) and a slow build (~85 s).
+  in place. Brute force at that size costs less than encoding the query, so an approximate index would buy
+  nothing there.
+* **HNSW** (``IndexHNSWFlat``, ``M=32``, ``efSearch=64``) from ``ann_threshold`` on: much faster queries than flat at
+  the same recall@10, for more memory (``2·M`` int32 links per vector) and a slow build (figures in
+  ``evals/results/retrieval.md``).
   Unlike IVF it needs no training, so incremental adds keep their quality (IVF's centroids would be fitted to
   whatever corpus existed when it was trained) and nothing needs a representative sample up front. HNSW cannot
   remove vectors, so ``delete`` marks them (tombstones filtered out at search time by an ``IDSelector``) and the

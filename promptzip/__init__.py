@@ -58,6 +58,7 @@ __all__ = [
     "Zipper",
     "__version__",
     "acompress",
+    "acompress_messages",
     "compress",
     "compress_call",
     "compress_demonstrations",
@@ -95,32 +96,47 @@ def compress(
     *,
     question: str | None = None,
     instruction: str | None = None,
-    budget: Budget | int | float | None = None,
+    budget: Budget | int | None = None,
     rate: float | None = None,
     target: str | Tokenizer = "gpt-4o",
     preset: str = "fast",
     cache: str | Cache | None = None,
     reorder: str | None = None,
+    query: str | None = None,
 ) -> Result:
-    """Compress ``context`` for ``question`` so that the prompt fits ``budget`` tokens of ``target``.
+    """Compress ``context`` for ``question`` so that the prompt fits ``budget`` tokens of ``target`` (``rate``: the
+    kept fraction of the input's tokens). ``query`` is scored against but not placed in the prompt.
 
-    Uses one shared :class:`Zipper` per (preset, target, cache) in the process.
+    Uses the process's shared :class:`Zipper` for (preset, target, cache) (:mod:`promptzip._pool`).
     """
     return _shared(preset, target, cache).compress(
-        context, question=question, instruction=instruction, budget=budget, rate=rate, reorder=reorder
+        context, question=question, instruction=instruction, budget=budget, rate=rate, reorder=reorder, query=query
     )
 
 
-async def acompress(context: Context, **kwargs: Any) -> Result:
+async def acompress(
+    context: Context,
+    *,
+    question: str | None = None,
+    instruction: str | None = None,
+    budget: Budget | int | None = None,
+    rate: float | None = None,
+    target: str | Tokenizer = "gpt-4o",
+    preset: str = "fast",
+    cache: str | Cache | None = None,
+    reorder: str | None = None,
+    query: str | None = None,
+) -> Result:
     """Async :func:`compress` (runs in a worker thread)."""
-    preset, target, cache = kwargs.pop("preset", "fast"), kwargs.pop("target", "gpt-4o"), kwargs.pop("cache", None)
-    return await _shared(preset, target, cache).acompress(context, **kwargs)
+    return await _shared(preset, target, cache).acompress(
+        context, question=question, instruction=instruction, budget=budget, rate=rate, reorder=reorder, query=query
+    )
 
 
 def compress_messages(
     messages: Sequence[Mapping[str, Any]],
     *,
-    budget: Budget | int | float | None = None,
+    budget: Budget | int | None = None,
     rate: float | None = None,
     target: str | Tokenizer = "gpt-4o",
     preset: str = "fast",
@@ -131,5 +147,22 @@ def compress_messages(
     """Compress the context of a chat wherever it sits (system, user, earlier turns, tool results; ``scope="history"``:
     earlier turns only); ``Result.messages`` holds the compressed messages."""
     return _shared(preset, target, cache).compress_messages(
+        messages, budget=budget, rate=rate, question=question, scope=scope
+    )
+
+
+async def acompress_messages(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    budget: Budget | int | None = None,
+    rate: float | None = None,
+    target: str | Tokenizer = "gpt-4o",
+    preset: str = "fast",
+    cache: str | Cache | None = None,
+    question: str | None = None,
+    scope: str = "all",
+) -> Result:
+    """Async :func:`compress_messages` (runs in a worker thread)."""
+    return await _shared(preset, target, cache).acompress_messages(
         messages, budget=budget, rate=rate, question=question, scope=scope
     )

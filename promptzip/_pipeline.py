@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 import time
 from collections import Counter
@@ -121,7 +122,7 @@ class Zipper:
         *,
         question: str | None = None,
         instruction: str | None = None,
-        budget: Budget | int | float | None = None,
+        budget: Budget | int | None = None,
         rate: float | None = None,
         reorder: str | None = None,
         query: str | None = None,
@@ -141,15 +142,36 @@ class Zipper:
             raise ConfigError("give either question= (scored and kept) or query= (scored only), not both")
         return self._run(sources, question, instruction, spec, reorder or self.reorder, query=query)
 
-    async def acompress(self, context: Context, **kwargs: Any) -> Result:
+    async def acompress(
+        self,
+        context: Context,
+        *,
+        question: str | None = None,
+        instruction: str | None = None,
+        budget: Budget | int | None = None,
+        rate: float | None = None,
+        reorder: str | None = None,
+        query: str | None = None,
+    ) -> Result:
         """``compress`` in a worker thread, so the event loop keeps serving while models run."""
-        return await asyncio.to_thread(self.compress, context, **kwargs)
+        return await asyncio.to_thread(
+            functools.partial(
+                self.compress,
+                context,
+                question=question,
+                instruction=instruction,
+                budget=budget,
+                rate=rate,
+                reorder=reorder,
+                query=query,
+            )
+        )
 
     def compress_messages(
         self,
         messages: Sequence[Mapping[str, Any]],
         *,
-        budget: Budget | int | float | None = None,
+        budget: Budget | int | None = None,
         rate: float | None = None,
         question: str | None = None,
         scope: str = "all",
@@ -165,7 +187,7 @@ class Zipper:
         self,
         prompt: str | bytes,
         *,
-        budget: Budget | int | float | None = None,
+        budget: Budget | int | None = None,
         rate: float | None = None,
         question: str | None = None,
     ) -> Result:
@@ -176,8 +198,21 @@ class Zipper:
 
         return compress_prompt(self, prompt, Budget.coerce(budget, rate=rate), question=question)
 
-    async def acompress_messages(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Result:
-        return await asyncio.to_thread(self.compress_messages, messages, **kwargs)
+    async def acompress_messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        budget: Budget | int | None = None,
+        rate: float | None = None,
+        question: str | None = None,
+        scope: str = "all",
+    ) -> Result:
+        """``compress_messages`` in a worker thread."""
+        return await asyncio.to_thread(
+            functools.partial(
+                self.compress_messages, messages, budget=budget, rate=rate, question=question, scope=scope
+            )
+        )
 
     # ---------------------------------------------------------------------------------------------- internals
     def assemble(self, *parts: str) -> str:

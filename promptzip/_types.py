@@ -94,7 +94,9 @@ class Budget:
 
     @classmethod
     def coerce(cls, value: Budget | int | float | None = None, *, rate: float | None = None) -> Budget:
-        """Accept a ``Budget``, an int (tokens) or a float in (0, 1) (rate)."""
+        """Accept a ``Budget`` or an int number of tokens as ``value``, or the kept fraction as ``rate``. A float
+        ``value`` is an error that gives the right spelling: ``budget=1`` and ``budget=1.0`` must not mean one token
+        and everything."""
         if isinstance(value, Budget):
             if rate is not None:
                 raise BudgetError("give either budget= or rate=, not both")
@@ -110,9 +112,9 @@ class Budget:
         if isinstance(value, int):
             return cls(tokens=value)
         if isinstance(value, float):
-            if value.is_integer() and value > 1:
-                return cls(tokens=int(value))
-            return cls(rate=value)
+            spelling = f"rate={value!r}" if 0.0 < value <= 1.0 else f"budget={int(value)}" if value > 1 else None
+            hint = f"; did you mean {spelling}?" if spelling else ""
+            raise BudgetError(f"budget={value!r} is a float: a budget is an int number of tokens{hint}")
         raise BudgetError(f"cannot use {type(value).__name__} as a budget")
 
     def resolve(self, tokens_in: int) -> int:
@@ -166,6 +168,9 @@ class ChunkResult:
     text: str = ""  # the chosen variant's text as it appears in the output ("" when dropped)
 
 
+_PREVIEW = 60  # characters of Result.text that its repr shows
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """What a compression returns.
@@ -195,6 +200,17 @@ class Result:
     outputs: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     regions: int = 0
     regions_compressed: int = 0
+
+    def __repr__(self) -> str:
+        # The generated repr printed every chunk and the whole text (~10k characters for one article); this one
+        # fits a line: the numbers, the decision, how many chunks (and messages), and the start of the text.
+        preview = self.text if len(self.text) <= _PREVIEW else self.text[: _PREVIEW - 1] + "…"
+        messages = f", messages={len(self.messages)}" if self.messages is not None else ""
+        return (
+            f"Result(tokens_in={self.tokens_in}, tokens_out={self.tokens_out}, budget={self.budget}, "
+            f"ratio={self.ratio:.1f}, decision={self.decision!r}, chunks={len(self.chunks)}{messages}, "
+            f"text={preview!r} ({len(self.text)} chars))"
+        )
 
     @property
     def ratio(self) -> float:

@@ -193,3 +193,33 @@ def test_document_tags_count_once_per_kept_source_and_the_choice_fits(available:
     cost = sum(v.tokens + 1 for v in kept) + 20 * len(opened)
     assert cost <= available
     assert len(opened) == min(3, available // 31)  # one best sentence + its tags per source, as many as fit
+
+
+def test_the_top_level_functions_take_what_the_zipper_methods_take() -> None:
+    """Same keyword parameters (less the ones that pick the shared Zipper), typed, no **kwargs."""
+    import inspect
+
+    picks = {"target", "preset", "cache"}
+    pairs = [
+        (pz.compress, pz.Zipper.compress),
+        (pz.acompress, pz.Zipper.acompress),
+        (pz.compress_messages, pz.Zipper.compress_messages),
+        (pz.acompress_messages, pz.Zipper.acompress_messages),
+    ]
+    for top, method in pairs:
+        top_params = inspect.signature(top).parameters
+        assert all(p.kind is not p.VAR_KEYWORD for p in top_params.values()), top.__name__
+        assert set(top_params) - picks == set(inspect.signature(method).parameters) - {"self"}, top.__name__
+
+
+def test_async_top_level_functions_compress_like_the_sync_ones() -> None:
+    import asyncio
+
+    text = "The tower is 330 m tall. Bananas are yellow. The fair was in 1889."
+    sync = pz.compress(text, query="How tall is the tower?", budget=12, cache="memory", preset="fast")
+    done = asyncio.run(pz.acompress(text, query="How tall is the tower?", budget=12, cache="memory", preset="fast"))
+    assert done.context == sync.context
+    chat = [{"role": "user", "content": f"Context:\n{text}\n\nQuestion: How tall is the tower?"}]
+    assert asyncio.run(pz.acompress_messages(chat, budget=40, cache="memory")).messages == (
+        pz.compress_messages(chat, budget=40, cache="memory").messages
+    )

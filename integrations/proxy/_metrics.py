@@ -1,226 +1,168 @@
-"""Prometheus metrics in the text exposition format (0.0.4), written by hand.
+"""The proxy's Prometheus metrics, kept by ``prometheus_client``.
 
-Why not ``prometheus_client``: its metrics register in a process-global registry by default (two apps in one
-process collide, and create_app must hold no module state), and what the proxy needs — a few counters, a gauge
-and two histograms, rendered on scrape — is a hundred lines with no dependency. Each app owns one
-:class:`Metrics`; every update is guarded by one lock, so worker threads may update it too.
-:class:`ObserveMiddleware` counts and times every answer into it.
+Each app owns one :class:`Metrics`, and its metrics live in that object's own ``CollectorRegistry``: two apps in
+one process count apart, and ``create_app`` keeps no module state. The small wrappers below give the proxy one call
+shape for every metric (label values positional, ``amount=`` by keyword); the library's metrics are thread-safe,
+so worker threads may update them too. :class:`ObserveMiddleware` counts and times every answer into it.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Generic, TypeVar
 
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
+from prometheus_client import Counter as _Counter
+from prometheus_client import Gauge as _Gauge
+from prometheus_client import Histogram as _Histogram
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptzip.integrations.proxy._logs import access, note, request_line, request_notes
 
 __all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Metrics", "ObserveMiddleware"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# What generate_latest writes (the library's own exposition servers answer a plain scrape with this type too).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-Labels = tuple[str, ...]
+_K = TypeVar("_K", bound=MetricWrapperBase)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _Family(Generic[_K]):
+    """One library metric with the proxy's call shape: label values positional, in ``label_names`` order."""
 
+    def __init__(self, name: str, help: str, labels: Sequence[str], metric: _K) -> None:
+        self.name, self.help, self.label_names = name, help, tuple(labels)
+        self._metric: _K = metric
 
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    pairs = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        pairs.append(extra)
-    return "{" + ",".join(pairs) + "}" if pairs else ""
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str], lock: threading.Lock) -> None:
-        self.name, self.help, self.label_names, self._lock = name, help, tuple(labels), lock
-
-    def _key(self, labels: Sequence[str]) -> Labels:
+    def _check(self, labels: Sequence[str]) -> None:
         if len(labels) != len(self.label_names):
-            raise ValueError(f"{self.name} takes labels {self.label_names}, got {labels}")
-        return tuple(map(str, labels))
+            raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+    def _series(self, labels: Sequence[str]) -> _K:
+        self._check(labels)
+        return self._metric.labels(*labels) if labels else self._metric
 
-    def samples(self) -> list[str]:
-        raise NotImplementedError
+    def _read(self, sample: str, labels: Sequence[str]) -> float:
+        """The value of one sample, 0 for a series never updated (reading creates no series)."""
+        self._check(labels)
+        wanted = dict(zip(self.label_names, map(str, labels), strict=True))
+        for family in self._metric.collect():
+            for s in family.samples:
+                if s.name == sample and s.labels == wanted:
+                    return s.value
+        return 0.0
 
 
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str], lock: threading.Lock) -> None:
-        super().__init__(name, help, labels, lock)
-        self._values: dict[Labels, float] = {} if labels else {(): 0.0}
+class Counter(_Family[_Counter]):
+    def __init__(self, name: str, help: str, labels: Sequence[str], registry: CollectorRegistry) -> None:
+        super().__init__(name, help, labels, _Counter(name, help, labels, registry=registry))
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._series(labels).inc(amount)
 
     def value(self, *labels: str) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
+        return self._read(self.name, labels)
 
 
-class Gauge(Counter):
-    kind = "gauge"
+class Gauge(_Family[_Gauge]):
+    def __init__(self, name: str, help: str, labels: Sequence[str], registry: CollectorRegistry) -> None:
+        super().__init__(name, help, labels, _Gauge(name, help, labels, registry=registry))
+
+    def inc(self, *labels: str, amount: float = 1.0) -> None:
+        self._series(labels).inc(amount)
 
     def dec(self, *labels: str, amount: float = 1.0) -> None:
-        self.inc(*labels, amount=-amount)
+        self._series(labels).dec(amount)
+
+    def value(self, *labels: str) -> float:
+        return self._read(self.name, labels)
 
 
-class _Observed(_Metric):
-    """A metric read from elsewhere at scrape time (the cache's own counters)."""
-
-    def __init__(self, name: str, help: str, kind: str, read: Callable[[], float], lock: threading.Lock) -> None:
-        super().__init__(name, help, (), lock)
-        self.kind, self._read = kind, read
-
-    def samples(self) -> list[str]:
-        return [f"{self.name} {_number(self._read())}"]
-
-
-class Histogram(_Metric):
-    kind = "histogram"
-
+class Histogram(_Family[_Histogram]):
     def __init__(
         self,
         name: str,
         help: str,
         labels: Sequence[str],
-        lock: threading.Lock,
+        registry: CollectorRegistry,
         buckets: Iterable[float],
         *,
         note: str | None = None,
     ) -> None:
-        super().__init__(name, help, labels, lock)
         self.buckets = tuple(sorted(buckets))
+        super().__init__(name, help, labels, _Histogram(name, help, labels, registry=registry, buckets=self.buckets))
         self._note = note  # each value is also noted for the current request's log line under this name
-        self._counts: dict[Labels, list[int]] = {}
-        self._sums: dict[Labels, float] = {}
 
     def observe(self, value: float, *labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            counts = self._counts.setdefault(key, [0] * (len(self.buckets) + 1))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-            counts[-1] += 1
-            self._sums[key] = self._sums.get(key, 0.0) + value
+        self._series(labels).observe(value)
         if self._note is not None:
             note(self._note, value)
 
     def count(self, *labels: str) -> int:
-        with self._lock:
-            return self._counts.get(self._key(labels), [0])[-1]
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted((k, list(c), self._sums[k]) for k, c in self._counts.items())
-        out: list[str] = []
-        for key, counts, total in items:
-            for bound, n in zip((*self.buckets, math.inf), counts, strict=True):
-                le = 'le="' + _number(bound) + '"'
-                out.append(f"{self.name}_bucket{_labels(self.label_names, key, le)} {n}")
-            out.append(f"{self.name}_sum{_labels(self.label_names, key)} {_number(total)}")
-            out.append(f"{self.name}_count{_labels(self.label_names, key)} {counts[-1]}")
-        return out
+        return int(self._read(self.name + "_count", labels))
 
 
-_M = TypeVar("_M", bound=_Metric)
+class _CacheCounters:
+    """The cache's own hit, miss and error counters, read when scraped: the cache keeps them, not the proxy."""
+
+    FIELDS = (
+        ("hits", "Cache lookups that found a value"),
+        ("misses", "Cache lookups that found nothing (failures included)"),
+        ("errors", "Cache backend failures, each degraded to a miss or a skipped write"),
+    )
+
+    def __init__(self, prefix: str, read: Callable[[], dict[str, int]]) -> None:
+        self.prefix, self.read = prefix, read
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.read()
+        for field, help in self.FIELDS:
+            yield CounterMetricFamily(f"{self.prefix}cache_{field}_total", help, value=float(stats.get(field, 0)))
 
 
 class Metrics:
     """The proxy's metrics. ``cache_stats`` (set by the app once its cache exists) feeds the cache counters."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._metrics: list[_Metric] = []
+        self.registry = CollectorRegistry()
         self.cache_stats: Callable[[], dict[str, int]] = dict
-        p = "promptzip_proxy_"
-        self.requests = self._add(
-            Counter(p + "requests_total", "HTTP requests answered", ("route", "status"), self._lock)
+        p, r = "promptzip_proxy_", self.registry
+        self.requests = Counter(p + "requests_total", "HTTP requests answered", ("route", "status"), r)
+        self.request_seconds = Histogram(
+            p + "request_seconds", "Time to response headers", ("route",), r, LATENCY_BUCKETS
         )
-        self.request_seconds = self._add(
-            Histogram(p + "request_seconds", "Time to response headers", ("route",), self._lock, LATENCY_BUCKETS)
+        self.in_flight = Gauge(p + "requests_in_flight", "Requests being handled", (), r)
+        self.compressions = Counter(p + "compressions_total", "Chat requests by outcome", ("status",), r)
+        self.compression_seconds = Histogram(
+            p + "compression_seconds", "Time spent compressing", (), r, LATENCY_BUCKETS, note="compress_s"
         )
-        self.in_flight = self._add(Gauge(p + "requests_in_flight", "Requests being handled", (), self._lock))
-        self.compressions = self._add(
-            Counter(p + "compressions_total", "Chat requests by outcome", ("status",), self._lock)
+        self.tokens_in = Counter(p + "tokens_in_total", "Prompt tokens received", (), r)
+        self.tokens_out = Counter(p + "tokens_out_total", "Prompt tokens sent upstream", (), r)
+        self.tokens_saved = Counter(p + "tokens_saved_total", "Prompt tokens removed", (), r)
+        self.result_cache = Counter(p + "result_cache_total", "Whole-request compression cache lookups", ("result",), r)
+        self.upstream_errors = Counter(p + "upstream_errors_total", "Upstream failures by kind", ("kind",), r)
+        self.deadline_exceeded = Counter(p + "deadline_exceeded_total", "Compressions stopped at their deadline", (), r)
+        self.overloaded = Counter(
+            p + "overloaded_total", "Chats refused with 503: every compression slot was taken", (), r
         )
-        self.compression_seconds = self._add(
-            Histogram(
-                p + "compression_seconds", "Time spent compressing", (), self._lock, LATENCY_BUCKETS, note="compress_s"
-            )
+        self.single_flight = Counter(
+            p + "single_flight_total", "Chats that shared an identical chat's compression", (), r
         )
-        self.tokens_in = self._add(Counter(p + "tokens_in_total", "Prompt tokens received", (), self._lock))
-        self.tokens_out = self._add(Counter(p + "tokens_out_total", "Prompt tokens sent upstream", (), self._lock))
-        self.tokens_saved = self._add(Counter(p + "tokens_saved_total", "Prompt tokens removed", (), self._lock))
-        self.result_cache = self._add(
-            Counter(p + "result_cache_total", "Whole-request compression cache lookups", ("result",), self._lock)
+        self.queue = Gauge(p + "compressions_admitted", "Compressions running or waiting for a thread", (), r)
+        self.fail_open = Counter(
+            p + "fail_open_total", "Compressor failures answered by forwarding the original", (), r
         )
-        self.upstream_errors = self._add(
-            Counter(p + "upstream_errors_total", "Upstream failures by kind", ("kind",), self._lock)
-        )
-        self.deadline_exceeded = self._add(
-            Counter(p + "deadline_exceeded_total", "Compressions stopped at their deadline", (), self._lock)
-        )
-        self.overloaded = self._add(
-            Counter(p + "overloaded_total", "Chats refused with 503: every compression slot was taken", (), self._lock)
-        )
-        self.single_flight = self._add(
-            Counter(p + "single_flight_total", "Chats that shared an identical chat's compression", (), self._lock)
-        )
-        self.queue = self._add(
-            Gauge(p + "compressions_admitted", "Compressions running or waiting for a thread", (), self._lock)
-        )
-        self.fail_open = self._add(
-            Counter(p + "fail_open_total", "Compressor failures answered by forwarding the original", (), self._lock)
-        )
-        for field, help in (
-            ("hits", "Cache lookups that found a value"),
-            ("misses", "Cache lookups that found nothing (failures included)"),
-            ("errors", "Cache backend failures, each degraded to a miss or a skipped write"),
-        ):
-            self._add(_Observed(f"{p}cache_{field}_total", help, "counter", self._cache_reader(field), self._lock))
-
-    def _cache_reader(self, field: str) -> Callable[[], float]:
-        return lambda: float(self.cache_stats().get(field, 0))
-
-    def _add(self, metric: _M) -> _M:
-        self._metrics.append(metric)
-        return metric
+        # Read through self at each scrape: the app replaces cache_stats once its cache exists.
+        self.registry.register(_CacheCounters(p, lambda: self.cache_stats()))
 
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics:
-            lines += metric.header() + metric.samples()
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
 
 
 class ObserveMiddleware:

@@ -375,10 +375,25 @@ def readme_table(results: Mapping[str, Any], suite: str = "squad-qa") -> str:
         n = max(s.get("targets", s.get("items", 0)) for s in stats)
         middle = stats[len(stats) // 2].get("retention") or 0.0
         cells = " | ".join(_cell(s, entry["kind"]) for s in stats)
-        rows.append((-middle, name, f"| {_label(entry, name)} | {n} | {cells} |"))
+        rows.append((n, -middle, name, f"| {_label(entry, name)} | {n} | {cells} |"))
     head = "| method | n | " + " | ".join(f"{r:g}x" for r in ratios) + " |"
     rule = "|---|---:|" + "---:|" * len(ratios)
-    lines = [head, rule, *(line for _, _, line in sorted(rows))]
+    # Rows measured on fewer questions (the slow third-party baselines) get a table of their own: side by side
+    # with n=500 rows, their wide intervals read as a ranking they cannot support.
+    full = max((n for n, _, _, _ in rows), default=0)
+    lines = [head, rule, *(line for n, _, _, line in sorted(rows, key=lambda r: r[1:3]) if n == full)]
+    few = [(n, line) for n, _, _, line in sorted(rows, key=lambda r: r[1:3]) if n < full]
+    if few:
+        sizes = ", ".join(str(n) for n in sorted({n for n, _ in few}))
+        lines += [
+            "",
+            f"Slow third-party baselines, run on fewer questions (n = {sizes}): compare them on the paired table "
+            "in `evals/results/results.md`, not with the rows above.",
+            "",
+            head,
+            rule,
+            *(line for _, line in few),
+        ]
     note = _stale_note(entry)
     return "\n".join([*lines, "", note] if note else lines)
 

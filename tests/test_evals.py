@@ -377,3 +377,31 @@ def test_tune_measures_retention_on_training_text(capsys: pytest.CaptureFixture[
     assert all("10x" in line and "50x" in line and "n=3" in line for line in lines)
     with pytest.raises(SystemExit):
         tune.main(["--config", "bad={not json"])
+
+
+def test_rows_on_fewer_questions_get_a_table_of_their_own() -> None:
+    from promptzip.evals.report import readme_table
+
+    def stats(n: int, retention: float) -> dict[str, object]:
+        return {"items": n, "targets": n, "retention": retention, "retention_ci": [0.0, 1.0]}
+
+    def method(n: int, retention: float) -> dict[str, object]:
+        return {"by_ratio": {r: stats(n, retention) for r in ("10.0", "20.0", "50.0")}}
+
+    results = {
+        "suites": {
+            "squad-qa": {
+                "kind": "qa",
+                "ratios": [10.0, 20.0, 50.0],
+                "methods": {"ours": method(500, 0.9), "slow": method(8, 0.95), "plain": method(500, 0.5)},
+            }
+        }
+    }
+    table = readme_table(results)
+    main, _, rest = table.partition("Slow third-party baselines")
+    assert "| ours | 500 |" in main
+    assert "| plain | 500 |" in main
+    assert "slow" not in main  # a higher retention on 8 questions does not rank above the n=500 rows
+    assert "n = 8" in rest
+    assert "| slow | 8 |" in rest
+    assert main.index("| ours |") < main.index("| plain |")

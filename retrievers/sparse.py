@@ -5,6 +5,7 @@ Only the query's terms are counted, so the cost is one pass over the chunk text:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ STOPWORDS = frozenset(
 _SUFFIXES = ("ingly", "edly", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a request repeats its words many times; stemming them was the BM25 hot spot
 def _stem(word: str) -> str:
     if word.isdigit() or len(word) <= 3:
         return word
@@ -40,6 +42,11 @@ def _stem(word: str) -> str:
 def terms(text: str) -> list[str]:
     """Lower-cased, stop-word-free, lightly stemmed terms."""
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+@functools.lru_cache(maxsize=1 << 14)  # warm requests score the same sentences again: split and stem them once
+def _chunk_terms(text: str) -> tuple[str, ...]:
+    return tuple(terms(text))
 
 
 class BM25Scorer(Scorer):
@@ -61,7 +68,7 @@ class BM25Scorer(Scorer):
         tf = np.zeros((len(chunks), len(query_terms)), dtype=np.float32)
         lengths = np.zeros(len(chunks), dtype=np.float32)
         for row, chunk in enumerate(chunks):
-            words = terms(chunk.text)
+            words = _chunk_terms(chunk.text)
             lengths[row] = len(words)
             for w in words:
                 col = index.get(w)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +103,40 @@ def require_data(*names: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"eval data missing in CI ({', '.join(missing)}): `make data` should have fetched it")
     pytest.skip(f"data not fetched ({', '.join(missing)}): run `make data`")
+
+
+# ------------------------------------------------------------------------------------------------- the wheel
+def copy_source(dest: Path) -> Path:
+    """A clean copy of the source tree: a stale ``build/`` in the checkout must not leak into the wheel."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    top_level = {".git", ".venv", "build", "dist", ".hypothesis", ".stamps", "tests"}
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n == "__pycache__" or n.endswith((".egg-info", "_cache"))}
+        return skip | (top_level & set(names) if Path(folder) == root else set())
+
+    shutil.copytree(root, dest, ignore=ignore)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built once per session (``pip wheel``, no build isolation) from a clean copy of the source."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("wheel")
+    src, dist = copy_source(base / "src"), base / "dist"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), "."],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (built,) = dist.glob("promptzip-*.whl")
+    return built

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -44,18 +43,6 @@ def test_import_is_light(tmp_path: Path) -> None:
     assert not loaded & set(HEAVY), f"import promptzip pulled in {sorted(loaded & set(HEAVY))}"
 
 
-def _copy_source(dest: Path) -> Path:
-    """A clean copy of the source tree: a stale ``build/`` in the checkout must not leak into the wheel."""
-    top_level = {".git", ".venv", "build", "dist", ".hypothesis", ".stamps", "tests"}
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skip = {n for n in names if n == "__pycache__" or n.endswith((".egg-info", "_cache"))}
-        return skip | (top_level & set(names) if Path(folder) == ROOT else set())
-
-    shutil.copytree(ROOT, dest, ignore=ignore)
-    return dest
-
-
 def _module_names(files: list[str]) -> set[str]:
     names = set()
     for f in files:
@@ -68,19 +55,7 @@ def _module_names(files: list[str]) -> set[str]:
 
 
 @pytest.mark.slow
-def test_wheel_contents_and_imports(tmp_path: Path) -> None:
-    src = _copy_source(tmp_path / "src")
-    dist = tmp_path / "dist"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), "."],
-        cwd=src,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    (wheel,) = dist.glob("promptzip-*.whl")
+def test_wheel_contents_and_imports(tmp_path: Path, wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         files = zf.namelist()
         entry_points = next(zf.read(f).decode() for f in files if f.endswith(".dist-info/entry_points.txt"))

@@ -39,3 +39,18 @@ class Exploding(Compressor):
 def exploding(error: Exception) -> Any:
     """A Zipper factory whose Zippers raise ``error``."""
     return lambda preset, target, cache: Zipper(Exploding(error), target=target)
+
+
+# A long report whose year-12 sentence answers "How many ships in year 12?": the dialect tests' shared context.
+REPORT = " ".join(
+    f"Sentence {i} of the report says the harbour handled {i * 7} ships and {i * 3} storms that year."
+    for i in range(40)
+)
+
+
+def last_body(upstream: Any, route: str) -> dict[str, Any]:
+    """The JSON body of the upstream's last request, which must have gone to ``route``."""
+    last = upstream.requests[-1]
+    assert last.target == route
+    body: dict[str, Any] = last.json()
+    return body

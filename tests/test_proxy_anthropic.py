@@ -17,7 +17,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from proxy_helpers import bm25
+from proxy_helpers import REPORT, bm25, last_body
 from proxy_helpers import settings as proxy_settings
 from starlette.testclient import TestClient
 
@@ -30,10 +30,7 @@ from promptzip.integrations.proxy.testing import FakeUpstream
 ROUTE = "/v1/messages"
 INSTRUCTION = "Answer from the documents only."
 QUESTION = "How many ships in year 12?"
-TEXT = " ".join(
-    f"Sentence {i} of the report says the harbour handled {i * 7} ships and {i * 3} storms that year."
-    for i in range(40)
-)
+TEXT = REPORT
 KINDS = ["sweet", "green", "red", "tiny", "wild", "old", "new", "rare", "plain", "cheap"]
 BANANAS = " ".join(f"Bananas of the {k} kind are yellow fruit grown in warm countries." for k in KINDS * 2)
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo" * 40}}
@@ -67,10 +64,7 @@ def sdk(live: str) -> Iterator[Callable[..., anthropic.Anthropic]]:
 
 
 def sent(upstream: FakeUpstream) -> dict[str, Any]:
-    last = upstream.requests[-1]
-    assert last.target == ROUTE
-    body: dict[str, Any] = last.json()
-    return body
+    return last_body(upstream, ROUTE)
 
 
 def texts(body: dict[str, Any]) -> list[str]:

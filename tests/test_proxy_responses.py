@@ -17,6 +17,7 @@ import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from proxy_helpers import REPORT, last_body
 
 import promptzip as pz
 from promptzip.integrations.proxy._dialects import DIALECTS
@@ -26,10 +27,7 @@ from promptzip.integrations.proxy.testing import FakeUpstream
 ROUTE = "/v1/responses"
 INSTRUCTIONS = "Answer from the context only, in one sentence."
 QUESTION = "How many ships in year 12?"
-TEXT = " ".join(
-    f"Sentence {i} of the report says the harbour handled {i * 7} ships and {i * 3} storms that year."
-    for i in range(40)
-)
+TEXT = REPORT
 IMAGE = {"type": "input_image", "image_url": "data:image/png;base64," + "iVBORw0KGgo" * 40, "detail": "low"}
 CALL = {"type": "function_call", "call_id": "call_1", "name": "harbour_report", "arguments": '{"year": 12}'}
 
@@ -50,10 +48,7 @@ def sdk(live: str) -> Iterator[Callable[..., openai.OpenAI]]:
 
 
 def sent(upstream: FakeUpstream) -> dict[str, Any]:
-    last = upstream.requests[-1]
-    assert last.target == ROUTE
-    body: dict[str, Any] = last.json()
-    return body
+    return last_body(upstream, ROUTE)
 
 
 def texts(body: dict[str, Any]) -> list[str]:

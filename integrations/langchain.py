@@ -39,7 +39,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, convert_to_messages, convert_to_openai_messages
 from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SkipValidation
 
 from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._inputs import check_text
@@ -58,8 +58,11 @@ class _ZipperSettings(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    budget: StrictInt | None = None
-    """Hard cap in tokens of ``target`` (give this or ``rate``)."""
+    # Not validated by pydantic, which refused a Budget and would make its own ValidationError of 800.0: Budget.coerce
+    # reads it in __init__ as pz.compress does, so a float is the same BudgetError that spells the intended call.
+    budget: SkipValidation[Budget | int | None] = None
+    """A ``pz.Budget`` or a hard cap in tokens of ``target`` (give this or ``rate``); a float is a
+    :class:`promptzip.BudgetError`, as in ``pz.compress``."""
     rate: float | None = None
     """Kept fraction of the input tokens, in (0, 1] (give this or ``budget``)."""
     preset: str = "fast"

@@ -14,7 +14,8 @@ Design:
   into a miss or a no-op, counted in :attr:`Cache.errors` and logged once per cache. A cache never fails a request.
 
 Backends are chosen by URL through ``registries.caches`` (see :func:`cache_from_url`): ``none``/``off``,
-``memory://``, ``sqlite:///path/to/cache.db``; plug-ins add schemes (``redis://``) with the same hook.
+``memory://``, ``sqlite:///relative/cache.db``, ``sqlite:////absolute/cache.db`` (SQLAlchemy's convention),
+``sqlite:///~/cache.db``; plug-ins add schemes (``redis://``) with the same hook.
 """
 
 from __future__ import annotations
@@ -325,7 +326,8 @@ def cache_from_url(url: str | Cache | None, *, registries: Registries | None = N
     A ``Cache`` passes through. ``None`` means ``$PROMPTZIP_CACHE`` when set, else the default SQLite file.
     Otherwise the URL's scheme is looked up in ``registries.caches`` and its factory is called with the parsed
     :class:`urllib.parse.SplitResult`: ``none``/``off``, ``memory``, ``sqlite://`` (default file),
-    ``sqlite:///abs/path.db``, ``sqlite:///~/cache.db``, with an optional ``?max_bytes=N``.
+    ``sqlite:///cache.db`` (relative to the working directory), ``sqlite:////abs/path.db`` (absolute: four
+    slashes), ``sqlite:///~/cache.db`` (the home folder), with an optional ``?max_bytes=N``.
     """
     if isinstance(url, Cache):
         return url
@@ -371,13 +373,19 @@ def _memory_factory(url: SplitResult) -> Cache:
 
 
 def _sqlite_factory(url: SplitResult) -> Cache:
-    """A SQLite file shared by threads and processes (sqlite:///path/to/cache.db?max_bytes=N)."""
+    """A SQLite file shared by threads and processes, named as SQLAlchemy names one: ``sqlite:///rel/cache.db`` is
+    relative to the working directory, ``sqlite:////abs/cache.db`` absolute, ``~`` is the home folder
+    (``?max_bytes=N`` bounds it)."""
     from promptzip._sqlite_cache import SQLiteCache
 
-    location = unquote(url.netloc + url.path)
-    if location.startswith("/~"):
-        location = location[1:]
-    path = Path(location).expanduser() if location else default_cache_path()
+    if url.netloc:
+        raise ConfigError(
+            f"a sqlite cache URL names no host: use sqlite:///relative/path.db or sqlite:////absolute/path.db, "
+            f"not {url.geturl()!r}"
+        )
+    # The path after "sqlite://" starts with the "/" that ends the (empty) authority; what follows it is the file.
+    location = unquote(url.path.removeprefix("/"))
+    path = Path(location).expanduser().absolute() if location else default_cache_path()
     return SQLiteCache(path, max_bytes=_max_bytes_option(url, 1024 * MiB))
 
 

@@ -15,6 +15,11 @@ Tokens are counted with OpenAI's chat convention on the target tokenizer: each m
 ``role`` and ``name`` plus 3 tokens of framing, tool-call JSON is counted as serialized, and every reply is primed
 with 3 tokens. The budget is verified on the rebuilt messages; :class:`BudgetError` is raised only when what is
 kept verbatim alone exceeds it, and it names the message that holds the most of that.
+
+A message whose text was all context and all of it dropped (an older assistant turn, say) keeps
+:data:`MINIMAL_TEXT` (``"…"``) as its text instead of ``""``, which providers refuse; it is counted like any other
+text, so the budget still holds. A message that keeps anything else (another text, an image, tool calls) is left
+with the emptied text as ``""``: the proxy removes such blocks, and OpenAI accepts an empty text beside tool calls.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ from promptzip._understand import Layout, Region, understand
 if TYPE_CHECKING:
     from promptzip._pipeline import Zipper
 
-__all__ = ["ROLES", "SCOPES", "compress_messages", "compress_prompt", "message_tokens"]
+__all__ = ["MINIMAL_TEXT", "ROLES", "SCOPES", "compress_messages", "compress_prompt", "message_tokens"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PER_MESSAGE = 3
 REPLY_PRIMING = 3
 _STRUCTURED = ("tool_calls", "function_call", "audio", "refusal")
 SCOPES = ("all", "history")
+MINIMAL_TEXT = "…"  # the text of a message whose context all went; the proxy's dialects use the same
 
 
 def _validate(messages: object) -> list[Mapping[str, Any]]:
@@ -160,6 +166,9 @@ def compress_messages(
     def total(texts: list[str]) -> int:
         return message_tokens(_rebuild(msgs, slots, texts), count)
 
+    def finish(texts: list[str]) -> list[str]:
+        return _keep_minimal(msgs, slots, texts)
+
     def describe(slot: _Slot) -> str:
         return f"messages[{slot.msg}] ({msgs[slot.msg].get('role')})"
 
@@ -175,6 +184,7 @@ def compress_messages(
         total=total,
         fixed=REPLY_PRIMING + sum(fixed_by_message),
         largest=(f"messages[{worst}] ({msgs[worst].get('role')})", fixed_by_message[worst]),
+        finish=finish,
     )
     return _result(zipper, inner, slots, texts, tokens_in, tokens_out, limit, messages=_rebuild(msgs, slots, texts))
 
@@ -212,10 +222,11 @@ def _squeeze(
     total: Callable[[list[str]], int],
     fixed: int,
     largest: tuple[str, int],
+    finish: Callable[[list[str]], list[str]] = list,
 ) -> tuple[list[str], Result | None, int, int, int]:
     """Fit the request: the context regions of all slots compressed together, then the request re-counted and the
-    inner budget tightened until it fits. Returns the slots' texts, the inner result (None: nothing to compress),
-    tokens in and out, and the limit."""
+    inner budget tightened until it fits. ``finish`` completes the slots' rebuilt texts before they are counted.
+    Returns the slots' texts, the inner result (None: nothing to compress), tokens in and out, and the limit."""
     originals = [s.layout.text for s in slots]
     tokens_in = total(originals)
     limit = spec.resolve(tokens_in)
@@ -251,13 +262,30 @@ def _squeeze(
             query=question,
             source_overhead=overhead,
         )
-        texts = [_fill(s, inner.outputs) for s in slots]
+        texts = finish([_fill(s, inner.outputs) for s in slots])
         tokens_out = total(texts)
         if tokens_out <= limit:
             return texts, inner, tokens_in, tokens_out, limit
         if inner_limit <= fixed + 1:
             raise BudgetError(f"the request does not fit in {limit} tokens", budget=limit, required=tokens_out)
         inner_limit = max(fixed + 1, inner_limit - (tokens_out - limit))
+
+
+def _keep_minimal(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[str]:
+    """``texts`` with :data:`MINIMAL_TEXT` in the first text of each message that had text, lost all of it, and
+    holds nothing else (no other part, no tool calls): providers refuse a message with empty content."""
+    out = list(texts)
+    by_message: dict[int, list[int]] = {}
+    for n, slot in enumerate(slots):
+        by_message.setdefault(slot.msg, []).append(n)
+    for i, ns in by_message.items():
+        if any(out[n].strip() for n in ns) or not any(slots[n].layout.text.strip() for n in ns):
+            continue
+        content = msgs[i].get("content")
+        others = isinstance(content, list) and any(p.get("type") != "text" for p in content)
+        if not others and not any(msgs[i].get(k) for k in _STRUCTURED):
+            out[ns[0]] = MINIMAL_TEXT
+    return out
 
 
 def _fill(slot: _Slot, outputs: Mapping[str, str]) -> str:
@@ -295,8 +323,10 @@ def _result(
         for k, sid in s.ids.items()
         if sid in outputs and outputs[sid] != s.layout.text[s.layout.regions[k].start : s.layout.regions[k].end]
     )
+    # Result.text is what the model reads, as for compress and compress_prompt: here the chat's texts in order.
+    sent = _chat_text(messages) if messages is not None else (inner.context if inner is not None else "")
     return Result(
-        text=inner.context if inner is not None else "",
+        text=sent,
         tokens_in=tokens_in,
         tokens_out=tokens_out,
         budget=limit,
@@ -311,3 +341,15 @@ def _result(
         regions=regions,
         regions_compressed=shrunk,
     )
+
+
+def _chat_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The texts of a chat in order (string contents and text parts), joined by blank lines."""
+    pieces: list[str] = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            pieces.append(content)
+        elif isinstance(content, list):
+            pieces.extend(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return "\n\n".join(p for p in pieces if p)

@@ -215,6 +215,14 @@ def register_models(regs: Any) -> None:
             license="Apache-2.0",
         ),
         ModelSpec(
+            key="minilm-tc",
+            kind="token-classifier",
+            description="MiniLM token classifier distilled by promptzip train token-classifier (packaged adapter)",
+            package="promptzip.compressors",
+            subpath="models/minilm-tc",
+            license="Apache-2.0",
+        ),
+        ModelSpec(
             key="llmlingua-2-xlm-roberta-large",
             kind="token-classifier",
             description="Microsoft's LLMLingua-2 token classifier (hub only)",

@@ -3,11 +3,14 @@
 ``get_tokenizer(target)`` accepts an OpenAI model name (``gpt-4o``, ``gpt-4``, ``gpt-3.5-turbo``), a tiktoken
 encoding (``o200k_base``, ``cl100k_base``), ``hf:<name or path>``, a registered model key or a local tokenizer
 folder. tiktoken encodings work offline from the rank files that the ``litellm`` package ships (MODELS.md): when
-they are installed, tiktoken is pointed at them for the one call that builds the encoding.
+they are installed, tiktoken is pointed at them for the one call that builds the encoding, unless the user's own
+cache (``TIKTOKEN_CACHE_DIR``, or tiktoken's older ``DATA_GYM_CACHE_DIR``) already holds that encoding's file, which
+is then used as it is. promptzip never writes into the user's cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -70,12 +73,46 @@ class Tokenizer(ABC):
 
 
 _tiktoken_lock = threading.Lock()
+# Where tiktoken downloads each encoding's rank file from; tiktoken caches a file under the sha1 of this address,
+# the name under which litellm ships the files too.
+_RANK_FILES = {
+    name: f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken" for name in TIKTOKEN_ENCODINGS
+}
+
+
+def _rank_file_name(encoding: str) -> str:
+    return hashlib.sha1(_RANK_FILES[encoding].encode()).hexdigest()
 
 
 def _packaged_tiktoken_dir() -> Path | None:
     root = package_dir("litellm")
     folder = root / "litellm_core_utils" / "tokenizers" if root else None
     return folder if folder is not None and folder.is_dir() else None
+
+
+def packaged_rank_file(encoding: str) -> Path | None:
+    """The packaged (litellm) rank file of a tiktoken encoding, or None when it is not installed."""
+    folder = _packaged_tiktoken_dir()
+    file = folder / _rank_file_name(encoding) if folder is not None and encoding in _RANK_FILES else None
+    return file if file is not None and file.is_file() else None
+
+
+def _user_cache_dir() -> str | None:
+    """The cache folder the user gave tiktoken (its own order: TIKTOKEN_CACHE_DIR, then DATA_GYM_CACHE_DIR)."""
+    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if name in os.environ:
+            return os.environ[name]
+    return None
+
+
+def tiktoken_rank_file(encoding: str) -> tuple[str, Path] | None:
+    """Where a tiktoken encoding loads from offline: ``("tiktoken-cache", file)`` when the user's own cache folder
+    holds its rank file, else ``("packaged", file)`` when litellm ships it, else None (tiktoken would download)."""
+    user = _user_cache_dir()
+    if user and encoding in _RANK_FILES and Path(user, _rank_file_name(encoding)).is_file():
+        return "tiktoken-cache", Path(user, _rank_file_name(encoding))
+    packaged = packaged_rank_file(encoding)
+    return ("packaged", packaged) if packaged is not None else None
 
 
 class TiktokenTokenizer(Tokenizer):
@@ -111,22 +148,27 @@ def _load_tiktoken(name: str) -> Any:
     import tiktoken
 
     with _tiktoken_lock:
-        folder = _packaged_tiktoken_dir()
-        if folder is None or os.environ.get("TIKTOKEN_CACHE_DIR"):
+        found = tiktoken_rank_file(name)
+        # The user's own cache wins when it holds the file; otherwise the packaged file, so that a cache folder set
+        # for other encodings (or an empty one) does not send tiktoken to the network.
+        if found is None or found[0] != "packaged":
             try:
                 return tiktoken.get_encoding(name)
-            except Exception as exc:
+            except Exception as exc:  # tiktoken raises requests', OSError or ValueError (hash) errors here
                 raise ModelNotAvailable(
                     f"tiktoken encoding {name!r} is not available offline: pip install --no-deps litellm==1.109.1 "
-                    "(it ships the rank files) or set TIKTOKEN_CACHE_DIR",
+                    "(it ships the rank files) or put its file in TIKTOKEN_CACHE_DIR",
                     model=name,
                 ) from exc
-        previous = os.environ.get("TIKTOKEN_CACHE_DIR")
+        folder = found[1].parent
+        previous = os.environ.get("TIKTOKEN_CACHE_DIR")  # it wins over DATA_GYM_CACHE_DIR in tiktoken
         os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
         try:
             return tiktoken.get_encoding(name)
         except Exception as exc:
-            raise ModelNotAvailable(f"tiktoken encoding {name!r} could not be loaded from {folder}: {exc}") from exc
+            raise ModelNotAvailable(
+                f"tiktoken encoding {name!r} could not be loaded from {folder}: {exc}", model=name
+            ) from exc
         finally:
             if previous is None:
                 os.environ.pop("TIKTOKEN_CACHE_DIR", None)

@@ -175,10 +175,12 @@ _PREVIEW = 60  # characters of Result.text that its repr shows
 class Result:
     """What a compression returns.
 
-    ``text`` is the assembled prompt (instruction, compressed context, question); ``context`` is the compressed
-    context alone. ``ratio`` is the compression factor ``tokens_in / tokens_out`` (``inf`` when nothing is left);
-    ``rate`` is its inverse, the kept fraction. ``decision`` is ``"compressed"``, ``"kept_all"`` or
-    ``"no_relevant_context"`` (selective augmentation: nothing was relevant enough to send).
+    ``text`` is what the model reads, whichever call made it: the assembled prompt (instruction, compressed context,
+    question) for ``compress``, the prompt with its context replaced for ``compress_prompt``, and the compressed
+    chat's texts in order (joined by blank lines) for ``compress_messages``, whose ``messages`` is the chat to send.
+    ``context`` is the compressed context alone. ``ratio`` is the compression factor ``tokens_in / tokens_out``
+    (``inf`` when nothing is left); ``rate`` is its inverse, the kept fraction. ``decision`` is ``"compressed"``,
+    ``"kept_all"`` or ``"no_relevant_context"`` (selective augmentation: nothing was relevant enough to send).
 
     ``outputs`` maps each source id to that source's output text (its kept variants joined in source order, ""
     when nothing of it was kept), so an integration rebuilds its own shape from it. ``regions`` counts the context

@@ -76,11 +76,19 @@ def _compress(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+_TIKTOKEN_HINT = (
+    "pip install --no-deps litellm==1.109.1 (it ships the o200k_base, cl100k_base and p50k_base files), or let "
+    "tiktoken download the file into TIKTOKEN_CACHE_DIR where the network is reachable"
+)
+
+
 def _models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from promptzip._models import ModelSpec, resolve_model
     from promptzip._registry import registries
-    from promptzip._tokenizers import TIKTOKEN_ENCODINGS, _packaged_tiktoken_dir
+    from promptzip._tokenizers import TIKTOKEN_ENCODINGS, tiktoken_rank_file
 
+    # Every registered model: the packaged ones (minilm, smollm2-135m, minilm-tc, minilm-qa, soft-minilm-smollm2)
+    # and the hub-only names, each with where it would load from now.
     rows: list[dict[str, Any]] = []
     for key in registries.models.names():
         spec: ModelSpec = registries.models.get(key)()
@@ -91,17 +99,16 @@ def _models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except PromptZipError as exc:
             row.update(status="missing", origin=None, path=None, hint=str(exc))
         rows.append(row)
-    folder = _packaged_tiktoken_dir()
     for enc in TIKTOKEN_ENCODINGS:
-        present = folder is not None
+        found = tiktoken_rank_file(enc)  # litellm ships some encodings' files, not all (no r50k_base)
         rows.append(
             {
                 "name": enc,
                 "kind": "tiktoken-encoding",
-                "status": "available" if present else "missing",
-                "origin": "packaged" if present else None,
-                "path": str(folder) if present else None,
-                **({} if present else {"hint": "pip install --no-deps litellm==1.109.1"}),
+                "status": "available" if found else "missing",
+                "origin": found[0] if found else None,
+                "path": str(found[1]) if found else None,
+                **({} if found else {"hint": _TIKTOKEN_HINT}),
             }
         )
     if args.json:

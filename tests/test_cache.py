@@ -344,9 +344,9 @@ def test_cache_from_url_paths(regs: _registry.Registries, tmp_path: Path, monkey
         return cache.path
 
     assert path_of("sqlite://") == tmp_path / "dir" / "cache.db"
-    assert path_of(f"sqlite://{tmp_path}/x.db") == tmp_path / "x.db"
+    assert path_of(f"sqlite:///{tmp_path}/x.db") == tmp_path / "x.db"  # four slashes: absolute
     assert path_of("sqlite:///~/x.db") == tmp_path / "home" / "x.db"
-    assert path_of(f"sqlite://{tmp_path}/with%20space.db") == tmp_path / "with space.db"
+    assert path_of(f"sqlite:///{tmp_path}/with%20space.db") == tmp_path / "with space.db"
     assert not (tmp_path / "dir").exists()  # resolving a URL touches nothing
 
 

@@ -103,3 +103,19 @@ def test_nothing_to_compress_but_it_fits(fast: pz.Zipper) -> None:
     assert r.decision == "kept_all"
     assert r.messages is not None
     assert [dict(m) for m in r.messages] == messages
+
+
+def test_result_text_is_what_the_model_reads_for_a_chat_too(bm25: pz.Zipper, article: str) -> None:
+    """Result.text means one thing everywhere: for a chat, the compressed messages' texts in order."""
+    messages = [
+        {"role": "system", "content": "Answer from the context only."},
+        {"role": "user", "content": [{"type": "text", "text": f"Context:\n{article}\n\nQuestion: How tall is it?"}]},
+    ]
+    r = bm25.compress_messages(messages, budget=120)
+    assert r.messages is not None
+    assert r.text == "Answer from the context only.\n\n" + r.messages[1]["content"][0]["text"]
+    assert r.context  # the compressed context alone ...
+    assert r.context != r.text  # ... is not the request
+    whole = bm25.compress_messages(messages, budget=10_000)
+    assert whole.decision == "kept_all"
+    assert whole.text == f"Answer from the context only.\n\nContext:\n{article}\n\nQuestion: How tall is it?"

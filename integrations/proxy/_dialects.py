@@ -32,7 +32,10 @@ from typing import Any, ClassVar
 from starlette.responses import JSONResponse
 
 from promptzip._errors import PromptZipError
-from promptzip._messages import ROLES
+from promptzip._messages import (
+    MINIMAL_TEXT,  # one spelling for every door: a text the core emptied
+    ROLES,
+)
 from promptzip.integrations.proxy._errors import RequestError, error_response, status_of
 from promptzip.integrations.proxy._requests import check_body, check_chat, check_str, type_name
 from promptzip.integrations.proxy._settings import DIALECT_PATHS, RouteSettings
@@ -41,7 +44,6 @@ __all__ = ["DIALECTS", "MINIMAL_TEXT", "Chat", "Dialect", "dialect_for"]
 
 Path = tuple[str | int, ...]
 """Where a value lives in a body: keys and list indexes from the top."""
-MINIMAL_TEXT = "…"  # what a text block the core emptied becomes when it is the only block of its list
 
 
 @dataclass(frozen=True, slots=True)

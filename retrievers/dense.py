@@ -3,8 +3,8 @@
 An embedding depends only on the text and the encoder, so each distinct text is encoded once, ever, when a cache
 is given. Without a query, a chunk's score is its similarity to the centroid of the request (centrality).
 
-The encoder runs in ``precision="auto"`` by default: bfloat16 where the CPU computes it natively (about 1.8x the
-sentences per second of float32, embeddings within a cosine of ≈ .9999 of float32's), else float32; see
+The encoder runs in ``precision="auto"`` by default: bfloat16 where the CPU computes it natively (faster than
+float32, with embeddings that agree with float32's to within rounding; measured by ``make bench``), else float32; see
 :mod:`promptzip._precision`. The precision is part of the fingerprint, so cached embeddings of one never stand in
 for another's (a saved FAISS index records only the weights: its vectors stay searchable across precisions).
 """
@@ -12,26 +12,34 @@ for another's (a saved FAISS index records only the weights: its vectors stay se
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from promptzip._cache import Cache, NullCache, decode_array, encode_array, make_key
+from promptzip._errors import InputError, ModelNotAvailable
 from promptzip._models import load_sentence_encoder, resolve_model
 from promptzip._precision import precision_tag, resolve_precision, with_precision
 from promptzip._roles import Scorer
 from promptzip._types import Chunk
 from promptzip.retrievers._packed import packer_for
 
+if TYPE_CHECKING:  # the light encoder imports torch: only when a query needs it
+    from promptzip.retrievers._light import LightEncoder
+
 __all__ = ["DenseScorer", "weights_fingerprint"]
+
+logger = logging.getLogger("promptzip")
 
 _State = tuple[np.ndarray, np.ndarray]  # a text's token vectors (float16) and their character offsets
 _fingerprints: dict[str, str] = {}
 _fp_lock = threading.Lock()
+_LIGHT_STATE_TEXTS = 64  # beyond this many sentences, loading the packed heavy encoder pays for itself
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -61,7 +69,10 @@ class DenseScorer(Scorer):
     longest first, ``batch_size`` (16) to a batch, each batch padded to its longest member.
 
     The last ``memo`` embeddings (and query embeddings) are also kept in memory by the scorer itself, so the
-    scoring passes of one request never encode a text twice, with or without a cache. Scoring also keeps the
+    scoring passes of one request never encode a text twice, with or without a cache. Until sentences need encoding,
+    a float32 scorer embeds the query (and the few sentences whose clauses it pools) with the light encoder of
+    :mod:`promptzip.retrievers._light`, which imports neither sentence-transformers nor transformers: a request
+    whose sentences are all cached starts in a fraction of the time. Scoring also keeps the
     token vectors of up to ``states`` word pieces (float16, about 0.75 KB each), so :meth:`score_spans` can pool
     a clause's vector from the pass that scored its sentence instead of encoding it again.
     """
@@ -93,6 +104,10 @@ class DenseScorer(Scorer):
         self.packed = packed
         self._states: OrderedDict[str, _State] = OrderedDict()
         self._state_tokens = 0
+        self._heavy = False  # the sentence-transformers model was asked for: it serves the queries from then on
+        self._light: LightEncoder | None = None  # the light query encoder, built on the first query it serves
+        self._light_tried = False
+        self._light_lock = threading.Lock()
 
     @property
     def fingerprint(self) -> str:
@@ -104,7 +119,28 @@ class DenseScorer(Scorer):
         return self._fingerprint
 
     def _model(self) -> Any:
-        return with_precision(load_sentence_encoder(self.model_name), self.precision)
+        model = with_precision(load_sentence_encoder(self.model_name), self.precision)
+        if not self._heavy:
+            self._heavy, self._light = True, None  # the light encoder's memory is not needed any more
+        return model
+
+    def _light_encoder(self) -> LightEncoder | None:
+        """The light query encoder, or ``None`` where it does not apply: the heavy model is loaded already, the
+        precision is not float32 (the light encoder computes in float32 only; a bfloat16 or int8 scorer keeps the
+        heavy path, whose reduced-precision copy is what its fingerprint promises), or the folder is not a
+        mean-pooling BERT it computes exactly."""
+        if self._heavy or self.precision != "float32":
+            return None
+        with self._light_lock:
+            if not self._light_tried:
+                self._light_tried = True
+                from promptzip.retrievers._light import light_encoder
+
+                try:
+                    self._light = light_encoder(resolve_model(self.model_name).path)
+                except ModelNotAvailable as exc:  # an unreadable folder: the heavy loader reports it if it must
+                    logger.debug("no light query encoder for %s: %s", self.model_name, exc)
+            return None if self._heavy else self._light
 
     def _remember(self, fresh: dict[str, np.ndarray]) -> None:
         if not self.memo:
@@ -191,20 +227,40 @@ class DenseScorer(Scorer):
             self._state_tokens -= len(dropped[0])
 
     def embed_query(self, query: str) -> np.ndarray:
-        """The unit-normalized float32 embedding of one query (kept in the scorer's memo, never in the cache:
-        queries rarely repeat across requests).
+        """The unit-normalized float32 embedding of one query, kept in the scorer's memo and in the cache.
 
-        The encoder truncates to its ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2), so a huge query
-        costs its tokenization, not a longer forward pass.
+        Cached queries cost ~1.5 KB each and let a repeated question (a CLI re-run, a restarted proxy, an eval
+        rerun) in a new process skip every encoder. A query is encoded by the light encoder
+        (:meth:`_light_encoder`) until the sentence-transformers model is loaded for sentences, then by that model.
+        The encoders truncate to ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2), so a huge query costs
+        its tokenization, not a longer forward pass.
         """
-        key = make_key("query:" + self.fingerprint, query)
+        key = make_key("query:" + self.fingerprint, query)  # its own namespace: never an "emb:" sentence entry
         found = self._recall([key])
         if key in found:
             return found[key].copy()
-        vector = self._model().encode([query], convert_to_numpy=True, normalize_embeddings=True)[0]
-        unit: np.ndarray = _unit(np.asarray(vector, dtype=np.float32)[None, :])[0]
+        unit = self._stored_query(key)
+        if unit is None:
+            light = self._light_encoder()
+            if light is not None:
+                vector = light.encode([query])[0]
+            else:
+                vector = self._model().encode([query], convert_to_numpy=True, normalize_embeddings=True)[0]
+            unit = _unit(np.asarray(vector, dtype=np.float32)[None, :])[0]
+            self.cache.put(key, encode_array(unit))
         self._remember({key: unit})
-        return unit
+        return unit.copy()
+
+    def _stored_query(self, key: str) -> np.ndarray | None:
+        stored = self.cache.get(key)
+        if stored is None:
+            return None
+        try:
+            vector = decode_array(stored)
+        except InputError as exc:  # a foreign or damaged entry is a miss, like any cache failure
+            logger.debug("ignoring a cached query embedding: %s", exc)
+            return None
+        return vector.astype(np.float32) if vector.ndim == 1 else None
 
     def embed_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> np.ndarray:
         """Unit embeddings of character spans of ``texts`` (flat, in order), read from one forward pass over each
@@ -238,8 +294,7 @@ class DenseScorer(Scorer):
             states = {t: self._states[t] for t in texts if t in self._states}
         missing = sorted({t for t in texts if t not in states})
         if missing:  # sentences scored before in another process (the cache) or evicted: one pass over them
-            _, fresh = self._encode(missing, keep_states=True)
-            states.update(zip(missing, fresh, strict=True))
+            states.update(zip(missing, self._missing_states(missing), strict=True))
         out: dict[str, np.ndarray] = {}
         alone: dict[str, str] = {}
         for text, pairs in zip(texts, wanted, strict=True):
@@ -260,6 +315,21 @@ class DenseScorer(Scorer):
             encoded = self.embed(list(alone.values()))
             out.update({k: encoded[j] for j, k in enumerate(alone)})
         return out
+
+    def _missing_states(self, texts: list[str]) -> list[_State]:
+        """Token vectors of ``texts`` for span pooling. Until the heavy model is loaded, a few sentences (those whose
+        sentence vectors came from the cache, the usual case in a new process) go through the light encoder, whose
+        token vectors equal the heavy model's within float32 rounding; many go through the packed heavy pass."""
+        light = self._light_encoder() if len(texts) <= _LIGHT_STATE_TEXTS else None
+        if light is None:
+            return self._encode(texts, keep_states=True)[1]
+        _, tokens, offsets = light.encode_states(texts)
+        kept: list[_State] = list(zip(tokens, offsets, strict=True))
+        if self.states:
+            with self._recent_lock:
+                for text, state in zip(texts, kept, strict=True):
+                    self._keep_state(text, state)
+        return kept
 
     def _score_spans(
         self, chunks: Sequence[Chunk], spans: Sequence[Sequence[tuple[int, int]]], query: str | None

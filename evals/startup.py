@@ -1,0 +1,168 @@
+"""``startup``: wall time of one CLI compression in a fresh process, cold and warm cache.
+
+    python -P -m promptzip.evals.startup            # evals/results/startup.{json,md}
+
+Runs ``promptzip compress promptzip/_sample/sotu.txt --question Q --budget 400`` (as ``python -P -m promptzip.cli``,
+``--json --quiet``) in new subprocesses, the models already on disk, in three cases:
+
+* cold cache: an empty score cache (every sentence is encoded);
+* warm cache + new question: a copy of a cache that one run with the sample question filled, asked another
+  question (the sentences' embeddings are cached, the question's is not);
+* warm cache + repeated question: the same cache, asked the sample question again.
+
+Each case runs ``--repeats`` times (default 3, a fresh copy of its cache each time); the report gives the median
+wall seconds of the subprocess and of the compression as the Result's ``timings["total"]`` reports it, with the
+load average and CPU count, since a shared machine's load moves these numbers more than anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NEW_QUESTION", "main", "markdown", "run_startup", "write_report"]
+
+SAMPLE = Path(__file__).parents[1] / "_sample"  # promptzip/_sample (not resolved: the source tree has evals/ apart)
+NEW_QUESTION = "What did the President propose to make college more affordable?"
+BUDGET = 400
+CASES = {
+    "cold": "cold cache",
+    "warm_new": "warm cache + new question",
+    "warm_repeated": "warm cache + repeated question",
+}
+
+
+def _compress(question: str, cache_db: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """One CLI compression in a new process: its wall seconds, the Result's total, tokens out."""
+    command = [sys.executable, "-P", "-m", "promptzip.cli", "compress", str(SAMPLE / "sotu.txt")]
+    command += ["--question", question, "--budget", str(BUDGET), "--cache", f"sqlite:///{cache_db}", "--json"]
+    started = time.perf_counter()
+    done = subprocess.run([*command, "--quiet"], capture_output=True, text=True, env=dict(env), check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"promptzip compress failed ({done.returncode}): {done.stderr[-2000:]}")
+    result = json.loads(done.stdout)
+    return {
+        "wall_s": round(wall, 3),
+        "compress_s": round(float(result["timings"]["total"]), 3),
+        "tokens_out": int(result["tokens_out"]),
+    }
+
+
+def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "") -> dict[str, Any]:
+    """Time the three cases (see the module docstring); writes the report to ``out`` when given."""
+    question = json.loads((SAMPLE / "sample.json").read_text(encoding="utf-8"))["question"]
+    started, load_before = time.time(), os.getloadavg()
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
+    with tempfile.TemporaryDirectory(prefix="promptzip-startup-") as tmp:
+        root = Path(tmp)
+        # the cache folder holds the score cache and derived models (minilm-qa's merged weights): built once here,
+        # so every timed run finds the models on disk, as an installed promptzip does after its first use
+        env = {**os.environ, "PROMPTZIP_CACHE_DIR": str(root / "home"), "HF_HUB_OFFLINE": "1"}
+        env["TRANSFORMERS_OFFLINE"] = "1"
+        warm = root / "warm.db"
+        _compress(question, warm, env)  # fills the sentence embeddings, spans and the sample question
+        for i in range(repeats):
+            runs["cold"].append(_compress(question, root / f"cold-{i}.db", env))
+            for case, asked in (("warm_new", NEW_QUESTION), ("warm_repeated", question)):
+                copy = root / f"{case}-{i}.db"
+                shutil.copyfile(warm, copy)
+                runs[case].append(_compress(asked, copy, env))
+    report: dict[str, Any] = {
+        "cases": {
+            case: {
+                "label": CASES[case],
+                "question": NEW_QUESTION if case == "warm_new" else question,
+                "median_wall_s": round(statistics.median(r["wall_s"] for r in rows), 2),
+                "median_compress_s": round(statistics.median(r["compress_s"] for r in rows), 2),
+                "runs": rows,
+            }
+            for case, rows in runs.items()
+        },
+        "meta": {
+            "command": command or "python -P -m promptzip.evals.startup",
+            "cli": f"python -P -m promptzip.cli compress promptzip/_sample/sotu.txt --question Q --budget {BUDGET} "
+            "--cache sqlite:///<case cache> --json --quiet",
+            "repeats": repeats,
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "seconds": round(time.time() - started, 1),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        },
+    }
+    if out is not None:
+        write_report(report, out)
+    return report
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The report as a Markdown page: one row per case."""
+    meta = report["meta"]
+    before = ", ".join(f"{x:.2f}" for x in meta["loadavg_before"])
+    after = ", ".join(f"{x:.2f}" for x in meta["loadavg"])
+    lines = [
+        "# startup: one compression in a fresh process",
+        "",
+        f"Command: `{meta['command']}` · {meta['date']} · {meta['seconds']} s · {meta['machine']}, "
+        f"{meta['cpus']} CPUs, Python {meta['python']} · load average {before} before, {after} after.",
+        "",
+        f"Each run is `{meta['cli']}` in a new process, the models on disk. Cold: an empty score cache. Warm: a "
+        "copy of a cache one run with the sample question filled, asked a new question or the sample question "
+        f"again. Median of {meta['repeats']} runs; wall is the whole subprocess (interpreter, imports, reading "
+        "the file, compression, JSON), compression is the Result's `timings['total']`.",
+        "",
+        "| case | wall s (median) | compression s (median) | wall s of each run | tokens out |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for case in report["cases"].values():
+        each = ", ".join(f"{r['wall_s']:.2f}" for r in case["runs"])
+        tokens = sorted({r["tokens_out"] for r in case["runs"]})
+        lines.append(
+            f"| {case['label']} | {case['median_wall_s']:.2f} | {case['median_compress_s']:.2f} | {each} | "
+            + ", ".join(map(str, tokens))
+            + " |"
+        )
+    lines += ["", "Questions:", ""]
+    lines += [f"- {case['label']}: {case['question']}" for case in report["cases"].values()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Mapping[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "startup.json").write_text(json.dumps(report, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    (out / "startup.md").write_text(markdown(report), encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -P -m promptzip.evals.startup", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per case (default 3)")
+    parser.add_argument("--out", type=Path, default=Path("evals/results"), help="folder (default evals/results)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    given = list(sys.argv[1:] if argv is None else argv)
+    report = run_startup(
+        repeats=args.repeats, out=args.out, command=" ".join(["python -P -m promptzip.evals.startup", *given])
+    )
+    print(markdown(report))
+    print(f"wrote {args.out}/startup.json, {args.out}/startup.md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -233,7 +233,7 @@ def _squeeze(
     if limit <= 0:
         raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
     sources = [
-        (Source(sid, s.layout.text[s.layout.regions[k].start : s.layout.regions[k].end]), 0)
+        Source(sid, s.layout.text[s.layout.regions[k].start : s.layout.regions[k].end])
         for s in slots
         for k, sid in s.ids.items()
     ]
@@ -248,19 +248,16 @@ def _squeeze(
             required=fixed,
         )
     overhead = {s.ids[k]: n for s in slots for k, n in s.layout.overhead(zipper.tokenizer.count).items() if k in s.ids}
-    extra_in = tokens_in - zipper.tokenizer.count(zipper.assemble(*(s.text for s, _ in sources)))
+    extra_in = tokens_in - zipper.tokenizer.count(zipper.assemble(*(s.text for s in sources)))
     inner_limit = limit
     while True:
-        inner = zipper._run(
+        inner = zipper.compress_sources(
             sources,
-            None,
-            None,
-            Budget(tokens=max(1, inner_limit)),
-            "original",
-            extra_fixed=fixed,
-            tokens_in_extra=extra_in,
+            budget=max(1, inner_limit),
             query=question,
-            source_overhead=overhead,
+            reserved=fixed,
+            extra_input_tokens=extra_in,
+            tags=overhead,
         )
         texts = finish([_fill(s, inner.outputs) for s in slots])
         tokens_out = total(texts)

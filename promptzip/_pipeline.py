@@ -11,9 +11,7 @@ import contextvars
 import functools
 import hashlib
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from promptzip._cache import Cache, cache_from_url
@@ -24,16 +22,15 @@ from promptzip._policy import BudgetPolicy, Policy
 from promptzip._presets import configure
 from promptzip._registry import registries
 from promptzip._roles import Compressor, drop_variant, keep_variant
+from promptzip._select import decision, provenance, select_with_tags
 from promptzip._split import chunk_source
 from promptzip._tokenizers import Tokenizer, get_tokenizer
-from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Variant
+from promptzip._types import Budget, Chunk, Result, Source, Variant
 from promptzip._version import __version__
 
 __all__ = ["REORDERS", "Zipper", "record_timing"]
 
 REORDERS = ("original", "relevance", "lost_in_the_middle")
-# Rounds of re-charging a choice whose document tags did not fit (see _select_with_tags); later rounds rarely move.
-_CHARGE_ROUNDS = 3
 
 _timings: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("promptzip_timings", default=None)
 
@@ -214,6 +211,36 @@ class Zipper:
             )
         )
 
+    def compress_sources(
+        self,
+        sources: Sequence[Source],
+        *,
+        budget: Budget | int,
+        query: str | None = None,
+        reserved: int = 0,
+        extra_input_tokens: int = 0,
+        tags: Mapping[str, int] | None = None,
+    ) -> Result:
+        """Per-source assembly: compress ``sources`` under one budget for a caller that builds its own output
+        (a chat, a template, a document list) from ``Result.outputs``, each source's text in source order.
+
+        ``reserved`` tokens of the budget go to parts the caller keeps verbatim around the sources (instruction,
+        question, message framing); ``extra_input_tokens`` counts those parts into ``tokens_in``; ``tags`` is each
+        source's once-only cost (the tags around a document, which leave with it). ``query`` is scored against,
+        never placed. The sources keep their order (the caller places them)."""
+        spec = Budget.coerce(budget)
+        return self._run(
+            [(s, 0) for s in sources],
+            None,
+            None,
+            spec,
+            "original",
+            extra_fixed=reserved,
+            tokens_in_extra=extra_input_tokens,
+            query=_optional_text(query, "query"),
+            source_overhead=tags,
+        )
+
     # ---------------------------------------------------------------------------------------------- internals
     def assemble(self, *parts: str) -> str:
         return self.separator.join(p for p in parts if p)
@@ -250,7 +277,7 @@ class Zipper:
 
         t = time.perf_counter()
         try:
-            chosen = _select_with_tags(self.policy, groups, available, sep, source_overhead or {})
+            chosen = select_with_tags(self.policy, groups, available, sep, source_overhead or {})
         except BudgetError as exc:
             raise BudgetError(
                 f"protected context needs {exc.required} tokens but only {available} are left after the "
@@ -270,9 +297,9 @@ class Zipper:
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             budget=limit,
-            chunks=tuple(_provenance(v, g) for v, g in zip(chosen, groups, strict=True)),
+            chunks=tuple(provenance(v, g) for v, g in zip(chosen, groups, strict=True)),
             context=context,
-            decision=_decision(chosen, groups, query),
+            decision=decision(chosen, groups, query),
             timings=timings,
             fingerprint=self.fingerprint,
             sources=tuple(s for s, _ in sources),
@@ -389,60 +416,6 @@ class Zipper:
         return items
 
 
-def _select_with_tags(
-    policy: Policy, groups: list[list[Variant]], available: int, sep: int, overhead: Mapping[str, int]
-) -> list[Variant]:
-    """The policy's choice, with each source's once-only cost (the tags around a document, which leave with it)
-    charged to the variants that would bring it along.
-
-    The knapsack takes per-variant costs, so a source's tags are spread over its chunks: first in equal shares, then,
-    while the choice does not fit once the tags are counted once per kept source, again with the whole cost on each
-    chunk of a source not kept yet and a share on those of a kept one. The best choice that fits wins; if none
-    does, the last one, which the caller tightens."""
-    if not overhead:
-        return policy.select(groups, available, overhead=sep)
-    opened: Counter[str] | None = None
-    picked: list[Variant] = []
-    for _ in range(_CHARGE_ROUNDS):
-        originals: dict[int, Variant] = {}
-        charged = _charge(groups, overhead, originals, opened)
-        picked = [originals.get(id(v), v) for v in policy.select(charged, available, overhead=sep)]
-        opened = Counter(v.chunk.source_id for v in picked if v.text)
-        if sum(v.tokens + sep for v in picked if v.text) + sum(overhead.get(s, 0) for s in opened) <= available:
-            break
-    return picked
-
-
-def _charge(
-    groups: list[list[Variant]],
-    overhead: Mapping[str, int],
-    originals: dict[int, Variant],
-    opened: Mapping[str, int] | None,
-) -> list[list[Variant]]:
-    """Variants that also carry a share of their source's once-only cost (``originals`` maps them back): an equal
-    share per chunk when ``opened`` is None, else the whole cost for a source not in ``opened`` and
-    ``cost / opened[source]`` for one that is."""
-    per_source: dict[str, int] = {}
-    for g in groups:
-        per_source[g[0].chunk.source_id] = per_source.get(g[0].chunk.source_id, 0) + 1
-    out: list[list[Variant]] = []
-    for g in groups:
-        sid = g[0].chunk.source_id
-        whole = overhead.get(sid, 0)
-        parts = per_source[sid] if opened is None else opened.get(sid, 1)
-        share = -(-whole // parts)
-        if not share:
-            out.append(g)
-            continue
-        charged = []
-        for v in g:
-            w = replace(v, tokens=v.tokens + share) if v.text else v
-            originals[id(w)] = v
-            charged.append(w)
-        out.append(charged)
-    return out
-
-
 def _optional_text(value: object, where: str) -> str | None:
     if value is None:
         return None
@@ -454,29 +427,3 @@ def _shift(chunk: Chunk, offset: int) -> Chunk:
     if not offset:
         return chunk
     return Chunk(chunk.text, chunk.source_id, chunk.start + offset, chunk.end + offset, chunk.metadata, chunk.protected)
-
-
-def _provenance(v: Variant, group: list[Variant]) -> ChunkResult:
-    c = v.chunk
-    whole = next((w.tokens for w in group if w.kind == "keep"), v.tokens)
-    return ChunkResult(
-        source_id=c.source_id,
-        start=c.start,
-        end=c.end,
-        kind=v.kind,
-        tokens_in=whole,
-        tokens_out=v.tokens,
-        kept=v.kept if v.text else (),
-        relevance=v.relevance,
-        protected=c.protected,
-        text=v.text,
-    )
-
-
-def _decision(chosen: list[Variant], groups: list[list[Variant]], question: str | None) -> str:
-    open_groups = [g for g in groups if not g[0].chunk.protected]
-    if question and open_groups and all(len(g) == 1 and not g[0].text for g in open_groups):
-        return "no_relevant_context"
-    if all(v.kind == "keep" for v in chosen):
-        return "kept_all"
-    return "compressed"

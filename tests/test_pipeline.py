@@ -176,9 +176,9 @@ def test_a_protected_chunk_given_as_context_is_kept_whole(bm25: pz.Zipper, artic
 def test_document_tags_count_once_per_kept_source_and_the_choice_fits(available: int) -> None:
     """A source's tags (20 tokens) leave with it: the choice fits once they are counted once per kept source,
     although equal shares (5 per chunk) alone would let the knapsack open every source."""
-    from promptzip._pipeline import _select_with_tags
     from promptzip._policy import BudgetPolicy
     from promptzip._roles import drop_variant, keep_variant
+    from promptzip._select import select_with_tags
 
     groups = []
     for s in range(3):
@@ -187,7 +187,7 @@ def test_document_tags_count_once_per_kept_source_and_the_choice_fits(available:
             # the best sentence of each source is worth most; the rest little
             groups.append([keep_variant(chunk, 10, utility=1.0 if k == 0 else 0.2), drop_variant(chunk)])
     overhead = {"s0": 20, "s1": 20, "s2": 20}
-    chosen = _select_with_tags(BudgetPolicy(), groups, available, 1, overhead)
+    chosen = select_with_tags(BudgetPolicy(), groups, available, 1, overhead)
     kept = [v for v in chosen if v.text]
     opened = {v.chunk.source_id for v in kept}
     cost = sum(v.tokens + 1 for v in kept) + 20 * len(opened)
@@ -223,3 +223,20 @@ def test_async_top_level_functions_compress_like_the_sync_ones() -> None:
     assert asyncio.run(pz.acompress_messages(chat, budget=40, cache="memory")).messages == (
         pz.compress_messages(chat, budget=40, cache="memory").messages
     )
+
+
+def test_compress_sources_is_the_per_source_assembly_the_doors_build_on(bm25: pz.Zipper, article: str) -> None:
+    """One budget over several sources; each source's text in Result.outputs, in source order; ``reserved`` tokens
+    stay free for what the caller keeps verbatim."""
+    paragraphs = article.split("\n\n")
+    sources = [pz.Source(f"s{i}", p) for i, p in enumerate(paragraphs)]
+    count = bm25.tokenizer.count
+    for reserved in (0, 20):
+        r = bm25.compress_sources(sources, budget=80, query="How tall is the tower?", reserved=reserved)
+        assert set(r.outputs) == {s.id for s in sources}
+        kept = [r.outputs[s.id] for s in sources if r.outputs[s.id]]
+        assert kept
+        assert count(bm25.separator.join(kept)) + reserved <= 80
+        for s in sources:  # each output is made of its own source's text
+            assert all(part in s.text for part in r.outputs[s.id].split(bm25.separator) if part)
+    assert "330 metres" in " ".join(r.outputs.values())

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from promptzip._errors import ConfigError
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Span, TokenScores
+from promptzip.compressors._runs import FUNCTION_WORDS, run_select, sentence_segments
 
 __all__ = [
     "BoolArray",
@@ -200,7 +201,7 @@ def phrase_groups(text: str, starts: IntArray, ends: IntArray, *, max_words: int
             or "\n" in gap
             or bool(_PUNCT_ONLY.fullmatch(word))
             or bool(_PUNCT_ONLY.fullmatch(text[starts[i - 1] : ends[i - 1]]))
-            or word.lower() in _FUNCTION_WORDS
+            or word.lower() in FUNCTION_WORDS
         )
         if boundary and i:
             phrase += 1
@@ -208,12 +209,6 @@ def phrase_groups(text: str, starts: IntArray, ends: IntArray, *, max_words: int
         ids[i] = phrase
         size += 1
     return ids
-
-
-_FUNCTION_WORDS = frozenset(
-    "a an the and or but nor of in on at to for from by with as is are was were be been being that which who whom"
-    " whose this these those it its into onto than then so if".split()
-)
 
 
 # --------------------------------------------------------------------------------------------------- pruning
@@ -271,6 +266,8 @@ def prune_scores(
     forced: BoolArray | None = None,
     force_tokens: Sequence[str] = (),
     offset: int = 0,
+    min_run: int = 1,
+    min_words: int = 1,
 ) -> Pruned:
     """Keep the best-scoring units of ``scores.text`` by exactly one of:
 
@@ -279,8 +276,12 @@ def prune_scores(
     * ``threshold``: every unit whose keep-probability is at least this (LLMLingua #150).
 
     Units are taken by descending score (ties: earlier first) until the next does not fit. ``within`` limits the
-    candidates (a variant's sentences); ``forced`` overrides the built-in force-keep rules.
+    candidates (a variant's sentences); ``forced`` overrides the built-in force-keep rules. ``min_run`` > 1 keeps
+    runs of at least that many words per sentence, and a sentence that keeps anything keeps ``min_words`` words
+    (:func:`~promptzip.compressors._runs.run_select`), so the output reads as phrases rather than word salad.
     """
+    if min_run < 1 or min_words < 1:
+        raise ConfigError(f"min_run and min_words must be ≥ 1, got {min_run} and {min_words}")
     if sum(x is not None for x in (rate, target_tokens, threshold)) != 1:
         raise ConfigError("give exactly one of rate=, target_tokens= or threshold=")
     if rate is not None and not (0.0 < rate <= 1.0):
@@ -295,12 +296,14 @@ def prune_scores(
     candidates = np.ones(n, dtype=bool) if within is None else np.asarray(within, dtype=bool)
     force = forced_mask(text, starts, ends, force_tokens=force_tokens) if forced is None else forced
     force = force & candidates
-    if threshold is not None:
+    segments = sentence_segments(text, starts, ends, candidates) if min_run > 1 or min_words > 1 else None
+    if threshold is not None and segments is None:
         mask = candidates & ((values >= threshold) | force)
         return _finish(text, starts, ends, values, mask, force, tokenizer, offset)
-
     costs = unit_costs(text, starts, ends, tokenizer)
-    if target_tokens is None:
+    if threshold is not None:  # as much as the threshold would keep, in runs
+        target = int(costs[candidates & ((values >= threshold) | force)].sum())
+    elif target_tokens is None:
         assert rate is not None
         total = (
             int(costs[candidates].sum())
@@ -310,7 +313,15 @@ def prune_scores(
         target = math.floor(rate * total)
     else:
         target = target_tokens
-    mask = greedy_select(values, costs, candidates, force, target)
+
+    def select(budget: int) -> BoolArray:
+        if segments is None:
+            return greedy_select(values, costs, candidates, force, budget)
+        return run_select(
+            text, starts, ends, values, costs, segments, force, budget, min_run=min_run, min_words=min_words
+        )
+
+    mask = select(target)
     result = _finish(text, starts, ends, values, mask, force, tokenizer, offset)
     # the joined text may tokenize a little longer than the sum of its units: tighten until it fits
     budget = target
@@ -318,7 +329,7 @@ def prune_scores(
         if tokenizer is None or result.tokens <= target or not (mask & ~force).any():
             break
         budget -= max(1, result.tokens - target)
-        mask = greedy_select(values, costs, candidates, force, budget)
+        mask = select(budget)
         result = _finish(text, starts, ends, values, mask, force, tokenizer, offset)
     return result
 

@@ -15,7 +15,11 @@ from promptzip._fingerprint import derived_fingerprint
 from promptzip._roles import Compressor, TokenScorer, drop_variant, keep_variant
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Span, TokenScores, Variant
+from promptzip.compressors._runs import run_select, sentence_segments, word_count
 from promptzip.compressors.pruning import (
+    BoolArray,
+    FloatArray,
+    IntArray,
     Pruned,
     assemble_units,
     forced_mask,
@@ -28,6 +32,12 @@ from promptzip.compressors.pruning import (
 from promptzip.compressors.token_scores import BatchTokenScorer, cached_token_scores
 
 __all__ = ["PrunedExtractiveCompressor", "TokenPruneCompressor"]
+
+
+def _check_runs(min_run: int, min_words: int) -> tuple[int, int]:
+    if min_run < 1 or min_words < 1:
+        raise ConfigError(f"min_run and min_words must be ≥ 1, got {min_run} and {min_words}")
+    return min_run, min_words
 
 
 def _check_rates(rates: Sequence[float]) -> tuple[float, ...]:
@@ -57,9 +67,12 @@ class TokenPruneCompressor(Compressor):
         rates: Sequence[float] = (0.2, 0.33, 0.5, 0.7),
         force_tokens: Sequence[str] = (),
         conditioned: bool = False,
+        min_run: int = 1,
+        min_words: int = 1,
     ) -> None:
         if conditioned and not isinstance(scorer, BatchTokenScorer):
             raise ConfigError("conditioned=True needs a scorer with a question-conditioned mode")
+        self.min_run, self.min_words = _check_runs(min_run, min_words)
         self.scorer = scorer
         self.cache: Cache = cache if cache is not None else NullCache()
         self.rates = _check_rates(rates)
@@ -99,6 +112,8 @@ class TokenPruneCompressor(Compressor):
             threshold=threshold,
             tokenizer=tok,
             force_tokens=self.force_tokens,
+            min_run=self.min_run,
+            min_words=self.min_words,
         )
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
@@ -127,7 +142,15 @@ class TokenPruneCompressor(Compressor):
             )
             seen = {v.text for v in variants}
             for r in rates:
-                p = prune_scores(scores, rate=r, tokenizer=tokenizer, forced=forced, offset=chunk.start)
+                p = prune_scores(
+                    scores,
+                    rate=r,
+                    tokenizer=tokenizer,
+                    forced=forced,
+                    offset=chunk.start,
+                    min_run=self.min_run,
+                    min_words=self.min_words,
+                )
                 if p.text in seen:
                     continue
                 seen.add(p.text)
@@ -143,6 +166,10 @@ class PrunedExtractiveCompressor(Compressor):
     of ``rates`` (the kept sentences become many smaller spans). A pruned variant's utility is the extractive
     utility scaled by the share of keep-probability mass it keeps: ``U · Σ kept scores / Σ scores in the variant``,
     so relevance decides *which* sentences and the token scorer *how much of them*.
+
+    Pruning keeps whole runs: at least ``min_run`` consecutive words, and at least ``min_words`` words of any
+    sentence it keeps (or the whole sentence when shorter), so the output reads as phrases of the source, never
+    as scattered words or a lone number (:func:`~promptzip.compressors._runs.run_select`).
     """
 
     name = "pruned-extractive"
@@ -156,7 +183,10 @@ class PrunedExtractiveCompressor(Compressor):
         rates: Sequence[float] = (0.33, 0.5, 0.7),
         force_tokens: Sequence[str] = (),
         max_pruned_variants: int = 8,
+        min_run: int = 3,
+        min_words: int = 4,
     ) -> None:
+        self.min_run, self.min_words = _check_runs(min_run, min_words)
         self.extractive = extractive
         self.scorer = scorer
         self.cache: Cache = cache if cache is not None else NullCache()
@@ -184,6 +214,23 @@ class PrunedExtractiveCompressor(Compressor):
             out.append(self._prune_group(chunk, group, scored[i], tokenizer))
         return out
 
+    def _select(
+        self,
+        text: str,
+        starts: IntArray,
+        ends: IntArray,
+        values: FloatArray,
+        costs: IntArray,
+        segments: list[tuple[int, int]],
+        within: BoolArray,
+        forced: BoolArray,
+        target: int,
+    ) -> BoolArray:
+        if self.min_run == 1 and self.min_words == 1:  # word by word, as LLMLingua-2 prunes
+            return greedy_select(values, costs, within, forced, target)
+        args = (text, starts, ends, values, costs, segments, forced, target)
+        return run_select(*args, min_run=self.min_run, min_words=self.min_words)
+
     def _prune_group(
         self, chunk: Chunk, group: list[Variant], scores: TokenScores, tokenizer: Tokenizer
     ) -> list[Variant]:
@@ -201,12 +248,24 @@ class PrunedExtractiveCompressor(Compressor):
             within = mark_spans(starts, ends, [(s.start - chunk.start, s.end - chunk.start) for s in base.kept])
             mass = float(values[within].sum())
             base_units = int(costs[within].sum())
+            segments = sentence_segments(scores.text, starts, ends, within)
+            floor = min(self.min_words, word_count(scores.text, starts, ends, within))
             for r in self.rates:
-                mask = greedy_select(values, costs, within, forced & within, math.floor(r * base_units))
+                mask = self._select(
+                    scores.text,
+                    starts,
+                    ends,
+                    values,
+                    costs,
+                    segments,
+                    within,
+                    forced & within,
+                    math.floor(r * base_units),
+                )
                 mask = tidy_mask(scores.text, starts, ends, mask, forced)
                 text, spans = assemble_units(scores.text, starts, ends, mask, chunk.start)
-                if not text or text in seen:
-                    continue
+                if not text or text in seen or word_count(scores.text, starts, ends, mask) < floor:
+                    continue  # a variant never shrinks a chunk below a few words: it keeps them or drops it
                 seen.add(text)
                 share = float(values[mask].sum()) / mass if mass > 0 else float(mask.sum()) / max(1, int(within.sum()))
                 pending.append((text, base.utility * share, spans, f"{base.kind}+prune@{r:g}"))

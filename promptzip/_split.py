@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from promptzip._errors import InputError
+from promptzip._reflow import soft_breaks
 from promptzip._types import Chunk
 
 __all__ = ["Segment", "chunk_source", "literal_tags", "parse_tags", "sentence_spans"]
@@ -162,17 +163,25 @@ def _is_boundary(text: str, punct_start: int, next_start: int) -> bool:
 def sentence_spans(
     text: str, start: int = 0, end: int | None = None, *, max_chars: int = 1200
 ) -> list[tuple[int, int]]:
-    """Sentence spans of ``text[start:end]`` as absolute offsets, trimmed; none longer than ``max_chars``."""
+    """Sentence spans of ``text[start:end]`` as absolute offsets, trimmed; none longer than ``max_chars``.
+
+    A line break ends a sentence, except inside hard-wrapped prose (:func:`promptzip._reflow.soft_breaks`), where
+    it is read as a space; a sentence then spans its original lines, newlines included."""
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     cur = start
+    soft = soft_breaks(text, start, end) if "\n" in text[start:end] else frozenset()
     for m in _BOUNDARY.finditer(text, start, end):
+        # A line break that only wraps hard-wrapped prose is read as a space: sentences, not lines, are the units.
+        wrap = m.group(0).count("\n") == 1 and m.start() + m.group(0).index("\n") in soft
         if m.group(1) is None:
+            if wrap:
+                continue
             stop, nxt = m.start(), m.end()
         else:
             stop, nxt = m.end(1), m.end()
             # A line break ends a sentence even after an abbreviation, as it does without the period.
-            if "\n" not in m.group(2) and not _is_boundary(text, m.start(1), nxt):
+            if ("\n" not in m.group(2) or wrap) and not _is_boundary(text, m.start(1), nxt):
                 continue
         a, b = _trim(text, cur, stop)
         if b > a:

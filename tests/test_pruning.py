@@ -267,3 +267,88 @@ def test_property_spans_are_source_text_and_budget_holds(text: str, rate: float,
         assert text[span.start : span.end] in p.text
         assert span.end > span.start
     assert all(a.end <= b.start for a, b in zip(p.kept, p.kept[1:], strict=False))
+
+
+# -- readable runs ---------------------------------------------------------------------------------------------------
+PROSE = (
+    "You may convey verbatim copies of the Program's source code as you receive it, in any medium. "
+    "Section 5 applies. "
+    "You may charge any price or no price for each copy that you convey, and you may offer support for a fee. "
+    "Them if you wish, you can receive source code or get it if you want it. Yes."
+)
+
+
+def word_count(text: str) -> int:
+    return sum(1 for u in units_of(text) if re.search(r"\w", u))
+
+
+def sentence_of(text: str, start: int) -> str:
+    from promptzip._split import sentence_spans
+
+    return next(text[a:b] for a, b in sentence_spans(text) if a <= start < b)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(st.floats(0.0, 1.0), min_size=len(units_of(PROSE)), max_size=len(units_of(PROSE))),
+    rate=st.floats(0.05, 1.0),
+    exact=st.booleans(),
+)
+def test_property_kept_runs_are_never_shorter_than_the_minimum(values: list[float], rate: float, exact: bool) -> None:
+    p = prune_scores(scores_for(PROSE, values), rate=rate, tokenizer=TOK if exact else None, min_run=3, min_words=4)
+    from promptzip._split import sentence_spans
+
+    for a, b in sentence_spans(PROSE):  # a kept span may run on into the next sentence: judge each sentence's part
+        sentence = PROSE[a:b]
+        parts = [PROSE[max(a, s.start) : min(b, s.end)] for s in p.kept if s.start < b and s.end > a]
+        for run in parts:
+            assert word_count(run) >= min(3, word_count(sentence)), (run, p.text)
+        kept = sum(word_count(run) for run in parts)
+        assert kept == 0 or kept >= min(4, word_count(sentence)), (sentence, p.text)  # some words: at least four
+    assert "5" in p.text  # forced units are still forced...
+    assert "Section 5 applies" in p.text  # ...inside a run, never alone
+
+
+def test_the_reported_noise_cannot_come_back() -> None:
+    text = "Them if you wish, you can receive source code or get it if you want it."
+    words = units_of(text)
+    # the scores that produced "them if wish that receive source code or get it if": every other word
+    values = [float(i % 2 == 0) for i in range(len(words))]
+    salad = prune_scores(scores_for(text, values), rate=0.5)
+    assert max(len(text[s.start : s.end].split()) for s in salad.kept) < 3  # word by word (min_run=1): salad
+    readable = prune_scores(scores_for(text, values), rate=0.5, min_run=3, min_words=4)
+    assert all(len(text[s.start : s.end].split()) >= 3 for s in readable.kept), readable.text
+    lone = "Then item 5 was moved to the archive by the clerk."
+    p = prune_scores(scores_for(lone, [0.0] * len(units_of(lone))), rate=0.05, min_run=3, min_words=4)
+    assert p.text != "5"
+    assert word_count(p.text) >= 4
+    assert "5" in p.text
+
+
+def test_threshold_mode_keeps_runs_too() -> None:
+    values = [float(i % 3 == 0) for i in range(len(units_of(PROSE)))]
+    p = prune_scores(scores_for(PROSE, values), threshold=0.5, min_run=3, min_words=4)
+    assert all(word_count(PROSE[s.start : s.end]) >= 3 for s in p.kept)
+    with pytest.raises(pz.ConfigError, match="min_run"):
+        prune_scores(scores_for(PROSE), rate=0.5, min_run=0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_balanced_variants_keep_runs_and_a_floor_of_words(seed: int) -> None:
+    from promptzip.compressors.extractive import ExtractiveCompressor
+    from promptzip.compressors.token_prune import PrunedExtractiveCompressor
+    from promptzip.testing import KeywordScorer
+
+    compressor = PrunedExtractiveCompressor(ExtractiveCompressor(KeywordScorer()), RandomTokenScorer(seed))
+    chunk = pz.Chunk(PROSE)
+    (group,) = compressor.propose([chunk], "May I charge a price for a copy of the source code?", TOK)
+    pruned = [v for v in group if "prune" in v.kind]
+    assert pruned
+    for v in pruned:
+        assert word_count(v.text) >= 4, v.text  # never a lone "5"
+        for span in v.kept:
+            run = PROSE[span.start : span.end]
+            assert word_count(run) >= min(3, word_count(sentence_of(PROSE, span.start))), (run, v.text)
+        assert v.tokens == TOK.count(v.text)
+    with pytest.raises(pz.ConfigError, match="min_run"):
+        PrunedExtractiveCompressor(ExtractiveCompressor(KeywordScorer()), RandomTokenScorer(), min_words=0)

@@ -1,8 +1,8 @@
 """Map the top-level role folders into the single ``promptzip`` distribution.
 
 ``promptzip/`` is the core package; ``compressors/``, ``retrievers/``, ``integrations/``, ``evals/``, ``compat/`` and
-``training/`` install as ``promptzip.compressors`` and so on. Sub-packages are discovered, never listed by hand, so nothing is silently
-dropped from the wheel.
+``training/`` install as ``promptzip.compressors`` and so on. Sub-packages are discovered, never listed by hand, so
+nothing is silently dropped from the wheel.
 """
 
 from setuptools import find_packages, setup

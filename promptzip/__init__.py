@@ -17,6 +17,7 @@ from promptzip._errors import (
     BudgetError,
     ConfigError,
     DeadlineExceeded,
+    ExpandNotFound,
     InputError,
     ModelNotAvailable,
     PromptZipError,
@@ -25,10 +26,11 @@ from promptzip._errors import (
 from promptzip._inputs import Context
 from promptzip._pipeline import Zipper
 from promptzip._policy import BudgetPolicy, Policy
+from promptzip._pricing import CachePricing, pricing_for
 from promptzip._registry import registries
 from promptzip._roles import Compressor, Retriever, Scorer, TokenScorer
 from promptzip._tokenizers import Tokenizer, get_tokenizer
-from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, Span, TokenScores, Variant
+from promptzip._types import Budget, Chunk, ChunkResult, Dropped, Result, Source, Span, TokenScores, Variant
 from promptzip._version import __version__
 
 __all__ = [
@@ -36,11 +38,14 @@ __all__ = [
     "BudgetError",
     "BudgetPolicy",
     "Cache",
+    "CachePricing",
     "Chunk",
     "ChunkResult",
     "Compressor",
     "ConfigError",
     "DeadlineExceeded",
+    "Dropped",
+    "ExpandNotFound",
     "InputError",
     "ModelNotAvailable",
     "Policy",
@@ -63,7 +68,9 @@ __all__ = [
     "compress_call",
     "compress_demonstrations",
     "compress_messages",
+    "expand",
     "get_tokenizer",
+    "pricing_for",
     "registries",
     "wrap",
 ]
@@ -71,6 +78,7 @@ __all__ = [
 _LAZY = {
     "compress_demonstrations": "promptzip._demos",
     "compress_call": "promptzip.integrations.decorator",
+    "expand": "promptzip._expand",
     "wrap": "promptzip.integrations.decorator",
 }
 
@@ -143,11 +151,22 @@ def compress_messages(
     cache: str | Cache | None = None,
     question: str | None = None,
     scope: str = "all",
+    history: str = "stable",
+    conversation: str | None = None,
+    pricing: CachePricing | None = None,
 ) -> Result:
     """Compress the context of a chat wherever it sits (system, user, earlier turns, tool results; ``scope="history"``:
-    earlier turns only); ``Result.messages`` holds the compressed messages."""
+    earlier turns only); ``Result.messages`` holds the compressed messages. Later turns of a conversation send what
+    was sent for its earlier messages again byte for byte (``history="stable"``), so the provider's cache hits."""
     return _shared(preset, target, cache).compress_messages(
-        messages, budget=budget, rate=rate, question=question, scope=scope
+        messages,
+        budget=budget,
+        rate=rate,
+        question=question,
+        scope=scope,
+        history=history,
+        conversation=conversation,
+        pricing=pricing,
     )
 
 
@@ -161,8 +180,18 @@ async def acompress_messages(
     cache: str | Cache | None = None,
     question: str | None = None,
     scope: str = "all",
+    history: str = "stable",
+    conversation: str | None = None,
+    pricing: CachePricing | None = None,
 ) -> Result:
     """Async :func:`compress_messages` (runs in a worker thread)."""
     return await _shared(preset, target, cache).acompress_messages(
-        messages, budget=budget, rate=rate, question=question, scope=scope
+        messages,
+        budget=budget,
+        rate=rate,
+        question=question,
+        scope=scope,
+        history=history,
+        conversation=conversation,
+        pricing=pricing,
     )

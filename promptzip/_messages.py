@@ -38,7 +38,16 @@ from promptzip._understand import Layout, Region, understand
 if TYPE_CHECKING:
     from promptzip._pipeline import Zipper
 
-__all__ = ["MINIMAL_TEXT", "ROLES", "SCOPES", "compress_messages", "compress_prompt", "message_tokens"]
+__all__ = [
+    "MINIMAL_TEXT",
+    "ROLES",
+    "SCOPES",
+    "compress_messages",
+    "compress_prompt",
+    "message_tokens",
+    "question_of",
+    "validate_messages",
+]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PER_MESSAGE = 3
@@ -48,7 +57,7 @@ SCOPES = ("all", "history")
 MINIMAL_TEXT = "…"  # the text of a message whose context all went; the proxy's dialects use the same
 
 
-def _validate(messages: object) -> list[Mapping[str, Any]]:
+def validate_messages(messages: object) -> list[Mapping[str, Any]]:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
         raise InputError("messages must be a list of {'role': ..., 'content': ...} objects")
     if not messages:
@@ -123,12 +132,16 @@ def _layout(text: str, role: str, *, last_user: bool, scope: str) -> Layout:
     return understand(text, role=role, last_user=False, history=True)
 
 
-def _plan(msgs: list[Mapping[str, Any]], scope: str) -> list[_Slot]:
+def _plan(msgs: list[Mapping[str, Any]], scope: str, frozen: int = 0) -> list[_Slot]:
+    """The slots of a chat; the first ``frozen`` messages were sent before in this form and go out byte for byte."""
     last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
     slots: list[_Slot] = []
     for i, m in enumerate(msgs):
         pieces = _texts(m)
         for where, text in pieces:
+            if i < frozen:
+                slots.append(_Slot(i, where, _whole(text, "protected"), {}))
+                continue
             layout = _layout(text, str(m.get("role")), last_user=i == last_user, scope=scope)
             base = f"messages[{i}]" + (f".content[{where}]" if where is not None else "")
             context = layout.context
@@ -141,6 +154,19 @@ def _question(slots: list[_Slot], msgs: list[Mapping[str, Any]]) -> str | None:
     last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
     found = [q for s in slots if s.msg == last_user and (q := s.layout.question)]
     return " ".join(found) or None
+
+
+def question_of(messages: Sequence[Mapping[str, Any]], scope: str = "all") -> str | None:
+    """The question found in the last user turn of a (validated) chat, as :func:`compress_messages` scores against."""
+    msgs = list(messages)
+    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
+    if last_user < 0:
+        return None
+    slots = [
+        _Slot(last_user, where, _layout(text, "user", last_user=True, scope=scope), {})
+        for where, text in _texts(msgs[last_user])
+    ]
+    return _question(slots, msgs)
 
 
 def _check_scope(scope: object) -> str:
@@ -156,9 +182,12 @@ def compress_messages(
     *,
     question: str | None = None,
     scope: str = "all",
+    frozen: int = 0,
 ) -> Result:
-    msgs = _validate(messages)
-    slots = _plan(msgs, _check_scope(scope))
+    """Compress a chat (module docstring). The first ``frozen`` messages were sent before as they are now (a cached
+    prefix, :mod:`promptzip._conversation`): they go out byte for byte and only count against the budget."""
+    msgs = validate_messages(messages)
+    slots = _plan(msgs, _check_scope(scope), frozen)
     count = zipper.tokenizer.count
     question = question or _question(slots, msgs)
     framing = [PER_MESSAGE + count(_framing_text(m)) for m in msgs]

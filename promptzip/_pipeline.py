@@ -14,12 +14,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptzip._cache import Cache, cache_from_url
+from promptzip._cache import Cache, MemoryCache, cache_from_url
 from promptzip._deadline import check
 from promptzip._errors import BudgetError, ConfigError
 from promptzip._inputs import Context, as_sources, check_text
 from promptzip._policy import BudgetPolicy, Policy
 from promptzip._presets import configure
+from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._roles import Compressor, drop_variant, keep_variant
 from promptzip._select import decision, provenance, select_with_tags
@@ -68,6 +69,7 @@ class Zipper:
         separator: str = "\n\n",
         max_chunk_chars: int = 2000,
         name: str = "custom",
+        cache: Cache | None = None,
     ) -> None:
         if reorder not in REORDERS:
             raise ConfigError(f"unknown reorder {reorder!r}; use one of {', '.join(REORDERS)}")
@@ -80,6 +82,10 @@ class Zipper:
         self.separator = separator
         self.max_chunk_chars = max_chunk_chars
         self.name = name
+        # What the Zipper keeps beyond its components' own caches: conversation state (cache-stable history) and
+        # what structured reduction dropped (promptzip.expand). A preset's Zipper shares its components' cache, so
+        # both reach every process and replica that shares it; a hand-built one without a cache keeps them in memory.
+        self.cache: Cache = cache if cache is not None else MemoryCache()
 
     @classmethod
     def from_preset(
@@ -98,11 +104,12 @@ class Zipper:
             raise ConfigError(f"preset must be a name, not {type(name).__name__}")
         factory = registries.presets.get(name)
         preset = configure(factory, name, options)  # a misspelled option fails here, naming the valid ones
+        store = cache_from_url(cache)
         if preset is not None:
-            parts = preset.build(cache=cache_from_url(cache), progress=progress)
+            parts = preset.build(cache=store, progress=progress)
         else:  # a plug-in's plain factory function
-            parts = factory(cache=cache_from_url(cache), progress=progress, **options)
-        return cls(parts.compressor, target=target, reorder=reorder, name=name)
+            parts = factory(cache=store, progress=progress, **options)
+        return cls(parts.compressor, target=target, reorder=reorder, name=name, cache=store)
 
     @property
     def fingerprint(self) -> str:
@@ -172,13 +179,31 @@ class Zipper:
         rate: float | None = None,
         question: str | None = None,
         scope: str = "all",
+        history: str = "stable",
+        conversation: str | None = None,
+        pricing: CachePricing | None = None,
     ) -> Result:
         """Compress a chat: see :func:`promptzip._messages.compress_messages`. ``scope="all"`` (default) compresses
         the context found in every message (system and last user turn included); ``"history"`` only earlier turns.
-        """
-        from promptzip._messages import compress_messages
 
-        return compress_messages(self, messages, Budget.coerce(budget, rate=rate), question=question, scope=scope)
+        ``history="stable"`` (default) sends what an earlier request of the same conversation sent for its messages
+        again byte for byte, so the provider's prompt cache keeps hitting, and compresses what was appended;
+        ``"reselect"`` compresses the whole chat afresh. ``conversation`` names the conversation (else it is
+        recognised by its messages); ``pricing`` is the target's cache prices (:func:`promptzip.pricing_for`).
+        See :mod:`promptzip._conversation`.
+        """
+        from promptzip._conversation import compress_conversation
+
+        return compress_conversation(
+            self,
+            messages,
+            Budget.coerce(budget, rate=rate),
+            question=question,
+            scope=scope,
+            history=history,
+            conversation=conversation,
+            pricing=pricing,
+        )
 
     def compress_prompt(
         self,
@@ -203,11 +228,22 @@ class Zipper:
         rate: float | None = None,
         question: str | None = None,
         scope: str = "all",
+        history: str = "stable",
+        conversation: str | None = None,
+        pricing: CachePricing | None = None,
     ) -> Result:
         """``compress_messages`` in a worker thread."""
         return await asyncio.to_thread(
             functools.partial(
-                self.compress_messages, messages, budget=budget, rate=rate, question=question, scope=scope
+                self.compress_messages,
+                messages,
+                budget=budget,
+                rate=rate,
+                question=question,
+                scope=scope,
+                history=history,
+                conversation=conversation,
+                pricing=pricing,
             )
         )
 

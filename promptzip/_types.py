@@ -185,7 +185,8 @@ class Result:
     ``outputs`` maps each source id to that source's output text (its kept variants joined in source order, ""
     when nothing of it was kept), so an integration rebuilds its own shape from it. ``regions`` counts the context
     regions that request understanding found (chat messages and string prompts), ``regions_compressed`` those that
-    came out shorter than they went in.
+    came out shorter than they went in. ``reused_messages`` counts the leading messages of a chat sent byte for
+    byte as in an earlier request of the same conversation (cache-stable history, :mod:`promptzip._conversation`).
     """
 
     text: str
@@ -202,6 +203,7 @@ class Result:
     outputs: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     regions: int = 0
     regions_compressed: int = 0
+    reused_messages: int = 0
 
     def __repr__(self) -> str:
         # The generated repr printed every chunk and the whole text (~10k characters for one article); this one
@@ -234,6 +236,7 @@ class Result:
             "decision": self.decision,
             "regions": self.regions,
             "regions_compressed": self.regions_compressed,
+            "reused_messages": self.reused_messages,
             "fingerprint": self.fingerprint,
             "timings": dict(self.timings),
             "chunks": [

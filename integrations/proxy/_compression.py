@@ -48,7 +48,7 @@ __all__ = ["RESULT_CACHE_VERSION", "Compressions", "Overloaded", "ZipperFactory"
 ZipperFactory = Callable[[str, str, Cache], Zipper]
 """Builds the Zipper for (preset, target, cache); the default is ``Zipper.from_preset``."""
 
-RESULT_CACHE_VERSION = "2"  # 2: keys carry the credential's scope
+RESULT_CACHE_VERSION = "3"  # 2: keys carry the credential's scope; 3: and the conversation namespace
 # How long a request keeps waiting after its deadline for the thread to notice it (a forward pass in progress).
 DEADLINE_GRACE_S = 0.5
 
@@ -196,6 +196,8 @@ class Compressions:
             repr(options.budget),
             options.scope,
             options.cache_scope,
+            options.history,
+            options.conversation,
             canonical,
         )
 
@@ -234,7 +236,13 @@ class Compressions:
         zipper = self.zipper(options.preset, options.target)
         with deadline(at - time.monotonic()):
             # Where the context is (JSON tool results stay whole and valid) is the core's request understanding.
-            result = zipper.compress_messages(messages, budget=options.budget, scope=options.scope)
+            result = zipper.compress_messages(
+                messages,
+                budget=options.budget,
+                scope=options.scope,
+                history=options.history,
+                conversation=options.conversation,
+            )
         out = [dict(m) for m in result.messages or ()]
         changed = out != messages  # else the original body is forwarded
         outcome = Outcome(

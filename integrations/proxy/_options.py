@@ -25,7 +25,14 @@ from typing import Final
 
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import RequestError
-from promptzip.integrations.proxy._requests import Options, int_header, rate_header, scope_header
+from promptzip.integrations.proxy._requests import (
+    Options,
+    conversation_header,
+    history_header,
+    int_header,
+    rate_header,
+    scope_header,
+)
 from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
 
 __all__ = ["CREDENTIAL_HEADERS", "allowed_presets", "credential_of", "key_digest", "parse_options"]
@@ -83,16 +90,25 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
     scope_h = headers.get("x-promptzip-scope")
     scope = scope_header(scope_h, "x-promptzip-scope") if scope_h is not None else route.scope or s.scope
     credential = credential_of(headers)
+    history_h = headers.get("x-promptzip-history")
+    conversation_h = headers.get("x-promptzip-conversation")
+    tenant = _tenant(headers, settings, credential)
+    # Conversation state is never shared between credentials, whatever result_cache_scope says: what a prefix
+    # kept depends on the questions asked in it.
+    owner = "anonymous" if credential is None else hmac.new(secret, credential.encode("utf-8"), "sha256").hexdigest()
+    conversation = conversation_header(conversation_h, "x-promptzip-conversation") if conversation_h else ""
     return Options(
         budget=budget,
         preset=preset,
         target=route.target or s.target,
-        tenant=_tenant(headers, settings, credential),
+        tenant=tenant,
         min_tokens=route.min_tokens if route.min_tokens is not None else s.min_tokens,
         fail_mode=route.fail_mode or s.fail_mode,
         scope=scope,
         cache_scope=_cache_scope(settings, credential, secret),
         deadline=route.compression_deadline or s.compression_deadline,
+        history=history_header(history_h, "x-promptzip-history") if history_h is not None else "stable",
+        conversation=f"{tenant or ''}|{owner}|{conversation}",
     )
 
 

@@ -80,6 +80,11 @@ class Options:
     scope: str
     cache_scope: str = "shared"  # the whole-request cache's partition: a keyed hash of the credential, or "shared"
     deadline: float | None = None  # seconds a compression may take, from the request's arrival
+    # Cache-stable history (promptzip._conversation): "stable" or "reselect", and the namespace of this request's
+    # conversation state: the credential's keyed hash (never shared between credentials) and the client's
+    # x-promptzip-conversation id, if any.
+    history: str = "stable"
+    conversation: str = ""
 
 
 @dataclass(slots=True)
@@ -151,6 +156,26 @@ def rate_header(value: str, name: str) -> float:
     if not 0.0 < rate <= 1.0:  # also false for NaN
         raise RequestError(f"{name} must be the kept fraction, in (0, 1]", param=name, code="invalid_header")
     return rate
+
+
+HISTORIES = ("stable", "reselect")
+MAX_CONVERSATION_ID = 200
+
+
+def history_header(value: str, name: str) -> str:
+    history = value.strip().lower()
+    if history not in HISTORIES:
+        raise RequestError(f"{name} must be one of {', '.join(HISTORIES)}", param=name, code="invalid_header")
+    return history
+
+
+def conversation_header(value: str, name: str) -> str:
+    """A client's conversation id: printable ASCII, at most 200 characters."""
+    if not value or len(value) > MAX_CONVERSATION_ID or not value.isascii() or not value.isprintable():
+        raise RequestError(
+            f"{name} must be 1-{MAX_CONVERSATION_ID} printable ASCII characters", param=name, code="invalid_header"
+        )
+    return value
 
 
 def scope_header(value: str, name: str) -> str:

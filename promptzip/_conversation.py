@@ -1,0 +1,239 @@
+"""Cache-stable history: a conversation's compressed prefix is sent again byte for byte on later turns.
+
+Providers serve a prompt's prefix from their cache when it equals an earlier prompt's prefix, at a fraction of the
+price (:mod:`promptzip._pricing`). Re-selecting the whole history on every turn changes that prefix and loses the
+discount, which can cost more than compression saves. So ``compress_messages(history="stable")`` (the default)
+works per turn like this:
+
+1. **Recognise the conversation.** Each message is hashed into a chain (``h[i]`` covers messages ``0..i``), in a
+   namespace of the Zipper's fingerprint, the scope and the conversation id when one is given (``conversation=``;
+   the proxy's is the credential's keyed hash and the ``x-promptzip-conversation`` header, so clients never share
+   state). The earlier requests of the conversation whose original messages equal a prefix of this one are found
+   in the Zipper's cache in one round trip, so every replica that shares the cache (Redis) finds them. An edited
+   earlier turn changes every hash from it on: state recorded after the edit is never applied, only a prefix
+   before it can be.
+2. **Reuse** the longest such request's *sent* messages as a frozen prefix and compress only what was appended,
+   under the same budget (counted, like the original, over the whole request's original tokens).
+3. Reuse is taken when it fits the budget, leaves what was appended its fair share of it (a stale prefix must not
+   crowd the new turn out), and is not dearer than re-selecting (:meth:`CachePricing.cost` with the cached prefix
+   the provider would serve; re-selection is credited with the leading messages it would leave alone). A shorter
+   recorded prefix is tried when the longest does not fit. Otherwise, in a conversation seen before, the history
+   is **compacted**: everything before the last user turn is compressed fresh to ``headroom`` of the budget (so
+   later turns have room to append and the new prefix keeps hitting), recorded as the stable prefix, and the rest
+   is appended as in 2. A request seen for the first time, or one where even that fails, is compressed fresh as a
+   whole (one knapsack over everything: the best use of the budget for this turn).
+4. What was sent is recorded under this request's hash, for the next turn.
+
+``history="reselect"`` is the stateless behaviour: the whole chat is compressed against the current question.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from promptzip._cache import Cache, MemoryCache, NullCache, make_key
+from promptzip._errors import BudgetError, ConfigError, InputError
+from promptzip._messages import REPLY_PRIMING, compress_messages, message_tokens, question_of, validate_messages
+from promptzip._pricing import CachePricing, pricing_for
+from promptzip._types import Budget, Result
+
+if TYPE_CHECKING:
+    from promptzip._pipeline import Zipper
+
+__all__ = ["HISTORIES", "compress_conversation"]
+
+HISTORIES = ("stable", "reselect")
+HEADROOM = 0.5  # the share of the budget a compacted history may take: the rest is room for the turns to come
+_NAMESPACE = "conversation-v1"
+_TRIES = 3  # recorded prefixes tried per request, longest first
+_SLACK = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    """An earlier request of this conversation: its first ``length`` messages as they were sent."""
+
+    length: int
+    sent: list[dict[str, Any]]
+
+
+def _chain(msgs: Sequence[Mapping[str, Any]], namespace: str) -> list[str]:
+    out: list[str] = []
+    h = hashlib.sha256(namespace.encode()).hexdigest()
+    for m in msgs:
+        canonical = json.dumps(m, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+        h = hashlib.sha256(f"{h}\x00{canonical}".encode()).hexdigest()
+        out.append(h)
+    return out
+
+
+class _Store:
+    """Sent prefixes by hash, in the Zipper's cache (a process-local one when that cache is disabled)."""
+
+    _local: ClassVar[dict[int, Cache]] = {}
+
+    def __init__(self, zipper: Zipper) -> None:
+        cache = zipper.cache
+        if isinstance(cache, NullCache):  # "none" turns off caching of results, not the memory of a conversation
+            cache = self._local.setdefault(id(zipper), MemoryCache(max_bytes=16 * 2**20))
+        self.cache = cache
+
+    def found(self, hashes: Sequence[str]) -> list[_Prefix]:
+        """The recorded prefixes among ``hashes`` (one round trip), longest first."""
+        keys = {make_key(_NAMESPACE, h): n for n, h in enumerate(hashes, start=1)}
+        found = self.cache.get_many(list(keys))
+        out: list[_Prefix] = []
+        for key in sorted(found, key=lambda k: keys[k], reverse=True):
+            try:
+                sent = json.loads(found[key])
+            except ValueError:
+                continue
+            if isinstance(sent, list) and len(sent) == keys[key] and all(isinstance(m, dict) for m in sent):
+                out.append(_Prefix(keys[key], sent))
+        return out
+
+    def save(self, h: str, sent: Sequence[Mapping[str, Any]]) -> None:
+        payload = json.dumps([dict(m) for m in sent], ensure_ascii=False, separators=(",", ":"), default=str)
+        self.cache.put(make_key(_NAMESPACE, h), payload.encode())
+
+
+def _check(history: object, headroom: object) -> tuple[str, float]:
+    if history not in HISTORIES:
+        raise InputError(f"history must be one of {', '.join(HISTORIES)}, not {history!r}")
+    if isinstance(headroom, bool) or not isinstance(headroom, int | float) or not 0.0 < float(headroom) <= 1.0:
+        raise ConfigError(f"headroom must be a fraction in (0, 1], not {headroom!r}")
+    return str(history), float(headroom)
+
+
+def compress_conversation(
+    zipper: Zipper,
+    messages: Sequence[Mapping[str, Any]],
+    spec: Budget,
+    *,
+    question: str | None = None,
+    scope: str = "all",
+    history: str = "stable",
+    conversation: str | None = None,
+    pricing: CachePricing | None = None,
+    headroom: float = HEADROOM,
+) -> Result:
+    """``compress_messages`` with cache-stable history (module docstring)."""
+    history, headroom = _check(history, headroom)
+    if conversation is not None and not isinstance(conversation, str):
+        raise InputError(f"conversation must be a str id, not {type(conversation).__name__}")
+    msgs = validate_messages(messages)
+    if history == "reselect":
+        return compress_messages(zipper, msgs, spec, question=question, scope=scope)
+    count = zipper.tokenizer.count
+    tokens_in = message_tokens(msgs, count)
+    limit = spec.resolve(tokens_in)
+    if limit <= 0:
+        raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
+    question = question or question_of(msgs, scope)
+    price = pricing if pricing is not None else pricing_for(zipper.tokenizer.name)
+    namespace = "|".join((zipper.fingerprint, scope, conversation or ""))
+    hashes = _chain(msgs, namespace)
+    store = _Store(zipper)
+
+    def appended(prefix: Sequence[Mapping[str, Any]]) -> Result | None:
+        """The request with ``prefix`` sent as before and the rest compressed; None when it cannot fit, or when the
+        prefix leaves what was appended less room than its fair share (see ``_room``)."""
+        k = len(prefix)
+        room = limit - (message_tokens(prefix, count) - REPLY_PRIMING)
+        if room < _fair_share(tokens_in - message_tokens(msgs[:k], count) + REPLY_PRIMING, tokens_in, limit, headroom):
+            return None
+        joined = [*prefix, *msgs[k:]]
+        try:
+            result = compress_messages(zipper, joined, Budget(tokens=limit), question=question, frozen=len(prefix))
+        except BudgetError:
+            return None
+        return _as_original(result, tokens_in, len(prefix))
+
+    result: Result | None = None
+    # The longest recorded prefix first; a shorter one (the history compacted at an earlier turn) when the longer
+    # one leaves no room for what was appended since.
+    known = store.found(hashes[:-1])[:_TRIES]
+    for found in known:
+        if tokens_in <= limit and found.sent == [dict(m) for m in msgs[: found.length]]:
+            break  # sent as it was, and all of it fits: the request goes out whole, prefix included
+        reused = appended(found.sent)
+        if reused is not None:
+            if _worth(reused, found, msgs, price, count, limit):
+                result = reused
+            break
+    if result is None and known and tokens_in > limit:  # a conversation seen before: make room for its next turns
+        result = _compacted(zipper, msgs, hashes, store, limit, question, scope, headroom, appended)
+    if result is None:
+        result = compress_messages(zipper, msgs, spec, question=question, scope=scope)
+    assert result.messages is not None
+    store.save(hashes[-1], result.messages)
+    return result
+
+
+def _fair_share(appended_in: int, tokens_in: int, limit: int, headroom: float) -> float:
+    """The least room a reused prefix must leave for the ``appended_in`` tokens appended since: what a uniform rate
+    would give them, all they need, or the share compaction leaves (``1 - headroom``), whichever is least, less a
+    tenth for framing. A stale prefix that crowds the newest turn out is not worth its cache discount."""
+    return _SLACK * min(appended_in, (1.0 - headroom) * limit, limit * appended_in / max(tokens_in, 1))
+
+
+def _as_original(result: Result, tokens_in: int, reused: int) -> Result:
+    """``result`` accounted against the original request: its tokens in, and how many messages went out as before."""
+    decision = result.decision
+    if decision == "kept_all" and result.tokens_out < tokens_in:
+        decision = "compressed"
+    return replace(result, tokens_in=tokens_in, decision=decision, reused_messages=reused)
+
+
+def _worth(
+    reused: Result,
+    found: _Prefix,
+    msgs: Sequence[Mapping[str, Any]],
+    price: CachePricing,
+    count: Any,
+    limit: int,
+) -> bool:
+    """Is reusing the sent prefix at most as dear as re-selecting? Re-selection would fill the budget and keep at
+    best the leading messages that were sent unchanged; reuse is served the whole prefix from the cache."""
+    prefix_tokens = message_tokens(found.sent, count) - REPLY_PRIMING  # no reply priming inside a prefix
+    same = 0
+    while same < found.length and found.sent[same] == msgs[same]:
+        same += 1
+    unchanged = message_tokens(found.sent[:same], count) - REPLY_PRIMING if same else 0
+    reuse_cost = price.cost(reused.tokens_out, cached=min(reused.tokens_out, price.cached_tokens(prefix_tokens)))
+    fresh_tokens = min(limit, reused.tokens_in)
+    fresh_cost = price.cost(fresh_tokens, cached=min(fresh_tokens, price.cached_tokens(unchanged)))
+    return reuse_cost <= fresh_cost
+
+
+def _compacted(
+    zipper: Zipper,
+    msgs: list[Mapping[str, Any]],
+    hashes: list[str],
+    store: _Store,
+    limit: int,
+    question: str | None,
+    scope: str,
+    headroom: float,
+    appended: Any,
+) -> Result | None:
+    """Compress the history before the last user turn to ``headroom`` of the budget, record it as the stable
+    prefix, and append the rest; None when there is no history or it does not fit."""
+    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
+    if not any(m.get("role") in ("assistant", "tool", "function") for m in msgs[: max(last_user, 0)]):
+        return None  # a first turn has no history to compact: one knapsack over all of it is best
+    try:
+        history = compress_messages(
+            zipper, msgs[:last_user], Budget(tokens=max(1, int(limit * headroom))), question=question, scope=scope
+        )
+    except BudgetError:
+        return None
+    assert history.messages is not None
+    sent = [dict(m) for m in history.messages]
+    store.save(hashes[last_user - 1], sent)
+    result = appended(sent)
+    return None if result is None else replace(result, reused_messages=0)

@@ -1,0 +1,226 @@
+"""Cache-stable history: later turns send the prefix an earlier turn sent, byte for byte, and compress only what was
+appended; edits invalidate, interleaved clients and replicas behave, and the proxy, ``wrap`` and the Runnable all
+get it (real BM25 stacks, the real openai SDK against the real proxy, a recording fake upstream on 127.0.0.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from proxy_helpers import settings
+
+import promptzip as pz
+from promptzip._cache import Cache, cache_from_url
+from promptzip._messages import message_tokens
+from promptzip.compressors.extractive import ExtractiveCompressor
+from promptzip.integrations.proxy import create_app
+from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+from promptzip.retrievers.sparse import BM25Scorer
+
+SAMPLE = (Path(pz.__file__).parent / "_sample" / "sotu.txt").read_text()
+PARAGRAPHS = [p for p in SAMPLE.split("\n\n") if len(p) > 200]
+
+
+def zipper(cache: Cache | None = None) -> pz.Zipper:
+    return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o", name="bm25", cache=cache)
+
+
+def turn(t: int) -> dict[str, Any]:
+    docs = "\n\n".join(PARAGRAPHS[t * 3 : t * 3 + 3])
+    return {"role": "user", "content": f"Documents:\n{docs}\n\nQuestion: what does the speech say in part {t}?"}
+
+
+def conversation(turns: int) -> list[dict[str, Any]]:
+    msgs: list[dict[str, Any]] = [{"role": "system", "content": "Answer from the documents."}]
+    for t in range(turns):
+        msgs.append(turn(t))
+        if t < turns - 1:
+            msgs.append({"role": "assistant", "content": f"Part {t} is about the economy."})
+    return msgs
+
+
+def sent_prefix_is_kept(before: pz.Result, after: pz.Result) -> bool:
+    assert before.messages is not None
+    assert after.messages is not None
+    return list(after.messages[: len(before.messages)]) == list(before.messages)
+
+
+@pytest.mark.parametrize("budget", [pz.Budget(rate=0.3), pz.Budget(rate=0.5)])
+def test_later_turns_send_the_earlier_prefix_byte_for_byte(budget: pz.Budget) -> None:
+    z = zipper()
+    previous = None
+    count = z.tokenizer.count
+    for t in range(1, 7):
+        msgs = conversation(t)
+        r = z.compress_messages(msgs, budget=budget)
+        assert r.messages is not None
+        assert r.tokens_in == message_tokens(msgs, count)  # accounted against the original request
+        assert r.tokens_out == message_tokens(list(r.messages), count) <= r.budget
+        assert r.messages[-1] == msgs[-1] or len(str(r.messages[-1]["content"])) < len(msgs[-1]["content"])
+        if previous is not None:
+            assert sent_prefix_is_kept(previous, r)
+            assert r.reused_messages == len(previous.messages or ())
+        previous = r
+
+
+def test_reselect_is_stateless_and_stable_compresses_the_same_first_turn() -> None:
+    msgs = conversation(3)
+    stable = zipper().compress_messages(msgs, rate=0.3)
+    reselect = zipper().compress_messages(msgs, rate=0.3, history="reselect")
+    assert stable.messages == reselect.messages  # a request seen for the first time: one knapsack either way
+    assert stable.reused_messages == reselect.reused_messages == 0
+    z = zipper()
+    first = z.compress_messages(conversation(2), rate=0.3, history="reselect")
+    second = z.compress_messages(conversation(3), rate=0.3, history="reselect")
+    assert second.reused_messages == 0
+    assert first.messages is not None
+
+
+def test_an_edited_turn_invalidates_what_came_after_it() -> None:
+    z = zipper()
+    z.compress_messages(conversation(2), rate=0.3)
+    z.compress_messages(conversation(3), rate=0.3)
+    edited = conversation(4)
+    edited[3] = {"role": "user", "content": turn(1)["content"].replace("Question:", "Question (edited): why")}
+    r = z.compress_messages(edited, rate=0.3)
+    assert r.messages is not None
+    assert r.reused_messages <= 3  # at most the turns before the edit
+    assert "(edited)" in str(r.messages[3]["content"])  # the edit is sent, never the old turn's state
+    assert r.tokens_out <= r.budget
+
+
+def test_tight_token_budgets_compact_the_history_and_then_reuse_it() -> None:
+    z = zipper()
+    results = [z.compress_messages(conversation(t), budget=700) for t in range(1, 8)]
+    assert all(r.tokens_out <= 700 for r in results)
+    # once the conversation outgrows the budget, the history is compacted and later turns build on it
+    assert any(r.reused_messages > 0 for r in results[2:])
+    for r in results:
+        assert r.messages is not None
+        assert r.messages[-1]["content"].endswith("?")
+
+
+def test_interleaved_conversations_and_conversation_ids_keep_their_own_state() -> None:
+    z = zipper()
+    a = conversation(2)
+    b = [dict(m) for m in a]
+    b[1] = turn(5)
+    ra = z.compress_messages(a, rate=0.3)
+    rb = z.compress_messages(b, rate=0.3)
+    a2 = [*a, {"role": "assistant", "content": "ok"}, turn(6)]
+    b2 = [*b, {"role": "assistant", "content": "ok"}, turn(7)]
+    rb2 = z.compress_messages(b2, rate=0.3)  # B's next turn arrives first
+    ra2 = z.compress_messages(a2, rate=0.3)
+    assert sent_prefix_is_kept(ra, ra2)
+    assert sent_prefix_is_kept(rb, rb2)
+    # a named conversation shares nothing with another name or with the anonymous one
+    named = z.compress_messages(a2, rate=0.3, conversation="chat-1")
+    assert named.reused_messages == 0
+
+
+def test_replicas_sharing_a_cache_continue_each_others_conversations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    one, two = zipper(cache_from_url(url)), zipper(cache_from_url(url))
+    first = one.compress_messages(conversation(2), rate=0.3)
+    second = two.compress_messages(conversation(3), rate=0.3)
+    assert second.reused_messages == 4
+    assert sent_prefix_is_kept(first, second)
+
+
+def test_a_prefix_without_a_cache_discount_is_recompressed() -> None:
+    z = zipper()
+    z.compress_messages(conversation(2), rate=0.3)
+    # a provider that caches nothing shorter than a million tokens gives reuse no discount; one that caches from
+    # the first token gives it every turn
+    never = pz.CachePricing(input=2.0, cached=0.2, min_prefix=1_000_000)
+    always = pz.CachePricing(input=2.0, cached=0.2, min_prefix=0)
+    assert z.compress_messages(conversation(3), rate=0.3, pricing=always).reused_messages == 4
+    assert z.compress_messages(conversation(3), rate=0.3, pricing=never).reused_messages in (0, 4)
+
+
+def test_bad_options() -> None:
+    z = zipper()
+    with pytest.raises(pz.InputError, match="history"):
+        z.compress_messages(conversation(1), rate=0.3, history="sometimes")
+    with pytest.raises(pz.InputError, match="conversation"):
+        z.compress_messages(conversation(1), rate=0.3, conversation=7)  # type: ignore[arg-type]
+    with pytest.raises(pz.ConfigError):
+        pz.CachePricing(input=-1, cached=0)
+
+
+def test_pricing_defaults() -> None:
+    assert pz.pricing_for("gpt-4o").discount == pytest.approx(0.5)
+    assert pz.pricing_for("claude-sonnet-4-5").discount == pytest.approx(0.9)
+    assert pz.pricing_for("claude-3-5-haiku-latest").min_prefix == 2048
+    assert pz.pricing_for("openai/gpt-4o-mini").input == 0.15
+    p = pz.pricing_for("gpt-4o")
+    assert p.cached_tokens(1023) == 0
+    assert p.cached_tokens(1024) == 1024
+    assert p.cached_tokens(1300) == 1280
+
+
+# ------------------------------------------------------------------------------------------------ the doors
+def shared_bm25(preset: str, target: str, cache: Cache) -> pz.Zipper:
+    return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target=target, name=preset, cache=cache)
+
+
+def sent_messages(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = upstream.requests[-1].json()["messages"]
+    return messages
+
+
+def test_the_proxy_keeps_the_prefix_per_credential_and_across_replicas(tmp_path: Path, upstream: FakeUpstream) -> None:
+    conf = settings(upstream.url, cache=f"sqlite:///{tmp_path / 'proxy.db'}", cache_key_secret="s" * 32)
+    headers = {"x-promptzip-rate": "0.3"}
+    with (
+        live_server(create_app(conf, zipper_factory=shared_bm25)) as one,
+        live_server(create_app(conf, zipper_factory=shared_bm25)) as two,
+    ):
+        alice = [openai.OpenAI(base_url=u + "/v1", api_key="sk-alice", max_retries=0) for u in (one, two)]
+        bob = openai.OpenAI(base_url=two + "/v1", api_key="sk-bob", max_retries=0)
+        alice[0].chat.completions.create(model="gpt-4o", messages=conversation(2), extra_headers=headers)  # type: ignore[arg-type]
+        first = sent_messages(upstream)
+        alice[1].chat.completions.create(model="gpt-4o", messages=conversation(3), extra_headers=headers)  # type: ignore[arg-type]
+        second = sent_messages(upstream)
+        assert second[: len(first)] == first  # the other replica continued the conversation from the shared cache
+        bob.chat.completions.create(model="gpt-4o", messages=conversation(3), extra_headers=headers)  # type: ignore[arg-type]
+        fresh = zipper().compress_messages(conversation(3), rate=0.3, history="reselect")
+        assert sent_messages(upstream) == list(fresh.messages or ())  # bob starts afresh: nothing of alice's state
+        assert second != sent_messages(upstream)  # (so alice's prefix was kept by reuse, not by chance)
+        with pytest.raises(openai.BadRequestError):
+            alice[0].chat.completions.create(
+                model="gpt-4o",
+                messages=conversation(1),  # type: ignore[arg-type]
+                extra_headers={**headers, "x-promptzip-history": "never"},
+            )
+        with pytest.raises(openai.BadRequestError):
+            alice[0].chat.completions.create(
+                model="gpt-4o",
+                messages=conversation(1),  # type: ignore[arg-type]
+                extra_headers={**headers, "x-promptzip-conversation": "x" * 201},
+            )
+
+
+def test_wrap_and_the_runnable_keep_the_prefix(upstream: FakeUpstream) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_core.prompt_values import ChatPromptValue
+
+    from promptzip.integrations.langchain import PromptZipRunnable
+
+    z = zipper()
+    client = pz.wrap(openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0), zipper=z, rate=0.3)
+    client.chat.completions.create(model="gpt-4o", messages=conversation(2))
+    first = sent_messages(upstream)
+    client.chat.completions.create(model="gpt-4o", messages=conversation(3))
+    assert sent_messages(upstream)[: len(first)] == first
+
+    def lc(msgs: list[dict[str, Any]]) -> ChatPromptValue:
+        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        return ChatPromptValue(messages=[kinds[m["role"]](content=m["content"]) for m in msgs])
+
+    runnable = PromptZipRunnable(zipper=zipper(), budget=pz.Budget(rate=0.3))
+    out1 = runnable.invoke(lc(conversation(2))).to_messages()
+    out2 = runnable.invoke(lc(conversation(3))).to_messages()
+    assert [m.content for m in out2[: len(out1)]] == [m.content for m in out1]

@@ -158,12 +158,22 @@ class Compression:
             self._zipper = shared_zipper(self._preset, self._target, self._cache)
         return self._zipper
 
-    def chat(self, messages: object, *, spec: Budget | None = None, scope: str | None = None) -> list[Any]:
+    def chat(
+        self,
+        messages: object,
+        *,
+        spec: Budget | None = None,
+        scope: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Any]:
         """Compressed chat messages; messages whose content did not change are returned as given. ``spec`` and
-        ``scope`` replace this Compression's own for one call."""
+        ``scope`` replace this Compression's own for one call; ``conversation`` names the conversation (the call's
+        ``prompt_cache_key``), else it is recognised by its messages."""
         items = _as_list(messages, "messages")
         dicts = [_as_mapping(m, f"messages[{i}]") for i, m in enumerate(items)]
-        result = self.zipper.compress_messages(dicts, budget=spec or self.spec, scope=scope or self.scope)
+        result = self.zipper.compress_messages(
+            dicts, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation
+        )
         if fits_whole(result):
             return items
         out = result.messages or ()
@@ -172,7 +182,12 @@ class Compression:
         ]
 
     def responses_input(
-        self, value: object, *, spec: Budget | None = None, scope: str | None = None
+        self,
+        value: object,
+        *,
+        spec: Budget | None = None,
+        scope: str | None = None,
+        conversation: str | None = None,
     ) -> str | list[Any]:
         """A Responses API ``input``: a string is a whole prompt (its instruction and question kept, its context
         compressed; ``scope`` does not apply to it), a list of items a chat (items that are not messages, such as
@@ -184,7 +199,9 @@ class Compression:
         items = _as_list(value, "input")
         dicts = [_as_mapping(m, f"input[{i}]") for i, m in enumerate(items)]
         chat = [_item_as_message(d, i) for i, d in enumerate(dicts)]
-        result = self.zipper.compress_messages(chat, budget=spec or self.spec, scope=scope or self.scope)
+        result = self.zipper.compress_messages(
+            chat, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation
+        )
         if fits_whole(result):
             return items
         out = result.messages or ()

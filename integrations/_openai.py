@@ -4,7 +4,8 @@ The wrapped client is a proxy: attribute access goes to the user's client, excep
 prompt, which compress it first and then call the SDK's own method with everything else as given:
 
 * ``chat.completions``: ``create`` (``stream=True`` included), ``parse`` and the ``stream(...)`` helper;
-* ``responses``: ``create`` (``stream=True`` included), ``parse`` and ``stream(...)``;
+* ``responses``: ``create`` (``stream=True`` included), ``parse``, ``stream(...)`` and ``compact``;
+* the same under ``client.beta`` (``beta.chat.completions``, ``beta.responses``);
 * the same resources' ``with_raw_response`` and ``with_streaming_response`` views (``create``/``parse``), reached
   from the resource (``client.chat.completions.with_raw_response``) or from the client
   (``client.with_raw_response.chat.completions``).
@@ -14,7 +15,9 @@ user's client is never changed.
 
 Every wrapped method takes one more keyword, ``promptzip=``, removed before the SDK is called (see
 :class:`CallOptions`): ``False`` sends the call as given, an int or a :class:`promptzip.Budget` is this call's
-budget, and a dict sets ``budget``, ``rate``, ``scope`` or ``disable``.
+budget, and a dict sets ``budget``, ``rate``, ``scope`` or ``disable``. A call's ``prompt_cache_key`` (OpenAI's
+name for the cache a conversation shares) also names the conversation whose sent prefix is kept byte for byte
+(cache-stable history, :mod:`promptzip._conversation`).
 
 An async client compresses in a worker thread. Its ``stream(...)`` helpers and ``with_streaming_response`` methods
 return an async context manager, as the SDK's do; the prompt is compressed when it is entered (``async with``), so
@@ -54,16 +57,18 @@ __all__ = [
 class _Rewrite(Protocol):
     """``Compression.chat`` or ``Compression.responses_input``: the new value of the keyword a method sends."""
 
-    def __call__(self, value: object, /, *, spec: Budget | None = None, scope: str | None = None) -> Any: ...
+    def __call__(
+        self, value: object, /, *, spec: Budget | None = None, scope: str | None = None, conversation: str | None = None
+    ) -> Any: ...
 
 
 # How a method of a resource is called. A sync method is compressed at the call. An async one is a coroutine
 # function ("call") or returns an async context manager that sends the request when entered ("context").
 _Kind = Literal["sync", "call", "context"]
-_METHODS: Mapping[str, _Kind] = {"create": "call", "parse": "call", "stream": "context"}
+_METHODS: Mapping[str, _Kind] = {"create": "call", "parse": "call", "stream": "context", "compact": "call"}
 _VIEWS: Mapping[str, Mapping[str, _Kind]] = {
-    "with_raw_response": {"create": "call", "parse": "call"},
-    "with_streaming_response": {"create": "context", "parse": "context"},
+    "with_raw_response": {"create": "call", "parse": "call", "compact": "call"},
+    "with_streaming_response": {"create": "context", "parse": "context", "compact": "context"},
 }
 
 
@@ -84,18 +89,24 @@ class _Delegate:
 
 
 class _Resources(_Delegate):
-    """A client, or its ``with_raw_response`` / ``with_streaming_response`` view, whose ``chat.completions`` and
-    ``responses`` compress; ``views`` says whether their own ``with_raw_response``/``with_streaming_response``
-    are wrapped too (a view's resources have none)."""
+    """A client, its ``beta``, or its ``with_raw_response`` / ``with_streaming_response`` view, whose
+    ``chat.completions`` and ``responses`` compress; ``views`` says whether their own ``with_raw_response`` and
+    ``with_streaming_response`` are wrapped too (a view's resources have none)."""
 
     def __init__(
         self, client: Any, compression: Compression, *, is_async: bool, methods: Mapping[str, _Kind], views: bool
     ) -> None:
         super().__init__(client, compression)
-        self.chat = _Chat(client.chat, compression, is_async=is_async, methods=methods, views=views)
-        self.responses = _Endpoint(
-            client.responses, compression, "input", compression.responses_input, is_async, methods, views
-        )
+        # A view of beta has no chat in some SDK versions: wrap what is there, delegate the rest
+        if getattr(getattr(client, "chat", None), "completions", None) is not None:
+            self.chat = _Chat(client.chat, compression, is_async=is_async, methods=methods, views=views)
+        if getattr(client, "responses", None) is not None:
+            self.responses = _Endpoint(
+                client.responses, compression, "input", compression.responses_input, is_async, methods, views
+            )
+        beta = getattr(client, "beta", None)
+        if beta is not None:  # the same endpoints under client.beta (older SDKs keep parse/stream there)
+            self.beta = _Resources(beta, compression, is_async=is_async, methods=methods, views=views)
 
 
 class WrappedClient(_Resources):
@@ -251,4 +262,6 @@ def _sdk_sentinels() -> tuple[type, ...]:
 def _compressed(kwargs: dict[str, Any], key: str, rewrite: _Rewrite, options: CallOptions) -> dict[str, Any]:
     if not _applies(kwargs, key, options):
         return kwargs
-    return {**kwargs, key: rewrite(kwargs[key], spec=options.spec, scope=options.scope)}
+    cache_key = kwargs.get("prompt_cache_key")
+    conversation = cache_key if isinstance(cache_key, str) and cache_key else None
+    return {**kwargs, key: rewrite(kwargs[key], spec=options.spec, scope=options.scope, conversation=conversation)}

@@ -224,3 +224,25 @@ def test_wrap_and_the_runnable_keep_the_prefix(upstream: FakeUpstream) -> None:
     out1 = runnable.invoke(lc(conversation(2))).to_messages()
     out2 = runnable.invoke(lc(conversation(3))).to_messages()
     assert [m.content for m in out2[: len(out1)]] == [m.content for m in out1]
+
+
+def test_wrap_covers_beta_and_compact_and_reads_prompt_cache_key(upstream: FakeUpstream) -> None:
+    client = pz.wrap(openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0), zipper=zipper(), rate=0.3)
+    long = conversation(3)
+    count = pz.get_tokenizer("gpt-4o").count
+    client.beta.chat.completions.create(model="gpt-4o", messages=long)  # type: ignore[arg-type]
+    assert message_tokens(sent_messages(upstream), count) <= 0.3 * message_tokens(long, count)
+    client.responses.compact(model="gpt-4o", input=long)  # type: ignore[arg-type]
+    assert upstream.requests[-1].target == "/v1/responses/compact"
+    compacted = upstream.requests[-1].json()["input"]
+    assert message_tokens(compacted, count) <= 0.3 * message_tokens(long, count)
+
+    # prompt_cache_key names the conversation: the same turns under another key start afresh
+    keyed = pz.wrap(openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0), zipper=zipper(), rate=0.3)
+    keyed.chat.completions.create(model="gpt-4o", messages=conversation(2), prompt_cache_key="user-1")
+    first = sent_messages(upstream)
+    keyed.chat.completions.create(model="gpt-4o", messages=conversation(3), prompt_cache_key="user-1")
+    assert sent_messages(upstream)[: len(first)] == first
+    keyed.chat.completions.create(model="gpt-4o", messages=conversation(3), prompt_cache_key="user-2")
+    fresh = zipper().compress_messages(conversation(3), rate=0.3)
+    assert sent_messages(upstream) == list(fresh.messages or ())

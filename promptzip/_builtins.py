@@ -28,6 +28,9 @@ def register(registries: Any) -> None:
     from promptzip.compressors.soft import register_soft
 
     register_soft(registries)
+    from promptzip.compressors.tool_outputs import register_reducers
+
+    register_reducers(registries)
     register_policies(registries)
     register_presets(registries)
     _register_lazy(registries)

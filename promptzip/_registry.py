@@ -90,6 +90,7 @@ class Registries:
     retrievers: Registry[Any] = field(default_factory=lambda: Registry("retriever"))
     models: Registry[Any] = field(default_factory=lambda: Registry("model"))
     summarizers: Registry[Any] = field(default_factory=lambda: Registry("summarizer"))
+    reducers: Registry[Any] = field(default_factory=lambda: Registry("reducer"))
 
 
 registries = Registries()

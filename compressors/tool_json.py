@@ -1,0 +1,308 @@
+"""JSON tool outputs: keep the array items relevant to the request, summarize the dropped ones in one string.
+
+The array cut is the top-level one, or the largest array of similar items (all objects, all strings or all
+numbers, at least ``min_items``) nested anywhere, e.g. ``{"results": [...], "total": 50}``. The items most relevant
+to the query (scored on each item's compact serialization) are kept in their original order, and ONE string is
+appended to that array saying what was dropped: how many, their fields, and the range (min–max) of every field
+whose values are all numbers or all ISO dates/times::
+
+    "[promptzip: 37 of 50 items omitted; fields id, name, price, created; id 3–50; price 3.5–99.0;
+      created 2024-01-02–2024-03-01; expand pz-…]"
+
+Everything outside that array is kept; the output is valid JSON with the original keys in their order, serialized
+in the input's style (indent unit, separators, ASCII escapes; leading and trailing whitespace kept). Numbers are
+re-serialized (``1.50`` comes back as ``1.5``). JSON Lines (one object per line) is an array too: kept lines stay
+byte for byte and the summary is one more line, a JSON string. Malformed JSON, or an object with a duplicate key
+(re-serializing would silently drop one), is not this reducer's: it returns None.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from promptzip.compressors.tool_outputs import (
+    Count,
+    Reduced,
+    Relevance,
+    fit_prefix,
+    greedy,
+    marker,
+    rank,
+    relevance_scores,
+)
+
+__all__ = ["JsonReducer", "parse_json", "summary"]
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+_INDENT = re.compile(r"[ \t]*[\[{][ \t]*\r?\n([ \t]+)\S")
+_MAX_FIELDS = 30  # field names listed in a summary
+_MAX_RANGES = 12  # fields whose ranges a summary gives
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+def parse_json(text: str) -> tuple[bool, Any]:
+    """``(True, value)`` when ``text`` is one JSON value without duplicate keys, else ``(False, None)``."""
+    try:
+        return True, json.loads(text, object_pairs_hook=_pairs)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def _json_lines(text: str) -> list[tuple[int, dict[str, Any]]] | None:
+    """``(line index, object)`` for every non-blank line when each is a JSON object (JSON Lines), else None."""
+    out = []
+    for i, line in enumerate(text.split("\n")):
+        if not line.strip():
+            continue
+        s = line.strip()
+        if not (s.startswith("{") and s.endswith("}")):
+            return None
+        ok, value = parse_json(s)
+        if not ok or not isinstance(value, dict):
+            return None
+        out.append((i, value))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Style:
+    indent: str | None
+    separators: tuple[str, str]
+    ensure_ascii: bool
+
+    @classmethod
+    def of(cls, text: str) -> _Style:
+        head = text[:20_000]
+        key_sep = ": " if re.search(r'"[ \t]*:[ \t]', head) else ":"
+        m = _INDENT.match(head)
+        if m:
+            return cls(m.group(1), (",", key_sep), _ascii(text))
+        item_sep = ", " if re.search(r'[\]}"\delun],[ \t]+["{\[\-\dtfn]', head) else ","
+        return cls(None, (item_sep, key_sep), _ascii(text))
+
+    def dumps(self, value: Any) -> str:
+        return json.dumps(value, indent=self.indent, separators=self.separators, ensure_ascii=self.ensure_ascii)
+
+
+def _ascii(text: str) -> bool:
+    return text.isascii() and "\\u" in text
+
+
+def _homogeneous(items: list[Any]) -> bool:
+    first = items[0]
+    if isinstance(first, dict):
+        return all(isinstance(x, dict) for x in items)
+    if isinstance(first, str):
+        return all(isinstance(x, str) for x in items)
+    return all(_number(x) for x in items)
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _largest_array(root: Any, min_items: int, style: _Style) -> tuple[Any, Any, list[Any]] | None:
+    """``(parent, key, array)`` of the largest array of similar items (parent None for the root itself). Arrays
+    inside a candidate's items are not searched: the outer one holds them all."""
+    found: list[tuple[Any, Any, list[Any]]] = []
+    stack: list[tuple[Any, Any, Any]] = [(None, None, root)]
+    while stack:
+        parent, key, value = stack.pop()
+        if isinstance(value, list):
+            if len(value) >= min_items and _homogeneous(value):
+                found.append((parent, key, value))
+                continue
+            stack.extend((value, i, v) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            stack.extend((value, k, v) for k, v in reversed(list(value.items())))
+    if len(found) < 2:
+        return found[0] if found else None
+    return max(found, key=lambda f: len(style.dumps(f[2])))  # first of the largest on a tie
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _range(values: list[Any]) -> str | None:
+    """``min–max`` of values that are all numbers or all ISO dates/times, else None."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    if all(_number(v) for v in values):
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return None
+        lo, hi = min(finite), max(finite)
+    elif all(isinstance(v, str) and _ISO.fullmatch(v) for v in values):
+        lo, hi = min(values, key=_date_key(values)), max(values, key=_date_key(values))
+    else:
+        return None
+    return _fmt(lo) if lo == hi else f"{_fmt(lo)}–{_fmt(hi)}"
+
+
+def _date_key(values: list[str]) -> Callable[[str], Any]:
+    """Compare as datetimes when all parse alike (all naive or all aware), else as strings (ISO sorts so)."""
+    try:
+        parsed = [datetime.fromisoformat(v) for v in values]
+    except ValueError:
+        return str
+    if len({p.tzinfo is None for p in parsed}) > 1:
+        return str
+    return datetime.fromisoformat
+
+
+def summary(dropped: Sequence[Any], total: int, expand_id: str, *, detail: int = 2) -> str:
+    """The marker for ``dropped`` items of ``total``: count; with ``detail`` ≥ 1 the fields of dropped objects;
+    with ``detail`` ≥ 2 the ranges of their number and date fields (``values`` for an array of scalars)."""
+    parts = [f"{len(dropped)} of {total} items omitted"]
+    objects = [d for d in dropped if isinstance(d, dict)]
+    fields = list(dict.fromkeys(k for d in objects for k in d))
+    if detail >= 1 and fields:
+        listed = ", ".join(str(f) for f in fields[:_MAX_FIELDS])
+        more = f" (+{len(fields) - _MAX_FIELDS} more)" if len(fields) > _MAX_FIELDS else ""
+        parts.append(f"fields {listed}{more}")
+    if detail >= 2:
+        columns = [(f, [d.get(f) for d in objects]) for f in fields] if objects else [("values", list(dropped))]
+        ranges = []
+        for name, values in columns:
+            r = _range(values)
+            if r is not None:
+                ranges.append(f"{name} {r}")
+            if len(ranges) >= _MAX_RANGES:
+                break
+        parts.extend(ranges)
+    return marker("; ".join(parts), expand_id)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReducer:
+    """JSON arrays of similar items: relevant items kept in order, the rest summarized in one string element."""
+
+    kind: str = "json"
+    min_items: int = 4
+
+    def detect(self, text: str) -> bool:
+        s = text.strip()
+        if not s or s[0] not in "{[" or s[-1] not in "}]":
+            return False
+        return parse_json(s)[0] or _json_lines(text) is not None
+
+    def reduce(
+        self,
+        text: str,
+        *,
+        query: str | None,
+        target_tokens: int,
+        count: Count,
+        relevance: Relevance | None,
+        expand_id: str,
+    ) -> Reduced | None:
+        s = text.strip()
+        if not s or s[0] not in "{[":
+            return None
+        ok, root = parse_json(s)
+        if not ok:
+            lines = _json_lines(text) if s[0] == "{" else None
+            if lines is None or len(lines) < self.min_items or count(text) <= target_tokens:
+                return None
+            return _reduce_lines(text, lines, query, target_tokens, count, relevance, expand_id)
+        style = _Style.of(text)
+        try:
+            found = _largest_array(root, self.min_items, style)
+            if found is None or count(text) <= target_tokens:
+                return None
+            return _reduce_array(text, root, found, style, query, target_tokens, count, relevance, expand_id)
+        except RecursionError:  # nesting deeper than the serializer goes: not reducible here
+            return None
+
+
+def _reduce_array(
+    text: str,
+    root: Any,
+    found: tuple[Any, Any, list[Any]],
+    style: _Style,
+    query: str | None,
+    target: int,
+    count: Count,
+    relevance: Relevance | None,
+    expand_id: str,
+) -> Reduced:
+    parent, key, items = found
+    lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+    texts = [json.dumps(item, ensure_ascii=False) for item in items]
+
+    def render(kept: Sequence[int], detail: int) -> str:
+        keep = set(kept)
+        new: list[Any] = [items[i] for i in kept]
+        if len(keep) < len(items):
+            new.append(summary([x for i, x in enumerate(items) if i not in keep], len(items), expand_id, detail=detail))
+        if parent is None:
+            return lead + style.dumps(new) + trail
+        parent[key] = new
+        try:
+            return lead + style.dumps(root) + trail
+        finally:
+            parent[key] = items
+
+    out, k, tokens = _choose(texts, render, query, target, count, relevance)
+    return Reduced(out, "json", tokens, len(items), k)
+
+
+def _choose(
+    texts: Sequence[str],
+    render: Callable[[Sequence[int], int], str],
+    query: str | None,
+    target: int,
+    count: Count,
+    relevance: Relevance | None,
+) -> tuple[str, int, int]:
+    """Fit the most relevant items, rendered in their original order; when even no item fits, the summary loses
+    its ranges, then its fields. ``fit_prefix`` trims ``picked`` from its least relevant end."""
+    order = rank(relevance_scores(texts, query, relevance))
+    detail = next((d for d in (2, 1) if count(render((), d)) <= target), 0)
+    skeleton = count(render((), detail))
+    picked = greedy(order, lambda i: count(texts[i]) + 1, target - skeleton)
+    return fit_prefix(picked, lambda ks: render(sorted(ks), detail), count, target)
+
+
+def _reduce_lines(
+    text: str,
+    objects: list[tuple[int, dict[str, Any]]],
+    query: str | None,
+    target: int,
+    count: Count,
+    relevance: Relevance | None,
+    expand_id: str,
+) -> Reduced:
+    lines = text.split("\n")
+    texts = [lines[i] for i, _ in objects]
+    eol = "\r\n" if texts[0].endswith("\r") else "\n"
+    end = eol if text.endswith("\n") else ""
+
+    def render(kept: Sequence[int], detail: int) -> str:
+        keep = set(kept)
+        out = [texts[i].rstrip("\r") for i in kept]
+        if len(keep) < len(objects):
+            dropped = [obj for i, (_, obj) in enumerate(objects) if i not in keep]
+            out.append(json.dumps(summary(dropped, len(objects), expand_id, detail=detail), ensure_ascii=False))
+        return eol.join(out) + end
+
+    out, k, tokens = _choose(texts, render, query, target, count, relevance)
+    return Reduced(out, "json", tokens, len(objects), k)

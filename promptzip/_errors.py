@@ -7,6 +7,7 @@ where they enter promptzip, with ``raise ... from exc``::
     ├── ConfigError            bad settings: unknown preset, tokenizer, scorer, cache URL, registry name
     │   └── ModelNotAvailable  a named model cannot be found locally (and may not be downloaded)
     ├── InputError             bad input: non-str chunks, invalid UTF-8, malformed chat messages, bad tags
+    │   └── ExpandNotFound     no text is stored under an expand id (in this scope); also a ``LookupError``
     ├── BudgetError            a budget that is not a budget, or one smaller than the protected parts
     ├── DeadlineExceeded       a compression ran past the time limit it was given (also a ``TimeoutError``)
     └── UpstreamError          the proxy's upstream failed (carries its status when it had one)
@@ -21,6 +22,7 @@ __all__ = [
     "BudgetError",
     "ConfigError",
     "DeadlineExceeded",
+    "ExpandNotFound",
     "InputError",
     "ModelNotAvailable",
     "PromptZipError",
@@ -51,6 +53,18 @@ class InputError(PromptZipError, ValueError):
     def __init__(self, message: str, *, position: int | None = None) -> None:
         super().__init__(message)
         self.position = position
+
+
+class ExpandNotFound(InputError, LookupError):
+    """No original text is stored under an expand id in this scope: never stored, evicted or expired, or stored for
+    another scope (another credential of the proxy). The message is the same in every case, so it tells a caller
+    nothing about other scopes."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(
+            f"no text is stored under the expand id {id!r} here (it may have expired or been evicted from the cache)"
+        )
+        self.id = id
 
 
 class BudgetError(PromptZipError, ValueError):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from promptzip._errors import BudgetError, InputError
 
-__all__ = ["Budget", "Chunk", "ChunkResult", "Result", "Source", "Span", "TokenScores", "Variant"]
+__all__ = ["Budget", "Chunk", "ChunkResult", "Dropped", "Result", "Source", "Span", "TokenScores", "Variant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,17 @@ class ChunkResult:
     text: str = ""  # the chosen variant's text as it appears in the output ("" when dropped)
 
 
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A span of a source that reached the model in no verbatim form: ``text == source[start:end]`` (offsets in the
+    same coordinates as ``ChunkResult.kept``)."""
+
+    source_id: str
+    start: int
+    end: int
+    text: str
+
+
 _PREVIEW = 60  # characters of Result.text that its repr shows
 
 
@@ -187,6 +200,7 @@ class Result:
     regions that request understanding found (chat messages and string prompts), ``regions_compressed`` those that
     came out shorter than they went in. ``reused_messages`` counts the leading messages of a chat sent byte for
     byte as in an earlier request of the same conversation (cache-stable history, :mod:`promptzip._conversation`).
+    ``dropped`` lists the spans of the sources that the model did not get verbatim (what ``promptzip diff`` marks).
     """
 
     text: str
@@ -224,6 +238,35 @@ class Result:
     def rate(self) -> float:
         return self.tokens_out / self.tokens_in if self.tokens_in else 1.0
 
+    @property
+    def dropped(self) -> tuple[Dropped, ...]:
+        """What the model did not get, verbatim: for each source that is not protected, the maximal spans that no
+        chunk kept (``ChunkResult.kept``), in source order, trimmed of whitespace; gaps of whitespace alone are left
+        out, and so are ``<pz>`` tags (markup for promptzip, removed from every output), at which a span ends.
+
+        Every other character of a source is kept verbatim or is whitespace or markup. A chunk that was summarized
+        (``summary@…``: its text is a rewrite, with no kept spans) counts as dropped: its words did not reach the
+        model, only a summary did, which ``ChunkResult.text`` holds. Protected sources are kept whole and have no
+        dropped spans.
+        """
+        out: list[Dropped] = []
+        for source, offset, chunks in source_chunks(self.sources, self.chunks):
+            if source.protected:
+                continue
+            size = len(source.text)
+            kept = sorted((max(0, s.start - offset), min(size, s.end - offset)) for c in chunks for s in c.kept)
+            pos = 0
+            gaps: list[tuple[int, int]] = []
+            for a, b in kept:
+                if a > pos:
+                    gaps.append((pos, a))
+                pos = max(pos, b)
+            if pos < size:
+                gaps.append((pos, size))
+            for a, b in _content(source.text, gaps):
+                out.append(Dropped(source.id, a + offset, b + offset, source.text[a:b]))
+        return tuple(out)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (used by the CLI's ``--json`` and the proxy's headers)."""
         return {
@@ -254,5 +297,93 @@ class Result:
                 }
                 for c in self.chunks
             ],
+            "dropped": [
+                {"source_id": d.source_id, "start": d.start, "end": d.end, "text": d.text} for d in self.dropped
+            ],
             **({"messages": [dict(m) for m in self.messages]} if self.messages is not None else {}),
         }
+
+
+_NON_SPACE = re.compile(r"\S")
+
+
+def _segments(text: str) -> list[tuple[int, int]]:
+    """The parts of ``text`` outside ``<pz>`` tags (all of it when its tags do not parse: then they are its own)."""
+    from promptzip._split import parse_tags  # the splitter imports this module
+
+    if "<" not in text:
+        return [(0, len(text))]
+    try:
+        return [(seg.start, seg.end) for seg in parse_tags(text)]
+    except InputError:
+        return [(0, len(text))]
+
+
+def _content(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` (sorted, disjoint) cut at ``<pz>`` tags and trimmed of whitespace; those with nothing left are left
+    out."""
+    out: list[tuple[int, int]] = []
+    segments = _segments(text)
+    ends = [e for _, e in segments]
+    for a, b in spans:
+        for i in range(bisect.bisect_right(ends, a), len(segments)):
+            s, e = segments[i]
+            if s >= b:
+                break
+            lo, hi = max(a, s), min(b, e)
+            while lo < hi and text[lo].isspace():
+                lo += 1
+            while hi > lo and text[hi - 1].isspace():
+                hi -= 1
+            if lo < hi:
+                out.append((lo, hi))
+    return out
+
+
+def _first_chunk_start(source: Source) -> int | None:
+    """Where the first chunk of ``source`` starts in its own text (None: it has no chunk). The splitter trims chunks
+    and never covers a tag, so it is the first character that is neither whitespace nor markup; a protected source
+    is one chunk, the whole text."""
+    if source.protected:
+        return 0 if source.text else None
+    for s, e in _segments(source.text):
+        m = _NON_SPACE.search(source.text, s, e)
+        if m is not None:
+            return m.start()
+    return None
+
+
+def source_chunks(
+    sources: Sequence[Source], chunks: Sequence[ChunkResult]
+) -> list[tuple[Source, int, list[ChunkResult]]]:
+    """Each source with its offset (where its text starts in the coordinates of the chunks: a ``Chunk`` context's
+    ``start``, else 0) and its chunks.
+
+    A Result lists its chunks source by source, in source order, so a source's chunks are the next run that bears
+    its id and lies inside it; this keeps two sources with one id apart (two retrieved chunks of one document, at
+    different offsets). A Result made otherwise falls back to every chunk with the id, at offset 0.
+    """
+    out: list[tuple[Source, int, list[ChunkResult]]] = []
+    pos = 0
+    for source in sources:
+        first = _first_chunk_start(source)
+        if first is None:
+            out.append((source, 0, []))
+            continue
+        if pos >= len(chunks) or chunks[pos].source_id != source.id or chunks[pos].start < first:
+            out.append((source, 0, [c for c in chunks if c.source_id == source.id]))
+            continue
+        offset = chunks[pos].start - first
+        end = offset + len(source.text)
+        run = [chunks[pos]]
+        pos += 1
+        while (
+            pos < len(chunks)
+            and chunks[pos].source_id == source.id
+            and run[-1].end <= chunks[pos].start
+            and chunks[pos].end <= end
+        ):
+            run.append(chunks[pos])
+            pos += 1
+        out.append((source, offset, run))
+    return out

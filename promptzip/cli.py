@@ -146,6 +146,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_models)
 
+    from promptzip._diff import add_diff_command
+
+    add_diff_command(sub)
+
     from promptzip.integrations.proxy._cli import add_proxy_command
 
     add_proxy_command(sub)

@@ -11,6 +11,8 @@
 * Any other ``/v1/*`` request is forwarded untouched: method, path, query, body and headers (minus hop-by-hop
   ones and the ``x-promptzip-*`` controls).
 * ``/healthz`` answers ``{"status": "ok"}``; ``/metrics`` is Prometheus text.
+* ``/v1/promptzip/*`` is the proxy's own and never forwarded: ``GET /v1/promptzip/expand/{id}`` returns the original
+  of what a compression of the same credential cut (:mod:`._expand`).
 
 Decisions worth knowing:
 
@@ -66,6 +68,7 @@ from promptzip._pipeline import Zipper
 from promptzip.integrations.proxy._compression import Compressions, Overloaded, ZipperFactory
 from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
 from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError, error_body, error_response, status_of
+from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansions
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
@@ -115,6 +118,7 @@ def create_app(
         routes=[
             Route("/healthz", proxy.healthz, methods=["GET", "HEAD"]),
             Route("/metrics", proxy.metrics_endpoint, methods=["GET"]),
+            Route(OWN_ROUTE, proxy.expansions.endpoint, methods=METHODS),  # before /v1/*: never forwarded
             Route("/v1/{rest:path}", proxy.v1, methods=METHODS),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
@@ -149,11 +153,14 @@ class _Proxy:
         self._clients: list[httpx.AsyncClient] = []
         self._turn: Iterator[httpx.AsyncClient] = iter(())
         self.compressions = Compressions(settings, factory, self.metrics)
+        self.expansions = Expansions(settings, self.compressions)  # what compressions cut, per credential
 
     def route_label(self, path: str) -> str:
         """The ``route`` label of a request path in metrics and logs (the path itself only for known routes)."""
         if path in ("/healthz", "/metrics"):
             return path[1:]
+        if path.startswith(OWN_PREFIX):
+            return "expand" if path.startswith(OWN_PREFIX + "expand/") else "not_found"
         if self.settings.route(path) is not None:
             return path
         return "passthrough" if path.startswith("/v1/") else "not_found"

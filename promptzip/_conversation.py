@@ -6,12 +6,13 @@ discount, which can cost more than compression saves. So ``compress_messages(his
 works per turn like this:
 
 1. **Recognise the conversation.** Each message is hashed into a chain (``h[i]`` covers messages ``0..i``), in a
-   namespace of the Zipper's fingerprint, the scope and the conversation id when one is given (``conversation=``;
-   the proxy's is the credential's keyed hash and the ``x-promptzip-conversation`` header, so clients never share
-   state). The earlier requests of the conversation whose original messages equal a prefix of this one are found
-   in the Zipper's cache in one round trip, so every replica that shares the cache (Redis) finds them. An edited
-   earlier turn changes every hash from it on: state recorded after the edit is never applied, only a prefix
-   before it can be.
+   namespace of the Zipper's fingerprint, the scope, the caller's ``partition`` (the proxy's is the tenant and the
+   credential's keyed hash, so clients never share state) and the conversation id when one is given
+   (``conversation=``: the ``x-promptzip-conversation`` header, the wrapped client's ``prompt_cache_key``). The
+   earlier requests of the conversation whose original messages equal a prefix of this one are found in the
+   Zipper's cache in one round trip, so every replica that shares the cache (Redis) finds them. An edited earlier
+   turn changes every hash from it on: state recorded after the edit is never applied, only a prefix before it
+   can be.
 2. **Reuse** the longest such request's *sent* messages as a frozen prefix and compress only what was appended,
    under the same budget (counted, like the original, over the whole request's original tokens).
 3. Reuse is taken when it fits the budget, leaves what was appended its fair share of it (a stale prefix must not
@@ -119,6 +120,7 @@ def compress_conversation(
     history: str = "stable",
     conversation: str | None = None,
     pricing: CachePricing | None = None,
+    partition: str = "",
     headroom: float = HEADROOM,
 ) -> Result:
     """``compress_messages`` with cache-stable history (module docstring)."""
@@ -127,7 +129,7 @@ def compress_conversation(
         raise InputError(f"conversation must be a str id, not {type(conversation).__name__}")
     msgs = validate_messages(messages)
     if history == "reselect":
-        return compress_messages(zipper, msgs, spec, question=question, scope=scope)
+        return compress_messages(zipper, msgs, spec, question=question, scope=scope, partition=partition)
     count = zipper.tokenizer.count
     tokens_in = message_tokens(msgs, count)
     limit = spec.resolve(tokens_in)
@@ -135,7 +137,7 @@ def compress_conversation(
         raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
     question = question or question_of(msgs, scope)
     price = pricing if pricing is not None else pricing_for(zipper.tokenizer.name)
-    namespace = "|".join((zipper.fingerprint, scope, conversation or ""))
+    namespace = "|".join((zipper.fingerprint, scope, partition, conversation or ""))
     hashes = _chain(msgs, namespace)
     store = _Store(zipper)
 
@@ -148,7 +150,9 @@ def compress_conversation(
             return None
         joined = [*prefix, *msgs[k:]]
         try:
-            result = compress_messages(zipper, joined, Budget(tokens=limit), question=question, frozen=len(prefix))
+            result = compress_messages(
+                zipper, joined, Budget(tokens=limit), question=question, frozen=k, partition=partition
+            )
         except BudgetError:
             return None
         return _as_original(result, tokens_in, len(prefix))
@@ -166,9 +170,9 @@ def compress_conversation(
                 result = reused
             break
     if result is None and known and tokens_in > limit:  # a conversation seen before: make room for its next turns
-        result = _compacted(zipper, msgs, hashes, store, limit, question, scope, headroom, appended)
+        result = _compacted(zipper, msgs, hashes, store, limit, question, scope, headroom, appended, partition)
     if result is None:
-        result = compress_messages(zipper, msgs, spec, question=question, scope=scope)
+        result = compress_messages(zipper, msgs, spec, question=question, scope=scope, partition=partition)
     assert result.messages is not None
     store.save(hashes[-1], result.messages)
     return result
@@ -220,6 +224,7 @@ def _compacted(
     scope: str,
     headroom: float,
     appended: Any,
+    partition: str,
 ) -> Result | None:
     """Compress the history before the last user turn to ``headroom`` of the budget, record it as the stable
     prefix, and append the rest; None when there is no history or it does not fit."""
@@ -228,7 +233,12 @@ def _compacted(
         return None  # a first turn has no history to compact: one knapsack over all of it is best
     try:
         history = compress_messages(
-            zipper, msgs[:last_user], Budget(tokens=max(1, int(limit * headroom))), question=question, scope=scope
+            zipper,
+            msgs[:last_user],
+            Budget(tokens=max(1, int(limit * headroom))),
+            question=question,
+            scope=scope,
+            partition=partition,
         )
     except BudgetError:
         return None

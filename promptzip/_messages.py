@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptzip._errors import BudgetError, InputError
 from promptzip._inputs import check_text
+from promptzip._structured import reduce_texts, structured_kind
 from promptzip._types import Budget, Result, Source
 from promptzip._understand import Layout, Region, understand
 
@@ -116,6 +117,13 @@ class _Slot:
     where: Any
     layout: Layout
     ids: dict[int, str]
+    kind: str | None = None  # a structured tool output (json, log, html, code): cut by its reducer, not split
+    original: str | None = None  # the text before its reducer cut it (``layout`` then holds the cut text)
+
+    @property
+    def source_text(self) -> str:
+        """The text as the request holds it."""
+        return self.original if self.original is not None else self.layout.text
 
 
 def _whole(text: str, kind: str) -> Layout:
@@ -141,6 +149,10 @@ def _plan(msgs: list[Mapping[str, Any]], scope: str, frozen: int = 0) -> list[_S
         for where, text in pieces:
             if i < frozen:
                 slots.append(_Slot(i, where, _whole(text, "protected"), {}))
+                continue
+            kind = None if "\x00" in text else structured_kind(text, str(m.get("role")), last_user=i == last_user)
+            if kind is not None:
+                slots.append(_Slot(i, where, _whole(text, "protected"), {}, kind=kind))
                 continue
             layout = _layout(text, str(m.get("role")), last_user=i == last_user, scope=scope)
             base = f"messages[{i}]" + (f".content[{where}]" if where is not None else "")
@@ -183,14 +195,18 @@ def compress_messages(
     question: str | None = None,
     scope: str = "all",
     frozen: int = 0,
+    partition: str = "",
 ) -> Result:
     """Compress a chat (module docstring). The first ``frozen`` messages were sent before as they are now (a cached
-    prefix, :mod:`promptzip._conversation`): they go out byte for byte and only count against the budget."""
+    prefix, :mod:`promptzip._conversation`): they go out byte for byte and only count against the budget. Originals
+    of structured tool outputs that were cut are stored for ``promptzip.expand`` under ``partition``."""
     msgs = validate_messages(messages)
     slots = _plan(msgs, _check_scope(scope), frozen)
     count = zipper.tokenizer.count
     question = question or _question(slots, msgs)
     framing = [PER_MESSAGE + count(_framing_text(m)) for m in msgs]
+    if any(s.kind for s in slots):
+        slots = _cut_structured(zipper, msgs, slots, spec, question, framing, partition)
 
     def total(texts: list[str]) -> int:
         return message_tokens(_rebuild(msgs, slots, texts), count)
@@ -256,7 +272,7 @@ def _squeeze(
     """Fit the request: the context regions of all slots compressed together, then the request re-counted and the
     inner budget tightened until it fits. ``finish`` completes the slots' rebuilt texts before they are counted.
     Returns the slots' texts, the inner result (None: nothing to compress), tokens in and out, and the limit."""
-    originals = [s.layout.text for s in slots]
+    originals = [s.source_text for s in slots]
     tokens_in = total(originals)
     limit = spec.resolve(tokens_in)
     if limit <= 0:
@@ -268,6 +284,10 @@ def _squeeze(
     ]
     if tokens_in <= limit:
         return originals, None, tokens_in, tokens_in, limit
+    if not sources and fixed <= limit:  # nothing left to select from: cut tool outputs alone may make it fit
+        texts = finish([s.layout.text for s in slots])
+        if (tokens_out := total(texts)) <= limit:
+            return texts, None, tokens_in, tokens_out, limit
     if not sources or fixed > limit:
         where, tokens = largest
         raise BudgetError(
@@ -297,6 +317,42 @@ def _squeeze(
         inner_limit = max(fixed + 1, inner_limit - (tokens_out - limit))
 
 
+def _cut_structured(
+    zipper: Zipper,
+    msgs: list[Mapping[str, Any]],
+    slots: list[_Slot],
+    spec: Budget,
+    question: str | None,
+    framing: list[int],
+    partition: str,
+) -> list[_Slot]:
+    """The slots with each structured tool output cut to its share of the budget (:mod:`promptzip._structured`),
+    when the request does not fit whole."""
+    count = zipper.tokenizer.count
+    tokens_in = message_tokens(msgs, count)
+    limit = spec.resolve(tokens_in)
+    if tokens_in <= limit or limit <= 0:
+        return slots
+    plain = [s for s in slots if not s.kind]
+    other = sum(count(s.layout.text[s.layout.regions[k].start : s.layout.regions[k].end]) for s in plain for k in s.ids)
+    fixed = REPLY_PRIMING + sum(framing) + sum(count(s.layout.fixed_text()) for s in plain)
+    structured = [n for n, s in enumerate(slots) if s.kind]
+    cuts = reduce_texts(
+        [slots[n].layout.text for n in structured],
+        available=max(0, limit - fixed),
+        other_context=other,
+        question=question,
+        count=count,
+        cache=zipper.cache,
+        scope=partition,
+    )
+    out = list(slots)
+    for n, cut in zip(structured, cuts, strict=True):
+        if cut is not None:
+            out[n] = replace(slots[n], layout=_whole(cut.text, "protected"), original=slots[n].layout.text)
+    return out
+
+
 def _keep_minimal(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[str]:
     """``texts`` with :data:`MINIMAL_TEXT` in the first text of each message that had text, lost all of it, and
     holds nothing else (no other part, no tool calls): providers refuse a message with empty content."""
@@ -321,7 +377,7 @@ def _fill(slot: _Slot, outputs: Mapping[str, str]) -> str:
 def _rebuild(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[dict[str, Any]]:
     out = [copy.deepcopy(dict(m)) for m in msgs]
     for slot, text in zip(slots, texts, strict=True):
-        if text == slot.layout.text:
+        if text == slot.source_text:
             continue
         if slot.where is None:
             out[slot.msg]["content"] = text
@@ -341,7 +397,8 @@ def _result(
     *,
     messages: list[dict[str, Any]] | None,
 ) -> Result:
-    regions = sum(len(s.ids) for s in slots)
+    cut = sum(1 for s in slots if s.original is not None and s.original != s.layout.text)
+    regions = sum(len(s.ids) for s in slots) + cut
     outputs = dict(inner.outputs) if inner is not None else {}
     shrunk = sum(
         1
@@ -358,15 +415,21 @@ def _result(
         budget=limit,
         chunks=inner.chunks if inner is not None else (),
         context=inner.context if inner is not None else "",
-        decision=inner.decision if inner is not None else "kept_all",
+        decision=_decision(inner, cut),
         timings=inner.timings if inner is not None else {},
         fingerprint=zipper.fingerprint,
         sources=inner.sources if inner is not None else (),
         messages=tuple(messages) if messages is not None else None,
         outputs=outputs,
         regions=regions,
-        regions_compressed=shrunk,
+        regions_compressed=shrunk + cut,
     )
+
+
+def _decision(inner: Result | None, cut: int) -> str:
+    """The inner compression's decision; a request whose tool outputs were cut was compressed, whatever the rest."""
+    decision = inner.decision if inner is not None else "kept_all"
+    return "compressed" if cut and decision == "kept_all" else decision
 
 
 def _chat_text(messages: Sequence[Mapping[str, Any]]) -> str:

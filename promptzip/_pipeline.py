@@ -182,6 +182,7 @@ class Zipper:
         history: str = "stable",
         conversation: str | None = None,
         pricing: CachePricing | None = None,
+        partition: str = "",
     ) -> Result:
         """Compress a chat: see :func:`promptzip._messages.compress_messages`. ``scope="all"`` (default) compresses
         the context found in every message (system and last user turn included); ``"history"`` only earlier turns.
@@ -190,7 +191,9 @@ class Zipper:
         again byte for byte, so the provider's prompt cache keeps hitting, and compresses what was appended;
         ``"reselect"`` compresses the whole chat afresh. ``conversation`` names the conversation (else it is
         recognised by its messages); ``pricing`` is the target's cache prices (:func:`promptzip.pricing_for`).
-        See :mod:`promptzip._conversation`.
+        ``partition`` keeps callers apart: conversation state and the originals of cut tool outputs
+        (``promptzip.expand``) are found only under the partition they were made in (the proxy's: per credential).
+        See :mod:`promptzip._conversation` and :mod:`promptzip._structured`.
         """
         from promptzip._conversation import compress_conversation
 
@@ -203,6 +206,7 @@ class Zipper:
             history=history,
             conversation=conversation,
             pricing=pricing,
+            partition=partition,
         )
 
     def compress_prompt(
@@ -231,6 +235,7 @@ class Zipper:
         history: str = "stable",
         conversation: str | None = None,
         pricing: CachePricing | None = None,
+        partition: str = "",
     ) -> Result:
         """``compress_messages`` in a worker thread."""
         return await asyncio.to_thread(
@@ -244,6 +249,7 @@ class Zipper:
                 history=history,
                 conversation=conversation,
                 pricing=pricing,
+                partition=partition,
             )
         )
 

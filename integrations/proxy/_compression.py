@@ -241,7 +241,8 @@ class Compressions:
                 budget=options.budget,
                 scope=options.scope,
                 history=options.history,
-                conversation=options.conversation,
+                conversation=options.conversation or None,
+                partition=options.partition,
             )
         out = [dict(m) for m in result.messages or ()]
         changed = out != messages  # else the original body is forwarded

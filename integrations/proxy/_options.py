@@ -93,10 +93,6 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
     history_h = headers.get("x-promptzip-history")
     conversation_h = headers.get("x-promptzip-conversation")
     tenant = _tenant(headers, settings, credential)
-    # Conversation state is never shared between credentials, whatever result_cache_scope says: what a prefix
-    # kept depends on the questions asked in it.
-    owner = "anonymous" if credential is None else hmac.new(secret, credential.encode("utf-8"), "sha256").hexdigest()
-    conversation = conversation_header(conversation_h, "x-promptzip-conversation") if conversation_h else ""
     return Options(
         budget=budget,
         preset=preset,
@@ -108,7 +104,7 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
         cache_scope=_cache_scope(settings, credential, secret),
         deadline=route.compression_deadline or s.compression_deadline,
         history=history_header(history_h, "x-promptzip-history") if history_h is not None else "stable",
-        conversation=f"{tenant or ''}|{owner}|{conversation}",
+        conversation=conversation_header(conversation_h, "x-promptzip-conversation") if conversation_h else "",
     )
 
 

@@ -80,11 +80,21 @@ class Options:
     scope: str
     cache_scope: str = "shared"  # the whole-request cache's partition: a keyed hash of the credential, or "shared"
     deadline: float | None = None  # seconds a compression may take, from the request's arrival
-    # Cache-stable history (promptzip._conversation): "stable" or "reselect", and the namespace of this request's
-    # conversation state: the credential's keyed hash (never shared between credentials) and the client's
-    # x-promptzip-conversation id, if any.
+    # Cache-stable history (promptzip._conversation): "stable" or "reselect", and the client's
+    # x-promptzip-conversation id ("" when it sent none). Conversation state and the originals of cut tool outputs
+    # live in the request's partition, _expand.expand_scope: the tenant and the credential's cache scope.
     history: str = "stable"
     conversation: str = ""
+
+    @property
+    def partition(self) -> str:
+        """Where this request's conversation state and cut originals live: its credential's cache scope, inside its
+        tenant's when it has one (tenant names hold no ``/``, so no two partitions are spelled alike unless equal)."""
+        return partition_of(self.tenant, self.cache_scope)
+
+
+def partition_of(tenant: str | None, cache_scope: str) -> str:
+    return cache_scope if tenant is None else f"{tenant}/{cache_scope}"
 
 
 @dataclass(slots=True)

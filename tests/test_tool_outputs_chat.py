@@ -1,0 +1,140 @@
+"""Tool outputs inside a chat are cut by their structure, within the request's budget, and what was cut comes back
+through ``promptzip.expand`` and the proxy's ``GET /v1/promptzip/expand/{id}``, for the same credential only (real
+BM25 stacks, the real openai SDK against the real proxy, a recording fake upstream on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from proxy_helpers import settings
+
+import promptzip as pz
+from promptzip._cache import Cache
+from promptzip._messages import message_tokens
+from promptzip.compressors.extractive import ExtractiveCompressor
+from promptzip.integrations.proxy import create_app
+from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+from promptzip.retrievers.sparse import BM25Scorer
+
+EXPAND_ID = re.compile(r"pz-[0-9a-f]{16}")
+
+
+def zipper(cache: Cache | None = None) -> pz.Zipper:
+    return pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o", name="bm25", cache=cache)
+
+
+def products(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": 1000 + i,
+            "name": f"Widget {i}",
+            "price": round(3.5 + i * 1.7, 2),
+            "created": f"2024-0{1 + i % 9}-1{i % 10}",
+            "description": f"A sturdy widget number {i} made of {'steel' if i % 3 else 'oak'}.",
+        }
+        for i in range(n)
+    ]
+
+
+def service_log(lines: int) -> str:
+    out = [f"2024-05-01T10:{i // 60:02d}:{i % 60:02d}Z INFO worker-{i % 4} processed batch {i}" for i in range(lines)]
+    out[lines // 2] = "2024-05-01T10:03:00Z ERROR payment gateway timeout for order ORD-77231 after 30000 ms"
+    return "\n".join(out)
+
+
+def agent_chat(search: str, log: str) -> list[dict[str, Any]]:
+    calls = [
+        {"id": f"c{n}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+        for n, name in ((1, "search"), (2, "logs"))
+    ]
+    return [
+        {"role": "system", "content": "You are a shopping agent."},
+        {"role": "user", "content": "Find Widget 42 and check the logs."},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": search},
+        {"role": "tool", "tool_call_id": "c2", "content": log},
+        {"role": "user", "content": "What does Widget 42 cost, and which order failed?"},
+    ]
+
+
+def test_json_and_log_tool_outputs_are_cut_by_structure_within_the_budget() -> None:
+    z = zipper()
+    search = json.dumps({"results": products(80), "total": 80}, indent=2)
+    chat = agent_chat(search, service_log(400))
+    r = z.compress_messages(chat, budget=1200)
+    assert r.messages is not None
+    assert r.tokens_out == message_tokens(list(r.messages), z.tokenizer.count) <= 1200 < r.tokens_in
+    assert r.decision == "compressed"
+    assert r.regions_compressed >= 2
+    found = json.loads(r.messages[3]["content"])  # still valid JSON, with the original keys and the total
+    assert set(found) == {"results", "total"}
+    assert found["total"] == 80
+    kept = [item for item in found["results"] if isinstance(item, dict)]
+    assert {"id", "name", "price", "created", "description"} == set(kept[0])
+    assert any(item["name"] == "Widget 42" for item in kept)
+    note = found["results"][-1]
+    assert isinstance(note, str)
+    assert f"{80 - len(kept)} of 80 items omitted" in note
+    log = r.messages[4]["content"]
+    assert "ERROR payment gateway timeout for order ORD-77231" in log
+    assert len(log) < len(chat[4]["content"]) / 4
+    # every cut original comes back from the Zipper's cache, whole
+    ids = EXPAND_ID.findall(r.messages[3]["content"] + log)
+    assert {pz.expand(i, cache=z.cache) for i in ids} == {search, chat[4]["content"]}
+    with pytest.raises(pz.ExpandNotFound):
+        pz.expand(ids[0], cache=z.cache, scope="another-caller")
+
+
+def test_a_request_that_fits_is_untouched_and_bad_json_is_plain_text() -> None:
+    z = zipper()
+    small = agent_chat(json.dumps(products(3)), service_log(5))
+    r = z.compress_messages(small, budget=5000)
+    assert list(r.messages or ()) == small
+    assert r.decision == "kept_all"
+    broken = agent_chat('{"results": [' + ", ".join(json.dumps(p) for p in products(60)), service_log(5))
+    out = z.compress_messages(broken, budget=600)  # not JSON: compressed as context, no error
+    assert out.tokens_out <= 600
+    assert out.messages is not None
+
+
+def test_a_5_mb_tool_output_fits_and_nothing_is_lost() -> None:
+    z = zipper()
+    big = json.dumps(products(36_000))
+    assert len(big) > 5_000_000
+    chat = agent_chat(big, "ok")
+    r = z.compress_messages(chat, budget=2000)
+    assert r.tokens_out <= 2000
+    assert r.messages is not None
+    (eid,) = set(EXPAND_ID.findall(r.messages[3]["content"]))
+    assert pz.expand(eid, cache=z.cache) == big
+
+
+def shared_bm25(preset: str, target: str, cache: Cache) -> pz.Zipper:
+    return zipper(cache)
+
+
+def test_the_proxy_cuts_tool_outputs_and_expands_them_for_the_same_key_only(upstream: FakeUpstream) -> None:
+    search = json.dumps({"results": products(80), "total": 80}, indent=2)
+    with live_server(create_app(settings(upstream.url), zipper_factory=shared_bm25)) as url:
+        alice = openai.OpenAI(base_url=url + "/v1", api_key="sk-alice", max_retries=0)
+        alice.chat.completions.create(
+            model="gpt-4o",
+            messages=agent_chat(search, service_log(400)),  # type: ignore[arg-type]
+            extra_headers={"x-promptzip-budget": "1200"},
+        )
+        sent = upstream.requests[-1].json()["messages"]
+        (eid,) = set(EXPAND_ID.findall(sent[3]["content"]))
+        before = len(upstream.requests)
+        got = httpx.get(f"{url}/v1/promptzip/expand/{eid}", headers={"authorization": "Bearer sk-alice"})
+        assert got.status_code == 200
+        assert got.json()["text"] == search
+        other = httpx.get(f"{url}/v1/promptzip/expand/{eid}", headers={"authorization": "Bearer sk-bob"})
+        assert other.status_code == 404
+        assert search[:50] not in other.text
+        assert other.json()["error"]["code"]
+        assert len(upstream.requests) == before  # the expand endpoint never reaches the upstream

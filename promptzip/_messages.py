@@ -155,10 +155,7 @@ def _plan(msgs: list[Mapping[str, Any]], scope: str, frozen: int = 0) -> list[_S
                 slots.append(_Slot(i, where, _whole(text, "protected"), {}, kind=kind))
                 continue
             layout = _layout(text, str(m.get("role")), last_user=i == last_user, scope=scope)
-            base = f"messages[{i}]" + (f".content[{where}]" if where is not None else "")
-            context = layout.context
-            ids = {k: base if len(context) == 1 else f"{base}#{n}" for n, k in enumerate(context)}
-            slots.append(_Slot(i, where, layout, ids))
+            slots.append(_Slot(i, where, layout, _region_ids(_Slot(i, where, layout, {}), layout)))
     return slots
 
 
@@ -346,11 +343,26 @@ def _cut_structured(
         cache=zipper.cache,
         scope=partition,
     )
+    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
     out = list(slots)
     for n, cut in zip(structured, cuts, strict=True):
-        if cut is not None:
-            out[n] = replace(slots[n], layout=_whole(cut.text, "protected"), original=slots[n].layout.text)
+        slot, text = slots[n], slots[n].layout.text
+        if cut is None:  # no reducer could cut it: it is read as before, by request understanding
+            role = str(msgs[slot.msg].get("role"))
+            layout = _layout(text, role, last_user=slot.msg == last_user, scope="all")
+            out[n] = replace(slot, layout=layout, ids=_region_ids(slot, layout), kind=None)
+        elif cut.over and cut.kind != "json":  # still over its share: the knapsack cuts it further, by paragraph
+            layout = Layout(cut.text, (Region("context", 0, len(cut.text), "whole"),))
+            out[n] = replace(slot, layout=layout, ids=_region_ids(slot, layout), original=text)
+        else:
+            out[n] = replace(slot, layout=_whole(cut.text, "protected"), original=text)
     return out
+
+
+def _region_ids(slot: _Slot, layout: Layout) -> dict[int, str]:
+    base = f"messages[{slot.msg}]" + (f".content[{slot.where}]" if slot.where is not None else "")
+    context = layout.context
+    return {k: base if len(context) == 1 else f"{base}#{n}" for n, k in enumerate(context)}
 
 
 def _keep_minimal(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[str]:

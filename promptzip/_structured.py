@@ -5,7 +5,10 @@ A ``tool``/``function`` result, or an earlier user turn, whose whole text is JSO
 :func:`promptzip.compressors.tool_outputs.detect_kind` reads it) is not split into sentences: it is given a share of
 the budget in proportion to its tokens (the same rate as the rest of the context) and cut to it by its reducer
 (relevant JSON items with a summary of the rest, error lines with their context, text without markup, signatures
-with the relevant bodies). The reduced text is then kept byte for byte like any other protected part. Every original
+with the relevant bodies). The reduced text is then kept byte for byte like any other protected part, unless it
+is still over its share (a large module's signatures alone may be): a cut log, HTML page or module then becomes
+context for the knapsack, which keeps its most relevant paragraphs (for code: its blank-line-separated blocks).
+JSON never does (it must stay valid) and is kept as cut. A text no reducer could cut is read as before. Every original
 that was cut is stored in the Zipper's cache under the expand id written into the cut text, so
 ``promptzip.expand(id)`` (proxy: ``GET /v1/promptzip/expand/{id}``) gives it back, in the caller's scope only.
 
@@ -36,6 +39,12 @@ class Reduction:
     expand_id: str
     tokens_in: int
     tokens_out: int
+    target: int  # the share it was cut for; a reducer's skeleton (signatures, say) may need more
+
+    @property
+    def over(self) -> bool:
+        """Whether the cut is still over its share: the caller then lets the knapsack cut it further."""
+        return self.tokens_out > self.target
 
 
 def structured_kind(text: str, role: str, *, last_user: bool) -> str | None:
@@ -93,4 +102,4 @@ def _cut(text: str, size: int, target: int, question: str | None, count: Callabl
     reduced = reduce_structured(text, query=question, target_tokens=target, count=count, expand_id=eid)
     if reduced is None or reduced.tokens >= size:
         return None
-    return Reduction(reduced.text, reduced.kind, eid, size, reduced.tokens)
+    return Reduction(reduced.text, reduced.kind, eid, size, reduced.tokens, target)

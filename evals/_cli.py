@@ -1,4 +1,5 @@
-"""``promptzip eval`` and ``promptzip bench``: wired into the main CLI by :func:`add_eval_commands`.
+"""``promptzip eval`` (``promptzip eval agent-trace``) and ``promptzip bench``: wired into the main CLI by
+:func:`add_eval_commands`.
 
 The command bodies take ``(args, out, err)`` and return an exit code, like the other ``promptzip`` commands; the
 heavy modules are imported only when a command runs.
@@ -24,6 +25,12 @@ def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_from_args(args, out, err)
 
 
+def _agent_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from promptzip.evals.agent_trace import run_from_args
+
+    return run_from_args(args, out, err, prefix="promptzip eval agent-trace")
+
+
 def add_eval_commands(subparsers: Any) -> None:
     """Add ``eval`` and ``bench`` to a ``parser.add_subparsers()`` object; each sets ``func`` to its body."""
     from promptzip.evals import bench, run
@@ -36,6 +43,18 @@ def add_eval_commands(subparsers: Any) -> None:
     )
     run.add_arguments(e)
     e.set_defaults(func=_eval)
+    # `promptzip eval agent-trace`: a suite with its own options; the bare `promptzip eval` is unchanged
+    from promptzip.evals import agent_trace
+
+    suites = e.add_subparsers(title="suites with their own options", metavar="SUITE")
+    a = suites.add_parser(
+        "agent-trace",
+        help="multi-turn chats and agent loops: answer retention, provider cache hits, effective cost",
+        description=agent_trace.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    agent_trace.add_arguments(a)
+    a.set_defaults(func=_agent_trace)
 
     b = subparsers.add_parser(
         "bench",

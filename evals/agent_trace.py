@@ -1,0 +1,536 @@
+"""``agent-trace``: multi-turn chats and agent loops, compressed turn by turn, billed with the providers' prompt cache.
+
+    python -P -m promptzip.evals.agent_trace                   # evals/results/agent_trace.{json,md}
+    python -P -m promptzip.evals.agent_trace --quick           # one small trace per kind, evals/results/quick/
+    promptzip eval agent-trace [--quick] [--out DIR]
+
+The traces (:mod:`promptzip.evals._traces`): RAG chats of 10-30 turns, a ``web_search`` loop with JSON results, a
+``get_logs`` loop with service logs, and a coding session that reads the installed httpx package. Every request of
+an agent loop (one per model call) is sent by each method of :data:`METHODS` under the same budget (a rate and a
+token cap), with the ``fast`` preset, an in-memory cache of its own per run, and gpt-4o's tokenizer:
+
+* ``none``: the original request;
+* ``reselect``: ``Zipper.compress_messages`` on the whole request, every turn anew (``history="reselect"``
+  where the keyword exists);
+* ``stable``: ``compress_messages(history="stable", pricing=...)``, the cache-stable history (run only where
+  ``Zipper.compress_messages`` takes ``history``; its decisions depend on the prices, so it runs once per provider).
+
+A request that a method cannot compress (a :class:`PromptZipError`: budget below what must stay verbatim) is sent
+uncompressed, as the proxy's fail-open does, and counted. Each request is billed by the provider cache models of
+:mod:`promptzip.evals._provider_cache` (OpenAI gpt-4o, Anthropic claude-sonnet-4 with a breakpoint at the end of
+every request). Per turn, against that turn's question: answer retention (a gold answer, SQuAD-normalized, in the
+messages the turn added, as they were sent), the fraction of prompt tokens served from the cache, the effective
+cost; per trace and method: retention %, cache-hit %, total cost and its ratio to ``none``, tokens sent, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import inspect
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+from promptzip._errors import PromptZipError
+from promptzip._pricing import CachePricing
+from promptzip._tokenizers import get_tokenizer
+from promptzip._types import Budget
+from promptzip.evals._provider_cache import PROVIDERS, Serializer
+from promptzip.evals._traces import CORPORA, FULL, KINDS, QUICK, Trace, build_traces
+from promptzip.evals.metrics import RETENTION_METRIC, answer_retained
+
+__all__ = ["GOALS", "METHODS", "Method", "add_arguments", "main", "markdown", "run_agent_trace", "write_report"]
+
+PRESET = "fast"
+TARGET = "gpt-4o"
+TOOL_HEAVY = ("tool-json", "tool-log", "code")
+BUDGETS = {"rate=0.3": Budget(rate=0.3), "tokens=4000": Budget(tokens=4000)}
+COMMAND = "python -P -m promptzip.evals.agent_trace"
+Messages = list[dict[str, Any]]
+Send = Callable[[Any, Messages, Budget | None, CachePricing], Messages]
+MIN_TOKENS = 1024  # the proxy's default min_tokens: a smaller chat is passed through, not compressed
+
+
+def has_history() -> bool:
+    """Whether ``Zipper.compress_messages`` takes ``history=`` (the cache-stable history has landed)."""
+    from promptzip._pipeline import Zipper
+
+    return "history" in inspect.signature(Zipper.compress_messages).parameters
+
+
+def _none(zipper: Any, messages: Messages, budget: Budget | None, pricing: CachePricing) -> Messages:
+    return messages
+
+
+def _reselect(zipper: Any, messages: Messages, budget: Budget | None, pricing: CachePricing) -> Messages:
+    extra = {"history": "reselect"} if has_history() else {}
+    return list(zipper.compress_messages(messages, budget=budget, **extra).messages)
+
+
+def _stable(zipper: Any, messages: Messages, budget: Budget | None, pricing: CachePricing) -> Messages:
+    result = zipper.compress_messages(messages, budget=budget, history="stable", conversation=None, pricing=pricing)
+    return list(result.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A way to send each request: ``send(zipper, messages, budget, pricing)``; ``compresses``: it needs a Zipper
+    and a budget; ``priced``: what it sends depends on the provider's prices (one run per provider)."""
+
+    name: str
+    description: str
+    send: Send
+    compresses: bool = True
+    priced: bool = False
+    available: Callable[[], bool] = lambda: True
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("none", "the original request", _none, compresses=False),
+        Method("reselect", "compress_messages on the whole request every turn (today's behaviour)", _reselect),
+        Method("stable", "compress_messages(history='stable'): the sent prefix is resent byte for byte", _stable,
+               priced=True, available=has_history),
+    )
+}  # fmt: skip
+
+GOALS = (
+    ("cost", "effective cost below `none` on every trace"),
+    ("tool_cost", "effective cost at least 40% below `none` on the tool-heavy traces (" + ", ".join(TOOL_HEAVY) + ")"),
+    ("cache", "cache-hit fraction within 5 points of `none` on every trace"),
+    ("retention", "answer retention within 2 points of `reselect` (pooled over all traces' turns)"),
+)
+
+
+# ------------------------------------------------------------------------------------------------------ run
+
+
+def _texts(messages: Sequence[Mapping[str, Any]]) -> str:
+    parts: list[str] = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
+    return "\n\n".join(parts)
+
+
+def _run(
+    trace: Trace, method: Method, budget: str, providers: Sequence[str], zipper: Any, ser: Serializer
+) -> dict[str, Any]:
+    """Send every request of ``trace`` with ``method`` and bill it with each of ``providers``."""
+    from promptzip._messages import message_tokens
+
+    caches = {p: PROVIDERS[p].new_cache() for p in providers}
+    count = get_tokenizer(TARGET).count
+    pricing = PROVIDERS[providers[0]].pricing
+    rows: list[dict[str, Any]] = []
+    for request in trace.requests():
+        original = [dict(m) for m in request.messages]
+        started, error = time.perf_counter(), None
+        small = method.compresses and message_tokens(original, count) < MIN_TOKENS
+        try:
+            sent = original if small else method.send(zipper, original, BUDGETS.get(budget), pricing)
+        except PromptZipError as exc:  # fail-open, as the proxy does: the original goes out
+            sent, error = original, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug, not a budget: still fail-open, so one request does not end the run
+            sent, error = original, f"BUG {type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - started
+        tokens = ser(sent)
+        turn = trace.turns[request.turn]
+        new = sent[-request.new :] if len(sent) == len(original) else sent
+        rows.append(
+            {
+                "turn": request.turn,
+                "measured": request.measured,
+                "retained": answer_retained(_texts(new), turn.answers) if request.measured else None,
+                "tokens_original": len(ser(original)),
+                "tokens_sent": len(tokens),
+                "seconds": round(seconds, 4),
+                "error": error,
+                "passthrough": small,
+                "billed": {p: _billed(caches[p].bill(tokens)) for p in providers},
+            }
+        )
+    return {"method": method.name, "budget": budget if method.compresses else None, "rows": rows}
+
+
+def _billed(b: Any) -> dict[str, Any]:
+    return {"cached": b.cached, "cost": b.cost}
+
+
+def _totals(rows: Sequence[Mapping[str, Any]], provider: str) -> dict[str, Any]:
+    measured = [r for r in rows if r["measured"]]
+    prompt = sum(r["tokens_sent"] for r in rows)
+    cached = sum(r["billed"][provider]["cached"] for r in rows)
+    return {
+        "turns": len(measured),
+        "retained": sum(bool(r["retained"]) for r in measured),
+        "retention_pct": 100 * sum(bool(r["retained"]) for r in measured) / len(measured) if measured else None,
+        "requests": len(rows),
+        "tokens_original": sum(r["tokens_original"] for r in rows),
+        "tokens_sent": prompt,
+        "cached_tokens": cached,
+        "cache_hit_pct": 100 * cached / prompt if prompt else 0.0,
+        "cost": sum(r["billed"][provider]["cost"] for r in rows),
+        "seconds": round(sum(r["seconds"] for r in rows), 3),
+        "fail_open": sum(r["error"] is not None for r in rows),
+        "passthrough": sum(bool(r["passthrough"]) for r in rows),
+        "bugs": sum(bool(r["error"] and r["error"].startswith("BUG")) for r in rows),
+    }
+
+
+def _factory(preset: str, target: str) -> Any:
+    from promptzip._cache import MemoryCache
+    from promptzip._pipeline import Zipper
+
+    return Zipper.from_preset(preset, target=target, cache=MemoryCache(max_bytes=1 << 30))
+
+
+def run_agent_trace(
+    *,
+    quick: bool = False,
+    corpus: str = "auto",
+    methods: Sequence[str] = tuple(METHODS),
+    providers: Sequence[str] = tuple(PROVIDERS),
+    budgets: Sequence[str] = tuple(BUDGETS),
+    seed: int = 0,
+    out: Path | None = None,
+    command: str = COMMAND,
+    zipper_factory: Callable[[str, str], Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the suite and return the report (written under ``out`` when given). ``corpus``: a name of
+    :data:`~promptzip.evals._traces.CORPORA`, or ``auto`` (SQuAD dev when fetched, else GSM8K test)."""
+    from promptzip.evals import data
+
+    started, load_before = time.time(), os.getloadavg()
+    notes: list[str] = []
+    if corpus == "auto":
+        corpus = "squad" if data.available("squad") else "gsm8k"
+        if corpus != "squad":
+            notes.append("SQuAD dev is not fetched on this machine (`make data`): the questions come from GSM8K test.")
+    source = CORPORA[corpus]
+    traces = build_traces(source.load(), site=source.site, sizes=QUICK if quick else FULL, seed=seed)
+    chosen = [METHODS[m] for m in methods]
+    skipped = [m.name for m in chosen if not m.available()]
+    if skipped:
+        notes.append(f"not available in this promptzip, not run: {', '.join(skipped)}")
+    build = zipper_factory or _factory
+    ser = Serializer(get_tokenizer(TARGET).encode)
+    report: dict[str, Any] = {"traces": []}
+    for trace in traces:
+        runs = []
+        for method in (m for m in chosen if m.available()):
+            for budget in budgets if method.compresses else (None,):
+                for group in [[p] for p in providers] if method.priced else [list(providers)]:
+                    zipper = build(PRESET, TARGET) if method.compresses else None
+                    run = _run(trace, method, budget or "", group, zipper, ser)
+                    run["totals"] = {p: _totals(run["rows"], p) for p in group}
+                    runs.append(run)
+                    if progress:
+                        print(f"agent-trace {trace.id}: {_label(run)} {'/'.join(group)} done", file=sys.stderr)
+        report["traces"].append(
+            {
+                "id": trace.id,
+                "kind": trace.kind,
+                "description": trace.description,
+                "turns": len(trace.turns),
+                "runs": _with_ratios(runs, providers),
+            }
+        )
+    report["pooled"] = _pooled(report["traces"], providers)
+    report["goals"] = _goals(report, providers)
+    report["meta"] = {
+        "command": command,
+        "quick": quick,
+        "corpus": corpus,
+        "corpus_description": source.description,
+        "seed": seed,
+        "preset": PRESET,
+        "target": TARGET,
+        "cache": "memory (a new MemoryCache per trace, method, budget and provider)",
+        "budgets": list(budgets),
+        "methods": {m.name: m.description for m in chosen},
+        "providers": {p: {"target": PROVIDERS[p].target, **_pricing(PROVIDERS[p].pricing)} for p in providers},
+        "serialization": "gpt-4o tokens of each message's role, name, text, tool calls (JSON), tool-call id",
+        "retention_metric": RETENTION_METRIC,
+        "promptzip": metadata.version("promptzip"),
+        "httpx": metadata.version("httpx"),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "seconds": round(time.time() - started, 1),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "notes": notes,
+    }
+    if out is not None:
+        write_report(report, out)
+    return report
+
+
+def _pricing(p: CachePricing) -> dict[str, Any]:
+    return {"input": p.input, "cached": p.cached, "write": p.write, "min_prefix": p.min_prefix, "step": p.step}
+
+
+def _label(run: Mapping[str, Any]) -> str:
+    return run["method"] if run["budget"] is None else f"{run['method']} {run['budget']}"
+
+
+def _with_ratios(runs: list[dict[str, Any]], providers: Sequence[str]) -> list[dict[str, Any]]:
+    base = next((r for r in runs if r["method"] == "none"), None)
+    for run in runs:
+        for p, t in run["totals"].items():
+            none = base["totals"][p]["cost"] if base else None
+            t["cost_ratio"] = t["cost"] / none if none else None
+            t["cache_hit_none_pct"] = base["totals"][p]["cache_hit_pct"] if base else None
+    return runs
+
+
+def _pooled(traces: Sequence[Mapping[str, Any]], providers: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per provider and method label: every trace's rows together."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for p in providers:
+        rows: dict[str, list[Mapping[str, Any]]] = {}
+        for trace in traces:
+            for run in trace["runs"]:
+                if p in run["totals"]:
+                    rows.setdefault(_label(run), []).extend(run["rows"])
+        pooled[p] = {label: _totals(r, p) for label, r in rows.items()}
+        none = pooled[p].get("none")
+        for t in pooled[p].values():
+            t["cost_ratio"] = t["cost"] / none["cost"] if none and none["cost"] else None
+    return pooled
+
+
+def _goals(report: Mapping[str, Any], providers: Sequence[str]) -> list[dict[str, Any]]:
+    """Each goal of :data:`GOALS` for each compressing method, budget and provider: met (None: not applicable)."""
+    out: list[dict[str, Any]] = []
+    for p in providers:
+        pooled = report["pooled"][p]
+        for label in (k for k in pooled if k != "none"):
+            method, _, budget = label.partition(" ")
+            cells = [
+                (t, r["totals"][p])
+                for t in report["traces"]
+                for r in t["runs"]
+                if _label(r) == label and p in r["totals"]
+            ]
+            checks = _trace_goals(cells) if "none" in pooled else dict.fromkeys(("cost", "tool_cost", "cache"))
+            base = pooled.get(f"reselect {budget}")
+            if method != "reselect" and base and base["retention_pct"] is not None:
+                gap = pooled[label]["retention_pct"] - base["retention_pct"]
+                detail = f"{pooled[label]['retention_pct']:.1f}% vs {base['retention_pct']:.1f}% ({gap:+.1f} points)"
+                checks["retention"] = (gap >= -2, detail)
+            else:
+                checks["retention"] = (None, "the reference" if method == "reselect" else "no reselect run")
+            for goal, check in checks.items():
+                met, detail = check or (None, "no `none` run")
+                out.append({"provider": p, "method": label, "goal": goal, "met": met, "detail": detail})
+    return out
+
+
+def _trace_goals(cells: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
+    """The per-trace goals (cost, tool_cost, cache) on (trace, totals) pairs: met, and the traces that miss."""
+
+    def misses(rule: Callable[[Mapping[str, Any]], bool], kinds: Sequence[str] = KINDS) -> list[str]:
+        return [f"{t['id']} {_describe(x)}" for t, x in cells if t["kind"] in kinds and not rule(x)]
+
+    found = {
+        "cost": misses(lambda x: x["cost_ratio"] < 1),
+        "tool_cost": misses(lambda x: x["cost_ratio"] <= 0.6, TOOL_HEAVY),
+        "cache": misses(lambda x: x["cache_hit_pct"] >= x["cache_hit_none_pct"] - 5),
+    }
+    return {goal: (not miss, "; ".join(miss) or "every trace") for goal, miss in found.items()}
+
+
+def _describe(x: Mapping[str, Any]) -> str:
+    return f"(cost/none {x['cost_ratio']:.2f}, cache hit {x['cache_hit_pct']:.1f}% vs {x['cache_hit_none_pct']:.1f}%)"
+
+
+# --------------------------------------------------------------------------------------------------- report
+
+_MET = {True: "met", False: "**not met**", None: "n/a"}
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The report as a Markdown page: the goals, then per provider the pooled and per-trace tables."""
+    meta = report["meta"]
+    before = ", ".join(f"{x:.2f}" for x in meta["loadavg_before"])
+    after = ", ".join(f"{x:.2f}" for x in meta["loadavg"])
+    lines = [
+        "# agent-trace: multi-turn chats and agent loops under the providers' prompt cache",
+        "",
+        f"Command: `{meta['command']}` · corpus {meta['corpus_description']} · preset `{meta['preset']}`, target "
+        f"`{meta['target']}` · promptzip {meta['promptzip']}, httpx {meta['httpx']} · {meta['date']} · "
+        f"{meta['seconds']} s · load average {before} before, {after} after, {meta['cpus']} CPUs · Python "
+        f"{meta['python']}.",
+        "",
+        "Methods: "
+        + "; ".join(f"`{k}`: {v}" for k, v in meta["methods"].items())
+        + ". Budgets: "
+        + ", ".join(f"`{b}`" for b in meta["budgets"])
+        + " (the whole request, gpt-4o tokens).",
+        "",
+        "Each request of a trace (one per model call) is serialized to gpt-4o tokens (role, name, text, tool calls "
+        "as JSON, tool-call id of each message) and billed: OpenAI caches the longest common prefix with any "
+        "earlier request (from 1024 tokens, in steps of 128); Anthropic, with a cache breakpoint at the end of every "
+        "request, reads the longest earlier request that is a whole prefix (from 1024 tokens) and writes the rest "
+        "at 1.25x. Retention: a gold answer (SQuAD-normalized) in the messages the turn added, as sent. A request "
+        f"of fewer than {MIN_TOKENS} tokens (OpenAI chat convention) is passed through by the compressing methods, "
+        "as the proxy's default `min_tokens` does; one a method cannot compress (a budget below what it keeps "
+        "verbatim) goes out uncompressed (fail-open). Cache hit: cached over sent tokens, all requests. Goals: "
+        "cost and cache hit per trace; retention pooled over every measured turn.",
+        "",
+        "Prices per million input tokens: "
+        + "; ".join(
+            f"{p} `{v['target']}` input ${v['input']}, cached ${v['cached']}"
+            + (f", cache write ${v['write']}" if v["write"] is not None else "")
+            for p, v in meta["providers"].items()
+        )
+        + ".",
+        "",
+    ]
+    lines += [f"Note: {n}" for n in meta["notes"]] + ([""] if meta["notes"] else [])
+    lines += [
+        "## Goals (issue 21)",
+        "",
+        "| provider | method | goal | result | detail |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    text = dict(GOALS)
+    for g in report["goals"]:
+        lines.append(f"| {g['provider']} | `{g['method']}` | {text[g['goal']]} | {_MET[g['met']]} | {g['detail']} |")
+    header = "| {} | method | retention | cache hit | effective cost $ | cost / none | tokens sent | seconds | passed "
+    header += "through (small) | fail-open |"
+    rule = "| --- " * 10 + "|"
+    for p in report["pooled"]:
+        lines += ["", f"## {p} ({meta['providers'][p]['target']} prices)", "", "All traces pooled:", ""]
+        lines += [header.format("traces"), rule]
+        for label, t in report["pooled"][p].items():
+            lines.append(_row("all", label, t))
+        lines += ["", header.format("trace"), rule]
+        for trace in report["traces"]:
+            for run in trace["runs"]:
+                if p in run["totals"]:
+                    lines.append(_row(f"{trace['id']} ({trace['kind']})", _label(run), run["totals"][p]))
+    lines += ["", "Traces:", ""] + [f"- `{t['id']}`: {t['description']}" for t in report["traces"]]
+    return "\n".join(lines) + "\n"
+
+
+def _row(first: str, label: str, t: Mapping[str, Any]) -> str:
+    retention = f"{_fmt(t['retention_pct'], '.1f', '%')} ({t['retained']}/{t['turns']})"
+    cells = [
+        first,
+        f"`{label}`",
+        retention,
+        _fmt(t["cache_hit_pct"], ".1f", "%"),
+        f"{t['cost']:.4f}",
+        _fmt(t["cost_ratio"], ".2f"),
+        f"{t['tokens_sent']:,}",
+        f"{t['seconds']:.1f}",
+        str(t["passthrough"]),
+        str(t["fail_open"]) + (f" ({t['bugs']} bugs)" if t["bugs"] else ""),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def write_report(report: Mapping[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "agent_trace.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    (out / "agent_trace.md").write_text(markdown(report), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="one small trace per kind (CI-sized)")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default evals/results[/quick])")
+    parser.add_argument("--corpus", default="auto", choices=["auto", *CORPORA], help="where the questions come from")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
+    parser.add_argument("--budgets", default=",".join(BUDGETS), help="comma-separated, of " + ", ".join(BUDGETS))
+    parser.add_argument("--providers", default=",".join(PROVIDERS), help="comma-separated, of " + ", ".join(PROVIDERS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_from_args(
+    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None, *, prefix: str = COMMAND
+) -> int:
+    """The body of ``promptzip eval agent-trace`` and of this module's ``main``; the report's command is ``prefix``
+    and the options that differ from their defaults."""
+    out, err = out or sys.stdout, err or sys.stderr
+    chosen = {
+        "methods": [m for m in args.methods.split(",") if m],
+        "budgets": [b for b in args.budgets.split(",") if b],
+        "providers": [p for p in args.providers.split(",") if p],
+    }
+    known: dict[str, list[str]] = {"methods": list(METHODS), "budgets": list(BUDGETS), "providers": list(PROVIDERS)}
+    for what, names in chosen.items():
+        unknown = [n for n in names if n not in known[what]]
+        if unknown or not names:
+            err.write(
+                f"agent-trace: error: unknown or no {what}: {', '.join(unknown)}; known: {', '.join(known[what])}\n"
+            )
+            return 2
+    if args.threads > 0 and any(METHODS[m].compresses for m in chosen["methods"]):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    folder = args.out or (Path("evals/results/quick") if args.quick else Path("evals/results"))
+    try:
+        report = run_agent_trace(
+            quick=args.quick,
+            corpus=args.corpus,
+            methods=chosen["methods"],
+            providers=chosen["providers"],
+            budgets=chosen["budgets"],
+            seed=args.seed,
+            out=folder,
+            command=_command(args, prefix),
+            progress=not args.no_progress,
+        )
+    except PromptZipError as exc:  # data not fetched, a package missing
+        err.write(f"agent-trace: error: {exc}\n")
+        return 2
+    out.write(markdown(report))
+    err.write(f"wrote {folder}/agent_trace.json, {folder}/agent_trace.md\n")
+    return 0
+
+
+def _command(args: argparse.Namespace, prefix: str) -> str:
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    given = [prefix]
+    for key, default in vars(defaults.parse_args([])).items():
+        value = getattr(args, key, default)
+        if value != default:
+            given.append(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}"))
+    return " ".join(given)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptzip._errors import BudgetError, InputError
 from promptzip._inputs import check_text
-from promptzip._structured import reduce_texts, structured_kind
+from promptzip._structured import reduce_texts, scorer_relevance, structured_kind
 from promptzip._types import Budget, Result, Source
 from promptzip._understand import Layout, Region, understand
 
@@ -342,6 +342,7 @@ def _cut_structured(
         count=count,
         cache=zipper.cache,
         scope=partition,
+        relevance=scorer_relevance(zipper.compressor),
     )
     last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
     out = list(slots)

@@ -22,12 +22,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptzip._cache import Cache
+from promptzip._roles import Scorer
+from promptzip._types import Chunk
 
-__all__ = ["MIN_STRUCTURED_CHARS", "MIN_TARGET", "Reduction", "reduce_texts", "structured_kind"]
+Relevance = Callable[[Sequence[str], str], Sequence[float]]
+
+__all__ = [
+    "MAX_SCORED",
+    "MIN_STRUCTURED_CHARS",
+    "MIN_TARGET",
+    "Reduction",
+    "reduce_texts",
+    "scorer_relevance",
+    "structured_kind",
+]
 
 MIN_STRUCTURED_CHARS = 1200  # about 300 tokens: below this a tool output is cheaper to keep than to summarise
 MIN_TARGET = 48  # tokens: room for a JSON skeleton and its summary line, or a signature and a marker
 _FULL = 0.8  # a cut that used this much of its share was short of room
+MAX_SCORED = 256  # items per text scored by the compressor's scorer; more get lexical scores
+_SCORED_CHARS = 2000  # of each item: a sentence encoder reads the start anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +71,24 @@ def structured_kind(text: str, role: str, *, last_user: bool) -> str | None:
     return detect_kind(text)
 
 
+def scorer_relevance(compressor: object) -> Relevance | None:
+    """The compressor's own relevance scorer (the preset's hybrid MiniLM + BM25) as a reducer's relevance, for up
+    to :data:`MAX_SCORED` items per text (more fall back to the reducers' lexical scores: an encoder pass over
+    thousands of JSON items would cost more than the call saves); None when the compressor has no scorer."""
+    scorer = getattr(compressor, "scorer", None)
+    if not isinstance(scorer, Scorer):
+        return None
+
+    def relevance(texts: Sequence[str], query: str) -> Sequence[float]:
+        if len(texts) > MAX_SCORED:
+            from promptzip.compressors.tool_outputs import lexical_relevance
+
+            return lexical_relevance(texts, query)
+        return scorer.score([Chunk(t[:_SCORED_CHARS]) for t in texts], query)
+
+    return relevance
+
+
 def reduce_texts(
     texts: Sequence[str],
     *,
@@ -66,6 +98,7 @@ def reduce_texts(
     count: Callable[[str], int],
     cache: Cache,
     scope: str,
+    relevance: Relevance | None = None,
 ) -> list[Reduction | None]:
     """Cut each structured text to its share of ``available`` tokens, shared in proportion with ``other_context``
     tokens of ordinary context; store each original that was cut. None where a text was left as it was."""
@@ -74,7 +107,9 @@ def reduce_texts(
     sizes = [count(t) for t in texts]
     total = sum(sizes) + other_context
     targets = [max(MIN_TARGET, available * size // max(total, 1)) for size in sizes]
-    cuts = [_cut(t, size, target, question, count) for t, size, target in zip(texts, sizes, targets, strict=True)]
+    cuts = [
+        _cut(t, size, target, question, count, relevance) for t, size, target in zip(texts, sizes, targets, strict=True)
+    ]
     # A reducer may need less than its share (a log that folds to a few lines): what it leaves goes, once, to the
     # texts that used all of theirs, in proportion to their size, so the budget is spent where it is short.
     used = sum(c.tokens_out if c is not None else size for c, size in zip(cuts, sizes, strict=True))
@@ -83,8 +118,10 @@ def reduce_texts(
     if slack > 0 and short:
         weight = sum(sizes[n] for n in short)
         for n in short:
-            more = targets[n] + slack * sizes[n] // weight
-            cuts[n] = _cut(texts[n], sizes[n], more, question, count) or cuts[n]
+            done = cuts[n]
+            assert done is not None
+            more = done.tokens_out + slack * sizes[n] // weight
+            cuts[n] = _cut(texts[n], sizes[n], more, question, count, relevance) or done
     store = ExpandStore(cache)
     for text, cut in zip(texts, cuts, strict=True):
         if cut is not None:
@@ -92,14 +129,23 @@ def reduce_texts(
     return cuts
 
 
-def _cut(text: str, size: int, target: int, question: str | None, count: Callable[[str], int]) -> Reduction | None:
+def _cut(
+    text: str,
+    size: int,
+    target: int,
+    question: str | None,
+    count: Callable[[str], int],
+    relevance: Relevance | None,
+) -> Reduction | None:
     from promptzip._expand import expand_id
     from promptzip.compressors.tool_outputs import reduce_structured
 
     if size <= target:
         return None
     eid = expand_id(text)
-    reduced = reduce_structured(text, query=question, target_tokens=target, count=count, expand_id=eid)
+    reduced = reduce_structured(
+        text, query=question, target_tokens=target, count=count, relevance=relevance, expand_id=eid
+    )
     if reduced is None or reduced.tokens >= size:
         return None
     return Reduction(reduced.text, reduced.kind, eid, size, reduced.tokens, target)

@@ -34,7 +34,7 @@ from promptzip.compressors.tool_outputs import (
     relevance_scores,
 )
 
-__all__ = ["LogReducer", "fold_key"]
+__all__ = ["LogReducer", "fold_key", "looks_like_log"]
 
 _TS = (
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"

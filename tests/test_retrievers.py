@@ -7,13 +7,13 @@ Tests that need no model index precomputed vectors (``add_vectors``) in a real F
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_data
 
 import promptzip as pz
 from promptzip import Chunk
@@ -595,10 +595,7 @@ def test_squad_article_recall() -> None:
     """
     from promptzip.evals import data
 
-    if not data.available("squad"):
-        if os.environ.get("CI"):
-            pytest.fail("SQuAD data missing in CI: `make data` should have fetched it")
-        pytest.skip("data not fetched: run `make data`")
+    require_data("squad")
     article = next(a for a in data.load_squad_dev() if a.title == "Normans")
     chunks = [Chunk(p.text, article.title, p.start, p.end) for p in article.paragraphs]
     dense, bm25 = DenseRetriever(progress=False), BM25Retriever()

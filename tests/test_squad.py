@@ -6,9 +6,8 @@ article is reported-on data, so nothing was tuned on it.
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from conftest import require_data
 
 import promptzip as pz
 from promptzip.evals import data
@@ -21,10 +20,7 @@ ARTICLE = "Normans"
 
 @pytest.fixture(scope="module")
 def normans() -> data.SquadArticle:
-    if not data.available("squad"):
-        if os.environ.get("CI"):
-            pytest.fail("SQuAD data missing in CI: `make data` should have fetched it")
-        pytest.skip("data not fetched: run `make data`")
+    require_data("squad")
     return next(a for a in data.load_squad_dev() if a.title == ARTICLE)
 
 

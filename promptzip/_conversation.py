@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -52,6 +52,7 @@ HEADROOM = 0.5  # the share of the budget a compacted history may take: the rest
 _NAMESPACE = "conversation-v1"
 _TRIES = 3  # recorded prefixes tried per request, longest first
 _SLACK = 0.9
+_RESERVE = 64  # tokens a compressed request leaves free for the next turn's framing and question
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,7 @@ def compress_conversation(
     namespace = "|".join((zipper.fingerprint, scope, partition, conversation or ""))
     hashes = _chain(msgs, namespace)
     store = _Store(zipper)
+    common: dict[str, Any] = {"partition": partition}
 
     def appended(prefix: Sequence[Mapping[str, Any]]) -> Result | None:
         """The request with ``prefix`` sent as before and the rest compressed; None when it cannot fit, or when the
@@ -150,12 +152,21 @@ def compress_conversation(
             return None
         joined = [*prefix, *msgs[k:]]
         try:
-            result = compress_messages(
-                zipper, joined, Budget(tokens=limit), question=question, frozen=k, partition=partition
-            )
+            result = fitted(lambda cap: compress_messages(zipper, joined, cap, question=question, frozen=k, **common))
         except BudgetError:
             return None
-        return _as_original(result, tokens_in, len(prefix))
+        return _as_original(result, tokens_in, limit, len(prefix))
+
+    def fitted(run: Callable[[Budget], Result]) -> Result:
+        """``run`` under the budget less a reserve for the next turn's framing and question (a request that fills
+        its budget to the last token leaves the next one, a few tokens longer, no room to append to its prefix),
+        else under the whole budget."""
+        if tokens_in > limit and (reserve := min(_RESERVE, limit // 10)) > 0:
+            try:
+                return run(Budget(tokens=limit - reserve))
+            except BudgetError:
+                pass
+        return run(Budget(tokens=limit))
 
     result: Result | None = None
     # The longest recorded prefix first; a shorter one (the history compacted at an earlier turn) when the longer
@@ -172,7 +183,8 @@ def compress_conversation(
     if result is None and known and tokens_in > limit:  # a conversation seen before: make room for its next turns
         result = _compacted(zipper, msgs, hashes, store, limit, question, scope, headroom, appended, partition)
     if result is None:
-        result = compress_messages(zipper, msgs, spec, question=question, scope=scope, partition=partition)
+        fresh = fitted(lambda cap: compress_messages(zipper, msgs, cap, question=question, scope=scope, **common))
+        result = _as_original(fresh, tokens_in, limit, 0)
     assert result.messages is not None
     store.save(hashes[-1], result.messages)
     return result
@@ -185,12 +197,13 @@ def _fair_share(appended_in: int, tokens_in: int, limit: int, headroom: float) -
     return _SLACK * min(appended_in, (1.0 - headroom) * limit, limit * appended_in / max(tokens_in, 1))
 
 
-def _as_original(result: Result, tokens_in: int, reused: int) -> Result:
-    """``result`` accounted against the original request: its tokens in, and how many messages went out as before."""
+def _as_original(result: Result, tokens_in: int, limit: int, reused: int) -> Result:
+    """``result`` accounted against the original request: its tokens in, its budget, and how many messages went out
+    as before."""
     decision = result.decision
     if decision == "kept_all" and result.tokens_out < tokens_in:
         decision = "compressed"
-    return replace(result, tokens_in=tokens_in, decision=decision, reused_messages=reused)
+    return replace(result, tokens_in=tokens_in, budget=limit, decision=decision, reused_messages=reused)
 
 
 def _worth(

@@ -68,8 +68,10 @@ def test_later_turns_send_the_earlier_prefix_byte_for_byte(budget: pz.Budget) ->
 def test_reselect_is_stateless_and_stable_compresses_the_same_first_turn() -> None:
     msgs = conversation(3)
     stable = zipper().compress_messages(msgs, rate=0.3)
-    reselect = zipper().compress_messages(msgs, rate=0.3, history="reselect")
+    reserve = min(64, stable.budget // 10)  # left free for the next turn's question
+    reselect = zipper().compress_messages(msgs, budget=stable.budget - reserve, history="reselect")
     assert stable.messages == reselect.messages  # a request seen for the first time: one knapsack either way
+    assert stable.budget == int(0.3 * stable.tokens_in)
     assert stable.reused_messages == reselect.reused_messages == 0
     z = zipper()
     first = z.compress_messages(conversation(2), rate=0.3, history="reselect")
@@ -186,7 +188,7 @@ def test_the_proxy_keeps_the_prefix_per_credential_and_across_replicas(tmp_path:
         second = sent_messages(upstream)
         assert second[: len(first)] == first  # the other replica continued the conversation from the shared cache
         bob.chat.completions.create(model="gpt-4o", messages=conversation(3), extra_headers=headers)  # type: ignore[arg-type]
-        fresh = zipper().compress_messages(conversation(3), rate=0.3, history="reselect")
+        fresh = zipper().compress_messages(conversation(3), rate=0.3)  # a Zipper that has seen nothing
         assert sent_messages(upstream) == list(fresh.messages or ())  # bob starts afresh: nothing of alice's state
         assert second != sent_messages(upstream)  # (so alice's prefix was kept by reuse, not by chance)
         with pytest.raises(openai.BadRequestError):

@@ -6,21 +6,29 @@ all chunks at once, which variant of each to send.
 Utilities are ``exp(sharpness · z)`` of the standardized relevance, so one highly relevant sentence outweighs many
 middling ones; near-duplicate sentences get no utility and are never proposed alone. Without a question the
 relevance is centrality (similarity to the centroid of the request).
+
+Its stages are timed into ``Result.timings`` (:func:`~promptzip._pipeline.record_timing`): ``sentences`` (splitting
+the chunks), ``relevance`` (scoring the sentences, the question's embedding included), ``chunk_relevance``,
+``dedup``, ``variants`` (building and counting them) and ``clauses``. A variant's cost is counted from its
+sentences (:meth:`~promptzip._tokenizers.Tokenizer.count_joined`), exactly, so a sentence is counted once.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from promptzip._errors import ConfigError
 from promptzip._fingerprint import derived_fingerprint
+from promptzip._pipeline import record_timing
 from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant, span_chunks
 from promptzip._split import sentence_spans
-from promptzip._tokenizers import Tokenizer
+from promptzip._tokenizers import TextMemo, Tokenizer
 from promptzip._types import Chunk, Span, Variant
 from promptzip.compressors.filters import duplicate_mask
 
@@ -97,21 +105,32 @@ class ExtractiveCompressor(Compressor):
         self.clause_min_chars = clause_min_chars
         self.clause_sentences = clause_sentences
         self.clause_single = clause_single
+        self._duplicate_memo: TextMemo[tuple[bool, ...]] = TextMemo(max_chars=2_000_000, max_items=256)
 
     @property
     def fingerprint(self) -> str:
         return derived_fingerprint(self)
 
+    def warm(self, chunks: Sequence[Chunk]) -> int:
+        """Put what compressing ``chunks`` reads about them whatever the question into the scorer's cache: every
+        sentence's score inputs (a dense scorer's vectors, as :meth:`_propose` asks for them) and, with
+        ``clauses``, the vectors of every long sentence's clauses (any sentence may be among a question's most
+        relevant). Returns the number of sentences (:mod:`promptzip._warm`)."""
+        sentences, _ = _sentences(chunks)
+        self.scorer.score(sentences, None)
+        if self.clauses:
+            long = [s for s in sentences if len(s.text) >= self.clause_min_chars]
+            spans = [clause_spans(s.text, min_chars=max(24, self.clause_min_chars // 5)) for s in long]
+            self.scorer.score_spans(long, spans, None)
+        return len(sentences)
+
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
-        sentences: list[Chunk] = []
-        owner: list[int] = []
-        for ci, chunk in enumerate(chunks):
-            if chunk.protected:
-                continue
-            for a, b in sentence_spans(chunk.text):
-                sentences.append(Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b))
-                owner.append(ci)
+        t = time.perf_counter()
+        sentences, owner = _sentences(chunks)
+        record_timing("sentences", time.perf_counter() - t)
+        t = time.perf_counter()
         relevance = np.asarray(self.scorer.score(sentences, query), dtype=np.float64)
+        t = _lap("relevance", t)
         if self.chunk_weight and sentences:
             # A sentence inherits part of its chunk's relevance: answers often sit in sentences that say "it" or
             # "he" and match the question only through the paragraph around them. The chunk's relevance is pooled
@@ -126,9 +145,11 @@ class ExtractiveCompressor(Compressor):
             by_index = dict(zip(open_chunks, chunk_scores, strict=True))
             inherited = np.asarray([by_index[ci] for ci in owner], dtype=np.float64)
             relevance = (1 - self.chunk_weight) * relevance + self.chunk_weight * inherited
+            t = _lap("chunk_relevance", t)
         if self.anaphora and query is not None and sentences:
             relevance = carry_to_anaphors(relevance, sentences, owner, self.anaphora)
         duplicate = self._duplicates(sentences, relevance)
+        t = _lap("dedup", t)
         utility = self._utilities(relevance, duplicate)
         nothing_relevant = (
             query is not None
@@ -151,10 +172,13 @@ class ExtractiveCompressor(Compressor):
             if nothing_relevant or not members:
                 groups.append([drop_variant(chunk, best)])
                 continue
-            groups.append(self._variants(chunk, members, sentences, utility, duplicate, best, chunk_tokens[ci]))
+            groups.append(
+                self._variants(chunk, members, sentences, utility, duplicate, best, chunk_tokens[ci], tokenizer)
+            )
+        t = _lap("variants", t)
         if self.clauses and query is not None and not nothing_relevant:
-            self._clause_variants(groups, chunks, owner, sentences, relevance, utility, duplicate, query)
-        self._count(groups, tokenizer)
+            self._clause_variants(groups, chunks, owner, sentences, relevance, utility, duplicate, query, tokenizer)
+            _lap("clauses", t)
         return groups
 
     def _clause_variants(
@@ -167,6 +191,7 @@ class ExtractiveCompressor(Compressor):
         utility: np.ndarray,
         duplicate: list[bool],
         query: str,
+        tokenizer: Tokenizer,
     ) -> None:
         """Coarse-to-fine below the sentence: the ``clause_sentences`` most relevant long sentences of the request
         are cut into clauses, each clause is scored in its sentence (``Scorer.score_spans``), and each such
@@ -205,14 +230,15 @@ class ExtractiveCompressor(Compressor):
             chunk = chunks[ci]
             seen = {v.text for v in groups[ci]}
             for window in windows:
-                text, kept = _stitch(chunk, [pieces[i] for i in window])
+                text, kept, parts = _stitch(chunk, [pieces[i] for i in window])
                 if text in seen:
                     continue
                 seen.add(text)
                 value = min(cap, float(piece_utility[window].max()))
                 if len(window) == 1:
                     value = min(value, self.clause_single * float(utility[si]))
-                groups[ci].append(Variant(chunk, "clause", text, -1, value, kept, float(relevance[si])))
+                tokens = tokenizer.count_joined(parts)
+                groups[ci].append(Variant(chunk, "clause", text, tokens, value, kept, float(relevance[si])))
 
     def _duplicates(self, sentences: list[Chunk], relevance: np.ndarray) -> list[bool]:
         if not self.dedup or not sentences:
@@ -221,12 +247,21 @@ class ExtractiveCompressor(Compressor):
         embed = getattr(self.scorer, "embed", None) or getattr(getattr(self.scorer, "dense", None), "embed", None)
         if embed is None:
             return duplicate_mask(texts)
+        # With no more sentences than candidates, every sentence is one and the mask depends on the texts alone:
+        # a warm request over the same text finds it (the pairwise similarities were most of its cost).
+        many = len(texts) > self.dedup_candidates
+        key = None if many else f"{self.dedup_threshold}|" + "".join(f"{len(t)}:{t}" for t in texts)
+        if key is not None and (found := self._duplicate_memo.get(key)) is not None:
+            return list(found)
         top = np.argsort(-relevance, kind="stable")[: self.dedup_candidates]
         top = np.sort(top)
         vectors = embed([texts[i] for i in top])
         emb = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
         emb[top] = vectors
-        return duplicate_mask(texts, emb, threshold=self.dedup_threshold, candidates=[int(i) for i in top])
+        mask = duplicate_mask(texts, emb, threshold=self.dedup_threshold, candidates=[int(i) for i in top])
+        if key is not None:
+            self._duplicate_memo.put(key, tuple(mask))
+        return mask
 
     def _utilities(self, relevance: np.ndarray, duplicate: list[bool]) -> np.ndarray:
         if not len(relevance):
@@ -247,12 +282,18 @@ class ExtractiveCompressor(Compressor):
         duplicate: list[bool],
         best: float,
         tokens: int,
+        tokenizer: Tokenizer,
     ) -> list[Variant]:
         position = {si: p for p, si in enumerate(members)}
 
         def value(chosen: list[int]) -> float:
             # Each kept sentence counts its own utility plus ``expand`` times its best kept neighbour's: a sentence
             # next to a highly relevant one often carries the answer ("It was finished in 1889.").
+            if not self.expand:  # the same sum, in the same order, without looking for neighbours
+                total = 0.0
+                for si in chosen:
+                    total += float(utility[si])
+                return total
             kept = set(chosen)
             total = 0.0
             for si in chosen:
@@ -265,6 +306,7 @@ class ExtractiveCompressor(Compressor):
         live = [si for si in members if not duplicate[si]]
         ranked = sorted(live, key=lambda si: (-utility[si], si))
         seen: set[tuple[int, ...]] = {tuple(members)}
+        joiner = _Joiner(chunk, [sentences[si] for si in members])
         candidates: list[tuple[str, list[int]]] = []
         for k in _prefix_sizes(len(ranked), self.max_variants):
             candidates.append(("extract", sorted(ranked[:k])))
@@ -278,21 +320,33 @@ class ExtractiveCompressor(Compressor):
             if key in seen:
                 continue  # the whole chunk, or a set already proposed
             seen.add(key)
-            text, kept = _stitch(chunk, [sentences[si] for si in chosen])
-            variants.append(Variant(chunk, kind, text, -1, value(chosen), kept, best))
+            text, kept, parts = joiner.stitch([position[si] for si in chosen])
+            variants.append(Variant(chunk, kind, text, tokenizer.count_joined(parts), value(chosen), kept, best))
         rate = chunk.metadata.get("rate") if chunk.metadata else None
         if rate is not None:
             cap = float(rate) * len(chunk.text)
             variants = [v for v in variants if not v.text or len(v.text) <= cap]
         return variants
 
-    @staticmethod
-    def _count(groups: list[list[Variant]], tokenizer: Tokenizer) -> None:
-        pending = [(g, j) for g, group in enumerate(groups) for j, v in enumerate(group) if v.tokens < 0]
-        counts = tokenizer.count_many([groups[g][j].text for g, j in pending])
-        for (g, j), n in zip(pending, counts, strict=True):
-            v = groups[g][j]
-            groups[g][j] = Variant(v.chunk, v.kind, v.text, n, v.utility, v.kept, v.relevance)
+
+def _sentences(chunks: Sequence[Chunk]) -> tuple[list[Chunk], list[int]]:
+    """The sentences of the chunks that are not protected, and the index of each one's chunk."""
+    sentences: list[Chunk] = []
+    owner: list[int] = []
+    for ci, chunk in enumerate(chunks):
+        if chunk.protected:
+            continue
+        for a, b in sentence_spans(chunk.text):
+            sentences.append(Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b))
+            owner.append(ci)
+    return sentences, owner
+
+
+def _lap(stage: str, since: float) -> float:
+    """Record the time since ``since`` as ``stage`` of the running compression; return now."""
+    now = time.perf_counter()
+    record_timing(stage, now - since)
+    return now
 
 
 _CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+[-–—]{1,2}\s+|\s*[()]\s*")
@@ -329,17 +383,61 @@ def clause_spans(text: str, *, min_chars: int = 32) -> list[tuple[int, int]]:
     return out
 
 
-def _stitch(chunk: Chunk, chosen: list[Chunk]) -> tuple[str, tuple[Span, ...]]:
+class _Joiner:
+    """:func:`_stitch` for the sentences of one chunk, with each sentence's parts made once: a chunk's variants
+    reuse its sentences, and the same part strings let the tokenizer's memo find their counts by hash at once."""
+
+    __slots__ = ("chunk", "ends", "gaps", "spaced", "starts", "texts")
+
+    def __init__(self, chunk: Chunk, sentences: list[Chunk]) -> None:
+        self.chunk = chunk
+        self.texts = [s.text for s in sentences]
+        self.spaced = [" " + t for t in self.texts]
+        self.starts = [s.start for s in sentences]
+        self.ends = [s.end for s in sentences]
+        # gaps[p]: sentence p with the original text since sentence p - 1 when only whitespace lies between
+        self.gaps: list[str | None] = [None]
+        for a, b in itertools.pairwise(sentences):
+            adjacent = _adjacent(chunk, a.end, b.start)
+            self.gaps.append(chunk.text[a.end - chunk.start : b.end - chunk.start] if adjacent else None)
+
+    def stitch(self, positions: list[int]) -> tuple[str, tuple[Span, ...], list[str]]:
+        """``_stitch(chunk, [sentences[p] for p in positions])`` for increasing ``positions``."""
+        chunk = self.chunk
+        spans: list[list[int]] = []
+        parts: list[str] = []
+        previous = -2
+        for p in positions:
+            gap: str | None = None
+            if p == previous + 1:
+                gap = self.gaps[p]
+            elif spans and _adjacent(chunk, spans[-1][1], self.starts[p]):
+                gap = chunk.text[spans[-1][1] - chunk.start : self.ends[p] - chunk.start]
+            if gap is not None:
+                parts.append(gap)
+                spans[-1][1] = self.ends[p]
+            else:
+                parts.append(self.spaced[p] if spans else self.texts[p])
+                spans.append([self.starts[p], self.ends[p]])
+            previous = p
+        return "".join(parts), tuple(Span(a, b) for a, b in spans), parts
+
+
+def _stitch(chunk: Chunk, chosen: list[Chunk]) -> tuple[str, tuple[Span, ...], list[str]]:
     """Text of the chosen sentences cut from the chunk: adjacent ones with the original text between them,
-    others joined by a space. Returns the text and the kept source spans (merged)."""
+    others joined by a space. Returns the text, the kept source spans (merged) and the text's parts, one per
+    sentence with what joins it to the one before (``"".join(parts) == text``), for
+    :meth:`~promptzip._tokenizers.Tokenizer.count_joined`: a sentence is counted once, whatever it is joined to."""
     spans: list[list[int]] = []
+    parts: list[str] = []
     for s in chosen:
         if spans and _adjacent(chunk, spans[-1][1], s.start):
+            parts.append(chunk.text[spans[-1][1] - chunk.start : s.end - chunk.start])
             spans[-1][1] = s.end
         else:
+            parts.append((" " if spans else "") + s.text)
             spans.append([s.start, s.end])
-    text = " ".join(chunk.text[a - chunk.start : b - chunk.start] for a, b in spans)
-    return text, tuple(Span(a, b) for a, b in spans)
+    return "".join(parts), tuple(Span(a, b) for a, b in spans), parts
 
 
 def _adjacent(chunk: Chunk, end: int, start: int) -> bool:

@@ -103,11 +103,12 @@ def _dp(fronts: list[list[Variant]], cap: int, overhead: int) -> list[Variant]:
             c = _cost(v, overhead)
             if c > cap:
                 break
-            cand = np.full(cap + 1, -np.inf)
-            cand[c:] = dp[: cap + 1 - c] + v.utility
-            better = cand > new
-            new[better] = cand[better]
-            pick[better] = j
+            # Only capacities ≥ c can take v: compare and update that tail in place (below c the candidate would
+            # be -inf, which never wins), with no full-length temporaries.
+            cand = dp[: cap + 1 - c] + v.utility
+            better = cand > new[c:]
+            np.copyto(new[c:], cand, where=better)
+            np.copyto(pick[c:], j, where=better)
         dp = new
     chosen: list[Variant] = []
     c = cap

@@ -6,6 +6,9 @@ Protected regions are found before anything else:
   the chunk's metadata. Tags nest; they are removed from the output. An unbalanced or malformed tag is an
   :class:`InputError` that gives its character position.
 * Markdown code fences (```` ``` ```` or ``~~~``) are kept whole.
+
+A warm request splits the text it split before: :func:`chunk_source` and :func:`sentence_spans` (with its default
+``max_chars``) remember the splits of recent texts (:class:`~promptzip._tokenizers.TextMemo`, keyed by the text).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 from promptzip._errors import InputError
 from promptzip._reflow import soft_breaks
+from promptzip._tokenizers import TextMemo
 from promptzip._types import Chunk
 
 __all__ = ["Segment", "chunk_source", "literal_tags", "parse_tags", "sentence_spans"]
@@ -31,6 +35,10 @@ _ABBREVIATIONS = frozenset(
     " ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec gen gov sen rep rev lt col capt sgt"
     " cmdr adm u.s u.k u.n a.m p.m ph.d b.a m.a d.c".split()
 )
+_SENTENCE_CHARS = 1200
+_Piece = tuple[int, int, str, float | None]  # a chunk's (start, end, kind, rate); protected unless a paragraph
+_sentences: TextMemo[tuple[tuple[int, int], ...]] = TextMemo(max_chars=2_000_000)
+_pieces: TextMemo[tuple[_Piece, ...]] = TextMemo(max_chars=2_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +169,23 @@ def _is_boundary(text: str, punct_start: int, next_start: int) -> bool:
 
 
 def sentence_spans(
-    text: str, start: int = 0, end: int | None = None, *, max_chars: int = 1200
+    text: str, start: int = 0, end: int | None = None, *, max_chars: int = _SENTENCE_CHARS
 ) -> list[tuple[int, int]]:
     """Sentence spans of ``text[start:end]`` as absolute offsets, trimmed; none longer than ``max_chars``.
 
     A line break ends a sentence, except inside hard-wrapped prose (:func:`promptzip._reflow.soft_breaks`), where
     it is read as a space; a sentence then spans its original lines, newlines included."""
     end = len(text) if end is None else end
+    if start or end != len(text) or max_chars != _SENTENCE_CHARS:
+        return _sentence_spans(text, start, end, max_chars)
+    found = _sentences.get(text)
+    if found is None:
+        found = tuple(_sentence_spans(text, 0, end, max_chars))
+        _sentences.put(text, found)
+    return list(found)
+
+
+def _sentence_spans(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     cur = start
     soft = soft_breaks(text, start, end) if "\n" in text[start:end] else frozenset()
@@ -215,23 +233,34 @@ def _fenced(text: str, start: int, end: int) -> Iterator[tuple[int, int, bool]]:
 
 def chunk_source(text: str, source_id: str, *, max_chunk_chars: int = 2000) -> list[Chunk]:
     """Chunks of one source: protected regions whole, other text by paragraph (long ones in sentence windows)."""
+    key = f"{max_chunk_chars}|{text}"
+    pieces = _pieces.get(key)
+    if pieces is None:
+        pieces = tuple(_pieces_of(text, max_chunk_chars))
+        _pieces.put(key, pieces)
     chunks: list[Chunk] = []
+    metas: dict[tuple[str, float | None], dict[str, object]] = {}
+    for a, b, kind, rate in pieces:
+        meta = metas.get((kind, rate))
+        if meta is None:  # one metadata dict per kind and rate, shared by their chunks as the split shares it
+            meta = metas[(kind, rate)] = {"kind": kind, **({"rate": rate} if rate is not None else {})}
+        chunks.append(Chunk(text[a:b], source_id, a, b, meta, protected=kind != "paragraph"))
+    return chunks
+
+
+def _pieces_of(text: str, max_chunk_chars: int) -> Iterator[_Piece]:
     for seg in parse_tags(text):
         for a, b, code in _fenced(text, seg.start, seg.end):
             if seg.keep or code:
                 a, b = _trim(text, a, b)
                 if b > a:
-                    kind = "keep" if seg.keep else "code"
-                    chunks.append(Chunk(text[a:b], source_id, a, b, {"kind": kind}, protected=True))
+                    yield a, b, "keep" if seg.keep else "code", None
                 continue
-            chunks.extend(_paragraph_chunks(text, a, b, source_id, seg.rate, max_chunk_chars))
-    return chunks
+            for start, end in _paragraph_spans(text, a, b, max_chunk_chars):
+                yield start, end, "paragraph", seg.rate
 
 
-def _paragraph_chunks(
-    text: str, start: int, end: int, source_id: str, rate: float | None, max_chars: int
-) -> Iterator[Chunk]:
-    meta = {"kind": "paragraph", **({"rate": rate} if rate is not None else {})}
+def _paragraph_spans(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[int, int]]:
     pos = start
     breaks = [(m.start(), m.end()) for m in _PARAGRAPH_BREAK.finditer(text, start, end)]
     for stop, nxt in [*breaks, (end, end)]:
@@ -240,15 +269,15 @@ def _paragraph_chunks(
         if b <= a:
             continue
         if b - a <= max_chars:
-            yield Chunk(text[a:b], source_id, a, b, meta)
+            yield a, b
             continue
         window_start = window_end = -1
         for s, e in sentence_spans(text, a, b, max_chars=max_chars):
             if window_start >= 0 and e - window_start > max_chars:
-                yield Chunk(text[window_start:window_end], source_id, window_start, window_end, meta)
+                yield window_start, window_end
                 window_start = -1
             if window_start < 0:
                 window_start = s
             window_end = e
         if window_start >= 0:
-            yield Chunk(text[window_start:window_end], source_id, window_start, window_end, meta)
+            yield window_start, window_end

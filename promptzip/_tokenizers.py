@@ -6,23 +6,33 @@ folder. tiktoken encodings work offline from the rank files that the ``litellm``
 they are installed, tiktoken is pointed at them for the one call that builds the encoding, unless the user's own
 cache (``TIKTOKEN_CACHE_DIR``, or tiktoken's older ``DATA_GYM_CACHE_DIR``) already holds that encoding's file, which
 is then used as it is. promptzip never writes into the user's cache.
+
+Counting is the pipeline's most repeated operation: a request counts its input, every chunk and every variant of
+every chunk, and the next request over the same text counts the same sentences again. The built-in tokenizers
+therefore keep the counts of recent texts (:class:`TextMemo`, keyed by the text itself, so equal texts always get
+the one count the encoder gave them), count in the calling thread (tiktoken's batch call starts a thread pool per
+call, which cost more than the counting on warm requests), and :meth:`Tokenizer.count_joined` adds up the counts of
+a text's parts where the encoding provably splits there (:meth:`TiktokenTokenizer.count_joined`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from promptzip._errors import ConfigError, ModelNotAvailable
 from promptzip._models import package_dir, resolve_model
 from promptzip._registry import registries
 
-__all__ = ["HFTokenizer", "TiktokenTokenizer", "Tokenizer", "get_tokenizer"]
+__all__ = ["HFTokenizer", "TextMemo", "TiktokenTokenizer", "Tokenizer", "get_tokenizer", "text_memos_disabled"]
+
+V = TypeVar("V")
 
 TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base", "p50k_base", "r50k_base")
 # Used when tiktoken's own model table does not know a name (it matches prefixes, this is the fallback).
@@ -64,12 +74,79 @@ class Tokenizer(ABC):
     def count_many(self, texts: Sequence[str]) -> list[int]:
         return [self.count(t) for t in texts]
 
+    def count_joined(self, parts: Sequence[str]) -> int:
+        """``count("".join(parts))``, exactly; a tokenizer that knows where its encoding splits may add up the
+        (remembered) counts of the parts instead of counting the whole again."""
+        return self.count("".join(parts))
+
     @property
     def fingerprint(self) -> str:
         return self.name
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+_memos_on = True  # switched off only by text_memos_disabled(), to measure what the memos save
+
+
+@contextlib.contextmanager
+def text_memos_disabled() -> Iterator[None]:
+    """Within this block every :class:`TextMemo` misses and stores nothing (for benchmarks: the same work with
+    the counts and splits of earlier requests forgotten). Process-wide; not for concurrent use."""
+    global _memos_on
+    previous, _memos_on = _memos_on, False
+    try:
+        yield
+    finally:
+        _memos_on = previous
+
+
+class TextMemo(Generic[V]):
+    """Values of a pure function of a text (a token count, a split), for the texts seen lately.
+
+    Keyed by the text itself, so a value is only ever reused for an equal text. Two generations bound the memory:
+    new entries go to the young dict; when it holds ``max_chars`` characters (or ``max_items`` entries) it becomes
+    the old one and the previous old one is dropped; a hit in the old one moves up. Texts longer than
+    ``max_text`` characters are not kept. No lock: every step is one dict operation, and a race can only lose an
+    entry, never return a wrong value, since the value is a function of the key.
+    """
+
+    __slots__ = ("_chars", "_old", "_young", "max_chars", "max_items", "max_text")
+
+    def __init__(self, *, max_chars: int = 4_000_000, max_items: int = 1 << 16, max_text: int = 1_000_000) -> None:
+        self.max_chars = max_chars
+        self.max_items = max_items
+        self.max_text = max_text
+        self._young: dict[str, V] = {}
+        self._old: dict[str, V] = {}
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
+
+    def get(self, text: str) -> V | None:
+        if not _memos_on:
+            return None
+        value = self._young.get(text)
+        if value is None:
+            value = self._old.get(text)
+            if value is not None:
+                self._store(text, value)
+        return value
+
+    def put(self, text: str, value: V) -> None:
+        if _memos_on and len(text) <= self.max_text:
+            self._store(text, value)
+
+    def clear(self) -> None:
+        self._young, self._old, self._chars = {}, {}, 0
+
+    def _store(self, text: str, value: V) -> None:
+        self._young[text] = value
+        self._chars += len(text) + 48  # a dict entry costs about this much beside its text
+        if self._chars > self.max_chars or len(self._young) > self.max_items:
+            self._old, self._young, self._chars = self._young, {}, 0
 
 
 _tiktoken_lock = threading.Lock()
@@ -116,13 +193,17 @@ def tiktoken_rank_file(encoding: str) -> tuple[str, Path] | None:
 
 
 class TiktokenTokenizer(Tokenizer):
-    """A tiktoken encoding. Special-token text such as ``<|endoftext|>`` is counted as ordinary text."""
+    """A tiktoken encoding. Special-token text such as ``<|endoftext|>`` is counted as ordinary text.
+
+    Counts are remembered per text (:class:`TextMemo`) and computed in the calling thread.
+    """
 
     def __init__(self, encoding: str) -> None:
         if encoding not in TIKTOKEN_ENCODINGS:
             raise ConfigError(f"unknown tiktoken encoding {encoding!r}; known: {', '.join(TIKTOKEN_ENCODINGS)}")
         self.name = encoding
         self._enc: Any = None
+        self.counts: TextMemo[int] = TextMemo()
 
     def _encoding(self) -> Any:
         if self._enc is None:
@@ -136,12 +217,41 @@ class TiktokenTokenizer(Tokenizer):
         return str(self._encoding().decode(list(ids)))
 
     def count(self, text: str) -> int:
-        return len(self._encoding().encode_ordinary(text)) if text else 0
+        if not text:
+            return 0
+        n = self.counts.get(text)
+        if n is None:
+            n = len(self._encoding().encode_ordinary(text))
+            self.counts.put(text, n)
+        return n
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
-        if len(texts) < 64:
-            return [self.count(t) for t in texts]
-        return [len(ids) for ids in self._encoding().encode_ordinary_batch(list(texts), num_threads=2)]
+        # One thread: ``encode_ordinary_batch`` starts a thread pool on every call, which costs more than counting
+        # the few hundred short, mostly remembered texts of a request.
+        return [self.count(t) for t in texts]
+
+    def count_joined(self, parts: Sequence[str]) -> int:
+        """The count of ``"".join(parts)``, as the sum of the counts of the runs of parts between safe cuts.
+
+        A cut before a part that starts with a space (U+0020), after one that ends with a non-space character, is
+        safe in every tiktoken encoding: their pre-tokenizer patterns (o200k, cl100k, p50k/r50k) have no piece that
+        holds a non-space character followed by a space, no look-behind, and their only look-aheads and anchors
+        (``\\s+(?!\\S)``, ``\\s++$``) concern whitespace runs, which cannot end at such a cut. So the pieces
+        of the whole are the pieces of the runs, each piece is encoded on its own, and the counts add up exactly.
+        A sentence stitched to others by a space is thus counted once, ever, whatever it is joined to."""
+        total = 0
+        run: list[str] = []
+        for part in parts:
+            if not part:
+                continue
+            if run and part[0] == " " and not run[-1][-1].isspace():  # str.isspace() covers the regex class \s
+                total += self.count(run[0] if len(run) == 1 else "".join(run))
+                run = [part]
+            else:
+                run.append(part)
+        if run:
+            total += self.count(run[0] if len(run) == 1 else "".join(run))
+        return total
 
 
 def _load_tiktoken(name: str) -> Any:
@@ -182,6 +292,7 @@ class HFTokenizer(Tokenizer):
     def __init__(self, name_or_path: str) -> None:
         self.name = name_or_path
         self._tok: Any = None
+        self.counts: TextMemo[int] = TextMemo()
 
     def _backend(self) -> Any:
         if self._tok is None:
@@ -216,11 +327,19 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._backend().decode(list(ids), skip_special_tokens=False))
 
+    def count(self, text: str) -> int:
+        return self.count_many([text])[0]
+
     def count_many(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        encoded = self._backend().encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) if t else 0 for e, t in zip(encoded, texts, strict=True)]
+        counts = [self.counts.get(t) if t else 0 for t in texts]
+        todo = list(dict.fromkeys(t for t, n in zip(texts, counts, strict=True) if n is None))
+        if todo:
+            encoded = self._backend().encode_batch(todo, add_special_tokens=False)
+            fresh = {t: len(e.ids) for t, e in zip(todo, encoded, strict=True)}
+            for t, n in fresh.items():
+                self.counts.put(t, n)
+            counts = [fresh[t] if n is None else n for t, n in zip(texts, counts, strict=True)]
+        return [int(n or 0) for n in counts]
 
 
 def _tiktoken_for_model(target: str) -> Tokenizer | None:

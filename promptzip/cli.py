@@ -150,6 +150,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     add_diff_command(sub)
 
+    from promptzip._warm import add_warm_command
+
+    add_warm_command(sub)
+
     from promptzip.integrations.proxy._cli import add_proxy_command
 
     add_proxy_command(sub)

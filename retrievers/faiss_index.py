@@ -36,17 +36,20 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from promptzip._cache import Cache
+from promptzip._cache import Cache, NullCache
 from promptzip._errors import ConfigError, InputError, ModelNotAvailable, check_int
 from promptzip._models import resolve_model
 from promptzip._types import Chunk
 from promptzip.retrievers._corpus import CorpusRetriever, scored
 from promptzip.retrievers.dense import DenseScorer, weights_fingerprint
+
+if TYPE_CHECKING:
+    from promptzip._pipeline import Zipper
 
 __all__ = ["DenseRetriever", "IndexSpec"]
 
@@ -154,6 +157,7 @@ class DenseRetriever(CorpusRetriever):
         self._tombstones: set[int] = set()
         self._selector: tuple[Any, Any] | None = None  # (IDSelectorNot, IDSelectorBatch), kept alive together
         self._next_fid = 0
+        self._warmers: dict[str, Zipper] = {}  # the stacks whose caches add(..., warm_cache=) fills, by preset
 
     # -- facts
     @property
@@ -173,6 +177,37 @@ class DenseRetriever(CorpusRetriever):
         return self._fingerprint
 
     # -- adding
+    def add(self, chunks: Iterable[Chunk], *, warm_cache: bool | str | Zipper = False) -> list[str]:
+        """Index ``chunks``; return their ids (see :class:`~promptzip.retrievers.fusion.CorpusRetriever`).
+
+        ``warm_cache``: also put what compressing these chunks later reads about them, whatever the question
+        (their sentences' vectors), into this retriever's cache, through :func:`promptzip._warm.warm_texts`, so a
+        compression at query time only embeds the question. ``True`` warms the ``fast`` preset's keys; a preset
+        name warms that preset's; a :class:`~promptzip.Zipper` warms its own cache. Needs ``cache=`` unless a
+        Zipper is given."""
+        zipper = None if warm_cache is False else self._warmer(warm_cache)  # a bad value fails before indexing
+        ids = super().add(chunks)
+        if zipper is not None and ids:
+            from promptzip._warm import warm_texts
+
+            warm_texts(zipper, [(key, self._records[key].text) for key in ids])
+        return ids
+
+    def _warmer(self, spec: bool | str | Zipper) -> Zipper:
+        from promptzip._pipeline import Zipper
+
+        if isinstance(spec, Zipper):
+            return spec
+        if isinstance(self.encoder.cache, NullCache):
+            raise ConfigError("warm_cache needs a cache to fill: DenseRetriever(cache=...) or a Zipper with one")
+        name = "fast" if spec is True else spec
+        if not isinstance(name, str):
+            raise ConfigError(f"warm_cache must be True, a preset name or a Zipper, not {spec!r}")
+        with self._lock:
+            if name not in self._warmers:
+                self._warmers[name] = Zipper.from_preset(name, cache=self.encoder.cache)
+            return self._warmers[name]
+
     def _prepare(self, items: Sequence[tuple[str, Chunk]]) -> Any:
         return self.encoder.embed([chunk.text for _, chunk in items])
 

@@ -45,8 +45,14 @@ def terms(text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1 << 14)  # warm requests score the same sentences again: split and stem them once
-def _chunk_terms(text: str) -> tuple[str, ...]:
-    return tuple(terms(text))
+def _chunk_terms(text: str) -> tuple[int, dict[str, int]]:
+    """A text's number of terms and each term's frequency: a row of the collection costs one dict lookup per query
+    term, not a pass over its words."""
+    counts: dict[str, int] = {}
+    found = terms(text)
+    for w in found:
+        counts[w] = counts.get(w, 0) + 1
+    return len(found), counts
 
 
 class BM25Scorer(Scorer):
@@ -68,12 +74,12 @@ class BM25Scorer(Scorer):
         tf = np.zeros((len(chunks), len(query_terms)), dtype=np.float32)
         lengths = np.zeros(len(chunks), dtype=np.float32)
         for row, chunk in enumerate(chunks):
-            words = _chunk_terms(chunk.text)
-            lengths[row] = len(words)
-            for w in words:
-                col = index.get(w)
-                if col is not None:
-                    tf[row, col] += 1
+            length, counts = _chunk_terms(chunk.text)
+            lengths[row] = length
+            for t, col in index.items():
+                freq = counts.get(t)
+                if freq is not None:
+                    tf[row, col] = freq
         n = len(chunks)
         df = (tf > 0).sum(axis=0)
         idf = np.array([math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df], dtype=np.float32)

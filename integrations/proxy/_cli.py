@@ -3,16 +3,31 @@
 ``promptzip.cli`` calls :func:`add_proxy_command` with its sub-parsers; ``python -m promptzip.integrations.proxy``
 runs the same command on its own through :func:`main`. Heavy imports (starlette, uvicorn, httpx) happen in the
 handler only, so ``promptzip --help`` stays fast.
+
+The command warms up before it serves (``--no-warmup``, or ``warmup = false`` in the config file, turns it off):
+it loads the default route's preset and runs one small compression (:func:`warm_up`), then says it is ready and
+how many seconds that took, so the first request does not pay the model loading (several seconds). The settings'
+``warmup`` stays on for the app as well, whose own warm-up then finds the models loaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-__all__ = ["add_proxy_command", "main"]
+if TYPE_CHECKING:
+    from promptzip.integrations.proxy._settings import ProxySettings
+
+__all__ = ["WARMUP_QUESTION", "WARMUP_TEXT", "add_proxy_command", "main", "warm_up"]
+
+WARMUP_TEXT = (
+    "The proxy loads its models when it starts. It answers requests once they are loaded. "
+    "A request that arrives later does not wait for them."
+)
+WARMUP_QUESTION = "When does the proxy load its models?"
 
 
 def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -71,7 +86,13 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PRESET",
         help="a preset x-promptzip-preset may name (repeat it; default: only the presets configured)",
     )
-    p.add_argument("--warmup", action="store_true", default=None, help="load the models before serving")
+    p.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the default preset's models and run one compression before serving (default: on; --no-warmup "
+        "serves at once and loads them on the first request)",
+    )
     p.add_argument(
         "--log-level",
         default="info",
@@ -82,13 +103,29 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def warm_up(settings: ProxySettings) -> tuple[str, str]:
+    """Load the models of the preset the proxy's first route uses (the one the app warms up) and run one small
+    compression with it; return that ``(preset, target)``. Models are shared by the whole process, so the app's
+    Zippers find them loaded."""
+    from promptzip._pipeline import Zipper
+    from promptzip._types import Budget
+
+    route = settings.routes[next(iter(settings.routes))]
+    preset, target = route.preset or settings.preset, route.target or settings.target
+    zipper = Zipper.from_preset(preset, target=target, cache="memory")
+    zipper.compress(WARMUP_TEXT, question=WARMUP_QUESTION, budget=Budget(rate=0.5))
+    return preset, target
+
+
 def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from promptzip.integrations.proxy._app import serve
     from promptzip.integrations.proxy._settings import load_settings
 
+    started = time.perf_counter()
     timeouts = {"read": args.timeout, "connect": args.connect_timeout}
     settings = load_settings(
         args.config,
+        defaults={"warmup": True},
         upstream=args.upstream,
         host=args.host,
         port=args.port,
@@ -109,6 +146,17 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         timeouts={k: v for k, v in timeouts.items() if v is not None} or None,
     )
     err.write(f"promptzip proxy: http://{settings.host}:{settings.port}/v1 → {settings.upstream}\n")
+    if settings.warmup:
+        err.write("promptzip proxy: warming up (--no-warmup skips this)\n")
+        err.flush()
+        preset, target = warm_up(settings)
+        err.write(
+            f"promptzip proxy: ready in {time.perf_counter() - started:.2f} s (preset {preset!r}, target {target!r}: "
+            "models loaded, one compression run)\n"
+        )
+    else:
+        err.write("promptzip proxy: no warm-up; the first request loads the models\n")
+    err.flush()
     serve(settings, log_level=args.log_level)
     return 0
 

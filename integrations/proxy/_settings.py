@@ -11,6 +11,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     scope = "all"                            # compress the context in every message ("history": earlier turns only)
     compression_deadline = 10.0              # seconds; past it the chat fails open (or closed)
     compression_queue = 16                   # compressions running or waiting; more are answered 503 + retry-after
+    warmup = true                            # load the models before serving (promptzip proxy's default)
     allowed_presets = ["fast"]               # what x-promptzip-preset may name (default: the presets configured here)
     cache_key_secret = "..."                 # HMAC key of the per-credential result cache (same on every replica)
 
@@ -183,7 +184,7 @@ class ProxySettings(_Frozen):
     compression_nice: int = Field(default=10, ge=0, le=19)
     io_threads: int = Field(default=16, gt=0)
     trust_env: bool = False
-    warmup: bool = False
+    warmup: bool = False  # load the models before serving; ``promptzip proxy`` turns it on (``--no-warmup``)
     routes: dict[str, RouteSettings] = Field(default_factory=lambda: dict.fromkeys(DIALECT_PATHS, RouteSettings()))
 
     @field_validator("upstream")
@@ -251,15 +252,20 @@ class ProxySettings(_Frozen):
         return Budget(rate=DEFAULT_RATE)
 
 
-def load_settings(path: str | Path | None = None, **overrides: Any) -> ProxySettings:
+def load_settings(
+    path: str | Path | None = None, *, defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> ProxySettings:
     """Settings from a JSON or TOML file (optional) with ``overrides`` on top: ``None`` values are ignored, tables
     (``timeouts``, ``routes``) are merged key by key, and a ``budget`` replaces the file's ``rate`` (and back).
+    ``defaults`` replace :class:`ProxySettings`' own defaults where neither the file nor an override gives a value
+    (``promptzip proxy`` warms up by default, a ``ProxySettings`` built in code does not).
 
     Every problem (unreadable file, bad syntax, unknown key, bad value) is a :class:`ConfigError`.
     """
     data: dict[str, Any] = {}
     if path is not None:
         data = _read(Path(path))
+    data = {**(defaults or {}), **data}
     given = {k: v for k, v in overrides.items() if v is not None}
     for one, other in (("budget", "rate"), ("rate", "budget")):
         if one in given:  # a budget given here replaces a rate from the file, and the other way round

@@ -154,6 +154,7 @@ def compress_messages(
     history: str = "stable",
     conversation: str | None = None,
     pricing: CachePricing | None = None,
+    partition: str = "",
 ) -> Result:
     """Compress the context of a chat wherever it sits (system, user, earlier turns, tool results; ``scope="history"``:
     earlier turns only); ``Result.messages`` holds the compressed messages. Later turns of a conversation send what
@@ -167,6 +168,7 @@ def compress_messages(
         history=history,
         conversation=conversation,
         pricing=pricing,
+        partition=partition,
     )
 
 
@@ -183,6 +185,7 @@ async def acompress_messages(
     history: str = "stable",
     conversation: str | None = None,
     pricing: CachePricing | None = None,
+    partition: str = "",
 ) -> Result:
     """Async :func:`compress_messages` (runs in a worker thread)."""
     return await _shared(preset, target, cache).acompress_messages(
@@ -194,4 +197,5 @@ async def acompress_messages(
         history=history,
         conversation=conversation,
         pricing=pricing,
+        partition=partition,
     )

@@ -512,6 +512,7 @@ def test_cli_command_builds_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     args = parser.parse_args(
         [
             "proxy",
+            "--no-warmup",  # warming up by default is tested in tests/test_warm.py
             "--upstream",
             "http://127.0.0.1:1/v1",
             "--port",

@@ -82,6 +82,8 @@ def _run_cli(upstream: FakeUpstream, level: str, tmp_path: Path) -> str:
     log = tmp_path / f"proxy-{level}.log"
     command = [sys.executable, "-P", "-m", "promptzip.integrations.proxy", "--upstream", upstream.url]
     command += ["--port", str(port), "--cache", "memory", "--log-level", level]
+    if level != "info":  # one run warms up, as `promptzip proxy` does by default; the others start at once
+        command.append("--no-warmup")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with log.open("wb") as err:
         proxy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)

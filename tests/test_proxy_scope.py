@@ -220,7 +220,9 @@ def test_cli_scope_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     parser = argparse.ArgumentParser()
     add_proxy_command(parser.add_subparsers())
     for argv, scope in [([], "all"), (["--scope", "history"], "history"), (["--scope", "all"], "all")]:
-        args = parser.parse_args(["proxy", "--upstream", "http://127.0.0.1:1/v1", "--cache", "memory", *argv])
+        args = parser.parse_args(
+            ["proxy", "--no-warmup", "--upstream", "http://127.0.0.1:1/v1", "--cache", "memory", *argv]
+        )
         assert args.func(args, io.StringIO(), io.StringIO()) == 0
         assert seen[-1].scope == scope
     with pytest.raises(SystemExit):

@@ -31,6 +31,7 @@ from promptzip._split import sentence_spans
 from promptzip._tokenizers import TextMemo, Tokenizer
 from promptzip._types import Chunk, Span, Variant
 from promptzip.compressors.filters import duplicate_mask
+from promptzip.compressors.pruning import fact_density
 
 __all__ = ["ExtractiveCompressor", "carry_to_anaphors", "clause_spans"]
 
@@ -88,9 +89,13 @@ class ExtractiveCompressor(Compressor):
         clause_sentences: int = 16,
         clause_single: float = 0.5,
         anaphora: float = 0.0,
+        fact_weight: float = 0.5,
     ) -> None:
         if not 0.0 <= anaphora <= 1.0:
             raise ConfigError(f"anaphora must be in [0, 1], got {anaphora}")
+        if not 0.0 <= fact_weight <= 1.0:
+            raise ConfigError(f"fact_weight must be in [0, 1], got {fact_weight}")
+        self.fact_weight = fact_weight
         self.anaphora = anaphora
         self.scorer = scorer
         self.sharpness = sharpness
@@ -148,6 +153,12 @@ class ExtractiveCompressor(Compressor):
             t = _lap("chunk_relevance", t)
         if self.anaphora and query is not None and sentences:
             relevance = carry_to_anaphors(relevance, sentences, owner, self.anaphora)
+        if query is None and self.fact_weight and len(sentences) > 1:
+            # Without a question, centrality alone keeps what the text says most often and drops the one line
+            # that differs: an invoice (ID, amount, date, phone, URL) appended to a licence. Facts a reader cannot
+            # infer count too, as the share of a sentence's words that are numbers, IDs, URLs or codes.
+            density = fact_density([c.text for c in sentences])
+            relevance = (1 - self.fact_weight) * _standard(relevance) + self.fact_weight * _standard(density)
         duplicate = self._duplicates(sentences, relevance)
         t = _lap("dedup", t)
         utility = self._utilities(relevance, duplicate)
@@ -340,6 +351,10 @@ def _sentences(chunks: Sequence[Chunk]) -> tuple[list[Chunk], list[int]]:
             sentences.append(Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b))
             owner.append(ci)
     return sentences, owner
+
+
+def _standard(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / max(float(values.std()), 1e-6)
 
 
 def _lap(stage: str, since: float) -> float:

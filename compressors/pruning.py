@@ -43,6 +43,7 @@ __all__ = [
     "IntArray",
     "Pruned",
     "assemble_units",
+    "fact_density",
     "forced_mask",
     "greedy_select",
     "group_tokens",
@@ -75,6 +76,26 @@ _FORCED = re.compile(
     r"|\b[A-Z]{2,}\b"  # all-caps codes and acronyms
     r"|(?<!\w)\w+(?=\()"  # call(
 )
+
+
+# Facts a reader cannot infer from the rest of a text: URLs, e-mail addresses, amounts, dates, times, phone numbers
+# and IDs (a run of digits with its separators, or a word joined to digits). A list number ("1.") or a capitalised
+# heading is not one.
+_FACT = re.compile(
+    r"(?:https?|ftp)://\S+|(?<!\S)www\.\S+"
+    r"|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?<![\w$€£])[$€£]?\d[\d,.:/-]*\d"
+    r"|(?<!\w)[A-Za-z]+[-_]?\d[\w-]*"
+)
+
+
+def fact_density(texts: Sequence[str]) -> np.ndarray:
+    """How many distinct facts each text states (``log(1 + n)``; :data:`_FACT`: URLs, e-mails, amounts, dates,
+    phone numbers, IDs): an invoice line scores high, boilerplate and headings low. Query-less selection mixes it
+    into centrality (``ExtractiveCompressor.fact_weight``), so the one line that differs is not dropped for it."""
+    return np.asarray([math.log1p(len({m.group() for m in _FACT.finditer(t)})) for t in texts], dtype=np.float64)
+
+
 _SPEAKER = re.compile(r"^[ \t]*[^\W\d_][\w.'’-]*(?:[ \t]+[^\W\d_][\w.'’-]*){0,2}:(?=\s|$)", re.MULTILINE)
 
 

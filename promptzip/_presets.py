@@ -110,13 +110,14 @@ class FastPreset:
     clause_sentences: int = 16
     clause_single: float = 0.5
     anaphora: float = 0.8  # a sentence opening with a pronoun is worth at least this much of the one before
+    fact_weight: float = 0.5  # without a question: the weight of fact density (IDs, amounts, dates) beside centrality
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError(f"model must be a model name or folder, got {self.model!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("hybrid_weight", "anaphora", "chunk_weight", "clause_single", "rerank_weight"):
+        for name in ("hybrid_weight", "anaphora", "chunk_weight", "clause_single", "rerank_weight", "fact_weight"):
             _unit(name, getattr(self, name))
         if self.rerank_top_k < 1 or self.max_variants < 1:
             raise ConfigError("rerank_top_k and max_variants must be at least 1")

@@ -265,12 +265,17 @@ def test_replicas_share_embeddings_of_the_fast_preset(redis_server: RedisServer,
         "result_cache": False,
         "compression_deadline": 600,
     }
+    # Stateless requests: the conversation state of cache-stable history is looked up in the same cache, and its
+    # lookups would count among the misses this test reads for embeddings (tests/test_conversation.py covers it).
+    stateless = {"x-promptzip-history": "reselect"}
     with TestClient(create_app(ProxySettings(**settings), zipper_factory=fast)) as a:
-        assert a.post("/v1/chat/completions", json=_chat(3)).headers["x-promptzip-status"] == "compressed"
+        reply = a.post("/v1/chat/completions", json=_chat(3), headers=stateless)
+        assert reply.headers["x-promptzip-status"] == "compressed"
         a_cache = a.app.state.proxy.compressions.cache  # type: ignore[attr-defined]
         assert a_cache.misses > 10  # every sentence embedding was computed here (then looked up again: hits)
     with TestClient(create_app(ProxySettings(**settings), zipper_factory=fast)) as b:
-        assert b.post("/v1/chat/completions", json=_chat(3)).headers["x-promptzip-status"] == "compressed"
+        reply = b.post("/v1/chat/completions", json=_chat(3), headers=stateless)
+        assert reply.headers["x-promptzip-status"] == "compressed"
         b_cache = b.app.state.proxy.compressions.cache  # type: ignore[attr-defined]
         assert b_cache.hits >= a_cache.misses
         assert b_cache.misses == 0
@@ -303,3 +308,23 @@ def test_redis_killed_mid_run(own_redis: RedisServer, upstream: FakeUpstream) ->
 
 def _metric(text: str, name: str) -> float:
     return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def test_replicas_continue_each_others_conversations_through_redis(redis_server: RedisServer) -> None:
+    """Cache-stable history across replicas: what one replica sent for a conversation's prefix, another sends again
+    byte for byte, because the conversation state lives in the shared Redis cache."""
+    url = redis_server.url + "?prefix=conv:"
+
+    def replica() -> Zipper:
+        compressor = ExtractiveCompressor(BM25Scorer(), min_relevance=None)
+        return Zipper(compressor, target="gpt-4o", cache=cache_from_url(url))
+
+    report = " ".join(f"In year {i} the harbour handled {i * 7} ships and {i * 3} storms." for i in range(60))
+    turn = [{"role": "system", "content": "Answer from the report."}, {"role": "user", "content": report + " Q1?"}]
+    first = replica().compress_messages(turn, rate=0.3)
+    later = [*turn, {"role": "assistant", "content": "Seven."}, {"role": "user", "content": report + " Q2?"}]
+    second = replica().compress_messages(later, rate=0.3)
+    assert first.messages is not None
+    assert second.messages is not None
+    assert list(second.messages[:2]) == list(first.messages)
+    assert second.reused_messages == 2

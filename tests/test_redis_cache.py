@@ -320,9 +320,20 @@ def test_replicas_continue_each_others_conversations_through_redis(redis_server:
         return Zipper(compressor, target="gpt-4o", cache=cache_from_url(url))
 
     report = " ".join(f"In year {i} the harbour handled {i * 7} ships and {i * 3} storms." for i in range(60))
-    turn = [{"role": "system", "content": "Answer from the report."}, {"role": "user", "content": report + " Q1?"}]
+
+    def ask(question: str) -> str:
+        return f"Context:\n{report}\n\nQuestion: {question}"
+
+    turn = [
+        {"role": "system", "content": "Answer from the report."},
+        {"role": "user", "content": ask("How many ships in year 12?")},
+    ]
     first = replica().compress_messages(turn, rate=0.3)
-    later = [*turn, {"role": "assistant", "content": "Seven."}, {"role": "user", "content": report + " Q2?"}]
+    later = [
+        *turn,
+        {"role": "assistant", "content": "Seven."},
+        {"role": "user", "content": ask("How many storms in year 40?")},
+    ]
     second = replica().compress_messages(later, rate=0.3)
     assert first.messages is not None
     assert second.messages is not None

@@ -248,3 +248,23 @@ def test_wrap_covers_beta_and_compact_and_reads_prompt_cache_key(upstream: FakeU
     keyed.chat.completions.create(model="gpt-4o", messages=conversation(3), prompt_cache_key="user-2")
     fresh = zipper().compress_messages(conversation(3), rate=0.3)
     assert sent_messages(upstream) == list(fresh.messages or ())
+
+
+def test_the_proxy_takes_cache_prices_per_route(tmp_path: Path) -> None:
+    from promptzip.integrations.proxy import load_settings
+    from promptzip.integrations.proxy._options import parse_options
+
+    conf = tmp_path / "proxy.toml"
+    conf.write_text(
+        'upstream = "http://127.0.0.1:9/v1"\n'
+        '[routes."/v1/messages".pricing]\ninput = 3.0\ncached = 0.3\nwrite = 3.75\nmin_prefix = 2048\n'
+    )
+    s = load_settings(conf)
+    route = s.routes["/v1/messages"]
+    options = parse_options({}, route, s, b"k" * 32)
+    assert options.pricing == pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=2048)
+    assert parse_options({}, s.routes["/v1/chat/completions"], s, b"k" * 32).pricing is None  # the target's
+    bad = tmp_path / "bad.toml"
+    bad.write_text('upstream = "http://127.0.0.1:9/v1"\npricing = {input = -1, cached = 0}\n')
+    with pytest.raises(pz.ConfigError):
+        load_settings(bad)

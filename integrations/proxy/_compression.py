@@ -243,6 +243,7 @@ class Compressions:
                 history=options.history,
                 conversation=options.conversation or None,
                 partition=options.partition,
+                pricing=options.pricing,
             )
         out = [dict(m) for m in result.messages or ()]
         changed = out != messages  # else the original body is forwarded

@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import RequestError
 from promptzip.integrations.proxy._requests import (
@@ -105,7 +106,13 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
         deadline=route.compression_deadline or s.compression_deadline,
         history=history_header(history_h, "x-promptzip-history") if history_h is not None else "stable",
         conversation=conversation_header(conversation_h, "x-promptzip-conversation") if conversation_h else "",
+        pricing=_pricing(route, settings),
     )
+
+
+def _pricing(route: RouteSettings, settings: ProxySettings) -> CachePricing | None:
+    configured = route.pricing or settings.pricing
+    return configured.cache_pricing() if configured is not None else None
 
 
 def _tenant(headers: Mapping[str, str], settings: ProxySettings, credential: str | None) -> str | None:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from promptzip._cache import decode_json
 from promptzip._errors import PromptZipError
 from promptzip._messages import ROLES
+from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import RequestError
 from promptzip.integrations.proxy._paths import route_path, v1_segments
@@ -85,6 +86,7 @@ class Options:
     # live in the request's partition, _expand.expand_scope: the tenant and the credential's cache scope.
     history: str = "stable"
     conversation: str = ""
+    pricing: CachePricing | None = None  # the route's cache prices; None: the target's (promptzip.pricing_for)
 
     @property
     def partition(self) -> str:

@@ -28,6 +28,12 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     [routes."/v1/messages"]                  # Anthropic Messages: compressed by default, as is /v1/responses
     budget = 4000                            # (compress = false passes a route through untouched)
 
+    [routes."/v1/messages".pricing]          # cache prices for cache-stable history (default: the target's)
+    input = 3.0                              # $ per million input tokens
+    cached = 0.3                             # ... read from the provider's cache
+    write = 3.75                             # ... written to it (Anthropic: 1.25x input)
+    min_prefix = 1024                        # the shortest prefix it caches
+
     [routes."/v1/gateway/chat"]              # any other path reads as chat completions unless it names a dialect:
     dialect = "anthropic"                    # chat, anthropic or responses
 """
@@ -45,6 +51,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from promptzip._errors import ConfigError
+from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
     "RESPONSES",
     "SCOPES",
     "DialectName",
+    "PricingSettings",
     "ProxySettings",
     "RouteSettings",
     "Scope",
@@ -95,6 +103,23 @@ def _check_budget_pair(budget: int | None, rate: float | None) -> None:
         raise ValueError("give budget (tokens) or rate (kept fraction), not both")
 
 
+class PricingSettings(_Frozen):
+    """A target's cache prices, per million input tokens (:class:`promptzip.CachePricing`): what cache-stable
+    history weighs reuse against re-selection with. ``None`` on a route and at the top: the route target's
+    published prices (``promptzip.pricing_for``)."""
+
+    input: float = Field(ge=0)
+    cached: float = Field(ge=0)
+    write: float | None = Field(default=None, ge=0)
+    min_prefix: int = Field(default=1024, ge=0)
+    step: int = Field(default=1, ge=1)
+
+    def cache_pricing(self) -> CachePricing:
+        return CachePricing(
+            input=self.input, cached=self.cached, write=self.write, min_prefix=self.min_prefix, step=self.step
+        )
+
+
 class RouteSettings(_Frozen):
     """Defaults for one path; ``None`` inherits the top-level value. ``compress`` marks an endpoint whose POST body
     is compressed; other paths are passed through untouched. ``dialect`` says how its body reads (``None``: by the
@@ -110,6 +135,7 @@ class RouteSettings(_Frozen):
     fail_mode: FailMode | None = None
     scope: Scope | None = None
     compression_deadline: float | None = Field(default=None, gt=0)
+    pricing: PricingSettings | None = None
 
     @model_validator(mode="after")
     def _one_budget(self) -> RouteSettings:
@@ -185,6 +211,7 @@ class ProxySettings(_Frozen):
     io_threads: int = Field(default=16, gt=0)
     trust_env: bool = False
     warmup: bool = False  # load the models before serving; ``promptzip proxy`` turns it on (``--no-warmup``)
+    pricing: PricingSettings | None = None  # cache prices for cache-stable history (default: the target's)
     routes: dict[str, RouteSettings] = Field(default_factory=lambda: dict.fromkeys(DIALECT_PATHS, RouteSettings()))
 
     @field_validator("upstream")

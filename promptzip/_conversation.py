@@ -147,26 +147,39 @@ def compress_conversation(
         """The request with ``prefix`` sent as before and the rest compressed; None when it cannot fit, or when the
         prefix leaves what was appended less room than its fair share (see ``_room``)."""
         k = len(prefix)
-        room = limit - (message_tokens(prefix, count) - REPLY_PRIMING)
-        if room < _fair_share(tokens_in - message_tokens(msgs[:k], count) + REPLY_PRIMING, tokens_in, limit, headroom):
+        sent = message_tokens(prefix, count) - REPLY_PRIMING
+        appended_in = tokens_in - message_tokens(msgs[:k], count) + REPLY_PRIMING
+        share = _fair_share(appended_in, tokens_in, limit, headroom)
+        if limit - sent < _SLACK * share:
             return None
         joined = [*prefix, *msgs[k:]]
         try:
-            result = fitted(lambda cap: compress_messages(zipper, joined, cap, question=question, frozen=k, **common))
+            # What was appended gets its share, not all the room left: a prefix that grows at the budget's own
+            # rate keeps fitting for many turns, where one that fills the budget must be compacted (and written to
+            # the provider's cache again) every other turn.
+            result = fitted(
+                lambda cap: compress_messages(zipper, joined, cap, question=question, frozen=k, **common),
+                first=sent + int(share) + REPLY_PRIMING,
+            )
         except BudgetError:
             return None
         return _as_original(result, tokens_in, limit, len(prefix))
 
-    def fitted(run: Callable[[Budget], Result]) -> Result:
-        """``run`` under the budget less a reserve for the next turn's framing and question (a request that fills
-        its budget to the last token leaves the next one, a few tokens longer, no room to append to its prefix),
-        else under the whole budget."""
+    def fitted(run: Callable[[Budget], Result], *, first: int | None = None) -> Result:
+        """``run`` under ``first`` tokens where given, else under the budget less a reserve for the next turn's
+        framing and question (a request that fills its budget to the last token leaves the next one, a few tokens
+        longer, no room to append to its prefix), else under the whole budget: the first that fits."""
+        caps = [limit]
         if tokens_in > limit and (reserve := min(_RESERVE, limit // 10)) > 0:
+            caps.insert(0, limit - reserve)
+        if first is not None and 0 < first < caps[0]:
+            caps.insert(0, first)
+        for cap in caps[:-1]:
             try:
-                return run(Budget(tokens=limit - reserve))
+                return run(Budget(tokens=cap))
             except BudgetError:
-                pass
-        return run(Budget(tokens=limit))
+                continue
+        return run(Budget(tokens=caps[-1]))
 
     result: Result | None = None
     # The longest recorded prefix first; a shorter one (the history compacted at an earlier turn) when the longer
@@ -191,10 +204,11 @@ def compress_conversation(
 
 
 def _fair_share(appended_in: int, tokens_in: int, limit: int, headroom: float) -> float:
-    """The least room a reused prefix must leave for the ``appended_in`` tokens appended since: what a uniform rate
-    would give them, all they need, or the share compaction leaves (``1 - headroom``), whichever is least, less a
-    tenth for framing. A stale prefix that crowds the newest turn out is not worth its cache discount."""
-    return _SLACK * min(appended_in, (1.0 - headroom) * limit, limit * appended_in / max(tokens_in, 1))
+    """The share of the budget owed to the ``appended_in`` tokens appended since a reused prefix: what a uniform
+    rate would give them, all they need, or the share compaction leaves (``1 - headroom``), whichever is least. A
+    prefix must leave at least nine tenths of it (a stale prefix that crowds the newest turn out is not worth its
+    cache discount), and what was appended is compressed to it first."""
+    return min(appended_in, (1.0 - headroom) * limit, limit * appended_in / max(tokens_in, 1))
 
 
 def _as_original(result: Result, tokens_in: int, limit: int, reused: int) -> Result:

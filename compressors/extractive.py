@@ -354,7 +354,8 @@ def _sentences(chunks: Sequence[Chunk]) -> tuple[list[Chunk], list[int]]:
 
 
 def _standard(values: np.ndarray) -> np.ndarray:
-    return (values - values.mean()) / max(float(values.std()), 1e-6)
+    out: np.ndarray = (values - values.mean()) / max(float(values.std()), 1e-6)
+    return out
 
 
 def _lap(stage: str, since: float) -> float:

@@ -148,3 +148,30 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr
     (built,) = dist.glob("promptzip-*.whl")
     return built
+
+
+# ------------------------------------------------------------------------------------------------- redis
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real redis-server (``redis_helpers.RedisServer``), one per test module."""
+    from redis_helpers import redis_server_in
+
+    server = redis_server_in(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server this test may kill."""
+    from redis_helpers import redis_server_in
+
+    server = redis_server_in(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

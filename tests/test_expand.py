@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_redis_cache import RedisServer, _server
+from redis_helpers import RedisServer, redis_server_in
 
 import promptzip as pz
 from promptzip._cache import Cache, MemoryCache, NullCache, cache_from_url
@@ -41,16 +41,6 @@ def tool_output(size: int, seed: int = 0) -> str:
         items.append(text)
         length += len(text) + 2
     return "[" + ", ".join(items) + "]"
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = _server(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -198,7 +188,7 @@ def test_a_broken_sqlite_file_degrades_to_not_found(tmp_path: Path, caplog: pyte
 
 
 def test_a_dead_redis_degrades_to_not_found(tmp_path: Path) -> None:
-    server = _server(tmp_path)
+    server = redis_server_in(tmp_path)
     server.start()
     cache = RedisCache(server.url, retry_after=0)
     store = ExpandStore(cache)

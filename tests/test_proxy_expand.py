@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from proxy_helpers import bm25, settings
-from test_redis_cache import RedisServer, _server
+from redis_helpers import RedisServer, redis_server_in
 
 from promptzip._expand import expand_id
 from promptzip._redis import register_redis
@@ -181,7 +181,7 @@ def test_tenants_keep_their_originals_apart(upstream: FakeUpstream) -> None:
 
 
 def test_replicas_sharing_redis_answer_for_each_other(upstream: FakeUpstream, tmp_path: Path) -> None:
-    redis_server: RedisServer = _server(tmp_path)
+    redis_server: RedisServer = redis_server_in(tmp_path)
     redis_server.start()
     register_redis(registries)
     try:

@@ -8,16 +8,12 @@ CI installs Debian's ``redis-server``.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_helpers import RedisServer, free_port
 from starlette.testclient import TestClient
 
 from promptzip._cache import Cache, cache_from_url
@@ -35,81 +31,6 @@ redis = pytest.importorskip("redis")
 SAMPLE = (Path(__file__).parents[1] / "promptzip" / "_sample" / "sotu.txt").read_text(encoding="utf-8")
 SECRET = "sk-live-0123456789abcdef0123456789abcdef"
 ACME_KEY = "sk-acme-fedcba9876543210fedcba9876543210"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """One redis-server process on 127.0.0.1 that a test may kill and start again on the same port."""
-
-    def __init__(self, binary: str, folder: Path) -> None:
-        self.binary, self.folder, self.port = binary, folder, _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(self.folder), "--protected-mode", "yes"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
-
-    def client(self) -> Any:
-        return redis.Redis(port=self.port, socket_timeout=2)
-
-
-def _server(folder: Path) -> RedisServer:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        reason = "redis-server is not installed (Debian: apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return RedisServer(binary, folder)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = _server(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server this test may kill."""
-    server = _server(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -176,7 +97,7 @@ def test_the_password_is_never_shown() -> None:
 
 
 def test_a_dead_redis_is_a_fast_miss(caplog: pytest.LogCaptureFixture) -> None:
-    cache = RedisCache(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.2, retry_after=5)
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, retry_after=5)
     started = time.monotonic()
     for i in range(200):
         assert cache.get(f"k{i}") is None

@@ -114,22 +114,11 @@ GOALS = (
 # ------------------------------------------------------------------------------------------------------ run
 
 
-def _texts(messages: Sequence[Mapping[str, Any]]) -> str:
-    parts: list[str] = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts += [str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
-    return "\n\n".join(parts)
-
-
 def _run(
     trace: Trace, method: Method, budget: str, providers: Sequence[str], zipper: Any, ser: Serializer
 ) -> dict[str, Any]:
     """Send every request of ``trace`` with ``method`` and bill it with each of ``providers``."""
-    from promptzip._messages import message_tokens
+    from promptzip._messages import chat_text, message_tokens
 
     caches = {p: PROVIDERS[p].new_cache() for p in providers}
     count = get_tokenizer(TARGET).count
@@ -153,7 +142,7 @@ def _run(
             {
                 "turn": request.turn,
                 "measured": request.measured,
-                "retained": answer_retained(_texts(new), turn.answers) if request.measured else None,
+                "retained": answer_retained(chat_text(new), turn.answers) if request.measured else None,
                 "tokens_original": len(ser(original)),
                 "tokens_sent": len(tokens),
                 "seconds": round(seconds, 4),

@@ -43,6 +43,7 @@ __all__ = [
     "MINIMAL_TEXT",
     "ROLES",
     "SCOPES",
+    "chat_text",
     "compress_messages",
     "compress_prompt",
     "message_tokens",
@@ -420,7 +421,7 @@ def _result(
         if sid in outputs and outputs[sid] != s.layout.text[s.layout.regions[k].start : s.layout.regions[k].end]
     )
     # Result.text is what the model reads, as for compress and compress_prompt: here the chat's texts in order.
-    sent = _chat_text(messages) if messages is not None else (inner.context if inner is not None else "")
+    sent = chat_text(messages) if messages is not None else (inner.context if inner is not None else "")
     return Result(
         text=sent,
         tokens_in=tokens_in,
@@ -445,7 +446,7 @@ def _decision(inner: Result | None, cut: int) -> str:
     return "compressed" if cut and decision == "kept_all" else decision
 
 
-def _chat_text(messages: Sequence[Mapping[str, Any]]) -> str:
+def chat_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """The texts of a chat in order (string contents and text parts), joined by blank lines."""
     pieces: list[str] = []
     for m in messages:

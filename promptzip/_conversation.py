@@ -142,6 +142,9 @@ def compress_conversation(
     hashes = _chain(msgs, namespace)
     store = _Store(zipper)
     common: dict[str, Any] = {"partition": partition}
+    # A chat with a turn of the model in it goes on: its requests leave room for the next turn. A single request
+    # ([system,] user) gets its whole budget.
+    ongoing = any(m.get("role") in ("assistant", "tool", "function") for m in msgs)
 
     def appended(prefix: Sequence[Mapping[str, Any]]) -> Result | None:
         """The request with ``prefix`` sent as before and the rest compressed; None when it cannot fit, or when the
@@ -166,11 +169,12 @@ def compress_conversation(
         return _as_original(result, tokens_in, limit, len(prefix))
 
     def fitted(run: Callable[[Budget], Result], *, first: int | None = None) -> Result:
-        """``run`` under ``first`` tokens where given, else under the budget less a reserve for the next turn's
-        framing and question (a request that fills its budget to the last token leaves the next one, a few tokens
-        longer, no room to append to its prefix), else under the whole budget: the first that fits."""
+        """``run`` under ``first`` tokens where given, else (in a chat that goes on) under the budget less a reserve
+        for the next turn's framing and question (a request that fills its budget to the last token leaves the next
+        one, a few tokens longer, no room to append to its prefix), else under the whole budget: the first that
+        fits."""
         caps = [limit]
-        if tokens_in > limit and (reserve := min(_RESERVE, limit // 10)) > 0:
+        if tokens_in > limit and ongoing and (reserve := min(_RESERVE, limit // 10)) > 0:
             caps.insert(0, limit - reserve)
         if first is not None and 0 < first < caps[0]:
             caps.insert(0, first)

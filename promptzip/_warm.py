@@ -187,6 +187,10 @@ def add_warm_command(subparsers: Any) -> argparse.ArgumentParser:
     w.add_argument("--cache", default=None, help="cache URL: sqlite:///path, redis://host/0 (default: user cache)")
     w.add_argument("--json", action="store_true", help="print the summary as JSON on standard output")
     w.add_argument("--quiet", action="store_true", help="no progress bar or summary on standard error")
+    ray = w.add_argument_group("Ray Data (the ray extra), for corpora bigger than one machine")
+    ray.add_argument("--ray", action="store_true", help="run on Ray Data: an actor pool writing to the shared cache")
+    ray.add_argument("--workers", type=int, default=None, help="actors in the pool, one model each (default: 2)")
+    ray.add_argument("--address", default=None, help="Ray cluster to join, e.g. 'auto' (default: start a local one)")
     w.set_defaults(func=_warm_command)
     return w
 
@@ -196,6 +200,12 @@ def _warm_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.cache in ("none", "off", "memory"):
         raise ConfigError(f"--cache {args.cache} keeps nothing after this command: give a sqlite:// or redis:// URL")
+    if args.ray:  # Ray is imported there only
+        from promptzip._warm_ray import warm_on_ray_command
+
+        return warm_on_ray_command(args, out, err)
+    if args.workers is not None or args.address is not None:
+        raise ConfigError("--workers and --address go with --ray")
     files = find_files(args.paths, args.glob)
     show = not args.quiet and err.isatty()
     # The models load first, through a throwaway memory cache, so the summary's rate is the warm-up's own.

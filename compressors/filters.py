@@ -7,13 +7,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from promptzip._tokenizers import TextMemo
+
 __all__ = ["duplicate_mask"]
 
 _SPACE = re.compile(r"\W+", re.UNICODE)
+# The same sentences come back request after request (a RAG corpus, a conversation): their normal forms are
+# remembered (bounded by characters, keyed by the text itself) instead of a regex pass over every sentence each time.
+_normals: TextMemo[str] = TextMemo(max_chars=2_000_000, max_text=4096)
 
 
 def _normal(text: str) -> str:
-    return _SPACE.sub(" ", text.lower()).strip()
+    found = _normals.get(text)
+    if found is None:
+        found = _SPACE.sub(" ", text.lower()).strip()
+        _normals.put(text, found)
+    return found
 
 
 def duplicate_mask(

@@ -8,9 +8,13 @@ Runs ``promptzip compress promptzip/_sample/sotu.txt --question Q --budget 400``
 * cold cache: an empty score cache (every sentence is encoded);
 * warm cache + new question: a copy of a cache that one run with the sample question filled, asked another
   question (the sentences' embeddings are cached, the question's is not);
-* warm cache + repeated question: the same cache, asked the sample question again.
+* warm cache + repeated question: the same cache, asked the sample question again;
+* warm cache + new question, heavy encoder: the new-question case with ``PROMPTZIP_LIGHT_ENCODER=0``, so the
+  question is embedded by the sentence-transformers model (torch, transformers and sentence-transformers
+  imported) as before the NumPy light encoder (:mod:`promptzip.retrievers._light`): the before/after of one run.
 
-Each case runs ``--repeats`` times (default 3, a fresh copy of its cache each time); the report gives the median
+Each case runs ``--repeats`` times (default 3, a fresh copy of its cache each time, the cases in turn so that all
+see the same load); the report gives the median
 wall seconds of the subprocess and of the compression as the Result's ``timings["total"]`` reports it, with the
 load average and CPU count, since a shared machine's load moves these numbers more than anything else.
 """
@@ -41,7 +45,9 @@ CASES = {
     "cold": "cold cache",
     "warm_new": "warm cache + new question",
     "warm_repeated": "warm cache + repeated question",
+    "warm_new_heavy": "warm cache + new question, heavy encoder (PROMPTZIP_LIGHT_ENCODER=0)",
 }
+HEAVY_ENV = {"PROMPTZIP_LIGHT_ENCODER": "0"}  # retrievers/dense.py's switch: the light encoder off
 
 
 def _compress(question: str, cache_db: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -76,15 +82,19 @@ def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "")
         _compress(question, warm, env)  # fills the sentence embeddings, spans and the sample question
         for i in range(repeats):
             runs["cold"].append(_compress(question, root / f"cold-{i}.db", env))
-            for case, asked in (("warm_new", NEW_QUESTION), ("warm_repeated", question)):
+            for case, asked in (
+                ("warm_new", NEW_QUESTION),
+                ("warm_repeated", question),
+                ("warm_new_heavy", NEW_QUESTION),
+            ):
                 copy = root / f"{case}-{i}.db"
                 shutil.copyfile(warm, copy)
-                runs[case].append(_compress(asked, copy, env))
+                runs[case].append(_compress(asked, copy, {**env, **HEAVY_ENV} if case == "warm_new_heavy" else env))
     report: dict[str, Any] = {
         "cases": {
             case: {
                 "label": CASES[case],
-                "question": NEW_QUESTION if case == "warm_new" else question,
+                "question": NEW_QUESTION if case.startswith("warm_new") else question,
                 "median_wall_s": round(statistics.median(r["wall_s"] for r in rows), 2),
                 "median_compress_s": round(statistics.median(r["compress_s"] for r in rows), 2),
                 "runs": rows,
@@ -124,7 +134,9 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"Each run is `{meta['cli']}` in a new process, the models on disk. Cold: an empty score cache. Warm: a "
         "copy of a cache one run with the sample question filled, asked a new question or the sample question "
         f"again. Median of {meta['repeats']} runs; wall is the whole subprocess (interpreter, imports, reading "
-        "the file, compression, JSON), compression is the Result's `timings['total']`.",
+        "the file, compression, JSON), compression is the Result's `timings['total']`. The heavy-encoder row is "
+        "the new-question case with the light encoder switched off (`PROMPTZIP_LIGHT_ENCODER=0`): the question "
+        "embedded by sentence-transformers, as before the NumPy encoder.",
         "",
         "| case | wall s (median) | compression s (median) | wall s of each run | tokens out |",
         "| --- | --- | --- | --- | --- |",
@@ -137,6 +149,13 @@ def markdown(report: Mapping[str, Any]) -> str:
             + ", ".join(map(str, tokens))
             + " |"
         )
+    new, heavy = report["cases"].get("warm_new"), report["cases"].get("warm_new_heavy")
+    if new and heavy and new["median_wall_s"]:
+        lines += [
+            "",
+            f"Warm cache + new question: {heavy['median_wall_s']:.2f} s with the heavy encoder, "
+            f"{new['median_wall_s']:.2f} s with the light one ({heavy['median_wall_s'] / new['median_wall_s']:.1f}x).",
+        ]
     lines += ["", "Questions:", ""]
     lines += [f"- {case['label']}: {case['question']}" for case in report["cases"].values()]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,10 +27,11 @@ from promptzip._errors import InputError, ModelNotAvailable
 from promptzip._models import load_sentence_encoder, resolve_model
 from promptzip._precision import precision_tag, resolve_precision, with_precision
 from promptzip._roles import Scorer
+from promptzip._tokenizers import TextMemo
 from promptzip._types import Chunk
 from promptzip.retrievers._packed import packer_for
 
-if TYPE_CHECKING:  # the light encoder imports torch: only when a query needs it
+if TYPE_CHECKING:  # the light encoder is imported when a query first needs it
     from promptzip.retrievers._light import LightEncoder
 
 __all__ = ["DenseScorer", "weights_fingerprint"]
@@ -40,6 +42,8 @@ _State = tuple[np.ndarray, np.ndarray]  # a text's token vectors (float16) and t
 _fingerprints: dict[str, str] = {}
 _fp_lock = threading.Lock()
 _LIGHT_STATE_TEXTS = 64  # beyond this many sentences, loading the packed heavy encoder pays for itself
+_MEMO_MAX = 1 << 16  # the most vectors (~1.5 KB each for MiniLM) a request may grow the memo to
+LIGHT_ENV = "PROMPTZIP_LIGHT_ENCODER"  # "0"/"off"/"false": no light encoder (to measure it, or to rule it out)
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -69,12 +73,21 @@ class DenseScorer(Scorer):
     longest first, ``batch_size`` (16) to a batch, each batch padded to its longest member.
 
     The last ``memo`` embeddings (and query embeddings) are also kept in memory by the scorer itself, so the
-    scoring passes of one request never encode a text twice, with or without a cache. Until sentences need encoding,
-    a float32 scorer embeds the query (and the few sentences whose clauses it pools) with the light encoder of
-    :mod:`promptzip.retrievers._light`, which imports neither sentence-transformers nor transformers: a request
-    whose sentences are all cached starts in a fraction of the time. Scoring also keeps the
-    token vectors of up to ``states`` word pieces (float16, about 0.75 KB each), so :meth:`score_spans` can pool
-    a clause's vector from the pass that scored its sentence instead of encoding it again.
+    scoring passes of one request never encode a text twice, with or without a cache; a request of more sentences
+    grows the memo to twice its size (up to 65,536 vectors), so repeated long inputs do not evict themselves.
+
+    Queries are embedded in float32 by float32 and bfloat16 scorers alike (a query is one text: bfloat16 would save
+    about 2 ms there, and float32 is what it approximates), so a query's vector does not depend on which encoder a
+    process has loaded; int8 scorers embed queries with their int8 model. Until the sentence-transformers model is
+    loaded for sentences, queries (and the token vectors of up to 64 sentences whose clauses are pooled) come from
+    the NumPy encoder of :mod:`promptzip.retrievers._light`, which imports none of torch, transformers or
+    sentence-transformers: a new process whose sentences are all cached compresses in a fraction of a second more
+    than the import of promptzip. A bfloat16 scorer's clause vectors pooled there are float32's, within bfloat16's
+    rounding of what its own pass would give. Set ``PROMPTZIP_LIGHT_ENCODER=0`` to use the heavy model throughout.
+
+    Scoring also keeps the token vectors of up to ``states`` word pieces (float16, about 0.75 KB each), so
+    :meth:`score_spans` can pool a clause's vector from the pass that scored its sentence instead of encoding it
+    again.
     """
 
     name = "dense"
@@ -98,6 +111,8 @@ class DenseScorer(Scorer):
         self.progress = progress
         self.memo = max(0, memo)
         self._fingerprint: str | None = None
+        self._capacity = self.memo  # grows with the largest request (see the class docstring)
+        self._keys: TextMemo[str] = TextMemo()  # sentence text → its "emb:" cache key (a sha256 per text and pass)
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
         self._recent_lock = threading.Lock()
         self.states = max(0, states)
@@ -105,7 +120,7 @@ class DenseScorer(Scorer):
         self._states: OrderedDict[str, _State] = OrderedDict()
         self._state_tokens = 0
         self._heavy = False  # the sentence-transformers model was asked for: it serves the queries from then on
-        self._light: LightEncoder | None = None  # the light query encoder, built on the first query it serves
+        self._light: LightEncoder | None = None  # the light encoder, built on the first query it serves
         self._light_tried = False
         self._light_lock = threading.Lock()
 
@@ -118,6 +133,13 @@ class DenseScorer(Scorer):
             self._fingerprint = f"dense:{self.model_name}:{weights}{precision_tag(self.precision)}"
         return self._fingerprint
 
+    @property
+    def query_fingerprint(self) -> str:
+        """What a query's embedding depends on: the weights in float32, or the int8 model (class docstring)."""
+        if self.precision == "int8":
+            return self.fingerprint
+        return self.fingerprint.removesuffix(precision_tag(self.precision))
+
     def _model(self) -> Any:
         model = with_precision(load_sentence_encoder(self.model_name), self.precision)
         if not self._heavy:
@@ -125,11 +147,12 @@ class DenseScorer(Scorer):
         return model
 
     def _light_encoder(self) -> LightEncoder | None:
-        """The light query encoder, or ``None`` where it does not apply: the heavy model is loaded already, the
-        precision is not float32 (the light encoder computes in float32 only; a bfloat16 or int8 scorer keeps the
-        heavy path, whose reduced-precision copy is what its fingerprint promises), or the folder is not a
+        """The light encoder, or ``None`` where it does not apply: the heavy model is loaded already, the scorer is
+        int8 (its queries are its int8 model's), ``PROMPTZIP_LIGHT_ENCODER`` is off, or the folder is not a
         mean-pooling BERT it computes exactly."""
-        if self._heavy or self.precision != "float32":
+        if self._heavy or self.precision == "int8":
+            return None
+        if os.environ.get(LIGHT_ENV, "").strip().lower() in ("0", "off", "false", "no"):
             return None
         with self._light_lock:
             if not self._light_tried:
@@ -143,15 +166,35 @@ class DenseScorer(Scorer):
             return None if self._heavy else self._light
 
     def _remember(self, fresh: dict[str, np.ndarray]) -> None:
-        if not self.memo:
+        if not self._capacity:
             return
-        items = list(fresh.items())[-self.memo :]  # a corpus-sized batch would only evict itself
+        items = list(fresh.items())[-self._capacity :]  # a corpus-sized batch would only evict itself
         with self._recent_lock:
             for key, vector in items:
                 self._recent[key] = vector
                 self._recent.move_to_end(key)
-            while len(self._recent) > self.memo:
+            while len(self._recent) > self._capacity:
                 self._recent.popitem(last=False)
+
+    def _fit_memo(self, texts: int) -> None:
+        """Grow the memo to twice a request's ``texts`` (capped), so that a request's own vectors, and those of the
+        one before it, stay in memory for its next passes and the next request."""
+        if self._capacity and 2 * texts > self._capacity:
+            self._capacity = max(self._capacity, min(2 * texts, _MEMO_MAX))
+
+    def _sentence_keys(self, texts: Sequence[str]) -> list[str]:
+        """The "emb:" cache keys of ``texts``, each hashed once while the text is remembered (the passes of one
+        request and the requests after it ask for the same sentences)."""
+        namespace = "emb:" + self.fingerprint
+        memo = self._keys
+        keys = []
+        for text in texts:
+            key = memo.get(text)
+            if key is None:
+                key = make_key(namespace, text)
+                memo.put(text, key)
+            keys.append(key)
+        return keys
 
     def _recall(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         with self._recent_lock:
@@ -162,8 +205,8 @@ class DenseScorer(Scorer):
         return self._vectors(texts, keep_states=False)
 
     def _vectors(self, texts: Sequence[str], *, keep_states: bool) -> np.ndarray:
-        namespace = "emb:" + self.fingerprint
-        keys = [make_key(namespace, t) for t in texts]
+        keys = self._sentence_keys(texts)
+        self._fit_memo(len(keys))
         vectors: dict[str, np.ndarray] = self._recall(keys)
         stored = self.cache.get_many(sorted(set(keys) - set(vectors)))
         vectors.update({k: decode_array(v) for k, v in stored.items()})
@@ -230,26 +273,31 @@ class DenseScorer(Scorer):
         """The unit-normalized float32 embedding of one query, kept in the scorer's memo and in the cache.
 
         Cached queries cost ~1.5 KB each and let a repeated question (a CLI re-run, a restarted proxy, an eval
-        rerun) in a new process skip every encoder. A query is encoded by the light encoder
-        (:meth:`_light_encoder`) until the sentence-transformers model is loaded for sentences, then by that model.
-        The encoders truncate to ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2), so a huge query costs
-        its tokenization, not a longer forward pass.
+        rerun) in a new process skip every encoder. A query is encoded in float32 (int8 scorers aside) by the light
+        encoder (:meth:`_light_encoder`) until the sentence-transformers model is loaded for sentences, then by that
+        model's float32 original. The encoders truncate to ``max_seq_length`` word pieces (256 for
+        all-MiniLM-L6-v2), so a huge query costs its tokenization, not a longer forward pass.
         """
-        key = make_key("query:" + self.fingerprint, query)  # its own namespace: never an "emb:" sentence entry
+        key = make_key("query:" + self.query_fingerprint, query)  # its own namespace: never an "emb:" entry
         found = self._recall([key])
         if key in found:
             return found[key].copy()
         unit = self._stored_query(key)
         if unit is None:
-            light = self._light_encoder()
-            if light is not None:
-                vector = light.encode([query])[0]
-            else:
-                vector = self._model().encode([query], convert_to_numpy=True, normalize_embeddings=True)[0]
-            unit = _unit(np.asarray(vector, dtype=np.float32)[None, :])[0]
+            unit = _unit(self._encode_query(query)[None, :])[0]
             self.cache.put(key, encode_array(unit))
         self._remember({key: unit})
         return unit.copy()
+
+    def _encode_query(self, query: str) -> np.ndarray:
+        light = self._light_encoder()
+        if light is not None:
+            vector: np.ndarray = light.encode([query])[0]
+            return vector
+        # float32 and bfloat16 scorers: the float32 model (load_sentence_encoder keeps it; bfloat16 is a copy)
+        model = self._model() if self.precision == "int8" else load_sentence_encoder(self.model_name)
+        encoded = model.encode([query], convert_to_numpy=True, normalize_embeddings=True)[0]
+        return np.asarray(encoded, dtype=np.float32)
 
     def _stored_query(self, key: str) -> np.ndarray | None:
         stored = self.cache.get(key)
@@ -319,7 +367,8 @@ class DenseScorer(Scorer):
     def _missing_states(self, texts: list[str]) -> list[_State]:
         """Token vectors of ``texts`` for span pooling. Until the heavy model is loaded, a few sentences (those whose
         sentence vectors came from the cache, the usual case in a new process) go through the light encoder, whose
-        token vectors equal the heavy model's within float32 rounding; many go through the packed heavy pass."""
+        token vectors equal the float32 heavy model's within float32 rounding (a bfloat16 model's within bfloat16
+        rounding); many go through the packed heavy pass."""
         light = self._light_encoder() if len(texts) <= _LIGHT_STATE_TEXTS else None
         if light is None:
             return self._encode(texts, keep_states=True)[1]

@@ -406,6 +406,59 @@ def test_array_round_trip(array: np.ndarray) -> None:
     np.testing.assert_array_equal(back, array)
 
 
+def _stored_arrays() -> list[np.ndarray]:
+    """Every layout the cache stores (and a few more): sentence, clause and query vectors (float32, one row),
+    token scores (float64 start/end/score rows, none for an empty text), soft prompts and self-information (float16
+    and float32 matrices), and odd ones (0-d, Fortran order, big-endian, bool, structured, unicode)."""
+    rng = np.random.default_rng(0)
+    return [
+        rng.standard_normal(384).astype(np.float32),
+        rng.standard_normal(768).astype(np.float32),
+        np.column_stack([np.arange(5), np.arange(5) + 3, rng.random(5)]).astype(np.float64),
+        np.zeros((0, 3), dtype=np.float64),
+        rng.standard_normal((7, 576)).astype(np.float16),
+        rng.standard_normal((4, 16)).astype(np.float32),
+        np.array(2.5),
+        np.asfortranarray(rng.standard_normal((3, 5))),
+        np.arange(6, dtype=">f4").reshape(2, 3),
+        np.array([True, False, True]),
+        np.arange(10, dtype=np.int32),
+        np.array([(1, 2.0)], dtype=[("a", "<i4"), ("b", "<f8")]),
+        np.array(["naïve", "☃"]),
+        np.zeros((2, 0, 4), dtype=np.uint8),
+    ]
+
+
+def test_every_stored_array_round_trips_in_the_npy_format() -> None:
+    for array in _stored_arrays():
+        data = encode_array(array)
+        back = decode_array(data)
+        assert back.dtype == array.dtype
+        assert back.shape == array.shape
+        np.testing.assert_array_equal(back, array)
+        assert back.flags.writeable
+        assert back.flags.f_contiguous == array.flags.f_contiguous
+        assert back.flags.c_contiguous == array.flags.c_contiguous
+        # the stored bytes stay exactly numpy's own .npy format, and decoding agrees with np.load
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        assert data == buffer.getvalue()
+        np.testing.assert_array_equal(np.load(io.BytesIO(data), allow_pickle=False), back)
+        assert decode_array(memoryview(data)).tobytes() == back.tobytes()  # a remembered header, any buffer
+    vector = _stored_arrays()[0]
+    one, two = decode_array(encode_array(vector)), decode_array(encode_array(vector))
+    one[0] = 99.0  # each decode is a new array: writing one leaves the other (and the cached bytes) alone
+    assert two[0] == vector[0]
+
+
+def test_a_remembered_header_still_checks_the_data_length() -> None:
+    data = encode_array(np.arange(384, dtype=np.float32))
+    decode_array(data)  # the header is remembered now
+    for broken in (data[:-4], data + b"\0\0\0\0", data[:20]):
+        with pytest.raises(InputError):
+            decode_array(broken)
+
+
 def test_arrays_never_pickle() -> None:
     objects = np.array([{"a": 1}, None], dtype=object)
     with pytest.raises(InputError):

@@ -1,6 +1,6 @@
-"""The light query encoder (plain torch + ``tokenizers``) against sentence-transformers, and what it buys: a new
-process whose sentence embeddings are cached compresses without importing sentence-transformers or transformers,
-and a repeated question loads no encoder at all."""
+"""The light encoder (NumPy + ``tokenizers``) against sentence-transformers, and what it buys: a new process whose
+sentence embeddings are cached compresses without importing torch, sentence-transformers or transformers, and a
+repeated question loads no encoder at all."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 from promptzip._cache import MemoryCache, make_key
 from promptzip._models import load_sentence_encoder, resolve_model
 from promptzip._types import Chunk
-from promptzip.retrievers._light import LightEncoder, bert_shape, light_encoder
-from promptzip.retrievers.dense import DenseScorer
+from promptzip.retrievers._light import LightEncoder, bert_shape, light_encoder, read_safetensors
+from promptzip.retrievers.dense import LIGHT_ENV, DenseScorer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "promptzip" / "_sample"
 
@@ -35,6 +35,10 @@ TEXTS = [
     "URLs like https://example.org/a?b=c&d=e and IDs such as INV-2024-00042 survive word pieces.",
     " ".join(f"word{i} supercalifragilistic" for i in range(200)),  # far past 256 word pieces: truncated
     "Paris is the capital of France. " * 3,
+    "...",
+    "\u200b\u00a0",  # a zero-width space and a no-break space: nothing but [CLS] [SEP] once tokenized
+    "Ελληνικά, русский текст, עברית ועוד, العربية، हिन्दी और 한국어 문장.",
+    "A" * 3000,  # one 3,000-character word: truncated word pieces
 ]
 
 
@@ -56,10 +60,11 @@ def test_light_embeddings_equal_sentence_transformers(name: str) -> None:
     got = light.encode(TEXTS)
     assert got.dtype == np.float32
     assert got.shape == expected.shape
-    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(got - expected).max() < 1e-5
     assert np.sum(got * expected, axis=1).min() > 0.99999
-    one = light.encode([TEXTS[5]])[0]  # alone (no padding) as in a batch
-    assert np.abs(one - expected[5]).max() < 1e-4
+    for i in (0, 3, 5, 10):  # alone as in a batch (texts are packed, never padded)
+        assert np.abs(light.encode([TEXTS[i]])[0] - expected[i]).max() < 1e-5
+    assert "torch" not in type(got).__module__
     # the token vectors and offsets that span pooling reads are the packed heavy pass's
     from promptzip.retrievers._packed import packer_for
 
@@ -77,6 +82,32 @@ def test_minilm_qa_is_not_minilm() -> None:
     # the LoRA deltas are in the weights the light encoder reads: otherwise the test above proves nothing for it
     plain, tuned = _light("minilm").encode(TEXTS[:2]), _light("minilm-qa").encode(TEXTS[:2])
     assert np.abs(plain - tuned).max() > 1e-3
+
+
+def test_safetensors_are_read_as_float32(tmp_path: Path) -> None:
+    # a hand-written file: float32 (a view of the mapped file), float16 and bfloat16 (converted), an integer buffer
+    # (skipped: the forward pass reads floats only), and the metadata entry
+    f32 = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    f16 = np.asarray([0.5, -2.25, 1e-3], dtype=np.float16)
+    bf16 = (np.asarray([1.5, -0.375, 2.0**120], dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    ints = np.arange(4, dtype=np.int64)
+    blobs = [("a", "F32", f32), ("b", "F16", f16), ("c", "BF16", bf16), ("position_ids", "I64", ints)]
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    data, at = b"", 0
+    for name, dtype, array in blobs:
+        raw = array.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [at, at + len(raw)]}
+        data, at = data + raw, at + len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    (tmp_path / "w.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + data)
+    read = read_safetensors(tmp_path / "w.safetensors")
+    assert sorted(read) == ["a", "b", "c"]
+    assert all(v.dtype == np.float32 for v in read.values())
+    np.testing.assert_array_equal(read["a"], f32)
+    np.testing.assert_array_equal(read["b"], f16.astype(np.float32))
+    np.testing.assert_array_equal(read["c"], np.asarray([1.5, -0.375, 2.0**120], dtype=np.float32))
+    assert not read["a"].flags.writeable  # a view of the read-only mapping, not a copy
 
 
 def test_only_mean_pooling_berts_get_a_light_encoder(tmp_path: Path) -> None:
@@ -97,14 +128,16 @@ def test_only_mean_pooling_berts_get_a_light_encoder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_queries_are_cached_and_the_heavy_model_takes_over() -> None:
+def test_queries_are_float32_cached_and_the_heavy_model_takes_over(monkeypatch: pytest.MonkeyPatch) -> None:
     cache = MemoryCache()
-    scorer = DenseScorer(precision="float32", cache=cache, memo=0)
+    scorer = DenseScorer(precision="bfloat16", cache=cache, memo=0)
     query = "How tall is the tower?"
     light_vector = scorer.embed_query(query)
     assert scorer._light is not None
     assert not scorer._heavy
-    key = make_key("query:" + scorer.fingerprint, query)
+    # a bfloat16 scorer's queries are float32's: one namespace with the float32 scorer's, apart from sentences
+    assert scorer.query_fingerprint == DenseScorer(precision="float32").fingerprint != scorer.fingerprint
+    key = make_key("query:" + scorer.query_fingerprint, query)
     assert cache.get(key) is not None
     assert cache.get(make_key("emb:" + scorer.fingerprint, query)) is None  # its own namespace
     again = DenseScorer(precision="float32", cache=cache)
@@ -115,12 +148,17 @@ def test_queries_are_cached_and_the_heavy_model_takes_over() -> None:
     scorer.score([Chunk("A sentence no cache has seen before, about towers.")], query)
     assert scorer._heavy
     assert scorer._light is None
-    fresh = DenseScorer(precision="float32", memo=0)  # no cache: computed again, by the heavy model
-    fresh._model()
-    heavy_vector = fresh.embed_query(query)
-    assert fresh._light is None
-    assert np.abs(heavy_vector - light_vector).max() < 1e-5
-    assert DenseScorer(precision="int8")._light_encoder() is None  # reduced precisions keep the heavy path
+    for precision in ("float32", "bfloat16"):  # no cache: computed again, by the heavy model's float32 original
+        fresh = DenseScorer(precision=precision, memo=0)
+        fresh._model()
+        heavy_vector = fresh.embed_query(query)
+        assert fresh._light is None
+        assert np.abs(heavy_vector - light_vector).max() < 1e-5
+    int8 = DenseScorer(precision="int8")
+    assert int8._light_encoder() is None  # an int8 scorer's queries are its int8 model's
+    assert int8.query_fingerprint == int8.fingerprint
+    monkeypatch.setenv(LIGHT_ENV, "off")
+    assert DenseScorer(precision="float32")._light_encoder() is None
 
 
 _CHILD = """
@@ -165,7 +203,7 @@ def test_a_new_process_with_cached_sentences_skips_the_heavy_imports(tmp_path: P
 
     fresh = _child(url, new, text, budget)  # cached sentences, a question no process has embedded
     assert fresh["context"] == reference.context
-    assert fresh["loaded"] == ["torch", "promptzip.retrievers._light"]
+    assert fresh["loaded"] == ["promptzip.retrievers._light"]
 
     repeated = _child(url, asked, text, budget)  # the parent's question: its embedding is in the cache
     assert repeated["context"] == first.context

@@ -203,7 +203,7 @@ class _Counting:
 
 def _query_key(zipper: pz.Zipper, question: str) -> str:
     dense = zipper.compressor.scorer.dense  # type: ignore[attr-defined]
-    return make_key("query:" + dense.fingerprint, question)
+    return make_key("query:" + dense.query_fingerprint, question)
 
 
 @pytest.fixture

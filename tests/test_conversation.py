@@ -268,3 +268,25 @@ def test_the_proxy_takes_cache_prices_per_route(tmp_path: Path) -> None:
     bad.write_text('upstream = "http://127.0.0.1:9/v1"\npricing = {input = -1, cached = 0}\n')
     with pytest.raises(pz.ConfigError):
         load_settings(bad)
+
+
+def test_the_proxy_reads_prompt_cache_key_from_the_body(tmp_path: Path, upstream: FakeUpstream) -> None:
+    conf = settings(upstream.url, cache=f"sqlite:///{tmp_path / 'keyed.db'}", cache_key_secret="s" * 32)
+    headers = {"x-promptzip-rate": "0.3"}
+    with live_server(create_app(conf, zipper_factory=shared_bm25)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="sk-alice", max_retries=0)
+
+        def ask(turns: int, key: str) -> list[dict[str, Any]]:
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=conversation(turns),  # type: ignore[arg-type]
+                prompt_cache_key=key,
+                extra_headers=headers,
+            )
+            return sent_messages(upstream)
+
+        first = ask(2, "user-1")
+        assert ask(3, "user-1")[: len(first)] == first  # the same key continues the conversation
+        fresh = zipper().compress_messages(conversation(3), rate=0.3)
+        assert ask(3, "user-2") == list(fresh.messages or ())  # another key starts afresh
+        assert upstream.requests[-1].json()["prompt_cache_key"] == "user-2"  # and reaches the upstream

@@ -72,7 +72,7 @@ from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansio
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
-from promptzip.integrations.proxy._options import parse_options
+from promptzip.integrations.proxy._options import parse_options, with_cache_key
 from promptzip.integrations.proxy._paths import upstream_path, v1_segments
 from promptzip.integrations.proxy._relay import Relay
 from promptzip.integrations.proxy._requests import (
@@ -239,7 +239,9 @@ class _Proxy:
             self.metrics.compressions.inc("passthrough")
             return await self._forward(request, body, {**status_headers("passthrough", chat), **_NO_REGIONS})
         messages = chat.messages
-        options = parse_options(request.headers, route, self.settings, self.compressions.secret)
+        options = with_cache_key(
+            parse_options(request.headers, route, self.settings, self.compressions.secret), payload
+        )
         started = time.perf_counter()
         try:
             # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Final
 
 from promptzip._pricing import CachePricing
@@ -36,7 +37,14 @@ from promptzip.integrations.proxy._requests import (
 )
 from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
 
-__all__ = ["CREDENTIAL_HEADERS", "allowed_presets", "credential_of", "key_digest", "parse_options"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "allowed_presets",
+    "credential_of",
+    "key_digest",
+    "parse_options",
+    "with_cache_key",
+]
 
 _PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 # Where OpenAI, Anthropic and Azure clients put their API key, in that order.
@@ -108,6 +116,19 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
         conversation=conversation_header(conversation_h, "x-promptzip-conversation") if conversation_h else "",
         pricing=_pricing(route, settings),
     )
+
+
+def with_cache_key(options: Options, payload: object) -> Options:
+    """``options`` with the body's ``prompt_cache_key`` (OpenAI's name for the cache a conversation shares) as the
+    conversation id, when no ``x-promptzip-conversation`` header named one; a key that is not a short printable
+    string is the upstream's business, not a conversation id."""
+    key = payload.get("prompt_cache_key") if isinstance(payload, Mapping) else None
+    if options.conversation or not isinstance(key, str) or not key:
+        return options
+    try:
+        return replace(options, conversation=conversation_header(key, "prompt_cache_key"))
+    except RequestError:
+        return options
 
 
 def _pricing(route: RouteSettings, settings: ProxySettings) -> CachePricing | None:

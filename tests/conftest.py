@@ -175,3 +175,25 @@ def own_redis(tmp_path: Path) -> Iterator[Any]:
         yield server
     finally:
         server.kill()
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+def run_cli(*argv: str, out: Any = None) -> tuple[int, str, str]:
+    """``promptzip ARGV`` in-process: the exit code, standard output and standard error (``out``: a stream of the
+    caller's, a fake terminal say, for standard output)."""
+    import io
+
+    from promptzip.cli import main
+
+    out = out if out is not None else io.StringIO()
+    err = io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def doc(tmp_path: Path, article: str) -> Path:
+    """The test article as a UTF-8 file."""
+    path = tmp_path / "tower.txt"
+    path.write_text(article, encoding="utf-8")
+    return path

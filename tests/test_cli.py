@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -10,23 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as run
 
 from promptzip.cli import main
 
 pytestmark = pytest.mark.slow
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def doc(tmp_path: Path, article: str) -> Path:
-    path = tmp_path / "tower.txt"
-    path.write_text(article, encoding="utf-8")
-    return path
 
 
 def test_compress_file_prints_text_and_summary(doc: Path) -> None:
@@ -111,8 +98,6 @@ def test_models_lists_the_packaged_encoder() -> None:
 
 def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
-
-    from promptzip.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as run
 
 import promptzip as pz
 from promptzip._diff import render_diff
-from promptzip.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -23,20 +23,6 @@ FOOTER = re.compile(r"^(\d+) → (\d+) tokens \((\d+\.\d)x\), (\d+) spans? dropp
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
-
-
-def run(*argv: str, out: io.StringIO | None = None) -> tuple[int, str, str]:
-    out = out if out is not None else io.StringIO()
-    err = io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def doc(tmp_path: Path, article: str) -> Path:
-    path = tmp_path / "tower.txt"
-    path.write_text(article, encoding="utf-8")
-    return path
 
 
 def body_and_footer(out: str) -> tuple[str, re.Match[str]]:

@@ -63,6 +63,11 @@ test: lint typecheck pytest
 
 bench: install
 	$(PY) -P -m promptzip.evals.bench
+	@# the warm path per stage and its curve to 100k tokens (evals/results/warm_path.md), one thread
+	$(PY) -P -m promptzip.evals.bench --warm-breakdown --sizes 1000,4000,10000,30000,100000 --presets fast \
+		--repeats 15 --threads 1
+	@# the first compression in a new process, cold and warm (evals/results/startup.md)
+	$(PY) -P -m promptzip.evals.startup
 
 # Quality tables and plots in evals/results/ (README "Results"): the fast methods on the full sample sizes.
 eval: install

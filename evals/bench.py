@@ -1,7 +1,9 @@
 """``make bench``: how compression cost grows with input length, for every promptzip preset and for llmlingua.
 
 Inputs of about 1k, 4k, 16k and 64k o200k tokens are built by concatenating *different* SQuAD v1.1 dev articles
-(whole paragraphs, never repeated text), with a question about the first article. Each (method, size) runs in a
+(whole paragraphs, never repeated text), with a question about the first article; where SQuAD cannot be fetched
+(its release was withdrawn), from the packaged State of the Union sample continued by its own word pairs, and the
+report says which. Each (method, size) runs in a
 fresh subprocess, so its peak memory (RSS) is its own:
 
 * promptzip presets: the models are loaded first (load time reported apart); **cold** = a new Zipper with an empty
@@ -78,13 +80,18 @@ RATIO = 10
 
 
 def build_input(size: int) -> tuple[str, str, str]:
-    """About ``size`` o200k tokens of different SQuAD dev articles (whole paragraphs) and two questions about the
-    first article: ``(text, question, other_question)``."""
+    """About ``size`` o200k tokens and two questions about its start: ``(text, question, other_question)``: SQuAD
+    dev articles when fetched, else the packaged sample continued as :func:`warm_input` does (the bench's report
+    names which, :func:`input_source`)."""
+    text, questions, _ = warm_input(size)
+    return text, questions[0], questions[1]
+
+
+def input_source() -> str:
+    """Where :func:`build_input` takes its text from on this machine."""
     from promptzip.evals import data
 
-    articles = data.load_squad_dev()
-    text = _fill(size, (p.text for a in articles for p in a.paragraphs), "SQuAD dev")
-    return text, articles[0].questions[0].question, articles[0].questions[1].question
+    return "concatenated SQuAD dev articles" if data.available("squad") else "the packaged State of the Union sample"
 
 
 def _fill(size: int, paragraphs: Iterator[str], what: str) -> str:
@@ -372,6 +379,7 @@ def run(
     return {
         "machine": f"{platform.machine()} CPU, {_cpus()} cores (shared), Python {platform.python_version()}",
         "ratio": RATIO,
+        "source": input_source(),
         "threads": threads,
         "sizes": list(sizes),
         "llmlingua_sizes": list(llmlingua_sizes),
@@ -485,7 +493,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# promptzip bench",
         "",
         f"{report['machine']}, {report.get('threads', 1)} torch thread(s) per process. Query-aware compression at "
-        f"{report['ratio']}x of concatenated SQuAD dev articles; "
+        f"{report['ratio']}x of {report.get('source', 'concatenated SQuAD dev articles')}; "
         "each row is a fresh process (models loaded first; load time and RSS after load shown apart). Cold: empty "
         "cache. Warm: same text, new question, warm cache. llmlingua has no cache (no warm figure) and runs at "
         f"{', '.join(f'{s // 1000}k' for s in report['llmlingua_sizes'])} only (16k+ takes minutes per call here).",

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from promptzip._cache import Cache, MemoryCache, NullCache, make_key
 from promptzip._errors import BudgetError, ConfigError, InputError
@@ -76,12 +77,17 @@ def _chain(msgs: Sequence[Mapping[str, Any]], namespace: str) -> list[str]:
 class _Store:
     """Sent prefixes by hash, in the Zipper's cache (a process-local one when that cache is disabled)."""
 
-    _local: ClassVar[dict[int, Cache]] = {}
+    _lock = threading.Lock()
 
     def __init__(self, zipper: Zipper) -> None:
         cache = zipper.cache
         if isinstance(cache, NullCache):  # "none" turns off caching of results, not the memory of a conversation
-            cache = self._local.setdefault(id(zipper), MemoryCache(max_bytes=16 * 2**20))
+            with self._lock:  # kept on the Zipper itself: it goes when the Zipper goes
+                local = getattr(zipper, "_conversations", None)
+                if not isinstance(local, Cache):
+                    local = MemoryCache(max_bytes=16 * 2**20)
+                    zipper._conversations = local  # type: ignore[attr-defined]
+            cache = local
         self.cache = cache
 
     def found(self, hashes: Sequence[str]) -> list[_Prefix]:

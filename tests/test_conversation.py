@@ -290,3 +290,15 @@ def test_the_proxy_reads_prompt_cache_key_from_the_body(tmp_path: Path, upstream
         fresh = zipper().compress_messages(conversation(3), rate=0.3)
         assert ask(3, "user-2") == list(fresh.messages or ())  # another key starts afresh
         assert upstream.requests[-1].json()["prompt_cache_key"] == "user-2"  # and reaches the upstream
+
+
+def test_a_zipper_without_a_cache_still_remembers_its_conversations() -> None:
+    from promptzip._cache import NullCache
+
+    z = zipper(NullCache())  # cache="none": no cached results, but a conversation is still recognised
+    first = z.compress_messages(conversation(2), rate=0.3)
+    second = z.compress_messages(conversation(3), rate=0.3)
+    assert second.reused_messages == 4
+    assert sent_prefix_is_kept(first, second)
+    other = zipper(NullCache())  # and each Zipper has its own
+    assert other.compress_messages(conversation(3), rate=0.3).reused_messages == 0

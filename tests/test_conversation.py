@@ -184,7 +184,13 @@ def test_the_proxy_keeps_the_prefix_per_credential_and_across_replicas(tmp_path:
         bob = openai.OpenAI(base_url=two + "/v1", api_key="sk-bob", max_retries=0)
         alice[0].chat.completions.create(model="gpt-4o", messages=conversation(2), extra_headers=headers)  # type: ignore[arg-type]
         first = sent_messages(upstream)
-        alice[1].chat.completions.create(model="gpt-4o", messages=conversation(3), extra_headers=headers)  # type: ignore[arg-type]
+        raw = alice[1].chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=conversation(3),  # type: ignore[arg-type]
+            extra_headers=headers,
+        )
+        assert raw.headers["x-promptzip-history"] == "stable"
+        assert raw.headers["x-promptzip-reused-messages"] == "4"  # the client can see the prefix was kept
         second = sent_messages(upstream)
         assert second[: len(first)] == first  # the other replica continued the conversation from the shared cache
         bob.chat.completions.create(model="gpt-4o", messages=conversation(3), extra_headers=headers)  # type: ignore[arg-type]

@@ -36,7 +36,11 @@ Decisions worth knowing:
 * Every compressed or pass-through answer carries ``x-promptzip-status``, ``x-promptzip-tokens-in``/``-out``,
   ``x-promptzip-preset``, ``x-promptzip-scope``, ``x-promptzip-method`` and the integers ``x-promptzip-regions``
   (context regions found in the chat) and ``x-promptzip-regions-compressed`` (those that came out shorter); both
-  are 0 when the chat was not compressed at all (disabled, an encoded body, below ``min_tokens``).
+  are 0 when the chat was not compressed at all (disabled, an encoded body, below ``min_tokens``). A compressed
+  chat's answer also says its ``x-promptzip-history`` (``stable`` or ``reselect``, from the request header of that
+  name) and ``x-promptzip-reused-messages``: how many leading messages went out as an earlier request of the same
+  conversation sent them (cache-stable history; ``x-promptzip-conversation`` or the body's ``prompt_cache_key``
+  names the conversation).
 * Compression failure: ``fail_mode="open"`` (default) forwards the original body with ``x-promptzip-status:
   fail-open``; ``"closed"`` answers 422 (the chat cannot be compressed to the budget) or 500.
 * Compression runs on its own bounded thread pool under a deadline, behind a bounded queue (503 +
@@ -266,6 +270,8 @@ class _Proxy:
             "x-promptzip-method": outcome.method,
             "x-promptzip-regions": str(outcome.regions),
             "x-promptzip-regions-compressed": str(outcome.regions_compressed),
+            "x-promptzip-history": options.history,
+            "x-promptzip-reused-messages": str(outcome.reused_messages),
             **outcome.headers,
         }
         if outcome.messages is None:

@@ -255,6 +255,7 @@ class Compressions:
             zipper.compressor.name,
             regions=result.regions,
             regions_compressed=result.regions_compressed,
+            reused_messages=result.reused_messages,
         )
         if self.settings.result_cache:
             self._result_cache(options).put(key, encode_json(encode_outcome(outcome)))

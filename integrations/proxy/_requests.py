@@ -110,6 +110,7 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     regions: int = 0  # context regions found in the chat (0 when it was not compressed: too small, ...)
     regions_compressed: int = 0  # of those, how many came out shorter
+    reused_messages: int = 0  # leading messages sent as an earlier request of the conversation sent them
 
 
 def status_headers(status: str, reason: str | None = None) -> dict[str, str]:
@@ -305,6 +306,7 @@ def encode_outcome(o: Outcome) -> dict[str, Any]:
         "method": o.method,
         "regions": o.regions,
         "regions_compressed": o.regions_compressed,
+        "reused_messages": o.reused_messages,
     }
 
 
@@ -324,6 +326,7 @@ def decode_outcome(raw: bytes | None) -> Outcome | None:
             str(d["method"]),
             regions=int(d.get("regions", 0)),  # absent from entries written before regions were counted
             regions_compressed=int(d.get("regions_compressed", 0)),
+            reused_messages=int(d.get("reused_messages", 0)),
         )
     except (PromptZipError, AttributeError, KeyError, TypeError, ValueError):
         return None  # a corrupt or foreign entry is a miss

@@ -137,51 +137,128 @@ def compress_conversation(
     msgs = validate_messages(messages)
     if history == "reselect":
         return compress_messages(zipper, msgs, spec, question=question, scope=scope, partition=partition)
-    count = zipper.tokenizer.count
-    tokens_in = message_tokens(msgs, count)
-    limit = spec.resolve(tokens_in)
-    if limit <= 0:
-        raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)
-    question = question or question_of(msgs, scope)
-    price = pricing if pricing is not None else pricing_for(zipper.tokenizer.name)
+    request = _Request(zipper, msgs, spec, question=question, scope=scope, partition=partition, headroom=headroom)
     namespace = "|".join((zipper.fingerprint, scope, partition, conversation or ""))
     hashes = _chain(msgs, namespace)
     store = _Store(zipper)
-    common: dict[str, Any] = {"partition": partition}
-    # A chat with a turn of the model in it goes on: its requests leave room for the next turn. A single request
-    # ([system,] user) gets its whole budget.
-    ongoing = any(m.get("role") in ("assistant", "tool", "function") for m in msgs)
+    price = pricing if pricing is not None else pricing_for(zipper.tokenizer.name)
+    result: Result | None = None
+    # The longest recorded prefix first; a shorter one (the history compacted at an earlier turn) when the longer
+    # one leaves no room for what was appended since.
+    known = store.found(hashes[:-1])[:_TRIES]
+    for found in known:
+        if request.fits and found.sent == [dict(m) for m in msgs[: found.length]]:
+            break  # sent as it was, and all of it fits: the request goes out whole, prefix included
+        reused = request.appended(found.sent)
+        if reused is not None:
+            if request.worth(reused, found, price):
+                result = reused
+            break
+    if result is None and known and not request.fits:  # a conversation seen before: room for its next turns
+        result = request.compacted(store, hashes)
+    if result is None:
+        result = request.fresh()
+    assert result.messages is not None
+    store.save(hashes[-1], result.messages)
+    return result
 
-    def appended(prefix: Sequence[Mapping[str, Any]]) -> Result | None:
+
+class _Request:
+    """One request of a conversation, accounted against its original messages: the ways to send it."""
+
+    def __init__(
+        self,
+        zipper: Zipper,
+        msgs: list[Mapping[str, Any]],
+        spec: Budget,
+        *,
+        question: str | None,
+        scope: str,
+        partition: str,
+        headroom: float,
+    ) -> None:
+        self.zipper, self.msgs, self.scope, self.partition, self.headroom = zipper, msgs, scope, partition, headroom
+        self.count = zipper.tokenizer.count
+        self.tokens_in = message_tokens(msgs, self.count)
+        self.limit = spec.resolve(self.tokens_in)
+        if self.limit <= 0:
+            raise BudgetError(
+                f"the budget resolves to {self.limit} tokens for {self.tokens_in} input tokens", budget=self.limit
+            )
+        self.question = question or question_of(msgs, scope)
+        self.fits = self.tokens_in <= self.limit
+        # A chat with a turn of the model in it goes on: its requests leave room for the next turn. A single
+        # request ([system,] user) gets its whole budget.
+        self.ongoing = any(m.get("role") in ("assistant", "tool", "function") for m in msgs)
+
+    def _compress(self, msgs: list[Mapping[str, Any]], cap: Budget, *, frozen: int = 0) -> Result:
+        return compress_messages(
+            self.zipper, msgs, cap, question=self.question, scope=self.scope, frozen=frozen, partition=self.partition
+        )
+
+    def fresh(self) -> Result:
+        """The whole request compressed afresh: one knapsack over everything."""
+        return self._as_original(self._fitted(lambda cap: self._compress(self.msgs, cap)), 0)
+
+    def appended(self, prefix: Sequence[Mapping[str, Any]]) -> Result | None:
         """The request with ``prefix`` sent as before and the rest compressed; None when it cannot fit, or when the
-        prefix leaves what was appended less room than its fair share (see ``_room``)."""
+        prefix leaves what was appended less room than its fair share (:func:`_fair_share`)."""
         k = len(prefix)
-        sent = message_tokens(prefix, count) - REPLY_PRIMING
-        appended_in = tokens_in - message_tokens(msgs[:k], count) + REPLY_PRIMING
-        share = _fair_share(appended_in, tokens_in, limit, headroom)
-        if limit - sent < _SLACK * share:
+        sent = message_tokens(prefix, self.count) - REPLY_PRIMING
+        appended_in = self.tokens_in - message_tokens(self.msgs[:k], self.count) + REPLY_PRIMING
+        share = _fair_share(appended_in, self.tokens_in, self.limit, self.headroom)
+        if self.limit - sent < _SLACK * share:
             return None
-        joined = [*prefix, *msgs[k:]]
+        joined = [*prefix, *self.msgs[k:]]
         try:
             # What was appended gets its share, not all the room left: a prefix that grows at the budget's own
             # rate keeps fitting for many turns, where one that fills the budget must be compacted (and written to
             # the provider's cache again) every other turn.
-            result = fitted(
-                lambda cap: compress_messages(zipper, joined, cap, question=question, frozen=k, **common),
-                first=sent + int(share) + REPLY_PRIMING,
+            result = self._fitted(
+                lambda cap: self._compress(joined, cap, frozen=k), first=sent + int(share) + REPLY_PRIMING
             )
         except BudgetError:
             return None
-        return _as_original(result, tokens_in, limit, len(prefix))
+        return self._as_original(result, k)
 
-    def fitted(run: Callable[[Budget], Result], *, first: int | None = None) -> Result:
+    def compacted(self, store: _Store, hashes: list[str]) -> Result | None:
+        """The history before the last user turn compressed to ``headroom`` of the budget, recorded as the stable
+        prefix, and the rest appended; None when there is no history or it does not fit."""
+        msgs = self.msgs
+        last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
+        if not any(m.get("role") in ("assistant", "tool", "function") for m in msgs[: max(last_user, 0)]):
+            return None  # a first turn has no history to compact: one knapsack over all of it is best
+        try:
+            history = self._compress(msgs[:last_user], Budget(tokens=max(1, int(self.limit * self.headroom))))
+        except BudgetError:
+            return None
+        assert history.messages is not None
+        sent = [dict(m) for m in history.messages]
+        store.save(hashes[last_user - 1], sent)
+        result = self.appended(sent)
+        return None if result is None else replace(result, reused_messages=0)
+
+    def worth(self, reused: Result, found: _Prefix, price: CachePricing) -> bool:
+        """Is reusing the sent prefix at most as dear as re-selecting? Re-selection would fill the budget and keep
+        at best the leading messages that were sent unchanged; reuse is served the whole prefix from the cache."""
+        prefix_tokens = message_tokens(found.sent, self.count) - REPLY_PRIMING  # no reply priming inside a prefix
+        same = 0
+        while same < found.length and found.sent[same] == self.msgs[same]:
+            same += 1
+        unchanged = message_tokens(found.sent[:same], self.count) - REPLY_PRIMING if same else 0
+        reuse_cost = price.cost(reused.tokens_out, cached=min(reused.tokens_out, price.cached_tokens(prefix_tokens)))
+        fresh_tokens = min(self.limit, reused.tokens_in)
+        fresh_cost = price.cost(fresh_tokens, cached=min(fresh_tokens, price.cached_tokens(unchanged)))
+        return reuse_cost <= fresh_cost
+
+    def _fitted(self, run: Callable[[Budget], Result], *, first: int | None = None) -> Result:
         """``run`` under ``first`` tokens where given, else (in a chat that goes on) under the budget less a reserve
         for the next turn's framing and question (a request that fills its budget to the last token leaves the next
         one, a few tokens longer, no room to append to its prefix), else under the whole budget: the first that
         fits."""
-        caps = [limit]
-        if tokens_in > limit and ongoing and (reserve := min(_RESERVE, limit // 10)) > 0:
-            caps.insert(0, limit - reserve)
+        caps = [self.limit]
+        if not self.fits and self.ongoing and (reserve := min(_RESERVE, self.limit // 10)) > 0:
+            caps.insert(0, self.limit - reserve)
         if first is not None and 0 < first < caps[0]:
             caps.insert(0, first)
         for cap in caps[:-1]:
@@ -191,26 +268,13 @@ def compress_conversation(
                 continue
         return run(Budget(tokens=caps[-1]))
 
-    result: Result | None = None
-    # The longest recorded prefix first; a shorter one (the history compacted at an earlier turn) when the longer
-    # one leaves no room for what was appended since.
-    known = store.found(hashes[:-1])[:_TRIES]
-    for found in known:
-        if tokens_in <= limit and found.sent == [dict(m) for m in msgs[: found.length]]:
-            break  # sent as it was, and all of it fits: the request goes out whole, prefix included
-        reused = appended(found.sent)
-        if reused is not None:
-            if _worth(reused, found, msgs, price, count, limit):
-                result = reused
-            break
-    if result is None and known and tokens_in > limit:  # a conversation seen before: make room for its next turns
-        result = _compacted(zipper, msgs, hashes, store, limit, question, scope, headroom, appended, partition)
-    if result is None:
-        fresh = fitted(lambda cap: compress_messages(zipper, msgs, cap, question=question, scope=scope, **common))
-        result = _as_original(fresh, tokens_in, limit, 0)
-    assert result.messages is not None
-    store.save(hashes[-1], result.messages)
-    return result
+    def _as_original(self, result: Result, reused: int) -> Result:
+        """``result`` accounted against the original request: its tokens in, its budget, and how many messages
+        went out as before."""
+        decision = result.decision
+        if decision == "kept_all" and result.tokens_out < self.tokens_in:
+            decision = "compressed"
+        return replace(result, tokens_in=self.tokens_in, budget=self.limit, decision=decision, reused_messages=reused)
 
 
 def _fair_share(appended_in: int, tokens_in: int, limit: int, headroom: float) -> float:
@@ -219,68 +283,3 @@ def _fair_share(appended_in: int, tokens_in: int, limit: int, headroom: float) -
     prefix must leave at least nine tenths of it (a stale prefix that crowds the newest turn out is not worth its
     cache discount), and what was appended is compressed to it first."""
     return min(appended_in, (1.0 - headroom) * limit, limit * appended_in / max(tokens_in, 1))
-
-
-def _as_original(result: Result, tokens_in: int, limit: int, reused: int) -> Result:
-    """``result`` accounted against the original request: its tokens in, its budget, and how many messages went out
-    as before."""
-    decision = result.decision
-    if decision == "kept_all" and result.tokens_out < tokens_in:
-        decision = "compressed"
-    return replace(result, tokens_in=tokens_in, budget=limit, decision=decision, reused_messages=reused)
-
-
-def _worth(
-    reused: Result,
-    found: _Prefix,
-    msgs: Sequence[Mapping[str, Any]],
-    price: CachePricing,
-    count: Any,
-    limit: int,
-) -> bool:
-    """Is reusing the sent prefix at most as dear as re-selecting? Re-selection would fill the budget and keep at
-    best the leading messages that were sent unchanged; reuse is served the whole prefix from the cache."""
-    prefix_tokens = message_tokens(found.sent, count) - REPLY_PRIMING  # no reply priming inside a prefix
-    same = 0
-    while same < found.length and found.sent[same] == msgs[same]:
-        same += 1
-    unchanged = message_tokens(found.sent[:same], count) - REPLY_PRIMING if same else 0
-    reuse_cost = price.cost(reused.tokens_out, cached=min(reused.tokens_out, price.cached_tokens(prefix_tokens)))
-    fresh_tokens = min(limit, reused.tokens_in)
-    fresh_cost = price.cost(fresh_tokens, cached=min(fresh_tokens, price.cached_tokens(unchanged)))
-    return reuse_cost <= fresh_cost
-
-
-def _compacted(
-    zipper: Zipper,
-    msgs: list[Mapping[str, Any]],
-    hashes: list[str],
-    store: _Store,
-    limit: int,
-    question: str | None,
-    scope: str,
-    headroom: float,
-    appended: Any,
-    partition: str,
-) -> Result | None:
-    """Compress the history before the last user turn to ``headroom`` of the budget, record it as the stable
-    prefix, and append the rest; None when there is no history or it does not fit."""
-    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
-    if not any(m.get("role") in ("assistant", "tool", "function") for m in msgs[: max(last_user, 0)]):
-        return None  # a first turn has no history to compact: one knapsack over all of it is best
-    try:
-        history = compress_messages(
-            zipper,
-            msgs[:last_user],
-            Budget(tokens=max(1, int(limit * headroom))),
-            question=question,
-            scope=scope,
-            partition=partition,
-        )
-    except BudgetError:
-        return None
-    assert history.messages is not None
-    sent = [dict(m) for m in history.messages]
-    store.save(hashes[last_user - 1], sent)
-    result = appended(sent)
-    return None if result is None else replace(result, reused_messages=0)

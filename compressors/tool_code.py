@@ -269,15 +269,27 @@ def _brace_plan(lines: list[str]) -> LinePlan | None:
     scan = _scan(lines)
     if scan is None:
         return None
-    plan = LinePlan.empty(lines, "//")
-    n = len(lines)
+    planner = _BracePlanner(lines, scan)
+    if not planner.region(0, len(lines) - 1, ""):
+        return None
+    return planner.plan if len(planner.plan.defs) >= 2 else None
 
-    def seg(a: int, b: int) -> str:
-        return "".join(lines[a : b + 1])
 
-    def block(j: int) -> tuple[int, int] | None:
+class _BracePlanner:
+    """The line plan of a brace-language file: declarations (by their braces, recursively), their bodies as units,
+    the statements between them."""
+
+    def __init__(self, lines: list[str], scan: _Scan) -> None:
+        self.lines, self.scan, self.n = lines, scan, len(lines)
+        self.plan = LinePlan.empty(lines, "//")
+
+    def seg(self, a: int, b: int) -> str:
+        return "".join(self.lines[a : b + 1])
+
+    def block(self, j: int) -> tuple[int, int] | None:
         """The (open line, close line) of the declaration at ``j``, when its block opens within 5 lines and its
         braces are clean (the open line opens one level, the close line closes it)."""
+        scan, n = self.scan, self.n
         for li in range(j, min(j + 5, n)):
             for k, (ch, d, p) in enumerate(scan.events[li]):
                 if d != scan.depth[j] or p != scan.paren[j]:
@@ -292,14 +304,15 @@ def _brace_plan(lines: list[str]) -> LinePlan | None:
                 return (li, close) if clean else None
         return None
 
-    def region(s: int, e: int, owner: str) -> bool:
+    def region(self, s: int, e: int, owner: str) -> bool:
         """Declarations at the depth of line ``s`` within lines s..e; False (and nothing planned) when none."""
+        lines, scan, plan = self.lines, self.scan, self.plan
         decls: list[tuple[int, int, int]] = []
         j = s
         while j <= e:
             level = scan.depth[j] == scan.depth[s] and scan.paren[j] == scan.paren[s] and not scan.inside[j]
             if level and _declares(lines[j]):
-                opened = block(j)
+                opened = self.block(j)
                 if opened is not None and opened[1] <= e:
                     decls.append((j, *opened))
                     j = opened[1] + 1
@@ -312,22 +325,23 @@ def _brace_plan(lines: list[str]) -> LinePlan | None:
             head = j
             while head > run and lines[head - 1].lstrip().startswith("@"):
                 head -= 1  # annotations and decorators belong to their declaration
-            statements(run, head - 1, owner, s > 0)
+            self.statements(run, head - 1, owner, s > 0)
             plan.must[head : o + 1] = [True] * (o + 1 - head)
             plan.must[c] = True
             plan.defs.append((head, c))
             name = f"{owner}.{lines[j].strip()}" if owner else lines[j].strip()
-            if c > o + 1 and not region(o + 1, c - 1, name):
+            if c > o + 1 and not self.region(o + 1, c - 1, name):
                 body = next((k for k in range(o + 1, c) if lines[k].strip()), o + 1)
                 tier = 0 if _DATA.match(lines[j]) else 1
-                plan.unit(o + 1, c - 1, f"{name}\n{seg(head, c)}", tier, indent_of(lines[body]))
+                plan.unit(o + 1, c - 1, f"{name}\n{self.seg(head, c)}", tier, indent_of(lines[body]))
             run = c + 1
-        statements(run, e, owner, s > 0)
+        self.statements(run, e, owner, s > 0)
         return True
 
-    def statements(s: int, e: int, owner: str, member: bool) -> None:
+    def statements(self, s: int, e: int, owner: str, member: bool) -> None:
         """Imports kept, comments go with the next line; every other statement (split where the depth returns to
         the region's) is a unit, members of a type before top-level code."""
+        lines, scan, plan = self.lines, self.scan, self.plan
         j = s
         while j <= e:
             k = j
@@ -336,12 +350,8 @@ def _brace_plan(lines: list[str]) -> LinePlan | None:
             if _IMPORT.match(lines[j]):
                 plan.must[j : k + 1] = [True] * (k + 1 - j)
             elif lines[j].strip() and not scan.inside[j] and not lines[j].lstrip().startswith(_COMMENT):
-                plan.unit(j, k, f"{owner}\n{seg(j, k)}", 0 if member else 1)
+                plan.unit(j, k, f"{owner}\n{self.seg(j, k)}", 0 if member else 1)
             j = k + 1
-
-    if not region(0, n - 1, ""):
-        return None
-    return plan if len(plan.defs) >= 2 else None
 
 
 # -- the reducer -----------------------------------------------------------------------------------------------------

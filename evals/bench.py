@@ -28,132 +28,23 @@ sample, continued past its 10.7k tokens by word-bigram text drawn from it (never
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
-import random
 import resource
-import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_input", "main", "run", "run_warm", "warm_input"]
+from promptzip.evals._bench_inputs import RATIO, build_input, cpus, input_source, spawn
+from promptzip.evals.warm_path import WARM_SIZES, _child_warm, _warm_from_args
+
+__all__ = ["main", "run"]
 
 SIZES = (1000, 4000, 16_000, 64_000)
-WARM_SIZES = (1000, 4000, 10_000, 30_000, 100_000)
-WARM_STAGES = (  # (Result.timings key, label); indented labels are parts of the stage above them
-    ("split", "split (+ counting the input)"),
-    ("propose", "propose"),
-    ("sentences", "· sentences"),
-    ("relevance", "· relevance (dense + BM25)"),
-    ("query_embedding", "·· of which the question's embedding"),
-    ("chunk_relevance", "· chunk relevance (pooled)"),
-    ("dedup", "· dedup"),
-    ("variants", "· variants (built and counted)"),
-    ("clauses", "· clause variants"),
-    ("select", "select (knapsack)"),
-    ("assemble", "assemble + fit + count"),
-    ("total", "total"),
-)
-# Questions about the State of the Union sample, for the warm path when SQuAD is not fetched.
-SAMPLE_QUESTIONS = (
-    "How much private-sector capital did the President say his proposed new markets tax credit would spur?",
-    "What did the President propose to make college more affordable?",
-    "How many new jobs had the economy created?",
-    "What did the President ask Congress to do about the minimum wage?",
-    "Which program did Congress pass in 1997 for children's health insurance?",
-    "What did the President say about the hottest decade on record?",
-    "How many years until there is no majority race in California?",
-    "What did the President say about Social Security and Medicare?",
-    "Who did the President ask to stand up in the chamber?",
-    "What are researchers about to complete this year?",
-    "What did the President propose for retirement savings accounts?",
-    "How did the President describe the state of the Union?",
-)
 LLMLINGUA_SIZES = (1000, 4000)
-RATIO = 10
-
-
-def build_input(size: int) -> tuple[str, str, str]:
-    """About ``size`` o200k tokens and two questions about its start: ``(text, question, other_question)``: SQuAD
-    dev articles when fetched, else the packaged sample continued as :func:`warm_input` does (the bench's report
-    names which, :func:`input_source`)."""
-    text, questions, _ = warm_input(size)
-    return text, questions[0], questions[1]
-
-
-def input_source() -> str:
-    """Where :func:`build_input` takes its text from on this machine."""
-    from promptzip.evals import data
-
-    return "concatenated SQuAD dev articles" if data.available("squad") else "the packaged State of the Union sample"
-
-
-def _fill(size: int, paragraphs: Iterator[str], what: str) -> str:
-    """Whole paragraphs, joined by blank lines, up to about ``size`` o200k tokens."""
-    from promptzip._tokenizers import get_tokenizer
-    from promptzip.evals import data
-
-    tok = get_tokenizer("o200k_base")
-    parts: list[str] = []
-    used = 0
-    for paragraph in paragraphs:
-        cost = tok.count(paragraph) + (1 if parts else 0)
-        if used + cost > size and parts:
-            return "\n\n".join(parts)
-        parts.append(paragraph)
-        used += cost
-    raise data.DataError(f"{what} has fewer than {size} tokens")
-
-
-def warm_input(size: int) -> tuple[str, list[str], str]:
-    """About ``size`` o200k tokens, questions about its start, and where the text is from: SQuAD dev articles
-    (as :func:`build_input`) when fetched, else the packaged State of the Union sample, continued by
-    :func:`_bigram_paragraphs`."""
-    from promptzip.evals import data
-
-    try:
-        articles = data.load_squad_dev()
-    except data.DataError:
-        from importlib import resources
-
-        sample = (resources.files("promptzip") / "_sample" / "sotu.txt").read_text(encoding="utf-8")
-        paragraphs = [p.strip() for p in sample.split("\n\n") if p.strip()]
-        text = _fill(size, _chain(paragraphs, _bigram_paragraphs(sample)), "the sample")
-        return text, list(SAMPLE_QUESTIONS), "promptzip/_sample/sotu.txt, continued by word-bigram text drawn from it"
-    text = _fill(size, (p.text for a in articles for p in a.paragraphs), "SQuAD dev")
-    return text, [q.question for q in articles[0].questions], "SQuAD v1.1 dev articles"
-
-
-def _chain(first: list[str], rest: Iterator[str]) -> Iterator[str]:
-    yield from first
-    yield from rest
-
-
-def _bigram_paragraphs(sample: str, *, seed: int = 0) -> Iterator[str]:
-    """Endless paragraphs of 4-8 sentences from a word-bigram chain of ``sample`` (seeded, so the same every run):
-    the sample's words, sentence lengths and punctuation, in sentences that do not repeat."""
-    words = sample.split()
-    follow: dict[str, list[str]] = {}
-    for a, b in itertools.pairwise(words):
-        follow.setdefault(a, []).append(b)
-    starts = [b for a, b in itertools.pairwise(words) if a.endswith((".", "?", "!")) and b[:1].isupper()]
-    rng = random.Random(seed)
-    while True:
-        sentences = []
-        for _ in range(rng.randint(4, 8)):
-            word = rng.choice(starts)
-            sentence = [word]
-            while not word.endswith((".", "?", "!")) and len(sentence) < 40:
-                word = rng.choice(follow.get(word) or starts)
-                sentence.append(word)
-            sentences.append(" ".join(sentence).rstrip(".?!,;:") + ".")
-        yield " ".join(sentences)
 
 
 def _peak_rss_mb() -> float:
@@ -232,88 +123,6 @@ def _child_llmlingua(method: str, size: int) -> dict[str, Any]:
     }
 
 
-def _dense_scorers(obj: Any, seen: set[int] | None = None) -> Iterator[Any]:
-    """The dense scorers inside a compressor (through its scorer, inner and extractive compressors)."""
-    from promptzip.retrievers.dense import DenseScorer
-
-    seen = set() if seen is None else seen
-    if obj is None or id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, DenseScorer):
-        yield obj
-        return
-    for name in ("scorer", "dense", "first", "inner", "extractive"):
-        yield from _dense_scorers(getattr(obj, name, None), seen)
-
-
-def _child_warm(preset: str, size: int, repeats: int) -> dict[str, Any]:
-    import promptzip as pz
-    from promptzip._cache import MemoryCache
-    from promptzip._pipeline import record_timing
-    from promptzip._tokenizers import text_memos_disabled
-    from promptzip._warm import warm_texts
-
-    text, questions, source = warm_input(size)
-    started = time.perf_counter()
-    pz.Zipper.from_preset(preset, target="o200k_base", cache="memory").compress(
-        "Models load once. Then they stay.", question="What loads?", budget=50
-    )
-    load_s = time.perf_counter() - started
-    cold_zipper = pz.Zipper.from_preset(preset, target="o200k_base", cache=MemoryCache(max_bytes=1 << 30))
-    tokens = cold_zipper.tokenizer.count(text)
-    budget = max(1, tokens // RATIO)
-    t = time.perf_counter()
-    cold = cold_zipper.compress(text, question=questions[0], budget=budget)
-    cold_s = time.perf_counter() - t
-    # The warm calls run on a Zipper whose empty cache the index-time warm-up (promptzip warm) filled: every
-    # sentence's vector and every long sentence's clause vectors, which a new question may need.
-    zipper = pz.Zipper.from_preset(preset, target="o200k_base", cache=MemoryCache(max_bytes=1 << 30))
-    warmed = warm_texts(zipper, [text])
-    for dense in _dense_scorers(zipper.compressor):  # the question's embedding as a stage of its own
-        embed = dense.embed_query
-
-        def timed(query: str, embed: Any = embed) -> Any:
-            t = time.perf_counter()
-            try:
-                return embed(query)
-            finally:
-                record_timing("query_embedding", time.perf_counter() - t)
-
-        dense.embed_query = timed
-    asked = iter(_distinct(questions[1:] or questions, 2 * repeats))
-    runs: dict[str, list[dict[str, float]]] = {"no_memo": [], "memo": []}
-    for _ in range(repeats):  # the two modes in turn, so that both see the same load
-        with text_memos_disabled():
-            runs["no_memo"].append(dict(zipper.compress(text, question=next(asked), budget=budget).timings))
-        runs["memo"].append(dict(zipper.compress(text, question=next(asked), budget=budget).timings))
-    return {
-        "method": f"promptzip-{preset}",
-        "tokens": tokens,
-        "budget": budget,
-        "source": source,
-        "chunks": len(cold.chunks),
-        "load_s": load_s,
-        "cold_s": cold_s,
-        "warm_up_s": warmed.seconds,
-        "warm_up_sentences": warmed.sentences,
-        "runs": runs,
-        "median_ms": {mode: _medians(r) for mode, r in runs.items()},
-    }
-
-
-def _distinct(questions: Sequence[str], n: int) -> list[str]:
-    """``n`` different questions, cycling through ``questions`` (marked with a round number after the first round),
-    so that no warm call finds its question's embedding remembered."""
-    cycled = itertools.islice(itertools.cycle(questions), n)
-    return [q if k < len(questions) else f"{q} ({k // len(questions)})" for k, q in enumerate(cycled)]
-
-
-def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
-    keys = {k for r in runs for k in r}
-    return {k: 1000 * statistics.median(r.get(k, 0.0) for r in runs) for k in sorted(keys)}
-
-
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     threads = int(spec.get("threads", 1))
     if threads > 0:
@@ -326,25 +135,6 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["kind"] == "warm":
         return _child_warm(spec["name"], int(spec["size"]), int(spec.get("repeats", 7)))
     return _child_llmlingua(spec["name"], int(spec["size"]))
-
-
-def _spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-P", "-m", "promptzip.evals.bench", "--child", json.dumps(spec)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    if spec["kind"] == "warm" and int(spec.get("threads", 1)) > 0:  # numpy's BLAS too, not only torch
-        threads = str(spec["threads"])
-        env.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), threads))
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
-    except subprocess.TimeoutExpired:
-        return {"method": spec["name"], "size": spec["size"], "error": f"timed out after {timeout:.0f} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {"method": spec["name"], "size": spec["size"], "error": " | ".join(tail) or f"exit {done.returncode}"}
-    row: dict[str, Any] = json.loads(lines[-1])
-    row["size"] = spec["size"]
-    return row
 
 
 def run(
@@ -371,13 +161,13 @@ def run(
         spec["threads"] = threads
     rows = []
     for spec in tqdm(specs, desc="bench", disable=not progress, file=sys.stderr):
-        row = _spawn(spec, timeout)
+        row = spawn(spec, timeout)
         rows.append(row)
         if progress:
             shown = {k: row.get(k) for k in ("method", "size", "cold_s", "warm_s", "peak_rss_mb", "error")}
             print(json.dumps(shown), file=sys.stderr)
     return {
-        "machine": f"{platform.machine()} CPU, {_cpus()} cores (shared), Python {platform.python_version()}",
+        "machine": f"{platform.machine()} CPU, {cpus()} cores (shared), Python {platform.python_version()}",
         "ratio": RATIO,
         "source": input_source(),
         "threads": threads,
@@ -387,105 +177,8 @@ def run(
     }
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _fmt(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
-
-
-def run_warm(
-    sizes: Sequence[int] = WARM_SIZES,
-    *,
-    presets: Sequence[str] = ("fast",),
-    repeats: int = 7,
-    threads: int = 1,
-    timeout: float = 900,
-    command: str = "",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """The warm path, stage by stage, for each preset and size (see the module docstring)."""
-    from tqdm import tqdm
-
-    load_before = os.getloadavg()
-    specs = [
-        {"kind": "warm", "name": p, "size": s, "repeats": repeats, "threads": threads} for p in presets for s in sizes
-    ]
-    rows = []
-    for spec in tqdm(specs, desc="warm path", disable=not progress, file=sys.stderr):
-        row = _spawn(spec, timeout)
-        rows.append(row)
-        if progress and "error" not in row:
-            memo, plain = row["median_ms"]["memo"], row["median_ms"]["no_memo"]
-            print(
-                f"{row['method']} {row['tokens']} tokens: {memo['total']:.1f} ms warm "
-                f"({plain['total']:.1f} ms without memos)",
-                file=sys.stderr,
-            )
-        elif progress:
-            print(json.dumps(row), file=sys.stderr)
-    return {
-        "command": command,
-        "machine": f"{platform.machine()} CPU, {_cpus()} cores (shared), Python {platform.python_version()}",
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "threads": threads,
-        "ratio": RATIO,
-        "repeats": repeats,
-        "rows": rows,
-    }
-
-
-def warm_markdown(report: dict[str, Any]) -> str:
-    rows = [r for r in report["rows"] if "error" not in r]
-    source = rows[0]["source"] if rows else "–"
-    lines = [
-        "# promptzip warm path",
-        "",
-        f"Command: `{report['command']}` · {report['machine']} · {report['threads']} thread(s) (torch and BLAS) · "
-        f"load average {', '.join(map(str, report['loadavg_before']))} before, "
-        f"{', '.join(map(str, report['loadavg_after']))} after.",
-        "",
-        f"Text: {source}; budget = input / {report['ratio']}. Each size runs in a fresh process: models loaded, one "
-        "cold call (fills the score cache), the index-time warm-up of the text (`promptzip warm`: every long "
-        f"sentence's clause vectors too), then {report['repeats']} warm calls with new questions in each mode, "
-        "the modes in turn. **memo**: as shipped; **no memo**: the token counts and splits of earlier requests "
-        "forgotten (`text_memos_disabled`), the rest the same. Milliseconds, medians over the warm calls (fastest: "
-        "the quickest memo call, the least disturbed by other work on a shared machine). Warm-up: sentences "
-        "prepared per second by the index-time warm-up from an empty cache, one thread.",
-        "",
-        "## Warm curve",
-        "",
-        "| preset | tokens | chunks | warm ms (memo) | fastest | warm ms (no memo) | no memo / memo | "
-        "µs per token (memo) | cold s | warm-up sentences/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        memo, plain = r["median_ms"]["memo"]["total"], r["median_ms"]["no_memo"]["total"]
-        fastest = 1000 * min(run["total"] for run in r["runs"]["memo"])
-        lines.append(
-            f"| {r['method']} | {r['tokens']} | {r['chunks']} | {memo:.1f} | {fastest:.1f} | {plain:.1f} | "
-            f"{plain / memo:.2f} | {1000 * memo / r['tokens']:.2f} | {r['cold_s']:.2f} | "
-            f"{r['warm_up_sentences'] / max(r['warm_up_s'], 1e-9):.0f} |"
-        )
-    for r in report["rows"]:
-        if "error" in r:
-            lines.append(f"| {r['method']} | ~{r['size']} | error: {r['error'][:80]} | | | | | | | |")
-    for r in rows:
-        lines += [
-            "",
-            f"## {r['method']}, {r['tokens']} tokens, per stage (ms)",
-            "",
-            "| stage | memo | no memo |",
-            "|---|---:|---:|",
-        ]
-        memo, plain = r["median_ms"]["memo"], r["median_ms"]["no_memo"]
-        for key, label in WARM_STAGES:
-            if key in memo or key in plain:
-                lines.append(f"| {label} | {memo.get(key, 0.0):.2f} | {plain.get(key, 0.0):.2f} |")
-    lines.append("")
-    return "\n".join(lines)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -612,25 +305,6 @@ def run_from_args(args: argparse.Namespace, out: Any = None, err: Any = None) ->
     text = markdown(report)
     (folder / "bench.md").write_text(text, encoding="utf-8")
     plot(report, folder / "bench.png")
-    out.write(text)
-    return 0
-
-
-def _warm_from_args(args: argparse.Namespace, out: Any) -> int:
-    sizes = [int(s) for s in (args.sizes or ",".join(map(str, WARM_SIZES))).split(",") if s]
-    presets = [p for p in args.presets.split(",") if p] or ["fast"]
-    command = (
-        f"python -P -m promptzip.evals.bench --warm-breakdown --sizes {','.join(map(str, sizes))} "
-        f"--presets {','.join(presets)} --repeats {args.repeats} --threads {args.threads}"
-    )
-    report = run_warm(
-        sizes, presets=presets, repeats=args.repeats, threads=args.threads, timeout=args.timeout, command=command
-    )
-    folder: Path = args.out
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "warm_path.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    text = warm_markdown(report)
-    (folder / "warm_path.md").write_text(text, encoding="utf-8")
     out.write(text)
     return 0
 

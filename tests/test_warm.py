@@ -367,7 +367,8 @@ def test_proxy_settings_built_in_code_do_not_warm_up() -> None:
 
 # -- the warm-path bench's input ------------------------------------------------------------------------------------
 def test_warm_bench_input_is_sized_and_never_repeats_a_paragraph() -> None:
-    from promptzip.evals.bench import _distinct, warm_input
+    from promptzip.evals._bench_inputs import warm_input
+    from promptzip.evals.warm_path import _distinct
 
     text, questions, source = warm_input(30_000)
     paragraphs = text.split("\n\n")

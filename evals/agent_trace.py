@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import inspect
-import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -43,20 +42,30 @@ from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._tokenizers import get_tokenizer
 from promptzip._types import Budget
+from promptzip.evals._agent_report import (
+    GOALS,
+    MIN_TOKENS,
+    goals,
+    markdown,
+    pooled,
+    pricing_row,
+    run_label,
+    totals,
+    with_ratios,
+    write_report,
+)
 from promptzip.evals._provider_cache import PROVIDERS, Serializer
-from promptzip.evals._traces import CORPORA, FULL, KINDS, QUICK, Trace, build_traces
+from promptzip.evals._traces import CORPORA, FULL, QUICK, Trace, build_traces
 from promptzip.evals.metrics import RETENTION_METRIC, answer_retained
 
 __all__ = ["GOALS", "METHODS", "Method", "add_arguments", "main", "markdown", "run_agent_trace", "write_report"]
 
 PRESET = "fast"
 TARGET = "gpt-4o"
-TOOL_HEAVY = ("tool-json", "tool-log", "code")
 BUDGETS = {"rate=0.3": Budget(rate=0.3), "tokens=4000": Budget(tokens=4000)}
 COMMAND = "python -P -m promptzip.evals.agent_trace"
 Messages = list[dict[str, Any]]
 Send = Callable[[Any, Messages, Budget | None, CachePricing], Messages]
-MIN_TOKENS = 1024  # the proxy's default min_tokens: a smaller chat is passed through, not compressed
 
 
 def has_history() -> bool:
@@ -102,13 +111,6 @@ METHODS: dict[str, Method] = {
                priced=True, available=has_history),
     )
 }  # fmt: skip
-
-GOALS = (
-    ("cost", "effective cost below `none` on every trace"),
-    ("tool_cost", "effective cost at least 40% below `none` on the tool-heavy traces (" + ", ".join(TOOL_HEAVY) + ")"),
-    ("cache", "cache-hit fraction within 5 points of `none` on every trace"),
-    ("retention", "answer retention within 2 points of `reselect` (pooled over all traces' turns)"),
-)
 
 
 # ------------------------------------------------------------------------------------------------------ run
@@ -158,27 +160,6 @@ def _billed(b: Any) -> dict[str, Any]:
     return {"cached": b.cached, "cost": b.cost}
 
 
-def _totals(rows: Sequence[Mapping[str, Any]], provider: str) -> dict[str, Any]:
-    measured = [r for r in rows if r["measured"]]
-    prompt = sum(r["tokens_sent"] for r in rows)
-    cached = sum(r["billed"][provider]["cached"] for r in rows)
-    return {
-        "turns": len(measured),
-        "retained": sum(bool(r["retained"]) for r in measured),
-        "retention_pct": 100 * sum(bool(r["retained"]) for r in measured) / len(measured) if measured else None,
-        "requests": len(rows),
-        "tokens_original": sum(r["tokens_original"] for r in rows),
-        "tokens_sent": prompt,
-        "cached_tokens": cached,
-        "cache_hit_pct": 100 * cached / prompt if prompt else 0.0,
-        "cost": sum(r["billed"][provider]["cost"] for r in rows),
-        "seconds": round(sum(r["seconds"] for r in rows), 3),
-        "fail_open": sum(r["error"] is not None for r in rows),
-        "passthrough": sum(bool(r["passthrough"]) for r in rows),
-        "bugs": sum(bool(r["error"] and r["error"].startswith("BUG")) for r in rows),
-    }
-
-
 def _factory(preset: str, target: str) -> Any:
     from promptzip._cache import MemoryCache
     from promptzip._pipeline import Zipper
@@ -217,235 +198,82 @@ def run_agent_trace(
         notes.append(f"not available in this promptzip, not run: {', '.join(skipped)}")
     build = zipper_factory or _factory
     ser = Serializer(get_tokenizer(TARGET).encode)
-    report: dict[str, Any] = {"traces": []}
-    for trace in traces:
-        runs = []
-        for method in (m for m in chosen if m.available()):
-            for budget in budgets if method.compresses else (None,):
-                for group in [[p] for p in providers] if method.priced else [list(providers)]:
-                    zipper = build(PRESET, TARGET) if method.compresses else None
-                    run = _run(trace, method, budget or "", group, zipper, ser)
-                    run["totals"] = {p: _totals(run["rows"], p) for p in group}
-                    runs.append(run)
-                    if progress:
-                        print(f"agent-trace {trace.id}: {_label(run)} {'/'.join(group)} done", file=sys.stderr)
-        report["traces"].append(
-            {
-                "id": trace.id,
-                "kind": trace.kind,
-                "description": trace.description,
-                "turns": len(trace.turns),
-                "runs": _with_ratios(runs, providers),
-            }
-        )
-    report["pooled"] = _pooled(report["traces"], providers)
-    report["goals"] = _goals(report, providers)
-    report["meta"] = {
+    report: dict[str, Any] = {
+        "traces": [_trace_report(trace, chosen, budgets, providers, build, ser, progress) for trace in traces]
+    }
+    report["pooled"] = pooled(report["traces"], providers)
+    report["goals"] = goals(report, providers)
+    report["meta"] = _meta(command, quick, corpus, source.description, seed, budgets, chosen, providers, notes)
+    report["meta"].update(loadavg_before=[round(x, 2) for x in load_before], seconds=round(time.time() - started, 1))
+    if out is not None:
+        write_report(report, out)
+    return report
+
+
+def _trace_report(
+    trace: Trace,
+    chosen: Sequence[Method],
+    budgets: Sequence[str],
+    providers: Sequence[str],
+    build: Callable[[str, str], Any],
+    ser: Serializer,
+    progress: bool,
+) -> dict[str, Any]:
+    """Every available method on ``trace``: per budget when it compresses, per provider when its choices depend on
+    the prices."""
+    runs = []
+    for method in (m for m in chosen if m.available()):
+        for budget in budgets if method.compresses else (None,):
+            for group in [[p] for p in providers] if method.priced else [list(providers)]:
+                zipper = build(PRESET, TARGET) if method.compresses else None
+                run = _run(trace, method, budget or "", group, zipper, ser)
+                run["totals"] = {p: totals(run["rows"], p) for p in group}
+                runs.append(run)
+                if progress:
+                    print(f"agent-trace {trace.id}: {run_label(run)} {'/'.join(group)} done", file=sys.stderr)
+    return {
+        "id": trace.id,
+        "kind": trace.kind,
+        "description": trace.description,
+        "turns": len(trace.turns),
+        "runs": with_ratios(runs, providers),
+    }
+
+
+def _meta(
+    command: str,
+    quick: bool,
+    corpus: str,
+    corpus_description: str,
+    seed: int,
+    budgets: Sequence[str],
+    chosen: Sequence[Method],
+    providers: Sequence[str],
+    notes: list[str],
+) -> dict[str, Any]:
+    """What a report was made with, and on what machine."""
+    return {
         "command": command,
         "quick": quick,
         "corpus": corpus,
-        "corpus_description": source.description,
+        "corpus_description": corpus_description,
         "seed": seed,
         "preset": PRESET,
         "target": TARGET,
         "cache": "memory (a new MemoryCache per trace, method, budget and provider)",
         "budgets": list(budgets),
         "methods": {m.name: m.description for m in chosen},
-        "providers": {p: {"target": PROVIDERS[p].target, **_pricing(PROVIDERS[p].pricing)} for p in providers},
+        "providers": {p: {"target": PROVIDERS[p].target, **pricing_row(PROVIDERS[p].pricing)} for p in providers},
         "serialization": "gpt-4o tokens of each message's role, name, text, tool calls (JSON), tool-call id",
         "retention_metric": RETENTION_METRIC,
         "promptzip": metadata.version("promptzip"),
         "httpx": metadata.version("httpx"),
-        "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "seconds": round(time.time() - started, 1),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "notes": notes,
     }
-    if out is not None:
-        write_report(report, out)
-    return report
-
-
-def _pricing(p: CachePricing) -> dict[str, Any]:
-    return {"input": p.input, "cached": p.cached, "write": p.write, "min_prefix": p.min_prefix, "step": p.step}
-
-
-def _label(run: Mapping[str, Any]) -> str:
-    return run["method"] if run["budget"] is None else f"{run['method']} {run['budget']}"
-
-
-def _with_ratios(runs: list[dict[str, Any]], providers: Sequence[str]) -> list[dict[str, Any]]:
-    base = next((r for r in runs if r["method"] == "none"), None)
-    for run in runs:
-        for p, t in run["totals"].items():
-            none = base["totals"][p]["cost"] if base else None
-            t["cost_ratio"] = t["cost"] / none if none else None
-            t["cache_hit_none_pct"] = base["totals"][p]["cache_hit_pct"] if base else None
-    return runs
-
-
-def _pooled(traces: Sequence[Mapping[str, Any]], providers: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per provider and method label: every trace's rows together."""
-    pooled: dict[str, dict[str, Any]] = {}
-    for p in providers:
-        rows: dict[str, list[Mapping[str, Any]]] = {}
-        for trace in traces:
-            for run in trace["runs"]:
-                if p in run["totals"]:
-                    rows.setdefault(_label(run), []).extend(run["rows"])
-        pooled[p] = {label: _totals(r, p) for label, r in rows.items()}
-        none = pooled[p].get("none")
-        for t in pooled[p].values():
-            t["cost_ratio"] = t["cost"] / none["cost"] if none and none["cost"] else None
-    return pooled
-
-
-def _goals(report: Mapping[str, Any], providers: Sequence[str]) -> list[dict[str, Any]]:
-    """Each goal of :data:`GOALS` for each compressing method, budget and provider: met (None: not applicable)."""
-    out: list[dict[str, Any]] = []
-    for p in providers:
-        pooled = report["pooled"][p]
-        for label in (k for k in pooled if k != "none"):
-            method, _, budget = label.partition(" ")
-            cells = [
-                (t, r["totals"][p])
-                for t in report["traces"]
-                for r in t["runs"]
-                if _label(r) == label and p in r["totals"]
-            ]
-            checks = _trace_goals(cells) if "none" in pooled else dict.fromkeys(("cost", "tool_cost", "cache"))
-            base = pooled.get(f"reselect {budget}")
-            if method != "reselect" and base and base["retention_pct"] is not None:
-                gap = pooled[label]["retention_pct"] - base["retention_pct"]
-                detail = f"{pooled[label]['retention_pct']:.1f}% vs {base['retention_pct']:.1f}% ({gap:+.1f} points)"
-                checks["retention"] = (gap >= -2, detail)
-            else:
-                checks["retention"] = (None, "the reference" if method == "reselect" else "no reselect run")
-            for goal, check in checks.items():
-                met, detail = check or (None, "no `none` run")
-                out.append({"provider": p, "method": label, "goal": goal, "met": met, "detail": detail})
-    return out
-
-
-def _trace_goals(cells: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
-    """The per-trace goals (cost, tool_cost, cache) on (trace, totals) pairs: met, and the traces that miss."""
-
-    def misses(rule: Callable[[Mapping[str, Any]], bool], kinds: Sequence[str] = KINDS) -> list[str]:
-        return [f"{t['id']} {_describe(x)}" for t, x in cells if t["kind"] in kinds and not rule(x)]
-
-    found = {
-        "cost": misses(lambda x: x["cost_ratio"] < 1),
-        "tool_cost": misses(lambda x: x["cost_ratio"] <= 0.6, TOOL_HEAVY),
-        "cache": misses(lambda x: x["cache_hit_pct"] >= x["cache_hit_none_pct"] - 5),
-    }
-    return {goal: (not miss, "; ".join(miss) or "every trace") for goal, miss in found.items()}
-
-
-def _describe(x: Mapping[str, Any]) -> str:
-    return f"(cost/none {x['cost_ratio']:.2f}, cache hit {x['cache_hit_pct']:.1f}% vs {x['cache_hit_none_pct']:.1f}%)"
-
-
-# --------------------------------------------------------------------------------------------------- report
-
-_MET = {True: "met", False: "**not met**", None: "n/a"}
-
-
-def _fmt(value: float | None, spec: str, unit: str = "") -> str:
-    return "n/a" if value is None else f"{value:{spec}}{unit}"
-
-
-def markdown(report: Mapping[str, Any]) -> str:
-    """The report as a Markdown page: the goals, then per provider the pooled and per-trace tables."""
-    meta = report["meta"]
-    before = ", ".join(f"{x:.2f}" for x in meta["loadavg_before"])
-    after = ", ".join(f"{x:.2f}" for x in meta["loadavg"])
-    lines = [
-        "# agent-trace: multi-turn chats and agent loops under the providers' prompt cache",
-        "",
-        f"Command: `{meta['command']}` · corpus {meta['corpus_description']} · preset `{meta['preset']}`, target "
-        f"`{meta['target']}` · promptzip {meta['promptzip']}, httpx {meta['httpx']} · {meta['date']} · "
-        f"{meta['seconds']} s · load average {before} before, {after} after, {meta['cpus']} CPUs · Python "
-        f"{meta['python']}.",
-        "",
-        "Methods: "
-        + "; ".join(f"`{k}`: {v}" for k, v in meta["methods"].items())
-        + ". Budgets: "
-        + ", ".join(f"`{b}`" for b in meta["budgets"])
-        + " (the whole request, gpt-4o tokens).",
-        "",
-        "Each request of a trace (one per model call) is serialized to gpt-4o tokens (role, name, text, tool calls "
-        "as JSON, tool-call id of each message) and billed: OpenAI caches the longest common prefix with any "
-        "earlier request (from 1024 tokens, in steps of 128); Anthropic, with a cache breakpoint at the end of every "
-        "request, reads the longest earlier request that is a whole prefix (from 1024 tokens) and writes the rest "
-        "at 1.25x. Retention: a gold answer (SQuAD-normalized) in the messages the turn added, as sent. A request "
-        f"of fewer than {MIN_TOKENS} tokens (OpenAI chat convention) is passed through by the compressing methods, "
-        "as the proxy's default `min_tokens` does; one a method cannot compress (a budget below what it keeps "
-        "verbatim) goes out uncompressed (fail-open). Cache hit: cached over sent tokens, all requests. Goals: "
-        "cost and cache hit per trace; retention pooled over every measured turn.",
-        "",
-        "Prices per million input tokens: "
-        + "; ".join(
-            f"{p} `{v['target']}` input ${v['input']}, cached ${v['cached']}"
-            + (f", cache write ${v['write']}" if v["write"] is not None else "")
-            for p, v in meta["providers"].items()
-        )
-        + ".",
-        "",
-    ]
-    lines += [f"Note: {n}" for n in meta["notes"]] + ([""] if meta["notes"] else [])
-    lines += [
-        "## Goals (issue 21)",
-        "",
-        "| provider | method | goal | result | detail |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    text = dict(GOALS)
-    for g in report["goals"]:
-        lines.append(f"| {g['provider']} | `{g['method']}` | {text[g['goal']]} | {_MET[g['met']]} | {g['detail']} |")
-    header = "| {} | method | retention | cache hit | effective cost $ | cost / none | tokens sent | seconds | passed "
-    header += "through (small) | fail-open |"
-    rule = "| --- " * 10 + "|"
-    for p in report["pooled"]:
-        lines += ["", f"## {p} ({meta['providers'][p]['target']} prices)", "", "All traces pooled:", ""]
-        lines += [header.format("traces"), rule]
-        for label, t in report["pooled"][p].items():
-            lines.append(_row("all", label, t))
-        lines += ["", header.format("trace"), rule]
-        for trace in report["traces"]:
-            for run in trace["runs"]:
-                if p in run["totals"]:
-                    lines.append(_row(f"{trace['id']} ({trace['kind']})", _label(run), run["totals"][p]))
-    lines += ["", "Traces:", ""] + [f"- `{t['id']}`: {t['description']}" for t in report["traces"]]
-    return "\n".join(lines) + "\n"
-
-
-def _row(first: str, label: str, t: Mapping[str, Any]) -> str:
-    retention = f"{_fmt(t['retention_pct'], '.1f', '%')} ({t['retained']}/{t['turns']})"
-    cells = [
-        first,
-        f"`{label}`",
-        retention,
-        _fmt(t["cache_hit_pct"], ".1f", "%"),
-        f"{t['cost']:.4f}",
-        _fmt(t["cost_ratio"], ".2f"),
-        f"{t['tokens_sent']:,}",
-        f"{t['seconds']:.1f}",
-        str(t["passthrough"]),
-        str(t["fail_open"]) + (f" ({t['bugs']} bugs)" if t["bugs"] else ""),
-    ]
-    return "| " + " | ".join(cells) + " |"
-
-
-def write_report(report: Mapping[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "agent_trace.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    (out / "agent_trace.md").write_text(markdown(report), encoding="utf-8")
-
-
-# ------------------------------------------------------------------------------------------------------ CLI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,7 @@ _FLOATS: dict[str, np.dtype[Any]] = {
     "BF16": np.dtype("<u2"),
 }
 # erfc(z) = t·exp(P(t) - z²), t = 1 / (1 + z/2), P's coefficients highest first (Numerical Recipes' erfcc, relative
-# error < 1.2e-7). NumPy has no erf, and importing scipy for one costs ~0.2 s.
+# error < 1.2e-7). NumPy has no erf, and importing scipy for one would undo a light start-up.
 _ERFC = (
     0.17087277,
     -0.82215223,

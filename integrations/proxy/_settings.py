@@ -31,7 +31,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     [routes."/v1/messages".pricing]          # cache prices for cache-stable history (default: the target's)
     input = 3.0                              # $ per million input tokens
     cached = 0.3                             # ... read from the provider's cache
-    write = 3.75                             # ... written to it (Anthropic: 1.25x input)
+    write = 3.75                             # ... written to it
     min_prefix = 1024                        # the shortest prefix it caches
 
     [routes."/v1/gateway/chat"]              # any other path reads as chat completions unless it names a dialect:

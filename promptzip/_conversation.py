@@ -21,8 +21,11 @@ works per turn like this:
    recorded prefix is tried when the longest does not fit. Otherwise, in a conversation seen before, the history
    is **compacted**: everything before the last user turn is compressed fresh to ``headroom`` of the budget (so
    later turns have room to append and the new prefix keeps hitting), recorded as the stable prefix, and the rest
-   is appended as in 2. A request seen for the first time, or one where even that fails, is compressed fresh as a
-   whole (one knapsack over everything: the best use of the budget for this turn).
+   is appended as in 2. The leading messages the provider caches (at least its minimum cacheable prefix, at most
+   ``HEAD_SHARE`` of the compacted history) are kept as they were sent, so only the history after them is
+   rewritten and the compacting request is still partly served from the cache. A request seen for the first
+   time, or one where even that fails, is compressed fresh as a whole (one knapsack over everything: the best use
+   of the budget for this turn).
 4. What was sent is recorded under this request's hash, for the next turn.
 
 ``history="reselect"`` is the stateless behaviour: the whole chat is compressed against the current question.
@@ -50,6 +53,8 @@ __all__ = ["HISTORIES", "compress_conversation"]
 
 HISTORIES = ("stable", "reselect")
 HEADROOM = 0.5  # the share of the budget a compacted history may take: the rest is room for the turns to come
+# The most of a compacted history its cached head may take: the rest is the later history, compressed afresh.
+HEAD_SHARE = 0.75
 _NAMESPACE = "conversation-v1"
 _TRIES = 3  # recorded prefixes tried per request, longest first
 _SLACK = 0.9
@@ -155,7 +160,7 @@ def compress_conversation(
                 result = reused
             break
     if result is None and known and not request.fits:  # a conversation seen before: room for its next turns
-        result = request.compacted(store, hashes)
+        result = request.compacted(store, hashes, known, price)
     if result is None:
         result = request.fresh()
     assert result.messages is not None
@@ -221,22 +226,53 @@ class _Request:
             return None
         return self._as_original(result, k)
 
-    def compacted(self, store: _Store, hashes: list[str]) -> Result | None:
+    def compacted(
+        self, store: _Store, hashes: list[str], known: Sequence[_Prefix], price: CachePricing
+    ) -> Result | None:
         """The history before the last user turn compressed to ``headroom`` of the budget, recorded as the stable
-        prefix, and the rest appended; None when there is no history or it does not fit."""
+        prefix, and the rest appended; None when there is no history or it does not fit. The leading messages the
+        provider has cached (:meth:`_cached_head`) stay as they were sent, so the compacted request still starts
+        with a cached prefix; only the history after them is compressed afresh."""
         msgs = self.msgs
         last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
         if not any(m.get("role") in ("assistant", "tool", "function") for m in msgs[: max(last_user, 0)]):
             return None  # a first turn has no history to compact: one knapsack over all of it is best
-        try:
-            history = self._compress(msgs[:last_user], Budget(tokens=max(1, int(self.limit * self.headroom))))
-        except BudgetError:
-            return None
+        cap = Budget(tokens=max(1, int(self.limit * self.headroom)))
+        head = self._cached_head(known, last_user, price)
+        history: Result | None = None
+        if head:
+            try:
+                history = self._compress([*head, *msgs[len(head) : last_user]], cap, frozen=len(head))
+            except BudgetError:
+                history = None
+        if history is None:
+            try:
+                history = self._compress(msgs[:last_user], cap)
+            except BudgetError:
+                return None
         assert history.messages is not None
         sent = [dict(m) for m in history.messages]
         store.save(hashes[last_user - 1], sent)
         result = self.appended(sent)
         return None if result is None else replace(result, reused_messages=0)
+
+    def _cached_head(self, known: Sequence[_Prefix], last_user: int, price: CachePricing) -> list[dict[str, Any]]:
+        """The longest run of leading messages, as the longest recorded request sent them, that the provider caches
+        (at least ``price.min_prefix`` tokens) and that leaves the rest of the history a share of the compacted
+        budget (at most :data:`HEAD_SHARE` of it); empty when no such run exists. Keeping it makes compaction
+        rewrite only what follows it, so the compacting request is still served that much from the cache."""
+        if not known:
+            return []
+        sent = known[0].sent[: min(known[0].length, last_user)]
+        cap = HEAD_SHARE * self.headroom * self.limit
+        best = 0
+        for h in range(1, len(sent) + 1):
+            tokens = message_tokens(sent[:h], self.count) - REPLY_PRIMING
+            if tokens > cap:
+                break
+            if tokens >= max(price.min_prefix, 1):
+                best = h
+        return [dict(m) for m in sent[:best]]
 
     def worth(self, reused: Result, found: _Prefix, price: CachePricing) -> bool:
         """Is reusing the sent prefix at most as dear as re-selecting? Re-selection would fill the budget and keep

@@ -308,3 +308,29 @@ def test_a_zipper_without_a_cache_still_remembers_its_conversations() -> None:
     assert sent_prefix_is_kept(first, second)
     other = zipper(NullCache())  # and each Zipper has its own
     assert other.compress_messages(conversation(3), rate=0.3).reused_messages == 0
+
+
+def test_compaction_keeps_the_cached_head_it_can() -> None:
+    """A compacting request keeps the leading messages the provider caches (from its minimum cacheable prefix up to
+    a share of the compacted history) as they were sent; with a minimum no head reaches, they are rewritten."""
+
+    def compaction_heads(min_prefix: int) -> list[int]:
+        z = zipper()
+        price = pz.CachePricing(input=1.0, cached=0.5, min_prefix=min_prefix)
+        heads, previous = [], None
+        for t in range(1, 12):
+            r = z.compress_messages(conversation(t), budget=900, pricing=price)
+            assert r.messages is not None
+            assert r.tokens_out <= 900
+            if previous is not None and r.reused_messages == 0:  # a compaction
+                same = 0
+                while same < min(len(previous), len(r.messages)) and previous[same] == r.messages[same]:
+                    same += 1
+                heads.append(message_tokens(list(r.messages[:same]), z.tokenizer.count) if same else 0)
+            previous = list(r.messages)
+        return heads
+
+    cached, uncached = compaction_heads(150), compaction_heads(100_000)
+    assert len(cached) == len(uncached) >= 2
+    assert any(c >= 150 for c in cached)  # a compaction was served a cacheable head
+    assert sum(cached) > sum(uncached)

@@ -364,8 +364,11 @@ class Zipper:
     ) -> tuple[int, int, int]:
         """(tokens in, the resolved budget, what the instruction, question, their separators and ``extra_fixed``
         take of it); a BudgetError when the budget is not positive or the fixed parts alone exceed it."""
-        original = self.assemble(instruction or "", *(s.text for s, _ in sources), question or "")
-        tokens_in = self.tokenizer.count(original) + tokens_in_extra
+        # Counted as its parts (count_joined): each document with its separator is remembered, so a new question
+        # over known documents does not count the whole input again.
+        parts = [p for p in (instruction or "", *(s.text for s, _ in sources), question or "") if p]
+        joined = [piece for i, p in enumerate(parts) for piece in ((self.separator, p) if i else (p,))]
+        tokens_in = self.tokenizer.count_joined(joined) + tokens_in_extra
         limit = spec.resolve(tokens_in)
         if limit <= 0:
             raise BudgetError(f"the budget resolves to {limit} tokens for {tokens_in} input tokens", budget=limit)

@@ -35,6 +35,7 @@ __all__ = ["HFTokenizer", "TextMemo", "TiktokenTokenizer", "Tokenizer", "get_tok
 V = TypeVar("V")
 
 TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base", "p50k_base", "r50k_base")
+_NEWLINE_CUT_ENCODINGS = frozenset({"o200k_base", "cl100k_base"})  # TiktokenTokenizer.count_joined
 # Used when tiktoken's own model table does not know a name (it matches prefixes, this is the fallback).
 _MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-4o", "o200k_base"),
@@ -238,13 +239,24 @@ class TiktokenTokenizer(Tokenizer):
         holds a non-space character followed by a space, no look-behind, and their only look-aheads and anchors
         (``\\s+(?!\\S)``, ``\\s++$``) concern whitespace runs, which cannot end at such a cut. So the pieces
         of the whole are the pieces of the runs, each piece is encoded on its own, and the counts add up exactly.
-        A sentence stitched to others by a space is thus counted once, ever, whatever it is joined to."""
+        A sentence stitched to others by a space is thus counted once, ever, whatever it is joined to.
+
+        In cl100k and o200k a cut after a part that ends with a line break, before one that starts with a
+        non-whitespace character, is safe too: a piece that holds a line break is a whitespace run ending in line
+        breaks (``\\s*[\\r\\n]+``, tried before the look-ahead patterns and greedy whatever follows) or punctuation
+        followed by line breaks, and no piece starts with a line break followed by anything else. So a document
+        joined to a new question by a blank line is counted once too. (GPT-2's patterns split a whitespace run
+        before a non-space character, so p50k and r50k do not get this cut.)"""
         total = 0
         run: list[str] = []
+        newline_cuts = self.name in _NEWLINE_CUT_ENCODINGS
         for part in parts:
             if not part:
                 continue
-            if run and part[0] == " " and not run[-1][-1].isspace():  # str.isspace() covers the regex class \s
+            if run and (
+                (part[0] == " " and not run[-1][-1].isspace())  # str.isspace() covers the regex class \s
+                or (newline_cuts and run[-1][-1] in "\r\n" and not part[0].isspace())
+            ):
                 total += self.count(run[0] if len(run) == 1 else "".join(run))
                 run = [part]
             else:

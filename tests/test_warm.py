@@ -92,6 +92,26 @@ def test_joined_counts_equal_the_count_of_the_joined_text(encoding: str) -> None
     assert cases == 3000
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_joined_counts_across_line_breaks_equal_the_count_of_the_joined_text(encoding: str) -> None:
+    """Documents, separators and questions joined as a prompt is assembled: cuts after a line break (trailing
+    spaces, punctuation or a carriage return before it) before any kind of next part count as the whole."""
+    tok = get_tokenizer(encoding)
+    rng = random.Random(11)
+    ends = ["", ".", "  ", ":", "?!", " -", ")", "\r", "\u3002"]
+    breaks = ["\n", "\n\n", "\r\n", " \n", ".\n\n", "\n\n\n", "\t\n"]
+    starts = ["What", "what", "1999", " Who", "(a)", "<doc>", "#", "«Quoi", "\u00e9t\u00e9", "'s", "\u4f60\u597d", "-"]
+    bodies = [SOTU[a:b] for a, b in sentence_spans(SOTU)[:60]]
+    for _ in range(2000):
+        parts: list[str] = []
+        for _ in range(rng.randint(1, 5)):
+            parts += [rng.choice(bodies) + rng.choice(ends), rng.choice(breaks)]
+        parts.append(rng.choice(starts) + " " + rng.choice(bodies))
+        if rng.random() < 0.3:  # a separator glued to its document, as a memoized run
+            parts[0:2] = ["".join(parts[0:2])]
+        assert tok.count_joined(parts) == _fresh(encoding, "".join(parts)), parts
+
+
 def test_huggingface_counts_are_remembered_and_exact() -> None:
     tok = get_tokenizer("hf:minilm")
     expected = [len(tok.encode(t)) for t in TEXTS[:11]]

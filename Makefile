@@ -62,6 +62,8 @@ pytest: install data system-deps
 test: lint typecheck pytest
 
 bench: install
+	@# the cascade's static model, distilled before the rows time anything (once per user cache)
+	$(PY) -P -m promptzip.retrievers.static
 	$(PY) -P -m promptzip.evals.bench
 	@# the warm path per stage and its curve to 100k tokens (evals/results/warm_path.md), one thread
 	$(PY) -P -m promptzip.evals.bench --warm-breakdown --sizes 1000,4000,10000,30000,100000 --presets fast \

@@ -8,7 +8,8 @@ fresh subprocess, so its peak memory (RSS) is its own:
 
 * promptzip presets: the models are loaded first (load time reported apart); **cold** = a new Zipper with an empty
   in-memory cache; **warm** = the same text again with a different question (every sentence embedding comes from
-  the cache: the "compress once, cache, reuse" path). Budget = input / 10.
+  the cache: the "compress once, cache, reuse" path). Budget = input / 10. The :data:`VARIANTS` run beside their
+  preset (``fast-cascade``: ``fast`` with ``cascade=True``), and the report sets each against its preset.
 * llmlingua (LLMLingua-1, LongLLMLingua; SmolLM2-135M, their own environment, see ``baselines.py``): one call per
   size (it has no cache, so there is no warm figure), at the sizes given by ``--llmlingua-sizes`` (default 1k and
   4k: a 16k LongLLMLingua call takes several minutes on this 2-core CPU, and 64k tens of minutes).
@@ -38,7 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptzip.evals._bench_inputs import RATIO, build_input, cpus, input_source, spawn
+from promptzip.evals._bench_inputs import RATIO, build_input, cpus, input_source, spawn, warm_input
+from promptzip.evals._bench_variants import VARIANTS, variant_lines
 from promptzip.evals.warm_path import WARM_SIZES, _child_warm, _warm_from_args
 
 __all__ = ["main", "run"]
@@ -51,17 +53,22 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child_preset(preset: str, size: int) -> dict[str, Any]:
+def _child_preset(name: str, size: int) -> dict[str, Any]:
     import promptzip as pz
     from promptzip._cache import MemoryCache
+    from promptzip._warm import warm_texts
 
+    preset, options = VARIANTS.get(name, (name, {}))
     text, question, other = build_input(size)
     started = time.perf_counter()
-    warmup = pz.Zipper.from_preset(preset, target="o200k_base", cache="memory")
-    warmup.compress("Models load once. Then they stay.", question="What loads?", budget=50)
+    warmup = pz.Zipper.from_preset(preset, target="o200k_base", cache="memory", **options)
+    # more than the budget, so that the stack runs and loads its models (a text that fits is kept as it is)
+    warmup.compress(
+        "Models load once. Then they stay. Every later call reuses them. None loads twice.", question="What?", budget=12
+    )
     load_s = time.perf_counter() - started
     rss_loaded = _peak_rss_mb()
-    zipper = pz.Zipper.from_preset(preset, target="o200k_base", cache=MemoryCache(max_bytes=1 << 30))
+    zipper = pz.Zipper.from_preset(preset, target="o200k_base", cache=MemoryCache(max_bytes=1 << 30), **options)
     tokens = zipper.tokenizer.count(text)
     budget = tokens // RATIO
     t = time.perf_counter()
@@ -70,13 +77,19 @@ def _child_preset(preset: str, size: int) -> dict[str, Any]:
     t = time.perf_counter()
     warm = zipper.compress(text, question=other, budget=budget)
     warm_s = time.perf_counter() - t
+    # index-time warm-up (``promptzip warm``): every sentence's vector cached, then a third question
+    warm_texts(zipper, [text])
+    t = time.perf_counter()
+    zipper.compress(text, question=warm_input(size)[1][2], budget=budget)
+    indexed_s = time.perf_counter() - t
     return {
-        "method": f"promptzip-{preset}",
+        "method": f"promptzip-{name}",
         "tokens": tokens,
         "budget": budget,
         "load_s": load_s,
         "cold_s": cold_s,
         "warm_s": warm_s,
+        "indexed_s": indexed_s,
         "cold_tokens_per_s": tokens / cold_s,
         "warm_tokens_per_s": tokens / warm_s,
         "ratio_cold": cold.ratio,
@@ -153,21 +166,26 @@ def run(
 
     if presets is not None:
         names = [p for p in presets if p != "none"]
-    else:  # every preset but the slow ones (``max`` generates text per chunk: name it to bench it)
+    else:  # every preset but the slow ones (``max`` generates text per chunk: name it to bench it), and the variants
         names = [p for p in registries.presets.names() if not getattr(registries.presets.get(p), "slow", False)]
+        names += [v for v, (p, _) in VARIANTS.items() if p in names]
     specs: list[dict[str, Any]] = [{"kind": "preset", "name": p, "size": s} for p in names for s in sizes]
     specs += [{"kind": "llmlingua", "name": m, "size": s} for m in llmlingua for s in llmlingua_sizes]
     for spec in specs:
         spec["threads"] = threads
     rows = []
+    load_before = os.getloadavg()
     for spec in tqdm(specs, desc="bench", disable=not progress, file=sys.stderr):
         row = spawn(spec, timeout)
+        row["source"], row["date"] = input_source(), time.strftime("%Y-%m-%d")
         rows.append(row)
         if progress:
             shown = {k: row.get(k) for k in ("method", "size", "cold_s", "warm_s", "peak_rss_mb", "error")}
             print(json.dumps(shown), file=sys.stderr)
     return {
         "machine": f"{platform.machine()} CPU, {cpus()} cores (shared), Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average": [load_before, os.getloadavg()],
         "ratio": RATIO,
         "source": input_source(),
         "threads": threads,
@@ -181,31 +199,52 @@ def _fmt(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
+def _load(report: dict[str, Any]) -> str:
+    loads = report.get("load_average")
+    if not loads:
+        return ""
+    before, after = (" / ".join(f"{x:.2f}" for x in pair) for pair in loads)
+    return f" Load average (1/5/15 min) {before} before the run, {after} after."
+
+
 def markdown(report: dict[str, Any]) -> str:
+    source = report.get("source", "concatenated SQuAD dev articles")
     lines = [
         "# promptzip bench",
         "",
-        f"{report['machine']}, {report.get('threads', 1)} torch thread(s) per process. Query-aware compression at "
-        f"{report['ratio']}x of {report.get('source', 'concatenated SQuAD dev articles')}; "
+        f"{report['machine']}, {report.get('threads', 1)} torch thread(s) per process"
+        f"{', ' + report['date'] if report.get('date') else ''}.{_load(report)} Query-aware compression at "
+        f"{report['ratio']}x of {source}; "
         "each row is a fresh process (models loaded first; load time and RSS after load shown apart). Cold: empty "
         "cache. Warm: same text, new question, warm cache. llmlingua has no cache (no warm figure) and runs at "
-        f"{', '.join(f'{s // 1000}k' for s in report['llmlingua_sizes'])} only (16k+ takes minutes per call here).",
+        f"{', '.join(f'{s // 1000}k' for s in report['llmlingua_sizes'])} only (16k+ takes minutes per call here). "
+        "promptzip-fast-cascade is `fast` with `cascade=True`: its warm call encodes the sentences that only the new "
+        "question makes candidates (those of the first question are cached).",
         "",
         "| method | tokens | cold s | warm s | cold tok/s | warm tok/s | ratio (cold/warm) | peak RSS MB | "
         "RSS after load MB | load s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    earlier = set()
     for r in report["rows"]:
+        mark = ""
+        if r.get("source", source) != source:
+            mark = " †"
+            earlier.add((r["source"], r.get("date") or ""))
         if "error" in r:
-            lines.append(f"| {r['method']} | ~{r['size']} | error: {r['error'][:80]} | | | | | | | |")
+            lines.append(f"| {r['method']}{mark} | ~{r['size']} | error: {r['error'][:80]} | | | | | | | |")
             continue
         ratio = f"{_fmt(r['ratio_cold'], '.1f')}/{_fmt(r['ratio_warm'], '.1f')}"
         lines.append(
-            f"| {r['method']} | {r['tokens']} | {r['cold_s']:.2f} | {_fmt(r['warm_s'], '.3f')} | "
+            f"| {r['method']}{mark} | {r['tokens']} | {r['cold_s']:.2f} | {_fmt(r['warm_s'], '.3f')} | "
             f"{r['cold_tokens_per_s']:.0f} | {_fmt(r['warm_tokens_per_s'], '.0f')} | {ratio} | "
             f"{r['peak_rss_mb']:.0f} | {r['rss_after_load_mb']:.0f} | {r['load_s']:.1f} |"
         )
     lines.append("")
+    if earlier:
+        runs = "; ".join(s + (f" ({d})" if d else "") for s, d in sorted(earlier))
+        lines += [f"† from an earlier run on {runs}.", ""]
+    lines += variant_lines(report, source)
     return "\n".join(lines)
 
 
@@ -296,6 +335,9 @@ def run_from_args(args: argparse.Namespace, out: Any = None, err: Any = None) ->
     previous = folder / "bench.json"
     if args.append and previous.is_file():  # add rows to an earlier run (e.g. llmlingua at one more size)
         old = json.loads(previous.read_text(encoding="utf-8"))
+        for r in old["rows"]:  # where and when they were measured, for the report's marks
+            r.setdefault("source", old.get("source", "concatenated SQuAD dev articles"))
+            r.setdefault("date", old.get("date"))
         fresh = {(r["method"], r["size"]) for r in report["rows"]}
         report["rows"] = [r for r in old["rows"] if (r["method"], r["size"]) not in fresh] + report["rows"]
         report["sizes"] = sorted(set(old.get("sizes", [])) | set(report["sizes"]))

@@ -1,5 +1,6 @@
-"""promptzip's own entries in the eval: every preset (``promptzip-<preset>``), the compressors run on their own
-(``promptzip-token-classifier``, ``promptzip-self-information``: task-agnostic word pruning) and the sparse anchor
+"""promptzip's own entries in the eval: every preset (``promptzip-<preset>``), preset options worth their own entry
+(``promptzip-fast-cascade``: ``fast`` with ``cascade=True``, :data:`PRESET_VARIANTS`), the compressors run on their
+own (``promptzip-token-classifier``, ``promptzip-self-information``: task-agnostic word pruning) and the sparse anchor
 ``bm25-sentences`` (BM25 under the same knapsack). :func:`register_promptzip` adds them to the method registry;
 presets are looked up when it runs, so a plug-in preset registered before the eval is evaluated too.
 """
@@ -11,15 +12,23 @@ from typing import Any
 from promptzip.evals.methods import TOKENIZER, Method, Output
 from promptzip.evals.suites import Item
 
-__all__ = ["BM25Sentences", "PresetMethod", "TokenPruneMethod", "register_promptzip"]
+__all__ = ["PRESET_VARIANTS", "BM25Sentences", "PresetMethod", "TokenPruneMethod", "register_promptzip"]
+
+# Entries for a preset with options: method name → (preset, options).
+PRESET_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "promptzip-fast-cascade": ("fast", {"cascade": True}),
+}
 
 
 class PresetMethod(Method):
     """A promptzip preset, one shared Zipper (in-memory cache, as a deployment would keep one) for all items."""
 
-    def __init__(self, preset: str, *, seed: int = 0) -> None:
+    def __init__(
+        self, preset: str, *, seed: int = 0, options: dict[str, Any] | None = None, name: str | None = None
+    ) -> None:
         self.preset = preset
-        self.name = f"promptzip-{preset}"
+        self.options = dict(options or {})
+        self.name = name or f"promptzip-{preset}"
         self.zipper: Any = None
         self.retries = 0
 
@@ -27,13 +36,14 @@ class PresetMethod(Method):
     def description(self) -> str:  # type: ignore[override]
         from promptzip._registry import registries
 
-        return f"promptzip preset {self.preset!r}: {registries.presets.describe(self.preset)}"
+        given = f" with {', '.join(f'{k}={v!r}' for k, v in self.options.items())}" if self.options else ""
+        return f"promptzip preset {self.preset!r}{given}: {registries.presets.describe(self.preset)}"
 
     def prepare(self) -> None:
         import promptzip as pz
 
         if self.zipper is None:
-            self.zipper = pz.Zipper.from_preset(self.preset, target=TOKENIZER, cache="memory")
+            self.zipper = pz.Zipper.from_preset(self.preset, target=TOKENIZER, cache="memory", **self.options)
             self.zipper.compress("Warm up the models. They load once.", question="What loads?", budget=50)
 
     def _compress(self, item: Item, budget: int) -> Output:
@@ -122,8 +132,8 @@ class SelfInformationPrune(TokenPruneMethod):
 
 
 def register_promptzip(methods: Any) -> None:
-    """Register the anchor, the token-level compressors and one method per registered preset (a preset marked
-    slow, like ``max``, stays out of quick and default runs, as a slow baseline does)."""
+    """Register the anchor, the token-level compressors, one method per registered preset (a preset marked slow,
+    like ``max``, stays out of quick and default runs, as a slow baseline does) and the :data:`PRESET_VARIANTS`."""
     from promptzip._registry import registries
 
     named: tuple[tuple[str, type[Method]], ...] = (
@@ -143,3 +153,12 @@ def register_promptzip(methods: Any) -> None:
 
             factory.slow = bool(getattr(registries.presets.get(preset), "slow", False))  # type: ignore[attr-defined]
             methods.register(name, factory, help=f"preset {preset}")
+    for name, (preset, options) in PRESET_VARIANTS.items():
+        if name not in methods and preset in registries.presets:
+
+            def variant(name: str = name, preset: str = preset, options: dict[str, Any] = options, **kw: Any) -> Method:
+                return PresetMethod(preset, options=options, name=name, **kw)
+
+            variant.slow = bool(getattr(registries.presets.get(preset), "slow", False))  # type: ignore[attr-defined]
+            given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+            methods.register(name, variant, help=f"preset {preset} with {given}")

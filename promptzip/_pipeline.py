@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from promptzip._budget_scope import budget_scope
 from promptzip._cache import Cache, MemoryCache, cache_from_url
 from promptzip._deadline import check
 from promptzip._errors import BudgetError, ConfigError
@@ -396,7 +397,8 @@ class Zipper:
             check("splitting")
             token = _timings.set(timings)
             try:
-                groups = self.compressor.propose(chunks, query, self.tokenizer)
+                with budget_scope(available):  # what the context may take: the cascade reads only what it can use
+                    groups = self.compressor.propose(chunks, query, self.tokenizer)
             finally:
                 _timings.reset(token)
             check("the compressor")

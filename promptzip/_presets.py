@@ -85,8 +85,11 @@ class FastPreset:
     ``model="minilm-qa"``: the packaged MiniLM with LoRA deltas trained on SQuAD-shifts questions and their answer
     sentences (:mod:`promptzip.retrievers.qa_encoder`); ``model="minilm"`` is the packaged encoder as is.
     ``rerank``: a cross-encoder name or folder, or a Scorer, that re-orders the best ``rerank_top_k`` sentences
-    (none is packaged). The selection options are :class:`~promptzip.compressors.extractive.ExtractiveCompressor`'s;
-    the values here were chosen on SQuAD-shifts new_wiki and nyt (training text) with ``promptzip.evals.tune``.
+    (none is packaged). ``cascade=True``: BM25 + a static model distilled from ``model`` rank every sentence first,
+    and the encoder reads only the best ones up to ``cascade_factor`` times the budget
+    (:mod:`promptzip.retrievers.cascade`). The selection options are
+    :class:`~promptzip.compressors.extractive.ExtractiveCompressor`'s; the values here were chosen on SQuAD-shifts
+    new_wiki and nyt (training text) with ``promptzip.evals.tune``.
     """
 
     slow: ClassVar[bool] = False
@@ -97,6 +100,8 @@ class FastPreset:
     rerank: Any = None
     rerank_top_k: int = 24
     rerank_weight: float = 0.0
+    cascade: bool = False
+    cascade_factor: float = 3.0  # chosen on training text: evals/results/cascade_factor.md
     sharpness: float = 4.0
     max_variants: int = 12
     min_relevance: float | None = 0.2
@@ -121,10 +126,13 @@ class FastPreset:
             _unit(name, getattr(self, name))
         if self.rerank_top_k < 1 or self.max_variants < 1:
             raise ConfigError("rerank_top_k and max_variants must be at least 1")
+        if not isinstance(self.cascade, bool) or not self.cascade_factor > 0:
+            raise ConfigError(f"cascade must be a bool and cascade_factor positive, got {self.cascade_factor!r}")
 
     def selection(self) -> dict[str, Any]:
         """The ExtractiveCompressor's options."""
         own = {"model", "precision", "hybrid_weight", "rerank", "rerank_top_k", "rerank_weight"}
+        own |= {"cascade", "cascade_factor"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(FastPreset) if f.name not in own}
 
     def scorer(self, *, cache: Cache, progress: bool) -> Scorer:
@@ -134,6 +142,10 @@ class FastPreset:
 
         dense = DenseScorer(self.model, cache=cache, progress=progress, precision=self.precision)
         scorer: Scorer = HybridScorer(dense, BM25Scorer(), weight=self.hybrid_weight)
+        if self.cascade:  # the same two scorers, the encoder on the budget's candidates only
+            from promptzip.retrievers.cascade import CascadeScorer
+
+            scorer = CascadeScorer(dense, BM25Scorer(), weight=self.hybrid_weight, factor=self.cascade_factor)
         if self.rerank is None:
             return scorer
         from promptzip.retrievers.rerank import CrossEncoderReranker, RerankedScorer
@@ -153,7 +165,8 @@ class FastPreset:
     def build(self, *, cache: Cache, progress: bool = False) -> PresetParts:
         return PresetParts(
             self.extractive(cache=cache, progress=progress),
-            f"hybrid relevance ({self.model} + BM25) + extractive sentence selection",
+            f"{'cascaded ' if self.cascade else ''}hybrid relevance ({self.model} + BM25) + extractive sentence "
+            "selection",
         )
 
 

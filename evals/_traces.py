@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptzip.evals.metrics import answer_retained
+from promptzip.evals.records import GSM8K_GROUP, gsm8k_articles
 
-if TYPE_CHECKING:  # the records module (and the data module) load only when a corpus is read
+if TYPE_CHECKING:  # the data module loads only when a corpus is read
     from promptzip.evals.records import SquadArticle
 
 __all__ = [
@@ -65,7 +66,6 @@ __all__ = [
 
 Message = dict[str, Any]
 KINDS = ("rag", "tool-json", "tool-log", "code")
-GSM8K_GROUP = 64
 RAG_SYSTEM = (
     "You are a research assistant. Answer each question from the passages retrieved for it in this conversation. "
     "Answer with the shortest span of a passage that answers the question; if no passage answers it, say so."
@@ -144,30 +144,6 @@ def _squad() -> list[SquadArticle]:
     from promptzip.evals.data import load_squad_dev
 
     return load_squad_dev()
-
-
-def _asked(problem: str) -> str:
-    """The sentence of a GSM8K problem that asks (its last, when it is a question of 5 words or more), else all."""
-    last = re.split(r"(?<=[.!?])\s+", problem.strip())[-1]
-    return last if last.endswith("?") and len(last.split()) >= 5 else problem.strip()
-
-
-def gsm8k_articles(problems: Sequence[Any], group: int = GSM8K_GROUP) -> list[SquadArticle]:
-    """GSM8K problems as articles of ``group`` consecutive problems: each paragraph is "problem + worked solution",
-    its question the problem's asking sentence (a user asks that; retrieval brings worked solutions), its answer
-    the text after ``####``."""
-    from promptzip.evals.records import squad_article
-
-    articles = []
-    for start in range(0, len(problems) - group + 1, group):
-        raw = []
-        for k, p in enumerate(problems[start : start + group]):
-            answer = p.answer.rsplit("####", 1)[-1].strip()
-            context = f"Problem: {p.question}\nSolution: {p.answer}"
-            qa = {"id": f"gsm8k-{start + k}", "question": _asked(p.question), "answers": [{"text": answer}]}
-            raw.append({"context": context, "qas": [qa]})
-        articles.append(squad_article(f"GSM8K test problems {start + 1}-{start + group}", raw))
-    return articles
 
 
 def _gsm8k() -> list[SquadArticle]:

@@ -16,6 +16,7 @@ from typing import Any
 from promptzip.evals._download import DataError
 
 __all__ = [
+    "GSM8K_GROUP",
     "GSM8KDemo",
     "GSM8KProblem",
     "Paragraph",
@@ -23,6 +24,8 @@ __all__ = [
     "Question",
     "SquadArticle",
     "SummaryPair",
+    "gsm8k_articles",
+    "gsm8k_asked",
     "gsm8k_problem",
     "parse_cot_demos",
     "passage_answer",
@@ -173,6 +176,34 @@ def gsm8k_problem(line: str) -> GSM8KProblem:
         return GSM8KProblem(question=str(record["question"]), answer=str(record["answer"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"bad GSM8K record {line[:80]!r}: {exc}") from exc
+
+
+GSM8K_GROUP = 64
+"""Problems per article in :func:`gsm8k_articles` by default (the agent traces' GSM8K corpus)."""
+
+
+def gsm8k_asked(problem: str) -> str:
+    """The sentence of a GSM8K problem that asks (its last, when it is a question of 5 words or more), else all."""
+    last = re.split(r"(?<=[.!?])\s+", problem.strip())[-1]
+    return last if last.endswith("?") and len(last.split()) >= 5 else problem.strip()
+
+
+def gsm8k_articles(problems: Sequence[GSM8KProblem], group: int = GSM8K_GROUP) -> list[SquadArticle]:
+    """GSM8K problems as articles of ``group`` consecutive problems (a last, shorter group is left out): each
+    paragraph is "problem + worked solution", its question the problem's asking sentence (a user asks that;
+    retrieval brings worked solutions), its answer the text after ``####``."""
+    if group < 1:
+        raise DataError(f"group must be at least 1, not {group}")
+    articles = []
+    for start in range(0, len(problems) - group + 1, group):
+        raw = []
+        for k, p in enumerate(problems[start : start + group]):
+            answer = p.answer.rsplit("####", 1)[-1].strip()
+            context = f"Problem: {p.question}\nSolution: {p.answer}"
+            qa = {"id": f"gsm8k-{start + k}", "question": gsm8k_asked(p.question), "answers": [{"text": answer}]}
+            raw.append({"context": context, "qas": [qa]})
+        articles.append(squad_article(f"GSM8K test problems {start + 1}-{start + group}", raw))
+    return articles
 
 
 def parse_cot_demos(text: str) -> list[GSM8KDemo]:

@@ -1,5 +1,9 @@
 """Reports: ``results.json`` (aggregates), ``results.md`` (tables) and plots, all rebuilt from the record files.
 
+A rebuild merges per suite: ``results.json`` keeps, under ``runs``, each suite's provenance (when, by which
+command, on which machine, with which notes), and a suite whose figures did not change keeps the provenance it had,
+so a run of one suite stamps only that suite. A suite that has lost its record files keeps its last entry.
+
 ``retention.png``: retention (or reference-summary recall) vs compression ratio, one panel per suite, one line per
 method with 95% intervals. ``latency.png``: compressor seconds per item vs input length, from the same records.
 """
@@ -17,7 +21,7 @@ from typing import Any
 from promptzip.evals.metrics import RETENTION_METRIC, scored_with_current_metric
 from promptzip.evals.suites import SUITES
 
-__all__ = ["NOTES", "build_report", "markdown", "plot_latency", "plot_retention"]
+__all__ = ["NOTES", "build_report", "markdown", "merge_suites", "plot_latency", "plot_retention"]
 
 NOTES = (
     "promptzip counts the question in its budget (the whole prompt must fit), so the harness gives it the context "
@@ -34,8 +38,9 @@ NOTES = (
     "promptzip (its in-memory cache) and the LangChain filter (an embeddings cache in the wrapper) keep sentence "
     "or document embeddings across the questions of one article, as a deployment would: their eval latency is "
     "mostly warm (the first question on an article pays the encoding); `promptzip bench` separates cold and warm.",
-    "Latencies were measured on a 2-core machine shared with other jobs (load average 12-16 during the runs), one "
-    "torch thread per process: absolute times are pessimistic, comparisons between rows of one run are fair.",
+    "Latencies were measured on a 2-core machine shared with other jobs, one torch thread per process: absolute "
+    "times are pessimistic, comparisons between rows of one run are fair; each suite's run line says when it ran "
+    "and under what load.",
 )
 
 
@@ -153,7 +158,8 @@ def markdown(results: Mapping[str, Any]) -> str:
     out = [
         "# promptzip evaluation results",
         "",
-        f"Generated {meta['generated']} by `{meta['command']}` on {meta['machine']}. Budgets are per item, "
+        f"Rebuilt {meta['generated']} (last command `{meta['command']}`) on {meta['machine']}; each suite names the "
+        "run that produced its figures. Budgets are per item, "
         "`floor(o200k tokens of the context / ratio)`; every output is measured in o200k tokens. Retention: a gold "
         "answer string survives (both sides lower-cased, without articles, every non-word character a space: "
         f"retention metric v{RETENTION_METRIC}), with 95% Wilson intervals; n counts questions. Failures count as "
@@ -173,6 +179,10 @@ def markdown(results: Mapping[str, Any]) -> str:
         out.append(f"{entry['items']} items in the suite; cells: {what} [95% CI] at each target ratio.")
         for note in entry.get("notes", []):
             out.append(f"Note: {note}.")
+        run = results.get("runs", {}).get(name)
+        if run:
+            out.append(f"Run: {run['generated']}, `{run['command']}`, {run['machine']}.")
+            out += [f"Run note: {note.rstrip('.')}." for note in run.get("notes", [])]
         out.append("")
         methods = {m: v["by_ratio"] for m, v in entry["methods"].items()}
         out += _headline(entry, methods, kind, ratios)
@@ -336,14 +346,19 @@ def build_report(
     from promptzip.evals.runner import aggregate, load_records
 
     metas, records = load_records(out)
+    stamp = {
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "machine": _machine(),
+        "notes": list(notes or []),
+    }
+    previous_path = out / "results.json"
+    previous = json.loads(previous_path.read_text(encoding="utf-8")) if previous_path.is_file() else {}
+    suites, runs = merge_suites(previous, aggregate(metas, records), stamp)
     results: dict[str, Any] = {
-        "meta": {
-            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": command,
-            "machine": _machine(),
-            "notes": [*NOTES, *(notes or [])],
-        },
-        "suites": aggregate(metas, records),
+        "meta": {**{k: v for k, v in stamp.items() if k != "notes"}, "notes": list(NOTES)},
+        "suites": suites,
+        "runs": runs,
     }
     downstream = out / "downstream.json"
     if downstream.is_file():
@@ -356,6 +371,36 @@ def build_report(
     if readme is not None:
         update_readme(readme, results)
     return results
+
+
+def merge_suites(
+    previous: Mapping[str, Any], suites: Mapping[str, Any], stamp: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(suites, runs)``: the freshly aggregated ``suites`` plus every suite of the ``previous`` results that has no
+    records any more (kept verbatim), and each suite's provenance: ``stamp`` where its entry is new or changed, else
+    the one it had (for results written before provenance was kept per suite: their meta, with the notes that
+    were not the standing :data:`NOTES`)."""
+    old_suites: Mapping[str, Any] = previous.get("suites", {})
+    old_runs: Mapping[str, Any] = previous.get("runs", {})
+    meta = previous.get("meta", {})
+    legacy = {
+        "generated": meta.get("generated", "unknown"),
+        "command": meta.get("command", "unknown"),
+        "machine": meta.get("machine", "unknown"),
+        "notes": [n for n in meta.get("notes", []) if n not in NOTES],
+    }
+    merged: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
+    for name, entry in suites.items():
+        plain = json.loads(json.dumps(entry))  # as it reads back from results.json (tuples as lists)
+        merged[name] = plain
+        unchanged = name in old_suites and old_suites[name] == plain
+        runs[name] = dict(old_runs.get(name, legacy)) if unchanged else dict(stamp)
+    for name, entry in old_suites.items():
+        if name not in merged:
+            merged[name] = entry
+            runs[name] = dict(old_runs.get(name, legacy))
+    return merged, runs
 
 
 README_START = "<!-- results:squad-qa:start (written by promptzip eval) -->"

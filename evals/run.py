@@ -5,10 +5,13 @@
     python -P -m promptzip.evals.run --baselines-only        # the slow baselines (their own environment)
     python -P -m promptzip.evals.run --report-only           # rebuild results.json/.md and plots from records
 
-Full-run sizes: SQuAD 500 sampled questions (whole articles), Quoref/DROP 200 questions each, every SQuAD article
-task-agnostically, 100 CNN/DM and 100 XSum documents; the slow baselines take ``--n-slow`` items per suite (one per
-article) and ``--n-slow-articles`` whole articles in the task-agnostic SQuAD suite. Every method that runs on a
-suite writes its own record file, so runs of different methods can happen apart and add up in one report.
+Full-run sizes: SQuAD 500 sampled questions (whole articles), Quoref/DROP 200 questions each, GSM8K 300 questions,
+every SQuAD and GSM8K article task-agnostically, 100 CNN/DM and 100 XSum documents; the slow baselines take
+``--n-slow`` items per suite (one per article) and ``--n-slow-articles`` whole articles in the task-agnostic SQuAD
+suite. Every method that runs on a suite writes its own record file, so runs of different methods can happen apart
+and add up in one report; a run of some suites rebuilds the report from every suite's records, and each suite keeps
+the provenance (date, command, notes) of the run that last changed its figures
+(:func:`promptzip.evals.report.build_report`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,26 @@ if TYPE_CHECKING:
 
 __all__ = ["EvalConfig", "add_arguments", "main", "run_eval"]
 
-FULL_SIZES = {"squad-qa": 500, "quoref-qa": 200, "drop-qa": 200, "squad-agnostic": 48, "cnn_dm": 100, "xsum": 100}
-QUICK_SIZES = {"squad-qa": 10, "quoref-qa": 5, "drop-qa": 5, "squad-agnostic": 2, "cnn_dm": 5, "xsum": 5}
+FULL_SIZES = {
+    "squad-qa": 500,
+    "quoref-qa": 200,
+    "drop-qa": 200,
+    "gsm8k-qa": 300,
+    "squad-agnostic": 48,
+    "gsm8k-agnostic": 32,
+    "cnn_dm": 100,
+    "xsum": 100,
+}
+QUICK_SIZES = {
+    "squad-qa": 10,
+    "quoref-qa": 5,
+    "drop-qa": 5,
+    "gsm8k-qa": 10,
+    "squad-agnostic": 2,
+    "gsm8k-agnostic": 2,
+    "cnn_dm": 5,
+    "xsum": 5,
+}
 DOWNSTREAM_METHODS = ("oracle", "promptzip-fast", "langchain-embeddings-filter", "first-k")
 
 
@@ -75,7 +96,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    command = "promptzip eval --quick" if config.quick else "promptzip eval"
+    command = _command(config)
     # A full run into the repository's results folder also rewrites the README's Results table.
     default_out = not config.quick and out.resolve() == Path("evals/results").resolve()
     readme = Path("README.md") if default_out else None
@@ -87,6 +108,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     _set_threads(config.threads)
     sizes = dict(QUICK_SIZES if config.quick else FULL_SIZES)
     sizes.update(config.n)
+    load_before = _load_average()
     names = [] if config.downstream_only else _selected_methods(config)
     methods = [create_method(name, seed=config.seed) for name in names]
     try:
@@ -116,7 +138,23 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     finally:
         for method in methods:
             method.close()
-    return build_report(out, command=command, notes=config.notes, readme=readme)
+    load = f"load average (1 min) before / after the run: {load_before} / {_load_average()}"
+    return build_report(out, command=command, notes=[*config.notes, load], readme=readme)
+
+
+def _command(config: EvalConfig) -> str:
+    """The command line that reproduces this run (the options that choose what runs)."""
+    parts = ["promptzip eval"] + (["--quick"] if config.quick else [])
+    parts += [f"--suites {','.join(config.suites)}"] if config.suites else []
+    parts += [f"--methods {','.join(config.methods)}"] if config.methods else []
+    parts += [f"--n {suite}={n}" for suite, n in config.n.items()]
+    parts += [f"--seed {config.seed}"] if config.seed else []
+    parts += ["--baselines-only"] if config.baselines_only else (["--baselines"] if config.baselines else [])
+    return " ".join(parts)
+
+
+def _load_average() -> str:
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
 
 
 def downstream_items(items: Sequence[Item], n: int, articles: int) -> list[Item]:
@@ -167,6 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="keep items already recorded without failure; run the others"
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the record files")
+    parser.add_argument("--note", action="append", default=[], help="a note on this run for the report (repeatable)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--list", action="store_true", help="list suites and methods, then exit")
 
@@ -198,6 +237,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         resume=args.resume,
         report_only=args.report_only,
         progress=not args.no_progress,
+        notes=list(args.note),
     )
 
 

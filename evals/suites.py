@@ -11,11 +11,17 @@ Two regimes, because they answer different questions:
     on its own) placed among 9 distractor passages of other questions (~3-4k tokens, position drawn per item), so
     the gold passage plays the gold paragraph's part. DROP keeps only questions whose answer string occurs in the
     passage (~36%; the rest need arithmetic, and retention of a string that is not there means nothing).
+  - ``gsm8k-qa``: GSM8K test off Wikipedia: an "article" of :data:`GSM8K_ARTICLE` consecutive problems, each
+    paragraph a problem with its worked solution (:func:`promptzip.evals.records.gsm8k_articles`; a SQuAD
+    article's size), the question one problem's asking sentence, the answer its final number. Only questions whose
+    answer is in their own paragraph, in no other paragraph of the article and not in the question are kept
+    (:func:`gsm8k_usable`), so a retained answer means the gold problem reached the output.
 
 * **task-agnostic** (no question: compress once, cache, reuse; ratios 2x, 3x, 5x):
 
   - ``squad-agnostic``: whole SQuAD articles, compressed once each; every question of the article is a target
     (retention counts questions, clustered by article, so its interval is optimistic).
+  - ``gsm8k-agnostic``: the GSM8K articles compressed once each; every kept question of the article is a target.
   - ``cnn_dm`` / ``xsum``: bigbench ``factuality_of_summary`` articles; what counts is how much of the reference
     summary's content survives (:func:`promptzip.evals.metrics.summary_recall`).
 
@@ -31,21 +37,25 @@ from dataclasses import dataclass, field
 from promptzip._types import Span
 from promptzip.evals import data
 from promptzip.evals.metrics import answer_retained
+from promptzip.evals.records import Question, SquadArticle, gsm8k_articles
 
 __all__ = [
     "AGNOSTIC_RATIOS",
+    "GSM8K_ARTICLE",
     "QUERY_RATIOS",
     "SUITES",
     "Item",
     "Suite",
     "Target",
     "build_suite",
+    "gsm8k_usable",
     "slow_subset",
 ]
 
 QUERY_RATIOS = (10.0, 20.0, 50.0)
 AGNOSTIC_RATIOS = (2.0, 3.0, 5.0)
-SUITES = ("squad-qa", "quoref-qa", "drop-qa", "squad-agnostic", "cnn_dm", "xsum")
+SUITES = ("squad-qa", "quoref-qa", "drop-qa", "gsm8k-qa", "squad-agnostic", "gsm8k-agnostic", "cnn_dm", "xsum")
+GSM8K_ARTICLE = 40  # problems per article: contexts the size of SQuAD dev articles (tokens_in in results.md)
 _DISTRACTORS = 9
 _MIN_SUMMARY_DOC_TOKENS = 150
 
@@ -203,6 +213,94 @@ def _squad_agnostic(n: int, *, quick: bool, seed: int) -> Suite:
     )
 
 
+def gsm8k_usable(article: SquadArticle) -> list[Question]:
+    """The questions of a GSM8K article whose answer is retained from their own paragraph and from no other
+    paragraph, and not from the question: "5" or "20" occur in many solutions, and retaining them tells nothing."""
+    texts = [p.text for p in article.paragraphs]
+    kept = []
+    for q in article.questions:
+        if not answer_retained(texts[q.paragraph_index], q.answers) or answer_retained(q.question, q.answers):
+            continue
+        if not any(answer_retained(t, q.answers) for i, t in enumerate(texts) if i != q.paragraph_index):
+            kept.append(q)
+    return kept
+
+
+def _gsm8k(quick: bool) -> tuple[list[SquadArticle], tuple[str, ...]]:
+    problems = data.load_gsm8k_test()
+    articles = gsm8k_articles(problems, GSM8K_ARTICLE)
+    used = len(articles) * GSM8K_ARTICLE
+    questions = sum(len(a.questions) for a in articles)
+    usable = sum(len(gsm8k_usable(a)) for a in articles)
+    notes = (
+        f"{len(articles)} articles of {GSM8K_ARTICLE} consecutive test problems (the last {len(problems) - used} "
+        f"problems are left out); {questions - usable} of {questions} questions dropped: the answer string is also "
+        "in another problem of the article or in the question",
+    )
+    if quick:  # the two shortest articles: small and fast, still real
+        articles = sorted(articles, key=lambda a: len(a.context))[:2]
+    return articles, notes
+
+
+def _gold(article: SquadArticle, question: Question) -> Span:
+    paragraph = article.gold_paragraph(question)
+    return Span(paragraph.start, paragraph.end)
+
+
+def _gsm8k_qa(n: int, *, quick: bool, seed: int) -> Suite:
+    articles, notes = _gsm8k(quick)
+    pairs = [(a, q) for a in articles for q in gsm8k_usable(a)]
+    # the draw order is kept, so the first k items of a sample are themselves a uniform sample (like squad-qa)
+    picks = random.Random(f"gsm8k:{seed}").sample(pairs, min(n, len(pairs)))
+    items = tuple(
+        Item(
+            id=q.id,
+            context=a.context,
+            question=q.question,
+            targets=(Target(q.answers, _gold(a, q)),),
+            documents=tuple(Span(p.start, p.end) for p in a.paragraphs),
+            group=a.title,
+        )
+        for a, q in picks
+    )
+    return Suite(
+        "gsm8k-qa",
+        "query-aware",
+        "qa",
+        QUERY_RATIOS,
+        items,
+        f"GSM8K test, {GSM8K_ARTICLE} problems with worked solutions as context, one problem's asking sentence",
+        notes,
+    )
+
+
+def _gsm8k_agnostic(n: int, *, quick: bool, seed: int) -> Suite:
+    articles, notes = _gsm8k(quick)
+    order = list(range(len(articles)))
+    random.Random(f"gsm8k:{seed}").shuffle(order)
+    items = tuple(
+        Item(
+            id=a.title,
+            context=a.context,
+            question=None,
+            targets=tuple(Target(q.answers, _gold(a, q)) for q in gsm8k_usable(a)),
+            documents=tuple(Span(p.start, p.end) for p in a.paragraphs),
+            group=a.title,
+        )
+        for a in (articles[i] for i in order[:n])
+    )
+    return Suite(
+        "gsm8k-agnostic",
+        "task-agnostic",
+        "qa",
+        AGNOSTIC_RATIOS,
+        items,
+        f"GSM8K test articles ({GSM8K_ARTICLE} problems with worked solutions) compressed without a question; "
+        "every kept question of the article is a target",
+        (*notes, "targets are clustered by article: the Wilson interval treats them as independent and is optimistic"),
+    )
+
+
 def _summaries(corpus: str, n: int, *, quick: bool, seed: int) -> Suite:
     from promptzip._tokenizers import get_tokenizer
 
@@ -231,6 +329,8 @@ _BUILDERS: dict[str, Callable[..., Suite]] = {
     "quoref-qa": lambda n, **kw: _passage_qa("quoref", n, **kw),
     "drop-qa": lambda n, **kw: _passage_qa("drop", n, **kw),
     "squad-agnostic": _squad_agnostic,
+    "gsm8k-qa": _gsm8k_qa,
+    "gsm8k-agnostic": _gsm8k_agnostic,
     "cnn_dm": lambda n, **kw: _summaries("cnn_dm", n, **kw),
     "xsum": lambda n, **kw: _summaries("xsum", n, **kw),
 }

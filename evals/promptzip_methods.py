@@ -1,8 +1,9 @@
 """promptzip's own entries in the eval: every preset (``promptzip-<preset>``), preset options worth their own entry
-(``promptzip-fast-cascade``: ``fast`` with ``cascade=True``, :data:`PRESET_VARIANTS`), the compressors run on their
-own (``promptzip-token-classifier``, ``promptzip-self-information``: task-agnostic word pruning) and the sparse anchor
-``bm25-sentences`` (BM25 under the same knapsack). :func:`register_promptzip` adds them to the method registry;
-presets are looked up when it runs, so a plug-in preset registered before the eval is evaluated too.
+(:data:`PRESET_VARIANTS`: ``promptzip-fast-cascade``, ``fast`` with ``cascade=True``; ``promptzip-max-summaries``,
+``max`` with ``summaries=True``), the compressors run on their own (``promptzip-token-classifier``,
+``promptzip-self-information``: task-agnostic word pruning) and the sparse anchor ``bm25-sentences`` (BM25 under the
+same knapsack). :func:`register_promptzip` adds them to the method registry; presets are looked up when it runs, so
+a plug-in preset registered before the eval is evaluated too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = ["PRESET_VARIANTS", "BM25Sentences", "PresetMethod", "TokenPruneMethod
 # Entries for a preset with options: method name → (preset, options).
 PRESET_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "promptzip-fast-cascade": ("fast", {"cascade": True}),
+    "promptzip-max-summaries": ("max", {"summaries": True}),
 }
 
 

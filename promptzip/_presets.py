@@ -8,8 +8,11 @@ against the fields first, so a misspelled option is a :class:`~promptzip.ConfigE
 * ``fast`` (:class:`FastPreset`): hybrid relevance (MiniLM with the shipped question → sentence adapter,
   ``minilm-qa``, + BM25) and extractive sentence selection under the knapsack policy.
 * ``balanced`` (:class:`BalancedPreset`): ``fast`` + token-classifier pruning inside the kept sentences.
-* ``max`` (:class:`MaxPreset`): ``balanced`` + fidelity-checked abstractive summaries of the most relevant chunks
-  (local SmolLM2-135M by default; ``summarizer="openai", summarizer_options={...}`` for an endpoint).
+* ``max`` (:class:`MaxPreset`): ``balanced``, and with ``summaries=True`` (or a ``summarizer`` given) fidelity-checked
+  abstractive summaries of the most relevant chunks (local SmolLM2-135M by default; ``summarizer="openai",
+  summarizer_options={...}`` for an endpoint). Summaries are off by default: on the GSM8K suite the local model's
+  summaries were never chosen over the extractive variants and cost ten times the time
+  (``evals/results/max_summaries.md``).
 
 A plug-in registers a preset the same way: a class with a ``build`` method (a frozen dataclass for validation), or
 any callable ``(cache=, progress=, **options) -> PresetParts``.
@@ -209,11 +212,18 @@ class BalancedPreset(FastPreset):
 
 @dataclass(frozen=True, kw_only=True)
 class MaxPreset(BalancedPreset):
-    """the balanced stack + fidelity-checked summaries of the most relevant chunks (local SmolLM2 by default)"""
+    """the balanced stack; with summaries=True, + fidelity-checked summaries of the most relevant chunks
 
-    slow: ClassVar[bool] = True  # generation takes seconds per chunk: not for quick eval runs
+    ``summaries``: ``None`` (the default) turns them on only when a ``summarizer`` is given; ``summarizer``:
+    ``None`` is the packaged SmolLM2-135M. Off by default because the local model's summaries did not earn their
+    time on the evaluation suites (``evals/results/max_summaries.md``).
+    """
 
-    summarizer: Any = "smollm2-135m"
+    # With summaries, generation takes seconds per chunk; without, it is ``balanced``, which the eval runs anyway.
+    slow: ClassVar[bool] = True
+
+    summaries: bool | None = None
+    summarizer: Any = None
     summarizer_options: Mapping[str, Any] = field(default_factory=dict)
     targets: tuple[float, ...] = (0.25, 0.5)
     max_chunks: int = 4
@@ -221,12 +231,25 @@ class MaxPreset(BalancedPreset):
     discount: float = 0.9
     query_focused: bool = True
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.summaries is not None and not isinstance(self.summaries, bool):
+            raise ConfigError(f"summaries must be True, False or None, got {self.summaries!r}")
+
+    @property
+    def summarizing(self) -> bool:
+        return self.summaries if self.summaries is not None else self.summarizer is not None
+
     def build(self, *, cache: Cache, progress: bool = False) -> PresetParts:
         from promptzip.compressors.abstractive import AbstractiveCompressor
 
+        if not self.summarizing:
+            parts = super().build(cache=cache, progress=progress)
+            return PresetParts(parts.compressor, parts.description + " (summaries off: summaries=True adds them)")
+        summarizer = "smollm2-135m" if self.summarizer is None else self.summarizer
         compressor = AbstractiveCompressor(
             self.pruned(cache=cache, progress=progress),
-            make_summarizer(self.summarizer, **dict(self.summarizer_options or {})),
+            make_summarizer(summarizer, **dict(self.summarizer_options or {})),
             cache=cache,
             targets=tuple(self.targets),
             max_chunks=self.max_chunks,

@@ -329,11 +329,32 @@ def test_registered_summarizers_compressor_and_max_preset(fake: FakeOpenAI) -> N
     assert isinstance(compressor, AbstractiveCompressor)
     assert compressor.summarizer is endpoint
     assert "max" in registries.presets
-    parts = registries.presets.get("max")(classifier=WordLengthScorer()).build(cache=MemoryCache())
+    parts = registries.presets.get("max")(classifier=WordLengthScorer(), summaries=True).build(cache=MemoryCache())
     assert isinstance(parts.compressor, AbstractiveCompressor)
     assert isinstance(parts.compressor.inner, PrunedExtractiveCompressor)
     assert isinstance(parts.compressor.summarizer, LocalSummarizer)  # built, not loaded
     assert parts.compressor.summarizer.model == "smollm2-135m"
+
+
+def test_max_summarizes_only_when_asked() -> None:
+    """Summaries are off by default (evals/results/max_summaries.md): max is then the balanced stack; summaries=True
+    or a summarizer of one's own turns them on, and summaries=False wins over a summarizer."""
+    from promptzip._errors import ConfigError
+    from promptzip.compressors.token_prune import PrunedExtractiveCompressor
+    from promptzip.compressors.token_scores import WordLengthScorer
+
+    preset = registries.presets.get("max")
+    off = preset(classifier=WordLengthScorer()).build(cache=MemoryCache())
+    assert isinstance(off.compressor, PrunedExtractiveCompressor)
+    assert "summaries off" in off.description
+    balanced = registries.presets.get("balanced")(classifier=WordLengthScorer()).build(cache=MemoryCache())
+    assert off.compressor.fingerprint == balanced.compressor.fingerprint  # the same stack, the same cache entries
+    own = preset(classifier=WordLengthScorer(), summarizer=LocalSummarizer("smollm2-135m")).build(cache=MemoryCache())
+    assert isinstance(own.compressor, AbstractiveCompressor)
+    vetoed = preset(classifier=WordLengthScorer(), summarizer="local", summaries=False).build(cache=MemoryCache())
+    assert isinstance(vetoed.compressor, PrunedExtractiveCompressor)
+    with pytest.raises(ConfigError, match="summaries"):
+        preset(summaries="yes")
 
 
 # ------------------------------------------------------------------------------------------------ a real model

@@ -183,6 +183,18 @@ def _passage_qa(task: str, n: int, *, quick: bool, seed: int) -> Suite:
     )
 
 
+def _whole_article(article: SquadArticle, targets: Sequence[Target]) -> Item:
+    """A whole article compressed without a question, ``targets`` what it should keep (the task-agnostic suites)."""
+    return Item(
+        id=article.title,
+        context=article.context,
+        question=None,
+        targets=tuple(targets),
+        documents=tuple(Span(p.start, p.end) for p in article.paragraphs),
+        group=article.title,
+    )
+
+
 def _squad_agnostic(n: int, *, quick: bool, seed: int) -> Suite:
     articles = data.load_squad_dev()
     if quick:
@@ -190,15 +202,8 @@ def _squad_agnostic(n: int, *, quick: bool, seed: int) -> Suite:
     order = list(range(len(articles)))
     random.Random(seed).shuffle(order)
     items = tuple(
-        Item(
-            id=a.title,
-            context=a.context,
-            question=None,
-            targets=tuple(
-                Target(q.answers, Span(a.gold_paragraph(q).start, a.gold_paragraph(q).end)) for q in a.questions
-            ),
-            documents=tuple(Span(p.start, p.end) for p in a.paragraphs),
-            group=a.title,
+        _whole_article(
+            a, [Target(q.answers, Span(a.gold_paragraph(q).start, a.gold_paragraph(q).end)) for q in a.questions]
         )
         for a in (articles[i] for i in order[:n])
     )
@@ -279,14 +284,7 @@ def _gsm8k_agnostic(n: int, *, quick: bool, seed: int) -> Suite:
     order = list(range(len(articles)))
     random.Random(f"gsm8k:{seed}").shuffle(order)
     items = tuple(
-        Item(
-            id=a.title,
-            context=a.context,
-            question=None,
-            targets=tuple(Target(q.answers, _gold(a, q)) for q in gsm8k_usable(a)),
-            documents=tuple(Span(p.start, p.end) for p in a.paragraphs),
-            group=a.title,
-        )
+        _whole_article(a, [Target(q.answers, _gold(a, q)) for q in gsm8k_usable(a)])
         for a in (articles[i] for i in order[:n])
     )
     return Suite(

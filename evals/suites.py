@@ -44,12 +44,14 @@ __all__ = [
     "GSM8K_ARTICLE",
     "QUERY_RATIOS",
     "SUITES",
+    "SUITE_DATA",
     "Item",
     "Suite",
     "Target",
     "build_suite",
     "gsm8k_usable",
     "slow_subset",
+    "withdrawn_suites",
 ]
 
 QUERY_RATIOS = (10.0, 20.0, 50.0)
@@ -332,6 +334,27 @@ _BUILDERS: dict[str, Callable[..., Suite]] = {
     "cnn_dm": lambda n, **kw: _summaries("cnn_dm", n, **kw),
     "xsum": lambda n, **kw: _summaries("xsum", n, **kw),
 }
+
+
+# The data set each suite is built from (``promptzip.evals.data``).
+SUITE_DATA: dict[str, str] = {
+    "squad-qa": "squad",
+    "quoref-qa": "quoref",
+    "drop-qa": "drop",
+    "squad-agnostic": "squad",
+    "cnn_dm": "summaries",
+    "xsum": "summaries",
+    "gsm8k-qa": "gsm8k",
+    "gsm8k-agnostic": "gsm8k",
+}
+
+
+def withdrawn_suites(names: Sequence[str]) -> dict[str, str]:
+    """The suites among ``names`` whose data can no longer be fetched, each with the reason (no network)."""
+    from promptzip.evals._fetch import unavailable_reason
+
+    reasons = {name: unavailable_reason(SUITE_DATA[name]) for name in names if name in SUITE_DATA}
+    return {name: reason for name, reason in reasons.items() if reason is not None}
 
 
 def build_suite(name: str, n: int, *, quick: bool = False, seed: int = 0) -> Suite:

@@ -405,3 +405,33 @@ def test_rows_on_fewer_questions_get_a_table_of_their_own() -> None:
     assert "n = 8" in rest
     assert "| slow | 8 |" in rest
     assert main.index("| ours |") < main.index("| plain |")
+
+
+def test_every_suite_names_its_data_and_withdrawn_ones_say_why() -> None:
+    from promptzip.evals._fetch import unavailable_reason
+    from promptzip.evals.suites import SUITE_DATA, withdrawn_suites
+
+    assert set(SUITE_DATA) == set(SUITES)
+    withdrawn = withdrawn_suites(SUITES)
+    for name in SUITES:
+        reason = unavailable_reason(SUITE_DATA[name])
+        assert withdrawn.get(name) == reason  # withdrawn exactly when its data set's release is gone
+
+
+@pytest.mark.data
+def test_a_run_of_every_suite_skips_the_withdrawn_ones_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptzip.evals.run import EvalConfig, run_eval
+    from promptzip.evals.suites import withdrawn_suites
+
+    require_data("gsm8k")
+    withdrawn = withdrawn_suites(SUITES)
+    if not withdrawn:
+        pytest.skip("every suite's data is here: nothing to skip")
+    results = run_eval(EvalConfig(out=tmp_path, quick=True, methods=("first-k",), progress=False, threads=1))
+    err = capsys.readouterr().err
+    for name, reason in withdrawn.items():
+        assert f"skipping {name}: {reason}" in err
+        assert name not in results["suites"]
+    assert {"gsm8k-qa", "gsm8k-agnostic"} <= set(results["suites"])

@@ -30,6 +30,7 @@ from promptzip._roles import Scorer
 from promptzip._tokenizers import TextMemo
 from promptzip._types import Chunk
 from promptzip.retrievers._packed import packer_for
+from promptzip.retrievers._query_forward import forward_one, plain_forward_one
 
 if TYPE_CHECKING:  # the light encoder is imported when a query first needs it
     from promptzip.retrievers._light import LightEncoder
@@ -296,7 +297,9 @@ class DenseScorer(Scorer):
             return vector
         # float32 and bfloat16 scorers: the float32 model (load_sentence_encoder keeps it; bfloat16 is a copy)
         model = self._model() if self.precision == "int8" else load_sentence_encoder(self.model_name)
-        return _forward_one(model, query)
+        if self.precision == "int8":
+            return plain_forward_one(model, query)
+        return forward_one(model, query)  # traced once per model, checked against the eager path
 
     def _stored_query(self, key: str) -> np.ndarray | None:
         stored = self.cache.get(key)
@@ -419,15 +422,3 @@ class DenseScorer(Scorer):
 def _unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
-
-
-def _forward_one(model: Any, text: str) -> np.ndarray:
-    """One text through a sentence-transformers model's own modules (tokenize, transformer, pooling, normalize),
-    without ``encode``'s batching machinery: a single query is latency-bound, and the modules compute exactly what
-    ``encode`` would for a batch of one (no padding)."""
-    import torch
-
-    with torch.inference_mode():
-        features = model.preprocess([text]) if hasattr(model, "preprocess") else model.tokenize([text])
-        vector = model(features)["sentence_embedding"][0].float().numpy()
-    return np.asarray(vector, dtype=np.float32)

@@ -97,11 +97,22 @@ def _count_forwards(scorer: DenseScorer) -> tuple[list[int], Any]:
     # sentence-transformers' encode enters through the pipeline (which calls the BERT's forward directly), a packed
     # pass through the BERT model itself: one hook on each counts every pass once
     handles = [model.register_forward_pre_hook(hook), model[0].auto_model.register_forward_pre_hook(hook)]
+    # a query may run the traced transformer (retrievers/_query_forward.py), which no module hook sees: count it
+    import promptzip.retrievers.dense as dense_module
+
+    traced_one = dense_module.forward_one
+
+    def counted(model: Any, text: str) -> Any:
+        calls[0] += 1
+        return traced_one(model, text)
+
+    dense_module.forward_one = counted  # type: ignore[assignment]
 
     class Handles:
         def remove(self) -> None:
             for h in handles:
                 h.remove()
+            dense_module.forward_one = traced_one  # type: ignore[assignment]
 
     return calls, Handles()
 

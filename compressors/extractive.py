@@ -111,6 +111,10 @@ class ExtractiveCompressor(Compressor):
         self.clause_sentences = clause_sentences
         self.clause_single = clause_single
         self._duplicate_memo: TextMemo[tuple[bool, ...]] = TextMemo(max_chars=2_000_000, max_items=256)
+        # A chunk's joiner (its sentences' parts and the variants stitched from them) depends on the chunk and its
+        # sentences only: a new question over the same documents reuses it.
+        # Bounded by joiners (each holding at most _STITCHED stitched variants), not only by their keys' size.
+        self._joiners: TextMemo[_Joiner] = TextMemo(max_chars=2_000_000, max_items=1024)
 
     @property
     def fingerprint(self) -> str:
@@ -317,7 +321,7 @@ class ExtractiveCompressor(Compressor):
         live = [si for si in members if not duplicate[si]]
         ranked = sorted(live, key=lambda si: (-utility[si], si))
         seen: set[tuple[int, ...]] = {tuple(members)}
-        joiner = _Joiner(chunk, [sentences[si] for si in members])
+        joiner = self._joiner(chunk, [sentences[si] for si in members])
         candidates: list[tuple[str, list[int]]] = []
         for k in _prefix_sizes(len(ranked), self.max_variants):
             candidates.append(("extract", sorted(ranked[:k])))
@@ -331,13 +335,23 @@ class ExtractiveCompressor(Compressor):
             if key in seen:
                 continue  # the whole chunk, or a set already proposed
             seen.add(key)
-            text, kept, parts = joiner.stitch([position[si] for si in chosen])
-            variants.append(Variant(chunk, kind, text, tokenizer.count_joined(parts), value(chosen), kept, best))
+            text, kept, tokens = joiner.stitched(tuple(position[si] for si in chosen), tokenizer)
+            variants.append(Variant(chunk, kind, text, tokens, value(chosen), kept, best))
         rate = chunk.metadata.get("rate") if chunk.metadata else None
         if rate is not None:
             cap = float(rate) * len(chunk.text)
             variants = [v for v in variants if not v.text or len(v.text) <= cap]
         return variants
+
+    def _joiner(self, chunk: Chunk, sentences: list[Chunk]) -> _Joiner:
+        key = "|".join(
+            (str(chunk.start), ",".join(f"{s.start}:{s.end}" for s in sentences), chunk.source_id, chunk.text)
+        )
+        joiner = self._joiners.get(key)
+        if joiner is None:
+            joiner = _Joiner(chunk, sentences)
+            self._joiners.put(key, joiner)
+        return joiner
 
 
 def _sentences(chunks: Sequence[Chunk]) -> tuple[list[Chunk], list[int]]:
@@ -399,11 +413,14 @@ def clause_spans(text: str, *, min_chars: int = 32) -> list[tuple[int, int]]:
     return out
 
 
+_STITCHED = 48
+
+
 class _Joiner:
     """:func:`_stitch` for the sentences of one chunk, with each sentence's parts made once: a chunk's variants
     reuse its sentences, and the same part strings let the tokenizer's memo find their counts by hash at once."""
 
-    __slots__ = ("chunk", "ends", "gaps", "spaced", "starts", "texts")
+    __slots__ = ("_stitched", "chunk", "ends", "gaps", "spaced", "starts", "texts")
 
     def __init__(self, chunk: Chunk, sentences: list[Chunk]) -> None:
         self.chunk = chunk
@@ -416,6 +433,21 @@ class _Joiner:
         for a, b in itertools.pairwise(sentences):
             adjacent = _adjacent(chunk, a.end, b.start)
             self.gaps.append(chunk.text[a.end - chunk.start : b.end - chunk.start] if adjacent else None)
+        self._stitched: dict[tuple[tuple[int, ...], str], tuple[str, tuple[Span, ...], int]] = {}
+
+    def stitched(self, positions: tuple[int, ...], tokenizer: Tokenizer) -> tuple[str, tuple[Span, ...], int]:
+        """:meth:`stitch` with the text's token count, remembered per positions and tokenizer (at most
+        :data:`_STITCHED` sets per chunk: the variants a chunk gets over many questions). No lock: a race between
+        threads can only lose an entry, since a value is a function of its key."""
+        key = (positions, tokenizer.fingerprint)
+        found = self._stitched.get(key)
+        if found is None:
+            text, kept, parts = self.stitch(list(positions))
+            found = (text, kept, tokenizer.count_joined(parts))
+            if len(self._stitched) >= _STITCHED:
+                self._stitched.clear()
+            self._stitched[key] = found
+        return found
 
     def stitch(self, positions: list[int]) -> tuple[str, tuple[Span, ...], list[str]]:
         """``_stitch(chunk, [sentences[p] for p in positions])`` for increasing ``positions``."""

@@ -179,6 +179,28 @@ def test_variant_costs_are_exact_counts(bm25_zipper: pz.Zipper, text: str) -> No
     assert memo.tokens_out == _fresh("o200k_base", memo.text) <= 300
 
 
+def test_remembered_joiners_give_the_variants_a_fresh_compressor_gives(bm25_zipper: pz.Zipper) -> None:
+    """A chunk's stitched variants are remembered across questions (compressors/extractive.py _Joiner): every
+    question's proposals equal those of a compressor that remembers nothing, and the memo stays bounded."""
+    from promptzip.compressors import extractive
+
+    tok = bm25_zipper.tokenizer
+    chunks = chunk_source(SOTU[:30000], "0")
+    compressor = bm25_zipper.compressor
+    questions = ["college tuition", "What about the minimum wage?", "Who pays for Social Security?", "taxes"] * 3
+    for q in questions:
+        remembered = compressor.propose(chunks, q, tok)
+        with text_memos_disabled():
+            fresh = compressor.propose(chunks, q, tok)
+        assert [[(v.kind, v.text, v.tokens, v.kept, v.utility) for v in g] for g in remembered] == [
+            [(v.kind, v.text, v.tokens, v.kept, v.utility) for v in g] for g in fresh
+        ]
+    joiners = compressor._joiners  # type: ignore[attr-defined]
+    assert 0 < len(joiners) <= joiners.max_items
+    for memo in (joiners._young, joiners._old):
+        assert all(len(j._stitched) <= extractive._STITCHED for j in memo.values())
+
+
 # -- warm_texts on a model-free stack -------------------------------------------------------------------------
 def test_warm_texts_reports_what_it_did(bm25_zipper: pz.Zipper) -> None:
     report = warm_texts(bm25_zipper, [("doc", SOTU[:6000]), "<pz keep>unclosed", "Short one."], files=3)

@@ -13,7 +13,6 @@ place, so concurrent processes never see half a model; every later load reads th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from promptzip._errors import ModelNotAvailable
-from promptzip._models import ResolvedModel, load_hf_folder, load_once, resolve_model
+from promptzip._models import ResolvedModel, file_sha256, load_hf_folder, load_once, resolve_model
 from promptzip._registry import registries
 
 __all__ = ["causal_lm_folder", "load_causal_lm", "models_dir"]
@@ -51,11 +50,7 @@ def _install_hint(name: str) -> str:
 
 
 def _sha16(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _is_complete(folder: Path) -> bool:

@@ -8,6 +8,7 @@ Heavy libraries are imported inside the loaders, never at import time.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -25,12 +26,31 @@ logger = logging.getLogger("promptzip")
 __all__ = [
     "ModelSpec",
     "ResolvedModel",
+    "derived_models_dir",
+    "file_sha256",
     "load_hf_folder",
     "load_once",
     "load_sentence_encoder",
     "package_dir",
     "resolve_model",
 ]
+
+
+def derived_models_dir() -> Path:
+    """Where models derived on first use are written (``minilm-qa`` merged, its static distillation): beside the
+    cache, under ``$PROMPTZIP_CACHE_DIR``'s parent."""
+    from promptzip._cache import default_cache_path
+
+    return default_cache_path().parent / "models"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

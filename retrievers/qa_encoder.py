@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from promptzip._errors import ModelNotAvailable
-from promptzip._models import ModelSpec
+from promptzip._models import ModelSpec, derived_models_dir
 
 __all__ = ["QA_ENCODER", "QA_ENCODER_SPEC", "merge_adapter", "qa_encoder_dir", "qa_encoder_path"]
 
@@ -31,12 +31,6 @@ QA_ENCODER = "minilm-qa"
 def qa_encoder_dir() -> Path:
     """The folder of the shipped adapter (``manifest.json`` + ``adapter.safetensors``)."""
     return Path(__file__).resolve().parent / "models" / QA_ENCODER
-
-
-def _materialized_root() -> Path:
-    from promptzip._cache import default_cache_path
-
-    return default_cache_path().parent / "models"
 
 
 def merge_adapter(base: Path, adapter: Path, dest: Path, *, rank: int, alpha: float) -> Path:
@@ -90,7 +84,7 @@ def qa_encoder_path(folder: Path | None = None) -> Path:
             model=QA_ENCODER,
         )
     stats = [(p, p.stat()) for p in (manifest_path, adapter)]
-    key = (str(_materialized_root()), *(f"{p}:{st.st_mtime_ns}:{st.st_size}" for p, st in stats))
+    key = (str(derived_models_dir()), *(f"{p}:{st.st_mtime_ns}:{st.st_size}" for p, st in stats))
     with _lock:
         found = _checked.get(key)
         if found is None or not (found / "model.safetensors").is_file():
@@ -109,7 +103,7 @@ def _build(manifest_path: Path, adapter: Path) -> Path:
             f"{adapter} does not match its manifest (sha256 {digest[:12]}…, expected {str(expected)[:12]}…)",
             model=QA_ENCODER,
         )
-    dest = _materialized_root() / f"{QA_ENCODER}-{digest[:16]}"
+    dest = derived_models_dir() / f"{QA_ENCODER}-{digest[:16]}"
     if (dest / "model.safetensors").is_file():
         return dest
     hp = manifest["hyperparameters"]

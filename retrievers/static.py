@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from promptzip._errors import ModelNotAvailable
-from promptzip._models import load_once, resolve_model
+from promptzip._models import derived_models_dir, file_sha256, load_once, resolve_model
 
 __all__ = [
     "DISTILL_VERSION",
@@ -55,20 +55,6 @@ _UNUSED = re.compile(r"\[unused\d+\]")
 _BATCH = 2048
 
 
-def _models_root() -> Path:
-    from promptzip._cache import default_cache_path
-
-    return default_cache_path().parent / "models"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name if Path(name).exists() else name).strip("-") or "encoder"
 
@@ -79,7 +65,7 @@ def _inputs_fingerprint(encoder: Path, *, dims: int, sif: float) -> str:
     tokenizer = encoder / _TOKENIZER
     if not tokenizer.is_file():
         raise ModelNotAvailable(f"{encoder} has no {_TOKENIZER}: a static model needs the fast tokenizer's file")
-    raw = f"v{DISTILL_VERSION}|dims={dims}|sif={sif}|{weights_fingerprint(encoder)}|{_sha256(tokenizer)}"
+    raw = f"v{DISTILL_VERSION}|dims={dims}|sif={sif}|{weights_fingerprint(encoder)}|{file_sha256(tokenizer)}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -92,12 +78,12 @@ def static_model_path(encoder: str = BASE_ENCODER, *, dims: int = DIMS, sif: flo
     cache the first time it is asked for (``build=False``: only if it is there already, as when ``promptzip models``
     lists it). A failure is :class:`ModelNotAvailable` saying what to install or fix."""
     base = resolve_model(encoder).path
-    key = (str(_models_root()), f"{base}|{dims}|{sif}")
+    key = (str(derived_models_dir()), f"{base}|{dims}|{sif}")
     with _build_lock:
         found = _built.get(key)
         if found is not None and (found / _MANIFEST).is_file():
             return found
-        dest = _models_root() / f"{_slug(encoder)}-static-{_inputs_fingerprint(base, dims=dims, sif=sif)}"
+        dest = derived_models_dir() / f"{_slug(encoder)}-static-{_inputs_fingerprint(base, dims=dims, sif=sif)}"
         if not (dest / _MANIFEST).is_file() and not build:
             raise ModelNotAvailable(
                 f"the static model of {encoder} is distilled on first use (fast with cascade=True), in about half a "
@@ -169,7 +155,7 @@ def _write(encoder: Path, dest: Path, table: np.ndarray, *, dims: int, sif: floa
             "dims": dims,
             "sif": sif,
             "distill_version": DISTILL_VERSION,
-            "files": {name: _sha256(staging / name) for name in (_VECTORS, _TOKENIZER)},
+            "files": {name: file_sha256(staging / name) for name in (_VECTORS, _TOKENIZER)},
         }
         (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         try:
@@ -212,7 +198,7 @@ class StaticModel:
             manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
             expected: dict[str, str] = manifest["files"]
             for name in (_VECTORS, _TOKENIZER):
-                if _sha256(folder / name) != expected.get(name):
+                if file_sha256(folder / name) != expected.get(name):
                     raise ModelNotAvailable(f"{folder / name} does not match its manifest", model=str(folder))
             vectors = np.load(folder / _VECTORS, mmap_mode="r", allow_pickle=False)
             from tokenizers import Tokenizer

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,8 @@ logger = logging.getLogger("promptzip")
 
 TOLERANCE = 1e-5
 _CHECKS = ("What?", "How tall is the tower that was finished in 1889 for the fair?", " ".join(["word"] * 300))
-_traced: dict[int, Any] = {}  # id(model) → the traced transformer, or None: the eager path for that model
+# model → its traced transformer, or None (the eager path); weak, so an id reused by a later model never matches
+_traced: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -42,13 +44,13 @@ def plain_forward_one(model: Any, text: str) -> np.ndarray:
 def forward_one(model: Any, text: str) -> np.ndarray:
     """The embedding of ``text`` by ``model`` (a float32 sentence-transformers model), through its traced
     transformer where that was built and checked (module docstring), else :func:`plain_forward_one`."""
-    traced = _traced.get(id(model), False)
+    traced = _traced.get(model, False)
     if traced is False:
         with _lock:
-            traced = _traced.get(id(model), False)
+            traced = _traced.get(model, False)
             if traced is False:
                 traced = _trace(model)
-                _traced[id(model)] = traced
+                _traced[model] = traced
     if traced is None:
         return plain_forward_one(model, text)
     return _run(model, traced, text)

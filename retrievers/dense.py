@@ -30,7 +30,7 @@ from promptzip._roles import Scorer
 from promptzip._tokenizers import TextMemo
 from promptzip._types import Chunk
 from promptzip.retrievers._packed import packer_for
-from promptzip.retrievers._query_forward import forward_one, plain_forward_one
+from promptzip.retrievers._query_forward import forward_one
 
 if TYPE_CHECKING:  # the light encoder is imported when a query first needs it
     from promptzip.retrievers._light import LightEncoder
@@ -297,9 +297,7 @@ class DenseScorer(Scorer):
             return vector
         # float32 and bfloat16 scorers: the float32 model (load_sentence_encoder keeps it; bfloat16 is a copy)
         model = self._model() if self.precision == "int8" else load_sentence_encoder(self.model_name)
-        if self.precision == "int8":
-            return plain_forward_one(model, query)
-        return forward_one(model, query)  # traced once per model, checked against the eager path
+        return forward_one(model, query)  # traced once per float32 model, checked; quantized ones run eagerly
 
     def _stored_query(self, key: str) -> np.ndarray | None:
         stored = self.cache.get(key)

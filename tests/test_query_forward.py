@@ -27,7 +27,7 @@ def test_traced_queries_equal_the_eager_pipeline_at_every_length() -> None:
         assert np.abs(traced - eager).max() <= qf.TOLERANCE
         encoded = model.encode([text], convert_to_numpy=True, normalize_embeddings=True)[0]
         assert np.abs(traced - encoded).max() <= qf.TOLERANCE
-    assert qf._traced[id(model)] is not None  # the traced path is in use, not the fallback
+    assert qf._traced[model] is not None  # the traced path is in use, not the fallback
 
 
 @pytest.mark.slow

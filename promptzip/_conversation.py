@@ -265,9 +265,9 @@ class _Request:
             return []
         sent = known[0].sent[: min(known[0].length, last_user)]
         cap = HEAD_SHARE * self.headroom * self.limit
-        best = 0
-        for h in range(1, len(sent) + 1):
-            tokens = message_tokens(sent[:h], self.count) - REPLY_PRIMING
+        best, tokens = 0, 0
+        for h, message in enumerate(sent, start=1):
+            tokens += message_tokens([message], self.count) - REPLY_PRIMING  # a prefix's count adds up per message
             if tokens > cap:
                 break
             if tokens >= max(price.min_prefix, 1):

@@ -30,6 +30,7 @@ import math
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -276,6 +277,9 @@ class AbstractiveCompressor(Compressor):
         self.query_focused = query_focused
         self._reported: set[str] = set()
         self._lock = threading.Lock()
+        # What became of the summaries this compressor offered, over its life: "generated" (new or cached),
+        # "accepted", "rejected:<reason>". For monitoring, and the max check (evals/max_summaries.py).
+        self.verdicts: Counter[str] = Counter()
 
     @property
     def fingerprint(self) -> str:
@@ -298,12 +302,16 @@ class AbstractiveCompressor(Compressor):
             if (plan.index, target) in summaries
         ]
         counts = tokenizer.count_many([text for *_, text in found])
+        with self._lock:
+            self.verdicts["generated"] += len(found)
         for (plan, fraction, target, text), n in zip(found, counts, strict=True):
             chunk = chunks[plan.index]
             if n > target or n >= plan.tokens:
                 verdict = Verdict("too long", f"{n} tokens for a target of {target}")
             else:
                 verdict = check_summary(text, chunk.text, required_facts(chunk.text, query, plan.focus))
+            with self._lock:
+                self.verdicts["accepted" if verdict.accepted else f"rejected:{verdict.reason}"] += 1
             if not verdict.accepted:
                 self._report(
                     f"rejected:{verdict.reason}",

@@ -31,47 +31,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("promptzip-balanced", "promptzip-max-summaries")
 
 
-def _abstractive(method: Any) -> Any:
+def _verdicts(method: Any) -> collections.Counter[str]:
+    """The abstractive stage's running tally (``AbstractiveCompressor.verdicts``); empty for a stack without one."""
     from promptzip.compressors.abstractive import AbstractiveCompressor
 
     method.prepare()
     node = method.zipper.compressor
     while node is not None and not isinstance(node, AbstractiveCompressor):
         node = getattr(node, "inner", None)
-    return node
-
-
-def _count_summaries(method: Any, tally: collections.Counter[str]) -> None:
-    """Count what the abstractive stage does, on this instance only: summaries generated, rejected by reason."""
-    stage = _abstractive(method)
-    if stage is None:
-        return
-    summaries, report = stage._summaries, stage._report
-
-    def counted_summaries(*args: Any, **kwargs: Any) -> Any:
-        found = summaries(*args, **kwargs)
-        tally["generated"] += len(found)
-        return found
-
-    def counted_report(reason: str, message: str, detail: str) -> None:
-        if reason.startswith("rejected:"):
-            tally[reason] += 1
-        report(reason, message, detail)
-
-    stage._summaries, stage._report = counted_summaries, counted_report
-
-
-def _remember_results(method: Any, results: list[Any]) -> None:
-    """Keep each Result the method's Zipper returns (the harness's Output has only the text)."""
-    method.prepare()
-    compress = method.zipper.compress
-
-    def remembered(*args: Any, **kwargs: Any) -> Any:
-        result = compress(*args, **kwargs)
-        results.append(result)
-        return result
-
-    method.zipper.compress = remembered
+    return collections.Counter() if node is None else node.verdicts
 
 
 def run_max_check(suite_name: str, n: int, *, seed: int = 0) -> dict[str, Any]:
@@ -82,10 +50,8 @@ def run_max_check(suite_name: str, n: int, *, seed: int = 0) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name in METHODS:
         method = create_method(name)
-        tally: collections.Counter[str] = collections.Counter()
-        _count_summaries(method, tally)
-        results: list[Any] = []
-        _remember_results(method, results)
+        verdicts = _verdicts(method)
+        before = collections.Counter(verdicts)
         kept = dict.fromkeys(suite.ratios, 0)
         chosen = 0
         seconds: list[float] = []
@@ -93,16 +59,16 @@ def run_max_check(suite_name: str, n: int, *, seed: int = 0) -> dict[str, Any]:
             started = time.perf_counter()
             for ratio in suite.ratios:
                 budget = max(1, int(tok(item.context) // ratio))
-                del results[:]
                 out = method.compress(item, budget)
                 kept[ratio] += any(answer_retained(out.text, t.answers) for t in item.targets)
-                if results:  # the last call is the one whose output counts (a join-merge retry comes after)
-                    chosen += sum(c.kind.startswith("summary@") for c in results[-1].chunks)
+                chosen += int(out.info.get("summaries", 0))
             seconds.append(time.perf_counter() - started)
+        tally = collections.Counter(verdicts)
+        tally.subtract(before)
         rows[name] = {
             "retention": {f"{r:g}x": kept[r] / len(items) for r in suite.ratios},
             "seconds_per_item": sum(seconds) / len(seconds),
-            "summaries": dict(tally),
+            "summaries": dict(+tally),  # generated, accepted, rejected:<reason> (counts above zero)
             "summaries_chosen": chosen,
         }
         method.close()
@@ -142,6 +108,7 @@ def markdown(report: dict[str, Any]) -> str:
     for name, row in report["methods"].items():
         s = dict(row["summaries"])
         generated = s.pop("generated", 0)
+        s.pop("accepted", 0)  # generated less the rejected ones
         rejected = ", ".join(f"{k.removeprefix('rejected:')}: {v}" for k, v in sorted(s.items())) or "none"
         cells = " | ".join(f"{100 * row['retention'][r]:.1f}" for r in report["ratios"])
         lines.append(

@@ -64,7 +64,8 @@ class PresetMethod(Method):
             self.retries += 1
             limit -= over
         kept = tuple(s for c in r.chunks for s in c.kept)
-        return Output(r.context, kept, info={"decision": r.decision})
+        summaries = sum(c.kind.startswith("summary@") for c in r.chunks)
+        return Output(r.context, kept, info={"decision": r.decision, "summaries": summaries})
 
     def settings(self) -> dict[str, Any]:
         return {"description": self.description, "retries_for_join_merge": self.retries, "cache": "memory"}

@@ -158,6 +158,10 @@ def test_a_rejected_summary_falls_back_with_one_warning(
     assert not _kinds(r)[0].startswith("summary")
     warned = [rec.getMessage() for rec in caplog.records if reason in rec.getMessage()]
     assert len(warned) == 1, caplog.text  # once per reason
+    verdicts = zipper.compressor.verdicts  # type: ignore[attr-defined]
+    rejected = sum(n for k, n in verdicts.items() if k.startswith("rejected:"))
+    assert verdicts["accepted"] + rejected == verdicts["generated"] > 0  # every summary offered got one verdict
+    assert verdicts[f"rejected:{reason}"] >= 3  # this reason in each of the three calls
 
 
 def test_protected_chunks_are_never_summarized() -> None:

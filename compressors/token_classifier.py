@@ -23,6 +23,7 @@ means "keep", plus promptzip's own distilled CPU classifier.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from promptzip.compressors.token_scores import BatchTokenScorer
 
 __all__ = [
     "DISTILLED",
+    "DISTILLED_ENV",
     "TokenClassifierScorer",
     "distilled_dir",
     "export_distilled",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 DISTILLED = "minilm-tc"
+DISTILLED_ENV = "PROMPTZIP_MINILM_TC_DIR"
 """Name of the classifier distilled by ``promptzip train token-classifier`` and shipped as package data."""
 # The distilled classifier reads windows of 128 word pieces overlapping by 16 (other models: 512 / 64): it agrees
 # with its teacher as well there as at 512 / 64 on its held-out training texts, and attention costs less per token
@@ -55,8 +58,11 @@ DISTILLED_WINDOW = (128, 16)
 
 
 def distilled_dir() -> Path:
-    """The folder of the shipped distilled classifier (``manifest.json`` + ``adapter.safetensors``)."""
-    return Path(__file__).resolve().parent / "models" / DISTILLED
+    """The folder of the distilled classifier (``manifest.json`` + ``adapter.safetensors``): the shipped one, or
+    ``$PROMPTZIP_MINILM_TC_DIR`` (another ``promptzip train token-classifier --out`` artifact, e.g. one trained
+    with a source held out). Its weights' fingerprint keys the score cache, so switching reuses nothing."""
+    override = os.environ.get(DISTILLED_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent / "models" / DISTILLED
 
 
 def _hf_quiet() -> None:
@@ -73,7 +79,8 @@ def load_distilled(folder: Path | None = None) -> tuple[Any, Any]:
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise ModelNotAvailable(
-            f"the distilled classifier is missing ({manifest_path}); train it: promptzip train token-classifier",
+            f"the distilled classifier is missing ({manifest_path}; ${DISTILLED_ENV} names another folder); train "
+            "it: promptzip train token-classifier",
             model=DISTILLED,
         )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))

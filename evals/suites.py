@@ -17,6 +17,9 @@ Two regimes, because they answer different questions:
     answer is in their own paragraph, in no other paragraph of the article and not in the question are kept
     (:func:`gsm8k_usable`), so a retained answer means the gold problem reached the output.
 
+  - ``shifts-reddit-qa`` / ``shifts-new_wiki-qa``: the cross-domain protocol's held-out domain and its in-domain
+    reference (:mod:`promptzip.evals.shift_suites`).
+
 * **task-agnostic** (no question: compress once, cache, reuse; ratios 2x, 3x, 5x):
 
   - ``squad-agnostic``: whole SQuAD articles, compressed once each; every question of the article is a target
@@ -56,7 +59,18 @@ __all__ = [
 
 QUERY_RATIOS = (10.0, 20.0, 50.0)
 AGNOSTIC_RATIOS = (2.0, 3.0, 5.0)
-SUITES = ("squad-qa", "quoref-qa", "drop-qa", "gsm8k-qa", "squad-agnostic", "gsm8k-agnostic", "cnn_dm", "xsum")
+SUITES = (
+    "squad-qa",
+    "quoref-qa",
+    "drop-qa",
+    "gsm8k-qa",
+    "shifts-reddit-qa",
+    "shifts-new_wiki-qa",
+    "squad-agnostic",
+    "gsm8k-agnostic",
+    "cnn_dm",
+    "xsum",
+)
 GSM8K_ARTICLE = 40  # problems per article: contexts the size of SQuAD dev articles (tokens_in in results.md)
 _DISTRACTORS = 9
 _MIN_SUMMARY_DOC_TOKENS = 150
@@ -333,7 +347,15 @@ _BUILDERS: dict[str, Callable[..., Suite]] = {
     "gsm8k-agnostic": _gsm8k_agnostic,
     "cnn_dm": lambda n, **kw: _summaries("cnn_dm", n, **kw),
     "xsum": lambda n, **kw: _summaries("xsum", n, **kw),
+    "shifts-reddit-qa": lambda n, **kw: _shifts("shifts-reddit-qa", n, **kw),
+    "shifts-new_wiki-qa": lambda n, **kw: _shifts("shifts-new_wiki-qa", n, **kw),
 }
+
+
+def _shifts(name: str, n: int, **kw: bool | int) -> Suite:
+    from promptzip.evals.shift_suites import shift_suite  # it builds on this module's records
+
+    return shift_suite(name, n, **kw)  # type: ignore[arg-type]
 
 
 # The data set each suite is built from (``promptzip.evals.data``).
@@ -346,6 +368,8 @@ SUITE_DATA: dict[str, str] = {
     "xsum": "summaries",
     "gsm8k-qa": "gsm8k",
     "gsm8k-agnostic": "gsm8k",
+    "shifts-reddit-qa": "squad_shifts",
+    "shifts-new_wiki-qa": "squad_shifts",
 }
 
 

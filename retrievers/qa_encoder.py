@@ -23,14 +23,19 @@ from typing import Any
 from promptzip._errors import ModelNotAvailable
 from promptzip._models import ModelSpec, derived_models_dir
 
-__all__ = ["QA_ENCODER", "QA_ENCODER_SPEC", "merge_adapter", "qa_encoder_dir", "qa_encoder_path"]
+__all__ = ["QA_ENCODER", "QA_ENCODER_ENV", "QA_ENCODER_SPEC", "merge_adapter", "qa_encoder_dir", "qa_encoder_path"]
 
 QA_ENCODER = "minilm-qa"
+QA_ENCODER_ENV = "PROMPTZIP_MINILM_QA_DIR"
 
 
 def qa_encoder_dir() -> Path:
-    """The folder of the shipped adapter (``manifest.json`` + ``adapter.safetensors``)."""
-    return Path(__file__).resolve().parent / "models" / QA_ENCODER
+    """The folder of the adapter ``minilm-qa`` resolves to (``manifest.json`` + ``adapter.safetensors``): the
+    shipped one, or ``$PROMPTZIP_MINILM_QA_DIR`` (another ``promptzip train qa-encoder --out`` artifact, e.g. one
+    trained with a domain held out, for the cross-domain protocol). The merged folder and every cache key follow
+    the adapter's own hash, so switching never reuses the other adapter's vectors."""
+    override = os.environ.get(QA_ENCODER_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent / "models" / QA_ENCODER
 
 
 def merge_adapter(base: Path, adapter: Path, dest: Path, *, rank: int, alpha: float) -> Path:
@@ -80,7 +85,8 @@ def qa_encoder_path(folder: Path | None = None) -> Path:
     manifest_path, adapter = folder / "manifest.json", folder / "adapter.safetensors"
     if not manifest_path.is_file() or not adapter.is_file():
         raise ModelNotAvailable(
-            f"the {QA_ENCODER} adapter is missing from {folder}; train it: promptzip train qa-encoder",
+            f"the {QA_ENCODER} adapter is missing from {folder} (${QA_ENCODER_ENV} names another folder); train "
+            "it: promptzip train qa-encoder",
             model=QA_ENCODER,
         )
     stats = [(p, p.stat()) for p in (manifest_path, adapter)]

@@ -17,9 +17,9 @@ import pytest
 from conftest import require_data
 from test_token_level import build_tiny_bert
 
-from promptzip._errors import ModelNotAvailable
+from promptzip._errors import ConfigError, ModelNotAvailable
 from promptzip.evals.records import squad_article
-from promptzip.retrievers.qa_encoder import QA_ENCODER, merge_adapter, qa_encoder_dir, qa_encoder_path
+from promptzip.retrievers.qa_encoder import QA_ENCODER, QA_ENCODER_ENV, merge_adapter, qa_encoder_dir, qa_encoder_path
 from promptzip.training._qa import batch_loss
 from promptzip.training.encoder import EncoderTrainConfig, collect_groups, train_encoder
 
@@ -156,9 +156,48 @@ def test_training_reports_held_out_ranks(tiny_base: Path, tmp_path: Path) -> Non
     assert manifest["data"]["questions"] == {"reddit": 4}
 
 
-def test_bad_settings_and_no_questions_are_refused(tiny_base: Path, tmp_path: Path) -> None:
-    from promptzip._errors import ConfigError
+def test_a_held_out_domain_is_never_trained_on(tiny_base: Path, tmp_path: Path) -> None:
+    """The cross-domain protocol: a held-out domain's articles are dropped before any batch is built, and the
+    manifest says which domain was held out."""
+    config = _tiny(tiny_base, steps=2, questions_per_batch=4, extra_sentences=4, lora_rank=2, held_out=("reddit",))
+    articles = [("reddit", _article("kept out")), ("nyt", _article())]
+    manifest = train_encoder(config, tmp_path, progress=False, articles=articles)
+    assert manifest["data"]["questions"] == {"nyt": 4}
+    assert manifest["data"]["held_out_domains"] == ["reddit"]
+    assert manifest["hyperparameters"]["held_out"] == ["reddit"]
+    with pytest.raises(ConfigError, match="nothing is left"):
+        train_encoder(_tiny(tiny_base, domains=("reddit",), held_out=("reddit",)), tmp_path, articles=articles)
+    with pytest.raises(ConfigError, match="cannot hold out"):
+        train_encoder(_tiny(tiny_base, held_out=("forums",)), tmp_path, articles=articles)
 
+
+def test_another_adapter_folder_takes_the_name_and_its_own_cache_keys(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$PROMPTZIP_MINILM_QA_DIR`` points ``minilm-qa`` at another trained adapter (the cross-domain protocol's
+    held-out one): it is merged into a folder of its own and scores under another fingerprint; a folder without an
+    adapter is a ModelNotAvailable that names the variable."""
+    from promptzip._models import resolve_model
+    from promptzip.retrievers.dense import DenseScorer
+
+    monkeypatch.setenv("PROMPTZIP_CACHE_DIR", str(tmp_path / "cache"))
+    shipped = resolve_model(QA_ENCODER).path
+    shipped_fingerprint = DenseScorer(QA_ENCODER).fingerprint
+    config = _tiny(tiny_base, steps=2, questions_per_batch=4, extra_sentences=4, held_out=("reddit",))
+    train_encoder(config, tmp_path / "held-out", progress=False, articles=[("nyt", _article())])
+    monkeypatch.setenv(QA_ENCODER_ENV, str(tmp_path / "held-out"))
+    other = resolve_model(QA_ENCODER).path
+    assert other != shipped
+    assert other.parent == shipped.parent
+    assert DenseScorer(QA_ENCODER).fingerprint != shipped_fingerprint
+    monkeypatch.setenv(QA_ENCODER_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotAvailable, match=QA_ENCODER_ENV):
+        resolve_model(QA_ENCODER)
+    monkeypatch.delenv(QA_ENCODER_ENV)
+    assert resolve_model(QA_ENCODER).path == shipped
+
+
+def test_bad_settings_and_no_questions_are_refused(tiny_base: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least 1"):
         train_encoder(EncoderTrainConfig(steps=0), tmp_path, articles=[("nyt", _article())])
     empty = squad_article("empty", [{"context": "Nothing to ask.", "qas": []}])
@@ -209,7 +248,8 @@ def test_train_cli_has_qa_encoder() -> None:
     parser = argparse.ArgumentParser()
     add_train_command(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", "qa-encoder", "--steps", "5", "--rank", "8", "--quiet"])
-    assert (args.steps, args.rank, args.quiet) == (5, 8, True)
+    assert (args.steps, args.rank, args.quiet, args.hold_out) == (5, 8, True, ())
+    assert parser.parse_args(["train", "qa-encoder", "--hold-out", "reddit, nyt"]).hold_out == ("reddit", "nyt")
     assert np.isclose(args.lr, EncoderTrainConfig().lr)
 
 

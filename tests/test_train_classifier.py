@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_token_level import CORPUS, build_tiny_bert, build_tiny_causal_lm
 
+from promptzip._errors import ConfigError
 from promptzip.compressors.pruning import group_tokens, word_units
 from promptzip.training._distill import segments
 from promptzip.training.classifier import TrainConfig, TrainingText, targets_for, train
@@ -145,11 +147,62 @@ def test_smoke_training_writes_a_small_artifact_with_a_manifest(tiny: dict[str, 
     assert TokenClassifierScorer.name == "token-classifier"
 
 
+def test_held_out_sources_are_refused_or_left_out() -> None:
+    """``held_out`` removes sources from what is read; naming an unknown source, holding out one that is not
+    trained on, or holding out everything is a ConfigError before any text loads."""
+    from promptzip.training._distill import training_sources
+
+    base = TrainConfig(sources=("new_wiki", "nyt", "reddit"))
+    assert training_sources(replace(base, held_out=("reddit",))) == ("new_wiki", "nyt")
+    assert training_sources(base) == ("new_wiki", "nyt", "reddit")
+    for bad, match in (
+        (replace(base, sources=("forums",)), "unknown training source"),
+        (replace(base, held_out=("xsum",)), "cannot hold out"),
+        (replace(base, held_out=base.sources), "nothing is left"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            training_sources(bad)
+
+
+def test_a_held_out_source_is_not_trained_on(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Texts handed to ``train`` obey the hold-out too: the manifest lists only the sources trained on. The
+    artifact then stands in for the shipped classifier through ``$PROMPTZIP_MINILM_TC_DIR``, under a fingerprint of
+    its own (so no cached score of the shipped one is reused)."""
+    from promptzip.compressors.token_classifier import DISTILLED, DISTILLED_ENV, TokenClassifierScorer, distilled_dir
+
+    texts = [TrainingText("nyt", t, ("engineer tower",)) for t in CORPUS[:4]] + [
+        TrainingText("reddit", t, ("1843",)) for t in CORPUS[4:6]
+    ]
+    config = TrainConfig(
+        teacher=str(tiny["teacher"]),
+        base=str(tiny["base"]),
+        epochs=1,
+        batch_size=4,
+        segment=32,
+        lora_rank=2,
+        teacher_window=32,
+        teacher_context=8,
+        held_out=("reddit",),
+    )
+    manifest = train(config, tmp_path / "art", cache_path=tmp_path / "labels.db", progress=False, texts=texts)
+    assert set(manifest["data"]["sources"]) == {"nyt"}
+    assert manifest["hyperparameters"]["held_out"] == ["reddit"]
+    shipped = TokenClassifierScorer(DISTILLED).fingerprint
+    monkeypatch.setenv(DISTILLED_ENV, str(tmp_path / "art"))
+    assert distilled_dir() == tmp_path / "art"
+    assert TokenClassifierScorer(DISTILLED).fingerprint != shipped
+
+
 def test_cli_command_is_added_to_a_parser() -> None:
     parser = argparse.ArgumentParser(prog="promptzip")
     add_train_command(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", "token-classifier", "--chars", "1000", "--max-minutes", "1", "--quiet"])
     assert args.chars == 1000
+    assert (args.sources, args.hold_out) == (TrainConfig().sources, ())
+    held = parser.parse_args(["train", "token-classifier", "--sources", "nyt,reddit", "--hold-out", "reddit"])
+    assert (held.sources, held.hold_out) == (("nyt", "reddit"), ("reddit",))
     assert args.max_minutes == 1.0
     assert args.quiet
     assert callable(args.func)

@@ -16,7 +16,16 @@ from promptzip._errors import ConfigError
 from promptzip.compressors.pruning import FloatArray, IntArray, word_units
 from promptzip.training._lora import LORA_TARGETS
 
-__all__ = ["SOURCES", "TrainConfig", "TrainingText", "collect_texts", "segments", "targets_for", "teacher_nats"]
+__all__ = [
+    "SOURCES",
+    "TrainConfig",
+    "TrainingText",
+    "collect_texts",
+    "segments",
+    "targets_for",
+    "teacher_nats",
+    "training_sources",
+]
 
 SOURCES = ("cnn_dm", "xsum", "quoref", "drop", "new_wiki", "nyt", "amazon_reviews", "reddit")
 
@@ -43,6 +52,8 @@ class TrainConfig:
     chars: int = 250_000
     max_text_chars: int = 4000
     sources: tuple[str, ...] = SOURCES
+    # Sources left out entirely, so that an eval on one of them is a cross-domain figure.
+    held_out: tuple[str, ...] = ()
     seed: int = 0
     beta: float = 0.25
     teacher: str = "smollm2-135m"
@@ -83,13 +94,30 @@ def _collect_source(name: str) -> list[TrainingText]:
     raise ConfigError(f"unknown training source {name!r}; known: {', '.join(SOURCES)}")
 
 
+def training_sources(config: TrainConfig) -> tuple[str, ...]:
+    """The sources ``config`` trains on: its ``sources`` less its ``held_out`` ones; a :class:`ConfigError` for an
+    unknown name or when nothing is left."""
+    unknown = sorted(set(config.sources) - set(SOURCES))
+    if unknown:
+        raise ConfigError(f"unknown training source {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+    stray = sorted(set(config.held_out) - set(config.sources))
+    if stray:
+        raise ConfigError(f"cannot hold out {', '.join(stray)}: the sources are {', '.join(config.sources)}")
+    kept = tuple(s for s in config.sources if s not in config.held_out)
+    if not kept:
+        raise ConfigError("every source is held out: nothing is left to train on")
+    return kept
+
+
 def collect_texts(config: TrainConfig) -> list[TrainingText]:
-    """A seeded sample of every source, about ``config.chars`` characters in all, in equal shares."""
-    share = config.chars // max(1, len(config.sources))
+    """A seeded sample of every source trained on (:func:`training_sources`), about ``config.chars`` characters
+    in all, in equal shares."""
+    sources = training_sources(config)
+    share = config.chars // max(1, len(sources))
     rng = random.Random(config.seed)
     picked: list[TrainingText] = []
     seen: set[str] = set()
-    for source in config.sources:
+    for source in sources:
         pool = [t for t in _collect_source(source) if len(t.text) >= 200]
         rng.shuffle(pool)
         used = 0

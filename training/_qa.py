@@ -29,6 +29,8 @@ class EncoderTrainConfig:
 
     base: str = "minilm"
     domains: tuple[str, ...] = ("nyt", "amazon_reviews", "reddit", "new_wiki")
+    # Domains left out entirely (not trained on, not tuned on), so that an eval on one is a cross-domain figure.
+    held_out: tuple[str, ...] = ()
     tuning_min_chars: int = 12_000  # new_wiki articles this long are promptzip.evals.tune's text: not trained on
     block_paragraphs: int = 64
     questions_per_batch: int = 16

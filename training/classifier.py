@@ -51,6 +51,7 @@ from promptzip.training._distill import (
     segments,
     targets_for,
     teacher_nats,
+    training_sources,
 )
 
 __all__ = ["TrainConfig", "TrainingText", "collect_texts", "evaluate", "student", "targets_for", "train"]
@@ -230,7 +231,9 @@ def train(
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    corpus = list(texts) if texts is not None else collect_texts(config)
+    training_sources(config)  # a bad source or hold-out fails before any text loads
+    given = list(texts) if texts is not None else collect_texts(config)
+    corpus = [t for t in given if t.source not in config.held_out]  # given texts obey the hold-out too
     if not corpus:
         raise ConfigError("no training text")
     err.write(f"{len(corpus)} texts, {sum(len(t.text) for t in corpus):,} characters\n")

@@ -46,6 +46,10 @@ def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--cache", type=Path, default=None, help="teacher-label cache (SQLite file)")
+    p.add_argument(
+        "--sources", type=_names, default=defaults.sources, help="comma-separated: " + ", ".join(defaults.sources)
+    )
+    p.add_argument("--hold-out", type=_names, default=(), help="comma-separated sources never read (cross-domain)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_token_classifier)
     add_soft_encoder_command(kinds)
@@ -61,6 +65,8 @@ def _run_token_classifier(args: argparse.Namespace, out: TextIO, err: TextIO) ->
         max_minutes=args.max_minutes,
         seed=args.seed,
         threads=args.threads,
+        sources=args.sources,
+        held_out=args.hold_out,
     )
     manifest = train(config, args.out or distilled_dir(), cache_path=args.cache, progress=not args.quiet, err=err)
     out.write(json.dumps({"metrics": manifest["metrics"], "training": manifest["training"]}, indent=2) + "\n")
@@ -133,6 +139,9 @@ def add_qa_encoder_command(kinds: Any) -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, default=d.lora_rank, help="LoRA rank")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes, help="stop training after this long")
     p.add_argument("--eval-questions", type=int, default=d.eval_questions, help="held-out questions (0: none)")
+    p.add_argument(
+        "--hold-out", type=_names, default=(), help="comma-separated SQuAD-shifts domains never read (cross-domain)"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -152,11 +161,17 @@ def _run_qa_encoder(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         eval_questions=args.eval_questions,
         seed=args.seed,
         threads=args.threads,
+        held_out=args.hold_out,
     )
     manifest = train_encoder(config, args.out or qa_encoder_dir(), progress=not args.quiet, err=err)
     training = {k: v for k, v in manifest["training"].items() if k != "loss_every_100"}
     out.write(json.dumps({"metrics": manifest["metrics"], "training": training}, indent=2) + "\n")
     return 0
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """A comma-separated list of names, as a tuple (empty entries dropped)."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:

@@ -74,6 +74,11 @@ class EncoderFit:
 def _check(config: EncoderTrainConfig) -> None:
     if min(config.steps, config.stop_after or 1, config.questions_per_batch, config.lora_rank) < 1:
         raise ConfigError("steps, stop_after, questions_per_batch and lora_rank must be at least 1")
+    unknown = sorted(set(config.held_out) - set(config.domains))
+    if unknown:
+        raise ConfigError(f"cannot hold out {', '.join(unknown)}: the domains are {', '.join(config.domains)}")
+    if not set(config.domains) - set(config.held_out):
+        raise ConfigError("every domain is held out: nothing is left to train on")
 
 
 def _encoder(model: Any, tokenizer: Any) -> Callable[[list[str], int], Any]:
@@ -195,7 +200,8 @@ def train_encoder(
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    groups = collect_groups(list(articles) if articles is not None else _load_articles(config), config)
+    given = list(articles) if articles is not None else _load_articles(config)
+    groups = collect_groups([(domain, a) for domain, a in given if domain not in config.held_out], config)
     fit = fit_encoder(config, groups, progress=progress, err=err)
     metrics: dict[str, Any] = {}
     if config.eval_questions > 0:
@@ -255,6 +261,8 @@ def _load_articles(config: EncoderTrainConfig) -> list[tuple[str, Any]]:
 
     out: list[tuple[str, Any]] = []
     for domain in config.domains:
+        if domain in config.held_out:
+            continue  # never read: a held-out domain is evaluation text
         for article in load_squad_shift(domain, max_paragraphs=None):
             if domain == "new_wiki" and len(article.context) > config.tuning_min_chars:
                 continue
@@ -282,6 +290,7 @@ def _data_record(groups: Sequence[QuestionGroup], config: EncoderTrainConfig) ->
         "questions_sha256": digest.hexdigest(),
         "archives_sha256": archive_record(),
         "left_out": f"new_wiki articles over {config.tuning_min_chars:,} characters (tuning text)",
+        "held_out_domains": list(config.held_out),
         "never_used": "SQuAD v1.1 dev (the reported eval set)",
     }
 

@@ -88,15 +88,14 @@ rag-chat: install
 	$(PY) -P -m promptzip.evals.data fetch all
 	$(PY) -P -m promptzip.evals.rag_chat --n 100
 
-# The cross-domain protocol: minilm-qa and minilm-tc retrained with SQuAD-shifts reddit held out (the classifier on
-# SQuAD-shifts text only, no eval text), then the query-aware suites run with both, into evals/results/heldout/.
+# The cross-domain protocol: minilm-qa and minilm-tc retrained on SQuAD-shifts with its reddit domain held out, then
+# the query-aware suites run with both, into evals/results/heldout/.
 HELDOUT := $(HOME)/.cache/promptzip/heldout-reddit
 .PHONY: heldout
 heldout: install
 	$(PY) -P -m promptzip.evals.data fetch all
 	$(PY) -P -m promptzip.training qa-encoder --hold-out reddit --out $(HELDOUT)/minilm-qa
-	$(PY) -P -m promptzip.training token-classifier --sources new_wiki,nyt,amazon_reviews,reddit --hold-out reddit \
-		--out $(HELDOUT)/minilm-tc
+	$(PY) -P -m promptzip.training token-classifier --hold-out reddit --out $(HELDOUT)/minilm-tc
 	PROMPTZIP_MINILM_QA_DIR=$(HELDOUT)/minilm-qa PROMPTZIP_MINILM_TC_DIR=$(HELDOUT)/minilm-tc \
 		$(PY) -P -m promptzip.evals.run --suites squad-qa,shifts-reddit-qa,shifts-new_wiki-qa \
 		--methods promptzip-fast,promptzip-balanced,bm25-sentences,langchain-embeddings-filter,random-sentences \

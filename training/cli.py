@@ -24,6 +24,7 @@ from promptzip._errors import PromptZipError
 from promptzip.compressors.soft import packaged_dir
 from promptzip.compressors.token_classifier import distilled_dir
 from promptzip.retrievers.qa_encoder import qa_encoder_dir
+from promptzip.training._distill import SOURCES
 from promptzip.training.classifier import TrainConfig, train
 from promptzip.training.encoder import EncoderTrainConfig, train_encoder
 from promptzip.training.soft import SoftTrainConfig, train_soft
@@ -47,7 +48,10 @@ def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--cache", type=Path, default=None, help="teacher-label cache (SQLite file)")
     p.add_argument(
-        "--sources", type=_names, default=defaults.sources, help="comma-separated: " + ", ".join(defaults.sources)
+        "--sources",
+        type=_names,
+        default=defaults.sources,
+        help=f"comma-separated, of {', '.join(SOURCES)} (default: {','.join(defaults.sources)}; the rest is eval text)",
     )
     p.add_argument("--hold-out", type=_names, default=(), help="comma-separated sources never read (cross-domain)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

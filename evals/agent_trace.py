@@ -15,6 +15,10 @@ token cap), with the ``fast`` preset, an in-memory cache of its own per run, and
 * ``stable``: ``compress_messages(history="stable", pricing=...)``, the cache-stable history (run only where
   ``Zipper.compress_messages`` takes ``history``; its decisions depend on the prices, so it runs once per provider).
 
+Opt-in (``--methods``), the doors of :data:`DOORS` (:mod:`promptzip.evals._agent_doors`): the same requests sent
+through the running proxy by the real ``openai`` (``proxy-openai``) or ``anthropic`` (``proxy-anthropic``) SDK to
+a fake upstream on 127.0.0.1, billed as the upstream received them, each for its own provider only.
+
 A request that a method cannot compress (a :class:`PromptZipError`: budget below what must stay verbatim) is sent
 uncompressed, as the proxy's fail-open does, and counted. Each request is billed by the provider cache models of
 :mod:`promptzip.evals._provider_cache` (OpenAI gpt-4o, Anthropic claude-sonnet-4 with a breakpoint at the end of
@@ -33,6 +37,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +47,7 @@ from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._tokenizers import get_tokenizer
 from promptzip._types import Budget
+from promptzip.evals import _agent_doors as doors
 from promptzip.evals._agent_report import (
     GOALS,
     MIN_TOKENS,
@@ -58,7 +64,18 @@ from promptzip.evals._provider_cache import PROVIDERS, Serializer
 from promptzip.evals._traces import CORPORA, FULL, QUICK, Trace, build_traces
 from promptzip.evals.metrics import RETENTION_METRIC, answer_retained
 
-__all__ = ["GOALS", "METHODS", "Method", "add_arguments", "main", "markdown", "run_agent_trace", "write_report"]
+__all__ = [
+    "DOORS",
+    "GOALS",
+    "KNOWN",
+    "METHODS",
+    "Method",
+    "add_arguments",
+    "main",
+    "markdown",
+    "run_agent_trace",
+    "write_report",
+]
 
 PRESET = "fast"
 TARGET = "gpt-4o"
@@ -66,6 +83,8 @@ BUDGETS = {"rate=0.3": Budget(rate=0.3), "tokens=4000": Budget(tokens=4000)}
 COMMAND = "python -P -m promptzip.evals.agent_trace"
 Messages = list[dict[str, Any]]
 Send = Callable[[Any, Messages, Budget | None, CachePricing], Messages]
+Build = Callable[[str, str], Any]
+Opener = Callable[[Build], AbstractContextManager[Callable[[], Any]]]
 
 
 def has_history() -> bool:
@@ -92,7 +111,12 @@ def _stable(zipper: Any, messages: Messages, budget: Budget | None, pricing: Cac
 @dataclass(frozen=True, slots=True)
 class Method:
     """A way to send each request: ``send(zipper, messages, budget, pricing)``; ``compresses``: it needs a Zipper
-    and a budget; ``priced``: what it sends depends on the provider's prices (one run per provider)."""
+    and a budget; ``priced``: what it sends depends on the provider's prices (one run per provider).
+
+    A door sends through a service: ``opens(build)`` is held open for the whole suite (methods with the same
+    ``opens`` share it) and yields what makes each run's first argument of ``send`` in place of a Zipper; every
+    request goes out (the service passes small ones through itself); ``provider``: it runs and is billed for that
+    provider only (a proxy route is priced for one)."""
 
     name: str
     description: str
@@ -100,6 +124,8 @@ class Method:
     compresses: bool = True
     priced: bool = False
     available: Callable[[], bool] = lambda: True
+    provider: str | None = None
+    opens: Opener | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -111,6 +137,20 @@ METHODS: dict[str, Method] = {
                priced=True, available=has_history),
     )
 }  # fmt: skip
+
+DOORS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("proxy-openai", "the openai SDK through the running proxy's /v1/chat/completions (history stable by "
+               "default, budget as its header), billed as the upstream received it", doors.send_openai, priced=True,
+               available=lambda: has_history() and doors.available(), provider="openai", opens=doors.open_proxy),
+        Method("proxy-anthropic", "the anthropic SDK through the running proxy's /v1/messages (the chat translated "
+               "to Anthropic's format and back), billed as the upstream received it", doors.send_anthropic,
+               priced=True, available=lambda: has_history() and doors.available(), provider="anthropic",
+               opens=doors.open_proxy),
+    )
+}  # fmt: skip
+KNOWN: dict[str, Method] = {**METHODS, **DOORS}
 
 
 # ------------------------------------------------------------------------------------------------------ run
@@ -131,7 +171,8 @@ def _run(
         started, error = time.perf_counter(), None
         small = method.compresses and message_tokens(original, count) < MIN_TOKENS
         try:
-            sent = original if small else method.send(zipper, original, BUDGETS.get(budget), pricing)
+            gated = small and method.opens is None
+            sent = original if gated else method.send(zipper, original, BUDGETS.get(budget), pricing)
         except PromptZipError as exc:  # fail-open, as the proxy does: the original goes out
             sent, error = original, f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a bug, not a budget: still fail-open, so one request does not end the run
@@ -192,15 +233,20 @@ def run_agent_trace(
             notes.append("SQuAD dev is not fetched on this machine (`make data`): the questions come from GSM8K test.")
     source = CORPORA[corpus]
     traces = build_traces(source.load(), site=source.site, sizes=QUICK if quick else FULL, seed=seed)
-    chosen = [METHODS[m] for m in methods]
+    chosen = [KNOWN[m] for m in methods]
     skipped = [m.name for m in chosen if not m.available()]
     if skipped:
         notes.append(f"not available in this promptzip, not run: {', '.join(skipped)}")
     build = zipper_factory or _factory
     ser = Serializer(get_tokenizer(TARGET).encode)
-    report: dict[str, Any] = {
-        "traces": [_trace_report(trace, chosen, budgets, providers, build, ser, progress) for trace in traces]
-    }
+    with ExitStack() as stack:
+        openers = [m.opens for m in chosen if m.opens is not None and m.available()]
+        runs = {opener: stack.enter_context(opener(build)) for opener in dict.fromkeys(openers)}
+        if runs:
+            notes.append(doors.NOTE)
+        report: dict[str, Any] = {
+            "traces": [_trace_report(trace, chosen, budgets, providers, build, ser, progress, runs) for trace in traces]
+        }
     report["pooled"] = pooled(report["traces"], providers)
     report["goals"] = goals(report, providers)
     report["meta"] = _meta(command, quick, corpus, source.description, seed, budgets, chosen, providers, notes)
@@ -218,14 +264,19 @@ def _trace_report(
     build: Callable[[str, str], Any],
     ser: Serializer,
     progress: bool,
+    sessions: dict[Any, Callable[[], Any]],
 ) -> dict[str, Any]:
     """Every available method on ``trace``: per budget when it compresses, per provider when its choices depend on
-    the prices."""
+    the prices (a door: its own provider only, when chosen); a door's runs get a session of ``sessions``."""
     runs = []
     for method in (m for m in chosen if m.available()):
+        mine = [p for p in providers if method.provider in (None, p)]
         for budget in budgets if method.compresses else (None,):
-            for group in [[p] for p in providers] if method.priced else [list(providers)]:
-                zipper = build(PRESET, TARGET) if method.compresses else None
+            for group in [[p] for p in mine] if method.priced else [mine] if mine else []:
+                if method.opens is not None:
+                    zipper = sessions[method.opens]()
+                else:
+                    zipper = build(PRESET, TARGET) if method.compresses else None
                 run = _run(trace, method, budget or "", group, zipper, ser)
                 run["totals"] = {p: totals(run["rows"], p) for p in group}
                 runs.append(run)
@@ -280,7 +331,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one small trace per kind (CI-sized)")
     parser.add_argument("--out", type=Path, default=None, help="folder (default evals/results[/quick])")
     parser.add_argument("--corpus", default="auto", choices=["auto", *CORPORA], help="where the questions come from")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(KNOWN))
     parser.add_argument("--budgets", default=",".join(BUDGETS), help="comma-separated, of " + ", ".join(BUDGETS))
     parser.add_argument("--providers", default=",".join(PROVIDERS), help="comma-separated, of " + ", ".join(PROVIDERS))
     parser.add_argument("--seed", type=int, default=0)
@@ -299,7 +350,7 @@ def run_from_args(
         "budgets": [b for b in args.budgets.split(",") if b],
         "providers": [p for p in args.providers.split(",") if p],
     }
-    known: dict[str, list[str]] = {"methods": list(METHODS), "budgets": list(BUDGETS), "providers": list(PROVIDERS)}
+    known: dict[str, list[str]] = {"methods": list(KNOWN), "budgets": list(BUDGETS), "providers": list(PROVIDERS)}
     for what, names in chosen.items():
         unknown = [n for n in names if n not in known[what]]
         if unknown or not names:
@@ -307,7 +358,7 @@ def run_from_args(
                 f"agent-trace: error: unknown or no {what}: {', '.join(unknown)}; known: {', '.join(known[what])}\n"
             )
             return 2
-    if args.threads > 0 and any(METHODS[m].compresses for m in chosen["methods"]):
+    if args.threads > 0 and any(KNOWN[m].compresses for m in chosen["methods"]):
         import torch
 
         torch.set_num_threads(args.threads)

@@ -25,9 +25,10 @@ the client's timeout: the suite measures what reaches the provider, not latency.
 ``x-promptzip-status: fail-open`` (the original was forwarded) is raised as :class:`ProxyFailOpen`, which the suite
 counts as the in-process methods' fail-open.
 
-No ``cache_control`` is sent: the proxy keeps every block at or before the last breakpoint byte for byte, so an
-agent loop that marks the end of every request would have nothing compressed. The suite's Anthropic cache model
-assumes that breakpoint; the proxy door measures compression with it left out.
+Each Anthropic request is marked as agent loops mark theirs, and as the suite's Anthropic cache model bills it:
+a ``cache_control`` breakpoint on the system prompt and on the last block of the request (:func:`mark`). The proxy
+keeps the system prompt byte for byte and leaves the messages to its cache-stable history; the marks are taken off
+again before billing (:func:`unmark`), so both doors bill the same chat shapes.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ __all__ = [
     "available",
     "budget_headers",
     "from_anthropic",
+    "mark",
     "open_proxy",
     "post_anthropic",
     "post_openai",
@@ -64,6 +66,7 @@ __all__ = [
     "send_anthropic",
     "send_openai",
     "to_anthropic",
+    "unmark",
 ]
 
 Messages = list[dict[str, Any]]
@@ -78,9 +81,10 @@ _TAG = "x-agent-trace-request"  # a header the proxy forwards: finds this reques
 NOTE = (
     "The proxy doors: one proxy (under uvicorn on 127.0.0.1, preset fast, target gpt-4o, min_tokens "
     f"{MIN_TOKENS}, an in-memory cache, each route priced as its provider is billed) in front of a fake upstream; "
-    "each run sends under an API key of its own, so its conversation state starts empty. No cache_control is sent "
-    "to /v1/messages (the proxy keeps what a breakpoint covers as it is)."
+    "each run sends under an API key of its own, so its conversation state starts empty. Each /v1/messages request "
+    "carries cache_control breakpoints on its system prompt and on its last block, as agent loops mark them."
 )
+EPHEMERAL = {"type": "ephemeral"}
 
 
 class ProxyFailOpen(PromptZipError):
@@ -329,10 +333,48 @@ def post_openai(session: Session, messages: Messages, budget: Budget | None) -> 
     return _received(raw.headers, list(session.doors.received(tag)["messages"]))
 
 
+def mark(system: str | None, turns: Messages) -> tuple[Any, Messages]:
+    """``system`` and ``turns`` with a ``cache_control`` breakpoint on the system prompt and on the request's last
+    block, as an agent loop caches its conversation turn by turn (a string content becomes one text block)."""
+    marked_system = None if system is None else [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
+    out = [dict(m) for m in turns]
+    if out:
+        content = out[-1]["content"]
+        blocks: list[dict[str, Any]] = (
+            [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content]
+        )
+        if blocks:
+            blocks[-1] = {**blocks[-1], "cache_control": EPHEMERAL}
+            out[-1] = {**out[-1], "content": blocks}
+    return marked_system, out
+
+
+def unmark(system: Any, turns: Sequence[Mapping[str, Any]], like: Messages) -> tuple[Any, Messages]:
+    """What :func:`mark` added taken off a body the upstream received: the breakpoints, and the blocks a string
+    content became (``like``: the turns before marking)."""
+
+    def bare(block: Any) -> Any:
+        return {k: v for k, v in block.items() if k != "cache_control"} if isinstance(block, dict) else block
+
+    if isinstance(system, list) and len(system) == 1 and system[0].get("type") == "text":
+        system = system[0]["text"]
+    out = []
+    for i, m in enumerate(turns):
+        content = m["content"]
+        if isinstance(content, list):
+            content = [bare(b) for b in content]
+            if i == len(turns) - 1 and i < len(like) and isinstance(like[i]["content"], str) and len(content) == 1:
+                content = content[0]["text"]
+        out.append({**m, "content": content})
+    return system, out
+
+
 def post_anthropic(session: Session, messages: Messages, budget: Budget | None) -> Received:
-    """The chat in Anthropic's format through the proxy's ``/v1/messages``, by the ``anthropic`` SDK; what the
-    upstream received is translated back (:func:`from_anthropic`)."""
-    system, turns = to_anthropic(messages)
+    """The chat in Anthropic's format, marked as an agent loop marks it (:func:`mark`), through the proxy's
+    ``/v1/messages`` by the ``anthropic`` SDK; what the upstream received is unmarked and translated back
+    (:func:`from_anthropic`)."""
+    plain_system, plain = to_anthropic(messages)
+    system, turns = mark(plain_system, plain)
     tag, headers = session.doors.tagged()
     extra: dict[str, Any] = {"system": system} if system is not None else {}
     raw = session.anthropic.messages.with_raw_response.create(
@@ -343,7 +385,8 @@ def post_anthropic(session: Session, messages: Messages, budget: Budget | None) 
         **extra,
     )
     body = session.doors.received(tag)
-    return _received(raw.headers, from_anthropic(body.get("system"), body["messages"]))
+    received_system, received = unmark(body.get("system"), body["messages"], plain)
+    return _received(raw.headers, from_anthropic(received_system, received))
 
 
 def _checked(got: Received, original: Messages) -> Messages:

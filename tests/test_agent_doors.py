@@ -82,6 +82,22 @@ def test_anthropic_translation_round_trips_every_trace_request(quick_traces: lis
     assert shapes  # the tool loops' calls and results were among them
 
 
+def test_breakpoints_go_where_an_agent_loop_puts_them_and_come_off_again(quick_traces: list[Trace]) -> None:
+    """:func:`mark` puts a breakpoint on the system prompt and on the request's last block (a tool result, a text
+    block, or the block a string became); :func:`unmark` gives back exactly the unmarked translation."""
+    for trace in quick_traces:
+        for messages in _requests(trace):
+            system, turns = doors.to_anthropic(messages)
+            marked_system, marked = doors.mark(system, turns)
+            assert marked_system == [{"type": "text", "text": system, "cache_control": doors.EPHEMERAL}]
+            assert marked[-1]["content"][-1]["cache_control"] == doors.EPHEMERAL
+            blocks = [b for m in marked for b in (m["content"] if isinstance(m["content"], list) else ())]
+            assert sum("cache_control" in b for b in blocks) == 1
+            assert marked[:-1] == turns[:-1]  # nothing else changes
+            wire = json.loads(json.dumps({"system": marked_system, "messages": marked}))
+            assert doors.unmark(wire["system"], wire["messages"], turns) == (system, turns)
+
+
 def test_anthropic_translation_round_trips_other_shapes() -> None:
     for messages in OTHER_SHAPES:
         system, turns = doors.to_anthropic(messages)
@@ -186,6 +202,7 @@ def test_proxy_anthropic_resends_its_prefix_and_keeps_the_budget(proxy: doors.Do
                 before = proxy.forwarded
                 got = doors.post_anthropic(session, messages, budget)
                 assert proxy.forwarded == before + 1
+                assert got.status != "passthrough" or got.reason != "nothing-to-compress"  # the marks keep no turn
                 assert got.status in ("compressed", "passthrough"), got.reason
                 assert len(got.messages) == len(messages)
                 if got.status == "compressed":

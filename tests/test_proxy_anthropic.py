@@ -1,8 +1,9 @@
 """The proxy speaks Anthropic's Messages API: ``POST /v1/messages`` through the real ``anthropic`` SDK.
 
 A real uvicorn proxy (the model-free BM25 stack) in front of the recording fake upstream: the context of ``system``
-and of text blocks shrinks to the budget, the instruction and question bytes stay, every block at or before the last
-``cache_control`` breakpoint and every non-text block arrives as the client sent it, streams are relayed, the
+and of text blocks shrinks to the budget, the instruction and question bytes stay, a ``cache_control`` breakpoint
+keeps the system prompt (with ``history: reselect``, every block up to it) and every non-text block arrives as the
+client sent it, streams are relayed, the
 ``x-api-key`` credential is forwarded and scopes the result cache, and a malformed body is a 4xx JSON error.
 """
 
@@ -154,7 +155,7 @@ def test_text_blocks_shrink_and_other_blocks_arrive_untouched(
     within(body, 200, gpt4o)
 
 
-def test_cache_control_prefix_is_byte_identical(
+def test_with_reselect_every_block_up_to_the_last_breakpoint_is_kept(
     sdk: Callable[..., anthropic.Anthropic], live: str, upstream: FakeUpstream
 ) -> None:
     ephemeral = {"type": "ephemeral"}
@@ -174,8 +175,9 @@ def test_cache_control_prefix_is_byte_identical(
             ],
         },
     ]
+    reselect = {"x-promptzip-history": "reselect"}
     raw = sdk(budget=2500).messages.with_raw_response.create(
-        model="claude-x", max_tokens=64, system=system, messages=messages
+        model="claude-x", max_tokens=64, system=system, messages=messages, extra_headers=reselect
     )
     assert raw.headers["x-promptzip-status"] == "compressed"
     body = sent(upstream)
@@ -188,9 +190,57 @@ def test_cache_control_prefix_is_byte_identical(
 
     # A top-level cache_control caches up to the last block: nothing may change, so the body goes as it came.
     whole = {"model": "claude-x", "max_tokens": 64, "cache_control": ephemeral, "messages": messages}
-    answer = httpx.post(live + ROUTE, content=json.dumps(whole).encode(), headers={"x-promptzip-budget": "300"})
+    answer = httpx.post(
+        live + ROUTE, content=json.dumps(whole).encode(), headers={"x-promptzip-budget": "300", **reselect}
+    )
     assert (answer.status_code, answer.headers["x-promptzip-reason"]) == (200, "nothing-to-compress")
     assert upstream.requests[-1].body == json.dumps(whole).encode()
+
+
+def test_an_agent_loop_marking_every_request_is_compressed_and_resends_what_it_sent(
+    sdk: Callable[..., anthropic.Anthropic], upstream: FakeUpstream
+) -> None:
+    """The cache-stable history (the default) with a breakpoint that moves to the end of every request, as agent
+    loops mark them: the system prompt stays byte for byte, the new turn's context is compressed, and the next
+    request starts with exactly what the provider was sent (and cached) the turn before."""
+    ephemeral = {"type": "ephemeral"}
+    system = [{"type": "text", "text": INSTRUCTION, "cache_control": ephemeral}]
+    rate = {"x-promptzip-rate": "0.5"}
+
+    def turn(text: str) -> dict[str, Any]:
+        return {"role": "user", "content": [{"type": "text", "text": text, "cache_control": ephemeral}]}
+
+    def unmarked(message: dict[str, Any]) -> dict[str, Any]:
+        return {**message, "content": [{"type": "text", "text": message["content"][0]["text"]}]}
+
+    client = sdk(key="sk-ant-loop")
+    first = [turn(f"Context:\n{TEXT}\n\nQuestion: How many storms in year 3?")]
+    raw = client.messages.with_raw_response.create(
+        model="claude-x", max_tokens=64, system=system, messages=first, extra_headers=rate
+    )
+    assert raw.headers["x-promptzip-status"] == "compressed"
+    one = sent(upstream)
+    assert one["system"] == system
+    assert len(one["messages"][0]["content"][0]["text"]) < len(first[0]["content"][0]["text"])
+    assert one["messages"][0]["content"][0]["cache_control"] == ephemeral  # the client's breakpoint, where it was
+    # The next request: the breakpoint moved to the new last turn; the earlier turn is resent by the client as it
+    # wrote it, and by the proxy as the provider got it.
+    second = [
+        unmarked(first[0]),
+        {"role": "assistant", "content": "9 storms."},
+        turn(f"Context:\n{TEXT}\n\nQuestion: {QUESTION}"),
+    ]
+    raw = client.messages.with_raw_response.create(
+        model="claude-x", max_tokens=64, system=system, messages=second, extra_headers=rate
+    )
+    assert raw.headers["x-promptzip-status"] == "compressed"
+    assert raw.headers["x-promptzip-reused-messages"] != "0"
+    two = sent(upstream)
+    assert two["system"] == system
+    assert two["messages"][0]["content"][0]["text"] == one["messages"][0]["content"][0]["text"]
+    assert two["messages"][1] == second[1]
+    assert len(two["messages"][2]["content"][0]["text"]) < len(second[2]["content"][0]["text"])
+    assert two["messages"][2]["content"][0]["text"].endswith(QUESTION)
 
 
 def test_streaming_is_relayed(sdk: Callable[..., anthropic.Anthropic], upstream: FakeUpstream) -> None:

@@ -238,14 +238,13 @@ class _Proxy:
             return await self._forward(request, body, {**status_headers("passthrough", "encoded-body"), **_NO_REGIONS})
         arrived = time.monotonic()
         payload = parse_json(body)
-        chat = dialect.read(payload)
+        options = parse_options(request.headers, route, self.settings, self.compressions.secret)
+        chat = dialect.read(payload, history=options.history)  # what a cache breakpoint keeps depends on it
         if isinstance(chat, str):  # a valid body with nothing the dialect may change: the upstream decides
             self.metrics.compressions.inc("passthrough")
             return await self._forward(request, body, {**status_headers("passthrough", chat), **_NO_REGIONS})
         messages = chat.messages
-        options = with_cache_key(
-            parse_options(request.headers, route, self.settings, self.compressions.secret), payload
-        )
+        options = with_cache_key(options, payload)
         started = time.perf_counter()
         try:
             # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):

@@ -10,9 +10,13 @@ changed back where they came from and leaves every other value as it was.
 * ``chat`` (``/v1/chat/completions``): the body's ``messages`` are the chat.
 * ``anthropic`` (``/v1/messages``): ``system`` (a string or text blocks) is a system message; each message's
   string or text blocks are its content; a ``tool_result`` block (string or blocks) is a tool message before its
-  turn; ``tool_use`` blocks are counted like tool calls and never changed. Every block at or before the last block
-  that carries ``cache_control`` (system first, then the messages; a top-level ``cache_control`` marks the last
-  block) is sent to the core as protected (counted, kept) so the provider's prompt cache keeps hitting.
+  turn; ``tool_use`` blocks are counted like tool calls and never changed. A ``cache_control`` breakpoint (a
+  top-level one marks the last block) keeps what it covers byte for byte, so the provider's prompt cache keeps
+  hitting: with the cache-stable history (``history="stable"``, the default) that is the system prompt, the
+  prefix a conversation shares with others, and the messages are left to the history, which resends what was sent
+  before byte for byte and compresses only what is new (an agent loop that marks the end of every request would
+  otherwise have nothing compressed); with ``history="reselect"`` it is every block at or before the last
+  breakpoint (system first, then the messages), sent to the core as protected (counted, kept).
 * ``responses`` (``/v1/responses``): ``instructions`` is a system message and ``input`` a user message (a string)
   or items: messages (string or ``input_text``/``output_text`` parts), ``function_call_output`` items as tool
   messages, function calls counted; items of other kinds are forwarded and not sent to the core.
@@ -136,16 +140,17 @@ class Dialect:
 
     name: ClassVar[str]
 
-    def read(self, payload: Any) -> Chat | str:
-        """The body's chat, or why it is forwarded as it came; a :class:`RequestError` (400) for a bad body."""
+    def read(self, payload: Any, *, history: str = "stable") -> Chat | str:
+        """The body's chat, or why it is forwarded as it came; a :class:`RequestError` (400) for a bad body.
+        ``history``: the request's history mode (what a dialect with cache breakpoints keeps depends on it)."""
         body = check_body(payload)
         try:
-            chat = self._read(body)
+            chat = self._read(body, history)
         except _Passthrough as exc:
             return str(exc)
         return chat if chat.places is None or any(chat.places) else "nothing-to-compress"
 
-    def _read(self, body: dict[str, Any]) -> Chat:
+    def _read(self, body: dict[str, Any], history: str) -> Chat:
         raise NotImplementedError
 
     def write(self, payload: dict[str, Any], chat: Chat, messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -204,7 +209,7 @@ class ChatCompletions(Dialect):
 
     name = "chat"
 
-    def read(self, payload: Any) -> Chat | str:
+    def read(self, payload: Any, *, history: str = "stable") -> Chat | str:
         return Chat(check_chat(payload))
 
     def write(self, payload: dict[str, Any], chat: Chat, messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -227,12 +232,12 @@ class AnthropicMessages(Dialect):
 
     name = "anthropic"
 
-    def _read(self, body: dict[str, Any]) -> Chat:
+    def _read(self, body: dict[str, Any], history: str) -> Chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _fail("messages must be a non-empty array", "messages")
         system = body.get("system")
-        frozen = _cached_prefix(body, messages, system)
+        frozen = _cached_prefix(body, messages, system, messages_too=history != "stable")
         b = _Builder(("text",), frozen.__contains__)
         if system is not None:
             b.content("system", system, ("system",))
@@ -278,9 +283,11 @@ class AnthropicMessages(Dialect):
         return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _cached_prefix(body: dict[str, Any], messages: list[Any], system: object) -> frozenset[Path]:
+def _cached_prefix(body: dict[str, Any], messages: list[Any], system: object, *, messages_too: bool) -> frozenset[Path]:
     """The paths of every block and string content at or before the last ``cache_control`` breakpoint, in the order
-    the provider caches them: system, then each message; a tool result after the blocks inside it."""
+    the provider caches them: system, then each message; a tool result after the blocks inside it. Without
+    ``messages_too``, only the system's (any breakpoint covers all of it): the cache-stable history keeps the
+    messages it sent before as they were (module docstring)."""
     order: list[tuple[Path, object]] = []
     if isinstance(system, str):
         order.append((("system",), system))
@@ -300,9 +307,11 @@ def _cached_prefix(body: dict[str, Any], messages: list[Any], system: object) ->
             ]
             order.append((at, block))
     if body.get("cache_control") is not None:  # automatic caching: the breakpoint is the last block
-        return frozenset(path for path, _ in order)
-    marks = [n for n, (_, b) in enumerate(order) if isinstance(b, dict) and b.get("cache_control") is not None]
-    return frozenset(path for path, _ in order[: marks[-1] + 1]) if marks else frozenset()
+        covered = order
+    else:
+        marks = [n for n, (_, b) in enumerate(order) if isinstance(b, dict) and b.get("cache_control") is not None]
+        covered = order[: marks[-1] + 1] if marks else []
+    return frozenset(path for path, _ in covered if messages_too or path[0] == "system")
 
 
 class OpenAIResponses(Dialect):
@@ -312,7 +321,7 @@ class OpenAIResponses(Dialect):
     _TEXT = ("input_text", "output_text")
     _CALLS = ("function_call", "custom_tool_call")
 
-    def _read(self, body: dict[str, Any]) -> Chat:
+    def _read(self, body: dict[str, Any], history: str) -> Chat:
         instructions, value = body.get("instructions"), body.get("input")
         if instructions is not None and not isinstance(instructions, str):
             raise _fail(f"instructions must be a string, not {type_name(instructions)}", "instructions")

@@ -15,6 +15,7 @@ sentences (:meth:`~promptzip._tokenizers.Tokenizer.count_joined`), exactly, so a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -52,13 +53,14 @@ def carry_to_anaphors(
     return out
 
 
-def _prefix_sizes(n: int, limit: int) -> list[int]:
+@functools.lru_cache(maxsize=1024)
+def _prefix_sizes(n: int, limit: int) -> tuple[int, ...]:
     sizes = list(range(1, min(n, 8) + 1))
     k = 8
     while k < n and len(sizes) < limit:
         k = min(n, math.ceil(k * 1.5))
         sizes.append(k)
-    return sorted(set(sizes))[:limit]
+    return tuple(sorted(set(sizes))[:limit])
 
 
 class ExtractiveCompressor(Compressor):
@@ -115,6 +117,7 @@ class ExtractiveCompressor(Compressor):
         # sentences only: a new question over the same documents reuses it.
         # Bounded by joiners (each holding at most _STITCHED stitched variants), not only by their keys' size.
         self._joiners: TextMemo[_Joiner] = TextMemo(max_chars=2_000_000, max_items=1024)
+        self._splits: TextMemo[tuple[Chunk, ...]] = TextMemo(max_chars=2_000_000, max_items=1024)  # _sentences
 
     @property
     def fingerprint(self) -> str:
@@ -125,7 +128,7 @@ class ExtractiveCompressor(Compressor):
         sentence's score inputs (a dense scorer's vectors, as :meth:`_propose` asks for them) and, with
         ``clauses``, the vectors of every long sentence's clauses (any sentence may be among a question's most
         relevant). Returns the number of sentences (:mod:`promptzip._warm`)."""
-        sentences, _ = _sentences(chunks)
+        sentences, _ = _sentences(chunks, self._splits)
         self.scorer.score(sentences, None)
         if self.clauses:
             long = [s for s in sentences if len(s.text) >= self.clause_min_chars]
@@ -135,7 +138,7 @@ class ExtractiveCompressor(Compressor):
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
         t = time.perf_counter()
-        sentences, owner = _sentences(chunks)
+        sentences, owner = _sentences(chunks, self._splits)
         record_timing("sentences", time.perf_counter() - t)
         t = time.perf_counter()
         relevance = np.asarray(self.scorer.score(sentences, query), dtype=np.float64)
@@ -177,18 +180,20 @@ class ExtractiveCompressor(Compressor):
         for si, ci in enumerate(owner):
             by_chunk.setdefault(ci, []).append(si)
         chunk_tokens = tokenizer.count_many([c.text for c in chunks])
+        # Python floats (the same values) for the per-sentence work below: indexing an array costs more per item.
+        scores, utilities = relevance.tolist(), utility.tolist()
         groups: list[list[Variant]] = []
         for ci, chunk in enumerate(chunks):
             if chunk.protected:
                 groups.append([keep_variant(chunk, chunk_tokens[ci])])
                 continue
             members = by_chunk.get(ci, [])
-            best = float(relevance[members].max()) if members else 0.0
+            best = max([scores[si] for si in members]) if members else 0.0
             if nothing_relevant or not members:
                 groups.append([drop_variant(chunk, best)])
                 continue
             groups.append(
-                self._variants(chunk, members, sentences, utility, duplicate, best, chunk_tokens[ci], tokenizer)
+                self._variants(chunk, members, sentences, utilities, duplicate, best, chunk_tokens[ci], tokenizer)
             )
         t = _lap("variants", t)
         if self.clauses and query is not None and not nothing_relevant:
@@ -293,7 +298,7 @@ class ExtractiveCompressor(Compressor):
         chunk: Chunk,
         members: list[int],
         sentences: list[Chunk],
-        utility: np.ndarray,
+        utility: list[float],
         duplicate: list[bool],
         best: float,
         tokens: int,
@@ -307,21 +312,21 @@ class ExtractiveCompressor(Compressor):
             if not self.expand:  # the same sum, in the same order, without looking for neighbours
                 total = 0.0
                 for si in chosen:
-                    total += float(utility[si])
+                    total += utility[si]
                 return total
             kept = set(chosen)
             total = 0.0
             for si in chosen:
                 p = position[si]
                 near = [members[q] for q in (p - 1, p + 1) if 0 <= q < len(members) and members[q] in kept]
-                total += float(utility[si]) + self.expand * max((float(utility[n]) for n in near), default=0.0)
+                total += utility[si] + self.expand * max((utility[n] for n in near), default=0.0)
             return total
 
         variants = [drop_variant(chunk, best), keep_variant(chunk, tokens, value(members), best)]
         live = [si for si in members if not duplicate[si]]
         ranked = sorted(live, key=lambda si: (-utility[si], si))
         seen: set[tuple[int, ...]] = {tuple(members)}
-        joiner = self._joiner(chunk, [sentences[si] for si in members])
+        joiner = self._joiner(chunk, sentences, members)
         candidates: list[tuple[str, list[int]]] = []
         for k in _prefix_sizes(len(ranked), self.max_variants):
             candidates.append(("extract", sorted(ranked[:k])))
@@ -335,7 +340,7 @@ class ExtractiveCompressor(Compressor):
             if key in seen:
                 continue  # the whole chunk, or a set already proposed
             seen.add(key)
-            text, kept, tokens = joiner.stitched(tuple(position[si] for si in chosen), tokenizer)
+            text, kept, tokens = joiner.stitched(tuple(map(position.__getitem__, chosen)), tokenizer)
             variants.append(Variant(chunk, kind, text, tokens, value(chosen), kept, best))
         rate = chunk.metadata.get("rate") if chunk.metadata else None
         if rate is not None:
@@ -343,27 +348,37 @@ class ExtractiveCompressor(Compressor):
             variants = [v for v in variants if not v.text or len(v.text) <= cap]
         return variants
 
-    def _joiner(self, chunk: Chunk, sentences: list[Chunk]) -> _Joiner:
-        key = "|".join(
-            (str(chunk.start), ",".join(f"{s.start}:{s.end}" for s in sentences), chunk.source_id, chunk.text)
-        )
+    def _joiner(self, chunk: Chunk, sentences: list[Chunk], members: list[int]) -> _Joiner:
+        """The joiner of ``chunk``'s sentences (``sentences[si]`` for ``si`` in ``members``). They are all of its
+        sentences (:func:`_sentences`), a function of the chunk's text and offset, which is all a joiner reads."""
+        key = f"{chunk.start}|{chunk.text}"
         joiner = self._joiners.get(key)
         if joiner is None:
-            joiner = _Joiner(chunk, sentences)
+            joiner = _Joiner(chunk, [sentences[si] for si in members])
             self._joiners.put(key, joiner)
         return joiner
 
 
-def _sentences(chunks: Sequence[Chunk]) -> tuple[list[Chunk], list[int]]:
-    """The sentences of the chunks that are not protected, and the index of each one's chunk."""
+def _sentences(
+    chunks: Sequence[Chunk], memo: TextMemo[tuple[Chunk, ...]] | None = None
+) -> tuple[list[Chunk], list[int]]:
+    """The sentences of the chunks that are not protected, and the index of each one's chunk. With ``memo``, a
+    chunk's sentences are the ones made for an equal chunk before (immutable, and a function of its text, offset and
+    source): a warm request makes none, and its sentences' texts come with their hashes computed."""
     sentences: list[Chunk] = []
     owner: list[int] = []
     for ci, chunk in enumerate(chunks):
         if chunk.protected:
             continue
-        for a, b in sentence_spans(chunk.text):
-            sentences.append(Chunk(chunk.text[a:b], chunk.source_id, chunk.start + a, chunk.start + b))
-            owner.append(ci)
+        key = f"{chunk.start}|{len(chunk.source_id)}|{chunk.source_id}{chunk.text}" if memo is not None else ""
+        found = memo.get(key) if memo is not None else None
+        if found is None:
+            text, sid, start = chunk.text, chunk.source_id, chunk.start
+            found = tuple(Chunk(text[a:b], sid, start + a, start + b) for a, b in sentence_spans(text))
+            if memo is not None:
+                memo.put(key, found)
+        sentences.extend(found)
+        owner.extend([ci] * len(found))
     return sentences, owner
 
 

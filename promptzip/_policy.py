@@ -94,28 +94,44 @@ class BudgetPolicy(Policy):
 
 def _dp(fronts: list[list[Variant]], cap: int, overhead: int) -> list[Variant]:
     n = len(fronts)
-    dp = np.zeros(cap + 1, dtype=np.float64)
-    choice = np.zeros((n, cap + 1), dtype=np.int16)
+    costs = [[_cost(v, overhead) for v in front] for front in fronts]
+    # rows[g][c]: the best utility of the groups before g within c tokens. No table of choices is filled in: the
+    # walk back recomputes one group's candidates at one capacity, which costs less than recording them all.
+    rows = np.empty((n + 1, cap + 1), dtype=np.float64)
+    rows[0] = 0.0
+    scratch = np.empty(cap + 1, dtype=np.float64)
     for g, front in enumerate(fronts):
-        new = np.full(cap + 1, -np.inf)
-        pick = choice[g]
-        for j, v in enumerate(front):
-            c = _cost(v, overhead)
+        dp, new = rows[g], rows[g + 1]
+        for j, (v, c) in enumerate(zip(front, costs[g], strict=True)):
             if c > cap:
+                if j == 0:
+                    new.fill(-np.inf)
                 break
-            # Only capacities ≥ c can take v: compare and update that tail in place (below c the candidate would
-            # be -inf, which never wins), with no full-length temporaries.
-            cand = dp[: cap + 1 - c] + v.utility
-            better = cand > new[c:]
-            np.copyto(new[c:], cand, where=better)
-            np.copyto(pick[c:], j, where=better)
-        dp = new
+            # Only capacities ≥ c can take v (below c the candidate would be -inf, which never wins). The fronts
+            # are by cost, so the first variant sets every capacity it reaches. fmax skips a NaN candidate as a
+            # strict comparison would; a NaN the first variant leaves loses every comparison, as -inf would.
+            width = cap + 1 - c
+            if j == 0:
+                new[:c] = -np.inf
+                np.add(dp[:width], v.utility, out=new[c:])
+            else:
+                cand, tail = scratch[:width], new[c:]
+                np.add(dp[:width], v.utility, out=cand)
+                np.fmax(tail, cand, out=tail)
     chosen: list[Variant] = []
     c = cap
     for g in range(n - 1, -1, -1):
-        v = fronts[g][int(choice[g, c])]
-        chosen.append(v)
-        c -= _cost(v, overhead)
+        # The first variant with the best candidate at this capacity: the one a strict comparison in front order
+        # keeps, with the candidate computed as the forward pass computed it.
+        dp, pick, best = rows[g], 0, -np.inf
+        for j, (v, cost) in enumerate(zip(fronts[g], costs[g], strict=True)):
+            if cost > c:
+                break
+            value = dp[c - cost] + v.utility
+            if value > best:
+                pick, best = j, value
+        chosen.append(fronts[g][pick])
+        c -= costs[g][pick]
     chosen.reverse()
     return chosen
 

@@ -210,8 +210,8 @@ def test_an_agent_loop_marking_every_request_is_compressed_and_resends_what_it_s
     def turn(text: str) -> dict[str, Any]:
         return {"role": "user", "content": [{"type": "text", "text": text, "cache_control": ephemeral}]}
 
-    def unmarked(message: dict[str, Any]) -> dict[str, Any]:
-        return {**message, "content": [{"type": "text", "text": message["content"][0]["text"]}]}
+    def unmarked(message: dict[str, Any]) -> dict[str, Any]:  # back to the string it was before it was marked
+        return {**message, "content": message["content"][0]["text"]}
 
     client = sdk(key="sk-ant-loop")
     first = [turn(f"Context:\n{TEXT}\n\nQuestion: How many storms in year 3?")]
@@ -237,7 +237,7 @@ def test_an_agent_loop_marking_every_request_is_compressed_and_resends_what_it_s
     assert raw.headers["x-promptzip-reused-messages"] != "0"
     two = sent(upstream)
     assert two["system"] == system
-    assert two["messages"][0]["content"][0]["text"] == one["messages"][0]["content"][0]["text"]
+    assert two["messages"][0]["content"] == one["messages"][0]["content"][0]["text"]  # in the client's shape
     assert two["messages"][1] == second[1]
     assert len(two["messages"][2]["content"][0]["text"]) < len(second[2]["content"][0]["text"])
     assert two["messages"][2]["content"][0]["text"].endswith(QUESTION)

@@ -90,9 +90,19 @@ class _Builder:
         self.messages.append(message)
         self.places.append(places)
 
+    def plain(self, block: object) -> bool:
+        """A text block with nothing that pins its text (annotations point into it by offset)."""
+        return (
+            isinstance(block, dict)
+            and block.get("type") in self.text_types
+            and isinstance(block.get("text"), str)
+            and not block.get("annotations")
+        )
+
     def text(self, role: str, text: str, path: Path) -> None:
         check_str(text, _param(path))  # an unpaired surrogate is refused here, as on the chat route
-        if self.frozen(path):
+        # A block's text is kept when its block is (the breakpoints mark blocks, not their texts).
+        if self.frozen(path) or (path[-1] == "text" and self.frozen(path[:-1])):
             self.add({"role": role, "content": _protected(text)}, {})
         else:
             self.add({"role": role, "content": text}, {None: path})
@@ -117,6 +127,11 @@ class _Builder:
         """A message whose content is a string or a list of blocks (``None`` too when ``empty_ok``)."""
         if isinstance(value, str):
             self.text(role, value, path)
+        elif isinstance(value, list) and len(value) == 1 and self.plain(value[0]):
+            # One text block reads as the string it holds: a client writes a turn as a string, then as one block
+            # to mark it with cache_control, then as a string again once the mark has moved on; the history must
+            # see the same message each time to find the prefix it sent.
+            self.text(role, check_str(value[0]["text"], f"{_param(path)}[0].text"), (*path, 0, "text"))
         elif isinstance(value, list):
             parts: list[dict[str, Any]] = []
             places: dict[int | None, Path] = {}
@@ -259,6 +274,9 @@ class AnthropicMessages(Dialect):
     @staticmethod
     def _turn(b: _Builder, role: str, blocks: list[Any], path: Path) -> None:
         """A turn of blocks: its tool results become tool messages before it, its tool uses its tool calls."""
+        if len(blocks) == 1 and b.plain(blocks[0]):  # one text block: the string it holds (_Builder.content)
+            b.content(role, blocks, path)
+            return
         parts: list[dict[str, Any]] = []
         places: dict[int | None, Path] = {}
         calls: list[dict[str, Any]] = []

@@ -8,6 +8,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,6 +96,12 @@ def test_merged_adapter_reproduces_the_trained_student(tiny: dict[str, Path], tm
         np.testing.assert_allclose(got.numpy(), own.numpy(), atol=1e-5)
 
 
+def _tiny_config(tiny: dict[str, Path], **settings: Any) -> TrainConfig:
+    """A config for the tiny teacher and student: short windows and segments, a rank-2 adapter."""
+    base = {"batch_size": 4, "segment": 32, "lora_rank": 2, "teacher_window": 32, "teacher_context": 8}
+    return TrainConfig(teacher=str(tiny["teacher"]), base=str(tiny["base"]), **{**base, **settings})
+
+
 def test_smoke_training_writes_a_small_artifact_with_a_manifest(tiny: dict[str, Path], tmp_path: Path) -> None:
     from promptzip.compressors.token_classifier import (
         TokenClassifierScorer,
@@ -106,16 +113,7 @@ def test_smoke_training_writes_a_small_artifact_with_a_manifest(tiny: dict[str, 
     texts = [TrainingText("cnn_dm", t, ("engineer tower",)) for t in CORPUS[:6]] + [
         TrainingText("drop", " ".join(CORPUS[:3]), ("1843",))
     ]
-    config = TrainConfig(
-        teacher=str(tiny["teacher"]),
-        base=str(tiny["base"]),
-        epochs=2,
-        batch_size=4,
-        segment=32,
-        lora_rank=2,
-        teacher_window=32,
-        teacher_context=8,
-    )
+    config = _tiny_config(tiny, epochs=2)
     out = tmp_path / "artifact"
     manifest = train(config, out, cache_path=tmp_path / "labels.db", progress=False, texts=texts)
     assert (out / "adapter.safetensors").stat().st_size < 5 << 20
@@ -175,17 +173,7 @@ def test_a_held_out_source_is_not_trained_on(
     texts = [TrainingText("nyt", t, ("engineer tower",)) for t in CORPUS[:4]] + [
         TrainingText("reddit", t, ("1843",)) for t in CORPUS[4:6]
     ]
-    config = TrainConfig(
-        teacher=str(tiny["teacher"]),
-        base=str(tiny["base"]),
-        epochs=1,
-        batch_size=4,
-        segment=32,
-        lora_rank=2,
-        teacher_window=32,
-        teacher_context=8,
-        held_out=("reddit",),
-    )
+    config = _tiny_config(tiny, epochs=1, held_out=("reddit",))
     manifest = train(config, tmp_path / "art", cache_path=tmp_path / "labels.db", progress=False, texts=texts)
     assert set(manifest["data"]["sources"]) == {"nyt"}
     assert manifest["hyperparameters"]["held_out"] == ["reddit"]

@@ -68,6 +68,8 @@ bench: install
 	@# the warm path per stage and its curve to 100k tokens (evals/results/warm_path.md), one thread
 	$(PY) -P -m promptzip.evals.bench --warm-breakdown --sizes 1000,4000,10000,30000,100000 --presets fast \
 		--repeats 15 --threads 1
+	@# the index-time warm-up per worker, one process and Ray pools into one Redis (evals/results/warm_ray.md)
+	$(PY) -P -m promptzip.evals.warm_ray_bench
 	@# the first compression in a new process, cold and warm (evals/results/startup.md)
 	$(PY) -P -m promptzip.evals.startup
 

@@ -11,10 +11,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -36,49 +32,20 @@ from promptzip._errors import ConfigError
 from promptzip._split import chunk_source, sentence_spans
 from promptzip._warm_ray import RayWarmReport, warm_on_ray
 from promptzip.cli import main as cli
+from promptzip.evals._redis_server import redis_server
 
 SOTU = (resources.files("promptzip") / "_sample" / "sotu.txt").read_text(encoding="utf-8")
 QUESTION = "What did the President propose to make college more affordable?"
 
 
 # -- a real cache every Ray worker reaches ----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def cache_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server on a free port, persistence off (as ``tests/test_redis_cache.py`` starts it); a SQLite file
     when the binary is absent (that module fails in CI without it)."""
     folder = tmp_path_factory.mktemp("warm-ray-cache")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield f"sqlite:///{folder / 'cache.db'}"
-        return
-    import redis
-
-    port = _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen([*args, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = redis.Redis(port=port, socket_timeout=1)
-    deadline = time.monotonic() + 15
-    try:
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0?timeout=5"
-    finally:
-        process.kill()
-        process.wait(10)
+    with redis_server(folder) as port:
+        yield f"sqlite:///{folder / 'cache.db'}" if port is None else f"redis://127.0.0.1:{port}/0?timeout=5"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "redis_server"]
+__all__ = ["free_port", "redis_server", "start_redis"]
 
 
 def free_port() -> int:
@@ -21,31 +21,40 @@ def free_port() -> int:
         return port
 
 
+def start_redis(binary: str, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """``binary`` (a redis-server) on 127.0.0.1:``port``, persistence off, its working folder ``folder``, answering
+    pings; a ``RuntimeError`` when it exits or stays silent for 15 s."""
+    import redis
+
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += ["--dir", str(folder), "--protected-mode", "yes"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port, socket_timeout=1)
+    deadline = time.monotonic() + 15
+    try:
+        while True:
+            try:
+                if client.ping():
+                    return process
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+    finally:
+        client.close()
+
+
 @contextlib.contextmanager
 def redis_server(folder: Path) -> Iterator[int | None]:
-    """A ``redis-server`` on a free port with persistence off (its working folder ``folder``), answering pings
-    before this yields its port; ``None`` without the binary."""
+    """A ``redis-server`` on a free port (:func:`start_redis`), killed on exit; ``None`` without the binary."""
     binary = shutil.which("redis-server")
     if binary is None:
         yield None
         return
-    import redis
-
     port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen([*args, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    process = start_redis(binary, port, folder)
     try:
-        client = redis.Redis(port=port, socket_timeout=1)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
         yield port
     finally:
         process.kill()

@@ -16,7 +16,6 @@ sentences (:meth:`~promptzip._tokenizers.Tokenizer.count_joined`), exactly, so a
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import re
 import time
@@ -28,9 +27,9 @@ from promptzip._errors import ConfigError
 from promptzip._fingerprint import derived_fingerprint
 from promptzip._pipeline import record_timing
 from promptzip._roles import Compressor, Scorer, drop_variant, keep_variant, span_chunks
-from promptzip._split import sentence_spans
 from promptzip._tokenizers import TextMemo, Tokenizer
-from promptzip._types import Chunk, Span, Variant
+from promptzip._types import Chunk, Variant
+from promptzip.compressors._stitching import Joiner, chunk_sentences, clause_spans, stitch
 from promptzip.compressors.filters import duplicate_mask
 from promptzip.compressors.pruning import fact_density
 
@@ -115,9 +114,9 @@ class ExtractiveCompressor(Compressor):
         self._duplicate_memo: TextMemo[tuple[bool, ...]] = TextMemo(max_chars=2_000_000, max_items=256)
         # A chunk's joiner (its sentences' parts and the variants stitched from them) depends on the chunk and its
         # sentences only: a new question over the same documents reuses it.
-        # Bounded by joiners (each holding at most _STITCHED stitched variants), not only by their keys' size.
-        self._joiners: TextMemo[_Joiner] = TextMemo(max_chars=2_000_000, max_items=1024)
-        self._splits: TextMemo[tuple[Chunk, ...]] = TextMemo(max_chars=2_000_000, max_items=1024)  # _sentences
+        # Bounded by joiners (each holding at most STITCHED stitched variants), not only by their keys' size.
+        self._joiners: TextMemo[Joiner] = TextMemo(max_chars=2_000_000, max_items=1024)
+        self._splits: TextMemo[tuple[Chunk, ...]] = TextMemo(max_chars=2_000_000, max_items=1024)  # chunk_sentences
 
     @property
     def fingerprint(self) -> str:
@@ -128,7 +127,7 @@ class ExtractiveCompressor(Compressor):
         sentence's score inputs (a dense scorer's vectors, as :meth:`_propose` asks for them) and, with
         ``clauses``, the vectors of every long sentence's clauses (any sentence may be among a question's most
         relevant). Returns the number of sentences (:mod:`promptzip._warm`)."""
-        sentences, _ = _sentences(chunks, self._splits)
+        sentences, _ = chunk_sentences(chunks, self._splits)
         self.scorer.score(sentences, None)
         if self.clauses:
             long = [s for s in sentences if len(s.text) >= self.clause_min_chars]
@@ -138,7 +137,7 @@ class ExtractiveCompressor(Compressor):
 
     def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
         t = time.perf_counter()
-        sentences, owner = _sentences(chunks, self._splits)
+        sentences, owner = chunk_sentences(chunks, self._splits)
         record_timing("sentences", time.perf_counter() - t)
         t = time.perf_counter()
         relevance = np.asarray(self.scorer.score(sentences, query), dtype=np.float64)
@@ -250,7 +249,7 @@ class ExtractiveCompressor(Compressor):
             chunk = chunks[ci]
             seen = {v.text for v in groups[ci]}
             for window in windows:
-                text, kept, parts = _stitch(chunk, [pieces[i] for i in window])
+                text, kept, parts = stitch(chunk, [pieces[i] for i in window])
                 if text in seen:
                     continue
                 seen.add(text)
@@ -348,38 +347,15 @@ class ExtractiveCompressor(Compressor):
             variants = [v for v in variants if not v.text or len(v.text) <= cap]
         return variants
 
-    def _joiner(self, chunk: Chunk, sentences: list[Chunk], members: list[int]) -> _Joiner:
+    def _joiner(self, chunk: Chunk, sentences: list[Chunk], members: list[int]) -> Joiner:
         """The joiner of ``chunk``'s sentences (``sentences[si]`` for ``si`` in ``members``). They are all of its
-        sentences (:func:`_sentences`), a function of the chunk's text and offset, which is all a joiner reads."""
+        sentences (:func:`chunk_sentences`), a function of the chunk's text and offset, which is all a joiner reads."""
         key = f"{chunk.start}|{chunk.text}"
         joiner = self._joiners.get(key)
         if joiner is None:
-            joiner = _Joiner(chunk, [sentences[si] for si in members])
+            joiner = Joiner(chunk, [sentences[si] for si in members])
             self._joiners.put(key, joiner)
         return joiner
-
-
-def _sentences(
-    chunks: Sequence[Chunk], memo: TextMemo[tuple[Chunk, ...]] | None = None
-) -> tuple[list[Chunk], list[int]]:
-    """The sentences of the chunks that are not protected, and the index of each one's chunk. With ``memo``, a
-    chunk's sentences are the ones made for an equal chunk before (immutable, and a function of its text, offset and
-    source): a warm request makes none, and its sentences' texts come with their hashes computed."""
-    sentences: list[Chunk] = []
-    owner: list[int] = []
-    for ci, chunk in enumerate(chunks):
-        if chunk.protected:
-            continue
-        key = f"{chunk.start}|{len(chunk.source_id)}|{chunk.source_id}{chunk.text}" if memo is not None else ""
-        found = memo.get(key) if memo is not None else None
-        if found is None:
-            text, sid, start = chunk.text, chunk.source_id, chunk.start
-            found = tuple(Chunk(text[a:b], sid, start + a, start + b) for a, b in sentence_spans(text))
-            if memo is not None:
-                memo.put(key, found)
-        sentences.extend(found)
-        owner.extend([ci] * len(found))
-    return sentences, owner
 
 
 def _standard(values: np.ndarray) -> np.ndarray:
@@ -392,116 +368,3 @@ def _lap(stage: str, since: float) -> float:
     now = time.perf_counter()
     record_timing(stage, now - since)
     return now
-
-
-_CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+[-–—]{1,2}\s+|\s*[()]\s*")
-
-
-def clause_spans(text: str, *, min_chars: int = 32) -> list[tuple[int, int]]:
-    """Clauses of a sentence as ``(start, end)`` offsets: the pieces between commas, semicolons, colons, dashes
-    and parentheses, trimmed; a piece shorter than ``min_chars`` is merged with the next one (the last with the
-    one before), so no clause is a stray fragment. A sentence without breaks is one clause."""
-    raw: list[list[int]] = []
-    pos = 0
-    for m in _CLAUSE_BREAK.finditer(text):
-        raw.append([pos, m.start()])
-        pos = m.end()
-    raw.append([pos, len(text)])
-    spans = [[a, b] for a, b in raw if text[a:b].strip()]
-    merged: list[list[int]] = []
-    for a, b in spans:
-        if merged and merged[-1][1] - merged[-1][0] < min_chars:
-            merged[-1][1] = b
-        else:
-            merged.append([a, b])
-    if len(merged) > 1 and merged[-1][1] - merged[-1][0] < min_chars:
-        last = merged.pop()
-        merged[-1][1] = last[1]
-    out: list[tuple[int, int]] = []
-    for a, b in merged:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            out.append((a, b))
-    return out
-
-
-_STITCHED = 48
-
-
-class _Joiner:
-    """:func:`_stitch` for the sentences of one chunk, with each sentence's parts made once: a chunk's variants
-    reuse its sentences, and the same part strings let the tokenizer's memo find their counts by hash at once."""
-
-    __slots__ = ("_stitched", "chunk", "ends", "gaps", "spaced", "starts", "texts")
-
-    def __init__(self, chunk: Chunk, sentences: list[Chunk]) -> None:
-        self.chunk = chunk
-        self.texts = [s.text for s in sentences]
-        self.spaced = [" " + t for t in self.texts]
-        self.starts = [s.start for s in sentences]
-        self.ends = [s.end for s in sentences]
-        # gaps[p]: sentence p with the original text since sentence p - 1 when only whitespace lies between
-        self.gaps: list[str | None] = [None]
-        for a, b in itertools.pairwise(sentences):
-            adjacent = _adjacent(chunk, a.end, b.start)
-            self.gaps.append(chunk.text[a.end - chunk.start : b.end - chunk.start] if adjacent else None)
-        self._stitched: dict[tuple[tuple[int, ...], str], tuple[str, tuple[Span, ...], int]] = {}
-
-    def stitched(self, positions: tuple[int, ...], tokenizer: Tokenizer) -> tuple[str, tuple[Span, ...], int]:
-        """:meth:`stitch` with the text's token count, remembered per positions and tokenizer (at most
-        :data:`_STITCHED` sets per chunk: the variants a chunk gets over many questions). No lock: a race between
-        threads can only lose an entry, since a value is a function of its key."""
-        key = (positions, tokenizer.fingerprint)
-        found = self._stitched.get(key)
-        if found is None:
-            text, kept, parts = self.stitch(list(positions))
-            found = (text, kept, tokenizer.count_joined(parts))
-            if len(self._stitched) >= _STITCHED:
-                self._stitched.clear()
-            self._stitched[key] = found
-        return found
-
-    def stitch(self, positions: list[int]) -> tuple[str, tuple[Span, ...], list[str]]:
-        """``_stitch(chunk, [sentences[p] for p in positions])`` for increasing ``positions``."""
-        chunk = self.chunk
-        spans: list[list[int]] = []
-        parts: list[str] = []
-        previous = -2
-        for p in positions:
-            gap: str | None = None
-            if p == previous + 1:
-                gap = self.gaps[p]
-            elif spans and _adjacent(chunk, spans[-1][1], self.starts[p]):
-                gap = chunk.text[spans[-1][1] - chunk.start : self.ends[p] - chunk.start]
-            if gap is not None:
-                parts.append(gap)
-                spans[-1][1] = self.ends[p]
-            else:
-                parts.append(self.spaced[p] if spans else self.texts[p])
-                spans.append([self.starts[p], self.ends[p]])
-            previous = p
-        return "".join(parts), tuple(Span(a, b) for a, b in spans), parts
-
-
-def _stitch(chunk: Chunk, chosen: list[Chunk]) -> tuple[str, tuple[Span, ...], list[str]]:
-    """Text of the chosen sentences cut from the chunk: adjacent ones with the original text between them,
-    others joined by a space. Returns the text, the kept source spans (merged) and the text's parts, one per
-    sentence with what joins it to the one before (``"".join(parts) == text``), for
-    :meth:`~promptzip._tokenizers.Tokenizer.count_joined`: a sentence is counted once, whatever it is joined to."""
-    spans: list[list[int]] = []
-    parts: list[str] = []
-    for s in chosen:
-        if spans and _adjacent(chunk, spans[-1][1], s.start):
-            parts.append(chunk.text[spans[-1][1] - chunk.start : s.end - chunk.start])
-            spans[-1][1] = s.end
-        else:
-            parts.append((" " if spans else "") + s.text)
-            spans.append([s.start, s.end])
-    return "".join(parts), tuple(Span(a, b) for a, b in spans), parts
-
-
-def _adjacent(chunk: Chunk, end: int, start: int) -> bool:
-    return not chunk.text[end - chunk.start : start - chunk.start].strip()

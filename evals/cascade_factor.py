@@ -128,7 +128,7 @@ def run(
     import promptzip as pz
     from promptzip._cache import MemoryCache
     from promptzip._split import chunk_source
-    from promptzip.compressors.extractive import _sentences
+    from promptzip.compressors._stitching import chunk_sentences as _sentences
 
     cache = MemoryCache(max_bytes=1 << 31)
     fast = pz.Zipper.from_preset("fast", target="o200k_base", cache=cache)

@@ -201,7 +201,7 @@ def test_the_cascade_keeps_the_planted_answer_within_budget_reading_fewer_senten
 @pytest.mark.slow
 def test_candidates_outrank_every_sentence_the_encoder_did_not_read(cascade: pz.Zipper) -> None:
     from promptzip._split import chunk_source
-    from promptzip.compressors.extractive import _sentences
+    from promptzip.compressors._stitching import chunk_sentences as _sentences
 
     scorer = cascade.compressor.scorer  # type: ignore[attr-defined]
     sentences, _ = _sentences(chunk_source(_planted(), "doc", max_chunk_chars=2000))

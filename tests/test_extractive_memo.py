@@ -10,7 +10,8 @@ import pytest
 from promptzip._split import chunk_source
 from promptzip._tokenizers import TextMemo, get_tokenizer, text_memos_disabled
 from promptzip._types import Chunk, Variant
-from promptzip.compressors.extractive import ExtractiveCompressor, _sentences
+from promptzip.compressors._stitching import chunk_sentences as _sentences
+from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.retrievers.sparse import BM25Scorer
 
 SOTU = (resources.files("promptzip") / "_sample" / "sotu.txt").read_text(encoding="utf-8")

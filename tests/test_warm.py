@@ -180,9 +180,9 @@ def test_variant_costs_are_exact_counts(bm25_zipper: pz.Zipper, text: str) -> No
 
 
 def test_remembered_joiners_give_the_variants_a_fresh_compressor_gives(bm25_zipper: pz.Zipper) -> None:
-    """A chunk's stitched variants are remembered across questions (compressors/extractive.py _Joiner): every
+    """A chunk's stitched variants are remembered across questions (compressors/_stitching.py Joiner): every
     question's proposals equal those of a compressor that remembers nothing, and the memo stays bounded."""
-    from promptzip.compressors import extractive
+    from promptzip.compressors._stitching import STITCHED
 
     tok = bm25_zipper.tokenizer
     chunks = chunk_source(SOTU[:30000], "0")
@@ -198,7 +198,7 @@ def test_remembered_joiners_give_the_variants_a_fresh_compressor_gives(bm25_zipp
     joiners = compressor._joiners  # type: ignore[attr-defined]
     assert 0 < len(joiners) <= joiners.max_items
     for memo in (joiners._young, joiners._old):
-        assert all(len(j._stitched) <= extractive._STITCHED for j in memo.values())
+        assert all(len(j._stitched) <= STITCHED for j in memo.values())
 
 
 # -- warm_texts on a model-free stack -------------------------------------------------------------------------

@@ -113,7 +113,8 @@ class Joiner:
         return found
 
     def stitch(self, positions: list[int]) -> tuple[str, tuple[Span, ...], list[str]]:
-        """``stitch(chunk, [sentences[p] for p in positions])`` for increasing ``positions``."""
+        """The text of the sentences at ``positions`` (increasing), their kept spans and parts, as :func:`stitch`
+        describes them; each sentence's parts were made once, in :meth:`__init__`."""
         chunk = self.chunk
         spans: list[list[int]] = []
         parts: list[str] = []
@@ -139,16 +140,7 @@ def stitch(chunk: Chunk, chosen: list[Chunk]) -> tuple[str, tuple[Span, ...], li
     others joined by a space. Returns the text, the kept source spans (merged) and the text's parts, one per
     sentence with what joins it to the one before (``"".join(parts) == text``), for
     :meth:`~promptzip._tokenizers.Tokenizer.count_joined`: a sentence is counted once, whatever it is joined to."""
-    spans: list[list[int]] = []
-    parts: list[str] = []
-    for s in chosen:
-        if spans and adjacent(chunk, spans[-1][1], s.start):
-            parts.append(chunk.text[spans[-1][1] - chunk.start : s.end - chunk.start])
-            spans[-1][1] = s.end
-        else:
-            parts.append((" " if spans else "") + s.text)
-            spans.append([s.start, s.end])
-    return "".join(parts), tuple(Span(a, b) for a, b in spans), parts
+    return Joiner(chunk, chosen).stitch(list(range(len(chosen))))
 
 
 def adjacent(chunk: Chunk, end: int, start: int) -> bool:

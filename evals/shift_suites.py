@@ -15,6 +15,7 @@ them; every suite built here says in its notes which adapters were in effect and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,6 @@ def adapter_notes(domain: str) -> tuple[str, ...]:
 
 
 def _overridden(env: str) -> bool:
-    import os
-
     return bool(os.environ.get(env))
 
 

@@ -22,10 +22,12 @@ works per turn like this:
    is **compacted**: everything before the last user turn is compressed fresh to ``headroom`` of the budget (so
    later turns have room to append and the new prefix keeps hitting), recorded as the stable prefix, and the rest
    is appended as in 2. The leading messages the provider caches (at least its minimum cacheable prefix, at most
-   ``HEAD_SHARE`` of the compacted history) are kept as they were sent, so only the history after them is
-   rewritten and the compacting request is still partly served from the cache. A request seen for the first
-   time, or one where even that fails, is compressed fresh as a whole (one knapsack over everything: the best use
-   of the budget for this turn).
+   ``HEAD_SHARE`` of the compacted history; a whole earlier request where the provider reads only at breakpoints)
+   are kept as they were sent, so only the history after them is rewritten and the compacting request is still
+   partly served from the cache. A request seen for the first time, or one where even that fails, is compressed
+   fresh as a whole (one knapsack over everything: the best use of the budget for this turn). In a chat that goes
+   on, a request that reuses a prefix is sent with at least the provider's minimum cacheable prefix when the
+   budget has room: one below it is never cached, so every later turn would resend it at full price.
 4. What was sent is recorded under this request's hash, for the next turn.
 
 ``history="reselect"`` is the stateless behaviour: the whole chat is compressed against the current question.
@@ -54,19 +56,23 @@ __all__ = ["HISTORIES", "compress_conversation"]
 HISTORIES = ("stable", "reselect")
 HEADROOM = 0.5  # the share of the budget a compacted history may take: the rest is room for the turns to come
 # The most of a compacted history its cached head may take: the rest is the later history, compressed afresh.
-HEAD_SHARE = 0.75
+HEAD_SHARE = 0.9
 _NAMESPACE = "conversation-v1"
 _TRIES = 3  # recorded prefixes tried per request, longest first
+_HEADS = 16  # recorded whole requests a compaction looks through for a cached head
 _SLACK = 0.9
 _RESERVE = 64  # tokens a compressed request leaves free for the next turn's framing and question
+_MARGIN = 64  # tokens over the provider's minimum cacheable prefix a request aims for: it counts framing of its own
 
 
 @dataclass(frozen=True, slots=True)
 class _Prefix:
-    """An earlier request of this conversation: its first ``length`` messages as they were sent."""
+    """The first ``length`` messages of this conversation as they were sent: a whole earlier request (``whole``),
+    or a compacted history that went out as the start of one."""
 
     length: int
     sent: list[dict[str, Any]]
+    whole: bool = True
 
 
 def _chain(msgs: Sequence[Mapping[str, Any]], namespace: str) -> list[str]:
@@ -102,15 +108,20 @@ class _Store:
         out: list[_Prefix] = []
         for key in sorted(found, key=lambda k: keys[k], reverse=True):
             try:
-                sent = json.loads(found[key])
+                record = json.loads(found[key])
             except ValueError:
                 continue
+            # A whole request is recorded as its list of messages, a compacted history as {"prefix": [...]}.
+            whole = isinstance(record, list)
+            sent = record if whole else record.get("prefix") if isinstance(record, dict) else None
             if isinstance(sent, list) and len(sent) == keys[key] and all(isinstance(m, dict) for m in sent):
-                out.append(_Prefix(keys[key], sent))
+                out.append(_Prefix(keys[key], sent, whole))
         return out
 
-    def save(self, h: str, sent: Sequence[Mapping[str, Any]]) -> None:
-        payload = json.dumps([dict(m) for m in sent], ensure_ascii=False, separators=(",", ":"), default=str)
+    def save(self, h: str, sent: Sequence[Mapping[str, Any]], *, whole: bool = True) -> None:
+        messages = [dict(m) for m in sent]
+        record = messages if whole else {"prefix": messages}
+        payload = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
         self.cache.put(make_key(_NAMESPACE, h), payload.encode())
 
 
@@ -142,16 +153,18 @@ def compress_conversation(
     msgs = validate_messages(messages)
     if history == "reselect":
         return compress_messages(zipper, msgs, spec, question=question, scope=scope, partition=partition)
-    request = _Request(zipper, msgs, spec, question=question, scope=scope, partition=partition, headroom=headroom)
+    price = pricing if pricing is not None else pricing_for(zipper.tokenizer.name)
+    request = _Request(
+        zipper, msgs, spec, question=question, scope=scope, partition=partition, headroom=headroom, price=price
+    )
     namespace = "|".join((zipper.fingerprint, scope, partition, conversation or ""))
     hashes = _chain(msgs, namespace)
     store = _Store(zipper)
-    price = pricing if pricing is not None else pricing_for(zipper.tokenizer.name)
     result: Result | None = None
     # The longest recorded prefix first; a shorter one (the history compacted at an earlier turn) when the longer
     # one leaves no room for what was appended since.
-    known = store.found(hashes[:-1])[:_TRIES]
-    for found in known:
+    known = store.found(hashes[:-1])
+    for found in known[:_TRIES]:
         if request.fits and found.sent == [dict(m) for m in msgs[: found.length]]:
             break  # sent as it was, and all of it fits: the request goes out whole, prefix included
         reused = request.appended(found.sent)
@@ -160,7 +173,7 @@ def compress_conversation(
                 result = reused
             break
     if result is None and known and not request.fits:  # a conversation seen before: room for its next turns
-        result = request.compacted(store, hashes, known, price)
+        result = request.compacted(store, hashes, known)
     if result is None:
         result = request.fresh()
     assert result.messages is not None
@@ -181,8 +194,11 @@ class _Request:
         scope: str,
         partition: str,
         headroom: float,
+        price: CachePricing,
     ) -> None:
         self.zipper, self.msgs, self.scope, self.partition, self.headroom = zipper, msgs, scope, partition, headroom
+        self.price = price
+        self.breakpoints = price.breakpoints
         self.count = zipper.tokenizer.count
         self.tokens_in = message_tokens(msgs, self.count)
         self.limit = spec.resolve(self.tokens_in)
@@ -226,53 +242,54 @@ class _Request:
             return None
         return self._as_original(result, k)
 
-    def compacted(
-        self, store: _Store, hashes: list[str], known: Sequence[_Prefix], price: CachePricing
-    ) -> Result | None:
+    def compacted(self, store: _Store, hashes: list[str], known: Sequence[_Prefix]) -> Result | None:
         """The history before the last user turn compressed to ``headroom`` of the budget, recorded as the stable
         prefix, and the rest appended; None when there is no history or it does not fit. The leading messages the
-        provider has cached (:meth:`_cached_head`) stay as they were sent, so the compacted request still starts
-        with a cached prefix; only the history after them is compressed afresh."""
+        provider has cached (:meth:`_cached_heads`, the longest that fits first) stay as they were sent, so the
+        compacted request still starts with a cached prefix; only the history after them is compressed afresh."""
         msgs = self.msgs
         last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
         if not any(m.get("role") in ("assistant", "tool", "function") for m in msgs[: max(last_user, 0)]):
             return None  # a first turn has no history to compact: one knapsack over all of it is best
         cap = Budget(tokens=max(1, int(self.limit * self.headroom)))
-        head = self._cached_head(known, last_user, price)
         history: Result | None = None
-        if head:
+        for head in [*self._cached_heads(known, last_user), []]:
             try:
                 history = self._compress([*head, *msgs[len(head) : last_user]], cap, frozen=len(head))
+                break
             except BudgetError:
-                history = None
+                continue
         if history is None:
-            try:
-                history = self._compress(msgs[:last_user], cap)
-            except BudgetError:
-                return None
+            return None
         assert history.messages is not None
         sent = [dict(m) for m in history.messages]
-        store.save(hashes[last_user - 1], sent)
+        store.save(hashes[last_user - 1], sent, whole=False)
         result = self.appended(sent)
         return None if result is None else replace(result, reused_messages=0)
 
-    def _cached_head(self, known: Sequence[_Prefix], last_user: int, price: CachePricing) -> list[dict[str, Any]]:
-        """The longest run of leading messages, as the longest recorded request sent them, that the provider caches
-        (at least ``price.min_prefix`` tokens) and that leaves the rest of the history a share of the compacted
-        budget (at most :data:`HEAD_SHARE` of it); empty when no such run exists. Keeping it makes compaction
-        rewrite only what follows it, so the compacting request is still served that much from the cache."""
-        if not known:
-            return []
-        sent = known[0].sent[: min(known[0].length, last_user)]
+    def _cached_heads(self, known: Sequence[_Prefix], last_user: int) -> list[list[dict[str, Any]]]:
+        """Runs of leading messages, as earlier requests sent them, that the provider has cached (at least its
+        ``min_prefix`` tokens) and that leave the rest of the history a share of the compacted budget (at most
+        :data:`HEAD_SHARE` of it), longest first. Keeping one makes compaction rewrite only what follows it, so
+        the compacting request is still served that much from the cache. A provider that reads only at breakpoints
+        has cached whole earlier requests; one with a prefix cache has also cached every leading run of them."""
         cap = HEAD_SHARE * self.headroom * self.limit
-        best, tokens = 0, 0
-        for h, message in enumerate(sent, start=1):
-            tokens += message_tokens([message], self.count) - REPLY_PRIMING  # a prefix's count adds up per message
-            if tokens > cap:
-                break
-            if tokens >= max(price.min_prefix, 1):
-                best = h
-        return [dict(m) for m in sent[:best]]
+        floor = max(self.price.min_prefix, 1)
+        heads: dict[int, tuple[int, list[dict[str, Any]]]] = {}  # by length: (tokens, messages)
+        for p in [k for k in known if k.whole and k.length <= last_user][:_HEADS]:
+            tokens = message_tokens(p.sent, self.count) - REPLY_PRIMING  # no reply priming inside a prefix
+            if floor <= tokens <= cap:
+                heads.setdefault(p.length, (tokens, p.sent))
+        if known and not self.breakpoints:
+            sent, tokens = known[0].sent[: min(known[0].length, last_user)], 0
+            for h, message in enumerate(sent, start=1):
+                tokens += message_tokens([message], self.count) - REPLY_PRIMING  # a prefix's count adds up
+                if tokens > cap:
+                    break
+                if tokens >= floor:
+                    heads.setdefault(h, (tokens, sent[:h]))
+        ranked = sorted(heads.values(), key=lambda head: head[0], reverse=True)
+        return [[dict(m) for m in messages] for _, messages in ranked[:_TRIES]]
 
     def worth(self, reused: Result, found: _Prefix, price: CachePricing) -> bool:
         """Is reusing the sent prefix at most as dear as re-selecting? Re-selection would fill the budget and keep
@@ -282,7 +299,9 @@ class _Request:
         while same < found.length and found.sent[same] == self.msgs[same]:
             same += 1
         unchanged = message_tokens(found.sent[:same], self.count) - REPLY_PRIMING if same else 0
-        reuse_cost = price.cost(reused.tokens_out, cached=min(reused.tokens_out, price.cached_tokens(prefix_tokens)))
+        # Where the provider reads only at breakpoints, a compacted history that never ended a request is not cached.
+        cacheable = prefix_tokens if found.whole or not price.breakpoints else 0
+        reuse_cost = price.cost(reused.tokens_out, cached=min(reused.tokens_out, price.cached_tokens(cacheable)))
         fresh_tokens = min(self.limit, reused.tokens_in)
         fresh_cost = price.cost(fresh_tokens, cached=min(fresh_tokens, price.cached_tokens(unchanged)))
         return reuse_cost <= fresh_cost
@@ -291,10 +310,14 @@ class _Request:
         """``run`` under ``first`` tokens where given, else (in a chat that goes on) under the budget less a reserve
         for the next turn's framing and question (a request that fills its budget to the last token leaves the next
         one, a few tokens longer, no room to append to its prefix), else under the whole budget: the first that
-        fits."""
+        fits. In a chat that goes on, ``first`` is at least the provider's minimum cacheable prefix where the budget
+        has room for it: a request below that minimum is never cached, so every later turn would pay in full for
+        the prefix it resends, where the few tokens that lift it over cost once."""
         caps = [self.limit]
         if not self.fits and self.ongoing and (reserve := min(_RESERVE, self.limit // 10)) > 0:
             caps.insert(0, self.limit - reserve)
+        if first is not None and self.ongoing and self.price.min_prefix > 0:
+            first = max(first, self.price.min_prefix + _MARGIN)
         if first is not None and 0 < first < caps[0]:
             caps.insert(0, first)
         for cap in caps[:-1]:

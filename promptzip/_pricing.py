@@ -27,6 +27,9 @@ class CachePricing:
     ``input``: an uncached input token. ``cached``: a token served from the cache. ``write``: a token written to the
     cache (Anthropic bills 1.25x ``input``; ``None`` means ``input``). ``min_prefix``: the shortest prefix that is
     cached. ``step``: cached prefixes are counted in multiples of it past ``min_prefix`` (OpenAI: 128).
+    ``breakpoints``: the provider caches a prefix only where a request put a cache breakpoint (Anthropic's
+    ``cache_control``, at the end of each request in an agent loop), so only a whole earlier request is read from
+    it; otherwise (OpenAI) any prefix of an earlier request is.
 
     >>> p = CachePricing(input=2.5, cached=1.25, min_prefix=1024, step=128)
     >>> p.cached_tokens(1500)
@@ -40,6 +43,7 @@ class CachePricing:
     write: float | None = None
     min_prefix: int = 1024
     step: int = 1
+    breakpoints: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input", "cached"):
@@ -52,6 +56,8 @@ class CachePricing:
             raise ConfigError(f"CachePricing.min_prefix must be an int >= 0, not {self.min_prefix!r}")
         if not isinstance(self.step, int) or self.step < 1:
             raise ConfigError(f"CachePricing.step must be an int >= 1, not {self.step!r}")
+        if not isinstance(self.breakpoints, bool):
+            raise ConfigError(f"CachePricing.breakpoints must be a bool, not {self.breakpoints!r}")
 
     @property
     def discount(self) -> float:
@@ -86,11 +92,11 @@ PRICING: dict[str, CachePricing] = {
     "gpt-5-mini": CachePricing(input=0.25, cached=0.025, min_prefix=1024, step=_OPENAI_STEP),
     "o3": CachePricing(input=2.0, cached=0.5, min_prefix=1024, step=_OPENAI_STEP),
     "o4-mini": CachePricing(input=1.1, cached=0.275, min_prefix=1024, step=_OPENAI_STEP),
-    "claude-opus-4": CachePricing(input=15.0, cached=1.5, write=18.75, min_prefix=1024),
-    "claude-sonnet-4": CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=1024),
-    "claude-3-7-sonnet": CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=1024),
-    "claude-3-5-haiku": CachePricing(input=0.8, cached=0.08, write=1.0, min_prefix=2048),
-    "claude-haiku-4": CachePricing(input=1.0, cached=0.1, write=1.25, min_prefix=2048),
+    "claude-opus-4": CachePricing(input=15.0, cached=1.5, write=18.75, min_prefix=1024, breakpoints=True),
+    "claude-sonnet-4": CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=1024, breakpoints=True),
+    "claude-3-7-sonnet": CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=1024, breakpoints=True),
+    "claude-3-5-haiku": CachePricing(input=0.8, cached=0.08, write=1.0, min_prefix=2048, breakpoints=True),
+    "claude-haiku-4": CachePricing(input=1.0, cached=0.1, write=1.25, min_prefix=2048, breakpoints=True),
 }
 
 # A target that matches nothing above is billed like OpenAI's gpt-4o: half price for cached tokens from 1024 on.
@@ -103,6 +109,8 @@ def pricing_for(target: str | None) -> CachePricing:
 
     >>> pricing_for("claude-sonnet-4-5").cached
     0.3
+    >>> pricing_for("claude-sonnet-4-5").breakpoints, pricing_for("gpt-4o").breakpoints
+    (True, False)
     >>> pricing_for("my-local-model") is DEFAULT
     True
     """

@@ -150,12 +150,16 @@ def test_bad_options() -> None:
         z.compress_messages(conversation(1), rate=0.3, conversation=7)  # type: ignore[arg-type]
     with pytest.raises(pz.ConfigError):
         pz.CachePricing(input=-1, cached=0)
+    with pytest.raises(pz.ConfigError):
+        pz.CachePricing(input=1, cached=0, breakpoints="yes")  # type: ignore[arg-type]
 
 
 def test_pricing_defaults() -> None:
     assert pz.pricing_for("gpt-4o").discount == pytest.approx(0.5)
     assert pz.pricing_for("claude-sonnet-4-5").discount == pytest.approx(0.9)
     assert pz.pricing_for("claude-3-5-haiku-latest").min_prefix == 2048
+    assert pz.pricing_for("claude-sonnet-4-5").breakpoints
+    assert not pz.pricing_for("gpt-4o").breakpoints
     assert pz.pricing_for("openai/gpt-4o-mini").input == 0.15
     p = pz.pricing_for("gpt-4o")
     assert p.cached_tokens(1023) == 0
@@ -264,11 +268,12 @@ def test_the_proxy_takes_cache_prices_per_route(tmp_path: Path) -> None:
     conf.write_text(
         'upstream = "http://127.0.0.1:9/v1"\n'
         '[routes."/v1/messages".pricing]\ninput = 3.0\ncached = 0.3\nwrite = 3.75\nmin_prefix = 2048\n'
+        "breakpoints = true\n"
     )
     s = load_settings(conf)
     route = s.routes["/v1/messages"]
     options = parse_options({}, route, s, b"k" * 32)
-    assert options.pricing == pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=2048)
+    assert options.pricing == pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=2048, breakpoints=True)
     assert parse_options({}, s.routes["/v1/chat/completions"], s, b"k" * 32).pricing is None  # the target's
     bad = tmp_path / "bad.toml"
     bad.write_text('upstream = "http://127.0.0.1:9/v1"\npricing = {input = -1, cached = 0}\n')
@@ -334,3 +339,43 @@ def test_compaction_keeps_the_cached_head_it_can() -> None:
     assert len(cached) == len(uncached) >= 2
     assert any(c >= 150 for c in cached)  # a compaction was served a cacheable head
     assert sum(cached) > sum(uncached)
+
+
+def test_a_breakpoint_cache_gets_a_whole_earlier_request_as_the_compacted_head() -> None:
+    """Where the provider reads its cache only at breakpoints (Anthropic), a compaction keeps as its head a whole
+    request sent before (the only prefixes such a cache holds), so the compacting request is still partly read from
+    the cache."""
+    z, budget = zipper(), 1500
+    price = pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=150, breakpoints=True)
+    sent: list[list[dict[str, Any]]] = []
+    heads = []
+    for t in range(1, 12):
+        r = z.compress_messages(conversation(t), budget=budget, pricing=price)
+        assert r.messages is not None
+        assert r.tokens_out <= budget
+        now = list(r.messages)
+        if sent and r.reused_messages == 0 and r.decision == "compressed":  # a compaction
+            whole = max((len(s) for s in sent if now[: len(s)] == s), default=0)
+            heads.append(message_tokens(now[:whole], z.tokenizer.count) if whole else 0)
+        sent.append(now)
+    assert len(heads) >= 2
+    assert all(h >= 150 for h in heads)  # every compaction was read a whole earlier request from the cache
+
+
+def test_a_chat_that_goes_on_is_lifted_over_the_minimum_cacheable_prefix() -> None:
+    """A request below the provider's minimum cacheable prefix is never cached, so later turns would resend its
+    prefix at full price: where the budget has room, a chat that goes on sends at least that minimum."""
+
+    def sizes(min_prefix: int) -> list[int]:
+        z = zipper()
+        price = pz.CachePricing(input=1.0, cached=0.5, min_prefix=min_prefix)
+        out = []
+        for t in range(1, 12):
+            r = z.compress_messages(conversation(t), budget=900, pricing=price)
+            assert r.tokens_out <= 900
+            if t > 2:  # a chat with history: the first request of it goes out alone
+                out.append(r.tokens_out)
+        return out
+
+    assert min(sizes(0)) < 700  # nothing to reach: some requests go out smaller
+    assert min(sizes(700)) >= 700

@@ -113,10 +113,16 @@ class PricingSettings(_Frozen):
     write: float | None = Field(default=None, ge=0)
     min_prefix: int = Field(default=1024, ge=0)
     step: int = Field(default=1, ge=1)
+    breakpoints: bool = False
 
     def cache_pricing(self) -> CachePricing:
         return CachePricing(
-            input=self.input, cached=self.cached, write=self.write, min_prefix=self.min_prefix, step=self.step
+            input=self.input,
+            cached=self.cached,
+            write=self.write,
+            min_prefix=self.min_prefix,
+            step=self.step,
+            breakpoints=self.breakpoints,
         )
 
 

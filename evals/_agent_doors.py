@@ -214,7 +214,14 @@ def proxy_settings(upstream: str) -> Any:
 
     def priced(provider: str) -> Any:
         p: CachePricing = PROVIDERS[provider].pricing
-        pricing = PricingSettings(input=p.input, cached=p.cached, write=p.write, min_prefix=p.min_prefix, step=p.step)
+        pricing = PricingSettings(
+            input=p.input,
+            cached=p.cached,
+            write=p.write,
+            min_prefix=p.min_prefix,
+            step=p.step,
+            breakpoints=p.breakpoints,
+        )
         return RouteSettings(pricing=pricing)
 
     return ProxySettings(

@@ -112,7 +112,11 @@ def _tracegoals(cells: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) ->
 
 
 def _describe(x: Mapping[str, Any]) -> str:
-    return f"(cost/none {x['cost_ratio']:.2f}, cache hit {x['cache_hit_pct']:.1f}% vs {x['cache_hit_none_pct']:.1f}%)"
+    kept = x.get("prefix_kept_pct")
+    why = "" if kept is None else f"; prefix kept {kept:.1f}%, {x.get('after_small', 0)} after a small request"
+    return (
+        f"(cost/none {x['cost_ratio']:.2f}, cache hit {x['cache_hit_pct']:.1f}% vs {x['cache_hit_none_pct']:.1f}%{why})"
+    )
 
 
 # --------------------------------------------------------------------------------------------------- report
@@ -150,8 +154,11 @@ def markdown(report: Mapping[str, Any]) -> str:
         "at 1.25x. Retention: a gold answer (SQuAD-normalized) in the messages the turn added, as sent. A request "
         f"of fewer than {MIN_TOKENS} tokens (OpenAI chat convention) is passed through by the compressing methods, "
         "as the proxy's default `min_tokens` does; one a method cannot compress (a budget below what it keeps "
-        "verbatim) goes out uncompressed (fail-open). Cache hit: cached over sent tokens, all requests. Goals: "
-        "cost and cache hit per trace; retention pooled over every measured turn.",
+        "verbatim) goes out uncompressed (fail-open). Cache hit: cached over sent tokens, all requests. Prefix "
+        "kept: the tokens each request sends again byte for byte from the start of the request before it, over "
+        "the tokens of those requests (what a prefix cache could serve at most; `none`: 100%). After a small "
+        f"request: requests that follow one of fewer than {MIN_TOKENS} tokens, which neither provider here "
+        "caches. Goals: cost and cache hit per trace; retention pooled over every measured turn.",
         "",
         "Prices per million input tokens: "
         + "; ".join(
@@ -172,9 +179,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     text = dict(GOALS)
     for g in report["goals"]:
         lines.append(f"| {g['provider']} | `{g['method']}` | {text[g['goal']]} | {_MET[g['met']]} | {g['detail']} |")
-    header = "| {} | method | retention | cache hit | effective cost $ | cost / none | tokens sent | seconds | passed "
-    header += "through (small) | fail-open |"
-    rule = "| --- " * 10 + "|"
+    header = "| {} | method | retention | cache hit | prefix kept | after a small request | effective cost $ | "
+    header += "cost / none | tokens sent | seconds | passed through (small) | fail-open |"
+    rule = "| --- " * 12 + "|"
     for p in report["pooled"]:
         lines += ["", f"## {p} ({meta['providers'][p]['target']} prices)", "", "All traces pooled:", ""]
         lines += [header.format("traces"), rule]
@@ -196,6 +203,8 @@ def _row(first: str, label: str, t: Mapping[str, Any]) -> str:
         f"`{label}`",
         retention,
         _fmt(t["cache_hit_pct"], ".1f", "%"),
+        _fmt(t.get("prefix_kept_pct"), ".1f", "%"),
+        str(t.get("after_small", "n/a")),
         f"{t['cost']:.4f}",
         _fmt(t["cost_ratio"], ".2f"),
         f"{t['tokens_sent']:,}",
@@ -226,9 +235,18 @@ def totals(rows: Sequence[Mapping[str, Any]], provider: str) -> dict[str, Any]:
         "tokens_sent": prompt,
         "cached_tokens": cached,
         "cache_hit_pct": 100 * cached / prompt if prompt else 0.0,
+        "prefix_kept_pct": _prefix_kept(rows),
+        "after_small": sum(0 < r.get("previous_sent", 0) < MIN_TOKENS for r in rows),
         "cost": sum(r["billed"][provider]["cost"] for r in rows),
         "seconds": round(sum(r["seconds"] for r in rows), 3),
         "fail_open": sum(r["error"] is not None for r in rows),
         "passthrough": sum(bool(r["passthrough"]) for r in rows),
         "bugs": sum(bool(r["error"] and r["error"].startswith("BUG")) for r in rows),
     }
+
+
+def _prefix_kept(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """The share of each request's predecessor that it sent again byte for byte (its leading tokens), over a run:
+    what a provider's prefix cache could serve at most. ``None`` for rows without it (an older report)."""
+    earlier = sum(r.get("previous_sent", 0) for r in rows)
+    return 100 * sum(r.get("resent", 0) for r in rows) / earlier if earlier else None

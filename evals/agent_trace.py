@@ -43,6 +43,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._tokenizers import get_tokenizer
@@ -60,7 +62,7 @@ from promptzip.evals._agent_report import (
     with_ratios,
     write_report,
 )
-from promptzip.evals._provider_cache import PROVIDERS, Serializer
+from promptzip.evals._provider_cache import PROVIDERS, Serializer, common_prefix
 from promptzip.evals._traces import CORPORA, FULL, QUICK, Trace, build_traces
 from promptzip.evals.metrics import RETENTION_METRIC, answer_retained
 
@@ -166,6 +168,7 @@ def _run(
     count = get_tokenizer(TARGET).count
     pricing = PROVIDERS[providers[0]].pricing
     rows: list[dict[str, Any]] = []
+    previous = np.zeros(0, dtype=np.int64)
     for request in trace.requests():
         original = [dict(m) for m in request.messages]
         started, error = time.perf_counter(), None
@@ -179,6 +182,8 @@ def _run(
             sent, error = original, f"BUG {type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - started
         tokens = ser(sent)
+        now = np.asarray(tokens, dtype=np.int64)
+        resent, previous_tokens, previous = common_prefix(now, previous), len(previous), now
         turn = trace.turns[request.turn]
         new = sent[-request.new :] if len(sent) == len(original) else sent
         rows.append(
@@ -188,6 +193,8 @@ def _run(
                 "retained": answer_retained(chat_text(new), turn.answers) if request.measured else None,
                 "tokens_original": len(ser(original)),
                 "tokens_sent": len(tokens),
+                "previous_sent": previous_tokens,
+                "resent": resent,
                 "seconds": round(seconds, 4),
                 "error": error,
                 "passthrough": small,

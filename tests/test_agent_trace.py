@@ -272,6 +272,8 @@ COLUMNS = (
     "tokens_sent",
     "cached_tokens",
     "cache_hit_pct",
+    "prefix_kept_pct",
+    "after_small",
     "cost",
     "cost_ratio",
     "seconds",
@@ -311,9 +313,10 @@ def test_quick_run_writes_every_column(tmp_path: Path) -> None:
                 assert none["retention_pct"] == 100.0
                 assert none["tokens_sent"] == none["tokens_original"]
                 assert none["fail_open"] == 0
+                assert none["prefix_kept_pct"] == 100.0  # every request resends the one before it whole
     for provider in PROVIDERS:
         assert f"## {provider} (" in page
-    assert "| trace | method | retention | cache hit | effective cost $ | cost / none | tokens sent | seconds |" in page
+    assert "| trace | method | retention | cache hit | prefix kept | after a small request | effective cost $ |" in page
     goals = {(g["provider"], g["method"], g["goal"]) for g in report["goals"]}
     assert ("openai", "reselect rate=0.3", "cost") in goals
     assert all(g["met"] in (True, False, None) for g in report["goals"])

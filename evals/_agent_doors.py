@@ -38,7 +38,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from promptzip._errors import PromptZipError
@@ -213,16 +213,8 @@ def proxy_settings(upstream: str) -> Any:
     from promptzip.integrations.proxy._settings import CHAT_COMPLETIONS, MESSAGES, PricingSettings
 
     def priced(provider: str) -> Any:
-        p: CachePricing = PROVIDERS[provider].pricing
-        pricing = PricingSettings(
-            input=p.input,
-            cached=p.cached,
-            write=p.write,
-            min_prefix=p.min_prefix,
-            step=p.step,
-            breakpoints=p.breakpoints,
-        )
-        return RouteSettings(pricing=pricing)
+        p: CachePricing = PROVIDERS[provider].pricing  # every field of it, as the route's pricing setting
+        return RouteSettings(pricing=PricingSettings(**asdict(p)))
 
     return ProxySettings(
         upstream=upstream,

@@ -22,12 +22,13 @@ works per turn like this:
    is **compacted**: everything before the last user turn is compressed fresh to ``headroom`` of the budget (so
    later turns have room to append and the new prefix keeps hitting), recorded as the stable prefix, and the rest
    is appended as in 2. The leading messages the provider caches (at least its minimum cacheable prefix, at most
-   ``HEAD_SHARE`` of the compacted history; a whole earlier request where the provider reads only at breakpoints)
-   are kept as they were sent, so only the history after them is rewritten and the compacting request is still
-   partly served from the cache. A request seen for the first time, or one where even that fails, is compressed
-   fresh as a whole (one knapsack over everything: the best use of the budget for this turn). In a chat that goes
-   on, a request that reuses a prefix is sent with at least the provider's minimum cacheable prefix when the
-   budget has room: one below it is never cached, so every later turn would resend it at full price.
+   ``HEAD_SHARE`` of the compacted history, more where cache writes cost extra; a whole earlier request where the
+   provider reads only at breakpoints) are kept as they were sent, so only the history after them is rewritten and
+   the compacting request is still partly served from the cache. A request seen for the first time, or one where
+   even that fails, is compressed fresh as a whole (one knapsack over everything: the best use of the budget for
+   this turn). In a chat that goes on, a request that reuses a prefix is sent with at least the provider's minimum
+   cacheable prefix when the budget has room: one below it is never cached, so every later turn would resend it at
+   full price.
 4. What was sent is recorded under this request's hash, for the next turn.
 
 ``history="reselect"`` is the stateless behaviour: the whole chat is compressed against the current question.
@@ -55,8 +56,13 @@ __all__ = ["HISTORIES", "compress_conversation"]
 
 HISTORIES = ("stable", "reselect")
 HEADROOM = 0.5  # the share of the budget a compacted history may take: the rest is room for the turns to come
-# The most of a compacted history its cached head may take: the rest is the later history, compressed afresh.
-HEAD_SHARE = 0.9
+# The most of a compacted history its cached head may take: the rest is the later history, compressed afresh. More
+# where the provider bills a cache write above its input price (Anthropic): a token rewritten there costs more than
+# the same token sent uncompressed, so a compaction that keeps too little of the cache can make a chat dearer than
+# not compressing it (the agent-trace suite's short chat under a token cap); elsewhere the later history keeps the
+# room, and more of the earlier turns' evidence.
+HEAD_SHARE = 0.75
+HEAD_SHARE_WRITE = 0.9
 _NAMESPACE = "conversation-v1"
 _TRIES = 3  # recorded prefixes tried per request, longest first
 _HEADS = 16  # recorded whole requests a compaction looks through for a cached head
@@ -270,10 +276,12 @@ class _Request:
     def _cached_heads(self, known: Sequence[_Prefix], last_user: int) -> list[list[dict[str, Any]]]:
         """Runs of leading messages, as earlier requests sent them, that the provider has cached (at least its
         ``min_prefix`` tokens) and that leave the rest of the history a share of the compacted budget (at most
-        :data:`HEAD_SHARE` of it), longest first. Keeping one makes compaction rewrite only what follows it, so
-        the compacting request is still served that much from the cache. A provider that reads only at breakpoints
-        has cached whole earlier requests; one with a prefix cache has also cached every leading run of them."""
-        cap = HEAD_SHARE * self.headroom * self.limit
+        :data:`HEAD_SHARE`, or :data:`HEAD_SHARE_WRITE` where cache writes cost extra), longest first. Keeping one
+        makes compaction rewrite only what follows it, so the compacting request is still served that much from the
+        cache. A provider that reads only at breakpoints has cached whole earlier requests; one with a prefix cache
+        has also cached every leading run of them."""
+        premium = self.price.write is not None and self.price.write > self.price.input
+        cap = (HEAD_SHARE_WRITE if premium else HEAD_SHARE) * self.headroom * self.limit
         floor = max(self.price.min_prefix, 1)
         heads: dict[int, tuple[int, list[dict[str, Any]]]] = {}  # by length: (tokens, messages)
         for p in [k for k in known if k.whole and k.length <= last_user][:_HEADS]:

@@ -379,3 +379,30 @@ def test_a_chat_that_goes_on_is_lifted_over_the_minimum_cacheable_prefix() -> No
 
     assert min(sizes(0)) < 700  # nothing to reach: some requests go out smaller
     assert min(sizes(700)) >= 700
+
+
+def test_a_cache_write_premium_lets_the_cached_head_take_more_of_a_compaction() -> None:
+    """Where a cache write costs more than input (Anthropic), a rewritten token costs more than sending it
+    uncompressed, so a compaction keeps a cached head that takes more of the compacted history than it may where
+    writes cost nothing extra (which leaves the later history more room)."""
+
+    def compaction_heads(write: float | None) -> list[int]:
+        z = zipper()
+        price = pz.CachePricing(input=3.0, cached=0.3, write=write, min_prefix=150)
+        sent: list[list[dict[str, Any]]] = []
+        heads = []
+        for t in range(1, 12):
+            r = z.compress_messages(conversation(t), budget=1300, pricing=price)
+            assert r.messages is not None
+            assert r.tokens_out <= 1300
+            now = list(r.messages)
+            if sent and r.reused_messages == 0 and r.decision == "compressed":  # a compaction
+                whole = max((len(s) for s in sent if now[: len(s)] == s), default=0)
+                heads.append(message_tokens(now[:whole], z.tokenizer.count) if whole else 0)
+            sent.append(now)
+        return heads
+
+    plain, premium = compaction_heads(None), compaction_heads(3.75)
+    assert len(plain) == len(premium) >= 1
+    assert max(plain) == 0  # the first request is more than 0.75 of the compacted history: rewritten
+    assert max(premium) > 0.75 * 0.5 * 1300  # with a write premium it is kept, and read from the cache

@@ -154,9 +154,12 @@ def markdown(report: Mapping[str, Any]) -> str:
         "at 1.25x. Retention: a gold answer (SQuAD-normalized) in the messages the turn added, as sent. A request "
         f"of fewer than {MIN_TOKENS} tokens (OpenAI chat convention) is passed through by the compressing methods, "
         "as the proxy's default `min_tokens` does; one a method cannot compress (a budget below what it keeps "
-        "verbatim) goes out uncompressed (fail-open). Cache hit: cached over sent tokens, all requests. Prefix "
-        "kept: the tokens each request sends again byte for byte from the start of the request before it, over "
-        "the tokens of those requests (what a prefix cache could serve at most; `none`: 100%). After a small "
+        "verbatim) goes out uncompressed (fail-open). History evidence: at each measured request, the earlier "
+        "turns whose gold answer is still in the history as sent, outside the assistant's replies (what a "
+        "follow-up about an earlier turn would need; not a goal). Cache hit: cached over sent tokens, all "
+        "requests. Prefix kept: the tokens each request sends again byte for byte from the start of the request "
+        "before it, over the tokens of those requests (what a prefix cache could serve at most; `none`: 100%). "
+        "After a small "
         f"request: requests that follow one of fewer than {MIN_TOKENS} tokens, which neither provider here "
         "caches. Goals: cost and cache hit per trace; retention pooled over every measured turn.",
         "",
@@ -179,9 +182,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     text = dict(GOALS)
     for g in report["goals"]:
         lines.append(f"| {g['provider']} | `{g['method']}` | {text[g['goal']]} | {_MET[g['met']]} | {g['detail']} |")
-    header = "| {} | method | retention | cache hit | prefix kept | after a small request | effective cost $ | "
-    header += "cost / none | tokens sent | seconds | passed through (small) | fail-open |"
-    rule = "| --- " * 12 + "|"
+    header = "| {} | method | retention | history evidence | cache hit | prefix kept | after a small request | "
+    header += "effective cost $ | cost / none | tokens sent | seconds | passed through (small) | fail-open |"
+    rule = "| --- " * 13 + "|"
     for p in report["pooled"]:
         lines += ["", f"## {p} ({meta['providers'][p]['target']} prices)", "", "All traces pooled:", ""]
         lines += [header.format("traces"), rule]
@@ -202,6 +205,7 @@ def _row(first: str, label: str, t: Mapping[str, Any]) -> str:
         first,
         f"`{label}`",
         retention,
+        _fmt(t.get("history_pct"), ".1f", "%"),
         _fmt(t["cache_hit_pct"], ".1f", "%"),
         _fmt(t.get("prefix_kept_pct"), ".1f", "%"),
         str(t.get("after_small", "n/a")),
@@ -236,6 +240,7 @@ def totals(rows: Sequence[Mapping[str, Any]], provider: str) -> dict[str, Any]:
         "cached_tokens": cached,
         "cache_hit_pct": 100 * cached / prompt if prompt else 0.0,
         "prefix_kept_pct": _prefix_kept(rows),
+        "history_pct": _history_kept(measured),
         "after_small": sum(0 < r.get("previous_sent", 0) < MIN_TOKENS for r in rows),
         "cost": sum(r["billed"][provider]["cost"] for r in rows),
         "seconds": round(sum(r["seconds"] for r in rows), 3),
@@ -250,3 +255,11 @@ def _prefix_kept(rows: Sequence[Mapping[str, Any]]) -> float | None:
     what a provider's prefix cache could serve at most. ``None`` for rows without it (an older report)."""
     earlier = sum(r.get("previous_sent", 0) for r in rows)
     return 100 * sum(r.get("resent", 0) for r in rows) / earlier if earlier else None
+
+
+def _history_kept(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """Over a run's measured requests: the share of (request, earlier turn) pairs whose earlier gold answer is still
+    in the history as sent, outside the assistant's replies. ``None`` for rows without it (an older report)."""
+    pairs = [r["history"] for r in rows if r.get("history")]
+    total = sum(p[1] for p in pairs)
+    return 100 * sum(p[0] for p in pairs) / total if total else None

@@ -186,11 +186,13 @@ def _run(
         resent, previous_tokens, previous = common_prefix(now, previous), len(previous), now
         turn = trace.turns[request.turn]
         new = sent[-request.new :] if len(sent) == len(original) else sent
+        evidence = _history_evidence(trace, request, sent) if request.measured else None
         rows.append(
             {
                 "turn": request.turn,
                 "measured": request.measured,
                 "retained": answer_retained(chat_text(new), turn.answers) if request.measured else None,
+                "history": evidence,
                 "tokens_original": len(ser(original)),
                 "tokens_sent": len(tokens),
                 "previous_sent": previous_tokens,
@@ -202,6 +204,18 @@ def _run(
             }
         )
     return {"method": method.name, "budget": budget if method.compresses else None, "rows": rows}
+
+
+def _history_evidence(trace: Trace, request: Any, sent: Messages) -> list[int]:
+    """[kept, earlier turns]: of the turns before this request's, those whose gold answer is still in the history
+    as sent, outside the assistant's replies (which are the answers): the evidence a follow-up question about an
+    earlier turn would need."""
+    from promptzip._messages import chat_text
+
+    history = sent[: len(sent) - request.new] if len(sent) >= request.new else []
+    text = chat_text([m for m in history if m.get("role") != "assistant"])
+    earlier = trace.turns[: request.turn]
+    return [sum(answer_retained(text, t.answers) for t in earlier), len(earlier)]
 
 
 def _billed(b: Any) -> dict[str, Any]:

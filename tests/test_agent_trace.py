@@ -273,6 +273,7 @@ COLUMNS = (
     "cached_tokens",
     "cache_hit_pct",
     "prefix_kept_pct",
+    "history_pct",
     "after_small",
     "cost",
     "cost_ratio",
@@ -314,9 +315,10 @@ def test_quick_run_writes_every_column(tmp_path: Path) -> None:
                 assert none["tokens_sent"] == none["tokens_original"]
                 assert none["fail_open"] == 0
                 assert none["prefix_kept_pct"] == 100.0  # every request resends the one before it whole
+                assert none["history_pct"] in (None, 100.0)  # every earlier turn's evidence is still there
     for provider in PROVIDERS:
         assert f"## {provider} (" in page
-    assert "| trace | method | retention | cache hit | prefix kept | after a small request | effective cost $ |" in page
+    assert "| trace | method | retention | history evidence | cache hit | prefix kept | after a small request |" in page
     goals = {(g["provider"], g["method"], g["goal"]) for g in report["goals"]}
     assert ("openai", "reselect rate=0.3", "cost") in goals
     assert all(g["met"] in (True, False, None) for g in report["goals"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from promptzip._errors import ConfigError
 
-__all__ = ["PRICING", "CachePricing", "pricing_for"]
+__all__ = ["PRICING", "CachePricing", "listed_pricing", "pricing_for"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +114,13 @@ def pricing_for(target: str | None) -> CachePricing:
     >>> pricing_for("my-local-model") is DEFAULT
     True
     """
-    name = (target or "").lower().rsplit("/", 1)[-1]
+    found = listed_pricing(target)
+    return found if found is not None else DEFAULT
+
+
+def listed_pricing(model: str | None) -> CachePricing | None:
+    """The :data:`PRICING` entry with the longest prefix of ``model`` (a provider prefix such as ``openai/`` is
+    dropped), or ``None`` when none matches."""
+    name = (model or "").lower().rsplit("/", 1)[-1]
     best = max((k for k in PRICING if name.startswith(k)), key=len, default=None)
-    return PRICING[best] if best is not None else DEFAULT
+    return PRICING[best] if best is not None else None

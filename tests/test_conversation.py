@@ -406,3 +406,25 @@ def test_a_cache_write_premium_lets_the_cached_head_take_more_of_a_compaction() 
     assert len(plain) == len(premium) >= 1
     assert max(plain) == 0  # the first request is more than 0.75 of the compacted history: rewritten
     assert max(premium) > 0.75 * 0.5 * 1300  # with a write premium it is kept, and read from the cache
+
+
+def test_the_proxy_prices_a_request_by_its_model_unless_the_route_is_priced(tmp_path: Path) -> None:
+    """With no pricing configured, a request for a model with published prices is weighed with them (a Claude model:
+    Anthropic's cache, read at breakpoints); an unknown model keeps the target's; a configured route wins."""
+    from promptzip.integrations.proxy import load_settings
+    from promptzip.integrations.proxy._options import parse_options, with_model_pricing
+
+    conf = tmp_path / "proxy.toml"
+    conf.write_text(
+        'upstream = "http://127.0.0.1:9/v1"\n[routes."/v1/chat/completions".pricing]\ninput = 1.0\ncached = 0.1\n'
+    )
+    s = load_settings(conf)
+    plain = parse_options({}, s.routes["/v1/messages"], s, b"k" * 32)
+    claude = with_model_pricing(plain, {"model": "claude-sonnet-4-5-20250929"}).pricing
+    assert claude == pz.pricing_for("claude-sonnet-4")
+    assert claude is not None
+    assert claude.breakpoints
+    assert with_model_pricing(plain, {"model": "my-local-llm"}).pricing is None  # the target's
+    assert with_model_pricing(plain, {"model": 7}).pricing is None
+    priced = parse_options({}, s.routes["/v1/chat/completions"], s, b"k" * 32)
+    assert with_model_pricing(priced, {"model": "claude-sonnet-4-5"}).pricing == pz.CachePricing(input=1.0, cached=0.1)

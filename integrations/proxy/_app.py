@@ -76,7 +76,7 @@ from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansio
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
-from promptzip.integrations.proxy._options import parse_options, with_cache_key
+from promptzip.integrations.proxy._options import parse_options, with_cache_key, with_model_pricing
 from promptzip.integrations.proxy._paths import upstream_path, v1_segments
 from promptzip.integrations.proxy._relay import Relay
 from promptzip.integrations.proxy._requests import (
@@ -244,7 +244,7 @@ class _Proxy:
             self.metrics.compressions.inc("passthrough")
             return await self._forward(request, body, {**status_headers("passthrough", chat), **_NO_REGIONS})
         messages = chat.messages
-        options = with_cache_key(options, payload)
+        options = with_model_pricing(with_cache_key(options, payload), payload)
         started = time.perf_counter()
         try:
             # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
-from promptzip._pricing import CachePricing
+from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
 from promptzip.integrations.proxy._errors import RequestError
 from promptzip.integrations.proxy._requests import (
@@ -44,6 +44,7 @@ __all__ = [
     "key_digest",
     "parse_options",
     "with_cache_key",
+    "with_model_pricing",
 ]
 
 _PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -129,6 +130,17 @@ def with_cache_key(options: Options, payload: object) -> Options:
         return replace(options, conversation=conversation_header(key, "prompt_cache_key"))
     except RequestError:
         return options
+
+
+def with_model_pricing(options: Options, payload: object) -> Options:
+    """``options`` priced by the body's ``model`` (``claude-sonnet-4-5``: Anthropic's cache prices, read at
+    breakpoints) where no ``pricing`` is configured for the route and the model has published prices
+    (:func:`~promptzip._pricing.listed_pricing`); else as they are (the target's prices)."""
+    model = payload.get("model") if isinstance(payload, Mapping) else None
+    if options.pricing is not None or not isinstance(model, str):
+        return options
+    found = listed_pricing(model)
+    return options if found is None else replace(options, pricing=found)
 
 
 def _pricing(route: RouteSettings, settings: ProxySettings) -> CachePricing | None:

@@ -18,9 +18,9 @@ gets an API key of its own (:meth:`Doors.session`), and the proxy keeps conversa
 per credential, so every run starts with no conversation state, as the in-process methods' fresh Zippers do.
 
 The proxy is configured as the suite runs the in-process methods: the ``fast`` preset, gpt-4o's tokenizer, the
-suite's Zipper factory, ``min_tokens`` at the suite's passthrough threshold, and each route priced with its
-provider's cache prices (the proxy prices a route by its settings, else by its target, never by the request's
-``model``: an operator in front of Anthropic configures the ``/v1/messages`` route's ``pricing``). Its deadline is
+suite's Zipper factory, and ``min_tokens`` at the suite's passthrough threshold. No route is given cache prices:
+the proxy prices each request by its ``model`` (the suite's are gpt-4o and claude-sonnet-4-5, billed at the same
+prices), as it does for a deployment that configures none. Its deadline is
 the client's timeout: the suite measures what reaches the provider, not latency. An answer marked
 ``x-promptzip-status: fail-open`` (the original was forwarded) is raised as :class:`ProxyFailOpen`, which the suite
 counts as the in-process methods' fail-open.
@@ -38,14 +38,13 @@ import json
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 from promptzip.evals._agent_report import MIN_TOKENS
-from promptzip.evals._provider_cache import PROVIDERS
 
 __all__ = [
     "ANTHROPIC_MODEL",
@@ -80,7 +79,7 @@ _TAG = "x-agent-trace-request"  # a header the proxy forwards: finds this reques
 
 NOTE = (
     "The proxy doors: one proxy (under uvicorn on 127.0.0.1, preset fast, target gpt-4o, min_tokens "
-    f"{MIN_TOKENS}, an in-memory cache, each route priced as its provider is billed) in front of a fake upstream; "
+    f"{MIN_TOKENS}, an in-memory cache, each request priced by its model) in front of a fake upstream; "
     "each run sends under an API key of its own, so its conversation state starts empty. Each /v1/messages request "
     "carries cache_control breakpoints on its system prompt and on its last block, as agent loops mark them."
 )
@@ -207,14 +206,9 @@ def _parts(blocks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def proxy_settings(upstream: str) -> Any:
-    """The proxy's settings for the suite (module docstring): each route priced as its provider is billed."""
+    """The proxy's settings for the suite (module docstring): each request priced by its model."""
     from promptzip.evals.agent_trace import PRESET, TARGET
-    from promptzip.integrations.proxy import ProxySettings, RouteSettings
-    from promptzip.integrations.proxy._settings import CHAT_COMPLETIONS, MESSAGES, PricingSettings
-
-    def priced(provider: str) -> Any:
-        p: CachePricing = PROVIDERS[provider].pricing  # every field of it, as the route's pricing setting
-        return RouteSettings(pricing=PricingSettings(**asdict(p)))
+    from promptzip.integrations.proxy import ProxySettings
 
     return ProxySettings(
         upstream=upstream,
@@ -223,7 +217,6 @@ def proxy_settings(upstream: str) -> Any:
         target=TARGET,
         min_tokens=MIN_TOKENS,
         compression_deadline=TIMEOUT_S,
-        routes={CHAT_COMPLETIONS: priced("openai"), MESSAGES: priced("anthropic")},
     )
 
 

@@ -16,6 +16,7 @@ from conftest import require_data
 
 from promptzip._errors import PromptZipError
 from promptzip._messages import message_tokens
+from promptzip._pricing import listed_pricing
 from promptzip._tokenizers import get_tokenizer
 from promptzip._types import Budget
 from promptzip.evals import _agent_doors as doors
@@ -145,10 +146,10 @@ def test_door_methods_are_opt_in_and_priced_for_their_own_provider() -> None:
 def test_the_proxy_is_set_up_as_the_suite_runs() -> None:
     settings = doors.proxy_settings("http://127.0.0.1:9/v1")
     assert (settings.preset, settings.target, settings.min_tokens) == (PRESET, TARGET, MIN_TOKENS)
-    for route, provider in (("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")):
-        pricing = settings.routes[route].pricing
-        assert pricing is not None
-        assert pricing.cache_pricing() == PROVIDERS[provider].pricing
+    assert settings.pricing is None
+    assert all(route.pricing is None for route in settings.routes.values())  # each request priced by its model
+    for model, provider in ((doors.OPENAI_MODEL, "openai"), (doors.ANTHROPIC_MODEL, "anthropic")):
+        assert listed_pricing(model) == PROVIDERS[provider].pricing  # the suite bills it at the same prices
 
 
 # ----------------------------------------------------------------------------------------- the real path

@@ -35,7 +35,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from promptzip.evals._redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "promptzip" / "_sample" / "sotu.txt"
@@ -290,13 +291,6 @@ async def measure(args: argparse.Namespace, upstream_port: int, proxy_port: int)
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def rss_kib(pid: int, field_name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field_name + ":"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import string
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from starlette.testclient import TestClient
 
 from promptzip._errors import BudgetError
 from promptzip._messages import ROLES
+from promptzip.evals._redis_server import free_port
 from promptzip.integrations.proxy import ProxySettings, Timeouts, create_app
 from promptzip.integrations.proxy.testing import GARBAGE, FakeUpstream, live_server
 
@@ -67,9 +67,7 @@ def _error(r: httpx.Response, status: int, code: str) -> None:
 
 # ------------------------------------------------------------------------------------------- upstream faults
 def test_upstream_down_is_a_502(http: httpx.Client) -> None:
-    with socket.socket() as s:  # a port that nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port that nothing listens on
     app = create_app(proxy_settings(f"http://127.0.0.1:{port}/v1"), zipper_factory=bm25)
     with live_server(app) as url:
         for path in ("/v1/chat/completions", "/v1/embeddings"):

@@ -32,6 +32,7 @@ from promptzip._errors import InputError
 from promptzip._pipeline import Zipper
 from promptzip._split import parse_tags
 from promptzip._understand import understand
+from promptzip.evals._redis_server import free_port
 from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
@@ -76,9 +77,7 @@ def _fields(line: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ the CLI
 def _run_cli(upstream: FakeUpstream, level: str, tmp_path: Path) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path / f"proxy-{level}.log"
     command = [sys.executable, "-P", "-m", "promptzip.integrations.proxy", "--upstream", upstream.url]
     command += ["--port", str(port), "--cache", "memory", "--log-level", level]

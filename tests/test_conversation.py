@@ -428,3 +428,20 @@ def test_the_proxy_prices_a_request_by_its_model_unless_the_route_is_priced(tmp_
     assert with_model_pricing(plain, {"model": 7}).pricing is None
     priced = parse_options({}, s.routes["/v1/chat/completions"], s, b"k" * 32)
     assert with_model_pricing(priced, {"model": "claude-sonnet-4-5"}).pricing == pz.CachePricing(input=1.0, cached=0.1)
+
+
+def test_the_readme_lists_the_default_prices_as_the_code_has_them() -> None:
+    """The README's table of default cache prices is promptzip's price list, row for row."""
+    from promptzip._pricing import PRICING
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `") and line.count("|") == 8]
+    listed = {}
+    for row in rows:
+        name, *cells = (c.strip() for c in row.strip("|").split("|"))
+        listed[name.strip("`")] = cells
+    assert list(listed) == list(PRICING)
+    for name, p in PRICING.items():
+        write = "input" if p.write is None else str(p.write)
+        read = "at breakpoints" if p.breakpoints else "any prefix"
+        assert listed[name] == [str(p.input), str(p.cached), write, str(p.min_prefix), str(p.step), read], name

@@ -256,15 +256,16 @@ def test_readme_yaml_block_is_a_litellm_config_whose_opt_in_the_hook_reads(block
 
 
 def test_every_decimal_figure_in_the_readme_prose_comes_from_a_results_file() -> None:
-    """Figures in prose are quoted from evals/results (or a packaged model's manifest), never typed in: a figure
-    that no results file holds is one that was rounded by hand or has gone stale."""
+    """Figures in prose are quoted from evals/results (or a packaged model's manifest, or the providers' price list
+    in promptzip/_pricing.py), never typed in: a figure that no results file holds is one that was rounded by hand
+    or has gone stale."""
     import re
 
     root = README.parent
     text = re.sub(r"```.*?```", "", README.read_text(encoding="utf-8"), flags=re.S)
     figures = set(re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text))
     sources = [*(root / "evals" / "results").rglob("*.md"), *(root / "evals" / "results").rglob("*.json")]
-    sources += [*root.glob("*/models/*/manifest.json")]
+    sources += [*root.glob("*/models/*/manifest.json"), root / "promptzip" / "_pricing.py"]
     corpus = "".join(p.read_text(encoding="utf-8", errors="ignore") for p in sources)
     assert figures, "the README quotes no figures: the test would pass vacuously"
     assert sorted(f for f in figures if f not in corpus) == []

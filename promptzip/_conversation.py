@@ -159,7 +159,7 @@ def compress_conversation(
     msgs = validate_messages(messages)
     if history == "reselect":
         return compress_messages(zipper, msgs, spec, question=question, scope=scope, partition=partition)
-    price = pricing if pricing is not None else pricing_for(zipper.tokenizer.name)
+    price = pricing if pricing is not None else pricing_for(zipper.target)
     request = _Request(
         zipper, msgs, spec, question=question, scope=scope, partition=partition, headroom=headroom, price=price
     )

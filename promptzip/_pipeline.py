@@ -79,6 +79,8 @@ class Zipper:
         self.compressor = compressor
         self.policy: Policy = policy if policy is not None else BudgetPolicy()
         self.tokenizer = get_tokenizer(target)
+        # The model named, where one was: gpt-5 and gpt-4o share a tokenizer, not their cache prices.
+        self.target = target if isinstance(target, str) else self.tokenizer.name
         self.reorder = reorder
         self.separator = separator
         self.max_chunk_chars = max_chunk_chars

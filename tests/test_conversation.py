@@ -445,3 +445,49 @@ def test_the_readme_lists_the_default_prices_as_the_code_has_them() -> None:
         write = "input" if p.write is None else str(p.write)
         read = "at breakpoints" if p.breakpoints else "any prefix"
         assert listed[name] == [str(p.input), str(p.cached), write, str(p.min_prefix), str(p.step), read], name
+
+
+def test_a_zipper_prices_its_conversations_by_the_model_it_names() -> None:
+    """gpt-5 and gpt-4o share a tokenizer, not their cache prices: a Zipper remembers the model it was built for,
+    and its conversations are weighed with that model's prices unless ``pricing=`` says otherwise."""
+    z = pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-5")
+    assert z.target == "gpt-5"
+    assert z.tokenizer.name == zipper().tokenizer.name  # the same tokenizer as gpt-4o's
+    assert pz.pricing_for(z.target).discount == pytest.approx(0.9)  # where gpt-4o's is 0.5
+    same = pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target=z.tokenizer)
+    assert same.target == z.tokenizer.name  # a Tokenizer object: its name
+    msgs = conversation(3)
+    implicit = z.compress_messages(msgs, rate=0.3)
+    explicit = pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-5").compress_messages(
+        msgs, rate=0.3, pricing=pz.pricing_for("gpt-5")
+    )
+    assert implicit.messages == explicit.messages
+
+
+def test_the_runnable_weighs_a_conversation_with_the_prices_it_is_given() -> None:
+    """``PromptZipRunnable(pricing=...)`` (a chain that ends in a Claude model) sends what ``compress_messages``
+    sends with those prices; a wrong kind of pricing is a ConfigError."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_core.prompt_values import ChatPromptValue
+
+    from promptzip.integrations.langchain import PromptZipRunnable
+
+    def lc(msgs: list[dict[str, Any]]) -> ChatPromptValue:
+        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        return ChatPromptValue(messages=[kinds[m["role"]](content=m["content"]) for m in msgs])
+
+    claude = pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=150, breakpoints=True)
+    priced = PromptZipRunnable(zipper=zipper(), budget=1300, pricing=claude)
+    plain = PromptZipRunnable(zipper=zipper(), budget=1300)
+    direct = zipper()
+    differ = 0
+    for t in range(1, 12):
+        msgs = conversation(t)
+        got = [m.content for m in priced.invoke(lc(msgs)).to_messages()]
+        want = direct.compress_messages(msgs, budget=1300, pricing=claude).messages
+        assert want is not None
+        assert got == [m["content"] for m in want]
+        differ += got != [m.content for m in plain.invoke(lc(msgs)).to_messages()]
+    assert differ  # the prices changed what went out (a compaction kept its cached head)
+    with pytest.raises(pz.ConfigError):
+        PromptZipRunnable(zipper=zipper(), budget=1300, pricing={"input": 3.0})

@@ -46,6 +46,7 @@ from promptzip._inputs import check_text
 from promptzip._messages import SCOPES
 from promptzip._pipeline import REORDERS, Zipper
 from promptzip._pool import shared_zipper
+from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
 from promptzip.integrations._calls import fits_whole
@@ -175,9 +176,14 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
 
     scope: str = "all"
     """What a chat's compression may touch: ``"all"`` (the context in every message) or ``"history"``."""
+    pricing: SkipValidation[CachePricing | None] = None  # checked in __init__: a ConfigError, not a ValidationError
+    """The chat model's cache prices, which cache-stable history weighs (``promptzip.pricing_for("claude-sonnet-4")``
+    before a Claude model); ``None``: the target's."""
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
+        if self.pricing is not None and not isinstance(self.pricing, CachePricing):
+            raise ConfigError(f"pricing must be a promptzip.CachePricing, not {type(self.pricing).__name__}")
         if self.scope not in SCOPES:
             raise ConfigError(f"unknown scope {self.scope!r}; use one of {', '.join(SCOPES)}")
 
@@ -197,13 +203,15 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
         if isinstance(input, StringPromptValue):
             return StringPromptValue(text=_compress_prompt(zipper, spec, input.text))
         if isinstance(input, PromptValue):
-            return ChatPromptValue(messages=_compress_messages(zipper, spec, input.to_messages(), self.scope))
+            return ChatPromptValue(
+                messages=_compress_messages(zipper, spec, input.to_messages(), self.scope, self.pricing)
+            )
         if isinstance(input, Sequence):
             try:
                 messages = convert_to_messages(input)
             except (ValueError, TypeError, NotImplementedError) as exc:
                 raise InputError(f"cannot read the messages: {exc}") from exc
-            return _compress_messages(zipper, spec, messages, self.scope)
+            return _compress_messages(zipper, spec, messages, self.scope, self.pricing)
         raise InputError(f"expected a prompt value, a list of messages or a str, not {type(input).__name__}")
 
 
@@ -243,10 +251,12 @@ def _compress_prompt(zipper: Zipper, spec: Budget, text: str) -> str:
     return text if fits_whole(result) else result.text
 
 
-def _compress_messages(zipper: Zipper, spec: Budget, messages: Sequence[BaseMessage], scope: str) -> list[BaseMessage]:
+def _compress_messages(
+    zipper: Zipper, spec: Budget, messages: Sequence[BaseMessage], scope: str, pricing: CachePricing | None = None
+) -> list[BaseMessage]:
     """Compress LangChain messages through their OpenAI form; only the text of each message is replaced."""
     dicts = [_as_openai(m, i) for i, m in enumerate(messages)]
-    result = zipper.compress_messages(dicts, budget=spec, scope=scope)
+    result = zipper.compress_messages(dicts, budget=spec, scope=scope, pricing=pricing)
     if fits_whole(result):
         return list(messages)
     compressed_messages = result.messages or dicts

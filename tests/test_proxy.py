@@ -165,6 +165,9 @@ def test_result_cache_hits_the_same_chat(client: TestClient) -> None:
         assert r.headers["x-promptzip-status"] == "compressed"
         statuses.append(r.headers["x-promptzip-cache"])
     assert statuses == ["miss", "hit"]
+    # The same chat for another model is weighed with other cache prices: not the cached outcome of the first.
+    r = client.post("/v1/chat/completions", json={**body, "model": "gpt-5"})
+    assert r.headers["x-promptzip-cache"] == "miss"
 
 
 # --------------------------------------------------------------------------------------------- pass-through

@@ -198,6 +198,7 @@ class Compressions:
             options.cache_scope,
             options.history,
             options.conversation,
+            repr(options.pricing),  # the cache prices weigh what stable history sends: by route or by model
             canonical,
         )
 

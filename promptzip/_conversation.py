@@ -324,8 +324,9 @@ class _Request:
         caps = [self.limit]
         if not self.fits and self.ongoing and (reserve := min(_RESERVE, self.limit // 10)) > 0:
             caps.insert(0, self.limit - reserve)
-        if first is not None and self.ongoing and self.price.min_prefix > 0:
-            first = max(first, self.price.min_prefix + _MARGIN)
+        floor = self.price.min_prefix + _MARGIN
+        if first is not None and self.ongoing and self.price.min_prefix > 0 and first < floor < caps[0]:
+            first = floor  # only where the budget reaches it: else the fair share stands
         if first is not None and 0 < first < caps[0]:
             caps.insert(0, first)
         for cap in caps[:-1]:

@@ -379,6 +379,8 @@ def test_a_chat_that_goes_on_is_lifted_over_the_minimum_cacheable_prefix() -> No
 
     assert min(sizes(0)) < 700  # nothing to reach: some requests go out smaller
     assert min(sizes(700)) >= 700
+    # A minimum the budget cannot reach lifts nothing: each turn keeps to its fair share, not to all the room left.
+    assert sum(sizes(100_000)) <= sum(sizes(0))
 
 
 def test_a_cache_write_premium_lets_the_cached_head_take_more_of_a_compaction() -> None:

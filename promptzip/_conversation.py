@@ -175,7 +175,7 @@ def compress_conversation(
             break  # sent as it was, and all of it fits: the request goes out whole, prefix included
         reused = request.appended(found.sent)
         if reused is not None:
-            if request.worth(reused, found, price):
+            if request.worth(reused, found):
                 result = reused
             break
     if result is None and known and not request.fits:  # a conversation seen before: room for its next turns
@@ -204,7 +204,6 @@ class _Request:
     ) -> None:
         self.zipper, self.msgs, self.scope, self.partition, self.headroom = zipper, msgs, scope, partition, headroom
         self.price = price
-        self.breakpoints = price.breakpoints
         self.count = zipper.tokenizer.count
         self.tokens_in = message_tokens(msgs, self.count)
         self.limit = spec.resolve(self.tokens_in)
@@ -288,7 +287,7 @@ class _Request:
             tokens = message_tokens(p.sent, self.count) - REPLY_PRIMING  # no reply priming inside a prefix
             if floor <= tokens <= cap:
                 heads.setdefault(p.length, (tokens, p.sent))
-        if known and not self.breakpoints:
+        if known and not self.price.breakpoints:
             sent, tokens = known[0].sent[: min(known[0].length, last_user)], 0
             for h, message in enumerate(sent, start=1):
                 tokens += message_tokens([message], self.count) - REPLY_PRIMING  # a prefix's count adds up
@@ -299,9 +298,10 @@ class _Request:
         ranked = sorted(heads.values(), key=lambda head: head[0], reverse=True)
         return [[dict(m) for m in messages] for _, messages in ranked[:_TRIES]]
 
-    def worth(self, reused: Result, found: _Prefix, price: CachePricing) -> bool:
+    def worth(self, reused: Result, found: _Prefix) -> bool:
         """Is reusing the sent prefix at most as dear as re-selecting? Re-selection would fill the budget and keep
         at best the leading messages that were sent unchanged; reuse is served the whole prefix from the cache."""
+        price = self.price
         prefix_tokens = message_tokens(found.sent, self.count) - REPLY_PRIMING  # no reply priming inside a prefix
         same = 0
         while same < found.length and found.sent[same] == self.msgs[same]:

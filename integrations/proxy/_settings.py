@@ -116,14 +116,7 @@ class PricingSettings(_Frozen):
     breakpoints: bool = False
 
     def cache_pricing(self) -> CachePricing:
-        return CachePricing(
-            input=self.input,
-            cached=self.cached,
-            write=self.write,
-            min_prefix=self.min_prefix,
-            step=self.step,
-            breakpoints=self.breakpoints,
-        )
+        return CachePricing(**self.model_dump())  # the same fields, one for one
 
 
 class RouteSettings(_Frozen):

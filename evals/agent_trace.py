@@ -63,7 +63,7 @@ from promptzip.evals._agent_report import (
     write_report,
 )
 from promptzip.evals._provider_cache import PROVIDERS, Serializer, common_prefix
-from promptzip.evals._traces import CORPORA, FULL, QUICK, Trace, build_traces
+from promptzip.evals._traces import CORPORA, FULL, QUICK, Request, Trace, build_traces
 from promptzip.evals.metrics import RETENTION_METRIC, answer_retained
 
 __all__ = [
@@ -206,7 +206,7 @@ def _run(
     return {"method": method.name, "budget": budget if method.compresses else None, "rows": rows}
 
 
-def _history_evidence(trace: Trace, request: Any, sent: Messages) -> list[int]:
+def _history_evidence(trace: Trace, request: Request, sent: Messages) -> list[int]:
     """[kept, earlier turns]: of the turns before this request's, those whose gold answer is still in the history
     as sent, outside the assistant's replies (which are the answers): the evidence a follow-up question about an
     earlier turn would need."""

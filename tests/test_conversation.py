@@ -341,15 +341,13 @@ def test_compaction_keeps_the_cached_head_it_can() -> None:
     assert sum(cached) > sum(uncached)
 
 
-def test_a_breakpoint_cache_gets_a_whole_earlier_request_as_the_compacted_head() -> None:
-    """Where the provider reads its cache only at breakpoints (Anthropic), a compaction keeps as its head a whole
-    request sent before (the only prefixes such a cache holds), so the compacting request is still partly read from
-    the cache."""
-    z, budget = zipper(), 1500
-    price = pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=150, breakpoints=True)
+def whole_heads(price: pz.CachePricing, budget: int, turns: int = 11) -> list[int]:
+    """Over a conversation of ``turns`` turns under ``budget``: for each compaction, the tokens of the longest whole
+    earlier request it starts with (0: none), the prefix a breakpoint cache would read."""
+    z = zipper()
     sent: list[list[dict[str, Any]]] = []
     heads = []
-    for t in range(1, 12):
+    for t in range(1, turns + 1):
         r = z.compress_messages(conversation(t), budget=budget, pricing=price)
         assert r.messages is not None
         assert r.tokens_out <= budget
@@ -358,6 +356,15 @@ def test_a_breakpoint_cache_gets_a_whole_earlier_request_as_the_compacted_head()
             whole = max((len(s) for s in sent if now[: len(s)] == s), default=0)
             heads.append(message_tokens(now[:whole], z.tokenizer.count) if whole else 0)
         sent.append(now)
+    return heads
+
+
+def test_a_breakpoint_cache_gets_a_whole_earlier_request_as_the_compacted_head() -> None:
+    """Where the provider reads its cache only at breakpoints (Anthropic), a compaction keeps as its head a whole
+    request sent before (the only prefixes such a cache holds), so the compacting request is still partly read from
+    the cache."""
+    price = pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=150, breakpoints=True)
+    heads = whole_heads(price, 1500)
     assert len(heads) >= 2
     assert all(h >= 150 for h in heads)  # every compaction was read a whole earlier request from the cache
 
@@ -387,24 +394,8 @@ def test_a_cache_write_premium_lets_the_cached_head_take_more_of_a_compaction() 
     """Where a cache write costs more than input (Anthropic), a rewritten token costs more than sending it
     uncompressed, so a compaction keeps a cached head that takes more of the compacted history than it may where
     writes cost nothing extra (which leaves the later history more room)."""
-
-    def compaction_heads(write: float | None) -> list[int]:
-        z = zipper()
-        price = pz.CachePricing(input=3.0, cached=0.3, write=write, min_prefix=150)
-        sent: list[list[dict[str, Any]]] = []
-        heads = []
-        for t in range(1, 12):
-            r = z.compress_messages(conversation(t), budget=1300, pricing=price)
-            assert r.messages is not None
-            assert r.tokens_out <= 1300
-            now = list(r.messages)
-            if sent and r.reused_messages == 0 and r.decision == "compressed":  # a compaction
-                whole = max((len(s) for s in sent if now[: len(s)] == s), default=0)
-                heads.append(message_tokens(now[:whole], z.tokenizer.count) if whole else 0)
-            sent.append(now)
-        return heads
-
-    plain, premium = compaction_heads(None), compaction_heads(3.75)
+    plain = whole_heads(pz.CachePricing(input=3.0, cached=0.3, min_prefix=150), 1300)
+    premium = whole_heads(pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=150), 1300)
     assert len(plain) == len(premium) >= 1
     assert max(plain) == 0  # the first request is more than 0.75 of the compacted history: rewritten
     assert max(premium) > 0.75 * 0.5 * 1300  # with a write premium it is kept, and read from the cache

@@ -22,9 +22,10 @@ works per turn like this:
    is **compacted**: everything before the last user turn is compressed fresh to ``headroom`` of the budget (so
    later turns have room to append and the new prefix keeps hitting), recorded as the stable prefix, and the rest
    is appended as in 2. The leading messages the provider caches (at least its minimum cacheable prefix, at most
-   ``HEAD_SHARE`` of the compacted history, more where cache writes cost extra; a whole earlier request where the
-   provider reads only at breakpoints) are kept as they were sent, so only the history after them is rewritten and
-   the compacting request is still partly served from the cache. A request seen for the first time, or one where
+   ``HEAD_SHARE`` of the compacted history, more where cache writes cost extra, and the shortest that fits it at all
+   where none fits that share; a whole earlier request where the provider reads only at breakpoints) are kept as
+   they were sent, so only the history after them is rewritten and the compacting request is still partly served
+   from the cache. A request seen for the first time, or one where
    even that fails, is compressed fresh as a whole (one knapsack over everything: the best use of the budget for
    this turn). In a chat that goes on, a request that reuses a prefix is sent with at least the provider's minimum
    cacheable prefix when the budget has room: one below it is never cached, so every later turn would resend it at
@@ -278,25 +279,33 @@ class _Request:
         :data:`HEAD_SHARE`, or :data:`HEAD_SHARE_WRITE` where cache writes cost extra), longest first. Keeping one
         makes compaction rewrite only what follows it, so the compacting request is still served that much from the
         cache. A provider that reads only at breakpoints has cached whole earlier requests; one with a prefix cache
-        has also cached every leading run of them."""
+        has also cached every leading run of them.
+
+        Where no cached run fits that share (messages much larger than it, as tool outputs are), the shortest that
+        fits the compacted budget at all comes next: rewriting what the provider has cached would buy the later
+        history room at the price of a request read from the cache, and a cached prefix is rewritten only where the
+        saving beats the cache discount. Only where none fits is the history compressed from its start."""
         premium = self.price.write is not None and self.price.write > self.price.input
-        cap = (HEAD_SHARE_WRITE if premium else HEAD_SHARE) * self.headroom * self.limit
+        share = (HEAD_SHARE_WRITE if premium else HEAD_SHARE) * self.headroom * self.limit
+        room = self.headroom * self.limit
         floor = max(self.price.min_prefix, 1)
         heads: dict[int, tuple[int, list[dict[str, Any]]]] = {}  # by length: (tokens, messages)
         for p in [k for k in known if k.whole and k.length <= last_user][:_HEADS]:
             tokens = message_tokens(p.sent, self.count) - REPLY_PRIMING  # no reply priming inside a prefix
-            if floor <= tokens <= cap:
+            if floor <= tokens <= room:
                 heads.setdefault(p.length, (tokens, p.sent))
         if known and not self.price.breakpoints:
             sent, tokens = known[0].sent[: min(known[0].length, last_user)], 0
             for h, message in enumerate(sent, start=1):
                 tokens += message_tokens([message], self.count) - REPLY_PRIMING  # a prefix's count adds up
-                if tokens > cap:
+                if tokens > room:
                     break
                 if tokens >= floor:
                     heads.setdefault(h, (tokens, sent[:h]))
-        ranked = sorted(heads.values(), key=lambda head: head[0], reverse=True)
-        return [[dict(m) for m in messages] for _, messages in ranked[:_TRIES]]
+        within = sorted((h for h in heads.values() if h[0] <= share), key=lambda head: head[0], reverse=True)
+        over = min((h for h in heads.values() if h[0] > share), key=lambda head: head[0], default=None)
+        ranked = within[:_TRIES] if within else [over] if over else []
+        return [[dict(m) for m in messages] for _, messages in ranked]
 
     def worth(self, reused: Result, found: _Prefix) -> bool:
         """Is reusing the sent prefix at most as dear as re-selecting? Re-selection would fill the budget and keep

@@ -394,11 +394,22 @@ def test_a_cache_write_premium_lets_the_cached_head_take_more_of_a_compaction() 
     """Where a cache write costs more than input (Anthropic), a rewritten token costs more than sending it
     uncompressed, so a compaction keeps a cached head that takes more of the compacted history than it may where
     writes cost nothing extra (which leaves the later history more room)."""
-    plain = whole_heads(pz.CachePricing(input=3.0, cached=0.3, min_prefix=150), 1300)
-    premium = whole_heads(pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=150), 1300)
+    plain = whole_heads(pz.CachePricing(input=3.0, cached=0.3, min_prefix=150), 2500)
+    premium = whole_heads(pz.CachePricing(input=3.0, cached=0.3, write=3.75, min_prefix=150), 2500)
     assert len(plain) == len(premium) >= 1
-    assert max(plain) == 0  # the first request is more than 0.75 of the compacted history: rewritten
-    assert max(premium) > 0.75 * 0.5 * 1300  # with a write premium it is kept, and read from the cache
+    assert 0 < max(plain) <= 0.75 * 0.5 * 2500  # a head within the share is there: the later history keeps its room
+    assert max(premium) > 0.75 * 0.5 * 2500  # with a write premium the longer one is kept, and read from the cache
+
+
+def test_a_compaction_keeps_a_cached_head_over_its_share_rather_than_none() -> None:
+    """Where every cached run of messages is larger than the head's share of the compacted history (large turns, as
+    tool outputs are), the shortest that fits the compacted budget is kept: rewriting it would send the whole
+    compacting request at full price."""
+    heads = whole_heads(pz.CachePricing(input=3.0, cached=0.3, min_prefix=150), 1300)
+    assert heads
+    assert 0.75 * 0.5 * 1300 < heads[0] <= 0.5 * 1300  # over the share, within the compacted budget
+    # a budget whose compacted history no cached run fits is compressed from its start, as before
+    assert max(whole_heads(pz.CachePricing(input=3.0, cached=0.3, min_prefix=150), 1000)) == 0
 
 
 def test_the_proxy_prices_a_request_by_its_model_unless_the_route_is_priced(tmp_path: Path) -> None:

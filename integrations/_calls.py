@@ -14,6 +14,7 @@ from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._messages import SCOPES
 from promptzip._pipeline import Zipper
 from promptzip._pool import shared_zipper
+from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget, Result
@@ -165,14 +166,16 @@ class Compression:
         spec: Budget | None = None,
         scope: str | None = None,
         conversation: str | None = None,
+        pricing: CachePricing | None = None,
     ) -> list[Any]:
         """Compressed chat messages; messages whose content did not change are returned as given. ``spec`` and
         ``scope`` replace this Compression's own for one call; ``conversation`` names the conversation (the call's
-        ``prompt_cache_key``), else it is recognised by its messages."""
+        ``prompt_cache_key``), else it is recognised by its messages; ``pricing`` is the cache prices of the model
+        the call goes to (:func:`~promptzip._pricing.listed_pricing`), else the target's."""
         items = _as_list(messages, "messages")
         dicts = [_as_mapping(m, f"messages[{i}]") for i, m in enumerate(items)]
         result = self.zipper.compress_messages(
-            dicts, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation
+            dicts, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
         )
         if fits_whole(result):
             return items
@@ -188,6 +191,7 @@ class Compression:
         spec: Budget | None = None,
         scope: str | None = None,
         conversation: str | None = None,
+        pricing: CachePricing | None = None,
     ) -> str | list[Any]:
         """A Responses API ``input``: a string is a whole prompt (its instruction and question kept, its context
         compressed; ``scope`` does not apply to it), a list of items a chat (items that are not messages, such as
@@ -200,7 +204,7 @@ class Compression:
         dicts = [_as_mapping(m, f"input[{i}]") for i, m in enumerate(items)]
         chat = [_item_as_message(d, i) for i, d in enumerate(dicts)]
         result = self.zipper.compress_messages(
-            chat, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation
+            chat, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
         )
         if fits_whole(result):
             return items

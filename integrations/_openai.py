@@ -31,6 +31,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
+from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
 from promptzip.integrations._calls import (
     KEYWORD,
@@ -58,7 +59,14 @@ class _Rewrite(Protocol):
     """``Compression.chat`` or ``Compression.responses_input``: the new value of the keyword a method sends."""
 
     def __call__(
-        self, value: object, /, *, spec: Budget | None = None, scope: str | None = None, conversation: str | None = None
+        self,
+        value: object,
+        /,
+        *,
+        spec: Budget | None = None,
+        scope: str | None = None,
+        conversation: str | None = None,
+        pricing: CachePricing | None = None,
     ) -> Any: ...
 
 
@@ -264,4 +272,9 @@ def _compressed(kwargs: dict[str, Any], key: str, rewrite: _Rewrite, options: Ca
         return kwargs
     cache_key = kwargs.get("prompt_cache_key")
     conversation = cache_key if isinstance(cache_key, str) and cache_key else None
-    return {**kwargs, key: rewrite(kwargs[key], spec=options.spec, scope=options.scope, conversation=conversation)}
+    # The call's model prices its conversation, as the proxy does: one wrapped client often calls several models,
+    # and their cache discounts differ (gpt-4.1's is not gpt-4o's, a Claude model's is read at breakpoints).
+    model = kwargs.get("model")
+    pricing = listed_pricing(model) if isinstance(model, str) else None
+    value = rewrite(kwargs[key], spec=options.spec, scope=options.scope, conversation=conversation, pricing=pricing)
+    return {**kwargs, key: value}

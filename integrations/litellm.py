@@ -68,6 +68,7 @@ from promptzip._cache import Cache
 from promptzip._deadline import deadline as time_limit
 from promptzip._errors import ConfigError, PromptZipError
 from promptzip._pipeline import Zipper
+from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
 from promptzip.integrations._calls import CallOptions, Compression, check_scope
 
@@ -144,7 +145,9 @@ class PromptZipHook(CustomLogger):
             if plan is None:
                 return None
             compression = self._compression(plan.preset, plan.target)
-            work = asyncio.to_thread(_compress, compression, kwargs["messages"], plan)
+            model = kwargs.get("model")
+            pricing = listed_pricing(model) if isinstance(model, str) else None  # the deployment's, as the proxy
+            work = asyncio.to_thread(_compress, compression, kwargs["messages"], plan, pricing)
             messages = await asyncio.wait_for(work, timeout=plan.deadline)
         # Fail open on any error: the request would have worked uncompressed, so compression must never be why
         # it fails. Each failure is logged, with its traceback when it is not one of promptzip's own errors.
@@ -198,10 +201,12 @@ class PromptZipHook(CustomLogger):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _compress(compression: Compression, messages: object, plan: CallPlan) -> list[Any]:
+def _compress(
+    compression: Compression, messages: object, plan: CallPlan, pricing: CachePricing | None = None
+) -> list[Any]:
     """Runs in a worker thread: the deadline is per thread, so it is set here, around the work it limits."""
     with time_limit(plan.deadline):
-        out = compression.chat(messages, spec=plan.spec, scope=plan.scope)
+        out = compression.chat(messages, spec=plan.spec, scope=plan.scope, pricing=pricing)
     return [dict(m) if isinstance(m, Mapping) else m for m in out]
 
 

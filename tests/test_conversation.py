@@ -238,6 +238,26 @@ def test_wrap_and_the_runnable_keep_the_prefix(upstream: FakeUpstream) -> None:
     assert [m.content for m in out2[: len(out1)]] == [m.content for m in out1]
 
 
+def test_wrap_prices_each_call_by_its_model(upstream: FakeUpstream) -> None:
+    """A wrapped client weighs a conversation with the prices of the model each call names (a Claude model behind
+    an OpenAI-compatible endpoint: read at breakpoints, writes at a premium), as the proxy does, not with its
+    target's (gpt-4o)."""
+    claude, gpt = pz.pricing_for("claude-sonnet-4-5"), pz.pricing_for("gpt-4o")
+    client = pz.wrap(
+        openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0), zipper=zipper(), budget=4000
+    )
+    as_claude, as_gpt = zipper(), zipper()
+    differ = 0
+    for t in range(1, 12):
+        msgs = conversation(t)
+        client.chat.completions.create(model="claude-sonnet-4-5", messages=msgs)
+        want = as_claude.compress_messages(msgs, budget=4000, pricing=claude).messages
+        assert want is not None
+        assert sent_messages(upstream) == [dict(m) for m in want]
+        differ += want != as_gpt.compress_messages(msgs, budget=4000, pricing=gpt).messages
+    assert differ  # the model's prices changed what went out
+
+
 def test_wrap_covers_beta_and_compact_and_reads_prompt_cache_key(upstream: FakeUpstream) -> None:
     client = pz.wrap(openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0), zipper=zipper(), rate=0.3)
     long = conversation(3)

@@ -227,3 +227,24 @@ def test_the_hook_checks_its_own_settings() -> None:
         PromptZipHook(rate=2.0)
     with pytest.raises(pz.ConfigError, match="models"):
         PromptZipHook(models="rag")
+
+
+def test_a_conversation_is_priced_by_the_deployment_model(register: Any, upstream: Any) -> None:
+    """A deployment of a Claude model (here behind an OpenAI-compatible endpoint) has its conversations weighed
+    with Claude's cache prices, as the proxy and a wrapped client do, not with the hook's target's (gpt-4o)."""
+    from test_conversation import conversation, zipper
+
+    register(PromptZipHook(zippers={"fast": zipper()}, budget=4000, deadline=60))
+    params = {"model": "openai/claude-sonnet-4-5", "api_base": upstream.url, "api_key": "sk-test"}
+    router = litellm.Router(
+        model_list=[{"model_name": "claude", "litellm_params": params, "model_info": {"promptzip": True}}]
+    )
+    as_claude, as_gpt = zipper(), zipper()
+    differ = 0
+    for t in range(1, 12):
+        msgs = conversation(t)
+        out = sent(upstream, lambda msgs=msgs: router.acompletion(model="claude", messages=msgs))
+        want = expected(as_claude, msgs, budget=4000, pricing=pz.pricing_for("claude-sonnet-4-5"))
+        assert out == want
+        differ += want != expected(as_gpt, msgs, budget=4000, pricing=pz.pricing_for("gpt-4o"))
+    assert differ  # the deployment's prices changed what went out

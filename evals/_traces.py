@@ -33,11 +33,12 @@ import importlib.util
 import json
 import random
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptzip.evals._trace_types import Message, Request, Trace, Turn
 from promptzip.evals.metrics import answer_retained
 from promptzip.evals.records import GSM8K_GROUP, gsm8k_articles
 
@@ -64,7 +65,6 @@ __all__ = [
     "search_trace",
 ]
 
-Message = dict[str, Any]
 KINDS = ("rag", "tool-json", "tool-log", "code")
 RAG_SYSTEM = (
     "You are a research assistant. Answer each question from the passages retrieved for it in this conversation. "
@@ -75,56 +75,6 @@ TOOL_SYSTEM = (
     "array; get_logs(service, since) returns a service's log lines; read_file(path) returns a file of the "
     "repository. Call a tool when the answer needs one, then answer briefly from what it returned."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """One question of a trace: ``messages`` are what the turn appends before the model's answer ``reply``;
-    the model is called after each count in ``calls`` of them (the last call is the measured one)."""
-
-    question: str
-    answers: tuple[str, ...]
-    messages: tuple[Message, ...]
-    reply: Message
-    calls: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A request of the agent loop: turn ``turn``'s ``new`` last messages are that turn's; ``measured``: the turn's
-    answer should be in them."""
-
-    turn: int
-    messages: tuple[Message, ...]
-    new: int
-    measured: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Trace:
-    """A conversation of ``kind`` (one of :data:`KINDS`): a system prompt and its turns."""
-
-    id: str
-    kind: str
-    description: str
-    system: str
-    turns: tuple[Turn, ...]
-
-    def requests(self) -> Iterator[Request]:
-        """The requests in the order an agent loop sends them, each a fresh copy (a method may change it)."""
-        history: list[Message] = [{"role": "system", "content": self.system}]
-        for t, turn in enumerate(self.turns):
-            for n in turn.calls:
-                sent = tuple(json.loads(json.dumps(m)) for m in (*history, *turn.messages[:n]))
-                yield Request(t, sent, n, n == turn.calls[-1])
-            history += [*turn.messages, turn.reply]
-
-    def messages(self) -> list[Message]:
-        """The whole chat: system prompt, then every turn with its reply."""
-        out: list[Message] = [{"role": "system", "content": self.system}]
-        for turn in self.turns:
-            out += [*turn.messages, turn.reply]
-        return out
 
 
 # --------------------------------------------------------------------------------------------------- corpora

@@ -45,8 +45,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from promptzip._cache import Cache, MemoryCache, NullCache, make_key
+from promptzip._chat_format import REPLY_PRIMING, message_tokens, validate_messages
 from promptzip._errors import BudgetError, ConfigError, InputError
-from promptzip._messages import REPLY_PRIMING, compress_messages, message_tokens, question_of, validate_messages
+from promptzip._messages import compress_messages, question_of
 from promptzip._pricing import CachePricing, pricing_for
 from promptzip._types import Budget, Result
 

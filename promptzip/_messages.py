@@ -25,11 +25,21 @@ with the emptied text as ``""``: the proxy removes such blocks, and OpenAI accep
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from promptzip._chat_format import (
+    _STRUCTURED,
+    PER_MESSAGE,
+    REPLY_PRIMING,
+    ROLES,
+    _framing_text,
+    _texts,
+    chat_text,
+    message_tokens,
+    validate_messages,
+)
 from promptzip._errors import BudgetError, InputError
 from promptzip._inputs import check_text
 from promptzip._structured import reduce_texts, scorer_relevance, structured_kind
@@ -51,62 +61,8 @@ __all__ = [
     "validate_messages",
 ]
 
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-PER_MESSAGE = 3
-REPLY_PRIMING = 3
-_STRUCTURED = ("tool_calls", "function_call", "audio", "refusal")
 SCOPES = ("all", "history")
 MINIMAL_TEXT = "…"  # the text of a message whose context all went; the proxy's dialects use the same
-
-
-def validate_messages(messages: object) -> list[Mapping[str, Any]]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InputError("messages must be a list of {'role': ..., 'content': ...} objects")
-    if not messages:
-        raise InputError("messages is empty")
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            raise InputError(f"messages[{i}] must be an object, not {type(m).__name__}")
-        role = m.get("role")
-        if role not in ROLES:
-            raise InputError(f"messages[{i}] has an unknown role {role!r}; use one of {', '.join(sorted(ROLES))}")
-        content = m.get("content")
-        if content is None:
-            if not any(m.get(k) for k in _STRUCTURED):
-                raise InputError(f"messages[{i}] has no content")
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
-                    raise InputError(f"messages[{i}].content[{j}] must be an object with a 'type'")
-                if part["type"] == "text":
-                    check_text(part.get("text"), f"messages[{i}].content[{j}].text", allow_empty=True, allow_nul=True)
-        else:
-            check_text(content, f"messages[{i}].content", allow_empty=True, allow_nul=True)
-    return list(messages)
-
-
-def _texts(m: Mapping[str, Any]) -> list[tuple[Any, str]]:
-    """(location, text) of each text piece of a message: None for a str content, the part index otherwise."""
-    content = m.get("content")
-    if isinstance(content, str):
-        return [(None, content)]
-    if isinstance(content, list):
-        return [(j, str(p.get("text", ""))) for j, p in enumerate(content) if p.get("type") == "text"]
-    return []
-
-
-def _framing_text(m: Mapping[str, Any]) -> str:
-    extra = [str(m.get("role", "")), str(m.get("name") or "")]
-    extra += [json.dumps(m[k], ensure_ascii=False, sort_keys=True) for k in _STRUCTURED if m.get(k)]
-    return " ".join(e for e in extra if e)
-
-
-def message_tokens(messages: Sequence[Mapping[str, Any]], count: Any) -> int:
-    """Tokens of a chat in OpenAI's convention, with ``count`` the target tokenizer's counter."""
-    total = REPLY_PRIMING
-    for m in messages:
-        total += PER_MESSAGE + count(_framing_text(m)) + sum(count(t) for _, t in _texts(m))
-    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,15 +400,3 @@ def _decision(inner: Result | None, cut: int) -> str:
     """The inner compression's decision; a request whose tool outputs were cut was compressed, whatever the rest."""
     decision = inner.decision if inner is not None else "kept_all"
     return "compressed" if cut and decision == "kept_all" else decision
-
-
-def chat_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The texts of a chat in order (string contents and text parts), joined by blank lines."""
-    pieces: list[str] = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, str):
-            pieces.append(content)
-        elif isinstance(content, list):
-            pieces.extend(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
-    return "\n\n".join(p for p in pieces if p)

@@ -20,16 +20,16 @@ works per turn like this:
    the provider would serve; re-selection is credited with the leading messages it would leave alone). A shorter
    recorded prefix is tried when the longest does not fit. Otherwise, in a conversation seen before, the history
    is **compacted**: everything before the last user turn is compressed fresh to ``headroom`` of the budget (so
-   later turns have room to append and the new prefix keeps hitting), recorded as the stable prefix, and the rest
-   is appended as in 2. The leading messages the provider caches (at least its minimum cacheable prefix, at most
-   ``HEAD_SHARE`` of the compacted history, more where cache writes cost extra, and the shortest that fits it at all
-   where none fits that share; a whole earlier request where the provider reads only at breakpoints) are kept as
-   they were sent, so only the history after them is rewritten and the compacting request is still partly served
-   from the cache. A request seen for the first time, or one where
-   even that fails, is compressed fresh as a whole (one knapsack over everything: the best use of the budget for
-   this turn). In a chat that goes on, a request that reuses a prefix is sent with at least the provider's minimum
-   cacheable prefix when the budget has room: one below it is never cached, so every later turn would resend it at
-   full price.
+   later turns have room to append and the new prefix keeps hitting), each turn's context against that turn's own
+   question, recorded as the stable prefix, and the rest is appended as in 2. The leading messages the provider
+   caches (at least its minimum cacheable prefix, at most ``HEAD_SHARE`` of the compacted history, more where cache
+   writes cost extra, and the shortest that fits it at all where none fits that share; a whole earlier request
+   where the provider reads only at breakpoints) are kept as they were sent, so only the history after them is
+   rewritten and the compacting request is still partly served from the cache. A request seen for the first time,
+   or one where even that fails, is compressed fresh as a whole (one knapsack over everything: the best use of the
+   budget for this turn). In a chat that goes on, a request that reuses a prefix is sent with at least the
+   provider's minimum cacheable prefix when the budget has room: one below it is never cached, so every later turn
+   would resend it at full price.
 4. What was sent is recorded under this request's hash, for the next turn.
 
 ``history="reselect"`` is the stateless behaviour: the whole chat is compressed against the current question.
@@ -219,9 +219,18 @@ class _Request:
         # request ([system,] user) gets its whole budget.
         self.ongoing = any(m.get("role") in ("assistant", "tool", "function") for m in msgs)
 
-    def _compress(self, msgs: list[Mapping[str, Any]], cap: Budget, *, frozen: int = 0) -> Result:
+    def _compress(
+        self, msgs: list[Mapping[str, Any]], cap: Budget, *, frozen: int = 0, questions: Mapping[int, str] | None = None
+    ) -> Result:
         return compress_messages(
-            self.zipper, msgs, cap, question=self.question, scope=self.scope, frozen=frozen, partition=self.partition
+            self.zipper,
+            msgs,
+            cap,
+            question=self.question,
+            scope=self.scope,
+            frozen=frozen,
+            partition=self.partition,
+            questions=questions,
         )
 
     def fresh(self) -> Result:
@@ -259,10 +268,11 @@ class _Request:
         if not any(m.get("role") in ("assistant", "tool", "function") for m in msgs[: max(last_user, 0)]):
             return None  # a first turn has no history to compact: one knapsack over all of it is best
         cap = Budget(tokens=max(1, int(self.limit * self.headroom)))
+        asked = self._turn_questions(last_user)
         history: Result | None = None
         for head in [*self._cached_heads(known, last_user), []]:
             try:
-                history = self._compress([*head, *msgs[len(head) : last_user]], cap, frozen=len(head))
+                history = self._compress([*head, *msgs[len(head) : last_user]], cap, frozen=len(head), questions=asked)
                 break
             except BudgetError:
                 continue
@@ -273,6 +283,20 @@ class _Request:
         store.save(hashes[last_user - 1], sent, whole=False)
         result = self.appended(sent)
         return None if result is None else replace(result, reused_messages=0)
+
+    def _turn_questions(self, last_user: int) -> dict[int, str]:
+        """Each message before ``last_user`` with the question of the turn it belongs to (its user message's, or
+        the latest one before it). A compacted history is what later turns read about earlier ones, so each turn's
+        context keeps what answered its own question, not what the newest question (which its own turn's context
+        answers) would pick from it."""
+        asked: dict[int, str] = {}
+        current: str | None = None
+        for i, m in enumerate(self.msgs[:last_user]):
+            if m.get("role") == "user":
+                current = question_of([m], self.scope)
+            if current:
+                asked[i] = current
+        return asked
 
     def _cached_heads(self, known: Sequence[_Prefix], last_user: int) -> list[list[dict[str, Any]]]:
         """Runs of leading messages, as earlier requests sent them, that the provider has cached (at least its

@@ -150,14 +150,18 @@ def compress_messages(
     scope: str = "all",
     frozen: int = 0,
     partition: str = "",
+    questions: Mapping[int, str] | None = None,
 ) -> Result:
     """Compress a chat (module docstring). The first ``frozen`` messages were sent before as they are now (a cached
     prefix, :mod:`promptzip._conversation`): they go out byte for byte and only count against the budget. Originals
-    of structured tool outputs that were cut are stored for ``promptzip.expand`` under ``partition``."""
+    of structured tool outputs that were cut are stored for ``promptzip.expand`` under ``partition``. ``questions``
+    gives the context of a message (by index) a question of its own to be scored against (the question of its turn,
+    where a conversation's history is compacted); structured tool outputs are cut for ``question``."""
     msgs = validate_messages(messages)
     slots = _plan(msgs, _check_scope(scope), frozen)
     count = zipper.tokenizer.count
     question = question or _question(slots, msgs)
+    own = dict(questions or {})
     framing = [PER_MESSAGE + count(_framing_text(m)) for m in msgs]
     if any(s.kind for s in slots):
         slots = _cut_structured(zipper, msgs, slots, spec, question, framing, partition)
@@ -184,6 +188,7 @@ def compress_messages(
         fixed=REPLY_PRIMING + sum(fixed_by_message),
         largest=(f"messages[{worst}] ({msgs[worst].get('role')})", fixed_by_message[worst]),
         finish=finish,
+        queries={sid: own[s.msg] for s in slots if s.msg in own for sid in s.ids.values()},
     )
     return _result(zipper, inner, slots, texts, tokens_in, tokens_out, limit, messages=_rebuild(msgs, slots, texts))
 
@@ -222,6 +227,7 @@ def _squeeze(
     fixed: int,
     largest: tuple[str, int],
     finish: Callable[[list[str]], list[str]] = list,
+    queries: Mapping[str, str] | None = None,
 ) -> tuple[list[str], Result | None, int, int, int]:
     """Fit the request: the context regions of all slots compressed together, then the request re-counted and the
     inner budget tightened until it fits. ``finish`` completes the slots' rebuilt texts before they are counted.
@@ -261,6 +267,7 @@ def _squeeze(
             reserved=fixed,
             extra_input_tokens=extra_in,
             tags=overhead,
+            queries=queries,
         )
         texts = finish([_fill(s, inner.outputs) for s in slots])
         tokens_out = total(texts)

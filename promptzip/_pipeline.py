@@ -259,6 +259,7 @@ class Zipper(Assembly):
         reserved: int = 0,
         extra_input_tokens: int = 0,
         tags: Mapping[str, int] | None = None,
+        queries: Mapping[str, str] | None = None,
     ) -> Result:
         """Per-source assembly: compress ``sources`` under one budget for a caller that builds its own output
         (a chat, a template, a document list) from ``Result.outputs``, each source's text in source order.
@@ -266,7 +267,8 @@ class Zipper(Assembly):
         ``reserved`` tokens of the budget go to parts the caller keeps verbatim around the sources (instruction,
         question, message framing); ``extra_input_tokens`` counts those parts into ``tokens_in``; ``tags`` is each
         source's once-only cost (the tags around a document, which leave with it). ``query`` is scored against,
-        never placed. The sources keep their order (the caller places them)."""
+        never placed; ``queries`` gives a source (by id) a query of its own instead (an earlier turn of a chat,
+        scored against the question it was retrieved for). The sources keep their order (the caller places them)."""
         spec = Budget.coerce(budget)
         return self._run(
             [(s, 0) for s in sources],
@@ -278,6 +280,7 @@ class Zipper(Assembly):
             tokens_in_extra=extra_input_tokens,
             query=_optional_text(query, "query"),
             source_overhead=tags,
+            queries=queries,
         )
 
     # ---------------------------------------------------------------------------------------------- internals
@@ -293,6 +296,7 @@ class Zipper(Assembly):
         tokens_in_extra: int = 0,
         query: str | None = None,
         source_overhead: Mapping[str, int] | None = None,
+        queries: Mapping[str, str] | None = None,
     ) -> Result:
         """One compression. ``query``, when given, scores relevance without being part of the output (chat mode:
         the last user turn stays in its own message); otherwise the question does both."""
@@ -308,7 +312,7 @@ class Zipper(Assembly):
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        groups = self._groups(chunks, query, available, sep, timings)
+        groups = self._groups(chunks, query, available, sep, timings, queries or {})
         timings["propose"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -354,17 +358,26 @@ class Zipper(Assembly):
         available: int,
         sep: int,
         timings: dict[str, float],
+        queries: Mapping[str, str],
     ) -> list[list[Variant]]:
-        """Each chunk's variants: keep-or-drop when everything fits, else the compressor's proposals."""
+        """Each chunk's variants: keep-or-drop when everything fits, else the compressor's proposals, one call per
+        query (a source's own from ``queries``, else ``query``), in chunk order."""
         groups = self._whole(chunks, available, sep)
         if groups is None:
             check("splitting")
+            by_query: dict[str | None, list[int]] = {}
+            for i, c in enumerate(chunks):
+                by_query.setdefault(queries.get(c.source_id, query), []).append(i)
+            proposed: dict[int, list[Variant]] = {}
             token = _timings.set(timings)
             try:
                 with budget_scope(available):  # what the context may take: the cascade reads only what it can use
-                    groups = self.compressor.propose(chunks, query, self.tokenizer)
+                    for q, picked in by_query.items():
+                        found = self.compressor.propose([chunks[i] for i in picked], q, self.tokenizer)
+                        proposed.update(zip(picked, found, strict=True))
             finally:
                 _timings.reset(token)
+            groups = [proposed[i] for i in range(len(chunks))]
             check("the compressor")
         return groups
 

@@ -515,3 +515,50 @@ def test_the_runnable_weighs_a_conversation_with_the_prices_it_is_given() -> Non
     assert differ  # the prices changed what went out (a compaction kept its cached head)
     with pytest.raises(pz.ConfigError):
         PromptZipRunnable(zipper=zipper(), budget=1300, pricing={"input": 3.0})
+
+
+FACTS = [  # (a sentence of a turn's documents, that turn's question, its answer)
+    ("The lighthouse keeper's dog is named Biscuit", "What is the lighthouse keeper's dog named?", "Biscuit"),
+    ("The orchard grows eleven varieties of quince", "How many varieties of quince does the orchard grow?", "eleven"),
+    ("The glacier museum opened in the spring of 1987", "When did the glacier museum open?", "1987"),
+    (
+        "Captain Ortega painted the ferry bright turquoise",
+        "What colour did Captain Ortega paint the ferry?",
+        "turquoise",
+    ),
+    ("The violin workshop uses maple from Bosnia", "Where does the violin workshop get its maple?", "Bosnia"),
+    ("The marathon route crosses the Vltava bridge twice", "Which bridge does the marathon route cross?", "Vltava"),
+    ("The bakery's sourdough starter is called Gerald", "What is the bakery's sourdough starter called?", "Gerald"),
+]
+RECORDS = ", as the village's historical society, its parish newsletter and several long-time residents confirm."
+
+
+def fact_chat(turns: int) -> list[dict[str, Any]]:
+    """A chat whose turn t asks about a fact in its own documents, among paragraphs of a speech."""
+    msgs: list[dict[str, Any]] = [{"role": "system", "content": "Answer from the documents."}]
+    for t in range(turns):
+        fact, question, answer = FACTS[t]
+        docs = [*PARAGRAPHS[t * 3 : t * 3 + 1], fact + RECORDS, *PARAGRAPHS[t * 3 + 1 : t * 3 + 3]]
+        msgs.append({"role": "user", "content": "Documents:\n" + "\n\n".join(docs) + f"\n\nQuestion: {question}"})
+        if t < turns - 1:
+            msgs.append({"role": "assistant", "content": f"{answer}."})
+    return msgs
+
+
+def test_a_compacted_history_keeps_what_answered_each_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compaction scores each earlier turn's documents against that turn's own question, so a follow-up about an
+    earlier turn finds its evidence; against the newest question alone (which its own documents answer), most of it
+    would be dropped."""
+
+    def facts_kept() -> int:
+        z = zipper()
+        for t in range(1, len(FACTS) + 1):
+            r = z.compress_messages(fact_chat(t), budget=900)
+            assert r.messages is not None
+            assert r.tokens_out <= 900
+        history = " ".join(str(m["content"]) for m in r.messages[:-1] if m["role"] != "assistant")
+        return sum(answer in history for _, _, answer in FACTS[:-1])
+
+    assert facts_kept() == len(FACTS) - 1
+    monkeypatch.setattr("promptzip._conversation._Request._turn_questions", lambda self, last_user: {})
+    assert facts_kept() < len(FACTS) - 2

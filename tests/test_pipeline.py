@@ -240,3 +240,18 @@ def test_compress_sources_is_the_per_source_assembly_the_doors_build_on(bm25: pz
         for s in sources:  # each output is made of its own source's text
             assert all(part in s.text for part in r.outputs[s.id].split(bm25.separator) if part)
     assert "330 metres" in " ".join(r.outputs.values())
+
+
+def test_compress_sources_scores_a_source_against_a_query_of_its_own(bm25: pz.Zipper, article: str) -> None:
+    """``queries`` gives a source its own query (an earlier turn of a chat, scored against the question it was
+    retrieved for); the others are scored against ``query``, under the same one budget."""
+    paragraphs = article.split("\n\n")
+    sources = [pz.Source("tower", paragraphs[2]), pz.Source("history", " ".join(paragraphs[:2]))]
+    plain = bm25.compress_sources(sources, budget=70, query="How tall is the tower?")
+    own = bm25.compress_sources(
+        sources, budget=70, query="How tall is the tower?", queries={"history": "Who designed and built it?"}
+    )
+    assert "330 metres" in plain.outputs["tower"]
+    assert "330 metres" in own.outputs["tower"]
+    assert "Gustave Eiffel" not in plain.outputs["history"]
+    assert "Gustave Eiffel" in own.outputs["history"]

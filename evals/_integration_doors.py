@@ -198,16 +198,6 @@ def _create(client: Any, messages: list[dict[str, str]], mode: str) -> Any:
         return list(reply) if mode == "stream" else reply
 
 
-def via_wrap(b: Bench, mode: str) -> Measured:
-    from promptzip.integrations.decorator import wrap
-
-    messages = b.request.messages()
-    client = wrap(_openai_client(b, mode), budget=b.budgets["request"], **b.options())
-    with b.received("/v1/chat/completions") as got:
-        _, s = _timed(lambda: _create(client, messages, mode))
-    return Measured(b.request_tokens(messages), b.request_tokens(got[0]["messages"]), s)
-
-
 def via_decorator(b: Bench, mode: str) -> Measured:
     from promptzip.integrations.decorator import compress_call
 
@@ -356,24 +346,38 @@ def via_llmlingua(b: Bench, mode: str) -> Measured:
 
 def via_proxy(path: str) -> Callable[[Bench, str], Measured]:
     """A door through the proxy on ``path`` with its SDK: chat and Responses with openai, Messages with anthropic."""
+    return _sdk_door(path, wrapped=False)
 
+
+def via_wrap(path: str) -> Callable[[Bench, str], Measured]:
+    """A door through ``pz.wrap`` around the SDK of ``path``, straight to the upstream."""
+    return _sdk_door(path, wrapped=True)
+
+
+def _sdk_door(path: str, *, wrapped: bool) -> Callable[[Bench, str], Measured]:
     def door(b: Bench, mode: str) -> Measured:
         import anthropic
         import openai
 
+        from promptzip.integrations.decorator import wrap
+
         messages, is_async = b.request.messages(), mode == "async"
         common: dict[str, Any] = {"api_key": "sk-fake", "max_retries": 0}
-        common["default_headers"] = {"x-promptzip-budget": str(b.budgets["request"])}
+        if not wrapped:
+            common["default_headers"] = {"x-promptzip-budget": str(b.budgets["request"])}
+        root = b.upstream.url.removesuffix("/v1") if wrapped else b.proxy
         body: dict[str, Any] = {"model": TARGET, "stream": True} if mode == "stream" else {"model": TARGET}
+        client: Any
         if path == "/v1/messages":
-            client: Any = (anthropic.AsyncAnthropic if is_async else anthropic.Anthropic)(base_url=b.proxy, **common)
+            client = (anthropic.AsyncAnthropic if is_async else anthropic.Anthropic)(base_url=root, **common)
             body |= {"max_tokens": 64, "system": messages[0]["content"], "messages": messages[1:]}
-            send: Any = client.messages.with_raw_response.create
         else:
-            client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=b.proxy + "/v1", **common)
-            is_chat = path == "/v1/chat/completions"
-            body |= {"messages": messages} if is_chat else {"input": messages}
-            send = (client.chat.completions if is_chat else client.responses).with_raw_response.create
+            client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=root + "/v1", **common)
+            body |= {"messages": messages} if path == "/v1/chat/completions" else {"input": messages}
+        if wrapped:
+            client = wrap(client, budget=b.budgets["request"], **b.options())
+        resource = {"/v1/messages": "messages", "/v1/responses": "responses"}.get(path)
+        send: Any = (getattr(client, resource) if resource else client.chat.completions).with_raw_response.create
 
         def call() -> Any:
             if is_async:
@@ -386,7 +390,9 @@ def via_proxy(path: str) -> Callable[[Bench, str], Measured]:
 
         with b.received(path) as got:
             raw, s = _timed(call)
-        tokens = (int(raw.headers["x-promptzip-tokens-in"]), int(raw.headers["x-promptzip-tokens-out"]))
+        tokens = (
+            None if wrapped else (int(raw.headers["x-promptzip-tokens-in"]), int(raw.headers["x-promptzip-tokens-out"]))
+        )
         return Measured(b.request_tokens(messages), b.request_tokens(_as_chat(path, got[0])), s, tokens)
 
     return door

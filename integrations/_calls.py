@@ -1,11 +1,11 @@
-"""What one OpenAI-style call compresses: the per-call ``promptzip=`` options, and the compression of a chat's
-``messages`` or a Responses ``input`` (items in, items of the same shape out). The wrapped client
-(:mod:`promptzip.integrations._openai`) and the decorator call these; the request understanding is the core's."""
+"""What one wrapped call compresses: the per-call ``promptzip=`` options, and the compression of a chat's
+``messages``, a whole prompt, or an API request read by a dialect (a Responses ``input`` list, an Anthropic
+request). The wrapped clients (:mod:`promptzip.integrations._clients`), the decorator and the LiteLLM hook call
+these; the request understanding is the core's."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget, Result
+from promptzip.integrations._dialects import Dialect
 
 __all__ = [
     "KEYWORD",
@@ -31,7 +32,6 @@ __all__ = [
 
 KEYWORD = "promptzip"  # the per-call keyword of the wrapped client's methods
 _OPTIONS = ("budget", "rate", "scope", "disable")
-_TEXT_PARTS = ("text", "input_text", "output_text")
 
 
 def check_scope(value: object, where: str = "scope") -> str:
@@ -184,32 +184,43 @@ class Compression:
             m if new.get("content") == d.get("content") else new for m, d, new in zip(items, dicts, out, strict=True)
         ]
 
-    def responses_input(
+    def call(
         self,
-        value: object,
+        dialect: Dialect,
+        kwargs: Mapping[str, Any],
+        keys: tuple[str, ...],
         *,
         spec: Budget | None = None,
         scope: str | None = None,
         conversation: str | None = None,
         pricing: CachePricing | None = None,
-    ) -> str | list[Any]:
-        """A Responses API ``input``: a string is a whole prompt (its instruction and question kept, its context
-        compressed; ``scope`` does not apply to it), a list of items a chat (items that are not messages, such as
-        function calls and their outputs, are counted and sent unchanged)."""
-        if isinstance(value, bytearray):
-            value = bytes(value)
-        if isinstance(value, str | bytes):
-            return compressed_prompt(self.zipper, value, spec or self.spec)
-        items = _as_list(value, "input")
-        dicts = [_as_mapping(m, f"input[{i}]") for i, m in enumerate(items)]
-        chat = [_item_as_message(d, i) for i, d in enumerate(dicts)]
+    ) -> dict[str, Any]:
+        """A call's keyword arguments with their prompt compressed as the proxy compresses the same API's route: the
+        ``keys`` that hold the prompt (with ``model`` and ``stream``) are the body ``dialect`` reads as chat, the core
+        compresses that chat, and the texts it changed go back. Arguments the core did not change keep the caller's
+        own objects (a reply's content blocks appended to the chat, say); a call with nothing to compress, or that
+        fits whole, comes back as given. A body the dialect refuses is an :class:`~promptzip.InputError`."""
+        # An iterator of messages can be read once: it becomes a list, which is what is then sent.
+        kwargs = {k: list(v) if isinstance(v, Iterator) else v for k, v in kwargs.items()}
+        body = {k: plain(kwargs[k]) for k in ("model", "stream", *keys) if k in kwargs}
+        chat = dialect.read(body)
+        if isinstance(chat, str):  # nothing the dialect may change (an unknown role, say): sent as given
+            return dict(kwargs)
         result = self.zipper.compress_messages(
-            chat, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
+            chat.messages,
+            budget=spec or self.spec,
+            scope=scope or self.scope,
+            conversation=conversation,
+            pricing=pricing,
         )
         if fits_whole(result):
-            return items
-        out = result.messages or ()
-        return [_item_back(item, d, c, new) for item, d, c, new in zip(items, dicts, chat, out, strict=True)]
+            return dict(kwargs)
+        new = dialect.write(body, chat, [dict(m) for m in result.messages or ()])
+        out = dict(kwargs)
+        for key in keys:
+            if key in body and new[key] != body[key]:
+                out[key] = _restored(kwargs[key], body[key], new[key])
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -257,33 +268,30 @@ def _as_mapping(item: object, where: str) -> Mapping[str, Any]:
     raise InputError(f"{where} must be an object with a 'role', not {type(item).__name__}")
 
 
-def _item_as_message(item: Mapping[str, Any], i: int) -> dict[str, Any]:
-    """A Responses input item as a chat message: messages keep their role and text parts; anything else is a
-    protected system message holding the item's JSON, so it is counted and never compressed."""
-    if "role" in item and item.get("type", "message") == "message":
-        content = item.get("content")
-        if isinstance(content, list):
-            parts: list[dict[str, Any]] = []
-            for j, part in enumerate(content):
-                part = _as_mapping(part, f"input[{i}].content[{j}]")
-                if part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str):
-                    parts.append({"type": "text", "text": part["text"]})
-                else:
-                    parts.append({"type": str(part.get("type"))})
-            return {"role": item["role"], "content": parts}
-        return {"role": item["role"], "content": content}
-    return {"role": "system", "content": json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)}
+def plain(value: object) -> Any:
+    """``value`` as JSON-like data, as the SDK would send it: SDK objects (a reply's content blocks appended to the
+    chat) through ``model_dump``, tuples and other iterables as lists."""
+    if value is None or isinstance(value, str | bytes | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return plain(dump(exclude_none=True))
+    if isinstance(value, Iterable):
+        return [plain(v) for v in value]
+    return value
 
 
-def _item_back(original: Any, item: Mapping[str, Any], sent: Mapping[str, Any], new: Mapping[str, Any]) -> Any:
-    if new.get("content") == sent.get("content"):
+def _restored(original: object, before: object, after: object) -> Any:
+    """``after``, with the caller's own objects wherever nothing changed (a list of messages item by item)."""
+    if after == before:
         return original
-    content = item["content"]
-    if isinstance(content, list):
-        merged = []
-        for part, new_part in zip(content, new["content"], strict=True):
-            mapped = _as_mapping(part, "input part")
-            is_text = mapped.get("type") in _TEXT_PARTS and isinstance(mapped.get("text"), str)
-            merged.append({**mapped, "text": new_part["text"]} if is_text else part)
-        return {**item, "content": merged}
-    return {**item, "content": new["content"]}
+    if (
+        isinstance(original, list | tuple)
+        and isinstance(before, list)
+        and isinstance(after, list)
+        and len(original) == len(before) == len(after)
+    ):
+        return [o if a == b else a for o, b, a in zip(original, before, after, strict=True)]
+    return after

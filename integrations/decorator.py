@@ -1,4 +1,4 @@
-"""Compress around LLM calls: a decorator for your own functions, and a wrapped OpenAI SDK client.
+"""Compress around LLM calls: a decorator for your own functions, and a wrapped OpenAI or Anthropic SDK client.
 
 >>> import promptzip as pz
 >>> @pz.compress_call(budget=2000, arg="messages")  # doctest: +SKIP
@@ -15,17 +15,19 @@ context shrinks; with ``question=`` the prompt becomes its compressed context al
 message and last user turn included; ``scope="history"`` only earlier turns; tool calls and images stay verbatim).
 An argument that is not passed, or is ``None``, is left alone; anything else is an :class:`promptzip.InputError`.
 
-:func:`wrap` compresses ``messages`` of ``chat.completions`` and ``input`` of ``responses``: ``create`` (streaming
-requests included), ``parse``, the ``stream(...)`` helpers, and their ``with_raw_response`` /
-``with_streaming_response`` forms; what comes back, a stream included, is the SDK's own, untouched. Each of these
-methods takes a ``promptzip=`` keyword for that call alone, removed before the SDK sees it::
+:func:`wrap` compresses ``messages`` of ``chat.completions``, ``input`` of ``responses`` and an Anthropic client's
+``messages`` requests: ``create`` (streaming requests included), ``parse``, the ``stream(...)`` helpers, and their
+``with_raw_response`` / ``with_streaming_response`` forms; what comes back, a stream included, is the SDK's own,
+untouched. Each of these methods takes a ``promptzip=`` keyword for that call alone, removed before the SDK sees
+it::
 
     client.chat.completions.create(model="gpt-4o", messages=messages, promptzip=False)  # sent as given
     client.chat.completions.create(model="gpt-4o", messages=messages, promptzip=800)  # this call's budget
     client.responses.create(model="gpt-4o", input=items, promptzip={"rate": 0.2, "scope": "history"})
 
-The budget covers the ``messages`` (or the ``input``) in the target tokenizer; a Responses ``instructions`` string
-is not compressed or counted.
+The budget covers the prompt in the target tokenizer: a chat's ``messages``; a Responses ``input`` list with its
+``instructions``; an Anthropic request's ``system`` and ``messages``. A Responses ``input`` string is one whole
+prompt, and its ``instructions`` are neither compressed nor counted.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -42,16 +45,17 @@ from promptzip._pipeline import Zipper
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget
 from promptzip.integrations._calls import Compression, compressed_prompt, compressed_text, fits_whole
-from promptzip.integrations._openai import WrappedClient
+from promptzip.integrations._clients import ANTHROPIC, OPENAI, Sdk, WrappedClient
 
 if TYPE_CHECKING:
+    from anthropic import Anthropic, AsyncAnthropic
     from openai import AsyncOpenAI, OpenAI
 
 __all__ = ["compress_call", "wrap"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-ClientT = TypeVar("ClientT", bound="OpenAI | AsyncOpenAI")
+ClientT = TypeVar("ClientT", bound="OpenAI | AsyncOpenAI | Anthropic | AsyncAnthropic")
 
 _NOT_NAMEABLE = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -126,10 +130,13 @@ def wrap(
     zipper: Zipper | None = None,
     scope: str = "all",
 ) -> ClientT:
-    """A client that compresses chat and Responses prompts before sending them; ``client`` itself is unchanged.
+    """A client that compresses its prompts before sending them: an ``openai.OpenAI``/``AsyncOpenAI`` client's chat
+    and Responses calls, an ``anthropic.Anthropic``/``AsyncAnthropic`` client's Messages calls (read as the proxy's
+    ``/v1/messages`` route reads them: ``cache_control`` kept, tool results cut by their structure). ``client``
+    itself is unchanged.
 
     The result has the client's type for editors and type checkers, but it is a proxy: ``isinstance`` checks
-    against ``openai.OpenAI`` do not hold for it. ``with_options``/``copy`` return wrapped clients too.
+    against the SDK's client class do not hold for it. ``with_options``/``copy`` return wrapped clients too.
     ``scope`` says where a chat's context is compressed: ``"all"`` (every message, the system message and the
     last user turn included) or ``"history"`` (earlier turns only); a string ``input`` is always one whole prompt.
 
@@ -137,22 +144,36 @@ def wrap(
     given, an int or a :class:`promptzip.Budget` replaces the budget, and a dict sets any of ``budget``, ``rate``
     and ``scope``. A bad value raises :class:`promptzip.BudgetError` or ``ConfigError`` before anything is sent.
     """
-    try:
-        import openai
-    except ImportError as exc:
-        raise ConfigError("wrap() needs the OpenAI SDK: pip install openai") from exc
     if isinstance(client, WrappedClient):
         raise ConfigError("this client is already wrapped by promptzip")
-    if isinstance(client, openai.AsyncOpenAI):
-        is_async = True
-    elif isinstance(client, openai.OpenAI):
-        is_async = False
-    else:
-        raise ConfigError(f"wrap() takes an openai.OpenAI or openai.AsyncOpenAI client, not {type(client).__name__}")
+    found = _sdk_of(client)
+    if found is None:
+        raise ConfigError(
+            "wrap() takes an openai.OpenAI, openai.AsyncOpenAI, anthropic.Anthropic or anthropic.AsyncAnthropic "
+            f"client, not {type(client).__name__}"
+        )
+    sdk, is_async = found
     compression = Compression(
         budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper, scope=scope
     )
-    return cast(ClientT, WrappedClient(client, compression, is_async=is_async))
+    return cast(ClientT, WrappedClient(client, compression, sdk=sdk, is_async=is_async))
+
+
+_CLIENTS = ((OPENAI, "OpenAI", "AsyncOpenAI"), (ANTHROPIC, "Anthropic", "AsyncAnthropic"))
+
+
+def _sdk_of(client: object) -> tuple[Sdk, bool] | None:
+    """The SDK ``client`` belongs to, and whether it is async. A client's SDK is imported already, so this imports
+    none (an SDK that is not installed is simply not the client's)."""
+    for sdk, sync_name, async_name in _CLIENTS:
+        module = sys.modules.get(sdk.name)
+        if module is None:
+            continue
+        if isinstance(client, getattr(module, async_name)):
+            return sdk, True
+        if isinstance(client, getattr(module, sync_name)):
+            return sdk, False
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

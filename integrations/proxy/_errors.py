@@ -28,20 +28,9 @@ from promptzip._errors import (
     PromptZipError,
     UpstreamError,
 )
+from promptzip.integrations._bodies import RequestError
 
 __all__ = ["PayloadTooLarge", "RequestError", "error_body", "error_response", "status_of"]
-
-
-class RequestError(InputError):
-    """A request the proxy refuses (4xx)."""
-
-    def __init__(
-        self, message: str, *, status: int = 400, param: str | None = None, code: str = "invalid_request"
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.param = param
-        self.code = code
 
 
 class PayloadTooLarge(RequestError):

@@ -13,16 +13,16 @@ from starlette.requests import Request
 
 from promptzip._cache import decode_json
 from promptzip._errors import PromptZipError
-from promptzip._messages import ROLES
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
-from promptzip.integrations.proxy._errors import RequestError
+from promptzip.integrations._bodies import MAX_DEPTH, RequestError, check_body, check_chat, check_str, type_name
 from promptzip.integrations.proxy._paths import route_path, v1_segments
 from promptzip.integrations.proxy._settings import SCOPES
 
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
 
 __all__ = [
+    "MAX_DEPTH",
     "Options",
     "Outcome",
     "check_body",
@@ -66,8 +66,6 @@ REQUEST_DROP = HOP_BY_HOP | {"host", "content-length"}
 RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
 CONTROL_PREFIX = "x-promptzip-"
 MAX_BUDGET = 10_000_000
-# Deeper bodies are refused up front: compression, the result cache and re-encoding all recurse over the chat.
-MAX_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,82 +210,6 @@ def parse_json(body: bytes) -> Any:
     except (ValueError, RecursionError) as exc:
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested or out of range"
         raise RequestError(f"the body is not valid JSON: {message}", code="invalid_json") from None
-
-
-def check_str(value: object, param: str) -> str:
-    if not isinstance(value, str):
-        raise RequestError(f"{param} must be a string, not {type_name(value)}", param=param, code="invalid_type")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise RequestError(f"{param} contains an unpaired surrogate (invalid Unicode)", param=param) from None
-    return value
-
-
-def type_name(value: object) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number"
-    )
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:  # a loop, not recursion: the point is to refuse what would exhaust the stack
-        container, depth = stack.pop()
-        if depth > limit:
-            return True
-        items = container.values() if isinstance(container, dict) else container
-        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
-    return False
-
-
-def check_body(payload: Any) -> dict[str, Any]:
-    """The body of any compressed route (chat, Anthropic messages, Responses): a JSON object, not nested too deep,
-    whose ``model`` and ``stream``, when present, are a string and a boolean."""
-    if not isinstance(payload, dict):
-        raise RequestError(f"the body must be a JSON object, not {type_name(payload)}", code="invalid_type")
-    if _deeper_than(payload, MAX_DEPTH):
-        raise RequestError(
-            f"the body nests arrays and objects deeper than {MAX_DEPTH} levels", code="too_deeply_nested"
-        )
-    for name, kind in (("model", str), ("stream", bool)):
-        if name in payload and not isinstance(payload[name], kind):
-            raise RequestError(
-                f"{name} has the wrong type: {type_name(payload[name])}", param=name, code="invalid_type"
-            )
-    return payload
-
-
-def check_chat(payload: Any) -> list[dict[str, Any]]:
-    """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
-    messages = check_body(payload).get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("messages must be a non-empty array", param="messages", code="invalid_type")
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise RequestError(f"{where} must be an object, not {type_name(m)}", param=where, code="invalid_type")
-        role = m.get("role")
-        if not isinstance(role, str) or role not in ROLES:  # a list or object role is unhashable
-            raise RequestError(
-                f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_role"
-            )
-        if "name" in m:
-            check_str(m["name"], f"{where}.name")
-        content = m.get("content")
-        if content is None:
-            if not any(m.get(k) for k in ("tool_calls", "function_call", "audio", "refusal")):
-                raise RequestError(f"{where} has no content", param=f"{where}.content", code="invalid_type")
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                at = f"{where}.content[{j}]"
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise RequestError(f"{at} must be an object with a string 'type'", param=at, code="invalid_type")
-                if part["type"] == "text":
-                    check_str(part.get("text"), f"{at}.text")
-        else:
-            check_str(content, f"{where}.content")
-    return messages
 
 
 def encode(payload: dict[str, Any]) -> bytes:

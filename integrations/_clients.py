@@ -1,14 +1,26 @@
-"""OpenAI-style requests: compress a chat's ``messages`` or a Responses ``input``, and the wrapped SDK client.
+"""Wrapped SDK clients: compress the prompt of every call that sends one, then call the SDK's own method.
 
 The wrapped client is a proxy: attribute access goes to the user's client, except the entry points that send a
 prompt, which compress it first and then call the SDK's own method with everything else as given:
 
-* ``chat.completions``: ``create`` (``stream=True`` included), ``parse`` and the ``stream(...)`` helper;
-* ``responses``: ``create`` (``stream=True`` included), ``parse``, ``stream(...)`` and ``compact``;
-* the same under ``client.beta`` (``beta.chat.completions``, ``beta.responses``);
+* OpenAI (``openai.OpenAI`` / ``AsyncOpenAI``):
+
+  * ``chat.completions``: ``create`` (``stream=True`` included), ``parse`` and the ``stream(...)`` helper;
+  * ``responses``: ``create`` (``stream=True`` included), ``parse``, ``stream(...)`` and ``compact``;
+
+* Anthropic (``anthropic.Anthropic`` / ``AsyncAnthropic``): ``messages``: ``create`` (``stream=True`` included),
+  ``parse`` and the ``stream(...)`` helper (``count_tokens`` and ``batches`` are the SDK's own, uncompressed);
+* the same under ``client.beta``;
 * the same resources' ``with_raw_response`` and ``with_streaming_response`` views (``create``/``parse``), reached
   from the resource (``client.chat.completions.with_raw_response``) or from the client
   (``client.with_raw_response.chat.completions``).
+
+A chat's ``messages`` go to the core as they are. A Responses ``input`` list (with ``instructions``) and an
+Anthropic request (``system``, ``messages``, ``cache_control``) are read by the same dialects as the proxy's
+routes (:mod:`promptzip.integrations._dialects`), so a wrapped client sends what the proxy would: tool outputs are
+cut by their structure, ``cache_control`` breakpoints are kept, and texts the core did not change keep the caller's
+own objects. A Responses ``input`` string is one whole prompt
+(:func:`~promptzip.integrations._calls.compressed_prompt`).
 
 What comes back (a completion, a ``Stream``, a stream manager, a raw response) is the SDK's own, untouched. The
 user's client is never changed.
@@ -17,7 +29,7 @@ Every wrapped method takes one more keyword, ``promptzip=``, removed before the 
 :class:`CallOptions`): ``False`` sends the call as given, an int or a :class:`promptzip.Budget` is this call's
 budget, and a dict sets ``budget``, ``rate``, ``scope`` or ``disable``. A call's ``prompt_cache_key`` (OpenAI's
 name for the cache a conversation shares) also names the conversation whose sent prefix is kept byte for byte
-(cache-stable history, :mod:`promptzip._conversation`).
+(cache-stable history, :mod:`promptzip._conversation`); other conversations are recognised by their messages.
 
 An async client compresses in a worker thread. Its ``stream(...)`` helpers and ``with_streaming_response`` methods
 return an async context manager, as the SDK's do; the prompt is compressed when it is entered (``async with``), so
@@ -29,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from promptzip._pricing import CachePricing, listed_pricing
@@ -42,10 +55,14 @@ from promptzip.integrations._calls import (
     compressed_text,
     fits_whole,
 )
+from promptzip.integrations._dialects import AnthropicMessages, OpenAIResponses
 
 __all__ = [
+    "ANTHROPIC",
+    "OPENAI",
     "CallOptions",
     "Compression",
+    "Sdk",
     "WrappedClient",
     "check_scope",
     "compressed_prompt",
@@ -54,22 +71,57 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------------- the client
+# ---------------------------------------------------------------------------------------------------- the SDKs
 class _Rewrite(Protocol):
-    """``Compression.chat`` or ``Compression.responses_input``: the new value of the keyword a method sends."""
+    """A prompt-sending method's keyword arguments with the prompt compressed (the rest as given)."""
 
     def __call__(
         self,
-        value: object,
+        compression: Compression,
+        kwargs: Mapping[str, Any],
         /,
         *,
-        spec: Budget | None = None,
-        scope: str | None = None,
-        conversation: str | None = None,
-        pricing: CachePricing | None = None,
-    ) -> Any: ...
+        spec: Budget | None,
+        scope: str | None,
+        conversation: str | None,
+        pricing: CachePricing | None,
+    ) -> dict[str, Any]: ...
 
 
+def _chat(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
+    return {**kwargs, "messages": compression.chat(kwargs["messages"], **options)}
+
+
+_RESPONSES, _ANTHROPIC = OpenAIResponses(), AnthropicMessages()
+
+
+def _responses(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
+    value = kwargs["input"]
+    if isinstance(value, bytearray):
+        value = bytes(value)
+    if isinstance(value, str | bytes):  # one whole prompt: its instruction and question kept, its context cut
+        return {**kwargs, "input": compressed_prompt(compression.zipper, value, options["spec"] or compression.spec)}
+    return compression.call(_RESPONSES, _given(kwargs), ("instructions", "input"), **options)
+
+
+def _messages(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
+    return compression.call(_ANTHROPIC, _given(kwargs), ("system", "messages", "cache_control"), **options)
+
+
+@dataclass(frozen=True, slots=True)
+class Sdk:
+    """Which resources of one SDK's client send prompts: an attribute path, the keyword that holds the prompt (a
+    call without it is sent as given), and how the call's arguments are compressed."""
+
+    name: str
+    endpoints: tuple[tuple[tuple[str, ...], str, _Rewrite], ...]
+
+
+OPENAI = Sdk("openai", ((("chat", "completions"), "messages", _chat), (("responses",), "input", _responses)))
+ANTHROPIC = Sdk("anthropic", ((("messages",), "messages", _messages),))
+
+
+# ---------------------------------------------------------------------------------------------------- the client
 # How a method of a resource is called. A sync method is compressed at the call. An async one is a coroutine
 # function ("call") or returns an async context manager that sends the request when entered ("context").
 _Kind = Literal["sync", "call", "context"]
@@ -97,38 +149,55 @@ class _Delegate:
 
 
 class _Resources(_Delegate):
-    """A client, its ``beta``, or its ``with_raw_response`` / ``with_streaming_response`` view, whose
-    ``chat.completions`` and ``responses`` compress; ``views`` says whether their own ``with_raw_response`` and
+    """A client, its ``beta``, or its ``with_raw_response`` / ``with_streaming_response`` view, whose prompt-sending
+    resources (``sdk.endpoints``) compress; ``views`` says whether their own ``with_raw_response`` and
     ``with_streaming_response`` are wrapped too (a view's resources have none)."""
 
     def __init__(
-        self, client: Any, compression: Compression, *, is_async: bool, methods: Mapping[str, _Kind], views: bool
+        self,
+        client: Any,
+        compression: Compression,
+        *,
+        sdk: Sdk,
+        is_async: bool,
+        methods: Mapping[str, _Kind],
+        views: bool,
     ) -> None:
         super().__init__(client, compression)
-        # A view of beta has no chat in some SDK versions: wrap what is there, delegate the rest
-        if getattr(getattr(client, "chat", None), "completions", None) is not None:
-            self.chat = _Chat(client.chat, compression, is_async=is_async, methods=methods, views=views)
-        if getattr(client, "responses", None) is not None:
-            self.responses = _Endpoint(
-                client.responses, compression, "input", compression.responses_input, is_async, methods, views
-            )
+        for path, key, rewrite in sdk.endpoints:
+            # A view of beta has no chat in some SDK versions: wrap what is there, delegate the rest
+            resource = client
+            for name in path:
+                resource = getattr(resource, name, None)
+            if resource is None:
+                continue
+            endpoint = _Endpoint(resource, compression, key, rewrite, is_async, methods, views)
+            owner: _Delegate = self
+            for name in path[:-1]:  # the namespaces on the way (chat for chat.completions)
+                inner = owner.__dict__.get(name)
+                if inner is None:
+                    inner = _Delegate(getattr(owner._wrapped, name), compression)
+                    setattr(owner, name, inner)
+                owner = inner
+            setattr(owner, path[-1], endpoint)
         beta = getattr(client, "beta", None)
         if beta is not None:  # the same endpoints under client.beta (older SDKs keep parse/stream there)
-            self.beta = _Resources(beta, compression, is_async=is_async, methods=methods, views=views)
+            self.beta = _Resources(beta, compression, sdk=sdk, is_async=is_async, methods=methods, views=views)
 
 
 class WrappedClient(_Resources):
-    """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose chat and Responses calls compress their prompt first."""
+    """An OpenAI or Anthropic client whose prompt-sending calls compress their prompt first."""
 
-    def __init__(self, client: Any, compression: Compression, *, is_async: bool) -> None:
-        super().__init__(client, compression, is_async=is_async, methods=_METHODS, views=True)
+    def __init__(self, client: Any, compression: Compression, *, sdk: Sdk, is_async: bool) -> None:
+        super().__init__(client, compression, sdk=sdk, is_async=is_async, methods=_METHODS, views=True)
+        self._sdk = sdk
         self._async = is_async
         for view, methods in _VIEWS.items():
-            setattr(
-                self,
-                view,
-                _Resources(getattr(client, view), compression, is_async=is_async, methods=methods, views=False),
-            )
+            inner = getattr(client, view, None)
+            if inner is not None:
+                setattr(
+                    self, view, _Resources(inner, compression, sdk=sdk, is_async=is_async, methods=methods, views=False)
+                )
 
     # Dunder methods are looked up on the type, not through __getattr__: `with wrap(client) as c` closes the client.
     def __enter__(self) -> WrappedClient:
@@ -147,23 +216,15 @@ class WrappedClient(_Resources):
 
     def with_options(self, **options: Any) -> WrappedClient:
         """The client's ``with_options``/``copy``, wrapped the same way."""
-        return WrappedClient(self._wrapped.with_options(**options), self._compression, is_async=self._async)
+        return WrappedClient(
+            self._wrapped.with_options(**options), self._compression, sdk=self._sdk, is_async=self._async
+        )
 
     copy = with_options
 
 
-class _Chat(_Delegate):
-    def __init__(
-        self, chat: Any, compression: Compression, *, is_async: bool, methods: Mapping[str, _Kind], views: bool
-    ) -> None:
-        super().__init__(chat, compression)
-        self.completions = _Endpoint(
-            chat.completions, compression, "messages", compression.chat, is_async, methods, views
-        )
-
-
 class _Endpoint(_Delegate):
-    """A resource whose prompt-sending methods rewrite one keyword argument before calling the real method."""
+    """A resource whose prompt-sending methods compress their arguments before calling the real method."""
 
     def __init__(
         self,
@@ -179,7 +240,7 @@ class _Endpoint(_Delegate):
         for name, kind in methods.items():
             real = getattr(resource, name, None)
             if callable(real):
-                setattr(self, name, _rewriting(real, key, rewrite, kind if is_async else "sync"))
+                setattr(self, name, _rewriting(real, compression, key, rewrite, kind if is_async else "sync"))
         if views:
             for view, view_methods in _VIEWS.items():
                 inner = getattr(resource, view, None)
@@ -187,15 +248,18 @@ class _Endpoint(_Delegate):
                     setattr(self, view, _Endpoint(inner, compression, key, rewrite, is_async, view_methods, False))
 
 
-def _rewriting(real: Callable[..., Any], key: str, rewrite: _Rewrite, kind: _Kind) -> Callable[..., Any]:
-    """``real`` with the ``promptzip=`` keyword read and removed, and its ``key`` argument compressed."""
+def _rewriting(
+    real: Callable[..., Any], compression: Compression, key: str, rewrite: _Rewrite, kind: _Kind
+) -> Callable[..., Any]:
+    """``real`` with the ``promptzip=`` keyword read and removed, and its prompt compressed."""
+    send = functools.partial(_compressed, compression, key, rewrite)
     if kind == "call":
 
         @functools.wraps(real)
         async def acall(*args: Any, **kwargs: Any) -> Any:
             options = CallOptions.parse(kwargs.pop(KEYWORD, None))
             if _applies(kwargs, key, options):
-                kwargs = await asyncio.to_thread(_compressed, kwargs, key, rewrite, options)
+                kwargs = await asyncio.to_thread(send, kwargs, options)
             return await real(*args, **kwargs)
 
         return acall
@@ -205,14 +269,14 @@ def _rewriting(real: Callable[..., Any], key: str, rewrite: _Rewrite, kind: _Kin
         @functools.wraps(real)
         def open_later(*args: Any, **kwargs: Any) -> _DeferredAsyncContext:
             options = CallOptions.parse(kwargs.pop(KEYWORD, None))
-            return _DeferredAsyncContext(real, args, kwargs, key, rewrite, options)
+            return _DeferredAsyncContext(real, args, kwargs, key, send, options)
 
         return open_later
 
     @functools.wraps(real)
     def call(*args: Any, **kwargs: Any) -> Any:
         options = CallOptions.parse(kwargs.pop(KEYWORD, None))
-        return real(*args, **_compressed(kwargs, key, rewrite, options))
+        return real(*args, **send(kwargs, options))
 
     return call
 
@@ -227,11 +291,11 @@ class _DeferredAsyncContext:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         key: str,
-        rewrite: _Rewrite,
+        send: Callable[[dict[str, Any], CallOptions], dict[str, Any]],
         options: CallOptions,
     ) -> None:
         self._real, self._args, self._kwargs = real, args, kwargs
-        self._key, self._rewrite, self._options = key, rewrite, options
+        self._key, self._send, self._options = key, send, options
         self._inner: Any = None
 
     async def __aenter__(self) -> Any:
@@ -239,7 +303,7 @@ class _DeferredAsyncContext:
             raise RuntimeError("this stream was already opened; call the method again for a new one")
         kwargs = self._kwargs
         if _applies(kwargs, self._key, self._options):
-            kwargs = await asyncio.to_thread(_compressed, kwargs, self._key, self._rewrite, self._options)
+            kwargs = await asyncio.to_thread(self._send, kwargs, self._options)
         self._inner = self._real(*self._args, **kwargs)
         return await self._inner.__aenter__()
 
@@ -259,15 +323,26 @@ def _applies(kwargs: Mapping[str, Any], key: str, options: CallOptions) -> bool:
     return options.enabled and value is not None and not isinstance(value, _sdk_sentinels())
 
 
+def _given(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments actually given: the SDK's ``omit``/``NOT_GIVEN`` stand for an argument left out."""
+    return {k: v for k, v in kwargs.items() if not isinstance(v, _sdk_sentinels())}
+
+
 @functools.cache
 def _sdk_sentinels() -> tuple[type, ...]:
-    import openai  # only a wrapped client calls this, so the SDK is installed
+    import importlib.util
 
-    found = (getattr(openai, "NotGiven", None), getattr(openai, "Omit", None))
+    found: list[object] = []
+    for sdk in ("openai", "anthropic"):  # a wrapped client calls this, so at least one SDK is installed
+        if importlib.util.find_spec(sdk) is not None:
+            module = __import__(sdk)
+            found += [getattr(module, "NotGiven", None), getattr(module, "Omit", None)]
     return tuple(t for t in found if isinstance(t, type))
 
 
-def _compressed(kwargs: dict[str, Any], key: str, rewrite: _Rewrite, options: CallOptions) -> dict[str, Any]:
+def _compressed(
+    compression: Compression, key: str, rewrite: _Rewrite, kwargs: dict[str, Any], options: CallOptions
+) -> dict[str, Any]:
     if not _applies(kwargs, key, options):
         return kwargs
     cache_key = kwargs.get("prompt_cache_key")
@@ -276,5 +351,6 @@ def _compressed(kwargs: dict[str, Any], key: str, rewrite: _Rewrite, options: Ca
     # and their cache discounts differ (gpt-4.1's is not gpt-4o's, a Claude model's is read at breakpoints).
     model = kwargs.get("model")
     pricing = listed_pricing(model) if isinstance(model, str) else None
-    value = rewrite(kwargs[key], spec=options.spec, scope=options.scope, conversation=conversation, pricing=pricing)
-    return {**kwargs, key: value}
+    return rewrite(
+        compression, kwargs, spec=options.spec, scope=options.scope, conversation=conversation, pricing=pricing
+    )

@@ -1,0 +1,103 @@
+"""What a request body must be before a door reads it as chat: :class:`RequestError` (a request refused as sent,
+with the HTTP status, parameter and code the proxy answers with) and the checks of a body, a chat and a string.
+The proxy and the wrapped SDK clients check bodies the same way; nothing here needs a web framework."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptzip._errors import InputError
+from promptzip._messages import ROLES
+
+__all__ = ["MAX_DEPTH", "RequestError", "check_body", "check_chat", "check_str", "type_name"]
+
+# Deeper bodies are refused up front: compression, the result cache and re-encoding all recurse over the chat.
+MAX_DEPTH = 64
+
+
+class RequestError(InputError):
+    """A request the proxy refuses (4xx)."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str = "invalid_request"
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+
+
+def check_str(value: object, param: str) -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{param} must be a string, not {type_name(value)}", param=param, code="invalid_type")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"{param} contains an unpaired surrogate (invalid Unicode)", param=param) from None
+    return value
+
+
+def type_name(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:  # a loop, not recursion: the point is to refuse what would exhaust the stack
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        items = container.values() if isinstance(container, dict) else container
+        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
+    return False
+
+
+def check_body(payload: Any) -> dict[str, Any]:
+    """The body of any compressed route (chat, Anthropic messages, Responses): a JSON object, not nested too deep,
+    whose ``model`` and ``stream``, when present, are a string and a boolean."""
+    if not isinstance(payload, dict):
+        raise RequestError(f"the body must be a JSON object, not {type_name(payload)}", code="invalid_type")
+    if _deeper_than(payload, MAX_DEPTH):
+        raise RequestError(
+            f"the body nests arrays and objects deeper than {MAX_DEPTH} levels", code="too_deeply_nested"
+        )
+    for name, kind in (("model", str), ("stream", bool)):
+        if name in payload and not isinstance(payload[name], kind):
+            raise RequestError(
+                f"{name} has the wrong type: {type_name(payload[name])}", param=name, code="invalid_type"
+            )
+    return payload
+
+
+def check_chat(payload: Any) -> list[dict[str, Any]]:
+    """The chat's messages, checked as far as compression needs (the upstream checks the rest)."""
+    messages = check_body(payload).get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty array", param="messages", code="invalid_type")
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise RequestError(f"{where} must be an object, not {type_name(m)}", param=where, code="invalid_type")
+        role = m.get("role")
+        if not isinstance(role, str) or role not in ROLES:  # a list or object role is unhashable
+            raise RequestError(
+                f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_role"
+            )
+        if "name" in m:
+            check_str(m["name"], f"{where}.name")
+        content = m.get("content")
+        if content is None:
+            if not any(m.get(k) for k in ("tool_calls", "function_call", "audio", "refusal")):
+                raise RequestError(f"{where} has no content", param=f"{where}.content", code="invalid_type")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                at = f"{where}.content[{j}]"
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise RequestError(f"{at} must be an object with a string 'type'", param=at, code="invalid_type")
+                if part["type"] == "text":
+                    check_str(part.get("text"), f"{at}.text")
+        else:
+            check_str(content, f"{where}.content")
+    return messages

@@ -15,9 +15,10 @@ token cap), with the ``fast`` preset, an in-memory cache of its own per run, and
 * ``stable``: ``compress_messages(history="stable", pricing=...)``, the cache-stable history (run only where
   ``Zipper.compress_messages`` takes ``history``; its decisions depend on the prices, so it runs once per provider).
 
-Opt-in (``--methods``), the doors of :data:`DOORS` (:mod:`promptzip.evals._agent_doors`): the same requests sent
-through the running proxy by the real ``openai`` (``proxy-openai``) or ``anthropic`` (``proxy-anthropic``) SDK to
-a fake upstream on 127.0.0.1, billed as the upstream received them, each for its own provider only.
+Opt-in (``--methods``), the doors of :data:`DOORS`: the same requests sent through the running proxy by the real
+``openai`` (``proxy-openai``) or ``anthropic`` (``proxy-anthropic``) SDK (:mod:`promptzip.evals._agent_doors`), or
+by ``pz.wrap`` around those SDKs (``wrap-openai``, ``wrap-anthropic``; :mod:`promptzip.evals._agent_wrap_doors`),
+to a fake upstream on 127.0.0.1, billed as the upstream received them, each for its own provider only.
 
 A request that a method cannot compress (a :class:`PromptZipError`: budget below what must stay verbatim) is sent
 uncompressed, as the proxy's fail-open does, and counted. Each request is billed by the provider cache models of
@@ -50,6 +51,7 @@ from promptzip._pricing import CachePricing
 from promptzip._tokenizers import get_tokenizer
 from promptzip._types import Budget
 from promptzip.evals import _agent_doors as doors
+from promptzip.evals import _agent_wrap_doors as wrap_doors
 from promptzip.evals._agent_report import (
     GOALS,
     MIN_TOKENS,
@@ -150,6 +152,13 @@ DOORS: dict[str, Method] = {
                "to Anthropic's format and back), billed as the upstream received it", doors.send_anthropic,
                priced=True, available=lambda: has_history() and doors.available(), provider="anthropic",
                opens=doors.open_proxy),
+        Method("wrap-openai", "pz.wrap(openai.OpenAI) straight to the provider (history stable by default, budget as "
+               "promptzip=), billed as the upstream received it", wrap_doors.send_openai, priced=True,
+               available=lambda: has_history() and doors.available(), provider="openai", opens=wrap_doors.open_wrap),
+        Method("wrap-anthropic", "pz.wrap(anthropic.Anthropic) straight to the provider (the chat translated to "
+               "Anthropic's format and back), billed as the upstream received it", wrap_doors.send_anthropic,
+               priced=True, available=lambda: has_history() and doors.available(), provider="anthropic",
+               opens=wrap_doors.open_wrap),
     )
 }  # fmt: skip
 KNOWN: dict[str, Method] = {**METHODS, **DOORS}
@@ -263,8 +272,7 @@ def run_agent_trace(
     with ExitStack() as stack:
         openers = [m.opens for m in chosen if m.opens is not None and m.available()]
         runs = {opener: stack.enter_context(opener(build)) for opener in dict.fromkeys(openers)}
-        if runs:
-            notes.append(doors.NOTE)
+        notes += [m.NOTE for m in (doors, wrap_doors) if any(o.__module__ == m.__name__ for o in runs)]
         report: dict[str, Any] = {
             "traces": [_trace_report(trace, chosen, budgets, providers, build, ser, progress, runs) for trace in traces]
         }

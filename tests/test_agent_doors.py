@@ -1,8 +1,9 @@
-"""agent-trace's proxy doors (:mod:`promptzip.evals._agent_doors`): the chat ↔ Anthropic translation round-trips,
-and, through the real proxy under uvicorn with the real ``openai`` and ``anthropic`` SDKs and a recording fake
-upstream, every request of the quick traces reaches the upstream; the OpenAI door sends byte for byte what the
-in-process cache-stable history sends; the Anthropic door resends reused prefixes as they were and keeps the budget;
-a run's conversation state is its own; a fail-open answer is counted; the suite runs each door for its provider."""
+"""agent-trace's doors (:mod:`promptzip.evals._agent_doors`, :mod:`promptzip.evals._agent_wrap_doors`): the chat ↔
+Anthropic translation round-trips, and, through the real proxy under uvicorn with the real ``openai`` and
+``anthropic`` SDKs and a recording fake upstream, every request of the quick traces reaches the upstream; the OpenAI
+door sends byte for byte what the in-process cache-stable history sends; the Anthropic door resends reused prefixes
+as they were and keeps the budget; a run's conversation state is its own; a fail-open answer is counted; the suite
+runs each door for its provider, and the ``pz.wrap`` doors send what the proxy's doors send."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from promptzip._pricing import listed_pricing
 from promptzip._tokenizers import get_tokenizer
 from promptzip._types import Budget
 from promptzip.evals import _agent_doors as doors
+from promptzip.evals import _agent_wrap_doors as wrap_doors
 from promptzip.evals._agent_report import MIN_TOKENS
 from promptzip.evals._provider_cache import PROVIDERS, Serializer
 from promptzip.evals._traces import CORPORA, QUICK, Trace, build_traces
@@ -136,11 +138,13 @@ def test_door_methods_are_opt_in_and_priced_for_their_own_provider() -> None:
     add_arguments(parser)
     assert parser.parse_args([]).methods == "none,reselect,stable"
     assert set(DOORS).isdisjoint(METHODS)
-    assert {(m.name, m.provider) for m in DOORS.values()} == {
-        ("proxy-openai", "openai"),
-        ("proxy-anthropic", "anthropic"),
+    assert {(m.name, m.provider, m.opens) for m in DOORS.values()} == {
+        ("proxy-openai", "openai", doors.open_proxy),
+        ("proxy-anthropic", "anthropic", doors.open_proxy),
+        ("wrap-openai", "openai", wrap_doors.open_wrap),
+        ("wrap-anthropic", "anthropic", wrap_doors.open_wrap),
     }
-    assert all(m.priced and m.compresses and m.opens is doors.open_proxy for m in DOORS.values())
+    assert all(m.priced and m.compresses for m in DOORS.values())
 
 
 def test_the_proxy_is_set_up_as_the_suite_runs() -> None:
@@ -260,10 +264,18 @@ def test_the_suite_runs_each_door_for_its_own_provider() -> None:
         assert {k for k in runs if k[0] in DOORS} == {
             ("proxy-openai", ("openai",)),
             ("proxy-anthropic", ("anthropic",)),
+            ("wrap-openai", ("openai",)),
+            ("wrap-anthropic", ("anthropic",)),
         }
-        door, stable = runs["proxy-openai", ("openai",)], runs["stable", ("openai",)]
-        assert [r["billed"] for r in door["rows"]] == [r["billed"] for r in stable["rows"]], trace["id"]
-        for run in (door, runs["proxy-anthropic", ("anthropic",)]):
+        stable, proxied = runs["stable", ("openai",)], runs["proxy-anthropic", ("anthropic",)]
+        # Every door sends what the in-process history sends: OpenAI's byte for byte; Anthropic's, whose requests
+        # carry breakpoints, as the proxy's own Anthropic door does.
+        for name, like in (("proxy-openai", stable), ("wrap-openai", stable), ("wrap-anthropic", proxied)):
+            door = runs[name, tuple(like["totals"])]
+            assert [r["billed"] for r in door["rows"]] == [r["billed"] for r in like["rows"]], (trace["id"], name)
+        for run in (r for k, r in runs.items() if k[0] in DOORS):
             assert all(r["error"] is None for r in run["rows"]), trace["id"]
             assert len(run["rows"]) == len(stable["rows"])
-    assert any(n.startswith("The proxy doors") for n in report["meta"]["notes"])
+    notes = report["meta"]["notes"]
+    assert any(n.startswith("The proxy doors") for n in notes)
+    assert any(n.startswith("The wrap doors") for n in notes)

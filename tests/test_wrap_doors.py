@@ -196,3 +196,20 @@ def test_a_wrapped_responses_call_sends_what_the_proxy_sends(live: str, upstream
     assert wrapped["instructions"] == INSTRUCTION
     assert len(wrapped["input"][2]["output"]) < len(RECORDS)
     assert any(r.get("year") == 12 for r in json.loads(wrapped["input"][2]["output"]) if isinstance(r, dict))
+
+
+def test_what_the_core_did_not_change_keeps_the_callers_own_objects() -> None:
+    """Arguments are read as JSON, but the messages the core left alone go to the SDK as the caller's own objects
+    (a reply's content blocks), and an iterator of messages, which can be read once, is sent as the list it held."""
+    from promptzip.integrations._calls import Compression
+    from promptzip.integrations._dialects import AnthropicMessages
+
+    compression = Compression(budget=TOOL_BUDGET, rate=None, target="gpt-4o", preset="fast", cache=None, zipper=fresh())
+    messages = tool_loop("own")
+    out = compression.call(AnthropicMessages(), {"model": MODEL, "messages": messages}, ("system", "messages"))
+    assert out["messages"][1] is messages[1]  # the assistant turn with the SDK's ToolUseBlock, untouched
+    assert out["messages"][2] != messages[2]  # the tool result, cut
+    again = compression.call(AnthropicMessages(), {"model": MODEL, "messages": iter(messages)}, ("messages",))
+    assert isinstance(again["messages"], list)
+    assert again["messages"][1] is messages[1]
+    assert again["messages"][2] == out["messages"][2]

@@ -69,8 +69,9 @@ def open_wrap(build: Callable[[str, str], Any]) -> Iterator[Callable[[], WrapSes
         def session() -> WrapSession:
             # Every call gives its own promptzip= (the run's budget, or False): the clients' rate is never used.
             zipper = build(PRESET, TARGET)
-            clients = [wrap(c, rate=1.0, zipper=zipper) for c in (to_openai, to_anthropic)]
-            return WrapSession(upstream, *clients, tags)
+            return WrapSession(
+                upstream, wrap(to_openai, rate=1.0, zipper=zipper), wrap(to_anthropic, rate=1.0, zipper=zipper), tags
+            )
 
         yield session
 

@@ -9,7 +9,8 @@ prompt, which compress it first and then call the SDK's own method with everythi
   * ``responses``: ``create`` (``stream=True`` included), ``parse``, ``stream(...)`` and ``compact``;
 
 * Anthropic (``anthropic.Anthropic`` / ``AsyncAnthropic``): ``messages``: ``create`` (``stream=True`` included),
-  ``parse`` and the ``stream(...)`` helper (``count_tokens`` and ``batches`` are the SDK's own, uncompressed);
+  ``parse`` and the ``stream(...)`` helper (``count_tokens``, ``batches`` and the beta ``tool_runner``, which calls
+  the SDK's own ``create``, are the SDK's, uncompressed);
 * the same under ``client.beta``;
 * the same resources' ``with_raw_response`` and ``with_streaming_response`` views (``create``/``parse``), reached
   from the resource (``client.chat.completions.with_raw_response``) or from the client

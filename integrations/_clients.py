@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -329,14 +330,13 @@ def _given(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if not isinstance(v, _sdk_sentinels())}
 
 
-@functools.cache
 def _sdk_sentinels() -> tuple[type, ...]:
-    import importlib.util
-
+    """The SDKs' types for an argument left out. Only imported SDKs are asked (a value of an SDK that was never
+    imported cannot have been passed), so wrapping one SDK's client never imports the other."""
     found: list[object] = []
-    for sdk in ("openai", "anthropic"):  # a wrapped client calls this, so at least one SDK is installed
-        if importlib.util.find_spec(sdk) is not None:
-            module = __import__(sdk)
+    for sdk in ("openai", "anthropic"):
+        module = sys.modules.get(sdk)
+        if module is not None:
             found += [getattr(module, "NotGiven", None), getattr(module, "Omit", None)]
     return tuple(t for t in found if isinstance(t, type))
 

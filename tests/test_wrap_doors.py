@@ -213,3 +213,16 @@ def test_what_the_core_did_not_change_keeps_the_callers_own_objects() -> None:
     assert isinstance(again["messages"], list)
     assert again["messages"][1] is messages[1]
     assert again["messages"][2] == out["messages"][2]
+
+
+def test_an_argument_left_out_by_the_sdks_marker_is_not_compressed(upstream: FakeUpstream) -> None:
+    """``openai.omit`` for ``input`` (a stored prompt carries the conversation): nothing to compress, and the SDK
+    leaves the argument out as it would unwrapped."""
+    with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
+        reply = pz.wrap(client, budget=BUDGET, zipper=fresh()).responses.create(
+            model="gpt-4o", input=openai.omit, previous_response_id="resp_earlier"
+        )
+    assert reply.id == "resp_fake"
+    body = last_body(upstream, "/v1/responses")
+    assert "input" not in body
+    assert body["previous_response_id"] == "resp_earlier"

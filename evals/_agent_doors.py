@@ -50,6 +50,7 @@ __all__ = [
     "ANTHROPIC_MODEL",
     "NOTE",
     "OPENAI_MODEL",
+    "TAG",
     "Doors",
     "ProxyFailOpen",
     "Received",
@@ -64,6 +65,7 @@ __all__ = [
     "proxy_settings",
     "send_anthropic",
     "send_openai",
+    "take_tagged",
     "to_anthropic",
     "unmark",
 ]
@@ -74,7 +76,7 @@ OPENAI_MODEL = "gpt-4o"
 ANTHROPIC_MODEL = "claude-sonnet-4-5"  # claude-sonnet-4's prices (promptzip.pricing_for), as the suite bills
 MAX_TOKENS = 1024  # Anthropic's API requires a reply length; the fake upstream ignores it
 TIMEOUT_S = 600.0
-_TAG = "x-agent-trace-request"  # a header the proxy forwards: finds this request among those the upstream got
+TAG = "x-agent-trace-request"  # a header the proxy forwards: finds this request among those the upstream got
 
 
 NOTE = (
@@ -280,16 +282,23 @@ class Doors:
 
     def tagged(self) -> tuple[str, dict[str, str]]:
         tag = str(next(self._sent))
-        return tag, {_TAG: tag}
+        return tag, {TAG: tag}
 
     def received(self, tag: str) -> dict[str, Any]:
-        """The JSON body the upstream got for the request tagged ``tag`` (then forgotten: a suite sends thousands)."""
-        found = [i for i, r in enumerate(self.upstream.requests) if r.header(_TAG) == tag]
-        if len(found) != 1:
-            raise RuntimeError(f"the upstream got {len(found)} requests tagged {tag}, not one")
+        """The JSON body the upstream got for the request tagged ``tag`` (:func:`take_tagged`)."""
+        body = take_tagged(self.upstream, tag)
         self.forwarded += 1
-        body: dict[str, Any] = self.upstream.requests.pop(found[0]).json()
         return body
+
+
+def take_tagged(upstream: Any, tag: str) -> dict[str, Any]:
+    """The JSON body ``upstream`` (a fake upstream) got for the one request whose ``TAG`` header is ``tag``, then
+    forgotten: a suite sends thousands."""
+    found = [i for i, r in enumerate(upstream.requests) if r.header(TAG) == tag]
+    if len(found) != 1:
+        raise RuntimeError(f"the upstream got {len(found)} requests tagged {tag}, not one")
+    body: dict[str, Any] = upstream.requests.pop(found[0]).json()
+    return body
 
 
 @dataclass(frozen=True, slots=True)

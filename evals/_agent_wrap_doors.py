@@ -31,7 +31,6 @@ __all__ = ["NOTE", "WrapSession", "open_wrap", "send_anthropic", "send_openai"]
 
 Messages = list[dict[str, Any]]
 PRESET, TARGET = "fast", "gpt-4o"  # the suite's, as the proxy doors are configured
-_TAG = "x-agent-trace-request"  # a header the SDK sends on: finds this request among those the upstream got
 NOTE = (
     "The wrap doors: pz.wrap around the openai / anthropic SDK, straight to a fake upstream; each run's clients "
     f"wrap a Zipper of their own; requests under {MIN_TOKENS} tokens go with promptzip=False, as the proxy's "
@@ -83,23 +82,17 @@ def _setting(messages: Messages, budget: Budget | None) -> Budget | bool:
     return budget
 
 
-def _received(session: WrapSession, tag: str) -> dict[str, Any]:
-    """The JSON body the upstream got for the request tagged ``tag`` (then forgotten: a suite sends thousands)."""
-    found = [i for i, r in enumerate(session.upstream.requests) if r.header(_TAG) == tag]
-    if len(found) != 1:
-        raise RuntimeError(f"the upstream got {len(found)} requests tagged {tag}, not one")
-    body: dict[str, Any] = session.upstream.requests.pop(found[0]).json()
-    return body
-
-
 def send_openai(session: WrapSession, messages: Messages, budget: Budget | None, pricing: CachePricing) -> Messages:
     """``wrap-openai`` (a :class:`~promptzip.evals.agent_trace.Method`'s ``send``): the wrapped client prices the
     call by its model, which the suite bills at the same prices."""
     tag = str(next(session.tags))
     session.openai.chat.completions.create(
-        model=doors.OPENAI_MODEL, messages=messages, extra_headers={_TAG: tag}, promptzip=_setting(messages, budget)
+        model=doors.OPENAI_MODEL,
+        messages=messages,
+        extra_headers={doors.TAG: tag},
+        promptzip=_setting(messages, budget),
     )
-    return list(_received(session, tag)["messages"])
+    return list(doors.take_tagged(session.upstream, tag)["messages"])
 
 
 def send_anthropic(session: WrapSession, messages: Messages, budget: Budget | None, pricing: CachePricing) -> Messages:
@@ -113,10 +106,10 @@ def send_anthropic(session: WrapSession, messages: Messages, budget: Budget | No
         model=doors.ANTHROPIC_MODEL,
         max_tokens=doors.MAX_TOKENS,
         messages=turns,
-        extra_headers={_TAG: tag},
+        extra_headers={doors.TAG: tag},
         promptzip=_setting(messages, budget),
         **extra,
     )
-    body = _received(session, tag)
+    body = doors.take_tagged(session.upstream, tag)
     received_system, received = doors.unmark(body.get("system"), body["messages"], plain)
     return doors.from_anthropic(received_system, received)

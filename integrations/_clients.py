@@ -20,8 +20,8 @@ A chat's ``messages`` go to the core as they are. A Responses ``input`` list (wi
 Anthropic request (``system``, ``messages``, ``cache_control``) are read by the same dialects as the proxy's
 routes (:mod:`promptzip.integrations._dialects`), so a wrapped client sends what the proxy would: tool outputs are
 cut by their structure, ``cache_control`` breakpoints are kept, and texts the core did not change keep the caller's
-own objects. A Responses ``input`` string is one whole prompt
-(:func:`~promptzip.integrations._calls.compressed_prompt`).
+own objects. A Responses ``input`` string is the user message, as on the proxy's route: the core tells its
+instruction, context and question apart, and ``instructions`` count in the budget.
 
 What comes back (a completion, a ``Stream``, a stream manager, a raw response) is the SDK's own, untouched. The
 user's client is never changed.
@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from promptzip._inputs import check_text
 from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
 from promptzip.integrations._calls import (
@@ -53,7 +54,6 @@ from promptzip.integrations._calls import (
     CallOptions,
     Compression,
     check_scope,
-    compressed_prompt,
     compressed_text,
     fits_whole,
 )
@@ -67,7 +67,6 @@ __all__ = [
     "Sdk",
     "WrappedClient",
     "check_scope",
-    "compressed_prompt",
     "compressed_text",
     "fits_whole",
 ]
@@ -98,12 +97,10 @@ _RESPONSES, _ANTHROPIC = OpenAIResponses(), AnthropicMessages()
 
 
 def _responses(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
-    value = kwargs["input"]
-    if isinstance(value, bytearray):
-        value = bytes(value)
-    if isinstance(value, str | bytes):  # one whole prompt: its instruction and question kept, its context cut
-        return {**kwargs, "input": compressed_prompt(compression.zipper, value, options["spec"] or compression.spec)}
-    return compression.call(_RESPONSES, _given(kwargs), ("instructions", "input"), **options)
+    given = _given(kwargs)
+    if isinstance(given.get("input"), bytes | bytearray):  # the SDK sends only text: bytes are read as UTF-8
+        given["input"] = check_text(given["input"], "input", allow_empty=True, allow_nul=True)
+    return compression.call(_RESPONSES, given, ("instructions", "input"), **options)
 
 
 def _messages(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def wrap(
     The result has the client's type for editors and type checkers, but it is a proxy: ``isinstance`` checks
     against the SDK's client class do not hold for it. ``with_options``/``copy`` return wrapped clients too.
     ``scope`` says where a chat's context is compressed: ``"all"`` (every message, the system message and the
-    last user turn included) or ``"history"`` (earlier turns only); a string ``input`` is always one whole prompt.
+    last user turn included) or ``"history"`` (earlier turns only; a Responses ``input`` string is the last user turn).
 
     Per call, ``promptzip=`` overrides these settings: ``False`` (or ``{"disable": True}``) sends the call as
     given, an int or a :class:`promptzip.Budget` replaces the budget, and a dict sets any of ``budget``, ``rate``

@@ -198,6 +198,32 @@ def test_a_wrapped_responses_call_sends_what_the_proxy_sends(live: str, upstream
     assert any(r.get("year") == 12 for r in json.loads(wrapped["input"][2]["output"]) if isinstance(r, dict))
 
 
+def test_a_responses_string_input_is_read_as_the_proxy_reads_it(
+    live: str, upstream: FakeUpstream, gpt4o: pz.Tokenizer
+) -> None:
+    """A RAG prompt as one ``input`` string, with long ``instructions``: both doors read it as a system and a user
+    message, so the same body goes out, its question kept, and the instructions count in the budget."""
+    instructions = " ".join([INSTRUCTION] * 12)
+    prompt = f"Documents:\n{REPORT}\n\nQuestion: [string] {QUESTION}"
+    request = {"model": "gpt-4o", "instructions": instructions, "input": prompt}
+    headers = {"x-promptzip-budget": str(BUDGET)}
+    with openai.OpenAI(base_url=live + "/v1", api_key="sk-test", default_headers=headers, max_retries=0) as client:
+        client.responses.create(**request)
+    proxied = last_body(upstream, "/v1/responses")
+    with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
+        wrapped_client = pz.wrap(client, budget=BUDGET, zipper=fresh())
+        wrapped_client.responses.create(**request)
+        wrapped = last_body(upstream, "/v1/responses")
+        wrapped_client.responses.create(**{**request, "input": prompt.encode()})  # UTF-8 bytes read as the text
+        assert last_body(upstream, "/v1/responses") == wrapped
+        with pytest.raises(pz.InputError, match="UTF-8"):
+            wrapped_client.responses.create(**{**request, "input": b"caf\xe9"})
+    assert wrapped == proxied
+    assert wrapped["instructions"] == instructions
+    assert wrapped["input"].endswith(f"Question: [string] {QUESTION}")
+    assert gpt4o.count(instructions) + gpt4o.count(wrapped["input"]) <= BUDGET < gpt4o.count(prompt)
+
+
 def test_what_the_core_did_not_change_keeps_the_callers_own_objects() -> None:
     """Arguments are read as JSON, but the messages the core left alone go to the SDK as the caller's own objects
     (a reply's content blocks), and an iterator of messages, which can be read once, is sent as the list it held."""

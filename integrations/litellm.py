@@ -14,10 +14,15 @@ Register it, then opt models in where LiteLLM keeps their configuration::
     await router.acompletion(model="rag", messages=messages)
 
 **Which hook.** LiteLLM's ``async_pre_call_hook`` runs only inside the LiteLLM proxy server, before routing. The
-hook that every *async* chat call runs, after the deployment is chosen and before the provider is called, is
-``async_pre_call_deployment_hook``: ``litellm.acompletion``, ``Router.acompletion`` (streaming too), and the proxy,
-which serves chats through the Router. That is the one hook implemented here, so a chat is compressed exactly once
-on every path. LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous ``completion`` /
+hook that every *async* call runs, after the deployment is chosen and before the provider is called, is
+``async_pre_call_deployment_hook``: ``litellm.acompletion``, ``litellm.aresponses``, ``litellm.anthropic_messages``,
+the Router's ``acompletion``, ``aresponses`` and ``aanthropic_messages`` (streaming too), and the proxy, which
+serves them through the Router. That is the one hook implemented here, so a prompt is compressed exactly once on
+every path. A chat's ``messages`` go to the core as they are; a Responses call (``instructions``, ``input``) and
+an Anthropic Messages call (``system``, ``messages``, ``cache_control``) are read by the proxy's dialects for those
+APIs (:mod:`promptzip.integrations._dialects`), so they go out as the proxy's ``/v1/responses`` and
+``/v1/messages`` routes and a wrapped SDK client send them: tool outputs cut by their structure, cache breakpoints
+kept. LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous ``completion`` / ``responses`` /
 ``Router.completion`` (``async_pre_request_hook`` serves only its native Anthropic Messages handler), so those
 calls go out uncompressed; use the async ones.
 
@@ -71,13 +76,13 @@ from promptzip._pipeline import Zipper
 from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
 from promptzip.integrations._calls import CallOptions, Compression, check_scope
+from promptzip.integrations._dialects import AnthropicMessages, Dialect, OpenAIResponses
 
 __all__ = ["KEY", "CallPlan", "PromptZipHook"]
 
 KEY: Final = "promptzip"
 _KEYS: Final = ("preset", "target", "budget", "rate", "scope", "deadline", "disable")
 _CALL_KEYS: Final = ("budget", "rate", "scope", "disable")
-_CHAT_CALLS: Final = frozenset({CallTypes.acompletion, CallTypes.completion})
 logger = logging.getLogger(__name__)
 
 
@@ -93,7 +98,8 @@ class CallPlan:
 
 
 class PromptZipHook(CustomLogger):
-    """Compresses ``messages`` of the async chat calls that opt in (see the module docstring).
+    """Compresses the prompt of the async chat, Responses and Anthropic Messages calls that opt in (see the module
+    docstring).
 
     ``preset``, ``budget`` / ``rate`` (default ``rate=0.5``), ``scope``, ``deadline`` (seconds; 10, the proxy's
     default) and ``target`` (the tokenizer that counts) are the defaults that opted-in calls start from; ``models``
@@ -135,9 +141,10 @@ class PromptZipHook(CustomLogger):
     async def async_pre_call_deployment_hook(
         self, kwargs: dict[str, object], call_type: CallTypes | None
     ) -> dict[str, Any] | None:
-        """The request with compressed ``messages`` when it opts in; ``None`` (LiteLLM's "unchanged") otherwise,
-        and whenever compression fails or runs past its deadline."""
-        if call_type not in _CHAT_CALLS or not kwargs.get("messages"):
+        """The request with its prompt compressed when it opts in; ``None`` (LiteLLM's "unchanged") otherwise, and
+        whenever compression fails or runs past its deadline."""
+        door = _DOORS.get(call_type) if call_type is not None else None
+        if door is None or not kwargs.get(door.prompt):
             return None
         plan: CallPlan | None = None
         try:
@@ -147,14 +154,13 @@ class PromptZipHook(CustomLogger):
             compression = self._compression(plan.preset, plan.target)
             model = kwargs.get("model")
             pricing = listed_pricing(model) if isinstance(model, str) else None  # the deployment's, as the proxy
-            work = asyncio.to_thread(_compress, compression, kwargs["messages"], plan, pricing)
-            messages = await asyncio.wait_for(work, timeout=plan.deadline)
+            work = asyncio.to_thread(_compress, door, compression, kwargs, plan, pricing)
+            return await asyncio.wait_for(work, timeout=plan.deadline)
         # Fail open on any error: the request would have worked uncompressed, so compression must never be why
         # it fails. Each failure is logged, with its traceback when it is not one of promptzip's own errors.
         except Exception as exc:
             _warn(kwargs, plan, exc)
             return None
-        return {**kwargs, "messages": messages}
 
     def plan(self, kwargs: Mapping[str, object]) -> CallPlan | None:
         """What a call with these LiteLLM ``kwargs`` is compressed with, or ``None`` when it is not opted in (or
@@ -200,14 +206,48 @@ class PromptZipHook(CustomLogger):
             return compression
 
 
-# ---------------------------------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------------------------------- the calls
+@dataclass(frozen=True, slots=True)
+class _Door:
+    """One kind of LiteLLM call: the keyword that holds its prompt (a call without it is left alone) and, for the
+    calls whose API is not a chat, the proxy's dialect for that API with the keywords it reads."""
+
+    prompt: str
+    dialect: Dialect | None = None
+    keys: tuple[str, ...] = ()
+
+
+_CHAT = _Door("messages")
+_RESPONSES = _Door("input", OpenAIResponses(), ("instructions", "input"))
+_ANTHROPIC = _Door("messages", AnthropicMessages(), ("system", "messages", "cache_control"))
+_DOORS: Final[Mapping[CallTypes, _Door]] = {
+    CallTypes.acompletion: _CHAT,
+    CallTypes.completion: _CHAT,
+    CallTypes.aresponses: _RESPONSES,
+    CallTypes.responses: _RESPONSES,
+    CallTypes.anthropic_messages: _ANTHROPIC,
+    CallTypes.aanthropic_messages: _ANTHROPIC,
+}
+
+
 def _compress(
-    compression: Compression, messages: object, plan: CallPlan, pricing: CachePricing | None = None
-) -> list[Any]:
-    """Runs in a worker thread: the deadline is per thread, so it is set here, around the work it limits."""
+    door: _Door,
+    compression: Compression,
+    kwargs: Mapping[str, Any],
+    plan: CallPlan,
+    pricing: CachePricing | None = None,
+) -> dict[str, Any]:
+    """The call's keyword arguments with its prompt compressed. Runs in a worker thread: the deadline is per
+    thread, so it is set here, around the work it limits."""
+    options: dict[str, Any] = {"spec": plan.spec, "scope": plan.scope, "pricing": pricing}
     with time_limit(plan.deadline):
-        out = compression.chat(messages, spec=plan.spec, scope=plan.scope, pricing=pricing)
-    return [dict(m) if isinstance(m, Mapping) else m for m in out]
+        if door.dialect is not None:
+            return compression.call(door.dialect, kwargs, door.keys, **options)
+        out = compression.chat(kwargs["messages"], **options)
+    return {**kwargs, "messages": [dict(m) if isinstance(m, Mapping) else m for m in out]}
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
 
 
 def _apply(plan: CallPlan, layer: Mapping[str, Any], where: str) -> CallPlan | None:

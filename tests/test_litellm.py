@@ -5,6 +5,7 @@ and every failure leaves the request as it was."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -248,3 +249,113 @@ def test_a_conversation_is_priced_by_the_deployment_model(register: Any, upstrea
         assert out == want
         differ += want != expected(as_gpt, msgs, budget=4000, pricing=pz.pricing_for("gpt-4o"))
     assert differ  # the deployment's prices changed what went out
+
+
+# ------------------------------------------------------------------------------------- Responses and Messages
+def tool_output_items(tag: str) -> list[dict[str, Any]]:
+    """A Responses ``input`` list: the question, a function call, and its JSON output (an array of records)."""
+    from test_wrap_doors import QUESTION as ASKED
+    from test_wrap_doors import RECORDS
+
+    return [
+        {"role": "user", "content": [{"type": "input_text", "text": f"[{tag}] {ASKED}"}]},
+        {"type": "function_call", "call_id": "c1", "name": "harbour_log", "arguments": '{"port": "Oslo"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": RECORDS},
+    ]
+
+
+def anthropic_tool_loop(tag: str) -> list[dict[str, Any]]:
+    from test_wrap_doors import QUESTION as ASKED
+    from test_wrap_doors import RECORDS
+
+    call = {"type": "tool_use", "id": f"toolu_{tag}", "name": "harbour_log", "input": {"port": "Oslo"}}
+    return [
+        {"role": "user", "content": f"[{tag}] {ASKED}"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}, call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{tag}", "content": RECORDS}]},
+    ]
+
+
+DOOR_BUDGET = 250
+DOOR_REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "responses-string": ("responses", {"instructions": "Answer from the documents only. " * 8, "input": "x"}),
+    "responses-tool-output": ("responses", {"instructions": "Answer from the log.", "input": tool_output_items("lr")}),
+    "messages-rag-system": ("messages", {"system": "x", "messages": [{"role": "user", "content": "[lm] x"}]}),
+    "messages-tool-result": ("messages", {"messages": anthropic_tool_loop("lt")}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOOR_REQUESTS))
+def test_responses_and_anthropic_calls_send_what_a_wrapped_client_sends(
+    name: str, register: Any, upstream: Any, gpt4o: pz.Tokenizer
+) -> None:
+    """``aresponses`` and ``aanthropic_messages`` through a Router are read by the proxy's dialects for their APIs,
+    as a wrapped SDK client reads the same call: the same prompt arrives upstream, instructions and ``system``
+    counted in the budget, tool outputs cut by their structure."""
+    import anthropic
+    import openai
+    from proxy_helpers import REPORT, bm25
+    from test_wrap_doors import QUESTION as ASKED
+
+    from promptzip._cache import MemoryCache
+
+    api, request = DOOR_REQUESTS[name]
+    if name == "responses-string":
+        request = {**request, "input": f"Documents:\n{REPORT}\n\nQuestion: {ASKED}"}
+    elif name == "messages-rag-system":
+        request = {**request, "system": f"Answer from the documents only.\n\nDocuments:\n{REPORT}"}
+    register(PromptZipHook(zippers={"fast": bm25("fast", "gpt-4o", MemoryCache())}, deadline=60))
+    root = upstream.url.removesuffix("/v1")
+    info = {"promptzip": {"budget": DOOR_BUDGET}}
+    deployments = {"gpt": ("openai/gpt-4o", upstream.url), "claude": ("anthropic/claude-sonnet-4-5", root)}
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": name,
+                "litellm_params": {"model": m, "api_base": base, "api_key": "sk-test"},
+                "model_info": info,
+            }
+            for name, (m, base) in deployments.items()
+        ]
+    )
+    route, keys = (
+        ("/v1/responses", ("instructions", "input")) if api == "responses" else ("/v1/messages", ("system", "messages"))
+    )
+
+    async def through_litellm() -> None:
+        if api == "responses":
+            await router.aresponses(model="gpt", **request)
+            if name == "responses-string":  # streamed: the same body, with stream=True
+                events = await router.aresponses(model="gpt", stream=True, **request)
+                assert [e async for e in events]
+        else:
+            await router.aanthropic_messages(model="claude", max_tokens=64, **request)
+
+    asyncio.run(through_litellm())
+    *_, via_hook = (r.json() for r in upstream.requests if r.target.startswith(route))
+    if name == "responses-string":
+        streamed = dict(via_hook)
+        assert streamed.pop("stream") is True
+        via_hook = [r for r in upstream.requests if r.target.startswith(route)][-2].json()
+        assert streamed == via_hook
+
+    own = bm25("fast", "gpt-4o", MemoryCache())
+    if api == "responses":
+        with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
+            pz.wrap(client, budget=DOOR_BUDGET, zipper=own).responses.create(model="gpt-4o", **request)
+    else:
+        with anthropic.Anthropic(base_url=root, api_key="sk-test", max_retries=0) as claude:
+            pz.wrap(claude, budget=DOOR_BUDGET, zipper=own).messages.create(
+                model="claude-sonnet-4-5", max_tokens=64, **request
+            )
+    via_wrap = [r for r in upstream.requests if r.target.startswith(route)][-1].json()
+
+    assert {k: via_hook.get(k) for k in keys} == {k: via_wrap.get(k) for k in keys}
+    assert json.dumps(via_hook) != json.dumps({**via_hook, **request})  # compressed, not sent as given
+    if name == "responses-string":  # the instructions count in the budget
+        assert gpt4o.count(via_hook["instructions"]) + gpt4o.count(via_hook["input"]) <= DOOR_BUDGET
+    if name.endswith(("tool-output", "tool-result")):  # still valid JSON, the record that answers kept
+        tool = (
+            via_hook["input"][2]["output"] if api == "responses" else via_hook["messages"][2]["content"][0]["content"]
+        )
+        assert any(r.get("year") == 12 for r in json.loads(tool) if isinstance(r, dict))

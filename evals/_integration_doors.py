@@ -302,27 +302,46 @@ def via_haystack(b: Bench, mode: str) -> Measured:
     return Measured(b.count(b.request.context), b.count(kept), s)
 
 
-def via_litellm(b: Bench, mode: str) -> Measured:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported: no download
-    import litellm
+def via_litellm(path: str) -> Callable[[Bench, str], Measured]:
+    """A door through LiteLLM's Router with the hook: ``acompletion``, ``aresponses`` (input as message items) or
+    ``aanthropic_messages`` (the system message apart), after the API of ``path``."""
 
-    from promptzip.integrations.litellm import PromptZipHook
+    def door(b: Bench, mode: str) -> Measured:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported: no download
+        import litellm
 
-    budget, messages = b.budgets["request"], b.request.messages()
-    params = {"model": f"openai/{TARGET}", "api_base": b.upstream.url, "api_key": "sk-fake"}
-    deployment = {"model_name": "rag", "litellm_params": params, "model_info": {"promptzip": {"budget": budget}}}
-    router: Any = litellm.Router(model_list=[deployment])  # type: ignore[attr-defined]
-    given: dict[str, Any] = {"zippers": {PRESET: b.zipper}} if b.zipper else {"cache": CACHE}
-    hook = PromptZipHook(preset=PRESET, target=TARGET, deadline=600, **given)
-    before = list(litellm.callbacks)
-    litellm.callbacks = [*before, hook]
+        from promptzip.integrations.litellm import PromptZipHook
 
-    try:
-        with b.received("/v1/chat/completions") as got:
-            _, s = _timed(lambda: _drain(router.acompletion(model="rag", messages=messages, stream=mode == "stream")))
-    finally:
-        litellm.callbacks = before
-    return Measured(b.request_tokens(messages), b.request_tokens(got[0]["messages"]), s)
+        budget, messages = b.budgets["request"], b.request.messages()
+        provider, base = (
+            ("anthropic", b.upstream.url.removesuffix("/v1")) if path == "/v1/messages" else ("openai", b.upstream.url)
+        )
+        params = {"model": f"{provider}/{TARGET}", "api_base": base, "api_key": "sk-fake"}
+        deployment = {"model_name": "rag", "litellm_params": params, "model_info": {"promptzip": {"budget": budget}}}
+        router: Any = litellm.Router(model_list=[deployment])  # type: ignore[attr-defined]
+        given: dict[str, Any] = {"zippers": {PRESET: b.zipper}} if b.zipper else {"cache": CACHE}
+        hook = PromptZipHook(preset=PRESET, target=TARGET, deadline=600, **given)
+        before = list(litellm.callbacks)
+        litellm.callbacks = [*before, hook]
+        try:
+            with b.received(path) as got:
+                _, s = _timed(lambda: _drain(_litellm_call(router, path, messages, stream=mode == "stream")))
+        finally:
+            litellm.callbacks = before
+        return Measured(b.request_tokens(messages), b.request_tokens(_as_chat(path, got[0])), s)
+
+    return door
+
+
+def _litellm_call(router: Any, path: str, messages: list[dict[str, str]], *, stream: bool) -> Any:
+    """The Router's call for the API of ``path`` (a coroutine)."""
+    options: dict[str, Any] = {"model": "rag", "stream": True} if stream else {"model": "rag"}
+    if path == "/v1/messages":
+        system, rest = messages[0]["content"], messages[1:]
+        return router.aanthropic_messages(max_tokens=64, system=system, messages=rest, **options)
+    if path == "/v1/responses":
+        return router.aresponses(input=messages, **options)
+    return router.acompletion(messages=messages, **options)
 
 
 def via_llmlingua(b: Bench, mode: str) -> Measured:

@@ -1,4 +1,5 @@
-"""Haystack adapter: a pipeline component that compresses the documents of one query under one budget.
+"""Haystack adapters: a component that compresses the documents of one query under one budget, and one that
+compresses a chat (the messages a ``ChatPromptBuilder`` or an agent hands to a chat generator).
 
 >>> from promptzip.integrations.haystack import PromptZipDocumentCompressor  # doctest: +SKIP
 >>> pipeline.add_component("compressor", PromptZipDocumentCompressor(budget=800, target="gpt-4o"))  # doctest: +SKIP
@@ -21,27 +22,38 @@ retriever's (Haystack's ``LostInTheMiddleRanker`` can follow for another).
 ``from_dict`` carry the init parameters; a component built around a ready ``zipper`` cannot be serialized (a
 :class:`promptzip.ConfigError` says so). Importing :mod:`promptzip` never imports Haystack; only importing this
 module does. promptzip's own errors propagate as themselves; input that is not documents is an ``InputError``.
+
+:class:`PromptZipChatCompressor` sits between the prompt builder and the chat generator
+(``builder.prompt -> compressor.messages -> llm.messages``) and gives the budget to the whole request, as the
+proxy and ``pz.wrap`` do: the core tells each message's instruction, context and question apart, cuts tool results
+by their structure, and keeps a conversation's sent prefix (cache-stable history). Messages keep their role, name,
+meta, tool calls and media; only text (and text tool results) changes, and a message the core left alone is
+returned as the same object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack.dataclasses import ChatMessage
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("promptzip.integrations.haystack needs haystack-ai: pip install 'promptzip[haystack]'") from exc
 
 from promptzip._errors import ConfigError, InputError
 from promptzip._inputs import check_text
 from promptzip._pipeline import Zipper
+from promptzip._pricing import CachePricing, pricing_for
 from promptzip._types import Budget
+from promptzip.integrations._calls import check_scope
 from promptzip.integrations._documents import check_settings, compress_texts
 
-__all__ = ["PROVENANCE_KEY", "PromptZipDocumentCompressor"]
+__all__ = ["PROVENANCE_KEY", "PromptZipChatCompressor", "PromptZipDocumentCompressor"]
 
 PROVENANCE_KEY = "promptzip"
 
@@ -126,6 +138,96 @@ class PromptZipDocumentCompressor:
         return out
 
 
+@component
+class PromptZipChatCompressor:
+    """Compress a chat to a token budget for the whole request (a Haystack component; see the module docstring).
+
+    ``budget``, ``rate``, ``preset``, ``target``, ``cache`` and ``zipper`` are as for
+    :class:`PromptZipDocumentCompressor`; ``scope`` is ``"all"`` (the context in every message) or ``"history"``
+    (earlier turns only); ``pricing`` is the chat model's cache prices, which cache-stable history weighs: a model
+    name (``"claude-sonnet-4-5"``) or a :class:`promptzip.CachePricing`; ``None``: the target's.
+    """
+
+    def __init__(
+        self,
+        *,
+        budget: int | Budget | None = None,
+        rate: float | None = None,
+        preset: str = "fast",
+        target: str = "gpt-4o",
+        cache: str | None = None,
+        zipper: Zipper | None = None,
+        scope: str = "all",
+        pricing: str | CachePricing | dict[str, Any] | None = None,
+    ) -> None:
+        self._compression = check_settings(budget, rate, preset, target, cache, zipper)
+        self.preset, self.target, self.cache = preset, target, cache
+        self.scope = check_scope(scope)
+        if isinstance(pricing, dict):  # as to_dict wrote it
+            pricing = CachePricing(**pricing)
+        if pricing is not None and not isinstance(pricing, str | CachePricing):
+            raise ConfigError(f"pricing must be a model name or a promptzip.CachePricing, not {type(pricing).__name__}")
+        self.pricing = pricing
+        self._given_zipper = zipper is not None
+
+    @property
+    def spec(self) -> Budget:
+        """The budget of each run's whole request."""
+        return self._compression.spec
+
+    def warm_up(self) -> None:
+        """Build the Zipper now (Haystack calls this before a pipeline runs), not at the first chat."""
+        _ = self._compression.zipper
+
+    @component.output_types(messages=list[ChatMessage])
+    def run(self, messages: list[ChatMessage]) -> dict[str, list[ChatMessage]]:
+        """The chat with its context compressed to the budget.
+
+        :param messages: the chat, as a prompt builder or an agent hands it to a chat generator.
+        :returns: ``{"messages": [...]}``, one message for each given, in order.
+        """
+        return {"messages": self._compress(_check_messages(messages))}
+
+    @component.output_types(messages=list[ChatMessage])
+    async def run_async(self, messages: list[ChatMessage]) -> dict[str, list[ChatMessage]]:
+        """:meth:`run` with the compression in a worker thread, so the event loop keeps serving while models run."""
+        return {"messages": await asyncio.to_thread(self._compress, _check_messages(messages))}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The init parameters, for ``Pipeline.dumps``; a Budget is written as its two numbers, a CachePricing as
+        its fields."""
+        if self._given_zipper:
+            raise ConfigError(
+                "a PromptZipChatCompressor built around a ready zipper cannot be serialized: "
+                "give preset=, target= and cache= instead"
+            )
+        spec, pricing = self.spec, self.pricing
+        return default_to_dict(
+            self,
+            budget=spec.tokens,
+            rate=spec.rate,
+            preset=self.preset,
+            target=self.target,
+            cache=self.cache,
+            scope=self.scope,
+            pricing=dataclasses.asdict(pricing) if isinstance(pricing, CachePricing) else pricing,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptZipChatCompressor:
+        """The component that :meth:`to_dict` wrote (``Pipeline.loads``)."""
+        return default_from_dict(cls, data)
+
+    def _compress(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        read = [_as_chat(m, i) for i, m in enumerate(messages)]
+        pricing = pricing_for(self.pricing) if isinstance(self.pricing, str) else self.pricing
+        out = self._compression.chat([d for d, _ in read], scope=self.scope, pricing=pricing)
+        return [
+            message if new is given else _written_back(message, slots, new)
+            for message, (given, slots), new in zip(messages, read, out, strict=True)
+        ]
+
+
 # ---------------------------------------------------------------------------------------------------- helpers
 def _check_documents(documents: object) -> tuple[list[Document], list[str | None]]:
     if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
@@ -141,3 +243,83 @@ def _check_documents(documents: object) -> tuple[list[Document], list[str | None
 
 def _query(query: object) -> str | None:
     return check_text(query, "query", allow_empty=True).strip() or None
+
+
+def _check_messages(messages: object) -> list[ChatMessage]:
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise InputError(f"messages must be a list of haystack ChatMessages, not {type(messages).__name__}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, ChatMessage):
+            raise InputError(f"messages[{i}] must be a haystack ChatMessage, not {type(m).__name__}")
+    return list(messages)
+
+
+def _as_chat(message: ChatMessage, i: int) -> tuple[dict[str, Any], list[int]]:
+    """A ChatMessage as an OpenAI chat message, and for each of its text pieces (the whole content when it is one
+    text, else each content part) the index of the ChatMessage content item it stands for. Tool calls go in
+    ``tool_calls`` and media as parts the core never changes; a tool result is the ``tool`` message's content."""
+    data = message.to_dict()
+    chat: dict[str, Any] = {"role": data["role"]}
+    if data.get("name"):
+        chat["name"] = data["name"]
+    parts: list[dict[str, Any]] = []
+    slots: list[int] = []
+    calls: list[dict[str, Any]] = []
+    for k, item in enumerate(data["content"]):
+        if "text" in item:
+            parts.append({"type": "text", "text": item["text"]})
+            slots.append(k)
+        elif "tool_call" in item:
+            calls.append(_openai_call(item["tool_call"]))
+        elif "tool_call_result" in item:
+            result = item["tool_call_result"]
+            chat["tool_call_id"] = result["origin"].get("id")
+            value = result["result"]
+            if isinstance(value, str):
+                parts.append({"type": "text", "text": value})
+            else:  # a list of text, image and file parts: only the text parts are read
+                parts.extend({"type": "text", "text": p["text"]} if "text" in p else {"type": "media"} for p in value)
+            slots += [k] * (len(parts) - len(slots))
+        else:  # an image, a file, reasoning: sent as it is
+            parts.append({"type": "media"})
+            slots.append(k)
+    if calls:
+        chat["tool_calls"] = calls
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        chat["content"] = parts[0]["text"]
+    elif parts:
+        chat["content"] = parts
+    elif not calls:
+        raise InputError(f"messages[{i}] has no content")
+    else:
+        chat["content"] = None
+    return chat, slots
+
+
+def _openai_call(call: dict[str, Any]) -> dict[str, Any]:
+    arguments = json.dumps(call.get("arguments") or {}, ensure_ascii=False)
+    return {"id": call.get("id"), "type": "function", "function": {"name": call["tool_name"], "arguments": arguments}}
+
+
+def _written_back(message: ChatMessage, slots: list[int], chat: dict[str, Any]) -> ChatMessage:
+    """``message`` with the texts of ``chat`` (its compressed OpenAI form) in place of its own."""
+    content = chat["content"]
+    texts = [content] if isinstance(content, str) else [p.get("text") for p in content or ()]
+    data = message.to_dict()
+    items = data["content"]
+    seen: dict[int, int] = {}  # how many text pieces of a list tool result were written so far
+    for slot, text in zip(slots, texts, strict=True):
+        item = items[slot]
+        if text is None:  # media: as it was
+            seen[slot] = seen.get(slot, 0) + 1
+        elif "text" in item:
+            item["text"] = text
+        elif "tool_call_result" in item:
+            result = item["tool_call_result"]
+            if isinstance(result["result"], str):
+                result["result"] = text
+            else:
+                n = seen.get(slot, 0)
+                result["result"][n] = {**result["result"][n], "text": text}
+                seen[slot] = n + 1
+    return ChatMessage.from_dict(data)

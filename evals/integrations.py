@@ -37,6 +37,14 @@ import promptzip as pz
 
 __all__ = ["DOORS", "Request", "Row", "main", "markdown", "markdown_table", "run_doors", "sample_request"]
 
+from promptzip.evals._framework_doors import (
+    via_haystack,
+    via_haystack_chat,
+    via_lc_compressor,
+    via_lc_runnable,
+    via_litellm,
+    via_llama_index,
+)
 from promptzip.evals._integration_doors import (
     COMMAND,
     PRESET,
@@ -50,11 +58,6 @@ from promptzip.evals._integration_doors import (
     versions,
     via_decorator,
     via_direct,
-    via_haystack,
-    via_lc_compressor,
-    via_lc_runnable,
-    via_litellm,
-    via_llama_index,
     via_llmlingua,
     via_messages,
     via_proxy,
@@ -104,6 +107,10 @@ DOORS: tuple[Door, ...] = (
          via_llama_index, ("sync", "async", "stream"), "query engine: query / aquery / streaming=True (MockLLM)"),
     Door("Haystack `PromptZipDocumentCompressor`", ("haystack-ai",), "yes", "yes", _NO_CALL, "context", via_haystack,
          ("sync", "async"), "Pipeline.run / Pipeline.run_async"),
+    Door("Haystack `PromptZipChatCompressor`", ("haystack-ai",), "yes", "yes", "yes", "request", via_haystack_chat,
+         ("sync", "async", "stream"),
+         "ChatPromptBuilder -> compressor -> OpenAIChatGenerator (real, to the fake upstream); Pipeline.run / "
+         "run_async; streaming_callback"),
     Door("LiteLLM `PromptZipHook`", ("litellm",), "no", "yes", "yes", "request", via_litellm("/v1/chat/completions"),
          ("async", "stream"),
          "Router.acompletion; LiteLLM runs no rewriting hook for sync completion, which goes out uncompressed"),

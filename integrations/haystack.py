@@ -58,8 +58,47 @@ __all__ = ["PROVENANCE_KEY", "PromptZipChatCompressor", "PromptZipDocumentCompre
 PROVENANCE_KEY = "promptzip"
 
 
+class _Settings:
+    """What both components share: the settings, read once at construction, and the Zipper, built on first use
+    or by ``warm_up``."""
+
+    def __init__(
+        self,
+        budget: int | Budget | None,
+        rate: float | None,
+        preset: str,
+        target: str,
+        cache: str | None,
+        zipper: Zipper | None,
+    ) -> None:
+        self._compression = check_settings(budget, rate, preset, target, cache, zipper)
+        self.preset, self.target, self.cache = preset, target, cache
+        self._given_zipper = zipper is not None
+
+    @property
+    def spec(self) -> Budget:
+        """The budget of each run."""
+        return self._compression.spec
+
+    def warm_up(self) -> None:
+        """Build the Zipper now (Haystack calls this before a pipeline runs), not at the first run."""
+        _ = self._compression.zipper
+
+    def _settings_dict(self, **more: Any) -> dict[str, Any]:
+        """The init parameters for ``to_dict`` (a Budget as its two numbers), with the component's own ``more``."""
+        if self._given_zipper:
+            raise ConfigError(
+                f"a {type(self).__name__} built around a ready zipper cannot be serialized: "
+                "give preset=, target= and cache= instead"
+            )
+        spec = self.spec
+        return default_to_dict(
+            self, budget=spec.tokens, rate=spec.rate, preset=self.preset, target=self.target, cache=self.cache, **more
+        )
+
+
 @component
-class PromptZipDocumentCompressor:
+class PromptZipDocumentCompressor(_Settings):
     """Compress retrieved documents to one shared token budget (a Haystack component).
 
     Give ``budget`` (an int number of tokens or a :class:`promptzip.Budget`) or ``rate`` (the kept fraction), and
@@ -78,18 +117,8 @@ class PromptZipDocumentCompressor:
         cache: str | None = None,
         zipper: Zipper | None = None,
     ) -> None:
-        self._compression = check_settings(budget, rate, preset, target, cache, zipper)
-        self.preset, self.target, self.cache = preset, target, cache
-        self._given_zipper = zipper is not None
-
-    @property
-    def spec(self) -> Budget:
-        """The budget every run's documents share."""
-        return self._compression.spec
-
-    def warm_up(self) -> None:
-        """Build the Zipper now (Haystack calls this before a pipeline runs), not at the first query."""
-        _ = self._compression.zipper
+        # Not super(): @component builds a new class, so the zero-argument form would name the wrong one.
+        _Settings.__init__(self, budget, rate, preset, target, cache, zipper)
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document], query: str) -> dict[str, list[Document]]:
@@ -110,15 +139,7 @@ class PromptZipDocumentCompressor:
 
     def to_dict(self) -> dict[str, Any]:
         """The init parameters, for ``Pipeline.dumps``; a Budget is written as its two numbers."""
-        if self._given_zipper:
-            raise ConfigError(
-                "a PromptZipDocumentCompressor built around a ready zipper cannot be serialized: "
-                "give preset=, target= and cache= instead"
-            )
-        spec = self.spec
-        return default_to_dict(
-            self, budget=spec.tokens, rate=spec.rate, preset=self.preset, target=self.target, cache=self.cache
-        )
+        return self._settings_dict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PromptZipDocumentCompressor:
@@ -139,7 +160,7 @@ class PromptZipDocumentCompressor:
 
 
 @component
-class PromptZipChatCompressor:
+class PromptZipChatCompressor(_Settings):
     """Compress a chat to a token budget for the whole request (a Haystack component; see the module docstring).
 
     ``budget``, ``rate``, ``preset``, ``target``, ``cache`` and ``zipper`` are as for
@@ -160,24 +181,14 @@ class PromptZipChatCompressor:
         scope: str = "all",
         pricing: str | CachePricing | dict[str, Any] | None = None,
     ) -> None:
-        self._compression = check_settings(budget, rate, preset, target, cache, zipper)
-        self.preset, self.target, self.cache = preset, target, cache
+        # Not super(): @component builds a new class, so the zero-argument form would name the wrong one.
+        _Settings.__init__(self, budget, rate, preset, target, cache, zipper)
         self.scope = check_scope(scope)
         if isinstance(pricing, dict):  # as to_dict wrote it
             pricing = CachePricing(**pricing)
         if pricing is not None and not isinstance(pricing, str | CachePricing):
             raise ConfigError(f"pricing must be a model name or a promptzip.CachePricing, not {type(pricing).__name__}")
         self.pricing = pricing
-        self._given_zipper = zipper is not None
-
-    @property
-    def spec(self) -> Budget:
-        """The budget of each run's whole request."""
-        return self._compression.spec
-
-    def warm_up(self) -> None:
-        """Build the Zipper now (Haystack calls this before a pipeline runs), not at the first chat."""
-        _ = self._compression.zipper
 
     @component.output_types(messages=list[ChatMessage])
     def run(self, messages: list[ChatMessage]) -> dict[str, list[ChatMessage]]:
@@ -196,21 +207,9 @@ class PromptZipChatCompressor:
     def to_dict(self) -> dict[str, Any]:
         """The init parameters, for ``Pipeline.dumps``; a Budget is written as its two numbers, a CachePricing as
         its fields."""
-        if self._given_zipper:
-            raise ConfigError(
-                "a PromptZipChatCompressor built around a ready zipper cannot be serialized: "
-                "give preset=, target= and cache= instead"
-            )
-        spec, pricing = self.spec, self.pricing
-        return default_to_dict(
-            self,
-            budget=spec.tokens,
-            rate=spec.rate,
-            preset=self.preset,
-            target=self.target,
-            cache=self.cache,
-            scope=self.scope,
-            pricing=dataclasses.asdict(pricing) if isinstance(pricing, CachePricing) else pricing,
+        pricing = self.pricing
+        return self._settings_dict(
+            scope=self.scope, pricing=dataclasses.asdict(pricing) if isinstance(pricing, CachePricing) else pricing
         )
 
     @classmethod

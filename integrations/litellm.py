@@ -22,9 +22,10 @@ every path. A chat's ``messages`` go to the core as they are; a Responses call (
 an Anthropic Messages call (``system``, ``messages``, ``cache_control``) are read by the proxy's dialects for those
 APIs (:mod:`promptzip.integrations._dialects`), so they go out as the proxy's ``/v1/responses`` and
 ``/v1/messages`` routes and a wrapped SDK client send them: tool outputs cut by their structure, cache breakpoints
-kept. LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous ``completion`` / ``responses`` /
-``Router.completion`` (``async_pre_request_hook`` serves only its native Anthropic Messages handler), so those
-calls go out uncompressed; use the async ones.
+kept. A call's ``prompt_cache_key`` names its conversation (cache-stable history), as for a wrapped client; other
+conversations are recognised by their messages. LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous
+``completion`` / ``responses`` / ``Router.completion`` (``async_pre_request_hook`` serves only its native Anthropic
+Messages handler), so those calls go out uncompressed; use the async ones.
 
 **Opting in** (absent everywhere: the request passes through untouched). ``promptzip`` may be ``true`` (the hook's
 defaults), ``false`` (off), or a mapping with ``preset``, ``target``, ``budget`` (tokens), ``rate`` (the kept
@@ -239,7 +240,9 @@ def _compress(
 ) -> dict[str, Any]:
     """The call's keyword arguments with its prompt compressed. Runs in a worker thread: the deadline is per
     thread, so it is set here, around the work it limits."""
-    options: dict[str, Any] = {"spec": plan.spec, "scope": plan.scope, "pricing": pricing}
+    key = kwargs.get("prompt_cache_key")  # OpenAI's name for the cache a conversation shares, as for pz.wrap
+    conversation = key if isinstance(key, str) and key else None
+    options: dict[str, Any] = {"spec": plan.spec, "scope": plan.scope, "pricing": pricing, "conversation": conversation}
     with time_limit(plan.deadline):
         if door.dialect is not None:
             return compression.call(door.dialect, kwargs, door.keys, **options)

@@ -359,3 +359,19 @@ def test_responses_and_anthropic_calls_send_what_a_wrapped_client_sends(
             via_hook["input"][2]["output"] if api == "responses" else via_hook["messages"][2]["content"][0]["content"]
         )
         assert any(r.get("year") == 12 for r in json.loads(tool) if isinstance(r, dict))
+
+
+def test_prompt_cache_key_names_the_conversation(register: Any, upstream: Any) -> None:
+    """As for a wrapped client: the same turns under another ``prompt_cache_key`` start afresh, and a follow-up
+    under the same key sends the prefix sent before byte for byte."""
+    from test_conversation import conversation, zipper
+
+    register(PromptZipHook(zippers={"fast": zipper()}, models=("openai/gpt-4o",), rate=0.3, deadline=60))
+
+    def call(turns: int, key: str) -> list[dict[str, Any]]:
+        params = {"model": "openai/gpt-4o", "api_base": upstream.url, "api_key": "sk-test"}
+        return sent(upstream, lambda: litellm.acompletion(messages=conversation(turns), prompt_cache_key=key, **params))
+
+    first = call(2, "user-1")
+    assert call(3, "user-1")[: len(first)] == first
+    assert call(3, "user-2") == expected(zipper(), conversation(3), rate=0.3)

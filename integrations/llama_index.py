@@ -17,6 +17,9 @@ pipeline's own output for it (``Result.outputs``), and provenance under ``metada
 was kept is dropped; a node that carries an image, audio or video keeps it (only text is compressed). The order
 is the retriever's (chain LlamaIndex's ``LongContextReorder`` after this one for another).
 
+:class:`PromptZipLLM` (:mod:`promptzip.integrations._llama_index_llm`) compresses the whole request instead: an LLM
+that wraps the user's, for chat engines and agents, which put the context inside their messages.
+
 Importing :mod:`promptzip` never imports LlamaIndex; only importing this module does. promptzip's own errors
 propagate as themselves, and input that is not nodes is a :class:`promptzip.InputError`.
 """
@@ -43,8 +46,9 @@ from promptzip._pipeline import Zipper
 from promptzip._types import Budget
 from promptzip.integrations._calls import Compression
 from promptzip.integrations._documents import Piece, check_settings, compress_texts
+from promptzip.integrations._llama_index_llm import PromptZipLLM
 
-__all__ = ["PROVENANCE_KEY", "PromptZipNodePostprocessor"]
+__all__ = ["PROVENANCE_KEY", "PromptZipLLM", "PromptZipNodePostprocessor"]
 
 PROVENANCE_KEY = "promptzip"
 # Fields through which a node carries something other than text (ImageNode, the multimodal Node): such a node is

@@ -16,6 +16,7 @@ __all__ = [
     "via_lc_runnable",
     "via_litellm",
     "via_llama_index",
+    "via_llama_index_llm",
 ]
 
 
@@ -78,6 +79,26 @@ def via_llama_index(b: Bench, mode: str) -> Measured:
         "".join(response.response_gen)
     kept = SEP.join(n.node.get_content() for n in response.source_nodes)
     return Measured(b.count(b.request.context), b.count(kept), s)
+
+
+def via_llama_index_llm(b: Bench, mode: str) -> Measured:
+    """PromptZipLLM around LlamaIndex's mock LLM that keeps the messages it got: chat, achat or stream_chat."""
+    from llama_index.core.llms import ChatMessage
+    from llama_index.core.llms.mock import MockLLMWithChatMemoryOfLastCall
+
+    from promptzip.integrations.llama_index import PromptZipLLM
+
+    r, model = b.request, MockLLMWithChatMemoryOfLastCall(max_tokens=None)
+    llm = PromptZipLLM(model, budget=b.budgets["request"], **b.options())
+    messages = [ChatMessage(role=m["role"], content=m["content"]) for m in r.messages()]
+    calls: dict[str, Any] = {
+        "sync": lambda: llm.chat(messages),
+        "async": lambda: llm.achat(messages),
+        "stream": lambda: list(llm.stream_chat(messages)),
+    }
+    _, s = _timed(calls[mode])
+    sent = [{"role": m.role.value, "content": m.content} for m in model.last_chat_messages or ()]
+    return Measured(b.request_tokens(r.messages()), b.request_tokens(sent), s)
 
 
 def via_haystack(b: Bench, mode: str) -> Measured:

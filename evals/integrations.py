@@ -44,6 +44,7 @@ from promptzip.evals._framework_doors import (
     via_lc_runnable,
     via_litellm,
     via_llama_index,
+    via_llama_index_llm,
 )
 from promptzip.evals._integration_doors import (
     COMMAND,
@@ -105,6 +106,9 @@ DOORS: tuple[Door, ...] = (
          ("sync", "async", "stream"), "invoke / ainvoke; `chain.stream` streams the model after it"),
     Door("LlamaIndex `PromptZipNodePostprocessor`", ("llama-index-core",), "yes", "yes", "yes", "context",
          via_llama_index, ("sync", "async", "stream"), "query engine: query / aquery / streaming=True (MockLLM)"),
+    Door("LlamaIndex `PromptZipLLM`", ("llama-index-core",), "yes", "yes", "yes", "request", via_llama_index_llm,
+         ("sync", "async", "stream"), "chat / achat / stream_chat around the LLM (LlamaIndex's mock that keeps "
+         "the messages it got)"),
     Door("Haystack `PromptZipDocumentCompressor`", ("haystack-ai",), "yes", "yes", _NO_CALL, "context", via_haystack,
          ("sync", "async"), "Pipeline.run / Pipeline.run_async"),
     Door("Haystack `PromptZipChatCompressor`", ("haystack-ai",), "yes", "yes", "yes", "request", via_haystack_chat,

@@ -14,7 +14,7 @@ from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._messages import SCOPES
 from promptzip._pipeline import Zipper
 from promptzip._pool import shared_zipper
-from promptzip._pricing import CachePricing
+from promptzip._pricing import CachePricing, pricing_for
 from promptzip._registry import registries
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget, Result
@@ -24,6 +24,8 @@ __all__ = [
     "KEYWORD",
     "CallOptions",
     "Compression",
+    "cache_pricing",
+    "check_pricing",
     "check_scope",
     "compressed_prompt",
     "compressed_text",
@@ -32,6 +34,19 @@ __all__ = [
 
 KEYWORD = "promptzip"  # the per-call keyword of the wrapped client's methods
 _OPTIONS = ("budget", "rate", "scope", "disable")
+
+
+def check_pricing(value: object) -> str | CachePricing | None:
+    """``value`` if it can name a model's cache prices: a model name (see :func:`cache_pricing`), a
+    :class:`~promptzip.CachePricing`, or ``None`` (the target's)."""
+    if value is None or isinstance(value, str | CachePricing):
+        return value
+    raise ConfigError(f"pricing must be a model name or a promptzip.CachePricing, not {type(value).__name__}")
+
+
+def cache_pricing(value: str | CachePricing | None) -> CachePricing | None:
+    """The prices ``value`` names: a model name through :func:`promptzip.pricing_for`, else ``value`` itself."""
+    return pricing_for(value) if isinstance(value, str) else value
 
 
 def check_scope(value: object, where: str = "scope") -> str:

@@ -39,9 +39,16 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from promptzip._chat_format import ROLES
 from promptzip._errors import ConfigError, InputError
 from promptzip._pipeline import Zipper
-from promptzip._pricing import CachePricing, listed_pricing, pricing_for
+from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
-from promptzip.integrations._calls import Compression, check_scope, compressed_prompt, plain
+from promptzip.integrations._calls import (
+    Compression,
+    cache_pricing,
+    check_pricing,
+    check_scope,
+    compressed_prompt,
+    plain,
+)
 from promptzip.integrations._documents import check_settings
 
 __all__ = ["PromptZipLLM"]
@@ -86,8 +93,7 @@ class PromptZipLLM(FunctionCallingLLM):
         if not isinstance(llm, LLM):
             raise ConfigError(f"llm must be a LlamaIndex LLM, not {type(llm).__name__}")
         compression = check_settings(budget, rate, preset, target, cache, zipper)
-        if pricing is not None and not isinstance(pricing, str | CachePricing):
-            raise ConfigError(f"pricing must be a model name or a promptzip.CachePricing, not {type(pricing).__name__}")
+        pricing = cache_pricing(check_pricing(pricing))
         spec = compression.spec
         fields: dict[str, Any] = {"llm": llm, "budget": spec.tokens, "rate": spec.rate, "preset": preset}
         fields |= {"target": target, "cache": cache, "scope": check_scope(scope)}
@@ -95,8 +101,6 @@ class PromptZipLLM(FunctionCallingLLM):
             fields["callback_manager"] = callback_manager
         super().__init__(**fields)
         self._compression = compression
-        if isinstance(pricing, str):
-            pricing = pricing_for(pricing)
         self._pricing = pricing if pricing is not None else listed_pricing(llm.metadata.model_name)
 
     @classmethod

@@ -48,9 +48,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from promptzip._errors import ConfigError, InputError
 from promptzip._inputs import check_text
 from promptzip._pipeline import Zipper
-from promptzip._pricing import CachePricing, pricing_for
+from promptzip._pricing import CachePricing
 from promptzip._types import Budget
-from promptzip.integrations._calls import check_scope
+from promptzip.integrations._calls import cache_pricing, check_pricing, check_scope
 from promptzip.integrations._documents import check_settings, compress_texts
 
 __all__ = ["PROVENANCE_KEY", "PromptZipChatCompressor", "PromptZipDocumentCompressor"]
@@ -186,9 +186,7 @@ class PromptZipChatCompressor(_Settings):
         self.scope = check_scope(scope)
         if isinstance(pricing, dict):  # as to_dict wrote it
             pricing = CachePricing(**pricing)
-        if pricing is not None and not isinstance(pricing, str | CachePricing):
-            raise ConfigError(f"pricing must be a model name or a promptzip.CachePricing, not {type(pricing).__name__}")
-        self.pricing = pricing
+        self.pricing = check_pricing(pricing)
 
     @component.output_types(messages=list[ChatMessage])
     def run(self, messages: list[ChatMessage]) -> dict[str, list[ChatMessage]]:
@@ -219,8 +217,7 @@ class PromptZipChatCompressor(_Settings):
 
     def _compress(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         read = [_as_chat(m, i) for i, m in enumerate(messages)]
-        pricing = pricing_for(self.pricing) if isinstance(self.pricing, str) else self.pricing
-        out = self._compression.chat([d for d, _ in read], scope=self.scope, pricing=pricing)
+        out = self._compression.chat([d for d, _ in read], scope=self.scope, pricing=cache_pricing(self.pricing))
         return [
             message if new is given else _written_back(message, slots, new)
             for message, (given, slots), new in zip(messages, read, out, strict=True)

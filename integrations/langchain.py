@@ -49,7 +49,7 @@ from promptzip._pool import shared_zipper
 from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
-from promptzip.integrations._calls import fits_whole
+from promptzip.integrations._calls import cache_pricing, check_pricing, fits_whole
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
 
@@ -176,14 +176,14 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
 
     scope: str = "all"
     """What a chat's compression may touch: ``"all"`` (the context in every message) or ``"history"``."""
-    pricing: SkipValidation[CachePricing | None] = None  # checked in __init__: a ConfigError, not a ValidationError
-    """The chat model's cache prices, which cache-stable history weighs (``promptzip.pricing_for("claude-sonnet-4")``
-    before a Claude model); ``None``: the target's."""
+    # Checked in __init__, so a bad value is a ConfigError, not a ValidationError.
+    pricing: SkipValidation[str | CachePricing | None] = None
+    """The chat model's cache prices, which cache-stable history weighs: its model name (``"claude-sonnet-4"``, read
+    by ``promptzip.pricing_for``) or a ``promptzip.CachePricing``; ``None``: the target's."""
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        if self.pricing is not None and not isinstance(self.pricing, CachePricing):
-            raise ConfigError(f"pricing must be a promptzip.CachePricing, not {type(self.pricing).__name__}")
+        check_pricing(self.pricing)
         if self.scope not in SCOPES:
             raise ConfigError(f"unknown scope {self.scope!r}; use one of {', '.join(SCOPES)}")
 
@@ -204,14 +204,14 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
             return StringPromptValue(text=_compress_prompt(zipper, spec, input.text))
         if isinstance(input, PromptValue):
             return ChatPromptValue(
-                messages=_compress_messages(zipper, spec, input.to_messages(), self.scope, self.pricing)
+                messages=_compress_messages(zipper, spec, input.to_messages(), self.scope, cache_pricing(self.pricing))
             )
         if isinstance(input, Sequence):
             try:
                 messages = convert_to_messages(input)
             except (ValueError, TypeError, NotImplementedError) as exc:
                 raise InputError(f"cannot read the messages: {exc}") from exc
-            return _compress_messages(zipper, spec, messages, self.scope, self.pricing)
+            return _compress_messages(zipper, spec, messages, self.scope, cache_pricing(self.pricing))
         raise InputError(f"expected a prompt value, a list of messages or a str, not {type(input).__name__}")
 
 

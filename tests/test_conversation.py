@@ -515,6 +515,18 @@ def test_the_runnable_weighs_a_conversation_with_the_prices_it_is_given() -> Non
     assert differ  # the prices changed what went out (a compaction kept its cached head)
     with pytest.raises(pz.ConfigError):
         PromptZipRunnable(zipper=zipper(), budget=1300, pricing={"input": 3.0})
+    # a model name is read by pricing_for, as the other chat doors read it
+    named = PromptZipRunnable(zipper=zipper(), budget=4000, pricing="claude-sonnet-4-5")
+    as_claude, as_gpt = zipper(), zipper()
+    differ = 0
+    for t in range(1, 12):
+        msgs = conversation(t)
+        got = [m.content for m in named.invoke(lc(msgs)).to_messages()]
+        want = as_claude.compress_messages(msgs, budget=4000, pricing=pz.pricing_for("claude-sonnet-4-5")).messages
+        assert got == [m["content"] for m in want or ()]
+        gpt = as_gpt.compress_messages(msgs, budget=4000, pricing=pz.pricing_for("gpt-4o")).messages
+        differ += got != [m["content"] for m in gpt or ()]
+    assert differ  # the name's prices, not the target's
 
 
 FACTS = [  # (a sentence of a turn's documents, that turn's question, its answer)

@@ -14,7 +14,7 @@ from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._messages import SCOPES
 from promptzip._pipeline import Zipper
 from promptzip._pool import shared_zipper
-from promptzip._pricing import CachePricing, pricing_for
+from promptzip._pricing import CachePricing, listed_pricing, pricing_for
 from promptzip._registry import registries
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget, Result
@@ -25,6 +25,7 @@ __all__ = [
     "CallOptions",
     "Compression",
     "cache_pricing",
+    "call_context",
     "check_pricing",
     "check_scope",
     "compressed_prompt",
@@ -34,6 +35,18 @@ __all__ = [
 
 KEYWORD = "promptzip"  # the per-call keyword of the wrapped client's methods
 _OPTIONS = ("budget", "rate", "scope", "disable")
+
+
+def call_context(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a call's own arguments say about its conversation, as the proxy reads them from a body:
+    ``conversation``, its ``prompt_cache_key`` (OpenAI's name for the cache a conversation shares), and
+    ``pricing``, the listed prices of its ``model`` (one client often calls several models, and their cache
+    discounts differ: gpt-4.1's is not gpt-4o's, a Claude model's is read at breakpoints)."""
+    key, model = kwargs.get("prompt_cache_key"), kwargs.get("model")
+    return {
+        "conversation": key if isinstance(key, str) and key else None,
+        "pricing": listed_pricing(model) if isinstance(model, str) else None,
+    }
 
 
 def check_pricing(value: object) -> str | CachePricing | None:

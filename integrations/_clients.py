@@ -47,12 +47,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from promptzip._inputs import check_text
-from promptzip._pricing import CachePricing, listed_pricing
+from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 from promptzip.integrations._calls import (
     KEYWORD,
     CallOptions,
     Compression,
+    call_context,
     check_scope,
     compressed_text,
     fits_whole,
@@ -343,12 +344,4 @@ def _compressed(
 ) -> dict[str, Any]:
     if not _applies(kwargs, key, options):
         return kwargs
-    cache_key = kwargs.get("prompt_cache_key")
-    conversation = cache_key if isinstance(cache_key, str) and cache_key else None
-    # The call's model prices its conversation, as the proxy does: one wrapped client often calls several models,
-    # and their cache discounts differ (gpt-4.1's is not gpt-4o's, a Claude model's is read at breakpoints).
-    model = kwargs.get("model")
-    pricing = listed_pricing(model) if isinstance(model, str) else None
-    return rewrite(
-        compression, kwargs, spec=options.spec, scope=options.scope, conversation=conversation, pricing=pricing
-    )
+    return rewrite(compression, kwargs, spec=options.spec, scope=options.scope, **call_context(kwargs))

@@ -1,18 +1,21 @@
-"""What the document-list integrations (LlamaIndex, Haystack) share: one compression of a list of texts under one
-budget, read back per text from the pipeline's own per-source output, and their settings checked up front."""
+"""What the framework integrations (LlamaIndex, Haystack) share: one compression of a list of texts under one
+budget, read back per text from the pipeline's own per-source output, their settings checked up front, and their
+lists of framework objects checked."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from promptzip._errors import BudgetError, ConfigError
+from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._pipeline import Zipper
 from promptzip._types import Budget, Chunk, Span
 from promptzip.integrations._calls import Compression, fits_whole
 
-__all__ = ["Piece", "check_settings", "compress_texts"]
+__all__ = ["Piece", "check_settings", "checked_list", "compress_texts"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +95,14 @@ def check_settings(
         raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
     rate = None if rate is None else float(rate)
     return Compression(budget=budget, rate=rate, target=str(target), preset=str(preset), cache=cache, zipper=zipper)
+
+
+def checked_list(value: object, kind: type[T], name: str, noun: str) -> list[T]:
+    """``value`` (the ``name`` argument) as a list of ``kind``, else an :class:`~promptzip.InputError` that names
+    what was expected (``noun``: ``"haystack ChatMessage"``) and where it was not found."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise InputError(f"{name} must be a list of {noun}s, not {type(value).__name__}")
+    for i, item in enumerate(value):
+        if not isinstance(item, kind):
+            raise InputError(f"{name}[{i}] must be a {noun}, not {type(item).__name__}")
+    return list(value)

@@ -49,7 +49,7 @@ from promptzip.integrations._calls import (
     compressed_prompt,
     plain,
 )
-from promptzip.integrations._documents import check_settings
+from promptzip.integrations._documents import check_settings, checked_list
 
 __all__ = ["PromptZipLLM"]
 
@@ -169,27 +169,17 @@ class PromptZipLLM(FunctionCallingLLM):
         return compressed_prompt(self._compression.zipper, prompt, self.spec)
 
     def _messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        given = _check_messages(messages)
+        given = checked_list(messages, ChatMessage, "messages", "LlamaIndex ChatMessage")
         if any(m.role.value not in ROLES for m in given):  # a chat the core cannot read goes as it is
             return given
         read = [_as_chat(m) for m in given]
-        out = self._compression.chat([d for d, _ in read], scope=self.scope, pricing=self._pricing)
-        pairs = zip(given, read, out, strict=True)
-        return [m if new is d else _written_back(m, slots, new) for m, (d, slots), new in pairs]
+        out = self._compression.chat(read, scope=self.scope, pricing=self._pricing)
+        return [m if new is d else _written_back(m, new) for m, d, new in zip(given, read, out, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _check_messages(messages: object) -> list[ChatMessage]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InputError(f"messages must be a list of LlamaIndex ChatMessages, not {type(messages).__name__}")
-    for i, m in enumerate(messages):
-        if not isinstance(m, ChatMessage):
-            raise InputError(f"messages[{i}] must be a LlamaIndex ChatMessage, not {type(m).__name__}")
-    return list(messages)
-
-
-def _as_chat(message: ChatMessage) -> tuple[dict[str, Any], list[int]]:
-    """A ChatMessage as an OpenAI chat message, and the block index of each of its parts (one part per block)."""
+def _as_chat(message: ChatMessage) -> dict[str, Any]:
+    """A ChatMessage as an OpenAI chat message whose content parts are its blocks, one for one."""
     chat: dict[str, Any] = {"role": message.role.value}
     extra = message.additional_kwargs
     for key in ("name", "tool_call_id"):
@@ -206,16 +196,15 @@ def _as_chat(message: ChatMessage) -> tuple[dict[str, Any], list[int]]:
         chat["content"] = parts
     else:
         chat["content"] = None if chat.get("tool_calls") else ""
-    return chat, list(range(len(parts)))
+    return chat
 
 
-def _written_back(message: ChatMessage, slots: list[int], chat: dict[str, Any]) -> ChatMessage:
+def _written_back(message: ChatMessage, chat: dict[str, Any]) -> ChatMessage:
     """``message`` with the texts of ``chat`` (its compressed OpenAI form) in its text blocks."""
     content = chat["content"]
     texts = [content] if isinstance(content, str) else [p.get("text") for p in content or ()]
-    blocks = list(message.blocks)
-    for slot, text in zip(slots, texts, strict=True):
-        block = blocks[slot]
-        if isinstance(block, TextBlock) and text is not None and text != block.text:
-            blocks[slot] = block.model_copy(update={"text": text})
+    blocks = [
+        b.model_copy(update={"text": t}) if isinstance(b, TextBlock) and t is not None and t != b.text else b
+        for b, t in zip(message.blocks, texts, strict=True)
+    ]
     return message.model_copy(update={"blocks": blocks})

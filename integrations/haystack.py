@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -51,7 +50,7 @@ from promptzip._pipeline import Zipper
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 from promptzip.integrations._calls import cache_pricing, check_pricing, check_scope
-from promptzip.integrations._documents import check_settings, compress_texts
+from promptzip.integrations._documents import check_settings, checked_list, compress_texts
 
 __all__ = ["PROVENANCE_KEY", "PromptZipChatCompressor", "PromptZipDocumentCompressor"]
 
@@ -226,15 +225,12 @@ class PromptZipChatCompressor(_Settings):
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def _check_documents(documents: object) -> tuple[list[Document], list[str | None]]:
-    if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
-        raise InputError(f"documents must be a list of haystack Documents, not {type(documents).__name__}")
+    docs = checked_list(documents, Document, "documents", "haystack Document")
     texts: list[str | None] = []
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, Document):
-            raise InputError(f"documents[{i}] must be a haystack Document, not {type(doc).__name__}")
+    for i, doc in enumerate(docs):
         content = doc.content
         texts.append(None if content is None else check_text(content, f"documents[{i}].content", allow_empty=True))
-    return list(documents), texts
+    return docs, texts
 
 
 def _query(query: object) -> str | None:
@@ -242,12 +238,7 @@ def _query(query: object) -> str | None:
 
 
 def _check_messages(messages: object) -> list[ChatMessage]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InputError(f"messages must be a list of haystack ChatMessages, not {type(messages).__name__}")
-    for i, m in enumerate(messages):
-        if not isinstance(m, ChatMessage):
-            raise InputError(f"messages[{i}] must be a haystack ChatMessage, not {type(m).__name__}")
-    return list(messages)
+    return checked_list(messages, ChatMessage, "messages", "haystack ChatMessage")
 
 
 def _as_chat(message: ChatMessage, i: int) -> tuple[dict[str, Any], list[int]]:

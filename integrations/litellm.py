@@ -74,9 +74,8 @@ from promptzip._cache import Cache
 from promptzip._deadline import deadline as time_limit
 from promptzip._errors import ConfigError, PromptZipError
 from promptzip._pipeline import Zipper
-from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
-from promptzip.integrations._calls import CallOptions, Compression, check_scope
+from promptzip.integrations._calls import CallOptions, Compression, call_context, check_scope
 from promptzip.integrations._dialects import AnthropicMessages, Dialect, OpenAIResponses
 
 __all__ = ["KEY", "CallPlan", "PromptZipHook"]
@@ -153,9 +152,7 @@ class PromptZipHook(CustomLogger):
             if plan is None:
                 return None
             compression = self._compression(plan.preset, plan.target)
-            model = kwargs.get("model")
-            pricing = listed_pricing(model) if isinstance(model, str) else None  # the deployment's, as the proxy
-            work = asyncio.to_thread(_compress, door, compression, kwargs, plan, pricing)
+            work = asyncio.to_thread(_compress, door, compression, kwargs, plan)
             return await asyncio.wait_for(work, timeout=plan.deadline)
         # Fail open on any error: the request would have worked uncompressed, so compression must never be why
         # it fails. Each failure is logged, with its traceback when it is not one of promptzip's own errors.
@@ -236,13 +233,11 @@ def _compress(
     compression: Compression,
     kwargs: Mapping[str, Any],
     plan: CallPlan,
-    pricing: CachePricing | None = None,
 ) -> dict[str, Any]:
-    """The call's keyword arguments with its prompt compressed. Runs in a worker thread: the deadline is per
-    thread, so it is set here, around the work it limits."""
-    key = kwargs.get("prompt_cache_key")  # OpenAI's name for the cache a conversation shares, as for pz.wrap
-    conversation = key if isinstance(key, str) and key else None
-    options: dict[str, Any] = {"spec": plan.spec, "scope": plan.scope, "pricing": pricing, "conversation": conversation}
+    """The call's keyword arguments with its prompt compressed, its conversation named and priced by the
+    deployment's own arguments (:func:`~promptzip.integrations._calls.call_context`). Runs in a worker thread: the
+    deadline is per thread, so it is set here, around the work it limits."""
+    options: dict[str, Any] = {"spec": plan.spec, "scope": plan.scope, **call_context(kwargs)}
     with time_limit(plan.deadline):
         if door.dialect is not None:
             return compression.call(door.dialect, kwargs, door.keys, **options)

@@ -175,6 +175,20 @@ def test_wrap_names_the_clients_it_takes() -> None:
 
 
 # ------------------------------------------------------------------------------------------------- Responses
+def responses_through_both(
+    live: str, upstream: FakeUpstream, request: dict[str, Any], budget: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bodies the upstream got for one Responses ``request`` sent through the running proxy, then through
+    ``pz.wrap`` (a Zipper of its own), both with ``budget``."""
+    headers = {"x-promptzip-budget": str(budget)}
+    with openai.OpenAI(base_url=live + "/v1", api_key="sk-test", default_headers=headers, max_retries=0) as client:
+        client.responses.create(**request)
+    proxied = last_body(upstream, "/v1/responses")
+    with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
+        pz.wrap(client, budget=budget, zipper=fresh()).responses.create(**request)
+    return proxied, last_body(upstream, "/v1/responses")
+
+
 def test_a_wrapped_responses_call_sends_what_the_proxy_sends(live: str, upstream: FakeUpstream) -> None:
     """A Responses ``input`` list with a function call's JSON output: cut by its structure in both doors alike,
     with ``instructions`` read as the system message."""
@@ -184,13 +198,7 @@ def test_a_wrapped_responses_call_sends_what_the_proxy_sends(live: str, upstream
         {"type": "function_call_output", "call_id": "c1", "output": RECORDS},
     ]
     request = {"model": "gpt-4o", "instructions": INSTRUCTION, "input": items}
-    headers = {"x-promptzip-budget": str(TOOL_BUDGET)}
-    with openai.OpenAI(base_url=live + "/v1", api_key="sk-test", default_headers=headers, max_retries=0) as client:
-        client.responses.create(**request)
-    proxied = last_body(upstream, "/v1/responses")
-    with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
-        pz.wrap(client, budget=TOOL_BUDGET, zipper=fresh()).responses.create(**request)
-    wrapped = last_body(upstream, "/v1/responses")
+    proxied, wrapped = responses_through_both(live, upstream, request, TOOL_BUDGET)
     assert wrapped == proxied
     assert wrapped["input"][:2] == items[:2]
     assert wrapped["instructions"] == INSTRUCTION
@@ -206,14 +214,9 @@ def test_a_responses_string_input_is_read_as_the_proxy_reads_it(
     instructions = " ".join([INSTRUCTION] * 12)
     prompt = f"Documents:\n{REPORT}\n\nQuestion: [string] {QUESTION}"
     request = {"model": "gpt-4o", "instructions": instructions, "input": prompt}
-    headers = {"x-promptzip-budget": str(BUDGET)}
-    with openai.OpenAI(base_url=live + "/v1", api_key="sk-test", default_headers=headers, max_retries=0) as client:
-        client.responses.create(**request)
-    proxied = last_body(upstream, "/v1/responses")
+    proxied, wrapped = responses_through_both(live, upstream, request, BUDGET)
     with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
         wrapped_client = pz.wrap(client, budget=BUDGET, zipper=fresh())
-        wrapped_client.responses.create(**request)
-        wrapped = last_body(upstream, "/v1/responses")
         wrapped_client.responses.create(**{**request, "input": prompt.encode()})  # UTF-8 bytes read as the text
         assert last_body(upstream, "/v1/responses") == wrapped
         with pytest.raises(pz.InputError, match="UTF-8"):

@@ -5,7 +5,8 @@ these; the request understanding is the core's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,10 @@ __all__ = [
     "compressed_prompt",
     "compressed_text",
     "fits_whole",
+    "sent_messages",
 ]
 
+logger = logging.getLogger("promptzip.integrations")
 KEYWORD = "promptzip"  # the per-call keyword of the wrapped client's methods
 _OPTIONS = ("budget", "rate", "scope", "disable")
 
@@ -202,10 +205,10 @@ class Compression:
         the call goes to (:func:`~promptzip._pricing.listed_pricing`), else the target's."""
         items = _as_list(messages, "messages")
         dicts = [_as_mapping(m, f"messages[{i}]") for i, m in enumerate(items)]
-        result = self.zipper.compress_messages(
-            dicts, budget=spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
+        result = sent_messages(
+            self.zipper, dicts, spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
         )
-        if fits_whole(result):
+        if result is None:
             return items
         out = result.messages or ()
         return [
@@ -234,14 +237,15 @@ class Compression:
         chat = dialect.read(body)
         if isinstance(chat, str):  # nothing the dialect may change (an unknown role, say): sent as given
             return dict(kwargs)
-        result = self.zipper.compress_messages(
+        result = sent_messages(
+            self.zipper,
             chat.messages,
-            budget=spec or self.spec,
+            spec or self.spec,
             scope=scope or self.scope,
             conversation=conversation,
             pricing=pricing,
         )
-        if fits_whole(result):
+        if result is None:
             return dict(kwargs)
         new = dialect.write(body, chat, [dict(m) for m in result.messages or ()])
         out = dict(kwargs)
@@ -252,6 +256,22 @@ class Compression:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def sent_messages(zipper: Zipper, messages: Sequence[Mapping[str, Any]], spec: Budget, **options: Any) -> Result | None:
+    """``zipper.compress_messages`` for a door that sends the chat on: ``None`` where the chat goes as given, because
+    it fits whole or because a ``rate`` cannot be met. A rate is a target, not a cap: a request made mostly of what
+    is kept verbatim (an agent's first step, a system prompt and a question) cannot shrink to it, and raising there
+    would fail the call for a request with nothing to compress; so it goes out as given, as the proxy forwards it. A
+    token budget is a cap the caller set: missing it stays a :class:`~promptzip.BudgetError`."""
+    try:
+        result = zipper.compress_messages(messages, budget=spec, **options)
+    except BudgetError as exc:
+        if spec.rate is None:
+            raise
+        logger.debug("promptzip: the chat is sent as given: rate=%s cannot be met (%s)", spec.rate, exc)
+        return None
+    return None if fits_whole(result) else result
+
+
 def fits_whole(result: Result) -> bool:
     """Whether the input already fit and nothing was cut: the caller then sends it exactly as given, since the
     pipeline re-joins the paragraphs it kept, which would change their whitespace."""

@@ -44,7 +44,7 @@ from promptzip._errors import ConfigError, InputError
 from promptzip._pipeline import Zipper
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget
-from promptzip.integrations._calls import Compression, compressed_prompt, compressed_text, fits_whole
+from promptzip.integrations._calls import Compression, compressed_prompt, compressed_text, sent_messages
 from promptzip.integrations._clients import ANTHROPIC, OPENAI, Sdk, WrappedClient
 
 if TYPE_CHECKING:
@@ -227,8 +227,8 @@ def _rewrite(compression: Compression, value: object, question: str | None, fn: 
         return compressed_text(zipper.compress(value, question=question, budget=spec))
     if isinstance(value, Sequence):  # each message is checked by compress_messages
         messages = cast(Sequence[Mapping[str, Any]], value)
-        chat = zipper.compress_messages(messages, budget=spec, question=question, scope=compression.scope)
-        return messages if fits_whole(chat) else list(chat.messages or ())
+        chat = sent_messages(zipper, messages, spec, question=question, scope=compression.scope)
+        return messages if chat is None else list(chat.messages or ())
     raise InputError(
         f"{_name(fn)}() argument {arg!r} must be a str prompt or a list of chat messages, not {type(value).__name__}"
     )

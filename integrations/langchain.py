@@ -49,7 +49,7 @@ from promptzip._pool import shared_zipper
 from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
-from promptzip.integrations._calls import cache_pricing, check_pricing, fits_whole
+from promptzip.integrations._calls import cache_pricing, check_pricing, fits_whole, sent_messages
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
 
@@ -256,8 +256,8 @@ def _compress_messages(
 ) -> list[BaseMessage]:
     """Compress LangChain messages through their OpenAI form; only the text of each message is replaced."""
     dicts = [_as_openai(m, i) for i, m in enumerate(messages)]
-    result = zipper.compress_messages(dicts, budget=spec, scope=scope, pricing=pricing)
-    if fits_whole(result):
+    result = sent_messages(zipper, dicts, spec, scope=scope, pricing=pricing)
+    if result is None:
         return list(messages)
     compressed_messages = result.messages or dicts
     out: list[BaseMessage] = []

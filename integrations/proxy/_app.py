@@ -8,6 +8,8 @@
   understand is forwarded as it came), those compressed in a worker thread and written back into the body, and
   the request forwarded. The response — JSON or SSE — is streamed back byte for byte. The request of a streaming
   call is compressed too; its response stream is not touched.
+* ``POST`` to an Anthropic Messages route's ``/batches`` (``/v1/messages/batches``, Message Batches): each request's
+  ``params`` is compressed as that route compresses a body, and the batch forwarded (:mod:`._batches`).
 * Any other ``/v1/*`` request is forwarded untouched: method, path, query, body and headers (minus hop-by-hop
   ones and the ``x-promptzip-*`` controls).
 * ``/healthz`` answers ``{"status": "ok"}``; ``/metrics`` is Prometheus text.
@@ -61,7 +63,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -69,9 +71,10 @@ from promptzip._cache import Cache
 from promptzip._errors import DeadlineExceeded, UpstreamError
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
+from promptzip.integrations.proxy._batches import Batches
 from promptzip.integrations.proxy._compression import Compressions, Overloaded, ZipperFactory
 from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
-from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError, error_body, error_response, status_of
+from promptzip.integrations.proxy._errors import RequestError, error_body, error_response, status_of
 from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansions
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
@@ -84,10 +87,11 @@ from promptzip.integrations.proxy._requests import (
     Outcome,
     check_path,
     encode,
-    flag,
     parse_json,
+    read_body,
     request_headers,
     response_drop,
+    skip_reason,
     status_headers,
 )
 from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
@@ -158,6 +162,7 @@ class _Proxy:
         self._turn: Iterator[httpx.AsyncClient] = iter(())
         self.compressions = Compressions(settings, factory, self.metrics)
         self.expansions = Expansions(settings, self.compressions)  # what compressions cut, per credential
+        self.batches = Batches(self.compressions, self.metrics, forward=self._forward, count_small=self._count_small)
 
     def route_label(self, path: str) -> str:
         """The ``route`` label of a request path in metrics and logs (the path itself only for known routes)."""
@@ -165,7 +170,7 @@ class _Proxy:
             return path[1:]
         if path.startswith(OWN_PREFIX):
             return "expand" if path.startswith(OWN_PREFIX + "expand/") else "not_found"
-        if self.settings.route(path) is not None:
+        if self.settings.route(path) is not None or self.settings.batch_route(path) is not None:
             return path
         return "passthrough" if path.startswith("/v1/") else "not_found"
 
@@ -222,20 +227,22 @@ class _Proxy:
             if route is not None and request.method == "POST":
                 dialect = dialect_for(path, route)
                 return await self._chat(request, route, dialect)
-            body = await self._read_body(request)
+            messages_route = self.settings.batch_route(path)
+            if messages_route is not None and request.method == "POST":  # each request as that route sends one
+                dialect = DIALECTS["anthropic"]
+                return await self.batches.create(request, messages_route, dialect)
+            body = await read_body(request, self.settings.max_body_bytes)
             return await self._forward(request, body, {})
         except (RequestError, UpstreamError) as exc:
             return dialect.error(exc)
 
     # ------------------------------------------------------------------------------------- compressed routes
     async def _chat(self, request: Request, route: RouteSettings, dialect: Dialect) -> Response:
-        body = await self._read_body(request)
-        if flag(request.headers.get("x-promptzip-disable"), "x-promptzip-disable"):
+        body = await read_body(request, self.settings.max_body_bytes)
+        skipped = skip_reason(request.headers)
+        if skipped is not None:
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, {**status_headers("passthrough", "disabled"), **_NO_REGIONS})
-        if request.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
-            self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, {**status_headers("passthrough", "encoded-body"), **_NO_REGIONS})
+            return await self._forward(request, body, {**status_headers("passthrough", skipped), **_NO_REGIONS})
         arrived = time.monotonic()
         payload = parse_json(body)
         options = parse_options(request.headers, route, self.settings, self.compressions.secret)
@@ -318,27 +325,6 @@ class _Proxy:
         return Outcome(None, tokens, tokens, "below-min-tokens", zipper.compressor.name)
 
     # ------------------------------------------------------------------------------------------- upstream
-    async def _read_body(self, request: Request) -> bytes:
-        """The body, refused with 413 as soon as it passes the limit (declared or counted while it streams in)."""
-        limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                raise RequestError("content-length is not a number", param="content-length")
-            if int(declared) > limit:
-                raise PayloadTooLarge(limit)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(limit)
-                chunks.append(chunk)
-        except ClientDisconnect:
-            raise RequestError("the client disconnected while sending the body", code="client_disconnected") from None
-        return b"".join(chunks)
-
     def _url(self, request: Request) -> httpx.URL:
         # From the segments check_path accepted, quoted again: slicing raw bytes would split an escape (%76%31).
         path = upstream_path(self._upstream.raw_path.split(b"?")[0], v1_segments(request.scope))

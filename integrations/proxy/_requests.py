@@ -4,18 +4,19 @@ outcome of a compression (what is sent upstream, with its token counts and the c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from promptzip._cache import decode_json
 from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 from promptzip.integrations._bodies import MAX_DEPTH, RequestError, check_body, check_chat, check_str, type_name
+from promptzip.integrations.proxy._errors import PayloadTooLarge
 from promptzip.integrations.proxy._paths import route_path, v1_segments
 from promptzip.integrations.proxy._settings import SCOPES
 
@@ -36,10 +37,12 @@ __all__ = [
     "int_header",
     "parse_json",
     "rate_header",
+    "read_body",
     "reject_constant",
     "request_headers",
     "response_drop",
     "scope_header",
+    "skip_reason",
     "status_headers",
     "type_name",
 ]
@@ -132,6 +135,37 @@ def request_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
 def response_drop(headers: httpx.Headers) -> frozenset[bytes]:
     named = {t.strip().lower() for v in headers.get_list("connection") for t in v.split(",")}
     return frozenset(n.encode("latin-1") for n in RESPONSE_DROP | named)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or counted while it streams in)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise RequestError("content-length is not a number", param="content-length")
+        if int(declared) > limit:
+            raise PayloadTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestError("the client disconnected while sending the body", code="client_disconnected") from None
+    return b"".join(chunks)
+
+
+def skip_reason(headers: Mapping[str, str]) -> str | None:
+    """Why a compressed route's request is forwarded without reading its body (``x-promptzip-disable``, or a body
+    in a content-encoding the proxy does not decode), or ``None``."""
+    if flag(headers.get("x-promptzip-disable"), "x-promptzip-disable"):
+        return "disabled"
+    if headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
+        return "encoded-body"
+    return None
 
 
 def check_path(request: Request) -> str:

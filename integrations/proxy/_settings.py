@@ -55,6 +55,7 @@ from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 
 __all__ = [
+    "BATCHES",
     "CHAT_COMPLETIONS",
     "DEFAULT_RATE",
     "DIALECT_PATHS",
@@ -80,6 +81,7 @@ DIALECT_PATHS: Mapping[str, DialectName] = MappingProxyType(
     {CHAT_COMPLETIONS: "chat", MESSAGES: "anthropic", RESPONSES: "responses"}
 )
 """The routes compressed by default, and the dialect of each (any other configured route reads as ``chat``)."""
+BATCHES = "/batches"  # POST to an Anthropic Messages route + this creates a Message Batch of Messages requests
 DEFAULT_RATE = 0.5
 MiB = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -267,6 +269,16 @@ class ProxySettings(_Frozen):
         """The settings of a compressed route, or ``None`` when ``path`` is passed through."""
         found = self.routes.get(path)
         return found if found is not None and found.compress else None
+
+    def batch_route(self, path: str) -> RouteSettings | None:
+        """The settings of the compressed Anthropic Messages route whose Message Batches ``path`` creates
+        (``/v1/messages/batches`` for ``/v1/messages``), or ``None``: a batch's requests are compressed as that
+        route compresses one body, and a route turned off (``compress = false``) passes its batches through too."""
+        parent = path.removesuffix(BATCHES)
+        route = self.route(parent) if parent != path else None
+        if route is None or (route.dialect or DIALECT_PATHS.get(parent, "chat")) != "anthropic":
+            return None
+        return route
 
     def default_budget(self, route: RouteSettings) -> Budget:
         """The route's budget, else the top-level one, else ``rate=DEFAULT_RATE``."""

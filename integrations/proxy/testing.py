@@ -13,7 +13,8 @@ the server's ``mode``:
 
 ``ok``            a chat completion, an Anthropic message (``POST /v1/messages``) or a Responses response
                   (``POST /v1/responses``), each as its API's SSE events when the body says ``"stream": true``;
-                  a model list for ``GET /v1/models``, and a JSON echo for anything else
+                  a model list for ``GET /v1/models``, an Anthropic Message Batch for ``POST /v1/messages/batches``
+                  and ``GET /v1/messages/batches/{id}``, and a JSON echo for anything else
 ``slow:S``        the same after S seconds
 ``status:N``      status N with an OpenAI-style JSON error body
 ``garbage``       200, ``content-type: application/json``, and bytes that are not JSON
@@ -308,6 +309,9 @@ def _answer_for(request: Recorded, payload: Any) -> dict[str, Any]:
             ],
             "usage": {"prompt_tokens": chars // 4, "completion_tokens": 3, "total_tokens": chars // 4 + 3},
         }
+    batch = _batch_for(request, payload)
+    if batch is not None:
+        return batch
     if request.target.startswith(("/v1/messages", "/v1/responses")) and isinstance(payload, dict):
         texts = _texts([payload.get(k) for k in ("system", "messages", "instructions", "input")])
         summary = f"{len(texts)} texts, {sum(map(len, texts))} characters"
@@ -315,6 +319,32 @@ def _answer_for(request: Recorded, payload: Any) -> dict[str, Any]:
     if request.method == "GET" and request.target.split("?")[0] == "/v1/models":
         return {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]}
     return {"method": request.method, "target": request.target, "body_bytes": len(request.body)}
+
+
+def _batch_for(request: Recorded, payload: Any) -> dict[str, Any] | None:
+    """An Anthropic Message Batch for ``POST /v1/messages/batches`` (as created) and ``GET
+    /v1/messages/batches/{id}`` (as ended), else ``None``."""
+    path = request.target.split("?")[0]
+    created = request.method == "POST" and path == "/v1/messages/batches" and isinstance(payload, dict)
+    batch_id = path.removeprefix("/v1/messages/batches/")
+    retrieved = request.method == "GET" and batch_id != path and batch_id.isidentifier()
+    if not created and not retrieved:
+        return None
+    requests = payload.get("requests") if isinstance(payload, dict) else None
+    count = len(requests) if isinstance(requests, list) else 1
+    ended = {"processing": 0, "succeeded": count} if retrieved else {"processing": count, "succeeded": 0}
+    return {
+        "id": batch_id if retrieved else "msgbatch_fake",
+        "type": "message_batch",
+        "processing_status": "ended" if retrieved else "in_progress",
+        "request_counts": {**ended, "errored": 0, "canceled": 0, "expired": 0},
+        "created_at": "2025-01-01T00:00:00Z",
+        "expires_at": "2025-01-02T00:00:00Z",
+        "ended_at": "2025-01-01T01:00:00Z" if retrieved else None,
+        "cancel_initiated_at": None,
+        "archived_at": None,
+        "results_url": None,
+    }
 
 
 def _texts(value: Any) -> list[str]:

@@ -152,8 +152,10 @@ def delimited(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def headed(text: str) -> list[tuple[int, int]]:
-    """What follows a context heading, up to the next label or heading (or the end)."""
+def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int]]:
+    """What follows a context heading, up to the next label or heading (or the end). With ``trailing_question`` (the
+    turn being answered), context that runs to the end gives up a short trailing question or request paragraph, as
+    the layout rule does: ``Documents:\n…\n\nHow many ships?`` asks its question after the documents, unlabelled."""
     spans: list[tuple[int, int]] = []
     heads = sorted([*HEADING.finditer(text), *_MD_HEADING.finditer(text)], key=lambda m: m.start())
     heads = [h for k, h in enumerate(heads) if k == 0 or h.start() >= heads[k - 1].end()]
@@ -170,9 +172,28 @@ def headed(text: str) -> list[tuple[int, int]]:
         if label is not None:
             stop = label.start()
         s, e = strip_span(text, h.end(), stop)
+        if trailing_question and label is None and k + 1 == len(heads):
+            e = _before_request(text, s, e)
         if e > s:
             spans.append((s, e))
     return spans
+
+
+def _before_request(text: str, s: int, e: int) -> int:
+    """The end of ``text[s:e]`` without its last paragraph when that is a short question or request (and not all
+    there is)."""
+    paras = paragraphs(text[s:e])
+    if len(paras) > 1 and _is_request(text[s + paras[-1][0] : s + paras[-1][1]]):
+        return strip_span(text, s, s + paras[-2][1])[1]
+    return e
+
+
+def _is_request(para: str) -> bool:
+    """A short paragraph that asks: a question, a request ("Summarise …") or a label ("Answer:")."""
+    last = para.strip()
+    return len(para) <= 500 and (
+        last.endswith("?") or _REQUEST_CUE.match(last) is not None or LABEL.match(last) is not None
+    )
 
 
 def starts_with_question(text: str) -> bool:
@@ -207,8 +228,7 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     tail = len(paras)
     if trailing_question and tail - 1 > lead:
         a, b = paras[-1]
-        last = text[a:b].strip()
-        if b - a <= 500 and (last.endswith("?") or _REQUEST_CUE.match(last) or LABEL.match(last)):
+        if _is_request(text[a:b]):
             tail -= 1
     if tail <= lead or (lead == 0 and tail < 3):  # one long paragraph is a long instruction, not context
         return []

@@ -176,7 +176,7 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
     if not spans:
         spans, rule = delimited(text), "fence"
     if not spans:
-        spans, rule = headed(text), "heading"
+        spans, rule = headed(text, trailing_question=role == "user" and last_user), "heading"
     if not spans and history:
         spans, rule = [(0, len(text))], "whole"
     if not spans and role in ("system", "developer", "user") and not starts_with_question(text):

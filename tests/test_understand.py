@@ -89,6 +89,23 @@ def test_headings(heading: str) -> None:
     assert layout.question == QUESTION
 
 
+@pytest.mark.parametrize("ask", [QUESTION, "Summarise what happened to town 5."])
+def test_an_unlabelled_question_after_headed_context_is_the_question(ask: str) -> None:
+    """The turn being answered asks after its documents without a label: the question is not context (it would be
+    scored as a passage and could be dropped), and relevance is scored against it, not against the heading."""
+    text = f"Documents:\n{CONTEXT}\n\n{ask}"
+    layout = understand(text, role="user", last_user=True)
+    assert context_of(layout) == [CONTEXT]
+    assert layout.question == ask
+    assert kinds(layout)[-1] == ("question", ask)
+    # elsewhere the same text is the documents' own to the end: a system prompt, or an earlier turn
+    assert context_of(understand(text, role="system", last_user=False)) == [f"{CONTEXT}\n\n{ask}"]
+    assert context_of(understand(text, role="user", last_user=False)) == [f"{CONTEXT}\n\n{ask}"]
+    # and a long last paragraph is a document, not a question
+    last = f"{DOCS[0]} {DOCS[1]}?"
+    assert context_of(understand(f"Documents:\n{CONTEXT}\n\n{last}")) == [f"{CONTEXT}\n\n{last}"]
+
+
 def test_question_before_context_as_in_langchains_rag_prompt() -> None:
     text = f"{INSTRUCTION}\nQuestion: {QUESTION} \nContext: {CONTEXT} \nAnswer:"
     layout = understand(text)

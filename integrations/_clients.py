@@ -9,8 +9,9 @@ prompt, which compress it first and then call the SDK's own method with everythi
   * ``responses``: ``create`` (``stream=True`` included), ``parse``, ``stream(...)`` and ``compact``;
 
 * Anthropic (``anthropic.Anthropic`` / ``AsyncAnthropic``): ``messages``: ``create`` (``stream=True`` included),
-  ``parse`` and the ``stream(...)`` helper (``count_tokens``, ``batches`` and the beta ``tool_runner``, which calls
-  the SDK's own ``create``, are the SDK's, uncompressed);
+  ``parse`` and the ``stream(...)`` helper; ``messages.batches.create``, each request's ``params`` as
+  ``messages.create`` would send it (:mod:`promptzip.integrations._batches`); ``count_tokens``, the other batch
+  methods and the beta ``tool_runner``, which calls the SDK's own ``create``, are the SDK's, uncompressed;
 * the same under ``client.beta``;
 * the same resources' ``with_raw_response`` and ``with_streaming_response`` views (``create``/``parse``), reached
   from the resource (``client.chat.completions.with_raw_response``) or from the client
@@ -49,6 +50,7 @@ from typing import Any, Literal, Protocol
 from promptzip._inputs import check_text
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
+from promptzip.integrations._batches import each_request
 from promptzip.integrations._calls import (
     KEYWORD,
     CallOptions,
@@ -118,7 +120,11 @@ class Sdk:
 
 
 OPENAI = Sdk("openai", ((("chat", "completions"), "messages", _chat), (("responses",), "input", _responses)))
-ANTHROPIC = Sdk("anthropic", ((("messages",), "messages", _messages),))
+# messages before messages.batches: the batches resource is set on the messages endpoint wrapped first.
+ANTHROPIC = Sdk(
+    "anthropic",
+    ((("messages",), "messages", _messages), (("messages", "batches"), "requests", each_request(_messages))),
+)
 
 
 # ---------------------------------------------------------------------------------------------------- the client

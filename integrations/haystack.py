@@ -35,24 +35,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack.core.serialization import component_to_dict
     from haystack.dataclasses import ChatMessage
+    from haystack.tools import ToolsType
+    from haystack.utils import deserialize_component_inplace
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("promptzip.integrations.haystack needs haystack-ai: pip install 'promptzip[haystack]'") from exc
 
-from promptzip._errors import ConfigError, InputError
+from promptzip._errors import ConfigError
 from promptzip._inputs import check_text
 from promptzip._pipeline import Zipper
-from promptzip._pricing import CachePricing
+from promptzip._pricing import CachePricing, listed_pricing
 from promptzip._types import Budget
 from promptzip.integrations._calls import cache_pricing, check_pricing, check_scope
 from promptzip.integrations._documents import check_settings, checked_list, compress_texts
+from promptzip.integrations._haystack_chat import check_messages, compress_chat
 
-__all__ = ["PROVENANCE_KEY", "PromptZipChatCompressor", "PromptZipDocumentCompressor"]
+__all__ = ["PROVENANCE_KEY", "PromptZipChatCompressor", "PromptZipChatGenerator", "PromptZipDocumentCompressor"]
 
 PROVENANCE_KEY = "promptzip"
 
@@ -158,8 +163,41 @@ class PromptZipDocumentCompressor(_Settings):
         return out
 
 
+class _ChatSettings(_Settings):
+    """What both chat doors share besides the settings: the scope and the chat model's cache prices."""
+
+    def __init__(
+        self,
+        budget: int | Budget | None,
+        rate: float | None,
+        preset: str,
+        target: str,
+        cache: str | None,
+        zipper: Zipper | None,
+        scope: str,
+        pricing: str | CachePricing | dict[str, Any] | None,
+    ) -> None:
+        _Settings.__init__(self, budget, rate, preset, target, cache, zipper)
+        self.scope = check_scope(scope)
+        if isinstance(pricing, dict):  # as to_dict wrote it
+            pricing = CachePricing(**pricing)
+        self.pricing = check_pricing(pricing)
+
+    def _chat_dict(self, **more: Any) -> dict[str, Any]:
+        """The init parameters (a Budget as its two numbers, a CachePricing as its fields), with ``more``."""
+        pricing = self.pricing
+        pricing_data = dataclasses.asdict(pricing) if isinstance(pricing, CachePricing) else pricing
+        return self._settings_dict(scope=self.scope, pricing=pricing_data, **more)
+
+    def _prices(self) -> CachePricing | None:
+        return cache_pricing(self.pricing)
+
+    def _compress(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        return compress_chat(self._compression, messages, scope=self.scope, pricing=self._prices())
+
+
 @component
-class PromptZipChatCompressor(_Settings):
+class PromptZipChatCompressor(_ChatSettings):
     """Compress a chat to a token budget for the whole request (a Haystack component; see the module docstring).
 
     ``budget``, ``rate``, ``preset``, ``target``, ``cache`` and ``zipper`` are as for
@@ -181,11 +219,7 @@ class PromptZipChatCompressor(_Settings):
         pricing: str | CachePricing | dict[str, Any] | None = None,
     ) -> None:
         # Not super(): @component builds a new class, so the zero-argument form would name the wrong one.
-        _Settings.__init__(self, budget, rate, preset, target, cache, zipper)
-        self.scope = check_scope(scope)
-        if isinstance(pricing, dict):  # as to_dict wrote it
-            pricing = CachePricing(**pricing)
-        self.pricing = check_pricing(pricing)
+        _ChatSettings.__init__(self, budget, rate, preset, target, cache, zipper, scope, pricing)
 
     @component.output_types(messages=list[ChatMessage])
     def run(self, messages: list[ChatMessage]) -> dict[str, list[ChatMessage]]:
@@ -194,33 +228,154 @@ class PromptZipChatCompressor(_Settings):
         :param messages: the chat, as a prompt builder or an agent hands it to a chat generator.
         :returns: ``{"messages": [...]}``, one message for each given, in order.
         """
-        return {"messages": self._compress(_check_messages(messages))}
+        return {"messages": self._compress(check_messages(messages))}
 
     @component.output_types(messages=list[ChatMessage])
     async def run_async(self, messages: list[ChatMessage]) -> dict[str, list[ChatMessage]]:
         """:meth:`run` with the compression in a worker thread, so the event loop keeps serving while models run."""
-        return {"messages": await asyncio.to_thread(self._compress, _check_messages(messages))}
+        return {"messages": await asyncio.to_thread(self._compress, check_messages(messages))}
 
     def to_dict(self) -> dict[str, Any]:
         """The init parameters, for ``Pipeline.dumps``; a Budget is written as its two numbers, a CachePricing as
         its fields."""
-        pricing = self.pricing
-        return self._settings_dict(
-            scope=self.scope, pricing=dataclasses.asdict(pricing) if isinstance(pricing, CachePricing) else pricing
-        )
+        return self._chat_dict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PromptZipChatCompressor:
         """The component that :meth:`to_dict` wrote (``Pipeline.loads``)."""
         return default_from_dict(cls, data)
 
-    def _compress(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        read = [_as_chat(m, i) for i, m in enumerate(messages)]
-        out = self._compression.chat([d for d, _ in read], scope=self.scope, pricing=cache_pricing(self.pricing))
-        return [
-            message if new is given else _written_back(message, slots, new)
-            for message, (given, slots), new in zip(messages, read, out, strict=True)
-        ]
+
+@component
+class PromptZipChatGenerator(_ChatSettings):
+    """A chat generator that compresses every request before the one it wraps sends it (a Haystack component).
+
+    Where a chat compressor cannot sit, because the generator is called inside a loop the pipeline does not see (a
+    Haystack ``Agent``, which calls its ``chat_generator`` once per step with the whole conversation so far), wrap
+    the generator instead: ``Agent(chat_generator=PromptZipChatGenerator(OpenAIChatGenerator(...), rate=0.3),
+    tools=[...])``. Each step's request is compressed as :class:`PromptZipChatCompressor` compresses it, so tool
+    results are cut by their structure and the prefix sent at one step is sent byte for byte at the next
+    (cache-stable history); the replies, tool calls and streaming are the wrapped generator's own, and the agent
+    keeps its full history (only what goes out is compressed).
+
+    ``chat_generator`` is any Haystack chat generator; the other parameters are as for
+    :class:`PromptZipChatCompressor`, except that ``pricing=None`` reads the wrapped generator's ``model`` (its listed
+    cache prices), else the target's. ``warm_up`` and ``close`` reach the wrapped generator too.
+    """
+
+    def __init__(
+        self,
+        chat_generator: Any,
+        *,
+        budget: int | Budget | None = None,
+        rate: float | None = None,
+        preset: str = "fast",
+        target: str = "gpt-4o",
+        cache: str | None = None,
+        zipper: Zipper | None = None,
+        scope: str = "all",
+        pricing: str | CachePricing | dict[str, Any] | None = None,
+    ) -> None:
+        run = getattr(chat_generator, "run", None)
+        if not callable(run):
+            raise ConfigError(
+                f"chat_generator must be a Haystack chat generator (a component with run), "
+                f"not {type(chat_generator).__name__}"
+            )
+        _ChatSettings.__init__(self, budget, rate, preset, target, cache, zipper, scope, pricing)
+        self.chat_generator = chat_generator
+        self._accepts = frozenset(inspect.signature(run).parameters)
+
+    @component.output_types(replies=list[ChatMessage])
+    def run(
+        self,
+        messages: list[ChatMessage] | str,
+        streaming_callback: Callable[..., Any] | None = None,
+        generation_kwargs: dict[str, Any] | None = None,
+        *,
+        tools: ToolsType | None = None,
+    ) -> dict[str, Any]:
+        """The wrapped generator's answer to the compressed ``messages``.
+
+        :param messages: the chat (a str is one user message, as Haystack's generators read it).
+        :param streaming_callback: passed on; it sees the wrapped generator's chunks.
+        :param generation_kwargs: passed on.
+        :param tools: passed on (an agent gives its tools at each step).
+        :returns: what the wrapped generator returns (``{"replies": [...]}``, and its other outputs).
+        """
+        given = self._given(streaming_callback, generation_kwargs, tools)
+        return dict(self.chat_generator.run(messages=self._compress(_chat_messages(messages)), **given))
+
+    @component.output_types(replies=list[ChatMessage])
+    async def run_async(
+        self,
+        messages: list[ChatMessage] | str,
+        streaming_callback: Callable[..., Any] | None = None,
+        generation_kwargs: dict[str, Any] | None = None,
+        *,
+        tools: ToolsType | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`run` with the compression in a worker thread and the wrapped generator's ``run_async`` (its
+        ``run``, in a thread, where it has none)."""
+        given = self._given(streaming_callback, generation_kwargs, tools)
+        compressed = await asyncio.to_thread(self._compress, _chat_messages(messages))
+        run_async = getattr(self.chat_generator, "run_async", None)
+        if run_async is not None:
+            return dict(await run_async(messages=compressed, **given))
+        return dict(await asyncio.to_thread(self.chat_generator.run, messages=compressed, **given))
+
+    def warm_up(self) -> None:
+        """Build the Zipper, and warm the wrapped generator up where it can be."""
+        _Settings.warm_up(self)
+        if hasattr(self.chat_generator, "warm_up"):
+            self.chat_generator.warm_up()
+
+    def close(self) -> None:
+        """Close the wrapped generator's clients, where it has any."""
+        if hasattr(self.chat_generator, "close"):
+            self.chat_generator.close()
+
+    async def close_async(self) -> None:
+        """Close the wrapped generator's clients, where it has any (its ``close_async``, else its ``close``)."""
+        if hasattr(self.chat_generator, "close_async"):
+            await self.chat_generator.close_async()
+        else:
+            self.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The init parameters, the wrapped generator as its own ``to_dict``, for ``Pipeline.dumps`` and
+        ``Agent.to_dict``."""
+        data = self._chat_dict()  # first: a ready zipper is refused before the wrapped generator is read
+        data["init_parameters"]["chat_generator"] = component_to_dict(obj=self.chat_generator, name="chat_generator")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptZipChatGenerator:
+        """The component that :meth:`to_dict` wrote, the wrapped generator rebuilt from its own dict."""
+        deserialize_component_inplace(data["init_parameters"], key="chat_generator")
+        return default_from_dict(cls, data)
+
+    def _prices(self) -> CachePricing | None:
+        if self.pricing is None:  # the prices of the model the wrapped generator calls, where they are listed
+            model = getattr(self.chat_generator, "model", None)
+            return listed_pricing(model) if isinstance(model, str) else None
+        return cache_pricing(self.pricing)
+
+    def _given(self, streaming_callback: object, generation_kwargs: object, tools: object) -> dict[str, Any]:
+        """The arguments given, to pass on; one the wrapped generator does not take is a ConfigError naming it."""
+        given = {
+            k: v
+            for k, v in (
+                ("streaming_callback", streaming_callback),
+                ("generation_kwargs", generation_kwargs),
+                ("tools", tools),
+            )
+            if v is not None
+        }
+        for name in given:
+            if name not in self._accepts:
+                raise ConfigError(f"{type(self.chat_generator).__name__}.run does not take {name}")
+        return given
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -237,76 +392,6 @@ def _query(query: object) -> str | None:
     return check_text(query, "query", allow_empty=True).strip() or None
 
 
-def _check_messages(messages: object) -> list[ChatMessage]:
-    return checked_list(messages, ChatMessage, "messages", "haystack ChatMessage")
-
-
-def _as_chat(message: ChatMessage, i: int) -> tuple[dict[str, Any], list[int]]:
-    """A ChatMessage as an OpenAI chat message, and for each of its text pieces (the whole content when it is one
-    text, else each content part) the index of the ChatMessage content item it stands for. Tool calls go in
-    ``tool_calls`` and media as parts the core never changes; a tool result is the ``tool`` message's content."""
-    data = message.to_dict()
-    chat: dict[str, Any] = {"role": data["role"]}
-    if data.get("name"):
-        chat["name"] = data["name"]
-    parts: list[dict[str, Any]] = []
-    slots: list[int] = []
-    calls: list[dict[str, Any]] = []
-    for k, item in enumerate(data["content"]):
-        if "text" in item:
-            parts.append({"type": "text", "text": item["text"]})
-            slots.append(k)
-        elif "tool_call" in item:
-            calls.append(_openai_call(item["tool_call"]))
-        elif "tool_call_result" in item:
-            result = item["tool_call_result"]
-            chat["tool_call_id"] = result["origin"].get("id")
-            value = result["result"]
-            if isinstance(value, str):
-                parts.append({"type": "text", "text": value})
-            else:  # a list of text, image and file parts: only the text parts are read
-                parts.extend({"type": "text", "text": p["text"]} if "text" in p else {"type": "media"} for p in value)
-            slots += [k] * (len(parts) - len(slots))
-        else:  # an image, a file, reasoning: sent as it is
-            parts.append({"type": "media"})
-            slots.append(k)
-    if calls:
-        chat["tool_calls"] = calls
-    if len(parts) == 1 and parts[0]["type"] == "text":
-        chat["content"] = parts[0]["text"]
-    elif parts:
-        chat["content"] = parts
-    elif not calls:
-        raise InputError(f"messages[{i}] has no content")
-    else:
-        chat["content"] = None
-    return chat, slots
-
-
-def _openai_call(call: dict[str, Any]) -> dict[str, Any]:
-    arguments = json.dumps(call.get("arguments") or {}, ensure_ascii=False)
-    return {"id": call.get("id"), "type": "function", "function": {"name": call["tool_name"], "arguments": arguments}}
-
-
-def _written_back(message: ChatMessage, slots: list[int], chat: dict[str, Any]) -> ChatMessage:
-    """``message`` with the texts of ``chat`` (its compressed OpenAI form) in place of its own."""
-    content = chat["content"]
-    texts = [content] if isinstance(content, str) else [p.get("text") for p in content or ()]
-    data = message.to_dict()
-    items = data["content"]
-    seen: dict[int, int] = {}  # how many text pieces of a list tool result were written so far
-    for slot, text in zip(slots, texts, strict=True):
-        item = items[slot]
-        if text is None:  # media: as it was
-            seen[slot] = seen.get(slot, 0) + 1
-        elif "text" in item:
-            item["text"] = text
-        elif "tool_call_result" in item:
-            result = item["tool_call_result"]
-            if isinstance(result["result"], str):
-                result["result"] = text
-            else:
-                n = seen.get(slot, 0)
-                result["result"][n] = {**result["result"][n], "text": text}
-                seen[slot] = n + 1
-    return ChatMessage.from_dict(data)
+def _chat_messages(messages: object) -> list[ChatMessage]:
+    """The chat a generator was given: a str is one user message, as Haystack's own generators read it."""
+    return [ChatMessage.from_user(messages)] if isinstance(messages, str) else check_messages(messages)

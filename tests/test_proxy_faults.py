@@ -159,8 +159,8 @@ def test_a_compressor_crash_fails_open_with_the_original_request(upstream: FakeU
 def test_fail_closed_answers_an_error(upstream: FakeUpstream, error: Exception, status: int, code: str) -> None:
     before = len(upstream.requests)
     app = create_app(proxy_settings(upstream.url, fail_mode="closed"), zipper_factory=exploding(error))
-    with TestClient(app) as c:
-        r = c.post("/v1/chat/completions", json=CHAT)
+    with TestClient(app) as c:  # a token cap: under a rate, a chat that cannot shrink to it goes as it came
+        r = c.post("/v1/chat/completions", json=CHAT, headers={"x-promptzip-budget": "100"})
     assert r.status_code == status
     assert r.headers["x-promptzip-status"] == "error"
     assert r.json()["error"]["code"] == code

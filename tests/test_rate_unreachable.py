@@ -105,3 +105,31 @@ def test_the_decorator_and_the_runnable_do_the_same() -> None:
     assert PromptZipRunnable(rate=0.3, zipper=fresh()).invoke(messages) == messages
     with pytest.raises(pz.BudgetError):
         PromptZipRunnable(budget=10, zipper=fresh()).invoke(messages)
+
+
+# An agent's system prompt: long, but an instruction (kept verbatim), over the proxy tests' min_tokens.
+LONG_SYSTEM = " ".join(
+    f"Rule {i}: when the records are asked about, call the harbour tool and quote the year it gives." for i in range(9)
+)
+
+
+def test_the_proxy_forwards_it_as_a_pass_through_not_a_failure(live: str, upstream: FakeUpstream) -> None:
+    chat = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": QUESTION}]
+    with openai.OpenAI(base_url=live + "/v1", api_key="sk-test", max_retries=0) as client:
+        sent = client.chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=chat,  # type: ignore[arg-type]
+            extra_headers={"x-promptzip-rate": "0.3"},
+        )
+        assert (sent.headers["x-promptzip-status"], sent.headers["x-promptzip-reason"]) == (
+            "passthrough",
+            "rate-unreachable",
+        )
+        assert last_body(upstream, "/v1/chat/completions")["messages"] == chat
+        capped = client.chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=chat,  # type: ignore[arg-type]
+            extra_headers={"x-promptzip-budget": "20"},
+        )
+        assert capped.headers["x-promptzip-status"] == "fail-open"  # a cap it cannot meet is a failure, shown
+        assert capped.headers["x-promptzip-error"] == "budget_not_met"

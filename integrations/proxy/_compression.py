@@ -32,7 +32,7 @@ from typing import Any
 
 from promptzip._cache import Cache, MemoryCache, NullCache, cache_from_url, encode_json, make_key
 from promptzip._deadline import deadline
-from promptzip._errors import DeadlineExceeded
+from promptzip._errors import BudgetError, DeadlineExceeded
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip._pool import ZipperPool
@@ -235,17 +235,23 @@ class Compressions:
         self, key: str, messages: list[dict[str, Any]], options: Options, tokens_in: int, at: float
     ) -> Outcome:
         zipper = self.zipper(options.preset, options.target)
-        with deadline(at - time.monotonic()):
-            # Where the context is (JSON tool results stay whole and valid) is the core's request understanding.
-            result = zipper.compress_messages(
-                messages,
-                budget=options.budget,
-                scope=options.scope,
-                history=options.history,
-                conversation=options.conversation or None,
-                partition=options.partition,
-                pricing=options.pricing,
-            )
+        try:
+            with deadline(at - time.monotonic()):
+                # Where the context is (JSON tool results stay whole and valid) is the core's request understanding.
+                result = zipper.compress_messages(
+                    messages,
+                    budget=options.budget,
+                    scope=options.scope,
+                    history=options.history,
+                    conversation=options.conversation or None,
+                    partition=options.partition,
+                    pricing=options.pricing,
+                )
+        except BudgetError:
+            if options.budget.rate is None:  # a token budget is the caller's cap: missing it is an error
+                raise
+            # A rate is a target: a chat made mostly of what is kept verbatim goes as it came, as every door sends it.
+            return Outcome(None, tokens_in, tokens_in, "rate-unreachable", zipper.compressor.name)
         out = [dict(m) for m in result.messages or ()]
         changed = out != messages  # else the original body is forwarded
         outcome = Outcome(

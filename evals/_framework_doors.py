@@ -11,6 +11,7 @@ from promptzip.evals._integration_doors import CACHE, PRESET, SEP, TARGET, Bench
 
 __all__ = [
     "via_haystack",
+    "via_haystack_agent",
     "via_haystack_chat",
     "via_lc_compressor",
     "via_lc_runnable",
@@ -209,3 +210,44 @@ def _litellm_call(router: Any, path: str, messages: list[dict[str, str]], *, str
     if path == "/v1/responses":
         return router.aresponses(input=messages, **options)
     return router.acompletion(messages=messages, **options)
+
+
+def via_haystack_agent(b: Bench, mode: str) -> Measured:
+    """A Haystack Agent whose chat generator is a real OpenAIChatGenerator (to the fake upstream) wrapped in
+    PromptZipChatGenerator: the agent's step request, system prompt and question, compressed."""
+    os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # before haystack is imported: no phoning home
+    from haystack.components.agents import Agent
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.dataclasses import ChatMessage
+    from haystack.utils import Secret
+
+    from promptzip.integrations.haystack import PromptZipChatGenerator
+
+    r = b.request
+    generator = OpenAIChatGenerator(api_key=Secret.from_token("sk-fake"), model=TARGET, api_base_url=b.upstream.url)
+    wrapped = PromptZipChatGenerator(generator, budget=b.budgets["request"], **b.options())
+    streaming: dict[str, Any] = {"streaming_callback": lambda chunk: None} if mode == "stream" else {}
+    agent = Agent(chat_generator=wrapped, system_prompt=r.instruction + SEP + r.context, **streaming)
+    messages = [ChatMessage.from_user(r.question)]
+
+    def run() -> Any:
+        try:
+            return agent.run(messages=messages)
+        finally:
+            wrapped.close()
+
+    async def run_async() -> Any:
+        if streaming:  # an async agent wants an async callback
+            streaming["streaming_callback"] = _ignore_chunk
+        try:
+            return await agent.run_async(messages=messages)
+        finally:
+            await wrapped.close_async()
+
+    with b.received("/v1/chat/completions") as got:
+        _, s = _timed(run_async if mode == "async" else run)
+    return Measured(b.request_tokens(r.messages()), b.request_tokens(got[0]["messages"]), s)
+
+
+async def _ignore_chunk(chunk: Any) -> None:
+    return None

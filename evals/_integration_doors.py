@@ -17,6 +17,7 @@ import promptzip as pz
 from promptzip._messages import message_tokens
 
 PRESET, TARGET, CACHE = "fast", "gpt-4o", "memory"
+BATCHES = "/v1/messages/batches"  # a batch of one request: its params go out as messages.create would send them
 DOCUMENTS = 8
 CONTEXT_BUDGET = 400
 SEP = "\n\n"
@@ -257,16 +258,21 @@ def _sdk_door(path: str, *, wrapped: bool) -> Callable[[Bench, str], Measured]:
         root = b.upstream.url.removesuffix("/v1") if wrapped else b.proxy
         body: dict[str, Any] = {"model": TARGET, "stream": True} if mode == "stream" else {"model": TARGET}
         client: Any
-        if path == "/v1/messages":
+        if path.startswith("/v1/messages"):
             client = (anthropic.AsyncAnthropic if is_async else anthropic.Anthropic)(base_url=root, **common)
             body |= {"max_tokens": 64, "system": messages[0]["content"], "messages": messages[1:]}
+            if path == BATCHES:  # the same request as the one of a batch: compressed as messages.create would
+                body = {"requests": [{"custom_id": "rag", "params": body}]}
         else:
             client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=root + "/v1", **common)
             body |= {"messages": messages} if path == "/v1/chat/completions" else {"input": messages}
         if wrapped:
             client = wrap(client, budget=b.budgets["request"], **b.options())
-        resource = {"/v1/messages": "messages", "/v1/responses": "responses"}.get(path)
-        send: Any = (getattr(client, resource) if resource else client.chat.completions).with_raw_response.create
+        resource = {"/v1/messages": ("messages",), "/v1/responses": ("responses",), BATCHES: ("messages", "batches")}
+        target: Any = client
+        for name in resource.get(path, ("chat", "completions")):
+            target = getattr(target, name)
+        send: Any = target.with_raw_response.create
 
         def call() -> Any:
             if is_async:
@@ -289,6 +295,8 @@ def _sdk_door(path: str, *, wrapped: bool) -> Callable[[Bench, str], Measured]:
 
 def _as_chat(path: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The chat messages of a body the upstream received (the proxy's dialects read them the same way)."""
+    if path == BATCHES:
+        return _as_chat("/v1/messages", body["requests"][0]["params"])
     if path == "/v1/messages":
         return [{"role": "system", "content": body["system"]}, *body["messages"]]
     if path == "/v1/responses":

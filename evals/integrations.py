@@ -39,6 +39,7 @@ __all__ = ["DOORS", "Request", "Row", "main", "markdown", "markdown_table", "run
 
 from promptzip.evals._framework_doors import (
     via_haystack,
+    via_haystack_agent,
     via_haystack_chat,
     via_lc_compressor,
     via_lc_runnable,
@@ -47,6 +48,7 @@ from promptzip.evals._framework_doors import (
     via_llama_index_llm,
 )
 from promptzip.evals._integration_doors import (
+    BATCHES,
     COMMAND,
     PRESET,
     SCOPES,
@@ -98,6 +100,8 @@ DOORS: tuple[Door, ...] = (
     Door("`pz.wrap(anthropic.Anthropic)` messages.create", ("anthropic",), "yes", "yes", "yes", "request",
          via_wrap("/v1/messages"), ("sync", "async", "stream"),
          "Anthropic / AsyncAnthropic; read as the proxy's `/v1/messages` reads it"),
+    Door("`pz.wrap(anthropic.Anthropic)` messages.batches.create", ("anthropic",), "yes", "yes", _NO_CALL, "request",
+         via_wrap(BATCHES), ("sync", "async"), "a batch of one request, its params as messages.create sends them"),
     Door("`@pz.compress_call`", ("promptzip", "openai"), "yes", "yes", "yes", "request", via_decorator,
          ("sync", "async", "stream"), "sync and async functions; the function's own return, a stream, untouched"),
     Door("LangChain `PromptZipCompressor`", ("langchain-core",), "yes", "yes", _NO_CALL, "context", via_lc_compressor,
@@ -115,6 +119,10 @@ DOORS: tuple[Door, ...] = (
          ("sync", "async", "stream"),
          "ChatPromptBuilder -> compressor -> OpenAIChatGenerator (real, to the fake upstream); Pipeline.run / "
          "run_async; streaming_callback"),
+    Door("Haystack `PromptZipChatGenerator` in an `Agent`", ("haystack-ai",), "yes", "yes", "yes", "request",
+         via_haystack_agent, ("sync", "async", "stream"),
+         "Agent(chat_generator=PromptZipChatGenerator(OpenAIChatGenerator)), real, to the fake upstream; Agent.run / "
+         "run_async; streaming_callback"),
     Door("LiteLLM `PromptZipHook`", ("litellm",), "no", "yes", "yes", "request", via_litellm("/v1/chat/completions"),
          ("async", "stream"),
          "Router.acompletion; LiteLLM runs no rewriting hook for sync completion, which goes out uncompressed"),
@@ -131,6 +139,8 @@ DOORS: tuple[Door, ...] = (
          via_proxy("/v1/chat/completions"), ("sync", "async", "stream"), "x-promptzip-budget header"),
     Door("proxy `/v1/messages`", ("anthropic", *_PROXY), "yes", "yes", "yes", "request", via_proxy("/v1/messages"),
          ("sync", "async", "stream"), "x-promptzip-budget header"),
+    Door("proxy `/v1/messages/batches`", ("anthropic", *_PROXY), "yes", "yes", _NO_CALL, "request",
+         via_proxy(BATCHES), ("sync", "async"), "x-promptzip-budget header; a batch of one request, its params"),
     Door("proxy `/v1/responses`", ("openai", *_PROXY), "yes", "yes", "yes", "request", via_proxy("/v1/responses"),
          ("sync", "async", "stream"), "x-promptzip-budget header; input as message items"),
 )  # fmt: skip

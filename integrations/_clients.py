@@ -7,6 +7,10 @@ prompt, which compress it first and then call the SDK's own method with everythi
 
   * ``chat.completions``: ``create`` (``stream=True`` included), ``parse`` and the ``stream(...)`` helper;
   * ``responses``: ``create`` (``stream=True`` included), ``parse``, ``stream(...)`` and ``compact``;
+  * ``files.create`` with ``purpose="batch"``: each line of the Batch API input file whose ``url`` is
+    ``/v1/chat/completions`` or ``/v1/responses`` has its ``body`` compressed as that call would send it
+    (:mod:`promptzip.integrations._openai_batches`; the file is read whole first); other purposes, and the
+    Uploads API, are the SDK's, uncompressed;
 
 * Anthropic (``anthropic.Anthropic`` / ``AsyncAnthropic``): ``messages``: ``create`` (``stream=True`` included),
   ``parse`` and the ``stream(...)`` helper; ``messages.batches.create``, each request's ``params`` as
@@ -61,6 +65,7 @@ from promptzip.integrations._calls import (
     fits_whole,
 )
 from promptzip.integrations._dialects import AnthropicMessages, OpenAIResponses
+from promptzip.integrations._openai_batches import each_line
 
 __all__ = [
     "ANTHROPIC",
@@ -119,7 +124,14 @@ class Sdk:
     endpoints: tuple[tuple[tuple[str, ...], str, _Rewrite], ...]
 
 
-OPENAI = Sdk("openai", ((("chat", "completions"), "messages", _chat), (("responses",), "input", _responses)))
+OPENAI = Sdk(
+    "openai",
+    (
+        (("chat", "completions"), "messages", _chat),
+        (("responses",), "input", _responses),
+        (("files",), "file", each_line),  # a batch file's lines; other purposes go as given
+    ),
+)
 # messages before messages.batches: the batches resource is set on the messages endpoint wrapped first.
 ANTHROPIC = Sdk(
     "anthropic",

@@ -10,6 +10,8 @@
   call is compressed too; its response stream is not touched.
 * ``POST`` to an Anthropic Messages route's ``/batches`` (``/v1/messages/batches``, Message Batches): each request's
   ``params`` is compressed as that route compresses a body, and the batch forwarded (:mod:`._batches`).
+* ``POST /v1/files``: an OpenAI Batch API input file (``purpose`` ``batch``) has each line's ``body`` compressed as
+  its ``url``'s route compresses a body, and the upload forwarded (:mod:`._openai_batches`).
 * Any other ``/v1/*`` request is forwarded untouched: method, path, query, body and headers (minus hop-by-hop
   ones and the ``x-promptzip-*`` controls).
 * ``/healthz`` answers ``{"status": "ok"}``; ``/metrics`` is Prometheus text.
@@ -79,6 +81,7 @@ from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansio
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
+from promptzip.integrations.proxy._openai_batches import BatchFiles
 from promptzip.integrations.proxy._options import parse_options, with_cache_key, with_model_pricing
 from promptzip.integrations.proxy._paths import upstream_path, v1_segments
 from promptzip.integrations.proxy._relay import Relay
@@ -94,7 +97,7 @@ from promptzip.integrations.proxy._requests import (
     skip_reason,
     status_headers,
 )
-from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
+from promptzip.integrations.proxy._settings import FILES, ProxySettings, RouteSettings
 
 __all__ = ["ZipperFactory", "create_app", "serve"]
 
@@ -163,6 +166,7 @@ class _Proxy:
         self.compressions = Compressions(settings, factory, self.metrics)
         self.expansions = Expansions(settings, self.compressions)  # what compressions cut, per credential
         self.batches = Batches(self.compressions, self.metrics, forward=self._forward, count_small=self._count_small)
+        self.batch_files = BatchFiles(self.batches, self.compressions, self.metrics, forward=self._forward)
 
     def route_label(self, path: str) -> str:
         """The ``route`` label of a request path in metrics and logs (the path itself only for known routes)."""
@@ -170,7 +174,7 @@ class _Proxy:
             return path[1:]
         if path.startswith(OWN_PREFIX):
             return "expand" if path.startswith(OWN_PREFIX + "expand/") else "not_found"
-        if self.settings.route(path) is not None or self.settings.batch_route(path) is not None:
+        if self.settings.route(path) is not None or self.settings.batch_route(path) is not None or path == FILES:
             return path
         return "passthrough" if path.startswith("/v1/") else "not_found"
 
@@ -231,6 +235,8 @@ class _Proxy:
             if messages_route is not None and request.method == "POST":  # each request as that route sends one
                 dialect = DIALECTS["anthropic"]
                 return await self.batches.create(request, messages_route, dialect)
+            if path == FILES and request.method == "POST":  # a batch file's lines, each as its route sends one
+                return await self.batch_files.create(request)
             body = await read_body(request, self.settings.max_body_bytes)
             return await self._forward(request, body, {})
         except (RequestError, UpstreamError) as exc:
@@ -331,13 +337,17 @@ class _Proxy:
         query = request.scope.get("query_string", b"")
         return self._upstream.copy_with(raw_path=path + (b"?" + query if query else b""))
 
-    async def _forward(self, request: Request, body: bytes, extra: Mapping[str, str]) -> Response:
+    async def _forward(
+        self, request: Request, body: bytes, extra: Mapping[str, str], *, content_type: str | None = None
+    ) -> Response:
         if not self._clients:
             raise RuntimeError("the proxy's lifespan has not run: serve the app with uvicorn or enter its lifespan")
         client = next(self._turn)
-        upstream_request = client.build_request(
-            request.method, self._url(request), headers=request_headers(request.headers.raw), content=body
-        )
+        headers = request_headers(request.headers.raw)
+        if content_type is not None:  # a re-encoded body's own (a form's new boundary)
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+            headers.append((b"content-type", content_type.encode("latin-1")))
+        upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=body)
         try:
             response = await client.send(upstream_request, stream=True)
         except httpx.PoolTimeout as exc:

@@ -68,7 +68,7 @@ from promptzip.integrations.proxy._requests import (
 )
 from promptzip.integrations.proxy._settings import RouteSettings
 
-__all__ = ["Batches"]
+__all__ = ["Batches", "Done", "batch_headers"]
 
 logger = logging.getLogger("promptzip.proxy")
 
@@ -78,7 +78,7 @@ CountSmall = Callable[[list[dict[str, Any]], Options], Outcome | None]
 
 
 @dataclass(frozen=True, slots=True)
-class _Done:
+class Done:
     """One request of a batch, handled: its outcome, or the reason it was not compressed, or the error it failed
     open with."""
 
@@ -87,8 +87,8 @@ class _Done:
     error: Exception | None = None
 
 
-def _headers(done: list[_Done], options: Options) -> dict[str, str]:
-    """The batch's answer headers, summed over its requests (module docstring)."""
+def batch_headers(done: list[Done], options: Options) -> dict[str, str]:
+    """The batch's answer headers, summed over its requests (module docstring); the OpenAI batch file route's too."""
     outcomes = [d.outcome for d in done if d.outcome is not None]
     errors = [d.error for d in done if d.error is not None]
     compressed = sum(o.messages is not None for o in outcomes)
@@ -145,17 +145,18 @@ class Batches:
         if not entries:
             headers = {**status_headers("passthrough", "no-requests"), **_NONE_COMPRESSED}
             return await self._forward(request, body, {**headers, "x-promptzip-batch-requests": "0"})
-        done: list[_Done] = []
+        done: list[Done] = []
         sent: list[Any] = []
         for entry, chat in zip(entries, chats, strict=True):
             if isinstance(chat, str):  # a valid body with nothing the dialect may change, as on the route
                 self._metrics.compressions.inc("passthrough")
-                done.append(_Done(reason=chat))
+                done.append(Done(reason=chat))
                 sent.append(entry.request)
                 continue
             if await request.is_disconnected():  # nobody waits for the rest
                 raise RequestError("the client disconnected", code="client_disconnected")
-            one = await self._one(entry, chat, options, dialect)
+            at = {"x-promptzip-batch-index": str(entry.index)}
+            one = await self.one(entry.params, chat, options, dialect, at)
             if isinstance(one, Response):  # overloaded, or failed closed: the whole batch's answer
                 return one
             done.append(one)
@@ -167,11 +168,13 @@ class Batches:
             await asyncio.sleep(0)  # other requests' work runs between two of this batch's
         changed = any(out is not entry.request for entry, out in zip(entries, sent, strict=True))
         new_body = encode({**payload, "requests": sent}) if changed else body
-        return await self._forward(request, new_body, _headers(done, options))
+        return await self._forward(request, new_body, batch_headers(done, options))
 
-    async def _one(self, entry: Entry, chat: Chat, options: Options, dialect: Dialect) -> _Done | Response:
-        """One request's compression, as the Messages route runs it; a Response when it ends the batch."""
-        params = entry.params
+    async def one(
+        self, params: Mapping[str, Any], chat: Chat, options: Options, dialect: Dialect, at: Mapping[str, str]
+    ) -> Done | Response:
+        """One request's compression, as its route runs it; a Response when it ends the batch (``at``: the header
+        that names the request in that Response). The OpenAI batch file route compresses its lines here too."""
         own = with_model_pricing(with_cache_key(options, params), params)
         size = len(json.dumps(params, ensure_ascii=False))  # to tell small from large: characters, not bytes
         started = time.perf_counter()
@@ -180,14 +183,14 @@ class Batches:
         except Overloaded as exc:
             self._metrics.compressions.inc("overloaded")
             retry = {"retry-after": str(exc.retry_after), "x-promptzip-status": "error"}
-            return dialect.error(exc, headers={**retry, "x-promptzip-batch-index": str(entry.index)})
+            return dialect.error(exc, headers={**retry, **at})
         except Exception as exc:
             if options.fail_mode == "closed":
-                return self._closed(exc, entry, dialect)
+                return self._closed(exc, at, dialect)
             self._failed_open(exc, time.perf_counter() - started)
-            return _Done(error=exc)
+            return Done(error=exc)
         self._count(outcome)
-        return _Done(outcome)
+        return Done(outcome)
 
     async def _outcome(self, chat: Chat, options: Options, size: int) -> Outcome:
         # As on the Messages route: a body shorter than min_tokens is counted here, without a thread hop.
@@ -201,15 +204,12 @@ class Batches:
         self._metrics.tokens_saved.inc(amount=max(0, outcome.tokens_in - outcome.tokens_out))
         self._metrics.compressions.inc("passthrough" if outcome.messages is None else "compressed")
 
-    def _closed(self, exc: Exception, entry: Entry, dialect: Dialect) -> Response:
+    def _closed(self, exc: Exception, at: Mapping[str, str], dialect: Dialect) -> Response:
         _, _, code = status_of(exc)
         self._metrics.compressions.inc("error")
-        logger.warning("proxy: batch request %d failed to compress (fail-closed): %s", entry.index, describe(exc, code))
-        headers = {
-            "x-promptzip-status": "error",
-            "x-promptzip-error": code,
-            "x-promptzip-batch-index": str(entry.index),
-        }
+        where = ", ".join(f"{k.removeprefix('x-promptzip-')} {v}" for k, v in at.items())
+        logger.warning("proxy: a batch request (%s) failed to compress (fail-closed): %s", where, describe(exc, code))
+        headers = {"x-promptzip-status": "error", "x-promptzip-error": code, **at}
         return dialect.error(exc, headers=headers)
 
     def _failed_open(self, exc: Exception, seconds: float) -> None:

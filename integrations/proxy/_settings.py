@@ -59,6 +59,7 @@ __all__ = [
     "CHAT_COMPLETIONS",
     "DEFAULT_RATE",
     "DIALECT_PATHS",
+    "FILES",
     "MESSAGES",
     "RESPONSES",
     "SCOPES",
@@ -82,6 +83,8 @@ DIALECT_PATHS: Mapping[str, DialectName] = MappingProxyType(
 )
 """The routes compressed by default, and the dialect of each (any other configured route reads as ``chat``)."""
 BATCHES = "/batches"  # POST to an Anthropic Messages route + this creates a Message Batch of Messages requests
+FILES = "/v1/files"  # OpenAI's file uploads: a "batch" file's lines are requests to the routes (batch_line_route)
+_BATCH_LINE_DIALECTS = ("chat", "responses")  # what an OpenAI batch line may be sent to, of what the proxy reads
 DEFAULT_RATE = 0.5
 MiB = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -279,6 +282,17 @@ class ProxySettings(_Frozen):
         if route is None or (route.dialect or DIALECT_PATHS.get(parent, "chat")) != "anthropic":
             return None
         return route
+
+    def batch_line_route(self, url: str) -> tuple[RouteSettings, DialectName] | None:
+        """The settings and dialect of the compressed route an OpenAI batch file's line names by its ``url``
+        (``/v1/chat/completions``, ``/v1/responses``), or ``None``: its body is compressed as a request on that path
+        would be, and a route turned off, or read as Anthropic Messages (not an OpenAI batch endpoint), leaves
+        the line as it came."""
+        route = self.route(url)
+        if route is None:
+            return None
+        dialect = route.dialect or DIALECT_PATHS.get(url, "chat")
+        return (route, dialect) if dialect in _BATCH_LINE_DIALECTS else None
 
     def default_budget(self, route: RouteSettings) -> Budget:
         """The route's budget, else the top-level one, else ``rate=DEFAULT_RATE``."""

@@ -14,7 +14,9 @@ the server's ``mode``:
 ``ok``            a chat completion, an Anthropic message (``POST /v1/messages``) or a Responses response
                   (``POST /v1/responses``), each as its API's SSE events when the body says ``"stream": true``;
                   a model list for ``GET /v1/models``, an Anthropic Message Batch for ``POST /v1/messages/batches``
-                  and ``GET /v1/messages/batches/{id}``, and a JSON echo for anything else
+                  and ``GET /v1/messages/batches/{id}``, an OpenAI file object for ``POST /v1/files`` (a
+                  multipart upload: its ``file`` field's size and name, its ``purpose``; the raw body is recorded)
+                  and ``GET /v1/files/{id}``, and a JSON echo for anything else
 ``slow:S``        the same after S seconds
 ``status:N``      status N with an OpenAI-style JSON error body
 ``garbage``       200, ``content-type: application/json``, and bytes that are not JSON
@@ -309,7 +311,7 @@ def _answer_for(request: Recorded, payload: Any) -> dict[str, Any]:
             ],
             "usage": {"prompt_tokens": chars // 4, "completion_tokens": 3, "total_tokens": chars // 4 + 3},
         }
-    batch = _batch_for(request, payload)
+    batch = _batch_for(request, payload) or _file_for(request)
     if batch is not None:
         return batch
     if request.target.startswith(("/v1/messages", "/v1/responses")) and isinstance(payload, dict):
@@ -345,6 +347,32 @@ def _batch_for(request: Recorded, payload: Any) -> dict[str, Any] | None:
         "archived_at": None,
         "results_url": None,
     }
+
+
+def _file_for(request: Recorded) -> dict[str, Any] | None:
+    """An OpenAI file object for ``POST /v1/files`` (from the upload's form, as far as it reads) and ``GET
+    /v1/files/{id}``, else ``None``."""
+    from promptzip.integrations._bodies import RequestError
+    from promptzip.integrations.proxy._multipart import parse_form
+
+    path = request.target.split("?")[0]
+    file_id = path.removeprefix("/v1/files/")
+    retrieved = request.method == "GET" and file_id != path and "/" not in file_id
+    if not retrieved and (request.method != "POST" or path != "/v1/files"):
+        return None
+    found: dict[str, Any] = {"id": file_id, "bytes": 0, "filename": "batch.jsonl", "purpose": "batch"}
+    if not retrieved:
+        found = {"id": "file-fake", "bytes": len(request.body), "filename": "upload", "purpose": ""}
+        try:
+            form = parse_form(request.header("content-type") or "", request.body)
+        except RequestError:
+            form = None
+        for part in form.parts if form is not None else ():
+            if part.name == "file":
+                found = {**found, "bytes": len(part.content), "filename": part.filename or "upload"}
+            if part.name == "purpose":
+                found["purpose"] = part.content.decode("utf-8", "replace")
+    return {**found, "object": "file", "created_at": 0, "status": "processed"}
 
 
 def _texts(value: Any) -> list[str]:

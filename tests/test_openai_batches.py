@@ -25,6 +25,7 @@ from proxy_helpers import REPORT, bm25, exploding, settings
 import promptzip as pz
 from promptzip._cache import MemoryCache
 from promptzip.integrations.proxy import ProxySettings, RouteSettings, create_app
+from promptzip.integrations.proxy._errors import RequestError
 from promptzip.integrations.proxy._multipart import parse_form
 from promptzip.integrations.proxy.testing import FakeUpstream, Recorded, live_server
 
@@ -290,13 +291,26 @@ BAD_FORMS: dict[str, tuple[str, bytes, str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FORMS))
-def test_a_malformed_form_is_a_400(live: str, upstream: FakeUpstream, name: str) -> None:
-    content_type, body, message = BAD_FORMS[name]
-    sent = len(upstream.requests)
+def test_a_form_the_reader_cannot_frame_is_forwarded_unread(live: str, upstream: FakeUpstream, name: str) -> None:
+    """Uploads went through unread before batch files were compressed: one the upstream takes must not fail here."""
+    content_type, body, _ = BAD_FORMS[name]
     r = httpx.post(live + ROUTE, content=body, headers={"content-type": content_type, "x-api-key": "k"})
-    assert r.status_code == 400
-    assert message in r.json()["error"]["message"]
-    assert len(upstream.requests) == sent
+    assert (r.headers["x-promptzip-status"], r.headers["x-promptzip-reason"]) == ("passthrough", "unreadable-form")
+    assert upstream.requests[-1].body == body
+    assert upstream.requests[-1].header("content-type") == content_type
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FORMS))
+def test_the_form_reader_refuses_what_it_cannot_frame(name: str) -> None:
+    content_type, body, message = BAD_FORMS[name]
+
+    def read() -> None:
+        form = parse_form(content_type, body)
+        assert form is not None
+        form.field("purpose")
+
+    with pytest.raises(RequestError, match=re.escape(message)):
+        read()
 
 
 # --------------------------------------------------------------------------------------------- failure modes

@@ -15,11 +15,13 @@ through like any other ``/v1/*`` request: a batch file uploaded in parts is not 
 
 Decisions worth knowing:
 
-* **Read before any work.** A body that is not a well-framed form, two ``purpose`` or ``file`` fields, a batch file
-  that is not UTF-8 JSONL, a line that is not an object, or a compressed route's line whose ``body`` is not an
-  object or is refused by its dialect is a 400 in OpenAI's style naming the line (``line 4 (custom_id 'q-3'):
-  ...``), before anything is compressed. Another ``purpose`` (``assistants``, ``fine-tune``, ...), a body that is
-  not ``multipart/form-data``, ``x-promptzip-disable`` and an encoded body are forwarded as they came.
+* **Read before any work.** A batch file that is not UTF-8 JSONL, a line that is not an object, or a compressed
+  route's line whose ``body`` is not an object or is refused by its dialect is a 400 in OpenAI's style naming the
+  line (``line 4 (custom_id 'q-3'): ...``), before anything is compressed. Another ``purpose`` (``assistants``,
+  ``fine-tune``, ...), a body that is not ``multipart/form-data``, ``x-promptzip-disable`` and an encoded body are
+  forwarded as they came; so is a form this strict reader cannot frame, or one with two ``purpose`` or ``file``
+  fields (``x-promptzip-reason: unreadable-form``): every upload went through unread before batch files were
+  compressed, and one the upstream takes must not start failing here.
 * **As the Message Batches route** (:mod:`._batches`): lines are compressed one at a time through the same
   ``Compressions.outcome`` (at most one compression slot, the event loop yielded between lines, a client that hangs
   up stops the work, the whole bounded by ``max_body_bytes``), each with its route's ``compression_deadline`` and
@@ -34,6 +36,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +56,7 @@ from promptzip.integrations.proxy._requests import Options, read_body, skip_reas
 
 __all__ = ["BatchFiles"]
 
+logger = logging.getLogger("promptzip.proxy")
 _NONE_COMPRESSED = {"x-promptzip-batch-requests-compressed": "0"}
 _OTHER_URL = "no-compressed-route"  # a line whose url is not a compressed route
 
@@ -92,11 +96,16 @@ class BatchFiles:
         skipped = skip_reason(request.headers)
         if skipped is not None:  # unread: whether it is a batch file is not known
             return await self._forward(request, body, status_headers("passthrough", skipped))
-        form = parse_form(request.headers.get("content-type", ""), body)
+        try:
+            form = parse_form(request.headers.get("content-type", ""), body)
+            purpose, file = (None, None) if form is None else (form.field("purpose"), form.field("file"))
+        except RequestError as exc:
+            # A form this reader cannot frame (or with two purposes or files) may still be one the upstream takes:
+            # it went through unread before batch files were compressed, so it still does, and the upstream decides.
+            logger.debug("proxy: an upload forwarded unread: %s", exc)
+            return await self._forward(request, body, status_headers("passthrough", "unreadable-form"))
         if form is None:  # not an upload the upstream takes: it says so
             return await self._forward(request, body, status_headers("passthrough", "not-multipart"))
-        purpose = form.field("purpose")
-        file = form.field("file")
         if purpose is None or form.parts[purpose].content != BATCH_PURPOSE.encode() or file is None:
             return await self._forward(request, body, status_headers("passthrough", "not-a-batch-file"))
         data = form.parts[file].content

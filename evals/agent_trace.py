@@ -18,7 +18,9 @@ token cap), with the ``fast`` preset, an in-memory cache of its own per run, and
 Opt-in (``--methods``), the doors of :data:`DOORS`: the same requests sent through the running proxy by the real
 ``openai`` (``proxy-openai``) or ``anthropic`` (``proxy-anthropic``) SDK (:mod:`promptzip.evals._agent_doors`), or
 by ``pz.wrap`` around those SDKs (``wrap-openai``, ``wrap-anthropic``; :mod:`promptzip.evals._agent_wrap_doors`),
-to a fake upstream on 127.0.0.1, billed as the upstream received them, each for its own provider only.
+to a fake upstream on 127.0.0.1, billed as the upstream received them, each for its own provider only; and through
+LangChain's ``PromptZipRunnable`` on real ``langchain-core`` messages (``runnable``;
+:mod:`promptzip.evals._agent_runnable_door`), once per provider, as ``stable`` runs.
 
 A request that a method cannot compress (a :class:`PromptZipError`: budget below what must stay verbatim) is sent
 uncompressed, as the proxy's fail-open does, and counted. Each request is billed by the provider cache models of
@@ -51,6 +53,7 @@ from promptzip._pricing import CachePricing
 from promptzip._tokenizers import get_tokenizer
 from promptzip._types import Budget
 from promptzip.evals import _agent_doors as doors
+from promptzip.evals import _agent_runnable_door as runnable_door
 from promptzip.evals import _agent_wrap_doors as wrap_doors
 from promptzip.evals._agent_report import (
     GOALS,
@@ -159,6 +162,10 @@ DOORS: dict[str, Method] = {
                "Anthropic's format and back), billed as the upstream received it", wrap_doors.send_anthropic,
                priced=True, available=lambda: has_history() and doors.available(), provider="anthropic",
                opens=wrap_doors.open_wrap),
+        Method("runnable", "LangChain's PromptZipRunnable on langchain-core messages (history stable by default, "
+               "the provider's prices as pricing=), billed in the OpenAI form LangChain converts its output to",
+               runnable_door.send_runnable, priced=True,
+               available=lambda: has_history() and runnable_door.available()),
     )
 }  # fmt: skip
 KNOWN: dict[str, Method] = {**METHODS, **DOORS}

@@ -17,6 +17,7 @@ import promptzip as pz
 from promptzip._messages import message_tokens
 
 PRESET, TARGET, CACHE = "fast", "gpt-4o", "memory"
+FILES = "/v1/files"  # an OpenAI batch file of one chat line: its body goes out as chat.completions.create sends it
 BATCHES = "/v1/messages/batches"  # a batch of one request: its params go out as messages.create would send them
 DOCUMENTS = 8
 CONTEXT_BUDGET = 400
@@ -131,7 +132,21 @@ class Bench:
         new = [r for r in self.upstream.requests[before:] if r.target.startswith(path)]
         if len(new) != 1:
             raise RuntimeError(f"expected one request on {path} at the fake upstream, got {len(new)}")
-        box.append(new[0].json())
+        box.append(_body_of(new[0]))
+
+
+def _body_of(recorded: Any) -> dict[str, Any]:
+    """A request's JSON body; for an upload (a batch file), the JSON of the file's first line."""
+    content_type = recorded.header("content-type") or ""
+    if not content_type.startswith("multipart/form-data"):
+        return dict(recorded.json())
+    from promptzip.integrations.proxy._multipart import parse_form
+
+    form = parse_form(content_type, recorded.body)
+    file = None if form is None else form.field("file")
+    if form is None or file is None:
+        raise RuntimeError("the upload the fake upstream got has no file field")
+    return dict(json.loads(form.parts[file].content.split(b"\n", 1)[0]))
 
 
 def _timed(make: Callable[[], Any]) -> tuple[Any, float]:
@@ -265,10 +280,18 @@ def _sdk_door(path: str, *, wrapped: bool) -> Callable[[Bench, str], Measured]:
                 body = {"requests": [{"custom_id": "rag", "params": body}]}
         else:
             client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=root + "/v1", **common)
-            body |= {"messages": messages} if path == "/v1/chat/completions" else {"input": messages}
+            body |= {"messages": messages} if path in ("/v1/chat/completions", FILES) else {"input": messages}
+            if path == FILES:  # a batch file of one chat line: its body compressed as chat.completions.create would
+                line = {"custom_id": "rag", "method": "POST", "url": "/v1/chat/completions", "body": body}
+                body = {"file": ("batch.jsonl", (json.dumps(line) + "\n").encode()), "purpose": "batch"}
         if wrapped:
             client = wrap(client, budget=b.budgets["request"], **b.options())
-        resource = {"/v1/messages": ("messages",), "/v1/responses": ("responses",), BATCHES: ("messages", "batches")}
+        resource = {
+            "/v1/messages": ("messages",),
+            "/v1/responses": ("responses",),
+            BATCHES: ("messages", "batches"),
+            FILES: ("files",),
+        }
         target: Any = client
         for name in resource.get(path, ("chat", "completions")):
             target = getattr(target, name)
@@ -297,6 +320,8 @@ def _as_chat(path: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The chat messages of a body the upstream received (the proxy's dialects read them the same way)."""
     if path == BATCHES:
         return _as_chat("/v1/messages", body["requests"][0]["params"])
+    if path == FILES:  # the first line of the uploaded batch file (Bench.received)
+        return _as_chat("/v1/chat/completions", body["body"])
     if path == "/v1/messages":
         return [{"role": "system", "content": body["system"]}, *body["messages"]]
     if path == "/v1/responses":

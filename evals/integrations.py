@@ -50,6 +50,7 @@ from promptzip.evals._framework_doors import (
 from promptzip.evals._integration_doors import (
     BATCHES,
     COMMAND,
+    FILES,
     PRESET,
     SCOPES,
     TARGET,
@@ -102,6 +103,9 @@ DOORS: tuple[Door, ...] = (
          "Anthropic / AsyncAnthropic; read as the proxy's `/v1/messages` reads it"),
     Door("`pz.wrap(anthropic.Anthropic)` messages.batches.create", ("anthropic",), "yes", "yes", _NO_CALL, "request",
          via_wrap(BATCHES), ("sync", "async"), "a batch of one request, its params as messages.create sends them"),
+    Door("`pz.wrap(openai.OpenAI)` files.create (batch)", ("openai",), "yes", "yes", _NO_CALL, "request",
+         via_wrap(FILES), ("sync", "async"), "an OpenAI batch file of one chat line, its body as "
+         "chat.completions.create sends it"),
     Door("`@pz.compress_call`", ("promptzip", "openai"), "yes", "yes", "yes", "request", via_decorator,
          ("sync", "async", "stream"), "sync and async functions; the function's own return, a stream, untouched"),
     Door("LangChain `PromptZipCompressor`", ("langchain-core",), "yes", "yes", _NO_CALL, "context", via_lc_compressor,
@@ -141,6 +145,8 @@ DOORS: tuple[Door, ...] = (
          ("sync", "async", "stream"), "x-promptzip-budget header"),
     Door("proxy `/v1/messages/batches`", ("anthropic", *_PROXY), "yes", "yes", _NO_CALL, "request",
          via_proxy(BATCHES), ("sync", "async"), "x-promptzip-budget header; a batch of one request, its params"),
+    Door("proxy `/v1/files` (batch)", ("openai", *_PROXY), "yes", "yes", _NO_CALL, "request", via_proxy(FILES),
+         ("sync", "async"), "x-promptzip-budget header; an OpenAI batch file of one chat line, its body"),
     Door("proxy `/v1/responses`", ("openai", *_PROXY), "yes", "yes", "yes", "request", via_proxy("/v1/responses"),
          ("sync", "async", "stream"), "x-promptzip-budget header; input as message items"),
 )  # fmt: skip

@@ -143,6 +143,7 @@ def test_door_methods_are_opt_in_and_priced_for_their_own_provider() -> None:
         ("proxy-anthropic", "anthropic", doors.open_proxy),
         ("wrap-openai", "openai", wrap_doors.open_wrap),
         ("wrap-anthropic", "anthropic", wrap_doors.open_wrap),
+        ("runnable", None, None),  # in process, as stable: once per provider, under each one's prices
     }
     assert all(m.priced and m.compresses for m in DOORS.values())
 

@@ -267,7 +267,12 @@ def test_the_suite_runs_each_door_for_its_own_provider() -> None:
             ("proxy-anthropic", ("anthropic",)),
             ("wrap-openai", ("openai",)),
             ("wrap-anthropic", ("anthropic",)),
+            ("runnable", ("openai",)),  # in process, as stable: once per provider
+            ("runnable", ("anthropic",)),
         }
+        for provider in ("openai", "anthropic"):  # LangChain's messages go out as compress_messages sends them
+            runnable, like_it = runs["runnable", (provider,)], runs["stable", (provider,)]
+            assert [r["billed"] for r in runnable["rows"]] == [r["billed"] for r in like_it["rows"]], trace["id"]
         stable, proxied = runs["stable", ("openai",)], runs["proxy-anthropic", ("anthropic",)]
         # Every door sends what the in-process history sends: OpenAI's byte for byte; Anthropic's, whose requests
         # carry breakpoints, as the proxy's own Anthropic door does.

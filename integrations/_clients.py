@@ -18,8 +18,9 @@ prompt, which compress it first and then call the SDK's own method with everythi
   methods and the beta ``tool_runner``, which calls the SDK's own ``create``, are the SDK's, uncompressed;
 * the same under ``client.beta``;
 * the same resources' ``with_raw_response`` and ``with_streaming_response`` views (``create``/``parse``), reached
-  from the resource (``client.chat.completions.with_raw_response``) or from the client
-  (``client.with_raw_response.chat.completions``).
+  from the resource (``client.chat.completions.with_raw_response``), from the client
+  (``client.with_raw_response.chat.completions``) or from the view of the resource above it
+  (``client.messages.with_raw_response.batches``).
 
 A chat's ``messages`` go to the core as they are. A Responses ``input`` list (with ``instructions``) and an
 Anthropic request (``system``, ``messages``, ``cache_control``) are read by the same dialects as the proxy's
@@ -198,6 +199,8 @@ class _Resources(_Delegate):
                     setattr(owner, name, inner)
                 owner = inner
             setattr(owner, path[-1], endpoint)
+            if views and isinstance(owner, _Endpoint):  # also reached through the owner's own views
+                _nest_in_views(owner, path[-1], compression, key, rewrite, is_async)
         beta = getattr(client, "beta", None)
         if beta is not None:  # the same endpoints under client.beta (older SDKs keep parse/stream there)
             self.beta = _Resources(beta, compression, sdk=sdk, is_async=is_async, methods=methods, views=views)
@@ -264,6 +267,18 @@ class _Endpoint(_Delegate):
                 inner = getattr(resource, view, None)
                 if inner is not None:
                     setattr(self, view, _Endpoint(inner, compression, key, rewrite, is_async, view_methods, False))
+
+
+def _nest_in_views(
+    owner: _Endpoint, name: str, compression: Compression, key: str, rewrite: _Rewrite, is_async: bool
+) -> None:
+    """The endpoint ``name`` under ``owner`` (``batches`` under ``messages``) as the SDK also reaches it through the
+    owner's views: ``client.messages.with_raw_response.batches.create`` sends a batch as well."""
+    for view, methods in _VIEWS.items():
+        wrapped_view = owner.__dict__.get(view)
+        inner = getattr(getattr(wrapped_view, "_wrapped", None), name, None)
+        if wrapped_view is not None and inner is not None:
+            setattr(wrapped_view, name, _Endpoint(inner, compression, key, rewrite, is_async, methods, False))
 
 
 def _rewriting(

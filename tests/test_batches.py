@@ -137,6 +137,15 @@ def test_a_wrapped_client_sends_the_batch_the_proxy_sends(live: str, upstream: F
         assert last(upstream, ROUTE).json() == proxied
         pz.wrap(client, budget=BUDGET, zipper=fresh()).beta.messages.batches.create(requests=iter(requests))
         assert last(upstream, ROUTE).json() == proxied
+        # the raw-response view, by each of the three ways the SDK reaches it
+        for view in (
+            lambda w: w.messages.batches.with_raw_response,
+            lambda w: w.with_raw_response.messages.batches,
+            lambda w: w.messages.with_raw_response.batches,
+        ):
+            raw = view(pz.wrap(client, budget=BUDGET, zipper=fresh())).create(requests=requests)
+            assert raw.parse().id == "msgbatch_fake"
+            assert last(upstream, ROUTE).json() == proxied
 
     async def main() -> None:
         async with anthropic.AsyncAnthropic(base_url=base, api_key="sk-ant-test", max_retries=0) as client:

@@ -220,9 +220,11 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     lead = 0
     while lead < min(2, len(paras) - 1):
         a, b = paras[lead]
-        # the first paragraph needs an instruction's words; a second one must introduce what follows ("…below:")
+        # the first paragraph needs an instruction's words, or (the turn being answered) to be its question, asked
+        # before the documents; a second one must introduce what follows ("…below:")
         para = text[a:b].rstrip()
-        if b - a > 400 or not (_INSTRUCTION_CUE.search(para) if lead == 0 else para.endswith(":")):
+        first = _INSTRUCTION_CUE.search(para) or (trailing_question and para.endswith("?"))
+        if b - a > 400 or not (first if lead == 0 else para.endswith(":")):
             break
         lead += 1
     tail = len(paras)

@@ -18,8 +18,8 @@ out byte for byte. The rules, first match wins:
    (``Context:``, ``Documents:``, ``Sources:``, ``### Context`` …): what they enclose, or what follows the heading
    up to a ``Question:``/``Query:``/``Answer:`` label, is context.
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``): up to two short leading
-   paragraphs that read as instructions are kept, a short trailing question or request is kept (user turns), and
-   the long middle is context.
+   paragraphs that read as instructions (or, in the turn being answered, a first one that asks a question) are
+   kept, a short trailing question or request is kept (user turns), and the long middle is context.
 
 In every case a ``Question:``/``Query:``/``Q:`` label outside the context starts a question region (to the end of
 its paragraph); what relevance is scored against is its text after the label. Anything no rule places is

@@ -130,6 +130,20 @@ def test_layout_rule_for_a_long_system_message_and_a_long_user_turn() -> None:
     assert user.question == f"Based on them, {QUESTION.lower()}"
 
 
+def test_a_question_asked_before_unmarked_documents_is_the_question() -> None:
+    """The turn being answered may ask first and paste its documents after: the question is not the documents'
+    first paragraph (it would be scored as a passage and could be dropped)."""
+    layout = understand(f"{QUESTION}\n\n{CONTEXT}", role="user", last_user=True)
+    assert context_of(layout) == [CONTEXT]
+    assert layout.question == QUESTION
+    assert kinds(layout)[0] == ("question", QUESTION)
+    # in an earlier turn or a system prompt, the opening question is the documents' own text, as before
+    for role, last in (("user", False), ("system", False)):
+        assert context_of(understand(f"{QUESTION}\n\n{CONTEXT}", role=role, last_user=last)) == [
+            f"{QUESTION}\n\n{CONTEXT}"
+        ]
+
+
 def test_short_texts_have_no_context() -> None:
     assert understand(QUESTION).question == QUESTION
     assert understand("Be brief.", role="system", last_user=False).context == []

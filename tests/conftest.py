@@ -92,6 +92,20 @@ def live(upstream: Any) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def failing(upstream: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A proxy whose compressor always raises, with ``fail_mode`` the test's parameter (``indirect=True``), in
+    front of ``upstream``: how a batch fails open or closed request by request."""
+    from proxy_helpers import exploding, settings
+
+    from promptzip.integrations.proxy import create_app
+    from promptzip.integrations.proxy.testing import live_server
+
+    app = create_app(settings(upstream.url, fail_mode=request.param), zipper_factory=exploding(RuntimeError("boom")))
+    with live_server(app) as url:
+        yield url
+
+
 def require_data(*names: str) -> None:
     """Skip the calling test when an eval data set is not fetched, but fail it in CI, where `make data` fetches
     every one it can: there only a set whose pinned release was withdrawn from its registry skips, with that

@@ -9,18 +9,17 @@ import asyncio
 import copy
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
-from proxy_helpers import REPORT, bm25, exploding, settings
+from proxy_helpers import REPORT, bm25
 
 import promptzip as pz
 from promptzip._cache import MemoryCache
-from promptzip.integrations.proxy import ProxySettings, RouteSettings, create_app
-from promptzip.integrations.proxy.testing import FakeUpstream, Recorded, live_server
+from promptzip.integrations.proxy import ProxySettings, RouteSettings
+from promptzip.integrations.proxy.testing import FakeUpstream, Recorded
 
 BUDGET = 250
 MODEL = "claude-sonnet-4-5"
@@ -269,13 +268,6 @@ def test_retrieving_a_batch_and_its_results_pass_through(live: str, upstream: Fa
 
 
 # --------------------------------------------------------------------------------------------- failure modes
-@pytest.fixture
-def failing(upstream: FakeUpstream, request: pytest.FixtureRequest) -> Iterator[str]:
-    app = create_app(settings(upstream.url, fail_mode=request.param), zipper_factory=exploding(RuntimeError("boom")))
-    with live_server(app) as url:
-        yield url
-
-
 @pytest.mark.parametrize("failing", ["open"], indirect=True)
 def test_a_request_that_fails_to_compress_is_sent_as_it_came_when_failing_open(
     failing: str, upstream: FakeUpstream

@@ -13,14 +13,13 @@ import email.policy
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from proxy_helpers import REPORT, bm25, exploding, settings
+from proxy_helpers import REPORT, bm25, settings
 
 import promptzip as pz
 from promptzip._cache import MemoryCache
@@ -314,13 +313,6 @@ def test_the_form_reader_refuses_what_it_cannot_frame(name: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- failure modes
-@pytest.fixture
-def failing(upstream: FakeUpstream, request: pytest.FixtureRequest) -> Iterator[str]:
-    app = create_app(settings(upstream.url, fail_mode=request.param), zipper_factory=exploding(RuntimeError("boom")))
-    with live_server(app) as url:
-        yield url
-
-
 @pytest.mark.parametrize("failing", ["open"], indirect=True)
 def test_a_line_that_fails_to_compress_is_sent_as_it_came_when_failing_open(
     failing: str, upstream: FakeUpstream

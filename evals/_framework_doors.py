@@ -171,8 +171,8 @@ def via_haystack_chat(b: Bench, mode: str) -> Measured:
 
 
 def via_litellm(path: str) -> Callable[[Bench, str], Measured]:
-    """A door through LiteLLM's Router with the hook: ``acompletion``, ``aresponses`` (input as message items) or
-    ``aanthropic_messages`` (the system message apart), after the API of ``path``."""
+    """A door through LiteLLM's Router with the hook: ``acompletion``, ``aresponses`` / ``responses`` (input as
+    message items) or ``aanthropic_messages`` (the system message apart), after the API of ``path``."""
 
     def door(b: Bench, mode: str) -> Measured:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported: no download
@@ -193,7 +193,7 @@ def via_litellm(path: str) -> Callable[[Bench, str], Measured]:
         litellm.callbacks = [*before, hook]
         try:
             with b.received(path) as got:
-                _, s = _timed(lambda: _drain(_litellm_call(router, path, messages, stream=mode == "stream")))
+                _, s = _timed(lambda: _litellm_call(router, path, messages, mode))
         finally:
             litellm.callbacks = before
         return Measured(b.request_tokens(messages), b.request_tokens(_as_chat(path, got[0])), s)
@@ -201,15 +201,18 @@ def via_litellm(path: str) -> Callable[[Bench, str], Measured]:
     return door
 
 
-def _litellm_call(router: Any, path: str, messages: list[dict[str, str]], *, stream: bool) -> Any:
-    """The Router's call for the API of ``path`` (a coroutine)."""
-    options: dict[str, Any] = {"model": "rag", "stream": True} if stream else {"model": "rag"}
+def _litellm_call(router: Any, path: str, messages: list[dict[str, str]], mode: str) -> Any:
+    """The Router's call for the API of ``path`` in ``mode``: a coroutine, or (``sync``, Responses only: LiteLLM's
+    sync Responses handler runs the hook itself) the reply; a stream read to the end."""
+    options: dict[str, Any] = {"model": "rag", "stream": True} if mode == "stream" else {"model": "rag"}
     if path == "/v1/messages":
         system, rest = messages[0]["content"], messages[1:]
-        return router.aanthropic_messages(max_tokens=64, system=system, messages=rest, **options)
+        return _drain(router.aanthropic_messages(max_tokens=64, system=system, messages=rest, **options))
     if path == "/v1/responses":
-        return router.aresponses(input=messages, **options)
-    return router.acompletion(messages=messages, **options)
+        if mode == "sync":
+            return router.responses(input=messages, **options)
+        return _drain(router.aresponses(input=messages, **options))
+    return _drain(router.acompletion(messages=messages, **options))
 
 
 def via_haystack_agent(b: Bench, mode: str) -> Measured:

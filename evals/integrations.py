@@ -130,9 +130,9 @@ DOORS: tuple[Door, ...] = (
     Door("LiteLLM `PromptZipHook`", ("litellm",), "no", "yes", "yes", "request", via_litellm("/v1/chat/completions"),
          ("async", "stream"),
          "Router.acompletion; LiteLLM runs no rewriting hook for sync completion, which goes out uncompressed"),
-    Door("LiteLLM `PromptZipHook` responses", ("litellm",), "no", "yes", "yes", "request",
-         via_litellm("/v1/responses"), ("async", "stream"),
-         "Router.aresponses, input as message items; read as the proxy's `/v1/responses` reads it"),
+    Door("LiteLLM `PromptZipHook` responses", ("litellm",), "yes", "yes", "yes", "request",
+         via_litellm("/v1/responses"), ("sync", "async", "stream"),
+         "Router.responses / aresponses, input as message items; read as the proxy's `/v1/responses` reads it"),
     Door("LiteLLM `PromptZipHook` anthropic messages", ("litellm",), "no", "yes", "yes", "request",
          via_litellm("/v1/messages"), ("async",),
          "Router.aanthropic_messages; read as the proxy's `/v1/messages` reads it; streaming not run: LiteLLM's "

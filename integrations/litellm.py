@@ -14,18 +14,19 @@ Register it, then opt models in where LiteLLM keeps their configuration::
     await router.acompletion(model="rag", messages=messages)
 
 **Which hook.** LiteLLM's ``async_pre_call_hook`` runs only inside the LiteLLM proxy server, before routing. The
-hook that every *async* call runs, after the deployment is chosen and before the provider is called, is
-``async_pre_call_deployment_hook``: ``litellm.acompletion``, ``litellm.aresponses``, ``litellm.anthropic_messages``,
-the Router's ``acompletion``, ``aresponses`` and ``aanthropic_messages`` (streaming too), and the proxy, which
-serves them through the Router. That is the one hook implemented here, so a prompt is compressed exactly once on
-every path. A chat's ``messages`` go to the core as they are; a Responses call (``instructions``, ``input``) and
-an Anthropic Messages call (``system``, ``messages``, ``cache_control``) are read by the proxy's dialects for those
-APIs (:mod:`promptzip.integrations._dialects`), so they go out as the proxy's ``/v1/responses`` and
-``/v1/messages`` routes and a wrapped SDK client send them: tool outputs cut by their structure, cache breakpoints
-kept. A call's ``prompt_cache_key`` names its conversation (cache-stable history), as for a wrapped client; other
-conversations are recognised by their messages. LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous
-``completion`` / ``responses`` / ``Router.completion`` (``async_pre_request_hook`` serves only its native Anthropic
-Messages handler), so those calls go out uncompressed; use the async ones.
+hook that LiteLLM runs after the deployment is chosen and before the provider is called is
+``async_pre_call_deployment_hook``: every async call runs it (``litellm.acompletion``, ``litellm.aresponses``,
+``litellm.anthropic_messages``, the Router's ``acompletion``, ``aresponses`` and ``aanthropic_messages``, streaming
+too, and the proxy, which serves them through the Router), and so does LiteLLM's synchronous Responses handler
+(``litellm.responses`` and ``Router.responses``, streaming too), which runs it on a loop of its own. That is the one
+hook implemented here, so a prompt is compressed exactly once on every path. A chat's ``messages`` go to the core as
+they are; a Responses call (``instructions``, ``input``) and an Anthropic Messages call (``system``, ``messages``,
+``cache_control``) are read by the proxy's dialects for those APIs (:mod:`promptzip.integrations._dialects`), so they
+go out as the proxy's ``/v1/responses`` and ``/v1/messages`` routes and a wrapped SDK client send them: tool outputs
+cut by their structure, cache breakpoints kept. A call's ``prompt_cache_key`` names its conversation (cache-stable
+history), as for a wrapped client; other conversations are recognised by their messages. LiteLLM 1.109.1 runs no
+request-rewriting hook for the synchronous chat ``completion`` / ``Router.completion`` (``async_pre_request_hook``
+serves only its native Anthropic Messages handler), so those calls go out uncompressed; use ``acompletion``.
 
 **Opting in** (absent everywhere: the request passes through untouched). ``promptzip`` may be ``true`` (the hook's
 defaults), ``false`` (off), or a mapping with ``preset``, ``target``, ``budget`` (tokens), ``rate`` (the kept
@@ -98,8 +99,8 @@ class CallPlan:
 
 
 class PromptZipHook(CustomLogger):
-    """Compresses the prompt of the async chat, Responses and Anthropic Messages calls that opt in (see the module
-    docstring).
+    """Compresses the prompt of the async chat, Responses (sync too) and Anthropic Messages calls that opt in (see the
+    module docstring).
 
     ``preset``, ``budget`` / ``rate`` (default ``rate=0.5``), ``scope``, ``deadline`` (seconds; 10, the proxy's
     default) and ``target`` (the tokenizer that counts) are the defaults that opted-in calls start from; ``models``

@@ -375,3 +375,60 @@ def test_prompt_cache_key_names_the_conversation(register: Any, upstream: Any) -
     first = call(2, "user-1")
     assert call(3, "user-1")[: len(first)] == first
     assert call(3, "user-2") == expected(zipper(), conversation(3), rate=0.3)
+
+
+# ------------------------------------------------------------------------------------------------ synchronous
+def test_sync_responses_calls_send_what_the_async_ones_send(register: Any, upstream: Any) -> None:
+    """LiteLLM's synchronous Responses handler runs the deployment hook itself (in a loop of its own), so
+    ``litellm.responses`` and ``Router.responses``, streamed or not, send what ``aresponses`` sends: compressed."""
+    from proxy_helpers import REPORT, bm25
+    from test_wrap_doors import QUESTION as ASKED
+
+    from promptzip._cache import MemoryCache
+
+    request = {"instructions": "Answer from the documents only.", "input": f"Documents:\n{REPORT}\n\nQuestion: {ASKED}"}
+    params = {"model": "openai/gpt-4o", "api_base": upstream.url, "api_key": "sk-test"}
+    info = {"promptzip": {"budget": DOOR_BUDGET}}
+    router = litellm.Router(model_list=[{"model_name": "gpt", "litellm_params": params, "model_info": info}])
+
+    def through(call: Any) -> dict[str, Any]:
+        # A hook of its own each time: what one call recorded of the conversation does not shape the next.
+        register(PromptZipHook(zippers={"fast": bm25("fast", "gpt-4o", MemoryCache())}, deadline=60))
+        before = len(upstream.requests)
+        call()
+        new = [r for r in upstream.requests[before:] if r.target.startswith("/v1/responses")]
+        assert len(new) == 1
+        body: dict[str, Any] = new[0].json()
+        body.pop("stream", None)
+        return body
+
+    reference = through(lambda: asyncio.run(router.aresponses(model="gpt", **request)))
+    assert reference["input"] != request["input"]  # compressed, not sent as given
+    assert reference["instructions"] == request["instructions"]
+    assert through(lambda: router.responses(model="gpt", **request)) == reference
+    assert through(lambda: litellm.responses(**params, model_info=info, **request)) == reference
+    assert through(lambda: list(router.responses(model="gpt", stream=True, **request))) == reference
+
+
+def test_sync_chat_completions_go_out_uncompressed(register: Any, upstream: Any, article: str) -> None:
+    """What the README says: LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous ``completion``,
+    so an opted-in call goes out as given (use ``acompletion``). Should LiteLLM add one, this fails, and the
+    README and the hook's docstring should say the call is compressed."""
+    from proxy_helpers import bm25
+
+    from promptzip._cache import MemoryCache
+
+    register(PromptZipHook(zippers={"fast": bm25("fast", "gpt-4o", MemoryCache())}, rate=0.3, deadline=60))
+    messages = chat(article)
+    info = {"promptzip": True}
+    params = {"model": "openai/gpt-4o", "api_base": upstream.url, "api_key": "sk-test"}
+    router = litellm.Router(model_list=[{"model_name": "rag", "litellm_params": params, "model_info": info}])
+    for call in (
+        lambda: litellm.completion(**params, model_info=info, messages=messages),
+        lambda: router.completion(model="rag", messages=messages),
+    ):
+        before = len(upstream.requests)
+        call()
+        new = [r for r in upstream.requests[before:] if r.target.startswith("/v1/chat/completions")]
+        assert [r.json()["messages"] for r in new] == [messages]
+    assert sent(upstream, lambda: router.acompletion(model="rag", messages=messages)) != messages  # async: compressed

@@ -23,8 +23,11 @@ changed back where they came from and leaves every other value as it was.
   or items: messages (string or ``input_text``/``output_text`` parts), ``function_call_output`` items as tool
   messages, function calls counted; items of other kinds are forwarded and not sent to the core.
 
-Non-text blocks (images, documents, thinking, ...) are never sent or changed. A text the core emptied is dropped
-when its list keeps another block, else it becomes :data:`MINIMAL_TEXT` (providers refuse empty text blocks).
+Anthropic's ``document`` and ``search_result`` blocks (in a turn or a tool result) are retrieved passages: their
+texts go to the core as context as a whole, what they carry beside is counted and kept, and with citations enabled
+all of it is kept (:mod:`promptzip.integrations._retrieval_blocks`). Other non-text blocks (images, PDF documents,
+thinking, ...) are never sent or changed. A text the core emptied is dropped when its list keeps another block, else
+it becomes :data:`MINIMAL_TEXT` (providers refuse empty text blocks).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from promptzip._messages import (
     MINIMAL_TEXT,  # one spelling for every door: a text the core emptied
     ROLES,
 )
+from promptzip.integrations import _retrieval_blocks as retrieval
 from promptzip.integrations._bodies import RequestError, check_body, check_chat, check_str, type_name
 
 __all__ = ["MINIMAL_TEXT", "AnthropicMessages", "Chat", "ChatCompletions", "Dialect", "OpenAIResponses"]
@@ -51,10 +55,12 @@ Path = tuple[str | int, ...]
 class Chat:
     """A body as chat messages; ``places[i]`` maps a text of message ``i`` (``None``: its string content, an int:
     that content part) to where it lives in the body. Texts without a place are never written back. ``places``
-    is ``None`` when the messages are the body's own (chat completions)."""
+    is ``None`` when the messages are the body's own (chat completions). A text whose place is in ``wrapped`` went
+    to the core inside promptzip's tags (a retrieved passage), which come off when it is written back."""
 
     messages: list[dict[str, Any]]
     places: tuple[Mapping[int | None, Path], ...] | None = None
+    wrapped: frozenset[Path] = frozenset()
 
 
 class _Passthrough(Exception):
@@ -82,6 +88,7 @@ class _Builder:
         self.frozen = frozen
         self.messages: list[dict[str, Any]] = []
         self.places: list[dict[int | None, Path]] = []
+        self.wrapped: set[Path] = set()
 
     def add(self, message: dict[str, Any], places: dict[int | None, Path]) -> None:
         self.messages.append(message)
@@ -117,8 +124,30 @@ class _Builder:
                 return
             places[len(parts)] = (*path, "text")
             parts.append({"type": "text", "text": text})
+        elif kind in retrieval.KINDS and self.passages(block, path, parts, places):
+            return
         else:
-            parts.append({"type": kind})  # images, documents, thinking: neither counted nor changed
+            parts.append({"type": kind})  # images, PDF documents, thinking: neither counted nor changed
+
+    def passages(
+        self, block: dict[str, Any], path: Path, parts: list[dict[str, Any]], places: dict[int | None, Path]
+    ) -> bool:
+        """Append a document's or search result's texts as parts (module docstring); ``False`` when it has none."""
+        found = list(retrieval.passages(block, path))
+        if not found:
+            return False
+        # Citations point into the texts by position, and a breakpoint keeps what it covers: such a block stays whole.
+        kept = retrieval.citing(block) or self.frozen(path) or any(self.frozen(p[:-1]) for p, _ in found)
+        parts.extend({"type": "text", "text": _protected(value)} for value in retrieval.metadata(block))
+        for where, text in found:
+            check_str(text, _param(where))
+            if kept or not retrieval.wrappable(text):
+                parts.append({"type": "text", "text": _protected(text)})
+                continue
+            places[len(parts)] = where
+            parts.append({"type": "text", "text": retrieval.wrap(text)})
+            self.wrapped.add(where)
+        return True
 
     def content(self, role: str, value: object, path: Path, *, empty_ok: bool = False) -> None:
         """A message whose content is a string or a list of blocks (``None`` too when ``empty_ok``)."""
@@ -142,7 +171,7 @@ class _Builder:
             raise _fail(f"{where} must be a string or an array, not {type_name(value)}", where)
 
     def chat(self) -> Chat:
-        return Chat(self.messages, tuple(self.places))
+        return Chat(self.messages, tuple(self.places), frozenset(self.wrapped))
 
 
 class Dialect:
@@ -174,6 +203,8 @@ class Dialect:
                 new = _text(messages[i], where)
                 if new is None or new == _text(chat.messages[i], where):
                     continue
+                if path in chat.wrapped:
+                    new = retrieval.unwrap(new)
                 if new.strip():
                     _put(out, path, new)
                 elif len(path) > 2 and path[-1] == "text" and isinstance(path[-2], int):

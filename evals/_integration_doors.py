@@ -249,17 +249,28 @@ def via_llmlingua(b: Bench, mode: str) -> Measured:
     return Measured(b.count(text_in), b.count(out["compressed_prompt"]), s, reported)
 
 
-def via_proxy(path: str) -> Callable[[Bench, str], Measured]:
-    """A door through the proxy on ``path`` with its SDK: chat and Responses with openai, Messages with anthropic."""
-    return _sdk_door(path, wrapped=False)
+def via_proxy(path: str, *, documents: bool = False) -> Callable[[Bench, str], Measured]:
+    """A door through the proxy on ``path`` with its SDK: chat and Responses with openai, Messages with anthropic
+    (``documents``: each document an Anthropic ``document`` block of the user turn, the question a text block)."""
+    return _sdk_door(path, wrapped=False, documents=documents)
 
 
-def via_wrap(path: str) -> Callable[[Bench, str], Measured]:
+def via_wrap(path: str, *, documents: bool = False) -> Callable[[Bench, str], Measured]:
     """A door through ``pz.wrap`` around the SDK of ``path``, straight to the upstream."""
-    return _sdk_door(path, wrapped=True)
+    return _sdk_door(path, wrapped=True, documents=documents)
 
 
-def _sdk_door(path: str, *, wrapped: bool) -> Callable[[Bench, str], Measured]:
+def _document_blocks(r: Request) -> dict[str, Any]:
+    """The request as Anthropic sends retrieved documents: the instruction as ``system``, each document a plain-text
+    ``document`` block of the user turn, then the question."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": d}} for d in r.documents
+    ]
+    blocks.append({"type": "text", "text": r.question})
+    return {"system": r.instruction, "messages": [{"role": "user", "content": blocks}]}
+
+
+def _sdk_door(path: str, *, wrapped: bool, documents: bool = False) -> Callable[[Bench, str], Measured]:
     def door(b: Bench, mode: str) -> Measured:
         import anthropic
         import openai
@@ -276,6 +287,8 @@ def _sdk_door(path: str, *, wrapped: bool) -> Callable[[Bench, str], Measured]:
         if path.startswith("/v1/messages"):
             client = (anthropic.AsyncAnthropic if is_async else anthropic.Anthropic)(base_url=root, **common)
             body |= {"max_tokens": 64, "system": messages[0]["content"], "messages": messages[1:]}
+            if documents:
+                body |= _document_blocks(b.request)
             if path == BATCHES:  # the same request as the one of a batch: compressed as messages.create would
                 body = {"requests": [{"custom_id": "rag", "params": body}]}
         else:
@@ -311,9 +324,21 @@ def _sdk_door(path: str, *, wrapped: bool) -> Callable[[Bench, str], Measured]:
         tokens = (
             None if wrapped else (int(raw.headers["x-promptzip-tokens-in"]), int(raw.headers["x-promptzip-tokens-out"]))
         )
-        return Measured(b.request_tokens(messages), b.request_tokens(_as_chat(path, got[0])), s, tokens)
+        sent = _documents_as_chat(got[0]) if documents else _as_chat(path, got[0])
+        return Measured(b.request_tokens(messages), b.request_tokens(sent), s, tokens)
 
     return door
+
+
+def _documents_as_chat(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A body of document blocks (:func:`_document_blocks`) as it reached the model, in the chat form every other door
+    is measured in: the documents as sent joined into the system message, the question the user turn."""
+    *docs, question = body["messages"][0]["content"]
+    context = SEP.join(d["source"]["data"] for d in docs)
+    return [
+        {"role": "system", "content": f"{body['system']}{SEP}{context}"},
+        {"role": "user", "content": question["text"]},
+    ]
 
 
 def _as_chat(path: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:

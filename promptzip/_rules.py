@@ -2,8 +2,9 @@
 
 Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions: :func:`is_json` (rule 1),
 :func:`tagged` for XML-style document tags (rule 3), :func:`delimited` and :func:`headed` for fences and headings
-(rule 4), :func:`by_layout` (rule 5), with the patterns they share with question labelling (``LABEL``,
-``QUESTION_LABELS``, ``HEADING``, ``BLANK_LINE``) and the span helpers (:func:`paragraphs`, :func:`strip_span`).
+(rule 4), :func:`by_layout` (rule 5), with the patterns they share with question labelling (``LABEL`` and
+:func:`label_name`, ``QUESTION_LABELS``, ``HEADING``, ``BLANK_LINE``) and the span helpers (:func:`paragraphs`,
+:func:`strip_span`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "delimited",
     "headed",
     "is_json",
+    "label_name",
     "paragraphs",
     "starts_with_question",
     "strip_span",
@@ -36,21 +38,38 @@ _TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
 _DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
 _DASH_FENCE = re.compile(r"^[ \t]*-{5,}[ \t]*$", re.MULTILINE)
 _QUOTE_FENCE = re.compile(r'"""')
+_NOUNS = (
+    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
+    r"background(?:[ \t]+information)?)"
+)
+# "New Context:" is LlamaIndex's chat refine prompt
+_ADJECTIVE = r"(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+|new[ \t]+)?"
 _MD_HEADING = re.compile(
-    r"^[ \t]*#{1,6}[ \t]*(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
-    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
-    r"background(?:[ \t]+information)?)[ \t]*:?[ \t]*$\n?",
+    rf"^[ \t]*#{{1,6}}[ \t]*{_ADJECTIVE}{_NOUNS}[ \t]*:?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
+# "Context is:" is how AutoGen's retrieve agents introduce their documents
 HEADING = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+)?"
-    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
-    r"background(?:[ \t]+information)?)(?:\*\*)?[ \t]*:[ \t]*",
+    rf"^[ \t]*(?:#{{1,6}}[ \t]*)?(?:\*\*)?{_ADJECTIVE}{_NOUNS}(?:\*\*)?(?:[ \t]+is)?[ \t]*:[ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
+# DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
+_FIELD_HEADING = re.compile(
+    r"^[ \t]*\[\[[ \t]*##[ \t]*(?:retrieved_|relevant_)?(?:context|contexts|documents?|passages?|sources?|"
+    r"search_results|references)[ \t]*##[ \t]*\]\][ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A label is a line that opens with a label word and a colon, and also: a Markdown heading that is one label word
+# ("## Instructions"), the qualified and spelled-out forms templates use ("Refined Answer:", "User's question is:",
+# "Reader's question:", "The original query is as follows:"), and any DSPy field marker, so that the next field ends
+# a context field.
 LABEL = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(question|query|q|user[ \t]+question|answer|a|response|instructions?|task)"
-    r"(?:\*\*)?[ \t]*:",
+    r"^[ \t]*(?:"
+    r"(?P<md>#{1,6}[ \t]*)?(?:\*\*)?(?:the[ \t]+)?(?:(?:original|new|refined|final|existing|user|[\w-]+['’]s)[ \t]+)?"
+    r"(?P<name>question|query|q|user[ \t]+question|answer|a|response|instructions?|task)"
+    r"(?:[ \t]+is(?:[ \t]+as[ \t]+follows)?)?(?:\*\*)?[ \t]*(?(md)(?::|(?=[ \t]*$))|:)"
+    r"|\[\[[ \t]*##[ \t]*(?P<field>\w+)[ \t]*##[ \t]*\]\]"
+    r")",
     re.IGNORECASE | re.MULTILINE,
 )
 QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
@@ -62,10 +81,13 @@ _INSTRUCTION_CUE = re.compile(
 )
 _REQUEST_CUE = re.compile(
     r"^\s*(answer|explain|summari[sz]e|describe|list|tell|what|who|whom|whose|when|where|why|how|which|is|are|"
-    r"does|do|did|can|could|based on|using|given|please|now|question)\b",
+    r"does|do|did|can|could|based on|using|given|please|now|question|respond|reply)\b",
     re.IGNORECASE,
 )
 _META_MAX_CHARS = 200
+# A template that shows its own layout ("[[ ## context ## ]]\n{context}" in DSPy's system message) has a slot, not
+# documents, under its heading.
+_PLACEHOLDER = re.compile(r"\{+[ \t]*[A-Za-z_][\w.]*[ \t]*\}+")
 
 
 def is_json(text: str) -> bool:
@@ -157,7 +179,8 @@ def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int
     turn being answered), context that runs to the end gives up a short trailing question or request paragraph, as
     the layout rule does: ``Documents:\n…\n\nHow many ships?`` asks its question after the documents, unlabelled."""
     spans: list[tuple[int, int]] = []
-    heads = sorted([*HEADING.finditer(text), *_MD_HEADING.finditer(text)], key=lambda m: m.start())
+    found = [*HEADING.finditer(text), *_MD_HEADING.finditer(text), *_FIELD_HEADING.finditer(text)]
+    heads = sorted(found, key=lambda m: m.start())
     heads = [h for k, h in enumerate(heads) if k == 0 or h.start() >= heads[k - 1].end()]
     pos = 0
     kept = []
@@ -174,7 +197,7 @@ def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int
         s, e = strip_span(text, h.end(), stop)
         if trailing_question and label is None and k + 1 == len(heads):
             e = _before_request(text, s, e)
-        if e > s:
+        if e > s and not _PLACEHOLDER.fullmatch(text, s, e):
             spans.append((s, e))
     return spans
 
@@ -191,15 +214,24 @@ def _before_request(text: str, s: int, e: int) -> int:
 def _is_request(para: str) -> bool:
     """A short paragraph that asks: a question, a request ("Summarise …") or a label ("Answer:")."""
     last = para.strip()
-    return len(para) <= 500 and (
-        last.endswith("?") or _REQUEST_CUE.match(last) is not None or LABEL.match(last) is not None
-    )
+    asks = last.endswith("?") or _REQUEST_CUE.match(last) is not None
+    return (len(para) <= 500 and asks) or _is_label(para)
+
+
+def _is_label(para: str) -> bool:
+    """A short paragraph that opens with a label ("Instruction: …", "Answer:"): the template's, not a document's."""
+    return len(para) <= 500 and LABEL.match(para.strip()) is not None
+
+
+def label_name(m: re.Match[str]) -> str:
+    """The word of a ``LABEL`` match, lower case, blanks as one space: ``"user question"``, ``"context"``."""
+    return " ".join((m.group("name") or m.group("field")).lower().split())
 
 
 def starts_with_question(text: str) -> bool:
     """A text that opens with a question label is a question, however long; the layout rule leaves it whole."""
     m = LABEL.match(text.lstrip())
-    return m is not None and m.group(1).lower().replace("\t", " ") in QUESTION_LABELS
+    return m is not None and label_name(m) in QUESTION_LABELS
 
 
 def paragraphs(text: str) -> list[tuple[int, int]]:
@@ -228,9 +260,10 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
             break
         lead += 1
     tail = len(paras)
-    if trailing_question and tail - 1 > lead:
+    if tail - 1 > lead:
+        # a labelled last paragraph ("Instruction: …" after LlamaIndex's documents) is the template's in any role
         a, b = paras[-1]
-        if _is_request(text[a:b]):
+        if _is_request(text[a:b]) if trailing_question else _is_label(text[a:b]):
             tail -= 1
     if tail <= lead or (lead == 0 and tail < 3):  # one long paragraph is a long instruction, not context
         return []

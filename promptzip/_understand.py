@@ -15,15 +15,20 @@ out byte for byte. The rules, first match wins:
    innermost element is one context region with its own source; tags and the text between elements are protected;
    a short one-line ``<source>`` inside a document is metadata and protected. Tags that do not pair up are text.
 4. Delimited blocks: LlamaIndex's dash fences (a line of five or more ``-``), ``\"\"\"`` fences, and headings
-   (``Context:``, ``Documents:``, ``Sources:``, ``### Context`` …): what they enclose, or what follows the heading
-   up to a ``Question:``/``Query:``/``Answer:`` label, is context.
+   (``Context:``, ``Documents:``, ``Sources:``, ``### Context``, ``New Context:``, ``Context is:``, DSPy's
+   ``[[ ## context ## ]]`` …): what they enclose, or what follows the heading up to a label (``Question:``,
+   ``Query:``, ``Answer:``, ``Instruction:``, ``## Instructions``, any DSPy field marker …), is context. A heading
+   over a bare template slot (``{context}``, a template showing its own layout) is not.
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``): up to two short leading
    paragraphs that read as instructions (or, in the turn being answered, a first one that asks a question) are
-   kept, a short trailing question or request is kept (user turns), and the long middle is context.
+   kept, a short trailing paragraph that opens with a label (``Instruction: …``) is kept in any role, a short
+   trailing question or request is kept (user turns), and the long middle is context.
 
-In every case a ``Question:``/``Query:``/``Q:`` label outside the context starts a question region (to the end of
-its paragraph); what relevance is scored against is its text after the label. Anything no rule places is
-``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
+In every case a question label outside the context starts a question region (to the end of its paragraph):
+``Question:``, ``Query:``, ``Q:``, a Markdown ``## Question`` line, DSPy's ``[[ ## question ## ]]``, and the spelled
+out forms ``User's question is:`` or ``The original query is as follows:``; what relevance is scored against is its
+text after the label. Anything no rule places is ``instruction`` (kept verbatim). Code fences inside a context region
+are kept whole by the splitter.
 
 The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules`; this module holds :class:`Layout`,
 :class:`Region` and :class:`Element`, rule 2, the order the rules run in, and how their spans become regions,
@@ -48,6 +53,7 @@ from promptzip._rules import (
     delimited,
     headed,
     is_json,
+    label_name,
     paragraphs,
     starts_with_question,
     strip_span,
@@ -255,7 +261,7 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
             continue
         pos = r.start
         for m in LABEL.finditer(text, r.start, r.end):
-            if m.group(1).lower().replace("\t", " ") not in QUESTION_LABELS:
+            if label_name(m) not in QUESTION_LABELS:
                 continue
             end = _question_end(text, m.end(), r.end)
             if m.start() > pos:
@@ -300,7 +306,7 @@ def _question_end(text: str, start: int, limit: int) -> int:
 
 def _label_free(text: str) -> str:
     """The question's words: without its label and a trailing ``Answer:`` cue."""
-    out = LABEL.sub(lambda m: "" if m.group(1).lower() in QUESTION_LABELS else m.group(0), text)
+    out = LABEL.sub(lambda m: "" if label_name(m) in QUESTION_LABELS else m.group(0), text)
     out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)
     return out.strip()
 

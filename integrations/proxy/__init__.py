@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from promptzip.integrations.proxy._app import ZipperFactory, create_app, serve
     from promptzip.integrations.proxy._compression import Overloaded
-    from promptzip.integrations.proxy._errors import PayloadTooLarge, RequestError
+    from promptzip.integrations.proxy._errors import BodyTimeout, PayloadTooLarge, RequestError
     from promptzip.integrations.proxy._metrics import Metrics
     from promptzip.integrations.proxy._options import key_digest
     from promptzip.integrations.proxy._settings import (
@@ -48,6 +48,7 @@ __all__ = [
     "DIALECT_PATHS",
     "MESSAGES",
     "RESPONSES",
+    "BodyTimeout",
     "Metrics",
     "Overloaded",
     "PayloadTooLarge",
@@ -68,6 +69,7 @@ _HOMES = {
     "ZipperFactory": "_app",
     "create_app": "_app",
     "serve": "_app",
+    "BodyTimeout": "_errors",
     "PayloadTooLarge": "_errors",
     "RequestError": "_errors",
     "Metrics": "_metrics",

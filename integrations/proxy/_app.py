@@ -13,7 +13,9 @@
 * ``POST /v1/files``: an OpenAI Batch API input file (``purpose`` ``batch``) has each line's ``body`` compressed as
   its ``url``'s route compresses a body, and the upload forwarded (:mod:`._openai_batches`).
 * Any other ``/v1/*`` request is forwarded untouched: method, path, query, body and headers (minus hop-by-hop
-  ones and the ``x-promptzip-*`` controls).
+  ones and the ``x-promptzip-*`` controls). Its body is not read: past a few kilobytes it is sent upstream as it
+  arrives (an audio file, an upload's part), bounded by ``max_forward_bytes`` instead of ``max_body_bytes``, each
+  chunk awaited at most ``timeouts.write`` (:mod:`._bodies`).
 * ``/healthz`` answers ``{"status": "ok"}``; ``/metrics`` is Prometheus text.
 * ``/v1/promptzip/*`` is the proxy's own and never forwarded: ``GET /v1/promptzip/expand/{id}`` returns the original
   of what a compression of the same credential cut (:mod:`._expand`).
@@ -74,9 +76,10 @@ from promptzip._errors import DeadlineExceeded, UpstreamError
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip.integrations.proxy._batches import Batches
+from promptzip.integrations.proxy._bodies import SMALL_BODY, Streamed, read_or_stream
 from promptzip.integrations.proxy._compression import Compressions, Overloaded, ZipperFactory
 from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
-from promptzip.integrations.proxy._errors import RequestError, error_body, error_response, status_of
+from promptzip.integrations.proxy._errors import BodyTimeout, RequestError, error_body, error_response, status_of
 from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansions
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
@@ -237,10 +240,13 @@ class _Proxy:
                 return await self.batches.create(request, messages_route, dialect)
             if path == FILES and request.method == "POST":  # a batch file's lines, each as its route sends one
                 return await self.batch_files.create(request)
-            body = await read_body(request, self.settings.max_body_bytes)
-            return await self._forward(request, body, {})
+            small = min(SMALL_BODY, self.settings.max_forward_bytes or SMALL_BODY)
+            return await self._forward(request, await read_or_stream(request, small, self.settings), {})
         except (RequestError, UpstreamError) as exc:
-            return dialect.error(exc)
+            # A client stalled mid-body sends nothing worth waiting for; any other body left unread the server drains,
+            # so the client, which may read no answer before it has sent it all, still gets this one.
+            stalled = isinstance(exc, BodyTimeout)
+            return dialect.error(exc, headers={"connection": "close"} if stalled else None)
 
     # ------------------------------------------------------------------------------------- compressed routes
     async def _chat(self, request: Request, route: RouteSettings, dialect: Dialect) -> Response:
@@ -338,7 +344,7 @@ class _Proxy:
         return self._upstream.copy_with(raw_path=path + (b"?" + query if query else b""))
 
     async def _forward(
-        self, request: Request, body: bytes, extra: Mapping[str, str], *, content_type: str | None = None
+        self, request: Request, body: bytes | Streamed, extra: Mapping[str, str], *, content_type: str | None = None
     ) -> Response:
         if not self._clients:
             raise RuntimeError("the proxy's lifespan has not run: serve the app with uvicorn or enter its lifespan")
@@ -347,6 +353,8 @@ class _Proxy:
         if content_type is not None:  # a re-encoded body's own (a form's new boundary)
             headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
             headers.append((b"content-type", content_type.encode("latin-1")))
+        if isinstance(body, Streamed) and body.length is not None:  # else httpx would send it chunked
+            headers.append((b"content-length", str(body.length).encode("ascii")))
         upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=body)
         try:
             response = await client.send(upstream_request, stream=True)

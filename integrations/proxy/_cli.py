@@ -28,6 +28,7 @@ WARMUP_TEXT = (
     "A request that arrives later does not wait for them."
 )
 WARMUP_QUESTION = "When does the proxy load its models?"
+_NO_LIMIT = "none"
 
 
 def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -63,7 +64,16 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, help="seconds to wait for the upstream's answer (default: 600)")
     p.add_argument("--connect-timeout", type=float, help="seconds to connect to the upstream (default: 5)")
-    p.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default: 10 MiB)")
+    p.add_argument(
+        "--max-body-bytes", type=int, help="largest request body the proxy reads to compress it (default: 10 MiB)"
+    )
+    p.add_argument(
+        "--max-forward-bytes",
+        type=_byte_limit,
+        metavar="BYTES",
+        help="largest request body forwarded unread, as it arrives (routes not compressed, uploads too large to "
+        "read); 'none' leaves it to the upstream (default: 512 MiB)",
+    )
     p.add_argument(
         "--tenant-header",
         help="a header naming a configured tenant, set by a gateway in front that strips clients' own (default: "
@@ -103,6 +113,16 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _byte_limit(value: str) -> int | str:
+    """A number of bytes, or ``"none"`` (no limit of the proxy's own)."""
+    if value.strip().lower() == _NO_LIMIT:
+        return _NO_LIMIT
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes or {_NO_LIMIT!r}: {value!r}") from None
+
+
 def warm_up(settings: ProxySettings) -> tuple[str, str]:
     """Load the models of the preset the proxy's first route uses (the one the app warms up) and run one small
     compression with it; return that ``(preset, target)``. Models are shared by the whole process, so the app's
@@ -138,6 +158,7 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         fail_mode=args.fail_mode,
         scope=args.scope,
         max_body_bytes=args.max_body_bytes,
+        max_forward_bytes=None if args.max_forward_bytes == _NO_LIMIT else args.max_forward_bytes,
         tenant_header=args.tenant_header,
         compression_deadline=args.compression_deadline,
         compression_queue=args.compression_queue,
@@ -145,6 +166,8 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         warmup=args.warmup,
         timeouts={k: v for k, v in timeouts.items() if v is not None} or None,
     )
+    if args.max_forward_bytes == _NO_LIMIT:  # an override of None means "not given" to load_settings
+        settings = settings.model_copy(update={"max_forward_bytes": None})
     err.write(f"promptzip proxy: http://{settings.host}:{settings.port}/v1 → {settings.upstream}\n")
     if settings.warmup:
         err.write("promptzip proxy: warming up (--no-warmup skips this)\n")

@@ -5,7 +5,9 @@ The proxy's own exceptions extend the core tree::
     PromptZipError
     ├── InputError
     │   └── RequestError          4xx: the request cannot be handled as sent (carries status, param and code)
-    │       ├── PayloadTooLarge   413: the body passed max_body_bytes (found while reading, before buffering it)
+    │       ├── PayloadTooLarge   413: the body passed max_body_bytes while read, or max_forward_bytes while
+    │       │                     forwarded unread (found as it arrives, before it is buffered or sent whole)
+    │       ├── BodyTimeout       408: a body forwarded unread stalled for longer than timeouts.write
     │       └── Overloaded        503 + retry-after: every compression slot is taken (the compression module)
     ├── DeadlineExceeded          504 (fail-closed): the compression ran past compression_deadline
     └── UpstreamError             502: unreachable or not speaking HTTP; 504: too slow (carries status_code)
@@ -30,14 +32,33 @@ from promptzip._errors import (
 )
 from promptzip.integrations._bodies import RequestError
 
-__all__ = ["PayloadTooLarge", "RequestError", "error_body", "error_response", "status_of"]
+__all__ = ["BodyTimeout", "PayloadTooLarge", "RequestError", "error_body", "error_response", "status_of"]
 
 
 class PayloadTooLarge(RequestError):
-    def __init__(self, limit: int) -> None:
+    """``setting`` names the limit passed, so an operator knows which one to raise."""
+
+    def __init__(self, limit: int, setting: str = "max_body_bytes") -> None:
         super().__init__(
-            f"the request body is larger than the proxy's limit of {limit} bytes", status=413, code="body_too_large"
+            f"the request body is larger than the proxy's limit of {limit} bytes ({setting})",
+            status=413,
+            code="body_too_large",
         )
+        self.limit = limit
+        self.setting = setting
+
+
+class BodyTimeout(RequestError):
+    """A client stopped sending a body the proxy was forwarding: the upstream request it held open is abandoned."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the client sent nothing of the request body for {seconds:g} s (timeouts.write); the proxy gave up "
+            "forwarding it",
+            status=408,
+            code="body_timeout",
+        )
+        self.seconds = seconds
 
 
 # Checked in order, the first class that matches wins: (status, type, code).

@@ -22,6 +22,10 @@ Decisions worth knowing:
   forwarded as they came; so is a form this strict reader cannot frame, or one with two ``purpose`` or ``file``
   fields (``x-promptzip-reason: unreadable-form``): every upload went through unread before batch files were
   compressed, and one the upstream takes must not start failing here.
+* **Too large to read, forwarded unread.** An upload whose declared length is over ``max_body_bytes``, or that
+  passes it while it is read, is sent upstream as it arrives, the part read first (:mod:`._bodies`, bounded by
+  ``max_forward_bytes``), with ``x-promptzip-reason: body-too-large``: OpenAI takes files far larger than the proxy
+  may hold in memory, so such a batch file reaches the upstream uncompressed rather than refused.
 * **As the Message Batches route** (:mod:`._batches`): lines are compressed one at a time through the same
   ``Compressions.outcome`` (at most one compression slot, the event loop yielded between lines, a client that hangs
   up stops the work, the whole bounded by ``max_body_bytes``), each with its route's ``compression_deadline`` and
@@ -46,13 +50,14 @@ from starlette.responses import Response
 
 from promptzip.integrations._openai_batches import BATCH_PURPOSE, Line, named, read_batch_file, rewritten
 from promptzip.integrations.proxy._batches import Batches, Done, batch_headers
+from promptzip.integrations.proxy._bodies import Streamed, read_or_stream
 from promptzip.integrations.proxy._compression import Compressions
 from promptzip.integrations.proxy._dialects import DIALECTS, Chat, Dialect
 from promptzip.integrations.proxy._errors import RequestError
 from promptzip.integrations.proxy._metrics import Metrics
 from promptzip.integrations.proxy._multipart import parse_form
 from promptzip.integrations.proxy._options import parse_options
-from promptzip.integrations.proxy._requests import Options, read_body, skip_reason, status_headers
+from promptzip.integrations.proxy._requests import Options, skip_reason, status_headers
 
 __all__ = ["BatchFiles"]
 
@@ -65,7 +70,13 @@ class Forward(Protocol):
     """Sends a body upstream as the request's own (``content_type``: the body's, when it is not the request's)."""
 
     def __call__(
-        self, request: Request, body: bytes, extra: Mapping[str, str], /, *, content_type: str | None = None
+        self,
+        request: Request,
+        body: bytes | Streamed,
+        extra: Mapping[str, str],
+        /,
+        *,
+        content_type: str | None = None,
     ) -> Awaitable[Response]: ...
 
 
@@ -92,10 +103,13 @@ class BatchFiles:
 
     async def create(self, request: Request) -> Response:
         """Answer ``POST /v1/files``: 4xx for a bad form or batch file, else what the upstream answers to it."""
-        body = await read_body(request, self._compressions.settings.max_body_bytes)
+        settings = self._compressions.settings
+        body = await read_or_stream(request, settings.max_body_bytes, settings)
         skipped = skip_reason(request.headers)
         if skipped is not None:  # unread: whether it is a batch file is not known
             return await self._forward(request, body, status_headers("passthrough", skipped))
+        if isinstance(body, Streamed):  # more than the proxy may hold: the upstream takes larger files
+            return await self._forward(request, body, status_headers("passthrough", "body-too-large"))
         try:
             form = parse_form(request.headers.get("content-type", ""), body)
             purpose, file = (None, None) if form is None else (form.field("purpose"), form.field("file"))

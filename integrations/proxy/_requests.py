@@ -30,6 +30,7 @@ __all__ = [
     "check_chat",
     "check_path",
     "check_str",
+    "declared_length",
     "decode_outcome",
     "encode",
     "encode_outcome",
@@ -137,14 +138,22 @@ def response_drop(headers: httpx.Headers) -> frozenset[bytes]:
     return frozenset(n.encode("latin-1") for n in RESPONSE_DROP | named)
 
 
+def declared_length(request: Request) -> int | None:
+    """The request's ``content-length``, or ``None`` when it sent none (a chunked body, or no body)."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    digits = declared.strip()
+    if not digits.isascii() or not digits.isdigit():
+        raise RequestError("content-length is not a number", param="content-length")
+    return int(digits)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or counted while it streams in)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise RequestError("content-length is not a number", param="content-length")
-        if int(declared) > limit:
-            raise PayloadTooLarge(limit)
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     try:

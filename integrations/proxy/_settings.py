@@ -170,7 +170,9 @@ class TenantSettings(_Frozen):
 
 
 class Timeouts(_Frozen):
-    """Seconds. ``read`` bounds the wait for the upstream's headers and between body chunks (504 when it passes)."""
+    """Seconds. ``read`` bounds the wait for the upstream's headers and between body chunks (504 when it passes).
+    ``write`` bounds sending each chunk of a body upstream, and the wait for each chunk from the client of a body the
+    proxy forwards as it arrives (:mod:`._bodies`): an upstream connection waits on it (408 when it passes)."""
 
     connect: float = Field(default=5.0, gt=0)
     read: float = Field(default=600.0, gt=0)
@@ -196,7 +198,9 @@ class ProxySettings(_Frozen):
     min_tokens: int = Field(default=1024, ge=0)
     fail_mode: FailMode = "open"
     scope: Scope = "all"
-    max_body_bytes: int = Field(default=10 * MiB, gt=0)
+    max_body_bytes: int = Field(default=10 * MiB, gt=0)  # what the proxy reads whole: compressed routes, batches
+    # What it forwards unread, as it arrives (other routes, an upload too large to read); None: the upstream decides.
+    max_forward_bytes: int | None = Field(default=512 * MiB, gt=0)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=256, gt=0)
     upstream_pools: int = Field(default=8, gt=0, le=64)

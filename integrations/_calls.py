@@ -6,7 +6,7 @@ these; the request understanding is the core's."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,7 +157,9 @@ def _budget(value: object, where: str) -> Budget:
 
 
 class Compression:
-    """A budget, a scope and a Zipper built on first use (or the one given), shared by every call that holds them."""
+    """A budget, a scope and a Zipper built on first use (or the one given), shared by every call that holds them.
+    ``on_result`` is called with the :class:`~promptzip.Result` of every call it compressed (not of one sent as
+    given), in the thread that compressed it, before the call is sent; what it raises propagates to the caller."""
 
     def __init__(
         self,
@@ -169,9 +171,13 @@ class Compression:
         cache: str | Cache | None,
         zipper: Zipper | None,
         scope: str = "all",
+        on_result: Callable[[Result], object] | None = None,
     ) -> None:
         self.spec = Budget.coerce(budget, rate=rate)
         self.scope = check_scope(scope)
+        if on_result is not None and not callable(on_result):
+            raise ConfigError(f"on_result must be a callable that takes a promptzip.Result, not {on_result!r}")
+        self.on_result = on_result
         if zipper is not None and not isinstance(zipper, Zipper):
             raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
         if zipper is None:
@@ -205,8 +211,8 @@ class Compression:
         the call goes to (:func:`~promptzip._pricing.listed_pricing`), else the target's."""
         items = _as_list(messages, "messages")
         dicts = [_as_mapping(m, f"messages[{i}]") for i, m in enumerate(items)]
-        result = sent_messages(
-            self.zipper, dicts, spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
+        result = self.sent(
+            dicts, spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
         )
         if result is None:
             return items
@@ -237,13 +243,8 @@ class Compression:
         chat = dialect.read(body)
         if isinstance(chat, str):  # nothing the dialect may change (an unknown role, say): sent as given
             return dict(kwargs)
-        result = sent_messages(
-            self.zipper,
-            chat.messages,
-            spec or self.spec,
-            scope=scope or self.scope,
-            conversation=conversation,
-            pricing=pricing,
+        result = self.sent(
+            chat.messages, spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
         )
         if result is None:
             return dict(kwargs)
@@ -253,6 +254,26 @@ class Compression:
             if key in body and new[key] != body[key]:
                 out[key] = _restored(kwargs[key], body[key], new[key])
         return out
+
+    def sent(self, messages: Sequence[Mapping[str, Any]], spec: Budget, **options: Any) -> Result | None:
+        """:func:`sent_messages` on this Compression's Zipper, reported to ``on_result`` when it compressed."""
+        return self._report(sent_messages(self.zipper, messages, spec, **options))
+
+    def prompt(self, prompt: str | bytes, *, question: str | None = None) -> str:
+        """A string prompt compressed (:func:`compressed_prompt`), or with ``question`` apart only its compressed
+        context (:func:`compressed_text`), reported to ``on_result`` when it compressed."""
+        if question is not None:
+            result = self.zipper.compress(prompt, question=question, budget=self.spec)
+            self._report(None if fits_whole(result) else result)
+            return compressed_text(result)
+        text, compressed = _prompt(self.zipper, prompt, self.spec)
+        self._report(compressed)
+        return text
+
+    def _report(self, result: Result | None) -> Result | None:
+        if result is not None and self.on_result is not None:
+            self.on_result(result)
+        return result
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -292,10 +313,15 @@ def compressed_text(result: Result) -> str:
 def compressed_prompt(zipper: Zipper, prompt: str | bytes, spec: Budget) -> str:
     """A whole string prompt with only its context compressed (its instruction and question are kept byte for
     byte), or the prompt itself when it fit whole."""
+    return _prompt(zipper, prompt, spec)[0]
+
+
+def _prompt(zipper: Zipper, prompt: str | bytes, spec: Budget) -> tuple[str, Result | None]:
+    """:func:`compressed_prompt` and the Result it came from (``None`` when the prompt fit whole)."""
     result = zipper.compress_prompt(prompt, budget=spec)
     if fits_whole(result):
-        return prompt if isinstance(prompt, str) else prompt.decode("utf-8")
-    return result.text
+        return (prompt if isinstance(prompt, str) else prompt.decode("utf-8")), None
+    return result.text, result
 
 
 def _as_list(value: object, where: str) -> list[Any]:

@@ -43,8 +43,8 @@ from promptzip._cache import Cache
 from promptzip._errors import ConfigError, InputError
 from promptzip._pipeline import Zipper
 from promptzip._tokenizers import Tokenizer
-from promptzip._types import Budget
-from promptzip.integrations._calls import Compression, compressed_prompt, compressed_text, sent_messages
+from promptzip._types import Budget, Result
+from promptzip.integrations._calls import Compression
 from promptzip.integrations._clients import ANTHROPIC, OPENAI, Sdk, WrappedClient
 
 if TYPE_CHECKING:
@@ -71,19 +71,29 @@ def compress_call(
     cache: str | Cache | None = None,
     zipper: Zipper | None = None,
     scope: str = "all",
+    on_result: Callable[[Result], object] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async function so that its ``arg`` argument is compressed before each call.
 
     ``question`` names another parameter whose value is the question relevance is measured against; a prompt then
     becomes only its compressed context, and the budget covers that context plus the question. ``zipper`` uses a
     ready Zipper instead of building ``preset`` for ``target`` on the first call. ``scope`` says where a chat's
-    context is compressed: ``"all"`` (every message) or ``"history"`` (earlier turns only).
+    context is compressed: ``"all"`` (every message) or ``"history"`` (earlier turns only). ``on_result`` sees what
+    the model does not get: it is called with the :class:`promptzip.Result` of each call that was compressed
+    (``Result.dropped``, ``Result.tokens_in``/``tokens_out``), in the thread that compressed it, before the call.
 
     Raises :class:`promptzip.ConfigError` (or ``BudgetError``) at decoration time for a bad setup, such as a
     function without a parameter named ``arg`` or an unknown ``scope``.
     """
     compression = Compression(
-        budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper, scope=scope
+        budget=budget,
+        rate=rate,
+        target=target,
+        preset=preset,
+        cache=cache,
+        zipper=zipper,
+        scope=scope,
+        on_result=on_result,
     )
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
@@ -129,6 +139,7 @@ def wrap(
     cache: str | Cache | None = None,
     zipper: Zipper | None = None,
     scope: str = "all",
+    on_result: Callable[[Result], object] | None = None,
 ) -> ClientT:
     """A client that compresses its prompts before sending them: an ``openai.OpenAI``/``AsyncOpenAI`` client's chat
     and Responses calls, an ``anthropic.Anthropic``/``AsyncAnthropic`` client's Messages calls (read as the proxy's
@@ -139,6 +150,8 @@ def wrap(
     against the SDK's client class do not hold for it. ``with_options``/``copy`` return wrapped clients too.
     ``scope`` says where a chat's context is compressed: ``"all"`` (every message, the system message and the
     last user turn included) or ``"history"`` (earlier turns only; a Responses ``input`` string is the last user turn).
+    ``on_result`` is called with the :class:`promptzip.Result` of each call that was compressed (what was kept and
+    ``Result.dropped``, what the model does not get), in the thread that compressed it, before the call is sent.
 
     Per call, ``promptzip=`` overrides these settings: ``False`` (or ``{"disable": True}``) sends the call as
     given, an int or a :class:`promptzip.Budget` replaces the budget, and a dict sets any of ``budget``, ``rate``
@@ -154,7 +167,14 @@ def wrap(
         )
     sdk, is_async = found
     compression = Compression(
-        budget=budget, rate=rate, target=target, preset=preset, cache=cache, zipper=zipper, scope=scope
+        budget=budget,
+        rate=rate,
+        target=target,
+        preset=preset,
+        cache=cache,
+        zipper=zipper,
+        scope=scope,
+        on_result=on_result,
     )
     return cast(ClientT, WrappedClient(client, compression, sdk=sdk, is_async=is_async))
 
@@ -218,16 +238,13 @@ def _question(bound: inspect.BoundArguments, name: str | None) -> str | None:
 def _rewrite(compression: Compression, value: object, question: str | None, fn: object, arg: str) -> Any:
     """The compressed argument: the prompt with its context compressed (only that context when a question is
     given apart), or the compressed messages; as given when they fit."""
-    zipper, spec = compression.zipper, compression.spec
     if isinstance(value, bytearray):
         value = bytes(value)
     if isinstance(value, str | bytes):
-        if question is None:
-            return compressed_prompt(zipper, value, spec)
-        return compressed_text(zipper.compress(value, question=question, budget=spec))
+        return compression.prompt(value, question=question)
     if isinstance(value, Sequence):  # each message is checked by compress_messages
         messages = cast(Sequence[Mapping[str, Any]], value)
-        chat = sent_messages(zipper, messages, spec, question=question, scope=compression.scope)
+        chat = compression.sent(messages, compression.spec, question=question, scope=compression.scope)
         return messages if chat is None else list(chat.messages or ())
     raise InputError(
         f"{_name(fn)}() argument {arg!r} must be a str prompt or a list of chat messages, not {type(value).__name__}"

@@ -25,9 +25,9 @@ it::
     client.chat.completions.create(model="gpt-4o", messages=messages, promptzip=800)  # this call's budget
     client.responses.create(model="gpt-4o", input=items, promptzip={"rate": 0.2, "scope": "history"})
 
-The budget covers the prompt in the target tokenizer: a chat's ``messages``; a Responses ``input`` list with its
-``instructions``; an Anthropic request's ``system`` and ``messages``. A Responses ``input`` string is one whole
-prompt, and its ``instructions`` are neither compressed nor counted.
+The budget covers the prompt in the target tokenizer: a chat's ``messages``; a Responses request's
+``instructions`` (a system message) and ``input`` (a string is one user turn); an Anthropic request's ``system`` and
+``messages``. Each is read by the proxy's dialect for its API (:mod:`promptzip.integrations._dialects`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ it becomes :data:`MINIMAL_TEXT` (providers refuse empty text blocks).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -67,9 +66,7 @@ class _Passthrough(Exception):
     """A valid body to forward as it came (an unknown role, say); the argument is the reason."""
 
 
-def _protected(text: str) -> str:
-    # A text that is one JSON value is protected by the core's request understanding: counted, never compressed.
-    return json.dumps([text], ensure_ascii=False)
+_protected = retrieval.protected  # counted, never compressed: one JSON value, which understanding protects
 
 
 def _fail(message: str, param: str) -> RequestError:

@@ -1,5 +1,6 @@
-"""Anthropic's retrieval blocks, read as passages: ``document`` blocks (a plain-text ``source`` or a ``content``
-source of text blocks) and ``search_result`` blocks (text blocks under ``content``), in a turn or in a tool result.
+"""Retrieval blocks, read as passages: Anthropic's ``document`` blocks (a plain-text ``source`` or a ``content``
+source of text blocks) and ``search_result`` blocks (text blocks under ``content``), in a turn or in a tool result,
+and LangChain's standard ``text-plain`` block (a plain-text document in a message's content).
 
 Their texts are retrieved documents, so each goes to the core as context as a whole: wrapped in promptzip's own
 ``<pz>`` tags (rule 2 of the request understanding, whose output drops the tags), so a short passage or one that
@@ -11,13 +12,29 @@ a file id) holds no text the proxy can read and is neither counted nor changed, 
 
 from __future__ import annotations
 
+import copy
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["KINDS", "citing", "metadata", "passages", "unwrap", "wrap", "wrappable"]
+from promptzip._messages import MINIMAL_TEXT
 
-KINDS = frozenset({"document", "search_result"})
+__all__ = [
+    "KINDS",
+    "LANGCHAIN_KINDS",
+    "citing",
+    "metadata",
+    "passages",
+    "protected",
+    "rewrite",
+    "unwrap",
+    "wrap",
+    "wrappable",
+]
+
+KINDS = frozenset({"document", "search_result"})  # Anthropic's API
+LANGCHAIN_KINDS = KINDS | {"text-plain"}  # what a LangChain message may carry (Anthropic's pass through it)
 _OPEN, _CLOSE = "<pz>", "</pz>"
 # Any text that already holds something tag-like for promptzip would change meaning inside the wrapper.
 _PZ_LIKE = re.compile(r"<\s*/?\s*pz(?=[\s>/])", re.IGNORECASE)
@@ -25,12 +42,12 @@ _PZ_LIKE = re.compile(r"<\s*/?\s*pz(?=[\s>/])", re.IGNORECASE)
 Path = tuple[str | int, ...]
 
 
-def citing(block: dict[str, Any]) -> bool:
+def citing(block: Mapping[str, Any]) -> bool:
     citations = block.get("citations")
     return isinstance(citations, dict) and citations.get("enabled") is True
 
 
-def metadata(block: dict[str, Any]) -> Iterator[str]:
+def metadata(block: Mapping[str, Any]) -> Iterator[str]:
     """The strings a block sends beside its passages."""
     keys = ("title", "context", "source") if block.get("type") == "search_result" else ("title", "context")
     for key in keys:
@@ -39,8 +56,12 @@ def metadata(block: dict[str, Any]) -> Iterator[str]:
             yield value
 
 
-def passages(block: dict[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
-    """``(path, text)`` of each passage of a document or search result block at ``path``."""
+def passages(block: Mapping[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
+    """``(path, text)`` of each passage of a retrieval block at ``path``."""
+    if block.get("type") == "text-plain":
+        if isinstance(block.get("text"), str):
+            yield (*path, "text"), block["text"]
+        return
     if block.get("type") == "search_result":
         yield from _text_blocks(block.get("content"), (*path, "content"))
         return
@@ -61,6 +82,39 @@ def _text_blocks(blocks: object, path: Path) -> Iterator[tuple[Path, str]]:
     for k, inner in enumerate(blocks if isinstance(blocks, list) else ()):
         if isinstance(inner, dict) and inner.get("type") == "text" and isinstance(inner.get("text"), str):
             yield (*path, k, "text"), inner["text"]
+
+
+def protected(text: str) -> str:
+    """``text`` as the core counts and keeps it: one JSON value, which request understanding protects."""
+    return json.dumps([text], ensure_ascii=False)
+
+
+def rewrite(block: Mapping[str, Any], texts: Mapping[Path, str]) -> dict[str, Any]:
+    """A copy of ``block`` with the passages at ``texts``' paths (relative to the block) replaced. An emptied
+    passage leaves its list of text blocks when another stays, else it becomes :data:`MINIMAL_TEXT` (providers
+    refuse empty texts)."""
+    out: dict[str, Any] = copy.deepcopy(dict(block))
+    emptied: dict[Path, list[int]] = {}
+    for path, text in texts.items():
+        if text.strip():
+            _at(out, path[:-1])[path[-1]] = text
+        elif len(path) > 1 and path[-1] == "text" and isinstance(path[-2], int):
+            emptied.setdefault(path[:-2], []).append(path[-2])
+        else:
+            _at(out, path[:-1])[path[-1]] = MINIMAL_TEXT
+    for where, gone in emptied.items():
+        blocks, gone = _at(out, where), sorted(gone)
+        if len(gone) >= len(blocks):
+            blocks[gone.pop(0)]["text"] = MINIMAL_TEXT
+        for k in reversed(gone):
+            del blocks[k]
+    return out
+
+
+def _at(value: Any, path: Path) -> Any:
+    for key in path:
+        value = value[key]
+    return value
 
 
 def wrappable(text: str) -> bool:

@@ -20,7 +20,9 @@ Documents with nothing left are omitted.
 :meth:`promptzip.Zipper.compress_messages` with the runnable's ``scope`` (``"all"``, the default: the context found
 in every message, system messages and the last user turn included, their instruction and question kept verbatim;
 ``"history"``: earlier turns only, system messages and the last user turn untouched; tool calls and non-text parts
-always stay verbatim). A string prompt (a ``str`` or the ``StringPromptValue`` of a ``PromptTemplate``) goes
+always stay verbatim). Documents inside a message's content (LangChain's ``text-plain`` blocks, Anthropic's
+``document`` and ``search_result`` blocks) are passages, compressed in their own blocks
+(:mod:`promptzip.integrations._langchain_content`). A string prompt (a ``str`` or the ``StringPromptValue`` of a ``PromptTemplate``) goes
 through :meth:`promptzip.Zipper.compress_prompt`: its instruction and its trailing ``Question: ...`` are kept byte
 for byte and only its context shrinks.
 
@@ -36,7 +38,7 @@ from typing import Any
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import BaseMessage, convert_to_messages, convert_to_openai_messages
+from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SkipValidation
@@ -50,6 +52,7 @@ from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
 from promptzip.integrations._calls import cache_pricing, check_pricing, fits_whole, sent_messages
+from promptzip.integrations._langchain_content import as_openai, content_back
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
 
@@ -255,49 +258,14 @@ def _compress_messages(
     zipper: Zipper, spec: Budget, messages: Sequence[BaseMessage], scope: str, pricing: CachePricing | None = None
 ) -> list[BaseMessage]:
     """Compress LangChain messages through their OpenAI form; only the text of each message is replaced."""
-    dicts = [_as_openai(m, i) for i, m in enumerate(messages)]
+    read = [as_openai(m, i) for i, m in enumerate(messages)]
+    dicts = [d for d, _ in read]
     result = sent_messages(zipper, dicts, spec, scope=scope, pricing=pricing)
     if result is None:
         return list(messages)
     compressed_messages = result.messages or dicts
     out: list[BaseMessage] = []
-    for message, compressed in zip(messages, compressed_messages, strict=True):
-        content = _content_back(message.content, compressed["content"])
+    for message, (sent, places), compressed in zip(messages, read, compressed_messages, strict=True):
+        content = content_back(message.content, sent["content"], compressed["content"], places)
         out.append(message if content == message.content else message.model_copy(update={"content": content}))
-    return out
-
-
-def _as_openai(message: BaseMessage, i: int) -> dict[str, Any]:
-    """The OpenAI dict of a message (role, name, tool calls), with content parts one-to-one with LangChain's."""
-    try:
-        converted = convert_to_openai_messages(message)
-    except (ValueError, TypeError, NotImplementedError) as exc:
-        raise InputError(f"messages[{i}] cannot be read as a chat message: {exc}") from exc
-    if isinstance(message.content, str):
-        converted["content"] = message.content
-    else:
-        converted["content"] = [_part(p) for p in message.content]
-    return converted
-
-
-def _part(block: object) -> dict[str, Any]:
-    if isinstance(block, str):
-        return {"type": "text", "text": block}
-    if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
-        return {"type": "text", "text": block["text"]}
-    kind = block.get("type") if isinstance(block, dict) else None
-    return {"type": kind if isinstance(kind, str) else "opaque"}  # never compressed: image, audio, tool use, ...
-
-
-def _content_back(original: str | list[Any], compressed: Any) -> str | list[Any]:
-    if isinstance(original, str):
-        return str(compressed)
-    out: list[Any] = []
-    for block, part in zip(original, compressed, strict=True):
-        if isinstance(block, str):
-            out.append(part["text"])
-        elif isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
-            out.append({**block, "text": part["text"]})
-        else:
-            out.append(block)
     return out

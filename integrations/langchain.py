@@ -22,9 +22,9 @@ in every message, system messages and the last user turn included, their instruc
 ``"history"``: earlier turns only, system messages and the last user turn untouched; tool calls and non-text parts
 always stay verbatim). Documents inside a message's content (LangChain's ``text-plain`` blocks, Anthropic's
 ``document`` and ``search_result`` blocks) are passages, compressed in their own blocks
-(:mod:`promptzip.integrations._langchain_content`). A string prompt (a ``str`` or the ``StringPromptValue`` of a ``PromptTemplate``) goes
-through :meth:`promptzip.Zipper.compress_prompt`: its instruction and its trailing ``Question: ...`` are kept byte
-for byte and only its context shrinks.
+(:mod:`promptzip.integrations._langchain_content`). A string prompt (a ``str`` or the ``StringPromptValue`` of a
+``PromptTemplate``) goes through :meth:`promptzip.Zipper.compress_prompt`: its instruction and its trailing
+``Question: ...`` are kept byte for byte and only its context shrinks.
 
 promptzip's own errors propagate as themselves; LangChain's conversion errors become :class:`promptzip.InputError`.
 """

@@ -28,6 +28,7 @@ PROMISED = {
     P + "tokens_saved_total": "counter",
     P + "result_cache_total": "counter",
     P + "upstream_errors_total": "counter",
+    P + "bodies_refused_total": "counter",
     P + "deadline_exceeded_total": "counter",
     P + "overloaded_total": "counter",
     P + "single_flight_total": "counter",

@@ -14,8 +14,8 @@
   its ``url``'s route compresses a body, and the upload forwarded (:mod:`._openai_batches`).
 * Any other ``/v1/*`` request is forwarded untouched: method, path, query, body and headers (minus hop-by-hop
   ones and the ``x-promptzip-*`` controls). Its body is not read: past a few kilobytes it is sent upstream as it
-  arrives (an audio file, an upload's part), bounded by ``max_forward_bytes`` instead of ``max_body_bytes``, each
-  chunk awaited at most ``timeouts.write`` (:mod:`._bodies`).
+  arrives (an audio file, an upload's part), bounded by ``max_forward_bytes`` instead of ``max_body_bytes``
+  (:mod:`._bodies`).
 * ``/healthz`` answers ``{"status": "ok"}``; ``/metrics`` is Prometheus text.
 * ``/v1/promptzip/*`` is the proxy's own and never forwarded: ``GET /v1/promptzip/expand/{id}`` returns the original
   of what a compression of the same credential cut (:mod:`._expand`).
@@ -53,6 +53,10 @@ Decisions worth knowing:
   ``retry-after`` when full); the whole-request cache lookup runs on a separate small pool, so a warm chat never
   waits for a compression thread. Nothing blocking runs on the event loop. See :mod:`._compression` and, for who
   a request is for (presets, tenants, the per-credential cache scope), :mod:`._options`.
+* No client can stall the proxy with a body: each chunk of every body must arrive within ``timeouts.write`` (408
+  ``body_timeout``, and the connection is closed), and the bodies held in memory, all requests together, are
+  bounded by ``max_buffered_bytes`` (one that does not fit: 503 + ``retry-after``, code ``overloaded``). Both are
+  answered in the route's error style; see :mod:`._bodies` and :mod:`._budget`.
 """
 
 from __future__ import annotations
@@ -76,10 +80,18 @@ from promptzip._errors import DeadlineExceeded, UpstreamError
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip.integrations.proxy._batches import Batches
-from promptzip.integrations.proxy._bodies import SMALL_BODY, Streamed, read_or_stream
+from promptzip.integrations.proxy._bodies import SMALL_BODY, Streamed, read_body, read_or_stream
+from promptzip.integrations.proxy._budget import BodyBudget, Reservation
 from promptzip.integrations.proxy._compression import Compressions, Overloaded, ZipperFactory
 from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
-from promptzip.integrations.proxy._errors import BodyTimeout, RequestError, error_body, error_response, status_of
+from promptzip.integrations.proxy._errors import (
+    RequestError,
+    body_limit,
+    error_body,
+    error_headers,
+    error_response,
+    status_of,
+)
 from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansions
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
@@ -94,7 +106,6 @@ from promptzip.integrations.proxy._requests import (
     check_path,
     encode,
     parse_json,
-    read_body,
     request_headers,
     response_drop,
     skip_reason,
@@ -167,6 +178,7 @@ class _Proxy:
         self._clients: list[httpx.AsyncClient] = []
         self._turn: Iterator[httpx.AsyncClient] = iter(())
         self.compressions = Compressions(settings, factory, self.metrics)
+        self.body_budget = BodyBudget(settings.max_buffered_bytes)  # what all requests' bodies may hold together
         self.expansions = Expansions(settings, self.compressions)  # what compressions cut, per credential
         self.batches = Batches(self.compressions, self.metrics, forward=self._forward, count_small=self._count_small)
         self.batch_files = BatchFiles(self.batches, self.compressions, self.metrics, forward=self._forward)
@@ -228,29 +240,34 @@ class _Proxy:
 
     async def v1(self, request: Request) -> Response:
         dialect = DIALECTS["chat"]  # whose style errors take: OpenAI's, unless a compressed route says otherwise
-        try:
-            path = check_path(request)  # decoded once from the raw path: what is forwarded is what is routed
-            route = self.settings.route(path)
-            if route is not None and request.method == "POST":
-                dialect = dialect_for(path, route)
-                return await self._chat(request, route, dialect)
-            messages_route = self.settings.batch_route(path)
-            if messages_route is not None and request.method == "POST":  # each request as that route sends one
-                dialect = DIALECTS["anthropic"]
-                return await self.batches.create(request, messages_route, dialect)
-            if path == FILES and request.method == "POST":  # a batch file's lines, each as its route sends one
-                return await self.batch_files.create(request)
-            small = min(SMALL_BODY, self.settings.max_forward_bytes or SMALL_BODY)
-            return await self._forward(request, await read_or_stream(request, small, self.settings), {})
-        except (RequestError, UpstreamError) as exc:
-            # A client stalled mid-body sends nothing worth waiting for; any other body left unread the server drains,
-            # so the client, which may read no answer before it has sent it all, still gets this one.
-            stalled = isinstance(exc, BodyTimeout)
-            return dialect.error(exc, headers={"connection": "close"} if stalled else None)
+        # Given back once the handler is done with the body: sent upstream, refused or abandoned.
+        with self.body_budget.reservation() as held:
+            try:
+                path = check_path(request)  # decoded once from the raw path: what is forwarded is what is routed
+                route = self.settings.route(path)
+                if route is not None and request.method == "POST":
+                    dialect = dialect_for(path, route)
+                    return await self._chat(request, route, dialect, held)
+                messages_route = self.settings.batch_route(path)
+                if messages_route is not None and request.method == "POST":  # each request as that route sends one
+                    dialect = DIALECTS["anthropic"]
+                    return await self.batches.create(request, messages_route, dialect, held)
+                if path == FILES and request.method == "POST":  # a batch file's lines, each as its route sends one
+                    return await self.batch_files.create(request, held)
+                # Read whole only what an idle proxy has room for: any more is forwarded as it arrives.
+                settings = self.settings
+                small = min(SMALL_BODY, settings.max_forward_bytes or SMALL_BODY, settings.max_buffered_bytes)
+                body = await read_or_stream(request, small, settings, held)
+                return await self._forward(request, body, {})
+            except (RequestError, UpstreamError) as exc:
+                limit = body_limit(exc)
+                if limit is not None:
+                    self.metrics.bodies_refused.inc(limit)
+                return dialect.error(exc, headers=error_headers(exc))
 
     # ------------------------------------------------------------------------------------- compressed routes
-    async def _chat(self, request: Request, route: RouteSettings, dialect: Dialect) -> Response:
-        body = await read_body(request, self.settings.max_body_bytes)
+    async def _chat(self, request: Request, route: RouteSettings, dialect: Dialect, held: Reservation) -> Response:
+        body = await read_body(request, self.settings.max_body_bytes, self.settings, held)
         skipped = skip_reason(request.headers)
         if skipped is not None:
             self.metrics.compressions.inc("passthrough")
@@ -272,7 +289,7 @@ class _Proxy:
             outcome: Outcome = small or await self.compressions.outcome(messages, options, arrived)
         except Overloaded as exc:
             self.metrics.compressions.inc("overloaded")
-            return dialect.error(exc, headers={"retry-after": str(exc.retry_after), "x-promptzip-status": "error"})
+            return dialect.error(exc, headers={**error_headers(exc), "x-promptzip-status": "error"})
         except Exception as exc:
             seconds = time.perf_counter() - started
             return await self._compression_failed(request, body, options, exc, seconds, dialect)

@@ -50,9 +50,11 @@ from starlette.responses import Response
 
 from promptzip._errors import DeadlineExceeded
 from promptzip.integrations._batches import Entry, batch_entries, named
+from promptzip.integrations.proxy._bodies import read_body
+from promptzip.integrations.proxy._budget import Reservation
 from promptzip.integrations.proxy._compression import Compressions, Overloaded
 from promptzip.integrations.proxy._dialects import Chat, Dialect
-from promptzip.integrations.proxy._errors import RequestError, status_of
+from promptzip.integrations.proxy._errors import RequestError, error_headers, status_of
 from promptzip.integrations.proxy._logs import describe
 from promptzip.integrations.proxy._metrics import Metrics
 from promptzip.integrations.proxy._options import parse_options, with_cache_key, with_model_pricing
@@ -62,7 +64,6 @@ from promptzip.integrations.proxy._requests import (
     check_body,
     encode,
     parse_json,
-    read_body,
     skip_reason,
     status_headers,
 )
@@ -130,10 +131,11 @@ class Batches:
         self._forward = forward
         self._count_small = count_small
 
-    async def create(self, request: Request, route: RouteSettings, dialect: Dialect) -> Response:
-        """Answer ``POST .../batches``: 4xx for a bad batch, else what the upstream answers to the batch sent."""
+    async def create(self, request: Request, route: RouteSettings, dialect: Dialect, held: Reservation) -> Response:
+        """Answer ``POST .../batches``: 4xx for a bad batch, else what the upstream answers to the batch sent.
+        ``held`` covers the batch's body while it is read (:mod:`._budget`)."""
         settings = self._compressions.settings
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes, settings, held)
         skipped = skip_reason(request.headers)
         if skipped is not None:  # unread: how many requests it holds is not known
             self._metrics.compressions.inc("passthrough")
@@ -182,8 +184,7 @@ class Batches:
             outcome = await self._outcome(chat, own, size)
         except Overloaded as exc:
             self._metrics.compressions.inc("overloaded")
-            retry = {"retry-after": str(exc.retry_after), "x-promptzip-status": "error"}
-            return dialect.error(exc, headers={**retry, **at})
+            return dialect.error(exc, headers={**error_headers(exc), "x-promptzip-status": "error", **at})
         except Exception as exc:
             if options.fail_mode == "closed":
                 return self._closed(exc, at, dialect)

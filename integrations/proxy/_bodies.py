@@ -1,5 +1,6 @@
-"""Bodies the proxy forwards without reading them whole: those of the ``/v1/*`` routes it does not compress, and an
-upload too large to read (``POST /v1/files`` past ``max_body_bytes``, :mod:`._openai_batches`).
+"""Request bodies coming in: read whole (:func:`read_body`: the compressed routes, Message Batches), or read up to a
+limit and past it forwarded as they arrive (:func:`read_or_stream`: the ``/v1/*`` routes the proxy does not
+compress, and an upload too large to read, ``POST /v1/files`` past ``max_body_bytes``, :mod:`._openai_batches`).
 
 :func:`read_or_stream` reads a body up to a limit and returns it whole; past the limit it returns a
 :class:`Streamed` body instead, which yields the chunks already read and then the rest as the client sends it.
@@ -8,17 +9,22 @@ upstream, so the proxy holds about one chunk of it at a time, however large the 
 
 Decisions worth knowing:
 
+* **No client can stall a body.** Each chunk of every body, read whole or forwarded, must arrive within
+  ``timeouts.write`` (what the proxy allows itself to write a chunk upstream), else the client gets 408
+  ``body_timeout`` and the connection is closed (``connection: close``, :func:`._errors.error_headers`): what a
+  stalled client might still send is not worth waiting for. The server bounds no wait for a request body, so
+  without this a client that sent its headers and then stopped would hold a connection, a coroutine and what it
+  sent so far forever. A client that keeps sending, however slowly, is not cut off: the bound is on the silence.
+* **Bodies held are bounded together** by ``max_buffered_bytes``: each read counts what it holds in the request's
+  :class:`~._budget.Reservation` (a declared length before a byte is read, a chunked body as it grows; of a
+  :class:`Streamed` body only the part read before it), and one that does not fit is a 503 (:mod:`._budget`).
 * **Bounded by ``max_forward_bytes``** (``None``: only the upstream's own limit applies). A declared
   ``content-length`` over it is a 413 before anything is sent upstream. A chunked body that passes it raises inside
   httpx's send, which closes the upstream connection mid-body (the upstream sees an unfinished request, which it
   cannot act on), and the client gets the 413: the upstream cannot have answered yet, since httpx sends the whole
   body before it reads the answer.
-* **A stalled client does not hold an upstream connection.** Once a connection waits on the body, each chunk must
-  arrive within ``timeouts.write`` (what the proxy allows itself to write a chunk upstream), else the upstream
-  request is abandoned the same way and the client gets 408 ``body_timeout``. While the proxy is still reading, no
-  connection waits and no such limit applies, as for a body read whole (:func:`._requests.read_body`). A client
-  that disconnects mid-body abandons the upstream request too. The 408 closes the connection (``connection: close``):
-  what a stalled client might still send is not worth waiting for.
+* **A stalled client does not hold an upstream connection.** A body forwarded as it arrives that stalls is
+  abandoned upstream the same way, and so is one whose client disconnects mid-body.
 * **The client's framing is kept.** A declared length goes upstream as ``content-length`` (some upstreams answer 411
   to a chunked upload), and h11 under httpx checks that the bytes sent match it; a chunked body goes chunked.
 """
@@ -32,11 +38,12 @@ import anyio
 from starlette.requests import Request
 from starlette.types import Receive
 
+from promptzip.integrations.proxy._budget import Reservation
 from promptzip.integrations.proxy._errors import BodyTimeout, PayloadTooLarge, RequestError
 from promptzip.integrations.proxy._requests import declared_length
 from promptzip.integrations.proxy._settings import ProxySettings
 
-__all__ = ["SMALL_BODY", "Streamed", "read_or_stream"]
+__all__ = ["SMALL_BODY", "Streamed", "read_body", "read_or_stream"]
 
 # Read whole and sent with a content-length, as every upstream takes it; anything longer is streamed.
 SMALL_BODY = 64 << 10
@@ -52,7 +59,7 @@ class _Receiver:
         self.done = False
         self.size = 0
 
-    async def next(self, timeout: float | None = None) -> bytes:
+    async def next(self, timeout: float) -> bytes:
         try:
             with anyio.fail_after(timeout):
                 while True:
@@ -62,7 +69,7 @@ class _Receiver:
                     if message["type"] == "http.disconnect":
                         raise RequestError("the client disconnected while sending the body", code="client_disconnected")
         except TimeoutError:
-            raise BodyTimeout(timeout or 0.0) from None
+            raise BodyTimeout(timeout) from None
         chunk: bytes = message.get("body", b"")
         self.done = not message.get("more_body", False)
         self.size += len(chunk)
@@ -95,16 +102,38 @@ class Streamed:
             yield chunk
 
 
-async def read_or_stream(request: Request, limit: int, settings: ProxySettings) -> bytes | Streamed:
+async def read_body(request: Request, limit: int, settings: ProxySettings, held: Reservation) -> bytes:
+    """The body whole, covered by ``held`` as it arrives (503 when it does not fit ``max_buffered_bytes``), each
+    chunk awaited at most ``timeouts.write`` (408), refused with 413 as soon as it passes ``limit`` bytes (declared
+    or counted while it streams in)."""
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(limit)
+    held.cover(declared or 0)
+    receiver = _Receiver(request.receive)
+    chunks: list[bytes] = []
+    while not receiver.done:
+        chunks.append(await receiver.next(settings.timeouts.write))
+        if receiver.size > limit:
+            raise PayloadTooLarge(limit)
+        held.cover(receiver.size)
+    return b"".join(chunks)
+
+
+async def read_or_stream(request: Request, limit: int, settings: ProxySettings, held: Reservation) -> bytes | Streamed:
     """The body whole when it is at most ``limit`` bytes, else all of it as a :class:`Streamed` body, bounded by
     ``settings.max_forward_bytes``: one declared or already read past that bound is refused (413) here, before
-    anything is sent upstream."""
+    anything is sent upstream. ``held`` covers what is read here, whole body or head, as :func:`read_body`'s."""
     declared = declared_length(request)
     receiver = _Receiver(request.receive)
     head: list[bytes] = []
     if declared is None or declared <= limit:
+        held.cover(declared or 0)
         while not receiver.done and receiver.size <= limit:
-            head.append(await receiver.next())
+            head.append(await receiver.next(settings.timeouts.write))
+            # The chunk that passes the limit is the first one streamed, in flight like every later one; counting it
+            # could ask more than an idle proxy has, and refuse the body however long its client waited.
+            held.cover(min(receiver.size, limit))
         if receiver.size <= limit:  # the loop stops short of the end only past the limit
             return b"".join(head)
     bound = settings.max_forward_bytes

@@ -68,6 +68,12 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         "--max-body-bytes", type=int, help="largest request body the proxy reads to compress it (default: 10 MiB)"
     )
     p.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        help="request bodies the proxy holds in memory, all requests together; a body that does not fit is answered "
+        "503 + retry-after (default: 160 MiB; at least --max-body-bytes)",
+    )
+    p.add_argument(
         "--max-forward-bytes",
         type=_byte_limit,
         metavar="BYTES",
@@ -158,6 +164,7 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         fail_mode=args.fail_mode,
         scope=args.scope,
         max_body_bytes=args.max_body_bytes,
+        max_buffered_bytes=args.max_buffered_bytes,
         max_forward_bytes=None if args.max_forward_bytes == _NO_LIMIT else args.max_forward_bytes,
         tenant_header=args.tenant_header,
         compression_deadline=args.compression_deadline,

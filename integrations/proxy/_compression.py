@@ -38,7 +38,7 @@ from promptzip._pipeline import Zipper
 from promptzip._pool import ZipperPool
 from promptzip._tiered import TieredCache
 from promptzip._types import Budget
-from promptzip.integrations.proxy._errors import RequestError
+from promptzip.integrations.proxy._errors import Overloaded  # still exported here, where it is raised
 from promptzip.integrations.proxy._metrics import Metrics
 from promptzip.integrations.proxy._requests import Options, Outcome, decode_outcome, encode_outcome
 from promptzip.integrations.proxy._settings import ProxySettings
@@ -64,14 +64,6 @@ def _lower_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     except OSError:  # not allowed here (or not Linux): run at the process's priority
         pass
-
-
-class Overloaded(RequestError):
-    """Every compression slot is taken: 503, and ``retry_after`` seconds is a fair time to try again."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("the proxy is compressing as many chats as it may; retry later", status=503, code="overloaded")
-        self.retry_after = retry_after
 
 
 class Compressions:

@@ -7,13 +7,16 @@ The proxy's own exceptions extend the core tree::
     │   └── RequestError          4xx: the request cannot be handled as sent (carries status, param and code)
     │       ├── PayloadTooLarge   413: the body passed max_body_bytes while read, or max_forward_bytes while
     │       │                     forwarded unread (found as it arrives, before it is buffered or sent whole)
-    │       ├── BodyTimeout       408: a body forwarded unread stalled for longer than timeouts.write
-    │       └── Overloaded        503 + retry-after: every compression slot is taken (the compression module)
+    │       ├── BodyTimeout       408 + connection: close: the client sent no chunk of a body, read whole or
+    │       │                     forwarded, for longer than timeouts.write
+    │       └── Overloaded        503 + retry-after: every compression slot is taken (compression_queue), or the
+    │                             memory for request bodies is (max_buffered_bytes)
     ├── DeadlineExceeded          504 (fail-closed): the compression ran past compression_deadline
     └── UpstreamError             502: unreachable or not speaking HTTP; 504: too slow (carries status_code)
 
-:func:`error_response` maps any exception to a status and a body. Messages never include header values, so an
-``Authorization`` header can never be echoed back.
+:func:`error_response` maps any exception to a status and a body, and :func:`error_headers` to the headers its
+answer carries in every API's style. Messages never include header values, so an ``Authorization`` header can never
+be echoed back.
 """
 
 from __future__ import annotations
@@ -32,7 +35,17 @@ from promptzip._errors import (
 )
 from promptzip.integrations._bodies import RequestError
 
-__all__ = ["BodyTimeout", "PayloadTooLarge", "RequestError", "error_body", "error_response", "status_of"]
+__all__ = [
+    "BodyTimeout",
+    "Overloaded",
+    "PayloadTooLarge",
+    "RequestError",
+    "body_limit",
+    "error_body",
+    "error_headers",
+    "error_response",
+    "status_of",
+]
 
 
 class PayloadTooLarge(RequestError):
@@ -49,16 +62,36 @@ class PayloadTooLarge(RequestError):
 
 
 class BodyTimeout(RequestError):
-    """A client stopped sending a body the proxy was forwarding: the upstream request it held open is abandoned."""
+    """A client stopped sending a request body: the proxy stops waiting for it (and abandons the upstream request a
+    body forwarded as it arrives held open). Its answer closes the connection (:func:`error_headers`)."""
+
+    setting = "timeouts.write"
 
     def __init__(self, seconds: float) -> None:
         super().__init__(
-            f"the client sent nothing of the request body for {seconds:g} s (timeouts.write); the proxy gave up "
-            "forwarding it",
+            f"the client sent nothing of the request body for {seconds:g} s (timeouts.write); the proxy stopped "
+            "waiting for it",
             status=408,
             code="body_timeout",
         )
         self.seconds = seconds
+
+
+class Overloaded(RequestError):
+    """The proxy holds as much as it may: 503, and ``retry_after`` seconds is a fair time to try again. ``setting``
+    names the bound that is full: ``compression_queue`` (every compression slot is taken) or ``max_buffered_bytes``
+    (the memory for request bodies)."""
+
+    def __init__(
+        self,
+        retry_after: int,
+        message: str = "the proxy is compressing as many chats as it may; retry later",
+        *,
+        setting: str = "compression_queue",
+    ) -> None:
+        super().__init__(message, status=503, code="overloaded")
+        self.retry_after = retry_after
+        self.setting = setting
 
 
 # Checked in order, the first class that matches wins: (status, type, code).
@@ -82,6 +115,28 @@ def status_of(exc: BaseException) -> tuple[int, str, str]:
         code = "upstream_timeout" if exc.status_code == 504 else "upstream_failed"
         return exc.status_code, "upstream_error", code
     return next((status, kind, code) for cls, status, kind, code in _TABLE if isinstance(exc, cls))
+
+
+def error_headers(exc: BaseException) -> dict[str, str]:
+    """The headers the answer to ``exc`` carries whatever the route and its API's style: ``connection: close`` after
+    a stalled body (what the client might still send is not worth waiting for, and the server would wait for it to
+    read the next request), ``retry-after`` when the proxy is overloaded. Any other body left unread the server
+    drains, so a client that reads no answer before it has sent its whole body still gets this one."""
+    if isinstance(exc, BodyTimeout):
+        return {"connection": "close"}
+    if isinstance(exc, Overloaded):
+        return {"retry-after": str(exc.retry_after)}
+    return {}
+
+
+def body_limit(exc: BaseException) -> str | None:
+    """The setting whose limit refused a request's body (the ``limit`` label of ``bodies_refused_total``), or
+    ``None`` when ``exc`` is no such refusal."""
+    if isinstance(exc, PayloadTooLarge | BodyTimeout):
+        return exc.setting
+    if isinstance(exc, Overloaded) and exc.setting == "max_buffered_bytes":
+        return exc.setting
+    return None
 
 
 def error_body(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:

@@ -147,6 +147,13 @@ class Metrics:
         self.tokens_saved = Counter(p + "tokens_saved_total", "Prompt tokens removed", (), r)
         self.result_cache = Counter(p + "result_cache_total", "Whole-request compression cache lookups", ("result",), r)
         self.upstream_errors = Counter(p + "upstream_errors_total", "Upstream failures by kind", ("kind",), r)
+        self.bodies_refused = Counter(
+            p + "bodies_refused_total",
+            "Request bodies refused at a limit, by its setting: max_body_bytes, max_forward_bytes (413), "
+            "max_buffered_bytes (503), timeouts.write (408)",
+            ("limit",),
+            r,
+        )
         self.deadline_exceeded = Counter(p + "deadline_exceeded_total", "Compressions stopped at their deadline", (), r)
         self.overloaded = Counter(
             p + "overloaded_total", "Chats refused with 503: every compression slot was taken", (), r

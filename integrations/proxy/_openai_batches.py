@@ -51,6 +51,7 @@ from starlette.responses import Response
 from promptzip.integrations._openai_batches import BATCH_PURPOSE, Line, named, read_batch_file, rewritten
 from promptzip.integrations.proxy._batches import Batches, Done, batch_headers
 from promptzip.integrations.proxy._bodies import Streamed, read_or_stream
+from promptzip.integrations.proxy._budget import Reservation
 from promptzip.integrations.proxy._compression import Compressions
 from promptzip.integrations.proxy._dialects import DIALECTS, Chat, Dialect
 from promptzip.integrations.proxy._errors import RequestError
@@ -101,10 +102,11 @@ class BatchFiles:
         self._metrics = metrics
         self._forward = forward
 
-    async def create(self, request: Request) -> Response:
-        """Answer ``POST /v1/files``: 4xx for a bad form or batch file, else what the upstream answers to it."""
+    async def create(self, request: Request, held: Reservation) -> Response:
+        """Answer ``POST /v1/files``: 4xx for a bad form or batch file, else what the upstream answers to it.
+        ``held`` covers what is read of the upload (:mod:`._budget`)."""
         settings = self._compressions.settings
-        body = await read_or_stream(request, settings.max_body_bytes, settings)
+        body = await read_or_stream(request, settings.max_body_bytes, settings, held)
         skipped = skip_reason(request.headers)
         if skipped is not None:  # unread: whether it is a batch file is not known
             return await self._forward(request, body, status_headers("passthrough", skipped))

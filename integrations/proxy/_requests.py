@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from promptzip._cache import decode_json
 from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
 from promptzip.integrations._bodies import MAX_DEPTH, RequestError, check_body, check_chat, check_str, type_name
-from promptzip.integrations.proxy._errors import PayloadTooLarge
 from promptzip.integrations.proxy._paths import route_path, v1_segments
 from promptzip.integrations.proxy._settings import SCOPES
 
@@ -38,7 +37,6 @@ __all__ = [
     "int_header",
     "parse_json",
     "rate_header",
-    "read_body",
     "reject_constant",
     "request_headers",
     "response_drop",
@@ -147,24 +145,6 @@ def declared_length(request: Request) -> int | None:
     if not digits.isascii() or not digits.isdigit():
         raise RequestError("content-length is not a number", param="content-length")
     return int(digits)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or counted while it streams in)."""
-    declared = declared_length(request)
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(limit)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError("the client disconnected while sending the body", code="client_disconnected") from None
-    return b"".join(chunks)
 
 
 def skip_reason(headers: Mapping[str, str]) -> str | None:

@@ -11,6 +11,8 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     scope = "all"                            # compress the context in every message ("history": earlier turns only)
     compression_deadline = 10.0              # seconds; past it the chat fails open (or closed)
     compression_queue = 16                   # compressions running or waiting; more are answered 503 + retry-after
+    max_body_bytes = 10485760                # the largest body read whole (compressed routes); past it: 413
+    max_buffered_bytes = 167772160           # bodies held in memory, all requests together; past it: 503
     warmup = true                            # load the models before serving (promptzip proxy's default)
     allowed_presets = ["fast"]               # what x-promptzip-preset may name (default: the presets configured here)
     cache_key_secret = "..."                 # HMAC key of the per-credential result cache (same on every replica)
@@ -21,6 +23,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     [timeouts]
     connect = 5.0
     read = 600.0
+    write = 60.0                             # also each chunk of a request body from the client; past it: 408
 
     [routes."/v1/chat/completions"]          # per-route defaults (path → settings)
     budget = 3000
@@ -171,8 +174,9 @@ class TenantSettings(_Frozen):
 
 class Timeouts(_Frozen):
     """Seconds. ``read`` bounds the wait for the upstream's headers and between body chunks (504 when it passes).
-    ``write`` bounds sending each chunk of a body upstream, and the wait for each chunk from the client of a body the
-    proxy forwards as it arrives (:mod:`._bodies`): an upstream connection waits on it (408 when it passes)."""
+    ``write`` bounds sending each chunk of a body upstream, and the wait for each chunk of a request body from the
+    client, read whole or forwarded as it arrives (:mod:`._bodies`): past it the client gets 408 ``body_timeout``
+    and its connection is closed."""
 
     connect: float = Field(default=5.0, gt=0)
     read: float = Field(default=600.0, gt=0)
@@ -199,6 +203,8 @@ class ProxySettings(_Frozen):
     fail_mode: FailMode = "open"
     scope: Scope = "all"
     max_body_bytes: int = Field(default=10 * MiB, gt=0)  # what the proxy reads whole: compressed routes, batches
+    # What the bodies held in memory may take, all requests together (._budget); at least max_body_bytes.
+    max_buffered_bytes: int = Field(default=160 * MiB, gt=0)
     # What it forwards unread, as it arrives (other routes, an upload too large to read); None: the upstream decides.
     max_forward_bytes: int | None = Field(default=512 * MiB, gt=0)
     timeouts: Timeouts = Timeouts()
@@ -270,6 +276,15 @@ class ProxySettings(_Frozen):
     @model_validator(mode="after")
     def _one_budget(self) -> ProxySettings:
         _check_budget_pair(self.budget, self.rate)
+        return self
+
+    @model_validator(mode="after")
+    def _room_for_a_body(self) -> ProxySettings:
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least max_body_bytes "
+                f"({self.max_body_bytes}): the largest body the proxy reads must fit in the memory for all bodies"
+            )
         return self
 
     def route(self, path: str) -> RouteSettings | None:

@@ -307,6 +307,7 @@ class _Proxy:
             "x-promptzip-regions-compressed": str(outcome.regions_compressed),
             "x-promptzip-history": options.history,
             "x-promptzip-reused-messages": str(outcome.reused_messages),
+            **({"x-promptzip-dropped": outcome.dropped} if outcome.dropped else {}),
             **outcome.headers,
         }
         if outcome.messages is None:

@@ -110,6 +110,13 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         "serves at once and loads them on the first request)",
     )
     p.add_argument(
+        "--report-dropped",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="name in each compressed answer's x-promptzip-dropped header an expand id that holds what the model did "
+        "not get (GET /v1/promptzip/expand/{id}, same API key; default: off)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -171,6 +178,7 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         compression_queue=args.compression_queue,
         allowed_presets=tuple(args.allowed_presets) if args.allowed_presets else None,
         warmup=args.warmup,
+        report_dropped=args.report_dropped,
         timeouts={k: v for k, v in timeouts.items() if v is not None} or None,
     )
     if args.max_forward_bytes == _NO_LIMIT:  # an override of None means "not given" to load_settings

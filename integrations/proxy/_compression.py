@@ -33,11 +33,12 @@ from typing import Any
 from promptzip._cache import Cache, MemoryCache, NullCache, cache_from_url, encode_json, make_key
 from promptzip._deadline import deadline
 from promptzip._errors import BudgetError, DeadlineExceeded
+from promptzip._expand import ExpandStore
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip._pool import ZipperPool
 from promptzip._tiered import TieredCache
-from promptzip._types import Budget
+from promptzip._types import Budget, Result
 from promptzip.integrations.proxy._errors import Overloaded  # still exported here, where it is raised
 from promptzip.integrations.proxy._metrics import Metrics
 from promptzip.integrations.proxy._requests import Options, Outcome, decode_outcome, encode_outcome
@@ -246,6 +247,9 @@ class Compressions:
             return Outcome(None, tokens_in, tokens_in, "rate-unreachable", zipper.compressor.name)
         out = [dict(m) for m in result.messages or ()]
         changed = out != messages  # else the original body is forwarded
+        report = (
+            dropped_report(result, self.cache, options.partition) if changed and self.settings.report_dropped else ""
+        )
         outcome = Outcome(
             out if changed else None,
             tokens_in,
@@ -255,8 +259,21 @@ class Compressions:
             regions=result.regions,
             regions_compressed=result.regions_compressed,
             reused_messages=result.reused_messages,
+            dropped=report,
         )
         if self.settings.result_cache:
             self._result_cache(options).put(key, encode_json(encode_outcome(outcome)))
             outcome.headers["x-promptzip-cache"] = "miss"
         return outcome
+
+
+def dropped_report(result: Result, cache: Cache, scope: str) -> str:
+    """The expand id of what a compression dropped, stored for ``scope`` (the request's partition, as the expand
+    endpoint looks it up): a JSON text with the budget, the tokens and each dropped span (its source, offsets into
+    the source and text, as ``Result.dropped``); ``""`` when nothing was dropped. Content-addressed, so a cached
+    outcome replays the same id. A cache that refuses the write leaves an id the endpoint answers 404 for."""
+    if not result.dropped:
+        return ""
+    whole = result.to_dict()
+    report = {k: whole[k] for k in ("tokens_in", "tokens_out", "budget", "decision", "dropped")}
+    return ExpandStore(cache).put(json.dumps(report, ensure_ascii=False, sort_keys=True), scope=scope)

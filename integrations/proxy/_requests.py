@@ -111,6 +111,7 @@ class Outcome:
     regions: int = 0  # context regions found in the chat (0 when it was not compressed: too small, ...)
     regions_compressed: int = 0  # of those, how many came out shorter
     reused_messages: int = 0  # leading messages sent as an earlier request of the conversation sent them
+    dropped: str = ""  # the expand id of the report of what was dropped (report_dropped), "" when none
 
 
 def status_headers(status: str, reason: str | None = None) -> dict[str, str]:
@@ -252,6 +253,7 @@ def encode_outcome(o: Outcome) -> dict[str, Any]:
         "regions": o.regions,
         "regions_compressed": o.regions_compressed,
         "reused_messages": o.reused_messages,
+        "dropped": o.dropped,
     }
 
 
@@ -272,6 +274,7 @@ def decode_outcome(raw: bytes | None) -> Outcome | None:
             regions=int(d.get("regions", 0)),  # absent from entries written before regions were counted
             regions_compressed=int(d.get("regions_compressed", 0)),
             reused_messages=int(d.get("reused_messages", 0)),
+            dropped=str(d.get("dropped", "")),
         )
     except (PromptZipError, AttributeError, KeyError, TypeError, ValueError):
         return None  # a corrupt or foreign entry is a miss

@@ -211,6 +211,8 @@ class ProxySettings(_Frozen):
     max_connections: int = Field(default=256, gt=0)
     upstream_pools: int = Field(default=8, gt=0, le=64)
     result_cache: bool = True
+    # Each compressed answer names (x-promptzip-dropped) an expand id holding what the model did not get.
+    report_dropped: bool = False
     result_cache_scope: CacheScope = "credential"
     cache_key_secret: SecretStr | None = None
     local_cache_bytes: int = Field(default=64 * MiB, ge=0)

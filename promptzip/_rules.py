@@ -85,6 +85,11 @@ _REQUEST_CUE = re.compile(
     re.IGNORECASE,
 )
 _META_MAX_CHARS = 200
+# Pasted data: how many lines make records, how long one may be, and what is a figure once a list marker is gone.
+_MIN_RECORDS = 8
+_MAX_RECORD_CHARS = 400
+_FIGURE = re.compile(r"\d")
+_LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•+])\s+")
 # A template that shows its own layout ("[[ ## context ## ]]\n{context}" in DSPy's system message) has a slot, not
 # documents, under its heading.
 _PLACEHOLDER = re.compile(r"\{+[ \t]*[A-Za-z_][\w.]*[ \t]*\}+")
@@ -265,12 +270,40 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
         a, b = paras[-1]
         if _is_request(text[a:b]) if trailing_question else _is_label(text[a:b]):
             tail -= 1
-    if tail <= lead or (lead == 0 and tail < 3):  # one long paragraph is a long instruction, not context
-        return []
-    start, end = paras[lead][0], paras[tail - 1][1]
+    if tail > lead and not (lead == 0 and tail < 3):
+        start = paras[lead][0]
+    else:  # one long paragraph is a long instruction, not context
+        # unless, in the turn being answered, it is data pasted before the question: records, not sentences
+        found = _records(text, *paras[0]) if trailing_question and lead == 0 and 0 < tail < len(paras) else None
+        if found is None:
+            return []
+        start = found
+    end = paras[tail - 1][1]
     if end - start < len(text) / 2:
         return []
     return [strip_span(text, start, end)]
+
+
+def _records(text: str, a: int, b: int) -> int | None:
+    """Where the records of ``text[a:b]`` start, when it is pasted data: an optional short introduction ending in a
+    colon ("Harbour records:"), then at least ``_MIN_RECORDS`` short lines that nearly all hold a figure (a row, a
+    log line, a dated entry). Numbered steps and bullet rules are not records (a list marker is not a figure), nor is
+    code, JSON or HTML."""
+    lines = text[a:b].split("\n")
+    start = a
+    if lines and len(lines[0]) <= 200 and lines[0].rstrip().endswith(":"):
+        start += len(lines[0]) + 1
+        lines = lines[1:]
+    rows = [line for line in lines if line.strip()]
+    if len(rows) < _MIN_RECORDS or any(len(row) > _MAX_RECORD_CHARS for row in rows):
+        return None
+    with_figures = sum(1 for row in rows if _FIGURE.search(_LIST_MARKER.sub("", row, count=1)))
+    if with_figures < 0.8 * len(rows):
+        return None
+    from promptzip.compressors.tool_outputs import detect_kind  # the structure readers: only for a likely block
+
+    # Pasted code, JSON or HTML holds figures on most lines too; they are asked about whole, as before.
+    return None if detect_kind(text[start:b]) in ("code", "json", "html") else start
 
 
 def strip_span(text: str, a: int, b: int) -> tuple[int, int]:

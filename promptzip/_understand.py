@@ -22,7 +22,9 @@ out byte for byte. The rules, first match wins:
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``): up to two short leading
    paragraphs that read as instructions (or, in the turn being answered, a first one that asks a question) are
    kept, a short trailing paragraph that opens with a label (``Instruction: …``) is kept in any role, a short
-   trailing question or request is kept (user turns), and the long middle is context.
+   trailing question or request is kept (user turns), and the long middle is context. One long paragraph is an
+   instruction, unless it is data pasted before the question of the turn being answered (records: short lines that
+   nearly all hold a figure, after an optional introduction line ending in a colon; not code, JSON or HTML).
 
 In every case a question label outside the context starts a question region (to the end of its paragraph):
 ``Question:``, ``Query:``, ``Q:``, a Markdown ``## Question`` line, DSPy's ``[[ ## question ## ]]``, and the spelled

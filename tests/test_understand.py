@@ -285,3 +285,44 @@ def test_a_heading_or_fence_deep_inside_a_document_is_the_documents_own(line: st
     layout = understand(system, role="system", last_user=False)
     assert kinds(layout)[0] == ("instruction", INSTRUCTION + "\n\n")
     assert sum(len(c) for c in context_of(layout)) >= len(system) - len(INSTRUCTION) - len(line) - 4
+
+
+# --------------------------------------------------------------------------------------------------- pasted data
+_ROWS = "\n".join(f"Year {i}: Oslo harbour handled {i * 7} ships, {i * 3} storms, {i * 1200} t." for i in range(1, 61))
+_CSV = "year,port,ships,storms\n" + "\n".join(f"{1900 + i},Oslo,{i * 7},{i * 3}" for i in range(100))
+_LOG = "\n".join(f"2024-05-01 12:{i:02d}:00 INFO worker-{i % 4} processed batch {i} in {i * 13} ms" for i in range(50))
+
+
+@pytest.mark.parametrize(
+    ("block", "intro"),
+    [(_ROWS, "Harbour records:\n"), (_CSV, "Here is the harbour table:\n"), (_LOG, ""), (_CSV, "")],
+)
+def test_data_pasted_before_the_question_is_context(block: str, intro: str) -> None:
+    """One long block of records (no blank line inside, no heading) then the question, in the turn being answered:
+    the records are context, a short introduction line stays, and the question is the question."""
+    text = f"{intro}{block}\n\nWhich year had 84 ships?"
+    layout = understand(text)
+    assert [(r.kind, text[r.start : r.end]) for r in layout.regions if r.kind != "instruction"] == [
+        ("context", block),
+        ("question", "Which year had 84 ships?"),
+    ]
+    assert text.startswith(intro)
+    assert understand(text, role="system", last_user=False).context == []  # a system prompt keeps it, as before
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "\n".join(f"{i}. Check the harbour logbook before you answer a question about ships." for i in range(1, 30)),
+        "\n".join("- Never guess; cite the record you used and the port it came from, in full." for _ in range(30)),
+        "def score(ships, weights):\n    total = 0\n"
+        + "\n".join(f"    total += ships[{i}] * weights[{i}]  # year {i}" for i in range(40))
+        + "\n    return total",
+    ],
+    ids=["numbered-steps", "bullet-rules", "code"],
+)
+def test_steps_rules_and_code_before_the_question_stay_whole(block: str) -> None:
+    """Lines that hold no figure once their list marker is gone are instructions, and code is asked about whole:
+    neither becomes context."""
+    text = f"Follow these:\n{block}\n\nWhich year had 84 ships?"
+    assert understand(text).context == []

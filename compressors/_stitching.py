@@ -4,6 +4,9 @@
 :func:`clause_spans` cuts a sentence at its punctuation; :func:`stitch` joins chosen sentences with the original
 text between adjacent ones and returns the parts a token count adds up from; :class:`Joiner` does the same for one
 chunk with each sentence's parts made once, remembering the stitched sets it was asked for.
+
+Sentences that are not adjacent are joined by a space, or by a line break where the text is lines (the kept
+sentence before ends its line and this one starts its own: rows, log lines, list items), so kept rows stay rows.
 """
 
 from __future__ import annotations
@@ -83,12 +86,16 @@ class Joiner:
     """:func:`stitch` for the sentences of one chunk, with each sentence's parts made once: a chunk's variants
     reuse its sentences, and the same part strings let the tokenizer's memo find their counts by hash at once."""
 
-    __slots__ = ("_stitched", "chunk", "ends", "gaps", "spaced", "starts", "texts")
+    __slots__ = ("_stitched", "chunk", "closes", "ends", "gaps", "lined", "opens", "spaced", "starts", "texts")
 
     def __init__(self, chunk: Chunk, sentences: list[Chunk]) -> None:
         self.chunk = chunk
         self.texts = [s.text for s in sentences]
         self.spaced = [" " + t for t in self.texts]
+        self.lined = ["\n" + t for t in self.texts]
+        # whether each sentence starts its line (only blanks before it on the line) and ends its line
+        self.opens = [_line_edge(chunk.text[: s.start - chunk.start][::-1]) for s in sentences]
+        self.closes = [_line_edge(chunk.text[s.end - chunk.start :]) for s in sentences]
         self.starts = [s.start for s in sentences]
         self.ends = [s.end for s in sentences]
         # gaps[p]: sentence p with the original text since sentence p - 1 when only whitespace lies between
@@ -129,7 +136,11 @@ class Joiner:
                 parts.append(gap)
                 spans[-1][1] = self.ends[p]
             else:
-                parts.append(self.spaced[p] if spans else self.texts[p])
+                if not spans:
+                    parts.append(self.texts[p])
+                else:
+                    lines = self.opens[p] and self.closes[previous]
+                    parts.append(self.lined[p] if lines else self.spaced[p])
                 spans.append([self.starts[p], self.ends[p]])
             previous = p
         return "".join(parts), tuple(Span(a, b) for a, b in spans), parts
@@ -141,6 +152,13 @@ def stitch(chunk: Chunk, chosen: list[Chunk]) -> tuple[str, tuple[Span, ...], li
     sentence with what joins it to the one before (``"".join(parts) == text``), for
     :meth:`~promptzip._tokenizers.Tokenizer.count_joined`: a sentence is counted once, whatever it is joined to."""
     return Joiner(chunk, chosen).stitch(list(range(len(chosen))))
+
+
+def _line_edge(rest: str) -> bool:
+    """Whether ``rest`` (the text after a sentence, or the text before it reversed) reaches a line break, or the
+    chunk's edge, through blanks only."""
+    stripped = rest.lstrip(" \t")
+    return not stripped or stripped[0] in "\r\n"
 
 
 def adjacent(chunk: Chunk, end: int, start: int) -> bool:

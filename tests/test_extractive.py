@@ -194,3 +194,25 @@ def test_anaphora_keeps_the_pronoun_sentence_that_carries_the_answer() -> None:
     assert "humours" not in agnostic(0.0)
     with pytest.raises(pz.ConfigError, match="anaphora"):
         ExtractiveCompressor(KeywordScorer(), anaphora=1.5)
+
+
+def test_kept_rows_stay_rows_and_prose_stays_prose() -> None:
+    """Sentences that are not adjacent are joined by a line break where the text is lines (the one before ends its
+    line, this one starts its own), else by a space; the join is counted, so the budget still holds."""
+    from promptzip.compressors._stitching import stitch
+
+    rows = "year,port,ships\n" + "\n".join(f"{1900 + i},Oslo,{i * 7}" for i in range(30))
+    chunk = pz.Chunk(rows)
+    starts = [rows.index(row) for row in ("year,port,ships", "1900,Oslo,0", "1912,Oslo,84")]
+    sentences = [pz.Chunk(rows[a : rows.index("\n", a)], "0", a, rows.index("\n", a)) for a in starts]
+    text, kept, parts = stitch(chunk, sentences)
+    assert text == "year,port,ships\n1900,Oslo,0\n1912,Oslo,84"  # adjacent: the original break; not: a new one
+    assert "".join(parts) == text
+    assert [rows[s.start : s.end] for s in kept] == ["year,port,ships\n1900,Oslo,0", "1912,Oslo,84"]
+
+    prose = "The harbour opened in 1900. It grew fast.\nMany ships came. Storms were rare. The end came in 1950."
+    chunk = pz.Chunk(prose)
+    picks = ["The harbour opened in 1900.", "Storms were rare."]  # mid-line: no line edge between them
+    spans = [(prose.index(p), prose.index(p) + len(p)) for p in picks]
+    text, _, _ = stitch(chunk, [pz.Chunk(prose[a:b], "0", a, b) for a, b in spans])
+    assert text == "The harbour opened in 1900. Storms were rare."

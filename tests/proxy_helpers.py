@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,3 +57,18 @@ def last_body(upstream: Any, route: str) -> dict[str, Any]:
     assert last.target == route
     body: dict[str, Any] = last.json()
     return body
+
+
+def raw_answer(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
+    """The status, headers (lowercase names) and JSON body of the HTTP answer on a raw ``sock``; closes it."""
+    data = b""
+    with sock:
+        while b"\r\n\r\n" not in data and (more := sock.recv(65536)):
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        while length is not None and len(body) < int(length[1]) and (more := sock.recv(65536)):
+            body += more
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split(" ", 2)[1]), headers, json.loads(body)

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import io
 import json
-import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import REPORT, bm25, settings
+from proxy_helpers import REPORT, bm25, raw_answer, settings
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.types import Message
@@ -96,19 +95,7 @@ def connect(url: str, path: str, length: int | None, body: bytes = b"") -> socke
     return sock
 
 
-def answer(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
-    """The status, headers (lowercase names) and JSON body of the answer on ``sock``; closes it."""
-    data = b""
-    with sock:
-        while b"\r\n\r\n" not in data and (more := sock.recv(65536)):
-            data += more
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-        while length is not None and len(body) < int(length[1]) and (more := sock.recv(65536)):
-            body += more
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split(" ", 2)[1]), headers, json.loads(body)
+answer = raw_answer  # the answer on a raw socket (proxy_helpers)
 
 
 def wait_until(check: Callable[[], bool], what: str) -> None:

@@ -14,14 +14,12 @@ import argparse
 import asyncio
 import io
 import json
-import re
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import REPORT, bm25, settings
+from proxy_helpers import REPORT, bm25, raw_answer, settings
 from starlette.types import Message
 
 from promptzip._errors import ConfigError
@@ -63,20 +61,6 @@ def raw(url: str, head: str, body: bytes = b"") -> socket.socket:
     sock = socket.create_connection((host, int(port)), timeout=30)
     sock.sendall(head.replace("\n", "\r\n").encode("latin-1") + b"\r\n" + body)
     return sock
-
-
-def answer(sock: socket.socket) -> tuple[int, str, Any]:
-    """The status, ``connection`` header and JSON body of the answer on ``sock``; closes it."""
-    data = b""
-    with sock:
-        while b"\r\n\r\n" not in data and (more := sock.recv(65536)):
-            data += more
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-        while length is not None and len(body) < int(length[1]) and (more := sock.recv(65536)):
-            body += more
-    connection = re.search(rb"(?im)^connection:\s*(\S+)", head)
-    return int(head.split(b" ", 2)[1]), connection[1].decode() if connection else "", json.loads(body)
 
 
 # ------------------------------------------------------------------------------------------ streamed through
@@ -203,7 +187,7 @@ def test_a_declared_length_over_max_forward_bytes_is_refused_before_anything_is_
 ) -> None:
     before = len(upstream.requests)
     head = f"POST /v1/audio/transcriptions HTTP/1.1\nhost: proxy\ncontent-length: {FORWARD + 1}\n"
-    status, _, error = answer(raw(proxy, head))  # no byte of the body sent: the length alone decides
+    status, _, error = raw_answer(raw(proxy, head))  # no byte of the body sent: the length alone decides
     assert (status, error["error"]["code"]) == (413, "body_too_large")
     assert f"{FORWARD} bytes (max_forward_bytes)" in error["error"]["message"]
     assert len(upstream.requests) == before
@@ -227,7 +211,8 @@ def test_a_chunked_body_past_max_forward_bytes_is_cut_off(proxy: str, upstream: 
 def test_a_client_that_stalls_mid_body_gets_408_and_frees_the_upstream(proxy: str, upstream: FakeUpstream) -> None:
     before = len(upstream.requests)
     head = f"POST /v1/audio/transcriptions HTTP/1.1\nhost: proxy\ncontent-length: {MiB}\n"
-    status, connection, error = answer(raw(proxy, head, pattern(100_000)))  # then nothing more
+    status, headers, error = raw_answer(raw(proxy, head, pattern(100_000)))  # then nothing more
+    connection = headers.get("connection", "")
     assert (status, connection, error["error"]["code"]) == (408, "close", "body_timeout")
     assert f"{STALL:g} s" in error["error"]["message"]
     assert len(upstream.requests) == before

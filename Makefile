@@ -72,6 +72,8 @@ bench: install
 	$(PY) -P -m promptzip.evals.warm_ray_bench
 	@# the first compression in a new process, cold and warm (evals/results/startup.md)
 	$(PY) -P -m promptzip.evals.startup
+	@# the running proxy's memory for a 256 MiB upload it streams beside a 9 MiB body it reads whole
+	$(PY) -P -m promptzip.evals.proxy_uploads
 
 # Quality tables and plots in evals/results/ (README "Results"): the fast methods on the full sample sizes.
 eval: install

@@ -45,6 +45,32 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to bind (default: 8787)")
     p.add_argument("--cache", help="cache URL: redis://host:6379/0 (shared by replicas), sqlite:///path, memory, none")
     p.add_argument("--config", help="JSON or TOML settings file (per-route defaults, timeouts, limits)")
+    _add_compression_options(p)
+    _add_limits(p)
+    p.add_argument(
+        "--tenant-header",
+        help="a header naming a configured tenant, set by a gateway in front that strips clients' own (default: "
+        "none; tenants are found by API-key digest, see the config file's [tenants])",
+    )
+    p.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the default preset's models and run one compression before serving (default: on; --no-warmup "
+        "serves at once and loads them on the first request)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="level of the proxy's log on stderr (default: info, which shows one line per request; no content)",
+    )
+    p.set_defaults(func=run_proxy)
+    return p
+
+
+def _add_compression_options(p: argparse.ArgumentParser) -> None:
+    """What a chat is compressed with by default, and what a request may ask for."""
     p.add_argument("-p", "--preset", help="default compression preset (default: fast)")
     p.add_argument("-t", "--target", help="default target tokenizer (default: gpt-4o)")
     group = p.add_mutually_exclusive_group()
@@ -62,6 +88,24 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         help="what a chat's compression may touch: the context in every message (all, default) or earlier turns "
         "only (history); a request's x-promptzip-scope header overrides it",
     )
+    p.add_argument(
+        "--allow-preset",
+        action="append",
+        dest="allowed_presets",
+        metavar="PRESET",
+        help="a preset x-promptzip-preset may name (repeat it; default: only the presets configured)",
+    )
+    p.add_argument(
+        "--report-dropped",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="name in each compressed answer's x-promptzip-dropped header an expand id that holds what the model did "
+        "not get (GET /v1/promptzip/expand/{id}, same API key; default: off)",
+    )
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """Timeouts, body sizes and the compression slots: what no client may exceed."""
     p.add_argument("--timeout", type=float, help="seconds to wait for the upstream's answer (default: 600)")
     p.add_argument("--connect-timeout", type=float, help="seconds to connect to the upstream (default: 5)")
     p.add_argument(
@@ -81,11 +125,6 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         "read); 'none' leaves it to the upstream (default: 512 MiB)",
     )
     p.add_argument(
-        "--tenant-header",
-        help="a header naming a configured tenant, set by a gateway in front that strips clients' own (default: "
-        "none; tenants are found by API-key digest, see the config file's [tenants])",
-    )
-    p.add_argument(
         "--compression-deadline",
         type=float,
         help="seconds one chat's compression may take; past it the chat fails open or closed (default: 10)",
@@ -95,35 +134,6 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         help="compressions that may run or wait at once; one more is answered 503 + retry-after (default: 16)",
     )
-    p.add_argument(
-        "--allow-preset",
-        action="append",
-        dest="allowed_presets",
-        metavar="PRESET",
-        help="a preset x-promptzip-preset may name (repeat it; default: only the presets configured)",
-    )
-    p.add_argument(
-        "--warmup",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="load the default preset's models and run one compression before serving (default: on; --no-warmup "
-        "serves at once and loads them on the first request)",
-    )
-    p.add_argument(
-        "--report-dropped",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="name in each compressed answer's x-promptzip-dropped header an expand id that holds what the model did "
-        "not get (GET /v1/promptzip/expand/{id}, same API key; default: off)",
-    )
-    p.add_argument(
-        "--log-level",
-        default="info",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="level of the proxy's log on stderr (default: info, which shows one line per request; no content)",
-    )
-    p.set_defaults(func=run_proxy)
-    return p
 
 
 def _byte_limit(value: str) -> int | str:

@@ -194,26 +194,14 @@ class Dialect:
     def write(self, payload: dict[str, Any], chat: Chat, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """``payload`` with the texts that changed between ``chat.messages`` and ``messages`` put back in place."""
         out = copy.deepcopy(payload)
-        emptied: dict[Path, list[int]] = {}  # a list of blocks → the blocks in it that the core emptied
+        changed: dict[Path, str] = {}
         for i, places in enumerate((chat.places or ())[: len(messages)]):
             for where, path in places.items():
                 new = _text(messages[i], where)
                 if new is None or new == _text(chat.messages[i], where):
                     continue
-                if path in chat.wrapped:
-                    new = retrieval.unwrap(new)
-                if new.strip():
-                    _put(out, path, new)
-                elif len(path) > 2 and path[-1] == "text" and isinstance(path[-2], int):
-                    emptied.setdefault(path[:-2], []).append(path[-2])
-                else:
-                    _put(out, path, MINIMAL_TEXT)
-        for container in sorted(emptied, key=len, reverse=True):  # inner lists first: outer indexes stay valid
-            blocks, gone = _get(out, container), sorted(emptied[container])
-            if len(gone) >= len(blocks):  # nothing else left: keep the first, minimal
-                blocks[gone.pop(0)]["text"] = MINIMAL_TEXT
-            for j in reversed(gone):
-                del blocks[j]
+                changed[path] = retrieval.unwrap(new) if path in chat.wrapped else new
+        retrieval.put_texts(out, changed)
         return out
 
 
@@ -227,16 +215,6 @@ def _text(message: object, where: int | None) -> str | None:
         text = content[where].get("text")
         return text if isinstance(text, str) else None
     return None
-
-
-def _get(body: Any, path: Path) -> Any:
-    for key in path:
-        body = body[key]
-    return body
-
-
-def _put(body: Any, path: Path, value: str) -> None:
-    _get(body, path[:-1])[path[-1]] = value
 
 
 # ------------------------------------------------------------------------------------------------- dialects

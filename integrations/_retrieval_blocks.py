@@ -27,6 +27,7 @@ __all__ = [
     "metadata",
     "passages",
     "protected",
+    "put_texts",
     "rewrite",
     "unwrap",
     "wrap",
@@ -90,25 +91,30 @@ def protected(text: str) -> str:
 
 
 def rewrite(block: Mapping[str, Any], texts: Mapping[Path, str]) -> dict[str, Any]:
-    """A copy of ``block`` with the passages at ``texts``' paths (relative to the block) replaced. An emptied
-    passage leaves its list of text blocks when another stays, else it becomes :data:`MINIMAL_TEXT` (providers
-    refuse empty texts)."""
+    """A copy of ``block`` with the passages at ``texts``' paths (relative to the block) replaced
+    (:func:`put_texts`)."""
     out: dict[str, Any] = copy.deepcopy(dict(block))
-    emptied: dict[Path, list[int]] = {}
+    put_texts(out, texts)
+    return out
+
+
+def put_texts(root: Any, texts: Mapping[Path, str]) -> None:
+    """Put each text at its path under ``root``, in place. An emptied text block leaves its list when another block
+    stays, else it becomes :data:`MINIMAL_TEXT` (providers refuse empty texts), as does any other emptied text."""
+    emptied: dict[Path, list[int]] = {}  # a list of blocks → the blocks in it that were emptied
     for path, text in texts.items():
         if text.strip():
-            _at(out, path[:-1])[path[-1]] = text
+            _at(root, path[:-1])[path[-1]] = text
         elif len(path) > 1 and path[-1] == "text" and isinstance(path[-2], int):
             emptied.setdefault(path[:-2], []).append(path[-2])
         else:
-            _at(out, path[:-1])[path[-1]] = MINIMAL_TEXT
-    for where, gone in emptied.items():
-        blocks, gone = _at(out, where), sorted(gone)
-        if len(gone) >= len(blocks):
+            _at(root, path[:-1])[path[-1]] = MINIMAL_TEXT
+    for container in sorted(emptied, key=len, reverse=True):  # inner lists first: outer indexes stay valid
+        blocks, gone = _at(root, container), sorted(emptied[container])
+        if len(gone) >= len(blocks):  # nothing else left: keep the first, minimal
             blocks[gone.pop(0)]["text"] = MINIMAL_TEXT
-        for k in reversed(gone):
-            del blocks[k]
-    return out
+        for j in reversed(gone):
+            del blocks[j]
 
 
 def _at(value: Any, path: Path) -> Any:

@@ -32,6 +32,11 @@ class Entry:
     def where(self) -> str:
         return _where(self.index, self.request)
 
+    @property
+    def custom_id(self) -> Any:
+        """The request's ``custom_id`` as given (any JSON value: the upstream decides), ``None`` without one."""
+        return self.request.get("custom_id")
+
 
 def _where(index: int, request: Mapping[str, Any]) -> str:
     """How an error names a request: its index, and its ``custom_id`` when that is a short string."""

@@ -59,9 +59,14 @@ class Line:
         return url if isinstance(url, str) else None
 
     @property
+    def custom_id(self) -> Any:
+        """The request's ``custom_id`` as given (any JSON value: the upstream decides), ``None`` without one."""
+        return self.request.get("custom_id") if self.request is not None else None
+
+    @property
     def where(self) -> str:
         """How an error names the line: its number, and its ``custom_id`` when that is a short string."""
-        custom_id = self.request.get("custom_id") if self.request is not None else None
+        custom_id = self.custom_id
         shown = isinstance(custom_id, str) and 0 < len(custom_id) <= _SHOWN_ID and custom_id.isprintable()
         return f"line {self.number}" + (f" (custom_id {custom_id!r})" if shown else "")
 

@@ -33,6 +33,12 @@ Decisions worth knowing:
   ``x-promptzip-tokens-in``/``-out``, ``-regions``, ``-regions-compressed`` and ``-reused-messages`` are summed
   over the requests, and ``x-promptzip-batch-requests``/``-batch-requests-compressed`` count them. Metrics count
   each request as the Messages route counts one.
+* **What was dropped, one report a batch.** With ``report_dropped``, a batch in which some request's compression
+  dropped something answers ``x-promptzip-dropped``: an expand id (``GET /v1/promptzip/expand/{id}``, the batch's
+  credential only, like a single request's) whose text is ``{"requests": [{"custom_id", "index", "id", "report"},
+  ...]}``, one entry per such request in batch order, ``report`` being exactly the report the same request sent
+  alone names (budget, tokens, decision, dropped spans) and ``id`` its own expand id (``report`` is ``null`` when
+  the cache no longer holds it). Requests that dropped nothing are not listed.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +58,7 @@ from promptzip._errors import DeadlineExceeded
 from promptzip.integrations._batches import Entry, batch_entries, named
 from promptzip.integrations.proxy._bodies import read_body
 from promptzip.integrations.proxy._budget import Reservation
-from promptzip.integrations.proxy._compression import Compressions, Overloaded
+from promptzip.integrations.proxy._compression import Compressions, Overloaded, batch_dropped_report
 from promptzip.integrations.proxy._dialects import Chat, Dialect
 from promptzip.integrations.proxy._errors import RequestError, error_headers, status_of
 from promptzip.integrations.proxy._logs import describe
@@ -170,7 +176,9 @@ class Batches:
             await asyncio.sleep(0)  # other requests' work runs between two of this batch's
         changed = any(out is not entry.request for entry, out in zip(entries, sent, strict=True))
         new_body = encode({**payload, "requests": sent}) if changed else body
-        return await self._forward(request, new_body, batch_headers(done, options))
+        where = [{"custom_id": entry.custom_id, "index": entry.index} for entry in entries]
+        headers = {**batch_headers(done, options), **await self.dropped(done, where, options)}
+        return await self._forward(request, new_body, headers)
 
     async def one(
         self, params: Mapping[str, Any], chat: Chat, options: Options, dialect: Dialect, at: Mapping[str, str]
@@ -192,6 +200,27 @@ class Batches:
             return Done(error=exc)
         self._count(outcome)
         return Done(outcome)
+
+    async def dropped(
+        self, done: Sequence[Done], where: Sequence[Mapping[str, Any]], options: Options
+    ) -> dict[str, str]:
+        """``x-promptzip-dropped`` for a batch with ``report_dropped``: the expand id of one report that lists, for
+        each request (``where``: its ``custom_id`` and position, beside its ``done``) whose compression dropped
+        something, that request's own report (:func:`~._compression.batch_dropped_report`), stored for the batch's
+        credential; no header when the setting is off or no request dropped anything. The OpenAI batch file route
+        reports its lines here too."""
+        if not self._compressions.settings.report_dropped:
+            return {}
+        reports = [
+            (at, d.outcome.dropped)
+            for d, at in zip(done, where, strict=True)
+            if d.outcome is not None and d.outcome.dropped
+        ]
+        if not reports:
+            return {}
+        cache = self._compressions.cache
+        id = await self._compressions.io(batch_dropped_report, reports, cache, options.partition)  # may block
+        return {"x-promptzip-dropped": id}
 
     async def _outcome(self, chat: Chat, options: Options, size: int) -> Outcome:
         # As on the Messages route: a body shorter than min_tokens is counted here, without a thread hop.

@@ -25,14 +25,14 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from promptzip._cache import Cache, MemoryCache, NullCache, cache_from_url, encode_json, make_key
 from promptzip._deadline import deadline
-from promptzip._errors import BudgetError, DeadlineExceeded
+from promptzip._errors import BudgetError, DeadlineExceeded, ExpandNotFound
 from promptzip._expand import ExpandStore
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
@@ -44,7 +44,14 @@ from promptzip.integrations.proxy._metrics import Metrics
 from promptzip.integrations.proxy._requests import Options, Outcome, decode_outcome, encode_outcome
 from promptzip.integrations.proxy._settings import ProxySettings
 
-__all__ = ["RESULT_CACHE_VERSION", "Compressions", "Overloaded", "ZipperFactory"]
+__all__ = [
+    "RESULT_CACHE_VERSION",
+    "Compressions",
+    "Overloaded",
+    "ZipperFactory",
+    "batch_dropped_report",
+    "dropped_report",
+]
 
 ZipperFactory = Callable[[str, str, Cache], Zipper]
 """Builds the Zipper for (preset, target, cache); the default is ``Zipper.from_preset``."""
@@ -276,4 +283,28 @@ def dropped_report(result: Result, cache: Cache, scope: str) -> str:
         return ""
     whole = result.to_dict()
     report = {k: whole[k] for k in ("tokens_in", "tokens_out", "budget", "decision", "dropped")}
+    return _store_report(report, cache, scope)
+
+
+def batch_dropped_report(requests: Sequence[tuple[Mapping[str, Any], str]], cache: Cache, scope: str) -> str:
+    """The expand id of what a batch's compressions dropped, stored for ``scope`` as :func:`dropped_report` stores
+    one request's: ``{"requests": [...]}``, for each ``(where, id)`` of ``requests`` (a request that reported, in
+    batch order: ``where`` names it, its ``custom_id`` and position, and ``id`` is its own report's expand id) an
+    object with the keys of ``where``, ``id`` and ``report``, that request's report as :func:`dropped_report` made
+    it (read back from the store, so a cached outcome's report is the one it was stored with; ``null`` when the
+    cache no longer holds it). ``""`` when no request reported. Blocks on the cache: call it from a worker thread."""
+    if not requests:
+        return ""
+    store = ExpandStore(cache)
+    listed: list[dict[str, Any]] = []
+    for where, id in requests:
+        try:
+            report: Any = json.loads(store.get(id, scope=scope))
+        except ExpandNotFound:  # evicted or expired since (or a cache that stores nothing): named, not shown
+            report = None
+        listed.append({**where, "id": id, "report": report})
+    return _store_report({"requests": listed}, cache, scope)
+
+
+def _store_report(report: Mapping[str, Any], cache: Cache, scope: str) -> str:
     return ExpandStore(cache).put(json.dumps(report, ensure_ascii=False, sort_keys=True), scope=scope)

@@ -15,6 +15,9 @@ The whole ``/v1/promptzip/`` path is the proxy's own and never reaches the upstr
 
 The compression side stores an original with ``Expansions.put(text, expand_scope(options))`` (or passes
 ``expand_scope(options)`` to whatever stores it in the Zipper's cache), in a worker thread: a cache write may block.
+The reports of what was dropped (``report_dropped``: :func:`~._compression.dropped_report` for a request,
+:func:`~._compression.batch_dropped_report` for a batch or a batch file) are stored the same way, under the
+request's partition, and read here like any other text.
 """
 
 from __future__ import annotations

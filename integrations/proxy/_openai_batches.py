@@ -34,7 +34,9 @@ Decisions worth knowing:
 * **Headers** are the batch route's (:func:`~._batches.batch_headers`), summed over the file's requests:
   ``x-promptzip-batch-requests`` counts its non-blank lines and ``-batch-requests-compressed`` those compressed; a
   line of another ``url`` counts with the reason ``no-compressed-route``. Metrics count each compressed route's
-  line as its route counts a request.
+  line as its route counts a request. With ``report_dropped``, ``x-promptzip-dropped`` names one report for the
+  file as for a batch (:meth:`~._batches.Batches.dropped`), its entries naming ``custom_id`` and ``line`` (the
+  line's number in the file) instead of ``index``.
 """
 
 from __future__ import annotations
@@ -150,7 +152,9 @@ class BatchFiles:
             if one.outcome is not None and one.outcome.messages is not None:
                 bodies[line.number] = job.dialect.write(dict(job.body), job.chat, one.outcome.messages)
             await asyncio.sleep(0)  # other requests' work runs between two of this file's lines
-        headers = batch_headers(done, next(iter(jobs.values())).options)
+        options = next(iter(jobs.values())).options  # the partition (credential, tenant) is every route's
+        where = [{"custom_id": line.custom_id, "line": line.number} for line in requests]
+        headers = {**batch_headers(done, options), **await self._batches.dropped(done, where, options)}
         content = rewritten(data, lines, bodies)
         if content is data:
             return await self._forward(request, body, headers)

@@ -3,8 +3,9 @@
 Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions: :func:`is_json` (rule 1),
 :func:`tagged` for XML-style document tags (rule 3), :func:`delimited` and :func:`headed` for fences and headings
 (rule 4), :func:`by_layout` (rule 5), with the patterns they share with question labelling (``LABEL`` and
-:func:`label_name`, ``QUESTION_LABELS``, ``HEADING``, ``BLANK_LINE``) and the span helpers (:func:`paragraphs`,
-:func:`strip_span`).
+:func:`label_name`, ``QUESTION_LABELS``, ``HEADING``, ``FIELD_LINE``, ``BLANK_LINE``), what reads as the template's
+own words (:func:`is_directive`, :func:`is_request`, :func:`is_template`) and the span helpers (:func:`paragraphs`,
+:func:`strip_span`). Lines of dashes have a module of their own, :mod:`promptzip._rules_separators`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from dataclasses import dataclass
 
 __all__ = [
     "BLANK_LINE",
+    "FIELD_LINE",
     "HEADING",
     "LABEL",
     "LAYOUT_MIN_CHARS",
+    "MAX_LEAD_CHARS",
     "QUESTION_LABELS",
     "by_layout",
     "delimited",
     "headed",
+    "heading_end",
+    "is_directive",
     "is_json",
+    "is_request",
+    "is_template",
     "label_name",
     "paragraphs",
     "starts_with_question",
@@ -33,10 +40,9 @@ __all__ = [
 LAYOUT_MIN_CHARS = 1200
 # A heading or fence opens context only this close to the start of its text (or to the previous heading): one
 # deep inside a long text ("Background:" in a passage) belongs to that text.
-_MAX_LEAD_CHARS = 1500
+MAX_LEAD_CHARS = 1500
 _TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
 _DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
-_DASH_FENCE = re.compile(r"^[ \t]*-{5,}[ \t]*$", re.MULTILINE)
 _QUOTE_FENCE = re.compile(r'"""')
 _NOUNS = (
     r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
@@ -51,6 +57,14 @@ _MD_HEADING = re.compile(
 # "Context is:" is how AutoGen's retrieve agents introduce their documents
 HEADING = re.compile(
     rf"^[ \t]*(?:#{{1,6}}[ \t]*)?(?:\*\*)?{_ADJECTIVE}{_NOUNS}(?:\*\*)?(?:[ \t]+is)?[ \t]*:[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A sentence on its own line that introduces the context ("This is the context you're working with:", CrewAI's; "Here
+# are the relevant documents for the context:"; "…based on the below context:") is a heading too.
+_INTRO = re.compile(
+    rf"^[ \t]*(?:(?:(?:here|below)[ \t]+(?:is|are)|this[ \t]+is|these[ \t]+are)\b[^\n:]{{0,80}}?\b{_NOUNS}"
+    rf"|[^\n:]{{0,80}}?\b(?:below|following|provided)[ \t]+(?:[\w'-]+[ \t]+){{0,3}}{_NOUNS})"
+    r"\b[^\n:]{0,60}:[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
@@ -72,7 +86,15 @@ LABEL = re.compile(
     r")",
     re.IGNORECASE | re.MULTILINE,
 )
+_HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO)
 QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
+# A template's field named in a sentence ("We have provided an existing answer:", LlamaIndex's refine prompt; "This is
+# the expected criteria for your final answer:", CrewAI's): not a label that opens a region, but a labelled question
+# ends before it.
+FIELD_LINE = re.compile(
+    r"^[ \t]*[^\n:?.!]{0,80}?\b(?:answer|response|context|criteria|instructions?|question|query)[ \t]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
 BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _INSTRUCTION_CUE = re.compile(
     r"\b(you|your|answer|use|using|following|below|above|question|context|respond|reply|assistant|based on|"
@@ -84,6 +106,18 @@ _REQUEST_CUE = re.compile(
     r"does|do|did|can|could|based on|using|given|please|now|question|respond|reply)\b",
     re.IGNORECASE,
 )
+# How a template speaks to the model, where a document does not: a line that opens with an imperative of prompts
+# ("Answer…", "Use the…", "Begin!", "Be brief.", "Never…"), the reader addressed ("you", "your"), or the prompt's own
+# parts ("the documents above").
+_COMMAND = re.compile(
+    r"^[ \t]*(?:answer|use|cite|begin|respond|reply|return|write|give|provide|remember|ensure|avoid|be|keep|think|"
+    r"follow|format|output|refuse|do[ \t]+not|don['’]t|never|always|make[ \t]+sure|based[ \t]+on|according[ \t]+to|"
+    r"given|please|if[ \t]+you)\b"
+    rf"|\b(?:you|your|yourself)\b|\b{_NOUNS}[ \t]+(?:above|below)\b|\b(?:above|below)[ \t]+{_NOUNS}\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A question, request or instruction is short; a longer paragraph is a document's, whatever its first word.
+_SHORT = 500
 _META_MAX_CHARS = 200
 # Pasted data: how many lines make records, how long one may be, and what is a figure once a list marker is gone.
 _MIN_RECORDS = 8
@@ -164,33 +198,31 @@ def tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[
 
 
 def delimited(text: str) -> list[tuple[int, int]]:
-    """Text between pairs of dash fences or of triple quotes (the first fence near the start)."""
-    spans: list[tuple[int, int]] = []
-    for pattern in (_DASH_FENCE, _QUOTE_FENCE):
-        marks = list(pattern.finditer(text))
-        if marks and marks[0].start() > _MAX_LEAD_CHARS:
-            continue  # a fence deep inside a long text is the text's own, not a delimiter around it
-        for a, b in zip(marks[0::2], marks[1::2], strict=False):
-            s, e = strip_span(text, a.end(), b.start())
-            if e > s:
-                spans.append((s, e))
-        if spans:
-            return spans
+    """Text between pairs of triple quotes (the first one near the start)."""
+    marks = list(_QUOTE_FENCE.finditer(text))
+    if marks and marks[0].start() > MAX_LEAD_CHARS:
+        return []  # a fence deep inside a long text is the text's own, not a delimiter around it
+    spans = []
+    for a, b in zip(marks[0::2], marks[1::2], strict=False):
+        s, e = strip_span(text, a.end(), b.start())
+        if e > s:
+            spans.append((s, e))
     return spans
 
 
 def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int]]:
-    """What follows a context heading, up to the next label or heading (or the end). With ``trailing_question`` (the
-    turn being answered), context that runs to the end gives up a short trailing question or request paragraph, as
-    the layout rule does: ``Documents:\n…\n\nHow many ships?`` asks its question after the documents, unlabelled."""
+    """What follows a context heading, up to the next label or heading (or the end), less the template's words at its
+    end (:func:`trim_end`): an instruction before ``Question:``, CrewAI's ``Begin! …`` and ``Thought:``. A short
+    question or request paragraph at its end is given up too before a label or heading, and, at the end of the text,
+    in the turn being answered (``trailing_question``), as the layout rule does: ``Documents:\n…\n\nHow many
+    ships?`` asks its question after the documents, unlabelled; elsewhere it is the documents' own."""
     spans: list[tuple[int, int]] = []
-    found = [*HEADING.finditer(text), *_MD_HEADING.finditer(text), *_FIELD_HEADING.finditer(text)]
-    heads = sorted(found, key=lambda m: m.start())
+    heads = sorted((m for p in _HEADINGS for m in p.finditer(text)), key=lambda m: m.start())
     heads = [h for k, h in enumerate(heads) if k == 0 or h.start() >= heads[k - 1].end()]
     pos = 0
     kept = []
     for h in heads:  # a heading starts context only close after the start or after the previous heading
-        if h.start() - pos <= _MAX_LEAD_CHARS:
+        if h.start() - pos <= MAX_LEAD_CHARS:
             kept.append(h)
             pos = h.end()
     heads = kept
@@ -200,32 +232,55 @@ def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int
         if label is not None:
             stop = label.start()
         s, e = strip_span(text, h.end(), stop)
-        if trailing_question and label is None and k + 1 == len(heads):
-            e = _before_request(text, s, e)
+        e = trim_end(text, s, e, asks=trailing_question or label is not None or k + 1 < len(heads))
         if e > s and not _PLACEHOLDER.fullmatch(text, s, e):
             spans.append((s, e))
     return spans
 
 
-def _before_request(text: str, s: int, e: int) -> int:
-    """The end of ``text[s:e]`` without its last paragraph when that is a short question or request (and not all
-    there is)."""
-    paras = paragraphs(text[s:e])
-    if len(paras) > 1 and _is_request(text[s + paras[-1][0] : s + paras[-1][1]]):
-        return strip_span(text, s, s + paras[-2][1])[1]
-    return e
+def heading_end(text: str, pos: int, end: int) -> int | None:
+    """Where the context after a context heading at ``pos`` (a line start) starts, if one is there."""
+    found = [m.end() for p in _HEADINGS if (m := p.match(text, pos, end)) is not None]
+    return max(found) if found else None
 
 
-def _is_request(para: str) -> bool:
+def trim_end(text: str, s: int, e: int, *, asks: bool) -> int:
+    """The end of ``text[s:e]`` less its trailing paragraphs that are the template's (:func:`is_template`, any
+    number of them) and, with ``asks``, one short question or request among them; never all of it."""
+    paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
+    n = len(paras)
+    while n > 1:
+        para = text[paras[n - 1][0] : paras[n - 1][1]]
+        if not is_template(para):
+            if not (asks and is_request(para)):
+                break
+            asks = False
+        n -= 1
+    return paras[n - 1][1] if n < len(paras) else e
+
+
+def is_directive(para: str) -> bool:
+    """A paragraph that is no document's: the template's words or a question or request."""
+    return is_template(para) or is_request(para)
+
+
+def is_request(para: str) -> bool:
     """A short paragraph that asks: a question, a request ("Summarise …") or a label ("Answer:")."""
     last = para.strip()
     asks = last.endswith("?") or _REQUEST_CUE.match(last) is not None
-    return (len(para) <= 500 and asks) or _is_label(para)
+    return (len(last) <= _SHORT and asks) or _is_label(last)
+
+
+def is_template(para: str) -> bool:
+    """A short paragraph in the template's words: a label ("Instruction: …"), a cue or introduction that ends in a
+    colon ("Thought:", "Here are the notes:"), or one that speaks to the model (``_COMMAND``)."""
+    last = para.strip()
+    return len(last) <= _SHORT and (last.endswith(":") or _is_label(last) or _COMMAND.search(last) is not None)
 
 
 def _is_label(para: str) -> bool:
     """A short paragraph that opens with a label ("Instruction: …", "Answer:"): the template's, not a document's."""
-    return len(para) <= 500 and LABEL.match(para.strip()) is not None
+    return len(para) <= _SHORT and LABEL.match(para.strip()) is not None
 
 
 def label_name(m: re.Match[str]) -> str:
@@ -264,12 +319,12 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
         if b - a > 400 or not (first if lead == 0 else para.endswith(":")):
             break
         lead += 1
+    # the template's words at the end ("Instruction: …" after LlamaIndex's documents, "Begin! …" and "Thought:"
+    # after CrewAI's) are the template's in any role, a question or request is the question of the turn being answered
+    end = trim_end(text, paras[lead][0], paras[-1][1], asks=trailing_question)
     tail = len(paras)
-    if tail - 1 > lead:
-        # a labelled last paragraph ("Instruction: …" after LlamaIndex's documents) is the template's in any role
-        a, b = paras[-1]
-        if _is_request(text[a:b]) if trailing_question else _is_label(text[a:b]):
-            tail -= 1
+    while tail - 1 > lead and paras[tail - 1][0] >= end:
+        tail -= 1
     if tail > lead and not (lead == 0 and tail < 3):
         start = paras[lead][0]
     else:  # one long paragraph is a long instruction, not context

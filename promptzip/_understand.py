@@ -14,27 +14,34 @@ out byte for byte. The rules, first match wins:
    (``<documents><document index="1">…``, ``<context>``, ``<search_results>``), with attributes and nesting. Each
    innermost element is one context region with its own source; tags and the text between elements are protected;
    a short one-line ``<source>`` inside a document is metadata and protected. Tags that do not pair up are text.
-4. Delimited blocks: LlamaIndex's dash fences (a line of five or more ``-``), ``\"\"\"`` fences, and headings
-   (``Context:``, ``Documents:``, ``Sources:``, ``### Context``, ``New Context:``, ``Context is:``, DSPy's
-   ``[[ ## context ## ]]`` …): what they enclose, or what follows the heading up to a label (``Question:``,
-   ``Query:``, ``Answer:``, ``Instruction:``, ``## Instructions``, any DSPy field marker …), is context. A heading
-   over a bare template slot (``{context}``, a template showing its own layout) is not.
+4. Delimited blocks: lines of five or more ``-`` (LlamaIndex's fences around the context, or separators between
+   documents: each block between two lines is read on its own, see :mod:`promptzip._rules_separators`), ``\"\"\"``
+   fences, and headings (``Context:``, ``Documents:``, ``Sources:``, ``### Context``, ``New Context:``,
+   ``Context is:``, DSPy's ``[[ ## context ## ]]``, a sentence that introduces the context on its own line such as
+   CrewAI's ``This is the context you're working with:`` …): what they enclose, or what follows the heading up to a
+   label (``Question:``, ``Query:``, ``Answer:``, ``Instruction:``, ``## Instructions``, any DSPy field marker …),
+   is context, less the template's words at its end (an instruction before ``Question:``, CrewAI's ``Begin! …`` and
+   ``Thought:``). A heading over a bare template slot (``{context}``, a template showing its own layout) is not.
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``): up to two short leading
    paragraphs that read as instructions (or, in the turn being answered, a first one that asks a question) are
-   kept, a short trailing paragraph that opens with a label (``Instruction: …``) is kept in any role, a short
-   trailing question or request is kept (user turns), and the long middle is context. One long paragraph is an
-   instruction, unless it is data pasted before the question of the turn being answered (records: short lines that
-   nearly all hold a figure, after an optional introduction line ending in a colon; not code, JSON or HTML).
+   kept, short trailing paragraphs in the template's words (``Instruction: …``, ``Begin! …``, ``Thought:``) are kept
+   in any role, a short trailing question or request is kept (user turns), and the long middle is context. One long
+   paragraph is an instruction, unless it is data pasted before the question of the turn being answered (records:
+   short lines that nearly all hold a figure, after an optional introduction line ending in a colon; not code, JSON
+   or HTML).
 
-In every case a question label outside the context starts a question region (to the end of its paragraph):
-``Question:``, ``Query:``, ``Q:``, a Markdown ``## Question`` line, DSPy's ``[[ ## question ## ]]``, and the spelled
-out forms ``User's question is:`` or ``The original query is as follows:``; what relevance is scored against is its
-text after the label. Anything no rule places is ``instruction`` (kept verbatim). Code fences inside a context region
-are kept whole by the splitter.
+In every case a question label outside the context starts a question region (to the end of its paragraph, of its
+first line when that ends in ``?``, or to a line that names a field such as ``We have provided an existing
+answer:``): ``Question:``, ``Query:``, ``Q:``, a Markdown ``## Question`` line, DSPy's ``[[ ## question ## ]]``, and
+the spelled out forms ``User's question is:`` or ``The original query is as follows:``; what relevance is scored
+against is its text after the label. Without a label, the question is the last paragraph after the context that
+asks, else the first one before it that asks (or a line of it that ends in ``?``). Anything no rule places is
+``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
 
-The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules`; this module holds :class:`Layout`,
-:class:`Region` and :class:`Element`, rule 2, the order the rules run in, and how their spans become regions,
-question regions and document elements.
+The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules` and
+:mod:`promptzip._rules_separators`, the unlabelled question in :mod:`promptzip._rules_questions`; this module holds
+:class:`Layout`, :class:`Region` and :class:`Element`, rule 2, the order the rules run in, and how their spans become
+regions, question regions and document elements.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from dataclasses import dataclass
 from promptzip._errors import InputError
 from promptzip._rules import (
     BLANK_LINE,
+    FIELD_LINE,
     HEADING,
     LABEL,
     LAYOUT_MIN_CHARS,
@@ -56,11 +64,12 @@ from promptzip._rules import (
     headed,
     is_json,
     label_name,
-    paragraphs,
     starts_with_question,
     strip_span,
     tagged,
 )
+from promptzip._rules_questions import unlabelled_question
+from promptzip._rules_separators import separated
 from promptzip._split import literal_tags, parse_tags
 
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
@@ -182,7 +191,7 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
     if unpaired and not history:  # a document tag that does not pair up: the structure is unclear, keep it all
         return Layout(text, (Region("protected", 0, len(text), "unclear"),))
     if not spans:
-        spans, rule = delimited(text), "fence"
+        spans, rule = separated(text) or delimited(text), "fence"
     if not spans:
         spans, rule = headed(text, trailing_question=role == "user" and last_user), "heading"
     if not spans and history:
@@ -275,16 +284,12 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
             out.append(Region("instruction", pos, r.end))
     if found:
         return out
-    last_context = max(i for i, r in enumerate(out) if r.kind == "context")
-    after = [i for i in range(last_context + 1, len(out)) if text[out[i].start : out[i].end].strip()]
-    target = after[-1] if after else next((i for i in range(last_context) if out[i].kind == "instruction"), None)
-    if target is not None:
+    found_at = unlabelled_question(text, [(r.kind, r.start, r.end) for r in out])
+    if found_at is not None:
+        target, a, b = found_at
         r = out[target]
-        a, b = strip_span(text, paragraphs(text[: r.end])[-1][0] if target in after else r.start, r.end)
-        a = max(a, r.start)
-        query = _label_free(text[a:b])
         pieces = [Region("instruction", r.start, a)] if a > r.start else []
-        pieces.append(Region("question", a, b, "layout", query))
+        pieces.append(Region("question", a, b, "layout", _label_free(text[a:b])))
         if b < r.end:
             pieces.append(Region("instruction", b, r.end))
         out[target : target + 1] = pieces
@@ -292,12 +297,18 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
 
 
 def _question_end(text: str, start: int, limit: int) -> int:
-    """A labelled question runs to a blank line, the next label or the end of its region."""
+    """A labelled question runs to a blank line, the next label or the end of its region; one whose first line ends
+    in ``?`` ends there, and one followed by a line that names a field ("We have provided an existing answer: …",
+    LlamaIndex's refine prompt) ends before it."""
     end = limit
     blank = BLANK_LINE.search(text, start, limit)
     if blank is not None:
         end = blank.start()
-    for pattern in (LABEL, HEADING):
+    first = start + len(text[start:end]) - len(text[start:end].lstrip())
+    line_end = text.find("\n", first, end)
+    if line_end >= 0 and text[first:line_end].rstrip().endswith("?"):
+        end = line_end
+    for pattern in (LABEL, HEADING, FIELD_LINE):
         stop = pattern.search(text, start, end)
         if stop is not None:
             end = stop.start()

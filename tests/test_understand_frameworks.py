@@ -82,6 +82,23 @@ DSPY_RESPOND = (
     "`[[ ## answer ## ]]`, and then ending with the marker for `[[ ## completed ## ]]`."
 )
 SOURCES = "\n".join(f"[{i}] {title} — {text}" for i, (title, text) in enumerate(PASSAGES.items(), 1))
+# CrewAI's wrapper around a task: the description, the expected output, the task's context, then its own call to begin
+CREWAI_TASK = (
+    f"\nCurrent Task: {Q}\nThis is the expect criteria for your final answer: One paragraph.\n"
+    "you MUST return the actual complete content as the final answer, not a summary.\n\n"
+    "This is the context you're working with:\n{context}\n\n"
+    "Begin! This is VERY important to you, use the tools available and give your best Final Answer, your job "
+    "depends on it!\n\nThought:"
+)
+CREWAI_FIXED = (
+    "This is the expect criteria for your final answer",
+    "you MUST return the actual complete content",
+    "This is the context you're working with:",
+    "Begin! This is VERY important to you",
+    "Thought:",
+)
+# a line of dashes between documents (CrewAI joins task outputs so, as do hand-written prompts)
+SEPARATOR = "\n\n----------\n\n"
 MARKDOWN = "\n\n".join(f"### {title}\n{text}" for title, text in PASSAGES.items())
 
 
@@ -311,6 +328,45 @@ SHAPES = [
         ),
         ("Given the following information, answer the question.", "Answer:"),
     ),
+    # CrewAI as its wrapper sends a task with context: the closing "Begin! …" and "Thought:" are CrewAI's own
+    Shape(
+        "crewai-context-you-are-working-with",
+        user(CREWAI_TASK.replace("{context}", JOINED)),
+        CREWAI_FIXED,
+        f"Current Task: {Q}",
+    ),
+    Shape(
+        "crewai-context-dash-separated",
+        user(CREWAI_TASK.replace("{context}", SEPARATOR.join(TEXTS))),
+        (*CREWAI_FIXED, "\n----------\n"),
+        f"Current Task: {Q}",
+    ),
+    # an unlabelled instruction between the documents and the question label
+    Shape(
+        "numbered-sources-user-instruction",
+        user(
+            f"Sources:\n{SOURCES}\n\nAnswer the question using the sources above and cite them like [1].\nQuestion: {Q}"
+        ),
+        ("Answer the question using the sources above and cite them like [1].",),
+    ),
+    Shape(
+        "context-heading-instruction-before-question",
+        user(f"Context:\n{JOINED}\n\nAnswer using only the documents above and cite them by number.\n\nQuestion: {Q}"),
+        ("Answer using only the documents above and cite them by number.",),
+    ),
+    # documents between dash separators, an instruction before them and one among them
+    Shape(
+        "dash-separated-documents",
+        user(f"Use the notes below to answer.\n\n{SEPARATOR.join(TEXTS)}\n\nQuestion: {Q}"),
+        ("Use the notes below to answer.", "\n----------\n"),
+    ),
+    Shape(
+        "dash-separated-instruction-among-documents",
+        system_user(
+            SEPARATOR.join([*TEXTS[:2], "Use only the notes above and below; cite each by its place.", *TEXTS[2:]])
+        ),
+        ("Use only the notes above and below; cite each by its place.",),
+    ),
     # a follow-up: the documents came with an earlier turn; the last turn asks about them
     Shape(
         "follow-up-turn",
@@ -371,7 +427,7 @@ def test_passages_are_context_the_frameworks_wording_is_not_and_the_question_is_
     assert all(any(f in m["content"] for m in shape.messages) for f in shape.fixed)
     question = layouts[last].question
     assert question is not None
-    assert question == shape.question or (shape.name == "llamaindex-refine" and question.startswith(Q)), question
+    assert question == shape.question, question
 
 
 def test_a_template_slot_under_a_heading_is_not_context() -> None:
@@ -426,6 +482,109 @@ def test_a_long_single_paragraph_is_still_not_context() -> None:
     one = " ".join(TEXTS).replace("\n\n", " ")
     text = f"{one}\n\nInstruction: answer from the text above."
     assert understand(text, role="system", last_user=False).context == []
+
+
+# ------------------------------------------------------------------------------------------------ dash lines
+@pytest.mark.parametrize("count", [3, 4])
+@pytest.mark.parametrize("role", ["system", "user"])
+def test_every_document_between_dash_separators_is_context(count: int, role: str) -> None:
+    """Separators split a run of documents: every one of them is context, not every other one (as when the lines
+    were paired up as fences). One line alone is no run: the other rules read that text."""
+    text = SEPARATOR.join(TEXTS[:count])
+    layout = understand(text, role=role, last_user=role == "user")
+    for passage in TEXTS[:count]:
+        for para in passage.split("\n\n"):
+            at = text.find(para)
+            assert in_context(layout, at, at + len(para)), para[:40]
+    assert not touches_context(layout, text.find("----------"), text.find("----------") + 10)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "Answer using only the documents above and cite them by number.",
+        "Use the notes below, not what you know.",
+        "Given the context above, keep the answer to one sentence.",
+        "Which of these notes mentions the gale?",
+        "Instruction: cite each note by its number.",
+    ],
+)
+@pytest.mark.parametrize("where", [1, 2, 3])
+def test_an_instruction_or_question_between_dash_separators_stays_outside_context(block: str, where: int) -> None:
+    pieces = [*TEXTS[:where], block, *TEXTS[where:]]
+    text = SEPARATOR.join(pieces)
+    for role, last in (("system", False), ("user", True)):
+        layout = understand(text, role=role, last_user=last)
+        at = text.find(block)
+        assert not touches_context(layout, at, at + len(block)), (role, block)
+        for passage in TEXTS:
+            for para in passage.split("\n\n"):
+                start = text.find(para)
+                assert in_context(layout, start, start + len(para)), (role, para[:40])
+
+
+def test_an_instruction_after_the_last_dash_separated_document_stays_outside_context() -> None:
+    tail = "Answer using only the documents above and cite them by number."
+    text = SEPARATOR.join(TEXTS) + f"\n\n{tail}\n\nQuestion: {Q}"
+    layout = understand(text)
+    assert not touches_context(layout, text.find(tail), text.find(tail) + len(tail))
+    assert in_context(layout, text.find(TEXTS[-1]), text.find(TEXTS[-1]) + len(TEXTS[-1]))
+    assert layout.question == Q
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "You are a support bot.\n\n-----\n\n## Style\nBe concise.\n\n-----\n\n## Safety\nNever reveal internal notes.",
+        f"Rules:\n1. Cite each note.\n2. Keep it short.{SEPARATOR}{SEPARATOR.join(TEXTS[:3])}",
+        f"{SEPARATOR.join(TEXTS[:3])}\n\nRules:\n1. Cite each note.\n2. Keep it short.",
+    ],
+    ids=["instruction-sections", "rules-before", "rules-after"],
+)
+def test_instructions_beside_dash_lines_stay_outside_context(text: str) -> None:
+    """Dash lines between sections of a system prompt, and a list of rules before or after the documents: only the
+    documents are context."""
+    layout = understand(text, role="system", last_user=False)
+    for rule in ("Be concise.", "Never reveal internal notes.", "1. Cite each note.", "2. Keep it short."):
+        at = text.find(rule)
+        assert at < 0 or not touches_context(layout, at, at + len(rule)), rule
+    for passage in TEXTS[:3]:
+        at = text.find(passage)
+        assert at < 0 or in_context(layout, at, at + len(passage)), passage[:40]
+
+
+def test_dash_fences_around_the_context_still_enclose_it() -> None:
+    """LlamaIndex's fences hug the context between them: what is outside them is the template's."""
+    intro = "Context information is below."
+    after = "Given the context information and not prior knowledge, answer the query."
+    text = f"{intro}\n-----\n{JOINED}\n-----\n{after}\nQuery: {Q}\nAnswer: "
+    layout = understand(text)
+    assert [text[s:e] for s, e in context_spans(layout)] == [JOINED]
+    assert layout.question == Q
+
+
+# ------------------------------------------------------------------------------------------------ closing words
+@pytest.mark.parametrize("role", ["system", "user"])
+def test_the_templates_closing_words_after_headed_context_are_not_context(role: str) -> None:
+    """A call to begin that speaks to the model, and a bare cue line ("Thought:", "Final Answer:") after the
+    documents are the template's, in any role."""
+    closing = "Begin! This is VERY important to you, use the tools available."
+    for cue in ("Thought:", "Final Answer:"):
+        text = f"Context:\n{JOINED}\n\n{closing}\n\n{cue}"
+        layout = understand(text, role=role, last_user=role == "user")
+        assert [text[s:e] for s, e in context_spans(layout)] == [JOINED], cue
+
+
+def test_a_labelled_question_ends_where_its_line_ends() -> None:
+    """LlamaIndex's refine prompt goes on from the query to the existing answer on the next line."""
+    text = (
+        f"The original query is as follows: {Q}\nWe have provided an existing answer: built in 1884.\n"
+        f"We have the opportunity to refine the existing answer with some more context below.\n"
+        f"------------\n{JOINED}\n------------\nRefined Answer: "
+    )
+    assert understand(text).question == Q
+    summary = "Summarise the history of the harbour"
+    assert understand(text.replace(Q, summary)).question == summary
 
 
 # ------------------------------------------------------------------------------------------------ eval templates

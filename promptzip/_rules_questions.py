@@ -1,0 +1,58 @@
+"""Where the question of the turn being answered is when no label says, for
+:func:`promptzip._understand.understand`.
+
+The turn asks after its documents (``Documents:\\n…\\n\\nHow many ships?``) or before them (``How many ships?\\n\\n…``),
+and a template may close with words of its own that ask nothing (CrewAI's ``Begin! …`` and ``Thought:``): relevance
+scored against ``Thought:`` finds nothing. So :func:`unlabelled_question` takes, after the last context region, the
+last paragraph that asks; else the last one that is not the template's words; else, before the context, the first
+paragraph that asks or a line that ends in ``?`` (CrewAI's ``Current Task: …?``), else the first instruction region
+with a word in it, whole; else the last paragraph after the context, whatever it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from promptzip._rules import is_request, is_template, paragraphs, strip_span
+
+__all__ = ["unlabelled_question"]
+
+_WORD = re.compile(r"\w")
+
+
+def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[int, int, int] | None:
+    """The question among ``regions`` (kind, start, end), at least one of them ``context``: as (index of the region
+    that holds it, start, end), or ``None`` when there is nothing to ask."""
+    last_context = max(i for i, (kind, _, _) in enumerate(regions) if kind == "context")
+    after = [
+        (i, a + pa, a + pb) for i in range(last_context + 1, len(regions)) for a, pa, pb in _paras(text, regions[i])
+    ]
+    for test in (is_request, lambda para: not is_template(para)):
+        asked = [(i, a, b) for i, a, b in after if test(text[a:b])]
+        if asked:
+            return asked[-1]
+    return _asked_before(text, regions[:last_context]) or (after[-1] if after else None)
+
+
+def _paras(text: str, region: tuple[str, int, int]) -> list[tuple[int, int, int]]:
+    _, start, end = region
+    return [(start, *strip_span(text[start:end], a, b)) for a, b in paragraphs(text[start:end])]
+
+
+def _asked_before(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[int, int, int] | None:
+    whole = None
+    for i, (kind, start, end) in enumerate(regions):
+        if kind != "instruction" or not _WORD.search(text, start, end):
+            continue
+        whole = whole or (i, *strip_span(text, start, end))
+        for a, b in paragraphs(text[start:end]):
+            para = text[start + a : start + b]
+            if is_request(para):
+                return (i, *strip_span(text, start + a, start + b))
+            pos = start + a
+            for line in para.split("\n"):
+                if line.rstrip().endswith("?") and is_request(line):
+                    return (i, *strip_span(text, pos, pos + len(line)))
+                pos += len(line) + 1
+    return whole

@@ -5,6 +5,7 @@ these; the request understanding is the core's."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +28,13 @@ __all__ = [
     "Compression",
     "cache_pricing",
     "call_context",
+    "check_on_result",
     "check_pricing",
     "check_scope",
     "compressed_prompt",
     "compressed_text",
     "fits_whole",
+    "report",
     "sent_messages",
 ]
 
@@ -63,6 +66,21 @@ def check_pricing(value: object) -> str | CachePricing | None:
 def cache_pricing(value: str | CachePricing | None) -> CachePricing | None:
     """The prices ``value`` names: a model name through :func:`promptzip.pricing_for`, else ``value`` itself."""
     return pricing_for(value) if isinstance(value, str) else value
+
+
+def check_on_result(value: object) -> Callable[[Result], object] | None:
+    """``value`` if it can be a door's ``on_result``: ``None`` or a callable that takes a promptzip.Result."""
+    if value is not None and not callable(value):
+        raise ConfigError(f"on_result must be a callable that takes a promptzip.Result, not {value!r}")
+    return value
+
+
+def report(on_result: Callable[[Result], object] | None, result: Result | None) -> Result | None:
+    """``result`` handed to ``on_result`` when there is a Result (``None``: sent as given) and a callback; what the
+    callback raises propagates, so that it stops the call."""
+    if result is not None and on_result is not None:
+        on_result(result)
+    return result
 
 
 def check_scope(value: object, where: str = "scope") -> str:
@@ -175,9 +193,7 @@ class Compression:
     ) -> None:
         self.spec = Budget.coerce(budget, rate=rate)
         self.scope = check_scope(scope)
-        if on_result is not None and not callable(on_result):
-            raise ConfigError(f"on_result must be a callable that takes a promptzip.Result, not {on_result!r}")
-        self.on_result = on_result
+        self.on_result = check_on_result(on_result)
         if zipper is not None and not isinstance(zipper, Zipper):
             raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
         if zipper is None:
@@ -195,6 +211,14 @@ class Compression:
         if self._zipper is None:
             self._zipper = shared_zipper(self._preset, self._target, self._cache)
         return self._zipper
+
+    def reporting(self, on_result: Callable[[Result], object] | None) -> Compression:
+        """This Compression's settings and Zipper (built now, if it was not), reporting to ``on_result`` instead: one
+        call's own view of a Compression that many calls share."""
+        twin = copy.copy(self)
+        twin._zipper = self.zipper
+        twin.on_result = check_on_result(on_result)
+        return twin
 
     def chat(
         self,
@@ -271,9 +295,7 @@ class Compression:
         return text
 
     def _report(self, result: Result | None) -> Result | None:
-        if result is not None and self.on_result is not None:
-            self.on_result(result)
-        return result
+        return report(self.on_result, result)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

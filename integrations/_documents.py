@@ -4,14 +4,14 @@ lists of framework objects checked."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._pipeline import Zipper
-from promptzip._types import Budget, Chunk, Span
-from promptzip.integrations._calls import Compression, fits_whole
+from promptzip._types import Budget, Chunk, Result, Span
+from promptzip.integrations._calls import Compression, check_on_result, fits_whole, report
 
 __all__ = ["Piece", "check_settings", "checked_list", "compress_texts"]
 
@@ -39,10 +39,12 @@ class Piece:
 
 
 def compress_texts(
-    zipper: Zipper, texts: Sequence[str], spec: Budget, query: str | None, *, what: str = "texts"
+    compression: Compression, texts: Sequence[str], query: str | None, *, what: str = "texts"
 ) -> list[Piece | None]:
-    """One compression of all non-blank ``texts`` under ``spec`` (``query`` scores relevance only): for each what
-    survived of it (``text`` is "" where nothing did), None for a blank text. Texts that fit together stay whole."""
+    """One compression of all non-blank ``texts`` under ``compression``'s budget (``query`` scores relevance only):
+    for each what survived of it (``text`` is "" where nothing did), None for a blank text. Texts that fit together
+    stay whole; otherwise the Result goes to ``compression``'s ``on_result`` once the budget is checked."""
+    zipper, spec = compression.zipper, compression.spec
     out: list[Piece | None] = [None] * len(texts)
     live = [i for i, t in enumerate(texts) if t.strip()]
     if not live:
@@ -61,6 +63,7 @@ def compress_texts(
             budget=result.budget,
             required=used,
         )
+    report(compression.on_result, None if whole else result)
     for i in live:
         text = outputs.get(str(i), "")
         mine = [c for c in result.chunks if c.source_id == str(i)]
@@ -76,7 +79,13 @@ def compress_texts(
 
 
 def check_settings(
-    budget: object, rate: object, preset: object, target: object, cache: object, zipper: object
+    budget: object,
+    rate: object,
+    preset: object,
+    target: object,
+    cache: object,
+    zipper: object,
+    on_result: Callable[[Result], object] | None = None,
 ) -> Compression:
     """The settings, each checked before the framework or the core sees it, so a mistake is a promptzip error naming
     it (a float budget included: it could mean tokens or a rate)."""
@@ -94,7 +103,15 @@ def check_settings(
     if zipper is not None and not isinstance(zipper, Zipper):
         raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
     rate = None if rate is None else float(rate)
-    return Compression(budget=budget, rate=rate, target=str(target), preset=str(preset), cache=cache, zipper=zipper)
+    return Compression(
+        budget=budget,
+        rate=rate,
+        target=str(target),
+        preset=str(preset),
+        cache=cache,
+        zipper=zipper,
+        on_result=check_on_result(on_result),
+    )
 
 
 def checked_list(value: object, kind: type[T], name: str, noun: str) -> list[T]:

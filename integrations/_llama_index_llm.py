@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Generator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import (
@@ -31,7 +31,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     TextBlock,
 )
-from llama_index.core.bridge.pydantic import PrivateAttr, SerializeAsAny
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.llms import LLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -40,13 +40,13 @@ from promptzip._chat_format import ROLES
 from promptzip._errors import ConfigError, InputError
 from promptzip._pipeline import Zipper
 from promptzip._pricing import CachePricing, listed_pricing
-from promptzip._types import Budget
+from promptzip._types import Budget, Result
 from promptzip.integrations._calls import (
     Compression,
     cache_pricing,
+    check_on_result,
     check_pricing,
     check_scope,
-    compressed_prompt,
     plain,
 )
 from promptzip.integrations._documents import check_settings, checked_list
@@ -61,7 +61,9 @@ class PromptZipLLM(FunctionCallingLLM):
     whole request's; ``preset``, ``target``, ``cache`` and ``zipper`` are as for the node postprocessor; ``scope``
     is ``"all"`` (the context in every message) or ``"history"`` (earlier turns only); ``pricing`` is the wrapped
     model's cache prices, which cache-stable history weighs: a model name or a :class:`promptzip.CachePricing`
-    (``None``: the prices listed for the wrapped LLM's ``model_name``, else the target's).
+    (``None``: the prices listed for the wrapped LLM's ``model_name``, else the target's). ``on_result`` is called
+    with the :class:`promptzip.Result` of each request that was compressed (not of one sent as given), before the
+    wrapped LLM is called; what it raises propagates, and the wrapped LLM is not called.
     """
 
     llm: SerializeAsAny[LLM]
@@ -71,6 +73,8 @@ class PromptZipLLM(FunctionCallingLLM):
     target: str = "gpt-4o"
     cache: str | None = None
     scope: str = "all"
+    on_result: Callable[[Result], object] | None = Field(default=None, exclude=True)
+    """Called with the Result of each compressed request before it is sent (not serialized)."""
 
     _compression: Compression = PrivateAttr()
     _pricing: CachePricing | None = PrivateAttr(default=None)
@@ -87,16 +91,18 @@ class PromptZipLLM(FunctionCallingLLM):
         zipper: Zipper | None = None,
         scope: str = "all",
         pricing: str | CachePricing | None = None,
+        on_result: Callable[[Result], object] | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         # Checked before pydantic sees the values, so a bad setting is a promptzip error, not a ValidationError.
         if not isinstance(llm, LLM):
             raise ConfigError(f"llm must be a LlamaIndex LLM, not {type(llm).__name__}")
         compression = check_settings(budget, rate, preset, target, cache, zipper)
+        compression.on_result = check_on_result(on_result)
         pricing = cache_pricing(check_pricing(pricing))
         spec = compression.spec
         fields: dict[str, Any] = {"llm": llm, "budget": spec.tokens, "rate": spec.rate, "preset": preset}
-        fields |= {"target": target, "cache": cache, "scope": check_scope(scope)}
+        fields |= {"target": target, "cache": cache, "scope": check_scope(scope), "on_result": on_result}
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
         super().__init__(**fields)
@@ -166,7 +172,7 @@ class PromptZipLLM(FunctionCallingLLM):
     def _prompt(self, prompt: str) -> str:
         if not isinstance(prompt, str):
             raise InputError(f"prompt must be a str, not {type(prompt).__name__}")
-        return compressed_prompt(self._compression.zipper, prompt, self.spec)
+        return self._compression.prompt(prompt)
 
     def _messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         given = checked_list(messages, ChatMessage, "messages", "LlamaIndex ChatMessage")

@@ -18,10 +18,18 @@ the pipeline's own output for it (``Result.outputs``), and its meta extended wit
 content (a blob) passes as it is, and one with a blob keeps it (only text is compressed). The order is the
 retriever's (Haystack's ``LostInTheMiddleRanker`` can follow for another).
 
+``on_result`` (every component takes it) is called with the :class:`promptzip.Result` of each compression that
+changed what the component returns (not of input that fit whole, which comes back as given), before it returns:
+``Result.dropped`` is what the model will not see (a document of which nothing was kept is among it). What it
+raises stops the run (inside a ``Pipeline``, as Haystack's ``PipelineRuntimeError`` caused by it).
+
 ``run_async`` runs the compression in a worker thread (Haystack's ``AsyncPipeline`` uses it). ``to_dict`` /
-``from_dict`` carry the init parameters; a component built around a ready ``zipper`` cannot be serialized (a
-:class:`promptzip.ConfigError` says so). Importing :mod:`promptzip` never imports Haystack; only importing this
-module does. promptzip's own errors propagate as themselves; input that is not documents is an ``InputError``.
+``from_dict`` carry the init parameters, ``on_result`` by its import path as Haystack carries a
+``streaming_callback`` (a lambda or a nested function cannot be serialized: Haystack's ``SerializationError``, and
+loading needs the callback's module allowed, ``Pipeline.loads(..., allowed_modules=[...])``); a component built
+around a ready ``zipper`` cannot be serialized (a :class:`promptzip.ConfigError` says so). Importing
+:mod:`promptzip` never imports Haystack; only importing this module does. promptzip's own errors propagate as
+themselves; input that is not documents is an ``InputError``.
 
 :class:`PromptZipChatCompressor` sits between the prompt builder and the chat generator
 (``builder.prompt -> compressor.messages -> llm.messages``) and gives the budget to the whole request, as the
@@ -44,7 +52,7 @@ try:
     from haystack.core.serialization import component_to_dict
     from haystack.dataclasses import ChatMessage
     from haystack.tools import ToolsType
-    from haystack.utils import deserialize_component_inplace
+    from haystack.utils import deserialize_callable, deserialize_component_inplace, serialize_callable
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("promptzip.integrations.haystack needs haystack-ai: pip install 'promptzip[haystack]'") from exc
 
@@ -52,7 +60,7 @@ from promptzip._errors import ConfigError
 from promptzip._inputs import check_text
 from promptzip._pipeline import Zipper
 from promptzip._pricing import CachePricing, listed_pricing
-from promptzip._types import Budget
+from promptzip._types import Budget, Result
 from promptzip.integrations._calls import cache_pricing, check_pricing, check_scope
 from promptzip.integrations._documents import check_settings, checked_list, compress_texts
 from promptzip.integrations._haystack_chat import check_messages, compress_chat
@@ -74,8 +82,10 @@ class _Settings:
         target: str,
         cache: str | None,
         zipper: Zipper | None,
+        on_result: Callable[[Result], object] | None,
     ) -> None:
-        self._compression = check_settings(budget, rate, preset, target, cache, zipper)
+        self._compression = check_settings(budget, rate, preset, target, cache, zipper, on_result)
+        self.on_result = on_result
         self.preset, self.target, self.cache = preset, target, cache
         self._given_zipper = zipper is not None
 
@@ -89,16 +99,27 @@ class _Settings:
         _ = self._compression.zipper
 
     def _settings_dict(self, **more: Any) -> dict[str, Any]:
-        """The init parameters for ``to_dict`` (a Budget as its two numbers), with the component's own ``more``."""
+        """The init parameters for ``to_dict`` (a Budget as its two numbers, ``on_result``, where there is one, as
+        its import path), with the component's own ``more``."""
         if self._given_zipper:
             raise ConfigError(
                 f"a {type(self).__name__} built around a ready zipper cannot be serialized: "
                 "give preset=, target= and cache= instead"
             )
         spec = self.spec
+        if self.on_result is not None:
+            more["on_result"] = serialize_callable(self.on_result)
         return default_to_dict(
             self, budget=spec.tokens, rate=spec.rate, preset=self.preset, target=self.target, cache=self.cache, **more
         )
+
+    @staticmethod
+    def _callback_loaded(data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` (what ``to_dict`` wrote) with ``on_result`` imported from its path, in place, for ``from_dict``."""
+        params = data.get("init_parameters", {})
+        if params.get("on_result"):
+            params["on_result"] = deserialize_callable(params["on_result"])
+        return data
 
 
 @component
@@ -108,7 +129,8 @@ class PromptZipDocumentCompressor(_Settings):
     Give ``budget`` (an int number of tokens or a :class:`promptzip.Budget`) or ``rate`` (the kept fraction), and
     either a ``preset`` (built on first use, or by ``warm_up``, with ``target`` and ``cache``; ``cache`` is a URL:
     ``sqlite:///path``, ``memory``, ``none``, None for the SQLite cache in the user's cache folder) or a ready
-    ``zipper``. The settings are read once, at construction.
+    ``zipper``. ``on_result`` gets the :class:`promptzip.Result` of each run that compressed (see the module
+    docstring). The settings are read once, at construction.
     """
 
     def __init__(
@@ -120,9 +142,10 @@ class PromptZipDocumentCompressor(_Settings):
         target: str = "gpt-4o",
         cache: str | None = None,
         zipper: Zipper | None = None,
+        on_result: Callable[[Result], object] | None = None,
     ) -> None:
         # Not super(): @component builds a new class, so the zero-argument form would name the wrong one.
-        _Settings.__init__(self, budget, rate, preset, target, cache, zipper)
+        _Settings.__init__(self, budget, rate, preset, target, cache, zipper, on_result)
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document], query: str) -> dict[str, list[Document]]:
@@ -148,10 +171,11 @@ class PromptZipDocumentCompressor(_Settings):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PromptZipDocumentCompressor:
         """The component that :meth:`to_dict` wrote (``Pipeline.loads``)."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, cls._callback_loaded(data))
 
     def _compress(self, docs: list[Document], texts: list[str | None], query: str | None) -> list[Document]:
-        pieces = compress_texts(self._compression.zipper, [t or "" for t in texts], self.spec, query, what="documents")
+        given = [t or "" for t in texts]
+        pieces = compress_texts(self._compression, given, query, what="documents")
         out: list[Document] = []
         for doc, text, piece in zip(docs, texts, pieces, strict=True):
             if piece is None:  # no text to compress: a blob-only document passes as it is, an empty one is dropped
@@ -176,8 +200,9 @@ class _ChatSettings(_Settings):
         zipper: Zipper | None,
         scope: str,
         pricing: str | CachePricing | dict[str, Any] | None,
+        on_result: Callable[[Result], object] | None,
     ) -> None:
-        _Settings.__init__(self, budget, rate, preset, target, cache, zipper)
+        _Settings.__init__(self, budget, rate, preset, target, cache, zipper, on_result)
         self.scope = check_scope(scope)
         if isinstance(pricing, dict):  # as to_dict wrote it
             pricing = CachePricing(**pricing)
@@ -203,7 +228,8 @@ class PromptZipChatCompressor(_ChatSettings):
     ``budget``, ``rate``, ``preset``, ``target``, ``cache`` and ``zipper`` are as for
     :class:`PromptZipDocumentCompressor`; ``scope`` is ``"all"`` (the context in every message) or ``"history"``
     (earlier turns only); ``pricing`` is the chat model's cache prices, which cache-stable history weighs: a model
-    name (``"claude-sonnet-4-5"``) or a :class:`promptzip.CachePricing`; ``None``: the target's.
+    name (``"claude-sonnet-4-5"``) or a :class:`promptzip.CachePricing`; ``None``: the target's. ``on_result`` gets
+    the :class:`promptzip.Result` of each chat that was compressed (not of one returned as given).
     """
 
     def __init__(
@@ -217,9 +243,10 @@ class PromptZipChatCompressor(_ChatSettings):
         zipper: Zipper | None = None,
         scope: str = "all",
         pricing: str | CachePricing | dict[str, Any] | None = None,
+        on_result: Callable[[Result], object] | None = None,
     ) -> None:
         # Not super(): @component builds a new class, so the zero-argument form would name the wrong one.
-        _ChatSettings.__init__(self, budget, rate, preset, target, cache, zipper, scope, pricing)
+        _ChatSettings.__init__(self, budget, rate, preset, target, cache, zipper, scope, pricing, on_result)
 
     @component.output_types(messages=list[ChatMessage])
     def run(self, messages: list[ChatMessage]) -> dict[str, list[ChatMessage]]:
@@ -243,7 +270,7 @@ class PromptZipChatCompressor(_ChatSettings):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PromptZipChatCompressor:
         """The component that :meth:`to_dict` wrote (``Pipeline.loads``)."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, cls._callback_loaded(data))
 
 
 @component
@@ -260,7 +287,8 @@ class PromptZipChatGenerator(_ChatSettings):
 
     ``chat_generator`` is any Haystack chat generator; the other parameters are as for
     :class:`PromptZipChatCompressor`, except that ``pricing=None`` reads the wrapped generator's ``model`` (its listed
-    cache prices), else the target's. ``warm_up`` and ``close`` reach the wrapped generator too.
+    cache prices), else the target's, and that ``on_result`` is called before the wrapped generator runs: what it
+    raises stops the step, and nothing is sent. ``warm_up`` and ``close`` reach the wrapped generator too.
     """
 
     def __init__(
@@ -275,6 +303,7 @@ class PromptZipChatGenerator(_ChatSettings):
         zipper: Zipper | None = None,
         scope: str = "all",
         pricing: str | CachePricing | dict[str, Any] | None = None,
+        on_result: Callable[[Result], object] | None = None,
     ) -> None:
         run = getattr(chat_generator, "run", None)
         if not callable(run):
@@ -282,7 +311,7 @@ class PromptZipChatGenerator(_ChatSettings):
                 f"chat_generator must be a Haystack chat generator (a component with run), "
                 f"not {type(chat_generator).__name__}"
             )
-        _ChatSettings.__init__(self, budget, rate, preset, target, cache, zipper, scope, pricing)
+        _ChatSettings.__init__(self, budget, rate, preset, target, cache, zipper, scope, pricing, on_result)
         self.chat_generator = chat_generator
         self._accepts = frozenset(inspect.signature(run).parameters)
 
@@ -353,7 +382,7 @@ class PromptZipChatGenerator(_ChatSettings):
     def from_dict(cls, data: dict[str, Any]) -> PromptZipChatGenerator:
         """The component that :meth:`to_dict` wrote, the wrapped generator rebuilt from its own dict."""
         deserialize_component_inplace(data["init_parameters"], key="chat_generator")
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, cls._callback_loaded(data))
 
     def _prices(self) -> CachePricing | None:
         if self.pricing is None:  # the prices of the model the wrapped generator calls, where they are listed

@@ -26,13 +26,18 @@ always stay verbatim). Documents inside a message's content (LangChain's ``text-
 ``PromptTemplate``) goes through :meth:`promptzip.Zipper.compress_prompt`: its instruction and its trailing
 ``Question: ...`` are kept byte for byte and only its context shrinks.
 
+Both take ``on_result=``, as ``pz.wrap`` does: a callable that gets the :class:`promptzip.Result` of each
+compression that changed what they return (not of input that fit whole, which comes back as given), in the thread
+that compressed it, before the output is returned. ``Result.dropped`` is what the model will not see (a document of
+which nothing was kept is among it, whole); what the callback raises propagates, so the chain stops there.
+
 promptzip's own errors propagate as themselves; LangChain's conversion errors become :class:`promptzip.InputError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
@@ -51,7 +56,14 @@ from promptzip._pool import shared_zipper
 from promptzip._pricing import CachePricing
 from promptzip._registry import registries
 from promptzip._types import Budget, Chunk, Result
-from promptzip.integrations._calls import cache_pricing, check_pricing, fits_whole, sent_messages
+from promptzip.integrations._calls import (
+    cache_pricing,
+    check_on_result,
+    check_pricing,
+    fits_whole,
+    report,
+    sent_messages,
+)
 from promptzip.integrations._langchain_content import as_openai, content_back
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
@@ -75,6 +87,10 @@ class _ZipperSettings(BaseModel):
     """Cache URL (``sqlite:///path``, ``memory``, ``none``); None is the SQLite cache in the user's cache folder."""
     zipper: Zipper | None = Field(default=None, exclude=True)
     """A ready Zipper (custom stacks); when given, ``preset``, ``target`` and ``cache`` are not used."""
+    # Checked in __init__, so a value that is not callable is a ConfigError, not a ValidationError.
+    on_result: SkipValidation[Callable[[Result], object] | None] = Field(default=None, exclude=True)
+    """Called with the ``promptzip.Result`` of each compression that changed the input (not of one that fit whole),
+    in the thread that compressed it, before the output is returned; what it raises propagates and stops the call."""
 
     _built: Zipper | None = PrivateAttr(default=None)
 
@@ -82,6 +98,7 @@ class _ZipperSettings(BaseModel):
         super().__init__(**data)
         # Checked here rather than in a pydantic validator, which would turn our errors into ValidationErrors.
         self._spec()
+        check_on_result(self.on_result)
         if self.zipper is None:
             registries.presets.get(self.preset)  # ConfigError now, not at the first request
 
@@ -141,6 +158,7 @@ class PromptZipCompressor(_ZipperSettings, BaseDocumentCompressor):
         used = count(zipper.separator.join(texts[str(i)] for i, _ in live if str(i) in texts))
         if used > limit:
             raise BudgetError(f"the compressed documents need {used} tokens, over the budget of {limit}", budget=limit)
+        report(self.on_result, None if whole else result)
         out: list[Document] = []
         relevance: list[float] = []
         for i, doc in live:
@@ -202,20 +220,22 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
     def _transform(self, input: LanguageModelInput) -> LanguageModelInput:
         zipper, spec = self._zipper(), self._spec()
         if isinstance(input, str):
-            return _compress_prompt(zipper, spec, input)
+            return _compress_prompt(zipper, spec, input, self.on_result)
         if isinstance(input, StringPromptValue):
-            return StringPromptValue(text=_compress_prompt(zipper, spec, input.text))
+            return StringPromptValue(text=_compress_prompt(zipper, spec, input.text, self.on_result))
         if isinstance(input, PromptValue):
-            return ChatPromptValue(
-                messages=_compress_messages(zipper, spec, input.to_messages(), self.scope, cache_pricing(self.pricing))
-            )
+            return ChatPromptValue(messages=self._messages(zipper, spec, input.to_messages()))
         if isinstance(input, Sequence):
             try:
                 messages = convert_to_messages(input)
             except (ValueError, TypeError, NotImplementedError) as exc:
                 raise InputError(f"cannot read the messages: {exc}") from exc
-            return _compress_messages(zipper, spec, messages, self.scope, cache_pricing(self.pricing))
+            return self._messages(zipper, spec, messages)
         raise InputError(f"expected a prompt value, a list of messages or a str, not {type(input).__name__}")
+
+    def _messages(self, zipper: Zipper, spec: Budget, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+        pricing = cache_pricing(self.pricing)
+        return _compress_messages(zipper, spec, messages, self.scope, pricing, on_result=self.on_result)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -248,19 +268,32 @@ def _arrange(docs: list[Document], relevance: list[float], reorder: str) -> list
     return ranked[0::2] + ranked[1::2][::-1]  # lost in the middle: the best at both ends
 
 
-def _compress_prompt(zipper: Zipper, spec: Budget, text: str) -> str:
-    """A whole string prompt with only its context compressed; the prompt itself when it fit whole."""
+def _compress_prompt(
+    zipper: Zipper, spec: Budget, text: str, on_result: Callable[[Result], object] | None = None
+) -> str:
+    """A whole string prompt with only its context compressed; the prompt itself when it fit whole. ``on_result``
+    gets the Result of a prompt that was compressed."""
     result = zipper.compress_prompt(text, budget=spec)
-    return text if fits_whole(result) else result.text
+    if fits_whole(result):
+        return text
+    report(on_result, result)
+    return result.text
 
 
 def _compress_messages(
-    zipper: Zipper, spec: Budget, messages: Sequence[BaseMessage], scope: str, pricing: CachePricing | None = None
+    zipper: Zipper,
+    spec: Budget,
+    messages: Sequence[BaseMessage],
+    scope: str,
+    pricing: CachePricing | None = None,
+    *,
+    on_result: Callable[[Result], object] | None = None,
 ) -> list[BaseMessage]:
-    """Compress LangChain messages through their OpenAI form; only the text of each message is replaced."""
+    """Compress LangChain messages through their OpenAI form; only the text of each message is replaced.
+    ``on_result`` gets the Result of a chat that was compressed."""
     read = [as_openai(m, i) for i, m in enumerate(messages)]
     dicts = [d for d, _ in read]
-    result = sent_messages(zipper, dicts, spec, scope=scope, pricing=pricing)
+    result = report(on_result, sent_messages(zipper, dicts, spec, scope=scope, pricing=pricing))
     if result is None:
         return list(messages)
     compressed_messages = result.messages or dicts

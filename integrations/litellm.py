@@ -43,6 +43,12 @@ compression off. A call may then narrow it with ``metadata={"promptzip": ...}``:
 ``{"budget"|"rate"|"scope"|"disable"}`` (as for the wrapped OpenAI client); it cannot pick a preset or a deadline,
 since in the proxy that metadata comes from the client.
 
+**Seeing what was dropped.** ``PromptZipHook(on_result=callback)`` calls ``callback`` with the
+:class:`promptzip.Result` of each call it compressed (not of one that goes out as given), on the event loop once the
+compression finished within its deadline, before the call is sent: ``Result.dropped`` is what the model does not get.
+What the callback raises is not failed open: it propagates from the call as itself, and nothing is sent (a Router
+retries a call that failed, as after any error, so the callback sees each try).
+
 **Failing open.** A configuration error, a compression error (any exception: the uncompressed request would have
 worked) or a compression that runs past ``deadline`` seconds (:func:`promptzip._deadline.deadline` inside the
 worker thread, and the wait for it bounded by the same limit) leaves the request exactly as it was and logs a
@@ -64,7 +70,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -75,8 +81,8 @@ from promptzip._cache import Cache
 from promptzip._deadline import deadline as time_limit
 from promptzip._errors import ConfigError, PromptZipError
 from promptzip._pipeline import Zipper
-from promptzip._types import Budget
-from promptzip.integrations._calls import CallOptions, Compression, call_context, check_scope
+from promptzip._types import Budget, Result
+from promptzip.integrations._calls import CallOptions, Compression, call_context, check_on_result, check_scope, report
 from promptzip.integrations._dialects import AnthropicMessages, Dialect, OpenAIResponses
 
 __all__ = ["KEY", "CallPlan", "PromptZipHook"]
@@ -105,7 +111,9 @@ class PromptZipHook(CustomLogger):
     ``preset``, ``budget`` / ``rate`` (default ``rate=0.5``), ``scope``, ``deadline`` (seconds; 10, the proxy's
     default) and ``target`` (the tokenizer that counts) are the defaults that opted-in calls start from; ``models``
     opts model groups in by name; ``cache`` is the promptzip cache (a URL or a Cache); ``zippers`` maps preset names
-    to ready Zippers (otherwise each preset is built with ``Zipper.from_preset`` on first use, and shared).
+    to ready Zippers (otherwise each preset is built with ``Zipper.from_preset`` on first use, and shared);
+    ``on_result`` is called with the Result of each call that was compressed, before it is sent (see the module
+    docstring).
     """
 
     def __init__(
@@ -120,6 +128,7 @@ class PromptZipHook(CustomLogger):
         models: Iterable[str] = (),
         cache: str | Cache | None = None,
         zippers: Mapping[str, Zipper] | None = None,
+        on_result: Callable[[Result], object] | None = None,
     ) -> None:
         super().__init__()
         if budget is None and rate is None:
@@ -131,6 +140,7 @@ class PromptZipHook(CustomLogger):
         if isinstance(models, str):
             raise ConfigError("models must be a list of model names, not one str")
         self.models = frozenset(_name(m, "models") for m in models)
+        self.on_result = check_on_result(on_result)
         self._cache = cache
         self._zippers = dict(zippers or {})
         self._compressions: dict[tuple[str, str], Compression] = {}
@@ -154,12 +164,15 @@ class PromptZipHook(CustomLogger):
                 return None
             compression = self._compression(plan.preset, plan.target)
             work = asyncio.to_thread(_compress, door, compression, kwargs, plan)
-            return await asyncio.wait_for(work, timeout=plan.deadline)
+            out, result = await asyncio.wait_for(work, timeout=plan.deadline)
         # Fail open on any error: the request would have worked uncompressed, so compression must never be why
         # it fails. Each failure is logged, with its traceback when it is not one of promptzip's own errors.
         except Exception as exc:
             _warn(kwargs, plan, exc)
             return None
+        # Outside the deadline and the fail-open: the callback sees only what is sent, and may stop it.
+        report(self.on_result, result)
+        return out
 
     def plan(self, kwargs: Mapping[str, object]) -> CallPlan | None:
         """What a call with these LiteLLM ``kwargs`` is compressed with, or ``None`` when it is not opted in (or
@@ -234,16 +247,21 @@ def _compress(
     compression: Compression,
     kwargs: Mapping[str, Any],
     plan: CallPlan,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Result | None]:
     """The call's keyword arguments with its prompt compressed, its conversation named and priced by the
-    deployment's own arguments (:func:`~promptzip.integrations._calls.call_context`). Runs in a worker thread: the
-    deadline is per thread, so it is set here, around the work it limits."""
+    deployment's own arguments (:func:`~promptzip.integrations._calls.call_context`), and the Result of that
+    compression (``None``: sent as given), which the hook reports. Runs in a worker thread: the deadline is per
+    thread, so it is set here, around the work it limits."""
     options: dict[str, Any] = {"spec": plan.spec, "scope": plan.scope, **call_context(kwargs)}
+    seen: list[Result] = []
     with time_limit(plan.deadline):
+        mine = compression.reporting(seen.append)  # this call's Result, from the Compression calls share
         if door.dialect is not None:
-            return compression.call(door.dialect, kwargs, door.keys, **options)
-        out = compression.chat(kwargs["messages"], **options)
-    return {**kwargs, "messages": [dict(m) if isinstance(m, Mapping) else m for m in out]}
+            out = mine.call(door.dialect, kwargs, door.keys, **options)
+        else:
+            messages = mine.chat(kwargs["messages"], **options)
+            out = {**kwargs, "messages": [dict(m) if isinstance(m, Mapping) else m for m in messages]}
+    return out, seen[-1] if seen else None
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -27,11 +27,11 @@ propagate as themselves, and input that is not nodes is a :class:`promptzip.Inpu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
-    from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
     from llama_index.core.callbacks import CallbackManager
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
     from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from promptzip._errors import InputError
 from promptzip._inputs import check_text
 from promptzip._pipeline import Zipper
-from promptzip._types import Budget
+from promptzip._types import Budget, Result
 from promptzip.integrations._calls import Compression
 from promptzip.integrations._documents import Piece, check_settings, compress_texts
 from promptzip.integrations._llama_index_llm import PromptZipLLM
@@ -60,8 +60,10 @@ class PromptZipNodePostprocessor(BaseNodePostprocessor):
     """Compress retrieved nodes to one shared token budget (a LlamaIndex ``BaseNodePostprocessor``).
 
     Give ``budget`` (an int number of tokens or a :class:`promptzip.Budget`) or ``rate`` (the kept fraction), and
-    either a ``preset`` (built on first use with ``target`` and ``cache``) or a ready ``zipper``. The settings are
-    read once, at construction; build a new postprocessor to change them.
+    either a ``preset`` (built on first use with ``target`` and ``cache``) or a ready ``zipper``. ``on_result`` is
+    called with the :class:`promptzip.Result` of each query's compression (not of nodes that fit whole: they come
+    back as given), before the nodes are returned; ``Result.dropped`` is what the LLM will not see, and what it
+    raises propagates. The settings are read once, at construction; build a new postprocessor to change them.
     """
 
     budget: int | None = None
@@ -72,6 +74,9 @@ class PromptZipNodePostprocessor(BaseNodePostprocessor):
     target: str = "gpt-4o"
     cache: str | None = None
     """Cache URL (``sqlite:///path``, ``memory``, ``none``); None is the SQLite cache in the user's cache folder."""
+    on_result: Callable[[Result], object] | None = Field(default=None, exclude=True)
+    """Called with the Result of each compression, before its nodes are returned (not serialized, as the
+    ``callback_manager`` is not)."""
 
     _compression: Compression = PrivateAttr()
 
@@ -84,14 +89,15 @@ class PromptZipNodePostprocessor(BaseNodePostprocessor):
         target: str = "gpt-4o",
         cache: str | None = None,
         zipper: Zipper | None = None,
+        on_result: Callable[[Result], object] | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         # Checked before pydantic sees the values, so a bad setting is a promptzip error, not a ValidationError.
-        compression = check_settings(budget, rate, preset, target, cache, zipper)
+        compression = check_settings(budget, rate, preset, target, cache, zipper, on_result)
         spec = compression.spec
         # A Budget is stored as its two numbers, so to_dict/from_dict round-trip through JSON.
         fields: dict[str, Any] = {"budget": spec.tokens, "rate": spec.rate, "preset": preset, "target": target}
-        fields["cache"] = cache
+        fields |= {"cache": cache, "on_result": on_result}
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
         super().__init__(**fields)
@@ -121,7 +127,7 @@ class PromptZipNodePostprocessor(BaseNodePostprocessor):
         return await asyncio.to_thread(self._compress, checked, texts, _query(query_bundle))
 
     def _compress(self, nodes: list[NodeWithScore], texts: list[str], query: str | None) -> list[NodeWithScore]:
-        pieces = compress_texts(self._compression.zipper, texts, self._compression.spec, query, what="nodes")
+        pieces = compress_texts(self._compression, texts, query, what="nodes")
         out: list[NodeWithScore] = []
         for item, piece in zip(nodes, pieces, strict=True):
             if piece is None:  # no text to compress: an image node passes as it is, an empty text node is dropped

@@ -29,6 +29,8 @@ PROMISED = {
     P + "result_cache_total": "counter",
     P + "upstream_errors_total": "counter",
     P + "bodies_refused_total": "counter",
+    P + "connections_refused_total": "counter",
+    P + "connections_open": "gauge",
     P + "deadline_exceeded_total": "counter",
     P + "overloaded_total": "counter",
     P + "single_flight_total": "counter",

@@ -1,6 +1,8 @@
-"""A proxy no client can stall: each chunk of every request body must arrive within ``timeouts.write`` (408
-``body_timeout``, and the connection is closed), and the bodies held in memory, all requests together, are bounded
-by ``max_buffered_bytes`` (503 + ``retry-after``, code ``overloaded``), each answered in its route's error style.
+"""A proxy no client can stall: each chunk of every request body must arrive within ``timeouts.write``, and the
+whole body within ``timeouts.body`` plus a second per ``min_body_rate`` bytes (408 ``body_timeout``, and the
+connection is closed), and the bodies held in memory, all requests together, are bounded by ``max_buffered_bytes``
+(503 + ``retry-after``, code ``overloaded``) until their answers are relayed, each answered in its route's error
+style. (Connections and request headers: ``test_proxy_connections``.)
 
 Real sockets where the wire matters (uvicorn on 127.0.0.1 in front of :class:`FakeUpstream`); the choreographies of
 several clients at once drive the ASGI app directly, each client's body handed over piece by piece, so what holds
@@ -13,6 +15,7 @@ import argparse
 import asyncio
 import io
 import json
+import select
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,7 +31,7 @@ from starlette.types import Message
 from promptzip._errors import ConfigError
 from promptzip.integrations.proxy import ProxySettings, create_app, load_settings
 from promptzip.integrations.proxy._bodies import SMALL_BODY
-from promptzip.integrations.proxy._budget import BodyBudget
+from promptzip.integrations.proxy._budget import BodyBudget, hand_over
 from promptzip.integrations.proxy._cli import add_proxy_command
 from promptzip.integrations.proxy._errors import Overloaded
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
@@ -117,7 +120,7 @@ def test_a_client_that_stalls_mid_body_gets_408_and_the_connection_is_closed(
     assert time.monotonic() - started < 10
     assert (status, headers["connection"]) == (408, "close")
     code, message = error_of(style, status, error)
-    assert code == ("body_timeout" if style == "openai" else "invalid_request_error")
+    assert code == ("body_timeout" if style == "openai" else "timeout_error")
     assert f"{STALL:g} s (timeouts.write)" in message
     assert len(upstream.requests) == before
     assert live_app.state.proxy.body_budget.held == 0
@@ -174,6 +177,54 @@ def test_a_body_that_does_not_fit_max_buffered_bytes_is_refused_at_once_over_the
     r = httpx.post(proxy + CHAT, content=body, headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 200
     assert upstream.requests[-1].target == CHAT
+
+
+TRICKLE = {"timeouts": {"write": 1.0, "body": 1.0}, "min_body_rate": 64 * KiB}  # 1 s, and 1 s more per 64 KiB
+
+
+@pytest.mark.parametrize(
+    ("path", "first"),
+    [(CHAT, 0), ("/v1/embeddings", SMALL_BODY + KiB)],  # read whole; forwarded as it arrives, past its head
+    ids=["read-whole", "forwarded"],
+)
+def test_a_client_that_trickles_a_body_past_timeouts_body_gets_408(
+    upstream: FakeUpstream, path: str, first: int
+) -> None:
+    """A byte every few moments is never a silence of timeouts.write; the whole body's deadline still comes."""
+    app = create_app(settings(upstream.url, max_body_bytes=READ, **TRICKLE), zipper_factory=bm25)
+    before = len(upstream.requests)
+    with live_server(app) as url:
+        sock = connect(url, path, MiB if first else 40 * KiB, b"[" * first)  # its head earns 1 s more
+        started = time.monotonic()
+        while time.monotonic() - started < 10 and not select.select([sock], [], [], 0.25)[0]:
+            sock.sendall(b"[" * 100)  # 400 bytes a second: each earns a few ms, each wait costs 250
+        status, headers, error = answer(sock)
+        waited = time.monotonic() - started
+    assert (status, headers["connection"], error["error"]["code"]) == (408, "close", "body_timeout")
+    assert 1.0 + first / (64 * KiB) - 0.3 < waited < 1.0 + first / (64 * KiB) + 1.5
+    assert "1 s (timeouts.body) and 1 s per 65536 bytes received (min_body_rate)" in error["error"]["message"]
+    metrics = app.state.proxy.metrics
+    assert (metrics.bodies_refused.value("timeouts.body"), metrics.bodies_refused.value("timeouts.write")) == (1, 0)
+    assert len(upstream.requests) == before  # a forwarded one was abandoned mid-body
+
+
+def test_a_large_upload_that_keeps_its_pace_is_not_cut_off_by_timeouts_body(upstream: FakeUpstream) -> None:
+    """1 MiB forwarded over 1.6 s, past timeouts.body (1 s) but well within its allowance (1 s + 16 s)."""
+    app = create_app(settings(upstream.url, max_body_bytes=READ, **TRICKLE), zipper_factory=bm25)
+    body = b"a" * MiB
+
+    def paced() -> Iterator[bytes]:
+        for at in range(0, len(body), 64 * KiB):
+            time.sleep(0.1)
+            yield body[at : at + 64 * KiB]
+
+    with live_server(app) as url:
+        headers = {"content-type": "application/octet-stream", "content-length": str(len(body))}
+        started = time.monotonic()
+        r = httpx.post(url + "/v1/audio/transcriptions", content=paced(), headers=headers, timeout=30)
+    assert time.monotonic() - started > 1.5
+    assert (r.status_code, r.json()["body_bytes"]) == (200, len(body))
+    assert app.state.proxy.metrics.bodies_refused.value("timeouts.body") == 0
 
 
 # ---------------------------------------------------------------------------------------------------- in-process
@@ -333,7 +384,7 @@ def test_every_route_answers_a_stalled_body_408_in_its_own_style_and_closes(
         status, headers, error = await client.answer()
         assert (status, headers["connection"]) == (408, "close")
         code, message = error_of(style, status, error)
-        assert code == ("body_timeout" if style == "openai" else "invalid_request_error")
+        assert code == ("body_timeout" if style == "openai" else "timeout_error")
         assert f"{stall:g} s (timeouts.write)" in message
         assert proxy.metrics.bodies_refused.value("timeouts.write") == 1
 
@@ -390,6 +441,29 @@ def test_a_body_forwarded_as_it_arrives_holds_only_its_head(upstream: FakeUpstre
     run(app, scenario)
 
 
+def test_a_forwarded_body_is_held_until_its_answer_is_relayed() -> None:
+    """httpx keeps the body it sent until the answer is read: the reservation covers it (cut down to the compressed
+    body the upstream got) while the answer streams, and is given back when it ends."""
+    with FakeUpstream(chunk_delay=0.1, chunks=4) as slow:
+        app = create_app(settings(slow.url, max_body_bytes=READ, max_buffered_bytes=HELD), zipper_factory=bm25)
+        body = json.dumps({**json.loads(chat(40 * KiB)), "stream": True}).encode()
+
+        async def scenario(proxy: Any) -> None:
+            client = Client(app, CHAT, json_headers(len(body)))
+            client.give_all(body)
+            await until(lambda: any(m["type"] == "http.response.start" for m in client.sent), "the answer started")
+            start = dict(client.sent[0]["headers"])
+            assert start[b"x-promptzip-status"] == b"compressed"
+            forwarded = len(slow.requests[-1].body)
+            assert 0 < forwarded < len(body)
+            assert proxy.body_budget.held == forwarded  # the answer streams on, 0.1 s a chunk
+            await asyncio.wait_for(client.task, 10)
+            assert client.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+            assert proxy.body_budget.held == 0
+
+        run(app, scenario)
+
+
 # ------------------------------------------------------------------------------------------------ the budget
 def test_a_reservation_grows_to_cover_its_body_and_is_given_back_whole() -> None:
     budget = BodyBudget(100)
@@ -411,10 +485,22 @@ def test_a_reservation_grows_to_cover_its_body_and_is_given_back_whole() -> None
     def fail() -> None:
         with budget.reservation() as three:
             three.cover(100)
+            assert hand_over() is three  # handed over, then the handler fails: no response will give it back
             raise RuntimeError("the handler failed")
 
     with pytest.raises(RuntimeError):
         fail()
+    assert budget.held == 0
+
+    with budget.reservation() as four:
+        four.cover(100)
+        assert hand_over() is four
+        assert hand_over() is None  # taken once
+    assert (hand_over(), budget.held) == (None, 100)  # its taker gives it back, cut down first
+    four.trim(30)
+    assert budget.held == 30
+    four.release()
+    four.release()
     assert budget.held == 0
 
 

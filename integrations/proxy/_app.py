@@ -53,10 +53,12 @@ Decisions worth knowing:
   ``retry-after`` when full); the whole-request cache lookup runs on a separate small pool, so a warm chat never
   waits for a compression thread. Nothing blocking runs on the event loop. See :mod:`._compression` and, for who
   a request is for (presets, tenants, the per-credential cache scope), :mod:`._options`.
-* No client can stall the proxy with a body: each chunk of every body must arrive within ``timeouts.write`` (408
-  ``body_timeout``, and the connection is closed), and the bodies held in memory, all requests together, are
-  bounded by ``max_buffered_bytes`` (one that does not fit: 503 + ``retry-after``, code ``overloaded``). Both are
-  answered in the route's error style; see :mod:`._bodies` and :mod:`._budget`.
+* No client can stall the proxy: each chunk of every body must arrive within ``timeouts.write``, and the whole body
+  within ``timeouts.body`` plus a second per ``min_body_rate`` bytes (408 ``body_timeout``, and the connection is
+  closed); the bodies held in memory, all requests together, are bounded by ``max_buffered_bytes`` (one that does
+  not fit: 503 + ``retry-after``, code ``overloaded``), each until its answer is relayed. These are answered in the
+  route's error style; see :mod:`._bodies` and :mod:`._budget`. A request's headers must be complete within
+  ``timeouts.headers`` and at most ``max_client_connections`` connections are open (:mod:`._connections`).
 """
 
 from __future__ import annotations
@@ -399,12 +401,16 @@ def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: Z
     uvicorn's access log is off (it prints query strings, which some providers use for keys); the proxy logs one
     line per request on ``promptzip.proxy.access`` instead, at info. ``log_level`` sets ``promptzip.proxy`` as well
     as uvicorn's loggers (:func:`~promptzip.integrations.proxy._logs.log_config`). ``X-Forwarded-*`` headers are
-    not trusted.
+    not trusted. Connections are served by :class:`~._connections.GuardedH11` (header deadline, connection cap).
     """
     import uvicorn
 
+    from promptzip.integrations.proxy._connections import raise_descriptor_limit, server_options
+
+    app = create_app(settings, zipper_factory=zipper_factory)
+    raise_descriptor_limit(settings)
     config = uvicorn.Config(
-        create_app(settings, zipper_factory=zipper_factory),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
@@ -414,5 +420,6 @@ def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: Z
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        **server_options(app),
     )
     uvicorn.Server(config).run()

@@ -14,7 +14,16 @@ Decisions worth knowing:
   ``body_timeout`` and the connection is closed (``connection: close``, :func:`._errors.error_headers`): what a
   stalled client might still send is not worth waiting for. The server bounds no wait for a request body, so
   without this a client that sent its headers and then stopped would hold a connection, a coroutine and what it
-  sent so far forever. A client that keeps sending, however slowly, is not cut off: the bound is on the silence.
+  sent so far forever.
+* **Nor trickle one.** A client that keeps sending, one byte every ``timeouts.write`` less a second, would hold its
+  connection until ``max_body_bytes`` (days). So the whole body must arrive within ``timeouts.body`` seconds (300 by
+  default) plus one second per ``min_body_rate`` bytes received (16 KiB by default): else 408 ``body_timeout`` and
+  the connection is closed, as for a silence (:class:`~._errors.BodyTooSlow`, ``limit`` ``timeouts.body``). The
+  allowance that grows with the bytes is what lets a 512 MiB upload over a slow link (128 kbit/s or better)
+  through, while a trickle is cut off after about ``timeouts.body``; it is Apache's ``mod_reqtimeout`` rule
+  (``body=20,MinRate=500``) with a higher floor, since the proxy's bodies are bounded by the setting, not by
+  patience. One rule for bodies read whole and forwarded alike: a 10 MiB chat gets 300 + 640 s. Only the time
+  spent waiting for the client counts; the time a forwarded body spends being written upstream does not.
 * **Bodies held are bounded together** by ``max_buffered_bytes``: each read counts what it holds in the request's
   :class:`~._budget.Reservation` (a declared length before a byte is read, a chunked body as it grows; of a
   :class:`Streamed` body only the part read before it), and one that does not fit is a 503 (:mod:`._budget`).
@@ -31,6 +40,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -39,7 +49,7 @@ from starlette.requests import Request
 from starlette.types import Receive
 
 from promptzip.integrations.proxy._budget import Reservation
-from promptzip.integrations.proxy._errors import BodyTimeout, PayloadTooLarge, RequestError
+from promptzip.integrations.proxy._errors import BodyTimeout, BodyTooSlow, PayloadTooLarge, RequestError
 from promptzip.integrations.proxy._requests import declared_length
 from promptzip.integrations.proxy._settings import ProxySettings
 
@@ -50,16 +60,25 @@ SMALL_BODY = 64 << 10
 
 
 class _Receiver:
-    """One request's body messages from the ASGI server, counted as they come."""
+    """One request's body messages from the ASGI server, counted as they come, each awaited at most
+    ``timeouts.write`` and all of them together ``timeouts.body`` + ``size / min_body_rate`` (``waited``: the
+    seconds spent waiting for them so far)."""
 
-    __slots__ = ("_receive", "done", "size")
+    __slots__ = ("_body_s", "_chunk_s", "_rate", "_receive", "done", "size", "waited")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, settings: ProxySettings) -> None:
         self._receive = receive
+        self._chunk_s = settings.timeouts.write
+        self._body_s = settings.timeouts.body
+        self._rate = settings.min_body_rate
         self.done = False
         self.size = 0
+        self.waited = 0.0
 
-    async def next(self, timeout: float) -> bytes:
+    async def next(self) -> bytes:
+        left = self._body_s + self.size / self._rate - self.waited
+        timeout = min(self._chunk_s, max(0.0, left))
+        started = time.monotonic()
         try:
             with anyio.fail_after(timeout):
                 while True:
@@ -69,7 +88,11 @@ class _Receiver:
                     if message["type"] == "http.disconnect":
                         raise RequestError("the client disconnected while sending the body", code="client_disconnected")
         except TimeoutError:
+            if timeout < self._chunk_s:  # the whole body's time ran out before this chunk's
+                raise BodyTooSlow(self._body_s, self.size, self._rate) from None
             raise BodyTimeout(timeout) from None
+        finally:
+            self.waited += time.monotonic() - started
         chunk: bytes = message.get("body", b"")
         self.done = not message.get("more_body", False)
         self.size += len(chunk)
@@ -85,7 +108,6 @@ class Streamed:
         self._receiver = receiver
         self._head = deque(head)
         self._max_bytes = settings.max_forward_bytes
-        self._timeout = settings.timeouts.write
         self._sent = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -96,7 +118,7 @@ class Streamed:
             yield self._head.popleft()
         receiver = self._receiver
         while not receiver.done:
-            chunk = await receiver.next(self._timeout)
+            chunk = await receiver.next()
             if self._max_bytes is not None and receiver.size > self._max_bytes:
                 raise PayloadTooLarge(self._max_bytes, "max_forward_bytes")
             yield chunk
@@ -104,16 +126,16 @@ class Streamed:
 
 async def read_body(request: Request, limit: int, settings: ProxySettings, held: Reservation) -> bytes:
     """The body whole, covered by ``held`` as it arrives (503 when it does not fit ``max_buffered_bytes``), each
-    chunk awaited at most ``timeouts.write`` (408), refused with 413 as soon as it passes ``limit`` bytes (declared
-    or counted while it streams in)."""
+    chunk awaited at most ``timeouts.write`` and the whole body ``timeouts.body`` and its allowance (408), refused
+    with 413 as soon as it passes ``limit`` bytes (declared or counted while it streams in)."""
     declared = declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(limit)
     held.cover(declared or 0)
-    receiver = _Receiver(request.receive)
+    receiver = _Receiver(request.receive, settings)
     chunks: list[bytes] = []
     while not receiver.done:
-        chunks.append(await receiver.next(settings.timeouts.write))
+        chunks.append(await receiver.next())
         if receiver.size > limit:
             raise PayloadTooLarge(limit)
         held.cover(receiver.size)
@@ -125,12 +147,12 @@ async def read_or_stream(request: Request, limit: int, settings: ProxySettings, 
     ``settings.max_forward_bytes``: one declared or already read past that bound is refused (413) here, before
     anything is sent upstream. ``held`` covers what is read here, whole body or head, as :func:`read_body`'s."""
     declared = declared_length(request)
-    receiver = _Receiver(request.receive)
+    receiver = _Receiver(request.receive, settings)
     head: list[bytes] = []
     if declared is None or declared <= limit:
         held.cover(declared or 0)
         while not receiver.done and receiver.size <= limit:
-            head.append(await receiver.next(settings.timeouts.write))
+            head.append(await receiver.next())
             # The chunk that passes the limit is the first one streamed, in flight like every later one; counting it
             # could ask more than an idle proxy has, and refuse the body however long its client waited.
             held.cover(min(receiver.size, limit))

@@ -105,7 +105,7 @@ def _add_compression_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
-    """Timeouts, body sizes and the compression slots: what no client may exceed."""
+    """Timeouts, body sizes, client connections and the compression slots: what no client may exceed."""
     p.add_argument("--timeout", type=float, help="seconds to wait for the upstream's answer (default: 600)")
     p.add_argument("--connect-timeout", type=float, help="seconds to connect to the upstream (default: 5)")
     p.add_argument(
@@ -125,6 +125,34 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "read); 'none' leaves it to the upstream (default: 512 MiB)",
     )
     p.add_argument(
+        "--body-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds a whole request body may take to arrive, plus 1 s per --min-body-rate bytes received; past "
+        "it: 408 and the connection is closed (default: 300)",
+    )
+    p.add_argument(
+        "--min-body-rate",
+        type=int,
+        metavar="BYTES",
+        help="bytes per second a request body earns past --body-timeout, so a large upload on a slow link gets "
+        "through (default: 16384)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds a client has to send a request's headers, from connecting or from the previous answer; past "
+        "it the connection is closed (default: 10)",
+    )
+    p.add_argument(
+        "--max-client-connections",
+        type=_count_limit,
+        metavar="N",
+        help="client connections open at once; one more gets 503 + retry-after and is closed; 'none': no cap "
+        "(default: 1024)",
+    )
+    p.add_argument(
         "--compression-deadline",
         type=float,
         help="seconds one chat's compression may take; past it the chat fails open or closed (default: 10)",
@@ -136,14 +164,19 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _byte_limit(value: str) -> int | str:
+def _byte_limit(value: str, what: str = "a number of bytes") -> int | str:
     """A number of bytes, or ``"none"`` (no limit of the proxy's own)."""
     if value.strip().lower() == _NO_LIMIT:
         return _NO_LIMIT
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of bytes or {_NO_LIMIT!r}: {value!r}") from None
+        raise argparse.ArgumentTypeError(f"not {what} or {_NO_LIMIT!r}: {value!r}") from None
+
+
+def _count_limit(value: str) -> int | str:
+    """A number of connections, or ``"none"``."""
+    return _byte_limit(value, "a number")
 
 
 def warm_up(settings: ProxySettings) -> tuple[str, str]:
@@ -165,7 +198,13 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from promptzip.integrations.proxy._settings import load_settings
 
     started = time.perf_counter()
-    timeouts = {"read": args.timeout, "connect": args.connect_timeout}
+    timeouts = {
+        "read": args.timeout,
+        "connect": args.connect_timeout,
+        "body": args.body_timeout,
+        "headers": args.header_timeout,
+    }
+    unlimited = {k: None for k in ("max_forward_bytes", "max_client_connections") if getattr(args, k) == _NO_LIMIT}
     settings = load_settings(
         args.config,
         defaults={"warmup": True},
@@ -183,6 +222,8 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         max_body_bytes=args.max_body_bytes,
         max_buffered_bytes=args.max_buffered_bytes,
         max_forward_bytes=None if args.max_forward_bytes == _NO_LIMIT else args.max_forward_bytes,
+        min_body_rate=args.min_body_rate,
+        max_client_connections=None if args.max_client_connections == _NO_LIMIT else args.max_client_connections,
         tenant_header=args.tenant_header,
         compression_deadline=args.compression_deadline,
         compression_queue=args.compression_queue,
@@ -191,8 +232,8 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         report_dropped=args.report_dropped,
         timeouts={k: v for k, v in timeouts.items() if v is not None} or None,
     )
-    if args.max_forward_bytes == _NO_LIMIT:  # an override of None means "not given" to load_settings
-        settings = settings.model_copy(update={"max_forward_bytes": None})
+    if unlimited:  # an override of None means "not given" to load_settings
+        settings = settings.model_copy(update=unlimited)
     err.write(f"promptzip proxy: http://{settings.host}:{settings.port}/v1 → {settings.upstream}\n")
     if settings.warmup:
         err.write("promptzip proxy: warming up (--no-warmup skips this)\n")

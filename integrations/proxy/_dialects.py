@@ -36,9 +36,11 @@ _ANTHROPIC_ERRORS = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "timeout_error",  # Anthropic has no 408 of its own; its timeouts (504) are timeout_error
     413: "request_too_large",
     429: "rate_limit_error",
     503: "overloaded_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 

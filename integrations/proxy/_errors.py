@@ -8,9 +8,13 @@ The proxy's own exceptions extend the core tree::
     │       ├── PayloadTooLarge   413: the body passed max_body_bytes while read, or max_forward_bytes while
     │       │                     forwarded unread (found as it arrives, before it is buffered or sent whole)
     │       ├── BodyTimeout       408 + connection: close: the client sent no chunk of a body, read whole or
-    │       │                     forwarded, for longer than timeouts.write
-    │       └── Overloaded        503 + retry-after: every compression slot is taken (compression_queue), or the
-    │                             memory for request bodies is (max_buffered_bytes)
+    │       │   │                 forwarded, for longer than timeouts.write
+    │       │   └── BodyTooSlow   ... or took longer over the whole body than timeouts.body (and min_body_rate) allow
+    │       ├── HeaderTimeout     408 + connection: close: a request's headers were not complete within
+    │       │                     timeouts.headers (answered by the connection itself, :mod:`._connections`)
+    │       └── Overloaded        503 + retry-after: every compression slot is taken (compression_queue), the memory
+    │                             for request bodies is (max_buffered_bytes), or every client connection
+    │                             (max_client_connections; + connection: close)
     ├── DeadlineExceeded          504 (fail-closed): the compression ran past compression_deadline
     └── UpstreamError             502: unreachable or not speaking HTTP; 504: too slow (carries status_code)
 
@@ -37,6 +41,8 @@ from promptzip.integrations._bodies import RequestError
 
 __all__ = [
     "BodyTimeout",
+    "BodyTooSlow",
+    "HeaderTimeout",
     "Overloaded",
     "PayloadTooLarge",
     "RequestError",
@@ -63,13 +69,15 @@ class PayloadTooLarge(RequestError):
 
 class BodyTimeout(RequestError):
     """A client stopped sending a request body: the proxy stops waiting for it (and abandons the upstream request a
-    body forwarded as it arrives held open). Its answer closes the connection (:func:`error_headers`)."""
+    body forwarded as it arrives held open). Its answer closes the connection (:func:`error_headers`). ``setting``
+    names the bound it passed (the ``limit`` label of ``bodies_refused_total``)."""
 
     setting = "timeouts.write"
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, message: str | None = None) -> None:
         super().__init__(
-            f"the client sent nothing of the request body for {seconds:g} s (timeouts.write); the proxy stopped "
+            message
+            or f"the client sent nothing of the request body for {seconds:g} s (timeouts.write); the proxy stopped "
             "waiting for it",
             status=408,
             code="body_timeout",
@@ -77,10 +85,43 @@ class BodyTimeout(RequestError):
         self.seconds = seconds
 
 
+class BodyTooSlow(BodyTimeout):
+    """A client kept sending a request body, but too slowly: it did not arrive within ``timeouts.body`` seconds
+    plus one second per ``min_body_rate`` bytes received (``rate``; ``None`` when no allowance applied)."""
+
+    setting = "timeouts.body"
+
+    def __init__(self, seconds: float, received: int, rate: int | None) -> None:
+        allowance = f" and 1 s per {rate} bytes received (min_body_rate)" if rate is not None else ""
+        super().__init__(
+            seconds,
+            f"the client took longer to send the request body than the proxy allows: {seconds:g} s (timeouts.body)"
+            f"{allowance}; {received} bytes arrived. The proxy stopped waiting for it",
+        )
+        self.received = received
+        self.rate = rate
+
+
+class HeaderTimeout(RequestError):
+    """A client connected, or finished a request, and did not send the next request's headers in full within
+    ``timeouts.headers`` seconds (a slowloris): the connection answers 408 itself and is closed."""
+
+    setting = "timeouts.headers"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the request's headers did not arrive within {seconds:g} s (timeouts.headers); the proxy closed the "
+            "connection",
+            status=408,
+            code="header_timeout",
+        )
+        self.seconds = seconds
+
+
 class Overloaded(RequestError):
     """The proxy holds as much as it may: 503, and ``retry_after`` seconds is a fair time to try again. ``setting``
-    names the bound that is full: ``compression_queue`` (every compression slot is taken) or ``max_buffered_bytes``
-    (the memory for request bodies)."""
+    names the bound that is full: ``compression_queue`` (every compression slot is taken), ``max_buffered_bytes``
+    (the memory for request bodies) or ``max_client_connections`` (the connections open; this one is closed)."""
 
     def __init__(
         self,
@@ -121,11 +162,13 @@ def error_headers(exc: BaseException) -> dict[str, str]:
     """The headers the answer to ``exc`` carries whatever the route and its API's style: ``connection: close`` after
     a stalled body (what the client might still send is not worth waiting for, and the server would wait for it to
     read the next request), ``retry-after`` when the proxy is overloaded. Any other body left unread the server
-    drains, so a client that reads no answer before it has sent its whole body still gets this one."""
-    if isinstance(exc, BodyTimeout):
+    drains, so a client that reads no answer before it has sent its whole body still gets this one. A connection
+    refused at ``max_client_connections`` is closed too: it was never counted as one of the open ones."""
+    if isinstance(exc, BodyTimeout | HeaderTimeout):
         return {"connection": "close"}
     if isinstance(exc, Overloaded):
-        return {"retry-after": str(exc.retry_after)}
+        close = {"connection": "close"} if exc.setting == "max_client_connections" else {}
+        return {"retry-after": str(exc.retry_after), **close}
     return {}
 
 

@@ -150,10 +150,18 @@ class Metrics:
         self.bodies_refused = Counter(
             p + "bodies_refused_total",
             "Request bodies refused at a limit, by its setting: max_body_bytes, max_forward_bytes (413), "
-            "max_buffered_bytes (503), timeouts.write (408)",
+            "max_buffered_bytes (503), timeouts.write, timeouts.body (408)",
             ("limit",),
             r,
         )
+        self.connections_refused = Counter(
+            p + "connections_refused_total",
+            "Client connections refused or closed at a limit, by its setting: max_client_connections (503), "
+            "timeouts.headers (408, or closed when nothing of a request came)",
+            ("limit",),
+            r,
+        )
+        self.connections_open = Gauge(p + "connections_open", "Client connections open (max_client_connections)", (), r)
         self.deadline_exceeded = Counter(p + "deadline_exceeded_total", "Compressions stopped at their deadline", (), r)
         self.overloaded = Counter(
             p + "overloaded_total", "Chats refused with 503: every compression slot was taken", (), r

@@ -13,6 +13,8 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     compression_queue = 16                   # compressions running or waiting; more are answered 503 + retry-after
     max_body_bytes = 10485760                # the largest body read whole (compressed routes); past it: 413
     max_buffered_bytes = 167772160           # bodies held in memory, all requests together; past it: 503
+    min_body_rate = 16384                    # bytes/s: each such a body sends adds 1 s to timeouts.body
+    max_client_connections = 1024            # client connections open at once; past it: 503 and closed
     warmup = true                            # load the models before serving (promptzip proxy's default)
     allowed_presets = ["fast"]               # what x-promptzip-preset may name (default: the presets configured here)
     cache_key_secret = "..."                 # HMAC key of the per-credential result cache (same on every replica)
@@ -24,6 +26,8 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     connect = 5.0
     read = 600.0
     write = 60.0                             # also each chunk of a request body from the client; past it: 408
+    body = 300.0                             # a whole request body (+ 1 s per min_body_rate bytes); past it: 408
+    headers = 10.0                           # a request's headers, from connect or the last answer; past it: 408
 
     [routes."/v1/chat/completions"]          # per-route defaults (path → settings)
     budget = 3000
@@ -176,12 +180,16 @@ class Timeouts(_Frozen):
     """Seconds. ``read`` bounds the wait for the upstream's headers and between body chunks (504 when it passes).
     ``write`` bounds sending each chunk of a body upstream, and the wait for each chunk of a request body from the
     client, read whole or forwarded as it arrives (:mod:`._bodies`): past it the client gets 408 ``body_timeout``
-    and its connection is closed."""
+    and its connection is closed. ``body`` bounds a whole request body the same way, plus one second per
+    ``min_body_rate`` bytes received; ``headers`` a request's headers, from connect or from the end of the previous
+    answer (:mod:`._connections`)."""
 
     connect: float = Field(default=5.0, gt=0)
     read: float = Field(default=600.0, gt=0)
     write: float = Field(default=60.0, gt=0)
     pool: float = Field(default=10.0, gt=0)
+    body: float = Field(default=300.0, gt=0)
+    headers: float = Field(default=10.0, gt=0)
 
 
 class ProxySettings(_Frozen):
@@ -207,6 +215,8 @@ class ProxySettings(_Frozen):
     max_buffered_bytes: int = Field(default=160 * MiB, gt=0)
     # What it forwards unread, as it arrives (other routes, an upload too large to read); None: the upstream decides.
     max_forward_bytes: int | None = Field(default=512 * MiB, gt=0)
+    min_body_rate: int = Field(default=16 << 10, gt=0)  # bytes/s a body earns past timeouts.body (._bodies)
+    max_client_connections: int | None = Field(default=1024, gt=0)  # None: no cap (._connections)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=256, gt=0)
     upstream_pools: int = Field(default=8, gt=0, le=64)

@@ -427,14 +427,20 @@ async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
 @contextmanager
 def live_server(app: Any, *, host: str = "127.0.0.1", log_level: str = "warning") -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread on a free port of ``host``; yields its base URL
-    (``http://127.0.0.1:PORT``) once it accepts connections, and always shuts it down."""
+    (``http://127.0.0.1:PORT``) once it accepts connections, and always shuts it down. The proxy's app is served as
+    ``serve()`` serves it, its connections guarded (:mod:`._connections`)."""
     import uvicorn
+
+    from promptzip.integrations.proxy._connections import server_options
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+    options = server_options(app)
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2, **options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
     thread.start()

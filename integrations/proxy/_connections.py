@@ -1,0 +1,198 @@
+"""Client connections: how many may be open at once, and how long one may take to send a request's headers.
+
+uvicorn's HTTP/1.1 protocol (h11; the proxy always serves with it, httptools or not) bounds neither. It waits for a
+request's headers without a deadline from the moment a client connects, so a client that connects and sends
+nothing, or its request line one byte at a time (slowloris), holds the connection forever; and it takes every
+connection it is offered, each a socket, a file descriptor, a parser and its buffer (its ``limit_concurrency``
+answers a plain-text 503 that nothing counts, to connections it keeps open). :func:`server_options` gives uvicorn
+:class:`GuardedH11` instead (``serve()`` and :func:`~.testing.live_server` pass it as ``http=``), with two bounds:
+
+* **timeouts.headers** (10 s): a request's headers must be complete within that many seconds of the connection's
+  start, or of the end of the previous answer on it. Past it a client that sent part of a request gets 408
+  ``header_timeout`` (:class:`~._errors.HeaderTimeout`, in OpenAI's style: no route is known yet) with
+  ``connection: close``; one that sent nothing is just closed. Both are counted in
+  ``connections_refused_total{limit="timeouts.headers"}``. A keep-alive connection with nothing sent since its
+  last answer is uvicorn's to close (``timeout_keep_alive``, 5 s) and not counted. The same bound ends the wait for
+  the rest of a body the proxy answered without reading (a 413), which uvicorn would otherwise drain for as long as
+  the client sends it. Pipelined requests are not slowed: the next request's headers are there when an answer ends.
+* **max_client_connections** (1024; ``None``: no cap): a connection made while that many are open is not one of
+  them; its first request is answered 503 + ``retry-after`` + ``connection: close`` in its route's error style
+  (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's ``overloaded_error``), and the connection closed.
+  It waits for that request at most :data:`REFUSED_WAIT_S`. Counted in
+  ``connections_refused_total{limit="max_client_connections"}``; ``connections_open`` is the gauge.
+
+1024 is about what a default soft limit of open files (1024 on most Linux systems) would otherwise cut at, in an
+unplanned place: an ``accept`` that fails, an upstream connection that cannot be made. A fleet of SDK clients keeps
+a few keep-alive connections each, which uvicorn closes after 5 idle seconds, so normal use stays far below it.
+``serve()`` raises the process's soft limit to fit the cap and the upstream connections
+(:func:`raise_descriptor_limit`). A slowloris that takes every slot holds each for ``timeouts.headers``: the cap is
+what bounds the memory and descriptors it can take, the timeout how long it keeps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import h11
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
+from promptzip.integrations.proxy._errors import HeaderTimeout, Overloaded, error_headers, error_response
+
+if TYPE_CHECKING:
+    from promptzip.integrations.proxy._metrics import Metrics
+    from promptzip.integrations.proxy._settings import ProxySettings
+
+__all__ = ["REFUSED_WAIT_S", "ConnectionGuard", "GuardedH11", "raise_descriptor_limit", "server_options"]
+
+logger = logging.getLogger("promptzip.proxy")
+
+# How long a connection refused at max_client_connections waits for the request to answer 503 to: a client sends it
+# at once; one that does not is closed without an answer, so refused connections never pile up.
+REFUSED_WAIT_S = 1.0
+RETRY_AFTER_S = 1  # connections close every few seconds (keep-alive, answers with connection: close)
+SPARE_DESCRIPTORS = 64  # what the process opens besides connections: the listening socket, logs, the cache's files
+
+
+class ConnectionGuard:
+    """One server's count of open client connections and its bounds, shared by the protocols of its connections
+    (on the event loop only: a plain counter)."""
+
+    def __init__(self, settings: ProxySettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.limit = settings.max_client_connections
+        self.headers_s = settings.timeouts.headers
+        self.open = 0
+        late = HeaderTimeout(self.headers_s)
+        answer = error_response(late, headers=error_headers(late))
+        lines = b"".join(k + b": " + v + b"\r\n" for k, v in answer.raw_headers)
+        self.late_answer = b"HTTP/1.1 408 Request Timeout\r\n" + lines + b"\r\n" + bytes(answer.body)
+
+    def admit(self) -> bool:
+        """Count a new connection in, or refuse it (``False``) when ``max_client_connections`` are open."""
+        if self.limit is not None and self.open >= self.limit:
+            self.metrics.connections_refused.inc("max_client_connections")
+            return False
+        self.open += 1
+        self.metrics.connections_open.inc()
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
+        self.metrics.connections_open.dec()
+
+    def dialect(self, path: str) -> Dialect:
+        """Whose error style a request on ``path`` is answered in, as the app chooses it."""
+        route = self.settings.route(path)
+        if route is not None:
+            return dialect_for(path, route)
+        return DIALECTS["anthropic" if self.settings.batch_route(path) is not None else "chat"]
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app of a connection over the cap: 503, and the connection closes."""
+        exc = Overloaded(
+            RETRY_AFTER_S,
+            "the proxy has as many client connections open as it may (max_client_connections); retry later",
+            setting="max_client_connections",
+        )
+        await self.dialect(scope.get("path", "")).error(exc, headers=error_headers(exc))(scope, receive, send)
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers and a cap on open connections (module
+    docstring). A subclass made by :func:`server_options` sets ``guard``."""
+
+    guard: ClassVar[ConnectionGuard]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._admitted = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._after: object = None  # the request cycle whose successor's headers the timer waits for
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        guard = self.guard
+        self._admitted = guard.admit()
+        if not self._admitted:
+            self.app = guard.refuse
+        self._arm(guard.headers_s if self._admitted else min(guard.headers_s, REFUSED_WAIT_S))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._admitted:
+            self._admitted = False
+            self.guard.leave()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._timer is not None and self.cycle is not self._after:  # a new request's headers are complete
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        if not self.transport.is_closing():  # before uvicorn looks for a pipelined request, which disarms it
+            self._arm(self.guard.headers_s)
+        super().on_response_complete()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._after = self.cycle
+        self._timer = self.loop.call_later(seconds, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _headers_late(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        idle = self.timeout_keep_alive_task is not None  # nothing came since the last answer: keep-alive's to end
+        if self._admitted and not idle:
+            self.guard.metrics.connections_refused.inc("timeouts.headers")
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:  # part of a request came
+            self.transport.write(self.guard.late_answer)
+        self.transport.close()
+
+
+def server_options(app: Any) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.Config`` that serve ``app`` with :class:`GuardedH11` when it is the proxy
+    (``create_app``'s, which keeps its settings and metrics in ``app.state.proxy``); nothing for another app."""
+    proxy = getattr(getattr(app, "state", None), "proxy", None)
+    if proxy is None:
+        return {}
+    protocol = type("GuardedH11", (GuardedH11,), {"guard": ConnectionGuard(proxy.settings, proxy.metrics)})
+    return {"http": protocol, "ws": "none"}  # a websocket upgrade would take the connection out of the count
+
+
+def raise_descriptor_limit(settings: ProxySettings) -> int | None:
+    """Raise the process's soft limit on open files, up to its hard limit, to fit ``max_client_connections``, the
+    upstream connections (``max_connections``) and :data:`SPARE_DESCRIPTORS` (Go's runtime raises it too); warn
+    when the hard limit is lower. Returns the soft limit now (``None`` where there is none, on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    need = (settings.max_client_connections or 0) + settings.max_connections + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return soft
+    raised = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    except (ValueError, OSError):
+        raised = soft
+    if raised < need:
+        logger.warning(
+            "promptzip proxy: %d open files allowed, %d wanted for max_client_connections and the upstream "
+            "connections; lower them or raise the limit (ulimit -n)",
+            raised,
+            need,
+        )
+    return raised

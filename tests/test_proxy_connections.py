@@ -1,0 +1,305 @@
+"""A proxy no client can stall with its connections: a request's headers must be complete within
+``timeouts.headers`` of the connection's start or of the previous answer (408 ``header_timeout``, or closed when
+nothing came), and at most ``max_client_connections`` connections are open (one more: 503 in its route's error
+style, and closed); keep-alive, pipelining, slow bodies and long answers are untouched.
+
+Raw sockets against uvicorn on 127.0.0.1 serving the proxy as ``serve()`` does (``live_server`` passes the same
+guarded protocol), in front of :class:`FakeUpstream`. Timeouts are fractions of a second: the bounds, not the
+minutes, are under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from proxy_helpers import REPORT, bm25, raw_answer, settings
+from starlette.applications import Starlette
+
+from promptzip.integrations.proxy import ProxySettings, create_app
+from promptzip.integrations.proxy._cli import add_proxy_command
+from promptzip.integrations.proxy._connections import REFUSED_WAIT_S, GuardedH11
+from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+
+HEADERS = 0.5  # the live proxy's timeouts.headers
+CAP = 3  # its max_client_connections
+CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
+
+
+@pytest.fixture(scope="module")
+def app(upstream: FakeUpstream) -> Starlette:
+    limits = {"max_client_connections": CAP, "timeouts": {"headers": HEADERS, "write": 2.0}}
+    return create_app(settings(upstream.url, **limits), zipper_factory=bm25)
+
+
+@pytest.fixture(scope="module")
+def proxy(app: Starlette) -> Iterator[str]:
+    with live_server(app) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def all_closed(app: Starlette) -> Iterator[None]:
+    """Each test starts and ends with no connection open, so the cap counts only its own."""
+    metrics = app.state.proxy.metrics
+    wait_until(lambda: metrics.connections_open.value() == 0, "no connection open")
+    yield
+    wait_until(lambda: metrics.connections_open.value() == 0, "the test's connections closed")
+
+
+def wait_until(check: Callable[[], bool], what: str, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not within {within} s: {what}"
+        time.sleep(0.005)
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def request(path: str, body: bytes = b"", method: str = "POST") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+    return (head + f"content-length: {len(body)}\r\n\r\n").encode("latin-1") + body
+
+
+def closed(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds, sending nothing (what it sends is read)."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([sock], [], [], left)[0]:
+            try:
+                return sock.recv(65536) == b""
+            except ConnectionResetError:
+                return True
+    return False
+
+
+def chat(size: int = 4000) -> bytes:
+    context = (REPORT + " ") * (size // len(REPORT) + 1)
+    content = f"Context: {context[:size]}\nQuestion: Year 12?"
+    return json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}).encode()
+
+
+class Answers:
+    """The answers, each with a content-length, on a connection that stays open (pipelined ones included)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.data = sock, b""
+
+    def _more(self) -> None:
+        more = self.sock.recv(65536)
+        assert more, "closed before an answer"
+        self.data += more
+
+    def next(self) -> tuple[int, dict[str, str]]:
+        while b"\r\n\r\n" not in self.data:
+            self._more()
+        head, _, self.data = self.data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        while len(self.data) < int(headers["content-length"]):
+            self._more()
+        self.data = self.data[int(headers["content-length"]) :]
+        return int(lines[0].split(" ", 2)[1]), headers
+
+
+def refused(app: Starlette, limit: str) -> float:
+    return float(app.state.proxy.metrics.connections_refused.value(limit))
+
+
+# ------------------------------------------------------------------------------------------------- headers
+def test_a_client_that_trickles_its_headers_gets_408_and_is_closed(proxy: str, app: Starlette) -> None:
+    before = refused(app, "timeouts.headers")
+    sock = connect(proxy)
+    started = time.monotonic()
+    head = f"POST {CHAT} HTTP/1.1\r\nhost: proxy\r\n" + "x-slow: " + "a" * 200
+    answered = False
+    for byte in head.encode():  # a byte every 50 ms: never silent, never done (for 10 s at most)
+        if select.select([sock], [], [], 0.05)[0]:
+            answered = True
+            break
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            break
+    assert answered, "the proxy still waits for the headers after 10 s"
+    status, headers, error = raw_answer(sock)
+    assert HEADERS - 0.05 <= time.monotonic() - started < HEADERS + 2
+    assert (status, headers["connection"]) == (408, "close")
+    assert error["error"]["code"] == "header_timeout"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert f"{HEADERS:g} s (timeouts.headers)" in error["error"]["message"]
+    assert refused(app, "timeouts.headers") == before + 1
+
+
+def test_a_connection_that_sends_nothing_is_closed(proxy: str, app: Starlette) -> None:
+    before = refused(app, "timeouts.headers")
+    with connect(proxy) as sock:
+        started = time.monotonic()
+        assert closed(sock, 10), "an idle connection is still open after 10 s"
+        assert HEADERS - 0.05 <= time.monotonic() - started < HEADERS + 2
+    assert refused(app, "timeouts.headers") == before + 1
+
+
+def test_keep_alive_pipelining_slow_bodies_and_long_answers_are_untouched(
+    proxy: str, app: Starlette, upstream: FakeUpstream
+) -> None:
+    before = refused(app, "timeouts.headers")
+    with connect(proxy) as sock:
+        answers = Answers(sock)
+        for _ in range(3):  # each sent just under the bound after the last answer: 3 of them, well past it
+            time.sleep(HEADERS * 0.6)
+            sock.sendall(request("/healthz", method="GET"))
+            assert answers.next()[0] == 200
+        sock.sendall(request("/healthz", method="GET") * 3)  # pipelined: three requests in one write
+        assert [answers.next()[0] for _ in range(3)] == [200] * 3
+        body = chat()
+        sock.sendall(request(CHAT, body)[: -len(body)])  # the headers, then the body over twice the bound
+        for at in range(0, len(body), len(body) // 4 + 1):
+            time.sleep(HEADERS / 2)
+            sock.sendall(body[at : at + len(body) // 4 + 1])
+        status, headers = answers.next()
+        assert (status, headers["x-promptzip-status"]) == (200, "compressed")
+        slow = request("/v1/models", method="GET").replace(b"\r\n\r\n", b"\r\nx-fake-mode: slow:1.0\r\n\r\n")
+        sock.sendall(slow)  # an answer that takes twice the bound
+        assert answers.next()[0] == 200
+        sock.sendall(request("/healthz", method="GET"))  # and the connection is still the same one
+        assert answers.next()[0] == 200
+    assert refused(app, "timeouts.headers") == before
+
+
+def test_a_body_the_proxy_did_not_read_is_not_drained_forever(proxy: str, app: Starlette) -> None:
+    """Answered 413 on its declared length, the body's rest would be read by the server for as long as it comes."""
+    too_large = 64 << 20  # the proxy's default max_body_bytes is 10 MiB
+    with connect(proxy) as sock:
+        sock.sendall(f"POST {CHAT} HTTP/1.1\r\nhost: proxy\r\ncontent-length: {too_large}\r\n\r\n".encode())
+        assert Answers(sock).next()[0] == 413
+        started = time.monotonic()
+        while time.monotonic() - started < 10:  # then the body, slowly
+            if select.select([sock], [], [], 0.05)[0]:
+                break
+            try:
+                sock.sendall(b"{" * 64)
+            except OSError:
+                break
+        assert closed(sock, 0.5), "the proxy still drains the body after 10 s"
+        assert time.monotonic() - started < HEADERS + 2
+
+
+# ------------------------------------------------------------------------------------------------ the cap
+@pytest.mark.parametrize(
+    ("path", "kind", "code"), [(CHAT, "server_error", "overloaded"), (MESSAGES, "overloaded_error", None)]
+)
+def test_a_connection_past_the_cap_gets_503_in_its_route_style_and_is_closed(
+    proxy: str, app: Starlette, path: str, kind: str, code: str | None
+) -> None:
+    metrics = app.state.proxy.metrics
+    before = refused(app, "max_client_connections")
+    held = [connect(proxy) for _ in range(CAP)]
+    try:
+        wait_until(lambda: metrics.connections_open.value() == CAP, "the cap's connections open")
+        extra = connect(proxy)
+        extra.sendall(request(path, chat()))
+        status, headers, error = raw_answer(extra)
+        assert (status, headers["retry-after"], headers["connection"]) == (503, "1", "close")
+        assert error["error"]["type"] == kind
+        if code is not None:
+            assert error["error"]["code"] == code
+        assert "(max_client_connections)" in error["error"]["message"]
+        assert refused(app, "max_client_connections") == before + 1
+        assert metrics.connections_open.value() == CAP  # the refused one never counted
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: metrics.connections_open.value() == 0, "the held connections closed")
+    with connect(proxy) as sock:  # room again
+        sock.sendall(request("/healthz", method="GET"))
+        assert Answers(sock).next()[0] == 200
+
+
+def test_a_refused_connection_that_sends_nothing_is_closed_at_once(upstream: FakeUpstream) -> None:
+    """Refused connections are not counted, so none may linger: each waits for its request REFUSED_WAIT_S only."""
+    limits = {"max_client_connections": 1, "timeouts": {"headers": 5.0}}
+    app = create_app(settings(upstream.url, **limits), zipper_factory=bm25)
+    metrics = app.state.proxy.metrics
+    with live_server(app) as url, connect(url):
+        wait_until(lambda: metrics.connections_open.value() == 1, "the one connection open")
+        with connect(url) as extra:
+            started = time.monotonic()
+            assert closed(extra, 5)
+            assert time.monotonic() - started < REFUSED_WAIT_S + 1 < 5.0
+        assert metrics.connections_refused.value("max_client_connections") == 1
+        assert metrics.connections_refused.value("timeouts.headers") == 0
+
+
+# ------------------------------------------------------------------------------------------- wiring, settings
+def test_serve_runs_uvicorn_with_the_guarded_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from promptzip.integrations.proxy import serve
+
+    configs: list[Any] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: configs.append(self.config))
+    serve(ProxySettings(upstream="http://127.0.0.1:1/v1", max_client_connections=7, timeouts={"headers": 3.0}))
+    (config,) = configs
+    assert issubclass(config.http, GuardedH11)
+    assert (config.http.guard.limit, config.http.guard.headers_s, config.ws) == (7, 3.0, "none")
+
+
+def test_serve_raises_the_open_files_limit_to_fit_the_cap() -> None:
+    script = """
+import resource
+from promptzip.integrations.proxy import ProxySettings
+from promptzip.integrations.proxy._connections import raise_descriptor_limit
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+settings = ProxySettings(upstream="http://127.0.0.1:1/v1", max_client_connections=1000, max_connections=100)
+print(raise_descriptor_limit(settings), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
+"""
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    returned, soft, hard = (int(v) for v in out)
+    expected = 1000 + 100 + 64 if hard < 0 or hard >= 1164 else hard  # hard < 0: RLIM_INFINITY
+    assert returned == soft == expected
+
+
+def test_connection_settings() -> None:
+    default = ProxySettings(upstream="http://127.0.0.1:1/v1")
+    assert (default.max_client_connections, default.timeouts.headers) == (1024, 10.0)
+    assert ProxySettings(upstream="http://127.0.0.1:1/v1", max_client_connections=None).max_client_connections is None
+    for bad in ({"max_client_connections": 0}, {"timeouts": {"headers": 0}}):
+        with pytest.raises(ValueError, match=r"max_client_connections|headers"):
+            ProxySettings(upstream="http://127.0.0.1:1/v1", **bad)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], (1024, 10.0, 300.0, 16384)),
+        (["--max-client-connections", "64", "--header-timeout", "2.5"], (64, 2.5, 300.0, 16384)),
+        (["--max-client-connections", "none", "--body-timeout", "60", "--min-body-rate", "1024"], (None, 10, 60, 1024)),
+    ],
+)
+def test_cli_connection_and_body_time_flags(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: tuple[Any, ...]
+) -> None:
+    seen: list[ProxySettings] = []
+    monkeypatch.setattr("promptzip.integrations.proxy._app.serve", lambda s, **kw: seen.append(s))
+    parser = argparse.ArgumentParser()
+    add_proxy_command(parser.add_subparsers())
+    args = parser.parse_args(["proxy", "--no-warmup", "--upstream", "http://127.0.0.1:1/v1", *flags])
+    assert args.func(args, io.StringIO(), io.StringIO()) == 0
+    s = seen[0]
+    assert (s.max_client_connections, s.timeouts.headers, s.timeouts.body, s.min_body_rate) == expected

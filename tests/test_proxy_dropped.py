@@ -9,6 +9,7 @@ import argparse
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -117,3 +118,24 @@ def test_the_command_line_turns_it_on(flag: list[str], expected: bool, monkeypat
     args = parser.parse_args(["proxy", "--no-warmup", "--upstream", "http://127.0.0.1:1/v1", *flag])
     assert args.func(args, io.StringIO(), io.StringIO()) == 0
     assert seen[0].report_dropped is expected
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_a_shared_result_cache_names_a_report_only_where_the_setting_is_on(
+    first: bool, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Replicas sharing a result cache, one reporting and one not: an answer cached by the one is not replayed by the
+    other with (or without) a report that its own setting says it should not (or should) carry."""
+    cache = f"sqlite:///{tmp_path / 'shared.db'}"
+    headers = {"x-promptzip-budget": "150", "x-promptzip-history": "reselect", "authorization": "Bearer sk-one"}
+    seen = []
+    for on in (first, not first, first):
+        app = create_app(
+            settings(upstream.url, cache=cache, cache_key_secret="one", report_dropped=on), zipper_factory=bm25
+        )
+        with live_server(app) as url:
+            r = httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-4o", "messages": CHAT}, headers=headers)
+        assert r.headers["x-promptzip-status"] == "compressed"
+        assert ("x-promptzip-dropped" in r.headers) == on
+        seen.append(r.headers["x-promptzip-cache"])
+    assert seen == ["miss", "miss", "hit"]  # each setting its own entry; the third replays the first's

@@ -199,6 +199,9 @@ class Compressions:
             options.history,
             options.conversation,
             repr(options.pricing),  # the cache prices weigh what stable history sends: by route or by model
+            # an outcome stored without a report cannot name one, and one stored with it must not name it where the
+            # setting is off (replicas sharing a cache); keys with it off are as they were
+            *(("report-dropped",) if self.settings.report_dropped else ()),
             canonical,
         )
 

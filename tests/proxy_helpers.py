@@ -8,6 +8,8 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+
 from promptzip._cache import Cache
 from promptzip._pipeline import Zipper
 from promptzip._roles import Compressor
@@ -72,3 +74,8 @@ def raw_answer(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return int(lines[0].split(" ", 2)[1]), headers, json.loads(body)
+
+
+def expand_report(url: str, id: str, key: str) -> httpx.Response:
+    """``GET /v1/promptzip/expand/{id}`` on the proxy at ``url`` with the API key ``key`` (a bearer token)."""
+    return httpx.get(f"{url}/v1/promptzip/expand/{id}", headers={"authorization": f"Bearer {key}"}, timeout=30)

@@ -17,7 +17,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from proxy_helpers import REPORT, bm25, settings
+from proxy_helpers import REPORT, bm25, expand_report, settings
 
 from promptzip._cache import MemoryCache
 from promptzip._expand import ExpandStore
@@ -49,12 +49,8 @@ def reporting(upstream: FakeUpstream) -> Iterator[str]:
         yield url
 
 
-def report(url: str, id: str, key: str) -> httpx.Response:
-    return httpx.get(f"{url}/v1/promptzip/expand/{id}", headers={"authorization": f"Bearer {key}"}, timeout=30)
-
-
 def read_report(url: str, id: str, key: str) -> Any:
-    got = report(url, id, key)
+    got = expand_report(url, id, key)
     assert got.status_code == 200, got.text
     assert got.headers["cache-control"] == "private, no-store"
     return json.loads(got.json()["text"])
@@ -137,8 +133,8 @@ def test_a_message_batch_names_what_each_request_dropped(reporting: str, upstrea
         check_dropped(entry["report"], sent[entry["custom_id"]])
     assert sent["mb-short"] == requests[1]["params"]
 
-    assert report(reporting, id, "sk-batch-two").status_code == 404  # another key: as if it never existed
-    assert report(reporting, entries[0]["id"], "sk-batch-two").status_code == 404
+    assert expand_report(reporting, id, "sk-batch-two").status_code == 404  # another key: as if it never existed
+    assert expand_report(reporting, entries[0]["id"], "sk-batch-two").status_code == 404
 
     # each entry is the report of the same request sent alone to the Messages route
     for entry, request in zip(entries, (requests[0], requests[2]), strict=True):
@@ -234,7 +230,7 @@ def test_a_batch_file_names_what_each_line_dropped(reporting: str, upstream: Fak
         check_dropped(entry["report"], sent[entry["custom_id"]])
     assert [sent["bf-short"], sent["bf-embed"]] == [requests[1]["body"], requests[2]["body"]]  # as they came
 
-    assert report(reporting, id, "sk-file-two").status_code == 404  # another key: as if it never existed
+    assert expand_report(reporting, id, "sk-file-two").status_code == 404  # another key: as if it never existed
 
     # each entry is the report of the same body sent alone to its route
     with gpt(reporting, "sk-file-one") as client:

@@ -15,7 +15,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from proxy_helpers import REPORT, bm25, last_body, settings
+from proxy_helpers import REPORT, bm25, expand_report, last_body, settings
 
 from promptzip.integrations.proxy import ProxySettings, create_app
 from promptzip.integrations.proxy._cli import add_proxy_command
@@ -35,10 +35,6 @@ def reporting(upstream: FakeUpstream) -> Iterator[str]:
         yield url
 
 
-def report(url: str, id: str, key: str) -> httpx.Response:
-    return httpx.get(f"{url}/v1/promptzip/expand/{id}", headers={"authorization": f"Bearer {key}"}, timeout=30)
-
-
 def test_a_compressed_chat_names_what_it_dropped(reporting: str, upstream: FakeUpstream) -> None:
     with openai.OpenAI(base_url=reporting + "/v1", api_key="sk-one", max_retries=0) as client:
         raw = client.chat.completions.with_raw_response.create(
@@ -47,7 +43,7 @@ def test_a_compressed_chat_names_what_it_dropped(reporting: str, upstream: FakeU
     assert raw.headers["x-promptzip-status"] == "compressed"
     id = raw.headers["x-promptzip-dropped"]
     sent = last_body(upstream, "/v1/chat/completions")["messages"]
-    got = report(reporting, id, "sk-one")
+    got = expand_report(reporting, id, "sk-one")
     assert got.status_code == 200, got.text
     assert got.headers["cache-control"] == "private, no-store"
     body = json.loads(got.json()["text"])
@@ -59,7 +55,7 @@ def test_a_compressed_chat_names_what_it_dropped(reporting: str, upstream: FakeU
     assert all(s["text"] in REPORT and s["text"] not in sent[1]["content"] for s in spans)  # missing upstream
     assert not any("Sentence 12 of the report" in s["text"] for s in spans)  # the answer went
 
-    assert report(reporting, id, "sk-two").status_code == 404  # another key: as if it never existed
+    assert expand_report(reporting, id, "sk-two").status_code == 404  # another key: as if it never existed
 
     with openai.OpenAI(base_url=reporting + "/v1", api_key="sk-one", max_retries=0) as client:
         again = client.chat.completions.with_raw_response.create(

@@ -74,6 +74,8 @@ bench: install
 	$(PY) -P -m promptzip.evals.startup
 	@# the running proxy's memory for a 256 MiB upload it streams beside a 9 MiB body it reads whole
 	$(PY) -P -m promptzip.evals.proxy_uploads
+	@# slowloris, trickled bodies and a connection flood against a running proxy, ordinary requests timed beside them
+	$(PY) -P -m promptzip.evals.proxy_clients
 
 # Quality tables and plots in evals/results/ (README "Results"): the fast methods on the full sample sizes.
 eval: install

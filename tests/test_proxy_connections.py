@@ -228,6 +228,26 @@ def test_a_connection_past_the_cap_gets_503_in_its_route_style_and_is_closed(
         assert Answers(sock).next()[0] == 200
 
 
+def test_past_the_cap_the_probes_are_still_answered_and_their_connections_closed(proxy: str, app: Starlette) -> None:
+    """A liveness probe must not find a proxy that sheds connections dead, nor monitoring go blind meanwhile."""
+    metrics = app.state.proxy.metrics
+    before = refused(app, "max_client_connections")
+    held = [connect(proxy) for _ in range(CAP)]
+    try:
+        wait_until(lambda: metrics.connections_open.value() == CAP, "the cap's connections open")
+        for path in ("/healthz", "/metrics"):
+            with connect(proxy) as extra:
+                extra.sendall(request(path, method="GET"))
+                status, headers = Answers(extra).next()
+                assert (status, headers["connection"]) == (200, "close")
+                assert closed(extra, 2)
+        assert refused(app, "max_client_connections") == before + 2  # still counted as refused connections
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: metrics.connections_open.value() == 0, "the held connections closed")
+
+
 def test_a_refused_connection_that_sends_nothing_is_closed_at_once(upstream: FakeUpstream) -> None:
     """Refused connections are not counted, so none may linger: each waits for its request REFUSED_WAIT_S only."""
     limits = {"max_client_connections": 1, "timeouts": {"headers": 5.0}}

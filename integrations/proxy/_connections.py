@@ -17,7 +17,8 @@ answers a plain-text 503 that nothing counts, to connections it keeps open). :fu
   the client sends it. Pipelined requests are not slowed: the next request's headers are there when an answer ends.
 * **max_client_connections** (1024; ``None``: no cap): a connection made while that many are open is not one of
   them; its first request is answered 503 + ``retry-after`` + ``connection: close`` in its route's error style
-  (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's ``overloaded_error``), and the connection closed.
+  (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's ``overloaded_error``), and the connection closed;
+  a probe (``/healthz``, ``/metrics``) is answered as usual, and the connection closed.
   It waits for that request at most :data:`REFUSED_WAIT_S`. Counted in
   ``connections_refused_total{limit="max_client_connections"}``; ``connections_open`` is the gauge.
 
@@ -57,6 +58,21 @@ RETRY_AFTER_S = 1  # connections close every few seconds (keep-alive, answers wi
 SPARE_DESCRIPTORS = 64  # what the process opens besides connections: the listening socket, logs, the cache's files
 
 
+_PROBES = frozenset({("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/metrics")})
+
+
+def _closing(send: Send) -> Send:
+    """``send`` with ``connection: close`` added to the answer's headers (uvicorn then closes the connection)."""
+
+    async def closing(message: Any) -> None:
+        if message.get("type") == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return closing
+
+
 class ConnectionGuard:
     """One server's count of open client connections and its bounds, shared by the protocols of its connections
     (on the event loop only: a plain counter)."""
@@ -92,8 +108,22 @@ class ConnectionGuard:
             return dialect_for(path, route)
         return DIALECTS["anthropic" if self.settings.batch_route(path) is not None else "chat"]
 
+    def over_cap(self, app: Any) -> Any:
+        """The ASGI app of a connection over the cap: :meth:`refuse`, but for the probes (``GET``/``HEAD``
+        ``/healthz``, ``GET /metrics``), which ``app`` answers, on a connection that then closes: a liveness probe
+        must not find a proxy that is shedding connections dead (an orchestrator would restart it), nor monitoring go
+        blind while it happens."""
+
+        async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope.get("type") == "http" and (scope.get("method"), scope.get("path")) in _PROBES:
+                await app(scope, receive, _closing(send))
+            else:
+                await self.refuse(scope, receive, send)
+
+        return answer
+
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI app of a connection over the cap: 503, and the connection closes."""
+        """A connection over the cap: 503, and the connection closes."""
         exc = Overloaded(
             RETRY_AFTER_S,
             "the proxy has as many client connections open as it may (max_client_connections); retry later",
@@ -119,7 +149,7 @@ class GuardedH11(H11Protocol):
         guard = self.guard
         self._admitted = guard.admit()
         if not self._admitted:
-            self.app = guard.refuse
+            self.app = guard.over_cap(self.app)
         self._arm(guard.headers_s if self._admitted else min(guard.headers_s, REFUSED_WAIT_S))
 
     def connection_lost(self, exc: Exception | None) -> None:

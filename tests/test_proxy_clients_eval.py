@@ -1,0 +1,65 @@
+"""The proxy-clients eval runs end to end on a few attackers and limits of a second or two: a fresh ``promptzip proxy``
+process closes every slowloris at its header timeout with 408, answers every trickled body 408 at its body timeout,
+answers 503 to each connection over its cap (an ordinary request included; a health check is answered) and
+closes the idle ones holding the slots; ordinary requests are answered 200 beside the attackers and after the
+flood, the upstream receives nothing else, the ``/metrics`` counters match, and the report renders (latencies are
+the eval's, not asserted here)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from promptzip.evals.proxy_clients import Scale, build_report, markdown
+
+SCALE = Scale(
+    slowloris=5,
+    trickle=3,
+    cap=8,
+    flood=11,
+    headers_s=1.5,
+    body_s=1.0,
+    requests=5,
+    drip_s=0.1,
+    trickle_s=0.25,
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the proxy's open files from /proc")
+def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> None:
+    report = build_report(SCALE, "c")
+    phases = {p["phase"]: p for p in report["phases"]}
+    assert list(phases) == ["baseline", "slowloris", "body trickle", "flood", "after the flood"]
+    for name in ("baseline", "slowloris", "body trickle", "after the flood"):
+        assert phases[name]["ordinary"]["statuses"] == {"200": SCALE.requests}, name
+    assert phases["slowloris"]["attackers_open_at_end"] > 0  # answered while attackers were open
+    assert phases["body trickle"]["attackers_open_at_end"] > 0
+
+    def group(phase: str, i: int = 0) -> tuple[int, int, dict[str, int]]:
+        a = phases[phase]["attackers"][i]
+        return a["count"], a["closed_by_proxy"], a["answers"]
+
+    assert group("slowloris") == (5, 5, {"408": 5})
+    assert group("body trickle") == (3, 3, {"408": 3})
+    assert group("flood", 0) == (8, 8, {"none": 8})  # idle: closed without an answer
+    assert group("flood", 1) == (3, 3, {"503": 3})
+    assert phases["flood"]["ordinary"]["statuses"] == {"503": 1}
+    assert phases["flood"]["healthz_status"] == 200  # a probe is answered past the cap (its connection closed)
+    # Never before the bound (the proxy's clock starts after the client's); an attacker it did not close would be ours.
+    assert phases["slowloris"]["attackers"][0]["seconds"]["min"] >= SCALE.headers_s - 0.01
+    assert phases["body trickle"]["attackers"][0]["seconds"]["min"] >= SCALE.body_s - 0.01
+    assert phases["slowloris"]["proxy_during"]["open_files"] >= phases["baseline"]["proxy_after"]["open_files"] + 5
+    assert phases["slowloris"]["proxy_after"]["open_files"] < phases["slowloris"]["proxy_during"]["open_files"]
+
+    assert {k: report["metrics"][k] for k in report["expected_metrics"]} == report["expected_metrics"]
+    assert report["expected_metrics"]["connections_refused{max_client_connections}"] == 3 + 2
+    assert report["upstream_received"] == {"chats": 4 * SCALE.requests, "all requests": 4 * SCALE.requests}
+    assert report["ordinary_answered_200"] == 4 * SCALE.requests
+    assert not any("Traceback" in line for line in report["proxy_log_head"])
+
+    text = markdown(report)
+    assert "| slowloris | 5 request line, a byte at a time | 5 | 408: 5 |" in text
+    assert "| flood | 3 over the cap, each sending a request | 3 | 503: 3 |" in text
+    assert "| `bodies_refused{timeouts.body}` | 3 | 3 |" in text
+    assert "nothing from an attacker" in text

@@ -107,13 +107,15 @@ _REQUEST_CUE = re.compile(
     re.IGNORECASE,
 )
 # How a template speaks to the model, where a document does not: a line that opens with an imperative of prompts
-# ("Answer…", "Use the…", "Begin!", "Be brief.", "Never…"), the reader addressed ("you", "your"), or the prompt's own
-# parts ("the documents above").
+# ("Answer…", "Use the…", "Begin!", "Be brief.", "Never…") or with the reader addressed ("You are…", "Your task…"),
+# the model's own work named ("your answer", "your job"), or the prompt's own parts ("the documents above"). A "you"
+# inside a sentence is no sign: forum posts and reviews say it all the time ("Thanks, you saved me hours").
 _COMMAND = re.compile(
     r"^[ \t]*(?:answer|use|cite|begin|respond|reply|return|write|give|provide|remember|ensure|avoid|be|keep|think|"
     r"follow|format|output|refuse|do[ \t]+not|don['’]t|never|always|make[ \t]+sure|based[ \t]+on|according[ \t]+to|"
-    r"given|please|if[ \t]+you)\b"
-    rf"|\b(?:you|your|yourself)\b|\b{_NOUNS}[ \t]+(?:above|below)\b|\b(?:above|below)[ \t]+{_NOUNS}\b",
+    r"given|please|if[ \t]+you|you|your)\b"
+    r"|\byour[ \t]+(?:final[ \t]+)?(?:answer|response|reply|output|job|task|role|instructions?)\b"
+    rf"|\b{_NOUNS}[ \t]+(?:above|below)\b|\b(?:above|below)[ \t]+{_NOUNS}\b",
     re.IGNORECASE | re.MULTILINE,
 )
 # A question, request or instruction is short; a longer paragraph is a document's, whatever its first word.
@@ -213,9 +215,9 @@ def delimited(text: str) -> list[tuple[int, int]]:
 def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int]]:
     """What follows a context heading, up to the next label or heading (or the end), less the template's words at its
     end (:func:`trim_end`): an instruction before ``Question:``, CrewAI's ``Begin! …`` and ``Thought:``. A short
-    question or request paragraph at its end is given up too before a label or heading, and, at the end of the text,
-    in the turn being answered (``trailing_question``), as the layout rule does: ``Documents:\n…\n\nHow many
-    ships?`` asks its question after the documents, unlabelled; elsewhere it is the documents' own."""
+    question or request paragraph at its end is given up too only at the end of the text, in the turn being answered
+    (``trailing_question``), as the layout rule does: ``Documents:\n…\n\nHow many ships?`` asks its question after
+    the documents, unlabelled; elsewhere (before ``Question:``, say) it is the documents' own."""
     spans: list[tuple[int, int]] = []
     heads = sorted((m for p in _HEADINGS for m in p.finditer(text)), key=lambda m: m.start())
     heads = [h for k, h in enumerate(heads) if k == 0 or h.start() >= heads[k - 1].end()]
@@ -232,7 +234,9 @@ def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int
         if label is not None:
             stop = label.start()
         s, e = strip_span(text, h.end(), stop)
-        e = trim_end(text, s, e, asks=trailing_question or label is not None or k + 1 < len(heads))
+        # only at the end of the turn being answered is a trailing question the turn's own; before a label or another
+        # heading it is the documents' (a forum thread ends with one), and only the template's words are given up
+        e = trim_end(text, s, e, asks=trailing_question and label is None and k + 1 == len(heads))
         if e > s and not _PLACEHOLDER.fullmatch(text, s, e):
             spans.append((s, e))
     return spans

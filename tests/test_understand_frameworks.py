@@ -523,6 +523,31 @@ def test_an_instruction_or_question_between_dash_separators_stays_outside_contex
                 assert in_context(layout, start, start + len(para)), (role, para[:40])
 
 
+FORUM = [
+    "Re: breakwater repairs\nI think you should check the council minutes from 1911, they list every contractor. "
+    "Hope this helps you!",
+    "Thanks, you saved me hours. The minutes say the work cost £4,000.",
+    "Does anyone know if the tramway is still there?",
+]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Context:\n" + "\n\n".join(FORUM) + f"\n\nQuestion: {Q}",
+        "Answer from the posts.\n\n-----\n\n" + "\n\n-----\n\n".join(FORUM[:2]) + f"\n\n-----\n\nQuestion: {Q}",
+    ],
+)
+def test_forum_posts_that_say_you_or_ask_are_still_documents(text: str) -> None:
+    """A "you" inside a sentence, or a post that asks, before the question's label: a forum thread's, not the
+    template's. Only a line that opens by addressing the reader ("You are…") reads as the template's."""
+    layout = understand(text)
+    assert layout.question == Q
+    for post in FORUM if text.startswith("Context:") else FORUM[:2]:
+        at = text.find(post)
+        assert in_context(layout, at, at + len(post)), post[:40]
+
+
 def test_an_instruction_after_the_last_dash_separated_document_stays_outside_context() -> None:
     tail = "Answer using only the documents above and cite them by number."
     text = SEPARATOR.join(TEXTS) + f"\n\n{tail}\n\nQuestion: {Q}"

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from promptzip.integrations.proxy._app import ZipperFactory, create_app, serve
     from promptzip.integrations.proxy._compression import Overloaded
-    from promptzip.integrations.proxy._errors import BodyTimeout, PayloadTooLarge, RequestError
+    from promptzip.integrations.proxy._errors import (
+        BodyTimeout,
+        BodyTooSlow,
+        HeaderTimeout,
+        PayloadTooLarge,
+        RequestError,
+    )
     from promptzip.integrations.proxy._metrics import Metrics
     from promptzip.integrations.proxy._options import key_digest
     from promptzip.integrations.proxy._settings import (
@@ -49,6 +55,8 @@ __all__ = [
     "MESSAGES",
     "RESPONSES",
     "BodyTimeout",
+    "BodyTooSlow",
+    "HeaderTimeout",
     "Metrics",
     "Overloaded",
     "PayloadTooLarge",
@@ -70,6 +78,8 @@ _HOMES = {
     "create_app": "_app",
     "serve": "_app",
     "BodyTimeout": "_errors",
+    "BodyTooSlow": "_errors",
+    "HeaderTimeout": "_errors",
     "PayloadTooLarge": "_errors",
     "RequestError": "_errors",
     "Metrics": "_metrics",

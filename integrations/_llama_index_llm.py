@@ -44,7 +44,6 @@ from promptzip._types import Budget, Result
 from promptzip.integrations._calls import (
     Compression,
     cache_pricing,
-    check_on_result,
     check_pricing,
     check_scope,
     plain,
@@ -97,8 +96,7 @@ class PromptZipLLM(FunctionCallingLLM):
         # Checked before pydantic sees the values, so a bad setting is a promptzip error, not a ValidationError.
         if not isinstance(llm, LLM):
             raise ConfigError(f"llm must be a LlamaIndex LLM, not {type(llm).__name__}")
-        compression = check_settings(budget, rate, preset, target, cache, zipper)
-        compression.on_result = check_on_result(on_result)
+        compression = check_settings(budget, rate, preset, target, cache, zipper, on_result)
         pricing = cache_pricing(check_pricing(pricing))
         spec = compression.spec
         fields: dict[str, Any] = {"llm": llm, "budget": spec.tokens, "rate": spec.rate, "preset": preset}

@@ -7,7 +7,6 @@ it receives. Paths and smuggling attempts go over raw sockets, since an HTTP cli
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -29,10 +28,11 @@ from proxy_helpers import settings as proxy_settings
 from test_proxy_faults import _body as _fuzz_body
 from test_proxy_faults import _headers as _fuzz_headers
 from test_proxy_faults import _path as _fuzz_path
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from promptzip._messages import ROLES
 from promptzip.integrations.proxy import create_app, serve
+from promptzip.integrations.proxy._connections import GuardedH11
 from promptzip.integrations.proxy._requests import MAX_DEPTH
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
@@ -342,15 +342,14 @@ def test_an_upstream_without_a_path_gets_the_path_after_v1(live_bare: str, upstr
 
 
 # ---------------------------------------------------------------------------------------------- smuggling
-H11 = AutoHTTPProtocol.__module__.endswith(".h11_impl")
-
-
 def test_the_smuggling_tests_run_on_the_http_parser_serve_uses(served: Served) -> None:
-    # "auto" is httptools when it is installed, else h11; the fixture's server is the one serve() built.
-    assert served.server.config.http == "auto"
-    assert served.server.config.http_protocol_class is AutoHTTPProtocol
-    parser = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-    assert AutoHTTPProtocol.__module__ == f"uvicorn.protocols.http.{parser}_impl"
+    # serve() runs uvicorn's h11 protocol, guarded (a header deadline, a connection cap), httptools installed or not;
+    # the fixture's server is the one serve() built.
+    protocol = served.server.config.http
+    assert isinstance(protocol, type)
+    assert issubclass(protocol, GuardedH11)
+    assert issubclass(protocol, H11Protocol)
+    assert served.server.config.http_protocol_class is protocol
 
 
 def _smuggle(first: str, smuggled_target: str = "/v1/smuggled") -> bytes:
@@ -363,9 +362,9 @@ def _smuggle(first: str, smuggled_target: str = "/v1/smuggled") -> bytes:
 @pytest.mark.parametrize(
     ("framing", "by_the_proxy"),
     [  # by_the_proxy: h11 passes the request on to the app, which refuses it with a JSON error
-        ("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", H11),
-        ("Transfer-Encoding: chunked\r\nContent-Length: 200\r\n", H11),
-        ("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n", H11),
+        ("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", True),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 200\r\n", True),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n", True),
         ("Content-Length: 14\r\nContent-Length: 4\r\n", False),
         ("Content-Length: 14, 4\r\n", False),
         ("Transfer-Encoding: gzip, chunked\r\n", False),
@@ -399,14 +398,9 @@ def test_a_repeated_identical_content_length_smuggles_nothing(served: Served, up
     raw = _exchange(served.url, first.encode() + body + second, timeout=5)
     sent = [(r.method, r.target, r.body) for r in upstream.requests[before:]]
     # h11 folds identical copies into one header (RFC 9112 §6.3 allows it): the framing is not ambiguous, and the
-    # request after the body is a pipelined one. Under a parser that passes both copies on, the proxy refuses.
-    if H11:
-        assert raw.count(b"HTTP/1.1 200 ") == 2, raw
-        assert sent == [("POST", "/v1/embeddings", body), ("GET", "/v1/models", b"")]
-    else:
-        assert raw.count(b"HTTP/1.1 ") == 1, raw
-        _json_error(_parse(raw), 400, "invalid_framing")
-        assert sent == []
+    # request after the body is a pipelined one (the proxy's own guard would refuse both copies, were they passed on).
+    assert raw.count(b"HTTP/1.1 200 ") == 2, raw
+    assert sent == [("POST", "/v1/embeddings", body), ("GET", "/v1/models", b"")]
 
 
 def test_plain_chunked_and_keep_alive_requests_still_work(served: Served, upstream: FakeUpstream) -> None:

@@ -2,7 +2,7 @@
 
 When a request carries both ``Content-Length`` and ``Transfer-Encoding``, or two lengths, servers in a chain may
 disagree on where its body ends; the bytes one of them takes for the body's tail another reads as a new request.
-h11 (uvicorn's parser when httptools is absent) lets ``Transfer-Encoding`` win and then serves whatever follows
+h11 (the parser serve() runs, httptools or not) lets ``Transfer-Encoding`` win and then serves whatever follows
 the chunked body on the same connection, so such a request would let a client slip a second, unchecked request
 past whatever sits in front of the proxy. RFC 9112 §6.1 allows the server to refuse it, and then it must close
 the connection: the answer is a 400 with ``connection: close``, which makes uvicorn drop any bytes left unread.

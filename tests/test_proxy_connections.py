@@ -11,6 +11,7 @@ minutes, are under test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import select
@@ -248,6 +249,34 @@ def test_past_the_cap_the_probes_are_still_answered_and_their_connections_closed
     wait_until(lambda: metrics.connections_open.value() == 0, "the held connections closed")
 
 
+def test_one_address_cannot_take_every_slot_under_a_per_client_cap(upstream: FakeUpstream) -> None:
+    """Two connections from 127.0.0.1 fill its share; one from 127.0.0.2 (another address on the loopback) still gets
+    in under the overall cap, and 127.0.0.1 gets in again once one of its own closes."""
+    limits = {"max_client_connections": 4, "max_connections_per_client": 2, "timeouts": {"headers": 5.0}}
+    app = create_app(settings(upstream.url, **limits), zipper_factory=bm25)
+    metrics = app.state.proxy.metrics
+    with live_server(app) as url, contextlib.ExitStack() as closing:
+        host, port = url.removeprefix("http://").split(":")
+        mine = [closing.enter_context(connect(url)) for _ in range(2)]
+        wait_until(lambda: metrics.connections_open.value() == 2, "127.0.0.1's two connections open")
+        with connect(url) as third:
+            third.sendall(request(CHAT, chat()))
+            status, headers, error = raw_answer(third)
+        assert (status, headers["retry-after"], headers["connection"]) == (503, "1", "close")
+        assert "(max_connections_per_client)" in error["error"]["message"]
+        assert metrics.connections_refused.value("max_connections_per_client") == 1
+        assert metrics.connections_refused.value("max_client_connections") == 0
+        with socket.create_connection((host, int(port)), timeout=10, source_address=("127.0.0.2", 0)) as other:
+            other.sendall(request("/healthz", method="GET"))
+            assert Answers(other).next()[0] == 200
+            assert metrics.connections_open.value() == 3  # admitted: another address
+        mine[0].close()
+        wait_until(lambda: metrics.connections_open.value() == 1, "one of 127.0.0.1's closed")
+        with connect(url) as again:
+            again.sendall(request("/healthz", method="GET"))
+            assert Answers(again).next()[0] == 200
+
+
 def test_a_refused_connection_that_sends_nothing_is_closed_at_once(upstream: FakeUpstream) -> None:
     """Refused connections are not counted, so none may linger: each waits for its request REFUSED_WAIT_S only."""
     limits = {"max_client_connections": 1, "timeouts": {"headers": 5.0}}
@@ -298,18 +327,24 @@ print(raise_descriptor_limit(settings), resource.getrlimit(resource.RLIMIT_NOFIL
 def test_connection_settings() -> None:
     default = ProxySettings(upstream="http://127.0.0.1:1/v1")
     assert (default.max_client_connections, default.timeouts.headers) == (1024, 10.0)
+    assert default.max_connections_per_client is None  # off: behind a load balancer every client has its address
     assert ProxySettings(upstream="http://127.0.0.1:1/v1", max_client_connections=None).max_client_connections is None
-    for bad in ({"max_client_connections": 0}, {"timeouts": {"headers": 0}}):
-        with pytest.raises(ValueError, match=r"max_client_connections|headers"):
+    for bad in ({"max_client_connections": 0}, {"max_connections_per_client": 0}, {"timeouts": {"headers": 0}}):
+        with pytest.raises(ValueError, match=r"max_client_connections|max_connections_per_client|headers"):
             ProxySettings(upstream="http://127.0.0.1:1/v1", **bad)
 
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ([], (1024, 10.0, 300.0, 16384)),
-        (["--max-client-connections", "64", "--header-timeout", "2.5"], (64, 2.5, 300.0, 16384)),
-        (["--max-client-connections", "none", "--body-timeout", "60", "--min-body-rate", "1024"], (None, 10, 60, 1024)),
+        ([], (1024, 10.0, 300.0, 16384, None)),
+        (["--max-client-connections", "64", "--header-timeout", "2.5"], (64, 2.5, 300.0, 16384, None)),
+        (
+            ["--max-client-connections", "none", "--body-timeout", "60", "--min-body-rate", "1024"],
+            (None, 10, 60, 1024, None),
+        ),
+        (["--max-connections-per-client", "16"], (1024, 10.0, 300.0, 16384, 16)),
+        (["--max-connections-per-client", "none"], (1024, 10.0, 300.0, 16384, None)),
     ],
 )
 def test_cli_connection_and_body_time_flags(
@@ -322,4 +357,5 @@ def test_cli_connection_and_body_time_flags(
     args = parser.parse_args(["proxy", "--no-warmup", "--upstream", "http://127.0.0.1:1/v1", *flags])
     assert args.func(args, io.StringIO(), io.StringIO()) == 0
     s = seen[0]
-    assert (s.max_client_connections, s.timeouts.headers, s.timeouts.body, s.min_body_rate) == expected
+    got = (s.max_client_connections, s.timeouts.headers, s.timeouts.body, s.min_body_rate, s.max_connections_per_client)
+    assert got == expected

@@ -153,6 +153,13 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "(default: 1024)",
     )
     p.add_argument(
+        "--max-connections-per-client",
+        type=_count_limit,
+        metavar="N",
+        help="client connections open at once from one address, so that one client cannot take them all; not "
+        "behind a load balancer, where every client has its address; 'none': no cap (default: none)",
+    )
+    p.add_argument(
         "--compression-deadline",
         type=float,
         help="seconds one chat's compression may take; past it the chat fails open or closed (default: 10)",
@@ -204,7 +211,8 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "body": args.body_timeout,
         "headers": args.header_timeout,
     }
-    unlimited = {k: None for k in ("max_forward_bytes", "max_client_connections") if getattr(args, k) == _NO_LIMIT}
+    limits = ("max_forward_bytes", "max_client_connections", "max_connections_per_client")
+    unlimited = {k: None for k in limits if getattr(args, k) == _NO_LIMIT}
     settings = load_settings(
         args.config,
         defaults={"warmup": True},
@@ -224,6 +232,9 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         max_forward_bytes=None if args.max_forward_bytes == _NO_LIMIT else args.max_forward_bytes,
         min_body_rate=args.min_body_rate,
         max_client_connections=None if args.max_client_connections == _NO_LIMIT else args.max_client_connections,
+        max_connections_per_client=(
+            None if args.max_connections_per_client == _NO_LIMIT else args.max_connections_per_client
+        ),
         tenant_header=args.tenant_header,
         compression_deadline=args.compression_deadline,
         compression_queue=args.compression_queue,

@@ -15,19 +15,22 @@ answers a plain-text 503 that nothing counts, to connections it keeps open). :fu
   last answer is uvicorn's to close (``timeout_keep_alive``, 5 s) and not counted. The same bound ends the wait for
   the rest of a body the proxy answered without reading (a 413), which uvicorn would otherwise drain for as long as
   the client sends it. Pipelined requests are not slowed: the next request's headers are there when an answer ends.
-* **max_client_connections** (1024; ``None``: no cap): a connection made while that many are open is not one of
-  them; its first request is answered 503 + ``retry-after`` + ``connection: close`` in its route's error style
-  (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's ``overloaded_error``), and the connection closed;
-  a probe (``/healthz``, ``/metrics``) is answered as usual, and the connection closed.
-  It waits for that request at most :data:`REFUSED_WAIT_S`. Counted in
-  ``connections_refused_total{limit="max_client_connections"}``; ``connections_open`` is the gauge.
+* **max_client_connections** (1024; ``None``: no cap), and **max_connections_per_client** (``None`` by default),
+  the same bound for the connections from one peer address, so that one client cannot take every slot (off by
+  default: behind a load balancer every client has the balancer's address): a connection made while that many are
+  open is not one of them; its first request is answered 503 + ``retry-after`` + ``connection: close`` in its
+  route's error style (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's ``overloaded_error``), and the
+  connection closed; a probe (``/healthz``, ``/metrics``) is answered as usual, and the connection closed. It waits
+  for that request at most :data:`REFUSED_WAIT_S`. Counted in ``connections_refused_total{limit}`` (the setting's
+  name); ``connections_open`` is the gauge.
 
 1024 is about what a default soft limit of open files (1024 on most Linux systems) would otherwise cut at, in an
 unplanned place: an ``accept`` that fails, an upstream connection that cannot be made. A fleet of SDK clients keeps
 a few keep-alive connections each, which uvicorn closes after 5 idle seconds, so normal use stays far below it.
 ``serve()`` raises the process's soft limit to fit the cap and the upstream connections
 (:func:`raise_descriptor_limit`). A slowloris that takes every slot holds each for ``timeouts.headers``: the cap is
-what bounds the memory and descriptors it can take, the timeout how long it keeps them.
+what bounds the memory and descriptors it can take, the timeout how long it keeps them, and a per-client cap
+(where clients connect directly) keeps the slots it cannot take for everyone else.
 """
 
 from __future__ import annotations
@@ -81,24 +84,39 @@ class ConnectionGuard:
         self.settings = settings
         self.metrics = metrics
         self.limit = settings.max_client_connections
+        self.per_client = settings.max_connections_per_client
         self.headers_s = settings.timeouts.headers
         self.open = 0
+        self.by_client: dict[str, int] = {}  # open connections per peer address, where there is a per_client cap
         late = HeaderTimeout(self.headers_s)
         answer = error_response(late, headers=error_headers(late))
         lines = b"".join(k + b": " + v + b"\r\n" for k, v in answer.raw_headers)
         self.late_answer = b"HTTP/1.1 408 Request Timeout\r\n" + lines + b"\r\n" + bytes(answer.body)
 
-    def admit(self) -> bool:
-        """Count a new connection in, or refuse it (``False``) when ``max_client_connections`` are open."""
+    def admit(self, client: str) -> str | None:
+        """Count a new connection from the address ``client`` in (``None``), or name the bound that refuses it:
+        ``max_client_connections`` when that many are open, ``max_connections_per_client`` when that many are open
+        from ``client``."""
+        refused = None
         if self.limit is not None and self.open >= self.limit:
-            self.metrics.connections_refused.inc("max_client_connections")
-            return False
+            refused = "max_client_connections"
+        elif self.per_client is not None and self.by_client.get(client, 0) >= self.per_client:
+            refused = "max_connections_per_client"
+        if refused is not None:
+            self.metrics.connections_refused.inc(refused)
+            return refused
         self.open += 1
+        if self.per_client is not None:
+            self.by_client[client] = self.by_client.get(client, 0) + 1
         self.metrics.connections_open.inc()
-        return True
+        return None
 
-    def leave(self) -> None:
+    def leave(self, client: str) -> None:
         self.open -= 1
+        if self.per_client is not None:
+            left = self.by_client.pop(client, 1) - 1
+            if left:
+                self.by_client[client] = left
         self.metrics.connections_open.dec()
 
     def dialect(self, path: str) -> Dialect:
@@ -108,8 +126,8 @@ class ConnectionGuard:
             return dialect_for(path, route)
         return DIALECTS["anthropic" if self.settings.batch_route(path) is not None else "chat"]
 
-    def over_cap(self, app: Any) -> Any:
-        """The ASGI app of a connection over the cap: :meth:`refuse`, but for the probes (``GET``/``HEAD``
+    def over_cap(self, app: Any, setting: str) -> Any:
+        """The ASGI app of a connection over the cap ``setting``: :meth:`refuse`, but for the probes (``GET``/``HEAD``
         ``/healthz``, ``GET /metrics``), which ``app`` answers, on a connection that then closes: a liveness probe
         must not find a proxy that is shedding connections dead (an orchestrator would restart it), nor monitoring go
         blind while it happens."""
@@ -118,16 +136,15 @@ class ConnectionGuard:
             if scope.get("type") == "http" and (scope.get("method"), scope.get("path")) in _PROBES:
                 await app(scope, receive, _closing(send))
             else:
-                await self.refuse(scope, receive, send)
+                await self.refuse(scope, receive, send, setting)
 
         return answer
 
-    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A connection over the cap: 503, and the connection closes."""
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, setting: str) -> None:
+        """A connection over the cap ``setting``: 503, and the connection closes."""
+        whose = "client connections" if setting == "max_client_connections" else "connections from this address"
         exc = Overloaded(
-            RETRY_AFTER_S,
-            "the proxy has as many client connections open as it may (max_client_connections); retry later",
-            setting="max_client_connections",
+            RETRY_AFTER_S, f"the proxy has as many {whose} open as it may ({setting}); retry later", setting=setting
         )
         await self.dialect(scope.get("path", "")).error(exc, headers=error_headers(exc))(scope, receive, send)
 
@@ -141,22 +158,26 @@ class GuardedH11(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._admitted = False
+        self._client = ""
         self._timer: asyncio.TimerHandle | None = None
         self._after: object = None  # the request cycle whose successor's headers the timer waits for
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         guard = self.guard
-        self._admitted = guard.admit()
-        if not self._admitted:
-            self.app = guard.over_cap(self.app)
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+        refused = guard.admit(self._client)
+        self._admitted = refused is None
+        if refused is not None:
+            self.app = guard.over_cap(self.app, refused)
         self._arm(guard.headers_s if self._admitted else min(guard.headers_s, REFUSED_WAIT_S))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         if self._admitted:
             self._admitted = False
-            self.guard.leave()
+            self.guard.leave(self._client)
         super().connection_lost(exc)
 
     def handle_events(self) -> None:

@@ -40,6 +40,7 @@ from promptzip._errors import (
 from promptzip.integrations._bodies import RequestError
 
 __all__ = [
+    "CONNECTION_LIMITS",
     "BodyTimeout",
     "BodyTooSlow",
     "HeaderTimeout",
@@ -121,7 +122,8 @@ class HeaderTimeout(RequestError):
 class Overloaded(RequestError):
     """The proxy holds as much as it may: 503, and ``retry_after`` seconds is a fair time to try again. ``setting``
     names the bound that is full: ``compression_queue`` (every compression slot is taken), ``max_buffered_bytes``
-    (the memory for request bodies) or ``max_client_connections`` (the connections open; this one is closed)."""
+    (the memory for request bodies), ``max_client_connections`` or ``max_connections_per_client`` (the connections
+    open, all or from the client's address; this one is closed)."""
 
     def __init__(
         self,
@@ -158,6 +160,10 @@ def status_of(exc: BaseException) -> tuple[int, str, str]:
     return next((status, kind, code) for cls, status, kind, code in _TABLE if isinstance(exc, cls))
 
 
+# The bounds on client connections: a connection refused at one is closed after its answer (._connections).
+CONNECTION_LIMITS = frozenset({"max_client_connections", "max_connections_per_client"})
+
+
 def error_headers(exc: BaseException) -> dict[str, str]:
     """The headers the answer to ``exc`` carries whatever the route and its API's style: ``connection: close`` after
     a stalled body (what the client might still send is not worth waiting for, and the server would wait for it to
@@ -167,7 +173,7 @@ def error_headers(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, BodyTimeout | HeaderTimeout):
         return {"connection": "close"}
     if isinstance(exc, Overloaded):
-        close = {"connection": "close"} if exc.setting == "max_client_connections" else {}
+        close = {"connection": "close"} if exc.setting in CONNECTION_LIMITS else {}
         return {"retry-after": str(exc.retry_after), **close}
     return {}
 

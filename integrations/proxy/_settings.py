@@ -15,6 +15,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     max_buffered_bytes = 167772160           # bodies held in memory, all requests together; past it: 503
     min_body_rate = 16384                    # bytes/s: each such a body sends adds 1 s to timeouts.body
     max_client_connections = 1024            # client connections open at once; past it: 503 and closed
+    max_connections_per_client = 64          # of those, from one address (default: none; not behind a balancer)
     warmup = true                            # load the models before serving (promptzip proxy's default)
     allowed_presets = ["fast"]               # what x-promptzip-preset may name (default: the presets configured here)
     cache_key_secret = "..."                 # HMAC key of the per-credential result cache (same on every replica)
@@ -217,6 +218,8 @@ class ProxySettings(_Frozen):
     max_forward_bytes: int | None = Field(default=512 * MiB, gt=0)
     min_body_rate: int = Field(default=16 << 10, gt=0)  # bytes/s a body earns past timeouts.body (._bodies)
     max_client_connections: int | None = Field(default=1024, gt=0)  # None: no cap (._connections)
+    # None: no cap. Behind a load balancer every client has its address, so it is off by default (._connections).
+    max_connections_per_client: int | None = Field(default=None, gt=0)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(default=256, gt=0)
     upstream_pools: int = Field(default=8, gt=0, le=64)

@@ -27,33 +27,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime
 import itertools
 import json
 import os
 import platform
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 
+from promptzip.evals._proxy_runs import HOST, load, machine, running_proxy, write_report
+from promptzip.evals._raw_clients import RawConnection, attackers, bytes_of, closed, drip
 from promptzip.integrations.proxy.testing import FakeUpstream
 
 __all__ = ["Scale", "build_report", "main", "markdown", "run_clients"]
 
 COMMAND = "python -P -m promptzip.evals.proxy_clients"
-HOST = "127.0.0.1"
 CHAT = "/v1/chat/completions"
 WRITE_S = 60.0  # timeouts.write, left at its default: each trickled byte comes well within it
 QUIET_SPACING_S = 0.05  # between ordinary requests with no attacker
@@ -100,101 +97,6 @@ class Scale:
         return 3 * max(self.headers_s, self.body_s + TRICKLE_LENGTH / self.min_body_rate) + 5
 
 
-class _Conn(asyncio.Protocol):
-    """One raw client connection: what it sent and received, and when it was opened (set by who connects it),
-    first answered and closed."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.opened = self.answered = self.closed = 0.0
-        self.sent = 0
-        self.data = bytearray()
-        self.by_us = False
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # what create_connection makes
-
-    def data_received(self, data: bytes) -> None:
-        if not self.data:
-            self.answered = time.monotonic()
-        self.data += data
-
-    def eof_received(self) -> bool:
-        return False  # the proxy is done with it: close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = time.monotonic()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def send(self, data: bytes) -> None:
-        """Send ``data`` unless the proxy has answered or closed (an answer is not lost to a reset)."""
-        if self.transport is not None and not self.transport.is_closing() and not self.data:
-            self.transport.write(data)
-            self.sent += len(data)
-
-    def abort(self) -> None:
-        if self.transport is not None and not self.done.done():
-            self.by_us = True
-            self.transport.abort()
-
-    @property
-    def status(self) -> int | None:
-        found = re.match(rb"HTTP/1\.1 (\d{3}) ", bytes(self.data))
-        return int(found[1]) if found else None
-
-
-async def _drip(conn: _Conn, pieces: Iterable[bytes], every: float, give_up: float) -> None:
-    """Send ``pieces`` one every ``every`` seconds until the proxy answers or closes, or ``give_up`` passes."""
-    for piece in pieces:
-        if conn.done.done() or conn.data or time.monotonic() - conn.opened >= give_up:
-            break
-        conn.send(piece)
-        await asyncio.wait([conn.done], timeout=every)
-    await _closed([conn], give_up)
-
-
-async def _closed(conns: Sequence[_Conn], give_up: float) -> None:
-    """Wait for the proxy to close ``conns``, at most ``give_up`` seconds from each one's start; abort the rest."""
-    for conn in conns:
-        left = conn.opened + give_up - time.monotonic()
-        if left > 0:
-            await asyncio.wait([conn.done], timeout=left)
-        conn.abort()
-    await asyncio.gather(*(c.done for c in conns))
-
-
-def _bytes_of(data: bytes) -> Iterator[bytes]:
-    return (data[i : i + 1] for i in range(len(data)))
-
-
-def _seconds(values: Sequence[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2), "max": round(max(values), 2)}
-
-
-def _attackers(
-    what: str, conns: Sequence[_Conn], expected_s: float, *, to_answer: bool = False, at_most: bool = False
-) -> dict[str, Any]:
-    """A group of attackers: how many the proxy closed, its answers, and the seconds each lasted (from connecting to
-    the close, or with ``to_answer`` from sending the headers to the answer), against ``expected_s`` (about that,
-    or ``at_most`` that)."""
-    by_proxy = [c for c in conns if not c.by_us]
-    answers = Counter(str(c.status) if c.status is not None else "none" for c in by_proxy)
-    lasted = [(c.answered if to_answer and c.answered else c.closed) - c.opened for c in by_proxy]
-    return {
-        "what": what,
-        "count": len(conns),
-        "closed_by_proxy": len(by_proxy),
-        "answers": dict(sorted(answers.items())),
-        "seconds": _seconds(lasted),
-        "expected_s": round(expected_s, 3),
-        "bound": "at most" if at_most else "about",
-    }
-
-
 def _peak(samples: Sequence[dict[str, float]]) -> dict[str, float]:
     return {key: max(s[key] for s in samples) for key in samples[0]}
 
@@ -221,14 +123,14 @@ class _Target:
             raise RuntimeError("no VmRSS in /proc: this eval needs Linux")
         return {"open_files": len(os.listdir(f"/proc/{self.pid}/fd")), "rss_mib": round(int(found[1]) / 1024, 1)}
 
-    async def connect(self, n: int) -> list[_Conn]:
+    async def connect(self, n: int) -> list[RawConnection]:
         """``n`` raw connections, one after the other: the proxy takes them in this order. Each is timed from
         before it connects, so that no bound of the proxy's can look shorter than it is."""
         loop = asyncio.get_running_loop()
         conns = []
         for _ in range(n):
             started = time.monotonic()
-            conn = (await loop.create_connection(_Conn, HOST, self.port))[1]
+            conn = (await loop.create_connection(RawConnection, HOST, self.port))[1]
             conn.opened = started
             conns.append(conn)
         return conns
@@ -301,8 +203,8 @@ async def _slowloris(t: _Target) -> dict[str, Any]:
     the trickle's over half the body timeout): they end before the proxy closes the attackers."""
     scale = t.scale
     conns = await t.connect(scale.slowloris)
-    slow = (itertools.chain(_bytes_of(SLOW_REQUEST), itertools.repeat(b"a")) for _ in conns)
-    drips = [asyncio.create_task(_drip(c, next(slow), scale.drip_s, scale.give_up_s)) for c in conns]
+    slow = (itertools.chain(bytes_of(SLOW_REQUEST), itertools.repeat(b"a")) for _ in conns)
+    drips = [asyncio.create_task(drip(c, next(slow), scale.drip_s, scale.give_up_s)) for c in conns]
     await asyncio.sleep(min(scale.drip_s, scale.headers_s / 4))
     samples = [t.resources()]
     connections_open = (await t.metrics())["connections_open"]
@@ -316,7 +218,7 @@ async def _slowloris(t: _Target) -> dict[str, Any]:
         "ordinary": ordinary,
         "attackers_open_at_end": still_open,
         "proxy_connections_open": connections_open,
-        "attackers": [_attackers("request line, a byte at a time", conns, scale.headers_s)],
+        "attackers": [attackers("request line, a byte at a time", conns, scale.headers_s)],
         "proxy_during": _peak(samples),
         "proxy_after": t.resources(),
     }
@@ -327,8 +229,8 @@ async def _trickle(t: _Target) -> dict[str, Any]:
     scale = t.scale
     conns = await t.connect(scale.trickle)
     body = json.dumps(ORDINARY).encode() * (TRICKLE_LENGTH // len(json.dumps(ORDINARY)))
-    trickles = (itertools.chain([TRICKLE_HEAD], _bytes_of(body)) for _ in conns)
-    drips = [asyncio.create_task(_drip(c, next(trickles), scale.trickle_s, scale.give_up_s)) for c in conns]
+    trickles = (itertools.chain([TRICKLE_HEAD], bytes_of(body)) for _ in conns)
+    drips = [asyncio.create_task(drip(c, next(trickles), scale.trickle_s, scale.give_up_s)) for c in conns]
     await asyncio.sleep(min(scale.trickle_s, scale.body_s) / 4)
     samples = [t.resources()]
     connections_open = (await t.metrics())["connections_open"]
@@ -339,7 +241,7 @@ async def _trickle(t: _Target) -> dict[str, Any]:
     await t.settled()
     body_bytes = statistics.median(c.sent - len(TRICKLE_HEAD) for c in conns)
     expected = scale.body_s + body_bytes / scale.min_body_rate
-    trickled = _attackers("headers, then a body byte each trickle_s", conns, expected, to_answer=True)
+    trickled = attackers("headers, then a body byte each trickle_s", conns, expected, to_answer=True)
     return {
         "phase": "body trickle",
         "ordinary": ordinary,
@@ -360,12 +262,12 @@ async def _flood(t: _Target) -> list[dict[str, Any]]:
     extras = await t.connect(scale.flood - scale.cap)
     for conn in extras:
         conn.send(FLOOD_REQUEST)
-    await _closed(extras, 10 + REFUSED_WAIT_S)
+    await closed(extras, 10 + REFUSED_WAIT_S)
     during = t.resources()
     ordinary = await t.ordinary(1, 0)
     healthz = await t.status("/healthz")
     still_open = sum(not c.done.done() for c in holders)
-    await _closed(holders, scale.give_up_s)
+    await closed(holders, scale.give_up_s)
     await t.settled()
     after = t.resources()
     flood = {
@@ -374,8 +276,8 @@ async def _flood(t: _Target) -> list[dict[str, Any]]:
         "healthz_status": healthz,
         "attackers_open_at_end": still_open,
         "attackers": [
-            _attackers("idle, holding every slot", holders, scale.headers_s),
-            _attackers("over the cap, each sending a request", extras, REFUSED_WAIT_S, at_most=True),
+            attackers("idle, holding every slot", holders, scale.headers_s),
+            attackers("over the cap, each sending a request", extras, REFUSED_WAIT_S, at_most=True),
         ],
         "proxy_during": during,
         "proxy_after": after,
@@ -397,39 +299,6 @@ async def _phases(
         return phases, await t.metrics()
 
 
-@contextlib.contextmanager
-def _proxy(upstream: FakeUpstream, scale: Scale, log: Path) -> Iterator[tuple[int, int, int]]:
-    """A fresh ``promptzip proxy`` process with ``scale``'s limits, its warnings and errors written to ``log``:
-    its port, its process id, and the size of ``log`` once it serves (the lines after are what serving logged)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-    executable = Path(sys.executable).with_name("promptzip")
-    limits = [
-        *("--header-timeout", str(scale.headers_s), "--body-timeout", str(scale.body_s)),
-        *("--min-body-rate", str(scale.min_body_rate), "--max-client-connections", str(scale.cap)),
-    ]
-    command = [str(executable), "proxy", "--no-warmup", "--upstream", upstream.url, "--port", str(port), *limits]
-    with log.open("wb") as errors:
-        proc = subprocess.Popen([*command, "--log-level", "warning"], stderr=errors)
-    try:
-        base = f"http://{HOST}:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the proxy exited ({proc.returncode}): {log.read_text()[-2000:]}") from None
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the proxy did not answer /healthz within a minute")
-        yield port, proc.pid, log.stat().st_size
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def _fit_descriptors(scale: Scale) -> None:
     """Let this process open the flood's sockets (a soft limit of 1024 is common)."""
     import resource
@@ -448,8 +317,13 @@ def run_clients(scale: Scale | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder, FakeUpstream() as upstream:
         log = Path(folder) / "proxy.log"
-        with _proxy(upstream, scale, log) as (port, pid, serving):
-            phases, metrics = asyncio.run(_phases(port, pid, scale, upstream))
+        limits = [
+            *("--header-timeout", str(scale.headers_s), "--body-timeout", str(scale.body_s)),
+            *("--min-body-rate", str(scale.min_body_rate), "--max-client-connections", str(scale.cap)),
+        ]
+        with running_proxy(upstream.url, limits, log=log) as proxy:
+            serving = log.stat().st_size  # the lines after are what serving logged
+            phases, metrics = asyncio.run(_phases(proxy.port, proxy.pid, scale, upstream))
         log_lines = log.read_bytes()[serving:].decode("utf-8", errors="replace").splitlines()
         received = [r for r in upstream.requests if r.target.split("?")[0] == CHAT]
     return {
@@ -563,22 +437,14 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def build_report(scale: Scale, command: str = COMMAND) -> dict[str, Any]:
     """:func:`run_clients` with what the report says about its run: the command, the date, the machine's load
     average before and after, the Python, the platform and the settings."""
-    before = _load()
+    before = load()
     result = run_clients(scale)
     return {
         "command": command,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "load_before": before,
-        "load_after": _load(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
+        **machine(before),
         "platform": platform.platform(),
         "settings": _settings(scale),
         **result,
@@ -605,10 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         body_s=args.body_timeout,
     )
     report = build_report(scale, " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "proxy_clients.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    (args.out / "proxy_clients.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    write_report(args.out, "proxy_clients", report, markdown)
     return 0
 
 

@@ -18,14 +18,9 @@ by side: a streamed body should add a small constant, one read whole about its o
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from promptzip.evals._proxy_runs import RunningProxy, load, machine, running_proxy, write_report
 from promptzip.integrations.proxy.testing import FakeUpstream
 
 __all__ = ["main", "markdown", "run_uploads"]
@@ -49,20 +45,14 @@ def _peak_mib(pid: int) -> float:
     return int(found[1]) / 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _random_body(mib: int) -> Iterator[bytes]:
     block = os.urandom(MIB)
     for _ in range(mib):
         yield block
 
 
-def _send(base: str, pid: int, upstream: FakeUpstream, case: str, mib: int) -> dict[str, Any]:
+def _send(proxy: RunningProxy, upstream: FakeUpstream, case: str, mib: int) -> dict[str, Any]:
+    base, pid = proxy.base, proxy.pid
     before = _peak_mib(pid)
     started = time.perf_counter()
     if case == "streamed":
@@ -92,26 +82,8 @@ def _send(base: str, pid: int, upstream: FakeUpstream, case: str, mib: int) -> d
 
 def run_uploads(mib: int = 256, *, whole_mib: int = 9) -> list[dict[str, Any]]:
     """The two cases through one fresh proxy process, streamed first (its peak cannot hide the other's)."""
-    executable = Path(sys.executable).with_name("promptzip")
-    with FakeUpstream() as upstream:
-        port = _free_port()
-        command = [str(executable), "proxy", "--no-warmup", "--upstream", upstream.url, "--port", str(port)]
-        proc = subprocess.Popen([*command, "--log-level", "warning"], stderr=subprocess.DEVNULL)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            return [
-                _send(base, proc.pid, upstream, "streamed", mib),
-                _send(base, proc.pid, upstream, "read whole", whole_mib),
-            ]
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with FakeUpstream() as upstream, running_proxy(upstream.url) as proxy:
+        return [_send(proxy, upstream, "streamed", mib), _send(proxy, upstream, "read whole", whole_mib)]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -132,30 +104,19 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--mib", type=int, default=256, help="size of the streamed upload (default 256)")
     parser.add_argument("--out", type=Path, default=Path("evals/results"), help="folder (default evals/results)")
     args = parser.parse_args(argv)
-    before = _load()
+    before = load()
     cases = run_uploads(args.mib)
     report = {
         "command": COMMAND + (f" --mib {args.mib}" if args.mib != 256 else ""),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "load_before": before,
-        "load_after": _load(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
+        **machine(before),
         "cases": cases,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "proxy_uploads.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    (args.out / "proxy_uploads.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    write_report(args.out, "proxy_uploads", report, markdown)
     return 0
 
 

@@ -13,9 +13,13 @@ one after the other, in one run:
   should close each at ``--header-timeout`` with 408, its open files and memory come back once they are gone;
 * ``body trickle``: 50 chats that send their headers, then one byte of body a second (under ``timeouts.write``):
   each should get 408 at ``--body-timeout`` plus one second per ``--min-body-rate`` bytes it sent;
-* ``flood``: 250 idle connections take every slot, then 50 more each send a request: each of those gets 503, and
-  so does an ordinary request, until the idle ones are closed at ``--header-timeout`` (a health check is answered
-  meanwhile, on a connection that then closes); then (``after the flood``) ordinary requests are answered again.
+* ``idle flood``: 250 idle connections take every slot, then 50 more connect, and one more before each ordinary
+  request (the attacker keeps every slot taken): each new connection should close the one that has waited longest
+  for a request, so the ordinary requests are answered; the rest are closed at ``--header-timeout``;
+* ``busy flood``: 250 chats whose headers are sent and whose bodies never come take every slot with a request in
+  progress, then 50 more connections each send a request: each of those gets 503, and so does an ordinary request,
+  until the busy ones get 408 at ``--body-timeout`` (a health check is answered meanwhile, on a connection that then
+  closes); then (``after the flood``) ordinary requests are answered again.
 
 It records the attackers' answers and how long each connection lasted, the proxy's open files (``/proc/PID/fd``)
 and resident memory during and after each phase, the ``/metrics`` counters the limits feed, what the upstream
@@ -55,6 +59,7 @@ CHAT = "/v1/chat/completions"
 WRITE_S = 60.0  # timeouts.write, left at its default: each trickled byte comes well within it
 QUIET_SPACING_S = 0.05  # between ordinary requests with no attacker
 REFUSED_WAIT_S = 1.0  # _connections.REFUSED_WAIT_S: a refused connection's wait for its request (for the report)
+EARLY_S = 0.5  # an idle connection closed this much before the header timeout was closed to make room
 ORDINARY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
 SLOW_REQUEST = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slowloris: "  # then b"a" forever
 TRICKLE_LENGTH = 1 << 16  # the trickled chat's declared content-length: it never gets there
@@ -184,11 +189,13 @@ class _Target:
 
 
 _METRICS = {
+    "connections_closed_idle{max_client_connections}": 'connections_closed_idle_total{limit="max_client_connections"}',
     "connections_refused{max_client_connections}": 'connections_refused_total{limit="max_client_connections"}',
     "connections_refused{timeouts.headers}": 'connections_refused_total{limit="timeouts.headers"}',
     "bodies_refused{timeouts.body}": 'bodies_refused_total{limit="timeouts.body"}',
     "bodies_refused{timeouts.write}": 'bodies_refused_total{limit="timeouts.write"}',
     "connections_open": "connections_open",
+    "requests_in_flight": "requests_in_flight",
 }
 
 
@@ -217,6 +224,7 @@ async def _slowloris(t: _Target) -> dict[str, Any]:
         "phase": "slowloris",
         "ordinary": ordinary,
         "attackers_open_at_end": still_open,
+        "attackers_opened": len(conns),
         "proxy_connections_open": connections_open,
         "attackers": [attackers("request line, a byte at a time", conns, scale.headers_s)],
         "proxy_during": _peak(samples),
@@ -246,6 +254,7 @@ async def _trickle(t: _Target) -> dict[str, Any]:
         "phase": "body trickle",
         "ordinary": ordinary,
         "attackers_open_at_end": still_open,
+        "attackers_opened": len(conns),
         "proxy_connections_open": connections_open,
         "attackers": [{**trickled, "median_body_bytes": body_bytes}],
         "proxy_during": _peak(samples),
@@ -253,12 +262,63 @@ async def _trickle(t: _Target) -> dict[str, Any]:
     }
 
 
-async def _flood(t: _Target) -> list[dict[str, Any]]:
-    """``cap`` idle connections take every slot (the proxy takes them first), then the rest each send a request at
-    once; an ordinary request and a health check meanwhile; then, once the idle ones are closed, ordinary requests
-    again (a phase of its own)."""
+async def _idle_flood(t: _Target) -> dict[str, Any]:
+    """``cap`` idle connections take every slot, then ``flood - cap`` more connect, and before each ordinary request
+    one more (the attacker keeps every slot taken): each should close the connection waiting longest. Those closed
+    before the header timeout made room (it cannot fire earlier); the rest are closed at it."""
     scale = t.scale
-    holders = await t.connect(scale.cap)
+    idle = await t.connect(scale.cap)
+    idle += await t.connect(scale.flood - scale.cap)
+    await asyncio.sleep(0.2)
+    during = t.resources()
+    connections_open = (await t.metrics())["connections_open"]
+    results = []
+    for _ in range(scale.requests):
+        idle += await t.connect(1)
+        results.append(await t.ordinary(1, 0))
+    healthz = await t.status("/healthz")
+    still_open = sum(not c.done.done() for c in idle)
+    await closed(idle, scale.give_up_s)
+    await t.settled()
+    made_room = [c for c in idle if not c.by_us and c.closed - c.opened < scale.headers_s - EARLY_S]
+    timed_out = [c for c in idle if c not in made_room]
+    return {
+        "phase": "idle flood",
+        "ordinary": _merged(results),
+        "healthz_status": healthz,
+        "attackers_open_at_end": still_open,
+        "attackers_opened": len(idle),
+        "proxy_connections_open": connections_open,
+        "attackers": [
+            attackers("idle, closed to make room", made_room, scale.headers_s, at_most=True),
+            attackers("idle, closed at the header timeout", timed_out, scale.headers_s),
+        ],
+        "idle_connections": len(idle),
+        # the flood's newcomers, and each ordinary request (the attacker's next connection takes the slot the previous
+        # one freed, so each finds every slot taken)
+        "made_room_at_least": scale.flood - scale.cap + scale.requests,
+        "proxy_during": during,
+        "proxy_after": t.resources(),
+    }
+
+
+async def _busy_flood(t: _Target) -> list[dict[str, Any]]:
+    """``cap`` chats whose headers are sent and whose bodies never come take every slot with a request in progress,
+    then the rest each send a request at once: 503, as does an ordinary request, while a health check is answered;
+    the busy ones get 408 at the body timeout. Then, once they are gone, ordinary requests again (a phase of its
+    own)."""
+    scale = t.scale
+    holders = await t.connect(scale.cap - 1)
+    for conn in holders:
+        conn.send(TRICKLE_HEAD)
+    # Each must be busy before the extras come, or it would be closed to make room for them: the /metrics request
+    # that checks takes the last slot, then the last holder does.
+    deadline = time.monotonic() + 30
+    while (await t.metrics())["requests_in_flight"] < len(holders) + 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    holders += await t.connect(1)
+    holders[-1].send(TRICKLE_HEAD)
+    await asyncio.sleep(0.3)
     extras = await t.connect(scale.flood - scale.cap)
     for conn in extras:
         conn.send(FLOOD_REQUEST)
@@ -271,12 +331,13 @@ async def _flood(t: _Target) -> list[dict[str, Any]]:
     await t.settled()
     after = t.resources()
     flood = {
-        "phase": "flood",
+        "phase": "busy flood",
         "ordinary": ordinary,
         "healthz_status": healthz,
         "attackers_open_at_end": still_open,
+        "attackers_opened": len(holders),
         "attackers": [
-            attackers("idle, holding every slot", holders, scale.headers_s),
+            attackers("busy, a body that never comes", holders, scale.body_s),
             attackers("over the cap, each sending a request", extras, REFUSED_WAIT_S, at_most=True),
         ],
         "proxy_during": during,
@@ -284,6 +345,22 @@ async def _flood(t: _Target) -> list[dict[str, Any]]:
     }
     ordinary = await t.ordinary(scale.requests, QUIET_SPACING_S * scale.requests)
     return [flood, {"phase": "after the flood", "ordinary": ordinary, "proxy_during": after, "proxy_after": after}]
+
+
+def _merged(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of single ordinary requests made one at a time (:meth:`_Target.ordinary` with ``n=1``)."""
+    ms = sorted(r["median_ms"] for r in results)
+    statuses: Counter[str] = Counter()
+    for r in results:
+        statuses.update(r["statuses"])
+    return {
+        "requests": len(results),
+        "answered_200": sum(r["answered_200"] for r in results),
+        "statuses": dict(sorted(statuses.items())),
+        "median_ms": round(statistics.median(ms), 1),
+        "p95_ms": ms[max(0, -(-95 * len(ms) // 100) - 1)],
+        "max_ms": ms[-1],
+    }
 
 
 async def _phases(
@@ -295,7 +372,13 @@ async def _phases(
         t = _Target(port, pid, scale, client)
         await t.ordinary(1, 0)  # the proxy's first request sets up what later ones reuse
         upstream.requests.clear()  # from here on, what it receives is the report's
-        phases = [await _baseline(t), await _slowloris(t), await _trickle(t), *await _flood(t)]
+        phases = [
+            await _baseline(t),
+            await _slowloris(t),
+            await _trickle(t),
+            await _idle_flood(t),
+            *await _busy_flood(t),
+        ]
         return phases, await t.metrics()
 
 
@@ -329,18 +412,26 @@ def run_clients(scale: Scale | None = None) -> dict[str, Any]:
     return {
         "phases": phases,
         "metrics": metrics,
-        "expected_metrics": {
-            # every connection made while the idle ones hold every slot: the extras, one ordinary, one health check
-            "connections_refused{max_client_connections}": scale.flood - scale.cap + 2,
-            "connections_refused{timeouts.headers}": scale.slowloris + scale.cap,
-            "bodies_refused{timeouts.body}": scale.trickle,
-            "bodies_refused{timeouts.write}": 0,
-        },
+        "expected_metrics": _expected(scale, phases),
         "ordinary_answered_200": sum(p["ordinary"]["answered_200"] for p in phases),
         "upstream_received": {"chats": len(received), "all requests": len(upstream.requests)},
         "proxy_log_lines": len(log_lines),  # while serving, at warning level or above
         "proxy_log_head": log_lines[:10],
         "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _expected(scale: Scale, phases: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """What the proxy's counters should read at the end, from what the attackers saw: each idle flood connection
+    that was closed early made room, and the rest met the header timeout."""
+    made_room, timed_out = next(p for p in phases if p["phase"] == "idle flood")["attackers"]
+    return {
+        "connections_closed_idle{max_client_connections}": made_room["closed_by_proxy"],
+        # every connection made while busy ones hold every slot: the extras, one ordinary, one health check
+        "connections_refused{max_client_connections}": scale.flood - scale.cap + 2,
+        "connections_refused{timeouts.headers}": scale.slowloris + timed_out["closed_by_proxy"],
+        "bodies_refused{timeouts.body}": scale.trickle + scale.cap,
+        "bodies_refused{timeouts.write}": 0,
     }
 
 
@@ -382,7 +473,7 @@ def markdown(report: dict[str, Any]) -> str:
     for p in report["phases"]:
         o = p["ordinary"]
         still = p.get("attackers_open_at_end")
-        opened = "–" if still is None else f"{still} / {p['attackers'][0]['count']}"
+        opened = "–" if still is None else f"{still} / {p['attackers_opened']}"
         lines.append(
             f"| {p['phase']} | {o['requests']} | {o['answered_200']} | {_counts(o['statuses'], '200')} | "
             f"{o['median_ms']} | {o['p95_ms']} | {o['max_ms']} | {opened} |"
@@ -402,13 +493,17 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {p['phase']} | {a['count']} {a['what']} | {a['closed_by_proxy']} | {_counts(a['answers'])} | "
                 f"{took} | {bound}{a['expected_s']} |"
             )
-    flood = next(p for p in report["phases"] if p["phase"] == "flood")
+    idle = next(p for p in report["phases"] if p["phase"] == "idle flood")
+    busy = next(p for p in report["phases"] if p["phase"] == "busy flood")
     lines += [
         "",
         "Seconds from connecting to the proxy's close (body trickle: to the 408, the headers sent at once; over the "
         "cap: to the 503). Expected: the header timeout; the body timeout plus the median body bytes sent / "
-        "`min_body_rate`; a refused connection waits at most 1 s for its request. While the flood held every slot, "
-        f"`GET /healthz` was answered {flood['healthz_status']}.",
+        "`min_body_rate`; a refused connection waits at most 1 s for its request. In the idle flood "
+        f"{idle['idle_connections']} idle connections were opened, at least {idle['made_room_at_least']} of them "
+        "(one for each connection made at the cap) to be closed to make room. `GET /healthz` was answered "
+        f"{idle['healthz_status']} during the idle flood and {busy['healthz_status']} while busy connections held "
+        "every slot.",
         "",
         "## The proxy process",
         "",

@@ -1,9 +1,10 @@
 """The proxy-clients eval runs end to end on a few attackers and limits of a second or two: a fresh ``promptzip proxy``
 process closes every slowloris at its header timeout with 408, answers every trickled body 408 at its body timeout,
-answers 503 to each connection over its cap (an ordinary request included; a health check is answered) and
-closes the idle ones holding the slots; ordinary requests are answered 200 beside the attackers and after the
-flood, the upstream receives nothing else, the ``/metrics`` counters match, and the report renders (latencies are
-the eval's, not asserted here)."""
+closes idle connections holding every slot to make room for ordinary requests, which are answered, answers 503 to
+each connection over a cap of busy ones (an ordinary request included; a health check is answered) and 408 to the
+busy ones; ordinary requests are answered 200 beside the attackers and after the floods, the upstream receives
+nothing else, the ``/metrics`` counters match what the attackers saw, and the report renders (latencies are the
+eval's, not asserted here)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ SCALE = Scale(
 def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> None:
     report = build_report(SCALE, "c")
     phases = {p["phase"]: p for p in report["phases"]}
-    assert list(phases) == ["baseline", "slowloris", "body trickle", "flood", "after the flood"]
-    for name in ("baseline", "slowloris", "body trickle", "after the flood"):
+    assert list(phases) == ["baseline", "slowloris", "body trickle", "idle flood", "busy flood", "after the flood"]
+    for name in ("baseline", "slowloris", "body trickle", "idle flood", "after the flood"):
         assert phases[name]["ordinary"]["statuses"] == {"200": SCALE.requests}, name
     assert phases["slowloris"]["attackers_open_at_end"] > 0  # answered while attackers were open
     assert phases["body trickle"]["attackers_open_at_end"] > 0
@@ -42,10 +43,19 @@ def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> No
 
     assert group("slowloris") == (5, 5, {"408": 5})
     assert group("body trickle") == (3, 3, {"408": 3})
-    assert group("flood", 0) == (8, 8, {"none": 8})  # idle: closed without an answer
-    assert group("flood", 1) == (3, 3, {"503": 3})
-    assert phases["flood"]["ordinary"]["statuses"] == {"503": 1}
-    assert phases["flood"]["healthz_status"] == 200  # a probe is answered past the cap (its connection closed)
+    idle = phases["idle flood"]
+    made_room, timed_out = group("idle flood", 0), group("idle flood", 1)
+    assert idle["idle_connections"] == SCALE.flood + SCALE.requests
+    assert made_room[0] + timed_out[0] == idle["idle_connections"]
+    assert made_room[0] >= idle["made_room_at_least"] == 3 + 5
+    assert made_room[2] == {"none": made_room[0]}  # they had sent nothing: closed without an answer
+    assert timed_out[2] == {"none": timed_out[0]}
+    assert timed_out[0] > 0  # some held on until the header timeout: the cap was full throughout
+    assert idle["healthz_status"] == 200
+    assert group("busy flood", 0) == (8, 8, {"408": 8})  # busy: their bodies never came
+    assert group("busy flood", 1) == (3, 3, {"503": 3})
+    assert phases["busy flood"]["ordinary"]["statuses"] == {"503": 1}
+    assert phases["busy flood"]["healthz_status"] == 200  # a probe is answered past the cap (its connection closed)
     # Never before the bound (the proxy's clock starts after the client's); an attacker it did not close would be ours.
     assert phases["slowloris"]["attackers"][0]["seconds"]["min"] >= SCALE.headers_s - 0.01
     assert phases["body trickle"]["attackers"][0]["seconds"]["min"] >= SCALE.body_s - 0.01
@@ -54,12 +64,12 @@ def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> No
 
     assert {k: report["metrics"][k] for k in report["expected_metrics"]} == report["expected_metrics"]
     assert report["expected_metrics"]["connections_refused{max_client_connections}"] == 3 + 2
-    assert report["upstream_received"] == {"chats": 4 * SCALE.requests, "all requests": 4 * SCALE.requests}
-    assert report["ordinary_answered_200"] == 4 * SCALE.requests
+    assert report["upstream_received"] == {"chats": 5 * SCALE.requests, "all requests": 5 * SCALE.requests}
+    assert report["ordinary_answered_200"] == 5 * SCALE.requests
     assert not any("Traceback" in line for line in report["proxy_log_head"])
 
     text = markdown(report)
     assert "| slowloris | 5 request line, a byte at a time | 5 | 408: 5 |" in text
-    assert "| flood | 3 over the cap, each sending a request | 3 | 503: 3 |" in text
-    assert "| `bodies_refused{timeouts.body}` | 3 | 3 |" in text
+    assert "| busy flood | 3 over the cap, each sending a request | 3 | 503: 3 |" in text
+    assert "| `bodies_refused{timeouts.body}` | 11 | 11 |" in text
     assert "nothing from an attacker" in text

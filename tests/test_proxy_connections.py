@@ -1,7 +1,8 @@
 """A proxy no client can stall with its connections: a request's headers must be complete within
 ``timeouts.headers`` of the connection's start or of the previous answer (408 ``header_timeout``, or closed when
-nothing came), and at most ``max_client_connections`` connections are open (one more: 503 in its route's error
-style, and closed); keep-alive, pipelining, slow bodies and long answers are untouched.
+nothing came), and at most ``max_client_connections`` connections are open: one more closes the connection that has
+waited longest for a request to make room, or, when every open one is busy, gets 503 in its route's error style and
+is closed; keep-alive, pipelining, slow bodies and long answers are untouched.
 
 Raw sockets against uvicorn on 127.0.0.1 serving the proxy as ``serve()`` does (``live_server`` passes the same
 guarded protocol), in front of :class:`FakeUpstream`. Timeouts are fractions of a second: the bounds, not the
@@ -199,17 +200,43 @@ def test_a_body_the_proxy_did_not_read_is_not_drained_forever(proxy: str, app: S
 
 
 # ------------------------------------------------------------------------------------------------ the cap
+BUSY_S = 3.0  # how long a busy connection's request takes (the fake upstream answers it that late)
+
+
+def busy(url: str, source: str = "127.0.0.1") -> socket.socket:
+    """A connection whose request is on its way (the upstream answers it after BUSY_S): not one to close for room."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+    slow = request("/v1/models", method="GET").replace(b"\r\n\r\n", f"\r\nx-fake-mode: slow:{BUSY_S}\r\n\r\n".encode())
+    sock.sendall(slow)
+    return sock
+
+
+def capped(upstream: FakeUpstream, cap: int, per_client: int | None = None) -> Starlette:
+    """An app of its own with a cap, and a header timeout long enough that no waiting connection times out first."""
+    limits = {"max_client_connections": cap, "max_connections_per_client": per_client, "timeouts": {"headers": 5.0}}
+    return create_app(settings(upstream.url, **limits), zipper_factory=bm25)
+
+
+def closed_idle(app: Starlette, limit: str) -> float:
+    return float(app.state.proxy.metrics.connections_closed_idle.value(limit))
+
+
+def in_flight(app: Starlette, n: int) -> None:
+    wait_until(lambda: app.state.proxy.metrics.in_flight.value() == n, f"{n} requests in flight")
+
+
 @pytest.mark.parametrize(
     ("path", "kind", "code"), [(CHAT, "server_error", "overloaded"), (MESSAGES, "overloaded_error", None)]
 )
-def test_a_connection_past_the_cap_gets_503_in_its_route_style_and_is_closed(
+def test_a_connection_past_a_cap_of_busy_ones_gets_503_in_its_route_style_and_is_closed(
     proxy: str, app: Starlette, path: str, kind: str, code: str | None
 ) -> None:
     metrics = app.state.proxy.metrics
     before = refused(app, "max_client_connections")
-    held = [connect(proxy) for _ in range(CAP)]
+    held = [busy(proxy) for _ in range(CAP)]
     try:
-        wait_until(lambda: metrics.connections_open.value() == CAP, "the cap's connections open")
+        in_flight(app, CAP)
         extra = connect(proxy)
         extra.sendall(request(path, chat()))
         status, headers, error = raw_answer(extra)
@@ -217,9 +244,11 @@ def test_a_connection_past_the_cap_gets_503_in_its_route_style_and_is_closed(
         assert error["error"]["type"] == kind
         if code is not None:
             assert error["error"]["code"] == code
-        assert "(max_client_connections)" in error["error"]["message"]
+        assert "(max_client_connections), all busy" in error["error"]["message"]
         assert refused(app, "max_client_connections") == before + 1
+        assert closed_idle(app, "max_client_connections") == 0
         assert metrics.connections_open.value() == CAP  # the refused one never counted
+        assert [Answers(sock).next()[0] for sock in held] == [200] * CAP  # the busy ones were never cut
     finally:
         for sock in held:
             sock.close()
@@ -233,9 +262,9 @@ def test_past_the_cap_the_probes_are_still_answered_and_their_connections_closed
     """A liveness probe must not find a proxy that sheds connections dead, nor monitoring go blind meanwhile."""
     metrics = app.state.proxy.metrics
     before = refused(app, "max_client_connections")
-    held = [connect(proxy) for _ in range(CAP)]
+    held = [busy(proxy) for _ in range(CAP)]
     try:
-        wait_until(lambda: metrics.connections_open.value() == CAP, "the cap's connections open")
+        in_flight(app, CAP)
         for path in ("/healthz", "/metrics"):
             with connect(proxy) as extra:
                 extra.sendall(request(path, method="GET"))
@@ -249,16 +278,58 @@ def test_past_the_cap_the_probes_are_still_answered_and_their_connections_closed
     wait_until(lambda: metrics.connections_open.value() == 0, "the held connections closed")
 
 
+def test_at_the_cap_the_connection_that_has_waited_longest_for_a_request_makes_room(upstream: FakeUpstream) -> None:
+    """Connections that hold a slot without a request in progress cannot keep a client out: the one waiting longest
+    (since it opened, or since its last answer: not the oldest connection) is closed, and the new one answered."""
+    app = capped(upstream, 3)
+    metrics = app.state.proxy.metrics
+    with live_server(app) as url, connect(url) as first, connect(url) as second, connect(url) as third:
+        wait_until(lambda: metrics.connections_open.value() == 3, "three connections open")
+        first.sendall(request("/healthz", method="GET"))  # first now waits since this answer: second waits longest
+        assert Answers(first).next()[0] == 200
+        with connect(url) as newcomer:
+            newcomer.sendall(request(CHAT, chat()))
+            status, headers = Answers(newcomer).next()
+            assert (status, headers["x-promptzip-status"]) == (200, "compressed")
+            assert closed(second, 2), "the connection waiting longest is still open"
+            assert not closed(first, 0.2)
+            assert not closed(third, 0.2)
+            assert metrics.connections_open.value() == 3
+        assert closed_idle(app, "max_client_connections") == 1
+        assert metrics.connections_refused.value("max_client_connections") == 0
+        first.sendall(request("/healthz", method="GET"))  # the others still serve
+        assert Answers(first).next()[0] == 200
+
+
+def test_a_slowloris_closed_to_make_room_is_told_so_and_busy_ones_are_skipped(upstream: FakeUpstream) -> None:
+    """A connection that sent part of a request's headers gets 503 overloaded before it is closed for room; a
+    connection whose request is on its way is never the one closed, even when it opened first."""
+    app = capped(upstream, 2)
+    with live_server(app) as url, contextlib.ExitStack() as closing:
+        working = closing.enter_context(busy(url))
+        in_flight(app, 1)
+        slow = closing.enter_context(connect(url))
+        slow.sendall(f"POST {CHAT} HTTP/1.1\r\nhost: proxy\r\nx-slow: aaa".encode())
+        time.sleep(0.1)
+        with connect(url) as newcomer:
+            status, headers, error = raw_answer(slow)
+            assert (status, headers["retry-after"], headers["connection"]) == (503, "1", "close")
+            assert error["error"]["code"] == "overloaded"
+            newcomer.sendall(request("/healthz", method="GET"))
+            assert Answers(newcomer).next()[0] == 200
+        assert Answers(working).next()[0] == 200
+        assert closed_idle(app, "max_client_connections") == 1
+
+
 def test_one_address_cannot_take_every_slot_under_a_per_client_cap(upstream: FakeUpstream) -> None:
-    """Two connections from 127.0.0.1 fill its share; one from 127.0.0.2 (another address on the loopback) still gets
-    in under the overall cap, and 127.0.0.1 gets in again once one of its own closes."""
-    limits = {"max_client_connections": 4, "max_connections_per_client": 2, "timeouts": {"headers": 5.0}}
-    app = create_app(settings(upstream.url, **limits), zipper_factory=bm25)
+    """Two busy connections from 127.0.0.1 fill its share; one from 127.0.0.2 (another address on the loopback) still
+    gets in under the overall cap, and 127.0.0.1 gets in again once one of its own closes."""
+    app = capped(upstream, 4, per_client=2)
     metrics = app.state.proxy.metrics
     with live_server(app) as url, contextlib.ExitStack() as closing:
         host, port = url.removeprefix("http://").split(":")
-        mine = [closing.enter_context(connect(url)) for _ in range(2)]
-        wait_until(lambda: metrics.connections_open.value() == 2, "127.0.0.1's two connections open")
+        mine = [closing.enter_context(busy(url)) for _ in range(2)]
+        in_flight(app, 2)
         with connect(url) as third:
             third.sendall(request(CHAT, chat()))
             status, headers, error = raw_answer(third)
@@ -277,17 +348,35 @@ def test_one_address_cannot_take_every_slot_under_a_per_client_cap(upstream: Fak
             assert Answers(again).next()[0] == 200
 
 
+def test_under_a_per_client_cap_only_the_address_s_own_waiting_connection_makes_room(upstream: FakeUpstream) -> None:
+    """127.0.0.2's connection waits longest, but 127.0.0.1 at its share closes one of its own."""
+    app = capped(upstream, 4, per_client=2)
+    metrics = app.state.proxy.metrics
+    with live_server(app) as url, contextlib.ExitStack() as closing:
+        host, port = url.removeprefix("http://").split(":")
+        other = closing.enter_context(socket.create_connection((host, int(port)), 10, ("127.0.0.2", 0)))
+        mine = [closing.enter_context(connect(url)) for _ in range(2)]
+        wait_until(lambda: metrics.connections_open.value() == 3, "three connections open")
+        with connect(url) as newcomer:
+            newcomer.sendall(request("/healthz", method="GET"))
+            assert Answers(newcomer).next()[0] == 200
+            assert closed(mine[0], 2), "127.0.0.1's connection waiting longest is still open"
+            assert not closed(other, 0.2)
+            assert not closed(mine[1], 0.2)
+        assert closed_idle(app, "max_connections_per_client") == 1
+        assert closed_idle(app, "max_client_connections") == 0
+
+
 def test_a_refused_connection_that_sends_nothing_is_closed_at_once(upstream: FakeUpstream) -> None:
     """Refused connections are not counted, so none may linger: each waits for its request REFUSED_WAIT_S only."""
-    limits = {"max_client_connections": 1, "timeouts": {"headers": 5.0}}
-    app = create_app(settings(upstream.url, **limits), zipper_factory=bm25)
+    app = capped(upstream, 1)
     metrics = app.state.proxy.metrics
-    with live_server(app) as url, connect(url):
-        wait_until(lambda: metrics.connections_open.value() == 1, "the one connection open")
+    with live_server(app) as url, busy(url):
+        in_flight(app, 1)
         with connect(url) as extra:
             started = time.monotonic()
             assert closed(extra, 5)
-            assert time.monotonic() - started < REFUSED_WAIT_S + 1 < 5.0
+            assert time.monotonic() - started < REFUSED_WAIT_S + 1 < BUSY_S
         assert metrics.connections_refused.value("max_client_connections") == 1
         assert metrics.connections_refused.value("timeouts.headers") == 0
 

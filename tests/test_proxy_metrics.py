@@ -30,6 +30,7 @@ PROMISED = {
     P + "upstream_errors_total": "counter",
     P + "bodies_refused_total": "counter",
     P + "connections_refused_total": "counter",
+    P + "connections_closed_idle_total": "counter",
     P + "connections_open": "gauge",
     P + "deadline_exceeded_total": "counter",
     P + "overloaded_total": "counter",

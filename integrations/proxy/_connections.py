@@ -16,21 +16,27 @@ answers a plain-text 503 that nothing counts, to connections it keeps open). :fu
   the rest of a body the proxy answered without reading (a 413), which uvicorn would otherwise drain for as long as
   the client sends it. Pipelined requests are not slowed: the next request's headers are there when an answer ends.
 * **max_client_connections** (1024; ``None``: no cap), and **max_connections_per_client** (``None`` by default),
-  the same bound for the connections from one peer address, so that one client cannot take every slot (off by
-  default: behind a load balancer every client has the balancer's address): a connection made while that many are
-  open is not one of them; its first request is answered 503 + ``retry-after`` + ``connection: close`` in its
-  route's error style (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's ``overloaded_error``), and the
-  connection closed; a probe (``/healthz``, ``/metrics``) is answered as usual, and the connection closed. It waits
-  for that request at most :data:`REFUSED_WAIT_S`. Counted in ``connections_refused_total{limit}`` (the setting's
-  name); ``connections_open`` is the gauge.
+  the same bound for the connections from one peer address (off by default: behind a load balancer every client has
+  the balancer's address). A connection made while that many are open first makes room, as nginx reuses its idle
+  connections: the connection that has waited longest for a request (one that has sent no complete request headers
+  since it opened or since its last answer: an idle keep-alive connection, a client that connected and sent nothing,
+  a slowloris) is closed (answered 503 ``overloaded`` first when part of a request had come), and counted in
+  ``connections_closed_idle_total{limit}``. Under the per-client cap only that address's own connections make room.
+  A client's request that is on its way (headers complete, its body coming, its answer being relayed) is never cut.
+  Only when no connection is waiting is the new one refused: its first request is answered 503 + ``retry-after`` +
+  ``connection: close`` in its route's error style (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's
+  ``overloaded_error``), and the connection closed; a probe (``/healthz``, ``/metrics``) is answered as usual, and
+  the connection closed. It waits for that request at most :data:`REFUSED_WAIT_S`. Counted in
+  ``connections_refused_total{limit}`` (the setting's name); ``connections_open`` is the gauge. So connections that
+  hold a slot without using it cannot keep anyone out: only requests in progress fill the cap.
 
 1024 is about what a default soft limit of open files (1024 on most Linux systems) would otherwise cut at, in an
 unplanned place: an ``accept`` that fails, an upstream connection that cannot be made. A fleet of SDK clients keeps
 a few keep-alive connections each, which uvicorn closes after 5 idle seconds, so normal use stays far below it.
 ``serve()`` raises the process's soft limit to fit the cap and the upstream connections
-(:func:`raise_descriptor_limit`). A slowloris that takes every slot holds each for ``timeouts.headers``: the cap is
-what bounds the memory and descriptors it can take, the timeout how long it keeps them, and a per-client cap
-(where clients connect directly) keeps the slots it cannot take for everyone else.
+(:func:`raise_descriptor_limit`). Against a slowloris, the cap bounds the memory and descriptors it can take, the
+timeout how long it keeps each connection, and making room by closing the longest-waiting connection keeps it from
+locking other clients out.
 """
 
 from __future__ import annotations
@@ -88,23 +94,36 @@ class ConnectionGuard:
         self.headers_s = settings.timeouts.headers
         self.open = 0
         self.by_client: dict[str, int] = {}  # open connections per peer address, where there is a per_client cap
+        # The admitted connections waiting for a request's headers, longest waiting first (dicts keep their order).
+        self.waiting: dict[GuardedH11, None] = {}
         late = HeaderTimeout(self.headers_s)
-        answer = error_response(late, headers=error_headers(late))
-        lines = b"".join(k + b": " + v + b"\r\n" for k, v in answer.raw_headers)
-        self.late_answer = b"HTTP/1.1 408 Request Timeout\r\n" + lines + b"\r\n" + bytes(answer.body)
+        self.late_answer = _raw_answer(b"408 Request Timeout", late)
+        self.room_answer = {
+            limit: _raw_answer(b"503 Service Unavailable", _overloaded(limit))
+            for limit in ("max_client_connections", "max_connections_per_client")
+        }
 
     def admit(self, client: str) -> str | None:
         """Count a new connection from the address ``client`` in (``None``), or name the bound that refuses it:
         ``max_client_connections`` when that many are open, ``max_connections_per_client`` when that many are open
-        from ``client``."""
-        refused = None
-        if self.limit is not None and self.open >= self.limit:
-            refused = "max_client_connections"
-        elif self.per_client is not None and self.by_client.get(client, 0) >= self.per_client:
-            refused = "max_connections_per_client"
-        if refused is not None:
-            self.metrics.connections_refused.inc(refused)
-            return refused
+        from ``client``, and none of them (of ``client``'s, for the latter) is waiting for a request, so none can
+        be closed to make room (:meth:`GuardedH11.make_room`)."""
+        limit = None
+        if self.per_client is not None and self.by_client.get(client, 0) >= self.per_client:
+            limit = "max_connections_per_client"  # closing one of its own frees a slot under both caps
+        elif self.limit is not None and self.open >= self.limit:
+            limit = "max_client_connections"
+        if limit is not None:
+            mine = limit == "max_connections_per_client"
+            victim = next(
+                (c for c in self.waiting if (not mine or c.peer_address == client) and not c.transport.is_closing()),
+                None,
+            )
+            if victim is None:
+                self.metrics.connections_refused.inc(limit)
+                return limit
+            victim.make_room(limit)
+            self.metrics.connections_closed_idle.inc(limit)
         self.open += 1
         if self.per_client is not None:
             self.by_client[client] = self.by_client.get(client, 0) + 1
@@ -142,11 +161,25 @@ class ConnectionGuard:
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send, setting: str) -> None:
         """A connection over the cap ``setting``: 503, and the connection closes."""
-        whose = "client connections" if setting == "max_client_connections" else "connections from this address"
-        exc = Overloaded(
-            RETRY_AFTER_S, f"the proxy has as many {whose} open as it may ({setting}); retry later", setting=setting
-        )
+        exc = _overloaded(setting)
         await self.dialect(scope.get("path", "")).error(exc, headers=error_headers(exc))(scope, receive, send)
+
+
+def _overloaded(setting: str) -> Overloaded:
+    whose = "client connections" if setting == "max_client_connections" else "connections from this address"
+    return Overloaded(
+        RETRY_AFTER_S,
+        f"the proxy has as many {whose} open as it may ({setting}), all busy; retry later",
+        setting=setting,
+    )
+
+
+def _raw_answer(status: bytes, exc: Exception) -> bytes:
+    """The bytes of the answer to ``exc`` (OpenAI's style: no route is known yet), for a connection whose request
+    never got as far as the app."""
+    answer = error_response(exc, headers=error_headers(exc))
+    lines = b"".join(k + b": " + v + b"\r\n" for k, v in answer.raw_headers)
+    return b"HTTP/1.1 " + status + b"\r\n" + lines + b"\r\n" + bytes(answer.body)
 
 
 class GuardedH11(H11Protocol):
@@ -158,7 +191,7 @@ class GuardedH11(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._admitted = False
-        self._client = ""
+        self.peer_address = ""  # not uvicorn's self.client, the (host, port) of its scopes
         self._timer: asyncio.TimerHandle | None = None
         self._after: object = None  # the request cycle whose successor's headers the timer waits for
 
@@ -166,8 +199,8 @@ class GuardedH11(H11Protocol):
         super().connection_made(transport)
         guard = self.guard
         peer = transport.get_extra_info("peername")
-        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
-        refused = guard.admit(self._client)
+        self.peer_address = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+        refused = guard.admit(self.peer_address)
         self._admitted = refused is None
         if refused is not None:
             self.app = guard.over_cap(self.app, refused)
@@ -175,9 +208,7 @@ class GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self._admitted:
-            self._admitted = False
-            self.guard.leave(self._client)
+        self._leave()
         super().connection_lost(exc)
 
     def handle_events(self) -> None:
@@ -190,24 +221,46 @@ class GuardedH11(H11Protocol):
             self._arm(self.guard.headers_s)
         super().on_response_complete()
 
+    def make_room(self, limit: str) -> None:
+        """Close this connection, which waits for a request, to make room for a new one under ``limit``: out of the
+        count at once (the transport closes on the loop's next turn); a 503 first when part of a request came."""
+        self._disarm()
+        self._leave()
+        if self._partial():
+            self.transport.write(self.guard.room_answer[limit])
+        self.transport.close()
+
+    def _leave(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.guard.leave(self.peer_address)
+
+    def _partial(self) -> bool:
+        """Whether part of a request's headers has come (and no more)."""
+        return self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+
     def _arm(self, seconds: float) -> None:
         self._disarm()
         self._after = self.cycle
         self._timer = self.loop.call_later(seconds, self._headers_late)
+        if self._admitted:
+            self.guard.waiting[self] = None
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.guard.waiting.pop(self, None)
 
     def _headers_late(self) -> None:
         self._timer = None
+        self.guard.waiting.pop(self, None)
         if self.transport.is_closing():
             return
         idle = self.timeout_keep_alive_task is not None  # nothing came since the last answer: keep-alive's to end
         if self._admitted and not idle:
             self.guard.metrics.connections_refused.inc("timeouts.headers")
-        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:  # part of a request came
+        if self._partial():
             self.transport.write(self.guard.late_answer)
         self.transport.close()
 

@@ -156,8 +156,16 @@ class Metrics:
         )
         self.connections_refused = Counter(
             p + "connections_refused_total",
-            "Client connections refused or closed at a limit, by its setting: max_client_connections (503), "
+            "Client connections refused or closed at a limit, by its setting: max_client_connections, "
+            "max_connections_per_client (503: every open one busy), "
             "timeouts.headers (408, or closed when nothing of a request came)",
+            ("limit",),
+            r,
+        )
+        self.connections_closed_idle = Counter(
+            p + "connections_closed_idle_total",
+            "Client connections waiting for a request, closed to make room for a new one at a limit, by its setting: "
+            "max_client_connections, max_connections_per_client",
             ("limit",),
             r,
         )

@@ -301,6 +301,27 @@ def test_at_the_cap_the_connection_that_has_waited_longest_for_a_request_makes_r
         assert Answers(first).next()[0] == 200
 
 
+def test_an_sdk_whose_idle_keep_alive_connection_made_room_just_connects_again(upstream: FakeUpstream) -> None:
+    """The real ``openai`` client, retries off: its pooled connection, idle since its answer, is closed to make room
+    for another client; its next call finds the connection closed, opens a new one, and gets its answer."""
+    openai = pytest.importorskip("openai")
+    app = capped(upstream, 2)
+    metrics = app.state.proxy.metrics
+    with live_server(app) as url, openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0) as client:
+        ask = {"model": "gpt-4o", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+        assert client.chat.completions.create(**ask).choices
+        with connect(url) as other:
+            wait_until(lambda: metrics.connections_open.value() == 2, "the SDK's and another connection open")
+            with connect(url) as newcomer:  # the SDK's connection has waited longest: since its answer
+                wait_until(lambda: closed_idle(app, "max_client_connections") == 1, "the SDK's connection closed")
+                assert not closed(other, 0.5)  # meanwhile the close reaches the SDK's socket (on the loop's next turn)
+                assert client.chat.completions.create(**ask).choices  # a new connection: closes `other` for room
+                assert closed(other, 2)
+                newcomer.sendall(request("/healthz", method="GET"))
+                assert Answers(newcomer).next()[0] == 200
+        assert metrics.connections_refused.value("max_client_connections") == 0
+
+
 def test_a_slowloris_closed_to_make_room_is_told_so_and_busy_ones_are_skipped(upstream: FakeUpstream) -> None:
     """A connection that sent part of a request's headers gets 503 overloaded before it is closed for room; a
     connection whose request is on its way is never the one closed, even when it opened first."""

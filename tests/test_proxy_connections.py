@@ -199,6 +199,75 @@ def test_a_body_the_proxy_did_not_read_is_not_drained_forever(proxy: str, app: S
         assert time.monotonic() - started < HEADERS + 2
 
 
+# ----------------------------------------------------------------------------------------------- answers
+SEND = 1.0  # timeouts.send of the apps below
+
+
+@contextlib.contextmanager
+def streaming(size: int, send: float = SEND) -> Iterator[tuple[Starlette, str]]:
+    """A proxy app (``timeouts.send``: ``send``) and its URL, in front of an upstream whose streamed chat answers are
+    ``size`` SSE chunks long."""
+    with FakeUpstream(chunks=size, record=False) as upstream:
+        app = create_app(settings(upstream.url, timeouts={"send": send}), zipper_factory=bm25)
+        with live_server(app) as url:
+            yield app, url
+
+
+def ask_stream(url: str) -> socket.socket:
+    """A raw connection with a small receive buffer that asks for a streamed chat answer."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: it sets the window
+    sock.settimeout(10)
+    sock.connect((host, int(port)))
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "Tell me a long story?"}]}
+    sock.sendall(request(CHAT, json.dumps(body).encode()))
+    return sock
+
+
+def test_a_client_that_stops_taking_its_answer_is_dropped_and_its_upstream_connection_freed() -> None:
+    """A client that asks for a long streamed answer and reads none of it would hold the relay, and the upstream
+    connection it reads from, for ever: once nothing has moved for timeouts.send, its connection is dropped."""
+    with streaming(50_000) as (app, url), ask_stream(url) as sock:  # MBs: more than the buffers between them hold
+        metrics = app.state.proxy.metrics
+        in_flight(app, 1)
+        started = time.monotonic()
+        wait_until(lambda: metrics.connections_refused.value("timeouts.send") == 1, "the stalled client dropped", 20)
+        assert time.monotonic() - started >= SEND - 0.05
+        in_flight(app, 0)  # the relay ended, and with it the upstream request
+        taken = 0
+        with contextlib.suppress(ConnectionResetError):
+            while more := sock.recv(1 << 20):
+                taken += len(more)
+        assert 0 < taken < 4 << 20  # what the buffers held, then the end: never the whole answer
+        with connect(url) as other:  # and the proxy serves on
+            other.sendall(request("/healthz", method="GET"))
+            assert Answers(other).next()[0] == 200
+
+
+def test_a_client_that_takes_its_answer_in_bursts_is_never_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read two megabytes at a time, then nothing for a second, under a timeouts.send of 3 s: the answer fills the
+    proxy's buffers (its writes pause: counted by a spy on the real protocol), and arrives whole. (The clock
+    restarts when the proxy can write again, once the client has taken enough to make room: a burst's worth.)"""
+    pauses = []
+    real = GuardedH11.pause_writing
+    monkeypatch.setattr(GuardedH11, "pause_writing", lambda self: (pauses.append(1), real(self))[1])
+    with streaming(50_000, send=3.0) as (app, url), ask_stream(url) as sock:
+        metrics = app.state.proxy.metrics
+        data, burst = b"", 0
+        while not data.endswith(b"0\r\n\r\n"):
+            more = sock.recv(1 << 20)
+            assert more, "closed before the answer's end"
+            data, burst = data + more, burst + len(more)
+            if burst >= 2 << 20:  # then leave the rest until the proxy's writes pause, or for a second
+                burst, paused, deadline = 0, len(pauses), time.monotonic() + 1.0
+                while len(pauses) == paused and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        assert b"data: [DONE]" in data
+        assert pauses  # the buffers filled while it slept
+        assert metrics.connections_refused.value("timeouts.send") == 0
+
+
 # ------------------------------------------------------------------------------------------------ the cap
 BUSY_S = 3.0  # how long a busy connection's request takes (the fake upstream answers it that late)
 
@@ -436,11 +505,12 @@ print(raise_descriptor_limit(settings), resource.getrlimit(resource.RLIMIT_NOFIL
 
 def test_connection_settings() -> None:
     default = ProxySettings(upstream="http://127.0.0.1:1/v1")
-    assert (default.max_client_connections, default.timeouts.headers) == (1024, 10.0)
+    assert (default.max_client_connections, default.timeouts.headers, default.timeouts.send) == (1024, 10.0, 60.0)
     assert default.max_connections_per_client is None  # off: behind a load balancer every client has its address
     assert ProxySettings(upstream="http://127.0.0.1:1/v1", max_client_connections=None).max_client_connections is None
-    for bad in ({"max_client_connections": 0}, {"max_connections_per_client": 0}, {"timeouts": {"headers": 0}}):
-        with pytest.raises(ValueError, match=r"max_client_connections|max_connections_per_client|headers"):
+    bads = [{"max_client_connections": 0}, {"max_connections_per_client": 0}, {"timeouts": {"headers": 0}}]
+    for bad in [*bads, {"timeouts": {"send": 0}}]:
+        with pytest.raises(ValueError, match=r"max_client_connections|max_connections_per_client|headers|send"):
             ProxySettings(upstream="http://127.0.0.1:1/v1", **bad)
 
 
@@ -455,6 +525,7 @@ def test_connection_settings() -> None:
         ),
         (["--max-connections-per-client", "16"], (1024, 10.0, 300.0, 16384, 16)),
         (["--max-connections-per-client", "none"], (1024, 10.0, 300.0, 16384, None)),
+        (["--send-timeout", "30"], (1024, 10.0, 300.0, 16384, None, 30.0)),
     ],
 )
 def test_cli_connection_and_body_time_flags(
@@ -468,4 +539,5 @@ def test_cli_connection_and_body_time_flags(
     assert args.func(args, io.StringIO(), io.StringIO()) == 0
     s = seen[0]
     got = (s.max_client_connections, s.timeouts.headers, s.timeouts.body, s.min_body_rate, s.max_connections_per_client)
-    assert got == expected
+    assert got == expected[:5]
+    assert s.timeouts.send == (expected[5] if len(expected) > 5 else 60.0)

@@ -146,6 +146,13 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "it the connection is closed (default: 10)",
     )
     p.add_argument(
+        "--send-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds a client may take none of an answer (its connection's buffer full) before the connection is "
+        "dropped, so a client that stops reading cannot hold its upstream connection (default: 60)",
+    )
+    p.add_argument(
         "--max-client-connections",
         type=_count_limit,
         metavar="N",
@@ -210,6 +217,7 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "connect": args.connect_timeout,
         "body": args.body_timeout,
         "headers": args.header_timeout,
+        "send": args.send_timeout,
     }
     limits = ("max_forward_bytes", "max_client_connections", "max_connections_per_client")
     unlimited = {k: None for k in limits if getattr(args, k) == _NO_LIMIT}

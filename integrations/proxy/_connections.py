@@ -1,11 +1,13 @@
-"""Client connections: how many may be open at once, and how long one may take to send a request's headers.
+"""Client connections: how many may be open at once, how long one may take to send a request's headers, and how
+long it may leave an answer untaken.
 
-uvicorn's HTTP/1.1 protocol (h11; the proxy always serves with it, httptools or not) bounds neither. It waits for a
-request's headers without a deadline from the moment a client connects, so a client that connects and sends
-nothing, or its request line one byte at a time (slowloris), holds the connection forever; and it takes every
+uvicorn's HTTP/1.1 protocol (h11; the proxy always serves with it, httptools or not) bounds none of these. It waits
+for a request's headers without a deadline from the moment a client connects, so a client that connects and sends
+nothing, or its request line one byte at a time (slowloris), holds the connection forever; it waits as long for a
+client to take an answer it stopped reading; and it takes every
 connection it is offered, each a socket, a file descriptor, a parser and its buffer (its ``limit_concurrency``
 answers a plain-text 503 that nothing counts, to connections it keeps open). :func:`server_options` gives uvicorn
-:class:`GuardedH11` instead (``serve()`` and :func:`~.testing.live_server` pass it as ``http=``), with two bounds:
+:class:`GuardedH11` instead (``serve()`` and :func:`~.testing.live_server` pass it as ``http=``), with these bounds:
 
 * **timeouts.headers** (10 s): a request's headers must be complete within that many seconds of the connection's
   start, or of the end of the previous answer on it. Past it a client that sent part of a request gets 408
@@ -15,6 +17,13 @@ answers a plain-text 503 that nothing counts, to connections it keeps open). :fu
   last answer is uvicorn's to close (``timeout_keep_alive``, 5 s) and not counted. The same bound ends the wait for
   the rest of a body the proxy answered without reading (a 413), which uvicorn would otherwise drain for as long as
   the client sends it. Pipelined requests are not slowed: the next request's headers are there when an answer ends.
+* **timeouts.send** (60 s): a client that takes none of an answer for that long (the connection's write buffer
+  stays full: it stopped reading, or reads so slowly that nothing moves) has its connection dropped, counted in
+  ``connections_refused_total{limit="timeouts.send"}``. Otherwise the relay would wait on it forever, holding an
+  upstream connection (``max_connections`` bounds them, so a few hundred such clients would stall every other one)
+  and the body's share of ``max_buffered_bytes``. The clock restarts whenever the proxy can write again, once the
+  client has taken enough of what is buffered to make room (nginx's ``send_timeout`` is the same bound, between two
+  writes): a client that reads at all is cut only if it takes less than a socket buffer's worth in that time.
 * **max_client_connections** (1024; ``None``: no cap), and **max_connections_per_client** (``None`` by default),
   the same bound for the connections from one peer address (off by default: behind a load balancer every client has
   the balancer's address). A connection made while that many are open first makes room, as nginx reuses its idle
@@ -92,6 +101,7 @@ class ConnectionGuard:
         self.limit = settings.max_client_connections
         self.per_client = settings.max_connections_per_client
         self.headers_s = settings.timeouts.headers
+        self.send_s = settings.timeouts.send
         self.open = 0
         self.by_client: dict[str, int] = {}  # open connections per peer address, where there is a per_client cap
         # The admitted connections waiting for a request's headers, longest waiting first (dicts keep their order).
@@ -194,6 +204,7 @@ class GuardedH11(H11Protocol):
         self.peer_address = ""  # not uvicorn's self.client, the (host, port) of its scopes
         self._timer: asyncio.TimerHandle | None = None
         self._after: object = None  # the request cycle whose successor's headers the timer waits for
+        self._stalled: asyncio.TimerHandle | None = None  # since the write buffer filled (timeouts.send)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -208,6 +219,7 @@ class GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         self._leave()
         super().connection_lost(exc)
 
@@ -220,6 +232,31 @@ class GuardedH11(H11Protocol):
         if not self.transport.is_closing():  # before uvicorn looks for a pipelined request, which disarms it
             self._arm(self.guard.headers_s)
         super().on_response_complete()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.guard.send_s, self._send_late)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _send_late(self) -> None:
+        """The client took none of the answer for timeouts.send: drop the connection (there is no answer left to
+        give it), which ends the relay and so frees the upstream connection and the body's memory it held."""
+        self._stalled = None
+        if not self.transport.is_closing():
+            self.guard.metrics.connections_refused.inc("timeouts.send")
+            logger.info(
+                "proxy: a client took none of its answer for %g s (timeouts.send): disconnected", self.guard.send_s
+            )
+            self.transport.abort()
 
     def make_room(self, limit: str) -> None:
         """Close this connection, which waits for a request, to make room for a new one under ``limit``: out of the

@@ -29,6 +29,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     write = 60.0                             # also each chunk of a request body from the client; past it: 408
     body = 300.0                             # a whole request body (+ 1 s per min_body_rate bytes); past it: 408
     headers = 10.0                           # a request's headers, from connect or the last answer; past it: 408
+    send = 60.0                              # a client that takes none of an answer this long is disconnected
 
     [routes."/v1/chat/completions"]          # per-route defaults (path → settings)
     budget = 3000
@@ -183,7 +184,8 @@ class Timeouts(_Frozen):
     client, read whole or forwarded as it arrives (:mod:`._bodies`): past it the client gets 408 ``body_timeout``
     and its connection is closed. ``body`` bounds a whole request body the same way, plus one second per
     ``min_body_rate`` bytes received; ``headers`` a request's headers, from connect or from the end of the previous
-    answer (:mod:`._connections`)."""
+    answer; ``send`` how long a client may take none of an answer, its connection's write buffer full, before the
+    connection is dropped (:mod:`._connections`)."""
 
     connect: float = Field(default=5.0, gt=0)
     read: float = Field(default=600.0, gt=0)
@@ -191,6 +193,7 @@ class Timeouts(_Frozen):
     pool: float = Field(default=10.0, gt=0)
     body: float = Field(default=300.0, gt=0)
     headers: float = Field(default=10.0, gt=0)
+    send: float = Field(default=60.0, gt=0)
 
 
 class ProxySettings(_Frozen):

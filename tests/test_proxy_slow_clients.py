@@ -1,7 +1,7 @@
 """A proxy no client can stall: each chunk of every request body must arrive within ``timeouts.write``, and the
 whole body within ``timeouts.body`` plus a second per ``min_body_rate`` bytes (408 ``body_timeout``, and the
 connection is closed), and the bodies held in memory, all requests together, are bounded by ``max_buffered_bytes``
-(503 + ``retry-after``, code ``overloaded``) until their answers are relayed, each answered in its route's error
+(503 + ``retry-after``, code ``overloaded``) until they are sent upstream, each answered in its route's error
 style. (Connections and request headers: ``test_proxy_connections``.)
 
 Real sockets where the wire matters (uvicorn on 127.0.0.1 in front of :class:`FakeUpstream`); the choreographies of
@@ -31,7 +31,7 @@ from starlette.types import Message
 from promptzip._errors import ConfigError
 from promptzip.integrations.proxy import ProxySettings, create_app, load_settings
 from promptzip.integrations.proxy._bodies import SMALL_BODY
-from promptzip.integrations.proxy._budget import BodyBudget, hand_over
+from promptzip.integrations.proxy._budget import BodyBudget
 from promptzip.integrations.proxy._cli import add_proxy_command
 from promptzip.integrations.proxy._errors import Overloaded
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
@@ -441,9 +441,9 @@ def test_a_body_forwarded_as_it_arrives_holds_only_its_head(upstream: FakeUpstre
     run(app, scenario)
 
 
-def test_a_forwarded_body_is_held_until_its_answer_is_relayed() -> None:
-    """httpx keeps the body it sent until the answer is read: the reservation covers it (cut down to the compressed
-    body the upstream got) while the answer streams, and is given back when it ends."""
+def test_a_forwarded_body_is_given_back_once_sent_while_its_answer_streams_on() -> None:
+    """Nothing keeps a body once it is sent (httpx included): its reservation is given back when the answer's
+    headers are in, not when the answer ends."""
     with FakeUpstream(chunk_delay=0.1, chunks=4) as slow:
         app = create_app(settings(slow.url, max_body_bytes=READ, max_buffered_bytes=HELD), zipper_factory=bm25)
         body = json.dumps({**json.loads(chat(40 * KiB)), "stream": True}).encode()
@@ -456,7 +456,7 @@ def test_a_forwarded_body_is_held_until_its_answer_is_relayed() -> None:
             assert start[b"x-promptzip-status"] == b"compressed"
             forwarded = len(slow.requests[-1].body)
             assert 0 < forwarded < len(body)
-            assert proxy.body_budget.held == forwarded  # the answer streams on, 0.1 s a chunk
+            assert proxy.body_budget.held == 0  # while the answer streams on, 0.1 s a chunk
             await asyncio.wait_for(client.task, 10)
             assert client.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
             assert proxy.body_budget.held == 0
@@ -485,7 +485,6 @@ def test_a_reservation_grows_to_cover_its_body_and_is_given_back_whole() -> None
     def fail() -> None:
         with budget.reservation() as three:
             three.cover(100)
-            assert hand_over() is three  # handed over, then the handler fails: no response will give it back
             raise RuntimeError("the handler failed")
 
     with pytest.raises(RuntimeError):
@@ -494,13 +493,9 @@ def test_a_reservation_grows_to_cover_its_body_and_is_given_back_whole() -> None
 
     with budget.reservation() as four:
         four.cover(100)
-        assert hand_over() is four
-        assert hand_over() is None  # taken once
-    assert (hand_over(), budget.held) == (None, 100)  # its taker gives it back, cut down first
-    four.trim(30)
-    assert budget.held == 30
-    four.release()
-    four.release()
+        four.release()
+        four.release()  # idempotent
+        assert budget.held == 0
     assert budget.held == 0
 
 

@@ -56,7 +56,7 @@ Decisions worth knowing:
 * No client can stall the proxy: each chunk of every body must arrive within ``timeouts.write``, and the whole body
   within ``timeouts.body`` plus a second per ``min_body_rate`` bytes (408 ``body_timeout``, and the connection is
   closed); the bodies held in memory, all requests together, are bounded by ``max_buffered_bytes`` (one that does
-  not fit: 503 + ``retry-after``, code ``overloaded``), each until its answer is relayed. These are answered in the
+  not fit: 503 + ``retry-after``, code ``overloaded``), each until it is sent upstream. These are answered in the
   route's error style; see :mod:`._bodies` and :mod:`._budget`. A request's headers must be complete within
   ``timeouts.headers`` and at most ``max_client_connections`` connections are open (:mod:`._connections`).
 """
@@ -82,7 +82,7 @@ from promptzip._errors import DeadlineExceeded, UpstreamError
 from promptzip._messages import message_tokens
 from promptzip._pipeline import Zipper
 from promptzip.integrations.proxy._batches import Batches
-from promptzip.integrations.proxy._bodies import SMALL_BODY, Streamed, read_body, read_or_stream
+from promptzip.integrations.proxy._bodies import SMALL_BODY, OneShot, Streamed, read_body, read_or_stream
 from promptzip.integrations.proxy._budget import BodyBudget, Reservation
 from promptzip.integrations.proxy._compression import Compressions, Overloaded, ZipperFactory
 from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
@@ -242,7 +242,8 @@ class _Proxy:
 
     async def v1(self, request: Request) -> Response:
         dialect = DIALECTS["chat"]  # whose style errors take: OpenAI's, unless a compressed route says otherwise
-        # Given back once the handler is done with the body: sent upstream, refused or abandoned.
+        # Given back once the handler is done with the body: sent upstream (before its answer is relayed), refused or
+        # abandoned.
         with self.body_budget.reservation() as held:
             try:
                 path = check_path(request)  # decoded once from the raw path: what is forwarded is what is routed
@@ -373,9 +374,12 @@ class _Proxy:
         if content_type is not None:  # a re-encoded body's own (a form's new boundary)
             headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
             headers.append((b"content-type", content_type.encode("latin-1")))
-        if isinstance(body, Streamed) and body.length is not None:  # else httpx would send it chunked
-            headers.append((b"content-length", str(body.length).encode("ascii")))
-        upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=body)
+        # Bytes given as content= would live on in the request, which the answer keeps: let go of them once sent.
+        # No body stays b"", which httpx frames as before (no content-length, or 0 for a POST).
+        content = OneShot(body) if isinstance(body, bytes) and body else body
+        if not isinstance(content, bytes) and content.length is not None:  # else httpx would send it chunked
+            headers.append((b"content-length", str(content.length).encode("ascii")))
+        upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=content)
         try:
             response = await client.send(upstream_request, stream=True)
         except httpx.PoolTimeout as exc:

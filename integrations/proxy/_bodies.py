@@ -27,6 +27,8 @@ Decisions worth knowing:
 * **Bodies held are bounded together** by ``max_buffered_bytes``: each read counts what it holds in the request's
   :class:`~._budget.Reservation` (a declared length before a byte is read, a chunked body as it grows; of a
   :class:`Streamed` body only the part read before it), and one that does not fit is a 503 (:mod:`._budget`).
+* **A body is let go once sent.** One read whole goes to httpx as a :class:`OneShot`, which hands its bytes over
+  once and keeps nothing, so neither the proxy nor httpx holds them while the answer is relayed.
 * **Bounded by ``max_forward_bytes``** (``None``: only the upstream's own limit applies). A declared
   ``content-length`` over it is a 413 before anything is sent upstream. A chunked body that passes it raises inside
   httpx's send, which closes the upstream connection mid-body (the upstream sees an unfinished request, which it
@@ -53,7 +55,7 @@ from promptzip.integrations.proxy._errors import BodyTimeout, BodyTooSlow, Paylo
 from promptzip.integrations.proxy._requests import declared_length
 from promptzip.integrations.proxy._settings import ProxySettings
 
-__all__ = ["SMALL_BODY", "Streamed", "read_body", "read_or_stream"]
+__all__ = ["SMALL_BODY", "OneShot", "Streamed", "read_body", "read_or_stream"]
 
 # Read whole and sent with a content-length, as every upstream takes it; anything longer is streamed.
 SMALL_BODY = 64 << 10
@@ -97,6 +99,34 @@ class _Receiver:
         self.done = not message.get("more_body", False)
         self.size += len(chunk)
         return chunk
+
+
+class OneShot:
+    """A body read whole, for httpx's ``content=``: its bytes once, then nothing of them. httpx keeps bytes given as
+    ``content=`` in its request (``request.content``) for as long as the answer is read, a streamed answer's minutes
+    included; what it pulls from an iterable it writes upstream and drops. So the body's memory is free once it is
+    sent. ``length`` goes upstream as ``content-length``, as it would for the bytes (else httpx sends it chunked)."""
+
+    __slots__ = ("_body", "_sent", "length")
+
+    def __init__(self, body: bytes) -> None:
+        self.length = len(body)
+        self._body: bytes | None = body
+        self._sent = False
+
+    def __aiter__(self) -> OneShot:
+        # httpx pulls a body again only to follow a redirect or an auth challenge, which the proxy never does; its
+        # connect retries, and a pooled connection found closed, come before the first pull.
+        if self._sent:
+            raise RuntimeError("a body is sent once: its bytes were let go as they were sent")
+        self._sent = True
+        return self
+
+    async def __anext__(self) -> bytes:
+        body, self._body = self._body, None  # no frame of ours keeps it while httpx writes it
+        if body is None:
+            raise StopAsyncIteration
+        return body
 
 
 class Streamed:

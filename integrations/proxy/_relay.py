@@ -1,6 +1,5 @@
-"""Relaying an upstream answer to the client: bytes as received, never decoded, and an honest end; and until it
-ends, the request body's share of ``max_buffered_bytes`` (:mod:`._budget`), since the request it went upstream as
-still holds it."""
+"""Relaying an upstream answer to the client: bytes as received, never decoded, and an honest end. It holds nothing of
+the request body, which was let go as it was sent (:mod:`._budget`)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import httpx
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from promptzip.integrations.proxy._budget import hand_over
 from promptzip.integrations.proxy._metrics import Metrics
 
 __all__ = ["Relay"]
@@ -25,11 +23,6 @@ class Relay(StreamingResponse):
 
     When the upstream connection breaks mid-body the response is left unfinished, so the server closes the
     connection and the client sees a truncated transfer instead of a clean (and misleading) end.
-
-    It takes over the current request's body reservation (:func:`~._budget.hand_over`), cut down to what the
-    upstream request still holds (``upstream.request``: its bytes when they were sent from memory, nothing of a
-    stream, which httpx has consumed by the time the answer's headers are here), and gives it back once the answer
-    is relayed, broken or abandoned.
     """
 
     def __init__(self, upstream: httpx.Response, headers: list[tuple[bytes, bytes]], metrics: Metrics) -> None:
@@ -38,10 +31,6 @@ class Relay(StreamingResponse):
         self._upstream = upstream
         self._metrics = metrics
         self._broken = False
-        self._held = hand_over()
-        if self._held is not None:
-            sent = upstream.request
-            self._held.trim(len(sent.content) if isinstance(sent.stream, httpx.ByteStream) else 0)
 
     async def _relay(self) -> AsyncIterator[bytes]:
         if self._upstream.is_stream_consumed:  # built in memory (httpx.MockTransport): already read
@@ -68,5 +57,3 @@ class Relay(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._upstream.aclose()
-            if self._held is not None:
-                self._held.release()

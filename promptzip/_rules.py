@@ -74,12 +74,13 @@ _FIELD_HEADING = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 # A label is a line that opens with a label word and a colon, and also: a Markdown heading that is one label word
-# ("## Instructions"), the qualified and spelled-out forms templates use ("Refined Answer:", "User's question is:",
-# "Reader's question:", "The original query is as follows:"), and any DSPy field marker, so that the next field ends
-# a context field.
+# ("## Instructions"), the qualified and spelled-out forms templates use ("Refined Answer:", CrewAI's "Current Task:",
+# "User's question is:", "Reader's question:", "The original query is as follows:"), and any DSPy field marker, so that
+# the next field ends a context field.
 LABEL = re.compile(
     r"^[ \t]*(?:"
-    r"(?P<md>#{1,6}[ \t]*)?(?:\*\*)?(?:the[ \t]+)?(?:(?:original|new|refined|final|existing|user|[\w-]+['’]s)[ \t]+)?"
+    r"(?P<md>#{1,6}[ \t]*)?(?:\*\*)?(?:the[ \t]+)?"
+    r"(?:(?:original|new|refined|final|existing|current|user|[\w-]+['’]s)[ \t]+)?"
     r"(?P<name>question|query|q|user[ \t]+question|answer|a|response|instructions?|task)"
     r"(?:[ \t]+is(?:[ \t]+as[ \t]+follows)?)?(?:\*\*)?[ \t]*(?(md)(?::|(?=[ \t]*$))|:)"
     r"|\[\[[ \t]*##[ \t]*(?P<field>\w+)[ \t]*##[ \t]*\]\]"

@@ -6,7 +6,8 @@ and a template may close with words of its own that ask nothing (CrewAI's ``Begi
 scored against ``Thought:`` finds nothing. So :func:`unlabelled_question` takes, after the last context region, the
 last paragraph that asks; else the last one that is not the template's words; else, before the context, the first
 paragraph that asks or a line that ends in ``?`` (CrewAI's ``Current Task: …?``), else the first instruction region
-with a word in it, whole; else the last paragraph after the context, whatever it is.
+with a word in it, whole; else the last paragraph after the context, whatever it is. A line of dashes that hugs a
+paragraph (``…\n-----\nWhen …?``) separates it from the documents and is no part of it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from promptzip._rules import is_request, is_template, paragraphs, strip_span
 __all__ = ["unlabelled_question"]
 
 _WORD = re.compile(r"\w")
+_RULE_AT_START = re.compile(r"(?:[ \t]*-{5,}[ \t]*(?:\n|$))+")
+_RULE_AT_END = re.compile(r"(?:\n[ \t]*-{5,}[ \t]*)+$")
 
 
 def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[int, int, int] | None:
@@ -37,7 +40,24 @@ def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> t
 
 def _paras(text: str, region: tuple[str, int, int]) -> list[tuple[int, int, int]]:
     _, start, end = region
-    return [(start, *strip_span(text[start:end], a, b)) for a, b in paragraphs(text[start:end])]
+    out = []
+    for a, b in paragraphs(text[start:end]):
+        a, b = _without_rules(text, start + a, start + b)
+        if b > a:
+            out.append((start, a - start, b - start))
+    return out
+
+
+def _without_rules(text: str, a: int, b: int) -> tuple[int, int]:
+    """``text[a:b]`` less the blanks and the lines of dashes at either end."""
+    a, b = strip_span(text, a, b)
+    rule = _RULE_AT_START.match(text, a, b)
+    if rule is not None:
+        a = rule.end()
+    rule = _RULE_AT_END.search(text, a, b)
+    if rule is not None:
+        b = rule.start()
+    return strip_span(text, a, b)
 
 
 def _asked_before(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[int, int, int] | None:
@@ -49,7 +69,7 @@ def _asked_before(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[i
         for a, b in paragraphs(text[start:end]):
             para = text[start + a : start + b]
             if is_request(para):
-                return (i, *strip_span(text, start + a, start + b))
+                return (i, *_without_rules(text, start + a, start + b))
             pos = start + a
             for line in para.split("\n"):
                 if line.rstrip().endswith("?") and is_request(line):

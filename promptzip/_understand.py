@@ -35,8 +35,9 @@ first line when that ends in ``?``, or to a line that names a field such as ``We
 answer:``): ``Question:``, ``Query:``, ``Q:``, a Markdown ``## Question`` line, DSPy's ``[[ ## question ## ]]``, and
 the spelled out forms ``User's question is:`` or ``The original query is as follows:``; what relevance is scored
 against is its text after the label. Without a label, the question is the last paragraph after the context that
-asks, else the first one before it that asks (or a line of it that ends in ``?``). Anything no rule places is
-``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
+asks, else the first one before it that asks (or a line of it that ends in ``?``); one found under a task label
+(CrewAI's ``Current Task: …?``) ends and is scored as a labelled one. Anything no rule places is ``instruction`` (kept
+verbatim). Code fences inside a context region are kept whole by the splitter.
 
 The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules` and
 :mod:`promptzip._rules_separators`, the unlabelled question in :mod:`promptzip._rules_questions`; this module holds
@@ -75,6 +76,8 @@ from promptzip._split import literal_tags, parse_tags
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
 
 _PZ = re.compile(r"<\s*/?\s*pz(?=[\s>/])", re.IGNORECASE)
+# The labels of a question found by layout that name what is asked; "Answer:" names the reply, not the question.
+_ASKING_LABELS = QUESTION_LABELS | {"task"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +291,14 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
     if found_at is not None:
         target, a, b = found_at
         r = out[target]
+        query = _label_free(text[a:b])
+        label = LABEL.match(text, a, b)
+        if label is not None and label_name(label) in _ASKING_LABELS:
+            # a label the question was found under ("Current Task: …?", CrewAI's) is trimmed as a question label is
+            b = _question_end(text, label.end(), b)
+            query = text[label.end() : b].strip()
         pieces = [Region("instruction", r.start, a)] if a > r.start else []
-        pieces.append(Region("question", a, b, "layout", _label_free(text[a:b])))
+        pieces.append(Region("question", a, b, "layout", query))
         if b < r.end:
             pieces.append(Region("instruction", b, r.end))
         out[target : target + 1] = pieces
@@ -319,7 +328,7 @@ def _question_end(text: str, start: int, limit: int) -> int:
 
 def _label_free(text: str) -> str:
     """The question's words: without its label and a trailing ``Answer:`` cue."""
-    out = LABEL.sub(lambda m: "" if label_name(m) in QUESTION_LABELS else m.group(0), text)
+    out = LABEL.sub(lambda m: "" if label_name(m) in _ASKING_LABELS else m.group(0), text)
     out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)
     return out.strip()
 

@@ -333,13 +333,13 @@ SHAPES = [
         "crewai-context-you-are-working-with",
         user(CREWAI_TASK.replace("{context}", JOINED)),
         CREWAI_FIXED,
-        f"Current Task: {Q}",
+        Q,
     ),
     Shape(
         "crewai-context-dash-separated",
         user(CREWAI_TASK.replace("{context}", SEPARATOR.join(TEXTS))),
         (*CREWAI_FIXED, "\n----------\n"),
-        f"Current Task: {Q}",
+        Q,
     ),
     # an unlabelled instruction between the documents and the question label
     Shape(
@@ -578,13 +578,123 @@ def test_instructions_beside_dash_lines_stay_outside_context(text: str) -> None:
         assert at < 0 or in_context(layout, at, at + len(passage)), passage[:40]
 
 
-def test_dash_fences_around_the_context_still_enclose_it() -> None:
-    """LlamaIndex's fences hug the context between them: what is outside them is the template's."""
-    intro = "Context information is below."
+@pytest.mark.parametrize(
+    "intro", ["Context information is below.", "Context information from multiple sources is below."]
+)
+@pytest.mark.parametrize("context", [JOINED, "The breakwater was lengthened in 1911."], ids=["long", "short"])
+def test_dash_fences_around_the_context_still_enclose_it(intro: str, context: str) -> None:
+    """LlamaIndex's fences hug the context between them: what is outside them is the template's, however short the
+    context (the introduction points at the context; it is no document)."""
     after = "Given the context information and not prior knowledge, answer the query."
-    text = f"{intro}\n-----\n{JOINED}\n-----\n{after}\nQuery: {Q}\nAnswer: "
+    text = f"{intro}\n-----\n{context}\n-----\n{after}\nQuery: {Q}\nAnswer: "
     layout = understand(text)
-    assert [text[s:e] for s, e in context_spans(layout)] == [JOINED]
+    assert [text[s:e] for s, e in context_spans(layout)] == [context]
+    assert layout.question == Q
+
+
+NUMBERED = [f"[{i}] {text.replace(chr(10) * 2, ' ')}" for i, text in enumerate(TEXTS[:3], 1)]
+TIGHT = "\n-----\n".join(NUMBERED)
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        pytest.param(user(f"Context:\n{TIGHT}\n\nQuestion: {Q}"), id="heading"),
+        pytest.param(user(f"{TIGHT}\n\nQuestion: {Q}"), id="no-heading"),
+        pytest.param(user(f"{TIGHT}\nQuestion: {Q}"), id="label-hugs"),
+        pytest.param(user(f"{TIGHT}\n\n{Q}"), id="unlabelled"),
+        pytest.param(user(f"{Q}\n-----\n{TIGHT}"), id="question-first"),
+        pytest.param(
+            user(f"Use the notes below to answer.\n{TIGHT}\nAnswer using only the notes above.\nQuestion: {Q}"),
+            id="instruction-lines-hug",
+        ),
+        pytest.param(user(f"## Notes\n{TIGHT}\n\n## Question\n{Q}"), id="markdown-heading"),
+        pytest.param(
+            user(f"Use the notes below to answer.\n\n{TIGHT.replace('[', 'Note ').replace(']', ':')}\n\nQuestion: {Q}"),
+            id="note-markers",
+        ),
+        pytest.param(
+            user(f"{TIGHT.replace('[', 'Source: doc').replace('] ', '.txt' + chr(10))}\n\nQuestion: {Q}"),
+            id="source-lines",
+        ),
+        pytest.param(system_user(f"Context:\n{TIGHT}"), id="system"),
+        pytest.param(
+            system_user(f"You are a helpful assistant. Answer from the documents.\n\n{TIGHT}"), id="system-instruction"
+        ),
+    ],
+)
+def test_documents_between_dash_lines_without_blank_lines_are_all_context(messages: list[dict[str, str]]) -> None:
+    """Lines of dashes that hug the documents they separate: the first and the last document are context like the
+    ones between the lines, and the heading, instructions and the question around them are not."""
+    layouts = read(messages)
+    text, layout = messages[0]["content"], layouts[0]
+    for doc in NUMBERED:
+        body = doc[doc.index(" ") + 1 :]  # without the "[1]" marker, which some cases rewrite
+        at = text.find(body)
+        assert in_context(layout, at, at + len(body)), body[:40]
+    template = ("Context:", "-----", "Use the notes below", "Answer using only the notes above.", "## Notes", Q)
+    for fixed in template:
+        at = text.find(fixed)
+        assert at < 0 or not touches_context(layout, at, at + len(fixed)), fixed
+    assert layouts[-1].question == Q
+
+
+def test_a_long_instruction_hugging_short_notes_stays_outside_context() -> None:
+    """A block outside the lines joins the notes only when it looks like them: a long paragraph of instructions over
+    two short notes does not, though no word of it speaks to the model."""
+    rules = "The assistant is a maritime historian who writes for a general audience and prefers plain words. " * 3
+    text = f"{rules.strip()}\n-----\nThe breakwater was built in 1884.\n-----\nIt was lengthened in 1911."
+    layout = understand(text, role="system", last_user=False)
+    assert [text[s:e] for s, e in context_spans(layout)] == [
+        "The breakwater was built in 1884.",
+        "It was lengthened in 1911.",
+    ]
+
+
+ASKING_POSTS = [
+    "Has anyone else had the pump fail after the 2.3 firmware update? Mine stopped twice last week.",
+    "Mine stopped twice last week after the 2.3 firmware update. Has anyone else had the pump fail?",
+    FORUM[2],
+]
+
+
+@pytest.mark.parametrize("post", ASKING_POSTS)
+@pytest.mark.parametrize("separator", [SEPARATOR, "\n-----\n"], ids=["blank", "tight"])
+@pytest.mark.parametrize("ask", [f"Question: {Q}", Q], ids=["labelled", "unlabelled"])
+def test_a_post_that_asks_between_dash_separators_is_a_document(post: str, separator: str, ask: str) -> None:
+    """Among documents between dash lines, a forum post that asks something is one of them when the turn asks its
+    own question elsewhere (labelled, or after the last line)."""
+    text = separator.join([*FORUM[:2], post, TEXTS[0]]) + f"{separator}{ask}"
+    layout = understand(text)
+    assert layout.question == Q
+    for doc in (*FORUM[:2], post, TEXTS[0]):
+        at = text.find(doc)
+        assert in_context(layout, at, at + len(doc)), doc[:40]
+    at = text.rfind(Q)
+    assert not touches_context(layout, at, at + len(Q))
+
+
+@pytest.mark.parametrize("separator", [SEPARATOR, "\n-----\n"], ids=["blank", "tight"])
+def test_the_question_between_dash_separators_stays_the_question(separator: str) -> None:
+    """The turn's question put between two dash lines, with no other question anywhere, is still the question, and
+    an instruction after the last line asks nothing that would make it a document."""
+    text = separator.join([TEXTS[0], TEXTS[1], Q, TEXTS[2], TEXTS[3]])
+    for tail in ("", f"{separator}Answer briefly."):
+        layout = understand(text + tail)
+        assert not touches_context(layout, text.find(Q), text.find(Q) + len(Q)), tail
+        for passage in TEXTS:
+            at = text.find(passage)
+            assert in_context(layout, at, at + len(passage)), (tail, passage[:40])
+    assert understand(text).question == Q
+
+
+def test_a_question_about_the_documents_between_dash_separators_stays_outside_context() -> None:
+    """An ask that points at the prompt's documents ("these notes") is the template's, even beside a labelled
+    question."""
+    block = "Which of these notes mentions the gale?"
+    text = SEPARATOR.join([TEXTS[0], TEXTS[1], block, TEXTS[2]]) + f"\n\nQuestion: {Q}"
+    layout = understand(text)
+    assert not touches_context(layout, text.find(block), text.find(block) + len(block))
     assert layout.question == Q
 
 

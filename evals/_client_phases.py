@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from promptzip.evals._proxy_runs import HOST
-from promptzip.evals._raw_clients import RawConnection, attackers, bytes_of, closed, drip
+from promptzip.evals._raw_clients import RawConnection, attackers, bytes_of, closed, drip, seconds
 from promptzip.integrations.proxy.testing import FakeUpstream
 
 __all__ = ["CHAT", "WRITE_S", "Scale", "run_phases"]
@@ -38,6 +38,13 @@ TRICKLE_HEAD = (
     f"content-length: {TRICKLE_LENGTH}\r\n\r\n"
 ).encode()
 FLOOD_REQUEST = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+LONG_CHUNKS = 6_000  # a slow reader's streamed answer, in the fake's 1 KiB chunks: more than the buffers hold
+_LONG = json.dumps({**ORDINARY, "stream": True}).encode()
+LONG_REQUEST = (
+    f"POST {CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-promptzip-disable: true\r\n"
+    f"x-fake-mode: long:{LONG_CHUNKS}\r\ncontent-length: {len(_LONG)}\r\n\r\n"
+).encode() + _LONG
+READER_BUFFER = 4096  # a slow reader's receive buffer (SO_RCVBUF): its TCP window stays small
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,19 +54,21 @@ class Scale:
 
     slowloris: int = 200
     trickle: int = 50
+    readers: int = 20  # clients that ask for a long streamed answer and take none of it
     cap: int = 250
     flood: int = 300
     headers_s: float = 5.0
     body_s: float = 5.0
+    send_s: float = 5.0
     min_body_rate: int = 1024
     requests: int = 20
     drip_s: float = 0.5  # a slowloris byte every drip_s
     trickle_s: float = 1.0  # a trickled body byte every trickle_s
 
     def __post_init__(self) -> None:
-        if min(self.slowloris, self.trickle, self.requests) < 1:
+        if min(self.slowloris, self.trickle, self.readers, self.requests) < 1:
             raise ValueError("at least one attacker of each kind and one ordinary request")
-        if max(self.slowloris, self.trickle) >= self.cap:
+        if max(self.slowloris, self.trickle, self.readers) >= self.cap:
             raise ValueError(f"cap ({self.cap}) must leave a slot for the ordinary requests beside the attackers")
         if self.flood <= self.cap:
             raise ValueError(f"the flood ({self.flood}) must open more connections than the cap ({self.cap})")
@@ -69,7 +78,7 @@ class Scale:
     @property
     def give_up_s(self) -> float:
         """How long an attacker lasts when the proxy does not close it: far past every bound it should meet."""
-        return 3 * max(self.headers_s, self.body_s + TRICKLE_LENGTH / self.min_body_rate) + 5
+        return 3 * max(self.headers_s, self.send_s, self.body_s + TRICKLE_LENGTH / self.min_body_rate) + 5
 
 
 def _peak(samples: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -109,6 +118,21 @@ class _Target:
             conn.opened = started
             conns.append(conn)
         return conns
+
+    async def connect_reader(self) -> RawConnection:
+        """A raw connection with a receive buffer of :data:`READER_BUFFER` bytes (set before connecting: it sets
+        the TCP window)."""
+        import socket
+
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, READER_BUFFER)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (HOST, self.port))
+        conn = (await loop.create_connection(RawConnection, sock=sock))[1]
+        conn.opened = started
+        return conn
 
     async def status(self, path: str) -> int:
         try:
@@ -162,6 +186,7 @@ _METRICS = {
     "connections_closed_idle{max_client_connections}": 'connections_closed_idle_total{limit="max_client_connections"}',
     "connections_refused{max_client_connections}": 'connections_refused_total{limit="max_client_connections"}',
     "connections_refused{timeouts.headers}": 'connections_refused_total{limit="timeouts.headers"}',
+    "connections_refused{timeouts.send}": 'connections_refused_total{limit="timeouts.send"}',
     "bodies_refused{timeouts.body}": 'bodies_refused_total{limit="timeouts.body"}',
     "bodies_refused{timeouts.write}": 'bodies_refused_total{limit="timeouts.write"}',
     "connections_open": "connections_open",
@@ -227,6 +252,56 @@ async def _trickle(t: _Target) -> dict[str, Any]:
         "attackers_opened": len(conns),
         "proxy_connections_open": connections_open,
         "attackers": [{**trickled, "median_body_bytes": body_bytes}],
+        "proxy_during": _peak(samples),
+        "proxy_after": t.resources(),
+    }
+
+
+async def _slow_readers(t: _Target) -> dict[str, Any]:
+    """``readers`` clients each ask for a streamed answer of megabytes and take none of it (they stop reading at
+    once): the proxy should drop each once its writes have stalled for ``--send-timeout``, and with it the relay and
+    the upstream connection it read from (its open files come back). A client that reads nothing cannot see its
+    connection dropped (the proxy's kernel still holds what it could not send), so each drop is timed by the proxy's
+    counter, polled, from the readers' start."""
+    scale = t.scale
+    base = (await t.metrics())["connections_refused{timeouts.send}"]
+    started = time.monotonic()
+    readers = [await t.connect_reader() for _ in range(scale.readers)]
+    for conn in readers:
+        conn.stop_reading()
+        conn.send(LONG_REQUEST)
+    await asyncio.sleep(min(1.0, scale.send_s / 4))  # their answers fill the buffers between the proxy and them
+    samples = [t.resources()]
+    connections_open = (await t.metrics())["connections_open"]
+    ordinary = await t.ordinary(scale.requests, scale.send_s / 2)
+    samples.append(t.resources())
+    dropped_at: list[float] = []  # seconds from the start, one per drop the counter shows (at most that)
+    still_open = None
+    while len(dropped_at) < scale.readers and time.monotonic() - started < scale.give_up_s:
+        count = int((await t.metrics())["connections_refused{timeouts.send}"] - base)
+        still_open = scale.readers - count if still_open is None else still_open
+        dropped_at += [round(time.monotonic() - started, 2)] * (count - len(dropped_at))
+        await asyncio.sleep(0.05)
+    for conn in readers:
+        conn.abort()
+    await t.settled()
+    return {
+        "phase": "slow readers",
+        "ordinary": ordinary,
+        "attackers_open_at_end": still_open,
+        "attackers_opened": len(readers),
+        "proxy_connections_open": connections_open,
+        "attackers": [
+            {  # as attackers() sums a group up, the seconds from the proxy's counter
+                "what": "a long streamed answer, none of it taken",
+                "count": len(readers),
+                "closed_by_proxy": len(dropped_at),
+                "answers": {"none (never read)": len(dropped_at)},
+                "seconds": seconds(dropped_at),
+                "expected_s": scale.send_s,
+                "bound": "about",
+            }
+        ],
         "proxy_during": _peak(samples),
         "proxy_after": t.resources(),
     }
@@ -346,6 +421,7 @@ async def run_phases(
             await _baseline(t),
             await _slowloris(t),
             await _trickle(t),
+            await _slow_readers(t),
             await _idle_flood(t),
             *await _busy_flood(t),
         ]

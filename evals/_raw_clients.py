@@ -48,6 +48,11 @@ class RawConnection(asyncio.Protocol):
             self.transport.write(data)
             self.sent += len(data)
 
+    def stop_reading(self) -> None:
+        """Take nothing more of what the proxy sends: it piles up in the socket buffers, then in the proxy."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
     def abort(self) -> None:
         if self.transport is not None and not self.done.done():
             self.by_us = True

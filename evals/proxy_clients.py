@@ -3,9 +3,10 @@
     python -P -m promptzip.evals.proxy_clients   # evals/results/proxy_clients.{json,md}
 
 Starts ``promptzip proxy --no-warmup`` in its own process in front of the recording fake upstream on 127.0.0.1, with
-small limits (``--header-timeout 5 --body-timeout 5 --min-body-rate 1024 --max-client-connections 250``; each
+small limits (``--header-timeout 5 --body-timeout 5 --send-timeout 5 --min-body-rate 1024
+--max-client-connections 250``; each
 chunk of a body keeps ``timeouts.write``'s 60 s), and times an ordinary request (a short chat with
-``x-promptzip-disable``, each on a new connection, so it also waits for a connection to be taken) in four phases,
+``x-promptzip-disable``, each on a new connection, so it also waits for a connection to be taken) in these phases,
 one after the other, in one run:
 
 * ``baseline``: no other client;
@@ -13,6 +14,9 @@ one after the other, in one run:
   should close each at ``--header-timeout`` with 408, its open files and memory come back once they are gone;
 * ``body trickle``: 50 chats that send their headers, then one byte of body a second (under ``timeouts.write``):
   each should get 408 at ``--body-timeout`` plus one second per ``--min-body-rate`` bytes it sent;
+* ``slow readers``: 20 clients with a 4 KiB receive buffer each ask for a streamed answer of megabytes and take none
+  of it: the proxy should drop each once its writes have stalled for ``--send-timeout``, freeing the upstream
+  connection its relay held;
 * ``idle flood``: 250 idle connections take every slot, then 50 more connect, and one more before each ordinary
   request (the attacker keeps every slot taken): each new connection should close the one that has waited longest
   for a request, so the ordinary requests are answered; the rest are closed at ``--header-timeout``;
@@ -69,6 +73,7 @@ def run_clients(scale: Scale | None = None) -> dict[str, Any]:
         log = Path(folder) / "proxy.log"
         limits = [
             *("--header-timeout", str(scale.headers_s), "--body-timeout", str(scale.body_s)),
+            *("--send-timeout", str(scale.send_s)),
             *("--min-body-rate", str(scale.min_body_rate), "--max-client-connections", str(scale.cap)),
         ]
         with running_proxy(upstream.url, limits, log=log) as proxy:
@@ -97,6 +102,7 @@ def _expected(scale: Scale, phases: Sequence[dict[str, Any]]) -> dict[str, int]:
         # every connection made while busy ones hold every slot: the extras, one ordinary, one health check
         "connections_refused{max_client_connections}": scale.flood - scale.cap + 2,
         "connections_refused{timeouts.headers}": scale.slowloris + timed_out["closed_by_proxy"],
+        "connections_refused{timeouts.send}": scale.readers,
         "bodies_refused{timeouts.body}": scale.trickle + scale.cap,
         "bodies_refused{timeouts.write}": 0,
     }
@@ -106,6 +112,7 @@ def _settings(scale: Scale) -> dict[str, Any]:
     return {
         "timeouts.headers": scale.headers_s,
         "timeouts.body": scale.body_s,
+        "timeouts.send": scale.send_s,
         "timeouts.write": WRITE_S,
         "min_body_rate": scale.min_body_rate,
         "max_client_connections": scale.cap,
@@ -128,6 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Proxy limits: `timeouts.headers` {s['timeouts.headers']} s, `timeouts.body` {s['timeouts.body']} s + 1 s "
         f"per `min_body_rate` {s['min_body_rate']} bytes, `timeouts.write` {s['timeouts.write']} s, "
+        f"`timeouts.send` {s['timeouts.send']} s, "
         f"`max_client_connections` {s['max_client_connections']}. An ordinary request is a short chat with "
         "`x-promptzip-disable` on a new connection, timed from connecting to the answer; the attackers of a phase "
         "are all open while they run.",
@@ -166,7 +174,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Seconds from connecting to the proxy's close (body trickle: to the 408, the headers sent at once; over the "
         "cap: to the 503). Expected: the header timeout; the body timeout plus the median body bytes sent / "
-        "`min_body_rate`; a refused connection waits at most 1 s for its request. In the idle flood "
+        "`min_body_rate`; the send timeout, once the buffers between a slow reader and the proxy are full; a refused "
+        "connection waits at most 1 s for its request. In the idle flood "
         f"{idle['idle_connections']} idle connections were opened, at least {idle['made_room_at_least']} of them "
         "(one for each connection made at the cap) to be closed to make room. `GET /healthz` was answered "
         f"{idle['healthz_status']} during the idle flood and {busy['healthz_status']} while busy connections held "
@@ -188,12 +197,13 @@ def markdown(report: dict[str, Any]) -> str:
     for key, want in report["expected_metrics"].items():
         lines.append(f"| `{key}` | {report['metrics'][key]:g} | {want} |")
     upstream, answered = report["upstream_received"], report["ordinary_answered_200"]
-    clean = upstream["chats"] == upstream["all requests"] == answered
+    readers = report["settings"]["scale"]["readers"]
+    clean = upstream["chats"] == upstream["all requests"] == answered + readers
     lines += [
         "",
-        f"The upstream received {upstream['chats']} chats ({upstream['all requests']} requests in all) for "
-        f"{answered} ordinary requests answered 200: "
-        f"{'nothing from an attacker' if clean else 'NOT only the ordinary requests'}. While serving, the proxy "
+        f"The upstream received {upstream['chats']} chats ({upstream['all requests']} requests in all): the "
+        f"{answered} ordinary requests answered 200 and the {readers} slow readers' (complete requests, answered at "
+        f"length): {'nothing else from an attacker' if clean else 'NOT only those'}. While serving, the proxy "
         f"logged {report['proxy_log_lines']} lines at warning level or above.",
     ]
     return "\n".join(lines) + "\n"
@@ -222,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flood", type=int, default=default.flood, help="connections the flood opens (300)")
     parser.add_argument("--header-timeout", type=float, default=default.headers_s, help="seconds (5)")
     parser.add_argument("--body-timeout", type=float, default=default.body_s, help="seconds (5)")
+    parser.add_argument("--send-timeout", type=float, default=default.send_s, help="seconds (5)")
+    parser.add_argument("--readers", type=int, default=default.readers, help="clients that take no answer (20)")
     parser.add_argument("--out", type=Path, default=Path("evals/results"), help="folder (default evals/results)")
     args = parser.parse_args(argv)
     scale = Scale(
@@ -231,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flood=args.flood,
         headers_s=args.header_timeout,
         body_s=args.body_timeout,
+        send_s=args.send_timeout,
+        readers=args.readers,
     )
     report = build_report(scale, " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]))
     write_report(args.out, "proxy_clients", report, markdown)

@@ -17,10 +17,12 @@ from promptzip.evals.proxy_clients import Scale, build_report, markdown
 SCALE = Scale(
     slowloris=5,
     trickle=3,
+    readers=3,
     cap=8,
     flood=11,
     headers_s=1.5,
     body_s=1.0,
+    send_s=1.0,
     requests=5,
     drip_s=0.1,
     trickle_s=0.25,
@@ -31,8 +33,9 @@ SCALE = Scale(
 def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> None:
     report = build_report(SCALE, "c")
     phases = {p["phase"]: p for p in report["phases"]}
-    assert list(phases) == ["baseline", "slowloris", "body trickle", "idle flood", "busy flood", "after the flood"]
-    for name in ("baseline", "slowloris", "body trickle", "idle flood", "after the flood"):
+    names = ["baseline", "slowloris", "body trickle", "slow readers", "idle flood", "busy flood", "after the flood"]
+    assert list(phases) == names
+    for name in ("baseline", "slowloris", "body trickle", "slow readers", "idle flood", "after the flood"):
         assert phases[name]["ordinary"]["statuses"] == {"200": SCALE.requests}, name
     assert phases["slowloris"]["attackers_open_at_end"] > 0  # answered while attackers were open
     assert phases["body trickle"]["attackers_open_at_end"] > 0
@@ -43,6 +46,8 @@ def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> No
 
     assert group("slowloris") == (5, 5, {"408": 5})
     assert group("body trickle") == (3, 3, {"408": 3})
+    assert group("slow readers") == (3, 3, {"none (never read)": 3})  # dropped, by the proxy's counter
+    assert phases["slow readers"]["attackers"][0]["seconds"]["min"] >= SCALE.send_s
     idle = phases["idle flood"]
     made_room, timed_out = group("idle flood", 0), group("idle flood", 1)
     assert idle["idle_connections"] == SCALE.flood + SCALE.requests
@@ -64,12 +69,14 @@ def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> No
 
     assert {k: report["metrics"][k] for k in report["expected_metrics"]} == report["expected_metrics"]
     assert report["expected_metrics"]["connections_refused{max_client_connections}"] == 3 + 2
-    assert report["upstream_received"] == {"chats": 5 * SCALE.requests, "all requests": 5 * SCALE.requests}
-    assert report["ordinary_answered_200"] == 5 * SCALE.requests
+    # the slow readers' chats reached it too: they were answered, at length
+    assert report["upstream_received"] == {"chats": 6 * SCALE.requests + 3, "all requests": 6 * SCALE.requests + 3}
+    assert report["ordinary_answered_200"] == 6 * SCALE.requests
     assert not any("Traceback" in line for line in report["proxy_log_head"])
 
     text = markdown(report)
     assert "| slowloris | 5 request line, a byte at a time | 5 | 408: 5 |" in text
     assert "| busy flood | 3 over the cap, each sending a request | 3 | 503: 3 |" in text
     assert "| `bodies_refused{timeouts.body}` | 11 | 11 |" in text
-    assert "nothing from an attacker" in text
+    assert "| `connections_refused{timeouts.send}` | 3 | 3 |" in text
+    assert "nothing else from an attacker" in text

@@ -18,6 +18,7 @@ the server's ``mode``:
                   multipart upload: its ``file`` field's size and name, its ``purpose``; the raw body is recorded)
                   and ``GET /v1/files/{id}``, and a JSON echo for anything else
 ``slow:S``        the same after S seconds
+``long:N``        the same, a stream sending N content chunks of about 1 KiB each (for a client that reads slowly)
 ``status:N``      status N with an OpenAI-style JSON error body
 ``garbage``       200, ``content-type: application/json``, and bytes that are not JSON
 ``not-http``      bytes that are not an HTTP response, then the connection is closed
@@ -167,9 +168,12 @@ class FakeUpstream:
     async def _answer(self, request: Recorded, writer: asyncio.StreamWriter) -> bool:
         mode = request.header("x-fake-mode") or self.mode
         name, _, arg = mode.partition(":")
+        chunks, pad = self.chunks, 0
         if name == "slow":
             await asyncio.sleep(float(arg or 1))
             name = "ok"
+        elif name == "long":
+            chunks, pad, name = int(arg), LONG_PAD, "ok"
         if name == "close":
             return False
         if name == "not-http":
@@ -188,7 +192,7 @@ class FakeUpstream:
         stream = isinstance(payload, dict) and payload.get("stream") is True
         api = next((a for a in _STREAMS if request.target.startswith(a)), None)
         if api is not None and stream:
-            await self._stream(writer, api, reset=name == "reset")
+            await self._stream(writer, api, chunks, pad, reset=name == "reset")
             return name != "reset"
         await _send(writer, 200, json.dumps(_answer_for(request, payload)).encode(), "application/json", self._extra())
         return True
@@ -196,11 +200,11 @@ class FakeUpstream:
     def _extra(self) -> bytes:
         return "".join(f"{k}: {v}\r\n" for k, v in self.headers).encode("latin-1")
 
-    async def _stream(self, writer: asyncio.StreamWriter, api: str, *, reset: bool) -> None:
+    async def _stream(self, writer: asyncio.StreamWriter, api: str, chunks: int, pad: int, *, reset: bool) -> None:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
         head += self._extra() + b"\r\n"
         writer.write(head)
-        before, deltas, after = _STREAMS[api](self.chunks)
+        before, deltas, after = _STREAMS[api](chunks, pad)
         named = api != "/v1/chat/completions"  # Anthropic and Responses name each event after its type
         for event in before:
             _chunk(writer, _sse(event, named))
@@ -226,20 +230,26 @@ def _sse(data: dict[str, Any] | str, named: bool) -> bytes:
 
 
 _Stream = tuple[list[Any], list[Any], list[Any]]  # events before the text, one per text delta, events after
+LONG_PAD = 1000  # characters a long:N stream adds to each text delta: megabytes in thousands of chunks
 
 
-def _chat_stream(n: int) -> _Stream:
+def _part(i: int, pad: int) -> str:
+    return f"part{i} " + "x" * pad + (" " if pad else "")
+
+
+def _chat_stream(n: int, pad: int = 0) -> _Stream:
     chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake"}
     deltas = [
-        {**chunk, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]} for i in range(n)
+        {**chunk, "choices": [{"index": 0, "delta": {"content": _part(i, pad)}, "finish_reason": None}]}
+        for i in range(n)
     ]
     return [], deltas, [{**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, "[DONE]"]
 
 
-def _anthropic_stream(n: int) -> _Stream:
+def _anthropic_stream(n: int, pad: int = 0) -> _Stream:
     block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     deltas = [
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"part{i} "}}
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": _part(i, pad)}}
         for i in range(n)
     ]
     stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
@@ -251,13 +261,13 @@ def _anthropic_stream(n: int) -> _Stream:
     return [{"type": "message_start", "message": _message("")}, block], deltas, after
 
 
-def _responses_stream(n: int) -> _Stream:
+def _responses_stream(n: int, pad: int = 0) -> _Stream:
     where = {"item_id": "msg_fake", "output_index": 0, "content_index": 0, "logprobs": []}
     deltas = [
-        {"type": "response.output_text.delta", "sequence_number": i + 1, "delta": f"part{i} ", **where}
+        {"type": "response.output_text.delta", "sequence_number": i + 1, "delta": _part(i, pad), **where}
         for i in range(n)
     ]
-    text = "".join(f"part{i} " for i in range(n))
+    text = "".join(_part(i, pad) for i in range(n))
     created = {"type": "response.created", "sequence_number": 0, "response": _response("", "in_progress")}
     return [created], deltas, [{"type": "response.completed", "sequence_number": n + 1, "response": _response(text)}]
 

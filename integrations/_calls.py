@@ -196,8 +196,14 @@ class Compression:
         self.on_result = check_on_result(on_result)
         if zipper is not None and not isinstance(zipper, Zipper):
             raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
-        if zipper is None:
-            registries.presets.get(preset)  # an unknown preset fails now, not at the first call
+        if zipper is None:  # a setting that cannot work fails now, not at the first call
+            if not isinstance(preset, str):
+                raise ConfigError(f"preset must be a preset name, not {type(preset).__name__}")
+            registries.presets.get(preset)
+            if not isinstance(target, str | Tokenizer):
+                raise ConfigError(f"target must be a model name, encoding or Tokenizer, not {target!r}")
+            if cache is not None and not isinstance(cache, str | Cache):
+                raise ConfigError(f"cache must be a cache URL, a Cache or None, not {type(cache).__name__}")
         self._preset, self._target, self._cache = preset, target, cache
         self._zipper = zipper
 

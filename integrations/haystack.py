@@ -205,7 +205,10 @@ class _ChatSettings(_Settings):
         _Settings.__init__(self, budget, rate, preset, target, cache, zipper, on_result)
         self.scope = check_scope(scope)
         if isinstance(pricing, dict):  # as to_dict wrote it
-            pricing = CachePricing(**pricing)
+            try:
+                pricing = CachePricing(**pricing)
+            except TypeError as exc:  # a missing or unknown field
+                raise ConfigError(f"pricing as a dict takes the fields of promptzip.CachePricing: {exc}") from None
         self.pricing = check_pricing(pricing)
 
     def _chat_dict(self, **more: Any) -> dict[str, Any]:

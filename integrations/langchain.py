@@ -46,7 +46,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SkipValidation
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SkipValidation, ValidationError
 
 from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._inputs import check_text
@@ -95,7 +95,10 @@ class _ZipperSettings(BaseModel):
     _built: Zipper | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # a setting of the wrong type, or one that does not exist
+            raise ConfigError(_settings_error(type(self).__name__, exc)) from None
         # Checked here rather than in a pydantic validator, which would turn our errors into ValidationErrors.
         self._spec()
         check_on_result(self.on_result)
@@ -225,7 +228,7 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
             return StringPromptValue(text=_compress_prompt(zipper, spec, input.text, self.on_result))
         if isinstance(input, PromptValue):
             return ChatPromptValue(messages=self._messages(zipper, spec, input.to_messages()))
-        if isinstance(input, Sequence):
+        if isinstance(input, Sequence) and not _is_bytes(input):
             try:
                 messages = convert_to_messages(input)
             except (ValueError, TypeError, NotImplementedError) as exc:
@@ -239,6 +242,23 @@ class PromptZipRunnable(_ZipperSettings, RunnableSerializable[LanguageModelInput
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def _is_bytes(value: object) -> bool:
+    """Bytes are a Sequence too, of ints: not a list of messages (a chat model takes no bytes prompt either)."""
+    return isinstance(value, bytes | bytearray)
+
+
+def _settings_error(name: str, exc: ValidationError) -> str:
+    """pydantic's errors in promptzip's words: which setting, what was given, what it must be."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {field!r}")
+        else:
+            problems.append(f"{field} got {error.get('input')!r}: {error['msg']}")
+    return f"{name}: {'; '.join(problems)}"
+
+
 def _check_documents(documents: object) -> list[Document]:
     if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
         raise InputError(f"documents must be a sequence of Documents, not {type(documents).__name__}")

@@ -137,12 +137,14 @@ class PromptZipHook(CustomLogger):
         self.defaults = CallPlan(
             _name(preset, "preset"), _name(target, "target"), spec, check_scope(scope), _seconds(deadline, "deadline")
         )
-        if isinstance(models, str):
-            raise ConfigError("models must be a list of model names, not one str")
+        if isinstance(models, str) or not isinstance(models, Iterable):
+            raise ConfigError(f"models must be a list of model names, not {type(models).__name__}")
         self.models = frozenset(_name(m, "models") for m in models)
         self.on_result = check_on_result(on_result)
+        if cache is not None and not isinstance(cache, str | Cache):
+            raise ConfigError(f"cache must be a cache URL, a Cache or None, not {type(cache).__name__}")
         self._cache = cache
-        self._zippers = dict(zippers or {})
+        self._zippers = _zippers(zippers)
         self._compressions: dict[tuple[str, str], Compression] = {}
         self._lock = threading.Lock()
 
@@ -177,6 +179,8 @@ class PromptZipHook(CustomLogger):
     def plan(self, kwargs: Mapping[str, object]) -> CallPlan | None:
         """What a call with these LiteLLM ``kwargs`` is compressed with, or ``None`` when it is not opted in (or
         is turned off). Raises :class:`~promptzip.ConfigError` / :class:`~promptzip.BudgetError` for a bad layer."""
+        if not isinstance(kwargs, Mapping):
+            raise ConfigError(f"plan takes a call's keyword arguments as a mapping, not {type(kwargs).__name__}")
         metadata = _mapping(kwargs.get("metadata")) or _mapping(kwargs.get("litellm_metadata"))
         model_info = _mapping(kwargs.get("model_info")) or _mapping(metadata.get("model_info"))
         team = _mapping(metadata.get("user_api_key_team_metadata"))
@@ -290,6 +294,17 @@ def _layer(value: object, where: str) -> bool | Mapping[str, Any] | None:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(_KEYS)}")
         return value
     raise ConfigError(f"{where} must be true, false or a mapping of {', '.join(_KEYS)}; not {type(value).__name__}")
+
+
+def _zippers(value: object) -> dict[str, Zipper]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"zippers must map preset names to promptzip.Zippers, not {type(value).__name__}")
+    for name, zipper in value.items():
+        if not isinstance(zipper, Zipper):
+            raise ConfigError(f"zippers[{name!r}] must be a promptzip.Zipper, not {type(zipper).__name__}")
+    return dict(value)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

@@ -36,28 +36,42 @@ def register(registries: Any) -> None:
     _register_lazy(registries)
 
 
+def _build(cls: type, kw: dict[str, Any]) -> Any:
+    """``cls(**kw)``, with a missing or unknown option a ConfigError naming the class (the lazy wrappers below take
+    any keywords, so the registry cannot check them against the class itself)."""
+    import inspect
+
+    from promptzip._errors import ConfigError
+
+    try:
+        inspect.signature(cls).bind(**kw)
+    except TypeError as exc:
+        raise ConfigError(f"cannot create {cls.__name__}: {exc}") from None
+    return cls(**kw)
+
+
 def _register_lazy(registries: Any) -> None:
     """Scorers and compressors whose modules import numpy-heavy code: wrapped so lookup stays cheap."""
 
     def dense(**kw: Any) -> Any:
         from promptzip.retrievers.dense import DenseScorer
 
-        return DenseScorer(**kw)
+        return _build(DenseScorer, kw)
 
     def bm25(**kw: Any) -> Any:
         from promptzip.retrievers.sparse import BM25Scorer
 
-        return BM25Scorer(**kw)
+        return _build(BM25Scorer, kw)
 
     def hybrid(**kw: Any) -> Any:
         from promptzip.retrievers.hybrid import HybridScorer
 
-        return HybridScorer(**kw)
+        return _build(HybridScorer, kw)
 
     def extractive(**kw: Any) -> Any:
         from promptzip.compressors.extractive import ExtractiveCompressor
 
-        return ExtractiveCompressor(**kw)
+        return _build(ExtractiveCompressor, kw)
 
     registries.scorers.register("dense", dense, help="bi-encoder cosine relevance (sentence-transformers)")
     registries.scorers.register("bm25", bm25, help="Okapi BM25 over the request's chunks")

@@ -40,10 +40,37 @@ def validate_messages(messages: object) -> list[Mapping[str, Any]]:
                 if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
                     raise InputError(f"messages[{i}].content[{j}] must be an object with a 'type'")
                 if part["type"] == "text":
-                    check_text(part.get("text"), f"messages[{i}].content[{j}].text", allow_empty=True, allow_nul=True)
+                    _check_str(part.get("text"), f"messages[{i}].content[{j}].text")
         else:
-            check_text(content, f"messages[{i}].content", allow_empty=True, allow_nul=True)
+            _check_str(content, f"messages[{i}].content")
+        _check_json(m, f"messages[{i}]")
     return list(messages)
+
+
+def _check_str(value: object, where: str) -> None:
+    # Not bytes, which check_text would decode: a message goes out as given, and its bytes would be neither counted
+    # nor valid in an API request.
+    if not isinstance(value, str):
+        raise InputError(f"{where} must be str, not {type(value).__name__}")
+    check_text(value, where, allow_empty=True, allow_nul=True)
+
+
+def _check_json(m: Mapping[str, Any], where: str) -> None:
+    """A message is counted and recognised by its JSON form (its structured fields, such as ``tool_calls``, exactly
+    as JSON; the rest with anything else as its str): keys that are not str, which JSON cannot sort, nesting deeper
+    than the encoder follows, and a message that contains itself are errors here, not deep inside a compression."""
+    if all(type(k) is str and type(v) is str for k, v in m.items()):  # the common {"role": ..., "content": ...}
+        return
+    parts = [(f"{where}.{k}", m[k], None) for k in _STRUCTURED if m.get(k)] + [(where, m, str)]
+    for name, value, default in parts:
+        try:
+            json.dumps(value, ensure_ascii=False, sort_keys=True, default=default)
+        except RecursionError:
+            raise InputError(f"{name} is nested too deeply to be read as JSON") from None
+        except TypeError as exc:
+            raise InputError(f"{name} cannot be read as JSON: {exc} (keys must be str, values JSON data)") from exc
+        except ValueError as exc:  # "Circular reference detected"
+            raise InputError(f"{name} cannot be read as JSON: {exc}") from exc
 
 
 def _texts(m: Mapping[str, Any]) -> list[tuple[Any, str]]:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from promptzip._cache import Cache, MemoryCache, NullCache, make_key
 from promptzip._chat_format import REPLY_PRIMING, message_tokens, validate_messages
 from promptzip._errors import BudgetError, ConfigError, InputError
-from promptzip._messages import compress_messages, question_of
+from promptzip._messages import check_question, check_scope, compress_messages, question_of
 from promptzip._pricing import CachePricing, pricing_for
 from promptzip._types import Budget, Result
 
@@ -158,6 +158,12 @@ def compress_conversation(
     history, headroom = _check(history, headroom)
     if conversation is not None and not isinstance(conversation, str):
         raise InputError(f"conversation must be a str id, not {type(conversation).__name__}")
+    if not isinstance(partition, str):
+        raise InputError(f"partition must be a str, not {type(partition).__name__}")
+    if pricing is not None and not isinstance(pricing, CachePricing):
+        raise ConfigError(f"pricing must be a promptzip.CachePricing or None, not {type(pricing).__name__}")
+    scope = check_scope(scope)
+    question = check_question(question)
     msgs = validate_messages(messages)
     if history == "reselect":
         return compress_messages(zipper, msgs, spec, question=question, scope=scope, partition=partition)

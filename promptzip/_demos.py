@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptzip._errors import InputError
+from promptzip._errors import ConfigError, InputError
 from promptzip._inputs import check_text
 from promptzip._pipeline import Zipper
 from promptzip._types import Budget, Chunk, Result
@@ -50,6 +50,8 @@ def compress_demonstrations(
         raise InputError("demos must be a non-empty list of demonstration texts")
     texts = [check_text(d, f"demos[{i}]") for i, d in enumerate(demos)]
     query = check_text(input, "input")
+    if zipper is not None and not isinstance(zipper, Zipper):
+        raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
     if zipper is None:
         zipper = _default_zipper(target, cache, reorder)
     chunks = [Chunk(t, source_id=str(i)) for i, t in enumerate(texts)]

@@ -108,13 +108,15 @@ def _use_colour(choice: str, out: TextIO) -> bool:
 
 def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from promptzip._pipeline import Zipper
-    from promptzip.cli import _read  # the compress command's reading: files or '-', checked UTF-8 text
+    from promptzip.cli import _read, check_arg, check_files  # the compress command's reading: files or '-', checked
 
     budget = Budget.coerce(args.budget, rate=args.rate)
+    question = check_arg(args.question, "--question")
+    files = check_files(args.files)
     zipper = Zipper.from_preset(args.preset, target=args.target, cache=args.cache, progress=err.isatty())
-    docs = [_read(f, sys.stdin) for f in args.files or ["-"]]
+    docs = [_read(f, sys.stdin) for f in files]
     chunks = [Chunk(text, source_id=name) for name, text in docs]
-    result = zipper.compress(chunks, question=args.question, budget=budget)
+    result = zipper.compress(chunks, question=question, budget=budget)
     if args.json:
         payload: dict[str, Any] = {"input": ", ".join(name for name, _ in docs), **result.to_dict()}
         json.dump(payload, out, ensure_ascii=False, indent=2)

@@ -24,8 +24,10 @@ def _decode(value: bytes, where: str) -> str:
 
 
 def check_text(value: object, where: str, *, allow_empty: bool = False, allow_nul: bool = False) -> str:
-    """A str (or UTF-8 bytes) that is not empty or whitespace only (and holds no NUL unless ``allow_nul``)."""
-    if isinstance(value, bytes | bytearray):
+    """A str (or UTF-8 bytes) that is not empty or whitespace only (and holds no NUL unless ``allow_nul``). A str
+    with an unpaired surrogate (``"\\ud800"``, from JSON or from undecodable bytes in a command line) is not text: no
+    provider accepts it and tokenizers refuse it, so it is an error here, as on the proxy's routes."""
+    if isinstance(value, bytes | bytearray | memoryview):
         value = _decode(bytes(value), where)
     if not isinstance(value, str):
         raise InputError(f"{where} must be str, not {type(value).__name__}")
@@ -33,12 +35,24 @@ def check_text(value: object, where: str, *, allow_empty: bool = False, allow_nu
         raise InputError(f"{where} is empty or whitespace only")
     if not allow_nul and "\x00" in value:
         raise InputError(f"{where} contains a NUL character at position {value.index(chr(0))}")
+    if not value.isascii():
+        _check_surrogates(value, where)
     return value
+
+
+def _check_surrogates(value: str, where: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{where} contains an unpaired surrogate {value[exc.start]!r} at position {exc.start} (invalid Unicode)",
+            position=exc.start,
+        ) from None
 
 
 def as_sources(context: object) -> list[tuple[Source, int]]:
     """Sources with the offset of their text inside the user's original source (non-zero for Chunks)."""
-    if isinstance(context, str | bytes | bytearray | Chunk):
+    if isinstance(context, str | bytes | bytearray | memoryview | Chunk):
         items: Sequence[object] = [context]
     elif isinstance(context, Sequence):
         items = context

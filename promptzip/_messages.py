@@ -54,6 +54,8 @@ __all__ = [
     "ROLES",
     "SCOPES",
     "chat_text",
+    "check_question",
+    "check_scope",
     "compress_messages",
     "compress_prompt",
     "message_tokens",
@@ -135,10 +137,17 @@ def question_of(messages: Sequence[Mapping[str, Any]], scope: str = "all") -> st
     return _question(slots, msgs)
 
 
-def _check_scope(scope: object) -> str:
-    if scope not in SCOPES:
+def check_scope(scope: object) -> str:
+    if not isinstance(scope, str) or scope not in SCOPES:
         raise InputError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
-    return str(scope)
+    return scope
+
+
+def check_question(question: object) -> str | None:
+    """A caller's ``question=``: None, or a str (UTF-8 bytes too) that is checked as text; blank is None."""
+    if question is None:
+        return None
+    return check_text(question, "question", allow_empty=True, allow_nul=True).strip() or None
 
 
 def compress_messages(
@@ -158,9 +167,9 @@ def compress_messages(
     gives the context of a message (by index) a question of its own to be scored against (the question of its turn,
     where a conversation's history is compacted); structured tool outputs are cut for ``question``."""
     msgs = validate_messages(messages)
-    slots = _plan(msgs, _check_scope(scope), frozen)
+    slots = _plan(msgs, check_scope(scope), frozen)
     count = zipper.tokenizer.count
-    question = question or _question(slots, msgs)
+    question = check_question(question) or _question(slots, msgs)
     own = dict(questions or {})
     framing = [PER_MESSAGE + count(_framing_text(m)) for m in msgs]
     if any(s.kind for s in slots):
@@ -197,6 +206,7 @@ def compress_prompt(zipper: Zipper, prompt: object, spec: Budget, *, question: s
     """A string prompt (a rendered template): its context regions shrink, everything else stays byte for byte.
     A prompt in which no context region is found is compressed as one block of context (``Zipper.compress``)."""
     text = check_text(prompt, "prompt")
+    question = check_question(question)
     layout = understand(text, role="user", last_user=True)
     if not layout.context:
         layout = Layout(text, (Region("context", 0, len(text), "whole"),))

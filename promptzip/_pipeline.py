@@ -18,7 +18,7 @@ from promptzip._assembly import Assembly
 from promptzip._budget_scope import budget_scope
 from promptzip._cache import Cache, MemoryCache, cache_from_url
 from promptzip._deadline import check
-from promptzip._errors import BudgetError, ConfigError
+from promptzip._errors import BudgetError, ConfigError, InputError, check_int
 from promptzip._inputs import Context, as_sources, check_text
 from promptzip._policy import BudgetPolicy, Policy
 from promptzip._presets import configure
@@ -66,10 +66,16 @@ class Zipper(Assembly):
         name: str = "custom",
         cache: Cache | None = None,
     ) -> None:
+        if not callable(getattr(compressor, "propose", None)):
+            hint = f"; for a named stack use Zipper.from_preset({compressor!r})" if isinstance(compressor, str) else ""
+            raise ConfigError(f"compressor must be a promptzip.Compressor, not {type(compressor).__name__}{hint}")
+        if policy is not None and not callable(getattr(policy, "select", None)):
+            raise ConfigError(f"policy must be a promptzip.Policy, not {type(policy).__name__}")
         if reorder not in REORDERS:
             raise ConfigError(f"unknown reorder {reorder!r}; use one of {', '.join(REORDERS)}")
-        if max_chunk_chars < 100:
-            raise ConfigError("max_chunk_chars must be at least 100")
+        check_int(max_chunk_chars, "max_chunk_chars", minimum=100)
+        if not isinstance(separator, str):
+            raise ConfigError(f"separator must be a str, not {type(separator).__name__}")
         self.compressor = compressor
         self.policy: Policy = policy if policy is not None else BudgetPolicy()
         self.tokenizer = get_tokenizer(target)
@@ -270,6 +276,15 @@ class Zipper(Assembly):
         never placed; ``queries`` gives a source (by id) a query of its own instead (an earlier turn of a chat,
         scored against the question it was retrieved for). The sources keep their order (the caller places them)."""
         spec = Budget.coerce(budget)
+        sources = _checked_sources(sources)
+        reserved = check_int(reserved, "reserved", minimum=0, error=InputError)
+        if isinstance(extra_input_tokens, bool) or not isinstance(extra_input_tokens, int):
+            raise InputError(f"extra_input_tokens must be an int, got {extra_input_tokens!r}")
+        for name, mapping in (("tags", tags), ("queries", queries)):
+            if mapping is not None and not isinstance(mapping, Mapping):
+                raise InputError(f"{name} must be a mapping of source ids, not {type(mapping).__name__}")
+        for sid, cost in (tags or {}).items():
+            check_int(cost, f"tags[{sid!r}]", minimum=0, error=InputError)
         return self._run(
             [(s, 0) for s in sources],
             None,
@@ -380,6 +395,18 @@ class Zipper(Assembly):
             groups = [proposed[i] for i in range(len(chunks))]
             check("the compressor")
         return groups
+
+
+def _checked_sources(sources: object) -> list[Source]:
+    if isinstance(sources, str | bytes) or not isinstance(sources, Sequence):
+        raise InputError(f"sources must be a sequence of promptzip.Source, not {type(sources).__name__}")
+    for i, s in enumerate(sources):
+        if not isinstance(s, Source):
+            raise InputError(f"sources[{i}] must be a promptzip.Source, not {type(s).__name__}")
+        if not isinstance(s.id, str):
+            raise InputError(f"sources[{i}].id must be str, not {type(s.id).__name__}")
+        check_text(s.text, f"sources[{i}].text", allow_empty=True, allow_nul=True)
+    return list(sources)
 
 
 def _optional_text(value: object, where: str) -> str | None:

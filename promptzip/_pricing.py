@@ -13,9 +13,10 @@ and every door takes a :class:`CachePricing` of its own (``pricing=``, the proxy
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from promptzip._errors import ConfigError
+from promptzip._errors import ConfigError, check_int
 
 __all__ = ["PRICING", "CachePricing", "listed_pricing", "pricing_for"]
 
@@ -47,15 +48,12 @@ class CachePricing:
 
     def __post_init__(self) -> None:
         for name in ("input", "cached"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"CachePricing.{name} must be a price >= 0, not {value!r}")
-        if self.write is not None and (not isinstance(self.write, int | float) or self.write < 0):
-            raise ConfigError(f"CachePricing.write must be a price >= 0 or None, not {self.write!r}")
-        if not isinstance(self.min_prefix, int) or self.min_prefix < 0:
-            raise ConfigError(f"CachePricing.min_prefix must be an int >= 0, not {self.min_prefix!r}")
-        if not isinstance(self.step, int) or self.step < 1:
-            raise ConfigError(f"CachePricing.step must be an int >= 1, not {self.step!r}")
+            if not _is_price(getattr(self, name)):
+                raise ConfigError(f"CachePricing.{name} must be a finite price >= 0, not {getattr(self, name)!r}")
+        if self.write is not None and not _is_price(self.write):
+            raise ConfigError(f"CachePricing.write must be a finite price >= 0 or None, not {self.write!r}")
+        check_int(self.min_prefix, "CachePricing.min_prefix", minimum=0)
+        check_int(self.step, "CachePricing.step", minimum=1)
         if not isinstance(self.breakpoints, bool):
             raise ConfigError(f"CachePricing.breakpoints must be a bool, not {self.breakpoints!r}")
 
@@ -66,6 +64,7 @@ class CachePricing:
 
     def cached_tokens(self, common_prefix: int) -> int:
         """How many of ``common_prefix`` tokens (shared with an earlier prompt) the provider serves from its cache."""
+        check_int(common_prefix, "common_prefix", minimum=0)
         if common_prefix < max(self.min_prefix, 1):
             return 0
         return self.min_prefix + (common_prefix - self.min_prefix) // self.step * self.step
@@ -73,10 +72,16 @@ class CachePricing:
     def cost(self, tokens: int, *, cached: int = 0) -> float:
         """US dollars for a prompt of ``tokens`` input tokens of which ``cached`` are read from the cache; the rest
         is billed as written (``write``, else ``input``)."""
-        if cached < 0 or cached > tokens:
+        check_int(tokens, "tokens", minimum=0)
+        check_int(cached, "cached", minimum=0)
+        if cached > tokens:
             raise ConfigError(f"cached tokens must be within [0, {tokens}], not {cached}")
         fresh = self.write if self.write is not None else self.input
         return (cached * self.cached + (tokens - cached) * fresh) / 1e6
+
+
+def _is_price(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
 _OPENAI_STEP = 128
@@ -121,6 +126,8 @@ def pricing_for(target: str | None) -> CachePricing:
 def listed_pricing(model: str | None) -> CachePricing | None:
     """The :data:`PRICING` entry with the longest prefix of ``model`` (a provider prefix such as ``openai/`` is
     dropped), or ``None`` when none matches."""
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(f"a model name must be a str or None, not {type(model).__name__}")
     name = (model or "").lower().rsplit("/", 1)[-1]
     best = max((k for k in PRICING if name.startswith(k)), key=len, default=None)
     return PRICING[best] if best is not None else None

@@ -16,6 +16,7 @@ promptzip's own built-ins are registered by ``promptzip._builtins:register`` thr
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -42,7 +43,11 @@ class Registry(Generic[T]):
     _help: dict[str, str] = field(default_factory=dict)
 
     def register(self, name: str, factory: Callable[..., T], *, help: str = "", replace: bool = False) -> None:
-        key = name.lower()
+        key = self._key(name)
+        if not key.strip():
+            raise ConfigError(f"a {self.role} name must not be empty")
+        if not callable(factory):
+            raise ConfigError(f"a {self.role} factory must be callable, not {type(factory).__name__}")
         if key in self._factories and not replace and self._factories[key] is not factory:
             raise ConfigError(f"a {self.role} named {name!r} is already registered")
         self._factories[key] = factory
@@ -50,23 +55,37 @@ class Registry(Generic[T]):
         self._help[key] = help or (doc.splitlines()[0] if doc else "")
 
     def get(self, name: str) -> Callable[..., T]:
+        key = self._key(name)
         load_plugins()
         try:
-            return self._factories[name.lower()]
+            return self._factories[key]
         except KeyError:
             known = ", ".join(sorted(self._factories)) or "none"
             raise ConfigError(f"unknown {self.role} {name!r}; known: {known}") from None
 
     def create(self, name: str, /, **kwargs: Any) -> T:
-        return self.get(name)(**kwargs)
+        factory = self.get(name)
+        try:
+            inspect.signature(factory).bind(**kwargs)
+        except TypeError as exc:  # a missing or unknown option: the factory's own words, under its name
+            raise ConfigError(f"cannot create the {self.role} {name!r}: {exc}") from None
+        except ValueError:  # no signature to read (some builtins): let the call itself say
+            pass
+        return factory(**kwargs)
 
     def names(self) -> list[str]:
         load_plugins()
         return sorted(self._factories)
 
     def describe(self, name: str) -> str:
+        key = self._key(name)
         load_plugins()
-        return self._help.get(name.lower(), "")
+        return self._help.get(key, "")
+
+    def _key(self, name: object) -> str:
+        if not isinstance(name, str):
+            raise ConfigError(f"a {self.role} name must be a str, not {name!r}")
+        return name.lower()
 
     def __contains__(self, name: object) -> bool:
         load_plugins()

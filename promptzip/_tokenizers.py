@@ -22,11 +22,11 @@ import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from promptzip._errors import ConfigError, ModelNotAvailable
+from promptzip._errors import ConfigError, InputError, ModelNotAvailable
 from promptzip._models import package_dir, resolve_model
 from promptzip._registry import registries
 
@@ -212,19 +212,31 @@ class TiktokenTokenizer(Tokenizer):
         return self._enc
 
     def encode(self, text: str) -> list[int]:
-        return list(self._encoding().encode_ordinary(text))
+        return self._encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return str(self._encoding().decode(list(ids)))
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise InputError(f"decode takes a list of token ids, not {type(ids).__name__}")
+        try:
+            return str(self._encoding().decode(list(ids)))
+        except (KeyError, OverflowError, TypeError, ValueError) as exc:  # tiktoken's words for an id it lacks
+            raise InputError(f"cannot decode these ids with {self.name}: {exc}") from exc
 
     def count(self, text: str) -> int:
         if not text:
             return 0
         n = self.counts.get(text)
         if n is None:
-            n = len(self._encoding().encode_ordinary(text))
+            n = len(self._encode(text))
             self.counts.put(text, n)
         return n
+
+    def _encode(self, text: str) -> list[int]:
+        try:
+            ids: list[int] = self._encoding().encode_ordinary(text)
+        except TypeError as exc:  # tiktoken's own error for anything but a str
+            raise InputError(f"only a str can be encoded, not {type(text).__name__}") from exc
+        return ids
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         # One thread: ``encode_ordinary_batch`` starts a thread pool on every call, which costs more than counting

@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 from promptzip._errors import BudgetError, InputError
@@ -22,6 +23,8 @@ class Span:
     end: int
 
     def __post_init__(self) -> None:
+        if not _is_int(self.start) or not _is_int(self.end):
+            raise InputError(f"Span offsets must be ints, got [{self.start!r}, {self.end!r})")
         if self.start < 0 or self.end < self.start:
             raise InputError(f"invalid span [{self.start}, {self.end})")
 
@@ -56,6 +59,10 @@ class Chunk:
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise InputError(f"Chunk.text must be str, not {type(self.text).__name__}")
+        if not isinstance(self.source_id, str):
+            raise InputError(f"Chunk.source_id must be str, not {type(self.source_id).__name__}")
+        if not _is_int(self.start) or not _is_int(self.end):
+            raise InputError(f"Chunk offsets must be ints, got start={self.start!r}, end={self.end!r}")
         if self.end == -1:
             object.__setattr__(self, "end", self.start + len(self.text))
         if self.start < 0 or self.end - self.start != len(self.text):
@@ -84,8 +91,9 @@ class Budget:
         if (self.tokens is None) == (self.rate is None):
             raise BudgetError("give exactly one of Budget(tokens=...) or Budget(rate=...)")
         if self.tokens is not None:
-            if isinstance(self.tokens, bool) or not isinstance(self.tokens, int):
+            if not _is_int(self.tokens):
                 raise BudgetError(f"Budget.tokens must be an int, not {type(self.tokens).__name__}")
+            object.__setattr__(self, "tokens", int(self.tokens))  # numpy's integers become ints
             if self.tokens <= 0:
                 raise BudgetError(f"Budget.tokens must be positive, got {self.tokens}", budget=self.tokens)
         if self.rate is not None:
@@ -111,10 +119,11 @@ class Budget:
             raise BudgetError("give either budget= or rate=, not both")
         if isinstance(value, bool):
             raise BudgetError("a budget cannot be a bool")
-        if isinstance(value, int):
-            return cls(tokens=value)
+        if _is_int(value):
+            return cls(tokens=int(value))
         if isinstance(value, float):
-            spelling = f"rate={value!r}" if 0.0 < value <= 1.0 else f"budget={int(value)}" if value > 1 else None
+            tokens = value > 1 and math.isfinite(value)  # int(inf) would raise OverflowError
+            spelling = f"rate={value!r}" if 0.0 < value <= 1.0 else f"budget={int(value)}" if tokens else None
             hint = f"; did you mean {spelling}?" if spelling else ""
             raise BudgetError(f"budget={value!r} is a float: a budget is an int number of tokens{hint}")
         raise BudgetError(f"cannot use {type(value).__name__} as a budget")
@@ -179,6 +188,11 @@ class Dropped:
     start: int
     end: int
     text: str
+
+
+def _is_int(value: object) -> bool:
+    """An int offset (numpy's integers too), not a bool; the common case costs one type check."""
+    return type(value) is int or (isinstance(value, Integral) and not isinstance(value, bool))
 
 
 _PREVIEW = 60  # characters of Result.text that its repr shows

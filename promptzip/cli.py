@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from promptzip._errors import PromptZipError
+from promptzip._errors import InputError, PromptZipError
 from promptzip._inputs import check_text
 from promptzip._types import Budget, Chunk, Result
 from promptzip._version import __version__
@@ -23,15 +23,39 @@ from promptzip._version import __version__
 __all__ = ["main"]
 
 
-def _read(path: str, stdin: TextIO) -> tuple[str, str]:
+def _read(path: str, stdin: TextIO | None) -> tuple[str, str]:
     if path == "-":
-        data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+        if stdin is None or stdin.closed:
+            raise InputError("standard input is closed: give a file, or pipe the text in")
+        try:
+            data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+        except (OSError, ValueError) as exc:  # ValueError: "I/O operation on closed file"
+            raise InputError(f"cannot read standard input: {exc}") from exc
         return "stdin", check_text(data, "standard input")
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise PromptZipError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     return path, check_text(raw, path)
+
+
+def check_arg(value: str | None, flag: str) -> str | None:
+    """A text option as given: bytes that are not UTF-8 reach Python as unpaired surrogates, so say which option
+    holds them in the terms of the command line."""
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{flag} is not valid UTF-8 (character {exc.start}): check the terminal's encoding") from None
+    return value
+
+
+def check_files(files: Sequence[str]) -> list[str]:
+    """The files to read (standard input when none); '-' at most once, since a second read of it finds nothing."""
+    if list(files).count("-") > 1:
+        raise InputError("standard input ('-') can be read only once: give '-' once")
+    return list(files) or ["-"]
 
 
 def _summary(name: str, r: Result) -> str:
@@ -45,19 +69,20 @@ def _compress(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from promptzip._pipeline import Zipper
 
     budget = Budget.coerce(args.budget, rate=args.rate)
-    files = args.files or ["-"]
+    files = check_files(args.files)
+    question, instruction = check_arg(args.question, "--question"), check_arg(args.instruction, "--instruction")
     show = not args.quiet and err.isatty()
     zipper = Zipper.from_preset(args.preset, target=args.target, cache=args.cache, reorder=args.reorder, progress=show)
     docs = [_read(f, sys.stdin) for f in tqdm(files, desc="reading", disable=not show or len(files) < 2, file=err)]
     started = time.perf_counter()
     if args.each:
         results = [
-            (name, zipper.compress(text, question=args.question, instruction=args.instruction, budget=budget))
+            (name, zipper.compress(text, question=question, instruction=instruction, budget=budget))
             for name, text in tqdm(docs, desc="compressing", disable=not show or len(docs) < 2, file=err)
         ]
     else:
         chunks = [Chunk(text, source_id=name) for name, text in docs]
-        r = zipper.compress(chunks, question=args.question, instruction=args.instruction, budget=budget)
+        r = zipper.compress(chunks, question=question, instruction=instruction, budget=budget)
         results = [(", ".join(n for n, _ in docs), r)]
     if args.json:
         payload = [{"input": name, **r.to_dict()} for name, r in results]

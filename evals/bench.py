@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from promptzip._errors import ConfigError, PromptZipError
 from promptzip.evals._bench_inputs import RATIO, build_input, cpus, input_source, spawn, warm_input
 from promptzip.evals._bench_variants import VARIANTS, variant_lines
 from promptzip.evals.warm_path import WARM_SIZES, _child_warm, _warm_from_args
@@ -47,6 +48,7 @@ __all__ = ["main", "run"]
 
 SIZES = (1000, 4000, 16_000, 64_000)
 LLMLINGUA_SIZES = (1000, 4000)
+LLMLINGUA_METHODS = ("llmlingua", "longllmlingua", "llmlingua2")
 
 
 def _peak_rss_mb() -> float:
@@ -158,7 +160,7 @@ def run(
     sizes: Sequence[int] = SIZES,
     *,
     presets: Sequence[str] | None = None,
-    llmlingua: Sequence[str] = ("llmlingua", "longllmlingua", "llmlingua2"),
+    llmlingua: Sequence[str] = LLMLINGUA_METHODS,
     llmlingua_sizes: Sequence[int] = LLMLINGUA_SIZES,
     timeout: float = 900,
     threads: int = 1,
@@ -170,9 +172,16 @@ def run(
 
     if presets is not None:
         names = [p for p in presets if p != "none"]
+        known = [*registries.presets.names(), *VARIANTS]
+        unknown = [p for p in names if p not in known]
+        if unknown:
+            raise ConfigError(f"unknown preset {unknown[0]!r}; use one of {', '.join(known)} or none")
     else:  # every preset but the slow ones (``max`` generates text per chunk: name it to bench it), and the variants
         names = [p for p in registries.presets.names() if not getattr(registries.presets.get(p), "slow", False)]
         names += [v for v, (p, _) in VARIANTS.items() if p in names]
+    wrong = [m for m in llmlingua if m not in LLMLINGUA_METHODS]
+    if wrong:
+        raise ConfigError(f"unknown llmlingua method {wrong[0]!r}; use some of {', '.join(LLMLINGUA_METHODS)}")
     specs: list[dict[str, Any]] = [{"kind": "preset", "name": p, "size": s} for p in names for s in sizes]
     specs += [{"kind": "llmlingua", "name": m, "size": s} for m in llmlingua for s in llmlingua_sizes]
     for spec in specs:
@@ -296,6 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_from_args(parser.parse_args(argv))
 
 
+def _sizes(text: str, flag: str) -> list[int]:
+    """Comma-separated positive token counts."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"{flag} takes comma-separated positive ints (tokens), not {text!r}")
+    return [int(p) for p in parts]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes",
@@ -330,14 +347,19 @@ def run_from_args(args: argparse.Namespace, out: Any = None, err: Any = None) ->
         return 0
     if args.warm_breakdown:
         return _warm_from_args(args, out)
-    report = run(
-        [int(s) for s in (args.sizes or ",".join(map(str, SIZES))).split(",") if s],
-        presets=[p for p in args.presets.split(",") if p] or None,
-        llmlingua=[m for m in args.llmlingua.split(",") if m],
-        llmlingua_sizes=[int(s) for s in args.llmlingua_sizes.split(",") if s],
-        timeout=args.timeout,
-        threads=args.threads,
-    )
+    err = err or sys.stderr
+    try:
+        report = run(
+            _sizes(args.sizes or ",".join(map(str, SIZES)), "--sizes"),
+            presets=[p for p in args.presets.split(",") if p] or None,
+            llmlingua=[m for m in args.llmlingua.split(",") if m],
+            llmlingua_sizes=_sizes(args.llmlingua_sizes, "--llmlingua-sizes"),
+            timeout=args.timeout,
+            threads=args.threads,
+        )
+    except PromptZipError as exc:  # before anything ran or was written
+        err.write(f"promptzip bench: error: {exc}\n")
+        return 2
     folder: Path = args.out
     folder.mkdir(parents=True, exist_ok=True)
     previous = folder / "bench.json"

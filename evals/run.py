@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptzip._errors import ConfigError
+
 if TYPE_CHECKING:
     from promptzip.evals.suites import Item
 
@@ -116,6 +118,9 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     names = [] if config.downstream_only else _selected_methods(config)
     # A run of every suite (no --suites) leaves out those whose data was withdrawn from its registry, saying why;
     # their last figures stay in the report. A suite asked for by name still fails with the reason.
+    unknown = [s for s in (*config.suites, *config.n) if s not in SUITES]
+    if unknown:
+        raise ConfigError(f"unknown suite {unknown[0]!r}; use one of {', '.join(SUITES)}")
     suites = list(config.suites or SUITES)
     if not config.suites:
         for name, reason in withdrawn_suites(suites).items():
@@ -228,6 +233,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     n: dict[str, int] = {}
     for spec in args.n:
         suite, _, value = spec.partition("=")
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(f"--n takes SUITE=N with N a positive int, not {spec!r}")
         n[suite.strip()] = int(value)
     out = args.out or (Path("evals/results/quick") if args.quick else Path("evals/results"))
     # The generator run belongs to a full default run; a run of chosen methods or of the baselines asks for it.

@@ -250,6 +250,34 @@ def test_cli_hook_lists_methods() -> None:
     assert parser.parse_args(["bench", "--sizes", "1000"]).sizes == "1000"
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["bench", "--sizes", "abc"], "--sizes takes comma-separated positive ints"),
+        (["bench", "--sizes", "0"], "--sizes takes comma-separated positive ints"),
+        (["bench", "--sizes", "1000", "--presets", "nope"], "unknown preset 'nope'"),
+        (["bench", "--presets", "none", "--llmlingua", "nope"], "unknown llmlingua method 'nope'"),
+        (["bench", "--llmlingua-sizes", "1k"], "--llmlingua-sizes takes comma-separated positive ints"),
+        (["eval", "--suites", "nope"], "unknown suite 'nope'"),
+        (["eval", "--n", "squad-qa=x"], "--n takes SUITE=N"),
+        (["eval", "--n", "nope=3"], "unknown suite 'nope'"),
+    ],
+)
+def test_eval_and_bench_refuse_bad_arguments_before_running_or_writing(
+    argv: list[str], said: str, tmp_path: Path
+) -> None:
+    """A typo is exit 2 and one line, never a traceback, and no report is written over the results."""
+    from promptzip.evals._cli import add_eval_commands
+
+    parser = argparse.ArgumentParser()
+    add_eval_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([*argv, "--out", str(tmp_path)])
+    out, err = io.StringIO(), io.StringIO()
+    assert args.func(args, out, err) == 2
+    assert said in err.getvalue()
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------------------------ quick run
 
 

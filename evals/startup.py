@@ -9,9 +9,12 @@ Runs ``promptzip compress promptzip/_sample/sotu.txt --question Q --budget 400``
 * warm cache + new question: a copy of a cache that one run with the sample question filled, asked another
   question (the sentences' embeddings are cached, the question's is not);
 * warm cache + repeated question: the same cache, asked the sample question again;
-* warm cache + new question, heavy encoder: the new-question case with ``PROMPTZIP_LIGHT_ENCODER=0``, so the
-  question is embedded by the sentence-transformers model (torch, transformers and sentence-transformers
-  imported) as before the NumPy light encoder (:mod:`promptzip.retrievers._light`): the before/after of one run.
+* cold cache, sentence-transformers: the cold case with ``PROMPTZIP_TORCH_ENCODER=0``, so the sentences are
+  encoded by the sentence-transformers model (torch, transformers and sentence-transformers imported) as before
+  the built-in torch encoder (:mod:`promptzip.retrievers._torch_bert`);
+* warm cache + new question, sentence-transformers: the new-question case with ``PROMPTZIP_LIGHT_ENCODER=0`` and
+  ``PROMPTZIP_TORCH_ENCODER=0``, so the question is embedded by the sentence-transformers model as before the
+  NumPy light encoder (:mod:`promptzip.retrievers._light`) and the torch one: the before/after of one run.
 
 Each case runs ``--repeats`` times (default 3, a fresh copy of its cache each time, the cases in turn so that all
 see the same load); the report gives the median
@@ -43,11 +46,16 @@ NEW_QUESTION = "What did the President propose to make college more affordable?"
 BUDGET = 400
 CASES = {
     "cold": "cold cache",
+    "cold_st": "cold cache, sentence-transformers (PROMPTZIP_TORCH_ENCODER=0)",
     "warm_new": "warm cache + new question",
     "warm_repeated": "warm cache + repeated question",
-    "warm_new_heavy": "warm cache + new question, heavy encoder (PROMPTZIP_LIGHT_ENCODER=0)",
+    "warm_new_heavy": "warm cache + new question, sentence-transformers (both encoders off)",
 }
-HEAVY_ENV = {"PROMPTZIP_LIGHT_ENCODER": "0"}  # retrievers/dense.py's switch: the light encoder off
+# retrievers/dense.py's switches: the built-in torch encoder off (sentence-transformers encodes the sentences), and
+# the light encoder off too (it embeds the question)
+ST_ENV = {"PROMPTZIP_TORCH_ENCODER": "0"}
+HEAVY_ENV = {**ST_ENV, "PROMPTZIP_LIGHT_ENCODER": "0"}
+CASE_ENV = {"cold_st": ST_ENV, "warm_new_heavy": HEAVY_ENV}
 
 
 def _compress(question: str, cache_db: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -81,7 +89,8 @@ def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "")
         warm = root / "warm.db"
         _compress(question, warm, env)  # fills the sentence embeddings, spans and the sample question
         for i in range(repeats):
-            runs["cold"].append(_compress(question, root / f"cold-{i}.db", env))
+            for case in ("cold", "cold_st"):
+                runs[case].append(_compress(question, root / f"{case}-{i}.db", {**env, **CASE_ENV.get(case, {})}))
             for case, asked in (
                 ("warm_new", NEW_QUESTION),
                 ("warm_repeated", question),
@@ -89,7 +98,7 @@ def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "")
             ):
                 copy = root / f"{case}-{i}.db"
                 shutil.copyfile(warm, copy)
-                runs[case].append(_compress(asked, copy, {**env, **HEAVY_ENV} if case == "warm_new_heavy" else env))
+                runs[case].append(_compress(asked, copy, {**env, **CASE_ENV.get(case, {})}))
     report: dict[str, Any] = {
         "cases": {
             case: {
@@ -134,9 +143,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"Each run is `{meta['cli']}` in a new process, the models on disk. Cold: an empty score cache. Warm: a "
         "copy of a cache one run with the sample question filled, asked a new question or the sample question "
         f"again. Median of {meta['repeats']} runs; wall is the whole subprocess (interpreter, imports, reading "
-        "the file, compression, JSON), compression is the Result's `timings['total']`. The heavy-encoder row is "
-        "the new-question case with the light encoder switched off (`PROMPTZIP_LIGHT_ENCODER=0`): the question "
-        "embedded by sentence-transformers, as before the NumPy encoder.",
+        "the file, compression, JSON), compression is the Result's `timings['total']`. The sentence-transformers "
+        "rows switch the built-in encoders off: `PROMPTZIP_TORCH_ENCODER=0` (the sentences encoded by "
+        "sentence-transformers, as before the torch encoder) and, for the question, `PROMPTZIP_LIGHT_ENCODER=0` too "
+        "(as before the NumPy encoder).",
         "",
         "| case | wall s (median) | compression s (median) | wall s of each run | tokens out |",
         "| --- | --- | --- | --- | --- |",
@@ -149,13 +159,18 @@ def markdown(report: Mapping[str, Any]) -> str:
             + ", ".join(map(str, tokens))
             + " |"
         )
-    new, heavy = report["cases"].get("warm_new"), report["cases"].get("warm_new_heavy")
-    if new and heavy and new["median_wall_s"]:
-        lines += [
-            "",
-            f"Warm cache + new question: {heavy['median_wall_s']:.2f} s with the heavy encoder, "
-            f"{new['median_wall_s']:.2f} s with the light one ({heavy['median_wall_s'] / new['median_wall_s']:.1f}x).",
-        ]
+    for ours, theirs, what in (
+        ("cold", "cold_st", "Cold cache"),
+        ("warm_new", "warm_new_heavy", "Warm + new question"),
+    ):
+        new, old = report["cases"].get(ours), report["cases"].get(theirs)
+        if new and old and new["median_wall_s"]:
+            ratio = old["median_wall_s"] / new["median_wall_s"]
+            lines += [
+                "",
+                f"{what}: {old['median_wall_s']:.2f} s with sentence-transformers, {new['median_wall_s']:.2f} s with "
+                f"the built-in encoders ({ratio:.1f}x).",
+            ]
     lines += ["", "Questions:", ""]
     lines += [f"- {case['label']}: {case['question']}" for case in report["cases"].values()]
     return "\n".join(lines) + "\n"

@@ -15,8 +15,10 @@ LayerNorm) runs once over all tokens of the batch laid end to end, and attention
 float32, embeddings match sentence-transformers' within ~1e-6 (``tests/test_light_encoder.py``).
 
 Only folders this module computes exactly are accepted (:func:`light_encoder` returns ``None`` for the rest): a
-sentence-transformers ``Transformer → Pooling(mean) [→ Normalize]`` pipeline over an absolute-position BERT with
-GELU, without lowercasing done by sentence-transformers itself.
+sentence-transformers ``Transformer → Pooling(mean) [→ Normalize]`` pipeline over an absolute-position, encoder-only
+BERT with exact GELU, without lowercasing done by sentence-transformers itself. The torch encoder of
+:mod:`promptzip.retrievers._torch_bert` reads the same folders through :func:`bert_shape`, :func:`bert_weights`
+and :func:`bert_tokenizer`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import math
 import mmap
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,16 @@ import numpy as np
 
 from promptzip._errors import ModelNotAvailable
 
-__all__ = ["BertShape", "LightEncoder", "light_encoder", "read_safetensors"]
+__all__ = [
+    "BertShape",
+    "LightEncoder",
+    "bert_shape",
+    "bert_tokenizer",
+    "bert_weights",
+    "light_encoder",
+    "missing_weights",
+    "read_safetensors",
+]
 
 _OTHER_POOLING = ("cls_token", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken")
 _FLOATS: dict[str, np.dtype[Any]] = {
@@ -93,6 +104,7 @@ def bert_shape(folder: Path) -> BertShape | None:
         and config.get("model_type") == "bert"
         and config.get("hidden_act") == "gelu"
         and config.get("position_embedding_type", "absolute") == "absolute"
+        and not config.get("is_decoder", False)
         and not st_config.get("do_lower_case", False)
         and isinstance(st_config.get("max_seq_length"), int)
         and pooling.get("pooling_mode_mean_tokens") is True
@@ -110,11 +122,13 @@ def bert_shape(folder: Path) -> BertShape | None:
     )
 
 
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The floating-point tensors of a ``.safetensors`` file as float32 arrays. float32 tensors are read-only views
-    of a read-only memory map of the file (no copy; nothing is read until used), others are converted."""
+def read_safetensors(path: Path, *, writable: bool = False) -> dict[str, np.ndarray]:
+    """The floating-point tensors of a ``.safetensors`` file as float32 arrays. float32 tensors are views of a memory
+    map of the file (no copy; nothing is read until used), others are converted. The views are read-only, or with
+    ``writable`` views of a private (copy-on-write) mapping: a write copies the page it touches, never the file
+    (what ``torch.from_numpy`` asks of an array)."""
     with path.open("rb") as fh:
-        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY if writable else mmap.ACCESS_READ)
     size = int.from_bytes(mapped[:8], "little")
     header = json.loads(mapped[8 : 8 + size])
     start = 8 + size
@@ -132,9 +146,12 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _load_weights(folder: Path) -> dict[str, np.ndarray]:
+def bert_weights(folder: Path, *, writable: bool = False) -> dict[str, np.ndarray]:
+    """The float32 weights of a BERT folder under the ``BertModel``'s own names (``embeddings...``,
+    ``encoder.layer...``): ``model.safetensors`` through :func:`read_safetensors` (``writable`` as there), else
+    ``pytorch_model.bin`` through torch. Errors are the readers' own (see :meth:`LightEncoder.from_folder`)."""
     if (folder / "model.safetensors").is_file():
-        raw = read_safetensors(folder / "model.safetensors")
+        raw = read_safetensors(folder / "model.safetensors", writable=writable)
     else:  # an old checkpoint: only torch reads its pickle (safely, weights only)
         import torch
 
@@ -142,6 +159,19 @@ def _load_weights(folder: Path) -> dict[str, np.ndarray]:
         raw = {k: v.float().numpy() for k, v in state.items() if v.is_floating_point()}
     # Some checkpoints name the encoder's weights under the task model's prefix ("bert.encoder...").
     return {k.removeprefix("bert."): v for k, v in raw.items()}
+
+
+def bert_tokenizer(folder: Path, shape: BertShape) -> Any:
+    """The folder's ``tokenizer.json`` as a ``tokenizers.Tokenizer`` set up as sentence-transformers calls its fast
+    tokenizer: truncated to ``max_seq_length``, not padded, [CLS] ... [SEP] from the folder's post-processor."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    # tokenizer.json may carry the training-time settings (all-MiniLM-L6-v2's: truncate and pad to 128);
+    # sentence-transformers truncates to max_seq_length and pads only to the longest text of a batch.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=shape.max_length)
+    return tokenizer
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -196,18 +226,12 @@ class LightEncoder:
     @classmethod
     def from_folder(cls, folder: Path, shape: BertShape) -> LightEncoder:
         """Load the weights and the tokenizer of ``folder``; an unusable folder is :class:`ModelNotAvailable`."""
-        from tokenizers import Tokenizer
-
         try:
-            weights = _load_weights(folder)
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            weights = bert_weights(folder)
+            tokenizer = bert_tokenizer(folder, shape)
         except Exception as exc:  # mmap, JSON, torch and tokenizers each raise their own types for a bad file
             raise ModelNotAvailable(f"could not load a light encoder from {folder}: {exc}", model=str(folder)) from exc
-        # tokenizer.json may carry the training-time settings (all-MiniLM-L6-v2's: truncate and pad to 128);
-        # sentence-transformers truncates to max_seq_length and pads only to the longest text of a batch.
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=shape.max_length)
-        missing = [k for k in _needed(shape) if k not in weights]
+        missing = missing_weights(weights, shape)
         if missing:
             raise ModelNotAvailable(f"{folder} lacks BERT weights such as {missing[0]}", model=str(folder))
         return cls(weights, shape, tokenizer)
@@ -289,7 +313,8 @@ class LightEncoder:
         return out
 
 
-def _needed(shape: BertShape) -> list[str]:
+def missing_weights(weights: Mapping[str, np.ndarray], shape: BertShape) -> list[str]:
+    """The names of the BERT weights ``shape`` needs that ``weights`` lacks (empty when it has them all)."""
     names = ["embeddings.word_embeddings", "embeddings.position_embeddings", "embeddings.token_type_embeddings"]
     params = [n + ".weight" for n in names] + ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"]
     for layer in range(shape.layers):
@@ -304,7 +329,7 @@ def _needed(shape: BertShape) -> list[str]:
             "output.LayerNorm",
         ):
             params += [f"encoder.layer.{layer}.{part}.weight", f"encoder.layer.{layer}.{part}.bias"]
-    return params
+    return [name for name in params if name not in weights]
 
 
 _encoders: dict[str, LightEncoder | None] = {}

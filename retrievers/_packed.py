@@ -11,6 +11,10 @@ This is exact for encoders whose position ids are plain offsets and whose poolin
 (BERT-type models in a sentence-transformers ``Transformer → Pooling(mean) → [Normalize]`` pipeline, such as the
 packaged all-MiniLM-L6-v2). :func:`packer_for` checks the pipeline and then checks the result once per model
 against the library's own ``encode``; any other model, or one that fails the check, is encoded the usual way.
+
+:class:`PackedEncoder` holds the packing; :class:`Packer` runs it through a sentence-transformers model, and
+:class:`~promptzip.retrievers._torch_bert.TorchBertEncoder` through a torch BERT read from the folder without
+transformers (what the dense scorer uses where it applies).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 
 from promptzip._deadline import check
 
-__all__ = ["Encoded", "Packer", "packer_for"]
+__all__ = ["Encoded", "PackedEncoder", "Packer", "packer_for"]
 
 _PACKABLE_TYPES = frozenset({"bert"})  # position ids are arange(n); RoBERTa-type models offset them by padding_idx
 _checked: dict[int, tuple[Any, Packer | None]] = {}
@@ -41,28 +45,43 @@ class Encoded:
     offsets: list[np.ndarray]
 
 
-class Packer:
-    """Encodes texts packed ``row_tokens`` word pieces to a row, ``rows`` rows to a forward pass."""
+class PackedEncoder:
+    """Encodes texts packed ``row_tokens`` word pieces to a row, ``rows`` rows to a forward pass.
 
-    def __init__(self, model: Any, *, row_tokens: int = 128, rows: int = 8) -> None:
-        self.model = model
+    The template: tokenize (:meth:`_tokenize`), pack, run each batch of rows through the encoder (:meth:`_forward`),
+    mean-pool each text's block, normalize. Subclasses give the two steps and set ``hidden`` (the width of a token
+    vector) and ``limit`` (the word pieces a text is truncated to): :class:`Packer` for a sentence-transformers
+    model, :class:`~promptzip.retrievers._torch_bert.TorchBertEncoder` for a BERT read without transformers. Both
+    build the same rows (padding included), so an int8 model, whose activations are quantized per batch, gives the
+    same vectors through either.
+    """
+
+    hidden: int
+    limit: int
+
+    def __init__(self, *, row_tokens: int = 128, rows: int = 8) -> None:
         self.row_tokens = row_tokens
         self.rows = rows
-        self.limit = int(getattr(model, "max_seq_length", 256) or 256)
+
+    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+        """Each text's word-piece ids (special tokens included, truncated to ``limit``) and character offsets."""
+        raise NotImplementedError
+
+    def _forward(self, input_ids: Any, positions: Any, mask: Any) -> Any:
+        """The last hidden state, float32 ``[rows, width, hidden]``, of ``input_ids`` / ``positions`` (long
+        ``[rows, width]``) under ``mask`` (bool ``[rows, width, width]``, True where a token may attend)."""
+        raise NotImplementedError
 
     def encode(self, texts: Sequence[str], *, states: bool = False, progress: bool = False) -> Encoded:
         """Unit vectors of ``texts``; with ``states``, also their token vectors and offsets (else empty lists)."""
         import torch
 
-        tokenizer, bert = self.model.tokenizer, self.model[0].auto_model
         if not texts:
-            return Encoded(np.zeros((0, bert.config.hidden_size), dtype=np.float32), [], [])
-        enc = tokenizer(list(texts), truncation=True, max_length=self.limit, return_offsets_mapping=True)
-        ids: list[list[int]] = enc["input_ids"]
-        offsets = [np.asarray(o, dtype=np.int32).reshape(-1, 2) for o in enc["offset_mapping"]]
+            return Encoded(np.zeros((0, self.hidden), dtype=np.float32), [], [])
+        ids, offsets = self._tokenize(list(texts))
         bins = self._bins([len(x) for x in ids])
         kept: list[np.ndarray | None] = [None] * len(texts)
-        means = np.zeros((len(texts), bert.config.hidden_size), dtype=np.float32)
+        means = np.zeros((len(texts), self.hidden), dtype=np.float32)
         batches = [bins[i : i + self.rows] for i in range(0, len(bins), self.rows)]
         for batch in _progress(batches, progress):
             check("the encoder")
@@ -82,12 +101,7 @@ class Packer:
             mask = segment[:, :, None] == segment[:, None, :]
             mask &= (segment[:, None, :] >= 0) | torch.eye(width, dtype=torch.bool)[None]
             with torch.inference_mode():
-                hidden = bert(
-                    input_ids=input_ids,
-                    attention_mask=mask[:, None],
-                    token_type_ids=torch.zeros_like(input_ids),
-                    position_ids=positions,
-                ).last_hidden_state.float()
+                hidden = self._forward(input_ids, positions, mask)
             for r, row in enumerate(batch):
                 at = 0
                 for t in row:
@@ -120,6 +134,34 @@ class Packer:
             if left > 0:
                 by_room.setdefault(left, []).append(r)
         return rows
+
+
+class Packer(PackedEncoder):
+    """Packed encoding through a sentence-transformers model: its fast tokenizer and its Hugging Face BERT."""
+
+    def __init__(self, model: Any, *, row_tokens: int = 128, rows: int = 8) -> None:
+        super().__init__(row_tokens=row_tokens, rows=rows)
+        self.model = model
+        self.limit = int(getattr(model, "max_seq_length", 256) or 256)
+        self.hidden = int(model[0].auto_model.config.hidden_size)
+
+    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+        enc = self.model.tokenizer(texts, truncation=True, max_length=self.limit, return_offsets_mapping=True)
+        return enc["input_ids"], [np.asarray(o, dtype=np.int32).reshape(-1, 2) for o in enc["offset_mapping"]]
+
+    def _forward(self, input_ids: Any, positions: Any, mask: Any) -> Any:
+        import torch
+
+        return (
+            self.model[0]
+            .auto_model(
+                input_ids=input_ids,
+                attention_mask=mask[:, None],
+                token_type_ids=torch.zeros_like(input_ids),
+                position_ids=positions,
+            )
+            .last_hidden_state.float()
+        )
 
 
 def _progress(batches: list[Any], show: bool) -> Any:

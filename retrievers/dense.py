@@ -1,4 +1,4 @@
-"""Dense relevance: cosine similarity of sentence-transformers embeddings, cached by content hash.
+"""Dense relevance: cosine similarity of sentence-encoder embeddings, cached by content hash.
 
 An embedding depends only on the text and the encoder, so each distinct text is encoded once, ever, when a cache
 is given. Without a query, a chunk's score is its similarity to the centroid of the request (centrality).
@@ -29,13 +29,14 @@ from promptzip._precision import precision_tag, resolve_precision, with_precisio
 from promptzip._roles import Scorer
 from promptzip._tokenizers import TextMemo
 from promptzip._types import Chunk
-from promptzip.retrievers._packed import packer_for
 from promptzip.retrievers._query_forward import forward_one
 
-if TYPE_CHECKING:  # the light encoder is imported when a query first needs it
+if TYPE_CHECKING:  # the light and torch encoders are imported when they are first needed
     from promptzip.retrievers._light import LightEncoder
+    from promptzip.retrievers._packed import PackedEncoder
+    from promptzip.retrievers._torch_bert import TorchBertEncoder
 
-__all__ = ["DenseScorer", "weights_fingerprint"]
+__all__ = ["LIGHT_ENV", "TORCH_ENV", "DenseScorer", "weights_fingerprint"]
 
 logger = logging.getLogger("promptzip")
 
@@ -45,6 +46,11 @@ _fp_lock = threading.Lock()
 _LIGHT_STATE_TEXTS = 64  # beyond this many sentences, loading the packed heavy encoder pays for itself
 _MEMO_MAX = 1 << 16  # the most vectors (~1.5 KB each for MiniLM) a request may grow the memo to
 LIGHT_ENV = "PROMPTZIP_LIGHT_ENCODER"  # "0"/"off"/"false": no light encoder (to measure it, or to rule it out)
+TORCH_ENV = "PROMPTZIP_TORCH_ENCODER"  # "0"/"off"/"false": the packed pass through sentence-transformers again
+
+
+def _switched_off(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() in ("0", "off", "false", "no")
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -70,8 +76,15 @@ class DenseScorer(Scorer):
     ``packed`` (default): texts are laid end to end in rows of 128 word pieces with block-diagonal attention
     (:mod:`promptzip.retrievers._packed`), exact for BERT-type mean-pooling encoders like the packaged one: no
     padding is computed, and the encoder runs on full rows. On the 1k- and 4k-token bench inputs this took a cold
-    request from 0.28 / 0.92 s to 0.17 / 0.65 s. Other encoders, or ``packed=False``, are batched the usual way:
+    request from 0.28 / 0.92 s to 0.17 / 0.65 s. Other encoders, int8 scorers (their activations are quantized per
+    batch, so packing would change their vectors) and ``packed=False`` go through sentence-transformers' ``encode``:
     longest first, ``batch_size`` (16) to a batch, each batch padded to its longest member.
+
+    For a mean-pooling BERT folder such as the packaged ones, the packed pass of float32 and bfloat16 scorers runs on
+    the torch module of :mod:`promptzip.retrievers._torch_bert` (the folder's ``tokenizer.json`` and safetensors,
+    the Hugging Face BERT's operations in its order): the same token vectors and offsets as the sentence-transformers
+    model's packed pass, without importing sentence-transformers or transformers (seconds of a new process; torch
+    alone is a fraction of that). Set ``PROMPTZIP_TORCH_ENCODER=0`` to use the sentence-transformers model instead.
 
     The last ``memo`` embeddings (and query embeddings) are also kept in memory by the scorer itself, so the
     scoring passes of one request never encode a text twice, with or without a cache; a request of more sentences
@@ -79,9 +92,9 @@ class DenseScorer(Scorer):
 
     Queries are embedded in float32 by float32 and bfloat16 scorers alike (a query is one text: bfloat16 would save
     about 2 ms there, and float32 is what it approximates), so a query's vector does not depend on which encoder a
-    process has loaded; int8 scorers embed queries with their int8 model. Until the sentence-transformers model is
-    loaded for sentences, queries (and the token vectors of up to 64 sentences whose clauses are pooled) come from
-    the NumPy encoder of :mod:`promptzip.retrievers._light`, which imports none of torch, transformers or
+    process has loaded; int8 scorers embed queries with their int8 model. Until a torch encoder is loaded for
+    sentences, queries (and the token vectors of up to 64 sentences whose clauses are pooled) come from the NumPy
+    encoder of :mod:`promptzip.retrievers._light`, which imports none of torch, transformers or
     sentence-transformers: a new process whose sentences are all cached compresses in a fraction of a second more
     than the import of promptzip. A bfloat16 scorer's clause vectors pooled there are float32's, within bfloat16's
     rounding of what its own pass would give. Set ``PROMPTZIP_LIGHT_ENCODER=0`` to use the heavy model throughout.
@@ -120,10 +133,12 @@ class DenseScorer(Scorer):
         self.packed = packed
         self._states: OrderedDict[str, _State] = OrderedDict()
         self._state_tokens = 0
-        self._heavy = False  # the sentence-transformers model was asked for: it serves the queries from then on
+        self._heavy = False  # a heavy encoder (torch) was loaded for sentences: it serves the queries from then on
+        self._torch: TorchBertEncoder | None = None  # the float32 torch BERT, once decided (None: not this model)
+        self._torch_tried = False
         self._light: LightEncoder | None = None  # the light encoder, built on the first query it serves
         self._light_tried = False
-        self._light_lock = threading.Lock()
+        self._light_lock = threading.Lock()  # guards the light and the torch encoder's one-time loading
 
     @property
     def fingerprint(self) -> str:
@@ -142,18 +157,53 @@ class DenseScorer(Scorer):
         return self.fingerprint.removesuffix(precision_tag(self.precision))
 
     def _model(self) -> Any:
+        """The sentence-transformers model in the scorer's precision (loaded once per process)."""
         model = with_precision(load_sentence_encoder(self.model_name), self.precision)
+        self._heavy_loaded()
+        return model
+
+    def _heavy_loaded(self) -> None:
         if not self._heavy:
             self._heavy, self._light = True, None  # the light encoder's memory is not needed any more
-        return model
+
+    def _torch_encoder(self) -> TorchBertEncoder | None:
+        """The float32 torch BERT of :mod:`promptzip.retrievers._torch_bert` (copies in other precisions come from
+        it), or ``None`` where it does not apply: ``packed=False``, an int8 scorer (its vectors are
+        sentence-transformers' batched pass, whose per-batch quantization packing would not reproduce),
+        ``PROMPTZIP_TORCH_ENCODER`` off, or a folder that is not a mean-pooling BERT it computes exactly."""
+        if not self.packed or self.precision == "int8" or _switched_off(TORCH_ENV):
+            return None
+        with self._light_lock:
+            if not self._torch_tried:
+                self._torch_tried = True
+                from promptzip.retrievers._torch_bert import torch_bert_encoder
+
+                try:
+                    found = torch_bert_encoder(resolve_model(self.model_name).path)
+                except ModelNotAvailable as exc:  # an unreadable folder: the sentence-transformers loader decides
+                    logger.debug("no torch encoder for %s: %s", self.model_name, exc)
+                    found = None
+                self._torch = found
+            return self._torch
+
+    def _packer(self) -> PackedEncoder | None:
+        """What encodes sentences packed (:mod:`promptzip.retrievers._packed`): the torch BERT where it applies,
+        else the sentence-transformers model's packer where packing is exact for it, else ``None``."""
+        native = self._torch_encoder()
+        if native is not None:
+            self._heavy_loaded()
+            return native.in_precision(self.precision)
+        if not self.packed:
+            return None
+        from promptzip.retrievers._packed import packer_for
+
+        return packer_for(self._model())
 
     def _light_encoder(self) -> LightEncoder | None:
         """The light encoder, or ``None`` where it does not apply: the heavy model is loaded already, the scorer is
         int8 (its queries are its int8 model's), ``PROMPTZIP_LIGHT_ENCODER`` is off, or the folder is not a
         mean-pooling BERT it computes exactly."""
-        if self._heavy or self.precision == "int8":
-            return None
-        if os.environ.get(LIGHT_ENV, "").strip().lower() in ("0", "off", "false", "no"):
+        if self._heavy or self.precision == "int8" or _switched_off(LIGHT_ENV):
             return None
         with self._light_lock:
             if not self._light_tried:
@@ -231,33 +281,40 @@ class DenseScorer(Scorer):
     def _encode(self, texts: list[str], *, keep_states: bool) -> tuple[np.ndarray, list[_State]]:
         """Unit embeddings of ``texts``; with ``keep_states``, also each text's contextual token vectors (float16)
         and their character offsets, remembered for :meth:`embed_spans` while they fit in ``states`` tokens."""
-        model = self._model()
         progress = self.progress and len(texts) > 256
-        packer = packer_for(model) if self.packed else None
+        packer = self._packer()
         kept: list[_State] = []
         if packer is not None:
             encoded = packer.encode(texts, states=keep_states, progress=progress)
             vectors = encoded.vectors
             kept = list(zip(encoded.states, encoded.offsets, strict=True))
-        elif not keep_states:
-            vectors = model.encode(
-                texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=progress
-            ).astype(np.float32)
         else:
-            import torch
-
-            outputs = model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=progress)
-            vectors = np.stack([o["sentence_embedding"].float().numpy() for o in outputs]).astype(np.float32)
-            limit = int(getattr(model, "max_seq_length", 256) or 256)
-            offsets = model.tokenizer(texts, truncation=True, max_length=limit, return_offsets_mapping=True)
-            for o, pairs in zip(outputs, offsets["offset_mapping"], strict=True):
-                state = o["token_embeddings"][o["attention_mask"].bool()].to(torch.float16).numpy()
-                kept.append((state, np.asarray(pairs, dtype=np.int32).reshape(-1, 2)))
+            vectors, kept = self._encode_batched(texts, keep_states=keep_states, progress=progress)
         if keep_states and self.states:
             with self._recent_lock:
                 for text, state in zip(texts, kept, strict=True):
                     self._keep_state(text, state)
         return _unit(vectors.astype(np.float32)), kept  # normalized in float32: bfloat16 norms are off by ~1e-3
+
+    def _encode_batched(
+        self, texts: list[str], *, keep_states: bool, progress: bool
+    ) -> tuple[np.ndarray, list[_State]]:
+        """``texts`` through sentence-transformers' own ``encode``: batches of ``batch_size``, padded."""
+        model = self._model()
+        if not keep_states:
+            vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=progress)
+            return np.asarray(vectors, dtype=np.float32), []
+        import torch
+
+        outputs = model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=progress)
+        vectors = np.stack([o["sentence_embedding"].float().numpy() for o in outputs]).astype(np.float32)
+        limit = int(getattr(model, "max_seq_length", 256) or 256)
+        offsets = model.tokenizer(texts, truncation=True, max_length=limit, return_offsets_mapping=True)
+        kept: list[_State] = []
+        for o, pairs in zip(outputs, offsets["offset_mapping"], strict=True):
+            state = o["token_embeddings"][o["attention_mask"].bool()].to(torch.float16).numpy()
+            kept.append((state, np.asarray(pairs, dtype=np.int32).reshape(-1, 2)))
+        return vectors, kept
 
     def _keep_state(self, text: str, state: _State) -> None:
         size = len(state[0])
@@ -275,9 +332,10 @@ class DenseScorer(Scorer):
 
         Cached queries cost ~1.5 KB each and let a repeated question (a CLI re-run, a restarted proxy, an eval
         rerun) in a new process skip every encoder. A query is encoded in float32 (int8 scorers aside) by the light
-        encoder (:meth:`_light_encoder`) until the sentence-transformers model is loaded for sentences, then by that
-        model's float32 original. The encoders truncate to ``max_seq_length`` word pieces (256 for
-        all-MiniLM-L6-v2), so a huge query costs its tokenization, not a longer forward pass.
+        encoder (:meth:`_light_encoder`) until a heavy encoder is loaded for sentences, then by that encoder's
+        float32 original (the torch BERT's, or the sentence-transformers model's). The encoders truncate to
+        ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2), so a huge query costs its tokenization, not a
+        longer forward pass.
         """
         key = make_key("query:" + self.query_fingerprint, query)  # its own namespace: never an "emb:" entry
         found = self._recall([key])
@@ -295,6 +353,9 @@ class DenseScorer(Scorer):
         if light is not None:
             vector: np.ndarray = light.encode([query])[0]
             return vector
+        native = self._torch_encoder()
+        if native is not None:  # float32 and bfloat16 scorers: the float32 torch BERT (bfloat16 is a copy)
+            return native.encode_query(query)
         # float32 and bfloat16 scorers: the float32 model (load_sentence_encoder keeps it; bfloat16 is a copy)
         model = self._model() if self.precision == "int8" else load_sentence_encoder(self.model_name)
         return forward_one(model, query)  # traced once per float32 model, checked; quantized ones run eagerly

@@ -90,13 +90,18 @@ def _count_forwards(scorer: DenseScorer) -> tuple[list[int], Any]:
     def hook(module: object, args: object) -> None:
         calls[0] += 1
 
-    from promptzip.retrievers._packed import packer_for
+    from promptzip.retrievers._packed import Packer
+    from promptzip.retrievers._torch_bert import TorchBertEncoder
 
-    model = scorer._model()
-    packer_for(model)  # its one-time check runs a pass of its own: done before counting
-    # sentence-transformers' encode enters through the pipeline (which calls the BERT's forward directly), a packed
-    # pass through the BERT model itself: one hook on each counts every pass once
-    handles = [model.register_forward_pre_hook(hook), model[0].auto_model.register_forward_pre_hook(hook)]
+    packer = scorer._packer()  # loaded (and, for sentence-transformers, its one-time check run) before counting
+    if isinstance(packer, TorchBertEncoder):  # the torch BERT: packed passes and queries enter its module
+        handles = [packer.module.register_forward_pre_hook(hook)]
+    else:
+        assert isinstance(packer, Packer)
+        model = packer.model
+        # sentence-transformers' encode enters through the pipeline (which calls the BERT's forward directly), a
+        # packed pass through the BERT model itself: one hook on each counts every pass once
+        handles = [model.register_forward_pre_hook(hook), model[0].auto_model.register_forward_pre_hook(hook)]
     # a query may run the traced transformer (retrievers/_query_forward.py), which no module hook sees: count it
     import promptzip.retrievers.dense as dense_module
 
@@ -119,7 +124,7 @@ def _count_forwards(scorer: DenseScorer) -> tuple[list[int], Any]:
 
 def test_memo_encodes_each_text_and_query_once_without_a_cache() -> None:
     scorer = DenseScorer(precision="float32")  # no cache
-    model = scorer._model()
+    encoder = scorer._packer()
     calls, handle = _count_forwards(scorer)
     try:
         chunks = [Chunk(t) for t in SENTENCES]
@@ -129,7 +134,7 @@ def test_memo_encodes_each_text_and_query_once_without_a_cache() -> None:
         scorer.score(chunks[1:3], "How tall is the tower?")  # these texts and the question are known
         assert calls[0] == first
         tiny = DenseScorer(precision="float32", memo=0)  # no memo: encoded again
-        assert tiny._model() is model
+        assert tiny._packer() is encoder  # one encoder per process
         tiny.score(chunks, "How tall is the tower?")
         assert calls[0] > first
     finally:

@@ -108,6 +108,11 @@ def test_safetensors_are_read_as_float32(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read["b"], f16.astype(np.float32))
     np.testing.assert_array_equal(read["c"], np.asarray([1.5, -0.375, 2.0**120], dtype=np.float32))
     assert not read["a"].flags.writeable  # a view of the read-only mapping, not a copy
+    private = read_safetensors(tmp_path / "w.safetensors", writable=True)  # what torch.from_numpy wants
+    assert private["a"].flags.writeable
+    private["a"][0, 0] = 99.0  # copy-on-write: the file (and the other mapping) keep their values
+    np.testing.assert_array_equal(read["a"], f32)
+    np.testing.assert_array_equal(read_safetensors(tmp_path / "w.safetensors")["a"], f32)
 
 
 def test_only_mean_pooling_berts_get_a_light_encoder(tmp_path: Path) -> None:
@@ -120,6 +125,12 @@ def test_only_mean_pooling_berts_get_a_light_encoder(tmp_path: Path) -> None:
     shape = bert_shape(folder)
     assert shape is not None
     assert (shape.layers, shape.heads, shape.hidden, shape.eps) == (6, 12, 384, 1e-12)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "is_decoder": True}))  # causal attention
+    assert bert_shape(folder) is None
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_act": "gelu_new"}))  # the tanh GELU
+    assert bert_shape(folder) is None
+    (folder / "config.json").write_text(json.dumps(config))
     pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
     pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))

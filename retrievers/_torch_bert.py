@@ -1,0 +1,213 @@
+"""A torch BERT sentence encoder read without transformers or sentence-transformers.
+
+Importing sentence-transformers costs seconds of a new process (it imports most of transformers, scikit-learn's
+metrics and more), several times ``import torch`` itself, and the dense scorer's packed pass uses only two parts of
+its pipeline: the fast tokenizer and the Hugging Face ``BertModel``. For the folders :mod:`.retrievers._light`
+computes exactly (a sentence-transformers ``Transformer → Pooling(mean) [→ Normalize]`` pipeline over an
+absolute-position, GELU, encoder-only BERT: :func:`~promptzip.retrievers._light.bert_shape`), this module builds
+the same network as a small ``nn.Module`` and feeds it the same rows:
+
+* the tokenizer is the folder's ``tokenizer.json`` through ``tokenizers`` (the Rust library the fast tokenizer
+  wraps), truncated to ``max_seq_length`` and not padded, as sentence-transformers calls it: the same ids and
+  character offsets (``tests/test_torch_bert.py`` compares them on hundreds of odd texts);
+* the weights are ``model.safetensors`` mapped copy-on-write (:func:`~promptzip.retrievers._light.bert_weights`)
+  and wrapped by ``torch.from_numpy``: no copy, and pages are read as the forward pass touches them;
+* the forward pass runs the Hugging Face ``BertModel``'s operations in its order (word + token-type, then
+  + position embeddings, LayerNorm; per layer separate ``nn.Linear`` query / key / value projections, their
+  ``scaled_dot_product_attention`` under the boolean block-diagonal mask of :mod:`.retrievers._packed`, the output
+  projection + residual, LayerNorm, the intermediate ``nn.Linear`` with exact GELU, the output projection +
+  residual, LayerNorm). Its pooler is left out: the mean pooling reads the last hidden state only.
+
+So its packed passes give the sentence-transformers model's packed passes' vectors and token states (bit for bit
+on the machines tested), and its reduced-precision copies, made as :func:`promptzip._precision.with_precision`
+makes them of the Hugging Face model (a bfloat16 copy; torch's dynamic int8 quantization of the ``nn.Linear``
+layers), give those copies' packed vectors too. The dense scorer uses it for float32 and bfloat16 only: an int8
+model's activations are quantized per batch, so its packed vectors are not those of sentence-transformers' batched
+``encode``, which int8 scorers keep.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from promptzip._errors import ModelNotAvailable
+from promptzip._precision import resolve_precision, with_precision
+from promptzip.retrievers._light import BertShape, bert_shape, bert_tokenizer, bert_weights, missing_weights
+from promptzip.retrievers._packed import PackedEncoder
+
+__all__ = ["TorchBert", "TorchBertEncoder", "torch_bert_encoder"]
+
+
+def _tensor(array: np.ndarray) -> nn.Parameter:
+    """A frozen parameter sharing ``array``'s memory (a view of the mapped file where it is one)."""
+    return nn.Parameter(torch.from_numpy(array), requires_grad=False)
+
+
+# The modules are made at size 1 and then given the folder's tensors: made at full size they would draw random
+# weights first (tenths of a second), and made on the "meta" device the first one imports torch's meta kernels
+# (seconds). They stay plain nn.Linear / nn.LayerNorm / nn.Embedding, which torch's dynamic quantization and
+# dtype conversion know.
+
+
+def _linear(weights: Mapping[str, np.ndarray], name: str) -> nn.Linear:
+    weight = _tensor(weights[name + ".weight"])
+    module = nn.Linear(1, 1)
+    module.out_features, module.in_features = weight.shape
+    module.weight, module.bias = weight, _tensor(weights[name + ".bias"])
+    return module
+
+
+def _norm(weights: Mapping[str, np.ndarray], name: str, eps: float) -> nn.LayerNorm:
+    weight = _tensor(weights[name + ".weight"])
+    module = nn.LayerNorm(1, eps=eps)
+    module.normalized_shape = tuple(weight.shape)
+    module.weight, module.bias = weight, _tensor(weights[name + ".bias"])
+    return module
+
+
+def _embedding(weights: Mapping[str, np.ndarray], name: str) -> nn.Embedding:
+    weight = _tensor(weights[name + ".weight"])
+    module = nn.Embedding(1, 1)
+    module.num_embeddings, module.embedding_dim = weight.shape
+    module.weight = weight
+    return module
+
+
+class _Layer(nn.Module):
+    """One BERT encoder layer (``BertLayer``'s operations, in its order)."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray], prefix: str, shape: BertShape) -> None:
+        super().__init__()
+        self.head_size = shape.hidden // shape.heads
+        self.scaling = self.head_size**-0.5
+        self.query = _linear(weights, prefix + "attention.self.query")
+        self.key = _linear(weights, prefix + "attention.self.key")
+        self.value = _linear(weights, prefix + "attention.self.value")
+        self.attention_out = _linear(weights, prefix + "attention.output.dense")
+        self.attention_norm = _norm(weights, prefix + "attention.output.LayerNorm", shape.eps)
+        self.intermediate = _linear(weights, prefix + "intermediate.dense")
+        self.output = _linear(weights, prefix + "output.dense")
+        self.output_norm = _norm(weights, prefix + "output.LayerNorm", shape.eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        rows, width = x.shape[:2]
+        split = (rows, width, -1, self.head_size)
+        query = self.query(x).view(split).transpose(1, 2)
+        key = self.key(x).view(split).transpose(1, 2)
+        value = self.value(x).view(split).transpose(1, 2)
+        attended = nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=0.0, scale=self.scaling, is_causal=False
+        )
+        attended = attended.transpose(1, 2).contiguous().reshape(rows, width, -1).contiguous()
+        x = self.attention_norm(self.attention_out(attended) + x)
+        inner = nn.functional.gelu(self.intermediate(x))
+        out: torch.Tensor = self.output_norm(self.output(inner) + x)
+        return out
+
+
+class TorchBert(nn.Module):
+    """A BERT encoder's last hidden state from a folder's weights (see the module docstring)."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray], shape: BertShape) -> None:
+        super().__init__()
+        self.shape = shape
+        self.word = _embedding(weights, "embeddings.word_embeddings")
+        self.position = _embedding(weights, "embeddings.position_embeddings")
+        self.token_type = _embedding(weights, "embeddings.token_type_embeddings")
+        self.norm = _norm(weights, "embeddings.LayerNorm", shape.eps)
+        self.layers = nn.ModuleList(_Layer(weights, f"encoder.layer.{i}.", shape) for i in range(shape.layers))
+        self.eval()
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``[rows, width, hidden]`` for ``input_ids`` / ``positions`` ``[rows, width]`` (token type 0 throughout,
+        as sentence-transformers passes it), ``mask`` bool ``[rows, 1, width, width]`` or ``None`` (all attend)."""
+        x: torch.Tensor = self.word(input_ids) + self.token_type(torch.zeros_like(input_ids))
+        x = self.norm(x + self.position(positions))
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+class TorchBertEncoder(PackedEncoder):
+    """Packed encoding (:class:`~promptzip.retrievers._packed.PackedEncoder`) through a :class:`TorchBert` and the
+    folder's own tokenizer; :meth:`in_precision` gives the bfloat16 and int8 copies, :meth:`encode_query` one text."""
+
+    def __init__(self, module: Any, tokenizer: Any, *, row_tokens: int = 128, rows: int = 8) -> None:
+        super().__init__(row_tokens=row_tokens, rows=rows)
+        self.module = module  # the network a pass runs: a TorchBert, or its bfloat16 / int8 copy
+        self.shape: BertShape = module.shape
+        self.hidden = self.shape.hidden
+        self.limit = self.shape.max_length
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()  # the Rust tokenizer is shared by the copies: encode under one lock
+        self._copies: dict[str, TorchBertEncoder] = {"float32": self}
+
+    def in_precision(self, precision: str) -> TorchBertEncoder:
+        """This encoder with its network in ``precision`` (``"float32"``, ``"bfloat16"``, ``"int8"`` or ``"auto"``):
+        made once, as the sentence-transformers model's copies are (:func:`promptzip._precision.with_precision`)."""
+        precision = resolve_precision(precision)
+        with self._lock:
+            found = self._copies.get(precision)
+            if found is None:
+                base = self._copies["float32"]
+                copy = with_precision(base.module, precision)
+                found = TorchBertEncoder(copy, self._tokenizer, row_tokens=self.row_tokens, rows=self.rows)
+                found._lock, found._copies = self._lock, self._copies
+                self._copies[precision] = found
+        return found
+
+    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(texts)
+        ids = [e.ids for e in encodings]
+        return ids, [np.asarray(e.offsets, dtype=np.int32).reshape(-1, 2) for e in encodings]
+
+    def _forward(self, input_ids: Any, positions: Any, mask: Any) -> Any:
+        return self.module(input_ids, positions, mask[:, None]).float()
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The unit embedding of one text, alone in its row and without a mask (there is nothing to mask), as a
+        sentence-transformers model embeds a batch of one."""
+        ids, _ = self._tokenize([text])
+        with torch.inference_mode():
+            input_ids = torch.tensor(ids, dtype=torch.long)
+            positions = torch.arange(input_ids.shape[1])[None]
+            mean = self.module(input_ids, positions, None)[0].float().mean(dim=0).numpy()
+        norm = float(np.linalg.norm(mean))
+        return np.asarray(mean / (norm if norm > 0 else 1.0), dtype=np.float32)
+
+    @classmethod
+    def from_folder(cls, folder: Path, shape: BertShape) -> TorchBertEncoder:
+        """The float32 encoder of ``folder``; an unusable folder is :class:`ModelNotAvailable`."""
+        try:
+            weights = bert_weights(folder, writable=True)
+            tokenizer = bert_tokenizer(folder, shape)
+        except Exception as exc:  # mmap, JSON, torch and tokenizers each raise their own types for a bad file
+            raise ModelNotAvailable(f"could not load a BERT encoder from {folder}: {exc}", model=str(folder)) from exc
+        missing = missing_weights(weights, shape)
+        if missing:
+            raise ModelNotAvailable(f"{folder} lacks BERT weights such as {missing[0]}", model=str(folder))
+        return cls(TorchBert(weights, shape), tokenizer)
+
+
+_encoders: dict[str, TorchBertEncoder | None] = {}
+_encoders_lock = threading.Lock()
+
+
+def torch_bert_encoder(folder: Path) -> TorchBertEncoder | None:
+    """The float32 :class:`TorchBertEncoder` of ``folder``, or ``None`` where the folder is not a model it computes
+    exactly (:func:`~promptzip.retrievers._light.bert_shape`). Built once per folder and process and shared; a
+    folder that fails to load raises :class:`ModelNotAvailable` and is tried again next time."""
+    key = str(folder.resolve())
+    with _encoders_lock:
+        if key not in _encoders:
+            shape = bert_shape(folder)
+            _encoders[key] = None if shape is None else TorchBertEncoder.from_folder(folder, shape)
+        return _encoders[key]

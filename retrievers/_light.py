@@ -17,8 +17,8 @@ float32, embeddings match sentence-transformers' within ~1e-6 (``tests/test_ligh
 Only folders this module computes exactly are accepted (:func:`light_encoder` returns ``None`` for the rest): a
 sentence-transformers ``Transformer → Pooling(mean) [→ Normalize]`` pipeline over an absolute-position, encoder-only
 BERT with exact GELU, without lowercasing done by sentence-transformers itself. The torch encoder of
-:mod:`promptzip.retrievers._torch_bert` reads the same folders through :func:`bert_shape`, :func:`bert_weights`
-and :func:`bert_tokenizer`.
+:mod:`promptzip.retrievers._torch_bert` reads the same folders through :func:`bert_shape` and :func:`bert_parts`
+(:func:`bert_weights`, :func:`bert_tokenizer`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from promptzip._errors import ModelNotAvailable
 __all__ = [
     "BertShape",
     "LightEncoder",
+    "bert_parts",
     "bert_shape",
     "bert_tokenizer",
     "bert_weights",
@@ -226,14 +227,7 @@ class LightEncoder:
     @classmethod
     def from_folder(cls, folder: Path, shape: BertShape) -> LightEncoder:
         """Load the weights and the tokenizer of ``folder``; an unusable folder is :class:`ModelNotAvailable`."""
-        try:
-            weights = bert_weights(folder)
-            tokenizer = bert_tokenizer(folder, shape)
-        except Exception as exc:  # mmap, JSON, torch and tokenizers each raise their own types for a bad file
-            raise ModelNotAvailable(f"could not load a light encoder from {folder}: {exc}", model=str(folder)) from exc
-        missing = missing_weights(weights, shape)
-        if missing:
-            raise ModelNotAvailable(f"{folder} lacks BERT weights such as {missing[0]}", model=str(folder))
+        weights, tokenizer = bert_parts(folder, shape, what="a light encoder")
         return cls(weights, shape, tokenizer)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -311,6 +305,22 @@ class LightEncoder:
         out *= self._w[name + ".weight"]
         out += self._w[name + ".bias"]
         return out
+
+
+def bert_parts(
+    folder: Path, shape: BertShape, *, writable: bool = False, what: str = "a BERT encoder"
+) -> tuple[dict[str, np.ndarray], Any]:
+    """The weights (:func:`bert_weights`) and tokenizer of ``folder``, every weight ``shape`` needs among them; an
+    unusable folder is :class:`ModelNotAvailable` (``what`` names the encoder in its message)."""
+    try:
+        weights = bert_weights(folder, writable=writable)
+        tokenizer = bert_tokenizer(folder, shape)
+    except Exception as exc:  # mmap, JSON, torch and tokenizers each raise their own types for a bad file
+        raise ModelNotAvailable(f"could not load {what} from {folder}: {exc}", model=str(folder)) from exc
+    missing = missing_weights(weights, shape)
+    if missing:
+        raise ModelNotAvailable(f"{folder} lacks BERT weights such as {missing[0]}", model=str(folder))
+    return weights, tokenizer
 
 
 def missing_weights(weights: Mapping[str, np.ndarray], shape: BertShape) -> list[str]:

@@ -37,9 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from promptzip._errors import ModelNotAvailable
 from promptzip._precision import resolve_precision, with_precision
-from promptzip.retrievers._light import BertShape, bert_shape, bert_tokenizer, bert_weights, missing_weights
+from promptzip.retrievers._light import BertShape, bert_parts, bert_shape
 from promptzip.retrievers._packed import PackedEncoder
 
 __all__ = ["TorchBert", "TorchBertEncoder", "torch_bert_encoder"]
@@ -186,14 +185,7 @@ class TorchBertEncoder(PackedEncoder):
     @classmethod
     def from_folder(cls, folder: Path, shape: BertShape) -> TorchBertEncoder:
         """The float32 encoder of ``folder``; an unusable folder is :class:`ModelNotAvailable`."""
-        try:
-            weights = bert_weights(folder, writable=True)
-            tokenizer = bert_tokenizer(folder, shape)
-        except Exception as exc:  # mmap, JSON, torch and tokenizers each raise their own types for a bad file
-            raise ModelNotAvailable(f"could not load a BERT encoder from {folder}: {exc}", model=str(folder)) from exc
-        missing = missing_weights(weights, shape)
-        if missing:
-            raise ModelNotAvailable(f"{folder} lacks BERT weights such as {missing[0]}", model=str(folder))
+        weights, tokenizer = bert_parts(folder, shape, writable=True)
         return cls(TorchBert(weights, shape), tokenizer)
 
 

@@ -125,6 +125,7 @@ def _counts(counts: dict[str, int], skip: str = "") -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown page: the run, then a section per table."""
     s = report["settings"]
     lines = [
         "# proxy-clients: slow and many clients against the running proxy",
@@ -139,6 +140,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"`max_client_connections` {s['max_client_connections']}. An ordinary request is a short chat with "
         "`x-promptzip-disable` on a new connection, timed from connecting to the answer; the attackers of a phase "
         "are all open while they run.",
+        *_ordinary(report),
+        *_attackers(report),
+        *_process(report),
+        *_metrics(report),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _ordinary(report: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Ordinary requests",
         "",
@@ -153,7 +164,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {p['phase']} | {o['requests']} | {o['answered_200']} | {_counts(o['statuses'], '200')} | "
             f"{o['median_ms']} | {o['p95_ms']} | {o['max_ms']} | {opened} |"
         )
-    lines += [
+    return lines
+
+
+def _attackers(report: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Attackers",
         "",
@@ -170,7 +185,8 @@ def markdown(report: dict[str, Any]) -> str:
             )
     idle = next(p for p in report["phases"] if p["phase"] == "idle flood")
     busy = next(p for p in report["phases"] if p["phase"] == "busy flood")
-    lines += [
+    return [
+        *lines,
         "",
         "Seconds from connecting to the proxy's close (body trickle: to the 408, the headers sent at once; over the "
         "cap: to the 503). Expected: the header timeout; the body timeout plus the median body bytes sent / "
@@ -180,6 +196,11 @@ def markdown(report: dict[str, Any]) -> str:
         "(one for each connection made at the cap) to be closed to make room. `GET /healthz` was answered "
         f"{idle['healthz_status']} during the idle flood and {busy['healthz_status']} while busy connections held "
         "every slot.",
+    ]
+
+
+def _process(report: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## The proxy process",
         "",
@@ -193,20 +214,24 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {p['phase']} | {d['open_files']} → {a['open_files']} | {d['rss_mib']} → {a['rss_mib']} | "
             f"{'–' if gauge is None else f'{gauge:g}'} |"
         )
-    lines += ["", "## /metrics at the end", "", "| counter | value | expected |", "| --- | ---: | ---: |"]
+    return lines
+
+
+def _metrics(report: dict[str, Any]) -> list[str]:
+    lines = ["", "## /metrics at the end", "", "| counter | value | expected |", "| --- | ---: | ---: |"]
     for key, want in report["expected_metrics"].items():
         lines.append(f"| `{key}` | {report['metrics'][key]:g} | {want} |")
     upstream, answered = report["upstream_received"], report["ordinary_answered_200"]
     readers = report["settings"]["scale"]["readers"]
     clean = upstream["chats"] == upstream["all requests"] == answered + readers
-    lines += [
+    return [
+        *lines,
         "",
         f"The upstream received {upstream['chats']} chats ({upstream['all requests']} requests in all): the "
         f"{answered} ordinary requests answered 200 and the {readers} slow readers' (complete requests, answered at "
         f"length): {'nothing else from an attacker' if clean else 'NOT only those'}. While serving, the proxy "
         f"logged {report['proxy_log_lines']} lines at warning level or above.",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def build_report(scale: Scale, command: str = COMMAND) -> dict[str, Any]:

@@ -26,7 +26,8 @@ go out as the proxy's ``/v1/responses`` and ``/v1/messages`` routes and a wrappe
 cut by their structure, cache breakpoints kept. A call's ``prompt_cache_key`` names its conversation (cache-stable
 history), as for a wrapped client; other conversations are recognised by their messages. LiteLLM 1.109.1 runs no
 request-rewriting hook for the synchronous chat ``completion`` / ``Router.completion`` (``async_pre_request_hook``
-serves only its native Anthropic Messages handler), so those calls go out uncompressed; use ``acompletion``.
+serves only its native Anthropic Messages handler), so those calls go out uncompressed; use ``acompletion``. The hook
+says so (``log_pre_api_call``, which LiteLLM runs on that path): a warning the first time for each opted-in model.
 
 **Opting in** (absent everywhere: the request passes through untouched). ``promptzip`` may be ``true`` (the hook's
 defaults), ``false`` (off), or a mapping with ``preset``, ``target``, ``budget`` (tokens), ``rate`` (the kept
@@ -147,6 +148,7 @@ class PromptZipHook(CustomLogger):
         self._zippers = _zippers(zippers)
         self._compressions: dict[tuple[str, str], Compression] = {}
         self._lock = threading.Lock()
+        self._sync_warned: set[str] = set()  # the models whose sync completion() was said to go uncompressed
 
     def __repr__(self) -> str:
         return f"PromptZipHook(defaults={self.defaults!r}, models={sorted(self.models)!r})"
@@ -175,6 +177,34 @@ class PromptZipHook(CustomLogger):
         # Outside the deadline and the fail-open: the callback sees only what is sent, and may stop it.
         report(self.on_result, result)
         return out
+
+    def log_pre_api_call(self, model: object, messages: object, kwargs: dict[str, Any]) -> None:
+        """Says so when an opted-in synchronous chat ``completion`` goes out uncompressed (LiteLLM runs no hook that
+        could rewrite it, see the module docstring): a warning the first time for each model, then debug lines, so
+        that a user who opted a model in sees why its sync calls are not smaller. Never raises: it only logs."""
+        if not isinstance(kwargs, Mapping) or kwargs.get("call_type") != CallTypes.completion.value:
+            return
+        params = _mapping(kwargs.get("litellm_params"))
+        name = str(kwargs.get("model") or model)
+        provider = kwargs.get("custom_llm_provider")
+        names = [name, f"{provider}/{name}"] if isinstance(provider, str) and provider else [name]
+        layers = {"model_info": params.get("model_info"), "metadata": params.get("metadata")}
+        try:
+            opted = any(self.plan({"model": n, **layers}) for n in names)
+        except PromptZipError:  # a broken layer opts in all the same: what the async doors would warn about
+            opted = True
+        if not opted:
+            return
+        group = _mapping(params.get("metadata")).get("model_group") or name
+        with self._lock:
+            first = group not in self._sync_warned
+            self._sync_warned.add(str(group))
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "promptzip: LiteLLM runs no hook for a synchronous completion(), so the call to %r goes uncompressed; "
+            "use acompletion()",
+            group,
+        )
 
     def plan(self, kwargs: Mapping[str, object]) -> CallPlan | None:
         """What a call with these LiteLLM ``kwargs`` is compressed with, or ``None`` when it is not opted in (or

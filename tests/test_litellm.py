@@ -25,6 +25,8 @@ from promptzip.integrations.litellm import PromptZipHook
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*the `ReadOnly` qualifier:UserWarning")
 
 QUESTION = "Question: How tall is the Eiffel Tower?"
+DERIVED = ("input_callback", "success_callback", "failure_callback", "_async_input_callback")
+DERIVED += ("_async_success_callback", "_async_failure_callback")
 LOGGER = "promptzip.integrations.litellm"
 BROKEN = {
     "broken-rate": {"rate": 7},  # BudgetError: a rate is a fraction
@@ -68,11 +70,20 @@ def register() -> Iterator[Any]:
 
     def use(hook: PromptZipHook) -> PromptZipHook:
         litellm.callbacks = [c for c in litellm.callbacks if not isinstance(c, PromptZipHook)] + [hook]
+        forget_derived()
         mine.append(hook)
         return hook
 
     yield use
     litellm.callbacks = [c for c in litellm.callbacks if not any(c is h for h in mine)] + others
+    forget_derived()
+
+
+def forget_derived() -> None:
+    """Drops promptzip hooks from the lists LiteLLM copies ``litellm.callbacks`` into at each call (it adds, never
+    removes), so that a hook of an earlier test does not log for this one; LiteLLM refills them from ``callbacks``."""
+    for name in DERIVED:
+        setattr(litellm, name, [c for c in getattr(litellm, name) if not isinstance(c, PromptZipHook)])
 
 
 @pytest.fixture
@@ -410,10 +421,13 @@ def test_sync_responses_calls_send_what_the_async_ones_send(register: Any, upstr
     assert through(lambda: list(router.responses(model="gpt", stream=True, **request))) == reference
 
 
-def test_sync_chat_completions_go_out_uncompressed(register: Any, upstream: Any, article: str) -> None:
+def test_sync_chat_completions_go_out_uncompressed(
+    register: Any, upstream: Any, article: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """What the README says: LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous ``completion``,
-    so an opted-in call goes out as given (use ``acompletion``). Should LiteLLM add one, this fails, and the
-    README and the hook's docstring should say the call is compressed."""
+    so an opted-in call goes out as given (use ``acompletion``), with a warning the first time for each model.
+    Should LiteLLM add such a hook, this fails, and the README and the hook's docstring should say the call is
+    compressed."""
     from proxy_helpers import bm25
 
     from promptzip._cache import MemoryCache
@@ -423,12 +437,29 @@ def test_sync_chat_completions_go_out_uncompressed(register: Any, upstream: Any,
     info = {"promptzip": True}
     params = {"model": "openai/gpt-4o", "api_base": upstream.url, "api_key": "sk-test"}
     router = litellm.Router(model_list=[{"model_name": "rag", "litellm_params": params, "model_info": info}])
-    for call in (
-        lambda: litellm.completion(**params, model_info=info, messages=messages),
-        lambda: router.completion(model="rag", messages=messages),
-    ):
-        before = len(upstream.requests)
-        call()
+    calls = {
+        "gpt-4o": lambda: litellm.completion(**params, model_info=info, messages=messages),
+        "rag": lambda: router.completion(model="rag", messages=messages),
+        "off": lambda: litellm.completion(**params, model_info={"promptzip": False}, messages=messages),
+        "plain": lambda: litellm.completion(**params, messages=messages),
+    }
+    warning, debug = logging.WARNING, logging.DEBUG
+    steps = [("gpt-4o", warning), ("rag", warning), ("off", None), ("plain", None), ("rag", debug), ("gpt-4o", debug)]
+    for model, level in steps:  # a warning the first time for each opted-in model, then debug lines; else nothing
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            before = len(upstream.requests)
+            calls[model]()
         new = [r for r in upstream.requests[before:] if r.target.startswith("/v1/chat/completions")]
         assert [r.json()["messages"] for r in new] == [messages]
-    assert sent(upstream, lambda: router.acompletion(model="rag", messages=messages)) != messages  # async: compressed
+        said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER]
+        if level is None:
+            assert said == []
+        else:
+            assert [lvl for lvl, _ in said] == [level]
+            assert f"call to {model!r} goes uncompressed" in said[0][1]
+            assert "use acompletion()" in said[0][1]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert sent(upstream, lambda: router.acompletion(model="rag", messages=messages)) != messages  # compressed
+    assert [r for r in caplog.records if r.name == LOGGER] == []  # and nothing said about it

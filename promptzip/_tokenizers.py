@@ -70,7 +70,9 @@ class Tokenizer(ABC):
     def decode(self, ids: Sequence[int]) -> str: ...
 
     def count(self, text: str) -> int:
-        return len(self.encode(text)) if text else 0
+        if not text:
+            return _empty(text)
+        return len(self.encode(text))
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         return [self.count(t) for t in texts]
@@ -86,6 +88,14 @@ class Tokenizer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def _empty(text: object) -> int:
+    """The count of a falsy ``text``: 0 for ``""``; anything else (``None``, ``b""``, ``[]``) is not a text, and
+    counting it as 0 would let it through a budget unseen. Checked only here, off the hot path of real texts."""
+    if isinstance(text, str):
+        return 0
+    raise InputError(f"only a str can be counted, not {type(text).__name__}")
 
 
 _memos_on = True  # switched off only by text_memos_disabled(), to measure what the memos save
@@ -224,7 +234,7 @@ class TiktokenTokenizer(Tokenizer):
 
     def count(self, text: str) -> int:
         if not text:
-            return 0
+            return _empty(text)
         n = self.counts.get(text)
         if n is None:
             n = len(self._encode(text))
@@ -355,7 +365,7 @@ class HFTokenizer(Tokenizer):
         return self.count_many([text])[0]
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
-        counts = [self.counts.get(t) if t else 0 for t in texts]
+        counts = [self.counts.get(t) if t else _empty(t) for t in texts]
         todo = list(dict.fromkeys(t for t, n in zip(texts, counts, strict=True) if n is None))
         if todo:
             encoded = self._backend().encode_batch(todo, add_special_tokens=False)

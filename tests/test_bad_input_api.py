@@ -324,3 +324,14 @@ def test_litellm_plan_takes_a_mapping() -> None:
 
     with pytest.raises(pz.ConfigError, match="plan takes a call's keyword arguments as a mapping, not NoneType"):
         PromptZipHook(budget=100).plan(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("target", ["gpt-4o", "cl100k_base", "hf:minilm"])
+@pytest.mark.parametrize("text", [None, b"", [], 0])
+def test_a_falsy_non_text_is_not_counted_as_no_tokens(target: str, text: object) -> None:
+    """An empty str counts 0 tokens; ``None`` or an empty bytes/list is not a text, and counting it as 0 would let
+    it through a budget unseen."""
+    tokenizer = pz.get_tokenizer(target)
+    assert tokenizer.count("") == 0
+    with pytest.raises(pz.InputError, match="only a str can be counted"):
+        tokenizer.count(text)  # type: ignore[arg-type]

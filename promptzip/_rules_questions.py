@@ -2,12 +2,15 @@
 :func:`promptzip._understand.understand`.
 
 The turn asks after its documents (``Documents:\\n…\\n\\nHow many ships?``) or before them (``How many ships?\\n\\n…``),
-and a template may close with words of its own that ask nothing (CrewAI's ``Begin! …`` and ``Thought:``): relevance
-scored against ``Thought:`` finds nothing. So :func:`unlabelled_question` takes, after the last context region, the
-last paragraph that asks; else the last one that is not the template's words; else, before the context, the first
-paragraph that asks or a line that ends in ``?`` (CrewAI's ``Current Task: …?``), else the first instruction region
-with a word in it, whole; else the last paragraph after the context, whatever it is. A line of dashes that hugs a
-paragraph (``…\n-----\nWhen …?``) separates it from the documents and is no part of it.
+and a template may close with words of its own that ask nothing (CrewAI's ``Begin! …`` and ``Thought:``; ``Answer
+briefly.``): relevance scored against ``Thought:`` finds nothing. So :func:`unlabelled_question` takes, after the last
+context region, the last paragraph that asks, passing over the template's closing words (a request to the model with
+no line ending in ``?``); when only such words ask there, the first line that asks ``…?`` before them (between lines of
+dashes, or before the documents) is the question, else the closing words are. Else the last paragraph after the
+context that is not the template's words; else, before the context, the first paragraph that asks or a line that ends
+in ``?`` (CrewAI's ``Current Task: …?``), else the first instruction region with a word in it, whole; else the last
+paragraph after the context, whatever it is. A line of dashes that hugs a paragraph (``…\n-----\nWhen …?``) separates
+it from the documents and is no part of it.
 """
 
 from __future__ import annotations
@@ -31,11 +34,23 @@ def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> t
     after = [
         (i, a + pa, a + pb) for i in range(last_context + 1, len(regions)) for a, pa, pb in _paras(text, regions[i])
     ]
-    for test in (is_request, lambda para: not is_template(para)):
-        asked = [(i, a, b) for i, a, b in after if test(text[a:b])]
-        if asked:
-            return asked[-1]
+    asked = [(i, a, b) for i, a, b in after if is_request(text[a:b])]
+    if asked:
+        questions = [(i, a, b) for i, a, b in asked if not _closing(text[a:b])]
+        if questions:
+            return questions[-1]
+        # "Answer briefly." after the documents asks nothing of them; a line that asks elsewhere in the turn does
+        return _asked_before(text, regions[:last_context], lines_only=True) or asked[-1]
+    others = [(i, a, b) for i, a, b in after if not is_template(text[a:b])]
+    if others:
+        return others[-1]
     return _asked_before(text, regions[:last_context]) or (after[-1] if after else None)
+
+
+def _closing(para: str) -> bool:
+    """The template's words that ask nothing of the documents: a request to the model ("Answer briefly.", "Answer:")
+    with no line that ends in ``?``."""
+    return is_template(para) and not any(line.rstrip().endswith("?") for line in para.split("\n"))
 
 
 def _paras(text: str, region: tuple[str, int, int]) -> list[tuple[int, int, int]]:
@@ -60,7 +75,12 @@ def _without_rules(text: str, a: int, b: int) -> tuple[int, int]:
     return strip_span(text, a, b)
 
 
-def _asked_before(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[int, int, int] | None:
+def _asked_before(
+    text: str, regions: Sequence[tuple[str, int, int]], *, lines_only: bool = False
+) -> tuple[int, int, int] | None:
+    """The first paragraph that asks, or line that ends in ``?``, in the instruction regions; else the first of them
+    with a word in it, whole. With ``lines_only``, only a line that asks and ends in ``?`` (not the rest of its
+    paragraph, which may be a document's lines that hug it) and nothing else."""
     whole = None
     for i, (kind, start, end) in enumerate(regions):
         if kind != "instruction" or not _WORD.search(text, start, end):
@@ -68,11 +88,11 @@ def _asked_before(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[i
         whole = whole or (i, *strip_span(text, start, end))
         for a, b in paragraphs(text[start:end]):
             para = text[start + a : start + b]
-            if is_request(para):
+            if is_request(para) and not lines_only:
                 return (i, *_without_rules(text, start + a, start + b))
             pos = start + a
             for line in para.split("\n"):
                 if line.rstrip().endswith("?") and is_request(line):
                     return (i, *strip_span(text, pos, pos + len(line)))
                 pos += len(line) + 1
-    return whole
+    return None if lines_only else whole

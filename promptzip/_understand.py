@@ -35,9 +35,10 @@ first line when that ends in ``?``, or to a line that names a field such as ``We
 answer:``): ``Question:``, ``Query:``, ``Q:``, a Markdown ``## Question`` line, DSPy's ``[[ ## question ## ]]``, and
 the spelled out forms ``User's question is:`` or ``The original query is as follows:``; what relevance is scored
 against is its text after the label. Without a label, the question is the last paragraph after the context that
-asks, else the first one before it that asks (or a line of it that ends in ``?``); one found under a task label
-(CrewAI's ``Current Task: …?``) ends and is scored as a labelled one. Anything no rule places is ``instruction`` (kept
-verbatim). Code fences inside a context region are kept whole by the splitter.
+asks, else the first one before it that asks (or a line of it that ends in ``?``); closing words after the context
+that ask nothing (``Answer briefly.``) give way to a line that asks ``…?`` before it and stay instruction; one found
+under a task label (CrewAI's ``Current Task: …?``, indented or not) ends and is scored as a labelled one. Anything no
+rule places is ``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
 
 The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules` and
 :mod:`promptzip._rules_separators`, the unlabelled question in :mod:`promptzip._rules_questions`; this module holds
@@ -292,7 +293,9 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
         target, a, b = found_at
         r = out[target]
         query = _label_free(text[a:b])
-        label = LABEL.match(text, a, b)
+        # from its line's start: "^" matches only there, and a label may be indented ("  Current Task: …?")
+        line_start = text.rfind("\n", 0, a) + 1
+        label = LABEL.match(text, line_start, b) if not text[line_start:a].strip() else None
         if label is not None and label_name(label) in _ASKING_LABELS:
             # a label the question was found under ("Current Task: …?", CrewAI's) is trimmed as a question label is
             b = _question_end(text, label.end(), b)

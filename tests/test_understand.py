@@ -145,12 +145,14 @@ def test_a_question_asked_before_unmarked_documents_is_the_question() -> None:
 
 
 @pytest.mark.parametrize("label", ["Current Task:", "Task:", "**Task**:"])
-def test_a_task_label_over_the_question_is_trimmed_as_a_question_label_is(label: str) -> None:
+@pytest.mark.parametrize("indent", ["", "\n", "  ", "\t", "\n    "], ids=["none", "newline", "spaces", "tab", "both"])
+def test_a_task_label_over_the_question_is_trimmed_as_a_question_label_is(label: str, indent: str) -> None:
     """CrewAI opens its task prompt with ``Current Task: …?``: relevance is scored against what is asked, without the
     label and without the criteria line under it, as ``Question: …?`` gives what follows the label; the label stays
-    in the question region, as a question label does."""
+    in the question region, as a question label does. An indented label line is the same label (a template built
+    from an indented triple-quoted string)."""
     text = (
-        f"{label} {QUESTION}\nThis is the expected criteria for your final answer: One sentence.\n\n"
+        f"{indent}{label} {QUESTION}\nThis is the expected criteria for your final answer: One sentence.\n\n"
         f"This is the context you're working with:\n{CONTEXT}"
     )
     layout = understand(text)
@@ -158,7 +160,8 @@ def test_a_task_label_over_the_question_is_trimmed_as_a_question_label_is(label:
     assert layout.question == QUESTION
     assert ("question", f"{label} {QUESTION}") in kinds(layout)
     assert (
-        understand(f"{label} Summarise the history of the harbour.").question == "Summarise the history of the harbour."
+        understand(f"{indent}{label} Summarise the history of the harbour.").question
+        == "Summarise the history of the harbour."
     )
 
 

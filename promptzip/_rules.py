@@ -5,7 +5,8 @@ Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions
 (rule 4), :func:`by_layout` (rule 5), with the patterns they share with question labelling (``LABEL`` and
 :func:`label_name`, ``QUESTION_LABELS``, ``HEADING``, ``FIELD_LINE``, ``BLANK_LINE``), what reads as the template's
 own words (:func:`is_directive`, :func:`is_request`, :func:`is_template`) and the span helpers (:func:`paragraphs`,
-:func:`strip_span`). Lines of dashes have a module of their own, :mod:`promptzip._rules_separators`.
+:func:`strip_span`). Lines of dashes have a module of their own, :mod:`promptzip._rules_separators`, as do list
+items, :mod:`promptzip._rules_lists`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+
+from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps
 
 __all__ = [
     "BLANK_LINE",
@@ -112,9 +115,7 @@ _REQUEST_CUE = re.compile(
 # the model's own work named ("your answer", "your job"), or the prompt's own parts ("the documents above"). A "you"
 # inside a sentence is no sign: forum posts and reviews say it all the time ("Thanks, you saved me hours").
 _COMMAND = re.compile(
-    r"^[ \t]*(?:answer|use|cite|begin|respond|reply|return|write|give|provide|remember|ensure|avoid|be|keep|think|"
-    r"follow|format|output|refuse|do[ \t]+not|don['’]t|never|always|make[ \t]+sure|based[ \t]+on|according[ \t]+to|"
-    r"given|please|if[ \t]+you|you|your)\b"
+    rf"^[ \t]*(?:{IMPERATIVE}|based[ \t]+on|according[ \t]+to|given|if[ \t]+you|you|your)\b"
     r"|\byour[ \t]+(?:final[ \t]+)?(?:answer|response|reply|output|job|task|role|instructions?)\b"
     rf"|\b{_NOUNS}[ \t]+(?:above|below)\b|\b(?:above|below)[ \t]+{_NOUNS}\b",
     re.IGNORECASE | re.MULTILINE,
@@ -251,22 +252,25 @@ def heading_end(text: str, pos: int, end: int) -> int | None:
 
 def trim_end(text: str, s: int, e: int, *, asks: bool) -> int:
     """The end of ``text[s:e]`` less its trailing paragraphs that are the template's (:func:`is_template`, any
-    number of them) and, with ``asks``, one short question or request among them; never all of it."""
+    number of them) and, with ``asks``, one short question or request among them; never all of it, nor a document's
+    numbered steps (:func:`promptzip._rules_lists.numbered_steps`)."""
     paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
+    texts = [text[a:b] for a, b in paras]
+    steps = numbered_steps(texts)
     n = len(paras)
     while n > 1:
-        para = text[paras[n - 1][0] : paras[n - 1][1]]
-        if not is_template(para):
-            if not (asks and is_request(para)):
+        if not is_template(texts[n - 1], items=not steps[n - 1]):
+            if not (asks and is_request(texts[n - 1])):
                 break
             asks = False
         n -= 1
     return paras[n - 1][1] if n < len(paras) else e
 
 
-def is_directive(para: str) -> bool:
-    """A paragraph that is no document's: the template's words or a question or request."""
-    return is_template(para) or is_request(para)
+def is_directive(para: str, *, items: bool = True) -> bool:
+    """A paragraph that is no document's: the template's words or a question or request (``items``: as
+    :func:`is_template`)."""
+    return is_template(para, items=items) or is_request(para)
 
 
 def is_request(para: str) -> bool:
@@ -276,11 +280,14 @@ def is_request(para: str) -> bool:
     return (len(last) <= _SHORT and asks) or _is_label(last)
 
 
-def is_template(para: str) -> bool:
+def is_template(para: str, *, items: bool = True) -> bool:
     """A short paragraph in the template's words: a label ("Instruction: …"), a cue or introduction that ends in a
-    colon ("Thought:", "Here are the notes:"), or one that speaks to the model (``_COMMAND``)."""
+    colon ("Thought:", "Here are the notes:"), or one that speaks to the model (``_COMMAND``, or with ``items`` list
+    items that read as rules, :func:`promptzip._rules_lists.item_rules`; not a document's numbered steps)."""
     last = para.strip()
-    return len(last) <= _SHORT and (last.endswith(":") or _is_label(last) or _COMMAND.search(last) is not None)
+    return len(last) <= _SHORT and (
+        last.endswith(":") or _is_label(last) or _COMMAND.search(last) is not None or (items and item_rules(last))
+    )
 
 
 def _is_label(para: str) -> bool:

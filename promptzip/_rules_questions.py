@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 from promptzip._rules import is_request, is_template, paragraphs, strip_span
+from promptzip._rules_lists import numbered_steps
 
 __all__ = ["unlabelled_question"]
 
@@ -41,7 +42,9 @@ def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> t
             return questions[-1]
         # "Answer briefly." after the documents asks nothing of them; a line that asks elsewhere in the turn does
         return _asked_before(text, regions[:last_context], lines_only=True) or asked[-1]
-    others = [(i, a, b) for i, a, b in after if not is_template(text[a:b])]
+    texts = [text[a:b] for _, a, b in after]
+    steps = numbered_steps(texts)
+    others = [after[k] for k in range(len(after)) if not is_template(texts[k], items=not steps[k])]
     if others:
         return others[-1]
     return _asked_before(text, regions[:last_context]) or (after[-1] if after else None)

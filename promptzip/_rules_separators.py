@@ -40,6 +40,7 @@ from promptzip._rules import (
     paragraphs,
     strip_span,
 )
+from promptzip._rules_lists import numbered_steps
 
 __all__ = ["separated"]
 
@@ -105,16 +106,24 @@ def _inner(text: str, s: int, e: int, *, posts: bool) -> tuple[int, int] | None:
     """A block between two lines, less the template's paragraphs at either end (with ``posts``, a post that asks is
     not one of them)."""
     paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
+    texts = [text[a:b] for a, b in paras]
+    steps = numbered_steps(texts)
 
-    def outside(para: tuple[int, int]) -> bool:
-        words = text[para[0] : para[1]]
-        return is_directive(words) and not (posts and _post_that_asks(words))
+    def outside(k: int) -> bool:
+        return _directive(texts[k], steps[k]) and not (posts and _post_that_asks(texts[k]))
 
-    while paras and outside(paras[0]):
-        paras.pop(0)
-    while paras and outside(paras[-1]):
-        paras.pop()
-    return (paras[0][0], paras[-1][1]) if paras else None
+    first, last = 0, len(paras)
+    while first < last and outside(first):
+        first += 1
+    while last > first and outside(last - 1):
+        last -= 1
+    return (paras[first][0], paras[last - 1][1]) if first < last else None
+
+
+def _directive(para: str, step: bool) -> bool:
+    """Whether ``para`` is the template's words or asks; the wording of a document's numbered steps (``step``,
+    :func:`promptzip._rules_lists.numbered_steps`: "3. Make sure …" after "2. Hold …") does not make it so."""
+    return is_directive(para, items=not step)
 
 
 def _post_that_asks(para: str) -> bool:
@@ -142,8 +151,10 @@ def _hugging(text: str, s: int, e: int, *, first: bool, marker: str | None) -> t
     a line that points at the context, or (what the turn asks) a line that asks. A line that opens with the
     documents' ``marker`` is no heading (``Source: a.txt`` reads as one)."""
     lines = [(a, b) for a, b in _lines(text, s, e) if text[a:b].strip()]
+    steps = numbered_steps([text[a:b] for a, b in lines])
     edge = e if first else s
-    for a, b in reversed(lines) if first else lines:
+    for k in reversed(range(len(lines))) if first else range(len(lines)):
+        a, b = lines[k]
         if marker is None or _marker(text, a) != marker:
             head = heading_end(text, a, b)
             if head is not None:
@@ -151,18 +162,20 @@ def _hugging(text: str, s: int, e: int, *, first: bool, marker: str | None) -> t
                 break
             if _MD_HEADING.match(text, a, b):
                 break
-        if _introduces(text, a, b) or _asks(text[a:b]):
+        if _introduces(text, a, b, items=not steps[k]) or _asks(text[a:b]):
             break
         edge = a if first else b
     a, b = strip_span(text, edge, e) if first else strip_span(text, s, edge)
     return (a, b) if b > a else None
 
 
-def _introduces(text: str, a: int, b: int) -> bool:
-    """A line that is the template's: a label, a cue or instruction, or a short line that points at the context."""
+def _introduces(text: str, a: int, b: int, *, items: bool = True) -> bool:
+    """A line that is the template's: a label, a cue or instruction (``items``: as
+    :func:`promptzip._rules.is_template`), or a short line that points at the context."""
     line = text[a:b]
     short = len(line.strip()) <= _POINTER_MAX_CHARS
-    return LABEL.match(line) is not None or is_template(line) or (short and _POINTER.search(line) is not None)
+    template = is_template(line, items=items)
+    return LABEL.match(line) is not None or template or (short and _POINTER.search(line) is not None)
 
 
 def _like(text: str, span: tuple[int, int], docs: list[tuple[int, int]], marker: str | None) -> bool:
@@ -191,13 +204,17 @@ def _marker(text: str, pos: int) -> str | None:
 def _last_documents(text: str, s: int, e: int) -> tuple[int, int] | None:
     """The paragraphs at the end of the first block that read as a document, after its last context heading."""
     start = e
-    for a, b in reversed([(s + a, s + b) for a, b in paragraphs(text[s:e])]):
+    paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
+    texts = [text[a:b] for a, b in paras]
+    steps = numbered_steps(texts)
+    for k in range(len(paras) - 1, -1, -1):
+        a, b = paras[k]
         lines = _lines(text, a, b)
         heads = [h for pos, end in lines if (h := heading_end(text, pos, end)) is not None]
         if heads:
             start = min(start, heads[-1])
             break
-        if is_directive(text[a:b]) or _colon_line(text, lines):
+        if _directive(texts[k], steps[k]) or _colon_line(text, lines):
             break
         start = a
     s, e = strip_span(text, start, e)
@@ -208,9 +225,12 @@ def _first_documents(text: str, s: int, e: int) -> tuple[int, int] | None:
     """The paragraphs at the start of the last block that read as a document, up to an instruction, a question, a
     label or a line that ends in a colon."""
     end = s
-    for a, b in [(s + a, s + b) for a, b in paragraphs(text[s:e])]:
+    paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
+    texts = [text[a:b] for a, b in paras]
+    steps = numbered_steps(texts)
+    for k, (a, b) in enumerate(paras):
         lines = _lines(text, a, b)
-        if is_directive(text[a:b]) or _colon_line(text, lines):
+        if _directive(texts[k], steps[k]) or _colon_line(text, lines):
             break
         label = LABEL.search(text, a, b)
         if label is not None:

@@ -41,7 +41,8 @@ under a task label (CrewAI's ``Current Task: …?``, indented or not) ends and i
 rule places is ``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
 
 The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules` and
-:mod:`promptzip._rules_separators`, the unlabelled question in :mod:`promptzip._rules_questions`; this module holds
+:mod:`promptzip._rules_separators` (list items that read as the template's rules, ``1. Cite each note…``, in
+:mod:`promptzip._rules_lists`), the unlabelled question in :mod:`promptzip._rules_questions`; this module holds
 :class:`Layout`, :class:`Region` and :class:`Element`, rule 2, the order the rules run in, and how their spans become
 regions, question regions and document elements.
 """

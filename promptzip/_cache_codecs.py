@@ -19,13 +19,31 @@ __all__ = ["decode_array", "decode_json", "encode_array", "encode_json"]
 
 
 def encode_array(a: npt.NDArray[Any]) -> bytes:
-    """Serialize an array in the ``.npy`` format; object arrays are refused (they would need pickle)."""
+    """Serialize an array in the ``.npy`` format; object arrays are refused (they would need pickle).
+
+    A request stores one vector per new sentence, and ``np.save`` builds and formats the same header for each, which
+    costs more than the rest of a cache write. For a C-ordered array of a plain dtype the header is a function of the
+    dtype and shape, so the header ``np.save`` wrote for the first such array is remembered and the next ones are that
+    header and their data: the same bytes."""
+    array = np.asarray(a)
+    plain = array.flags.c_contiguous and array.dtype.isbuiltin == 1 and not array.dtype.hasobject
+    layout = (array.dtype.str, array.shape) if plain else None
+    if layout is not None and (header := _npy_headers.get(layout)) is not None:
+        return header + array.tobytes()
     buffer = io.BytesIO()
     try:
-        np.save(buffer, np.asarray(a), allow_pickle=False)
+        np.save(buffer, array, allow_pickle=False)
     except ValueError as exc:
         raise InputError(f"cannot cache this array without pickle: {exc}") from exc
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    if layout is not None:
+        if len(_npy_headers) >= 4096:  # token-score arrays vary in length: keep the memo bounded
+            _npy_headers.clear()
+        _npy_headers[layout] = data[: len(data) - array.nbytes]
+    return data
+
+
+_npy_headers: dict[tuple[str, tuple[int, ...]], bytes] = {}  # (dtype, shape) → np.save's header; races are benign
 
 
 def decode_array(b: bytes) -> npt.NDArray[Any]:

@@ -24,6 +24,7 @@ from promptzip._policy import BudgetPolicy, Policy
 from promptzip._presets import configure
 from promptzip._pricing import CachePricing
 from promptzip._registry import registries
+from promptzip._request_memo import request_scope
 from promptzip._roles import Compressor
 from promptzip._select import decision, provenance, select_with_tags
 from promptzip._split import chunk_source
@@ -386,7 +387,9 @@ class Zipper(Assembly):
             proposed: dict[int, list[Variant]] = {}
             token = _timings.set(timings)
             try:
-                with budget_scope(available):  # what the context may take: the cascade reads only what it can use
+                # the budget: what the context may take (the cascade reads only what it can use); the request memo:
+                # what a scorer's later passes ask for again, past the bounds of its own memo
+                with budget_scope(available), request_scope():
                     for q, picked in by_query.items():
                         found = self.compressor.propose([chunks[i] for i in picked], q, self.tokenizer)
                         proposed.update(zip(picked, found, strict=True))

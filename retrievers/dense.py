@@ -26,6 +26,7 @@ from promptzip._cache import Cache, NullCache, decode_array, encode_array, make_
 from promptzip._errors import InputError, ModelNotAvailable
 from promptzip._models import load_sentence_encoder, resolve_model
 from promptzip._precision import precision_tag, resolve_precision, with_precision
+from promptzip._request_memo import request_memo
 from promptzip._roles import Scorer
 from promptzip._tokenizers import TextMemo
 from promptzip._types import Chunk
@@ -45,6 +46,7 @@ _fingerprints: dict[str, str] = {}
 _fp_lock = threading.Lock()
 _LIGHT_STATE_TEXTS = 64  # beyond this many sentences, loading the packed heavy encoder pays for itself
 _MEMO_MAX = 1 << 16  # the most vectors (~1.5 KB each for MiniLM) a request may grow the memo to
+_REQUEST_VECTORS = "dense.vectors"  # the request memo's dict of vectors by "emb:"/"query:" key (_request_memo)
 LIGHT_ENV = "PROMPTZIP_LIGHT_ENCODER"  # "0"/"off"/"false": no light encoder (to measure it, or to rule it out)
 TORCH_ENV = "PROMPTZIP_TORCH_ENCODER"  # "0"/"off"/"false": the packed pass through sentence-transformers again
 
@@ -88,7 +90,9 @@ class DenseScorer(Scorer):
 
     The last ``memo`` embeddings (and query embeddings) are also kept in memory by the scorer itself, so the
     scoring passes of one request never encode a text twice, with or without a cache; a request of more sentences
-    grows the memo to twice its size (up to 65,536 vectors), so repeated long inputs do not evict themselves.
+    grows the memo to twice its size (up to 65,536 vectors), so repeated long inputs do not evict themselves. Inside
+    a compression, the vectors a request has seen are also held in its request memo (:mod:`promptzip._request_memo`)
+    until it ends, so a request larger than the memo does not encode its first sentences again in its next passes.
 
     Queries are embedded in float32 by float32 and bfloat16 scorers alike (a query is one text: bfloat16 would save
     about 2 ms there, and float32 is what it approximates), so a query's vector does not depend on which encoder a
@@ -219,6 +223,9 @@ class DenseScorer(Scorer):
     def _remember(self, fresh: dict[str, np.ndarray]) -> None:
         if not self._capacity:
             return
+        shared = request_memo(_REQUEST_VECTORS)
+        if shared is not None:  # the whole request, for its next passes (the memo below keeps its last _capacity)
+            shared.update(fresh)
         items = list(fresh.items())[-self._capacity :]  # a corpus-sized batch would only evict itself
         with self._recent_lock:
             for key, vector in items:
@@ -248,8 +255,14 @@ class DenseScorer(Scorer):
         return keys
 
     def _recall(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of ``keys`` in the memo, then those the running request has seen and the memo dropped (a
+        request of more texts than the memo holds), so the passes of one request never encode a text twice."""
         with self._recent_lock:
-            return {k: self._recent[k] for k in keys if k in self._recent}
+            found = {k: self._recent[k] for k in keys if k in self._recent}
+        shared = request_memo(_REQUEST_VECTORS) if self._capacity and len(found) < len(keys) else None
+        if shared:
+            found.update({k: shared[k] for k in keys if k not in found and k in shared})
+        return found
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-normalized embeddings, one row per text; texts in the memo or the cache are not encoded again."""

@@ -443,6 +443,7 @@ def test_every_stored_array_round_trips_in_the_npy_format() -> None:
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         assert data == buffer.getvalue()
+        assert encode_array(array) == data  # written again from a remembered header: the same bytes
         np.testing.assert_array_equal(np.load(io.BytesIO(data), allow_pickle=False), back)
         assert decode_array(memoryview(data)).tobytes() == back.tobytes()  # a remembered header, any buffer
     vector = _stored_arrays()[0]

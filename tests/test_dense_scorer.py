@@ -276,3 +276,35 @@ def test_a_chunk_is_scored_from_its_sentences_vectors_without_a_pass() -> None:
     expected_mix = [0.7 * d + 0.3 * b / max(bm25) for d, b in zip(got, bm25, strict=True)]
     np.testing.assert_allclose(mixed, expected_mix, atol=1e-6)
     assert KeywordScorer().score_pooled(chunks, parts, query) == KeywordScorer().score(chunks, query)
+
+
+def test_a_request_larger_than_the_memo_encodes_each_sentence_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The extractive compressor reads the sentences' vectors in several passes (relevance, each paragraph's pooled
+    relevance, deduplication). A request of more sentences than the memo may hold (65,536 in production, 8 here)
+    used to evict its first sentences before the next pass and encode them again; the request memo holds them."""
+    import promptzip as pz
+    import promptzip.retrievers.dense as dense_module
+    from promptzip.compressors.extractive import ExtractiveCompressor
+    from promptzip.retrievers.hybrid import HybridScorer
+    from promptzip.retrievers.sparse import BM25Scorer
+
+    monkeypatch.setattr(dense_module, "_MEMO_MAX", 8)
+    scorer = DenseScorer(precision="float32", memo=4)  # no cache: the memo is all there is between passes
+    encoded: list[str] = []
+    encode = scorer._encode
+
+    def counted(texts: list[str], *, keep_states: bool) -> Any:
+        encoded.extend(texts)
+        return encode(texts, keep_states=keep_states)
+
+    monkeypatch.setattr(scorer, "_encode", counted)
+    compressor = ExtractiveCompressor(HybridScorer(scorer, BM25Scorer()), chunk_weight=0.3, dedup=True)
+    zipper = pz.Zipper(compressor, max_chunk_chars=300)
+    text = " ".join(f"Item {i} costs {i % 7} dollars." for i in range(60))
+    result = zipper.compress(text, question="What does item 42 cost?", rate=0.2)
+    assert result.decision == "compressed"
+    assert len(result.chunks) > 1  # several paragraphs, each pooled from its sentences
+    assert len(encoded) == len(set(encoded)) == 60  # every sentence once, in one request
+    assert len(scorer._recent) <= 8  # the memo keeps its bound; the request memo ended with the request
+    scorer.score([Chunk("Item 1 costs 1 dollars.")], "What does item 42 cost?")  # outside a compression: as before
+    assert encoded[-1] == "Item 1 costs 1 dollars."

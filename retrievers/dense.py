@@ -13,46 +13,32 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from promptzip._cache import Cache, NullCache, decode_array, encode_array, make_key
-from promptzip._errors import InputError, ModelNotAvailable
-from promptzip._models import load_sentence_encoder, resolve_model
-from promptzip._precision import precision_tag, resolve_precision, with_precision
+from promptzip._errors import InputError
+from promptzip._models import resolve_model
+from promptzip._precision import precision_tag, resolve_precision
 from promptzip._request_memo import request_memo
 from promptzip._roles import Scorer
 from promptzip._tokenizers import TextMemo
 from promptzip._types import Chunk
-from promptzip.retrievers._query_forward import forward_one
-
-if TYPE_CHECKING:  # the light and torch encoders are imported when they are first needed
-    from promptzip.retrievers._light import LightEncoder
-    from promptzip.retrievers._packed import PackedEncoder
-    from promptzip.retrievers._torch_bert import TorchBertEncoder
+from promptzip.retrievers._dense_encoders import LIGHT_ENV, TORCH_ENV, DenseEncoders, State
 
 __all__ = ["LIGHT_ENV", "TORCH_ENV", "DenseScorer", "weights_fingerprint"]
 
 logger = logging.getLogger("promptzip")
 
-_State = tuple[np.ndarray, np.ndarray]  # a text's token vectors (float16) and their character offsets
 _fingerprints: dict[str, str] = {}
 _fp_lock = threading.Lock()
 _LIGHT_STATE_TEXTS = 64  # beyond this many sentences, loading the packed heavy encoder pays for itself
 _MEMO_MAX = 1 << 16  # the most vectors (~1.5 KB each for MiniLM) a request may grow the memo to
 _REQUEST_VECTORS = "dense.vectors"  # the request memo's dict of vectors by "emb:"/"query:" key (_request_memo)
-LIGHT_ENV = "PROMPTZIP_LIGHT_ENCODER"  # "0"/"off"/"false": no light encoder (to measure it, or to rule it out)
-TORCH_ENV = "PROMPTZIP_TORCH_ENCODER"  # "0"/"off"/"false": the packed pass through sentence-transformers again
-
-
-def _switched_off(variable: str) -> bool:
-    return os.environ.get(variable, "").strip().lower() in ("0", "off", "false", "no")
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -135,14 +121,9 @@ class DenseScorer(Scorer):
         self._recent_lock = threading.Lock()
         self.states = max(0, states)
         self.packed = packed
-        self._states: OrderedDict[str, _State] = OrderedDict()
+        self._states: OrderedDict[str, State] = OrderedDict()
         self._state_tokens = 0
-        self._heavy = False  # a heavy encoder (torch) was loaded for sentences: it serves the queries from then on
-        self._torch: TorchBertEncoder | None = None  # the float32 torch BERT, once decided (None: not this model)
-        self._torch_tried = False
-        self._light: LightEncoder | None = None  # the light encoder, built on the first query it serves
-        self._light_tried = False
-        self._light_lock = threading.Lock()  # guards the light and the torch encoder's one-time loading
+        self.encoders = DenseEncoders(model, self.precision, packed=packed)  # which encoder runs (_dense_encoders)
 
     @property
     def fingerprint(self) -> str:
@@ -159,66 +140,6 @@ class DenseScorer(Scorer):
         if self.precision == "int8":
             return self.fingerprint
         return self.fingerprint.removesuffix(precision_tag(self.precision))
-
-    def _model(self) -> Any:
-        """The sentence-transformers model in the scorer's precision (loaded once per process)."""
-        model = with_precision(load_sentence_encoder(self.model_name), self.precision)
-        self._heavy_loaded()
-        return model
-
-    def _heavy_loaded(self) -> None:
-        if not self._heavy:
-            self._heavy, self._light = True, None  # the light encoder's memory is not needed any more
-
-    def _torch_encoder(self) -> TorchBertEncoder | None:
-        """The float32 torch BERT of :mod:`promptzip.retrievers._torch_bert` (copies in other precisions come from
-        it), or ``None`` where it does not apply: ``packed=False``, an int8 scorer (its vectors are
-        sentence-transformers' batched pass, whose per-batch quantization packing would not reproduce),
-        ``PROMPTZIP_TORCH_ENCODER`` off, or a folder that is not a mean-pooling BERT it computes exactly."""
-        if not self.packed or self.precision == "int8" or _switched_off(TORCH_ENV):
-            return None
-        with self._light_lock:
-            if not self._torch_tried:
-                self._torch_tried = True
-                from promptzip.retrievers._torch_bert import torch_bert_encoder
-
-                try:
-                    found = torch_bert_encoder(resolve_model(self.model_name).path)
-                except ModelNotAvailable as exc:  # an unreadable folder: the sentence-transformers loader decides
-                    logger.debug("no torch encoder for %s: %s", self.model_name, exc)
-                    found = None
-                self._torch = found
-            return self._torch
-
-    def _packer(self) -> PackedEncoder | None:
-        """What encodes sentences packed (:mod:`promptzip.retrievers._packed`): the torch BERT where it applies,
-        else the sentence-transformers model's packer where packing is exact for it, else ``None``."""
-        native = self._torch_encoder()
-        if native is not None:
-            self._heavy_loaded()
-            return native.in_precision(self.precision)
-        if not self.packed:
-            return None
-        from promptzip.retrievers._packed import packer_for
-
-        return packer_for(self._model())
-
-    def _light_encoder(self) -> LightEncoder | None:
-        """The light encoder, or ``None`` where it does not apply: the heavy model is loaded already, the scorer is
-        int8 (its queries are its int8 model's), ``PROMPTZIP_LIGHT_ENCODER`` is off, or the folder is not a
-        mean-pooling BERT it computes exactly."""
-        if self._heavy or self.precision == "int8" or _switched_off(LIGHT_ENV):
-            return None
-        with self._light_lock:
-            if not self._light_tried:
-                self._light_tried = True
-                from promptzip.retrievers._light import light_encoder
-
-                try:
-                    self._light = light_encoder(resolve_model(self.model_name).path)
-                except ModelNotAvailable as exc:  # an unreadable folder: the heavy loader reports it if it must
-                    logger.debug("no light query encoder for %s: %s", self.model_name, exc)
-            return None if self._heavy else self._light
 
     def _remember(self, fresh: dict[str, np.ndarray]) -> None:
         if not self._capacity:
@@ -291,45 +212,27 @@ class DenseScorer(Scorer):
             out[i] = vectors[key]
         return out
 
-    def _encode(self, texts: list[str], *, keep_states: bool) -> tuple[np.ndarray, list[_State]]:
+    def _encode(self, texts: list[str], *, keep_states: bool) -> tuple[np.ndarray, list[State]]:
         """Unit embeddings of ``texts``; with ``keep_states``, also each text's contextual token vectors (float16)
         and their character offsets, remembered for :meth:`embed_spans` while they fit in ``states`` tokens."""
         progress = self.progress and len(texts) > 256
-        packer = self._packer()
-        kept: list[_State] = []
+        packer = self.encoders.packer()
+        kept: list[State] = []
         if packer is not None:
             encoded = packer.encode(texts, states=keep_states, progress=progress)
             vectors = encoded.vectors
             kept = list(zip(encoded.states, encoded.offsets, strict=True))
         else:
-            vectors, kept = self._encode_batched(texts, keep_states=keep_states, progress=progress)
+            vectors, kept = self.encoders.encode_batched(
+                texts, batch_size=self.batch_size, keep_states=keep_states, progress=progress
+            )
         if keep_states and self.states:
             with self._recent_lock:
                 for text, state in zip(texts, kept, strict=True):
                     self._keep_state(text, state)
         return _unit(vectors.astype(np.float32)), kept  # normalized in float32: bfloat16 norms are off by ~1e-3
 
-    def _encode_batched(
-        self, texts: list[str], *, keep_states: bool, progress: bool
-    ) -> tuple[np.ndarray, list[_State]]:
-        """``texts`` through sentence-transformers' own ``encode``: batches of ``batch_size``, padded."""
-        model = self._model()
-        if not keep_states:
-            vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=progress)
-            return np.asarray(vectors, dtype=np.float32), []
-        import torch
-
-        outputs = model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=progress)
-        vectors = np.stack([o["sentence_embedding"].float().numpy() for o in outputs]).astype(np.float32)
-        limit = int(getattr(model, "max_seq_length", 256) or 256)
-        offsets = model.tokenizer(texts, truncation=True, max_length=limit, return_offsets_mapping=True)
-        kept: list[_State] = []
-        for o, pairs in zip(outputs, offsets["offset_mapping"], strict=True):
-            state = o["token_embeddings"][o["attention_mask"].bool()].to(torch.float16).numpy()
-            kept.append((state, np.asarray(pairs, dtype=np.int32).reshape(-1, 2)))
-        return vectors, kept
-
-    def _keep_state(self, text: str, state: _State) -> None:
+    def _keep_state(self, text: str, state: State) -> None:
         size = len(state[0])
         if size > self.states:
             return
@@ -345,10 +248,10 @@ class DenseScorer(Scorer):
 
         Cached queries cost ~1.5 KB each and let a repeated question (a CLI re-run, a restarted proxy, an eval
         rerun) in a new process skip every encoder. A query is encoded in float32 (int8 scorers aside) by the light
-        encoder (:meth:`_light_encoder`) until a heavy encoder is loaded for sentences, then by that encoder's
-        float32 original (the torch BERT's, or the sentence-transformers model's). The encoders truncate to
-        ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2), so a huge query costs its tokenization, not a
-        longer forward pass.
+        encoder until a heavy encoder is loaded for sentences (:mod:`promptzip.retrievers._dense_encoders`), then by
+        that encoder's float32 original (the torch BERT's, or the sentence-transformers model's). The encoders
+        truncate to ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2), so a huge query costs its
+        tokenization, not a longer forward pass.
         """
         key = make_key("query:" + self.query_fingerprint, query)  # its own namespace: never an "emb:" entry
         found = self._recall([key])
@@ -356,22 +259,10 @@ class DenseScorer(Scorer):
             return found[key].copy()
         unit = self._stored_query(key)
         if unit is None:
-            unit = _unit(self._encode_query(query)[None, :])[0]
+            unit = _unit(self.encoders.encode_query(query)[None, :])[0]
             self.cache.put(key, encode_array(unit))
         self._remember({key: unit})
         return unit.copy()
-
-    def _encode_query(self, query: str) -> np.ndarray:
-        light = self._light_encoder()
-        if light is not None:
-            vector: np.ndarray = light.encode([query])[0]
-            return vector
-        native = self._torch_encoder()
-        if native is not None:  # float32 and bfloat16 scorers: the float32 torch BERT (bfloat16 is a copy)
-            return native.encode_query(query)
-        # float32 and bfloat16 scorers: the float32 model (load_sentence_encoder keeps it; bfloat16 is a copy)
-        model = self._model() if self.precision == "int8" else load_sentence_encoder(self.model_name)
-        return forward_one(model, query)  # traced once per float32 model, checked; quantized ones run eagerly
 
     def _stored_query(self, key: str) -> np.ndarray | None:
         stored = self.cache.get(key)
@@ -438,16 +329,16 @@ class DenseScorer(Scorer):
             out.update({k: encoded[j] for j, k in enumerate(alone)})
         return out
 
-    def _missing_states(self, texts: list[str]) -> list[_State]:
+    def _missing_states(self, texts: list[str]) -> list[State]:
         """Token vectors of ``texts`` for span pooling. Until the heavy model is loaded, a few sentences (those whose
         sentence vectors came from the cache, the usual case in a new process) go through the light encoder, whose
         token vectors equal the float32 heavy model's within float32 rounding (a bfloat16 model's within bfloat16
         rounding); many go through the packed heavy pass."""
-        light = self._light_encoder() if len(texts) <= _LIGHT_STATE_TEXTS else None
+        light = self.encoders.light_encoder() if len(texts) <= _LIGHT_STATE_TEXTS else None
         if light is None:
             return self._encode(texts, keep_states=True)[1]
         _, tokens, offsets = light.encode_states(texts)
-        kept: list[_State] = list(zip(tokens, offsets, strict=True))
+        kept: list[State] = list(zip(tokens, offsets, strict=True))
         if self.states:
             with self._recent_lock:
                 for text, state in zip(texts, kept, strict=True):

@@ -93,7 +93,7 @@ def _count_forwards(scorer: DenseScorer) -> tuple[list[int], Any]:
     from promptzip.retrievers._packed import Packer
     from promptzip.retrievers._torch_bert import TorchBertEncoder
 
-    packer = scorer._packer()  # loaded (and, for sentence-transformers, its one-time check run) before counting
+    packer = scorer.encoders.packer()  # loaded (and, for sentence-transformers, its one-time check run) before counting
     if isinstance(packer, TorchBertEncoder):  # the torch BERT: packed passes and queries enter its module
         handles = [packer.module.register_forward_pre_hook(hook)]
     else:
@@ -103,28 +103,28 @@ def _count_forwards(scorer: DenseScorer) -> tuple[list[int], Any]:
         # packed pass through the BERT model itself: one hook on each counts every pass once
         handles = [model.register_forward_pre_hook(hook), model[0].auto_model.register_forward_pre_hook(hook)]
     # a query may run the traced transformer (retrievers/_query_forward.py), which no module hook sees: count it
-    import promptzip.retrievers.dense as dense_module
+    import promptzip.retrievers._dense_encoders as encoders_module
 
-    traced_one = dense_module.forward_one
+    traced_one = encoders_module.forward_one
 
     def counted(model: Any, text: str) -> Any:
         calls[0] += 1
         return traced_one(model, text)
 
-    dense_module.forward_one = counted  # type: ignore[assignment]
+    encoders_module.forward_one = counted  # type: ignore[assignment]
 
     class Handles:
         def remove(self) -> None:
             for h in handles:
                 h.remove()
-            dense_module.forward_one = traced_one  # type: ignore[assignment]
+            encoders_module.forward_one = traced_one  # type: ignore[assignment]
 
     return calls, Handles()
 
 
 def test_memo_encodes_each_text_and_query_once_without_a_cache() -> None:
     scorer = DenseScorer(precision="float32")  # no cache
-    encoder = scorer._packer()
+    encoder = scorer.encoders.packer()
     calls, handle = _count_forwards(scorer)
     try:
         chunks = [Chunk(t) for t in SENTENCES]
@@ -134,7 +134,7 @@ def test_memo_encodes_each_text_and_query_once_without_a_cache() -> None:
         scorer.score(chunks[1:3], "How tall is the tower?")  # these texts and the question are known
         assert calls[0] == first
         tiny = DenseScorer(precision="float32", memo=0)  # no memo: encoded again
-        assert tiny._packer() is encoder  # one encoder per process
+        assert tiny.encoders.packer() is encoder  # one encoder per process
         tiny.score(chunks, "How tall is the tower?")
         assert calls[0] > first
     finally:

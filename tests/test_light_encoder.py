@@ -144,8 +144,8 @@ def test_queries_are_float32_cached_and_the_heavy_model_takes_over(monkeypatch: 
     scorer = DenseScorer(precision="bfloat16", cache=cache, memo=0)
     query = "How tall is the tower?"
     light_vector = scorer.embed_query(query)
-    assert scorer._light is not None
-    assert not scorer._heavy
+    assert scorer.encoders.light is not None
+    assert not scorer.encoders.heavy
     # a bfloat16 scorer's queries are float32's: one namespace with the float32 scorer's, apart from sentences
     assert scorer.query_fingerprint == DenseScorer(precision="float32").fingerprint != scorer.fingerprint
     key = make_key("query:" + scorer.query_fingerprint, query)
@@ -153,23 +153,23 @@ def test_queries_are_float32_cached_and_the_heavy_model_takes_over(monkeypatch: 
     assert cache.get(make_key("emb:" + scorer.fingerprint, query)) is None  # its own namespace
     again = DenseScorer(precision="float32", cache=cache)
     np.testing.assert_array_equal(again.embed_query(query), light_vector)
-    assert again._light is None
-    assert not again._light_tried
-    assert not again._heavy
+    assert again.encoders.light is None
+    assert not again.encoders.light_tried
+    assert not again.encoders.heavy
     scorer.score([Chunk("A sentence no cache has seen before, about towers.")], query)
-    assert scorer._heavy
-    assert scorer._light is None
+    assert scorer.encoders.heavy
+    assert scorer.encoders.light is None
     for precision in ("float32", "bfloat16"):  # no cache: computed again, by the heavy model's float32 original
         fresh = DenseScorer(precision=precision, memo=0)
-        fresh._model()
+        fresh.encoders.model()
         heavy_vector = fresh.embed_query(query)
-        assert fresh._light is None
+        assert fresh.encoders.light is None
         assert np.abs(heavy_vector - light_vector).max() < 1e-5
     int8 = DenseScorer(precision="int8")
-    assert int8._light_encoder() is None  # an int8 scorer's queries are its int8 model's
+    assert int8.encoders.light_encoder() is None  # an int8 scorer's queries are its int8 model's
     assert int8.query_fingerprint == int8.fingerprint
     monkeypatch.setenv(LIGHT_ENV, "off")
-    assert DenseScorer(precision="float32")._light_encoder() is None
+    assert DenseScorer(precision="float32").encoders.light_encoder() is None
 
 
 _CHILD = """

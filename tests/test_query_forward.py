@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import promptzip as pz
+from promptzip._models import load_sentence_encoder
 from promptzip.retrievers import _query_forward as qf
-from promptzip.retrievers.dense import DenseScorer, load_sentence_encoder
+from promptzip.retrievers.dense import DenseScorer
 
 WORDS = (Path(pz.__file__).parent / "_sample" / "sotu.txt").read_text().split()
 
@@ -33,12 +34,12 @@ def test_traced_queries_equal_the_eager_pipeline_at_every_length() -> None:
 @pytest.mark.slow
 def test_an_int8_model_keeps_the_eager_path_and_scorers_agree() -> None:
     int8 = DenseScorer(precision="int8", memo=0)
-    model = int8._model()
+    model = int8.encoders.model()
     assert qf._trace(model) is None  # quantized weights: the traced path does not apply
     query = "When was the tower finished?"
     assert np.abs(int8.embed_query(query) - qf.plain_forward_one(model, query)).max() <= 1e-6
     heavy = DenseScorer(precision="float32", memo=0)
-    heavy._model()
+    heavy.encoders.model()
     light = DenseScorer(precision="float32", memo=0, cache=None)
-    light._light_tried, light._light = True, None  # as a process whose light encoder is off
+    light.encoders.light_tried, light.encoders.light = True, None  # as a process whose light encoder is off
     assert np.abs(heavy.embed_query(query) - light.embed_query(query)).max() <= qf.TOLERANCE

@@ -137,10 +137,10 @@ def test_the_scorer_uses_it_and_the_switch_restores_sentence_transformers(monkey
     chunks = [Chunk(t) for t in TEXTS[:120]]
     query = "What did the President propose to make college more affordable?"
     native = DenseScorer("minilm", precision="float32")
-    assert isinstance(native._packer(), TorchBertEncoder)
+    assert isinstance(native.encoders.packer(), TorchBertEncoder)
     monkeypatch.setenv(TORCH_ENV, "0")
     old = DenseScorer("minilm", precision="float32")
-    assert isinstance(old._packer(), Packer)  # the sentence-transformers model's packed pass
+    assert isinstance(old.encoders.packer(), Packer)  # the sentence-transformers model's packed pass
     assert old.fingerprint == native.fingerprint  # cache keys stay valid across the two
     assert old.query_fingerprint == native.query_fingerprint
     assert np.abs(native.embed([c.text for c in chunks]) - old.embed([c.text for c in chunks])).max() <= 1e-5
@@ -152,8 +152,8 @@ def test_the_scorer_uses_it_and_the_switch_restores_sentence_transformers(monkey
             np.testing.assert_array_equal(mine[1], theirs[1])
     monkeypatch.delenv(TORCH_ENV)
     # int8 and packed=False keep sentence-transformers' batched pass (per-batch quantization is not packable)
-    assert DenseScorer("minilm", precision="int8")._torch_encoder() is None
-    assert DenseScorer("minilm", precision="float32", packed=False)._packer() is None
+    assert DenseScorer("minilm", precision="int8").encoders.torch_encoder() is None
+    assert DenseScorer("minilm", precision="float32", packed=False).encoders.packer() is None
 
 
 def test_a_folder_that_is_not_a_mean_pooling_bert_goes_the_old_way(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_a_folder_that_is_not_a_mean_pooling_bert_goes_the_old_way(tmp_path: Pat
     assert bert_shape(folder) is None
     assert torch_bert_encoder(folder) is None
     scorer = DenseScorer(str(folder), precision="float32")
-    assert scorer._torch_encoder() is None
+    assert scorer.encoders.torch_encoder() is None
     got = scorer.embed(TEXTS[:20])
     expected = SentenceTransformer(str(folder), device="cpu").encode(
         TEXTS[:20], convert_to_numpy=True, normalize_embeddings=True

@@ -2,11 +2,12 @@
 
 Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions: :func:`is_json` (rule 1),
 :func:`tagged` for XML-style document tags (rule 3), :func:`delimited` and :func:`headed` for fences and headings
-(rule 4), :func:`by_layout` (rule 5), with the patterns they share with question labelling (``LABEL`` and
-:func:`label_name`, ``QUESTION_LABELS``, ``HEADING``, ``FIELD_LINE``, ``BLANK_LINE``), what reads as the template's
-own words (:func:`is_directive`, :func:`is_request`, :func:`is_template`) and the span helpers (:func:`paragraphs`,
-:func:`strip_span`). Lines of dashes have a module of their own, :mod:`promptzip._rules_separators`, as do list
-items, :mod:`promptzip._rules_lists`.
+(rule 4), with the patterns they share with question labelling (``LABEL`` and :func:`label_name`,
+``QUESTION_LABELS``, ``HEADING``, ``FIELD_LINE``, ``BLANK_LINE``), what reads as the template's own words
+(:func:`is_directive`, :func:`is_request`, :func:`is_template`; given up at either end of a context block by
+:func:`trim_start` and :func:`trim_end`) and the span helpers (:func:`paragraphs`, :func:`strip_span`). Lines of dashes
+have a module of their own, :mod:`promptzip._rules_separators`, as do list items, :mod:`promptzip._rules_lists`, and
+the layout rule (rule 5), :mod:`promptzip._rules_layout`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ __all__ = [
     "FIELD_LINE",
     "HEADING",
     "LABEL",
-    "LAYOUT_MIN_CHARS",
     "MAX_LEAD_CHARS",
     "QUESTION_LABELS",
-    "by_layout",
     "delimited",
     "headed",
     "heading_end",
@@ -38,9 +37,10 @@ __all__ = [
     "starts_with_question",
     "strip_span",
     "tagged",
+    "trim_end",
+    "trim_start",
 ]
 
-LAYOUT_MIN_CHARS = 1200
 # A heading or fence opens context only this close to the start of its text (or to the previous heading): one
 # deep inside a long text ("Background:" in a passage) belongs to that text.
 MAX_LEAD_CHARS = 1500
@@ -100,11 +100,6 @@ FIELD_LINE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 BLANK_LINE = re.compile(r"\n[ \t]*\n")
-_INSTRUCTION_CUE = re.compile(
-    r"\b(you|your|answer|use|using|following|below|above|question|context|respond|reply|assistant|based on|"
-    r"according to|given|task|instructions?|documents?|please|must|should)\b|:\s*$",
-    re.IGNORECASE,
-)
 _REQUEST_CUE = re.compile(
     r"^\s*(answer|explain|summari[sz]e|describe|list|tell|what|who|whom|whose|when|where|why|how|which|is|are|"
     r"does|do|did|can|could|based on|using|given|please|now|question|respond|reply)\b",
@@ -120,14 +115,25 @@ _COMMAND = re.compile(
     rf"|\b{_NOUNS}[ \t]+(?:above|below)\b|\b(?:above|below)[ \t]+{_NOUNS}\b",
     re.IGNORECASE | re.MULTILINE,
 )
+# At the start of a context block, a paragraph that opens as a document's may ("According to the 2010 census…",
+# "Given its height…", "You can reach…", "Your guide to…") is the template's only when it points at the prompt's own
+# parts ("Based on the context below, …") or tells the model what it must do ("You must…", "If you don't know…").
+# An imperative's word used as a noun ("Use of the harbour…", "Keep-fit fans…") opens a document's line too.
+_OPENER = re.compile(
+    r"[ \t]*(?:based[ \t]+on|according[ \t]+to|given|if[ \t]+you|you|your)\b"
+    rf"|[ \t]*(?:{IMPERATIVE})(?:-|[ \t]+(?:of|is|was|are|were|has|had)\b|['’]s\b)",
+    re.IGNORECASE,
+)
+_TO_THE_MODEL = re.compile(
+    rf"\b(?:{_NOUNS}|notes|information|question|query|answer|above|below|provided)\b"
+    r"|^[ \t]*(?:if[ \t]+)?you[ \t]+(?:must|should|shall|will|need[ \t]+to|have[ \t]+to|cannot|can['’]t|"
+    r"may[ \t]+not|do[ \t]+not|don['’]t|never|always|only|are[ \t]+(?:an?|to|given|provided|required|expected|"
+    r"allowed|only|not|unsure))\b",
+    re.IGNORECASE | re.MULTILINE,
+)
 # A question, request or instruction is short; a longer paragraph is a document's, whatever its first word.
 _SHORT = 500
 _META_MAX_CHARS = 200
-# Pasted data: how many lines make records, how long one may be, and what is a figure once a list marker is gone.
-_MIN_RECORDS = 8
-_MAX_RECORD_CHARS = 400
-_FIGURE = re.compile(r"\d")
-_LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•+])\s+")
 # A template that shows its own layout ("[[ ## context ## ]]\n{context}" in DSPy's system message) has a slot, not
 # documents, under its heading.
 _PLACEHOLDER = re.compile(r"\{+[ \t]*[A-Za-z_][\w.]*[ \t]*\}+")
@@ -216,7 +222,8 @@ def delimited(text: str) -> list[tuple[int, int]]:
 
 def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int]]:
     """What follows a context heading, up to the next label or heading (or the end), less the template's words at its
-    end (:func:`trim_end`): an instruction before ``Question:``, CrewAI's ``Begin! …`` and ``Thought:``. A short
+    end (:func:`trim_end`): an instruction before ``Question:``, CrewAI's ``Begin! …`` and ``Thought:``; and at its
+    start (:func:`trim_start`): rules placed straight after the heading. A short
     question or request paragraph at its end is given up too only at the end of the text, in the turn being answered
     (``trailing_question``), as the layout rule does: ``Documents:\n…\n\nHow many ships?`` asks its question after
     the documents, unlabelled; elsewhere (before ``Question:``, say) it is the documents' own."""
@@ -239,6 +246,7 @@ def headed(text: str, *, trailing_question: bool = False) -> list[tuple[int, int
         # only at the end of the turn being answered is a trailing question the turn's own; before a label or another
         # heading it is the documents' (a forum thread ends with one), and only the template's words are given up
         e = trim_end(text, s, e, asks=trailing_question and label is None and k + 1 == len(heads))
+        s = trim_start(text, s, e)
         if e > s and not _PLACEHOLDER.fullmatch(text, s, e):
             spans.append((s, e))
     return spans
@@ -265,6 +273,30 @@ def trim_end(text: str, s: int, e: int, *, asks: bool) -> int:
             asks = False
         n -= 1
     return paras[n - 1][1] if n < len(paras) else e
+
+
+def trim_start(text: str, s: int, e: int) -> int:
+    """The start of ``text[s:e]`` less its leading paragraphs that are the template's (``Context:\\n\\nNever invent
+    facts.\\n\\n…``), as :func:`trim_end` gives up those at its end; never all of it. A paragraph that opens as a
+    document's may (``_OPENER``) is the template's only when it speaks to the model (``_TO_THE_MODEL``)."""
+    paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
+    texts = [text[a:b] for a, b in paras]
+    steps = numbered_steps(texts)
+    k = 0
+    while k < len(paras) - 1 and _leads(texts[k], items=not steps[k]):
+        k += 1
+    return paras[k][0] if k else s
+
+
+def _leads(para: str, *, items: bool) -> bool:
+    """Whether a paragraph at the start of a context block is the template's (:func:`is_template`), its lines that
+    open as a document's may set aside unless it speaks to the model."""
+    if not is_template(para, items=items):
+        return False
+    if _TO_THE_MODEL.search(para):
+        return True
+    rest = "\n".join(line for line in para.split("\n") if not _OPENER.match(line))
+    return bool(rest.strip()) and is_template(rest, items=items)
 
 
 def is_directive(para: str, *, items: bool = True) -> bool:
@@ -314,63 +346,6 @@ def paragraphs(text: str) -> list[tuple[int, int]]:
         pos = m.end()
     out.append((pos, len(text)))
     return [(a, b) for a, b in out if text[a:b].strip()]
-
-
-def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
-    """Short leading instructions and a short trailing request kept, the long middle as context."""
-    if len(text) < LAYOUT_MIN_CHARS:
-        return []
-    paras = paragraphs(text)
-    lead = 0
-    while lead < min(2, len(paras) - 1):
-        a, b = paras[lead]
-        # the first paragraph needs an instruction's words, or (the turn being answered) to be its question, asked
-        # before the documents; a second one must introduce what follows ("…below:")
-        para = text[a:b].rstrip()
-        first = _INSTRUCTION_CUE.search(para) or (trailing_question and para.endswith("?"))
-        if b - a > 400 or not (first if lead == 0 else para.endswith(":")):
-            break
-        lead += 1
-    # the template's words at the end ("Instruction: …" after LlamaIndex's documents, "Begin! …" and "Thought:"
-    # after CrewAI's) are the template's in any role, a question or request is the question of the turn being answered
-    end = trim_end(text, paras[lead][0], paras[-1][1], asks=trailing_question)
-    tail = len(paras)
-    while tail - 1 > lead and paras[tail - 1][0] >= end:
-        tail -= 1
-    if tail > lead and not (lead == 0 and tail < 3):
-        start = paras[lead][0]
-    else:  # one long paragraph is a long instruction, not context
-        # unless, in the turn being answered, it is data pasted before the question: records, not sentences
-        found = _records(text, *paras[0]) if trailing_question and lead == 0 and 0 < tail < len(paras) else None
-        if found is None:
-            return []
-        start = found
-    end = paras[tail - 1][1]
-    if end - start < len(text) / 2:
-        return []
-    return [strip_span(text, start, end)]
-
-
-def _records(text: str, a: int, b: int) -> int | None:
-    """Where the records of ``text[a:b]`` start, when it is pasted data: an optional short introduction ending in a
-    colon ("Harbour records:"), then at least ``_MIN_RECORDS`` short lines that nearly all hold a figure (a row, a
-    log line, a dated entry). Numbered steps and bullet rules are not records (a list marker is not a figure), nor is
-    code, JSON or HTML."""
-    lines = text[a:b].split("\n")
-    start = a
-    if lines and len(lines[0]) <= 200 and lines[0].rstrip().endswith(":"):
-        start += len(lines[0]) + 1
-        lines = lines[1:]
-    rows = [line for line in lines if line.strip()]
-    if len(rows) < _MIN_RECORDS or any(len(row) > _MAX_RECORD_CHARS for row in rows):
-        return None
-    with_figures = sum(1 for row in rows if _FIGURE.search(_LIST_MARKER.sub("", row, count=1)))
-    if with_figures < 0.8 * len(rows):
-        return None
-    from promptzip.compressors.tool_outputs import detect_kind  # the structure readers: only for a likely block
-
-    # Pasted code, JSON or HTML holds figures on most lines too; they are asked about whole, as before.
-    return None if detect_kind(text[start:b]) in ("code", "json", "html") else start
 
 
 def strip_span(text: str, a: int, b: int) -> tuple[int, int]:

@@ -21,14 +21,16 @@ out byte for byte. The rules, first match wins:
    CrewAI's ``This is the context you're working with:`` …): what they enclose, or what follows the heading up to a
    label (``Question:``, ``Query:``, ``Answer:``, ``Instruction:``, ``## Instructions``, any DSPy field marker …),
    is context, less the template's words at its end (an instruction before ``Question:``, CrewAI's ``Begin! …`` and
-   ``Thought:``). A heading over a bare template slot (``{context}``, a template showing its own layout) is not.
+   ``Thought:``) and at its start (``Context:\\n\\nNever invent facts.\\n\\n…``; a document's first paragraph that
+   merely opens as an instruction may, ``According to the 2010 census…``, stays context). A heading over a bare
+   template slot (``{context}``, a template showing its own layout) is not.
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``): up to two short leading
-   paragraphs that read as instructions (or, in the turn being answered, a first one that asks a question) are
-   kept, short trailing paragraphs in the template's words (``Instruction: …``, ``Begin! …``, ``Thought:``) are kept
-   in any role, a short trailing question or request is kept (user turns), and the long middle is context. One long
-   paragraph is an instruction, unless it is data pasted before the question of the turn being answered (records:
-   short lines that nearly all hold a figure, after an optional introduction line ending in a colon; not code, JSON
-   or HTML).
+   paragraphs that read as instructions (or, in the turn being answered, a first one that asks a question) and the
+   template's words after them are kept, short trailing paragraphs in the template's words (``Instruction: …``,
+   ``Begin! …``, ``Thought:``) are kept in any role, a short trailing question or request is kept (user turns), and
+   the long middle is context. One long paragraph is an instruction, unless it is data pasted before the question of
+   the turn being answered (records: short lines that nearly all hold a figure, after an optional introduction line
+   ending in a colon; not code, JSON or HTML).
 
 In every case a question label outside the context starts a question region (to the end of its paragraph, of its
 first line when that ends in ``?``, or to a line that names a field such as ``We have provided an existing
@@ -40,8 +42,8 @@ that ask nothing (``Answer briefly.``) give way to a line that asks ``…?`` bef
 under a task label (CrewAI's ``Current Task: …?``, indented or not) ends and is scored as a labelled one. Anything no
 rule places is ``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
 
-The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules` and
-:mod:`promptzip._rules_separators` (list items that read as the template's rules, ``1. Cite each note…``, in
+The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules`, :mod:`promptzip._rules_separators`
+and :mod:`promptzip._rules_layout` (list items that read as the template's rules, ``1. Cite each note…``, in
 :mod:`promptzip._rules_lists`), the unlabelled question in :mod:`promptzip._rules_questions`; this module holds
 :class:`Layout`, :class:`Region` and :class:`Element`, rule 2, the order the rules run in, and how their spans become
 regions, question regions and document elements.
@@ -60,9 +62,7 @@ from promptzip._rules import (
     FIELD_LINE,
     HEADING,
     LABEL,
-    LAYOUT_MIN_CHARS,
     QUESTION_LABELS,
-    by_layout,
     delimited,
     headed,
     is_json,
@@ -71,6 +71,7 @@ from promptzip._rules import (
     strip_span,
     tagged,
 )
+from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_questions import unlabelled_question
 from promptzip._rules_separators import separated
 from promptzip._split import literal_tags, parse_tags

@@ -9,18 +9,10 @@ document's own list, is the document's."""
 from __future__ import annotations
 
 import pytest
+from understand_helpers import DOCS, ROLES, Q
 
 from promptzip._understand import Layout, understand
 
-DOCS = [
-    "The harbour at Kestrel Bay was first dredged in 1871, when the herring fleet outgrew the tidal creek that had "
-    "served the village since medieval times. The work took four summers and used almost all of the council's money.",
-    "A granite breakwater followed in 1884, quarried on the north headland and hauled down on a narrow-gauge tramway. "
-    "It was lengthened by sixty metres in 1911 after a winter gale broke over the old head.",
-    "Two ships were lost off Kestrel Bay in the gale of February 1911. The collier Marguerite dragged her anchors and "
-    "struck the breakwater head; all nine of her crew were taken off by the lifeboat.",
-]
-Q = "When was the breakwater lengthened?"
 BLANK = "\n\n-----\n\n"
 TIGHT = "\n-----\n"
 # one rule list written with each marker: every item speaks to the model
@@ -32,7 +24,6 @@ RULES = {
     "star": ["* Use the notes only.", "* Keep the answer short."],
     "letter": ["a) Respond in one paragraph.", "b) If you don't know, say so."],
 }
-ROLES = [("system", False), ("user", True)]
 
 
 def context_text(layout: Layout) -> str:

@@ -13,6 +13,11 @@ means "keep", plus promptzip's own distilled CPU classifier.
   the packaged all-MiniLM-L6-v2 encoder with LoRA deltas merged into its weights and a linear head, read from the
   small artifact under ``promptzip/compressors/models/minilm-tc/``. The published LLMLingua-2 checkpoints load by
   registry key (``llmlingua-2-xlm-roberta-large``) or hub id for users who have the hub.
+* BERT classifiers (the distilled one, and ``BertForTokenClassification`` folders) run on the torch module and
+  ``tokenizers`` tokenizer of :mod:`promptzip.compressors._torch_classifier`: the transformers model's
+  keep-probabilities bit for bit, without importing transformers (seconds of a new process).
+  ``PROMPTZIP_TORCH_ENCODER=0`` (:func:`builtin_wanted`) loads them through transformers again; exporting and
+  training always do.
 * On a CPU the linear layers run with int8 weights (``int8=True``, the default;
   :func:`promptzip._precision.int8_model`): about twice the tokens/s of float32 for the same model.
 
@@ -40,6 +45,7 @@ __all__ = [
     "DISTILLED",
     "DISTILLED_ENV",
     "TokenClassifierScorer",
+    "builtin_wanted",
     "distilled_dir",
     "export_distilled",
     "exported_classifier",
@@ -72,9 +78,23 @@ def _hf_quiet() -> None:
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
-def load_distilled(folder: Path | None = None) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` of the distilled classifier: a ``BertForTokenClassification`` built from the packaged
-    MiniLM weights with the artifact's LoRA deltas merged in (so inference costs exactly a MiniLM forward pass)."""
+def builtin_wanted() -> bool:
+    """Whether BERT classifiers load through :mod:`promptzip.compressors._torch_classifier` (no transformers):
+    yes unless ``PROMPTZIP_TORCH_ENCODER`` is off, the switch of the dense scorer's built-in torch BERT. One switch
+    for both, because both run the same :class:`~promptzip.retrievers._torch_bert.TorchBert`, and turning it off
+    gives back the whole stack of before (transformers and sentence-transformers) for a comparison."""
+    from promptzip.retrievers.dense import TORCH_ENV
+
+    return os.environ.get(TORCH_ENV, "").strip().lower() not in ("0", "off", "false", "no")
+
+
+def load_distilled(folder: Path | None = None, *, builtin: bool | None = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of the distilled classifier: the packaged MiniLM weights with the artifact's LoRA
+    deltas merged in (so inference costs exactly a MiniLM forward pass) and its head. ``builtin`` (default: unless
+    switched off, :func:`builtin_wanted`): the torch module and ``tokenizers`` tokenizer of
+    :mod:`promptzip.compressors._torch_classifier`, which give the same keep-probabilities without importing
+    transformers; else (or where the base folder is not a BERT it computes exactly) a transformers
+    ``BertForTokenClassification`` and its fast tokenizer, as :func:`export_distilled` and the trainer need."""
     folder = folder or distilled_dir()
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -88,10 +108,21 @@ def load_distilled(folder: Path | None = None) -> tuple[Any, Any]:
 
     base = resolve_model(str(manifest.get("base", {}).get("model", "minilm")))
 
-    def _load(path: Path) -> tuple[Any, Any]:
-        return build_student(base.path, adapter=folder / "adapter.safetensors", lora=manifest["hyperparameters"])
-
+    adapter, lora = folder / "adapter.safetensors", manifest["hyperparameters"]
     from promptzip._models import load_once
+
+    if builtin_wanted() if builtin is None else builtin:
+        from promptzip.compressors._torch_classifier import load_classifier
+
+        def _builtin(path: Path) -> tuple[Any, Any] | tuple[None, None]:
+            return load_classifier(base.path, adapter=adapter, lora=lora) or (None, None)
+
+        found: tuple[Any, Any] = load_once("token-classifier-torch", folder, _builtin)
+        if found[0] is not None:
+            return found
+
+    def _load(path: Path) -> tuple[Any, Any]:
+        return build_student(base.path, adapter=adapter, lora=lora)
 
     loaded: tuple[Any, Any] = load_once("token-classifier", folder, _load)
     return loaded
@@ -101,7 +132,7 @@ def export_distilled(dest: Path, folder: Path | None = None) -> Path:
     """Write the distilled classifier as a plain Hugging Face folder (merged weights, config, tokenizer), for tools
     that load a folder themselves — e.g. llmlingua's LLMLingua-2 mode, which wants a folder whose name contains
     ``bert-base-multilingual-cased`` (our student is a BERT)."""
-    model, tokenizer = load_distilled(folder)
+    model, tokenizer = load_distilled(folder, builtin=False)
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dest))
     tokenizer.save_pretrained(str(dest))
@@ -169,6 +200,15 @@ def load_token_classifier(name: str) -> tuple[Any, Any]:
     from promptzip._models import load_once, resolve_model
 
     resolved = resolve_model(name)
+    if builtin_wanted():
+        from promptzip.compressors._torch_classifier import load_classifier
+
+        def _builtin(path: Path) -> tuple[Any, Any] | tuple[None, None]:
+            return load_classifier(path) or (None, None)
+
+        found: tuple[Any, Any] = load_once("token-classifier-torch", resolved.path, _builtin)
+        if found[0] is not None:
+            return found
 
     def _load(path: Path) -> tuple[Any, Any]:
         try:

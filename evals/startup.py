@@ -3,7 +3,8 @@
     python -P -m promptzip.evals.startup            # evals/results/startup.{json,md}
 
 Runs ``promptzip compress promptzip/_sample/sotu.txt --question Q --budget 400`` (as ``python -P -m promptzip.cli``,
-``--json --quiet``) in new subprocesses, the models already on disk, in three cases:
+``--json --quiet``, preset ``fast`` unless a case says otherwise) in new subprocesses, the models already on disk, in
+these cases:
 
 * cold cache: an empty score cache (every sentence is encoded);
 * warm cache + new question: a copy of a cache that one run with the sample question filled, asked another
@@ -14,7 +15,10 @@ Runs ``promptzip compress promptzip/_sample/sotu.txt --question Q --budget 400``
   the built-in torch encoder (:mod:`promptzip.retrievers._torch_bert`);
 * warm cache + new question, sentence-transformers: the new-question case with ``PROMPTZIP_LIGHT_ENCODER=0`` and
   ``PROMPTZIP_TORCH_ENCODER=0``, so the question is embedded by the sentence-transformers model as before the
-  NumPy light encoder (:mod:`promptzip.retrievers._light`) and the torch one: the before/after of one run.
+  NumPy light encoder (:mod:`promptzip.retrievers._light`) and the torch one: the before/after of one run;
+* cold cache, balanced: the cold case with ``--preset balanced`` (+ the distilled token classifier, run by the
+  built-in torch module of :mod:`promptzip.compressors._torch_classifier`), and the same with
+  ``PROMPTZIP_TORCH_ENCODER=0`` (the classifier through transformers, the sentences through sentence-transformers).
 
 Each case runs ``--repeats`` times (default 3, a fresh copy of its cache each time, the cases in turn so that all
 see the same load); the report gives the median
@@ -50,17 +54,20 @@ CASES = {
     "warm_new": "warm cache + new question",
     "warm_repeated": "warm cache + repeated question",
     "warm_new_heavy": "warm cache + new question, sentence-transformers (both encoders off)",
+    "cold_balanced": "cold cache, balanced preset",
+    "cold_balanced_st": "cold cache, balanced preset, transformers (PROMPTZIP_TORCH_ENCODER=0)",
 }
 # retrievers/dense.py's switches: the built-in torch encoder off (sentence-transformers encodes the sentences), and
 # the light encoder off too (it embeds the question)
 ST_ENV = {"PROMPTZIP_TORCH_ENCODER": "0"}
 HEAVY_ENV = {**ST_ENV, "PROMPTZIP_LIGHT_ENCODER": "0"}
-CASE_ENV = {"cold_st": ST_ENV, "warm_new_heavy": HEAVY_ENV}
+CASE_ENV = {"cold_st": ST_ENV, "warm_new_heavy": HEAVY_ENV, "cold_balanced_st": ST_ENV}
+COLD = ("cold", "cold_st", "cold_balanced", "cold_balanced_st")
 
 
-def _compress(question: str, cache_db: Path, env: Mapping[str, str]) -> dict[str, Any]:
+def _compress(question: str, cache_db: Path, env: Mapping[str, str], preset: str = "fast") -> dict[str, Any]:
     """One CLI compression in a new process: its wall seconds, the Result's total, tokens out."""
-    command = [sys.executable, "-P", "-m", "promptzip.cli", "compress", str(SAMPLE / "sotu.txt")]
+    command = [sys.executable, "-P", "-m", "promptzip.cli", "compress", str(SAMPLE / "sotu.txt"), "--preset", preset]
     command += ["--question", question, "--budget", str(BUDGET), "--cache", f"sqlite:///{cache_db}", "--json"]
     started = time.perf_counter()
     done = subprocess.run([*command, "--quiet"], capture_output=True, text=True, env=dict(env), check=False)
@@ -76,7 +83,7 @@ def _compress(question: str, cache_db: Path, env: Mapping[str, str]) -> dict[str
 
 
 def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "") -> dict[str, Any]:
-    """Time the three cases (see the module docstring); writes the report to ``out`` when given."""
+    """Time the cases (see the module docstring); writes the report to ``out`` when given."""
     question = json.loads((SAMPLE / "sample.json").read_text(encoding="utf-8"))["question"]
     started, load_before = time.time(), os.getloadavg()
     runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
@@ -89,8 +96,10 @@ def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "")
         warm = root / "warm.db"
         _compress(question, warm, env)  # fills the sentence embeddings, spans and the sample question
         for i in range(repeats):
-            for case in ("cold", "cold_st"):
-                runs[case].append(_compress(question, root / f"{case}-{i}.db", {**env, **CASE_ENV.get(case, {})}))
+            for case in COLD:
+                preset = "balanced" if "balanced" in case else "fast"
+                case_env = {**env, **CASE_ENV.get(case, {})}
+                runs[case].append(_compress(question, root / f"{case}-{i}.db", case_env, preset))
             for case, asked in (
                 ("warm_new", NEW_QUESTION),
                 ("warm_repeated", question),
@@ -112,8 +121,8 @@ def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "")
         },
         "meta": {
             "command": command or "python -P -m promptzip.evals.startup",
-            "cli": f"python -P -m promptzip.cli compress promptzip/_sample/sotu.txt --question Q --budget {BUDGET} "
-            "--cache sqlite:///<case cache> --json --quiet",
+            "cli": "python -P -m promptzip.cli compress promptzip/_sample/sotu.txt --preset fast|balanced --question Q "
+            f"--budget {BUDGET} --cache sqlite:///<case cache> --json --quiet",
             "repeats": repeats,
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -146,7 +155,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         "the file, compression, JSON), compression is the Result's `timings['total']`. The sentence-transformers "
         "rows switch the built-in encoders off: `PROMPTZIP_TORCH_ENCODER=0` (the sentences encoded by "
         "sentence-transformers, as before the torch encoder) and, for the question, `PROMPTZIP_LIGHT_ENCODER=0` too "
-        "(as before the NumPy encoder).",
+        "(as before the NumPy encoder). The balanced rows run `--preset balanced`; its transformers row sets "
+        "`PROMPTZIP_TORCH_ENCODER=0`, which also runs the token classifier through transformers.",
         "",
         "| case | wall s (median) | compression s (median) | wall s of each run | tokens out |",
         "| --- | --- | --- | --- | --- |",
@@ -162,6 +172,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     for ours, theirs, what in (
         ("cold", "cold_st", "Cold cache"),
         ("warm_new", "warm_new_heavy", "Warm + new question"),
+        ("cold_balanced", "cold_balanced_st", "Cold cache, balanced"),
     ):
         new, old = report["cases"].get(ours), report["cases"].get(theirs)
         if new and old and new["median_wall_s"]:

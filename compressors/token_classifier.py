@@ -83,9 +83,9 @@ def builtin_wanted() -> bool:
     yes unless ``PROMPTZIP_TORCH_ENCODER`` is off, the switch of the dense scorer's built-in torch BERT. One switch
     for both, because both run the same :class:`~promptzip.retrievers._torch_bert.TorchBert`, and turning it off
     gives back the whole stack of before (transformers and sentence-transformers) for a comparison."""
-    from promptzip.retrievers.dense import TORCH_ENV
+    from promptzip.retrievers._dense_encoders import TORCH_ENV, switched_off
 
-    return os.environ.get(TORCH_ENV, "").strip().lower() not in ("0", "off", "false", "no")
+    return not switched_off(TORCH_ENV)
 
 
 def load_distilled(folder: Path | None = None, *, builtin: bool | None = None) -> tuple[Any, Any]:
@@ -112,13 +112,8 @@ def load_distilled(folder: Path | None = None, *, builtin: bool | None = None) -
     from promptzip._models import load_once
 
     if builtin_wanted() if builtin is None else builtin:
-        from promptzip.compressors._torch_classifier import load_classifier
-
-        def _builtin(path: Path) -> tuple[Any, Any] | tuple[None, None]:
-            return load_classifier(base.path, adapter=adapter, lora=lora) or (None, None)
-
-        found: tuple[Any, Any] = load_once("token-classifier-torch", folder, _builtin)
-        if found[0] is not None:
+        found = _builtin_loaded(folder, base.path, adapter=adapter, lora=lora)
+        if found is not None:
             return found
 
     def _load(path: Path) -> tuple[Any, Any]:
@@ -193,6 +188,20 @@ def build_student(base: Path, *, adapter: Path | None = None, lora: dict[str, An
     return model, tokenizer
 
 
+def _builtin_loaded(key: Path, base: Path, **merge: Any) -> tuple[Any, Any] | None:
+    """``(model, tokenizer)`` of ``base`` (with ``merge``: the distilled adapter and its LoRA settings) from
+    :mod:`promptzip.compressors._torch_classifier`, loaded once per ``key``; ``None`` where that module does not
+    compute the folder exactly (the caller loads it through transformers)."""
+    from promptzip._models import load_once
+    from promptzip.compressors._torch_classifier import load_classifier
+
+    def _load(path: Path) -> tuple[Any, Any] | tuple[None, None]:
+        return load_classifier(base, **merge) or (None, None)
+
+    found: tuple[Any, Any] = load_once("token-classifier-torch", key, _load)
+    return found if found[0] is not None else None
+
+
 def load_token_classifier(name: str) -> tuple[Any, Any]:
     """``(model, tokenizer)`` for a token-classification model named by registry key, folder or hub id."""
     if name == DISTILLED:
@@ -201,13 +210,8 @@ def load_token_classifier(name: str) -> tuple[Any, Any]:
 
     resolved = resolve_model(name)
     if builtin_wanted():
-        from promptzip.compressors._torch_classifier import load_classifier
-
-        def _builtin(path: Path) -> tuple[Any, Any] | tuple[None, None]:
-            return load_classifier(path) or (None, None)
-
-        found: tuple[Any, Any] = load_once("token-classifier-torch", resolved.path, _builtin)
-        if found[0] is not None:
+        found = _builtin_loaded(resolved.path, resolved.path)
+        if found is not None:
             return found
 
     def _load(path: Path) -> tuple[Any, Any]:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the light and torch encoders are imported when they are fir
     from promptzip.retrievers._packed import PackedEncoder
     from promptzip.retrievers._torch_bert import TorchBertEncoder
 
-__all__ = ["LIGHT_ENV", "TORCH_ENV", "DenseEncoders", "State"]
+__all__ = ["LIGHT_ENV", "TORCH_ENV", "DenseEncoders", "State", "switched_off"]
 
 logger = logging.getLogger("promptzip")
 
@@ -42,7 +42,8 @@ LIGHT_ENV = "PROMPTZIP_LIGHT_ENCODER"  # "0"/"off"/"false": no light encoder (to
 TORCH_ENV = "PROMPTZIP_TORCH_ENCODER"  # "0"/"off"/"false": the packed pass through sentence-transformers again
 
 
-def _switched_off(variable: str) -> bool:
+def switched_off(variable: str) -> bool:
+    """Whether the environment variable turns its built-in path off (``0``, ``off``, ``false`` or ``no``)."""
     return os.environ.get(variable, "").strip().lower() in ("0", "off", "false", "no")
 
 
@@ -75,7 +76,7 @@ class DenseEncoders:
         it), or ``None`` where it does not apply: ``packed=False``, an int8 scorer (its vectors are
         sentence-transformers' batched pass, whose per-batch quantization packing would not reproduce),
         ``PROMPTZIP_TORCH_ENCODER`` off, or a folder that is not a mean-pooling BERT it computes exactly."""
-        if not self.packed or self.precision == "int8" or _switched_off(TORCH_ENV):
+        if not self.packed or self.precision == "int8" or switched_off(TORCH_ENV):
             return None
         with self._lock:
             if not self.torch_tried:
@@ -107,7 +108,7 @@ class DenseEncoders:
         """The light encoder, or ``None`` where it does not apply: the heavy model is loaded already, the scorer is
         int8 (its queries are its int8 model's), ``PROMPTZIP_LIGHT_ENCODER`` is off, or the folder is not a
         mean-pooling BERT it computes exactly."""
-        if self.heavy or self.precision == "int8" or _switched_off(LIGHT_ENV):
+        if self.heavy or self.precision == "int8" or switched_off(LIGHT_ENV):
             return None
         with self._lock:
             if not self.light_tried:

@@ -72,6 +72,8 @@ bench: install
 	$(PY) -P -m promptzip.evals.warm_ray_bench
 	@# the first compression in a new process, cold and warm (evals/results/startup.md)
 	$(PY) -P -m promptzip.evals.startup
+	@# the same compression under torch's thread settings, idle and beside busy processes (evals/results/threads.md)
+	$(PY) -P -m promptzip.evals.threads_bench
 	@# the running proxy's memory for a 256 MiB upload it streams beside a 9 MiB body it reads whole
 	$(PY) -P -m promptzip.evals.proxy_uploads
 	@# slowloris, trickled bodies and a connection flood against a running proxy, ordinary requests timed beside them

@@ -39,6 +39,7 @@ _fp_lock = threading.Lock()
 _LIGHT_STATE_TEXTS = 64  # beyond this many sentences, loading the packed heavy encoder pays for itself
 _MEMO_MAX = 1 << 16  # the most vectors (~1.5 KB each for MiniLM) a request may grow the memo to
 _REQUEST_VECTORS = "dense.vectors"  # the request memo's dict of vectors by "emb:"/"query:" key (_request_memo)
+_REQUEST_KEYS = "dense.keys:"  # + the "emb:" namespace: the request memo's dict of sentence keys by text
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -116,7 +117,7 @@ class DenseScorer(Scorer):
         self.memo = max(0, memo)
         self._fingerprint: str | None = None
         self._capacity = self.memo  # grows with the largest request (see the class docstring)
-        self._keys: TextMemo[str] = TextMemo()  # sentence text → its "emb:" cache key (a sha256 per text and pass)
+        self._keys: TextMemo[str] = TextMemo()  # sentence text → its "emb:" cache key (a sha256 per text)
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
         self._recent_lock = threading.Lock()
         self.states = max(0, states)
@@ -166,11 +167,18 @@ class DenseScorer(Scorer):
         request and the requests after it ask for the same sentences)."""
         namespace = "emb:" + self.fingerprint
         memo = self._keys
+        # the keys the running request hashed, past the memo's bound too (a request of more sentences than it holds
+        # would hash its first ones again on each pass); per namespace, as two scorers may share a request
+        shared: dict[str, str] | None = request_memo(_REQUEST_KEYS + namespace)
         keys = []
         for text in texts:
             key = memo.get(text)
             if key is None:
-                key = make_key(namespace, text)
+                key = shared.get(text) if shared is not None else None
+                if key is None:
+                    key = make_key(namespace, text)
+                    if shared is not None:
+                        shared[text] = key
                 memo.put(text, key)
             keys.append(key)
         return keys

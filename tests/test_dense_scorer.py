@@ -284,6 +284,7 @@ def test_a_request_larger_than_the_memo_encodes_each_sentence_once(monkeypatch: 
     used to evict its first sentences before the next pass and encode them again; the request memo holds them."""
     import promptzip as pz
     import promptzip.retrievers.dense as dense_module
+    from promptzip._tokenizers import TextMemo
     from promptzip.compressors.extractive import ExtractiveCompressor
     from promptzip.retrievers.hybrid import HybridScorer
     from promptzip.retrievers.sparse import BM25Scorer
@@ -298,6 +299,15 @@ def test_a_request_larger_than_the_memo_encodes_each_sentence_once(monkeypatch: 
         return encode(texts, keep_states=keep_states)
 
     monkeypatch.setattr(scorer, "_encode", counted)
+    scorer._keys = TextMemo(max_items=4)  # the key memo's bound (65,536 texts in production) is passed too
+    hashed: list[str] = []
+    make_key = dense_module.make_key
+
+    def counted_key(namespace: str, text: str) -> str:
+        hashed.append(text)
+        return make_key(namespace, text)
+
+    monkeypatch.setattr(dense_module, "make_key", counted_key)
     compressor = ExtractiveCompressor(HybridScorer(scorer, BM25Scorer()), chunk_weight=0.3, dedup=True)
     zipper = pz.Zipper(compressor, max_chunk_chars=300)
     text = " ".join(f"Item {i} costs {i % 7} dollars." for i in range(60))
@@ -305,6 +315,8 @@ def test_a_request_larger_than_the_memo_encodes_each_sentence_once(monkeypatch: 
     assert result.decision == "compressed"
     assert len(result.chunks) > 1  # several paragraphs, each pooled from its sentences
     assert len(encoded) == len(set(encoded)) == 60  # every sentence once, in one request
+    sentences = [t for t in hashed if t.startswith("Item")]
+    assert len(sentences) == len(set(sentences)) == 60  # and hashed once, though the key memo holds 4
     assert len(scorer._recent) <= 8  # the memo keeps its bound; the request memo ended with the request
     scorer.score([Chunk("Item 1 costs 1 dollars.")], "What does item 42 cost?")  # outside a compression: as before
     assert encoded[-1] == "Item 1 costs 1 dollars."

@@ -3,11 +3,15 @@ items speak to the model as a template's rules do, and whether a list goes on fr
 
 A marker opens rules (``1. Cite each note…``, ``[2] Never…``, ``- Answer in English.``, ``a) You must…``) as it opens
 numbered passages (``[1] According to the census…``) and a how-to's steps (``3. Make sure the light is green.``). So
-after a marker only the imperatives of prompts count (:data:`IMPERATIVE`), "you" with a word of obligation and "if you"
-with a refusal's condition, and a word used as a noun or a subject (``Follow-up: …``, ``Use of force…``) is none; a
-paragraph's items are rules when most of them read so (a how-to's steps mostly name the reader's own actions); and a
-list that goes on across paragraphs or lines (step 3 after step 2, a bullet after a bullet) is read as one list: when
-that list is not rules, each of its parts is the document's, whatever its own words.
+after a marker only what orders a model counts: the imperatives of prompts (:data:`IMPERATIVE`), "you" with a word of
+obligation, "if you" with a refusal's condition, and the words that are far more often an order to a model than a
+how-to's step or a changelog's entry, some only with what such an order names (``_ORDER``: ``Mention the date.``;
+``Stay neutral.``, not ``Stay hydrated.``; ``Include citations…``, not ``Include a pinch of salt.``), each maybe after
+its condition on the prompt's parts (``If the notes do not say, say so.``); a word used as a noun or a subject
+(``Follow-up: …``, ``Use of force…``) is none; a paragraph's items are rules when most of them read so (a how-to's
+steps mostly name the reader's own actions); and a list that goes on across paragraphs or lines (step 3 after step 2,
+a bullet after a bullet) is read as one list: when that list is not rules, each of its parts is the document's,
+whatever its own words.
 """
 
 from __future__ import annotations
@@ -22,14 +26,79 @@ IMPERATIVE = (
     r"answer|use|cite|begin|respond|reply|return|write|give|provide|remember|ensure|avoid|be|keep|think|follow|format|"
     r"output|refuse|do[ \t]+not|don['’]t|never|always|make[ \t]+sure|please"
 )
+# After a marker, words an item names the model's work with, and the prompt's own parts.
+_W = r"[ \t]+"
+_ANSWER = r"(?:answers?|responses?|repl(?:y|ies)|outputs?)"
+_PARTS = r"(?:context|documents|sources|passages|snippets|excerpts|search[ \t]+results|notes)\b"
+_THE_PARTS = (
+    rf"(?:(?:the|all|each|every|only){_W})*(?:(?:provided|given|retrieved|supplied|attached|relevant){_W})?{_PARTS}"
+)
+_DET = r"(?:(?:a|an|the|all|any|only|relevant|inline|short|brief|exact|direct|full|one|two)[ \t]+)*"
+_CITES = (
+    r"(?:citations?|footnotes?|sources|source[ \t]+(?:names?|ids?|numbers?|titles?|links?|urls?)|references|"
+    r"quotes?|quotations?|page[ \t]+numbers?|document[ \t]+(?:names?|ids?|titles?|numbers?))\b"
+)
+# The orders of a rule list beyond :data:`IMPERATIVE`, each kept only where it is far more often an order to a model
+# than a how-to's step, a leaflet's advice, a changelog's entry or a document's opening (checked against the
+# documents of installed packages' docs and changelogs, the bundled address, GSM8K and GPQA):
+_ORDER = "|".join(
+    (
+        # words of speaking to a model, on their own ("Mention the date."; not "Quote: …", "Mention of …")
+        r"(?:mention|explain|summari[sz]e|quote|translate|rephrase|paraphrase|acknowledge|refrain|rely|ignore|"
+        r"pretend)\b(?![ \t]*(?::|-|(?:of|is|was|are|were|has|had|['’]s)\b))",
+        # words a how-to, a leaflet or a changelog opens with as well, with what an order to a model names: its answer
+        # ("Start each reply with…", "Check that your answer…"), the prompt's parts, citations, the user, a tone
+        rf"(?:include|add|list|check|double[ -]check|verify|review|start|end|finish|conclude|close|open|structure|"
+        rf"organi[sz]e|present|put|place|separate|wrap|number|mark|highlight|show){_W}[^\n]{{0,60}}?"
+        rf"\b(?:your|each|every|the{_W}final){_W}(?:final{_W})?{_ANSWER}\b",
+        rf"(?:check|double[ -]check|read|re-?read|review|consult|search|scan|examine|consider|treat|verify|"
+        rf"cross[ -]check|compare){_W}(?:carefully{_W})?{_THE_PARTS}(?![ \t]*(?:manager|menu|code|files?|objects?))",
+        rf"(?:include|list){_W}{_DET}{_CITES}",
+        rf"add{_W}{_DET}(?:citations?|footnotes?|disclaimers?|source{_W}(?:numbers?|ids?|tags?|markers?|links?))\b",
+        rf"state{_W}(?:clearly|explicitly|plainly|briefly|so|that|whether|which|when|if|why|what|how|your|the|any|"
+        r"each|only)\b",
+        rf"stay{_W}(?:neutral|objective|impartial|unbiased|factual|on[ \t-]topic|in{_W}character|concise|brief|"
+        rf"grounded|(?:true|faithful|close){_W}to{_W}{_THE_PARTS}|within{_W}(?:{_THE_PARTS}|the{_W}scope))",
+        rf"(?:limit|restrict){_W}(?:(?:your|the|each|every|all){_W})?(?:final{_W})?"
+        rf"(?:{_ANSWER}|summar(?:y|ies)|explanations?|yourself)\b",
+        rf"focus{_W}(?:(?:only|solely|exclusively){_W})?on{_W}(?:(?:what{_W})?the{_W})?"
+        rf"(?:(?:user['’]s|provided|given|retrieved|relevant){_W})?(?:question|query|request|user|{_PARTS})",
+        rf"prefer{_W}(?:[\w-]+{_W}){{0,3}}?(?:sources?|documents?|passages?|notes|citations|quotations|facts|answers)\b",
+        rf"consider{_W}(?:only|the{_W}user['’]s)\b",
+        rf"(?:tell|ask|remind|greet|address){_W}(?:the{_W}user|me)\b",
+        rf"ask{_W}(?:for{_W}clarification|(?:a|one){_W}(?:clarifying|follow[ -]up){_W}question|"
+        rf"(?:clarifying|follow[ -]up){_W}questions)\b",
+        rf"say(?:{_W}(?:so|I)\b|{_W}(?:that{_W})?you{_W}(?:do{_W}not|don['’]t|cannot|can['’]t|are{_W}(?:not|unsure))\b"
+        r"|[ \t]*:?[ \t]*[\"“'‘])",
+        rf"admit{_W}(?:it|that|when|if|you|so|uncertainty)\b",
+        rf"(?:maintain|adopt|match){_W}(?:(?:a|an|the|your|the{_W}user['’]s){_W})?(?:[\w-]+{_W}){{0,3}}?"
+        r"(?:tone|voice|register|language|persona)\b",
+        rf"(?:omit|skip|exclude|drop|leave{_W}out){_W}(?:(?:any|the|all){_W})?(?:preambles?|pleasantries|greetings?|"
+        rf"disclaimers?|apologies|introductions?|filler|irrelevant{_W}(?:details|information|{_PARTS}))\b",
+        rf"(?:note|flag|highlight|point{_W}out|indicate|mention|acknowledge|express){_W}(?:any{_W})?"
+        r"(?:uncertaint(?:y|ies)|gaps?|contradictions?|conflicts?|disagreements?|inconsistenc(?:y|ies)|doubts?)\b",
+        rf"(?:indicate|specify|identify|note|flag|name){_W}which{_W}"
+        r"(?:document|source|passage|note|snippet|excerpt|citation)s?\b",
+        rf"reason{_W}step[ \t-]+by[ \t-]+step|show{_W}your{_W}(?:reasoning|sources)\b",
+        rf"base{_W}(?:your|each|every|all|the){_W}(?:final{_W})?{_ANSWER}",
+        rf"your{_W}(?:final{_W})?{_ANSWER}{_W}(?:must|should|shall|will|needs?{_W}to|may{_W}not|cannot)\b",
+    )
+)
+# A rule may open with its condition, on the prompt's own parts: "If the context does not say, say so.", "When the
+# sources disagree, cite both." (a how-to's "If the light is red, …" names none of them).
+_CONDITION = (
+    r"(?:if|when|where|unless)[ \t]+[^\n,:;]{0,80}?\b(?:answers?|context|documents?|sources?|passages?|snippets?|"
+    r"notes|information|question|query|user)\b[^\n,:;]{0,80}?,[ \t]*"
+)
 _MARKER = r"(?:\d{1,3}[.)]|[(\[]\d{1,3}[)\]]|[A-Za-z][.)]|\([A-Za-z]\)|[ivxIVX]{1,4}[.)]|[-*•+–])"
 _ITEM = re.compile(rf"^[ \t]*{_MARKER}[ \t]+\S[^\n]*", re.MULTILINE)
 _RULE = re.compile(
-    rf"[ \t]*{_MARKER}[ \t]+(?:\*\*|__)?(?:{IMPERATIVE}"
+    rf"[ \t]*{_MARKER}[ \t]+(?:\*\*|__)?(?:{_CONDITION})?(?:(?:only|also|just|briefly|clearly|concisely|strictly|"
+    rf"explicitly|politely|directly|carefully){_W})?(?:(?:{IMPERATIVE}"
     r"|you[ \t]+(?:must|should|shall|need[ \t]+to|have[ \t]+to|are[ \t]+(?:to|required|expected|allowed|only)|cannot|"
     r"can['’]t|can[ \t]+not|may[ \t]+not|will[ \t]+not|won['’]t|do[ \t]+not|don['’]t|never|always|only)"
     r"|if[ \t]+you[ \t]+(?:do[ \t]+not|don['’]t|cannot|can['’]t|are[ \t]+(?:not|unsure)))\b"
-    r"(?![ \t]*(?:-|(?:of|is|was|are|were|has|had|['’]s)\b))",
+    rf"(?![ \t]*(?:-|(?:of|is|was|are|were|has|had|['’]s)\b))|{_ORDER})",
     re.IGNORECASE,
 )
 # A numbered item's number or letter and how it is written around it ("3." and "3)" and "[3]" are three lists), or a

@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps
+from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps, rule_lines
 
 __all__ = [
     "BLANK_LINE",
@@ -315,10 +315,15 @@ def is_request(para: str) -> bool:
 def is_template(para: str, *, items: bool = True) -> bool:
     """A short paragraph in the template's words: a label ("Instruction: …"), a cue or introduction that ends in a
     colon ("Thought:", "Here are the notes:"), or one that speaks to the model (``_COMMAND``, or with ``items`` list
-    items that read as rules, :func:`promptzip._rules_lists.item_rules`; not a document's numbered steps)."""
+    items or most lines that read as rules, :func:`promptzip._rules_lists.item_rules` and
+    :func:`promptzip._rules_lists.rule_lines`; not a document's numbered steps). One line that asks ("Summarise what
+    happened to town 5.") is a request (:func:`is_request`), the documents' own but in the turn being answered."""
     last = para.strip()
     return len(last) <= _SHORT and (
-        last.endswith(":") or _is_label(last) or _COMMAND.search(last) is not None or (items and item_rules(last))
+        last.endswith(":")
+        or _is_label(last)
+        or _COMMAND.search(last) is not None
+        or (items and (item_rules(last) or (rule_lines(last) and ("\n" in last or not is_request(last)))))
     )
 
 

@@ -11,7 +11,9 @@ its condition on the prompt's parts (``If the notes do not say, say so.``); a wo
 (``Follow-up: …``, ``Use of force…``) is none; a paragraph's items are rules when most of them read so (a how-to's
 steps mostly name the reader's own actions); and a list that goes on across paragraphs or lines (step 3 after step 2,
 a bullet after a bullet) is read as one list: when that list is not rules, each of its parts is the document's,
-whatever its own words.
+whatever its own words. Rules go without a marker too (``Mention the date.\\nStay neutral.``): there the same openings
+count only when most of a paragraph's lines and sentences read so (:func:`rule_lines`), for a document opens some of
+its sentences with these words as well (``Ignore the romance of the old prints: …``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["IMPERATIVE", "item_rules", "numbered_steps"]
+__all__ = ["IMPERATIVE", "item_rules", "numbered_steps", "rule_lines"]
 
 # The words a prompt opens an order to the model with; `promptzip._rules` reads them at a line's start too.
 IMPERATIVE = (
@@ -92,15 +94,29 @@ _CONDITION = (
 )
 _MARKER = r"(?:\d{1,3}[.)]|[(\[]\d{1,3}[)\]]|[A-Za-z][.)]|\([A-Za-z]\)|[ivxIVX]{1,4}[.)]|[-*•+–])"
 _ITEM = re.compile(rf"^[ \t]*{_MARKER}[ \t]+\S[^\n]*", re.MULTILINE)
-_RULE = re.compile(
-    rf"[ \t]*{_MARKER}[ \t]+(?:\*\*|__)?(?:{_CONDITION})?(?:(?:only|also|just|briefly|clearly|concisely|strictly|"
-    rf"explicitly|politely|directly|carefully){_W})?(?:(?:{IMPERATIVE}"
+_BEFORE = (
+    rf"(?:\*\*|__)?(?:{_CONDITION})?(?:(?:only|also|just|briefly|clearly|concisely|strictly|explicitly|politely|"
+    rf"directly|carefully){_W})?"
+)
+_IMPERATIVES = (
+    rf"(?:{IMPERATIVE}"
     r"|you[ \t]+(?:must|should|shall|need[ \t]+to|have[ \t]+to|are[ \t]+(?:to|required|expected|allowed|only)|cannot|"
     r"can['’]t|can[ \t]+not|may[ \t]+not|will[ \t]+not|won['’]t|do[ \t]+not|don['’]t|never|always|only)"
     r"|if[ \t]+you[ \t]+(?:do[ \t]+not|don['’]t|cannot|can['’]t|are[ \t]+(?:not|unsure)))\b"
-    rf"(?![ \t]*(?:-|(?:of|is|was|are|were|has|had|['’]s)\b))|{_ORDER})",
+    r"(?![ \t]*(?:-|(?:of|is|was|are|were|has|had|['’]s)\b))"
+)
+_RULE = re.compile(rf"[ \t]*{_MARKER}[ \t]+{_BEFORE}(?:{_IMPERATIVES}|{_ORDER})", re.IGNORECASE)
+# Without a marker, a line or sentence that opens in a capital (a wrapped line of prose goes on in lower case, "rely on
+# certifi…") with the words of _ORDER as after a marker, or with an imperative after a condition on the prompt's parts
+# (``order``); one that opens with a plain imperative, as `promptzip._rules` reads one at a line's start, only adds to
+# those: a README or a licence opens its sentences so too ("Use pip…", "You must retain…"), and with one after bold
+# or an adverb ("**Please add…**", "Only use this if…").
+_ORDER_LINE = re.compile(
+    rf"[ \t]*(?=(?:\*\*|__)?(?-i:[A-Z]))(?:(?P<order>{_BEFORE}(?:{_ORDER})|{_CONDITION}{_IMPERATIVES})|{_IMPERATIVES})",
     re.IGNORECASE,
 )
+# Where a sentence ends and the next one opens on the same line (not after a list's "1." or in "e.g. Mention").
+_SENTENCE_END = re.compile(r"[.!?](?<=\w\w[.!?])[\"”’')\]*_]*[ \t]+(?=[\"“‘'(*_]*[A-Z])")
 # A numbered item's number or letter and how it is written around it ("3." and "3)" and "[3]" are three lists), or a
 # bullet (a list goes on while its bullet is the same).
 _NUMBER = re.compile(r"[ \t]*(?:([(\[]?)(\d{1,3}|[A-Za-z])([.)\]])|([-*•+–]))[ \t]")
@@ -110,6 +126,22 @@ def item_rules(para: str) -> bool:
     """Whether the list items of ``para`` are rules: it has some, and more than half of them speak to the model."""
     items = _ITEM.findall(para)
     return bool(items) and 2 * sum(1 for item in items if _RULE.match(item)) > len(items)
+
+
+def rule_lines(para: str) -> bool:
+    """Whether ``para`` reads as rules line by line, with a marker or without: more than half of the sentences of its
+    lines open as an order to the model does after a marker, one of them at least in the words of ``_ORDER`` or after
+    a condition on the prompt's parts (``Mention the date.\\nStay neutral.\\nIf the notes disagree, say so.``), not
+    one among a document's (``Ignore the romance of the old prints: …``)."""
+    parts = [part for line in para.split("\n") for part in _SENTENCE_END.split(line) if part.strip()]
+    rules = orders = 0
+    for k, part in enumerate(parts):
+        if 2 * (rules + len(parts) - k) <= len(parts):
+            return False  # most of them can no longer read so
+        m = _ORDER_LINE.match(part)
+        orders += m is not None and m.group("order") is not None
+        rules += m is not None or _RULE.match(part) is not None
+    return orders > 0 and 2 * rules > len(parts)
 
 
 def numbered_steps(parts: Sequence[str]) -> list[bool]:

@@ -40,7 +40,7 @@ from torch import nn
 
 from promptzip._errors import ModelNotAvailable
 from promptzip.retrievers._light import BertShape, bert_weights, missing_weights
-from promptzip.retrievers._torch_bert import TorchBert
+from promptzip.retrievers._torch_bert import TorchBert, padding_mask
 
 __all__ = ["BertTokens", "ClassifierConfig", "TorchTokenClassifier", "classifier_folder_fits", "load_classifier"]
 
@@ -88,14 +88,8 @@ class TorchTokenClassifier(nn.Module):
         it). Token types other than 0 are refused: the network always adds type 0, as transformers does unasked."""
         if token_type_ids is not None and bool(token_type_ids.any()):
             raise ValueError("the built-in classifier reads single sequences (token type 0) only")
-        rows, width = input_ids.shape
-        mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            # transformers' bidirectional SDPA mask: every query row sees the keys that are not padding
-            keys = attention_mask.to(torch.bool)[:, None, None, :]
-            mask = keys.expand(rows, 1, width, width).contiguous()
-        positions = torch.arange(width, device=input_ids.device)[None]
-        hidden = self.bert(input_ids, positions, mask)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+        hidden = self.bert(input_ids, positions, padding_mask(attention_mask))
         return ClassifierOutput(self.classifier(hidden))
 
 
@@ -192,15 +186,15 @@ def _tokenizer_fits(folder: Path) -> bool:
     return True
 
 
-def classifier_folder_fits(folder: Path) -> bool:
-    """Whether ``folder`` is a ``BertForTokenClassification`` (≥ 2 labels, safetensors weights, ``tokenizer.json``)
-    that this module computes exactly."""
+def classifier_folder_fits(folder: Path, *, architecture: str = "BertForTokenClassification", labels: int = 2) -> bool:
+    """Whether ``folder`` is a ``BertForTokenClassification`` (or another BERT ``architecture``) with at least
+    ``labels`` labels, safetensors weights and a ``tokenizer.json``, that this module computes exactly."""
     config = _read_json(folder / "config.json")
     return (
         _bert_fits(config)
-        and config.get("architectures") == ["BertForTokenClassification"]
-        and len(config.get("id2label") or {0: "", 1: ""}) >= 2
-        and int(config.get("num_labels", 2)) >= 2
+        and config.get("architectures") == [architecture]
+        and len(config.get("id2label") or {0: "", 1: ""}) >= labels
+        and int(config.get("num_labels", 2)) >= labels
         and (folder / "model.safetensors").is_file()
         and _tokenizer_fits(folder)
     )

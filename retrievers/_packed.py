@@ -83,7 +83,7 @@ class PackedEncoder:
         kept: list[np.ndarray | None] = [None] * len(texts)
         means = np.zeros((len(texts), self.hidden), dtype=np.float32)
         batches = [bins[i : i + self.rows] for i in range(0, len(bins), self.rows)]
-        for batch in _progress(batches, progress):
+        for batch in progress_bar(batches, progress):
             check("the encoder")
             width = max(sum(len(ids[t]) for t in row) for row in batch)
             input_ids = torch.zeros((len(batch), width), dtype=torch.long)
@@ -164,7 +164,7 @@ class Packer(PackedEncoder):
         )
 
 
-def _progress(batches: list[Any], show: bool) -> Any:
+def progress_bar(batches: Sequence[Any], show: bool) -> Any:
     if not show:
         return batches
     from tqdm.auto import tqdm

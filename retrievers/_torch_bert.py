@@ -21,9 +21,10 @@ the same network as a small ``nn.Module`` and feeds it the same rows:
 So its packed passes give the sentence-transformers model's packed passes' vectors and token states (bit for bit
 on the machines tested), and its reduced-precision copies, made as :func:`promptzip._precision.with_precision`
 makes them of the Hugging Face model (a bfloat16 copy; torch's dynamic int8 quantization of the ``nn.Linear``
-layers), give those copies' packed vectors too. The dense scorer uses it for float32 and bfloat16 only: an int8
+layers), give those copies' packed vectors too. The dense scorer packs float32 and bfloat16 passes only: an int8
 model's activations are quantized per batch, so its packed vectors are not those of sentence-transformers' batched
-``encode``, which int8 scorers keep.
+``encode``, and int8 scorers run the int8 copy in that ``encode``'s padded batches instead
+(:class:`~promptzip.retrievers._dense_encoders.Int8Batches`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from promptzip._precision import resolve_precision, with_precision
 from promptzip.retrievers._light import BertShape, bert_parts, bert_shape
 from promptzip.retrievers._packed import PackedEncoder
 
-__all__ = ["TorchBert", "TorchBertEncoder", "torch_bert_encoder"]
+__all__ = ["TorchBert", "TorchBertEncoder", "padding_mask", "torch_bert_encoder"]
 
 
 def _tensor(array: np.ndarray) -> nn.Parameter:
@@ -111,6 +112,17 @@ class _Layer(nn.Module):
         return out
 
 
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The mask transformers gives ``scaled_dot_product_attention`` for a padded batch (``attention_mask`` 1 for
+    tokens, 0 for padding): ``None`` when no row is padded, else bool ``[rows, 1, width, width]`` in which every
+    query row sees the keys that are not padding."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    rows, width = attention_mask.shape
+    keys = attention_mask.to(torch.bool)[:, None, None, :]
+    return keys.expand(rows, 1, width, width).contiguous()
+
+
 class TorchBert(nn.Module):
     """A BERT encoder's last hidden state from a folder's weights (see the module docstring)."""
 
@@ -124,10 +136,18 @@ class TorchBert(nn.Module):
         self.layers = nn.ModuleList(_Layer(weights, f"encoder.layer.{i}.", shape) for i in range(shape.layers))
         self.eval()
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``[rows, width, hidden]`` for ``input_ids`` / ``positions`` ``[rows, width]`` (token type 0 throughout,
-        as sentence-transformers passes it), ``mask`` bool ``[rows, 1, width, width]`` or ``None`` (all attend)."""
-        x: torch.Tensor = self.word(input_ids) + self.token_type(torch.zeros_like(input_ids))
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None,
+        token_types: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[rows, width, hidden]`` for ``input_ids`` / ``positions`` ``[rows, width]``, ``mask`` bool
+        ``[rows, 1, width, width]`` or ``None`` (all attend), ``token_types`` ``[rows, width]`` (a cross-encoder's
+        query / passage segments) or ``None``: type 0 throughout, as sentence-transformers passes it."""
+        types = torch.zeros_like(input_ids) if token_types is None else token_types
+        x: torch.Tensor = self.word(input_ids) + self.token_type(types)
         x = self.norm(x + self.position(positions))
         for layer in self.layers:
             x = layer(x, mask)

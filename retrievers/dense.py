@@ -73,7 +73,9 @@ class DenseScorer(Scorer):
     the torch module of :mod:`promptzip.retrievers._torch_bert` (the folder's ``tokenizer.json`` and safetensors,
     the Hugging Face BERT's operations in its order): the same token vectors and offsets as the sentence-transformers
     model's packed pass, without importing sentence-transformers or transformers (seconds of a new process; torch
-    alone is a fraction of that). Set ``PROMPTZIP_TORCH_ENCODER=0`` to use the sentence-transformers model instead.
+    alone is a fraction of that). An int8 scorer over such a folder runs that module's int8 copy in the batches of
+    sentence-transformers' ``encode`` (:class:`~promptzip.retrievers._dense_encoders.Int8Batches`), so its vectors
+    are the library's too. Set ``PROMPTZIP_TORCH_ENCODER=0`` to use the sentence-transformers model instead.
 
     The last ``memo`` embeddings (and query embeddings) are also kept in memory by the scorer itself, so the
     scoring passes of one request never encode a text twice, with or without a cache; a request of more sentences

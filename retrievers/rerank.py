@@ -6,6 +6,11 @@ chunks of a request. Typical models: ``cross-encoder/ms-marco-MiniLM-L-6-v2`` (r
 ``ms-marco-minilm-l6``), ``BAAI/bge-reranker-base``, or a local folder with ``config.json``, weights and a
 tokenizer (what ``save_pretrained`` writes, and what ``sentence_transformers.CrossEncoder.save`` writes too).
 
+BERT sequence-classification folders (the architecture of ``ms-marco-minilm-l6``) run on the built-in torch module and
+``tokenizers`` tokenizer of :mod:`promptzip.retrievers._torch_cross`, which give transformers' scores bit for bit
+(float32 and int8) without importing transformers, seconds of a new process; other folders, and every folder under
+``PROMPTZIP_TORCH_ENCODER=0``, load through transformers.
+
 Models resolve like every promptzip model (local path → packaged → hub cache → hub download where allowed,
 see :mod:`promptzip._models`): a hub id that is not in the local cache while the hub is off
 (``HF_HUB_OFFLINE=1``) raises :class:`ModelNotAvailable`. Loading is lazy (first score, or :meth:`load`) and
@@ -30,6 +35,7 @@ from promptzip._precision import int8_model, precision_tag
 from promptzip._roles import Retriever, Scorer, span_chunks
 from promptzip._types import Chunk
 from promptzip.retrievers._corpus import scored
+from promptzip.retrievers._dense_encoders import TORCH_ENV, switched_off
 from promptzip.retrievers.dense import weights_fingerprint
 
 __all__ = ["CrossEncoderReranker", "RerankedScorer", "RerankingRetriever"]
@@ -40,6 +46,12 @@ DEFAULT_MODEL = "ms-marco-minilm-l6"
 def _load(path: Path) -> tuple[Any, Any]:
     model, tokenizer = load_hf_folder(path, "AutoModelForSequenceClassification", what="cross-encoder")
     return tokenizer, model
+
+
+def _load_builtin(path: Path) -> tuple[Any, Any]:
+    from promptzip.retrievers._torch_cross import load_cross_encoder
+
+    return load_cross_encoder(path) or (None, None)
 
 
 class CrossEncoderReranker(Scorer):
@@ -81,7 +93,11 @@ class CrossEncoderReranker(Scorer):
         return self._path
 
     def _model(self) -> tuple[Any, Any]:
-        tokenizer, model = load_once("cross-encoder", self._resolved(), _load)
+        tokenizer, model = None, None
+        if not switched_off(TORCH_ENV):  # a BERT folder it computes exactly: the built-in torch module
+            tokenizer, model = load_once("cross-encoder-torch", self._resolved(), _load_builtin)
+        if model is None:
+            tokenizer, model = load_once("cross-encoder", self._resolved(), _load)
         if self.int8:  # int8 linear layers on the CPU: faster, scores close to float32
             model = int8_model(model)
         return tokenizer, model

@@ -7,16 +7,14 @@ scores without importing sentence-transformers or transformers, and the switch t
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fresh_process import run_child
 from odd_texts import ODD
 
 from promptzip._models import load_sentence_encoder, resolve_model
@@ -151,18 +149,7 @@ print(json.dumps({"context": context, "loaded": [m for m in loaded if m in sys.m
 
 
 def _child(text: str, **env: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-P", "-c", _CHILD, QUESTION],
-        input=text,
-        capture_output=True,
-        text=True,
-        env={**{k: v for k, v in os.environ.items() if k != TORCH_ENV}, "HF_HUB_OFFLINE": "1", **env},
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return found
+    return run_child(_CHILD, stdin=text, **env)
 
 
 def test_a_new_process_scores_int8_without_sentence_transformers_and_as_before() -> None:

@@ -11,14 +11,12 @@ label) over the packaged MiniLM with a seeded head; ``two_labels`` a small rando
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fresh_process import run_child
 from odd_texts import ODD
 
 from promptzip._models import resolve_model
@@ -211,18 +209,7 @@ print(json.dumps({"context": context, "scores": scores, "loaded": [m for m in lo
 
 
 def _child(folder: Path, text: str, question: str, **env: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-P", "-c", _CHILD, str(folder), question],
-        input=text,
-        capture_output=True,
-        text=True,
-        env={**{k: v for k, v in os.environ.items() if k != TORCH_ENV}, "HF_HUB_OFFLINE": "1", **env},
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return found
+    return run_child(_CHILD, str(folder), question, stdin=text, **env)
 
 
 def test_a_new_process_reranks_without_transformers_and_as_before(ms_marco_like: Path) -> None:

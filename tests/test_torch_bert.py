@@ -4,15 +4,12 @@ process that scores many sentences without importing sentence-transformers or tr
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fresh_process import run_child
 from odd_texts import ODD
 
 from promptzip._models import load_sentence_encoder, resolve_model
@@ -178,18 +175,7 @@ print(json.dumps({"context": result.context, "loaded": [m for m in loaded if m i
 
 
 def _child(text: str, question: str, **env: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-P", "-c", _CHILD, question],
-        input=text,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env},
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    found: dict[str, object] = json.loads(done.stdout)
-    return found
+    return run_child(_CHILD, question, stdin=text, **env)
 
 
 def test_a_new_process_scores_many_sentences_without_sentence_transformers() -> None:

@@ -149,7 +149,7 @@ print(json.dumps({"context": context, "loaded": [m for m in loaded if m in sys.m
 
 
 def _child(text: str, **env: str) -> dict[str, Any]:
-    return run_child(_CHILD, stdin=text, **env)
+    return run_child(_CHILD, QUESTION, stdin=text, **env)
 
 
 def test_a_new_process_scores_int8_without_sentence_transformers_and_as_before() -> None:

@@ -246,14 +246,14 @@ def test_a_client_that_stops_taking_its_answer_is_dropped_and_its_upstream_conne
 
 
 def test_a_client_that_takes_its_answer_in_bursts_is_never_cut(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Read two megabytes at a time, then nothing for up to 3 s, under a timeouts.send of 5 s: the answer fills the
+    """Read two megabytes at a time, then nothing for up to 3 s, under a timeouts.send of 8 s: the answer fills the
     proxy's buffers (its writes pause: counted by a spy on the real protocol), and arrives whole. (The clock
     restarts when the proxy can write again, once the client has taken enough to make room: a burst's worth.) In a
     long test session the fake upstream, in this process, can take more than a second to fill the buffers."""
     pauses = []
     real = GuardedH11.pause_writing
     monkeypatch.setattr(GuardedH11, "pause_writing", lambda self: (pauses.append(1), real(self))[1])
-    with streaming(50_000, send=5.0) as (app, url), ask_stream(url) as sock:
+    with streaming(50_000, send=8.0) as (app, url), ask_stream(url) as sock:
         metrics = app.state.proxy.metrics
         data, burst = b"", 0
         while not data.endswith(b"0\r\n\r\n"):

@@ -28,9 +28,7 @@ tokenizer class or settings that transformers would rebuild differently) return 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,33 +37,21 @@ import torch
 from torch import nn
 
 from promptzip._errors import ModelNotAvailable
-from promptzip.retrievers._light import BertShape, bert_weights, missing_weights
+from promptzip.retrievers._bert_folder import (
+    ClassifierConfig,
+    ClassifierOutput,
+    bert_fits,
+    classifier_folder_fits,
+    config_shape,
+    max_length_of,
+    read_json,
+    special_token,
+    tokenizer_fits,
+)
+from promptzip.retrievers._light import bert_weights, missing_weights
 from promptzip.retrievers._torch_bert import TorchBert, padding_mask
 
 __all__ = ["BertTokens", "ClassifierConfig", "TorchTokenClassifier", "classifier_folder_fits", "load_classifier"]
-
-_VERY_LARGE = int(1e30)  # transformers' model_max_length of a tokenizer that names none
-# tokenizer classes whose fast tokenizer is tokenizer.json as written (BertTokenizer re-applies its config's
-# normalizer flags, checked against the file in _tokenizer_fits)
-_TOKENIZER_CLASSES = (None, "BertTokenizer", "BertTokenizerFast", "PreTrainedTokenizerFast", "TokenizersBackend")
-
-
-@dataclass(frozen=True, slots=True)
-class ClassifierConfig:
-    """What :func:`~promptzip.compressors.token_classifier.keep_probabilities` and callers read of a model's config
-    (the fields of the transformers config they use, under its names)."""
-
-    num_labels: int
-    max_position_embeddings: int
-    pad_token_id: int | None
-    model_type: str = "bert"
-
-
-@dataclass(frozen=True, slots=True)
-class ClassifierOutput:
-    """A forward pass's result under the name transformers gives it."""
-
-    logits: torch.Tensor
 
 
 class TorchTokenClassifier(nn.Module):
@@ -128,86 +114,15 @@ class BertTokens:
     def from_folder(cls, folder: Path, *, default_pad: str | None = None) -> BertTokens:
         from tokenizers import Tokenizer
 
-        config = _read_json(folder / "tokenizer_config.json") or {}
-        pad = _token(config.get("pad_token")) or _token(
-            (_read_json(folder / "special_tokens_map.json") or {}).get("pad_token")
+        config = read_json(folder / "tokenizer_config.json") or {}
+        pad = special_token(config.get("pad_token")) or special_token(
+            (read_json(folder / "special_tokens_map.json") or {}).get("pad_token")
         )
-        limit = config.get("model_max_length")
         return cls(
             Tokenizer.from_file(str(folder / "tokenizer.json")),
             pad_token=pad or default_pad,
-            model_max_length=int(limit) if isinstance(limit, int | float) and limit < _VERY_LARGE else _VERY_LARGE,
+            model_max_length=max_length_of(config),
         )
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _token(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None
-
-
-def _bert_fits(config: Any) -> bool:
-    return (
-        isinstance(config, dict)
-        and config.get("model_type") == "bert"
-        and config.get("hidden_act") == "gelu"
-        and config.get("position_embedding_type", "absolute") == "absolute"
-        and not config.get("is_decoder", False)
-        and not config.get("add_cross_attention", False)
-        and config.get("_attn_implementation", config.get("attn_implementation")) in (None, "sdpa")
-    )
-
-
-def _tokenizer_fits(folder: Path) -> bool:
-    """Whether transformers' fast tokenizer of ``folder`` is its ``tokenizer.json`` as written: a known class, and
-    for ``BertTokenizer`` (which rebuilds the normalizer from its config) flags that agree with the file's."""
-    spec = _read_json(folder / "tokenizer.json")
-    config = _read_json(folder / "tokenizer_config.json") or {}
-    if not isinstance(spec, dict) or not isinstance(config, dict):
-        return False
-    kind = config.get("tokenizer_class")
-    if kind not in _TOKENIZER_CLASSES:
-        return False
-    if kind in ("BertTokenizer", "BertTokenizerFast"):
-        norm = spec.get("normalizer") or {}
-        return (
-            norm.get("type") == "BertNormalizer"
-            and norm.get("lowercase") == config.get("do_lower_case", True)
-            and norm.get("handle_chinese_chars") == config.get("tokenize_chinese_chars", True)
-            and norm.get("strip_accents") == config.get("strip_accents")
-        )
-    return True
-
-
-def classifier_folder_fits(folder: Path, *, architecture: str = "BertForTokenClassification", labels: int = 2) -> bool:
-    """Whether ``folder`` is a ``BertForTokenClassification`` (or another BERT ``architecture``) with at least
-    ``labels`` labels, safetensors weights and a ``tokenizer.json``, that this module computes exactly."""
-    config = _read_json(folder / "config.json")
-    return (
-        _bert_fits(config)
-        and config.get("architectures") == [architecture]
-        and len(config.get("id2label") or {0: "", 1: ""}) >= labels
-        and int(config.get("num_labels", 2)) >= labels
-        and (folder / "model.safetensors").is_file()
-        and _tokenizer_fits(folder)
-    )
-
-
-def _shape(config: Mapping[str, Any]) -> BertShape:
-    return BertShape(
-        layers=int(config["num_hidden_layers"]),
-        heads=int(config["num_attention_heads"]),
-        hidden=int(config["hidden_size"]),
-        eps=float(config.get("layer_norm_eps", 1e-12)),
-        max_length=int(config.get("max_position_embeddings", 512)),
-    )
 
 
 def load_classifier(
@@ -217,15 +132,15 @@ def load_classifier(
     ``adapter`` (the distilled classifier: ``folder`` is its base encoder), the adapter's LoRA deltas are merged
     (``lora``: the manifest's hyperparameters) and its head used; without, ``folder`` is a token-classification
     folder (:func:`classifier_folder_fits`) with its own head."""
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     if adapter is None and not classifier_folder_fits(folder):
         return None
-    if not _bert_fits(config) or not (folder / "model.safetensors").is_file() or not _tokenizer_fits(folder):
+    if not bert_fits(config) or not (folder / "model.safetensors").is_file() or not tokenizer_fits(folder):
         return None
-    shape = _shape(config)
+    shape = config_shape(config)
     try:
         weights = bert_weights(folder, writable=True)
-        kind = (_read_json(folder / "tokenizer_config.json") or {}).get("tokenizer_class") or ""
+        kind = (read_json(folder / "tokenizer_config.json") or {}).get("tokenizer_class") or ""
         tokenizer = BertTokens.from_folder(folder, default_pad="[PAD]" if kind.startswith("BertTokenizer") else None)
     except Exception as exc:  # mmap, JSON and tokenizers each raise their own types for a bad file
         raise ModelNotAvailable(f"could not load a token classifier from {folder}: {exc}", model=str(folder)) from exc

@@ -113,7 +113,7 @@ class DenseEncoders:
                 pipeline = padded_pipeline(folder)
                 native = self._float32_torch() if pipeline is not None else None
                 if native is not None and pipeline is not None:
-                    pad_id = native._tokenizer.token_to_id(pipeline[0])  # the Rust tokenizer's vocabulary
+                    pad_id = native.token_id(pipeline[0])
                     if pad_id is not None:
                         self.int8 = Int8Batches(native.in_precision("int8"), pad_id=pad_id, normalize=pipeline[1])
             return self.int8
@@ -265,7 +265,7 @@ class Int8Batches:
         order = np.argsort([-len(text) for text in texts])
         for start in progress_bar(range(0, len(texts), batch_size), progress):
             rows = order[start : start + batch_size]
-            ids, offsets = self.encoder._tokenize([texts[i] for i in rows])
+            ids, offsets = self.encoder.tokenize([texts[i] for i in rows])
             width = max(len(row) for row in ids)
             with torch.inference_mode():
                 input_ids = torch.tensor([row + [self.pad_id] * (width - len(row)) for row in ids], dtype=torch.long)

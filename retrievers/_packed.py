@@ -48,7 +48,7 @@ class Encoded:
 class PackedEncoder:
     """Encodes texts packed ``row_tokens`` word pieces to a row, ``rows`` rows to a forward pass.
 
-    The template: tokenize (:meth:`_tokenize`), pack, run each batch of rows through the encoder (:meth:`_forward`),
+    The template: tokenize (:meth:`tokenize`), pack, run each batch of rows through the encoder (:meth:`_forward`),
     mean-pool each text's block, normalize. Subclasses give the two steps and set ``hidden`` (the width of a token
     vector) and ``limit`` (the word pieces a text is truncated to): :class:`Packer` for a sentence-transformers
     model, :class:`~promptzip.retrievers._torch_bert.TorchBertEncoder` for a BERT read without transformers. Both
@@ -63,7 +63,7 @@ class PackedEncoder:
         self.row_tokens = row_tokens
         self.rows = rows
 
-    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+    def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
         """Each text's word-piece ids (special tokens included, truncated to ``limit``) and character offsets."""
         raise NotImplementedError
 
@@ -78,7 +78,7 @@ class PackedEncoder:
 
         if not texts:
             return Encoded(np.zeros((0, self.hidden), dtype=np.float32), [], [])
-        ids, offsets = self._tokenize(list(texts))
+        ids, offsets = self.tokenize(list(texts))
         bins = self._bins([len(x) for x in ids])
         kept: list[np.ndarray | None] = [None] * len(texts)
         means = np.zeros((len(texts), self.hidden), dtype=np.float32)
@@ -145,7 +145,7 @@ class Packer(PackedEncoder):
         self.limit = int(getattr(model, "max_seq_length", 256) or 256)
         self.hidden = int(model[0].auto_model.config.hidden_size)
 
-    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+    def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
         enc = self.model.tokenizer(texts, truncation=True, max_length=self.limit, return_offsets_mapping=True)
         return enc["input_ids"], [np.asarray(o, dtype=np.int32).reshape(-1, 2) for o in enc["offset_mapping"]]
 

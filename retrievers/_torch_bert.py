@@ -182,7 +182,12 @@ class TorchBertEncoder(PackedEncoder):
                 self._copies[precision] = found
         return found
 
-    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+    def token_id(self, token: str) -> int | None:
+        """The id of ``token`` in the folder's vocabulary, or ``None`` where it has none."""
+        found: int | None = self._tokenizer.token_to_id(token)
+        return found
+
+    def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
         with self._lock:
             encodings = self._tokenizer.encode_batch(texts)
         ids = [e.ids for e in encodings]
@@ -194,7 +199,7 @@ class TorchBertEncoder(PackedEncoder):
     def encode_query(self, text: str) -> np.ndarray:
         """The unit embedding of one text, alone in its row and without a mask (there is nothing to mask), as a
         sentence-transformers model embeds a batch of one."""
-        ids, _ = self._tokenize([text])
+        ids, _ = self.tokenize([text])
         with torch.inference_mode():
             input_ids = torch.tensor(ids, dtype=torch.long)
             positions = torch.arange(input_ids.shape[1])[None]

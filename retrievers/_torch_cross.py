@@ -36,15 +36,15 @@ import torch
 from torch import nn
 
 from promptzip._errors import ModelNotAvailable
-from promptzip.compressors._torch_classifier import (
-    _VERY_LARGE,
+from promptzip.retrievers._bert_folder import (
     ClassifierConfig,
     ClassifierOutput,
-    _read_json,
-    _shape,
-    _token,
-    _tokenizer_fits,
     classifier_folder_fits,
+    config_shape,
+    max_length_of,
+    read_json,
+    special_token,
+    tokenizer_fits,
 )
 from promptzip.retrievers._light import bert_weights, missing_weights
 from promptzip.retrievers._torch_bert import TorchBert, _linear, padding_mask
@@ -102,17 +102,17 @@ class BertSettings:
     def from_folder(cls, folder: Path) -> BertSettings | None:
         """The settings of a ``BertTokenizer`` folder, or ``None`` where transformers would build a tokenizer that
         differs from its ``tokenizer.json`` in ways :class:`PairTokens` does not reproduce (module docstring)."""
-        config = _read_json(folder / "tokenizer_config.json") or {}
-        spec = _read_json(folder / "tokenizer.json") or {}
-        specials = _read_json(folder / "special_tokens_map.json") or {}
+        config = read_json(folder / "tokenizer_config.json") or {}
+        spec = read_json(folder / "tokenizer.json") or {}
+        specials = read_json(folder / "special_tokens_map.json") or {}
         model, padding, truncation = spec.get("model") or {}, spec.get("padding") or {}, spec.get("truncation") or {}
 
         def named(key: str, default: str) -> str:
-            return _token(config.get(key)) or _token(specials.get(key)) or default
+            return special_token(config.get(key)) or special_token(specials.get(key)) or default
 
         fits = (
             config.get("tokenizer_class") in _BERT_CLASSES
-            and _tokenizer_fits(folder)
+            and tokenizer_fits(folder)
             and (spec.get("normalizer") or {}).get("clean_text") is True
             and (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer"
             and model.get("type") == "WordPiece"  # BertTokenizer rebuilds WordPiece(vocab, unk) with its defaults
@@ -122,7 +122,6 @@ class BertSettings:
         )
         if not fits:
             return None
-        limit = config.get("model_max_length")
         return cls(
             cls_token=named("cls_token", "[CLS]"),
             sep_token=named("sep_token", "[SEP]"),
@@ -132,7 +131,7 @@ class BertSettings:
             truncation_side=str(config.get("truncation_side", str(truncation.get("direction", "right")).lower())),
             token_types="token_type_ids" in config.get("model_input_names", _BERT_INPUTS),
             split_special_tokens=bool(config.get("split_special_tokens", False)),
-            model_max_length=int(limit) if isinstance(limit, int | float) and limit < _VERY_LARGE else _VERY_LARGE,
+            model_max_length=max_length_of(config),
         )
 
 
@@ -211,8 +210,8 @@ def load_cross_encoder(folder: Path) -> tuple[PairTokens, TorchCrossEncoder] | N
     this module does not compute it exactly. A folder that fits but cannot be read is :class:`ModelNotAvailable`."""
     if not classifier_folder_fits(folder, architecture=_ARCHITECTURE, labels=1):
         return None
-    config = _read_json(folder / "config.json")
-    shape = _shape(config)
+    config = read_json(folder / "config.json")
+    shape = config_shape(config)
     try:
         tokenizer = PairTokens.from_folder(folder)
         if tokenizer is None:

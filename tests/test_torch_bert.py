@@ -56,7 +56,7 @@ def test_word_pieces_and_offsets_are_the_fast_tokenizers(name: str) -> None:
     native = _native(name)
     assert native.limit == heavy.max_seq_length == 256
     theirs = heavy.tokenizer(TEXTS, truncation=True, max_length=heavy.max_seq_length, return_offsets_mapping=True)
-    ids, offsets = native._tokenize(TEXTS)
+    ids, offsets = native.tokenize(TEXTS)
     assert ids == theirs["input_ids"]
     for mine, their in zip(offsets, theirs["offset_mapping"], strict=True):
         np.testing.assert_array_equal(mine, np.asarray(their, dtype=np.int32).reshape(-1, 2))

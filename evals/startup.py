@@ -16,6 +16,9 @@ these cases:
 * warm cache + new question, sentence-transformers: the new-question case with ``PROMPTZIP_LIGHT_ENCODER=0`` and
   ``PROMPTZIP_TORCH_ENCODER=0``, so the question is embedded by the sentence-transformers model as before the
   NumPy light encoder (:mod:`promptzip.retrievers._light`) and the torch one: the before/after of one run;
+* warm cache + new question, tiktoken's own loader: the new-question case with ``PROMPTZIP_COMPILED_RANKS=0``, so
+  the gpt-4o token counts come from tiktoken parsing its rank file, as before the compiled copy of it
+  (:mod:`promptzip._tiktoken_ranks`; the other cases read the copy the first, untimed run wrote);
 * cold cache, balanced: the cold case with ``--preset balanced`` (+ the distilled token classifier, run by the
   built-in torch module of :mod:`promptzip.compressors._torch_classifier`), and the same with
   ``PROMPTZIP_TORCH_ENCODER=0`` (the classifier through transformers, the sentences through sentence-transformers).
@@ -54,6 +57,7 @@ CASES = {
     "warm_new": "warm cache + new question",
     "warm_repeated": "warm cache + repeated question",
     "warm_new_heavy": "warm cache + new question, sentence-transformers (both encoders off)",
+    "warm_new_tiktoken": "warm cache + new question, tiktoken's own loader (PROMPTZIP_COMPILED_RANKS=0)",
     "cold_balanced": "cold cache, balanced preset",
     "cold_balanced_st": "cold cache, balanced preset, transformers (PROMPTZIP_TORCH_ENCODER=0)",
 }
@@ -61,7 +65,13 @@ CASES = {
 # the light encoder off too (it embeds the question)
 ST_ENV = {"PROMPTZIP_TORCH_ENCODER": "0"}
 HEAVY_ENV = {**ST_ENV, "PROMPTZIP_LIGHT_ENCODER": "0"}
-CASE_ENV = {"cold_st": ST_ENV, "warm_new_heavy": HEAVY_ENV, "cold_balanced_st": ST_ENV}
+TIKTOKEN_ENV = {"PROMPTZIP_COMPILED_RANKS": "0"}  # promptzip/_tiktoken_ranks.py's switch
+CASE_ENV = {
+    "cold_st": ST_ENV,
+    "warm_new_heavy": HEAVY_ENV,
+    "warm_new_tiktoken": TIKTOKEN_ENV,
+    "cold_balanced_st": ST_ENV,
+}
 COLD = ("cold", "cold_st", "cold_balanced", "cold_balanced_st")
 
 
@@ -89,7 +99,8 @@ def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "")
     runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
     with tempfile.TemporaryDirectory(prefix="promptzip-startup-") as tmp:
         root = Path(tmp)
-        # the cache folder holds the score cache and derived models (minilm-qa's merged weights): built once here,
+        # the cache folder holds the score cache and derived models (minilm-qa's merged weights, the compiled
+        # tiktoken ranks): built once here,
         # so every timed run finds the models on disk, as an installed promptzip does after its first use
         env = {**os.environ, "PROMPTZIP_CACHE_DIR": str(root / "home"), "HF_HUB_OFFLINE": "1"}
         env["TRANSFORMERS_OFFLINE"] = "1"
@@ -104,6 +115,7 @@ def run_startup(*, repeats: int = 3, out: Path | None = None, command: str = "")
                 ("warm_new", NEW_QUESTION),
                 ("warm_repeated", question),
                 ("warm_new_heavy", NEW_QUESTION),
+                ("warm_new_tiktoken", NEW_QUESTION),
             ):
                 copy = root / f"{case}-{i}.db"
                 shutil.copyfile(warm, copy)
@@ -182,6 +194,14 @@ def markdown(report: Mapping[str, Any]) -> str:
                 f"{what}: {old['median_wall_s']:.2f} s with sentence-transformers, {new['median_wall_s']:.2f} s with "
                 f"the built-in encoders ({ratio:.1f}x).",
             ]
+    new, old = report["cases"].get("warm_new"), report["cases"].get("warm_new_tiktoken")
+    if new and old and new["median_wall_s"]:
+        ratio = old["median_wall_s"] / new["median_wall_s"]
+        lines += [
+            "",
+            f"Warm + new question: {old['median_wall_s']:.2f} s with tiktoken's own loader, "
+            f"{new['median_wall_s']:.2f} s with the compiled ranks ({ratio:.2f}x).",
+        ]
     lines += ["", "Questions:", ""]
     lines += [f"- {case['label']}: {case['question']}" for case in report["cases"].values()]
     return "\n".join(lines) + "\n"

@@ -289,35 +289,52 @@ class TiktokenTokenizer(Tokenizer):
 
 
 def _load_tiktoken(name: str) -> Any:
-    import tiktoken
+    from promptzip._tiktoken_ranks import load_encoding
 
     with _tiktoken_lock:
         found = tiktoken_rank_file(name)
-        # The user's own cache wins when it holds the file; otherwise the packaged file, so that a cache folder set
-        # for other encodings (or an empty one) does not send tiktoken to the network.
-        if found is None or found[0] != "packaged":
-            try:
-                return tiktoken.get_encoding(name)
-            except Exception as exc:  # tiktoken raises requests', OSError or ValueError (hash) errors here
-                raise ModelNotAvailable(
-                    f"tiktoken encoding {name!r} is not available offline: pip install --no-deps litellm==1.109.1 "
-                    "(it ships the rank files) or put its file in TIKTOKEN_CACHE_DIR",
-                    model=name,
-                ) from exc
-        folder = found[1].parent
-        previous = os.environ.get("TIKTOKEN_CACHE_DIR")  # it wins over DATA_GYM_CACHE_DIR in tiktoken
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
-        try:
-            return tiktoken.get_encoding(name)
-        except Exception as exc:
-            raise ModelNotAvailable(
-                f"tiktoken encoding {name!r} could not be loaded from {folder}: {exc}", model=name
-            ) from exc
-        finally:
-            if previous is None:
-                os.environ.pop("TIKTOKEN_CACHE_DIR", None)
-            else:
-                os.environ["TIKTOKEN_CACHE_DIR"] = previous
+        if found is None:
+            return _user_tiktoken(name)
+        where, rank_file = found
+        # The user's own cache wins when it holds the file (tiktoken reads it there); else the packaged file.
+        slow = (lambda: _packaged(name, rank_file)) if where == "packaged" else (lambda: _user_tiktoken(name))
+        return load_encoding(name, rank_file, slow)
+
+
+def _user_tiktoken(name: str) -> Any:
+    """The encoding as tiktoken loads it itself: from the user's own cache folder when it holds the file (it wins
+    over the packaged file), else through tiktoken's download."""
+    import tiktoken
+
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:  # tiktoken raises requests', OSError or ValueError (hash) errors here
+        raise ModelNotAvailable(
+            f"tiktoken encoding {name!r} is not available offline: pip install --no-deps litellm==1.109.1 "
+            "(it ships the rank files) or put its file in TIKTOKEN_CACHE_DIR",
+            model=name,
+        ) from exc
+
+
+def _packaged(name: str, rank_file: Path) -> Any:
+    """The encoding from the rank file litellm ships, so that a cache folder set for other encodings (or an empty
+    one) does not send tiktoken to the network."""
+    import tiktoken
+
+    folder = rank_file.parent
+    previous = os.environ.get("TIKTOKEN_CACHE_DIR")  # it wins over DATA_GYM_CACHE_DIR in tiktoken
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:
+        raise ModelNotAvailable(
+            f"tiktoken encoding {name!r} could not be loaded from {folder}: {exc}", model=name
+        ) from exc
+    finally:
+        if previous is None:
+            os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = previous
 
 
 class HFTokenizer(Tokenizer):

@@ -37,10 +37,12 @@ UPSTREAM_DATE = "Mon, 01 Jan 2001 00:00:00 GMT"
 @pytest.fixture
 def offline_tiktoken(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     """tiktoken with no encoding built yet in this process and no network: a download attempt fails as it does
-    offline. Returns the TIKTOKEN_CACHE_DIR seen by each rank-file read."""
+    offline, and promptzip's compiled copy of the rank files off, so that tiktoken reads them. Returns the
+    TIKTOKEN_CACHE_DIR seen by each rank-file read."""
     if packaged_rank_file("o200k_base") is None:
         pytest.skip("litellm's packaged tiktoken files are not installed")
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+    monkeypatch.setenv("PROMPTZIP_COMPILED_RANKS", "0")
 
     def no_network(blobpath: str) -> bytes:
         raise ConnectionError(f"offline: {blobpath}")

@@ -2,7 +2,9 @@
 :func:`add_eval_commands`.
 
 The command bodies take ``(args, out, err)`` and return an exit code, like the other ``promptzip`` commands; the
-heavy modules are imported only when a command runs.
+heavy modules are imported only when a command runs. Their options are read from the suites' modules, which import
+much of promptzip, so other commands list them by name only (:func:`add_eval_names`): ``promptzip compress`` in a
+fresh process does not pay for importing every suite.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-__all__ = ["add_eval_commands"]
+__all__ = ["COMMANDS", "add_eval_commands", "add_eval_names"]
+
+EVAL_HELP = "quality of every method on public data (retention, ratios, latency), with tables and plots"
+BENCH_HELP = "latency, throughput and memory vs input length (1k-64k tokens), promptzip and llmlingua"
+COMMANDS = ("eval", "bench")
 
 
 def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -37,7 +43,7 @@ def add_eval_commands(subparsers: Any) -> None:
 
     e = subparsers.add_parser(
         "eval",
-        help="quality of every method on public data (retention, ratios, latency), with tables and plots",
+        help=EVAL_HELP,
         description=run.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,9 +64,15 @@ def add_eval_commands(subparsers: Any) -> None:
 
     b = subparsers.add_parser(
         "bench",
-        help="latency, throughput and memory vs input length (1k-64k tokens), promptzip and llmlingua",
+        help=BENCH_HELP,
         description=bench.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_arguments(b)
     b.set_defaults(func=_bench)
+
+
+def add_eval_names(subparsers: Any) -> None:
+    """``eval`` and ``bench`` as names in ``promptzip --help``, without their options (see the module docstring)."""
+    subparsers.add_parser("eval", help=EVAL_HELP)
+    subparsers.add_parser("bench", help=BENCH_HELP)

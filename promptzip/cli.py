@@ -183,9 +183,12 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     add_proxy_command(sub)
 
-    from promptzip.evals._cli import add_eval_commands
+    from promptzip.evals._cli import COMMANDS, add_eval_commands, add_eval_names
 
-    add_eval_commands(sub)
+    if list(argv[:1]) and argv[0] in COMMANDS:  # the suites' options load only for `promptzip eval` / `bench`
+        add_eval_commands(sub)
+    else:
+        add_eval_names(sub)
 
     if list(argv[:1]) == ["train"]:  # the trainers (promptzip.training, peft) load only for `promptzip train`
         from promptzip.training.cli import add_train_command

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli as run
+from fresh_process import run_child
 
 from promptzip.cli import main
 
@@ -103,3 +104,39 @@ def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[s
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"promptzip {version('promptzip')}"
+
+
+_IMPORTS = """
+import contextlib, io, json, sys
+from promptzip.cli import main
+
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    main(sys.argv[1:], stdout=out, stderr=io.StringIO())
+heavy = ("promptzip.evals.agent_trace", "promptzip.evals.bench", "promptzip.evals.run")
+suites = [m for m in heavy if m in sys.modules]
+print(json.dumps({"out": out.getvalue(), "suites": suites}))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models", "--json"], ["compress", "--help"]])
+def test_other_commands_do_not_import_the_eval_suites(argv: list[str]) -> None:
+    found = run_child(_IMPORTS, *argv, stdin="")
+    assert found["suites"] == []
+    if argv == ["--help"]:
+        assert "quality of every method" in found["out"]
+        assert "latency, throughput" in found["out"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["eval", "--help"], "agent-trace"),
+        (["bench", "--help"], "--sizes"),
+        (["eval", "agent-trace", "--help"], "--methods"),
+    ],
+)
+def test_eval_and_bench_still_take_their_options(argv: list[str], option: str) -> None:
+    found = run_child(_IMPORTS, *argv, stdin="")
+    assert option in found["out"]
+    assert found["suites"]

@@ -26,8 +26,10 @@ go out as the proxy's ``/v1/responses`` and ``/v1/messages`` routes and a wrappe
 cut by their structure, cache breakpoints kept. A call's ``prompt_cache_key`` names its conversation (cache-stable
 history), as for a wrapped client; other conversations are recognised by their messages. LiteLLM 1.109.1 runs no
 request-rewriting hook for the synchronous chat ``completion`` / ``Router.completion`` (``async_pre_request_hook``
-serves only its native Anthropic Messages handler), so those calls go out uncompressed; use ``acompletion``. The hook
-says so (``log_pre_api_call``, which LiteLLM runs on that path): a warning the first time for each opted-in model.
+serves only its native Anthropic Messages handler), so those calls go out uncompressed; use ``acompletion``, or
+decorate the function (``promptzip.compress_call(rate=0.3)(litellm.completion)`` compresses its ``messages``). The
+hook says so (``log_pre_api_call``, which LiteLLM runs on that path): a warning the first time for each opted-in
+model.
 
 **Opting in** (absent everywhere: the request passes through untouched). ``promptzip`` may be ``true`` (the hook's
 defaults), ``false`` (off), or a mapping with ``preset``, ``target``, ``budget`` (tokens), ``rate`` (the kept
@@ -202,7 +204,7 @@ class PromptZipHook(CustomLogger):
         logger.log(
             logging.WARNING if first else logging.DEBUG,
             "promptzip: LiteLLM runs no hook for a synchronous completion(), so the call to %r goes uncompressed; "
-            "use acompletion()",
+            "use acompletion(), or decorate it: promptzip.compress_call(rate=...)(litellm.completion)",
             group,
         )
 

@@ -458,8 +458,23 @@ def test_sync_chat_completions_go_out_uncompressed(
         else:
             assert [lvl for lvl, _ in said] == [level]
             assert f"call to {model!r} goes uncompressed" in said[0][1]
-            assert "use acompletion()" in said[0][1]
+            assert "use acompletion(), or decorate it: promptzip.compress_call(" in said[0][1]
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         assert sent(upstream, lambda: router.acompletion(model="rag", messages=messages)) != messages  # compressed
     assert [r for r in caplog.records if r.name == LOGGER] == []  # and nothing said about it
+
+
+def test_a_decorated_sync_completion_sends_what_the_core_compresses(
+    upstream: Any, article: str, bm25: pz.Zipper
+) -> None:
+    """What the warning above suggests for the synchronous ``completion``: the decorator rewrites its ``messages``,
+    and LiteLLM sends them as the core compressed them."""
+    messages = chat(article)
+    completion = pz.compress_call(rate=0.3, zipper=bm25)(litellm.completion)
+    before = len(upstream.requests)
+    response = completion(model="openai/gpt-4o", api_base=upstream.url, api_key="sk-test", messages=messages)
+    new = [r for r in upstream.requests[before:] if r.target.startswith("/v1/chat/completions")]
+    assert [r.json()["messages"] for r in new] == [expected(bm25, messages, rate=0.3)]
+    assert new[0].json()["messages"] != messages
+    assert response.choices[0].message.content

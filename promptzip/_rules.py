@@ -131,6 +131,34 @@ _TO_THE_MODEL = re.compile(
     r"allowed|only|not|unsure))\b",
     re.IGNORECASE | re.MULTILINE,
 )
+# A one-line task that says how to answer ("Explain your reasoning step by step.", "Summarise the key points in three
+# bullets.", "Summarize the documents in plain English.") speaks to the model as a rule does; one that names only what
+# to work on ("Summarise what happened to the collier.") may be a document's own exercise, and stays a request.
+_TASK = re.compile(
+    r"[ \t]*(?:(?:briefly|clearly|concisely|carefully|first|then|also|now|please)[ \t]+)?"
+    r"(?:explain|summari[sz]e|describe|list|outline|compare|discuss|analy[sz]e|identify|define)\b",
+    re.IGNORECASE,
+)
+_COUNT = r"(?:\d{1,4}|one|two|three|four|five|six|seven|eight|nine|ten|a[ \t]+few|a[ \t]+single|a|one[ \t]+or[ \t]+two)"
+_LIMIT = r"(?:at[ \t]+most|no[ \t]+more[ \t]+than|under|fewer[ \t]+than|less[ \t]+than|about|exactly|up[ \t]+to)"
+_UNITS = r"(?:bullets?|bullet[ \t]+points?|sentences?|words|paragraphs?|lines|points|items|steps)"
+_HOW_TO_ANSWER = re.compile(
+    r"\bstep[ \t-]+by[ \t-]+step\b|\b(?:briefly|concisely|succinctly)\b"
+    r"|\byour[ \t]+(?:reasoning|thinking|working|steps|sources|answer|response|reply)\b"
+    rf"|\bin[ \t]+(?:{_LIMIT}[ \t]+)?{_COUNT}[ \t]+(?:(?:short|brief|concise|numbered|bulleted|simple)[ \t]+)?"
+    rf"{_UNITS}\b"
+    rf"|\b{_LIMIT}[ \t]+\d{{1,4}}[ \t]+(?:words|sentences|characters|tokens|lines|bullets)\b"
+    r"|\bin[ \t]+(?:plain|simple|everyday|non-technical|layman['’]s)[ \t]+(?:english|language|terms|words)\b"
+    r"|\bas[ \t]+(?:(?:a|an)[ \t]+)?(?:(?:short|brief|bulleted|numbered|markdown|simple)[ \t]+)*"
+    r"(?:table|list|outline|json|bullet[ \t]+points|bullets)\b"
+    r"|\bthe[ \t]+(?:key|main|most[ \t]+important)[ \t]+(?:points|takeaways|findings|facts|ideas)\b"
+    # the prompt's own parts, the whole of what is worked on ("Summarise the documents."), not a subject that shares
+    # their name ("the sources of the river", "the background to the gale")
+    rf"|\b(?:{_NOUNS}|notes)[ \t]+(?:above|below)\b|\b(?:above|below)[ \t]+(?:{_NOUNS}|notes)\b"
+    r"|\bthe[ \t]+(?:(?:provided|given|retrieved|relevant)[ \t]+)?"
+    r"(?:context|documents|sources|passages|notes|excerpts|snippets|search[ \t]+results)[ \t]*[.!]?[ \t]*$",
+    re.IGNORECASE,
+)
 # A question, request or instruction is short; a longer paragraph is a document's, whatever its first word.
 _SHORT = 500
 _META_MAX_CHARS = 200
@@ -317,12 +345,14 @@ def is_template(para: str, *, items: bool = True) -> bool:
     colon ("Thought:", "Here are the notes:"), or one that speaks to the model (``_COMMAND``, or with ``items`` list
     items or most lines that read as rules, :func:`promptzip._rules_lists.item_rules` and
     :func:`promptzip._rules_lists.rule_lines`; not a document's numbered steps). One line that asks ("Summarise what
-    happened to town 5.") is a request (:func:`is_request`), the documents' own but in the turn being answered."""
+    happened to town 5.") is a request (:func:`is_request`), the documents' own but in the turn being answered, unless
+    it says how to answer (``_HOW_TO_ANSWER``: "Explain your reasoning step by step.")."""
     last = para.strip()
     return len(last) <= _SHORT and (
         last.endswith(":")
         or _is_label(last)
         or _COMMAND.search(last) is not None
+        or ("\n" not in last and _TASK.match(last) is not None and _HOW_TO_ANSWER.search(last) is not None)
         or (items and (item_rules(last) or (rule_lines(last) and ("\n" in last or not is_request(last)))))
     )
 

@@ -35,6 +35,12 @@ _PARTS = r"(?:context|documents|sources|passages|snippets|excerpts|search[ \t]+r
 _THE_PARTS = (
     rf"(?:(?:the|all|each|every|only){_W})*(?:(?:provided|given|retrieved|supplied|attached|relevant){_W})?{_PARTS}"
 )
+# What follows the prompt's parts when they are what an order names ("the context.", "the documents below", "the
+# notes, not …"), not a thing of a program named after them ("the context manager", "the notes field").
+_PARTS_END = (
+    r"(?=[ \t]*(?:$|[.,;:!)]|(?:only|alone|below|above|provided|given|supplied|here|to|when|for|and|or|as|if|you|"
+    r"that|which|not|but|instead|rather)\b))"
+)
 _DET = r"(?:(?:a|an|the|all|any|only|relevant|inline|short|brief|exact|direct|full|one|two)[ \t]+)*"
 _CITES = (
     r"(?:citations?|footnotes?|sources|source[ \t]+(?:names?|ids?|numbers?|titles?|links?|urls?)|references|"
@@ -45,9 +51,10 @@ _CITES = (
 # documents of installed packages' docs and changelogs, the bundled address, GSM8K and GPQA):
 _ORDER = "|".join(
     (
-        # words of speaking to a model, on their own ("Mention the date."; not "Quote: …", "Mention of …")
+        # words of speaking to a model, on their own ("Mention the date."; not "Quote: …", "Mention of …", a setting's
+        # "ignore = []")
         r"(?:mention|explain|summari[sz]e|quote|translate|rephrase|paraphrase|acknowledge|refrain|rely|ignore|"
-        r"pretend)\b(?![ \t]*(?::|-|(?:of|is|was|are|were|has|had|['’]s)\b))",
+        r"pretend)\b(?![ \t]*(?::|-|=|(?:of|is|was|are|were|has|had|['’]s)\b))",
         # words a how-to, a leaflet or a changelog opens with as well, with what an order to a model names: its answer
         # ("Start each reply with…", "Check that your answer…"), the prompt's parts, citations, the user, a tone
         rf"(?:include|add|list|check|double[ -]check|verify|review|start|end|finish|conclude|close|open|structure|"
@@ -77,8 +84,26 @@ _ORDER = "|".join(
         r"(?:tone|voice|register|language|persona)\b",
         rf"(?:omit|skip|exclude|drop|leave{_W}out){_W}(?:(?:any|the|all){_W})?(?:preambles?|pleasantries|greetings?|"
         rf"disclaimers?|apologies|introductions?|filler|irrelevant{_W}(?:details|information|{_PARTS}))\b",
-        rf"(?:note|flag|highlight|point{_W}out|indicate|mention|acknowledge|express){_W}(?:any{_W})?"
-        r"(?:uncertaint(?:y|ies)|gaps?|contradictions?|conflicts?|disagreements?|inconsistenc(?:y|ies)|doubts?)\b",
+        rf"(?:note|flag|highlight|point{_W}out|call{_W}out|indicate|mention|acknowledge|express){_W}(?:any{_W})?"
+        r"(?:uncertaint(?:y|ies)|gaps?|contradictions?|conflicts?|disagreements?|inconsistenc(?:y|ies)|doubts?|"
+        rf"caveats?|limitations|assumptions|ambiguit(?:y|ies)|missing{_W}information)\b",
+        # a risk is a project plan's as often ("Flag risks early."): only any of them, as an answer names them
+        rf"(?:note|flag|highlight|point{_W}out|call{_W}out|mention){_W}(?:any|all){_W}"
+        rf"(?:(?:potential|possible|key|major|important|notable){_W})?(?:risks|red{_W}flags|open{_W}questions)\b",
+        # grounding rules, often after an adverb ("Only use the provided context."; not "Only use this flag if…", "Use
+        # the context manager…"): what is used or answered from is the prompt's parts
+        rf"(?:use|answer|respond|reply|draw{_W}(?:only{_W})?(?:on|from)|stick{_W}to){_W}(?:[\w'’-]+{_W}){{0,3}}?"
+        rf"{_THE_PARTS}{_PARTS_END}",
+        # how an answer opens and what it offers after ("Lead with the answer.", "Suggest next steps."; not "Lead with
+        # your left foot.", "Suggest a name for…"), and which sources weigh more ("Prioritize the newest document.";
+        # not "Prioritize local files…", "Prioritize evidence-based treatments.")
+        rf"lead{_W}with{_W}(?:(?:the|your|a|an|one){_W})?(?:(?:direct|short|brief|final|main|key|one-line|plain){_W})?"
+        rf"(?:answer|conclusion|bottom{_W}line|verdict|recommendation|summary|tl;?dr|key{_W}(?:points?|findings?))\b",
+        rf"suggest{_W}(?:(?:any|some|a{_W}few|two|three|possible|practical|concrete|relevant|useful|the){_W})*"
+        rf"(?:next{_W}steps|follow[ -]up{_W}(?:questions|actions|steps)|further{_W}reading|related{_W}questions)\b",
+        rf"priori[tz]i[sz]e{_W}(?:(?:the|more|most|newer|newest|recent|latest|official|primary|relevant|reliable|"
+        rf"authoritative|up-to-date|top-ranked){_W})*(?:{_PARTS}|documents?|sources?|passages?|snippets?|excerpts?|"
+        r"citations|accuracy|brevity|recency|(?:the[ \t]+)?user['’]s)(?![\w-])",
         rf"(?:indicate|specify|identify|note|flag|name){_W}which{_W}"
         r"(?:document|source|passage|note|snippet|excerpt|citation)s?\b",
         rf"reason{_W}step[ \t-]+by[ \t-]+step|show{_W}your{_W}(?:reasoning|sources)\b",
@@ -115,8 +140,23 @@ _ORDER_LINE = re.compile(
     rf"[ \t]*(?=(?:\*\*|__)?(?-i:[A-Z]))(?:(?P<order>{_BEFORE}(?:{_ORDER})|{_CONDITION}{_IMPERATIVES})|{_IMPERATIVES})",
     re.IGNORECASE,
 )
-# Where a sentence ends and the next one opens on the same line (not after a list's "1." or in "e.g. Mention").
+# Rules written all in lower case ("mention the date\nstay neutral") read as written capitalised; there a wrapped line
+# of prose is told apart by a line that stops where a sentence cannot, or that runs to a wrapping width unpunctuated.
+_ORDER_LINE_LOWER = re.compile(
+    rf"[ \t]*(?:(?P<order>{_BEFORE}(?:{_ORDER})|{_CONDITION}{_IMPERATIVES})|{_IMPERATIVES})", re.IGNORECASE
+)
+_CAPITAL = re.compile(r"(?!\bI\b)[A-Z]")  # "say I don't know" is still written in lower case
+_GOES_ON = re.compile(
+    r"(?:[,;(\[/&-]|\b(?:a|an|the|and|or|but|nor|of|to|in|on|at|by|for|with|from|into|as|than|that|which|who|is|are|"
+    r"was|were|be|been|has|have|had|may|might|can|could|should|would|will|shall|must|its|their|his|her|our|your|my|"
+    r"if|when|while|because|each|every|least|very))"
+    r"[ \t]*$|^[^\n]{70,}(?<![.!?:;)\"'’”])$",
+    re.IGNORECASE,
+)
+# Where a sentence ends and the next one opens on the same line (not after a list's "1." or in "e.g. Mention"); in
+# lower case, the next one opens with any letter.
 _SENTENCE_END = re.compile(r"[.!?](?<=\w\w[.!?])[\"”’')\]*_]*[ \t]+(?=[\"“‘'(*_]*[A-Z])")
+_SENTENCE_END_LOWER = re.compile(r"[.!?](?<=\w\w[.!?])[\"”’')\]*_]*[ \t]+(?=[\"“‘'(*_]*[a-z])")
 # A numbered item's number or letter and how it is written around it ("3." and "3)" and "[3]" are three lists), or a
 # bullet (a list goes on while its bullet is the same).
 _NUMBER = re.compile(r"[ \t]*(?:([(\[]?)(\d{1,3}|[A-Za-z])([.)\]])|([-*•+–]))[ \t]")
@@ -132,13 +172,19 @@ def rule_lines(para: str) -> bool:
     """Whether ``para`` reads as rules line by line, with a marker or without: more than half of the sentences of its
     lines open as an order to the model does after a marker, one of them at least in the words of ``_ORDER`` or after
     a condition on the prompt's parts (``Mention the date.\\nStay neutral.\\nIf the notes disagree, say so.``), not
-    one among a document's (``Ignore the romance of the old prints: …``)."""
-    parts = [part for line in para.split("\n") for part in _SENTENCE_END.split(line) if part.strip()]
+    one among a document's (``Ignore the romance of the old prints: …``). A paragraph all in lower case reads the same,
+    unless a line of it stops where a sentence cannot (``the library may\\nrely on certifi…``)."""
+    lines = para.split("\n")
+    lower = _CAPITAL.search(para) is None
+    if lower and any(_GOES_ON.search(line.rstrip()) for line in lines):
+        return False  # wrapped prose: a line that stops where a sentence cannot goes on into the next one
+    order_line, sentence_end = (_ORDER_LINE_LOWER, _SENTENCE_END_LOWER) if lower else (_ORDER_LINE, _SENTENCE_END)
+    parts = [part for line in lines for part in sentence_end.split(line) if part.strip()]
     rules = orders = 0
     for k, part in enumerate(parts):
         if 2 * (rules + len(parts) - k) <= len(parts):
             return False  # most of them can no longer read so
-        m = _ORDER_LINE.match(part)
+        m = order_line.match(part)
         orders += m is not None and m.group("order") is not None
         rules += m is not None or _RULE.match(part) is not None
     return orders > 0 and 2 * rules > len(parts)

@@ -23,7 +23,7 @@ from promptzip.evals._proxy_runs import HOST
 from promptzip.evals._raw_clients import RawConnection, attackers, bytes_of, closed, drip, seconds
 from promptzip.integrations.proxy.testing import FakeUpstream
 
-__all__ = ["CHAT", "WRITE_S", "Scale", "run_phases"]
+__all__ = ["CHAT", "WRITE_S", "Scale", "Target", "run_phases"]
 
 CHAT = "/v1/chat/completions"
 WRITE_S = 60.0  # timeouts.write, left at its default: each trickled byte comes well within it
@@ -86,7 +86,7 @@ def _peak(samples: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
     """The proxy under test, as the phases reach it: its port and process, and a client that makes a new connection
     for each request, as a new client would."""
 
@@ -194,13 +194,13 @@ _METRICS = {
 }
 
 
-async def _baseline(t: _Target) -> dict[str, Any]:
+async def _baseline(t: Target) -> dict[str, Any]:
     ordinary = await t.ordinary(t.scale.requests, QUIET_SPACING_S * t.scale.requests)
     resources = t.resources()
     return {"phase": "baseline", "ordinary": ordinary, "proxy_during": resources, "proxy_after": resources}
 
 
-async def _slowloris(t: _Target) -> dict[str, Any]:
+async def _slowloris(t: Target) -> dict[str, Any]:
     """Every attacker has sent a byte or two before the ordinary requests, spread over half the header timeout (as
     the trickle's over half the body timeout): they end before the proxy closes the attackers."""
     scale = t.scale
@@ -227,7 +227,7 @@ async def _slowloris(t: _Target) -> dict[str, Any]:
     }
 
 
-async def _trickle(t: _Target) -> dict[str, Any]:
+async def _trickle(t: Target) -> dict[str, Any]:
     """Headers at once, then a byte of body every ``trickle_s``; each 408 is timed from the headers."""
     scale = t.scale
     conns = await t.connect(scale.trickle)
@@ -257,7 +257,7 @@ async def _trickle(t: _Target) -> dict[str, Any]:
     }
 
 
-async def _slow_readers(t: _Target) -> dict[str, Any]:
+async def _slow_readers(t: Target) -> dict[str, Any]:
     """``readers`` clients each ask for a streamed answer of megabytes and take none of it (they stop reading at
     once): the proxy should drop each once its writes have stalled for ``--send-timeout``, and with it the relay and
     the upstream connection it read from (its open files come back). A client that reads nothing cannot see its
@@ -307,7 +307,7 @@ async def _slow_readers(t: _Target) -> dict[str, Any]:
     }
 
 
-async def _idle_flood(t: _Target) -> dict[str, Any]:
+async def _idle_flood(t: Target) -> dict[str, Any]:
     """``cap`` idle connections take every slot, then ``flood - cap`` more connect, and before each ordinary request
     one more (the attacker keeps every slot taken): each should close the connection waiting longest. Those closed
     before the header timeout made room (it cannot fire earlier); the rest are closed at it."""
@@ -347,7 +347,7 @@ async def _idle_flood(t: _Target) -> dict[str, Any]:
     }
 
 
-async def _busy_flood(t: _Target) -> list[dict[str, Any]]:
+async def _busy_flood(t: Target) -> list[dict[str, Any]]:
     """``cap`` chats whose headers are sent and whose bodies never come take every slot with a request in progress,
     then the rest each send a request at once: 503, as does an ordinary request, while a health check is answered;
     the busy ones get 408 at the body timeout. Then, once they are gone, ordinary requests again (a phase of its
@@ -393,7 +393,7 @@ async def _busy_flood(t: _Target) -> list[dict[str, Any]]:
 
 
 def _merged(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One summary of single ordinary requests made one at a time (:meth:`_Target.ordinary` with ``n=1``)."""
+    """One summary of single ordinary requests made one at a time (:meth:`Target.ordinary` with ``n=1``)."""
     ms = sorted(r["median_ms"] for r in results)
     statuses: Counter[str] = Counter()
     for r in results:
@@ -414,7 +414,7 @@ async def run_phases(
     """Every phase, one after the other, and the proxy's counters at the end."""
     limits = httpx.Limits(max_keepalive_connections=0)  # a new connection for each request
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        t = _Target(port, pid, scale, client)
+        t = Target(port, pid, scale, client)
         await t.ordinary(1, 0)  # the proxy's first request sets up what later ones reuse
         upstream.requests.clear()  # from here on, what it receives is the report's
         phases = [

@@ -23,7 +23,13 @@ one after the other, in one run:
 * ``busy flood``: 250 chats whose headers are sent and whose bodies never come take every slot with a request in
   progress, then 50 more connections each send a request: each of those gets 503, and so does an ordinary request,
   until the busy ones get 408 at ``--body-timeout`` (a health check is answered meanwhile, on a connection that then
-  closes); then (``after the flood``) ordinary requests are answered again.
+  closes); then (``after the flood``) ordinary requests are answered again;
+* ``trickle readers``: 10 clients with a 4 KiB receive buffer each take a streamed answer of 3.5 MB at most 48 KiB a
+  second, a fraction of what must be taken per ``--send-timeout`` for the proxy's paused writes to resume
+  (:mod:`._trickle_readers`; ``--trickle-readers``, ``--trickle-rate``), while 10 clients beside them (``--stalled``)
+  ask for the same and take none of it: each trickle reader should get its whole answer, byte for byte (as a client
+  that reads at once gets it), though it takes over a minute; each of the others should be dropped at
+  ``--send-timeout``.
 
 It records the attackers' answers and how long each connection lasted, the proxy's open files (``/proc/PID/fd``)
 and resident memory during and after each phase, the ``/metrics`` counters the limits feed, what the upstream
@@ -46,9 +52,10 @@ from typing import Any
 
 from promptzip.evals._client_phases import CHAT, WRITE_S, Scale, run_phases
 from promptzip.evals._proxy_runs import load, machine, running_proxy, write_report
+from promptzip.evals._trickle_readers import Trickle, trickle_phase
 from promptzip.integrations.proxy.testing import FakeUpstream
 
-__all__ = ["Scale", "build_report", "main", "markdown", "run_clients"]
+__all__ = ["Scale", "Trickle", "build_report", "main", "markdown", "run_clients"]
 
 COMMAND = "python -P -m promptzip.evals.proxy_clients"
 
@@ -63,10 +70,10 @@ def _fit_descriptors(scale: Scale) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else min(need, hard), hard))
 
 
-def run_clients(scale: Scale | None = None) -> dict[str, Any]:
+def run_clients(scale: Scale | None = None, trickle: Trickle | None = None) -> dict[str, Any]:
     """The phases through one fresh proxy process: ``phases``, the ``/metrics`` counters at the end and what they
     should read (``expected_metrics``), the ordinary requests the upstream received, and the proxy's log lines."""
-    scale = scale or Scale()
+    scale, trickle = scale or Scale(), trickle or Trickle()
     _fit_descriptors(scale)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder, FakeUpstream() as upstream:
@@ -78,13 +85,13 @@ def run_clients(scale: Scale | None = None) -> dict[str, Any]:
         ]
         with running_proxy(upstream.url, limits, log=log) as proxy:
             serving = log.stat().st_size  # the lines after are what serving logged
-            phases, metrics = asyncio.run(run_phases(proxy.port, proxy.pid, scale, upstream))
+            phases, metrics = asyncio.run(_all_phases(proxy.port, proxy.pid, scale, trickle, upstream))
         log_lines = log.read_bytes()[serving:].decode("utf-8", errors="replace").splitlines()
         received = [r for r in upstream.requests if r.target.split("?")[0] == CHAT]
     return {
         "phases": phases,
         "metrics": metrics,
-        "expected_metrics": _expected(scale, phases),
+        "expected_metrics": _expected(scale, trickle, phases),
         "ordinary_answered_200": sum(p["ordinary"]["answered_200"] for p in phases),
         "upstream_received": {"chats": len(received), "all requests": len(upstream.requests)},
         "proxy_log_lines": len(log_lines),  # while serving, at warning level or above
@@ -93,7 +100,15 @@ def run_clients(scale: Scale | None = None) -> dict[str, Any]:
     }
 
 
-def _expected(scale: Scale, phases: Sequence[dict[str, Any]]) -> dict[str, int]:
+async def _all_phases(
+    port: int, pid: int, scale: Scale, trickle: Trickle, upstream: FakeUpstream
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    phases, _ = await run_phases(port, pid, scale, upstream)
+    last, metrics = await trickle_phase(port, pid, scale, trickle)
+    return [*phases, last], metrics
+
+
+def _expected(scale: Scale, trickle: Trickle, phases: Sequence[dict[str, Any]]) -> dict[str, int]:
     """What the proxy's counters should read at the end, from what the attackers saw: each idle flood connection
     that was closed early made room, and the rest met the header timeout."""
     made_room, timed_out = next(p for p in phases if p["phase"] == "idle flood")["attackers"]
@@ -102,13 +117,13 @@ def _expected(scale: Scale, phases: Sequence[dict[str, Any]]) -> dict[str, int]:
         # every connection made while busy ones hold every slot: the extras, one ordinary, one health check
         "connections_refused{max_client_connections}": scale.flood - scale.cap + 2,
         "connections_refused{timeouts.headers}": scale.slowloris + timed_out["closed_by_proxy"],
-        "connections_refused{timeouts.send}": scale.readers,
+        "connections_refused{timeouts.send}": scale.readers + trickle.stalled,  # never a trickle reader
         "bodies_refused{timeouts.body}": scale.trickle + scale.cap,
         "bodies_refused{timeouts.write}": 0,
     }
 
 
-def _settings(scale: Scale) -> dict[str, Any]:
+def _settings(scale: Scale, trickle: Trickle) -> dict[str, Any]:
     return {
         "timeouts.headers": scale.headers_s,
         "timeouts.body": scale.body_s,
@@ -117,6 +132,7 @@ def _settings(scale: Scale) -> dict[str, Any]:
         "min_body_rate": scale.min_body_rate,
         "max_client_connections": scale.cap,
         "scale": asdict(scale),
+        "trickle": asdict(trickle),
     }
 
 
@@ -142,6 +158,7 @@ def markdown(report: dict[str, Any]) -> str:
         "are all open while they run.",
         *_ordinary(report),
         *_attackers(report),
+        *_trickle(report),
         *_process(report),
         *_metrics(report),
     ]
@@ -199,6 +216,26 @@ def _attackers(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def _trickle(report: dict[str, Any]) -> list[str]:
+    phase = next(p for p in report["phases"] if p["phase"] == "trickle readers")
+    r, send_s = phase["trickle_readers"], report["settings"]["timeouts.send"]
+    took = " / ".join(str(v) for v in r["seconds"].values())
+    return [
+        "",
+        "## Trickle readers",
+        "",
+        "| readers | whole answers, byte for byte | answer bytes | at most bytes/s | at most bytes per send timeout | "
+        "seconds min / median / max | median bytes/s |",
+        "| ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        f"| {r['count']} | {r['whole_answers']} | {r['answer_bytes']} | {r['rate_cap']} | "
+        f"{r['taken_per_send_timeout_at_most']} | {took} | {r['rate_median']} |",
+        "",
+        f"Each took its answer at most {r['rate_cap']} bytes a second ({r['taken_per_send_timeout_at_most']} bytes "
+        f"per {send_s} s send timeout), all at once with the stalled clients of the same phase; whole means the body "
+        "of its answer equals the one a client that reads at once got.",
+    ]
+
+
 def _process(report: dict[str, Any]) -> list[str]:
     lines = [
         "",
@@ -223,27 +260,32 @@ def _metrics(report: dict[str, Any]) -> list[str]:
         lines.append(f"| `{key}` | {report['metrics'][key]:g} | {want} |")
     upstream, answered = report["upstream_received"], report["ordinary_answered_200"]
     readers = report["settings"]["scale"]["readers"]
-    clean = upstream["chats"] == upstream["all requests"] == answered + readers
+    trickle = report["settings"]["trickle"]
+    long = readers + trickle["readers"] + trickle["stalled"] + 1
+    clean = upstream["chats"] == upstream["all requests"] == answered + long
     return [
         *lines,
         "",
         f"The upstream received {upstream['chats']} chats ({upstream['all requests']} requests in all): the "
-        f"{answered} ordinary requests answered 200 and the {readers} slow readers' (complete requests, answered at "
-        f"length): {'nothing else from an attacker' if clean else 'NOT only those'}. While serving, the proxy "
+        f"{answered} ordinary requests answered 200, and {long} long streamed answers (complete requests, answered at "
+        f"length): the {readers} slow readers', the {trickle['readers']} trickle readers', the {trickle['stalled']} "
+        f"stalled clients' beside them and the one read at once: "
+        f"{'nothing else from an attacker' if clean else 'NOT only those'}. While serving, the proxy "
         f"logged {report['proxy_log_lines']} lines at warning level or above.",
     ]
 
 
-def build_report(scale: Scale, command: str = COMMAND) -> dict[str, Any]:
+def build_report(scale: Scale, command: str = COMMAND, trickle: Trickle | None = None) -> dict[str, Any]:
     """:func:`run_clients` with what the report says about its run: the command, the date, the machine's load
     average before and after, the Python, the platform and the settings."""
+    trickle = trickle or Trickle()
     before = load()
-    result = run_clients(scale)
+    result = run_clients(scale, trickle)
     return {
         "command": command,
         **machine(before),
         "platform": platform.platform(),
-        "settings": _settings(scale),
+        "settings": _settings(scale, trickle),
         **result,
     }
 
@@ -259,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--body-timeout", type=float, default=default.body_s, help="seconds (5)")
     parser.add_argument("--send-timeout", type=float, default=default.send_s, help="seconds (5)")
     parser.add_argument("--readers", type=int, default=default.readers, help="clients that take no answer (20)")
+    trickle = Trickle()
+    parser.add_argument("--trickle-readers", type=int, default=trickle.readers, help="slow, steady readers (10)")
+    parser.add_argument("--trickle-rate", type=int, default=trickle.rate, help="their bytes/s at most (49152)")
+    parser.add_argument("--stalled", type=int, default=trickle.stalled, help="beside them, take no answer (10)")
     parser.add_argument("--out", type=Path, default=Path("evals/results"), help="folder (default evals/results)")
     args = parser.parse_args(argv)
     scale = Scale(
@@ -271,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         send_s=args.send_timeout,
         readers=args.readers,
     )
-    report = build_report(scale, " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]))
+    trickle = Trickle(readers=args.trickle_readers, rate=args.trickle_rate, stalled=args.stalled)
+    report = build_report(scale, " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]), trickle)
     write_report(args.out, "proxy_clients", report, markdown)
     return 0
 

@@ -2,9 +2,10 @@
 process closes every slowloris at its header timeout with 408, answers every trickled body 408 at its body timeout,
 closes idle connections holding every slot to make room for ordinary requests, which are answered, answers 503 to
 each connection over a cap of busy ones (an ordinary request included; a health check is answered) and 408 to the
-busy ones; ordinary requests are answered 200 beside the attackers and after the floods, the upstream receives
-nothing else, the ``/metrics`` counters match what the attackers saw, and the report renders (latencies are the
-eval's, not asserted here)."""
+busy ones; clients that take a long answer far slower than the buffers between them and the proxy hold per send
+timeout get all of it, byte for byte, while clients beside them that take none are dropped; ordinary requests are
+answered 200 beside the attackers and after the floods, the upstream receives nothing else, the ``/metrics``
+counters match what the attackers saw, and the report renders (latencies are the eval's, not asserted here)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 
 import pytest
 
-from promptzip.evals.proxy_clients import Scale, build_report, markdown
+from promptzip.evals.proxy_clients import Scale, Trickle, build_report, markdown
 
 SCALE = Scale(
     slowloris=5,
@@ -27,14 +28,17 @@ SCALE = Scale(
     drip_s=0.1,
     trickle_s=0.25,
 )
+# 256 KiB a second at most, each: a quarter of what a send timeout (1 s) would have to see taken for the proxy's
+# writes to resume (the kernel's buffer for a loopback connection grows to 4 MiB)
+TRICKLE = Trickle(readers=3, stalled=2, rate=256 << 10)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the proxy's open files from /proc")
 def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> None:
-    report = build_report(SCALE, "c")
+    report = build_report(SCALE, "c", TRICKLE)
     phases = {p["phase"]: p for p in report["phases"]}
     names = ["baseline", "slowloris", "body trickle", "slow readers", "idle flood", "busy flood", "after the flood"]
-    assert list(phases) == names
+    assert list(phases) == [*names, "trickle readers"]
     for name in ("baseline", "slowloris", "body trickle", "slow readers", "idle flood", "after the flood"):
         assert phases[name]["ordinary"]["statuses"] == {"200": SCALE.requests}, name
     assert phases["slowloris"]["attackers_open_at_end"] > 0  # answered while attackers were open
@@ -70,13 +74,25 @@ def test_slow_and_many_clients_are_closed_and_ordinary_requests_answered() -> No
     assert {k: report["metrics"][k] for k in report["expected_metrics"]} == report["expected_metrics"]
     assert report["expected_metrics"]["connections_refused{max_client_connections}"] == 3 + 2
     # the slow readers' chats reached it too: they were answered, at length
-    assert report["upstream_received"] == {"chats": 6 * SCALE.requests + 3, "all requests": 6 * SCALE.requests + 3}
-    assert report["ordinary_answered_200"] == 6 * SCALE.requests
+    # and the trickle phase's: its readers', the stalled clients' beside them, and the answer read at once
+    chats = 7 * SCALE.requests + 3 + 3 + 2 + 1
+    assert report["upstream_received"] == {"chats": chats, "all requests": chats}
+    assert report["ordinary_answered_200"] == 7 * SCALE.requests
     assert not any("Traceback" in line for line in report["proxy_log_head"])
+
+    trickle = phases["trickle readers"]
+    assert trickle["ordinary"]["statuses"] == {"200": SCALE.requests}
+    readers = trickle["trickle_readers"]
+    assert readers["whole_answers"] == 3  # byte for byte
+    assert readers["answer_bytes"] > 3 << 20
+    assert readers["seconds"]["min"] > readers["answer_bytes"] / TRICKLE.rate - 1  # it read slowly
+    assert group("trickle readers") == (2, 2, {"none (never read)": 2})  # dropped beside them
+    assert trickle["attackers"][0]["seconds"]["min"] >= SCALE.send_s
 
     text = markdown(report)
     assert "| slowloris | 5 request line, a byte at a time | 5 | 408: 5 |" in text
     assert "| busy flood | 3 over the cap, each sending a request | 3 | 503: 3 |" in text
     assert "| `bodies_refused{timeouts.body}` | 11 | 11 |" in text
-    assert "| `connections_refused{timeouts.send}` | 3 | 3 |" in text
+    assert "| `connections_refused{timeouts.send}` | 5 | 5 |" in text
     assert "nothing else from an attacker" in text
+    assert f"| 3 | 3 | {readers['answer_bytes']} | 262144 | 262144 | " in text

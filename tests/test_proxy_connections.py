@@ -527,6 +527,7 @@ def test_connection_settings() -> None:
         (["--max-connections-per-client", "16"], (1024, 10.0, 300.0, 16384, 16)),
         (["--max-connections-per-client", "none"], (1024, 10.0, 300.0, 16384, None)),
         (["--send-timeout", "30"], (1024, 10.0, 300.0, 16384, None, 30.0)),
+        (["--min-send-rate", "4096"], (1024, 10.0, 300.0, 16384, None, 60.0, 4096)),
     ],
 )
 def test_cli_connection_and_body_time_flags(
@@ -542,3 +543,4 @@ def test_cli_connection_and_body_time_flags(
     got = (s.max_client_connections, s.timeouts.headers, s.timeouts.body, s.min_body_rate, s.max_connections_per_client)
     assert got == expected[:5]
     assert s.timeouts.send == (expected[5] if len(expected) > 5 else 60.0)
+    assert s.min_send_rate == (expected[6] if len(expected) > 6 else 512)

@@ -139,6 +139,13 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "through (default: 16384)",
     )
     p.add_argument(
+        "--min-send-rate",
+        type=int,
+        metavar="BYTES",
+        help="bytes per second a client must take of an answer while the proxy waits on it; one that takes less "
+        "over --send-timeout is dropped (default: 512)",
+    )
+    p.add_argument(
         "--header-timeout",
         type=float,
         metavar="SECONDS",
@@ -149,8 +156,9 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "--send-timeout",
         type=float,
         metavar="SECONDS",
-        help="seconds a client may take none of an answer (its connection's buffer full) before the connection is "
-        "dropped, so a client that stops reading cannot hold its upstream connection (default: 60)",
+        help="seconds a client may take none of an answer (under --min-send-rate bytes a second) while the proxy "
+        "waits on it before the connection is dropped, so a client that stops reading cannot hold its upstream "
+        "connection (default: 60)",
     )
     p.add_argument(
         "--max-client-connections",
@@ -239,6 +247,7 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         max_buffered_bytes=args.max_buffered_bytes,
         max_forward_bytes=None if args.max_forward_bytes == _NO_LIMIT else args.max_forward_bytes,
         min_body_rate=args.min_body_rate,
+        min_send_rate=args.min_send_rate,
         max_client_connections=None if args.max_client_connections == _NO_LIMIT else args.max_client_connections,
         max_connections_per_client=(
             None if args.max_connections_per_client == _NO_LIMIT else args.max_connections_per_client

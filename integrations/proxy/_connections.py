@@ -17,13 +17,21 @@ answers a plain-text 503 that nothing counts, to connections it keeps open). :fu
   last answer is uvicorn's to close (``timeout_keep_alive``, 5 s) and not counted. The same bound ends the wait for
   the rest of a body the proxy answered without reading (a 413), which uvicorn would otherwise drain for as long as
   the client sends it. Pipelined requests are not slowed: the next request's headers are there when an answer ends.
-* **timeouts.send** (60 s): a client that takes none of an answer for that long (the connection's write buffer
-  stays full: it stopped reading, or reads so slowly that nothing moves) has its connection dropped, counted in
-  ``connections_refused_total{limit="timeouts.send"}``. Otherwise the relay would wait on it forever, holding an
-  upstream connection (``max_connections`` bounds them, so a few hundred such clients would stall every other one)
-  and the body's share of ``max_buffered_bytes``. The clock restarts whenever the proxy can write again, once the
-  client has taken enough of what is buffered to make room (nginx's ``send_timeout`` is the same bound, between two
-  writes): a client that reads at all is cut only if it takes less than a socket buffer's worth in that time.
+* **timeouts.send** (60 s): a client that makes no progress taking its answer for that long has its connection
+  dropped, counted in ``connections_refused_total{limit="timeouts.send"}``. Otherwise the relay would wait on it
+  forever, holding an upstream connection (``max_connections`` bounds them, so a few hundred such clients would
+  stall every other one) and the body's share of ``max_buffered_bytes``. The clock runs while the connection's
+  writes are paused (its write buffer is full), and progress is what the client took meanwhile, measured by
+  :mod:`._send_progress`: on Linux the bytes the kernel still holds for the socket, unsent or unacknowledged, which
+  fall as the client reads, a few KiB at a time. Each time the clock runs out, a client that took at least
+  ``min_send_rate`` (512) bytes a second of it is given another ``timeouts.send``; one that took none, or less, is
+  dropped. So a client that keeps reading, however far below a socket buffer's worth per ``timeouts.send`` (a poor
+  mobile link, a client behind a large receive buffer that reads a trickle), gets its whole answer; one that stops
+  is dropped ``timeouts.send`` (at most twice that) after it last took something; and one that takes a byte now
+  and then cannot hold its connection (the floor). (nginx's ``send_timeout`` restarts only when the server can write
+  again, which cuts such a reader, as this bound did before.) Where the kernel's count is not to be had (not Linux,
+  or the ioctl fails), only the write buffer is measured; it moves when the kernel takes more of it, about a third
+  of the socket's send buffer at a time, so there a client must take about that much per ``timeouts.send``.
 * **max_client_connections** (1024; ``None``: no cap), and **max_connections_per_client** (``None`` by default),
   the same bound for the connections from one peer address (off by default: behind a load balancer every client has
   the balancer's address). A connection made while that many are open first makes room, as nginx reuses its idle
@@ -60,6 +68,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
 from promptzip.integrations.proxy._errors import HeaderTimeout, Overloaded, error_headers, error_response
+from promptzip.integrations.proxy._send_progress import SendClock, floor_bytes
 
 if TYPE_CHECKING:
     from promptzip.integrations.proxy._metrics import Metrics
@@ -102,6 +111,8 @@ class ConnectionGuard:
         self.per_client = settings.max_connections_per_client
         self.headers_s = settings.timeouts.headers
         self.send_s = settings.timeouts.send
+        self.send_rate = settings.min_send_rate  # bytes/s a client must take of its answer (the floor)
+        self.send_floor = floor_bytes(self.send_s, self.send_rate)  # in each send_s
         self.open = 0
         self.by_client: dict[str, int] = {}  # open connections per peer address, where there is a per_client cap
         # The admitted connections waiting for a request's headers, longest waiting first (dicts keep their order).
@@ -204,7 +215,7 @@ class GuardedH11(H11Protocol):
         self.peer_address = ""  # not uvicorn's self.client, the (host, port) of its scopes
         self._timer: asyncio.TimerHandle | None = None
         self._after: object = None  # the request cycle whose successor's headers the timer waits for
-        self._stalled: asyncio.TimerHandle | None = None  # since the write buffer filled (timeouts.send)
+        self._stalled: SendClock | None = None  # timeouts.send, from when the writes paused to when they resume
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -219,7 +230,8 @@ class GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        self._unstall()
+        if self._stalled is not None:
+            self._stalled.stop()
         self._leave()
         super().connection_lost(exc)
 
@@ -236,27 +248,34 @@ class GuardedH11(H11Protocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._stalled is None:
-            self._stalled = self.loop.call_later(self.guard.send_s, self._send_late)
+            guard = self.guard
+            self._stalled = SendClock(self.loop, self.transport, guard.send_s, guard.send_floor, self._send_late)
+        self._stalled.start()
 
     def resume_writing(self) -> None:
-        self._unstall()
+        if self._stalled is not None:
+            self._stalled.stop()
         super().resume_writing()
 
-    def _unstall(self) -> None:
-        if self._stalled is not None:
-            self._stalled.cancel()
-            self._stalled = None
-
-    def _send_late(self) -> None:
-        """The client took none of the answer for timeouts.send: drop the connection (there is no answer left to
-        give it), which ends the relay and so frees the upstream connection and the body's memory it held."""
-        self._stalled = None
-        if not self.transport.is_closing():
-            self.guard.metrics.connections_refused.inc("timeouts.send")
+    def _send_late(self, taken: int) -> None:
+        """The client took ``taken`` bytes of its answer (less than ``send_floor``) in the last timeouts.send: drop the
+        connection (there is no answer left to give it), which ends the relay and so frees the upstream connection
+        and the body's memory it held."""
+        if self.transport.is_closing():
+            return
+        guard = self.guard
+        guard.metrics.connections_refused.inc("timeouts.send")
+        if taken:
             logger.info(
-                "proxy: a client took none of its answer for %g s (timeouts.send): disconnected", self.guard.send_s
+                "proxy: a client took %d bytes of its answer in %g s, under %d bytes/s (timeouts.send, min_send_rate): "
+                "disconnected",
+                taken,
+                guard.send_s,
+                guard.send_rate,
             )
-            self.transport.abort()
+        else:
+            logger.info("proxy: a client took none of its answer for %g s (timeouts.send): disconnected", guard.send_s)
+        self.transport.abort()
 
     def make_room(self, limit: str) -> None:
         """Close this connection, which waits for a request, to make room for a new one under ``limit``: out of the

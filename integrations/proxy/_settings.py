@@ -14,6 +14,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     max_body_bytes = 10485760                # the largest body read whole (compressed routes); past it: 413
     max_buffered_bytes = 167772160           # bodies held in memory, all requests together; past it: 503
     min_body_rate = 16384                    # bytes/s: each such a body sends adds 1 s to timeouts.body
+    min_send_rate = 512                      # bytes/s a client must take of an answer while its writes wait
     max_client_connections = 1024            # client connections open at once; past it: 503 and closed
     max_connections_per_client = 64          # of those, from one address (default: none; not behind a balancer)
     warmup = true                            # load the models before serving (promptzip proxy's default)
@@ -29,7 +30,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     write = 60.0                             # also each chunk of a request body from the client; past it: 408
     body = 300.0                             # a whole request body (+ 1 s per min_body_rate bytes); past it: 408
     headers = 10.0                           # a request's headers, from connect or the last answer; past it: 408
-    send = 60.0                              # a client that takes none of an answer this long is disconnected
+    send = 60.0                              # a client that takes (almost) none of an answer this long: disconnected
 
     [routes."/v1/chat/completions"]          # per-route defaults (path → settings)
     budget = 3000
@@ -62,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from promptzip._errors import ConfigError
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
+from promptzip.integrations.proxy._send_progress import MIN_SEND_RATE
 
 __all__ = [
     "BATCHES",
@@ -184,8 +186,8 @@ class Timeouts(_Frozen):
     client, read whole or forwarded as it arrives (:mod:`._bodies`): past it the client gets 408 ``body_timeout``
     and its connection is closed. ``body`` bounds a whole request body the same way, plus one second per
     ``min_body_rate`` bytes received; ``headers`` a request's headers, from connect or from the end of the previous
-    answer; ``send`` how long a client may take none of an answer, its connection's write buffer full, before the
-    connection is dropped (:mod:`._connections`)."""
+    answer; ``send`` how long a client may take none of an answer (less than ``min_send_rate`` bytes a second), its
+    connection's writes waiting on it, before the connection is dropped (:mod:`._connections`)."""
 
     connect: float = Field(default=5.0, gt=0)
     read: float = Field(default=600.0, gt=0)
@@ -220,6 +222,7 @@ class ProxySettings(_Frozen):
     # What it forwards unread, as it arrives (other routes, an upload too large to read); None: the upstream decides.
     max_forward_bytes: int | None = Field(default=512 * MiB, gt=0)
     min_body_rate: int = Field(default=16 << 10, gt=0)  # bytes/s a body earns past timeouts.body (._bodies)
+    min_send_rate: int = Field(default=MIN_SEND_RATE, gt=0)  # bytes/s a client must take of an answer (._send_progress)
     max_client_connections: int | None = Field(default=1024, gt=0)  # None: no cap (._connections)
     # None: no cap. Behind a load balancer every client has its address, so it is off by default (._connections).
     max_connections_per_client: int | None = Field(default=None, gt=0)

@@ -18,19 +18,17 @@ import json
 import logging
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from proxy_helpers import bm25, settings
 from starlette.applications import Starlette
 
 from promptzip.integrations.proxy import _send_progress, create_app
-from promptzip.integrations.proxy._connections import GuardedH11, server_options
-from promptzip.integrations.proxy.testing import FakeUpstream
+from promptzip.integrations.proxy._connections import GuardedH11
+from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
 KiB = 1 << 10
 SEND = 2.0  # timeouts.send of every proxy here
@@ -42,28 +40,9 @@ HEADERS = {"content-type": "application/json", "x-promptzip-disable": "true", "x
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's count is Linux's (SIOCOUTQ)")
 
 
-@contextlib.contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """``live_server``, but with a listening socket whose send buffer is held at 4 KiB (see the module docstring)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * KiB)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **server_options(app))
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive(), "the server stopped"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+def serving(app: Starlette) -> contextlib.AbstractContextManager[str]:
+    """``live_server`` with the accepted connections' send buffer held at 4 KiB (see the module docstring)."""
+    return live_server(app, send_buffer=4 * KiB)
 
 
 class Pauses:

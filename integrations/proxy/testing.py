@@ -435,16 +435,22 @@ async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
 
 
 @contextmanager
-def live_server(app: Any, *, host: str = "127.0.0.1", log_level: str = "warning") -> Iterator[str]:
+def live_server(
+    app: Any, *, host: str = "127.0.0.1", log_level: str = "warning", send_buffer: int | None = None
+) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread on a free port of ``host``; yields its base URL
     (``http://127.0.0.1:PORT``) once it accepts connections, and always shuts it down. The proxy's app is served as
-    ``serve()`` serves it, its connections guarded (:mod:`._connections`)."""
+    ``serve()`` serves it, its connections guarded (:mod:`._connections`). ``send_buffer`` holds the accepted
+    connections' kernel send buffer at that many bytes (``SO_SNDBUF``; on loopback Linux otherwise grows it to
+    megabytes), so that a client that reads slowly fills it soon."""
     import uvicorn
 
     from promptzip.integrations.proxy._connections import server_options
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted sockets inherit it
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     options = server_options(app)

@@ -49,7 +49,7 @@ from promptzip.retrievers._bert_folder import (
     tokenizer_fits,
 )
 from promptzip.retrievers._light import bert_weights, missing_weights
-from promptzip.retrievers._torch_bert import TorchBert, padding_mask
+from promptzip.retrievers._torch_bert import TorchBert, frozen_linear, padding_mask
 
 __all__ = ["BertTokens", "ClassifierConfig", "TorchTokenClassifier", "classifier_folder_fits", "load_classifier"]
 
@@ -153,10 +153,7 @@ def load_classifier(
         head = {k: weights[k] for k in ("classifier.weight", "classifier.bias") if k in weights}
         if len(head) < 2:
             raise ModelNotAvailable(f"{folder} has no classifier head", model=str(folder))
-    linear = nn.Linear(1, 1)
-    linear.out_features, linear.in_features = head["classifier.weight"].shape
-    linear.weight = nn.Parameter(torch.from_numpy(head["classifier.weight"]), requires_grad=False)
-    linear.bias = nn.Parameter(torch.from_numpy(head["classifier.bias"]), requires_grad=False)
+    linear = frozen_linear(head, "classifier")
     labels = int(linear.out_features)
     pad = config.get("pad_token_id")
     settings = ClassifierConfig(labels, shape.max_length, int(pad) if isinstance(pad, int) else None)

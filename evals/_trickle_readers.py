@@ -24,7 +24,7 @@ from promptzip.evals._client_phases import CHAT, ORDINARY, READER_BUFFER, Scale,
 from promptzip.evals._proxy_runs import HOST
 from promptzip.evals._raw_clients import RawConnection, seconds
 
-__all__ = ["Trickle", "trickle_phase"]
+__all__ = ["END", "Trickle", "trickle_phase", "whole_body"]
 
 TICK_S = 0.125  # a trickle reader takes its next piece every TICK_S
 END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked answer
@@ -54,7 +54,7 @@ class Trickle:
         return head.encode() + body
 
 
-def _body(answer: bytes) -> bytes | None:
+def whole_body(answer: bytes) -> bytes | None:
     """The body of a whole chunked answer with status 200, or ``None`` (another status, or cut short)."""
     head, _, rest = answer.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200 ") or not answer.endswith(END):
@@ -146,7 +146,7 @@ async def _trickle_readers(t: Target, trickle: Trickle) -> dict[str, Any]:
     for conn in stalled:
         conn.abort()
     await t.settled()
-    whole = sum(bool(expected) and _body(data) == expected for data, _ in results)
+    whole = sum(bool(expected) and whole_body(data) == expected for data, _ in results)
     took = [s for _, s in results]
     return {
         "phase": "trickle readers",

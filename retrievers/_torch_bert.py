@@ -42,7 +42,7 @@ from promptzip._precision import resolve_precision, with_precision
 from promptzip.retrievers._light import BertShape, bert_parts, bert_shape
 from promptzip.retrievers._packed import PackedEncoder
 
-__all__ = ["TorchBert", "TorchBertEncoder", "padding_mask", "torch_bert_encoder"]
+__all__ = ["TorchBert", "TorchBertEncoder", "frozen_linear", "padding_mask", "torch_bert_encoder"]
 
 
 def _tensor(array: np.ndarray) -> nn.Parameter:
@@ -56,7 +56,8 @@ def _tensor(array: np.ndarray) -> nn.Parameter:
 # dtype conversion know.
 
 
-def _linear(weights: Mapping[str, np.ndarray], name: str) -> nn.Linear:
+def frozen_linear(weights: Mapping[str, np.ndarray], name: str) -> nn.Linear:
+    """The ``nn.Linear`` of ``weights``' ``name.weight`` / ``name.bias``, frozen, sharing their memory."""
     weight = _tensor(weights[name + ".weight"])
     module = nn.Linear(1, 1)
     module.out_features, module.in_features = weight.shape
@@ -87,13 +88,13 @@ class _Layer(nn.Module):
         super().__init__()
         self.head_size = shape.hidden // shape.heads
         self.scaling = self.head_size**-0.5
-        self.query = _linear(weights, prefix + "attention.self.query")
-        self.key = _linear(weights, prefix + "attention.self.key")
-        self.value = _linear(weights, prefix + "attention.self.value")
-        self.attention_out = _linear(weights, prefix + "attention.output.dense")
+        self.query = frozen_linear(weights, prefix + "attention.self.query")
+        self.key = frozen_linear(weights, prefix + "attention.self.key")
+        self.value = frozen_linear(weights, prefix + "attention.self.value")
+        self.attention_out = frozen_linear(weights, prefix + "attention.output.dense")
         self.attention_norm = _norm(weights, prefix + "attention.output.LayerNorm", shape.eps)
-        self.intermediate = _linear(weights, prefix + "intermediate.dense")
-        self.output = _linear(weights, prefix + "output.dense")
+        self.intermediate = frozen_linear(weights, prefix + "intermediate.dense")
+        self.output = frozen_linear(weights, prefix + "output.dense")
         self.output_norm = _norm(weights, prefix + "output.LayerNorm", shape.eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

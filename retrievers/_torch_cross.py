@@ -47,7 +47,7 @@ from promptzip.retrievers._bert_folder import (
     tokenizer_fits,
 )
 from promptzip.retrievers._light import bert_weights, missing_weights
-from promptzip.retrievers._torch_bert import TorchBert, _linear, padding_mask
+from promptzip.retrievers._torch_bert import TorchBert, frozen_linear, padding_mask
 
 __all__ = ["BertSettings", "PairTokens", "TorchCrossEncoder", "load_cross_encoder"]
 
@@ -223,12 +223,12 @@ def load_cross_encoder(folder: Path) -> tuple[PairTokens, TorchCrossEncoder] | N
     missing = missing_weights(weights, shape) + [name for name in parts if name not in weights]
     if missing:
         raise ModelNotAvailable(f"could not load a cross-encoder from {folder}: no {missing[0]}", model=str(folder))
-    head = _linear(weights, "classifier")
+    head = frozen_linear(weights, "classifier")
     labels = len(config["id2label"]) if config.get("id2label") else int(config.get("num_labels", 2))
     if head.out_features != labels:
         return None  # transformers refuses a head of another size than the config's: let it say so
     pad = config.get("pad_token_id")
     settings = ClassifierConfig(head.out_features, shape.max_length, int(pad) if isinstance(pad, int) else None)
-    model = TorchCrossEncoder(TorchBert(weights, shape), _linear(weights, "pooler.dense"), head, settings)
+    model = TorchCrossEncoder(TorchBert(weights, shape), frozen_linear(weights, "pooler.dense"), head, settings)
     model.requires_grad_(False)
     return tokenizer, model

@@ -26,6 +26,7 @@ import pytest
 from proxy_helpers import bm25, settings
 from starlette.applications import Starlette
 
+from promptzip.evals._trickle_readers import END, whole_body
 from promptzip.integrations.proxy import _send_progress, create_app
 from promptzip.integrations.proxy._connections import GuardedH11
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
@@ -113,7 +114,7 @@ def ask(url: str) -> socket.socket:
 def trickle(sock: socket.socket, until: Callable[[bytes], bool]) -> bytes:
     """Take at most PIECE bytes every EVERY seconds until ``until(what came)``, the answer's end, or the close."""
     data = b""
-    while not until(data) and not data.endswith(b"\r\n0\r\n\r\n"):
+    while not until(data) and not data.endswith(END):
         try:
             more = sock.recv(PIECE)
         except ConnectionResetError:
@@ -136,16 +137,10 @@ def rest(sock: socket.socket) -> bytes:
 
 def dechunked(answer: bytes) -> bytes:
     """The body of a whole chunked HTTP/1.1 answer, its status 200."""
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 "), head
-    assert b"transfer-encoding: chunked" in head.lower(), head
-    out = b""
-    while True:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            return out
-        out, body = out + body[:size], body[size + 2 :]
+    assert b"transfer-encoding: chunked" in answer.partition(b"\r\n\r\n")[0].lower(), answer[:200]
+    body = whole_body(answer)
+    assert body is not None, answer[:200]
+    return body
 
 
 def wait_until(check: Callable[[], bool], what: str, within: float) -> float:

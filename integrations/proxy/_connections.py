@@ -39,8 +39,16 @@ answers a plain-text 503 that nothing counts, to connections it keeps open). :fu
   since it opened or since its last answer: an idle keep-alive connection, a client that connected and sent nothing,
   a slowloris) is closed (answered 503 ``overloaded`` first when part of a request had come), and counted in
   ``connections_closed_idle_total{limit}``. Under the per-client cap only that address's own connections make room.
-  A client's request that is on its way (headers complete, its body coming, its answer being relayed) is never cut.
-  Only when no connection is waiting is the new one refused: its first request is answered 503 + ``retry-after`` +
+  A client's request that is on its way (headers complete, its body coming, its answer being relayed) is never cut,
+  nor is one that has come and waits unread in the kernel's receive queue (``ioctl(FIONREAD)``): under load the
+  event loop runs late, and a connection closed with its request unread is reset under a request its client already
+  sent, a connection error for a client with its retries off; left open, it is served as soon as the loop reads it.
+  A connection is passed over only while bytes wait unread, which the loop takes on its next turn (nothing pauses
+  reading on a connection that waits), so no client keeps its slot this way, and part of a request's headers held by
+  the parser with nothing more come (a slowloris) still makes room. Where the kernel does not say (no ``fcntl``, as
+  on Windows, or the ioctl fails), a connection makes room as though nothing had come. A request sent after its
+  connection was chosen is still lost; the SDKs retry it.
+  Only when none can make room is the new one refused: its first request is answered 503 + ``retry-after`` +
   ``connection: close`` in its route's error style (:class:`~._errors.Overloaded`, code ``overloaded``, Anthropic's
   ``overloaded_error``), and the connection closed; a probe (``/healthz``, ``/metrics``) is answered as usual, and
   the connection closed. It waits for that request at most :data:`REFUSED_WAIT_S`. Counted in
@@ -60,6 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import h11
@@ -127,8 +136,8 @@ class ConnectionGuard:
     def admit(self, client: str) -> str | None:
         """Count a new connection from the address ``client`` in (``None``), or name the bound that refuses it:
         ``max_client_connections`` when that many are open, ``max_connections_per_client`` when that many are open
-        from ``client``, and none of them (of ``client``'s, for the latter) is waiting for a request, so none can
-        be closed to make room (:meth:`GuardedH11.make_room`)."""
+        from ``client``, and none of them (of ``client``'s, for the latter) is waiting for a request with nothing
+        unread (:meth:`GuardedH11.may_make_room`), so none can be closed to make room (:meth:`GuardedH11.make_room`)."""
         limit = None
         if self.per_client is not None and self.by_client.get(client, 0) >= self.per_client:
             limit = "max_connections_per_client"  # closing one of its own frees a slot under both caps
@@ -137,8 +146,7 @@ class ConnectionGuard:
         if limit is not None:
             mine = limit == "max_connections_per_client"
             victim = next(
-                (c for c in self.waiting if (not mine or c.peer_address == client) and not c.transport.is_closing()),
-                None,
+                (c for c in self.waiting if (not mine or c.peer_address == client) and c.may_make_room()), None
             )
             if victim is None:
                 self.metrics.connections_refused.inc(limit)
@@ -277,6 +285,14 @@ class GuardedH11(H11Protocol):
             logger.info("proxy: a client took none of its answer for %g s (timeouts.send): disconnected", guard.send_s)
         self.transport.abort()
 
+    def may_make_room(self) -> bool:
+        """Whether this connection, which waits for a request, may be closed to make room: it is not closing, and
+        nothing the client sent waits unread in the kernel (a request the loop has not read yet, module docstring)."""
+        if self.transport.is_closing():
+            return False
+        sock = self.transport.get_extra_info("socket")
+        return sock is None or not _unread_bytes(sock.fileno())
+
     def make_room(self, limit: str) -> None:
         """Close this connection, which waits for a request, to make room for a new one under ``limit``: out of the
         count at once (the transport closes on the loop's next turn); a 503 first when part of a request came."""
@@ -319,6 +335,25 @@ class GuardedH11(H11Protocol):
         if self._partial():
             self.transport.write(self.guard.late_answer)
         self.transport.close()
+
+
+def _unread_bytes(fd: int) -> int | None:
+    """The bytes the kernel holds for the socket ``fd`` that the process has not read (``ioctl(FIONREAD)``), or
+    ``None`` where it does not say (no ``fcntl``, as on Windows; a closed socket; the ioctl fails). The ioctl needs
+    only the descriptor, so it works whatever socket object a transport hands out (asyncio's has no ``recv`` to peek
+    with) and reads nothing."""
+    if fd < 0:
+        return None
+    try:
+        import fcntl
+        import termios
+    except ImportError:
+        return None
+    try:
+        count: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0]
+    except OSError:
+        return None
+    return count
 
 
 def server_options(app: Any) -> dict[str, Any]:

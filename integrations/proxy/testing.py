@@ -436,13 +436,20 @@ async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
 
 @contextmanager
 def live_server(
-    app: Any, *, host: str = "127.0.0.1", log_level: str = "warning", send_buffer: int | None = None
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    log_level: str = "warning",
+    send_buffer: int | None = None,
+    http: type[asyncio.Protocol] | None = None,
 ) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread on a free port of ``host``; yields its base URL
     (``http://127.0.0.1:PORT``) once it accepts connections, and always shuts it down. The proxy's app is served as
     ``serve()`` serves it, its connections guarded (:mod:`._connections`). ``send_buffer`` holds the accepted
     connections' kernel send buffer at that many bytes (``SO_SNDBUF``; on loopback Linux otherwise grows it to
-    megabytes), so that a client that reads slowly fills it soon."""
+    megabytes), so that a client that reads slowly fills it soon. ``http`` serves with that protocol class instead of
+    the guarded one (a subclass of ``server_options(app)["http"]``, say, that holds the loop at a moment of its
+    choosing, as a loaded server runs late)."""
     import uvicorn
 
     from promptzip.integrations.proxy._connections import server_options
@@ -454,6 +461,8 @@ def live_server(
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     options = server_options(app)
+    if http is not None:
+        options["http"] = http
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2, **options
     )

@@ -536,6 +536,7 @@ def test_cli_command_builds_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: 
             "2.5",
             "--compression-queue",
             "3",
+            "--no-fair-queue",
             "--allow-preset",
             "fast",
             "--allow-preset",
@@ -546,6 +547,7 @@ def test_cli_command_builds_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert args.func(args, io.StringIO(), err) == 0
     s = seen[0]
     assert (s.compression_deadline, s.compression_queue, s.allowed_presets) == (2.5, 3, ("fast", "max"))
+    assert s.fair_queue is False  # on by default (ProxySettings)
     assert s.tenant_header is None  # a tenant header is trusted only when the operator names one
     assert (s.port, s.host, s.cache, s.budget, s.timeouts.read, s.fail_mode) == (
         8788,

@@ -34,6 +34,7 @@ PROMISED = {
     P + "connections_open": "gauge",
     P + "deadline_exceeded_total": "counter",
     P + "overloaded_total": "counter",
+    P + "compressions_shed_total": "counter",
     P + "single_flight_total": "counter",
     P + "compressions_admitted": "gauge",
     P + "fail_open_total": "counter",

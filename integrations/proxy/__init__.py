@@ -14,7 +14,8 @@ turns only), and ``x-promptzip-disable``; the answer carries
 
 No client can stall or read another: a request may only name presets the operator allows, each compression runs
 under ``compression_deadline`` (then fails open or closed), at most ``compression_queue`` compressions run or wait
-(then 503 + ``retry-after``), cache hits never wait for a compression thread, tenants exist only by configuration
+(then 503 + ``retry-after``), taken in turns by client so one client's many chats cannot fill the queue against
+the others (``fair_queue``), cache hits never wait for a compression thread, tenants exist only by configuration
 (API-key digests, :func:`key_digest`), and the whole-request cache is scoped per credential by a keyed hash.
 """
 

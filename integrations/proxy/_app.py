@@ -49,10 +49,11 @@ Decisions worth knowing:
   names the conversation).
 * Compression failure: ``fail_mode="open"`` (default) forwards the original body with ``x-promptzip-status:
   fail-open``; ``"closed"`` answers 422 (the chat cannot be compressed to the budget) or 500.
-* Compression runs on its own bounded thread pool under a deadline, behind a bounded queue (503 +
-  ``retry-after`` when full); the whole-request cache lookup runs on a separate small pool, so a warm chat never
-  waits for a compression thread. Nothing blocking runs on the event loop. See :mod:`._compression` and, for who
-  a request is for (presets, tenants, the per-credential cache scope), :mod:`._options`.
+* Compression runs on its own bounded thread pool under a deadline, behind a bounded queue (503 + ``retry-after``
+  when full) that takes turns by client (:mod:`._fair`); the whole-request cache lookup runs on a separate small
+  pool, so a warm chat never waits for a compression thread. Nothing blocking runs on the event loop. See
+  :mod:`._compression` and, for who a request is for (presets, tenants, the per-credential cache scope),
+  :mod:`._options`.
 * No client can stall the proxy: each chunk of every body must arrive within ``timeouts.write``, and the whole body
   within ``timeouts.body`` plus a second per ``min_body_rate`` bytes (408 ``body_timeout``, and the connection is
   closed); the bodies held in memory, all requests together, are bounded by ``max_buffered_bytes`` (one that does

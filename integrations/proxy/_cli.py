@@ -184,6 +184,13 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         type=int,
         help="compressions that may run or wait at once; one more is answered 503 + retry-after (default: 16)",
     )
+    p.add_argument(
+        "--fair-queue",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="take waiting compressions in turns by client (tenant, else API key), and when the queue is full shed "
+        "the newest of the client holding the most; --no-fair-queue: by arrival, the newcomer refused (default: on)",
+    )
 
 
 def _byte_limit(value: str, what: str = "a number of bytes") -> int | str:
@@ -255,6 +262,7 @@ def run_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         tenant_header=args.tenant_header,
         compression_deadline=args.compression_deadline,
         compression_queue=args.compression_queue,
+        fair_queue=args.fair_queue,
         allowed_presets=tuple(args.allowed_presets) if args.allowed_presets else None,
         warmup=args.warmup,
         report_dropped=args.report_dropped,

@@ -7,7 +7,9 @@ Per chat, on the event loop:
    compression threads are.
 2. **Single flight**: identical chats arriving together (same key) share one compression.
 3. **Admission**: at most ``compression_queue`` compressions run or wait; one more is refused at once with
-   :class:`Overloaded` (a 503 with ``retry-after``), never queued without bound.
+   :class:`Overloaded` (a 503 with ``retry-after``), never queued without bound. A free thread takes the waiting
+   compression of the client (tenant, else credential) with the fewest running, and a full queue sheds the newest
+   waiting one of the client holding the most before it refuses another client (:mod:`._fair`, ``fair_queue``).
 4. **Compression** on the ``compression_threads`` pool, under a deadline counted from the request's arrival
    (``compression_deadline``): the thread stops itself at the deadline (:mod:`promptzip._deadline`), and the
    request stops waiting for it shortly after in any case, with :class:`~promptzip.DeadlineExceeded` (the app
@@ -40,6 +42,7 @@ from promptzip._pool import ZipperPool
 from promptzip._tiered import TieredCache
 from promptzip._types import Budget, Result
 from promptzip.integrations.proxy._errors import Overloaded  # still exported here, where it is raised
+from promptzip.integrations.proxy._fair import FairQueue
 from promptzip.integrations.proxy._metrics import Metrics
 from promptzip.integrations.proxy._requests import Options, Outcome, decode_outcome, encode_outcome
 from promptzip.integrations.proxy._settings import ProxySettings
@@ -87,7 +90,12 @@ class Compressions:
         # The app's own pool (its factory and cache are the app's), bounded like the process's shared one.
         self._zippers = ZipperPool(settings.max_zippers)
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
-        self._admitted = 0
+        self._queue = FairQueue(
+            settings.compression_queue,
+            settings.compression_threads,
+            fair=settings.fair_queue,
+            on_shed=self._shed,
+        )
         secret = settings.cache_key_secret
         # Without a configured secret each process draws its own: entries stay per credential but are not
         # shared between replicas (set the same cache_key_secret on each to share them).
@@ -156,19 +164,25 @@ class Compressions:
         tokens_in: int,
         arrived: float,
     ) -> Outcome:
-        if self._admitted >= self.settings.compression_queue:
-            self.metrics.overloaded.inc()
-            retry = max(1, round(options.deadline or self.settings.compression_deadline))
-            raise Overloaded(retry)
         loop = asyncio.get_running_loop()
         at = arrived + (options.deadline or self.settings.compression_deadline)
-        self._admitted += 1
+        retry = max(1, round(options.deadline or self.settings.compression_deadline))
+
+        def refused() -> Overloaded:
+            return Overloaded(retry)
+
+        def start() -> asyncio.Future[Outcome]:
+            return loop.run_in_executor(self._compute, self._compress, key, messages, options, tokens_in, at)
+
+        try:
+            job = self._queue.submit(options.client, start, expires=at, refused=refused)
+        except Overloaded:
+            self.metrics.overloaded.inc()
+            raise
         self.metrics.queue.inc()
-        job = loop.run_in_executor(self._compute, self._compress, key, messages, options, tokens_in, at)
         self._flights[flight_key] = job
 
         def release(_: Any) -> None:
-            self._admitted -= 1
             self.metrics.queue.dec()
             if self._flights.get(flight_key) is job:
                 del self._flights[flight_key]
@@ -177,6 +191,10 @@ class Compressions:
 
         job.add_done_callback(release)
         return await self._wait(asyncio.shield(job), options, arrived)
+
+    def _shed(self) -> None:
+        self.metrics.overloaded.inc()
+        self.metrics.shed.inc()
 
     async def _wait(self, job: asyncio.Future[Outcome], options: Options, arrived: float) -> Outcome:
         limit = options.deadline or self.settings.compression_deadline

@@ -31,8 +31,8 @@ from promptzip._errors import ExpandNotFound, InputError
 from promptzip._expand import ExpandStore, check_id
 from promptzip.integrations.proxy._compression import Compressions
 from promptzip.integrations.proxy._errors import RequestError, error_response
-from promptzip.integrations.proxy._options import _cache_scope, _tenant, credential_of
-from promptzip.integrations.proxy._requests import Options, partition_of
+from promptzip.integrations.proxy._options import partition_for
+from promptzip.integrations.proxy._requests import Options
 from promptzip.integrations.proxy._settings import ProxySettings
 
 __all__ = ["OWN_PREFIX", "OWN_ROUTE", "Expansions", "expand_scope"]
@@ -64,9 +64,7 @@ class Expansions:
     def scope_of(self, headers: Mapping[str, str]) -> str:
         """The expand scope of a request with these headers, computed as for a compression (same credential, same
         tenant, same secret); an unknown tenant named by ``tenant_header`` is a 400, as there."""
-        credential = credential_of(headers)
-        tenant = _tenant(headers, self.settings, credential)
-        return partition_of(tenant, _cache_scope(self.settings, credential, self.compressions.secret))
+        return partition_for(headers, self.settings, self.compressions.secret)
 
     def put(self, text: str, scope: str) -> str:
         """Store ``text`` for requests of ``scope`` (:func:`expand_scope`) and return its expand id. Blocks on the

@@ -174,6 +174,12 @@ class Metrics:
         self.overloaded = Counter(
             p + "overloaded_total", "Chats refused with 503: every compression slot was taken", (), r
         )
+        self.shed = Counter(
+            p + "compressions_shed_total",
+            "Waiting compressions shed (503) to admit another client's: their client held the most (fair_queue)",
+            (),
+            r,
+        )
         self.single_flight = Counter(
             p + "single_flight_total", "Chats that shared an identical chat's compression", (), r
         )

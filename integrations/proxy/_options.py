@@ -32,6 +32,7 @@ from promptzip.integrations.proxy._requests import (
     conversation_header,
     history_header,
     int_header,
+    partition_of,
     rate_header,
     scope_header,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "credential_of",
     "key_digest",
     "parse_options",
+    "partition_for",
     "with_cache_key",
     "with_model_pricing",
 ]
@@ -103,6 +105,7 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
     history_h = headers.get("x-promptzip-history")
     conversation_h = headers.get("x-promptzip-conversation")
     tenant = _tenant(headers, settings, credential)
+    keyed = _keyed(credential, secret)
     return Options(
         budget=budget,
         preset=preset,
@@ -111,12 +114,22 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
         min_tokens=route.min_tokens if route.min_tokens is not None else s.min_tokens,
         fail_mode=route.fail_mode or s.fail_mode,
         scope=scope,
-        cache_scope=_cache_scope(settings, credential, secret),
+        cache_scope=_cache_scope(settings, keyed),
         deadline=route.compression_deadline or s.compression_deadline,
         history=history_header(history_h, "x-promptzip-history") if history_h is not None else "stable",
         conversation=conversation_header(conversation_h, "x-promptzip-conversation") if conversation_h else "",
         pricing=_pricing(route, settings),
+        client=f"tenant:{tenant}" if tenant is not None else f"key:{keyed}" if keyed is not None else "",
     )
+
+
+def partition_for(headers: Mapping[str, str], settings: ProxySettings, secret: bytes) -> str:
+    """Where a request with these headers keeps its conversation state and cut originals (``Options.partition``),
+    computed as :func:`parse_options` computes it: same credential, same tenant, same secret; an unknown tenant
+    named by ``tenant_header`` is a 400, as there."""
+    credential = credential_of(headers)
+    tenant = _tenant(headers, settings, credential)
+    return partition_of(tenant, _cache_scope(settings, _keyed(credential, secret)))
 
 
 def with_cache_key(options: Options, payload: object) -> Options:
@@ -168,9 +181,14 @@ def _tenant(headers: Mapping[str, str], settings: ProxySettings, credential: str
     return None
 
 
-def _cache_scope(settings: ProxySettings, credential: str | None, secret: bytes) -> str:
+def _keyed(credential: str | None, secret: bytes) -> str | None:
+    """A keyed hash of the credential (never the key itself), or ``None`` when the request carries none."""
+    if credential is None:
+        return None
+    return hmac.new(secret, credential.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _cache_scope(settings: ProxySettings, keyed: str | None) -> str:
     if settings.result_cache_scope == "shared":
         return "shared"
-    if credential is None:
-        return "anonymous"
-    return hmac.new(secret, credential.encode("utf-8"), hashlib.sha256).hexdigest()
+    return "anonymous" if keyed is None else keyed

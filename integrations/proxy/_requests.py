@@ -87,6 +87,9 @@ class Options:
     history: str = "stable"
     conversation: str = ""
     pricing: CachePricing | None = None  # the route's cache prices; None: the target's (promptzip.pricing_for)
+    # Whose turn in the compression queue (._fair): "tenant:" and its name, else "key:" and a keyed hash of the
+    # credential, else "" (no credential).
+    client: str = ""
 
     @property
     def partition(self) -> str:

@@ -14,9 +14,16 @@ prompt, which compress it first and then call the SDK's own method with everythi
 
 * Anthropic (``anthropic.Anthropic`` / ``AsyncAnthropic``): ``messages``: ``create`` (``stream=True`` included),
   ``parse`` and the ``stream(...)`` helper; ``messages.batches.create``, each request's ``params`` as
-  ``messages.create`` would send it (:mod:`promptzip.integrations._batches`); ``count_tokens``, the other batch
-  methods and the beta ``tool_runner``, which calls the SDK's own ``create``, are the SDK's, uncompressed;
-* the same under ``client.beta``;
+  ``messages.create`` would send it (:mod:`promptzip.integrations._batches`); ``count_tokens`` and the other batch
+  methods are the SDK's, uncompressed;
+* the same under ``client.beta``, and there also ``messages.tool_runner(...)`` (``stream=True`` included): the
+  SDK's own runner, made on a resource of its class bound to a wrapped client, so that every turn of its loop goes
+  through the wrapped ``beta.messages.create`` and is compressed as that call is, with the runner's ``promptzip=``
+  (``False``: the SDK's loop on the user's client, every turn as given). On the SDK's message thread (its default),
+  a later turn sends only what was appended (the tool results) and the server continues from the compressed turns
+  it holds; with ``thread=False`` every turn resends the history, and the prefix sent before goes again byte for
+  byte where the budget allows (cache-stable history, below). A thread the caller drives (``messages.thread(...)``)
+  is the SDK's, uncompressed;
 * the same resources' ``with_raw_response`` and ``with_streaming_response`` views (``create``/``parse``), reached
   from the resource (``client.chat.completions.with_raw_response``), from the client
   (``client.with_raw_response.chat.completions``) or from the view of the resource above it
@@ -145,6 +152,7 @@ ANTHROPIC = Sdk(
 # function ("call") or returns an async context manager that sends the request when entered ("context").
 _Kind = Literal["sync", "call", "context"]
 _METHODS: Mapping[str, _Kind] = {"create": "call", "parse": "call", "stream": "context", "compact": "call"}
+_GIVEN = CallOptions()  # a call without promptzip=: the wrapper's own settings
 _VIEWS: Mapping[str, Mapping[str, _Kind]] = {
     "with_raw_response": {"create": "call", "parse": "call", "compact": "call"},
     "with_streaming_response": {"create": "context", "parse": "context", "compact": "context"},
@@ -181,6 +189,7 @@ class _Resources(_Delegate):
         is_async: bool,
         methods: Mapping[str, _Kind],
         views: bool,
+        defaults: CallOptions = _GIVEN,
     ) -> None:
         super().__init__(client, compression)
         for path, key, rewrite in sdk.endpoints:
@@ -190,7 +199,9 @@ class _Resources(_Delegate):
                 resource = getattr(resource, name, None)
             if resource is None:
                 continue
-            endpoint = _Endpoint(resource, compression, key, rewrite, is_async, methods, views)
+            endpoint = _Endpoint(resource, compression, key, rewrite, is_async, methods, views, defaults)
+            if views and callable(getattr(resource, "tool_runner", None)):  # Anthropic's beta messages
+                endpoint.tool_runner = _running_tools(resource, compression, sdk=sdk, is_async=is_async)
             owner: _Delegate = self
             for name in path[:-1]:  # the namespaces on the way (chat for chat.completions)
                 inner = owner.__dict__.get(name)
@@ -200,25 +211,34 @@ class _Resources(_Delegate):
                 owner = inner
             setattr(owner, path[-1], endpoint)
             if views and isinstance(owner, _Endpoint):  # also reached through the owner's own views
-                _nest_in_views(owner, path[-1], compression, key, rewrite, is_async)
+                _nest_in_views(owner, path[-1], compression, key, rewrite, is_async, defaults)
         beta = getattr(client, "beta", None)
         if beta is not None:  # the same endpoints under client.beta (older SDKs keep parse/stream there)
-            self.beta = _Resources(beta, compression, sdk=sdk, is_async=is_async, methods=methods, views=views)
+            self.beta = _Resources(
+                beta, compression, sdk=sdk, is_async=is_async, methods=methods, views=views, defaults=defaults
+            )
 
 
 class WrappedClient(_Resources):
-    """An OpenAI or Anthropic client whose prompt-sending calls compress their prompt first."""
+    """An OpenAI or Anthropic client whose prompt-sending calls compress their prompt first. ``defaults`` are the
+    options of a call that gives no ``promptzip=`` (a tool runner's, for the turns it sends)."""
 
-    def __init__(self, client: Any, compression: Compression, *, sdk: Sdk, is_async: bool) -> None:
-        super().__init__(client, compression, sdk=sdk, is_async=is_async, methods=_METHODS, views=True)
+    def __init__(
+        self, client: Any, compression: Compression, *, sdk: Sdk, is_async: bool, defaults: CallOptions = _GIVEN
+    ) -> None:
+        super().__init__(
+            client, compression, sdk=sdk, is_async=is_async, methods=_METHODS, views=True, defaults=defaults
+        )
         self._sdk = sdk
         self._async = is_async
+        self._defaults = defaults
         for view, methods in _VIEWS.items():
             inner = getattr(client, view, None)
             if inner is not None:
-                setattr(
-                    self, view, _Resources(inner, compression, sdk=sdk, is_async=is_async, methods=methods, views=False)
+                resources = _Resources(
+                    inner, compression, sdk=sdk, is_async=is_async, methods=methods, views=False, defaults=defaults
                 )
+                setattr(self, view, resources)
 
     # Dunder methods are looked up on the type, not through __getattr__: `with wrap(client) as c` closes the client.
     def __enter__(self) -> WrappedClient:
@@ -238,7 +258,11 @@ class WrappedClient(_Resources):
     def with_options(self, **options: Any) -> WrappedClient:
         """The client's ``with_options``/``copy``, wrapped the same way."""
         return WrappedClient(
-            self._wrapped.with_options(**options), self._compression, sdk=self._sdk, is_async=self._async
+            self._wrapped.with_options(**options),
+            self._compression,
+            sdk=self._sdk,
+            is_async=self._async,
+            defaults=self._defaults,
         )
 
     copy = with_options
@@ -246,6 +270,8 @@ class WrappedClient(_Resources):
 
 class _Endpoint(_Delegate):
     """A resource whose prompt-sending methods compress their arguments before calling the real method."""
+
+    tool_runner: Callable[..., Any]  # set by _Resources where the resource has one (Anthropic's beta messages)
 
     def __init__(
         self,
@@ -256,21 +282,30 @@ class _Endpoint(_Delegate):
         is_async: bool,
         methods: Mapping[str, _Kind],
         views: bool,
+        defaults: CallOptions,
     ) -> None:
         super().__init__(resource, compression)
         for name, kind in methods.items():
             real = getattr(resource, name, None)
             if callable(real):
-                setattr(self, name, _rewriting(real, compression, key, rewrite, kind if is_async else "sync"))
+                method = _rewriting(real, compression, key, rewrite, kind if is_async else "sync", defaults)
+                setattr(self, name, method)
         if views:
             for view, view_methods in _VIEWS.items():
                 inner = getattr(resource, view, None)
                 if inner is not None:
-                    setattr(self, view, _Endpoint(inner, compression, key, rewrite, is_async, view_methods, False))
+                    endpoint = _Endpoint(inner, compression, key, rewrite, is_async, view_methods, False, defaults)
+                    setattr(self, view, endpoint)
 
 
 def _nest_in_views(
-    owner: _Endpoint, name: str, compression: Compression, key: str, rewrite: _Rewrite, is_async: bool
+    owner: _Endpoint,
+    name: str,
+    compression: Compression,
+    key: str,
+    rewrite: _Rewrite,
+    is_async: bool,
+    defaults: CallOptions,
 ) -> None:
     """The endpoint ``name`` under ``owner`` (``batches`` under ``messages``) as the SDK also reaches it through the
     owner's views: ``client.messages.with_raw_response.batches.create`` sends a batch as well."""
@@ -278,19 +313,21 @@ def _nest_in_views(
         wrapped_view = owner.__dict__.get(view)
         inner = getattr(getattr(wrapped_view, "_wrapped", None), name, None)
         if wrapped_view is not None and inner is not None:
-            setattr(wrapped_view, name, _Endpoint(inner, compression, key, rewrite, is_async, methods, False))
+            endpoint = _Endpoint(inner, compression, key, rewrite, is_async, methods, False, defaults)
+            setattr(wrapped_view, name, endpoint)
 
 
 def _rewriting(
-    real: Callable[..., Any], compression: Compression, key: str, rewrite: _Rewrite, kind: _Kind
+    real: Callable[..., Any], compression: Compression, key: str, rewrite: _Rewrite, kind: _Kind, defaults: CallOptions
 ) -> Callable[..., Any]:
-    """``real`` with the ``promptzip=`` keyword read and removed, and its prompt compressed."""
+    """``real`` with the ``promptzip=`` keyword read and removed (``defaults`` without one), and its prompt
+    compressed."""
     send = functools.partial(_compressed, compression, key, rewrite)
     if kind == "call":
 
         @functools.wraps(real)
         async def acall(*args: Any, **kwargs: Any) -> Any:
-            options = CallOptions.parse(kwargs.pop(KEYWORD, None))
+            options = _call_options(kwargs, defaults)
             if _applies(kwargs, key, options):
                 kwargs = await asyncio.to_thread(send, kwargs, options)
             return await real(*args, **kwargs)
@@ -301,17 +338,42 @@ def _rewriting(
 
         @functools.wraps(real)
         def open_later(*args: Any, **kwargs: Any) -> _DeferredAsyncContext:
-            options = CallOptions.parse(kwargs.pop(KEYWORD, None))
+            options = _call_options(kwargs, defaults)
             return _DeferredAsyncContext(real, args, kwargs, key, send, options)
 
         return open_later
 
     @functools.wraps(real)
     def call(*args: Any, **kwargs: Any) -> Any:
-        options = CallOptions.parse(kwargs.pop(KEYWORD, None))
+        options = _call_options(kwargs, defaults)
         return real(*args, **send(kwargs, options))
 
     return call
+
+
+def _call_options(kwargs: dict[str, Any], defaults: CallOptions) -> CallOptions:
+    """The call's ``promptzip=`` keyword, read and removed from ``kwargs``; ``defaults`` when it has none."""
+    return CallOptions.parse(kwargs.pop(KEYWORD)) if KEYWORD in kwargs else defaults
+
+
+def _running_tools(resource: Any, compression: Compression, *, sdk: Sdk, is_async: bool) -> Callable[..., Any]:
+    """The beta ``tool_runner`` of ``resource`` (the user's ``beta.messages``) with the ``promptzip=`` keyword read
+    and removed, called on a resource of the same class bound to a wrapped client whose calls take those options.
+    The message thread the SDK makes for the loop sends every turn with its client's ``beta.messages.create``
+    (``stream=True`` included), so each turn goes through that wrapped ``create`` and is compressed as a direct call
+    is; the runner that comes back, its tools and what it yields are the SDK's own. ``promptzip=False`` runs the
+    SDK's loop on the user's client, every turn as given."""
+    real = resource.tool_runner
+
+    @functools.wraps(real)
+    def tool_runner(*args: Any, **kwargs: Any) -> Any:
+        options = CallOptions.parse(kwargs.pop(KEYWORD, None))
+        if not options.enabled:
+            return real(*args, **kwargs)
+        client = WrappedClient(resource._client, compression, sdk=sdk, is_async=is_async, defaults=options)
+        return type(resource)(client).tool_runner(*args, **kwargs)
+
+    return tool_runner
 
 
 class _DeferredAsyncContext:

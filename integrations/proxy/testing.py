@@ -24,6 +24,9 @@ the server's ``mode``:
 ``not-http``      bytes that are not an HTTP response, then the connection is closed
 ``close``         the connection is closed without an answer
 ``reset``         a streaming answer that stops after two chunks with a TCP reset
+``tool:NAME``     an Anthropic message (``POST /v1/messages``, streamed or not) that calls the tool NAME with no input
+                  (``stop_reason: tool_use``), unless the request's last message holds a ``tool_result``: then as
+                  ``ok`` (for a tool runner's loop: a call, then the final answer)
 """
 
 from __future__ import annotations
@@ -191,6 +194,12 @@ class FakeUpstream:
         payload = _json_or_none(request.body)
         stream = isinstance(payload, dict) and payload.get("stream") is True
         api = next((a for a in _STREAMS if request.target.startswith(a)), None)
+        if name == "tool" and api == "/v1/messages" and not _answers_a_tool_call(payload):
+            if stream:
+                await self._stream(writer, api, chunks, pad, reset=False, events=_tool_call_stream(arg))
+            else:
+                await _send(writer, 200, json.dumps(_tool_call(arg)).encode(), "application/json", self._extra())
+            return True
         if api is not None and stream:
             await self._stream(writer, api, chunks, pad, reset=name == "reset")
             return name != "reset"
@@ -200,11 +209,20 @@ class FakeUpstream:
     def _extra(self) -> bytes:
         return "".join(f"{k}: {v}\r\n" for k, v in self.headers).encode("latin-1")
 
-    async def _stream(self, writer: asyncio.StreamWriter, api: str, chunks: int, pad: int, *, reset: bool) -> None:
+    async def _stream(
+        self,
+        writer: asyncio.StreamWriter,
+        api: str,
+        chunks: int,
+        pad: int,
+        *,
+        reset: bool,
+        events: _Stream | None = None,
+    ) -> None:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
         head += self._extra() + b"\r\n"
         writer.write(head)
-        before, deltas, after = _STREAMS[api](chunks, pad)
+        before, deltas, after = events if events is not None else _STREAMS[api](chunks, pad)
         named = api != "/v1/chat/completions"  # Anthropic and Responses name each event after its type
         for event in before:
             _chunk(writer, _sse(event, named))
@@ -281,6 +299,41 @@ def _message(text: str) -> dict[str, Any]:
     usage = {"input_tokens": 0, "output_tokens": 3 if text else 0}
     reply = {"id": "msg_fake", "type": "message", "role": "assistant", "model": "fake", "content": content}
     return {**reply, "stop_reason": "end_turn" if text else None, "stop_sequence": None, "usage": usage}
+
+
+def _tool_use(name: str) -> dict[str, Any]:
+    return {"type": "tool_use", "id": "toolu_fake", "name": name, "input": {}}
+
+
+def _tool_call(name: str) -> dict[str, Any]:
+    """An Anthropic Messages API reply that calls the tool ``name`` with no input."""
+    return {
+        **_message(""),
+        "content": [_tool_use(name)],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 0, "output_tokens": 3},
+    }
+
+
+def _tool_call_stream(name: str) -> _Stream:
+    """:func:`_tool_call` as Anthropic's SSE events."""
+    start = {"type": "content_block_start", "index": 0, "content_block": _tool_use(name)}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{}"}}
+    stop = {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}}
+    after = [
+        {"type": "content_block_stop", "index": 0},
+        {**stop, "usage": {"output_tokens": 3}},
+        {"type": "message_stop"},
+    ]
+    return [{"type": "message_start", "message": _message("")}, start], [delta], after
+
+
+def _answers_a_tool_call(payload: Any) -> bool:
+    """Whether an Anthropic request's last message holds a ``tool_result`` block."""
+    messages = payload.get("messages") if isinstance(payload, dict) else None
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
 
 
 def _response(text: str, status: str = "completed") -> dict[str, Any]:

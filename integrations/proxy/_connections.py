@@ -252,25 +252,40 @@ class GuardedH11(H11Protocol):
         if not self.transport.is_closing():  # before uvicorn looks for a pipelined request, which disarms it
             self._arm(self.guard.headers_s)
         super().on_response_complete()
+        self._watch_close()  # an answer with connection: close was closed as it ended
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()
+        self._watch_close()
 
     def pause_writing(self) -> None:
         super().pause_writing()
+        self._send_clock().start()
+
+    def _send_clock(self) -> SendClock:
         if self._stalled is None:
             guard = self.guard
             self._stalled = SendClock(self.loop, self.transport, guard.send_s, guard.send_floor, self._send_late)
-        self._stalled.start()
+        return self._stalled
 
     def resume_writing(self) -> None:
-        if self._stalled is not None:
+        if self._stalled is not None and not self.transport.is_closing():  # closing: nothing more will be written
             self._stalled.stop()
         super().resume_writing()
+
+    def _watch_close(self) -> None:
+        """Keep timing a connection closed with part of an answer still in its write buffer as a paused one: asyncio
+        keeps such a connection (its descriptor, and the buffer's memory) open until the client has taken it all, and
+        an answer written in one piece (``GET /v1/promptzip/expand/{id}``: megabytes) ends at once, paused or not, so
+        a client that takes none of it would hold them for good. It gets ``timeouts.send`` per ``send_floor``, as
+        while its answer was being written."""
+        if self.transport.is_closing() and self.transport.get_write_buffer_size():
+            self._send_clock().start()
 
     def _send_late(self, taken: int) -> None:
         """The client took ``taken`` bytes of its answer (less than ``send_floor``) in the last timeouts.send: drop the
         connection (there is no answer left to give it), which ends the relay and so frees the upstream connection
-        and the body's memory it held."""
-        if self.transport.is_closing():
-            return
+        and the body's memory it held; one already closing (:meth:`_watch_close`) gives up what it still held."""
         guard = self.guard
         guard.metrics.connections_refused.inc("timeouts.send")
         if taken:
@@ -301,6 +316,7 @@ class GuardedH11(H11Protocol):
         if self._partial():
             self.transport.write(self.guard.room_answer[limit])
         self.transport.close()
+        self._watch_close()
 
     def _leave(self) -> None:
         if self._admitted:
@@ -335,6 +351,7 @@ class GuardedH11(H11Protocol):
         if self._partial():
             self.transport.write(self.guard.late_answer)
         self.transport.close()
+        self._watch_close()
 
 
 def _unread_bytes(fd: int) -> int | None:

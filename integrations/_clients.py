@@ -22,8 +22,9 @@ prompt, which compress it first and then call the SDK's own method with everythi
   (``False``: the SDK's loop on the user's client, every turn as given). On the SDK's message thread (its default),
   a later turn sends only what was appended (the tool results) and the server continues from the compressed turns
   it holds; with ``thread=False`` every turn resends the history, and the prefix sent before goes again byte for
-  byte where the budget allows (cache-stable history, below). A thread the caller drives (``messages.thread(...)``)
-  is the SDK's, uncompressed;
+  byte where the budget allows (cache-stable history, below). A thread the caller drives
+  (``beta.messages.thread(...)``, then its ``send``/``stream``/``tool_runner``) is made the same way: each turn it
+  sends is compressed;
 * the same resources' ``with_raw_response`` and ``with_streaming_response`` views (``create``/``parse``), reached
   from the resource (``client.chat.completions.with_raw_response``), from the client
   (``client.with_raw_response.chat.completions``) or from the view of the resource above it
@@ -153,6 +154,8 @@ ANTHROPIC = Sdk(
 _Kind = Literal["sync", "call", "context"]
 _METHODS: Mapping[str, _Kind] = {"create": "call", "parse": "call", "stream": "context", "compact": "call"}
 _GIVEN = CallOptions()  # a call without promptzip=: the wrapper's own settings
+# Methods that make a message thread on their resource's client, which sends each turn with beta.messages.create.
+_ON_WRAPPED_CLIENT = ("tool_runner", "thread")
 _VIEWS: Mapping[str, Mapping[str, _Kind]] = {
     "with_raw_response": {"create": "call", "parse": "call", "compact": "call"},
     "with_streaming_response": {"create": "context", "parse": "context", "compact": "context"},
@@ -200,8 +203,9 @@ class _Resources(_Delegate):
             if resource is None:
                 continue
             endpoint = _Endpoint(resource, compression, key, rewrite, is_async, methods, views, defaults)
-            if views and callable(getattr(resource, "tool_runner", None)):  # Anthropic's beta messages
-                endpoint.tool_runner = _running_tools(resource, compression, sdk=sdk, is_async=is_async)
+            for name in _ON_WRAPPED_CLIENT if views else ():  # Anthropic's beta messages
+                if callable(getattr(resource, name, None)):
+                    setattr(endpoint, name, _on_wrapped_client(resource, name, compression, sdk=sdk, is_async=is_async))
             owner: _Delegate = self
             for name in path[:-1]:  # the namespaces on the way (chat for chat.completions)
                 inner = owner.__dict__.get(name)
@@ -271,7 +275,9 @@ class WrappedClient(_Resources):
 class _Endpoint(_Delegate):
     """A resource whose prompt-sending methods compress their arguments before calling the real method."""
 
-    tool_runner: Callable[..., Any]  # set by _Resources where the resource has one (Anthropic's beta messages)
+    # set by _Resources where the resource has them (Anthropic's beta messages)
+    tool_runner: Callable[..., Any]
+    thread: Callable[..., Any]
 
     def __init__(
         self,
@@ -356,24 +362,27 @@ def _call_options(kwargs: dict[str, Any], defaults: CallOptions) -> CallOptions:
     return CallOptions.parse(kwargs.pop(KEYWORD)) if KEYWORD in kwargs else defaults
 
 
-def _running_tools(resource: Any, compression: Compression, *, sdk: Sdk, is_async: bool) -> Callable[..., Any]:
-    """The beta ``tool_runner`` of ``resource`` (the user's ``beta.messages``) with the ``promptzip=`` keyword read
-    and removed, called on a resource of the same class bound to a wrapped client whose calls take those options.
-    The message thread the SDK makes for the loop sends every turn with its client's ``beta.messages.create``
-    (``stream=True`` included), so each turn goes through that wrapped ``create`` and is compressed as a direct call
-    is; the runner that comes back, its tools and what it yields are the SDK's own. ``promptzip=False`` runs the
-    SDK's loop on the user's client, every turn as given."""
-    real = resource.tool_runner
+def _on_wrapped_client(
+    resource: Any, name: str, compression: Compression, *, sdk: Sdk, is_async: bool
+) -> Callable[..., Any]:
+    """The method ``name`` of ``resource`` (the user's ``beta.messages``: ``tool_runner``, ``thread``) with the
+    ``promptzip=`` keyword read and removed, called on a resource of the same class bound to a wrapped client whose
+    calls take those options. The message thread the SDK makes (for a runner's loop, or for the caller to drive)
+    sends every turn with its client's ``beta.messages.create`` (``stream=True`` included), so each turn goes
+    through that wrapped ``create`` and is compressed as a direct call is; what comes back (the runner, its tools and
+    what it yields; the thread) is the SDK's own. ``promptzip=False`` calls the user's resource, every turn as
+    given."""
+    real = getattr(resource, name)
 
     @functools.wraps(real)
-    def tool_runner(*args: Any, **kwargs: Any) -> Any:
+    def on_wrapped(*args: Any, **kwargs: Any) -> Any:
         options = CallOptions.parse(kwargs.pop(KEYWORD, None))
         if not options.enabled:
             return real(*args, **kwargs)
         client = WrappedClient(resource._client, compression, sdk=sdk, is_async=is_async, defaults=options)
-        return type(resource)(client).tool_runner(*args, **kwargs)
+        return getattr(type(resource)(client), name)(*args, **kwargs)
 
-    return tool_runner
+    return on_wrapped
 
 
 class _DeferredAsyncContext:

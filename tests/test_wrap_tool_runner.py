@@ -1,4 +1,5 @@
-"""The beta ``tool_runner`` of a wrapped Anthropic client sends every turn of its loop compressed.
+"""The beta ``tool_runner`` of a wrapped Anthropic client sends every turn of its loop compressed, and so does a
+message thread the caller drives (``beta.messages.thread``).
 
 The real ``anthropic`` SDK runs its own loop against the recording fake upstream on 127.0.0.1, whose ``tool:NAME``
 mode calls a tool on the first turn and answers in text once the tool's result comes back; the tools are real
@@ -253,3 +254,35 @@ def test_the_async_client_compresses_every_turn(
     _, given, _ = run_loop(claude, upstream)
     assert all(size(compressed) < size(original) for compressed, original in zip(sent, given, strict=True))
     assert_cut_by_structure(tool_result(sent[1]), gpt4o)
+
+
+# ------------------------------------------------------------------------------------- a thread the caller drives
+def drive_thread(client: Any, upstream: FakeUpstream, **kwargs: Any) -> list[dict[str, Any]]:
+    """Two turns on ``client.beta.messages.thread``: the question with its documents, then another question with
+    more documents; the bodies the upstream received."""
+    ok = {"x-fake-mode": "ok"}  # a text answer on each turn
+    sent = len(upstream.requests)
+    thread = client.beta.messages.thread(model=MODEL, max_tokens=64, **kwargs)
+    thread.send(MESSAGES[0], extra_headers=ok)
+    more = f"Answer from these too.\n\nDocuments:\n{REPORT}\n\nQuestion: How many storms in year 9?"
+    thread.send({"role": "user", "content": more}, extra_headers=ok)
+    return bodies(upstream.requests[sent:])
+
+
+def test_a_thread_the_caller_drives_sends_each_turn_compressed(
+    claude: anthropic.Anthropic, upstream: FakeUpstream
+) -> None:
+    given = drive_thread(claude, upstream)
+    results: list[pz.Result] = []
+    wrapped = pz.wrap(claude, budget=BUDGET, zipper=fresh(), on_result=results.append)
+    sent = drive_thread(wrapped, upstream)
+    assert [body["thread"]["type"] for body in sent] == ["create", "continue"]
+    assert len(results) == 2
+    for compressed, original in zip(sent, given, strict=True):
+        assert size(compressed) < size(original)
+        assert {k: v for k, v in compressed.items() if k != "messages"} == {
+            k: v for k, v in original.items() if k != "messages"
+        }
+    assert sent[1]["messages"][0]["content"].endswith("Question: How many storms in year 9?")
+    assert drive_thread(wrapped, upstream, promptzip=False) == given
+    assert len(results) == 2  # nothing more was compressed

@@ -78,6 +78,8 @@ bench: install
 	$(PY) -P -m promptzip.evals.proxy_uploads
 	@# slowloris, trickled bodies and a connection flood against a running proxy, ordinary requests timed beside them
 	$(PY) -P -m promptzip.evals.proxy_clients
+	@# one client flooding the compression queue beside one sending a chat at a time, fair queue on and off
+	$(PY) -P -m promptzip.evals.proxy_fairness
 
 # Quality tables and plots in evals/results/ (README "Results"): the fast methods on the full sample sizes.
 eval: install

@@ -1,22 +1,26 @@
-"""``proxy-fairness``: one client flooding the compression queue, another sending one chat at a time.
+"""``proxy-fairness``: one client flooding the proxy, another sending one request at a time.
 
     python -P -m promptzip.evals.proxy_fairness   # evals/results/proxy_fairness.{json,md}
 
 Runs the same load twice, each through a fresh ``promptzip proxy`` process (the real ``fast`` preset, its models
 loaded by one compression before timing, a memory cache) in front of the recording fake upstream on 127.0.0.1:
 once with ``--fair-queue`` (the default: turns by client, :mod:`promptzip.integrations.proxy._fair`) and once with
-``--no-fair-queue`` (first come, first served: the proxy before it). In each run:
+``--no-fair-queue`` (first come, first served: the proxy before it). Each run has two phases, one after the other:
 
-* the **flooder** (one API key) keeps ``--flood`` chats in flight for ``--seconds``: each loop sends a distinct
-  RAG chat and, on a 503, waits ``--retry-s`` (not the ``retry-after`` it was given) and sends the next;
-* the **quiet client** (another API key) sends ``--quiet`` distinct chats of the same size one at a time, starting
-  ``--quiet-after`` seconds into the flood, ``--pause-s`` apart.
+* **compression**: the *flooder* (one API key) keeps ``--flood`` chats in flight for ``--seconds``: each loop sends a
+  distinct RAG chat and, on a 503, waits ``--retry-s`` (not the ``retry-after`` it was given) and sends the next;
+  the *quiet client* (another API key) sends ``--quiet`` distinct chats of the same size one at a time, starting
+  ``--quiet-after`` seconds into the flood, ``--pause-s`` apart. Every sentence of every chat carries its own
+  random citation marker, so neither the result cache nor the embedding memo can answer one: each is a compression.
+* **upstream**: with ``--connections`` upstream connections (``max_connections``), the flooder keeps
+  ``--upstream-flood`` requests in flight whose answers the upstream holds ``--slow-s`` seconds each (streamed
+  answers of a long generation, say; ``x-promptzip-disable``, so no compression), and the quiet client sends
+  ``--quiet`` requests answered at once, one at a time, ``--pause-s`` apart, from ``--quiet-after`` seconds on.
 
-Every sentence of every chat carries its own random citation marker, so neither the result cache nor the
-embedding memo can answer one: each is a compression. The report gives, per run and client, the answers by HTTP
-status and ``x-promptzip-status`` (``compressed``, ``fail-open`` past the deadline, ``error`` for a 503), the quiet
-client's latency, the proxy's ``/metrics`` counters (``overloaded``, ``compressions_shed``), and the machine's load
-before and after. Timings are reported, not asserted.
+The report gives, per run, phase and client, the answers by HTTP status and ``x-promptzip-status`` (``compressed``,
+``fail-open`` past the deadline, ``error`` for a 503, ``passthrough``), each request's seconds, the proxy's
+``/metrics`` counters (``overloaded``, ``compressions_shed``, ``upstream_errors``), and the machine's load before and
+after. Timings are reported, not asserted.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -49,6 +53,7 @@ COMMAND = "python -P -m promptzip.evals.proxy_fairness"
 ROUTE = "/v1/chat/completions"
 FLOODER = "sk-flooder-000000000000000000000000000000"
 QUIET = "sk-quiet-1111111111111111111111111111111111"
+SHORT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Tell me a long story."}]}
 QUESTIONS = (
     "What did the president propose about college tuition?",
     "What is said about Social Security?",
@@ -71,6 +76,10 @@ class Load:
     threads: int = 4  # compression_threads
     queue: int = 16  # compression_queue
     deadline: float = 10.0  # compression_deadline, seconds
+    upstream_flood: int = 24  # the flooder's slow upstream requests in flight
+    connections: int = 8  # max_connections
+    slow_s: float = 2.0  # how long the upstream holds each of them
+    upstream_seconds: float = 20.0  # how long the flooder keeps them coming
     seed: int = 0
 
 
@@ -96,6 +105,7 @@ class Chats:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
+    phase: str  # compression | upstream
     client: str
     status: int
     outcome: str  # x-promptzip-status, or the error's kind when the request failed
@@ -103,41 +113,73 @@ class Answer:
     seconds: float
 
 
-async def _send(http: httpx.AsyncClient, client: str, key: str, body: dict[str, Any], t0: float) -> Answer:
+async def _send(
+    http: httpx.AsyncClient,
+    at: tuple[str, str, float],
+    key: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    phase, client, t0 = at
     sent = time.monotonic()
     try:
-        r = await http.post(ROUTE, json=body, headers={"authorization": f"Bearer {key}", "x-promptzip-rate": "0.3"})
+        given = {"authorization": f"Bearer {key}", **(headers or {"x-promptzip-rate": "0.3"})}
+        r = await http.post(ROUTE, json=body, headers=given)
         status, outcome = r.status_code, r.headers.get("x-promptzip-status", "none")
     except httpx.HTTPError as exc:
         status, outcome = 0, type(exc).__name__
-    return Answer(client, status, outcome, round(sent - t0, 3), time.monotonic() - sent)
+    return Answer(phase, client, status, outcome, round(sent - t0, 3), time.monotonic() - sent)
+
+
+async def _flood_beside_quiet(
+    answers: list[Answer],
+    phase: str,
+    load: Load,
+    loops: int,
+    seconds: float,
+    send: Callable[[str, float], Awaitable[Answer]],
+) -> None:
+    """``loops`` flooder loops for ``seconds`` (each waiting ``retry_s`` after an answer other than 200) beside the
+    quiet client's ``quiet`` requests, one at a time; ``send(client, t0)`` sends one."""
+    t0 = time.monotonic()
+    end = t0 + seconds
+
+    async def flooder() -> None:
+        while time.monotonic() < end:
+            answer = await send("flooder", t0)
+            answers.append(answer)
+            if answer.status != 200:
+                await asyncio.sleep(load.retry_s)
+
+    async def quiet() -> None:
+        await asyncio.sleep(load.quiet_after)
+        for _ in range(load.quiet):
+            answers.append(await send("quiet", t0))
+            await asyncio.sleep(load.pause_s)
+
+    await asyncio.gather(quiet(), *(flooder() for _ in range(loops)))
 
 
 async def _load(base: str, load: Load) -> list[Answer]:
     chats = Chats(load.seed, load.chars)
     answers: list[Answer] = []
-    limits = httpx.Limits(max_connections=load.flood + 4, max_keepalive_connections=load.flood + 4)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
-        warm = await _send(http, "warm-up", QUIET, chats.next(), time.monotonic())  # the models load here
+    size = max(load.flood, load.upstream_flood) + 4
+    keys = {"flooder": FLOODER, "quiet": QUIET}
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=size)) as http:
+        warm = await _send(http, ("warm-up", "quiet", time.monotonic()), QUIET, chats.next())  # the models load
         if warm.status != 200:
             raise RuntimeError(f"the warm-up chat was answered {warm.status} ({warm.outcome})")
-        t0 = time.monotonic()
-        end = t0 + load.seconds
 
-        async def flooder() -> None:
-            while time.monotonic() < end:
-                answer = await _send(http, "flooder", FLOODER, chats.next(), t0)
-                answers.append(answer)
-                if answer.status != 200:
-                    await asyncio.sleep(load.retry_s)
+        async def compress(client: str, t0: float) -> Answer:
+            return await _send(http, ("compression", client, t0), keys[client], chats.next())
 
-        async def quiet() -> None:
-            await asyncio.sleep(load.quiet_after)
-            for _ in range(load.quiet):
-                answers.append(await _send(http, "quiet", QUIET, chats.next(), t0))
-                await asyncio.sleep(load.pause_s)
+        async def relay(client: str, t0: float) -> Answer:
+            mode = f"slow:{load.slow_s:g}" if client == "flooder" else "ok"
+            headers = {"x-promptzip-disable": "true", "x-fake-mode": mode}
+            return await _send(http, ("upstream", client, t0), keys[client], SHORT, headers)
 
-        await asyncio.gather(quiet(), *(flooder() for _ in range(load.flood)))
+        await _flood_beside_quiet(answers, "compression", load, load.flood, load.seconds, compress)
+        await _flood_beside_quiet(answers, "upstream", load, load.upstream_flood, load.upstream_seconds, relay)
     return answers
 
 
@@ -148,11 +190,14 @@ def _metrics(base: str) -> dict[str, float]:
         for name in wanted:
             if line.startswith(f"promptzip_proxy_{name} "):
                 found[name] = float(line.split()[-1])
+        if line.startswith("promptzip_proxy_upstream_errors_total{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            found[f"upstream_errors_total{{{kind}}}"] = float(line.split()[-1])
     return found
 
 
-def _summary(answers: Sequence[Answer], client: str) -> dict[str, Any]:
-    mine = [a for a in answers if a.client == client]
+def _summary(answers: Sequence[Answer], phase: str, client: str) -> dict[str, Any]:
+    mine = [a for a in answers if a.phase == phase and a.client == client]
     compressed = sorted(a.seconds for a in mine if a.status == 200 and a.outcome == "compressed")
     every = sorted(a.seconds for a in mine)
     return {
@@ -178,7 +223,8 @@ def _spread(values: Sequence[float]) -> dict[str, float] | None:
 
 def _flags(load: Load, fair: bool, folder: Path) -> list[str]:
     config = folder / ("fair.toml" if fair else "fifo.toml")
-    config.write_text(f"compression_threads = {load.threads}\n", encoding="utf-8")
+    settings = f"compression_threads = {load.threads}\nmax_connections = {load.connections}\nupstream_pools = 1\n"
+    config.write_text(settings, encoding="utf-8")
     return [
         "--config",
         str(config),
@@ -207,8 +253,10 @@ def run_fairness(load: Load | None = None) -> dict[str, Any]:
                 {
                     "fair_queue": fair,
                     "seconds": round(time.perf_counter() - started, 1),
-                    "quiet": _summary(answers, "quiet"),
-                    "flooder": _summary(answers, "flooder"),
+                    "phases": {
+                        phase: {client: _summary(answers, phase, client) for client in ("quiet", "flooder")}
+                        for phase in ("compression", "upstream")
+                    },
                     "metrics": counters,
                     "answers": [asdict(a) for a in answers],
                 }
@@ -227,41 +275,50 @@ def build_report(load: Load, command: str = COMMAND) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     cfg = report["load"]
     lines = [
-        "# Proxy: one client floods the compression queue, another sends one chat at a time",
+        "# Proxy: one client floods it, another sends one request at a time",
         "",
         f"Command: `{report['command']}` · {report['date']} · {report['cpus']} CPUs, shared by the load generator, "
         f"the fake upstream and the proxy · load average before {report['load_before']}, after "
         f"{report['load_after']} · Python {report['python']}.",
         "",
         f"The proxy: the `fast` preset, rate 0.3, {cfg['threads']} compression threads, queue {cfg['queue']}, "
-        f"deadline {cfg['deadline']:g} s, memory cache. The flooder keeps {cfg['flood']} distinct chats (about "
-        f"{cfg['chars']:,} characters of documents each, every sentence with a random marker: no cache answers) in "
-        f"flight for {cfg['seconds']:g} s and waits {cfg['retry_s']:g} s after a 503; the quiet client sends "
-        f"{cfg['quiet']} such chats one at a time from {cfg['quiet_after']:g} s on, {cfg['pause_s']:g} s apart.",
+        f"deadline {cfg['deadline']:g} s, {cfg['connections']} upstream connections, memory cache. **compression**: "
+        f"the flooder keeps {cfg['flood']} distinct chats (about {cfg['chars']:,} characters of documents each, "
+        f"every sentence with a random marker: no cache answers) in flight for {cfg['seconds']:g} s and waits "
+        f"{cfg['retry_s']:g} s after a 503; the quiet client sends {cfg['quiet']} such chats one at a time from "
+        f"{cfg['quiet_after']:g} s on, {cfg['pause_s']:g} s apart. **upstream**: the flooder keeps "
+        f"{cfg['upstream_flood']} requests in flight for {cfg['upstream_seconds']:g} s whose answers the upstream "
+        f"holds {cfg['slow_s']:g} s; the quiet client sends {cfg['quiet']} answered at once, one at a time, "
+        f"{cfg['pause_s']:g} s apart. Neither phase's requests are cached.",
         "",
-        "| queue | client | requests | HTTP status | x-promptzip-status | median s | p90 s | max s |",
-        "|---|---|---:|---|---|---:|---:|---:|",
+        "| phase | queue | client | requests | HTTP status | x-promptzip-status | median s | p90 s | max s |",
+        "|---|---|---|---:|---|---|---:|---:|---:|",
     ]
-    for run in report["runs"]:
-        name = "fair (default)" if run["fair_queue"] else "by arrival (--no-fair-queue)"
-        for client in ("quiet", "flooder"):
-            s = run[client]
-            spread = s["seconds_all"] or {"median": 0.0, "p90": 0.0, "max": 0.0}
-            lines.append(
-                f"| {name} | {client} | {s['requests']} | {_counts(s['statuses'])} | {_counts(s['outcomes'])} | "
-                f"{spread['median']:.2f} | {spread['p90']:.2f} | {spread['max']:.2f} |"
-            )
+    for phase in ("compression", "upstream"):
+        for run in report["runs"]:
+            name = "fair (default)" if run["fair_queue"] else "by arrival (--no-fair-queue)"
+            for client in ("quiet", "flooder"):
+                s = run["phases"][phase][client]
+                spread = s["seconds_all"] or {"median": 0.0, "p90": 0.0, "max": 0.0}
+                lines.append(
+                    f"| {phase} | {name} | {client} | {s['requests']} | {_counts(s['statuses'])} | "
+                    f"{_counts(s['outcomes'])} | {spread['median']:.2f} | {spread['p90']:.2f} | {spread['max']:.2f} |"
+                )
     lines += ["", "Seconds are each request's, from sending it to its answer, whatever the answer.", ""]
     for run in report["runs"]:
         name = "fair" if run["fair_queue"] else "by arrival"
-        q = run["quiet"]
+        compression, upstream = run["phases"]["compression"], run["phases"]["upstream"]
+        q = compression["quiet"]
         done = q["seconds_compressed"]
         took = f"median {done['median']:.2f} s, max {done['max']:.2f} s" if done else "none"
+        relayed = upstream["quiet"]["seconds_all"]
+        waited = f"median {relayed['median']:.2f} s, max {relayed['max']:.2f} s" if relayed else "none"
         counters = ", ".join(f"{k} {v:g}" for k, v in sorted(run["metrics"].items()))
         lines.append(
-            f"- {name}: the quiet client's chats compressed {q['compressed']} of {q['requests']} ({took}); "
-            f"the flooder's {run['flooder']['compressed']} of {run['flooder']['requests']}; /metrics: {counters}; "
-            f"run {run['seconds']:g} s"
+            f"- {name}: the quiet client's chats compressed {q['compressed']} of {q['requests']} ({took}), the "
+            f"flooder's {compression['flooder']['compressed']} of {compression['flooder']['requests']}; the quiet "
+            f"client's upstream requests answered 200 {upstream['quiet']['statuses'].get('200', 0)} of "
+            f"{upstream['quiet']['requests']} ({waited}); /metrics: {counters}; run {run['seconds']:g} s"
         )
     return "\n".join(lines) + "\n"
 
@@ -283,6 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=d.threads, help=f"compression_threads ({d.threads})")
     parser.add_argument("--queue", type=int, default=d.queue, help=f"compression_queue ({d.queue})")
     parser.add_argument("--deadline", type=float, default=d.deadline, help=f"compression_deadline ({d.deadline:g})")
+    parser.add_argument("--upstream-flood", type=int, default=d.upstream_flood, help=f"({d.upstream_flood})")
+    parser.add_argument("--connections", type=int, default=d.connections, help=f"max_connections ({d.connections})")
+    parser.add_argument("--slow-s", type=float, default=d.slow_s, help=f"the upstream's hold ({d.slow_s:g})")
+    parser.add_argument(
+        "--upstream-seconds", type=float, default=d.upstream_seconds, help="the upstream flood's length"
+    )
     parser.add_argument("--out", type=Path, default=Path("evals/results"), help="folder (default evals/results)")
     args = parser.parse_args(argv)
     load = Load(
@@ -296,6 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         queue=args.queue,
         deadline=args.deadline,
+        upstream_flood=args.upstream_flood,
+        connections=args.connections,
+        slow_s=args.slow_s,
+        upstream_seconds=args.upstream_seconds,
     )
     report = build_report(load, " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]))
     write_report(args.out, "proxy_fairness", report, markdown)

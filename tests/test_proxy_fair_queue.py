@@ -25,7 +25,7 @@ from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Variant
 from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import TenantSettings, create_app, key_digest
-from promptzip.integrations.proxy._fair import FairQueue
+from promptzip.integrations.proxy._fair import FairQueue, FairSlots
 from promptzip.integrations.proxy._options import parse_options
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 from promptzip.retrievers.sparse import BM25Scorer
@@ -288,3 +288,75 @@ def test_without_fair_queue_the_other_client_is_refused(gated: tuple[str, Record
         assert [a.result(timeout=30).status_code for a in alice] == [200] * 4
         assert recording.order == ["TAG-a0", "TAG-a1", "TAG-a2", "TAG-a3"]
         assert "promptzip_proxy_compressions_shed_total 0.0" in http.get("/metrics").text
+
+
+# -------------------------------------------------------------------------------------- upstream connections
+def test_a_freed_connection_goes_to_the_client_whose_turn_it_is() -> None:
+    async def scenario(fair: bool) -> list[str]:
+        slots, granted = FairSlots(1, fair=fair), []
+
+        async def take(client: str, name: str) -> None:
+            await slots.acquire(client)
+            granted.append(name)
+
+        await slots.acquire("A")
+        tasks = [asyncio.create_task(take(c, n)) for c, n in (("A", "a1"), ("A", "a2"), ("B", "b1"))]
+        await asyncio.sleep(0)
+        assert (slots.in_use, slots.waiting) == (1, 3)
+        for client in ("A", "B", "A") if fair else ("A", "A", "A"):  # each release, the holder of the slot's
+            slots.release(client)
+            await asyncio.sleep(0)
+        async with asyncio.timeout(5):
+            await asyncio.gather(*tasks)
+        return granted
+
+    assert asyncio.run(scenario(True)) == ["b1", "a1", "a2"]
+    assert asyncio.run(scenario(False)) == ["a1", "a2", "b1"]
+
+
+def test_a_wait_given_up_leaves_no_slot_taken() -> None:
+    async def scenario() -> None:
+        slots = FairSlots(1)
+        await slots.acquire("A")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await slots.acquire("B")  # timed out while waiting
+        granted_then_cancelled = asyncio.create_task(slots.acquire("C"))
+        await asyncio.sleep(0)
+        slots.release("A")  # the slot goes to C...
+        granted_then_cancelled.cancel()  # ...which is cancelled before it runs again
+        with pytest.raises(asyncio.CancelledError):
+            await granted_then_cancelled
+        assert (slots.in_use, slots.waiting) == (0, 0)
+        async with asyncio.timeout(1):
+            await slots.acquire("D")  # free at once
+        assert slots.in_use == 1
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("fair", [True, False], ids=["fair", "by-arrival"])
+def test_the_proxy_gives_a_freed_upstream_connection_to_the_other_client(upstream: FakeUpstream, fair: bool) -> None:
+    """Two upstream connections, both held by Alice's slow answers with four more of hers waiting: Bob's request
+    goes upstream as soon as one of hers ends, before the rest of hers (by arrival, after all of them)."""
+    s = settings(upstream.url, max_connections=2, upstream_pools=1, fair_queue=fair)
+
+    def ask(key: str, tag: str, mode: str) -> httpx.Response:
+        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": tag}]}
+        extra = {"x-promptzip-disable": "true", "x-fake-mode": mode}
+        with httpx.Client(base_url=url, timeout=30) as http:
+            return http.post(ROUTE, json=chat, headers={"authorization": f"Bearer {key}", **extra})
+
+    with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
+        before = len(upstream.requests)
+        alice = []
+        for i in range(6):
+            alice.append(pool.submit(ask, KEY_A, f"a{i}", "slow:1.5"))
+            time.sleep(0.05)
+        time.sleep(0.5)  # two of hers are upstream, four wait for a connection
+        bob = pool.submit(ask, KEY_B, "b0", "ok")
+        assert bob.result(timeout=30).status_code == 200
+        assert [a.result(timeout=30).status_code for a in alice] == [200] * 6
+        order = [r.json()["messages"][0]["content"] for r in upstream.requests[before:]]
+    assert sorted(order[:2]) == ["a0", "a1"]
+    assert order.index("b0") == (2 if fair else 6)

@@ -30,7 +30,8 @@ Decisions worth knowing:
   (:mod:`promptzip.integrations.proxy._logs`), and no log line holds a chat's text.
 * Upstream answers are never parsed: any status and body, JSON or not, are passed through as received (a
   non-JSON 200 to a chat completion reaches the client as-is, which is what it would have got without the
-  proxy). Upstream unreachable → 502, too slow → 504 (``timeouts.read``), pool exhausted → 503. A connection that
+  proxy). Upstream unreachable → 502, too slow → 504 (``timeouts.read``), every upstream connection taken
+  for ``timeouts.pool`` → 503 (they are given out in turns by client, :class:`~._fair.FairSlots`). A connection that
   breaks mid-body ends the client's response unfinished (the server closes it, so the client sees a truncated
   transfer rather than a clean end), counted in ``upstream_errors_total{kind="stream"}``.
 * What a chat's compression touches is its *scope*: ``all`` (default) compresses the context found in every
@@ -64,6 +65,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -96,13 +98,14 @@ from promptzip.integrations.proxy._errors import (
     status_of,
 )
 from promptzip.integrations.proxy._expand import OWN_PREFIX, OWN_ROUTE, Expansions
+from promptzip.integrations.proxy._fair import FairSlots
 from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
 from promptzip.integrations.proxy._openai_batches import BatchFiles
-from promptzip.integrations.proxy._options import parse_options, with_cache_key, with_model_pricing
+from promptzip.integrations.proxy._options import client_of, parse_options, with_cache_key, with_model_pricing
 from promptzip.integrations.proxy._paths import upstream_path, v1_segments
-from promptzip.integrations.proxy._relay import Relay
+from promptzip.integrations.proxy._relay import Relay, release_on_close
 from promptzip.integrations.proxy._requests import (
     Options,
     Outcome,
@@ -182,6 +185,8 @@ class _Proxy:
         self._turn: Iterator[httpx.AsyncClient] = iter(())
         self.compressions = Compressions(settings, factory, self.metrics)
         self.body_budget = BodyBudget(settings.max_buffered_bytes)  # what all requests' bodies may hold together
+        # The upstream connections, given out in turns by client when all are taken (._fair)
+        self.upstream_slots = FairSlots(settings.max_connections, fair=settings.fair_queue)
         self.expansions = Expansions(settings, self.compressions)  # what compressions cut, per credential
         self.batches = Batches(self.compressions, self.metrics, forward=self._forward, count_small=self._count_small)
         self.batch_files = BatchFiles(self.batches, self.compressions, self.metrics, forward=self._forward)
@@ -381,8 +386,26 @@ class _Proxy:
         if not isinstance(content, bytes) and content.length is not None:  # else httpx would send it chunked
             headers.append((b"content-length", str(content.length).encode("ascii")))
         upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=content)
+        who = client_of(request.headers, self.settings, self.compressions.secret)
         try:
-            response = await client.send(upstream_request, stream=True)
+            async with asyncio.timeout(self.settings.timeouts.pool):
+                await self.upstream_slots.acquire(who)
+        except TimeoutError as exc:
+            self.metrics.upstream_errors.inc("pool")
+            raise UpstreamError("the proxy has no free upstream connection; retry later", status_code=503) from exc
+        try:
+            response = await self._send(client, upstream_request)
+        except BaseException:
+            self.upstream_slots.release(who)
+            raise
+        release_on_close(response, lambda: self.upstream_slots.release(who))
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in response_drop(response.headers)]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        return Relay(response, headers, self.metrics)
+
+    async def _send(self, client: httpx.AsyncClient, upstream_request: httpx.Request) -> httpx.Response:
+        try:
+            return await client.send(upstream_request, stream=True)
         except httpx.PoolTimeout as exc:
             self.metrics.upstream_errors.inc("pool")
             raise UpstreamError("the proxy has no free upstream connection; retry later", status_code=503) from exc
@@ -395,9 +418,6 @@ class _Proxy:
         except httpx.HTTPError as exc:
             self.metrics.upstream_errors.inc("protocol")
             raise UpstreamError("the upstream's answer is not valid HTTP", status_code=502) from exc
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in response_drop(response.headers)]
-        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-        return Relay(response, headers, self.metrics)
 
 
 def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: ZipperFactory | None = None) -> None:

@@ -188,8 +188,9 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "--fair-queue",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="take waiting compressions in turns by client (tenant, else API key), and when the queue is full shed "
-        "the newest of the client holding the most; --no-fair-queue: by arrival, the newcomer refused (default: on)",
+        help="take waiting compressions and requests waiting for an upstream connection in turns by client (tenant, "
+        "else API key), and when the compression queue is full shed the newest of the client holding the most; "
+        "--no-fair-queue: by arrival, the newcomer refused (default: on)",
     )
 
 

@@ -19,7 +19,13 @@ credential (:attr:`~._requests.Options.client`).
 
 With ``fair=False`` every request counts as one client: the order of arrival, and the newcomer refused when full.
 
-It runs on the event loop only (no locks): ``start`` must return a future of that loop (``run_in_executor``).
+:class:`FairSlots` gives the upstream connections (``max_connections``) out the same way: a request that finds them
+all taken waits (at most ``timeouts.pool``, then 503), and a freed connection goes to the waiting request whose
+client's turn it is, not to the one that came first, so a client holding many long streamed answers, with more
+queued, delays another's request by one answer's end at most. Nothing is shed there: a wait is bounded by its timeout.
+
+Both run on the event loop only (no locks); :class:`FairQueue`'s ``start`` must return a future of that loop
+(``run_in_executor``).
 """
 
 from __future__ import annotations
@@ -29,13 +35,13 @@ import functools
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from promptzip._errors import DeadlineExceeded
 
-__all__ = ["FairQueue"]
+__all__ = ["FairQueue", "FairSlots"]
 
 
 @dataclass(eq=False, slots=True)
@@ -48,6 +54,36 @@ class _Job:
     order: int = field(default=0)
 
 
+class _Turns:
+    """Who of the clients with something waiting goes next: the one with the fewest running; among those, the one
+    whose last turn is the longest ago (a client that held nothing before first); then the oldest waiting entry.
+    The entries of ``waiting`` have an ``order`` (from :meth:`order`)."""
+
+    def __init__(self) -> None:
+        self.running: Counter[str] = Counter()
+        self._last: dict[str, int] = {}  # when each client's last entry started (until it is forgotten)
+        self._orders = itertools.count()
+
+    def order(self) -> int:
+        return next(self._orders)
+
+    def pick(self, waiting: Mapping[str, deque[Any]]) -> str:
+        return min(waiting, key=lambda c: (self.running[c], self._last.get(c, -1), waiting[c][0].order))
+
+    def start(self, client: str) -> None:
+        self.running[client] += 1
+        self._last[client] = next(self._orders)
+
+    def end(self, client: str) -> None:
+        self.running[client] -= 1
+        if self.running[client] <= 0:
+            del self.running[client]
+
+    def forget(self, client: str) -> None:
+        """``client`` holds nothing any more: its next entry counts as a newcomer's."""
+        self._last.pop(client, None)
+
+
 class FairQueue:
     """At most ``capacity`` compressions admitted and ``slots`` running; whose runs next and whose is shed, by
     client (module docstring). ``on_shed`` is called once per shed compression (a metric)."""
@@ -56,10 +92,8 @@ class FairQueue:
         self.capacity, self.slots, self.fair = capacity, slots, fair
         self._on_shed = on_shed
         self._waiting: dict[str, deque[_Job]] = {}  # per client, oldest first; no empty deques
-        self._running: Counter[str] = Counter()
         self._held: Counter[str] = Counter()  # running + waiting, per client
-        self._turns: dict[str, int] = {}  # when each client's last job started (while it holds any)
-        self._orders = itertools.count()
+        self._turns = _Turns()
 
     @property
     def admitted(self) -> int:
@@ -88,7 +122,7 @@ class FairQueue:
             self._finish(victim)
             victim.done.set_exception(victim.refused())
             self._on_shed()
-        job = _Job(key, start, expires, refused, asyncio.get_running_loop().create_future(), next(self._orders))
+        job = _Job(key, start, expires, refused, asyncio.get_running_loop().create_future(), self._turns.order())
         self._waiting.setdefault(key, deque()).append(job)
         self._held[key] += 1
         self._dispatch()
@@ -112,8 +146,7 @@ class FairQueue:
     def _next(self) -> _Job | None:
         if not self._waiting:
             return None
-        # The fewest running first; among those, the longest since its last turn; then the oldest waiting job.
-        client = min(self._waiting, key=lambda c: (self._running[c], self._turns.get(c, -1), self._waiting[c][0].order))
+        client = self._turns.pick(self._waiting)
         queue = self._waiting[client]
         job = queue.popleft()
         if not queue:
@@ -121,7 +154,7 @@ class FairQueue:
         return job
 
     def _dispatch(self) -> None:
-        while self._running.total() < self.slots:
+        while self._turns.running.total() < self.slots:
             job = self._next()
             if job is None:
                 return
@@ -129,19 +162,18 @@ class FairQueue:
                 self._finish(job)
                 job.done.set_exception(DeadlineExceeded("the compression waited past its deadline for a thread"))
                 continue
-            self._running[job.client] += 1
-            self._turns[job.client] = next(self._orders)
+            self._turns.start(job.client)
             try:
                 running = job.start()
             except Exception as exc:  # the executor is shut down (the app is stopping): its requests get the error
-                self._running[job.client] -= 1
+                self._turns.end(job.client)
                 self._finish(job)
                 job.done.set_exception(exc)
                 continue
             running.add_done_callback(functools.partial(self._ran, job))
 
     def _ran(self, job: _Job, running: asyncio.Future[Any]) -> None:
-        self._running[job.client] -= 1
+        self._turns.end(job.client)
         self._finish(job)
         if running.cancelled():
             job.done.cancel()
@@ -155,6 +187,72 @@ class FairQueue:
         self._held[job.client] -= 1
         if self._held[job.client] <= 0:
             del self._held[job.client]
-            self._turns.pop(job.client, None)
-        if self._running[job.client] <= 0:
-            del self._running[job.client]
+            self._turns.forget(job.client)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    future: asyncio.Future[None]
+    order: int
+
+
+class FairSlots:
+    """At most ``slots`` held at once, given out in turns by client (module docstring): :meth:`acquire` one (wait
+    for it under ``asyncio.timeout``), :meth:`release` it when done."""
+
+    def __init__(self, slots: int, *, fair: bool = True) -> None:
+        self.slots, self.fair = slots, fair
+        self._waiting: dict[str, deque[_Waiter]] = {}  # per client, oldest first; no empty deques
+        self._held: Counter[str] = Counter()  # holding or waiting, per client
+        self._turns = _Turns()
+
+    @property
+    def in_use(self) -> int:
+        return self._turns.running.total()
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    async def acquire(self, client: str) -> None:
+        key = client if self.fair else ""
+        self._held[key] += 1
+        if not self._waiting and self.in_use < self.slots:
+            self._turns.start(key)
+            return
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), self._turns.order())
+        self._waiting.setdefault(key, deque()).append(waiter)
+        try:
+            await waiter.future
+        except BaseException:  # cancelled, or its timeout: given up (a slot granted meanwhile goes on)
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(client)
+            else:
+                queue = self._waiting.get(key)
+                if queue is not None and waiter in queue:
+                    queue.remove(waiter)
+                    if not queue:
+                        del self._waiting[key]
+                self._let_go(key)
+            raise
+
+    def release(self, client: str) -> None:
+        key = client if self.fair else ""
+        self._turns.end(key)
+        self._let_go(key)
+        while self._waiting and self.in_use < self.slots:
+            next_client = self._turns.pick(self._waiting)
+            queue = self._waiting[next_client]
+            waiter = queue.popleft()
+            if not queue:
+                del self._waiting[next_client]
+            if waiter.future.done():  # cancelled: its acquire cleans up after itself
+                continue
+            self._turns.start(next_client)
+            waiter.future.set_result(None)
+
+    def _let_go(self, key: str) -> None:
+        self._held[key] -= 1
+        if self._held[key] <= 0:
+            del self._held[key]
+            self._turns.forget(key)

@@ -41,6 +41,7 @@ from promptzip.integrations.proxy._settings import ProxySettings, RouteSettings
 __all__ = [
     "CREDENTIAL_HEADERS",
     "allowed_presets",
+    "client_of",
     "credential_of",
     "key_digest",
     "parse_options",
@@ -119,8 +120,24 @@ def parse_options(headers: Mapping[str, str], route: RouteSettings, settings: Pr
         history=history_header(history_h, "x-promptzip-history") if history_h is not None else "stable",
         conversation=conversation_header(conversation_h, "x-promptzip-conversation") if conversation_h else "",
         pricing=_pricing(route, settings),
-        client=f"tenant:{tenant}" if tenant is not None else f"key:{keyed}" if keyed is not None else "",
+        client=_client(tenant, keyed),
     )
+
+
+def client_of(headers: Mapping[str, str], settings: ProxySettings, secret: bytes) -> str:
+    """Whose turn a request takes (``Options.client``: its tenant, else a keyed hash of its credential, else ``""``),
+    for a request on any route; a ``tenant_header`` naming no tenant counts as the credential alone (a compressed
+    route answers it 400 when it reads the options)."""
+    credential = credential_of(headers)
+    try:
+        tenant = _tenant(headers, settings, credential)
+    except RequestError:
+        tenant = None
+    return _client(tenant, _keyed(credential, secret))
+
+
+def _client(tenant: str | None, keyed: str | None) -> str:
+    return f"tenant:{tenant}" if tenant is not None else f"key:{keyed}" if keyed is not None else ""
 
 
 def partition_for(headers: Mapping[str, str], settings: ProxySettings, secret: bytes) -> str:

@@ -4,7 +4,7 @@ the request body, which was let go as it was sent (:mod:`._budget`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import httpx
@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from promptzip.integrations.proxy._metrics import Metrics
 
-__all__ = ["Relay"]
+__all__ = ["Relay", "release_on_close"]
 
 logger = logging.getLogger("promptzip.proxy")
 
@@ -57,3 +57,32 @@ class Relay(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._upstream.aclose()
+
+
+class _Releasing(httpx.AsyncByteStream):
+    """An upstream answer's stream that calls ``release`` once when it is closed, however it is closed: read to its
+    end, or closed by the relay as it ends (a client gone, an error)."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._stream, self._release = stream, release
+        self._released = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            if not self._released:
+                self._released = True
+                self._release()
+
+
+def release_on_close(response: httpx.Response, release: Callable[[], None]) -> None:
+    """Call ``release`` once ``response`` (sent with ``stream=True``) is closed: its upstream connection is free."""
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("release_on_close needs an async response stream")
+    response.stream = _Releasing(stream, release)

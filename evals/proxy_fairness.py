@@ -7,7 +7,8 @@ loaded by one compression before timing, a memory cache) in front of the recordi
 once with ``--fair-queue`` (the default: turns by client, :mod:`promptzip.integrations.proxy._fair`) and once with
 ``--no-fair-queue`` (first come, first served: the proxy before it). Each run has two phases, one after the other:
 
-* **compression**: the *flooder* (one API key) keeps ``--flood`` chats in flight for ``--seconds``: each loop sends a
+* **compression**: the *flooder* (one API key) keeps ``--flood`` chats in flight for ``--seconds``, and on until the
+  quiet client has had its answers: each loop sends a
   distinct RAG chat and, on a 503, waits ``--retry-s`` (not the ``retry-after`` it was given) and sends the next;
   the *quiet client* (another API key) sends ``--quiet`` distinct chats of the same size one at a time, starting
   ``--quiet-after`` seconds into the flood, ``--pause-s`` apart. Every sentence of every chat carries its own
@@ -139,13 +140,15 @@ async def _flood_beside_quiet(
     seconds: float,
     send: Callable[[str, float], Awaitable[Answer]],
 ) -> None:
-    """``loops`` flooder loops for ``seconds`` (each waiting ``retry_s`` after an answer other than 200) beside the
-    quiet client's ``quiet`` requests, one at a time; ``send(client, t0)`` sends one."""
+    """``loops`` flooder loops for ``seconds`` and until the quiet client is done (each waiting ``retry_s`` after an
+    answer other than 200) beside the quiet client's ``quiet`` requests, one at a time; ``send(client, t0)`` sends
+    one."""
     t0 = time.monotonic()
     end = t0 + seconds
+    quiet_done = asyncio.Event()
 
     async def flooder() -> None:
-        while time.monotonic() < end:
+        while time.monotonic() < end or not quiet_done.is_set():
             answer = await send("flooder", t0)
             answers.append(answer)
             if answer.status != 200:
@@ -156,6 +159,7 @@ async def _flood_beside_quiet(
         for _ in range(load.quiet):
             answers.append(await send("quiet", t0))
             await asyncio.sleep(load.pause_s)
+        quiet_done.set()
 
     await asyncio.gather(quiet(), *(flooder() for _ in range(loops)))
 
@@ -284,7 +288,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"The proxy: the `fast` preset, rate 0.3, {cfg['threads']} compression threads, queue {cfg['queue']}, "
         f"deadline {cfg['deadline']:g} s, {cfg['connections']} upstream connections, memory cache. **compression**: "
         f"the flooder keeps {cfg['flood']} distinct chats (about {cfg['chars']:,} characters of documents each, "
-        f"every sentence with a random marker: no cache answers) in flight for {cfg['seconds']:g} s and waits "
+        f"every sentence with a random marker: no cache answers) in flight for {cfg['seconds']:g} s (and on until the "
+        "quiet client is done, in both phases) and waits "
         f"{cfg['retry_s']:g} s after a 503; the quiet client sends {cfg['quiet']} such chats one at a time from "
         f"{cfg['quiet_after']:g} s on, {cfg['pause_s']:g} s apart. **upstream**: the flooder keeps "
         f"{cfg['upstream_flood']} requests in flight for {cfg['upstream_seconds']:g} s whose answers the upstream "

@@ -5,7 +5,8 @@ Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions
 (rule 4), with the patterns they share with question labelling (``LABEL`` and :func:`label_name`,
 ``QUESTION_LABELS``, ``HEADING``, ``FIELD_LINE``, ``BLANK_LINE``), what reads as the template's own words
 (:func:`is_directive`, :func:`is_request`, :func:`is_template`; given up at either end of a context block by
-:func:`trim_start` and :func:`trim_end`) and the span helpers (:func:`paragraphs`, :func:`strip_span`). Lines of dashes
+:func:`trim_start` and :func:`trim_end`, whole paragraphs, or the lines of a rule on the prompt's own parts glued to a
+document, :func:`glued_rules`) and the span helpers (:func:`paragraphs`, :func:`strip_span`). Lines of dashes
 have a module of their own, :mod:`promptzip._rules_separators`, as do list items, :mod:`promptzip._rules_lists`, and
 the layout rule (rule 5), :mod:`promptzip._rules_layout`.
 """
@@ -16,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps, rule_lines
+from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps, part_rule, rule_lines
 
 __all__ = [
     "BLANK_LINE",
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_LEAD_CHARS",
     "QUESTION_LABELS",
     "delimited",
+    "glued_rules",
     "headed",
     "heading_end",
     "is_directive",
@@ -289,31 +291,72 @@ def heading_end(text: str, pos: int, end: int) -> int | None:
 def trim_end(text: str, s: int, e: int, *, asks: bool) -> int:
     """The end of ``text[s:e]`` less its trailing paragraphs that are the template's (:func:`is_template`, any
     number of them) and, with ``asks``, one short question or request among them; never all of it, nor a document's
-    numbered steps (:func:`promptzip._rules_lists.numbered_steps`)."""
+    numbered steps (:func:`promptzip._rules_lists.numbered_steps`). A rule on the prompt's own parts glued to the
+    last document's lines gives up only its own lines (:func:`glued_rules`)."""
     paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
     texts = [text[a:b] for a, b in paras]
     steps = numbered_steps(texts)
     n = len(paras)
-    while n > 1:
-        if not is_template(texts[n - 1], items=not steps[n - 1]):
-            if not (asks and is_request(texts[n - 1])):
-                break
-            asks = False
+    while n:
+        items = not steps[n - 1]
+        template = n > 1 and is_template(texts[n - 1], items=items)
+        whole = template or (n > 1 and asks and is_request(texts[n - 1]))
+        glued = glued_rules(text, *paras[n - 1], at_end=True, items=items, whole=whole)
+        if glued is not None:
+            return glued  # only the lines of a rule glued to a document's end
+        if not whole:
+            break
+        asks = asks and template  # one question or request at most
         n -= 1
-    return paras[n - 1][1] if n < len(paras) else e
+    return paras[n - 1][1] if 0 < n < len(paras) else e
 
 
 def trim_start(text: str, s: int, e: int) -> int:
     """The start of ``text[s:e]`` less its leading paragraphs that are the template's (``Context:\\n\\nNever invent
-    facts.\\n\\n…``), as :func:`trim_end` gives up those at its end; never all of it. A paragraph that opens as a
-    document's may (``_OPENER``) is the template's only when it speaks to the model (``_TO_THE_MODEL``)."""
+    facts.\\n\\n…``), as :func:`trim_end` gives up those at its end, and a rule glued to the first document's lines;
+    never all of it. A paragraph that opens as a document's may (``_OPENER``) is the template's only when it speaks to
+    the model (``_TO_THE_MODEL``)."""
     paras = [(s + a, s + b) for a, b in paragraphs(text[s:e])]
     texts = [text[a:b] for a, b in paras]
     steps = numbered_steps(texts)
     k = 0
-    while k < len(paras) - 1 and _leads(texts[k], items=not steps[k]):
+    while k < len(paras):
+        whole = k < len(paras) - 1 and _leads(texts[k], items=not steps[k])
+        glued = glued_rules(text, *paras[k], at_end=False, items=not steps[k], whole=whole)
+        if glued is not None:
+            return glued  # only the lines of a rule glued to a document's start
+        if not whole:
+            break
         k += 1
     return paras[k][0] if k else s
+
+
+def glued_rules(text: str, a: int, b: int, *, at_end: bool, items: bool = True, whole: bool = True) -> int | None:
+    """Where the document's lines of the paragraph ``text[a:b]`` end (``at_end``) or start, when rules on the
+    prompt's own parts are its last (first) lines, glued to a document with no blank line between
+    (``…by the lifeboat.\\nOnly use the provided context.``, :func:`promptzip._rules_lists.part_rule`); ``None`` when
+    there are none, or nothing else. ``whole``: the caller gives the whole paragraph up otherwise (it reads as the
+    template's words or a question); then so it stays when the rest is such words or asks too (``Summarise the
+    notes.\\nOnly use the provided context.``, ``items`` as :func:`is_template`)."""
+    if text.find("\n", a, b) < 0:
+        return None  # one line: a rule alone, or a document's
+    cut = b if at_end else a  # the document's edge: rule lines are read one by one from the paragraph's edge
+    while a < cut if at_end else cut < b:
+        if at_end:
+            nl = text.rfind("\n", a, cut)
+            line, edge = text[nl + 1 if nl >= 0 else a : cut], max(nl, a)
+        else:
+            nl = text.find("\n", cut, b)
+            line, edge = text[cut : b if nl < 0 else nl], b if nl < 0 else nl + 1
+        if not part_rule(line):
+            break
+        cut = edge
+    if cut == (b if at_end else a):
+        return None
+    s, e = strip_span(text, a, cut) if at_end else strip_span(text, cut, b)
+    if s >= e or (whole and is_directive(text[s:e], items=items)):
+        return None  # nothing else, or the whole paragraph is the template's
+    return e if at_end else s
 
 
 def _leads(para: str, *, items: bool) -> bool:

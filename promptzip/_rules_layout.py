@@ -45,14 +45,14 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
         tail -= 1
     if tail > lead and not (lead == 0 and tail < 3):
         # rules after the introduction ("Here are the notes:\n\nAnswer in English.") are the template's too
-        start = trim_start(text, paras[lead][0], paras[tail - 1][1])
+        start = trim_start(text, paras[lead][0], end)
     else:  # one long paragraph is a long instruction, not context
         # unless, in the turn being answered, it is data pasted before the question: records, not sentences
         found = _records(text, *paras[0]) if trailing_question and lead == 0 and 0 < tail < len(paras) else None
         if found is None:
             return []
         start = found
-    end = paras[tail - 1][1]
+    end = min(end, paras[tail - 1][1])  # a rule glued to the last document's lines (``trim_end``) is not context
     if end - start < len(text) / 2:
         return []
     return [strip_span(text, start, end)]

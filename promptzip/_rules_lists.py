@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["IMPERATIVE", "item_rules", "numbered_steps", "rule_lines"]
+__all__ = ["IMPERATIVE", "item_rules", "numbered_steps", "part_rule", "rule_lines"]
 
 # The words a prompt opens an order to the model with; `promptzip._rules` reads them at a line's start too.
 IMPERATIVE = (
@@ -157,6 +157,32 @@ _GOES_ON = re.compile(
 # lower case, the next one opens with any letter.
 _SENTENCE_END = re.compile(r"[.!?](?<=\w\w[.!?])[\"”’')\]*_]*[ \t]+(?=[\"“‘'(*_]*[A-Z])")
 _SENTENCE_END_LOWER = re.compile(r"[.!?](?<=\w\w[.!?])[\"”’')\]*_]*[ \t]+(?=[\"“‘'(*_]*[a-z])")
+# The prompt's own parts named as no document's line names them: placed in the prompt ("the provided context", "the
+# documents above", "the sources provided."), as what an answer comes from ("only from the context."), knowledge from
+# outside them refused ("Do not use outside knowledge."; a worksheet's "Use your own outside knowledge…" is no rule), or
+# their ids ("Cite the passage ids you used."); or what to say when they lack the answer ("…, say you don't know.").
+_PART = r"(?:context|documents?|sources?|passages?|snippets?|excerpts?|search[ \t]+results|notes|chunks?)"
+_PLACED = r"(?:provided|given|retrieved|supplied|attached)"
+_OWN_PARTS = re.compile(
+    rf"\b{_PLACED}{_W}(?:(?:context|reference|background){_W})?{_PART}{_PARTS_END}"
+    rf"|\b{_PART}{_W}(?:(?:above|below){_PARTS_END}|{_PLACED}(?=[ \t]*(?:$|[.,;:!)]|(?:to{_W}you|here)\b)))"
+    rf"|\b(?:above|below){_W}{_PART}{_PARTS_END}"
+    rf"|\b(?:in|from|within|beyond|outside(?:{_W}of)?){_W}the{_W}(?:context|documents|passages|snippets|excerpts|"
+    rf"search{_W}results)(?=[ \t]*(?:$|[.,;:!)]))"
+    r"|\b(?:not|never|no|without|don['’]t|avoid)\b[^\n]{0,40}?\b(?:outside|external|prior|background|general|"
+    r"world|your[ \t]+own)[ \t]+knowledge\b"
+    rf"|\b(?:passage|document|doc|source|snippet|excerpt|chunk)s?{_W}(?:ids?|numbers?|indices|indexes|labels)\b",
+    re.IGNORECASE,
+)
+_DONT_KNOW = re.compile(
+    r"\b(?:say|reply|respond|answer|state|write)\b[^\n]{0,15}?\b(?:you|I)[ \t]+(?:do[ \t]+not|don['’]t|cannot|"
+    r"can['’]t)[ \t]+(?:know|answer|find|tell)\b",
+    re.IGNORECASE,
+)
+_MISSING = re.compile(r"\b(?:answers?|context|documents?|passages?|sources?|excerpts?|snippets?|information)\b", re.I)
+_PART_RULE_MAX_CHARS = 300
+# A word every such rule holds, looked for before the costlier patterns run on a paragraph's last and first lines.
+_PART_WORDS = ("context", "doc", "source", "passage", "snippet", "excerpt", "result", "notes", "chunk", "know")
 # A numbered item's number or letter and how it is written around it ("3." and "3)" and "[3]" are three lists), or a
 # bullet (a list goes on while its bullet is the same).
 _NUMBER = re.compile(r"[ \t]*(?:([(\[]?)(\d{1,3}|[A-Za-z])([.)\]])|([-*•+–]))[ \t]")
@@ -188,6 +214,30 @@ def rule_lines(para: str) -> bool:
         orders += m is not None and m.group("order") is not None
         rules += m is not None or _RULE.match(part) is not None
     return orders > 0 and 2 * rules > len(parts)
+
+
+def part_rule(line: str) -> bool:
+    """Whether one line is a rule on the prompt's own parts, words no document opens or ends with: each of its
+    sentences opens as an order to the model (as in :func:`rule_lines`, capitalised or all in lower case) and it names
+    those parts as only a prompt does (``_OWN_PARTS``: "Only use the provided context.", "Do not use outside
+    knowledge.", "Cite the passage ids you used.") or says what to answer when they lack the answer ("If the answer is
+    not there, say you don't know."). A how-to's last step ("Keep refrigerated.", "Only use the provided charger.",
+    "Use the context menu to save.") is none."""
+    if len(line) > _PART_RULE_MAX_CHARS:
+        return False
+    low = line.lower()
+    if not any(word in low for word in _PART_WORDS):
+        return False
+    lower = _CAPITAL.search(line) is None
+    order_line, sentence_end = (_ORDER_LINE_LOWER, _SENTENCE_END_LOWER) if lower else (_ORDER_LINE, _SENTENCE_END)
+    if not (order_line.match(line) or _RULE.match(line)):
+        return False  # most lines: the first sentence opens as no order
+    parts = [part for part in sentence_end.split(line) if part.strip()]
+    if not all(order_line.match(part) or _RULE.match(part) for part in parts[1:]):
+        return False
+    return _OWN_PARTS.search(line) is not None or (
+        _DONT_KNOW.search(line) is not None and _MISSING.search(line) is not None
+    )
 
 
 def numbered_steps(parts: Sequence[str]) -> list[bool]:

@@ -8,7 +8,8 @@ too (``[1] …\\n-----\\n[2] …\\n-----\\n[3] …``). Paired up as fences, such
 context, and an instruction between two of them too. So :func:`separated` reads each block on its own.
 
 A block between two lines is context, less the template's words at either end of it
-(:func:`promptzip._rules.is_directive`: an instruction, a question, a label, a cue), and nothing when it is all such
+(:func:`promptzip._rules.is_directive`: an instruction, a question, a label, a cue; or a rule on the prompt's own parts
+glued to a document's first or last line, :func:`promptzip._rules.glued_rules`), and nothing when it is all such
 words. A post that asks (a forum thread's "Has anyone …?") reads as a question too; it is given back to the
 documents when the turn asks its own question outside the lines (labelled, or after the last line) and the lines
 separate other documents as well, unless it is the template's or points at the prompt's own parts ("these notes").
@@ -32,6 +33,7 @@ from promptzip._rules import (
     LABEL,
     MAX_LEAD_CHARS,
     QUESTION_LABELS,
+    glued_rules,
     heading_end,
     is_directive,
     is_request,
@@ -109,15 +111,30 @@ def _inner(text: str, s: int, e: int, *, posts: bool) -> tuple[int, int] | None:
     texts = [text[a:b] for a, b in paras]
     steps = numbered_steps(texts)
 
+    read: dict[int, bool] = {}
+
+    def given_up(k: int) -> bool:
+        if k not in read:
+            read[k] = _directive(texts[k], steps[k]) and not (posts and _post_that_asks(texts[k]))
+        return read[k]
+
+    def glued(k: int, *, at_end: bool) -> int | None:
+        return glued_rules(text, *paras[k], at_end=at_end, items=not steps[k], whole=given_up(k))
+
     def outside(k: int) -> bool:
-        return _directive(texts[k], steps[k]) and not (posts and _post_that_asks(texts[k]))
+        # a document with a rule on the prompt's own parts glued to it gives up only those lines
+        return given_up(k) and glued(k, at_end=False) is None and glued(k, at_end=True) is None
 
     first, last = 0, len(paras)
     while first < last and outside(first):
         first += 1
     while last > first and outside(last - 1):
         last -= 1
-    return (paras[first][0], paras[last - 1][1]) if first < last else None
+    if first >= last:
+        return None
+    a, b = glued(first, at_end=False), glued(last - 1, at_end=True)
+    a, b = paras[first][0] if a is None else a, paras[last - 1][1] if b is None else b
+    return (a, b) if a < b else None
 
 
 def _directive(para: str, step: bool) -> bool:
@@ -214,9 +231,16 @@ def _last_documents(text: str, s: int, e: int) -> tuple[int, int] | None:
         if heads:
             start = min(start, heads[-1])
             break
-        if _directive(texts[k], steps[k]) or _colon_line(text, lines):
+        given_up = _directive(texts[k], steps[k]) or _colon_line(text, lines)
+        glued = glued_rules(text, a, b, at_end=False, items=not steps[k], whole=given_up)
+        if glued is not None:  # a rule glued to the first document's start: only its lines are given up
+            a = glued
+            given_up = given_up and _colon_line(text, _lines(text, a, b))
+        if given_up:
             break
         start = a
+        if glued is not None:
+            break
     s, e = strip_span(text, start, e)
     return (s, e) if e > s else None
 
@@ -229,14 +253,20 @@ def _first_documents(text: str, s: int, e: int) -> tuple[int, int] | None:
     texts = [text[a:b] for a, b in paras]
     steps = numbered_steps(texts)
     for k, (a, b) in enumerate(paras):
-        lines = _lines(text, a, b)
-        if _directive(texts[k], steps[k]) or _colon_line(text, lines):
+        given_up = _directive(texts[k], steps[k]) or _colon_line(text, _lines(text, a, b))
+        glued = glued_rules(text, a, b, at_end=True, items=not steps[k], whole=given_up)
+        if glued is not None:  # a rule glued to the last document's end: only its lines are given up
+            b = glued
+            given_up = given_up and _colon_line(text, _lines(text, a, b))
+        if given_up:
             break
         label = LABEL.search(text, a, b)
         if label is not None:
             end = max(end, label.start())
             break
         end = b
+        if glued is not None:
+            break
     s, e = strip_span(text, s, end)
     return (s, e) if e > s else None
 

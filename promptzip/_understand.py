@@ -22,7 +22,9 @@ out byte for byte. The rules, first match wins:
    label (``Question:``, ``Query:``, ``Answer:``, ``Instruction:``, ``## Instructions``, any DSPy field marker …),
    is context, less the template's words at its end (an instruction before ``Question:``, CrewAI's ``Begin! …`` and
    ``Thought:``) and at its start (``Context:\\n\\nNever invent facts.\\n\\n…``; a document's first paragraph that
-   merely opens as an instruction may, ``According to the 2010 census…``, stays context). A heading over a bare
+   merely opens as an instruction may, ``According to the 2010 census…``, stays context), and a rule on the prompt's
+   own parts on the line right after the last document or before the first one (``…by the lifeboat.\\nOnly use
+   the provided context.``; a how-to's last step, ``Keep refrigerated.``, stays context). A heading over a bare
    template slot (``{context}``, a template showing its own layout) is not.
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``): up to two short leading
    paragraphs that read as instructions (or, in the turn being answered, a first one that asks a question) and the

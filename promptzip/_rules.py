@@ -49,9 +49,11 @@ MAX_LEAD_CHARS = 1500
 _TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
 _DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
 _QUOTE_FENCE = re.compile(r'"""')
+# A retrieval template's names for what it retrieved ("Docs:", "Retrieved chunks:", "Knowledge base:"), not a task's
+# input ("Article:", "Text:", "Transcript:" name what the task works on, which is not cut)
 _NOUNS = (
-    r"(?:context(?:[ \t]+information)?|contexts|documents?|sources?|passages?|search[ \t]+results|references|"
-    r"background(?:[ \t]+information)?)"
+    r"(?:context(?:[ \t]+information)?|contexts|documents?|docs|sources?|passages?|search[ \t]+results|references|"
+    r"background(?:[ \t]+information)?|excerpts|snippets|chunks|knowledge[ \t]+base)"
 )
 # "New Context:" is LlamaIndex's chat refine prompt
 _ADJECTIVE = r"(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+|new[ \t]+)?"

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import h11
@@ -77,7 +76,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from promptzip.integrations.proxy._dialects import DIALECTS, Dialect, dialect_for
 from promptzip.integrations.proxy._errors import HeaderTimeout, Overloaded, error_headers, error_response
-from promptzip.integrations.proxy._send_progress import SendClock, floor_bytes
+from promptzip.integrations.proxy._send_progress import SendClock, floor_bytes, socket_count
 
 if TYPE_CHECKING:
     from promptzip.integrations.proxy._metrics import Metrics
@@ -306,7 +305,7 @@ class GuardedH11(H11Protocol):
         if self.transport.is_closing():
             return False
         sock = self.transport.get_extra_info("socket")
-        return sock is None or not _unread_bytes(sock.fileno())
+        return sock is None or not socket_count(sock.fileno(), "FIONREAD")
 
     def make_room(self, limit: str) -> None:
         """Close this connection, which waits for a request, to make room for a new one under ``limit``: out of the
@@ -352,25 +351,6 @@ class GuardedH11(H11Protocol):
             self.transport.write(self.guard.late_answer)
         self.transport.close()
         self._watch_close()
-
-
-def _unread_bytes(fd: int) -> int | None:
-    """The bytes the kernel holds for the socket ``fd`` that the process has not read (``ioctl(FIONREAD)``), or
-    ``None`` where it does not say (no ``fcntl``, as on Windows; a closed socket; the ioctl fails). The ioctl needs
-    only the descriptor, so it works whatever socket object a transport hands out (asyncio's has no ``recv`` to peek
-    with) and reads nothing."""
-    if fd < 0:
-        return None
-    try:
-        import fcntl
-        import termios
-    except ImportError:
-        return None
-    try:
-        count: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0]
-    except OSError:
-        return None
-    return count
 
 
 def server_options(app: Any) -> dict[str, Any]:

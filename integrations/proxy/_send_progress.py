@@ -32,7 +32,7 @@ import struct
 import sys
 from collections.abc import Callable
 
-__all__ = ["MIN_SEND_RATE", "SendClock", "floor_bytes", "kernel_queue"]
+__all__ = ["MIN_SEND_RATE", "SendClock", "floor_bytes", "kernel_queue", "socket_count"]
 
 MIN_SEND_RATE = 512  # the default min_send_rate: bytes a second a client must take of its answer
 
@@ -46,14 +46,26 @@ def floor_bytes(seconds: float, rate: int = MIN_SEND_RATE) -> int:
 def kernel_queue(fd: int) -> int | None:
     """The bytes the kernel holds for the socket ``fd``, unsent or unacknowledged, or ``None`` where it does not say
     (not Linux, not a connected stream socket, or a closed one)."""
-    if not sys.platform.startswith("linux") or fd < 0:
+    if not sys.platform.startswith("linux"):
         return None
-    import fcntl
-    import termios
+    return socket_count(fd, "TIOCOUTQ")
 
+
+def socket_count(fd: int, request: str) -> int | None:
+    """The count the ``termios`` ioctl ``request`` gives for the socket ``fd`` (``TIOCOUTQ``: what it has not sent
+    or had acknowledged; ``FIONREAD``: what has come and is not read), or ``None`` where it does not say (no
+    ``fcntl``, as on Windows; a closed socket; the ioctl fails). The ioctl needs only the descriptor, so it works
+    whatever socket object a transport hands out, and reads nothing."""
+    if fd < 0:
+        return None
     try:
-        count: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, bytes(4)))[0]
-    except OSError:
+        import fcntl
+        import termios
+    except ImportError:
+        return None
+    try:
+        count: int = struct.unpack("i", fcntl.ioctl(fd, getattr(termios, request), bytes(4)))[0]
+    except (OSError, AttributeError):
         return None
     return count
 

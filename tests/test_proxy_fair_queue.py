@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from proxy_helpers import settings
+from starlette.testclient import TestClient
 
 from promptzip._errors import DeadlineExceeded
 from promptzip._pipeline import Zipper
@@ -360,3 +361,19 @@ def test_the_proxy_gives_a_freed_upstream_connection_to_the_other_client(upstrea
         order = [r.json()["messages"][0]["content"] for r in upstream.requests[before:]]
     assert sorted(order[:2]) == ["a0", "a1"]
     assert order.index("b0") == (2 if fair else 6)
+
+
+def test_answers_read_whole_by_an_in_memory_transport_hold_no_connection() -> None:
+    """``httpx.MockTransport`` reads each answer whole and closes it before the proxy sees it: each must give its
+    upstream connection back at once (else, one connection, the second request waits out ``timeouts.pool``)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ok": True})
+
+    s = settings("http://upstream.invalid/v1", max_connections=1, timeouts={"pool": 0.5})
+    app = create_app(s, transport=httpx.MockTransport(answer))
+    with TestClient(app) as client:
+        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+        statuses = [client.post(ROUTE, json=chat).status_code for _ in range(3)]
+        assert statuses == [200, 200, 200]
+        assert app.state.proxy.upstream_slots.in_use == 0

@@ -81,7 +81,11 @@ class _Releasing(httpx.AsyncByteStream):
 
 
 def release_on_close(response: httpx.Response, release: Callable[[], None]) -> None:
-    """Call ``release`` once ``response`` (sent with ``stream=True``) is closed: its upstream connection is free."""
+    """Call ``release`` once ``response`` (sent with ``stream=True``) is closed: its upstream connection is free. One
+    closed already (read whole by an in-memory transport, ``httpx.MockTransport``) holds none: released at once."""
+    if response.is_closed:
+        release()
+        return
     stream = response.stream
     if not isinstance(stream, httpx.AsyncByteStream):
         raise TypeError("release_on_close needs an async response stream")

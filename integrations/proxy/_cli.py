@@ -105,7 +105,8 @@ def _add_compression_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
-    """Timeouts, body sizes, client connections and the compression slots: what no client may exceed."""
+    """Timeouts, body sizes, client connections and (:func:`_add_compression_limits`) the compression slots: what no
+    client may exceed."""
     p.add_argument("--timeout", type=float, help="seconds to wait for the upstream's answer (default: 600)")
     p.add_argument("--connect-timeout", type=float, help="seconds to connect to the upstream (default: 5)")
     p.add_argument(
@@ -174,6 +175,11 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         help="client connections open at once from one address, so that one client cannot take them all; not "
         "behind a load balancer, where every client has its address; 'none': no cap (default: none)",
     )
+    _add_compression_limits(p)
+
+
+def _add_compression_limits(p: argparse.ArgumentParser) -> None:
+    """The compression slots: how long one chat may take, how many may wait, and in whose turn."""
     p.add_argument(
         "--compression-deadline",
         type=float,

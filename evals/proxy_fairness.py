@@ -1,6 +1,7 @@
 """``proxy-fairness``: one client flooding the proxy, another sending one request at a time.
 
-    python -P -m promptzip.evals.proxy_fairness   # evals/results/proxy_fairness.{json,md}
+    python -P -m promptzip.evals.proxy_fairness                # evals/results/proxy_fairness.{json,md}
+    python -P -m promptzip.evals.proxy_fairness --shared-key   # evals/results/proxy_fairness_users.{json,md}
 
 Runs the same load twice, each through a fresh ``promptzip proxy`` process (the real ``fast`` preset, its models
 loaded by one compression before timing, a memory cache) in front of the recording fake upstream on 127.0.0.1:
@@ -17,6 +18,10 @@ once with ``--fair-queue`` (the default: turns by client, :mod:`promptzip.integr
   ``--upstream-flood`` requests in flight whose answers the upstream holds ``--slow-s`` seconds each (streamed
   answers of a long generation, say; ``x-promptzip-disable``, so no compression), and the quiet client sends
   ``--quiet`` requests answered at once, one at a time, ``--pause-s`` apart, from ``--quiet-after`` seconds on.
+
+With ``--shared-key`` both clients send with one API key and name themselves in the body's ``user`` (an app that
+serves many people with one key): only the compression phase runs (a chat sent with ``x-promptzip-disable`` is not
+read, so its user is not known upstream), and the turns are the end users' inside the key's.
 
 The report gives, per run, phase and client, the answers by HTTP status and ``x-promptzip-status`` (``compressed``,
 ``fail-open`` past the deadline, ``error`` for a 503, ``passthrough``), each request's seconds, the proxy's
@@ -82,6 +87,7 @@ class Load:
     slow_s: float = 2.0  # how long the upstream holds each of them
     upstream_seconds: float = 20.0  # how long the flooder keeps them coming
     seed: int = 0
+    shared_key: bool = False  # one API key for both clients, each named by the body's "user"
 
 
 class Chats:
@@ -168,14 +174,15 @@ async def _load(base: str, load: Load) -> list[Answer]:
     chats = Chats(load.seed, load.chars)
     answers: list[Answer] = []
     size = max(load.flood, load.upstream_flood) + 4
-    keys = {"flooder": FLOODER, "quiet": QUIET}
+    keys = {"flooder": FLOODER, "quiet": FLOODER if load.shared_key else QUIET}
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=size)) as http:
         warm = await _send(http, ("warm-up", "quiet", time.monotonic()), QUIET, chats.next())  # the models load
         if warm.status != 200:
             raise RuntimeError(f"the warm-up chat was answered {warm.status} ({warm.outcome})")
 
         async def compress(client: str, t0: float) -> Answer:
-            return await _send(http, ("compression", client, t0), keys[client], chats.next())
+            named = {"user": f"{client}-user"} if load.shared_key else {}
+            return await _send(http, ("compression", client, t0), keys[client], {**chats.next(), **named})
 
         async def relay(client: str, t0: float) -> Answer:
             mode = f"slow:{load.slow_s:g}" if client == "flooder" else "ok"
@@ -183,7 +190,8 @@ async def _load(base: str, load: Load) -> list[Answer]:
             return await _send(http, ("upstream", client, t0), keys[client], SHORT, headers)
 
         await _flood_beside_quiet(answers, "compression", load, load.flood, load.seconds, compress)
-        await _flood_beside_quiet(answers, "upstream", load, load.upstream_flood, load.upstream_seconds, relay)
+        if not load.shared_key:
+            await _flood_beside_quiet(answers, "upstream", load, load.upstream_flood, load.upstream_seconds, relay)
     return answers
 
 
@@ -259,13 +267,17 @@ def run_fairness(load: Load | None = None) -> dict[str, Any]:
                     "seconds": round(time.perf_counter() - started, 1),
                     "phases": {
                         phase: {client: _summary(answers, phase, client) for client in ("quiet", "flooder")}
-                        for phase in ("compression", "upstream")
+                        for phase in _phases(load)
                     },
                     "metrics": counters,
                     "answers": [asdict(a) for a in answers],
                 }
             )
     return {"runs": runs}
+
+
+def _phases(load: Load) -> tuple[str, ...]:
+    return ("compression",) if load.shared_key else ("compression", "upstream")
 
 
 def build_report(load: Load, command: str = COMMAND) -> dict[str, Any]:
@@ -278,28 +290,41 @@ def build_report(load: Load, command: str = COMMAND) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     cfg = report["load"]
+    shared = cfg.get("shared_key", False)
+    who = (
+        "one API key for both clients, each named by the body's `user`: the turns are the users' inside the key's"
+        if shared
+        else "one API key per client"
+    )
+    upstream_phase = (
+        ""
+        if shared
+        else f" **upstream**: the flooder keeps {cfg['upstream_flood']} requests in flight for "
+        f"{cfg['upstream_seconds']:g} s whose answers the upstream holds {cfg['slow_s']:g} s; the quiet client sends "
+        f"{cfg['quiet']} answered at once, one at a time, {cfg['pause_s']:g} s apart."
+    )
     lines = [
-        "# Proxy: one client floods it, another sends one request at a time",
+        "# Proxy: one user of an API key floods it, another user of the same key sends one request at a time"
+        if shared
+        else "# Proxy: one client floods it, another sends one request at a time",
         "",
         f"Command: `{report['command']}` · {report['date']} · {report['cpus']} CPUs, shared by the load generator, "
         f"the fake upstream and the proxy · load average before {report['load_before']}, after "
         f"{report['load_after']} · Python {report['python']}.",
         "",
         f"The proxy: the `fast` preset, rate 0.3, {cfg['threads']} compression threads, queue {cfg['queue']}, "
-        f"deadline {cfg['deadline']:g} s, {cfg['connections']} upstream connections, memory cache. **compression**: "
+        f"deadline {cfg['deadline']:g} s, {cfg['connections']} upstream connections, memory cache; {who}. "
+        "**compression**: "
         f"the flooder keeps {cfg['flood']} distinct chats (about {cfg['chars']:,} characters of documents each, "
         f"every sentence with a random marker: no cache answers) in flight for {cfg['seconds']:g} s (and on until the "
         "quiet client is done, in both phases) and waits "
         f"{cfg['retry_s']:g} s after a 503; the quiet client sends {cfg['quiet']} such chats one at a time from "
-        f"{cfg['quiet_after']:g} s on, {cfg['pause_s']:g} s apart. **upstream**: the flooder keeps "
-        f"{cfg['upstream_flood']} requests in flight for {cfg['upstream_seconds']:g} s whose answers the upstream "
-        f"holds {cfg['slow_s']:g} s; the quiet client sends {cfg['quiet']} answered at once, one at a time, "
-        f"{cfg['pause_s']:g} s apart. Neither phase's requests are cached.",
+        f"{cfg['quiet_after']:g} s on, {cfg['pause_s']:g} s apart.{upstream_phase} No request is cached.",
         "",
         "| phase | queue | client | requests | HTTP status | x-promptzip-status | median s | p90 s | max s |",
         "|---|---|---|---:|---|---|---:|---:|---:|",
     ]
-    for phase in ("compression", "upstream"):
+    for phase in report["runs"][0]["phases"]:
         for run in report["runs"]:
             name = "fair (default)" if run["fair_queue"] else "by arrival (--no-fair-queue)"
             for client in ("quiet", "flooder"):
@@ -312,18 +337,23 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "Seconds are each request's, from sending it to its answer, whatever the answer.", ""]
     for run in report["runs"]:
         name = "fair" if run["fair_queue"] else "by arrival"
-        compression, upstream = run["phases"]["compression"], run["phases"]["upstream"]
+        compression, upstream = run["phases"]["compression"], run["phases"].get("upstream")
         q = compression["quiet"]
         done = q["seconds_compressed"]
         took = f"median {done['median']:.2f} s, max {done['max']:.2f} s" if done else "none"
-        relayed = upstream["quiet"]["seconds_all"]
+        relayed = upstream["quiet"]["seconds_all"] if upstream else None
         waited = f"median {relayed['median']:.2f} s, max {relayed['max']:.2f} s" if relayed else "none"
+        answered = (
+            f"; the quiet client's upstream requests answered 200 {upstream['quiet']['statuses'].get('200', 0)} of "
+            f"{upstream['quiet']['requests']} ({waited})"
+            if upstream
+            else ""
+        )
         counters = ", ".join(f"{k} {v:g}" for k, v in sorted(run["metrics"].items()))
         lines.append(
             f"- {name}: the quiet client's chats compressed {q['compressed']} of {q['requests']} ({took}), the "
-            f"flooder's {compression['flooder']['compressed']} of {compression['flooder']['requests']}; the quiet "
-            f"client's upstream requests answered 200 {upstream['quiet']['statuses'].get('200', 0)} of "
-            f"{upstream['quiet']['requests']} ({waited}); /metrics: {counters}; run {run['seconds']:g} s"
+            f"flooder's {compression['flooder']['compressed']} of {compression['flooder']['requests']}{answered}; "
+            f"/metrics: {counters}; run {run['seconds']:g} s"
         )
     return "\n".join(lines) + "\n"
 
@@ -351,6 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--upstream-seconds", type=float, default=d.upstream_seconds, help="the upstream flood's length"
     )
+    parser.add_argument(
+        "--shared-key", action="store_true", help="one API key, the clients named by the body's user (compression)"
+    )
     parser.add_argument("--out", type=Path, default=Path("evals/results"), help="folder (default evals/results)")
     args = parser.parse_args(argv)
     load = Load(
@@ -368,9 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         connections=args.connections,
         slow_s=args.slow_s,
         upstream_seconds=args.upstream_seconds,
+        shared_key=args.shared_key,
     )
     report = build_report(load, " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]))
-    write_report(args.out, "proxy_fairness", report, markdown)
+    write_report(args.out, "proxy_fairness_users" if load.shared_key else "proxy_fairness", report, markdown)
     return 0
 
 

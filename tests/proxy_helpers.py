@@ -1,10 +1,12 @@
-"""What the proxy tests share: a model-free Zipper factory and settings for a fake upstream."""
+"""What the proxy tests share: a model-free Zipper factory, settings for a fake upstream, and a compressor that
+waits behind a gate (the fair-queue tests)."""
 
 from __future__ import annotations
 
 import json
 import re
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +29,25 @@ def bm25(preset: str, target: str, cache: Cache) -> Zipper:
 
 def settings(upstream: str, **kw: Any) -> ProxySettings:
     return ProxySettings(**{"upstream": upstream, "cache": "memory", "min_tokens": 50, **kw})
+
+
+class Recording(Compressor):
+    """BM25 selection that waits for ``gate`` on chats holding a ``TAG-`` word, recording each chat's tags in the
+    order the compression thread took them."""
+
+    name = "recording"
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.order: list[str] = []
+        self.inner = ExtractiveCompressor(BM25Scorer(), min_relevance=None)
+
+    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
+        tags = [word for c in chunks for word in c.text.split() if word.startswith("TAG-")]
+        self.order.extend(tags)
+        if tags:
+            assert self.gate.wait(timeout=30), "the test never opened the gate"
+        return self.inner.propose(chunks, query, tokenizer)
 
 
 class Exploding(Compressor):

@@ -10,26 +10,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import settings
+from proxy_helpers import Recording, settings
 from starlette.testclient import TestClient
 
 from promptzip._errors import DeadlineExceeded
 from promptzip._pipeline import Zipper
-from promptzip._roles import Compressor
-from promptzip._tokenizers import Tokenizer
-from promptzip._types import Chunk, Variant
-from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import TenantSettings, create_app, key_digest
 from promptzip.integrations.proxy._fair import FairQueue, FairSlots
 from promptzip.integrations.proxy._options import parse_options
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
-from promptzip.retrievers.sparse import BM25Scorer
 
 ROUTE = "/v1/chat/completions"
 KEY_A = "sk-alice-00000000000000000000000000000000"
@@ -196,25 +191,6 @@ def test_a_client_is_the_tenant_else_a_keyed_hash_of_the_credential() -> None:
 
 
 # ------------------------------------------------------------------------------------------ the proxy
-class Recording(Compressor):
-    """BM25 selection that waits for ``gate`` on chats holding "BLOCK", recording each chat's tag in the order
-    the compression thread took them."""
-
-    name = "recording"
-
-    def __init__(self, gate: threading.Event) -> None:
-        self.gate = gate
-        self.order: list[str] = []
-        self.inner = ExtractiveCompressor(BM25Scorer(), min_relevance=None)
-
-    def _propose(self, chunks: Sequence[Chunk], query: str | None, tokenizer: Tokenizer) -> list[list[Variant]]:
-        tags = [word for c in chunks for word in c.text.split() if word.startswith("TAG-")]
-        self.order.extend(tags)
-        if tags:
-            assert self.gate.wait(timeout=30), "the test never opened the gate"
-        return self.inner.propose(chunks, query, tokenizer)
-
-
 def body(tag: str) -> dict[str, Any]:
     return {
         "model": "gpt-4o",

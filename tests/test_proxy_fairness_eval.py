@@ -6,6 +6,8 @@ the fair queue; and the report renders. Latencies are the eval's, not asserted h
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from promptzip.evals.proxy_fairness import Load, build_report, markdown
@@ -48,3 +50,21 @@ def test_the_quiet_client_is_served_beside_a_flood() -> None:
     text = markdown(report)
     assert "| compression | fair (default) | quiet | 2 | 200 2 |" in text
     assert "| upstream | by arrival (--no-fair-queue) | quiet | 2 |" in text
+
+
+@pytest.mark.slow
+def test_another_user_of_the_same_key_is_served_beside_a_flood() -> None:
+    """``--shared-key``: both clients send with one API key and name themselves in the body's ``user``; only the
+    compression phase runs, and with the fair queue the quiet user is never refused."""
+    load = dataclasses.replace(LOAD, shared_key=True, seconds=6.0)
+    report = build_report(load, "c --shared-key")
+    fair, fifo = report["runs"]
+    for run in (fair, fifo):
+        assert list(run["phases"]) == ["compression"]
+        assert {a["phase"] for a in run["answers"]} == {"compression"}
+    assert fair["phases"]["compression"]["quiet"]["statuses"] == {"200": LOAD.quiet}
+    assert fifo["metrics"]["compressions_shed_total"] == 0
+    text = markdown(report)
+    assert "# Proxy: one user of an API key floods it" in text
+    assert "| compression | fair (default) | quiet | 2 | 200 2 |" in text
+    assert "**upstream**" not in text

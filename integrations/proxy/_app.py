@@ -103,7 +103,13 @@ from promptzip.integrations.proxy._guard import FramingGuard
 from promptzip.integrations.proxy._logs import describe, log_config
 from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, ObserveMiddleware
 from promptzip.integrations.proxy._openai_batches import BatchFiles
-from promptzip.integrations.proxy._options import client_of, parse_options, with_cache_key, with_model_pricing
+from promptzip.integrations.proxy._options import (
+    client_of,
+    parse_options,
+    with_cache_key,
+    with_end_user,
+    with_model_pricing,
+)
 from promptzip.integrations.proxy._paths import upstream_path, v1_segments
 from promptzip.integrations.proxy._relay import Relay, release_on_close
 from promptzip.integrations.proxy._requests import (
@@ -284,10 +290,13 @@ class _Proxy:
         arrived = time.monotonic()
         payload = parse_json(body)
         options = parse_options(request.headers, route, self.settings, self.compressions.secret)
+        options = with_end_user(options, payload, self.compressions.secret)
+        user = options.user
         chat = dialect.read(payload, history=options.history)  # what a cache breakpoint keeps depends on it
         if isinstance(chat, str):  # a valid body with nothing the dialect may change: the upstream decides
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, {**status_headers("passthrough", chat), **_NO_REGIONS})
+            extra = {**status_headers("passthrough", chat), **_NO_REGIONS}
+            return await self._forward(request, body, extra, user=user)
         messages = chat.messages
         options = with_model_pricing(with_cache_key(options, payload), payload)
         started = time.perf_counter()
@@ -321,10 +330,11 @@ class _Proxy:
         }
         if outcome.messages is None:
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, {**status_headers("passthrough", outcome.reason), **headers})
+            extra = {**status_headers("passthrough", outcome.reason), **headers}
+            return await self._forward(request, body, extra, user=user)
         new_body = encode(dialect.write(payload, chat, outcome.messages))
         self.metrics.compressions.inc("compressed")
-        return await self._forward(request, new_body, {**status_headers("compressed"), **headers})
+        return await self._forward(request, new_body, {**status_headers("compressed"), **headers}, user=user)
 
     async def _compression_failed(
         self, request: Request, body: bytes, options: Options, exc: Exception, seconds: float, dialect: Dialect
@@ -350,7 +360,7 @@ class _Proxy:
             "x-promptzip-scope": options.scope,
             **limit,
         }
-        return await self._forward(request, body, headers)
+        return await self._forward(request, body, headers, user=options.user)
 
     # ------------------------------------------------------------------------------------- on the event loop
     def _count_small(self, messages: list[dict[str, Any]], options: Options) -> Outcome | None:
@@ -371,8 +381,16 @@ class _Proxy:
         return self._upstream.copy_with(raw_path=path + (b"?" + query if query else b""))
 
     async def _forward(
-        self, request: Request, body: bytes | Streamed, extra: Mapping[str, str], *, content_type: str | None = None
+        self,
+        request: Request,
+        body: bytes | Streamed,
+        extra: Mapping[str, str],
+        *,
+        content_type: str | None = None,
+        user: str = "",
     ) -> Response:
+        """Send the request upstream and relay its answer, once a connection is free for the request's client and
+        end user ``user`` (``Options.user``: a compressed route's, read from the body)."""
         if not self._clients:
             raise RuntimeError("the proxy's lifespan has not run: serve the app with uvicorn or enter its lifespan")
         client = next(self._turn)
@@ -389,16 +407,16 @@ class _Proxy:
         who = client_of(request.headers, self.settings, self.compressions.secret)
         try:
             async with asyncio.timeout(self.settings.timeouts.pool):
-                await self.upstream_slots.acquire(who)
+                await self.upstream_slots.acquire(who, user)
         except TimeoutError as exc:
             self.metrics.upstream_errors.inc("pool")
             raise UpstreamError("the proxy has no free upstream connection; retry later", status_code=503) from exc
         try:
             response = await self._send(client, upstream_request)
         except BaseException:
-            self.upstream_slots.release(who)
+            self.upstream_slots.release(who, user)
             raise
-        release_on_close(response, lambda: self.upstream_slots.release(who))
+        release_on_close(response, lambda: self.upstream_slots.release(who, user))
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in response_drop(response.headers)]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
         return Relay(response, headers, self.metrics)

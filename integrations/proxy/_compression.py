@@ -175,7 +175,7 @@ class Compressions:
             return loop.run_in_executor(self._compute, self._compress, key, messages, options, tokens_in, at)
 
         try:
-            job = self._queue.submit(options.client, start, expires=at, refused=refused)
+            job = self._queue.submit(options.client, start, expires=at, refused=refused, user=options.user)
         except Overloaded:
             self.metrics.overloaded.inc()
             raise

@@ -4,7 +4,10 @@ The compression threads are few (``compression_threads``) and a compression take
 of the waiting ones decides who is served. Served first come, first served, one client that sends many chats at
 once (a batch job, an agent fanning out, a retry storm) fills the queue: every other client then waits behind all
 of its chats, past its deadline, or is refused with 503 at the door. A client is the request's tenant, else its
-credential (:attr:`~._requests.Options.client`).
+credential (:attr:`~._requests.Options.client`). Inside a client, the end users its bodies name
+(:attr:`~._requests.Options.user`: an app that serves many people with one key) take the client's turns in turn, by
+the same rules: one user's batch does not hold up the others of the same key, and naming many users never gives a
+client more than its own turn.
 
 :class:`FairQueue` keeps the same two bounds and changes only the order and whom a full queue refuses:
 
@@ -15,7 +18,9 @@ credential (:attr:`~._requests.Options.client`).
   waiting compression of the client holding the most is shed (its requests get the 503 and ``retry-after`` the
   newcomer would have got) when that client holds at least two more than the newcomer's client would: the one who
   filled the queue gets the refusals. Otherwise the newcomer is refused, as before. A running compression is never
-  stopped; and a client alone, or every client holding its share, is served first come, first served.
+  stopped; and a client alone, or every client holding its share, is served first come, first served. When the
+  newcomer's own client holds the most, the newest waiting compression of its user holding the most is shed instead,
+  when that user holds at least two more than the newcomer's.
 
 With ``fair=False`` every request counts as one client: the order of arrival, and the newcomer refused when full.
 
@@ -44,9 +49,13 @@ from promptzip._errors import DeadlineExceeded
 __all__ = ["FairQueue", "FairSlots"]
 
 
+# A waiting entry's place: its client, then the end user inside that client ("" when the request names none)
+Key = tuple[str, str]
+
+
 @dataclass(eq=False, slots=True)
 class _Job:
-    client: str
+    key: Key
     start: Callable[[], asyncio.Future[Any]]
     expires: float  # time.monotonic() past which it is not started
     refused: Callable[[], BaseException]  # what its requests get when it is shed
@@ -55,52 +64,96 @@ class _Job:
 
 
 class _Turns:
-    """Who of the clients with something waiting goes next: the one with the fewest running; among those, the one
-    whose last turn is the longest ago (a client that held nothing before first); then the oldest waiting entry.
-    The entries of ``waiting`` have an ``order`` (from :meth:`order`)."""
+    """Who of those with something waiting goes next: first the client, then the end user inside it, each chosen
+    the same way: the fewest running; among those, the one whose last turn is the longest ago (one that held nothing
+    before first); then the oldest waiting entry. So end users who share a client share its turns, and naming many
+    users never wins a client more than its own. The entries of ``waiting`` have an ``order`` (from :meth:`order`)."""
 
     def __init__(self) -> None:
-        self.running: Counter[str] = Counter()
-        self._last: dict[str, int] = {}  # when each client's last entry started (until it is forgotten)
+        self.running: Counter[Key] = Counter()
+        self._clients: Counter[str] = Counter()  # running, per client
+        self._last: dict[Key | str, int] = {}  # when each client's and user's last entry started (until forgotten)
         self._orders = itertools.count()
 
     def order(self) -> int:
         return next(self._orders)
 
-    def pick(self, waiting: Mapping[str, deque[Any]]) -> str:
-        return min(waiting, key=lambda c: (self.running[c], self._last.get(c, -1), waiting[c][0].order))
+    def pick(self, waiting: Mapping[Key, deque[Any]]) -> Key:
+        oldest = _oldest(waiting)
+        client = min(oldest, key=lambda c: (self._clients[c], self._last.get(c, -1), oldest[c]))
+        users = (k for k in waiting if k[0] == client)
+        return min(users, key=lambda k: (self.running[k], self._last.get(k, -1), waiting[k][0].order))
 
-    def start(self, client: str) -> None:
-        self.running[client] += 1
-        self._last[client] = next(self._orders)
+    def start(self, key: Key) -> None:
+        self.running[key] += 1
+        self._clients[key[0]] += 1
+        self._last[key] = self._last[key[0]] = next(self._orders)
 
-    def end(self, client: str) -> None:
-        self.running[client] -= 1
-        if self.running[client] <= 0:
-            del self.running[client]
+    def end(self, key: Key) -> None:
+        self.running[key] -= 1
+        if self.running[key] <= 0:
+            del self.running[key]
+        self._clients[key[0]] -= 1
+        if self._clients[key[0]] <= 0:
+            del self._clients[key[0]]
 
-    def forget(self, client: str) -> None:
-        """``client`` holds nothing any more: its next entry counts as a newcomer's."""
-        self._last.pop(client, None)
+    def forget(self, key: Key, *, client: bool) -> None:
+        """``key`` holds nothing any more (and its whole client nothing, when ``client``): its next entry counts as a
+        newcomer's."""
+        self._last.pop(key, None)
+        if client:
+            self._last.pop(key[0], None)
+
+
+def _oldest(waiting: Mapping[Key, deque[Any]]) -> dict[str, int]:
+    """The order of each client's oldest waiting entry."""
+    oldest: dict[str, int] = {}
+    for (client, _), queue in waiting.items():
+        oldest[client] = min(oldest.get(client, queue[0].order), queue[0].order)
+    return oldest
+
+
+class _Held:
+    """Running plus waiting, per client and per end user inside it."""
+
+    def __init__(self) -> None:
+        self.users: Counter[Key] = Counter()
+        self.clients: Counter[str] = Counter()
+
+    def add(self, key: Key) -> None:
+        self.users[key] += 1
+        self.clients[key[0]] += 1
+
+    def drop(self, key: Key, turns: _Turns) -> None:
+        self.users[key] -= 1
+        self.clients[key[0]] -= 1
+        if self.users[key] <= 0:
+            del self.users[key]
+            emptied = self.clients[key[0]] <= 0
+            if emptied:
+                del self.clients[key[0]]
+            turns.forget(key, client=emptied)
 
 
 class FairQueue:
     """At most ``capacity`` compressions admitted and ``slots`` running; whose runs next and whose is shed, by
-    client (module docstring). ``on_shed`` is called once per shed compression (a metric)."""
+    client and end user (module docstring). ``on_shed`` is called once per shed compression (a metric)."""
 
     def __init__(self, capacity: int, slots: int, *, fair: bool = True, on_shed: Callable[[], None] = lambda: None):
         self.capacity, self.slots, self.fair = capacity, slots, fair
         self._on_shed = on_shed
-        self._waiting: dict[str, deque[_Job]] = {}  # per client, oldest first; no empty deques
-        self._held: Counter[str] = Counter()  # running + waiting, per client
+        self._waiting: dict[Key, deque[_Job]] = {}  # per client and user, oldest first; no empty deques
+        self._held = _Held()
         self._turns = _Turns()
 
     @property
     def admitted(self) -> int:
-        return self._held.total()
+        return self._held.clients.total()
 
-    def held(self, client: str) -> int:
-        return self._held[self._key(client)]
+    def held(self, client: str, user: str | None = None) -> int:
+        """What ``client`` holds (running or waiting), or only its end user ``user``'s share of it."""
+        key = self._key(client, user or "")
+        return self._held.clients[key[0]] if user is None else self._held.users[key]
 
     def submit(
         self,
@@ -109,12 +162,13 @@ class FairQueue:
         *,
         expires: float,
         refused: Callable[[], BaseException],
+        user: str = "",
     ) -> asyncio.Future[Any]:
-        """Admit a compression for ``client``: a future of what ``start()``'s future gives once a thread has run
-        it, or ``refused()`` when it is shed while waiting, or :class:`~promptzip.DeadlineExceeded` when it is still
-        waiting at ``expires``. Raises ``refused()`` at once when the queue is full and no other client holds more
-        than its share."""
-        key = self._key(client)
+        """Admit a compression for ``client`` (and its end user ``user``): a future of what ``start()``'s future
+        gives once a thread has run it, or ``refused()`` when it is shed while waiting, or
+        :class:`~promptzip.DeadlineExceeded` when it is still waiting at ``expires``. Raises ``refused()`` at once
+        when the queue is full and no other client (or other user of the same client) holds more than its share."""
+        key = self._key(client, user)
         if self.admitted >= self.capacity:
             victim = self._victim(key)
             if victim is None:
@@ -124,33 +178,43 @@ class FairQueue:
             self._on_shed()
         job = _Job(key, start, expires, refused, asyncio.get_running_loop().create_future(), self._turns.order())
         self._waiting.setdefault(key, deque()).append(job)
-        self._held[key] += 1
+        self._held.add(key)
         self._dispatch()
         return job.done
 
     # --------------------------------------------------------------------------------------------- inside
-    def _key(self, client: str) -> str:
-        return client if self.fair else ""
+    def _key(self, client: str, user: str) -> Key:
+        return (client, user) if self.fair else ("", "")
 
-    def _victim(self, key: str) -> _Job | None:
-        """The newest waiting job of the client that holds the most, when it holds two more than ``key`` would."""
-        heaviest = max(self._waiting, key=lambda c: (self._held[c], -self._waiting[c][0].order), default=None)
-        if heaviest is None or heaviest == key or self._held[heaviest] < self._held[key] + 2:
+    def _victim(self, key: Key) -> _Job | None:
+        """The newest waiting job of the client that holds the most, when it holds two more than ``key``'s would,
+        and of its user that holds the most; when ``key``'s own client holds the most, of its user that holds two
+        more than ``key`` would."""
+        if not self._waiting:
             return None
-        queue = self._waiting[heaviest]
+        held = self._held
+        oldest = _oldest(self._waiting)  # ties: whose wait began first
+        heaviest = max(oldest, key=lambda c: (held.clients[c], -oldest[c]))
+        if heaviest != key[0] and held.clients[heaviest] < held.clients[key[0]] + 2:
+            return None
+        users = [k for k in self._waiting if k[0] == heaviest and k != key]
+        user = max(users, key=lambda k: (held.users[k], -self._waiting[k][0].order), default=None)
+        if user is None or (heaviest == key[0] and held.users[user] < held.users[key] + 2):
+            return None
+        queue = self._waiting[user]
         job = queue.pop()
         if not queue:
-            del self._waiting[heaviest]
+            del self._waiting[user]
         return job
 
     def _next(self) -> _Job | None:
         if not self._waiting:
             return None
-        client = self._turns.pick(self._waiting)
-        queue = self._waiting[client]
+        key = self._turns.pick(self._waiting)
+        queue = self._waiting[key]
         job = queue.popleft()
         if not queue:
-            del self._waiting[client]
+            del self._waiting[key]
         return job
 
     def _dispatch(self) -> None:
@@ -162,18 +226,18 @@ class FairQueue:
                 self._finish(job)
                 job.done.set_exception(DeadlineExceeded("the compression waited past its deadline for a thread"))
                 continue
-            self._turns.start(job.client)
+            self._turns.start(job.key)
             try:
                 running = job.start()
             except Exception as exc:  # the executor is shut down (the app is stopping): its requests get the error
-                self._turns.end(job.client)
+                self._turns.end(job.key)
                 self._finish(job)
                 job.done.set_exception(exc)
                 continue
             running.add_done_callback(functools.partial(self._ran, job))
 
     def _ran(self, job: _Job, running: asyncio.Future[Any]) -> None:
-        self._turns.end(job.client)
+        self._turns.end(job.key)
         self._finish(job)
         if running.cancelled():
             job.done.cancel()
@@ -184,10 +248,7 @@ class FairQueue:
         self._dispatch()
 
     def _finish(self, job: _Job) -> None:
-        self._held[job.client] -= 1
-        if self._held[job.client] <= 0:
-            del self._held[job.client]
-            self._turns.forget(job.client)
+        self._held.drop(job.key, self._turns)
 
 
 @dataclass(eq=False, slots=True)
@@ -197,13 +258,13 @@ class _Waiter:
 
 
 class FairSlots:
-    """At most ``slots`` held at once, given out in turns by client (module docstring): :meth:`acquire` one (wait
-    for it under ``asyncio.timeout``), :meth:`release` it when done."""
+    """At most ``slots`` held at once, given out in turns by client and end user (module docstring): :meth:`acquire`
+    one (wait for it under ``asyncio.timeout``), :meth:`release` it when done, with the same names."""
 
     def __init__(self, slots: int, *, fair: bool = True) -> None:
         self.slots, self.fair = slots, fair
-        self._waiting: dict[str, deque[_Waiter]] = {}  # per client, oldest first; no empty deques
-        self._held: Counter[str] = Counter()  # holding or waiting, per client
+        self._waiting: dict[Key, deque[_Waiter]] = {}  # per client and user, oldest first; no empty deques
+        self._held = _Held()  # holding or waiting
         self._turns = _Turns()
 
     @property
@@ -214,9 +275,9 @@ class FairSlots:
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiting.values())
 
-    async def acquire(self, client: str) -> None:
-        key = client if self.fair else ""
-        self._held[key] += 1
+    async def acquire(self, client: str, user: str = "") -> None:
+        key = self._key(client, user)
+        self._held.add(key)
         if not self._waiting and self.in_use < self.slots:
             self._turns.start(key)
             return
@@ -226,33 +287,30 @@ class FairSlots:
             await waiter.future
         except BaseException:  # cancelled, or its timeout: given up (a slot granted meanwhile goes on)
             if waiter.future.done() and not waiter.future.cancelled():
-                self.release(client)
+                self.release(client, user)
             else:
                 queue = self._waiting.get(key)
                 if queue is not None and waiter in queue:
                     queue.remove(waiter)
                     if not queue:
                         del self._waiting[key]
-                self._let_go(key)
+                self._held.drop(key, self._turns)
             raise
 
-    def release(self, client: str) -> None:
-        key = client if self.fair else ""
+    def release(self, client: str, user: str = "") -> None:
+        key = self._key(client, user)
         self._turns.end(key)
-        self._let_go(key)
+        self._held.drop(key, self._turns)
         while self._waiting and self.in_use < self.slots:
-            next_client = self._turns.pick(self._waiting)
-            queue = self._waiting[next_client]
+            next_key = self._turns.pick(self._waiting)
+            queue = self._waiting[next_key]
             waiter = queue.popleft()
             if not queue:
-                del self._waiting[next_client]
+                del self._waiting[next_key]
             if waiter.future.done():  # cancelled: its acquire cleans up after itself
                 continue
-            self._turns.start(next_client)
+            self._turns.start(next_key)
             waiter.future.set_result(None)
 
-    def _let_go(self, key: str) -> None:
-        self._held[key] -= 1
-        if self._held[key] <= 0:
-            del self._held[key]
-            self._turns.forget(key)
+    def _key(self, client: str, user: str) -> Key:
+        return (client, user) if self.fair else ("", "")

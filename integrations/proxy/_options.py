@@ -47,6 +47,7 @@ __all__ = [
     "parse_options",
     "partition_for",
     "with_cache_key",
+    "with_end_user",
     "with_model_pricing",
 ]
 
@@ -160,6 +161,23 @@ def with_cache_key(options: Options, payload: object) -> Options:
         return replace(options, conversation=conversation_header(key, "prompt_cache_key"))
     except RequestError:
         return options
+
+
+def with_end_user(options: Options, payload: object, secret: bytes) -> Options:
+    """``options`` with the end user the body names (OpenAI's ``safety_identifier``, else its older ``user``, else
+    Anthropic's ``metadata.user_id``), as a keyed hash: an app that serves many people with one key names them so,
+    and they take turns inside the key's turns (._fair), which naming many users never makes more than the key's own.
+    A body that names none, or a name that is not a string, leaves ``options`` as they are."""
+    if not isinstance(payload, Mapping):
+        return options
+    metadata = payload.get("metadata")
+    named = (
+        payload.get("safety_identifier"),
+        payload.get("user"),
+        metadata.get("user_id") if isinstance(metadata, Mapping) else None,
+    )
+    user = next((n for n in named if isinstance(n, str) and n), None)
+    return options if user is None else replace(options, user=_keyed(user, secret) or "")
 
 
 def with_model_pricing(options: Options, payload: object) -> Options:

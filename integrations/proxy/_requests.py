@@ -87,9 +87,11 @@ class Options:
     history: str = "stable"
     conversation: str = ""
     pricing: CachePricing | None = None  # the route's cache prices; None: the target's (promptzip.pricing_for)
-    # Whose turn in the compression queue (._fair): "tenant:" and its name, else "key:" and a keyed hash of the
-    # credential, else "" (no credential).
+    # Whose turn in the compression queue and for upstream connections (._fair): "tenant:" and its name, else "key:"
+    # and a keyed hash of the credential, else "" (no credential); and inside it, a keyed hash of the end user the
+    # body names (._options.with_end_user), else "".
     client: str = ""
+    user: str = ""
 
     @property
     def partition(self) -> str:

@@ -12,7 +12,8 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     compression_deadline = 10.0              # seconds; past it the chat fails open (or closed)
     compression_queue = 16                   # compressions running or waiting; more are answered 503 + retry-after
     fair_queue = true                        # compressions and upstream connections in turns by client (tenant,
-                                             # else credential); false: by arrival
+                                             # else credential), then by the end user the body names; false: by
+                                             # arrival
     max_body_bytes = 10485760                # the largest body read whole (compressed routes); past it: 413
     max_buffered_bytes = 167772160           # bodies held in memory, all requests together; past it: 503
     min_body_rate = 16384                    # bytes/s: each such a body sends adds 1 s to timeouts.body
@@ -245,7 +246,7 @@ class ProxySettings(_Frozen):
     compression_deadline: float = Field(default=10.0, gt=0)
     compression_queue: int = Field(default=16, gt=0)
     # Whose waiting compression runs next, whose is shed when the queue is full, and who gets a freed upstream
-    # connection: by client (._fair).
+    # connection: by client, then by the end user its body names (._fair).
     fair_queue: bool = True
     compression_nice: int = Field(default=10, ge=0, le=19)
     io_threads: int = Field(default=16, gt=0)

@@ -1,0 +1,228 @@
+"""End users who share one key take turns inside its turns: an app that serves many people with one API key names
+each in the body (OpenAI's ``safety_identifier`` or ``user``, Anthropic's ``metadata.user_id``), and one user's batch
+no longer holds up the key's other users; naming many users never gives a key more than its own turn.
+
+The queue and the slots are driven on an event loop with futures the test settles; the proxy's behaviour runs through
+a real uvicorn server on 127.0.0.1 in front of the fake upstream, with one compression thread and a compressor that
+waits behind a gate."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from proxy_helpers import Recording, settings
+
+from promptzip._pipeline import Zipper
+from promptzip.integrations.proxy import create_app
+from promptzip.integrations.proxy._fair import FairQueue, FairSlots
+from promptzip.integrations.proxy._options import parse_options, with_end_user
+from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+
+ROUTE = "/v1/chat/completions"
+KEY = "sk-app-0000000000000000000000000000000000"
+SECRET = b"s" * 32
+TEXT = " ".join(
+    f"Line {i} of the ledger lists {i * 11} crates and {i * 2} barrels landed that week." for i in range(40)
+)
+
+
+class Refused(Exception):
+    pass
+
+
+class Runs:
+    """Each job's ``start``: records its name when a thread takes it; the test settles its future."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.futures: dict[str, asyncio.Future[str]] = {}
+
+    def start(self, name: str) -> Callable[[], asyncio.Future[str]]:
+        def run() -> asyncio.Future[str]:
+            self.started.append(name)
+            self.futures[name] = asyncio.get_running_loop().create_future()
+            return self.futures[name]
+
+        return run
+
+    async def finish_all(self, count: int) -> None:
+        for _ in range(count):
+            self.futures[self.started[-1]].set_result(self.started[-1])
+            await asyncio.sleep(0)
+
+
+def submit(queue: FairQueue, runs: Runs, client: str, user: str, name: str) -> asyncio.Future[Any]:
+    return queue.submit(client, runs.start(name), expires=1e18, refused=Refused, user=user)
+
+
+# ------------------------------------------------------------------------------------- the queue alone
+@pytest.mark.parametrize(
+    ("second_user", "fair", "expected"),
+    [
+        ("u2", True, ["a0", "b0", "c0", "a1", "a2", "a3"]),  # B's turn, then the key's other user, then u1 again
+        ("u1", True, ["a0", "b0", "a1", "a2", "a3", "c0"]),  # one user: its chats in the order they came
+        ("u2", False, ["a0", "a1", "a2", "a3", "c0", "b0"]),  # by arrival
+    ],
+)
+def test_users_of_one_key_take_its_turns_in_turn(second_user: str, fair: bool, expected: list[str]) -> None:
+    async def scenario() -> list[str]:
+        queue, runs = FairQueue(20, 1, fair=fair), Runs()
+        for i in range(4):
+            submit(queue, runs, "A", "u1", f"a{i}")
+        submit(queue, runs, "A", second_user, "c0")
+        submit(queue, runs, "B", "", "b0")
+        await runs.finish_all(6)
+        return runs.started
+
+    assert asyncio.run(scenario()) == expected
+
+
+def test_naming_many_users_gives_a_key_no_more_than_its_turn() -> None:
+    async def scenario() -> list[str]:
+        queue, runs = FairQueue(20, 1), Runs()
+        for i in range(4):
+            submit(queue, runs, "A", f"user-{i}", f"a{i}")  # a new user for every chat
+        for i in range(3):
+            submit(queue, runs, "B", "", f"b{i}")
+        await runs.finish_all(7)
+        return runs.started
+
+    assert asyncio.run(scenario()) == ["a0", "b0", "a1", "b1", "a2", "b2", "a3"]
+
+
+def test_a_full_queue_sheds_the_newest_wait_of_the_users_holding_the_most() -> None:
+    async def scenario() -> None:
+        queue, runs = FairQueue(4, 1), Runs()
+        batch = [submit(queue, runs, "A", "batch", f"a{i}") for i in range(4)]  # a0 runs, 3 wait: full
+        alice = [submit(queue, runs, "A", "alice", "alice0")]  # the same key: the batch's newest goes
+        with pytest.raises(Refused):
+            await batch[3]
+        alice.append(submit(queue, runs, "A", "alice", "alice1"))  # 3 against her 2 after it: a2 goes too
+        with pytest.raises(Refused):
+            await batch[2]
+        assert (queue.held("A"), queue.held("A", "batch"), queue.held("A", "alice")) == (4, 2, 2)
+        with pytest.raises(Refused):  # 2 against 3: she would be over her share, so she is the one refused
+            submit(queue, runs, "A", "alice", "alice2")
+        bob = submit(queue, runs, "B", "", "b0")  # another key: A holds the most, and one of its users pays
+        with pytest.raises(Refused):
+            await batch[1]  # tied at 2 with alice: the one whose wait began first
+        await runs.finish_all(4)
+        assert runs.started == ["a0", "b0", "alice0", "alice1"]
+        assert [await f for f in (batch[0], *alice, bob)] == ["a0", "alice0", "alice1", "b0"]
+        assert queue.admitted == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_freed_connection_goes_to_the_user_whose_turn_it_is() -> None:
+    async def scenario(fair: bool) -> list[str]:
+        slots, granted = FairSlots(1, fair=fair), []
+
+        async def take(user: str, name: str) -> None:
+            await slots.acquire("A", user)
+            granted.append(name)
+            await asyncio.sleep(0)
+            slots.release("A", user)
+
+        await slots.acquire("A", "batch")
+        tasks = [asyncio.create_task(take(u, n)) for u, n in (("batch", "a1"), ("batch", "a2"), ("alice", "c1"))]
+        await asyncio.sleep(0)
+        assert (slots.in_use, slots.waiting) == (1, 3)
+        slots.release("A", "batch")
+        async with asyncio.timeout(5):
+            await asyncio.gather(*tasks)
+        assert (slots.in_use, slots.waiting) == (0, 0)
+        return granted
+
+    assert asyncio.run(scenario(True)) == ["c1", "a1", "a2"]
+    assert asyncio.run(scenario(False)) == ["a1", "a2", "c1"]
+
+
+# ------------------------------------------------------------------------------------ who is a user
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"safety_identifier": "u-42", "user": "other", "metadata": {"user_id": "x"}}, "u-42"),
+        ({"user": "u-42", "metadata": {"user_id": "x"}}, "u-42"),
+        ({"metadata": {"user_id": "u-42"}}, "u-42"),  # Anthropic's
+        ({"user": "", "metadata": {"user_id": "u-42"}}, "u-42"),
+        ({"user": 42}, None),  # not a name: the upstream's business
+        ({"metadata": "u-42"}, None),
+        ({}, None),
+    ],
+)
+def test_the_user_is_the_one_the_body_names_as_a_keyed_hash(body: dict[str, Any], named: str | None) -> None:
+    s = settings("http://127.0.0.1:9")
+    options = parse_options({"authorization": f"Bearer {KEY}"}, s.routes[ROUTE], s, SECRET)
+    user = with_end_user(options, body, SECRET).user
+    if named is None:
+        assert user == ""
+        return
+    assert user
+    assert named not in user
+    assert user == with_end_user(options, {"user": named}, SECRET).user
+    assert user != with_end_user(options, {"user": named}, b"t" * 32).user  # keyed by the proxy's secret
+    assert with_end_user(options, body, SECRET).client == options.client  # the key's turn stays the key's
+
+
+def test_a_body_that_is_not_an_object_names_no_user() -> None:
+    s = settings("http://127.0.0.1:9")
+    options = parse_options({}, s.routes[ROUTE], s, SECRET)
+    assert with_end_user(options, ["user"], SECRET) is options
+
+
+# ------------------------------------------------------------------------------------------ the proxy
+def body(tag: str, user: str) -> dict[str, Any]:
+    return {
+        "model": "gpt-4o",
+        "user": user,
+        "messages": [
+            {"role": "system", "content": "Answer from the documents.\n\nDocuments:\n" + TEXT + f" TAG-{tag}"},
+            {"role": "user", "content": "How many crates in week 12?"},
+        ],
+    }
+
+
+@pytest.fixture
+def gated(upstream: FakeUpstream) -> Iterator[tuple[str, Recording, threading.Event]]:
+    gate = threading.Event()
+    compressor = Recording(gate)
+    s = settings(upstream.url, compression_threads=1, compression_queue=4, compression_deadline=30)
+    factory = lambda preset, target, cache: Zipper(compressor, target=target, name=preset)  # noqa: E731
+    try:
+        with live_server(create_app(s, zipper_factory=factory)) as url:
+            yield url, compressor, gate
+    finally:
+        gate.set()
+
+
+def test_the_proxy_serves_another_user_of_the_same_key_next(gated: tuple[str, Recording, threading.Event]) -> None:
+    url, recording, gate = gated
+    headers = {"authorization": f"Bearer {KEY}", "x-promptzip-budget": "120"}
+    with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(6) as pool:
+        batch = []
+        for i in range(4):  # the batch user's first chat holds the only thread, three more wait: full
+            batch.append(pool.submit(http.post, ROUTE, json=body(f"a{i}", "batch-job"), headers=headers))
+            deadline = time.monotonic() + 10
+            while i == 0 and not recording.order and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)
+        alice = pool.submit(http.post, ROUTE, json=body("alice", "alice@example.com"), headers=headers)
+        shed = batch[3].result(timeout=10)  # the batch's newest waiting chat, while its first still runs
+        assert shed.status_code == 503
+        assert shed.json()["error"]["code"] == "overloaded"
+        assert not alice.done()
+        gate.set()
+        got = alice.result(timeout=30)
+        assert got.status_code == 200
+        assert got.headers["x-promptzip-status"] == "compressed"
+        assert [b.result(timeout=30).status_code for b in batch[:3]] == [200, 200, 200]
+        assert recording.order == ["TAG-a0", "TAG-alice", "TAG-a1", "TAG-a2"]  # hers ran next, not last
+        assert "promptzip_proxy_compressions_shed_total 1.0" in http.get("/metrics").text

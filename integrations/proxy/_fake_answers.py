@@ -12,6 +12,9 @@ __all__ = [
     "Stream",
     "answer_for",
     "answers_a_tool_call",
+    "compaction",
+    "compaction_stream",
+    "compacts",
     "json_or_none",
     "sse",
     "tool_call",
@@ -114,6 +117,58 @@ def answers_a_tool_call(payload: Any) -> bool:
     last = messages[-1] if isinstance(messages, list) and messages else None
     content = last.get("content") if isinstance(last, dict) else None
     return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+
+
+# The fields of the fake's compaction block besides its summary, each set, so that a test sees every one of them
+# come back in the next request exactly as the SDK round-trips them.
+_COMPACTED: dict[str, Any] = {"encrypted_content": "enc_fake", "signature": "sig_fake", "tool_changes": []}
+
+
+def compacts(payload: Any) -> bool:
+    """Whether an Anthropic request is a compaction request: its body sets ``compaction``."""
+    return isinstance(payload, dict) and payload.get("compaction") is not None
+
+
+def _summary(payload: dict[str, Any]) -> str:
+    """What the fake's compaction block says: a count of the texts the request sent, then those texts, so that the
+    summary is as long and as compressible as the conversation it stands for."""
+    texts = _texts(payload.get("messages"))
+    return f"Summary of {len(texts)} texts, {sum(map(len, texts))} characters:\n\n" + "\n\n".join(texts)
+
+
+def compaction(payload: dict[str, Any]) -> dict[str, Any]:
+    """The reply to a compaction request, as the API gives it: the ``compaction`` block alone, ``stop_reason``
+    ``compaction``."""
+    block = {"type": "compaction", "content": _summary(payload), **_COMPACTED}
+    return {
+        **_message(""),
+        "content": [block],
+        "stop_reason": "compaction",
+        "usage": {"input_tokens": 0, "output_tokens": 3},
+    }
+
+
+def compaction_stream(payload: dict[str, Any]) -> Stream:
+    """:func:`compaction` as Anthropic's SSE events: the block starts with its signature, and one
+    ``compaction_delta`` carries its summary and encrypted content."""
+    opened = {"type": "compaction", "content": None, "signature": _COMPACTED["signature"], "tool_changes": []}
+    start = {"type": "content_block_start", "index": 0, "content_block": opened}
+    delta = {
+        "type": "compaction_delta",
+        "content": _summary(payload),
+        "encrypted_content": _COMPACTED["encrypted_content"],
+    }
+    stop = {"type": "message_delta", "delta": {"stop_reason": "compaction", "stop_sequence": None}}
+    after = [
+        {"type": "content_block_stop", "index": 0},
+        {**stop, "usage": {"output_tokens": 3}},
+        {"type": "message_stop"},
+    ]
+    return (
+        [{"type": "message_start", "message": _message("")}, start],
+        [{"type": "content_block_delta", "index": 0, "delta": delta}],
+        after,
+    )
 
 
 def _response(text: str, status: str = "completed") -> dict[str, Any]:

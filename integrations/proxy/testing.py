@@ -27,6 +27,10 @@ the server's ``mode``:
 ``tool:NAME``     an Anthropic message (``POST /v1/messages``, streamed or not) that calls the tool NAME with no input
                   (``stop_reason: tool_use``), unless the request's last message holds a ``tool_result``: then as
                   ``ok`` (for a tool runner's loop: a call, then the final answer)
+
+In the ``ok`` and ``tool`` modes (``slow`` and ``long`` included), a ``POST /v1/messages`` whose body sets
+``compaction`` (a compaction request) is answered as the API answers one: a ``compaction`` block alone,
+``stop_reason: compaction``, streamed or not; its summary counts and repeats the texts the request sent.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ from promptzip.integrations.proxy._fake_answers import (
     Stream,
     answer_for,
     answers_a_tool_call,
+    compaction,
+    compaction_stream,
+    compacts,
     json_or_none,
     sse,
     tool_call,
@@ -206,6 +213,12 @@ class FakeUpstream:
         payload = json_or_none(request.body)
         stream = isinstance(payload, dict) and payload.get("stream") is True
         api = next((a for a in STREAMS if request.target.startswith(a)), None)
+        if name in ("ok", "tool") and request.target.split("?")[0] == "/v1/messages" and compacts(payload):
+            if stream:
+                await self._stream(writer, "/v1/messages", chunks, pad, reset=False, events=compaction_stream(payload))
+            else:
+                await _send(writer, 200, json.dumps(compaction(payload)).encode(), "application/json", self._extra())
+            return True
         if name == "tool" and api == "/v1/messages" and not answers_a_tool_call(payload):
             if stream:
                 await self._stream(writer, api, chunks, pad, reset=False, events=tool_call_stream(arg))

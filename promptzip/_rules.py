@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps, part_rule, rule_lines
+from promptzip._rules_lists import IMPERATIVE, READ, SEND, item_rules, numbered_steps, part_rule, rule_lines
 
 __all__ = [
     "BLANK_LINE",
@@ -61,9 +61,12 @@ _MD_HEADING = re.compile(
     rf"^[ \t]*#{{1,6}}[ \t]*{_ADJECTIVE}{_NOUNS}[ \t]*:?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
-# "Context is:" is how AutoGen's retrieve agents introduce their documents
+# "Context is:" is AutoGen's; "**Excerpts:**" closes its bold after the colon; a lower-case name, a spaced colon and a
+# type is numpydoc's parameter ("docs : list of str", "context : dict"), no heading
 HEADING = re.compile(
-    rf"^[ \t]*(?:#{{1,6}}[ \t]*)?(?:\*\*)?{_ADJECTIVE}{_NOUNS}(?:\*\*)?(?:[ \t]+is)?[ \t]*:[ \t]*",
+    r"^[ \t]*(?!(?-i:[a-z_]+)[ \t]+:[ \t]+(?:(?:list|str|dict|tuple|set|sequence|iterable|mapping|array|ndarray|"
+    r"optional|any|object|path|bytes|int|float|bool)\b|[\w.]*[.\[]))"
+    rf"(?:#{{1,6}}[ \t]*)?(?:\*\*)?{_ADJECTIVE}{_NOUNS}(?:\*\*)?(?:[ \t]+is)?[ \t]*:(?:\*\*)?[ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
 # A sentence on its own line that introduces the context ("This is the context you're working with:", CrewAI's; "Here
@@ -72,6 +75,21 @@ _INTRO = re.compile(
     rf"^[ \t]*(?:(?:(?:here|below)[ \t]+(?:is|are)|this[ \t]+is|these[ \t]+are)\b[^\n:]{{0,80}}?\b{_NOUNS}"
     rf"|[^\n:]{{0,80}}?\b(?:below|following|provided)[ \t]+(?:[\w'-]+[ \t]+){{0,3}}{_NOUNS})"
     r"\b[^\n:]{0,60}:[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+# So is one that names the noun before its pointer ("Use the documents below:", "Refer to the docs that follow:",
+# "Consider these sources:", "The documents below:") in a prompt's words: after a verb that sends the model to them,
+# with at most the task after ("… to answer:"), or the noun phrase alone; not a document's "The sources below show:",
+# nor one that points back ("… above"). In "." only after a verb of reading ("Read the documents below."): "Use only
+# the documents below." is a rule, often one of several.
+_AHEAD = r"(?:(?:provided|given|listed|shown|supplied)[ \t]+)?(?:below|(?:that|which|as)[ \t]+follows?)"
+_POINTER = rf"{_NOUNS}[ \t]+(?:{_AHEAD}|provided|given)"
+_TASK_AFTER = r"(?:[ \t]*,?[ \t]+(?:to|and|when|then)\b[^\n:.]{0,60})?[ \t]*(?:\*\*)?"
+_POINTED = re.compile(
+    r"^[ \t]*(?:\*\*)?(?:please[ \t]+)?(?:(?:only|carefully)[ \t]+)?"
+    rf"(?:(?:{SEND})\b[^\n:.]{{0,30}}?(?:\b(?:the|all)[ \t]+{_ADJECTIVE}{_POINTER}|\bthese[ \t]+{_ADJECTIVE}{_NOUNS})"
+    rf"\b{_TASK_AFTER}:|(?:{READ})\b[^\n:.]{{0,30}}?\bthe[ \t]+{_ADJECTIVE}{_NOUNS}[ \t]+{_AHEAD}\b{_TASK_AFTER}\."
+    rf"|(?:the[ \t]+)?{_ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
@@ -94,7 +112,7 @@ LABEL = re.compile(
     r")",
     re.IGNORECASE | re.MULTILINE,
 )
-_HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO)
+_HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED)
 QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
 # A template's field named in a sentence ("We have provided an existing answer:", LlamaIndex's refine prompt; "This is
 # the expected criteria for your final answer:", CrewAI's): not a label that opens a region, but a labelled question

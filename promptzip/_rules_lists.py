@@ -21,13 +21,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["IMPERATIVE", "item_rules", "numbered_steps", "part_rule", "rule_lines"]
+__all__ = ["IMPERATIVE", "READ", "SEND", "item_rules", "numbered_steps", "part_rule", "rule_lines"]
 
 # The words a prompt opens an order to the model with; `promptzip._rules` reads them at a line's start too.
 IMPERATIVE = (
     r"answer|use|cite|begin|respond|reply|return|write|give|provide|remember|ensure|avoid|be|keep|think|follow|format|"
     r"output|refuse|do[ \t]+not|don['’]t|never|always|make[ \t]+sure|please"
 )
+# The verbs that send the model to its documents ("Read the documents below.", "Use the documents below:", "Base your
+# answer on these sources:"), by which `promptzip._rules` knows a line that introduces them.
+READ = r"read|refer[ \t]+to|consider|review|consult|study"
+SEND = rf"{READ}|use|answer|respond|reply|rely[ \t]+on|base[ \t]+[^\n:.]{{0,30}}"
 # After a marker, words an item names the model's work with, and the prompt's own parts.
 _W = r"[ \t]+"
 _ANSWER = r"(?:answers?|responses?|repl(?:y|ies)|outputs?)"

@@ -1,13 +1,14 @@
-"""What the proxy tests share: a model-free Zipper factory, settings for a fake upstream, and a compressor that
-waits behind a gate (the fair-queue tests)."""
+"""What the proxy tests share: a model-free Zipper factory, settings for a fake upstream, and for the fair-queue
+tests a compressor that waits behind a gate and the jobs a queue starts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -100,3 +101,30 @@ def raw_answer(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
 def expand_report(url: str, id: str, key: str) -> httpx.Response:
     """``GET /v1/promptzip/expand/{id}`` on the proxy at ``url`` with the API key ``key`` (a bearer token)."""
     return httpx.get(f"{url}/v1/promptzip/expand/{id}", headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+
+class Runs:
+    """The ``start`` callables of a fair queue's jobs: each records its name when a thread would take it, and its
+    future is settled by the test."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.futures: dict[str, asyncio.Future[str]] = {}
+
+    def start(self, name: str) -> Callable[[], asyncio.Future[str]]:
+        def run() -> asyncio.Future[str]:
+            self.started.append(name)
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self.futures[name] = future
+            return future
+
+        return run
+
+    def finish(self, name: str) -> None:
+        self.futures[name].set_result(name)
+
+    async def finish_all(self, count: int) -> None:
+        """Settle the newest started job ``count`` times, letting the queue start the next after each."""
+        for _ in range(count):
+            self.finish(self.started[-1])
+            await asyncio.sleep(0)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, settings
+from proxy_helpers import Recording, Runs, settings
 from starlette.testclient import TestClient
 
 from promptzip._errors import DeadlineExceeded
@@ -41,27 +41,6 @@ class Refused(Exception):
 
 
 # ------------------------------------------------------------------------------------- the queue alone
-class Runs:
-    """The ``start`` callables of a queue's jobs: each records its name when a thread would take it, and its
-    future is settled by the test."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.futures: dict[str, asyncio.Future[str]] = {}
-
-    def start(self, name: str) -> Callable[[], asyncio.Future[str]]:
-        def run() -> asyncio.Future[str]:
-            self.started.append(name)
-            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            self.futures[name] = future
-            return future
-
-        return run
-
-    def finish(self, name: str) -> None:
-        self.futures[name].set_result(name)
-
-
 def submit(queue: FairQueue, runs: Runs, client: str, name: str, expires: float = 1e18) -> asyncio.Future[Any]:
     return queue.submit(client, runs.start(name), expires=expires, refused=Refused)
 

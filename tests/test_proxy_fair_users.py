@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, settings
+from proxy_helpers import Recording, Runs, settings
 
 from promptzip._pipeline import Zipper
 from promptzip.integrations.proxy import create_app
@@ -37,32 +37,11 @@ class Refused(Exception):
     pass
 
 
-class Runs:
-    """Each job's ``start``: records its name when a thread takes it; the test settles its future."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.futures: dict[str, asyncio.Future[str]] = {}
-
-    def start(self, name: str) -> Callable[[], asyncio.Future[str]]:
-        def run() -> asyncio.Future[str]:
-            self.started.append(name)
-            self.futures[name] = asyncio.get_running_loop().create_future()
-            return self.futures[name]
-
-        return run
-
-    async def finish_all(self, count: int) -> None:
-        for _ in range(count):
-            self.futures[self.started[-1]].set_result(self.started[-1])
-            await asyncio.sleep(0)
-
-
+# ------------------------------------------------------------------------------------- the queue alone
 def submit(queue: FairQueue, runs: Runs, client: str, user: str, name: str) -> asyncio.Future[Any]:
     return queue.submit(client, runs.start(name), expires=1e18, refused=Refused, user=user)
 
 
-# ------------------------------------------------------------------------------------- the queue alone
 @pytest.mark.parametrize(
     ("second_user", "fair", "expected"),
     [

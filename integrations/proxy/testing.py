@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import struct
 import threading
@@ -311,6 +312,7 @@ def live_server(
     log_level: str = "warning",
     send_buffer: int | None = None,
     http: type[asyncio.Protocol] | None = None,
+    loop: str | None = None,
 ) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread on a free port of ``host``; yields its base URL
     (``http://127.0.0.1:PORT``) once it accepts connections, and always shuts it down. The proxy's app is served as
@@ -318,7 +320,9 @@ def live_server(
     connections' kernel send buffer at that many bytes (``SO_SNDBUF``; on loopback Linux otherwise grows it to
     megabytes), so that a client that reads slowly fills it soon. ``http`` serves with that protocol class instead of
     the guarded one (a subclass of ``server_options(app)["http"]``, say, that holds the loop at a moment of its
-    choosing, as a loaded server runs late)."""
+    choosing, as a loaded server runs late). ``loop`` is the event loop uvicorn runs: ``"asyncio"`` by default, else
+    the environment's ``PROMPTZIP_LIVE_LOOP``; ``"uvloop"`` (or ``"auto"``, uvicorn's and ``serve()``'s own choice,
+    uvloop where it is installed) to serve as a deployment with ``uvicorn[standard]`` does."""
     import uvicorn
 
     from promptzip.integrations.proxy._connections import server_options
@@ -332,8 +336,9 @@ def live_server(
     options = server_options(app)
     if http is not None:
         options["http"] = http
+    loop = loop or os.environ.get("PROMPTZIP_LIVE_LOOP") or "asyncio"
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2, **options
+        app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2, loop=loop, **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)

@@ -42,7 +42,7 @@ from promptzip._rules import (
     paragraphs,
     strip_span,
 )
-from promptzip._rules_lists import numbered_steps
+from promptzip._rules_lists import numbered_steps, part_rule
 
 __all__ = ["separated"]
 
@@ -119,9 +119,14 @@ def _inner(text: str, s: int, e: int, *, posts: bool) -> tuple[int, int] | None:
         return read[k]
 
     def glued(k: int, *, at_end: bool) -> int | None:
-        return glued_rules(text, *paras[k], at_end=at_end, items=not steps[k], whole=given_up(k))
+        cut = glued_rules(text, *paras[k], at_end=at_end, items=not steps[k], whole=given_up(k))
+        if cut is None and not at_end:
+            cut = _headed_rules(text, *paras[k], items=not steps[k], whole=given_up(k))
+        return cut
 
     def outside(k: int) -> bool:
+        if _headed_rules(text, *paras[k]) == paras[k][1]:
+            return True  # a heading and the rules under it, and nothing else
         # a document with a rule on the prompt's own parts glued to it gives up only those lines
         return given_up(k) and glued(k, at_end=False) is None and glued(k, at_end=True) is None
 
@@ -228,11 +233,13 @@ def _last_documents(text: str, s: int, e: int) -> tuple[int, int] | None:
         a, b = paras[k]
         lines = _lines(text, a, b)
         heads = [h for pos, end in lines if (h := heading_end(text, pos, end)) is not None]
-        if heads:
-            start = min(start, heads[-1])
+        if heads:  # the rules on the prompt's own parts right under the heading are no document's
+            start = min(start, _past_rules(text, heads[-1], b))
             break
         given_up = _directive(texts[k], steps[k]) or _colon_line(text, lines)
         glued = glued_rules(text, a, b, at_end=False, items=not steps[k], whole=given_up)
+        if glued is None:  # a line that points at the context, then rules: "Context information is below.\n…"
+            glued = _headed_rules(text, a, b, items=not steps[k], whole=given_up)
         if glued is not None:  # a rule glued to the first document's start: only its lines are given up
             a = glued
             given_up = given_up and _colon_line(text, _lines(text, a, b))
@@ -269,6 +276,40 @@ def _first_documents(text: str, s: int, e: int) -> tuple[int, int] | None:
             break
     s, e = strip_span(text, s, end)
     return (s, e) if e > s else None
+
+
+def _headed_rules(text: str, a: int, b: int, *, items: bool = True, whole: bool = False) -> int | None:
+    """Where the documents start in the paragraph ``text[a:b]`` when it opens with a context heading or a line that
+    points at the context, then rules on the prompt's own parts (``Context:\\nDo not use outside knowledge.\\n…``,
+    :func:`promptzip._rules_lists.part_rule`): :func:`promptzip._rules.glued_rules` reads rules from the paragraph's
+    first line, and the heading is none. ``b`` when nothing else follows; ``None`` when it opens otherwise, or when
+    the rest reads as the template's words too and ``whole`` says the caller gives the paragraph up then."""
+    pos = a
+    for p, q in _lines(text, a, b):  # the heading's lines: a heading alone on its line, or a short pointer
+        head = heading_end(text, p, q)
+        line = text[p:q]
+        pointer = len(line.strip()) <= _POINTER_MAX_CHARS and _POINTER.search(line) is not None and not part_rule(line)
+        if not pointer and (head is None or text[head:q].strip()):
+            break
+        pos = min(q + 1, b)
+    if pos == a:
+        return None
+    start = strip_span(text, pos, b)[0]
+    cut = _past_rules(text, start, b)
+    if cut == start:
+        return None  # the heading's documents open at once: left as they were
+    rest = strip_span(text, cut, b)
+    if rest[0] < rest[1] and whole and is_directive(text[rest[0] : rest[1]], items=items):
+        return None
+    return cut
+
+
+def _past_rules(text: str, pos: int, b: int) -> int:
+    """Where the lines from ``pos`` (a heading's end) to ``b`` stop being rules on the prompt's own parts."""
+    for p, q in _lines(text, pos, b):
+        if text[p:q].strip() and not part_rule(text[p:q]):
+            return p
+    return b
 
 
 def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from promptzip._rules_fences import prose_fences
 from promptzip._rules_lists import IMPERATIVE, READ, SEND, item_rules, numbered_steps, part_rule, rule_lines
 
 __all__ = [
@@ -258,13 +259,15 @@ def tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[
 
 
 def delimited(text: str) -> list[tuple[int, int]]:
-    """Text between pairs of triple quotes (the first one near the start)."""
+    """Text between pairs of triple quotes (the first one near the start), or else between pairs of bare
+    triple-backtick fences around prose (:func:`promptzip._rules_fences.prose_fences`; never a code block)."""
     marks = list(_QUOTE_FENCE.finditer(text))
     if marks and marks[0].start() > MAX_LEAD_CHARS:
-        return []  # a fence deep inside a long text is the text's own, not a delimiter around it
+        marks = []  # a fence deep inside a long text is the text's own, not a delimiter around it
+    pairs = [(a.end(), b.start()) for a, b in zip(marks[0::2], marks[1::2], strict=False)]
     spans = []
-    for a, b in zip(marks[0::2], marks[1::2], strict=False):
-        s, e = strip_span(text, a.end(), b.start())
+    for a, b in pairs or prose_fences(text, MAX_LEAD_CHARS):
+        s, e = strip_span(text, a, b)
         if e > s:
             spans.append((s, e))
     return spans

@@ -24,8 +24,10 @@ from promptzip._rules_lists import numbered_steps
 __all__ = ["unlabelled_question"]
 
 _WORD = re.compile(r"\w")
-_RULE_AT_START = re.compile(r"(?:[ \t]*-{5,}[ \t]*(?:\n|$))+")
-_RULE_AT_END = re.compile(r"(?:\n[ \t]*-{5,}[ \t]*)+$")
+# a line of dashes, or the closing fence of a delimited text (``"""``, a bare backtick fence): the question's
+# neighbours, not its words
+_RULE_AT_START = re.compile(r"(?:[ \t]*(?:-{5,}|```|\"\"\")[ \t]*(?:\n|$))+")
+_RULE_AT_END = re.compile(r"(?:\n[ \t]*(?:-{5,}|```|\"\"\")[ \t]*)+$")
 
 
 def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[int, int, int] | None:
@@ -67,7 +69,7 @@ def _paras(text: str, region: tuple[str, int, int]) -> list[tuple[int, int, int]
 
 
 def _without_rules(text: str, a: int, b: int) -> tuple[int, int]:
-    """``text[a:b]`` less the blanks and the lines of dashes at either end."""
+    """``text[a:b]`` less the blanks, the lines of dashes and the fence lines at either end."""
     a, b = strip_span(text, a, b)
     rule = _RULE_AT_START.match(text, a, b)
     if rule is not None:

@@ -80,6 +80,7 @@ bench: install
 	$(PY) -P -m promptzip.evals.proxy_clients
 	@# one client flooding the compression queue beside one sending a chat at a time, fair queue on and off
 	$(PY) -P -m promptzip.evals.proxy_fairness
+	$(PY) -P -m promptzip.evals.proxy_fairness --shared-key
 
 # Quality tables and plots in evals/results/ (README "Results"): the fast methods on the full sample sizes.
 eval: install

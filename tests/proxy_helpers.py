@@ -8,7 +8,8 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -19,7 +20,8 @@ from promptzip._roles import Compressor
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Variant
 from promptzip.compressors.extractive import ExtractiveCompressor
-from promptzip.integrations.proxy import ProxySettings
+from promptzip.integrations.proxy import ProxySettings, create_app
+from promptzip.integrations.proxy.testing import live_server
 from promptzip.retrievers.sparse import BM25Scorer
 
 
@@ -128,3 +130,18 @@ class Runs:
         for _ in range(count):
             self.finish(self.started[-1])
             await asyncio.sleep(0)
+
+
+@contextmanager
+def gated_proxy(upstream: str, **kw: Any) -> Iterator[tuple[str, Recording, threading.Event]]:
+    """A live proxy with one compression thread and a queue of 4 whose compressor waits behind a gate (``Recording``):
+    its URL, the compressor and the gate, which is always opened at the end."""
+    gate = threading.Event()
+    compressor = Recording(gate)
+    s = settings(upstream, compression_threads=1, compression_queue=4, compression_deadline=30, **kw)
+    factory = lambda preset, target, cache: Zipper(compressor, target=target, name=preset)  # noqa: E731
+    try:
+        with live_server(create_app(s, zipper_factory=factory)) as url:
+            yield url, compressor, gate
+    finally:
+        gate.set()

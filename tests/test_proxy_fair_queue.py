@@ -16,11 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, settings
+from proxy_helpers import Recording, Runs, gated_proxy, settings
 from starlette.testclient import TestClient
 
 from promptzip._errors import DeadlineExceeded
-from promptzip._pipeline import Zipper
 from promptzip.integrations.proxy import TenantSettings, create_app, key_digest
 from promptzip.integrations.proxy._fair import FairQueue, FairSlots
 from promptzip.integrations.proxy._options import parse_options
@@ -186,17 +185,8 @@ def headers(key: str) -> dict[str, str]:
 
 @pytest.fixture
 def gated(upstream: FakeUpstream, request: pytest.FixtureRequest) -> Iterator[tuple[str, Recording, threading.Event]]:
-    gate = threading.Event()
-    compressor = Recording(gate)
-    s = settings(
-        upstream.url, compression_threads=1, compression_queue=4, compression_deadline=30, fair_queue=request.param
-    )
-    factory = lambda preset, target, cache: Zipper(compressor, target=target, name=preset)  # noqa: E731
-    try:
-        with live_server(create_app(s, zipper_factory=factory)) as url:
-            yield url, compressor, gate
-    finally:
-        gate.set()
+    with gated_proxy(upstream.url, fair_queue=request.param) as served:
+        yield served
 
 
 def flood(http: httpx.Client, pool: ThreadPoolExecutor, recording: Recording) -> list[Any]:

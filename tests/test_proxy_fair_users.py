@@ -17,13 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, settings
+from proxy_helpers import Recording, Runs, gated_proxy, settings
 
-from promptzip._pipeline import Zipper
-from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy._fair import FairQueue, FairSlots
 from promptzip.integrations.proxy._options import parse_options, with_end_user
-from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+from promptzip.integrations.proxy.testing import FakeUpstream
 
 ROUTE = "/v1/chat/completions"
 KEY = "sk-app-0000000000000000000000000000000000"
@@ -171,15 +169,8 @@ def body(tag: str, user: str) -> dict[str, Any]:
 
 @pytest.fixture
 def gated(upstream: FakeUpstream) -> Iterator[tuple[str, Recording, threading.Event]]:
-    gate = threading.Event()
-    compressor = Recording(gate)
-    s = settings(upstream.url, compression_threads=1, compression_queue=4, compression_deadline=30)
-    factory = lambda preset, target, cache: Zipper(compressor, target=target, name=preset)  # noqa: E731
-    try:
-        with live_server(create_app(s, zipper_factory=factory)) as url:
-            yield url, compressor, gate
-    finally:
-        gate.set()
+    with gated_proxy(upstream.url) as served:
+        yield served
 
 
 def test_the_proxy_serves_another_user_of_the_same_key_next(gated: tuple[str, Recording, threading.Event]) -> None:

@@ -93,6 +93,17 @@ _POINTED = re.compile(
     rf"|(?:the[ \t]+)?{_ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
+# A line that holds nothing but the name, set off as a heading by emphasis, rules or brackets ("**Context**",
+# "__Documents__", "=== Context ===", "### Context ###") or in capitals ("CONTEXT"). Not "Sources", "References" or
+# "Background": on a line of their own those are an article's sections; nor "[docs]", an INI file's section.
+_DECORATED = re.compile(
+    r"^[ \t]*(?:(?P<mark>\*{1,2}|_{1,2}|={2,}[ \t]*|#{1,6}[ \t]*|-{2,}[ \t]*)"
+    r"(?:retrieved[ \t]+|relevant[ \t]+)?(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks)"
+    r"(?:[ \t]*:)?(?(mark)[ \t]*(?:\*{1,2}|_{1,2}|={2,}|#{1,6}|-{2,}))"
+    r"|(?-i:(?:RETRIEVED[ \t]+|RELEVANT[ \t]+)?(?:CONTEXT|DOCUMENTS|PASSAGES|EXCERPTS|SNIPPETS)))"
+    r"[ \t]*:?[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
 _FIELD_HEADING = re.compile(
     r"^[ \t]*\[\[[ \t]*##[ \t]*(?:retrieved_|relevant_)?(?:context|contexts|documents?|passages?|sources?|"
@@ -113,7 +124,7 @@ LABEL = re.compile(
     r")",
     re.IGNORECASE | re.MULTILINE,
 )
-_HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED)
+_HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED)
 QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
 # A template's field named in a sentence ("We have provided an existing answer:", LlamaIndex's refine prompt; "This is
 # the expected criteria for your final answer:", CrewAI's): not a label that opens a region, but a labelled question

@@ -49,3 +49,41 @@ def test_a_retrieval_name_heads_the_context(heading: str) -> None:
 def test_a_task_input_is_not_cut(heading: str) -> None:
     text = f"{heading}\n{JOINED}\n\nSummarize it in three sentences."
     assert not [t for k, t in kinds(text) if k == "context"]
+
+
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "**Context**",
+        "**Documents**",
+        "**Retrieved context**",
+        "__Context__",
+        "*Context*",
+        "=== Context ===",
+        "### Context ###",
+        "-- Documents --",
+        "CONTEXT",
+        "RETRIEVED PASSAGES:",
+    ],
+)
+def test_a_name_set_off_as_a_heading_heads_the_context(heading: str) -> None:
+    """Emphasis, rules around it or capitals make a line of one name a heading, as "## Context" is; before, the first
+    document was kept whole with it as an instruction."""
+    text = f"{heading}\n{JOINED}\n\n{QUESTION}"
+    got = kinds(text)
+    assert "".join(t for k, t in got if k == "context").strip() == JOINED.strip()
+    assert ("question", QUESTION) in [(k, t.strip()) for k, t in got]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Context\n{JOINED}\n\n{QUESTION}",  # a title-case word alone may be a document's own first line
+        f"**Sources**\n{JOINED}\n\n{QUESTION}",  # an article's section
+        "[metadata]\nname = harbour\n\n[docs]\nsphinx = 7.2\nfuro = 2024.1\ntheme = dark\n\n" + "x = 1\n" * 300,
+    ],
+    ids=["title-case-word", "sources-section", "ini-section"],
+)
+def test_a_word_that_may_be_a_documents_own_heads_nothing(text: str) -> None:
+    layout = understand(text, role="user", last_user=True)
+    assert not any(r.rule == "heading" for r in layout.regions)

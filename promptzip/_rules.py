@@ -47,7 +47,8 @@ __all__ = [
 # A heading or fence opens context only this close to the start of its text (or to the previous heading): one
 # deep inside a long text ("Background:" in a passage) belongs to that text.
 MAX_LEAD_CHARS = 1500
-_TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
+# "<<Context>>" is a heading in guillemets, not an element
+_TAG = re.compile(r"(?<!<)<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>(?!>)")
 _DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
 _QUOTE_FENCE = re.compile(r'"""')
 # A retrieval template's names for what it retrieved ("Docs:", "Retrieved chunks:", "Knowledge base:"), not a task's
@@ -93,13 +94,13 @@ _POINTED = re.compile(
     rf"|(?:the[ \t]+)?{_ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
-# A line that holds nothing but the name, set off as a heading by emphasis, rules or brackets ("**Context**",
-# "__Documents__", "=== Context ===", "### Context ###") or in capitals ("CONTEXT"). Not "Sources", "References" or
-# "Background": on a line of their own those are an article's sections; nor "[docs]", an INI file's section.
+# A line that holds nothing but the name, set off as a heading by emphasis, rules or guillemets ("**Context**",
+# "__Documents__", "=== Context ===", "### Context ###", "<<Context>>") or in capitals ("CONTEXT"). Not "Sources",
+# "References" or "Background": on a line of their own those are an article's sections; nor "[docs]", an INI file's.
 _DECORATED = re.compile(
-    r"^[ \t]*(?:(?P<mark>\*{1,2}|_{1,2}|={2,}[ \t]*|#{1,6}[ \t]*|-{2,}[ \t]*)"
+    r"^[ \t]*(?:(?P<mark>\*{1,2}|_{1,2}|={2,}[ \t]*|#{1,6}[ \t]*|-{2,}[ \t]*|<<[ \t]*)"
     r"(?:retrieved[ \t]+|relevant[ \t]+)?(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks)"
-    r"(?:[ \t]*:)?(?(mark)[ \t]*(?:\*{1,2}|_{1,2}|={2,}|#{1,6}|-{2,}))"
+    r"(?:[ \t]*:)?(?(mark)[ \t]*(?:\*{1,2}|_{1,2}|={2,}|#{1,6}|-{2,}|>>))"
     r"|(?-i:(?:RETRIEVED[ \t]+|RELEVANT[ \t]+)?(?:CONTEXT|DOCUMENTS|PASSAGES|EXCERPTS|SNIPPETS)))"
     r"[ \t]*:?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,

@@ -64,6 +64,7 @@ def test_a_task_input_is_not_cut(heading: str) -> None:
         "-- Documents --",
         "CONTEXT",
         "RETRIEVED PASSAGES:",
+        "<<Context>>",  # before, read as an element that never closed: the whole message was kept
     ],
 )
 def test_a_name_set_off_as_a_heading_heads_the_context(heading: str) -> None:

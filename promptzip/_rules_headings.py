@@ -1,0 +1,75 @@
+"""The lines that head a prompt's context (rule 4 of :func:`promptzip._understand.understand`, read by
+:func:`promptzip._rules.headed`): a label ("Context:", "Documents:", AutoGen's "Context is:"), a Markdown heading
+("## Context"), a sentence that introduces the documents ("Here are the relevant documents:", "Use the documents
+below:"), a name set off as a heading ("**Context**", "=== Documents ==="), and DSPy's field marker."""
+
+from __future__ import annotations
+
+import re
+
+from promptzip._rules_lists import READ, SEND
+
+__all__ = ["ADJECTIVE", "HEADING", "HEADINGS", "NOUNS"]
+
+# A retrieval template's names for what it retrieved ("Docs:", "Retrieved chunks:", "Knowledge base:"), not a task's
+# input ("Article:", "Text:", "Transcript:" name what the task works on, which is not cut)
+NOUNS = (
+    r"(?:context(?:[ \t]+information)?|contexts|documents?|docs|sources?|passages?|search[ \t]+results|references|"
+    r"background(?:[ \t]+information)?|excerpts|snippets|chunks|knowledge[ \t]+base)"
+)
+# "New Context:" is LlamaIndex's chat refine prompt
+ADJECTIVE = r"(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+|new[ \t]+)?"
+_MD_HEADING = re.compile(
+    rf"^[ \t]*#{{1,6}}[ \t]*{ADJECTIVE}{NOUNS}[ \t]*:?[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+# "Context is:" is AutoGen's; "**Excerpts:**" closes its bold after the colon; a lower-case name, a spaced colon and a
+# type is numpydoc's parameter ("docs : list of str", "context : dict"), no heading
+HEADING = re.compile(
+    r"^[ \t]*(?!(?-i:[a-z_]+)[ \t]+:[ \t]+(?:(?:list|str|dict|tuple|set|sequence|iterable|mapping|array|ndarray|"
+    r"optional|any|object|path|bytes|int|float|bool)\b|[\w.]*[.\[]))"
+    rf"(?:#{{1,6}}[ \t]*)?(?:\*\*)?{ADJECTIVE}{NOUNS}(?:\*\*)?(?:[ \t]+is)?[ \t]*:(?:\*\*)?[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A sentence on its own line that introduces the context ("This is the context you're working with:", CrewAI's; "Here
+# are the relevant documents for the context:"; "…based on the below context:") is a heading too.
+_INTRO = re.compile(
+    rf"^[ \t]*(?:(?:(?:here|below)[ \t]+(?:is|are)|this[ \t]+is|these[ \t]+are)\b[^\n:]{{0,80}}?\b{NOUNS}"
+    rf"|[^\n:]{{0,80}}?\b(?:below|following|provided)[ \t]+(?:[\w'-]+[ \t]+){{0,3}}{NOUNS})"
+    r"\b[^\n:]{0,60}:[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+# So is one that names the noun before its pointer ("Use the documents below:", "Refer to the docs that follow:",
+# "Consider these sources:", "The documents below:") in a prompt's words: after a verb that sends the model to them,
+# with at most the task after ("… to answer:"), or the noun phrase alone; not a document's "The sources below show:",
+# nor one that points back ("… above"). In "." only after a verb of reading ("Read the documents below."): "Use only
+# the documents below." is a rule, often one of several.
+_AHEAD = r"(?:(?:provided|given|listed|shown|supplied)[ \t]+)?(?:below|(?:that|which|as)[ \t]+follows?)"
+_POINTER = rf"{NOUNS}[ \t]+(?:{_AHEAD}|provided|given)"
+_TASK_AFTER = r"(?:[ \t]*,?[ \t]+(?:to|and|when|then)\b[^\n:.]{0,60})?[ \t]*(?:\*\*)?"
+_POINTED = re.compile(
+    r"^[ \t]*(?:\*\*)?(?:please[ \t]+)?(?:(?:only|carefully)[ \t]+)?"
+    rf"(?:(?:{SEND})\b[^\n:.]{{0,30}}?(?:\b(?:the|all)[ \t]+{ADJECTIVE}{_POINTER}|\bthese[ \t]+{ADJECTIVE}{NOUNS})"
+    rf"\b{_TASK_AFTER}:|(?:{READ})\b[^\n:.]{{0,30}}?\bthe[ \t]+{ADJECTIVE}{NOUNS}[ \t]+{_AHEAD}\b{_TASK_AFTER}\."
+    rf"|(?:the[ \t]+)?{ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A line that holds nothing but the name, set off as a heading by emphasis, rules or guillemets ("**Context**",
+# "__Documents__", "=== Context ===", "### Context ###", "<<Context>>") or in capitals ("CONTEXT"). Not "Sources",
+# "References" or "Background": on a line of their own those are an article's sections; nor "[docs]", an INI file's.
+_DECORATED = re.compile(
+    r"^[ \t]*(?:(?P<mark>\*{1,2}|_{1,2}|={2,}[ \t]*|#{1,6}[ \t]*|-{2,}[ \t]*|<<[ \t]*)"
+    r"(?:retrieved[ \t]+|relevant[ \t]+)?(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks)"
+    r"(?:[ \t]*:)?(?(mark)[ \t]*(?:\*{1,2}|_{1,2}|={2,}|#{1,6}|-{2,}|>>))"
+    r"|(?-i:(?:RETRIEVED[ \t]+|RELEVANT[ \t]+)?(?:CONTEXT|DOCUMENTS|PASSAGES|EXCERPTS|SNIPPETS)))"
+    r"[ \t]*:?[ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+# DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
+_FIELD_HEADING = re.compile(
+    r"^[ \t]*\[\[[ \t]*##[ \t]*(?:retrieved_|relevant_)?(?:context|contexts|documents?|passages?|sources?|"
+    r"search_results|references)[ \t]*##[ \t]*\]\][ \t]*$\n?",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED)

@@ -7,8 +7,9 @@ Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions
 (:func:`is_directive`, :func:`is_request`, :func:`is_template`; given up at either end of a context block by
 :func:`trim_start` and :func:`trim_end`, whole paragraphs, or the lines of a rule on the prompt's own parts glued to a
 document, :func:`glued_rules`) and the span helpers (:func:`paragraphs`, :func:`strip_span`). Lines of dashes
-have a module of their own, :mod:`promptzip._rules_separators`, as do list items, :mod:`promptzip._rules_lists`, and
-the layout rule (rule 5), :mod:`promptzip._rules_layout`.
+have a module of their own, :mod:`promptzip._rules_separators`, as do the heading lines,
+:mod:`promptzip._rules_headings`, backtick fences, :mod:`promptzip._rules_fences`, list items,
+:mod:`promptzip._rules_lists`, and the layout rule (rule 5), :mod:`promptzip._rules_layout`.
 """
 
 from __future__ import annotations

@@ -291,12 +291,12 @@ class _Proxy:
         payload = parse_json(body)
         options = parse_options(request.headers, route, self.settings, self.compressions.secret)
         options = with_end_user(options, payload, self.compressions.secret)
-        user = options.user
+        turn = (options.client, options.user)  # whose turn its upstream connection takes, read once
         chat = dialect.read(payload, history=options.history)  # what a cache breakpoint keeps depends on it
         if isinstance(chat, str):  # a valid body with nothing the dialect may change: the upstream decides
             self.metrics.compressions.inc("passthrough")
             extra = {**status_headers("passthrough", chat), **_NO_REGIONS}
-            return await self._forward(request, body, extra, user=user)
+            return await self._forward(request, body, extra, turn=turn)
         messages = chat.messages
         options = with_model_pricing(with_cache_key(options, payload), payload)
         started = time.perf_counter()
@@ -331,10 +331,10 @@ class _Proxy:
         if outcome.messages is None:
             self.metrics.compressions.inc("passthrough")
             extra = {**status_headers("passthrough", outcome.reason), **headers}
-            return await self._forward(request, body, extra, user=user)
+            return await self._forward(request, body, extra, turn=turn)
         new_body = encode(dialect.write(payload, chat, outcome.messages))
         self.metrics.compressions.inc("compressed")
-        return await self._forward(request, new_body, {**status_headers("compressed"), **headers}, user=user)
+        return await self._forward(request, new_body, {**status_headers("compressed"), **headers}, turn=turn)
 
     async def _compression_failed(
         self, request: Request, body: bytes, options: Options, exc: Exception, seconds: float, dialect: Dialect
@@ -360,7 +360,7 @@ class _Proxy:
             "x-promptzip-scope": options.scope,
             **limit,
         }
-        return await self._forward(request, body, headers, user=options.user)
+        return await self._forward(request, body, headers, turn=(options.client, options.user))
 
     # ------------------------------------------------------------------------------------- on the event loop
     def _count_small(self, messages: list[dict[str, Any]], options: Options) -> Outcome | None:
@@ -387,10 +387,11 @@ class _Proxy:
         extra: Mapping[str, str],
         *,
         content_type: str | None = None,
-        user: str = "",
+        turn: tuple[str, str] | None = None,
     ) -> Response:
-        """Send the request upstream and relay its answer, once a connection is free for the request's client and
-        end user ``user`` (``Options.user``: a compressed route's, read from the body)."""
+        """Send the request upstream and relay its answer, once a connection is free for ``turn``: the request's
+        client and end user (a compressed route's ``Options.client`` and ``Options.user``), else its client as its
+        headers say, with no user."""
         if not self._clients:
             raise RuntimeError("the proxy's lifespan has not run: serve the app with uvicorn or enter its lifespan")
         client = next(self._turn)
@@ -404,7 +405,7 @@ class _Proxy:
         if not isinstance(content, bytes) and content.length is not None:  # else httpx would send it chunked
             headers.append((b"content-length", str(content.length).encode("ascii")))
         upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=content)
-        who = client_of(request.headers, self.settings, self.compressions.secret)
+        who, user = turn or (client_of(request.headers, self.settings, self.compressions.secret), "")
         try:
             async with asyncio.timeout(self.settings.timeouts.pool):
                 await self.upstream_slots.acquire(who, user)

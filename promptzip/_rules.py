@@ -23,6 +23,7 @@ from promptzip._rules_headings import HEADING
 from promptzip._rules_headings import HEADINGS as _HEADINGS
 from promptzip._rules_headings import NOUNS as _NOUNS
 from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps, part_rule, rule_lines
+from promptzip._rules_pointers import pointer_end
 
 __all__ = [
     "BLANK_LINE",
@@ -41,6 +42,7 @@ __all__ = [
     "is_template",
     "label_name",
     "paragraphs",
+    "pointed",
     "starts_with_question",
     "strip_span",
     "tagged",
@@ -299,6 +301,9 @@ def trim_start(text: str, s: int, e: int) -> int:
     steps = numbered_steps(texts)
     k = 0
     while k < len(paras):
+        start = pointed(text, *paras[k], items=not steps[k])
+        if start is not None:
+            return start  # the document's lines after the template's first line that points at them
         whole = k < len(paras) - 1 and _leads(texts[k], items=not steps[k])
         glued = glued_rules(text, *paras[k], at_end=False, items=not steps[k], whole=whole)
         if glued is not None:
@@ -307,6 +312,18 @@ def trim_start(text: str, s: int, e: int) -> int:
             break
         k += 1
     return paras[k][0] if k else s
+
+
+def pointed(text: str, a: int, b: int, *, items: bool = True) -> int | None:
+    """Where the document of the paragraph ``text[a:b]`` starts, when its first line is the template's and points at
+    the documents (:func:`promptzip._rules_pointers.pointer_end`), past the rules glued after that line; ``None`` when
+    it is not, or when all that follows the line is the template's words too ("Use the context below.\nBe brief.")."""
+    start = pointer_end(text, a, b)
+    if start is None:
+        return None
+    start = glued_rules(text, start, b, at_end=False, items=items, whole=False) or start
+    s, e = strip_span(text, start, b)
+    return s if s < e and not is_directive(text[s:e], items=items) else None
 
 
 def glued_rules(text: str, a: int, b: int, *, at_end: bool, items: bool = True, whole: bool = True) -> int | None:

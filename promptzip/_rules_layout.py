@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from promptzip._rules import paragraphs, strip_span, trim_end, trim_start
+from promptzip._rules import paragraphs, pointed, strip_span, trim_end, trim_start
 
 __all__ = ["LAYOUT_MIN_CHARS", "by_layout"]
 
@@ -36,6 +36,8 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
         first = _INSTRUCTION_CUE.search(para) or (trailing_question and para.endswith("?"))
         if b - a > 400 or not (first if lead == 0 else para.endswith(":")):
             break
+        if pointed(text, a, b) is not None:
+            break  # its first line points at the documents glued after it: those are context (trim_start)
         lead += 1
     # the template's words at the end ("Instruction: …" after LlamaIndex's documents, "Begin! …" and "Thought:"
     # after CrewAI's) are the template's in any role, a question or request is the question of the turn being answered

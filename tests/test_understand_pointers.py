@@ -114,3 +114,12 @@ def test_compression_keeps_the_pointer_line_and_cuts_the_documents(pointer: str,
     assert sent.endswith(f"Question: {QUESTION}")
     assert first not in sent  # the first document is compressed like the others
     assert "1911" in sent
+
+
+def test_a_pointer_line_over_pasted_records_is_kept() -> None:
+    rows = "\n".join(f"2024-03-{d:02d} harbour depth {4 + d / 10:.1f} m, {d * 3} boats moored" for d in range(1, 31))
+    pointer = "Read the following records and answer the question."
+    text = f"{pointer}\n{rows}\n\n{QUESTION}"
+    got = kinds(text)
+    assert part(got, "context").strip() == rows, got
+    assert pointer in part(got, "instruction")

@@ -57,7 +57,7 @@ typecheck: install
 	cd "$$(mktemp -d)" && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml
 
 pytest: install data system-deps
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 test: lint typecheck pytest
 

@@ -123,3 +123,41 @@ def test_a_pointer_line_over_pasted_records_is_kept() -> None:
     got = kinds(text)
     assert part(got, "context").strip() == rows, got
     assert pointer in part(got, "instruction")
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_the_pointer_line_reaches_the_provider_and_the_first_document_is_cut(sdk: str) -> None:
+    """The same request through the real SDKs and a running proxy (BM25 stack): every door reads it the same way."""
+    from proxy_helpers import bm25, last_body, settings
+
+    from promptzip.integrations.proxy import create_app
+    from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+
+    text = f"{POINTERS[0]}\n{LONG}\n\nQuestion: {QUESTION}"
+    with FakeUpstream() as upstream, live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as proxy:
+        if sdk == "openai":
+            import openai
+
+            with openai.OpenAI(base_url=proxy + "/v1", api_key="sk-test", max_retries=0) as client:
+                client.chat.completions.create(
+                    model="gpt-4o",
+                    messages=[{"role": "user", "content": text}],
+                    extra_headers={"x-promptzip-rate": "0.4"},
+                )
+            sent = last_body(upstream, "/v1/chat/completions")["messages"][0]["content"]
+        else:
+            import anthropic
+
+            with anthropic.Anthropic(base_url=proxy, api_key="sk-ant-test", max_retries=0) as claude:
+                claude.messages.create(
+                    model="claude-sonnet-4-5",
+                    max_tokens=100,
+                    messages=[{"role": "user", "content": text}],
+                    extra_headers={"x-promptzip-rate": "0.4"},
+                )
+            sent = last_body(upstream, "/v1/messages")["messages"][0]["content"]
+    sent = sent if isinstance(sent, str) else "".join(block["text"] for block in sent)
+    assert sent.startswith(POINTERS[0] + "\n")
+    assert sent.endswith(f"Question: {QUESTION}")
+    assert DOCS[0] not in sent  # compressed like the other documents, not kept with the line
+    assert "sixty metres in 1911" in sent

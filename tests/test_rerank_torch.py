@@ -31,10 +31,11 @@ QUERIES = ["How tall is the tower?", " ", ODD[11], "what " * 300, "[SEP] [CLS] [
 
 
 def _passages() -> list[str]:
-    """The odd texts, the sample's first paragraphs, a passage far past any limit, and special-token look-alikes."""
+    """The odd texts, the sample's first paragraphs, a passage far past any limit, and special-token look-alikes.
+    Three paragraphs of prose: the odd texts hold the other shapes, and every row here is scored four times."""
     sample = (SAMPLE / "sotu.txt").read_text(encoding="utf-8")
     paragraphs = [p for p in sample.split("\n\n") if p.strip()]
-    return [*ODD, *paragraphs[:12], sample[:6000], "[SEP] x [PAD] y [CLS]", "a"]
+    return [*ODD, *paragraphs[:3], sample[:6000], "[SEP] x [PAD] y [CLS]", "a"]
 
 
 PASSAGES = _passages()

@@ -11,11 +11,12 @@ from promptzip._rules_lists import READ, SEND
 
 __all__ = ["ADJECTIVE", "HEADING", "HEADINGS", "NOUNS"]
 
-# A retrieval template's names for what it retrieved ("Docs:", "Retrieved chunks:", "Knowledge base:"), not a task's
-# input ("Article:", "Text:", "Transcript:" name what the task works on, which is not cut)
+# A retrieval template's names for what it retrieved ("Docs:", "Retrieved chunks:", "Knowledge base:", "Information:"),
+# not a task's input ("Article:", "Text:", "Transcript:" name what the task works on, which is not cut); "knowledge"
+# alone is not one ("…using Knowledge Distillation](…):" in a README)
 NOUNS = (
     r"(?:context(?:[ \t]+information)?|contexts|documents?|docs|sources?|passages?|search[ \t]+results|references|"
-    r"background(?:[ \t]+information)?|excerpts|snippets|chunks|knowledge[ \t]+base)"
+    r"background(?:[ \t]+information)?|excerpts|snippets|chunks|knowledge[ \t]+base|information|facts)"
 )
 # "New Context:" is LlamaIndex's chat refine prompt
 ADJECTIVE = r"(?:retrieved[ \t]+|relevant[ \t]+|reference[ \t]+|new[ \t]+)?"

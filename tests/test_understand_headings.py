@@ -1,7 +1,7 @@
-"""The names retrieval templates give what they retrieved head the context as "Context:" and "Documents:" do:
-"Docs:", "Excerpts:", "Snippets:", "Retrieved chunks:", "Knowledge base:", as a label, a Markdown heading or an
-introducing sentence. The names of a task's own input ("Article:", "Text:", "Transcript:") do not: that text is what
-the task works on, kept whole."""
+"""The names retrieval templates give what they retrieved head the context as "Context:" and "Documents:" do: "Docs:",
+"Excerpts:", "Snippets:", "Retrieved chunks:", "Knowledge base:", "Information:", "Facts:", as a label, a Markdown
+heading or an introducing sentence. The names of a task's own input ("Article:", "Text:", "Transcript:") do not: that
+text is what the task works on, kept whole."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ def kinds(text: str) -> list[tuple[str, str]]:
         "## Docs",
         "**Excerpts**:",
         "Here are the docs:",
+        "Information:",  # before, the label was read as the first document's first words, and could be cut
+        "Relevant information:",
+        "Here is some information:",
+        "Facts:",
+        "Relevant facts:",
     ],
 )
 def test_a_retrieval_name_heads_the_context(heading: str) -> None:
@@ -81,9 +86,11 @@ def test_a_name_set_off_as_a_heading_heads_the_context(heading: str) -> None:
     [
         f"Context\n{JOINED}\n\n{QUESTION}",  # a title-case word alone may be a document's own first line
         f"**Sources**\n{JOINED}\n\n{QUESTION}",  # an article's section
+        f"For more information:\n{JOINED}\n\n{QUESTION}",  # a sentence's words, no name set off
+        f"Using Knowledge Distillation:\n{JOINED}\n\n{QUESTION}",  # knowledge alone is no retrieval name
         "[metadata]\nname = harbour\n\n[docs]\nsphinx = 7.2\nfuro = 2024.1\ntheme = dark\n\n" + "x = 1\n" * 300,
     ],
-    ids=["title-case-word", "sources-section", "ini-section"],
+    ids=["title-case-word", "sources-section", "more-information", "knowledge-alone", "ini-section"],
 )
 def test_a_word_that_may_be_a_documents_own_heads_nothing(text: str) -> None:
     layout = understand(text, role="user", last_user=True)

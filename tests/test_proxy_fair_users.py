@@ -19,9 +19,10 @@ import httpx
 import pytest
 from proxy_helpers import Recording, Runs, gated_proxy, settings
 
+from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy._fair import FairQueue, FairSlots
 from promptzip.integrations.proxy._options import parse_options, with_end_user
-from promptzip.integrations.proxy.testing import FakeUpstream
+from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
 ROUTE = "/v1/chat/completions"
 KEY = "sk-app-0000000000000000000000000000000000"
@@ -196,3 +197,37 @@ def test_the_proxy_serves_another_user_of_the_same_key_next(gated: tuple[str, Re
         assert [b.result(timeout=30).status_code for b in batch[:3]] == [200, 200, 200]
         assert recording.order == ["TAG-a0", "TAG-alice", "TAG-a1", "TAG-a2"]  # hers ran next, not last
         assert "promptzip_proxy_compressions_shed_total 1.0" in http.get("/metrics").text
+
+
+@pytest.mark.parametrize("fair", [True, False], ids=["fair", "by-arrival"])
+def test_a_chat_sent_as_given_takes_its_users_turn_for_an_upstream_connection(
+    upstream: FakeUpstream, fair: bool
+) -> None:
+    """``x-promptzip-disable`` chats of one key, two upstream connections: the batch user's slow chats hold both and
+    four more of its wait; another user's chat goes up as soon as one ends (before, all of a key's chats sent as
+    given were one user, so it went last). A body that is not JSON is still sent, its turn the key's."""
+    s = settings(upstream.url, max_connections=2, upstream_pools=1, fair_queue=fair)
+
+    def ask(tag: str, user: str, mode: str) -> httpx.Response:
+        chat = {"model": "gpt-4o", "user": user, "messages": [{"role": "user", "content": tag}]}
+        extra = {"x-promptzip-disable": "true", "x-fake-mode": mode}
+        with httpx.Client(base_url=url, timeout=30) as http:
+            return http.post(ROUTE, json=chat, headers={"authorization": f"Bearer {KEY}", **extra})
+
+    with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
+        before = len(upstream.requests)
+        batch = []
+        for i in range(6):
+            batch.append(pool.submit(ask, f"a{i}", "batch-job", "slow:1.5"))
+            time.sleep(0.05)
+        time.sleep(0.5)  # two of its chats are upstream, four wait for a connection
+        alice = pool.submit(ask, "alice", "alice@example.com", "ok")
+        assert alice.result(timeout=30).status_code == 200
+        assert [b.result(timeout=30).status_code for b in batch] == [200] * 6
+        order = [r.json()["messages"][0]["content"] for r in upstream.requests[before:]]
+        with httpx.Client(base_url=url, timeout=30) as http:
+            raw = http.post(ROUTE, content=b"not json", headers={"x-promptzip-disable": "true"})
+        assert raw.status_code == 200  # the fake upstream answers whatever it is sent
+        assert upstream.requests[-1].body == b"not json"
+    assert sorted(order[:2]) == ["a0", "a1"]
+    assert order.index("alice") == (2 if fair else 6)

@@ -105,6 +105,7 @@ from promptzip.integrations.proxy._metrics import CONTENT_TYPE, Metrics, Observe
 from promptzip.integrations.proxy._openai_batches import BatchFiles
 from promptzip.integrations.proxy._options import (
     client_of,
+    end_user_of_body,
     parse_options,
     with_cache_key,
     with_end_user,
@@ -286,7 +287,11 @@ class _Proxy:
         skipped = skip_reason(request.headers)
         if skipped is not None:
             self.metrics.compressions.inc("passthrough")
-            return await self._forward(request, body, {**status_headers("passthrough", skipped), **_NO_REGIONS})
+            secret = self.compressions.secret
+            # its end user takes turns inside its key's turns upstream, as a compressed chat's does
+            turn = (client_of(request.headers, self.settings, secret), end_user_of_body(body, secret))
+            extra = {**status_headers("passthrough", skipped), **_NO_REGIONS}
+            return await self._forward(request, body, extra, turn=turn)
         arrived = time.monotonic()
         payload = parse_json(body)
         options = parse_options(request.headers, route, self.settings, self.compressions.secret)

@@ -28,6 +28,7 @@ With ``fair=False`` every request counts as one client: the order of arrival, an
 all taken waits (at most ``timeouts.pool``, then 503), and a freed connection goes to the waiting request whose
 client's turn it is, not to the one that came first, so a client holding many long streamed answers, with more
 queued, delays another's request by one answer's end at most. Nothing is shed there: a wait is bounded by its timeout.
+A chat of a compressed route sent as given (``x-promptzip-disable``) waits under the user its body names as well.
 
 Both run on the event loop only (no locks); :class:`FairQueue`'s ``start`` must return a future of that loop
 (``run_in_executor``).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -43,6 +44,7 @@ __all__ = [
     "allowed_presets",
     "client_of",
     "credential_of",
+    "end_user_of_body",
     "key_digest",
     "parse_options",
     "partition_for",
@@ -51,6 +53,7 @@ __all__ = [
     "with_model_pricing",
 ]
 
+_OBJECT = re.compile(rb"[ \t\r\n]*\{")  # a JSON object's start
 _PRESET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 # Where OpenAI, Anthropic and Azure clients put their API key, in that order.
 CREDENTIAL_HEADERS: Final = ("authorization", "x-api-key", "api-key")
@@ -168,8 +171,14 @@ def with_end_user(options: Options, payload: object, secret: bytes) -> Options:
     Anthropic's ``metadata.user_id``), as a keyed hash: an app that serves many people with one key names them so,
     and they take turns inside the key's turns (._fair), which naming many users never makes more than the key's own.
     A body that names none, or a name that is not a string, leaves ``options`` as they are."""
+    user = end_user(payload, secret)
+    return options if user is None else replace(options, user=user)
+
+
+def end_user(payload: object, secret: bytes) -> str | None:
+    """The keyed hash of the end user the parsed body ``payload`` names (:func:`with_end_user`), or ``None``."""
     if not isinstance(payload, Mapping):
-        return options
+        return None
     metadata = payload.get("metadata")
     named = (
         payload.get("safety_identifier"),
@@ -177,7 +186,19 @@ def with_end_user(options: Options, payload: object, secret: bytes) -> Options:
         metadata.get("user_id") if isinstance(metadata, Mapping) else None,
     )
     user = next((n for n in named if isinstance(n, str) and n), None)
-    return options if user is None else replace(options, user=_keyed(user, secret) or "")
+    return None if user is None else _keyed(user, secret) or ""
+
+
+def end_user_of_body(body: bytes, secret: bytes) -> str:
+    """:func:`end_user` of a body sent as given (``x-promptzip-disable``), which is not otherwise parsed: ``""`` when
+    it is not JSON, so its upstream connection goes by its key alone, as before, and the upstream answers it."""
+    if _OBJECT.match(body) is None:  # not the copy lstrip() would make of a large body
+        return ""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return ""
+    return end_user(payload, secret) or ""
 
 
 def with_model_pricing(options: Options, payload: object) -> Options:

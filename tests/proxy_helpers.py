@@ -77,6 +77,17 @@ REPORT = " ".join(
 )
 
 
+def ask_as_given(url: str, key: str, tag: str, mode: str, user: str | None = None) -> httpx.Response:
+    """A one-line chat (its text ``tag``) sent with ``x-promptzip-disable`` under ``key``, answered by the fake
+    upstream in ``mode`` (``slow:1.5``, ``ok``), its body naming ``user`` when given."""
+    chat: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": tag}]}
+    if user is not None:
+        chat["user"] = user
+    extra = {"x-promptzip-disable": "true", "x-fake-mode": mode}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        return http.post("/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {key}", **extra})
+
+
 def last_body(upstream: Any, route: str) -> dict[str, Any]:
     """The JSON body of the upstream's last request, which must have gone to ``route``."""
     last = upstream.requests[-1]

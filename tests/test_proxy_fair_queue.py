@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, gated_proxy, settings
+from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings
 from starlette.testclient import TestClient
 
 from promptzip._errors import DeadlineExceeded
@@ -287,20 +287,14 @@ def test_the_proxy_gives_a_freed_upstream_connection_to_the_other_client(upstrea
     goes upstream as soon as one of hers ends, before the rest of hers (by arrival, after all of them)."""
     s = settings(upstream.url, max_connections=2, upstream_pools=1, fair_queue=fair)
 
-    def ask(key: str, tag: str, mode: str) -> httpx.Response:
-        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": tag}]}
-        extra = {"x-promptzip-disable": "true", "x-fake-mode": mode}
-        with httpx.Client(base_url=url, timeout=30) as http:
-            return http.post(ROUTE, json=chat, headers={"authorization": f"Bearer {key}", **extra})
-
     with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
         before = len(upstream.requests)
         alice = []
         for i in range(6):
-            alice.append(pool.submit(ask, KEY_A, f"a{i}", "slow:1.5"))
+            alice.append(pool.submit(ask_as_given, url, KEY_A, f"a{i}", "slow:1.5"))
             time.sleep(0.05)
         time.sleep(0.5)  # two of hers are upstream, four wait for a connection
-        bob = pool.submit(ask, KEY_B, "b0", "ok")
+        bob = pool.submit(ask_as_given, url, KEY_B, "b0", "ok")
         assert bob.result(timeout=30).status_code == 200
         assert [a.result(timeout=30).status_code for a in alice] == [200] * 6
         order = [r.json()["messages"][0]["content"] for r in upstream.requests[before:]]

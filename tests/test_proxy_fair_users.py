@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, gated_proxy, settings
+from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings
 
 from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy._fair import FairQueue, FairSlots
@@ -208,20 +208,14 @@ def test_a_chat_sent_as_given_takes_its_users_turn_for_an_upstream_connection(
     given were one user, so it went last). A body that is not JSON is still sent, its turn the key's."""
     s = settings(upstream.url, max_connections=2, upstream_pools=1, fair_queue=fair)
 
-    def ask(tag: str, user: str, mode: str) -> httpx.Response:
-        chat = {"model": "gpt-4o", "user": user, "messages": [{"role": "user", "content": tag}]}
-        extra = {"x-promptzip-disable": "true", "x-fake-mode": mode}
-        with httpx.Client(base_url=url, timeout=30) as http:
-            return http.post(ROUTE, json=chat, headers={"authorization": f"Bearer {KEY}", **extra})
-
     with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
         before = len(upstream.requests)
         batch = []
         for i in range(6):
-            batch.append(pool.submit(ask, f"a{i}", "batch-job", "slow:1.5"))
+            batch.append(pool.submit(ask_as_given, url, KEY, f"a{i}", "slow:1.5", "batch-job"))
             time.sleep(0.05)
         time.sleep(0.5)  # two of its chats are upstream, four wait for a connection
-        alice = pool.submit(ask, "alice", "alice@example.com", "ok")
+        alice = pool.submit(ask_as_given, url, KEY, "alice", "ok", "alice@example.com")
         assert alice.result(timeout=30).status_code == 200
         assert [b.result(timeout=30).status_code for b in batch] == [200] * 6
         order = [r.json()["messages"][0]["content"] for r in upstream.requests[before:]]

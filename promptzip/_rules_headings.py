@@ -9,7 +9,7 @@ import re
 
 from promptzip._rules_lists import READ, SEND
 
-__all__ = ["ADJECTIVE", "HEADING", "HEADINGS", "NOUNS"]
+__all__ = ["ADJECTIVE", "AHEAD", "HEADING", "HEADINGS", "NOUNS"]
 
 # A retrieval template's names for what it retrieved ("Docs:", "Retrieved chunks:", "Knowledge base:", "Information:"),
 # not a task's input ("Article:", "Text:", "Transcript:" name what the task works on, which is not cut); "knowledge"
@@ -45,13 +45,13 @@ _INTRO = re.compile(
 # with at most the task after ("… to answer:"), or the noun phrase alone; not a document's "The sources below show:",
 # nor one that points back ("… above"). In "." only after a verb of reading ("Read the documents below."): "Use only
 # the documents below." is a rule, often one of several.
-_AHEAD = r"(?:(?:provided|given|listed|shown|supplied)[ \t]+)?(?:below|(?:that|which|as)[ \t]+follows?)"
-_POINTER = rf"{NOUNS}[ \t]+(?:{_AHEAD}|provided|given)"
+AHEAD = r"(?:(?:provided|given|listed|shown|supplied)[ \t]+)?(?:below|(?:that|which|as)[ \t]+follows?)"
+_POINTER = rf"{NOUNS}[ \t]+(?:{AHEAD}|provided|given)"
 _TASK_AFTER = r"(?:[ \t]*,?[ \t]+(?:to|and|when|then)\b[^\n:.]{0,60})?[ \t]*(?:\*\*)?"
 _POINTED = re.compile(
     r"^[ \t]*(?:\*\*)?(?:please[ \t]+)?(?:(?:only|carefully)[ \t]+)?"
     rf"(?:(?:{SEND})\b[^\n:.]{{0,30}}?(?:\b(?:the|all)[ \t]+{ADJECTIVE}{_POINTER}|\bthese[ \t]+{ADJECTIVE}{NOUNS})"
-    rf"\b{_TASK_AFTER}:|(?:{READ})\b[^\n:.]{{0,30}}?\bthe[ \t]+{ADJECTIVE}{NOUNS}[ \t]+{_AHEAD}\b{_TASK_AFTER}\."
+    rf"\b{_TASK_AFTER}:|(?:{READ})\b[^\n:.]{{0,30}}?\bthe[ \t]+{ADJECTIVE}{NOUNS}[ \t]+{AHEAD}\b{_TASK_AFTER}\."
     rf"|(?:the[ \t]+)?{ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )

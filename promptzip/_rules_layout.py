@@ -54,7 +54,7 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
         found = _records(text, *paras[0]) if trailing_question and lead == 0 and 0 < tail < len(paras) else None
         if found is None:
             return []
-        start = max(found, pointer_end(text, *paras[0]) or found)  # a pointer line ("Read the rows below.") kept
+        start = max(found, pointer_end(text, *paras[0]) or 0)  # a pointer line ("Read the rows below.") kept
     end = min(end, paras[tail - 1][1])  # a rule glued to the last document's lines (``trim_end``) is not context
     if end - start < len(text) / 2:
         return []

@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import re
 
+from promptzip._rules_headings import AHEAD, NOUNS
 from promptzip._rules_lists import SEND
 
 __all__ = ["pointer_end"]
 
-# What a template calls what it retrieved or pasted, with up to four words before the noun ("the following extracted
-# parts of a long document", "the following pieces of context"). A task's input ("text", "article") counts here as
-# well: the line goes out verbatim either way, and only where it stands is decided.
+# What a template calls what it retrieved (the headings' names) or pasted, with up to four words before the noun
+# ("the following extracted parts of a long document", "the following pieces of context"). A task's input ("text",
+# "article") counts here as well: the line goes out verbatim either way, and only where it stands is decided.
 _THINGS = (
-    r"(?:context(?:s|[ \t]+information)?|documents?|docs|sources?|passages?|search[ \t]+results|results|references|"
-    r"excerpts?|snippets?|chunks?|parts|pieces|texts?|articles?|paragraphs?|information|facts|notes|records|"
-    r"reviews|transcripts?|emails|messages|knowledge(?:[ \t]+base)?|data)"
+    rf"(?:{NOUNS}|excerpt|snippet|chunk|results|parts|pieces|texts?|articles?|paragraphs?|notes|records|reviews|"
+    r"transcripts?|emails|messages|knowledge|data)"
 )
-_AHEAD = r"(?:following|below|provided|given|attached|retrieved|supplied)"
-_AFTER = r"(?:below|(?:provided|given|listed|shown|supplied)(?:[ \t]+below)?|(?:that|which|as)[ \t]+follows?)"
+_BEFORE = r"(?:following|below|provided|given|attached|retrieved|supplied)"
+_AFTER = rf"(?:{AHEAD}|provided|given|listed|shown|supplied)"
 # The line opens as an order to the model (after an optional "You are …." of its own), and points at the documents:
 # a pointer before the noun ("the following passages", "the context below" after it), within its first words. It is
 # one sentence or two, ends in "." or ":", and is short: a document's line runs on.
 _POINTER_LINE = re.compile(
     r"[ \t]*(?:you(?:['’]re|[ \t]+are)\b[^\n.]{0,80}\.[ \t]+)?(?:\*\*)?(?:please[ \t]+)?(?:(?:only|carefully)[ \t]+)?"
     rf"(?:{SEND}|given|using|based[ \t]+on|according[ \t]+to|with|from|in[ \t]+light[ \t]+of)\b"
-    rf"[^\n]{{0,60}}?\b(?:{_AHEAD}[ \t]+(?:[\w'’-]+[ \t]+){{0,4}}?{_THINGS}\b|{_THINGS}[ \t]+{_AFTER}\b)"
+    rf"[^\n]{{0,60}}?\b(?:{_BEFORE}[ \t]+(?:[\w'’-]+[ \t]+){{0,4}}?{_THINGS}\b|{_THINGS}[ \t]+{_AFTER}\b)"
     r"[^\n]{0,140}?[.:](?:\*\*)?[ \t]*",
     re.IGNORECASE,
 )

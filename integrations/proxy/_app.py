@@ -288,8 +288,10 @@ class _Proxy:
         if skipped is not None:
             self.metrics.compressions.inc("passthrough")
             secret = self.compressions.secret
-            # its end user takes turns inside its key's turns upstream, as a compressed chat's does
-            turn = (client_of(request.headers, self.settings, secret), end_user_of_body(body, secret))
+            # its end user takes turns inside its key's turns upstream, as a compressed chat's does (by arrival, every
+            # request is one: the body is not parsed for nothing)
+            user = end_user_of_body(body, secret) if self.upstream_slots.fair else ""
+            turn = (client_of(request.headers, self.settings, secret), user)
             extra = {**status_headers("passthrough", skipped), **_NO_REGIONS}
             return await self._forward(request, body, extra, turn=turn)
         arrived = time.monotonic()

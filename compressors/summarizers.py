@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 from promptzip._deadline import check, remaining
 from promptzip._errors import ConfigError, InputError, UpstreamError, check_int
 from promptzip._fingerprint import derived_fingerprint
+from promptzip._torch_threads import torch_threads
 
 __all__ = ["PROMPT_VERSION", "LocalSummarizer", "OpenAISummarizer", "Summarizer", "summary_messages"]
 
@@ -144,9 +145,7 @@ class LocalSummarizer(Summarizer):
         # summary into DeadlineExceeded instead of a truncated result.
         left = remaining()
         timed = {} if left is None else {"max_time": max(0.01, left)}
-        with self._lock, torch.inference_mode():
-            if self.threads:
-                torch.set_num_threads(self.threads)
+        with self._lock, torch.inference_mode(), torch_threads(self.threads):
             out = model.generate(
                 **inputs,
                 max_new_tokens=limit,

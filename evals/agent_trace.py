@@ -51,6 +51,7 @@ import numpy as np
 from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._tokenizers import get_tokenizer
+from promptzip._torch_threads import torch_threads
 from promptzip._types import Budget
 from promptzip.evals import _agent_doors as doors
 from promptzip.evals import _agent_runnable_door as runnable_door
@@ -394,23 +395,21 @@ def run_from_args(
                 f"agent-trace: error: unknown or no {what}: {', '.join(unknown)}; known: {', '.join(known[what])}\n"
             )
             return 2
-    if args.threads > 0 and any(KNOWN[m].compresses for m in chosen["methods"]):
-        import torch
-
-        torch.set_num_threads(args.threads)
+    compresses = any(KNOWN[m].compresses for m in chosen["methods"])
     folder = args.out or (Path("evals/results/quick") if args.quick else Path("evals/results"))
     try:
-        report = run_agent_trace(
-            quick=args.quick,
-            corpus=args.corpus,
-            methods=chosen["methods"],
-            providers=chosen["providers"],
-            budgets=chosen["budgets"],
-            seed=args.seed,
-            out=folder,
-            command=_command(args, prefix),
-            progress=not args.no_progress,
-        )
+        with torch_threads(args.threads if compresses else 0):  # the caller's count is restored after
+            report = run_agent_trace(
+                quick=args.quick,
+                corpus=args.corpus,
+                methods=chosen["methods"],
+                providers=chosen["providers"],
+                budgets=chosen["budgets"],
+                seed=args.seed,
+                out=folder,
+                command=_command(args, prefix),
+                progress=not args.no_progress,
+            )
     except PromptZipError as exc:  # data not fetched, a package missing
         err.write(f"agent-trace: error: {exc}\n")
         return 2

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from promptzip._tokenizers import get_tokenizer
+from promptzip._torch_threads import torch_threads
 from promptzip.evals.methods import TOKENIZER, create_method
 from promptzip.evals.metrics import answer_retained
 from promptzip.evals.suites import build_suite, slow_subset
@@ -42,7 +43,7 @@ def _verdicts(method: Any) -> collections.Counter[str]:
     return collections.Counter() if node is None else node.verdicts
 
 
-def run_max_check(suite_name: str, n: int, *, seed: int = 0) -> dict[str, Any]:
+def run_max_check(suite_name: str, n: int, *, seed: int = 0, threads: int = 1) -> dict[str, Any]:
     suite = build_suite(suite_name, max(n * 8, 200), seed=seed)
     items = slow_subset(suite.items, n)
     tok = get_tokenizer(TOKENIZER).count
@@ -78,13 +79,25 @@ def run_max_check(suite_name: str, n: int, *, seed: int = 0) -> dict[str, Any]:
         "ratios": [f"{r:g}x" for r in suite.ratios],
         "methods": rows,
         "meta": {
-            "command": f"python -P -m promptzip.evals.max_summaries --suite {suite_name} --n {n}",
+            "command": f"python -P -m promptzip.evals.max_summaries --suite {suite_name} --n {n}"
+            + ("" if threads == 1 else f" --threads {threads}"),
+            "threads": _torch_thread_count(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}",
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
         },
     }
+
+
+def _torch_thread_count() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _threads_words(threads: int) -> str:
+    return "one torch thread" if threads == 1 else f"{threads} torch threads"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -94,7 +107,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{meta['command']}` · {meta['date']} · {meta['machine']} · load average "
         f"{', '.join(map(str, meta['load_before']))} before, {', '.join(map(str, meta['load_after']))} after · "
-        "one torch thread.",
+        f"{_threads_words(meta.get('threads', 1))}.",
         "",
         f"{report['items']} items of `{report['suite']}` (one question per article), budgets "
         "`floor(o200k tokens of the context / ratio)`, the same items and budgets for both presets. Retention: a "
@@ -123,14 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--suite", default="gsm8k-qa")
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - the models extra brings torch
-        pass
-    report = run_max_check(args.suite, args.n)
+    with torch_threads(args.threads):
+        report = run_max_check(args.suite, args.n, threads=args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "max_summaries.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "max_summaries.md").write_text(markdown(report))

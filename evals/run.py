@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptzip._errors import ConfigError
+from promptzip._torch_threads import torch_threads
 
 if TYPE_CHECKING:
     from promptzip.evals.suites import Item
@@ -111,7 +112,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     if config.downstream_only:
         config.suites = ()
         config.methods = ()
-    _set_threads(config.threads)
+    _baseline_threads(config.threads)
     sizes = dict(QUICK_SIZES if config.quick else FULL_SIZES)
     sizes.update(config.n)
     load_before = _load_average()
@@ -131,29 +132,30 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         config.downstream = 0
     methods = [create_method(name, seed=config.seed) for name in names]
     try:
-        for suite_name in () if config.downstream_only else suites:
-            suite = build_suite(suite_name, sizes[suite_name], quick=config.quick, seed=config.seed)
-            n_slow = config.n_slow_articles if suite.name == "squad-agnostic" else config.n_slow
-            for method in methods:
-                if method.applies_to(suite.regime, suite.kind):
-                    run_method(
-                        suite,
-                        method,
-                        out,
-                        n_slow=n_slow,
-                        progress=config.progress,
-                        meta={"seed": config.seed},
-                        resume=config.resume,
-                    )
-        if config.downstream:
-            from promptzip.evals.downstream import run_downstream
+        with torch_threads(config.threads):  # restored after: a run called in process leaves its caller's count
+            for suite_name in () if config.downstream_only else suites:
+                suite = build_suite(suite_name, sizes[suite_name], quick=config.quick, seed=config.seed)
+                n_slow = config.n_slow_articles if suite.name == "squad-agnostic" else config.n_slow
+                for method in methods:
+                    if method.applies_to(suite.regime, suite.kind):
+                        run_method(
+                            suite,
+                            method,
+                            out,
+                            n_slow=n_slow,
+                            progress=config.progress,
+                            meta={"seed": config.seed},
+                            resume=config.resume,
+                        )
+            if config.downstream:
+                from promptzip.evals.downstream import run_downstream
 
-            suite = build_suite("squad-qa", sizes["squad-qa"], quick=config.quick, seed=config.seed)
-            have = {m.name: m for m in methods}
-            chosen = [have.get(n) or create_method(n, seed=config.seed) for n in DOWNSTREAM_METHODS]
-            methods += [m for m in chosen if m.name not in have]
-            items = downstream_items(suite.items, config.downstream, config.downstream_articles)
-            run_downstream(items, chosen, out, ratio=config.downstream_ratio, progress=config.progress)
+                suite = build_suite("squad-qa", sizes["squad-qa"], quick=config.quick, seed=config.seed)
+                have = {m.name: m for m in methods}
+                chosen = [have.get(n) or create_method(n, seed=config.seed) for n in DOWNSTREAM_METHODS]
+                methods += [m for m in chosen if m.name not in have]
+                items = downstream_items(suite.items, config.downstream, config.downstream_articles)
+                run_downstream(items, chosen, out, ratio=config.downstream_ratio, progress=config.progress)
     finally:
         for method in methods:
             method.close()
@@ -192,17 +194,12 @@ def downstream_items(items: Sequence[Item], n: int, articles: int) -> list[Item]
     return chosen
 
 
-def _set_threads(threads: int) -> None:
-    """Torch threads for this process and the baselines worker. One by default: on a small shared CPU, two
-    threads per process made a warm promptzip call 7x slower than one (spinning threads waiting on each other)."""
-    if threads <= 0:
-        return
-    os.environ["PZ_BASELINE_THREADS"] = str(threads)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - the models extra brings torch
-        return
-    torch.set_num_threads(threads)
+def _baseline_threads(threads: int) -> None:
+    """Torch threads for the baselines worker; this process runs on as many (:func:`torch_threads`). One by
+    default: on a small shared CPU, two threads per process made a warm promptzip call 7x slower than one (spinning
+    threads waiting on each other)."""
+    if threads > 0:
+        os.environ["PZ_BASELINE_THREADS"] = str(threads)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,20 @@ The 2024 Summer Olympics were held in Paris from 26 July to 11 August 2024. Beac
 temporary stadium at the foot of the tower."""
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_kept() -> Iterator[None]:
+    """Each test leaves torch's thread count as it found it: a training run or an eval called in process sets the
+    count for the whole process, and one such test once left every later model test on one thread (twice as slow)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def article() -> str:
     return ARTICLE

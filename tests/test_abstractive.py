@@ -435,6 +435,11 @@ def test_a_seq2seq_folder_loads_as_an_encoder_decoder(tmp_path: Path) -> None:
     assert summarizer._load()[2] is True
     assert len(text.split()) <= 8 * 1.25 + 4  # each generated word piece is at most one word
     assert text == summarizer.summarize("The tower is 330 metres tall. It was built in 1889.", max_tokens=8)
+    # a summarizer given its own thread count uses it for its generation only: the process keeps its own count
+    before = torch.get_num_threads()
+    own = LocalSummarizer(str(tmp_path), threads=before + 1)
+    assert own.summarize("The tower is 330 metres tall. It was built in 1889.", max_tokens=8) == text
+    assert torch.get_num_threads() == before
 
 
 def test_a_cut_off_generation_ends_at_its_last_finished_sentence_or_clause() -> None:

@@ -1,11 +1,13 @@
 """The lines that head a prompt's context (rule 4 of :func:`promptzip._understand.understand`, read by
 :func:`promptzip._rules.headed`): a label ("Context:", "Documents:", AutoGen's "Context is:"), a Markdown heading
 ("## Context"), a sentence that introduces the documents ("Here are the relevant documents:", "Use the documents
-below:"), a name set off as a heading ("**Context**", "=== Documents ==="), and DSPy's field marker."""
+below:"), a name set off as a heading ("**Context**", "=== Documents ==="), a plain name line paired with a plain
+question line after it ("Context" … "Question"), and DSPy's field marker."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from promptzip._rules_lists import READ, SEND
 
@@ -66,6 +68,28 @@ _DECORATED = re.compile(
     r"[ \t]*:?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
+
+
+class _NameBeforeQuestion:
+    """A line that holds nothing but the name in plain case ("Context", "Retrieved passages") heads the context only
+    in a text that later sets its question off the same way, a "Question" or "Query" line of its own above it. Alone,
+    such a line is as likely an article's section title, or a word of a list."""
+
+    _NAME = re.compile(
+        r"^[ \t]*(?:(?:retrieved|relevant)[ \t]+)?"
+        r"(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks|search[ \t]+results)[ \t]*$\n?",
+        re.IGNORECASE | re.MULTILINE,
+    )
+    _QUESTION = re.compile(r"^[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*\n[ \t]*\S", re.IGNORECASE | re.MULTILINE)
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return (m for m in self._NAME.finditer(text) if self._QUESTION.search(text, m.end()))
+
+    def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
+        m = self._NAME.match(text, pos, end)
+        return m if m is not None and self._QUESTION.search(text, m.end()) else None
+
+
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
 _FIELD_HEADING = re.compile(
     r"^[ \t]*\[\[[ \t]*##[ \t]*(?:retrieved_|relevant_)?(?:context|contexts|documents?|passages?|sources?|"
@@ -73,4 +97,4 @@ _FIELD_HEADING = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
-HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED)
+HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED, _NameBeforeQuestion())

@@ -1,7 +1,8 @@
 """The names retrieval templates give what they retrieved head the context as "Context:" and "Documents:" do: "Docs:",
 "Excerpts:", "Snippets:", "Retrieved chunks:", "Knowledge base:", "Information:", "Facts:", as a label, a Markdown
-heading or an introducing sentence. The names of a task's own input ("Article:", "Text:", "Transcript:") do not: that
-text is what the task works on, kept whole."""
+heading or an introducing sentence; so does "Context" alone on a line where a "Question" line of its own follows. The
+names of a task's own input ("Article:", "Text:", "Transcript:") do not: that text is what the task works on, kept
+whole."""
 
 from __future__ import annotations
 
@@ -95,3 +96,78 @@ def test_a_name_set_off_as_a_heading_heads_the_context(heading: str) -> None:
 def test_a_word_that_may_be_a_documents_own_heads_nothing(text: str) -> None:
     layout = understand(text, role="user", last_user=True)
     assert not any(r.rule == "heading" for r in layout.regions)
+
+
+PLAIN_PAIRS = [
+    ("Context", "Question"),
+    ("Documents", "Question"),
+    ("Retrieved passages", "Query"),
+    ("Context", "User question"),
+    ("context", "question"),
+]
+
+
+@pytest.mark.parametrize(("name", "ask"), PLAIN_PAIRS)
+def test_a_plain_name_line_heads_the_context_where_a_plain_question_line_follows(name: str, ask: str) -> None:
+    """ "Context" alone on a line, then "Question" alone on a line: the template's two headings. Before, the whole
+    message was read as the question, and nothing was compressed."""
+    instruction = "Answer the question using only the context."
+    text = f"{instruction}\n\n{name}\n{JOINED}\n\n{ask}\n{QUESTION}"
+    got = kinds(text)
+    assert "".join(t for k, t in got if k == "context").strip() == JOINED.strip(), got
+    assert QUESTION in "".join(t for k, t in got if k == "question")
+    assert instruction in "".join(t for k, t in got if k == "instruction")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Documents\n{JOINED}\n\nQuestions about the harbour are answered by the harbour master.",
+        f"Question\n{QUESTION}\n\nContext\n{JOINED}",  # the question line comes first: no pair after the name
+        f"Context\n{JOINED}\n\nQuestion: {QUESTION}",  # a labelled question pairs with "Context:", not a plain line
+    ],
+    ids=["no-question-line", "question-before", "labelled-question"],
+)
+def test_a_plain_name_line_without_a_plain_question_line_after_it_heads_nothing(text: str) -> None:
+    layout = understand(text, role="user", last_user=True)
+    assert not any(r.rule == "heading" for r in layout.regions)
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_the_documents_under_a_plain_context_line_are_cut(sdk: str) -> None:
+    """The same request through the real SDKs and a running proxy (BM25 stack): every door reads it the same way."""
+    from proxy_helpers import bm25, last_body, settings
+
+    from promptzip.integrations.proxy import create_app
+    from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+
+    instruction = "Answer the question using only the context."
+    # a short request: before, read whole as the question and sent as it came (a long one was cut by its layout)
+    text = f"{instruction}\n\nContext\n{JOINED}\n\nQuestion\n{QUESTION}"
+    with FakeUpstream() as upstream, live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as proxy:
+        if sdk == "openai":
+            import openai
+
+            with openai.OpenAI(base_url=proxy + "/v1", api_key="sk-test", max_retries=0) as client:
+                client.chat.completions.create(
+                    model="gpt-4o",
+                    messages=[{"role": "user", "content": text}],
+                    extra_headers={"x-promptzip-rate": "0.4"},
+                )
+            sent = last_body(upstream, "/v1/chat/completions")["messages"][0]["content"]
+        else:
+            import anthropic
+
+            with anthropic.Anthropic(base_url=proxy, api_key="sk-ant-test", max_retries=0) as claude:
+                claude.messages.create(
+                    model="claude-sonnet-4-5",
+                    max_tokens=100,
+                    messages=[{"role": "user", "content": text}],
+                    extra_headers={"x-promptzip-rate": "0.4"},
+                )
+            sent = last_body(upstream, "/v1/messages")["messages"][0]["content"]
+    sent = sent if isinstance(sent, str) else "".join(block["text"] for block in sent)
+    assert sent.startswith(f"{instruction}\n\nContext\n")
+    assert sent.endswith(f"Question\n{QUESTION}")
+    assert len(sent) < len(text) * 0.7  # the documents were cut
+    assert "lifeboat" in sent

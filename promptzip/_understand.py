@@ -334,9 +334,14 @@ def _question_end(text: str, start: int, limit: int) -> int:
     return end
 
 
+_PLAIN_LABEL = re.compile(r"\A[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*\n(?=[ \t]*\S)", re.IGNORECASE)
+
+
 def _label_free(text: str) -> str:
-    """The question's words: without its label and a trailing ``Answer:`` cue."""
+    """The question's words: without its label (a line of its own, "Question" or "QUESTION", too) and a trailing
+    ``Answer:`` cue."""
     out = LABEL.sub(lambda m: "" if label_name(m) in _ASKING_LABELS else m.group(0), text)
+    out = _PLAIN_LABEL.sub("", out, count=1)
     out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)
     return out.strip()
 

@@ -104,6 +104,7 @@ PLAIN_PAIRS = [
     ("Retrieved passages", "Query"),
     ("Context", "User question"),
     ("context", "question"),
+    ("CONTEXT", "QUESTION"),  # a heading before; its question's query held the label line
 ]
 
 
@@ -117,6 +118,7 @@ def test_a_plain_name_line_heads_the_context_where_a_plain_question_line_follows
     assert "".join(t for k, t in got if k == "context").strip() == JOINED.strip(), got
     assert QUESTION in "".join(t for k, t in got if k == "question")
     assert instruction in "".join(t for k, t in got if k == "instruction")
+    assert understand(text).question == QUESTION  # relevance is scored against its words, not the label line
 
 
 @pytest.mark.parametrize(

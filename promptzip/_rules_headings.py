@@ -1,8 +1,8 @@
 """The lines that head a prompt's context (rule 4 of :func:`promptzip._understand.understand`, read by
 :func:`promptzip._rules.headed`): a label ("Context:", "Documents:", AutoGen's "Context is:"), a Markdown heading
 ("## Context"), a sentence that introduces the documents ("Here are the relevant documents:", "Use the documents
-below:"), a name set off as a heading ("**Context**", "=== Documents ==="), a plain name line paired with a plain
-question line after it ("Context" … "Question"), and DSPy's field marker."""
+below:"), a name set off as a heading ("**Context**", "=== Documents ==="), a plain name line paired with a
+question line after it ("Context" … "Question" or "Question:"), and DSPy's field marker."""
 
 from __future__ import annotations
 
@@ -72,15 +72,17 @@ _DECORATED = re.compile(
 
 class _NameBeforeQuestion:
     """A line that holds nothing but the name in plain case ("Context", "Retrieved passages") heads the context only
-    in a text that later sets its question off the same way, a "Question" or "Query" line of its own above it. Alone,
-    such a line is as likely an article's section title, or a word of a list."""
+    in a text that later sets its question off as well: a "Question" or "Query" line of its own above it, or a
+    "Question:" label. Alone, such a line is as likely an article's section title, or a word of a list."""
 
     _NAME = re.compile(
         r"^[ \t]*(?:(?:retrieved|relevant)[ \t]+)?"
         r"(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks|search[ \t]+results)[ \t]*$\n?",
         re.IGNORECASE | re.MULTILINE,
     )
-    _QUESTION = re.compile(r"^[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*\n[ \t]*\S", re.IGNORECASE | re.MULTILINE)
+    _QUESTION = re.compile(
+        r"^[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*(?:\n[ \t]*|:[ \t]*\n?[ \t]*)\S", re.IGNORECASE | re.MULTILINE
+    )
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
         return (m for m in self._NAME.finditer(text) if self._QUESTION.search(text, m.end()))

@@ -1,6 +1,7 @@
 """The names retrieval templates give what they retrieved head the context as "Context:" and "Documents:" do: "Docs:",
 "Excerpts:", "Snippets:", "Retrieved chunks:", "Knowledge base:", "Information:", "Facts:", as a label, a Markdown
-heading or an introducing sentence; so does "Context" alone on a line where a "Question" line of its own follows. The
+heading or an introducing sentence; so does "Context" alone on a line where a question line ("Question", "Question:")
+follows. The
 names of a task's own input ("Article:", "Text:", "Transcript:") do not: that text is what the task works on, kept
 whole."""
 
@@ -98,22 +99,24 @@ def test_a_word_that_may_be_a_documents_own_heads_nothing(text: str) -> None:
     assert not any(r.rule == "heading" for r in layout.regions)
 
 
-PLAIN_PAIRS = [
-    ("Context", "Question"),
-    ("Documents", "Question"),
-    ("Retrieved passages", "Query"),
-    ("Context", "User question"),
-    ("context", "question"),
-    ("CONTEXT", "QUESTION"),  # a heading before; its question's query held the label line
+PLAIN_PAIRS = [  # the name line, and what opens the question: its own line, or a label
+    ("Context", "Question\n"),
+    ("Documents", "Question\n"),
+    ("Retrieved passages", "Query\n"),
+    ("Context", "User question\n"),
+    ("context", "question\n"),
+    ("CONTEXT", "QUESTION\n"),  # a heading before; its question's query held the label line
+    ("Context", "Question:\n"),
+    ("Documents", "Query: "),
 ]
 
 
 @pytest.mark.parametrize(("name", "ask"), PLAIN_PAIRS)
-def test_a_plain_name_line_heads_the_context_where_a_plain_question_line_follows(name: str, ask: str) -> None:
+def test_a_plain_name_line_heads_the_context_where_a_question_line_follows(name: str, ask: str) -> None:
     """ "Context" alone on a line, then "Question" alone on a line: the template's two headings. Before, the whole
     message was read as the question, and nothing was compressed."""
     instruction = "Answer the question using only the context."
-    text = f"{instruction}\n\n{name}\n{JOINED}\n\n{ask}\n{QUESTION}"
+    text = f"{instruction}\n\n{name}\n{JOINED}\n\n{ask}{QUESTION}"
     got = kinds(text)
     assert "".join(t for k, t in got if k == "context").strip() == JOINED.strip(), got
     assert QUESTION in "".join(t for k, t in got if k == "question")
@@ -126,11 +129,10 @@ def test_a_plain_name_line_heads_the_context_where_a_plain_question_line_follows
     [
         f"Documents\n{JOINED}\n\nQuestions about the harbour are answered by the harbour master.",
         f"Question\n{QUESTION}\n\nContext\n{JOINED}",  # the question line comes first: no pair after the name
-        f"Context\n{JOINED}\n\nQuestion: {QUESTION}",  # a labelled question pairs with "Context:", not a plain line
     ],
-    ids=["no-question-line", "question-before", "labelled-question"],
+    ids=["no-question-line", "question-before"],
 )
-def test_a_plain_name_line_without_a_plain_question_line_after_it_heads_nothing(text: str) -> None:
+def test_a_plain_name_line_without_a_question_line_after_it_heads_nothing(text: str) -> None:
     layout = understand(text, role="user", last_user=True)
     assert not any(r.rule == "heading" for r in layout.regions)
 

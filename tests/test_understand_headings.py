@@ -1,9 +1,8 @@
 """The names retrieval templates give what they retrieved head the context as "Context:" and "Documents:" do: "Docs:",
 "Excerpts:", "Snippets:", "Retrieved chunks:", "Knowledge base:", "Information:", "Facts:", as a label, a Markdown
 heading or an introducing sentence; so does "Context" alone on a line where a question line ("Question", "Question:")
-follows. The
-names of a task's own input ("Article:", "Text:", "Transcript:") do not: that text is what the task works on, kept
-whole."""
+follows. The names of a task's own input ("Article:", "Text:", "Transcript:") do not: that text is what the task
+works on, kept whole."""
 
 from __future__ import annotations
 

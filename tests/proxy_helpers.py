@@ -77,15 +77,23 @@ REPORT = " ".join(
 )
 
 
-def ask_as_given(url: str, key: str, tag: str, mode: str, user: str | None = None) -> httpx.Response:
-    """A one-line chat (its text ``tag``) sent with ``x-promptzip-disable`` under ``key``, answered by the fake
-    upstream in ``mode`` (``slow:1.5``, ``ok``), its body naming ``user`` when given."""
-    chat: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": tag}]}
+def ask_as_given(
+    url: str, key: str, tag: str, mode: str, user: str | None = None, *, embed: bool = False
+) -> httpx.Response:
+    """A one-line chat (its text ``tag``) sent with ``x-promptzip-disable`` under ``key`` or, with ``embed``, an
+    embeddings request of ``tag`` (a route the proxy passes through), answered by the fake upstream in ``mode``
+    (``slow:1.5``, ``ok``), its body naming ``user`` when given."""
+    body: dict[str, Any] = (
+        {"model": "text-embedding-3-small", "input": tag}
+        if embed
+        else {"model": "gpt-4o", "messages": [{"role": "user", "content": tag}]}
+    )
     if user is not None:
-        chat["user"] = user
-    extra = {"x-promptzip-disable": "true", "x-fake-mode": mode}
+        body["user"] = user
+    extra = {"x-fake-mode": mode} if embed else {"x-promptzip-disable": "true", "x-fake-mode": mode}
+    route = "/v1/embeddings" if embed else "/v1/chat/completions"
     with httpx.Client(base_url=url, timeout=30) as http:
-        return http.post("/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {key}", **extra})
+        return http.post(route, json=body, headers={"authorization": f"Bearer {key}", **extra})
 
 
 def last_body(upstream: Any, route: str) -> dict[str, Any]:

@@ -225,3 +225,29 @@ def test_a_chat_sent_as_given_takes_its_users_turn_for_an_upstream_connection(
         assert upstream.requests[-1].body == b"not json"
     assert sorted(order[:2]) == ["a0", "a1"]
     assert order.index("alice") == (2 if fair else 6)
+
+
+@pytest.mark.parametrize("fair", [True, False], ids=["fair", "by-arrival"])
+def test_a_pass_through_route_takes_its_users_turn_for_an_upstream_connection(
+    upstream: FakeUpstream, fair: bool
+) -> None:
+    """Embeddings requests of one key (a route the proxy passes through), two upstream connections: the batch user's
+    slow requests hold both and four more of theirs wait; another user's request goes up as soon as one ends (before,
+    every request of a pass-through route went by its key alone, so it went last)."""
+    s = settings(upstream.url, max_connections=2, upstream_pools=1, fair_queue=fair)
+
+    with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
+        before = len(upstream.requests)
+        batch = []
+        for i in range(6):
+            batch.append(pool.submit(ask_as_given, url, KEY, f"a{i}", "slow:1.5", "batch-job", embed=True))
+            time.sleep(0.05)
+        time.sleep(0.5)  # two of its requests are upstream, four wait for a connection
+        alice = pool.submit(ask_as_given, url, KEY, "alice", "ok", "alice@example.com", embed=True)
+        assert alice.result(timeout=30).status_code == 200
+        assert [b.result(timeout=30).status_code for b in batch] == [200] * 6
+        sent = upstream.requests[before:]
+    assert {r.target for r in sent} == {"/v1/embeddings"}
+    order = [r.json()["input"] for r in sent]
+    assert sorted(order[:2]) == ["a0", "a1"]
+    assert order.index("alice") == (2 if fair else 6)

@@ -287,13 +287,8 @@ class _Proxy:
         skipped = skip_reason(request.headers)
         if skipped is not None:
             self.metrics.compressions.inc("passthrough")
-            secret = self.compressions.secret
-            # its end user takes turns inside its key's turns upstream, as a compressed chat's does (by arrival, every
-            # request is one: the body is not parsed for nothing)
-            user = end_user_of_body(body, secret) if self.upstream_slots.fair else ""
-            turn = (client_of(request.headers, self.settings, secret), user)
             extra = {**status_headers("passthrough", skipped), **_NO_REGIONS}
-            return await self._forward(request, body, extra, turn=turn)
+            return await self._forward(request, body, extra)  # its end user's turn, read from the body there
         arrived = time.monotonic()
         payload = parse_json(body)
         options = parse_options(request.headers, route, self.settings, self.compressions.secret)
@@ -398,7 +393,7 @@ class _Proxy:
     ) -> Response:
         """Send the request upstream and relay its answer, once a connection is free for ``turn``: the request's
         client and end user (a compressed route's ``Options.client`` and ``Options.user``), else its client as its
-        headers say, with no user."""
+        headers say and the end user a body read whole names (:func:`end_user_of_body`)."""
         if not self._clients:
             raise RuntimeError("the proxy's lifespan has not run: serve the app with uvicorn or enter its lifespan")
         client = next(self._turn)
@@ -412,7 +407,14 @@ class _Proxy:
         if not isinstance(content, bytes) and content.length is not None:  # else httpx would send it chunked
             headers.append((b"content-length", str(content.length).encode("ascii")))
         upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=content)
-        who, user = turn or (client_of(request.headers, self.settings, self.compressions.secret), "")
+        if turn is None:
+            secret = self.compressions.secret
+            # A chat sent as given or a pass-through route's body (embeddings, legacy completions) takes its end
+            # user's turn inside its key's, as a compressed chat does; a streamed body, or one that is not JSON, takes
+            # the key's. By arrival every request is one: the body is not parsed for nothing.
+            named = end_user_of_body(body, secret) if isinstance(body, bytes) and self.upstream_slots.fair else ""
+            turn = (client_of(request.headers, self.settings, secret), named)
+        who, user = turn
         try:
             async with asyncio.timeout(self.settings.timeouts.pool):
                 await self.upstream_slots.acquire(who, user)

@@ -44,6 +44,8 @@ def _verdicts(method: Any) -> collections.Counter[str]:
 
 
 def run_max_check(suite_name: str, n: int, *, seed: int = 0, threads: int = 1) -> dict[str, Any]:
+    """Both presets on the same ``n`` items of ``suite_name``; ``threads`` is the ``--threads`` the report's command
+    says (the caller sets torch's count, which the report records as measured)."""
     suite = build_suite(suite_name, max(n * 8, 200), seed=seed)
     items = slow_subset(suite.items, n)
     tok = get_tokenizer(TOKENIZER).count

@@ -1,8 +1,8 @@
 """The lines that head a prompt's context (rule 4 of :func:`promptzip._understand.understand`, read by
 :func:`promptzip._rules.headed`): a label ("Context:", "Documents:", AutoGen's "Context is:"), a Markdown heading
 ("## Context"), a sentence that introduces the documents ("Here are the relevant documents:", "Use the documents
-below:"), a name set off as a heading ("**Context**", "=== Documents ==="), a plain name line paired with a
-question line after it ("Context" … "Question" or "Question:"), and DSPy's field marker."""
+below:"), a name set off as a heading ("**Context**", "=== Documents ==="), a plain name line where the template
+shows itself around it ("Context" … "Question", "Use the context to answer.\n\nContext"), and DSPy's field marker."""
 
 from __future__ import annotations
 
@@ -70,26 +70,51 @@ _DECORATED = re.compile(
 )
 
 
-class _NameBeforeQuestion:
+_BLANK_BEFORE = re.compile(r"\n[ \t]*\n[ \t]*\Z")
+
+
+class _PlainName:
     """A line that holds nothing but the name in plain case ("Context", "Retrieved passages") heads the context only
-    in a text that later sets its question off as well: a "Question" or "Query" line of its own above it, or a
-    "Question:" label. Alone, such a line is as likely an article's section title, or a word of a list."""
+    where the template around it shows itself: a question set off after it (a "Question" or "Query" line of its own
+    above it, or a "Question:" label), or, in the paragraph just before it, words that send the model to it ("Use the
+    context to answer."). Alone, such a line is as likely an article's section title, or a word of a list."""
 
     _NAME = re.compile(
         r"^[ \t]*(?:(?:retrieved|relevant)[ \t]+)?"
         r"(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks|search[ \t]+results)[ \t]*$\n?",
         re.IGNORECASE | re.MULTILINE,
     )
+    # the question after its label: words, or a "?" (a word list's "question" line is followed by one more word)
     _QUESTION = re.compile(
-        r"^[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*(?:\n[ \t]*|:[ \t]*\n?[ \t]*)\S", re.IGNORECASE | re.MULTILINE
+        r"^[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*(?:\n[ \t]*|:[ \t]*\n?[ \t]*)[^\s?]*(?:[ \t]\S|\?)",
+        re.IGNORECASE | re.MULTILINE,
+    )
+    # an order that sends the model to it ("Use the context…", "Answer … using the documents"), not prose that names
+    # a context ("Historians disagree about the context of the treaty.")
+    _POINTS = re.compile(
+        r"\b(?:use|using|based[ \t]+on|according[ \t]+to|refer[ \t]+to|given|read|consult|answer|respond|reply)\b"
+        r"[^.!?\n]{0,40}?"
+        rf"\b(?:the|these|this)[ \t]+{ADJECTIVE}(?:(?:provided|given|following)[ \t]+)?"
+        r"(?:context|documents?|docs|passages?|excerpts|snippets|chunks|search[ \t]+results)\b",
+        re.IGNORECASE,
     )
 
+    def _paired(self, text: str, m: re.Match[str]) -> bool:
+        if not text[m.end() :].strip():
+            return False
+        before = text[: m.start()].rstrip()
+        if self._POINTS.search(before, before.rfind("\n\n") + 1):  # the paragraph just before, glued or not
+            return True
+        # set off by a blank line (or first), as a heading is: a word list's lines follow each other
+        apart = not before or _BLANK_BEFORE.search(text, 0, m.start()) is not None
+        return apart and self._QUESTION.search(text, m.end()) is not None
+
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        return (m for m in self._NAME.finditer(text) if self._QUESTION.search(text, m.end()))
+        return (m for m in self._NAME.finditer(text) if self._paired(text, m))
 
     def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
         m = self._NAME.match(text, pos, end)
-        return m if m is not None and self._QUESTION.search(text, m.end()) else None
+        return m if m is not None and self._paired(text, m) else None
 
 
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
@@ -99,4 +124,4 @@ _FIELD_HEADING = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
-HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED, _NameBeforeQuestion())
+HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED, _PlainName())

@@ -136,41 +136,98 @@ def test_a_plain_name_line_without_a_question_line_after_it_heads_nothing(text: 
     assert not any(r.rule == "heading" for r in layout.regions)
 
 
-@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-def test_through_the_proxy_the_documents_under_a_plain_context_line_are_cut(sdk: str) -> None:
-    """The same request through the real SDKs and a running proxy (BM25 stack): every door reads it the same way."""
+@pytest.mark.parametrize(
+    "lead",
+    [
+        "You are a helpful assistant. Answer the user's question using the context.",
+        "Use the documents to answer.",
+        "Answer only from the provided passages, and say so when they do not say.",
+    ],
+)
+@pytest.mark.parametrize("name", ["Context", "Documents", "Retrieved passages"])
+def test_a_plain_name_line_heads_the_context_after_words_that_send_the_model_to_it(lead: str, name: str) -> None:
+    """A system message that ends in its documents under a plain name line, the question in the user's turn: before,
+    the whole message was kept as the template's words, and nothing was compressed."""
+    for text in (f"{lead}\n\n{name}\n{JOINED}", f"{lead}\n{name}\n{JOINED}"):
+        layout = understand(text, role="system", last_user=False)
+        got = [(r.kind, text[r.start : r.end]) for r in layout.regions]
+        assert "".join(t for k, t in got if k == "context").strip() == JOINED.strip(), got
+        assert lead in "".join(t for k, t in got if k == "instruction")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Historians disagree about the context of the treaty.\n\nContext\n{JOINED}",  # prose names a context
+        f"Use the harbour charts.\n\nContext\n{JOINED}",  # an order, but not to the prompt's own parts
+        "You are a helpful assistant. Use the context to answer.\n\nContext\n",  # nothing under it
+        "question\nanswer\ncontext\ndocuments\nquestion\nquery\nreply\n" * 3,  # a word list
+    ],
+    ids=["prose", "other-order", "empty", "word-list"],
+)
+def test_a_plain_name_line_without_a_template_around_it_heads_nothing(text: str) -> None:
+    for role, last in (("system", False), ("user", True)):
+        layout = understand(text, role=role, last_user=last)
+        assert not any(r.rule == "heading" for r in layout.regions)
+
+
+def _through_the_proxy(sdk: str, system: str | None, user: str) -> tuple[str | None, str]:
+    """What the provider gets of ``system`` and ``user`` sent with the real ``sdk`` through a running proxy (BM25
+    stack) at ``x-promptzip-rate: 0.4``."""
     from proxy_helpers import bm25, last_body, settings
 
     from promptzip.integrations.proxy import create_app
     from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
-    instruction = "Answer the question using only the context."
-    # a short request: before, read whole as the question and sent as it came (a long one was cut by its layout)
-    text = f"{instruction}\n\nContext\n{JOINED}\n\nQuestion\n{QUESTION}"
+    rate = {"x-promptzip-rate": "0.4"}
     with FakeUpstream() as upstream, live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as proxy:
         if sdk == "openai":
             import openai
 
+            chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
             with openai.OpenAI(base_url=proxy + "/v1", api_key="sk-test", max_retries=0) as client:
-                client.chat.completions.create(
-                    model="gpt-4o",
-                    messages=[{"role": "user", "content": text}],
-                    extra_headers={"x-promptzip-rate": "0.4"},
-                )
-            sent = last_body(upstream, "/v1/chat/completions")["messages"][0]["content"]
-        else:
-            import anthropic
+                client.chat.completions.create(model="gpt-4o", messages=chat, extra_headers=rate)
+            sent = [m["content"] for m in last_body(upstream, "/v1/chat/completions")["messages"]]
+            return (sent[0] if system else None), sent[-1]
+        import anthropic
 
-            with anthropic.Anthropic(base_url=proxy, api_key="sk-ant-test", max_retries=0) as claude:
-                claude.messages.create(
-                    model="claude-sonnet-4-5",
-                    max_tokens=100,
-                    messages=[{"role": "user", "content": text}],
-                    extra_headers={"x-promptzip-rate": "0.4"},
-                )
-            sent = last_body(upstream, "/v1/messages")["messages"][0]["content"]
-    sent = sent if isinstance(sent, str) else "".join(block["text"] for block in sent)
+        with anthropic.Anthropic(base_url=proxy, api_key="sk-ant-test", max_retries=0) as claude:
+            claude.messages.create(
+                model="claude-sonnet-4-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": user}],
+                extra_headers=rate,
+                **({"system": system} if system else {}),
+            )
+        body = last_body(upstream, "/v1/messages")
+    texts = [
+        c if isinstance(c, str) else "".join(b["text"] for b in c)
+        for c in (body.get("system"), body["messages"][0]["content"])
+        if c is not None
+    ]
+    return (texts[0] if system else None), texts[-1]
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_the_documents_under_a_plain_context_line_are_cut(sdk: str) -> None:
+    """The same request through the real SDKs and a running proxy (BM25 stack): every door reads it the same way."""
+    instruction = "Answer the question using only the context."
+    # a short request: before, read whole as the question and sent as it came (a long one was cut by its layout)
+    text = f"{instruction}\n\nContext\n{JOINED}\n\nQuestion\n{QUESTION}"
+    _, sent = _through_the_proxy(sdk, None, text)
     assert sent.startswith(f"{instruction}\n\nContext\n")
     assert sent.endswith(f"Question\n{QUESTION}")
     assert len(sent) < len(text) * 0.7  # the documents were cut
     assert "lifeboat" in sent
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_a_system_messages_documents_under_a_plain_name_line_are_cut(sdk: str) -> None:
+    lead = "You are a helpful assistant. Answer the user's question using the context."
+    system = f"{lead}\n\nContext\n{JOINED}"  # before, kept whole as the template's words
+    sent_system, sent_user = _through_the_proxy(sdk, system, QUESTION)
+    assert sent_user == QUESTION
+    assert sent_system is not None
+    assert sent_system.startswith(f"{lead}\n\nContext\n")
+    assert len(sent_system) < len(system) * 0.7  # the documents were cut
+    assert "lifeboat" in sent_system

@@ -112,8 +112,8 @@ PLAIN_PAIRS = [  # the name line, and what opens the question: its own line, or 
 
 @pytest.mark.parametrize(("name", "ask"), PLAIN_PAIRS)
 def test_a_plain_name_line_heads_the_context_where_a_question_line_follows(name: str, ask: str) -> None:
-    """ "Context" alone on a line, then "Question" alone on a line: the template's two headings. Before, the whole
-    message was read as the question, and nothing was compressed."""
+    """A name alone on a line, then the question set off by a line of its own or a label: the template's two
+    headings. Before, the whole message was read as the question, and nothing was compressed."""
     instruction = "Answer the question using only the context."
     text = f"{instruction}\n\n{name}\n{JOINED}\n\n{ask}{QUESTION}"
     got = kinds(text)

@@ -6,7 +6,9 @@ shows itself around it ("Context" … "Question", "Use the context to answer.\n\
 
 from __future__ import annotations
 
+import itertools
 import re
+import threading
 from collections.abc import Iterator
 
 from promptzip._rules_lists import READ, SEND
@@ -71,12 +73,15 @@ _DECORATED = re.compile(
 
 
 _BLANK_BEFORE = re.compile(r"\n[ \t]*\n[ \t]*\Z")
+_NON_BLANK = re.compile(r"\S")
+_MOST_HEADS = 32
+_LOOK_BACK = 300  # the sentence that sends the model to the context ends the line before its name line
 
 
 class _PlainName:
     """A line that holds nothing but the name in plain case ("Context", "Retrieved passages") heads the context only
     where the template around it shows itself: a question set off after it (a "Question" or "Query" line of its own
-    above it, or a "Question:" label), or, in the paragraph just before it, words that send the model to it ("Use the
+    above it, or a "Question:" label), or, on the line just before it, words that send the model to it ("Use the
     context to answer."). Alone, such a line is as likely an article's section title, or a word of a list."""
 
     _NAME = re.compile(
@@ -100,21 +105,39 @@ class _PlainName:
     )
 
     def _paired(self, text: str, m: re.Match[str]) -> bool:
-        if not text[m.end() :].strip():
+        # Each check reads a bounded stretch around the line, or a scan made once per text: a text of many such lines
+        # must not cost a scan of the text per line.
+        if _NON_BLANK.search(text, m.end()) is None:
             return False
-        before = text[: m.start()].rstrip()
-        if self._POINTS.search(before, before.rfind("\n\n") + 1):  # the paragraph just before, glued or not
+        before = text[max(0, m.start() - _LOOK_BACK) : m.start()].rstrip()
+        if self._POINTS.search(before, before.rfind("\n") + 1):  # the line just before, glued or not
             return True
         # set off by a blank line (or first), as a heading is: a word list's lines follow each other
-        apart = not before or _BLANK_BEFORE.search(text, 0, m.start()) is not None
-        return apart and self._QUESTION.search(text, m.end()) is not None
+        apart = (
+            m.start() == 0 or not before or _BLANK_BEFORE.search(text[max(0, m.start() - 16) : m.start()]) is not None
+        )
+        return apart and _last_question(text) >= m.end()
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        return (m for m in self._NAME.finditer(text) if self._paired(text, m))
+        # a template heads its documents a few times at most; a text of thousands of such lines is a list
+        return itertools.islice((m for m in self._NAME.finditer(text) if self._paired(text, m)), _MOST_HEADS)
 
     def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
         m = self._NAME.match(text, pos, end)
         return m if m is not None and self._paired(text, m) else None
+
+
+_scanned = threading.local()  # per thread: the text last scanned for its last question, and where that starts
+
+
+def _last_question(text: str) -> int:
+    """Where the last plain question line or question label of ``text`` starts (-1 if none): one scan per text,
+    however many of its name lines ask for it (each thread remembers the text it read last)."""
+    if getattr(_scanned, "text", None) is not text:
+        _scanned.at = max((q.start() for q in _PlainName._QUESTION.finditer(text)), default=-1)
+        _scanned.text = text
+    at: int = _scanned.at
+    return at
 
 
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``

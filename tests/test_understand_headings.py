@@ -231,3 +231,31 @@ def test_through_the_proxy_a_system_messages_documents_under_a_plain_name_line_a
     assert sent_system.startswith(f"{lead}\n\nContext\n")
     assert len(sent_system) < len(system) * 0.7  # the documents were cut
     assert "lifeboat" in sent_system
+
+
+def test_a_text_of_many_plain_name_lines_is_read_in_one_scan_and_heads_a_few_times_at_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each plain name line asks whether a question follows: the text is scanned for its questions once, not once per
+    line (a body of 40,000 such lines took minutes before the scan was shared), and a list of them is not a template:
+    at most a few of its lines head anything."""
+    from promptzip import _rules_headings as headings
+
+    scans = []
+    question = headings._PlainName._QUESTION
+
+    class Counting:
+        def finditer(self, text: str) -> object:
+            scans.append(len(text))
+            return question.finditer(text)
+
+        def search(self, text: str, pos: int = 0) -> object:
+            raise AssertionError("a per-line search of the rest of the text")
+
+    monkeypatch.setattr(headings._PlainName, "_QUESTION", Counting())
+    text = "Context\n\n" * 5000 + "Question\nWho rowed the lifeboat?"
+    found = list(headings._PlainName().finditer(text))
+    assert 0 < len(found) <= headings._MOST_HEADS
+    assert len(scans) == 1
+    understand(text)  # the whole reading, every rule: still one scan of this text
+    assert len(scans) == 1

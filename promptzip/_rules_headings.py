@@ -62,9 +62,11 @@ _POINTED = re.compile(
 # A line that holds nothing but the name, set off as a heading by emphasis, rules or guillemets ("**Context**",
 # "__Documents__", "=== Context ===", "### Context ###", "<<Context>>") or in capitals ("CONTEXT"). Not "Sources",
 # "References" or "Background": on a line of their own those are an article's sections; nor "[docs]", an INI file's.
+# The names a line of its own may hold to head the context, set off (_DECORATED) or plain (_PlainName)
+_LINE_NAME = r"(?:retrieved[ \t]+|relevant[ \t]+)?(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks)"
 _DECORATED = re.compile(
     r"^[ \t]*(?:(?P<mark>\*{1,2}|_{1,2}|={2,}[ \t]*|#{1,6}[ \t]*|-{2,}[ \t]*|<<[ \t]*)"
-    r"(?:retrieved[ \t]+|relevant[ \t]+)?(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks)"
+    rf"{_LINE_NAME}"
     r"(?:[ \t]*:)?(?(mark)[ \t]*(?:\*{1,2}|_{1,2}|={2,}|#{1,6}|-{2,}|>>))"
     r"|(?-i:(?:RETRIEVED[ \t]+|RELEVANT[ \t]+)?(?:CONTEXT|DOCUMENTS|PASSAGES|EXCERPTS|SNIPPETS)))"
     r"[ \t]*:?[ \t]*$\n?",
@@ -84,11 +86,7 @@ class _PlainName:
     above it, or a "Question:" label), or, on the line just before it, words that send the model to it ("Use the
     context to answer."). Alone, such a line is as likely an article's section title, or a word of a list."""
 
-    _NAME = re.compile(
-        r"^[ \t]*(?:(?:retrieved|relevant)[ \t]+)?"
-        r"(?:context|contexts|documents|docs|passages|excerpts|snippets|chunks|search[ \t]+results)[ \t]*$\n?",
-        re.IGNORECASE | re.MULTILINE,
-    )
+    _NAME = re.compile(rf"^[ \t]*(?:{_LINE_NAME}|search[ \t]+results)[ \t]*$\n?", re.IGNORECASE | re.MULTILINE)
     # the question after its label: words, or a "?" (a word list's "question" line is followed by one more word)
     _QUESTION = re.compile(
         r"^[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*(?:\n[ \t]*|:[ \t]*\n?[ \t]*)[^\s?]*(?:[ \t]\S|\?)",
@@ -97,10 +95,8 @@ class _PlainName:
     # an order that sends the model to it ("Use the context…", "Answer … using the documents"), not prose that names
     # a context ("Historians disagree about the context of the treaty.")
     _POINTS = re.compile(
-        r"\b(?:use|using|based[ \t]+on|according[ \t]+to|refer[ \t]+to|given|read|consult|answer|respond|reply)\b"
-        r"[^.!?\n]{0,40}?"
-        rf"\b(?:the|these|this)[ \t]+{ADJECTIVE}(?:(?:provided|given|following)[ \t]+)?"
-        r"(?:context|documents?|docs|passages?|excerpts|snippets|chunks|search[ \t]+results)\b",
+        rf"\b(?:{SEND}|using|based[ \t]+on|according[ \t]+to|given)\b[^.!?\n]{{0,40}}?"
+        rf"\b(?:the|these|this)[ \t]+{ADJECTIVE}(?:(?:provided|given|following)[ \t]+)?{NOUNS}\b",
         re.IGNORECASE,
     )
 
@@ -113,9 +109,7 @@ class _PlainName:
         if self._POINTS.search(before, before.rfind("\n") + 1):  # the line just before, glued or not
             return True
         # set off by a blank line (or first), as a heading is: a word list's lines follow each other
-        apart = (
-            m.start() == 0 or not before or _BLANK_BEFORE.search(text[max(0, m.start() - 16) : m.start()]) is not None
-        )
+        apart = not before or _BLANK_BEFORE.search(text[max(0, m.start() - 16) : m.start()]) is not None
         return apart and _last_question(text) >= m.end()
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:

@@ -1,22 +1,21 @@
 """The rules that find context spans in a text, for :func:`promptzip._understand.understand`.
 
 Each takes the text and gives ``(start, end)`` spans, knowing nothing of regions: :func:`is_json` (rule 1),
-:func:`tagged` for XML-style document tags (rule 3), :func:`delimited` and :func:`headed` for fences and headings
-(rule 4), with the patterns they share with question labelling (``LABEL`` and :func:`label_name`,
-``QUESTION_LABELS``, ``HEADING``, ``FIELD_LINE``, ``BLANK_LINE``), what reads as the template's own words
-(:func:`is_directive`, :func:`is_request`, :func:`is_template`; given up at either end of a context block by
-:func:`trim_start` and :func:`trim_end`, whole paragraphs, or the lines of a rule on the prompt's own parts glued to a
-document, :func:`glued_rules`) and the span helpers (:func:`paragraphs`, :func:`strip_span`). Lines of dashes
-have a module of their own, :mod:`promptzip._rules_separators`, as do the heading lines,
-:mod:`promptzip._rules_headings`, backtick fences, :mod:`promptzip._rules_fences`, list items,
-:mod:`promptzip._rules_lists`, and the layout rule (rule 5), :mod:`promptzip._rules_layout`.
+:func:`delimited` and :func:`headed` for fences and headings (rule 4), with the patterns they share with question
+labelling (``LABEL`` and :func:`label_name`, ``QUESTION_LABELS``, ``HEADING``, ``FIELD_LINE``, ``BLANK_LINE``),
+what reads as the template's own words (:func:`is_directive`, :func:`is_request`, :func:`is_template`; given up at
+either end of a context block by :func:`trim_start` and :func:`trim_end`, whole paragraphs, or the lines of a rule on
+the prompt's own parts glued to a document, :func:`glued_rules`) and the span helpers (:func:`paragraphs`,
+:func:`strip_span`). Lines of dashes have a module of their own, :mod:`promptzip._rules_separators`, as do the
+heading lines, :mod:`promptzip._rules_headings`, backtick fences, :mod:`promptzip._rules_fences`, list items,
+:mod:`promptzip._rules_lists`, XML-style document tags (rule 3), :mod:`promptzip._rules_tags`, and the layout rule
+(rule 5), :mod:`promptzip._rules_layout`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from promptzip._rules_fences import prose_fences
 from promptzip._rules_headings import HEADING
@@ -45,7 +44,6 @@ __all__ = [
     "pointed",
     "starts_with_question",
     "strip_span",
-    "tagged",
     "trim_end",
     "trim_start",
 ]
@@ -53,9 +51,6 @@ __all__ = [
 # A heading or fence opens context only this close to the start of its text (or to the previous heading): one
 # deep inside a long text ("Background:" in a passage) belongs to that text.
 MAX_LEAD_CHARS = 1500
-# "<<Context>>" is a heading in guillemets, not an element
-_TAG = re.compile(r"(?<!<)<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>(?!>)")
-_DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
 _QUOTE_FENCE = re.compile(r'"""')
 # A label is a line that opens with a label word and a colon, and also: a Markdown heading that is one label word
 # ("## Instructions"), the qualified and spelled-out forms templates use ("Refined Answer:", CrewAI's "Current Task:",
@@ -141,7 +136,6 @@ _HOW_TO_ANSWER = re.compile(
 )
 # A question, request or instruction is short; a longer paragraph is a document's, whatever its first word.
 _SHORT = 500
-_META_MAX_CHARS = 200
 # A template that shows its own layout ("[[ ## context ## ]]\n{context}" in DSPy's system message) has a slot, not
 # documents, under its heading.
 _PLACEHOLDER = re.compile(r"\{+[ \t]*[A-Za-z_][\w.]*[ \t]*\}+")
@@ -156,63 +150,6 @@ def is_json(text: str) -> bool:
     except (ValueError, RecursionError):
         return False
     return True
-
-
-@dataclass(slots=True)
-class _Node:
-    name: str
-    open_start: int
-    open_end: int
-    close_start: int = -1
-    close_end: int = -1
-    children: list[_Node] | None = None
-
-
-def tagged(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, list[tuple[int, int]]]], bool]:
-    """Context spans inside document-like elements, the elements (start, end, their spans), and whether some
-    document-like tag did not pair up."""
-    if "<" not in text:
-        return [], [], False
-    unpaired = False
-    stack: list[_Node] = []
-    roots: list[_Node] = []
-    for m in _TAG.finditer(text):
-        closing, name, _, selfclosing = m.group(1), m.group(2), m.group(3), m.group(4)
-        if not _DOC_NAME.search(name) or selfclosing:
-            continue
-        if not closing:
-            stack.append(_Node(name.lower(), m.start(), m.end(), children=[]))
-            continue
-        depth = next((d for d in range(len(stack) - 1, -1, -1) if stack[d].name == name.lower()), None)
-        if depth is None:
-            unpaired = True  # closes nothing
-            continue
-        unpaired = unpaired or depth + 1 < len(stack)
-        del stack[depth + 1 :]  # elements left open inside it never closed
-        node = stack.pop()
-        node.close_start, node.close_end = m.start(), m.end()
-        (stack[-1].children if stack else roots).append(node)  # type: ignore[union-attr]
-    spans: set[tuple[int, int]] = set()
-    elements: list[tuple[int, int, list[tuple[int, int]]]] = []
-
-    def walk(node: _Node, depth: int) -> list[tuple[int, int]]:
-        inner: list[tuple[int, int]] = []
-        if node.children:
-            for child in node.children:
-                inner += walk(child, depth + 1)
-        else:
-            a, b = strip_span(text, node.open_end, node.close_start)
-            is_meta = node.name == "source" and depth > 0 and b - a <= _META_MAX_CHARS and "\n" not in text[a:b]
-            if b > a and not is_meta:
-                inner.append((a, b))
-        spans.update(inner)
-        if inner:
-            elements.append((node.open_start, node.close_end, inner))
-        return inner
-
-    for root in roots:
-        walk(root, 0)
-    return sorted(spans), elements, unpaired or bool(stack)
 
 
 def delimited(text: str) -> list[tuple[int, int]]:

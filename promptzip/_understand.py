@@ -72,11 +72,11 @@ from promptzip._rules import (
     label_name,
     starts_with_question,
     strip_span,
-    tagged,
 )
 from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_questions import unlabelled_question
 from promptzip._rules_separators import separated
+from promptzip._rules_tags import tagged
 from promptzip._split import literal_tags, parse_tags
 
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
@@ -286,7 +286,7 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
             end = _question_end(text, m.end(), r.end)
             if m.start() > pos:
                 out.append(Region("instruction", pos, m.start()))
-            out.append(Region("question", m.start(), end, "label", text[m.end() : end].strip()))
+            out.append(Region("question", m.start(), end, "label", _unwrapped(text[m.end() : end])))
             found = True
             pos = end
         if pos < r.end:
@@ -304,7 +304,7 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
         if label is not None and label_name(label) in _ASKING_LABELS:
             # a label the question was found under ("Current Task: …?", CrewAI's) is trimmed as a question label is
             b = _question_end(text, label.end(), b)
-            query = text[label.end() : b].strip()
+            query = _unwrapped(text[label.end() : b])
         pieces = [Region("instruction", r.start, a)] if a > r.start else []
         pieces.append(Region("question", a, b, "layout", query))
         if b < r.end:
@@ -335,15 +335,41 @@ def _question_end(text: str, start: int, limit: int) -> int:
 
 
 _PLAIN_LABEL = re.compile(r"\A[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*\n(?=[ \t]*\S)", re.IGNORECASE)
+# What wraps a question rather than asks it: the tags around it ("</context>\n<question>…</question>", "…?\n<answer>")
+# and the emphasis a bold label leaves ("**Question:** …" ends its label at the colon). A tag or bold words inside the
+# question ("What does the <div> tag do?", "**Basic usage** …") are its words.
+_OPEN_AT_START = re.compile(r"\A<([A-Za-z][\w:.-]*)(?:\s[^<>\n]*)?>\s*")
+_CLOSE_AT_START = re.compile(r"\A</[A-Za-z][\w:.-]*\s*>\s*")
+_OPEN_AT_END = re.compile(r"\s*<[A-Za-z][\w:.-]*(?:\s[^<>\n]*)?/?>\Z")
+_WRAPS = 8  # marks taken off each end at most: a question is wrapped by a few, and each look is linear
 
 
 def _label_free(text: str) -> str:
-    """The question's words: without its label (a line of its own, "Question" or "QUESTION", too) and a trailing
-    ``Answer:`` cue."""
+    """The question's words: without its label (a line of its own, "Question" or "QUESTION", too), a trailing
+    ``Answer:`` cue and what wraps it."""
     out = LABEL.sub(lambda m: "" if label_name(m) in _ASKING_LABELS else m.group(0), text)
     out = _PLAIN_LABEL.sub("", out, count=1)
     out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)
-    return out.strip()
+    return _unwrapped(out)
+
+
+def _unwrapped(query: str) -> str:
+    out = query.strip()
+    for _ in range(_WRAPS):
+        before = out
+        if m := _CLOSE_AT_START.match(out):
+            out = out[m.end() :]
+        elif (m := _OPEN_AT_START.match(out)) and re.search(rf"</{re.escape(m.group(1))}\s*>\Z", out, re.I):
+            out = out[m.end() : out.rfind("<")].strip()
+        elif out[:2] in ("**", "__") and out[2:3].isspace():
+            out = out[3:].lstrip()
+        elif len(out) > 4 and out[:2] == out[-2:] and out[:2] in ("**", "__") and out[:2] not in out[2:-2]:
+            out = out[2:-2].strip()
+        if m := _OPEN_AT_END.search(out, max(0, out.rfind("<"))):
+            out = out[: m.start()].rstrip()
+        if out == before:
+            break
+    return out or query.strip()
 
 
 def _map_elements(layout: Layout, elements: list[tuple[int, int, list[tuple[int, int]]]]) -> tuple[Element, ...]:

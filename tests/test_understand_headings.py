@@ -7,7 +7,7 @@ works on, kept whole."""
 from __future__ import annotations
 
 import pytest
-from understand_helpers import DOCS
+from understand_helpers import DOCS, through_the_proxy
 
 from promptzip._understand import understand
 
@@ -171,50 +171,13 @@ def test_a_plain_name_line_without_a_template_around_it_heads_nothing(text: str)
         assert not any(r.rule == "heading" for r in layout.regions)
 
 
-def _through_the_proxy(sdk: str, system: str | None, user: str) -> tuple[str | None, str]:
-    """What the provider gets of ``system`` and ``user`` sent with the real ``sdk`` through a running proxy (BM25
-    stack) at ``x-promptzip-rate: 0.4``."""
-    from proxy_helpers import bm25, last_body, settings
-
-    from promptzip.integrations.proxy import create_app
-    from promptzip.integrations.proxy.testing import FakeUpstream, live_server
-
-    rate = {"x-promptzip-rate": "0.4"}
-    with FakeUpstream() as upstream, live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as proxy:
-        if sdk == "openai":
-            import openai
-
-            chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-            with openai.OpenAI(base_url=proxy + "/v1", api_key="sk-test", max_retries=0) as client:
-                client.chat.completions.create(model="gpt-4o", messages=chat, extra_headers=rate)
-            sent = [m["content"] for m in last_body(upstream, "/v1/chat/completions")["messages"]]
-            return (sent[0] if system else None), sent[-1]
-        import anthropic
-
-        with anthropic.Anthropic(base_url=proxy, api_key="sk-ant-test", max_retries=0) as claude:
-            claude.messages.create(
-                model="claude-sonnet-4-5",
-                max_tokens=100,
-                messages=[{"role": "user", "content": user}],
-                extra_headers=rate,
-                **({"system": system} if system else {}),
-            )
-        body = last_body(upstream, "/v1/messages")
-    texts = [
-        c if isinstance(c, str) else "".join(b["text"] for b in c)
-        for c in (body.get("system"), body["messages"][0]["content"])
-        if c is not None
-    ]
-    return (texts[0] if system else None), texts[-1]
-
-
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_through_the_proxy_the_documents_under_a_plain_context_line_are_cut(sdk: str) -> None:
     """The same request through the real SDKs and a running proxy (BM25 stack): every door reads it the same way."""
     instruction = "Answer the question using only the context."
     # a short request: before, read whole as the question and sent as it came (a long one was cut by its layout)
     text = f"{instruction}\n\nContext\n{JOINED}\n\nQuestion\n{QUESTION}"
-    _, sent = _through_the_proxy(sdk, None, text)
+    _, sent = through_the_proxy(sdk, None, text)
     assert sent.startswith(f"{instruction}\n\nContext\n")
     assert sent.endswith(f"Question\n{QUESTION}")
     assert len(sent) < len(text) * 0.7  # the documents were cut
@@ -225,7 +188,7 @@ def test_through_the_proxy_the_documents_under_a_plain_context_line_are_cut(sdk:
 def test_through_the_proxy_a_system_messages_documents_under_a_plain_name_line_are_cut(sdk: str) -> None:
     lead = "You are a helpful assistant. Answer the user's question using the context."
     system = f"{lead}\n\nContext\n{JOINED}"  # before, kept whole as the template's words
-    sent_system, sent_user = _through_the_proxy(sdk, system, QUESTION)
+    sent_system, sent_user = through_the_proxy(sdk, system, QUESTION)
     assert sent_user == QUESTION
     assert sent_system is not None
     assert sent_system.startswith(f"{lead}\n\nContext\n")

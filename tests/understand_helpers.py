@@ -13,3 +13,40 @@ DOCS = [
 ]
 Q = "When was the breakwater lengthened?"
 ROLES = [("system", False), ("user", True)]
+
+
+def through_the_proxy(sdk: str, system: str | None, user: str) -> tuple[str | None, str]:
+    """What the provider gets of ``system`` and ``user`` sent with the real ``sdk`` through a running proxy (BM25
+    stack) at ``x-promptzip-rate: 0.4``."""
+    from proxy_helpers import bm25, last_body, settings
+
+    from promptzip.integrations.proxy import create_app
+    from promptzip.integrations.proxy.testing import FakeUpstream, live_server
+
+    rate = {"x-promptzip-rate": "0.4"}
+    with FakeUpstream() as upstream, live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as proxy:
+        if sdk == "openai":
+            import openai
+
+            chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+            with openai.OpenAI(base_url=proxy + "/v1", api_key="sk-test", max_retries=0) as client:
+                client.chat.completions.create(model="gpt-4o", messages=chat, extra_headers=rate)
+            sent = [m["content"] for m in last_body(upstream, "/v1/chat/completions")["messages"]]
+            return (sent[0] if system else None), sent[-1]
+        import anthropic
+
+        with anthropic.Anthropic(base_url=proxy, api_key="sk-ant-test", max_retries=0) as claude:
+            claude.messages.create(
+                model="claude-sonnet-4-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": user}],
+                extra_headers=rate,
+                **({"system": system} if system else {}),
+            )
+        body = last_body(upstream, "/v1/messages")
+    texts = [
+        c if isinstance(c, str) else "".join(b["text"] for b in c)
+        for c in (body.get("system"), body["messages"][0]["content"])
+        if c is not None
+    ]
+    return (texts[0] if system else None), texts[-1]

@@ -17,8 +17,9 @@ from promptzip._rules import strip_span
 
 __all__ = ["tagged"]
 
-# "<<Context>>" is a heading in guillemets, not an element
-_TAG = re.compile(r"(?<!<)<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>(?!>)")
+# "<<Context>>" is a heading in guillemets, not an element: no tag starts right after a "<". A ">" may follow a tag
+# (a document that opens with a quoted reply, "> …", or a doctest, ">>> …").
+_TAG = re.compile(r"(?<!<)<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
 _DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
 # A <source> of one short line beside a document's content (Anthropic's "<document><source>a.txt</source>
 # <document_content>…") is the document's metadata, a file name or a URL; <source> elements side by side, with nothing

@@ -47,6 +47,16 @@ def test_a_tag_named_in_the_templates_words_leaves_the_documents_readable(text: 
     assert any(r.kind != "context" and r.start <= mention < r.end for r in layout.regions)
 
 
+@pytest.mark.parametrize("opening", ["> Quoting the harbour master: ", ">>> harbour.dredged\n1871\n"])
+def test_a_document_that_opens_with_a_quote_mark_is_read(opening: str) -> None:
+    """A forum post that opens with a quoted reply, or a doctest, right after its tag: before, the tag was not seen
+    (a guard against "<<Context>>" refused any tag followed by ">"), its closing tag closed nothing, and the whole
+    message was kept."""
+    doc = opening + DOCS[0]
+    text = f'Answer from the sources.\n\n<context>\n<source id="1">{doc}</source>\n</context>\n\n{QUESTION}'
+    assert _context(text, "user") == [doc]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -2,7 +2,8 @@
 :func:`promptzip._rules.headed`): a label ("Context:", "Documents:", AutoGen's "Context is:"), a Markdown heading
 ("## Context"), a sentence that introduces the documents ("Here are the relevant documents:", "Use the documents
 below:"), a name set off as a heading ("**Context**", "=== Documents ==="), a plain name line where the template
-shows itself around it ("Context" … "Question", "Use the context to answer.\n\nContext"), and DSPy's field marker."""
+shows itself around it ("Context" … "Question", "Use the context to answer.\n\nContext"), a line of dashes under
+words that send the model to the documents, and DSPy's field marker."""
 
 from __future__ import annotations
 
@@ -134,6 +135,36 @@ def _last_question(text: str) -> int:
     return at
 
 
+class _RuledOff:
+    """A line of dashes heads the context where the paragraph glued above it sends the model to the documents:
+    LangChain's chat prompt for its "stuff" chains ends its system message in ``Use the following pieces of context to
+    answer the user's question.\nIf you don't know the answer, …\n----------------\n{context}``. Two or more such lines
+    fence or separate documents (:mod:`promptzip._rules_separators`); one alone, after anything else, is a document's
+    own rule."""
+
+    _LINE = re.compile(r"^[ \t]*-{5,}[ \t]*$\n?", re.MULTILINE)
+    # "Use the following pieces of context", "Answer using the retrieved documents"
+    _POINTS = re.compile(
+        rf"\b(?:{SEND}|using|based[ \t]+on|according[ \t]+to|given)\b[^.!?\n]{{0,40}}?\b(?:the|these|this)[ \t]+"
+        rf"(?:(?:provided|given|following)[ \t]+)?(?:[\w-]+[ \t]+of[ \t]+(?:the[ \t]+)?)?{ADJECTIVE}{NOUNS}\b",
+        re.IGNORECASE,
+    )
+
+    def _paired(self, text: str, m: re.Match[str]) -> bool:
+        if _NON_BLANK.search(text, m.end()) is None:
+            return False
+        before = text[max(0, m.start() - _LOOK_BACK) : m.start()]
+        paragraph = before[before.rfind("\n\n") + 1 :]  # glued to the line: no blank line between
+        return bool(paragraph.strip()) and self._POINTS.search(paragraph) is not None
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return itertools.islice((m for m in self._LINE.finditer(text) if self._paired(text, m)), _MOST_HEADS)
+
+    def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
+        m = self._LINE.match(text, pos, end)
+        return m if m is not None and self._paired(text, m) else None
+
+
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
 _FIELD_HEADING = re.compile(
     r"^[ \t]*\[\[[ \t]*##[ \t]*(?:retrieved_|relevant_)?(?:context|contexts|documents?|passages?|sources?|"
@@ -141,4 +172,4 @@ _FIELD_HEADING = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
-HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED, _PlainName())
+HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED, _PlainName(), _RuledOff())

@@ -222,3 +222,45 @@ def test_a_text_of_many_plain_name_lines_is_read_in_one_scan_and_heads_a_few_tim
     assert len(scans) == 1
     understand(text)  # the whole reading, every rule: still one scan of this text
     assert len(scans) == 1
+
+
+# LangChain's chat prompt for its "stuff" document chains (RetrievalQA, ConversationalRetrievalChain with chat models)
+STUFF_LEAD = (
+    "Use the following pieces of context to answer the user's question. \nIf you don't know the answer, just say "
+    "that you don't know, don't try to make up an answer.\n----------------\n"
+)
+
+
+@pytest.mark.parametrize("copies", [1, 3], ids=["short", "long"])
+def test_a_line_of_dashes_under_words_that_send_the_model_to_the_documents_heads_them(copies: int) -> None:
+    """Before, a short one was kept whole as the template's words, and a long one's context began with the line."""
+    docs = "\n\n".join(DOCS * copies)
+    text = STUFF_LEAD + docs
+    layout = understand(text, role="system", last_user=False)
+    assert [text[r.start : r.end] for r in layout.regions if r.kind == "context"] == [docs]
+    assert text[layout.regions[0].start : layout.regions[0].end] == STUFF_LEAD
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"The harbour records end here.\n----------------\n{JOINED}",  # prose above, not an order
+        f"Use the following pieces of context to answer.\n\n----------------\n{JOINED}",  # not glued to the line
+        f"{JOINED}\n\nUse the following pieces of context to answer.\n----------------\n",  # nothing under it
+    ],
+    ids=["prose-above", "blank-line-between", "nothing-under"],
+)
+def test_a_line_of_dashes_without_an_order_glued_above_it_heads_nothing(text: str) -> None:
+    layout = understand(text, role="system", last_user=False)
+    assert not any(r.rule == "heading" for r in layout.regions)
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_the_documents_under_langchains_line_of_dashes_are_cut(sdk: str) -> None:
+    system = STUFF_LEAD + JOINED  # before, sent as it came (a short message of the template's words)
+    sent_system, sent_user = through_the_proxy(sdk, system, QUESTION, rate="0.6")
+    assert sent_user == QUESTION
+    assert sent_system is not None
+    assert sent_system.startswith(STUFF_LEAD)
+    assert len(sent_system) < len(system) * 0.8  # the documents were cut
+    assert "lifeboat" in sent_system

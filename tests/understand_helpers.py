@@ -15,22 +15,22 @@ Q = "When was the breakwater lengthened?"
 ROLES = [("system", False), ("user", True)]
 
 
-def through_the_proxy(sdk: str, system: str | None, user: str) -> tuple[str | None, str]:
+def through_the_proxy(sdk: str, system: str | None, user: str, rate: str = "0.4") -> tuple[str | None, str]:
     """What the provider gets of ``system`` and ``user`` sent with the real ``sdk`` through a running proxy (BM25
-    stack) at ``x-promptzip-rate: 0.4``."""
+    stack) at the ``x-promptzip-rate`` given (0.4 unless ``rate`` says)."""
     from proxy_helpers import bm25, last_body, settings
 
     from promptzip.integrations.proxy import create_app
     from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
-    rate = {"x-promptzip-rate": "0.4"}
+    headers = {"x-promptzip-rate": rate}
     with FakeUpstream() as upstream, live_server(create_app(settings(upstream.url), zipper_factory=bm25)) as proxy:
         if sdk == "openai":
             import openai
 
             chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
             with openai.OpenAI(base_url=proxy + "/v1", api_key="sk-test", max_retries=0) as client:
-                client.chat.completions.create(model="gpt-4o", messages=chat, extra_headers=rate)
+                client.chat.completions.create(model="gpt-4o", messages=chat, extra_headers=headers)
             sent = [m["content"] for m in last_body(upstream, "/v1/chat/completions")["messages"]]
             return (sent[0] if system else None), sent[-1]
         import anthropic
@@ -40,7 +40,7 @@ def through_the_proxy(sdk: str, system: str | None, user: str) -> tuple[str | No
                 model="claude-sonnet-4-5",
                 max_tokens=100,
                 messages=[{"role": "user", "content": user}],
-                extra_headers=rate,
+                extra_headers=headers,
                 **({"system": system} if system else {}),
             )
         body = last_body(upstream, "/v1/messages")

@@ -1,9 +1,9 @@
 """The lines that head a prompt's context (rule 4 of :func:`promptzip._understand.understand`, read by
 :func:`promptzip._rules.headed`): a label ("Context:", "Documents:", AutoGen's "Context is:"), a Markdown heading
 ("## Context"), a sentence that introduces the documents ("Here are the relevant documents:", "Use the documents
-below:"), a name set off as a heading ("**Context**", "=== Documents ==="), a plain name line where the template
-shows itself around it ("Context" … "Question", "Use the context to answer.\n\nContext"), a line of dashes under
-words that send the model to the documents, and DSPy's field marker."""
+below:", "Use this context to answer: {context}"), a name set off as a heading ("**Context**", "=== Documents ==="),
+a plain name line where the template shows itself around it ("Context" … "Question", "Use the context to
+answer.\n\nContext"), a line of dashes under words that send the model to the documents, and DSPy's field marker."""
 
 from __future__ import annotations
 
@@ -38,11 +38,12 @@ HEADING = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 # A sentence on its own line that introduces the context ("This is the context you're working with:", CrewAI's; "Here
-# are the relevant documents for the context:"; "…based on the below context:") is a heading too.
+# are the relevant documents for the context:"; "…based on the below context:") is a heading too, and so is one that
+# has the documents on its line after the colon ("Here is the context: {context}", a hand-written f-string's).
 _INTRO = re.compile(
     rf"^[ \t]*(?:(?:(?:here|below)[ \t]+(?:is|are)|this[ \t]+is|these[ \t]+are)\b[^\n:]{{0,80}}?\b{NOUNS}"
     rf"|[^\n:]{{0,80}}?\b(?:below|following|provided)[ \t]+(?:[\w'-]+[ \t]+){{0,3}}{NOUNS})"
-    r"\b[^\n:]{0,60}:[ \t]*$\n?",
+    r"\b[^\n:]{0,60}:[ \t]*(?:$\n?|(?=\S))",
     re.IGNORECASE | re.MULTILINE,
 )
 # So is one that names the noun before its pointer ("Use the documents below:", "Refer to the docs that follow:",
@@ -57,7 +58,11 @@ _POINTED = re.compile(
     r"^[ \t]*(?:\*\*)?(?:please[ \t]+)?(?:(?:only|carefully)[ \t]+)?"
     rf"(?:(?:{SEND})\b[^\n:.]{{0,30}}?(?:\b(?:the|all)[ \t]+{ADJECTIVE}{_POINTER}|\bthese[ \t]+{ADJECTIVE}{NOUNS})"
     rf"\b{_TASK_AFTER}:|(?:{READ})\b[^\n:.]{{0,30}}?\bthe[ \t]+{ADJECTIVE}{NOUNS}[ \t]+{AHEAD}\b{_TASK_AFTER}\."
-    rf"|(?:the[ \t]+)?{ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?",
+    rf"|(?:the[ \t]+)?{ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?"
+    # "Use this context to answer:", after the template's first sentences on its line, the context on the same line
+    # or the next ("You are a helpful assistant. Use this context to answer: {context}")
+    rf"|^[ \t]*(?:[^\n]{{0,200}}?[.!?][ \t]+)?(?:please[ \t]+)?(?:{SEND})\b[^\n:.]{{0,30}}?"
+    rf"\bth(?:is|ese)[ \t]+{ADJECTIVE}{NOUNS}\b{_TASK_AFTER}:[ \t]*(?:$\n?|(?=\S))",
     re.IGNORECASE | re.MULTILINE,
 )
 # A line that holds nothing but the name, set off as a heading by emphasis, rules or guillemets ("**Context**",

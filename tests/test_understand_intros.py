@@ -6,7 +6,7 @@ below:", "Refer to the docs that follow:", "Consider these sources:", "The docum
 from __future__ import annotations
 
 import pytest
-from understand_helpers import DOCS
+from understand_helpers import DOCS, through_the_proxy
 
 from promptzip._understand import understand
 
@@ -107,3 +107,45 @@ def test_a_numpydoc_parameter_is_no_heading() -> None:
 def test_a_spaced_colon_label_still_heads_the_context(heading: str) -> None:
     text = f"{heading}\n{JOINED}\n\n{QUESTION}"
     assert context(kinds(text)).strip() == JOINED.strip()
+
+
+ONE_LINE = " ".join(DOCS)  # documents an f-string joined on one line
+
+
+@pytest.mark.parametrize(
+    ("text", "role"),
+    [
+        (f"Here is the context: {ONE_LINE}\n\nHere is the question: {QUESTION}", "user"),
+        (f"You are a helpful assistant. Use this context to answer: {ONE_LINE}", "system"),
+        (f"You are a helpful assistant. Use this context to answer:\n{ONE_LINE}", "system"),
+        (f"Answer using these documents: {ONE_LINE}", "system"),
+    ],
+    ids=["here-is-inline", "this-context-inline", "this-context-next-line", "these-documents-inline"],
+)
+def test_an_intro_with_the_documents_on_its_own_line_heads_them(text: str, role: str) -> None:
+    """Before, the user's message was read whole as its question and the system messages kept whole as the
+    template's words: nothing was cut."""
+    got = kinds(text, role=role, last_user=role == "user")
+    assert context(got) == ONE_LINE, got
+    if role == "user":
+        assert [t for k, t in got if k == "question"] == [f"Here is the question: {QUESTION}"]
+
+
+@pytest.mark.parametrize(
+    "line", ["Use this menu: File, Edit, View.", "Use this context manager: with open(path) as f: pass"]
+)
+def test_a_line_that_names_no_retrieved_documents_heads_nothing_inline(line: str) -> None:
+    got = kinds(f"{line}\n\n{ONE_LINE}", role="system", last_user=False)
+    assert not context(got), got
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_documents_on_the_intros_line_are_cut(sdk: str) -> None:
+    lead = "You are a helpful assistant. Use this context to answer: "
+    system = lead + ONE_LINE  # before, sent as it came
+    sent_system, sent_user = through_the_proxy(sdk, system, QUESTION, rate="0.6")
+    assert sent_user == QUESTION
+    assert sent_system is not None
+    assert sent_system.startswith(lead)
+    assert len(sent_system) < len(system) * 0.8  # the documents were cut
+    assert "lifeboat" in sent_system

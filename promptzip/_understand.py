@@ -334,7 +334,11 @@ def _question_end(text: str, start: int, limit: int) -> int:
     return end
 
 
-_PLAIN_LABEL = re.compile(r"\A[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*\n(?=[ \t]*\S)", re.IGNORECASE)
+_PLAIN_LABEL = re.compile(
+    r"\A[ \t]*(?:(?:user[ \t]+)?(?:question|query)[ \t]*\n(?=[ \t]*\S)"
+    r"|here(?:[ \t]+is|['’]s)[ \t]+(?:the|my)[ \t]+(?:question|query)[ \t]*:[ \t]*)",
+    re.IGNORECASE,
+)
 # What wraps a question rather than asks it: the tags around it ("</context>\n<question>…</question>", "…?\n<answer>")
 # and the emphasis a bold label leaves ("**Question:** …" ends its label at the colon). A tag or bold words inside the
 # question ("What does the <div> tag do?", "**Basic usage** …") are its words.
@@ -345,8 +349,8 @@ _WRAPS = 8  # marks taken off each end at most: a question is wrapped by a few, 
 
 
 def _label_free(text: str) -> str:
-    """The question's words: without its label (a line of its own, "Question" or "QUESTION", too), a trailing
-    ``Answer:`` cue and what wraps it."""
+    """The question's words: without its label (a line of its own, "Question" or "QUESTION", or "Here is the
+    question:", too), a trailing ``Answer:`` cue and what wraps it."""
     out = LABEL.sub(lambda m: "" if label_name(m) in _ASKING_LABELS else m.group(0), text)
     out = _PLAIN_LABEL.sub("", out, count=1)
     out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)

@@ -129,6 +129,7 @@ def test_an_intro_with_the_documents_on_its_own_line_heads_them(text: str, role:
     assert context(got) == ONE_LINE, got
     if role == "user":
         assert [t for k, t in got if k == "question"] == [f"Here is the question: {QUESTION}"]
+        assert understand(text).question == QUESTION  # scored by its words, without "Here is the question:"
 
 
 @pytest.mark.parametrize(

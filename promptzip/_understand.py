@@ -343,8 +343,9 @@ _PLAIN_LABEL = re.compile(
 # and the emphasis a bold label leaves ("**Question:** …" ends its label at the colon). A tag or bold words inside the
 # question ("What does the <div> tag do?", "**Basic usage** …") are its words.
 _OPEN_AT_START = re.compile(r"\A<([A-Za-z][\w:.-]*)(?:\s[^<>\n]*)?>\s*")
-_CLOSE_AT_START = re.compile(r"\A</[A-Za-z][\w:.-]*\s*>\s*")
-_OPEN_AT_END = re.compile(r"\s*<[A-Za-z][\w:.-]*(?:\s[^<>\n]*)?/?>\Z")
+# only on a line of their own: "How do I center a <div>" ends in its words
+_CLOSE_AT_START = re.compile(r"\A</[A-Za-z][\w:.-]*[ \t]*>[ \t]*\n\s*")
+_OPEN_AT_END = re.compile(r"\n[ \t]*<[A-Za-z][\w:.-]*(?:\s[^<>\n]*)?/?>[ \t]*\Z")
 _WRAPS = 8  # marks taken off each end at most: a question is wrapped by a few, and each look is linear
 
 
@@ -369,7 +370,7 @@ def _unwrapped(query: str) -> str:
             out = out[3:].lstrip()
         elif len(out) > 4 and out[:2] == out[-2:] and out[:2] in ("**", "__") and out[:2] not in out[2:-2]:
             out = out[2:-2].strip()
-        if m := _OPEN_AT_END.search(out, max(0, out.rfind("<"))):
+        if m := _OPEN_AT_END.search(out, max(0, out.rfind("\n", 0, out.rfind("<") + 1))):
             out = out[: m.start()].rstrip()
         if out == before:
             break

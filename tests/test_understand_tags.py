@@ -124,7 +124,12 @@ def test_a_question_is_scored_by_its_words_without_what_wraps_it(text: str) -> N
 
 @pytest.mark.parametrize(
     "question",
-    ["What does the <source> tag of a document hold?", "**Why** did the collier drag her anchors?"],
+    [
+        "What does the <source> tag of a document hold?",
+        "**Why** did the collier drag her anchors?",
+        "How do I center a <div>",
+        "</div> tags: when are they needed?",
+    ],
 )
 def test_tags_and_bold_words_inside_a_question_are_its_words(question: str) -> None:
     assert understand(f"Context:\n{SOURCES}\n\nQuestion: {question}").question == question

@@ -6,7 +6,7 @@ below:", "Refer to the docs that follow:", "Consider these sources:", "The docum
 from __future__ import annotations
 
 import pytest
-from understand_helpers import DOCS, through_the_proxy
+from understand_helpers import DOCS, system_cut_through_the_proxy
 
 from promptzip._understand import understand
 
@@ -144,9 +144,5 @@ def test_a_line_that_names_no_retrieved_documents_heads_nothing_inline(line: str
 def test_through_the_proxy_documents_on_the_intros_line_are_cut(sdk: str) -> None:
     lead = "You are a helpful assistant. Use this context to answer: "
     system = lead + ONE_LINE  # before, sent as it came
-    sent_system, sent_user = through_the_proxy(sdk, system, QUESTION, rate="0.6")
-    assert sent_user == QUESTION
-    assert sent_system is not None
-    assert sent_system.startswith(lead)
-    assert len(sent_system) < len(system) * 0.8  # the documents were cut
-    assert "lifeboat" in sent_system
+    sent = system_cut_through_the_proxy(sdk, system, lead, QUESTION, rate="0.6", share=0.8)
+    assert "lifeboat" in sent

@@ -7,7 +7,7 @@ words."""
 from __future__ import annotations
 
 import pytest
-from understand_helpers import DOCS, through_the_proxy
+from understand_helpers import DOCS, system_cut_through_the_proxy
 
 from promptzip._rules_tags import _MAX_DEPTH, _MENTIONS, tagged
 from promptzip._understand import understand
@@ -142,11 +142,7 @@ def test_through_the_proxy_open_webuis_sources_are_cut_and_its_words_arrive_whol
     more = " ".join(DOCS)  # each source a retrieved chunk of the article, the three paragraphs in another order
     chunks = [f"{doc} {more}" for doc in reversed(DOCS)]
     system = OPEN_WEBUI.replace(SOURCES, "\n".join(f'<source id="{i}">{c}</source>' for i, c in enumerate(chunks, 1)))
-    sent_system, sent_user = through_the_proxy(sdk, system, QUESTION)
-    assert sent_user == QUESTION
-    assert sent_system is not None
-    head = system[: system.index("<context>")]
-    assert sent_system.startswith(head + "<context>\n<source id=")  # the rule naming <source id="1"> is the template's
-    assert sent_system.rstrip().endswith("</source>\n</context>")
-    assert len(sent_system) < len(system) * 0.7  # the documents were cut
-    assert "lifeboat" in sent_system
+    head = system[: system.index("<context>")] + "<context>\n<source id="  # the rule naming <source id="1"> too
+    sent = system_cut_through_the_proxy(sdk, system, head, QUESTION, rate="0.4", share=0.7)
+    assert sent.rstrip().endswith("</source>\n</context>")
+    assert "lifeboat" in sent

@@ -50,3 +50,14 @@ def through_the_proxy(sdk: str, system: str | None, user: str, rate: str = "0.4"
         if c is not None
     ]
     return (texts[0] if system else None), texts[-1]
+
+
+def system_cut_through_the_proxy(sdk: str, system: str, lead: str, question: str, rate: str, share: float) -> str:
+    """The system message the provider gets (see :func:`through_the_proxy`), checked to keep ``lead`` whole, to be
+    under ``share`` of its length (its documents were cut) and to leave the user's ``question`` as it was."""
+    sent_system, sent_user = through_the_proxy(sdk, system, question, rate)
+    assert sent_user == question
+    assert sent_system is not None
+    assert sent_system.startswith(lead)
+    assert len(sent_system) < len(system) * share
+    return sent_system

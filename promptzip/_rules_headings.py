@@ -86,24 +86,43 @@ _MOST_HEADS = 32
 _LOOK_BACK = 300  # the sentence that sends the model to the context ends the line before its name line
 
 
-class _PlainName:
+# An order that sends the model to the documents ("Use the context…", "Answer … using the documents", "Use the
+# following pieces of context"), not prose that names a context ("Historians disagree about the context of the treaty.")
+_POINTS = re.compile(
+    rf"\b(?:{SEND}|using|based[ \t]+on|according[ \t]+to|given)\b[^.!?\n]{{0,40}}?\b(?:the|these|this)[ \t]+"
+    rf"{ADJECTIVE}(?:(?:provided|given|following)[ \t]+)?(?:[\w-]+[ \t]+of[ \t]+(?:the[ \t]+)?)?{ADJECTIVE}{NOUNS}\b",
+    re.IGNORECASE,
+)
+
+
+class _PairedLine:
+    """A kind of line that heads the context only where the template shows itself around it (``_paired``)."""
+
+    _LINE: re.Pattern[str]
+
+    def _paired(self, text: str, m: re.Match[str]) -> bool:
+        raise NotImplementedError
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        # a template heads its documents a few times at most; a text of thousands of such lines is a list
+        return itertools.islice((m for m in self._LINE.finditer(text) if self._paired(text, m)), _MOST_HEADS)
+
+    def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
+        m = self._LINE.match(text, pos, end)
+        return m if m is not None and self._paired(text, m) else None
+
+
+class _PlainName(_PairedLine):
     """A line that holds nothing but the name in plain case ("Context", "Retrieved passages") heads the context only
     where the template around it shows itself: a question set off after it (a "Question" or "Query" line of its own
     above it, or a "Question:" label), or, on the line just before it, words that send the model to it ("Use the
     context to answer."). Alone, such a line is as likely an article's section title, or a word of a list."""
 
-    _NAME = re.compile(rf"^[ \t]*(?:{_LINE_NAME}|search[ \t]+results)[ \t]*$\n?", re.IGNORECASE | re.MULTILINE)
+    _LINE = re.compile(rf"^[ \t]*(?:{_LINE_NAME}|search[ \t]+results)[ \t]*$\n?", re.IGNORECASE | re.MULTILINE)
     # the question after its label: words, or a "?" (a word list's "question" line is followed by one more word)
     _QUESTION = re.compile(
         r"^[ \t]*(?:user[ \t]+)?(?:question|query)[ \t]*(?:\n[ \t]*|:[ \t]*\n?[ \t]*)[^\s?]*(?:[ \t]\S|\?)",
         re.IGNORECASE | re.MULTILINE,
-    )
-    # an order that sends the model to it ("Use the context…", "Answer … using the documents"), not prose that names
-    # a context ("Historians disagree about the context of the treaty.")
-    _POINTS = re.compile(
-        rf"\b(?:{SEND}|using|based[ \t]+on|according[ \t]+to|given)\b[^.!?\n]{{0,40}}?"
-        rf"\b(?:the|these|this)[ \t]+{ADJECTIVE}(?:(?:provided|given|following)[ \t]+)?{NOUNS}\b",
-        re.IGNORECASE,
     )
 
     def _paired(self, text: str, m: re.Match[str]) -> bool:
@@ -112,19 +131,11 @@ class _PlainName:
         if _NON_BLANK.search(text, m.end()) is None:
             return False
         before = text[max(0, m.start() - _LOOK_BACK) : m.start()].rstrip()
-        if self._POINTS.search(before, before.rfind("\n") + 1):  # the line just before, glued or not
+        if _POINTS.search(before, before.rfind("\n") + 1):  # the line just before, glued or not
             return True
         # set off by a blank line (or first), as a heading is: a word list's lines follow each other
         apart = not before or _BLANK_BEFORE.search(text[max(0, m.start() - 16) : m.start()]) is not None
         return apart and _last_question(text) >= m.end()
-
-    def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        # a template heads its documents a few times at most; a text of thousands of such lines is a list
-        return itertools.islice((m for m in self._NAME.finditer(text) if self._paired(text, m)), _MOST_HEADS)
-
-    def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
-        m = self._NAME.match(text, pos, end)
-        return m if m is not None and self._paired(text, m) else None
 
 
 _scanned = threading.local()  # per thread: the text last scanned for its last question, and where that starts
@@ -140,7 +151,7 @@ def _last_question(text: str) -> int:
     return at
 
 
-class _RuledOff:
+class _RuledOff(_PairedLine):
     """A line of dashes heads the context where the paragraph glued above it sends the model to the documents:
     LangChain's chat prompt for its "stuff" chains ends its system message in ``Use the following pieces of context to
     answer the user's question.\nIf you don't know the answer, …\n----------------\n{context}``. Two or more such lines
@@ -148,26 +159,13 @@ class _RuledOff:
     own rule."""
 
     _LINE = re.compile(r"^[ \t]*-{5,}[ \t]*$\n?", re.MULTILINE)
-    # "Use the following pieces of context", "Answer using the retrieved documents"
-    _POINTS = re.compile(
-        rf"\b(?:{SEND}|using|based[ \t]+on|according[ \t]+to|given)\b[^.!?\n]{{0,40}}?\b(?:the|these|this)[ \t]+"
-        rf"(?:(?:provided|given|following)[ \t]+)?(?:[\w-]+[ \t]+of[ \t]+(?:the[ \t]+)?)?{ADJECTIVE}{NOUNS}\b",
-        re.IGNORECASE,
-    )
 
     def _paired(self, text: str, m: re.Match[str]) -> bool:
         if _NON_BLANK.search(text, m.end()) is None:
             return False
         before = text[max(0, m.start() - _LOOK_BACK) : m.start()]
         paragraph = before[before.rfind("\n\n") + 1 :]  # glued to the line: no blank line between
-        return bool(paragraph.strip()) and self._POINTS.search(paragraph) is not None
-
-    def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        return itertools.islice((m for m in self._LINE.finditer(text) if self._paired(text, m)), _MOST_HEADS)
-
-    def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
-        m = self._LINE.match(text, pos, end)
-        return m if m is not None and self._paired(text, m) else None
+        return bool(paragraph.strip()) and _POINTS.search(paragraph) is not None
 
 
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``

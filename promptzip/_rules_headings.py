@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from promptzip._rules_lists import READ, SEND
 
-__all__ = ["ADJECTIVE", "AHEAD", "HEADING", "HEADINGS", "NOUNS"]
+__all__ = ["ADJECTIVE", "AHEAD", "HEADING", "HEADINGS", "NOUNS", "POINTS"]
 
 # A retrieval template's names for what it retrieved ("Docs:", "Retrieved chunks:", "Knowledge base:", "Information:"),
 # not a task's input ("Article:", "Text:", "Transcript:" name what the task works on, which is not cut); "knowledge"
@@ -88,7 +88,7 @@ _LOOK_BACK = 300  # the sentence that sends the model to the context ends the li
 
 # An order that sends the model to the documents ("Use the context…", "Answer … using the documents", "Use the
 # following pieces of context"), not prose that names a context ("Historians disagree about the context of the treaty.")
-_POINTS = re.compile(
+POINTS = re.compile(
     rf"\b(?:{SEND}|using|based[ \t]+on|according[ \t]+to|given)\b[^.!?\n]{{0,40}}?\b(?:the|these|this)[ \t]+"
     rf"{ADJECTIVE}(?:(?:provided|given|following)[ \t]+)?(?:[\w-]+[ \t]+of[ \t]+(?:the[ \t]+)?)?{ADJECTIVE}{NOUNS}\b",
     re.IGNORECASE,
@@ -131,7 +131,7 @@ class _PlainName(_PairedLine):
         if _NON_BLANK.search(text, m.end()) is None:
             return False
         before = text[max(0, m.start() - _LOOK_BACK) : m.start()].rstrip()
-        if _POINTS.search(before, before.rfind("\n") + 1):  # the line just before, glued or not
+        if POINTS.search(before, before.rfind("\n") + 1):  # the line just before, glued or not
             return True
         # set off by a blank line (or first), as a heading is: a word list's lines follow each other
         apart = not before or _BLANK_BEFORE.search(text[max(0, m.start() - 16) : m.start()]) is not None
@@ -165,7 +165,7 @@ class _RuledOff(_PairedLine):
             return False
         before = text[max(0, m.start() - _LOOK_BACK) : m.start()]
         paragraph = before[before.rfind("\n\n") + 1 :]  # glued to the line: no blank line between
-        return bool(paragraph.strip()) and _POINTS.search(paragraph) is not None
+        return bool(paragraph.strip()) and POINTS.search(paragraph) is not None
 
 
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from promptzip._rules import paragraphs, pointed, strip_span, trim_end, trim_start
+from promptzip._rules import BLANK_LINE, paragraphs, pointed, strip_span, trim_end, trim_start
+from promptzip._rules_headings import NOUNS, POINTS
 from promptzip._rules_pointers import pointer_end
 
 __all__ = ["LAYOUT_MIN_CHARS", "by_layout"]
@@ -21,11 +22,18 @@ _MIN_RECORDS = 8
 _MAX_RECORD_CHARS = 400
 _FIGURE = re.compile(r"\d")
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•+])\s+")
+# A short message is read by its layout only when its first paragraph sends the model to documents that follow it
+# ("Use the following pieces of context to answer the question at the end.", LangChain's QA prompt): "the context"
+# alone may be one sent earlier or elsewhere, and a short message that asks about it is its question.
+_AHEAD = re.compile(
+    rf"\b(?:the[ \t]+(?:following|provided)|these)\b|\b{NOUNS}[ \t]+(?:below|that[ \t]+follows?)\b", re.IGNORECASE
+)
+_MAX_LEAD = 400
 
 
 def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     """Short leading instructions and a short trailing request kept, the long middle as context."""
-    if len(text) < LAYOUT_MIN_CHARS:
+    if len(text) < LAYOUT_MIN_CHARS and not _points_ahead(text):
         return []
     paras = paragraphs(text)
     lead = 0
@@ -35,7 +43,7 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
         # before the documents; a second one must introduce what follows ("…below:")
         para = text[a:b].rstrip()
         first = _INSTRUCTION_CUE.search(para) or (trailing_question and para.endswith("?"))
-        if b - a > 400 or not (first if lead == 0 else para.endswith(":")):
+        if b - a > _MAX_LEAD or not (first if lead == 0 else para.endswith(":")):
             break
         if pointed(text, a, b) is not None:
             break  # its first line points at the documents glued after it: those are context (trim_start)
@@ -59,6 +67,16 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     if end - start < len(text) / 2:
         return []
     return [strip_span(text, start, end)]
+
+
+def _points_ahead(text: str) -> bool:
+    """Whether the first paragraph of ``text`` is short and sends the model to the documents after it."""
+    blank = BLANK_LINE.search(text)
+    first = text[: blank.start() if blank else len(text)]
+    if len(first) > _MAX_LEAD or blank is None:
+        return False
+    m = POINTS.search(first)
+    return m is not None and _AHEAD.search(first, m.start(), m.end() + 16) is not None
 
 
 def _records(text: str, a: int, b: int) -> int | None:

@@ -70,7 +70,6 @@ def test_an_intro_heads_the_context_of_a_system_message(intro: str) -> None:
         "See the references below.",  # not a verb that sends the model to documents
         "Use the context manager below:",  # a program's thing named after the noun
         "Use the passages above:",  # pointing back, at nothing that follows
-        "Use only the documents below.",  # a rule, often the first of several, not an intro
         "Summarize the documents below.",  # a task on its input, which is not cut
         "docs : list of str",  # numpydoc's parameter
     ],
@@ -79,6 +78,15 @@ def test_a_document_line_of_the_same_shape_heads_nothing(line: str) -> None:
     text = f"{line}\n{JOINED}\n\n{QUESTION}"
     got = kinds(text)
     assert not context(got), got
+
+
+def test_a_rule_that_points_below_is_no_heading_but_the_layout_reads_what_follows() -> None:
+    # a rule, often the first of several, not an intro: it heads nothing; as the first line of a message, glued to
+    # the documents it sends the model to, the layout rule keeps it and reads them as context
+    text = f"Use only the documents below.\n{JOINED}\n\n{QUESTION}"
+    layout = understand(text, role="user", last_user=True)
+    assert [r.rule for r in layout.regions if r.kind == "context"] == ["layout"]
+    assert context(kinds(text)) == JOINED
 
 
 @pytest.mark.parametrize("line", ["The sources below show:", "Use the menu below:", "See the references below."])

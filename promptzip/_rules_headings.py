@@ -3,7 +3,8 @@
 ("## Context"), a sentence that introduces the documents ("Here are the relevant documents:", "Use the documents
 below:", "Use this context to answer: {context}"), a name set off as a heading ("**Context**", "=== Documents ==="),
 a plain name line where the template shows itself around it ("Context" … "Question", "Use the context to
-answer.\n\nContext"), a line of dashes under words that send the model to the documents, and DSPy's field marker."""
+answer.\n\nContext"), a line of dashes under words that send the model to the documents, a name label after such
+words on its line ("Use the given context to answer the question. … Context: {context}"), and DSPy's field marker."""
 
 from __future__ import annotations
 
@@ -168,6 +169,24 @@ class _RuledOff(_PairedLine):
         return bool(paragraph.strip()) and POINTS.search(paragraph) is not None
 
 
+class _InlineName(_PairedLine):
+    """A name label after the template's sentences on its line, the documents after it on the same line, heads them
+    where those sentences send the model to the documents: LangChain's ``create_retrieval_chain`` example system
+    prompt, ``Use the given context to answer the question. If you don't know the answer, say you don't know. Use
+    three sentence maximum and keep the answer concise. Context: {context}``. After other sentences ("The fort fell in
+    1648. Sources: the Chronicle.", "You are a helpful assistant. Context: …") it heads nothing."""
+
+    _LINE = re.compile(
+        r"^[ \t]*(?P<lead>[^\n]{0,300}?[.!?])[ \t]+(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+)?"
+        r"(?:context|documents|docs|passages|sources|excerpts|snippets|search[ \t]+results)(?:\*\*)?[ \t]*:(?:\*\*)?"
+        r"[ \t]*(?=\S)",
+        re.IGNORECASE | re.MULTILINE,
+    )
+
+    def _paired(self, text: str, m: re.Match[str]) -> bool:
+        return POINTS.search(m.group("lead")) is not None
+
+
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``
 _FIELD_HEADING = re.compile(
     r"^[ \t]*\[\[[ \t]*##[ \t]*(?:retrieved_|relevant_)?(?:context|contexts|documents?|passages?|sources?|"
@@ -175,4 +194,14 @@ _FIELD_HEADING = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
-HEADINGS = (HEADING, _MD_HEADING, _FIELD_HEADING, _INTRO, _POINTED, _DECORATED, _PlainName(), _RuledOff())
+HEADINGS = (
+    HEADING,
+    _MD_HEADING,
+    _FIELD_HEADING,
+    _INTRO,
+    _POINTED,
+    _DECORATED,
+    _PlainName(),
+    _RuledOff(),
+    _InlineName(),
+)

@@ -260,3 +260,47 @@ def test_through_the_proxy_the_documents_under_langchains_line_of_dashes_are_cut
     system = STUFF_LEAD + JOINED  # before, sent as it came (a short message of the template's words)
     sent = system_cut_through_the_proxy(sdk, system, STUFF_LEAD, QUESTION, rate="0.6", share=0.8)
     assert "lifeboat" in sent
+
+
+# LangChain's create_retrieval_chain example: one line, the name label after the template's sentences
+RETRIEVAL_CHAIN_LEAD = (
+    "Use the given context to answer the question. If you don't know the answer, say you don't know. Use three "
+    "sentence maximum and keep the answer concise. Context: "
+)
+
+
+@pytest.mark.parametrize("copies", [1, 3], ids=["short", "long"])
+def test_a_name_label_after_sentences_that_send_the_model_to_the_documents_heads_them(copies: int) -> None:
+    """Before, a short one was kept whole, and a long one lost its first document to the template's line."""
+    docs = "\n\n".join(DOCS * copies)
+    text = RETRIEVAL_CHAIN_LEAD + docs
+    layout = understand(text, role="system", last_user=False)
+    assert [(r.rule, text[r.start : r.end]) for r in layout.regions if r.kind == "context"] == [("heading", docs)]
+    assert text[layout.regions[0].start : layout.regions[0].end] == RETRIEVAL_CHAIN_LEAD
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "The fort fell in 1648. Sources: the parish chronicle and two letters.",  # a document's own line
+        "You are a helpful assistant. Context: the user is a sailor.",  # sentences that send the model nowhere
+        "Answer the question. Documents: see the archive.",
+    ],
+)
+def test_a_name_label_after_other_sentences_heads_nothing(line: str) -> None:
+    text = f"{line}\n{JOINED}"
+    layout = understand(text, role="system", last_user=False)
+    assert not any(r.rule == "heading" for r in layout.regions)
+
+
+def test_a_documents_own_inline_label_inside_a_headed_context_leaves_it_whole() -> None:
+    docs = f"{DOCS[0]}\n\nThe fort fell in 1648. Sources: the parish chronicle.\n\n{DOCS[1]}"
+    text = f"Documents:\n{docs}\n\nQuestion: {QUESTION}"
+    assert "".join(t for k, t in kinds(text) if k == "context").strip() == docs
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_the_documents_after_langchains_inline_context_label_are_cut(sdk: str) -> None:
+    system = RETRIEVAL_CHAIN_LEAD + JOINED  # before, sent as it came
+    sent = system_cut_through_the_proxy(sdk, system, RETRIEVAL_CHAIN_LEAD, QUESTION, rate="0.6", share=0.8)
+    assert "lifeboat" in sent

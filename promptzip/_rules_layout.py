@@ -22,20 +22,23 @@ _MIN_RECORDS = 8
 _MAX_RECORD_CHARS = 400
 _FIGURE = re.compile(r"\d")
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•+])\s+")
-# A short message is read by its layout only when its first paragraph sends the model to documents that follow it
-# ("Use the following pieces of context to answer the question at the end.", LangChain's QA prompt): "the context"
-# alone may be one sent earlier or elsewhere, and a short message that asks about it is its question.
+# A short message is read by its layout only when it sends the model to its documents: a first paragraph pointing at
+# those after it ("Use the following pieces of context to answer the question at the end.", LangChain's QA prompt),
+# or one of the last two at those above it ("Answer using only the documents above."). "The context" alone may be one
+# sent earlier or elsewhere, and a short message that asks about it is its question.
 _AHEAD = re.compile(
     rf"\b(?:the[ \t]+(?:following|provided)|these)\b|\b{NOUNS}[ \t]+(?:below|that[ \t]+follows?)\b", re.IGNORECASE
 )
+_BACK = re.compile(rf"\b{NOUNS}[ \t]+above\b|\bthe[ \t]+above[ \t]+{NOUNS}\b", re.IGNORECASE)
 _MAX_LEAD = 400
 
 
 def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     """Short leading instructions and a short trailing request kept, the long middle as context."""
-    if len(text) < LAYOUT_MIN_CHARS and not _points_ahead(text):
+    paras = paragraphs(text) if len(text) >= LAYOUT_MIN_CHARS or BLANK_LINE.search(text) else []
+    pointing = _points_at_documents(text, paras)
+    if len(text) < LAYOUT_MIN_CHARS and pointing is None:
         return []
-    paras = paragraphs(text)
     lead = 0
     while lead < min(2, len(paras) - 1):
         a, b = paras[lead]
@@ -54,7 +57,8 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     tail = len(paras)
     while tail - 1 > lead and paras[tail - 1][0] >= end:
         tail -= 1
-    if tail > lead and not (lead == 0 and tail < 3):
+    # (a paragraph that the words after it call the documents, "…using only the documents above.", is one)
+    if tail > lead and not (lead == 0 and tail < 3 and pointing != "back"):
         # rules after the introduction ("Here are the notes:\n\nAnswer in English.") are the template's too
         start = trim_start(text, paras[lead][0], end)
     else:  # one long paragraph is a long instruction, not context
@@ -69,14 +73,17 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     return [strip_span(text, start, end)]
 
 
-def _points_ahead(text: str) -> bool:
-    """Whether the first paragraph of ``text`` is short and sends the model to the documents after it."""
-    blank = BLANK_LINE.search(text)
-    first = text[: blank.start() if blank else len(text)]
-    if len(first) > _MAX_LEAD or blank is None:
-        return False
-    m = POINTS.search(first)
-    return m is not None and _AHEAD.search(first, m.start(), m.end() + 16) is not None
+def _points_at_documents(text: str, paras: list[tuple[int, int]]) -> str | None:
+    """Where a short paragraph of ``text`` (of ``paras``) sends the model to its documents: ``"ahead"`` (the first
+    one, to those after it), ``"back"`` (one of the last two, to those above it), or ``None``."""
+    if len(paras) < 2:
+        return None
+    ends = [(paras[0], _AHEAD, "ahead"), *((p, _BACK, "back") for p in paras[-2:] if p != paras[0])]
+    for (a, b), where, name in ends:
+        m = POINTS.search(text, a, b) if b - a <= _MAX_LEAD else None
+        if m is not None and where.search(text, m.start(), min(b, m.end() + 16)) is not None:
+            return name
+    return None
 
 
 def _records(text: str, a: int, b: int) -> int | None:

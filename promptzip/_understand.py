@@ -27,15 +27,16 @@ out byte for byte. The rules, first match wins:
    the provided context.``; a how-to's last step, ``Keep refrigerated.``, stays context). A heading over a bare
    template slot (``{context}``, a template showing its own layout) is not.
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``), or shorter with a first
-   paragraph that sends the model to the documents after it (``Use the following pieces of context …``): up to two
-   short leading paragraphs that read as instructions (or, in the turn being answered, a first one that asks a
-   question) and the template's words after them are kept (so is a first line glued to the first document that
-   points at the documents, ``Use the following pieces of context to answer…``: :mod:`promptzip._rules_pointers`),
-   short trailing paragraphs in the template's words (``Instruction: …``, ``Begin! …``, ``Thought:``) are kept in
-   any role, a short trailing question or request is kept (user turns), and the long middle is context. One long
-   paragraph is an instruction, unless it is data pasted before the question of the turn being answered (records:
-   short lines that nearly all hold a figure, after an optional introduction line ending in a colon; not code, JSON
-   or HTML).
+   paragraph that sends the model to the documents after it (``Use the following pieces of context …``) or one of
+   its last two to those above it (``… using only the documents above.``): up to two short leading paragraphs that
+   read as instructions (or, in the turn being answered, a first one that asks a question) and the template's words
+   after them are kept (so is a first line glued to the first document that points at the documents, ``Use the
+   following pieces of context to answer…``: :mod:`promptzip._rules_pointers`), short trailing paragraphs in the
+   template's words (``Instruction: …``, ``Begin! …``, ``Thought:``) are kept in any role, a short trailing question
+   or request is kept (user turns), and the long middle is context. One long paragraph is an instruction, unless the
+   closing words call it the documents, or it is data pasted before the question of the turn being answered
+   (records: short lines that nearly all hold a figure, after an optional introduction line ending in a colon; not
+   code, JSON or HTML).
 
 In every case a question label outside the context starts a question region (to the end of its paragraph, of its
 first line when that ends in ``?``, or to a line that names a field such as ``We have provided an existing

@@ -2,8 +2,11 @@
 its first paragraph sends the model to the documents after it: LangChain's QA prompt for its stuff chains ("Use the
 following pieces of context to answer the question at the end. …\\n\\n{context}\\n\\nQuestion: …") and the RAG
 tutorial's system message, with a short context. Before, such a user message was read whole as its question (a rate
-on it raised ``BudgetError``) and such a system message was kept whole. A short message whose first paragraph points
-nowhere after it, or under which only the template's words, a bare slot or the question follow, is read as before."""
+on it raised ``BudgetError``) and such a system message was kept whole. So is one whose closing words send the model
+to the documents above them ("{context}\\n\\nAnswer the question using only the documents above.\\n\\n{question}"),
+and a single paragraph those words call the documents is context at any length (before, one long paragraph was read
+as an instruction). A short message whose first paragraph points nowhere after it, or under which only the template's
+words, a bare slot or the question follow, is read as before."""
 
 from __future__ import annotations
 
@@ -93,6 +96,31 @@ def test_a_short_message_that_points_nowhere_after_it_reads_as_before(text: str,
     got = kinds(text, role=role, last_user=role == "user")
     assert context(got) == ""
     assert len(got) == 1
+
+
+BACK = "Answer the question using only the documents above."
+
+
+@pytest.mark.parametrize("docs", [JOINED, DOCS[0], " ".join(DOCS * 3)], ids=["three", "one", "one-long"])
+def test_closing_words_that_send_the_model_to_the_documents_above_make_them_context(docs: str) -> None:
+    text = f"{docs}\n\n{BACK}\n\n{Q}"
+    got = kinds(text)
+    assert context(got) == docs
+    assert ("instruction", f"\n\n{BACK}\n\n") in got
+    assert understand(text, role="user", last_user=True).question == Q
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Great.\n\nBased on the documents above, when was it lengthened?",  # documents of earlier turns
+        "Be concise.\n\nAnswer using only the documents above.",
+        f"{DOCS[0]}\n\nAnswer using the context.\n\n{Q}",  # "the context" alone
+        f"{DOCS[0]}\n\nBased on the text above, answer: {Q}",  # a task's input, not retrieved documents
+    ],
+)
+def test_closing_words_that_point_back_at_no_documents_read_as_before(text: str) -> None:
+    assert context(kinds(text)) == ""
 
 
 def test_a_tiny_document_under_half_of_the_message_is_still_read_whole() -> None:

@@ -60,9 +60,9 @@ _POINTED = re.compile(
     rf"(?:(?:{SEND})\b[^\n:.]{{0,30}}?(?:\b(?:the|all)[ \t]+{ADJECTIVE}{_POINTER}|\bthese[ \t]+{ADJECTIVE}{NOUNS})"
     rf"\b{_TASK_AFTER}:|(?:{READ})\b[^\n:.]{{0,30}}?\bthe[ \t]+{ADJECTIVE}{NOUNS}[ \t]+{AHEAD}\b{_TASK_AFTER}\."
     rf"|(?:the[ \t]+)?{ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?"
-    # "Use this context to answer:", after the template's first sentences on its line, the context on the same line
-    # or the next ("You are a helpful assistant. Use this context to answer: {context}")
-    rf"|^[ \t]*(?:[^\n]{{0,200}}?[.!?][ \t]+)?(?:please[ \t]+)?(?:{SEND})\b[^\n:.]{{0,30}}?"
+    # "Use this context to answer:", "Given these documents:", after the template's first sentences on its line, the
+    # context on the same line or the next ("You are a helpful assistant. Use this context to answer: {context}")
+    rf"|^[ \t]*(?:[^\n]{{0,200}}?[.!?][ \t]+)?(?:please[ \t]+)?(?:{SEND}|given|using|based[ \t]+on)\b[^\n:.]{{0,30}}?"
     rf"\bth(?:is|ese)[ \t]+{ADJECTIVE}{NOUNS}\b{_TASK_AFTER}:[ \t]*(?:$\n?|(?=\S))",
     re.IGNORECASE | re.MULTILINE,
 )

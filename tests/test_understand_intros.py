@@ -127,8 +127,21 @@ ONE_LINE = " ".join(DOCS)  # documents an f-string joined on one line
         (f"You are a helpful assistant. Use this context to answer: {ONE_LINE}", "system"),
         (f"You are a helpful assistant. Use this context to answer:\n{ONE_LINE}", "system"),
         (f"Answer using these documents: {ONE_LINE}", "system"),
+        (f"Given these documents: {ONE_LINE}", "system"),
+        (f"Given these documents:\n{ONE_LINE}", "system"),
+        (f"You are a helpful assistant. Based on this context: {ONE_LINE}", "system"),
+        (f"Using these sources: {ONE_LINE}", "system"),
     ],
-    ids=["here-is-inline", "this-context-inline", "this-context-next-line", "these-documents-inline"],
+    ids=[
+        "here-is-inline",
+        "this-context-inline",
+        "this-context-next-line",
+        "these-documents-inline",
+        "given-these-inline",
+        "given-these-next-line",
+        "based-on-this-inline",
+        "using-these-inline",
+    ],
 )
 def test_an_intro_with_the_documents_on_its_own_line_heads_them(text: str, role: str) -> None:
     """Before, the user's message was read whole as its question and the system messages kept whole as the

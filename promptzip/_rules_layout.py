@@ -31,6 +31,7 @@ _AHEAD = re.compile(
 )
 _BACK = re.compile(rf"\b{NOUNS}[ \t]+above\b|\bthe[ \t]+above[ \t]+{NOUNS}\b", re.IGNORECASE)
 _MAX_LEAD = 400
+_RULE_LINE = re.compile(r"[ \t]*(?:-{3,}|\*{3,}|_{3,}|={3,})[ \t]*")
 
 
 def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
@@ -68,6 +69,10 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
             return []
         start = max(found, pointer_end(text, *paras[0]) or 0)  # a pointer line ("Read the rows below.") kept
     end = min(end, paras[tail - 1][1])  # a rule glued to the last document's lines (``trim_end``) is not context
+    if tail - 2 > lead and _RULE_LINE.fullmatch(text, *paras[tail - 1]):
+        # nor a line that rules the documents off from the words after them ("{context}\n\n---\n\nGiven the context
+        # above, …", Langflow's)
+        end = min(end, paras[tail - 2][1])
     if end - start < len(text) / 2:
         return []
     return [strip_span(text, start, end)]
@@ -78,7 +83,7 @@ def _points_at_documents(text: str, paras: list[tuple[int, int]]) -> str | None:
     one, to those after it), ``"back"`` (one of the last two, to those above it), or ``None``."""
     if len(paras) < 2:
         return None
-    ends = [(paras[0], _AHEAD, "ahead"), *((p, _BACK, "back") for p in paras[-2:] if p != paras[0])]
+    ends = [(paras[0], _AHEAD, "ahead"), *((p, _BACK, "back") for p in paras[-3:] if p != paras[0])]
     for (a, b), where, name in ends:
         m = POINTS.search(text, a, b) if b - a <= _MAX_LEAD else None
         if m is not None and where.search(text, m.start(), min(b, m.end() + 16)) is not None:

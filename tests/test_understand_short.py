@@ -123,6 +123,22 @@ def test_closing_words_that_point_back_at_no_documents_read_as_before(text: str)
     assert context(kinds(text)) == ""
 
 
+LANGFLOW_AFTER = (
+    "\n\n---\n\nGiven the context above, answer the question as best as possible.\n\nQuestion: {q}\n\nAnswer: "
+)
+
+
+@pytest.mark.parametrize("copies", [1, 3], ids=["short", "long"])
+def test_langflows_rag_prompt_is_read_and_its_rule_line_stays_the_templates(copies: int) -> None:
+    """Langflow's vector store RAG prompt: before, a short one was read whole as its question, and a long one's
+    context ended in the template's ``---``."""
+    docs = "\n\n".join(DOCS * copies)
+    text = docs + LANGFLOW_AFTER.format(q=Q)
+    got = kinds(text)
+    assert context(got) == docs
+    assert understand(text, role="user", last_user=True).question == Q
+
+
 def test_a_tiny_document_under_half_of_the_message_is_still_read_whole() -> None:
     tiny = "The breakwater was lengthened in 1911."
     text = f"{STUFF}\n\n{tiny}\n\n{ASKED}"
@@ -147,3 +163,11 @@ def test_through_the_proxy_the_stuff_prompts_short_documents_are_cut(sdk: str) -
     assert sent.startswith(f"{STUFF}\n\n")
     assert sent.endswith(f"\n\n{ASKED}")
     assert len(sent) < len(LEGACY) * 0.9
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_through_the_proxy_langflows_short_documents_are_cut(sdk: str) -> None:
+    after = LANGFLOW_AFTER.format(q=Q)
+    _, sent = through_the_proxy(sdk, None, JOINED + after, rate="0.7")
+    assert sent.endswith(after)
+    assert len(sent) < len(JOINED + after) * 0.9

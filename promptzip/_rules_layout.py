@@ -69,7 +69,7 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
             return []
         start = max(found, pointer_end(text, *paras[0]) or 0)  # a pointer line ("Read the rows below.") kept
     end = min(end, paras[tail - 1][1])  # a rule glued to the last document's lines (``trim_end``) is not context
-    if tail - 2 > lead and _RULE_LINE.fullmatch(text, *paras[tail - 1]):
+    if tail - 1 > lead and _RULE_LINE.fullmatch(text, *paras[tail - 1]):
         # nor a line that rules the documents off from the words after them ("{context}\n\n---\n\nGiven the context
         # above, …", Langflow's)
         end = min(end, paras[tail - 2][1])

@@ -128,11 +128,10 @@ LANGFLOW_AFTER = (
 )
 
 
-@pytest.mark.parametrize("copies", [1, 3], ids=["short", "long"])
-def test_langflows_rag_prompt_is_read_and_its_rule_line_stays_the_templates(copies: int) -> None:
+@pytest.mark.parametrize("docs", [DOCS[0], JOINED, "\n\n".join(DOCS * 3)], ids=["one", "short", "long"])
+def test_langflows_rag_prompt_is_read_and_its_rule_line_stays_the_templates(docs: str) -> None:
     """Langflow's vector store RAG prompt: before, a short one was read whole as its question, and a long one's
     context ended in the template's ``---``."""
-    docs = "\n\n".join(DOCS * copies)
     text = docs + LANGFLOW_AFTER.format(q=Q)
     got = kinds(text)
     assert context(got) == docs

@@ -170,3 +170,32 @@ def test_through_the_proxy_langflows_short_documents_are_cut(sdk: str) -> None:
     _, sent = through_the_proxy(sdk, None, JOINED + after, rate="0.7")
     assert sent.endswith(after)
     assert len(sent) < len(JOINED + after) * 0.9
+
+
+def test_through_langchains_runnable_the_short_prompts_documents_are_cut() -> None:
+    prompts = pytest.importorskip("langchain_core.prompts")
+    from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
+
+    from promptzip.compressors.extractive import ExtractiveCompressor
+    from promptzip.integrations.langchain import PromptZipRunnable
+    from promptzip.retrievers.sparse import BM25Scorer
+
+    def runnable() -> PromptZipRunnable:
+        zipper = pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o")
+        return PromptZipRunnable(rate=0.7, zipper=zipper)
+
+    # the stuff chain's string prompt, rendered by a real PromptTemplate
+    legacy = prompts.PromptTemplate.from_template(f"{STUFF}\n\n{{context}}\n\nQuestion: {{question}}\nHelpful Answer:")
+    value = (legacy | runnable()).invoke({"context": JOINED, "question": Q})
+    assert isinstance(value, StringPromptValue)
+    assert value.text.startswith(f"{STUFF}\n\n")
+    assert value.text.endswith(f"\n\n{ASKED}")
+    assert len(value.text) < len(LEGACY) * 0.9
+    # the RAG tutorial's chat prompt: its documents in the system message
+    chat = prompts.ChatPromptTemplate.from_messages([("system", f"{TUTORIAL}\n\n{{context}}"), ("human", "{question}")])
+    out = (chat | runnable()).invoke({"context": JOINED, "question": Q})
+    assert isinstance(out, ChatPromptValue)
+    system, human = out.to_messages()
+    assert system.content.startswith(f"{TUTORIAL}\n\n")
+    assert len(system.content) < len(f"{TUTORIAL}\n\n{JOINED}") * 0.9
+    assert human.content == Q

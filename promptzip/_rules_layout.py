@@ -24,7 +24,7 @@ _FIGURE = re.compile(r"\d")
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•+])\s+")
 # A short message is read by its layout only when it sends the model to its documents: a first paragraph pointing at
 # those after it ("Use the following pieces of context to answer the question at the end.", LangChain's QA prompt),
-# or one of the last two at those above it ("Answer using only the documents above."). "The context" alone may be one
+# or one of the last three at those above it ("Answer using only the documents above."). "The context" alone may be one
 # sent earlier or elsewhere, and a short message that asks about it is its question.
 _AHEAD = re.compile(
     rf"\b(?:the[ \t]+(?:following|provided)|these)\b|\b{NOUNS}[ \t]+(?:below|that[ \t]+follows?)\b", re.IGNORECASE
@@ -80,7 +80,7 @@ def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
 
 def _points_at_documents(text: str, paras: list[tuple[int, int]]) -> str | None:
     """Where a short paragraph of ``text`` (of ``paras``) sends the model to its documents: ``"ahead"`` (the first
-    one, to those after it), ``"back"`` (one of the last two, to those above it), or ``None``."""
+    one, to those after it), ``"back"`` (one of the last three, to those above it), or ``None``."""
     if len(paras) < 2:
         return None
     ends = [(paras[0], _AHEAD, "ahead"), *((p, _BACK, "back") for p in paras[-3:] if p != paras[0])]

@@ -28,7 +28,7 @@ out byte for byte. The rules, first match wins:
    template slot (``{context}``, a template showing its own layout) is not.
 5. Layout, when nothing marks the context and the text is long (``LAYOUT_MIN_CHARS``), or shorter with a first
    paragraph that sends the model to the documents after it (``Use the following pieces of context …``) or one of
-   its last two to those above it (``… using only the documents above.``): up to two short leading paragraphs that
+   its last three to those above it (``… using only the documents above.``): up to two short leading paragraphs that
    read as instructions (or, in the turn being answered, a first one that asks a question) and the template's words
    after them are kept (so is a first line glued to the first document that points at the documents, ``Use the
    following pieces of context to answer…``: :mod:`promptzip._rules_pointers`), short trailing paragraphs in the

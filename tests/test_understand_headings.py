@@ -224,21 +224,30 @@ def test_a_text_of_many_plain_name_lines_is_read_in_one_scan_and_heads_a_few_tim
     assert len(scans) == 1
 
 
-# LangChain's chat prompt for its "stuff" document chains (RetrievalQA, ConversationalRetrievalChain with chat models)
+# LangChain's system prompts that head their documents on the template's own lines: the chat prompt of its "stuff"
+# document chains (RetrievalQA, ConversationalRetrievalChain with chat models), a line of dashes under words that send
+# the model to the documents, and create_retrieval_chain's example, a name label after such sentences on one line
 STUFF_LEAD = (
     "Use the following pieces of context to answer the user's question. \nIf you don't know the answer, just say "
     "that you don't know, don't try to make up an answer.\n----------------\n"
 )
+RETRIEVAL_CHAIN_LEAD = (
+    "Use the given context to answer the question. If you don't know the answer, say you don't know. Use three "
+    "sentence maximum and keep the answer concise. Context: "
+)
+LANGCHAIN_LEADS = pytest.mark.parametrize("lead", [STUFF_LEAD, RETRIEVAL_CHAIN_LEAD], ids=["dashes", "inline-label"])
 
 
 @pytest.mark.parametrize("copies", [1, 3], ids=["short", "long"])
-def test_a_line_of_dashes_under_words_that_send_the_model_to_the_documents_heads_them(copies: int) -> None:
-    """Before, a short one was kept whole as the template's words, and a long one's context began with the line."""
+@LANGCHAIN_LEADS
+def test_langchains_system_lead_heads_the_documents_after_it(lead: str, copies: int) -> None:
+    """Before, a short one was kept whole as the template's words; a long one's context began with the line of dashes,
+    or lost its first document to the template's line."""
     docs = "\n\n".join(DOCS * copies)
-    text = STUFF_LEAD + docs
+    text = lead + docs
     layout = understand(text, role="system", last_user=False)
-    assert [text[r.start : r.end] for r in layout.regions if r.kind == "context"] == [docs]
-    assert text[layout.regions[0].start : layout.regions[0].end] == STUFF_LEAD
+    assert [(r.rule, text[r.start : r.end]) for r in layout.regions if r.kind == "context"] == [("heading", docs)]
+    assert text[layout.regions[0].start : layout.regions[0].end] == lead
 
 
 @pytest.mark.parametrize(
@@ -256,27 +265,11 @@ def test_a_line_of_dashes_without_an_order_glued_above_it_heads_nothing(text: st
 
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-def test_through_the_proxy_the_documents_under_langchains_line_of_dashes_are_cut(sdk: str) -> None:
-    system = STUFF_LEAD + JOINED  # before, sent as it came (a short message of the template's words)
-    sent = system_cut_through_the_proxy(sdk, system, STUFF_LEAD, QUESTION, rate="0.6", share=0.8)
+@LANGCHAIN_LEADS
+def test_through_the_proxy_the_documents_after_langchains_system_lead_are_cut(sdk: str, lead: str) -> None:
+    system = lead + JOINED  # before, sent as it came (a short message of the template's words)
+    sent = system_cut_through_the_proxy(sdk, system, lead, QUESTION, rate="0.6", share=0.8)
     assert "lifeboat" in sent
-
-
-# LangChain's create_retrieval_chain example: one line, the name label after the template's sentences
-RETRIEVAL_CHAIN_LEAD = (
-    "Use the given context to answer the question. If you don't know the answer, say you don't know. Use three "
-    "sentence maximum and keep the answer concise. Context: "
-)
-
-
-@pytest.mark.parametrize("copies", [1, 3], ids=["short", "long"])
-def test_a_name_label_after_sentences_that_send_the_model_to_the_documents_heads_them(copies: int) -> None:
-    """Before, a short one was kept whole, and a long one lost its first document to the template's line."""
-    docs = "\n\n".join(DOCS * copies)
-    text = RETRIEVAL_CHAIN_LEAD + docs
-    layout = understand(text, role="system", last_user=False)
-    assert [(r.rule, text[r.start : r.end]) for r in layout.regions if r.kind == "context"] == [("heading", docs)]
-    assert text[layout.regions[0].start : layout.regions[0].end] == RETRIEVAL_CHAIN_LEAD
 
 
 @pytest.mark.parametrize(
@@ -297,10 +290,3 @@ def test_a_documents_own_inline_label_inside_a_headed_context_leaves_it_whole() 
     docs = f"{DOCS[0]}\n\nThe fort fell in 1648. Sources: the parish chronicle.\n\n{DOCS[1]}"
     text = f"Documents:\n{docs}\n\nQuestion: {QUESTION}"
     assert "".join(t for k, t in kinds(text) if k == "context").strip() == docs
-
-
-@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-def test_through_the_proxy_the_documents_after_langchains_inline_context_label_are_cut(sdk: str) -> None:
-    system = RETRIEVAL_CHAIN_LEAD + JOINED  # before, sent as it came
-    sent = system_cut_through_the_proxy(sdk, system, RETRIEVAL_CHAIN_LEAD, QUESTION, rate="0.6", share=0.8)
-    assert "lifeboat" in sent

@@ -4,7 +4,8 @@
 below:", "Use this context to answer: {context}"), a name set off as a heading ("**Context**", "=== Documents ==="),
 a plain name line where the template shows itself around it ("Context" … "Question", "Use the context to
 answer.\n\nContext"), a line of dashes under words that send the model to the documents, a name label after such
-words on its line ("Use the given context to answer the question. … Context: {context}"), and DSPy's field marker."""
+words on its line ("Use the given context to answer the question. … Context: {context}") or after the persona that
+opens the message ("You are a helpful assistant. Context: {context}"), and DSPy's field marker."""
 
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ _DECORATED = re.compile(
 
 
 _BLANK_BEFORE = re.compile(r"\n[ \t]*\n[ \t]*\Z")
+_OPENING = 200  # how far into a message its first line may start (after blank lines)
 _NON_BLANK = re.compile(r"\S")
 _MOST_HEADS = 32
 _LOOK_BACK = 300  # the sentence that sends the model to the context ends the line before its name line
@@ -173,8 +175,10 @@ class _InlineName(_PairedLine):
     """A name label after the template's sentences on its line, the documents after it on the same line, heads them
     where those sentences send the model to the documents: LangChain's ``create_retrieval_chain`` example system
     prompt, ``Use the given context to answer the question. If you don't know the answer, say you don't know. Use
-    three sentence maximum and keep the answer concise. Context: {context}``. After other sentences ("The fort fell in
-    1648. Sources: the Chronicle.", "You are a helpful assistant. Context: …") it heads nothing."""
+    three sentence maximum and keep the answer concise. Context: {context}``; and at the start of a message, after
+    sentences that speak to the model (``You are a helpful assistant. Context: {context}``, a hand-written f-string's).
+    After other sentences ("The fort fell in 1648. Sources: the Chronicle.", or a persona's further down) it heads
+    nothing."""
 
     _LINE = re.compile(
         r"^[ \t]*(?P<lead>[^\n]{0,300}?[.!?])[ \t]+(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+)?"
@@ -183,8 +187,19 @@ class _InlineName(_PairedLine):
         re.IGNORECASE | re.MULTILINE,
     )
 
+    # the template's opening words, which speak to the model ("You are a helpful assistant. Context: {context}")
+    _PERSONA = re.compile(
+        r"\byou(?:['’]re|[ \t]+are)\b|\bassistant\b|\byour[ \t]+(?:role|task|job|goal)\b", re.IGNORECASE
+    )
+
     def _paired(self, text: str, m: re.Match[str]) -> bool:
-        return POINTS.search(m.group("lead")) is not None
+        lead = m.group("lead")
+        if POINTS.search(lead) is not None:
+            return True
+        # or, opening the message, sentences that speak to the model: a document does not start one so (a bounded look
+        # back: a text of many such lines must not cost a scan of its start per line)
+        opens = m.start() <= _OPENING and _NON_BLANK.search(text, 0, m.start()) is None
+        return opens and self._PERSONA.search(lead) is not None
 
 
 # DSPy's chat adapter sends each input field under its own marker line, ``[[ ## context ## ]]``

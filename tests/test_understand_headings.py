@@ -276,14 +276,29 @@ def test_through_the_proxy_the_documents_after_langchains_system_lead_are_cut(sd
     "line",
     [
         "The fort fell in 1648. Sources: the parish chronicle and two letters.",  # a document's own line
-        "You are a helpful assistant. Context: the user is a sailor.",  # sentences that send the model nowhere
-        "Answer the question. Documents: see the archive.",
+        "Answer the question. Documents: see the archive.",  # sentences that send the model nowhere
+        "You said the harbour was closed. Sources: the paper.",  # speaks to someone, gives no persona
+        "The records end here.\nYou are a helpful assistant. Context: the archive.",  # a persona, not the opening
     ],
 )
 def test_a_name_label_after_other_sentences_heads_nothing(line: str) -> None:
     text = f"{line}\n{JOINED}"
     layout = understand(text, role="system", last_user=False)
     assert not any(r.rule == "heading" for r in layout.regions)
+
+
+@pytest.mark.parametrize("copies", [1, 3], ids=["short", "long"])
+@pytest.mark.parametrize(
+    "lead",
+    ["You are a helpful assistant. Context: ", "You're a harbour historian. Your task is to answer. Documents: "],
+)
+def test_a_name_label_after_the_opening_persona_heads_the_documents(lead: str, copies: int) -> None:
+    """A hand-written f-string's system message; before, a short one was kept whole, and a long one's first document
+    was kept with the template's line."""
+    docs = "\n\n".join(DOCS * copies)
+    text = lead + docs
+    layout = understand(text, role="system", last_user=False)
+    assert [(r.rule, text[r.start : r.end]) for r in layout.regions if r.kind == "context"] == [("heading", docs)]
 
 
 def test_a_documents_own_inline_label_inside_a_headed_context_leaves_it_whole() -> None:

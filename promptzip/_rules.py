@@ -71,7 +71,7 @@ QUESTION_LABELS = frozenset({"question", "query", "q", "user question"})
 # the expected criteria for your final answer:", CrewAI's): not a label that opens a region, but a labelled question
 # ends before it.
 FIELD_LINE = re.compile(
-    r"^[ \t]*[^\n:?.!]{0,80}?\b(?:answer|response|context|criteria|instructions?|question|query)[ \t]*:",
+    r"^[ \t]*+[^\n:?.!]{0,80}?\b(?:answer|response|context|criteria|instructions?|question|query)[ \t]*:",
     re.IGNORECASE | re.MULTILINE,
 )
 BLANK_LINE = re.compile(r"\n[ \t]*\n")

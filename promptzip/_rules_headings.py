@@ -43,7 +43,7 @@ HEADING = re.compile(
 # are the relevant documents for the context:"; "…based on the below context:") is a heading too, and so is one that
 # has the documents on its line after the colon ("Here is the context: {context}", a hand-written f-string's).
 _INTRO = re.compile(
-    rf"^[ \t]*(?:(?:(?:here|below)[ \t]+(?:is|are)|this[ \t]+is|these[ \t]+are)\b[^\n:]{{0,80}}?\b{NOUNS}"
+    rf"^[ \t]*+(?:(?:(?:here|below)[ \t]+(?:is|are)|this[ \t]+is|these[ \t]+are)\b[^\n:]{{0,80}}?\b{NOUNS}"
     rf"|[^\n:]{{0,80}}?\b(?:below|following|provided)[ \t]+(?:[\w'-]+[ \t]+){{0,3}}{NOUNS})"
     r"\b[^\n:]{0,60}:[ \t]*(?:$\n?|(?=\S))",
     re.IGNORECASE | re.MULTILINE,
@@ -57,13 +57,13 @@ AHEAD = r"(?:(?:provided|given|listed|shown|supplied)[ \t]+)?(?:below|(?:that|wh
 _POINTER = rf"{NOUNS}[ \t]+(?:{AHEAD}|provided|given)"
 _TASK_AFTER = r"(?:[ \t]*,?[ \t]+(?:to|and|when|then)\b[^\n:.]{0,60})?[ \t]*(?:\*\*)?"
 _POINTED = re.compile(
-    r"^[ \t]*(?:\*\*)?(?:please[ \t]+)?(?:(?:only|carefully)[ \t]+)?"
+    r"^[ \t]*+(?:\*\*)?(?:please[ \t]+)?(?:(?:only|carefully)[ \t]+)?"
     rf"(?:(?:{SEND})\b[^\n:.]{{0,30}}?(?:\b(?:the|all)[ \t]+{ADJECTIVE}{_POINTER}|\bthese[ \t]+{ADJECTIVE}{NOUNS})"
     rf"\b{_TASK_AFTER}:|(?:{READ})\b[^\n:.]{{0,30}}?\bthe[ \t]+{ADJECTIVE}{NOUNS}[ \t]+{AHEAD}\b{_TASK_AFTER}\."
     rf"|(?:the[ \t]+)?{ADJECTIVE}{_POINTER}\b[ \t]*(?:\*\*)?:)(?:\*\*)?[ \t]*$\n?"
     # "Use this context to answer:", "Given these documents:", after the template's first sentences on its line, the
     # context on the same line or the next ("You are a helpful assistant. Use this context to answer: {context}")
-    rf"|^[ \t]*(?:[^\n]{{0,200}}?[.!?][ \t]+)?(?:please[ \t]+)?(?:{SEND}|given|using|based[ \t]+on)\b[^\n:.]{{0,30}}?"
+    rf"|^[ \t]*+(?:[^\n]{{0,200}}?[.!?][ \t]+)?(?:please[ \t]+)?(?:{SEND}|given|using|based[ \t]+on)\b[^\n:.]{{0,30}}?"
     rf"\bth(?:is|ese)[ \t]+{ADJECTIVE}{NOUNS}\b{_TASK_AFTER}:[ \t]*(?:$\n?|(?=\S))",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -181,7 +181,7 @@ class _InlineName(_PairedLine):
     nothing."""
 
     _LINE = re.compile(
-        r"^[ \t]*(?P<lead>[^\n]{0,300}?[.!?])[ \t]+(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+)?"
+        r"^[ \t]*+(?P<lead>[^\n]{0,300}?[.!?])[ \t]+(?:\*\*)?(?:retrieved[ \t]+|relevant[ \t]+)?"
         r"(?:context|documents|docs|passages|sources|excerpts|snippets|search[ \t]+results)(?:\*\*)?[ \t]*:(?:\*\*)?"
         r"[ \t]*(?=\S)",
         re.IGNORECASE | re.MULTILINE,

@@ -305,3 +305,33 @@ def test_a_documents_own_inline_label_inside_a_headed_context_leaves_it_whole() 
     docs = f"{DOCS[0]}\n\nThe fort fell in 1648. Sources: the parish chronicle.\n\n{DOCS[1]}"
     text = f"Documents:\n{docs}\n\nQuestion: {QUESTION}"
     assert "".join(t for k, t in kinds(text) if k == "context").strip() == docs
+
+
+# The line patterns that read a bounded run of a line's words after its indent. Their indent is possessive: on a line
+# of a million spaces, giving the indent back one space at a time would retry that run at every one of them (a 1 MB
+# body of spaces before a few lines took seconds to read). Each still finds its line, however deep the indent.
+_INDENTED = [
+    ("FIELD_LINE", "Question:"),
+    ("_INTRO", "Here are the documents:"),
+    ("_POINTED", "Use the documents below:"),
+    ("_POINTED", "You are a helpful assistant. Use this context to answer: x"),
+    ("_InlineName._LINE", "Use the given context to answer. Context: x"),
+]
+
+
+@pytest.mark.parametrize(("name", "line"), _INDENTED)
+def test_a_line_pattern_reads_its_indent_once(name: str, line: str) -> None:
+    import promptzip._rules as rules
+    import promptzip._rules_headings as headings
+
+    owner, _, attr = name.rpartition(".")
+    pattern = getattr(rules, name, None) or getattr(headings, name, None)
+    if owner:
+        pattern = getattr(getattr(headings, owner), attr)
+    assert pattern is not None
+    assert r"^[ \t]*(" not in pattern.pattern  # no indent that gives itself back
+    assert r"^[ \t]*+" in pattern.pattern
+    indented = " " * 100_000 + line
+    found = pattern.search(indented)
+    assert found is not None
+    assert found.start() == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from promptzip._rules import BLANK_LINE, paragraphs, pointed, strip_span, trim_end, trim_start
-from promptzip._rules_headings import NOUNS, POINTS
+from promptzip._rules import paragraphs, pointed, strip_span, trim_end, trim_start
+from promptzip._rules_headings import AHEAD, NOUNS, POINTS
 from promptzip._rules_pointers import pointer_end
 
 __all__ = ["LAYOUT_MIN_CHARS", "by_layout"]
@@ -26,9 +26,7 @@ _LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•+])\s+")
 # those after it ("Use the following pieces of context to answer the question at the end.", LangChain's QA prompt),
 # or one of the last three at those above it ("Answer using only the documents above."). "The context" alone may be one
 # sent earlier or elsewhere, and a short message that asks about it is its question.
-_AHEAD = re.compile(
-    rf"\b(?:the[ \t]+(?:following|provided)|these)\b|\b{NOUNS}[ \t]+(?:below|that[ \t]+follows?)\b", re.IGNORECASE
-)
+_AHEAD = re.compile(rf"\b(?:the[ \t]+(?:following|provided)|these)\b|\b{NOUNS}[ \t]+{AHEAD}\b", re.IGNORECASE)
 _BACK = re.compile(rf"\b{NOUNS}[ \t]+above\b|\bthe[ \t]+above[ \t]+{NOUNS}\b", re.IGNORECASE)
 _MAX_LEAD = 400
 _RULE_LINE = re.compile(r"[ \t]*(?:-{3,}|\*{3,}|_{3,}|={3,})[ \t]*")
@@ -36,7 +34,7 @@ _RULE_LINE = re.compile(r"[ \t]*(?:-{3,}|\*{3,}|_{3,}|={3,})[ \t]*")
 
 def by_layout(text: str, *, trailing_question: bool) -> list[tuple[int, int]]:
     """Short leading instructions and a short trailing request kept, the long middle as context."""
-    paras = paragraphs(text) if len(text) >= LAYOUT_MIN_CHARS or BLANK_LINE.search(text) else []
+    paras = paragraphs(text)
     pointing = _points_at_documents(text, paras)
     if len(text) < LAYOUT_MIN_CHARS and pointing is None:
         return []

@@ -8,7 +8,9 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -94,6 +96,31 @@ def ask_as_given(
     route = "/v1/embeddings" if embed else "/v1/chat/completions"
     with httpx.Client(base_url=url, timeout=30) as http:
         return http.post(route, json=body, headers={"authorization": f"Bearer {key}", **extra})
+
+
+def in_flight(url: str) -> int:
+    """Requests the proxy at ``url`` is handling, less the scrape that asks."""
+    found = re.search(r"^promptzip_proxy_requests_in_flight (\S+)$", httpx.get(url + "/metrics", timeout=10).text, re.M)
+    assert found is not None
+    return int(float(found.group(1))) - 1
+
+
+def slow_six_in_order(
+    pool: ThreadPoolExecutor, url: str, upstream: Any, key: str, user: str | None = None, *, embed: bool = False
+) -> list[Future[httpx.Response]]:
+    """Six slow requests ``a0``…``a5`` (``slow:1.5``) sent through ``pool``, each once the one before is in: the first
+    two once the upstream has them (on a loaded machine two threads started 50 ms apart can reach the proxy in either
+    order), the other four once the proxy holds them, to wait for one of the two upstream connections the caller's
+    proxy has."""
+    before, batch = len(upstream.requests), []
+    for i in range(6):
+        batch.append(pool.submit(ask_as_given, url, key, f"a{i}", "slow:1.5", user, embed=embed))
+        deadline = time.monotonic() + 10
+        while not (len(upstream.requests) - before > i if i < 2 else in_flight(url) > i):
+            assert time.monotonic() < deadline, f"request a{i} did not arrive"
+            time.sleep(0.01)
+    time.sleep(0.2)  # the last one reads its body and joins the queue for a connection
+    return batch
 
 
 def last_body(upstream: Any, route: str) -> dict[str, Any]:

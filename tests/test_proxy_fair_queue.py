@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings
+from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings, slow_six_in_order
 from starlette.testclient import TestClient
 
 from promptzip._errors import DeadlineExceeded
@@ -289,11 +289,7 @@ def test_the_proxy_gives_a_freed_upstream_connection_to_the_other_client(upstrea
 
     with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
         before = len(upstream.requests)
-        alice = []
-        for i in range(6):
-            alice.append(pool.submit(ask_as_given, url, KEY_A, f"a{i}", "slow:1.5"))
-            time.sleep(0.05)
-        time.sleep(0.5)  # two of hers are upstream, four wait for a connection
+        alice = slow_six_in_order(pool, url, upstream, KEY_A)  # two of hers are upstream, four wait
         bob = pool.submit(ask_as_given, url, KEY_B, "b0", "ok")
         assert bob.result(timeout=30).status_code == 200
         assert [a.result(timeout=30).status_code for a in alice] == [200] * 6

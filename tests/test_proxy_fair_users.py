@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings
+from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings, slow_six_in_order
 
 from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy._fair import FairQueue, FairSlots
@@ -210,11 +210,7 @@ def test_a_chat_sent_as_given_takes_its_users_turn_for_an_upstream_connection(
 
     with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
         before = len(upstream.requests)
-        batch = []
-        for i in range(6):
-            batch.append(pool.submit(ask_as_given, url, KEY, f"a{i}", "slow:1.5", "batch-job"))
-            time.sleep(0.05)
-        time.sleep(0.5)  # two of its chats are upstream, four wait for a connection
+        batch = slow_six_in_order(pool, url, upstream, KEY, "batch-job")  # two of its chats are upstream, four wait
         alice = pool.submit(ask_as_given, url, KEY, "alice", "ok", "alice@example.com")
         assert alice.result(timeout=30).status_code == 200
         assert [b.result(timeout=30).status_code for b in batch] == [200] * 6
@@ -238,11 +234,7 @@ def test_a_pass_through_route_takes_its_users_turn_for_an_upstream_connection(
 
     with live_server(create_app(s)) as url, ThreadPoolExecutor(8) as pool:
         before = len(upstream.requests)
-        batch = []
-        for i in range(6):
-            batch.append(pool.submit(ask_as_given, url, KEY, f"a{i}", "slow:1.5", "batch-job", embed=True))
-            time.sleep(0.05)
-        time.sleep(0.5)  # two of its requests are upstream, four wait for a connection
+        batch = slow_six_in_order(pool, url, upstream, KEY, "batch-job", embed=True)  # two are upstream, four wait
         alice = pool.submit(ask_as_given, url, KEY, "alice", "ok", "alice@example.com", embed=True)
         assert alice.result(timeout=30).status_code == 200
         assert [b.result(timeout=30).status_code for b in batch] == [200] * 6

@@ -98,11 +98,19 @@ def ask_as_given(
         return http.post(route, json=body, headers={"authorization": f"Bearer {key}", **extra})
 
 
-def in_flight(url: str) -> int:
-    """Requests the proxy at ``url`` is handling, less the scrape that asks."""
-    found = re.search(r"^promptzip_proxy_requests_in_flight (\S+)$", httpx.get(url + "/metrics", timeout=10).text, re.M)
+def gauge(url: str, name: str) -> int:
+    """The proxy's gauge ``promptzip_proxy_<name>`` at ``url`` (``requests_in_flight`` counts the scrape that asks)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = re.search(rf"^promptzip_proxy_{name} (\S+)$", text, re.M)
     assert found is not None
-    return int(float(found.group(1))) - 1
+    return int(float(found.group(1)))
+
+
+def wait_for_gauge(url: str, name: str, at_least: int) -> None:
+    deadline = time.monotonic() + 10
+    while gauge(url, name) < at_least:
+        assert time.monotonic() < deadline, f"{name} stayed under {at_least}"
+        time.sleep(0.01)
 
 
 def slow_six_in_order(
@@ -116,9 +124,10 @@ def slow_six_in_order(
     for i in range(6):
         batch.append(pool.submit(ask_as_given, url, key, f"a{i}", "slow:1.5", user, embed=embed))
         deadline = time.monotonic() + 10
-        while not (len(upstream.requests) - before > i if i < 2 else in_flight(url) > i):
-            assert time.monotonic() < deadline, f"request a{i} did not arrive"
+        while i < 2 and len(upstream.requests) - before <= i:
+            assert time.monotonic() < deadline, f"request a{i} did not reach the upstream"
             time.sleep(0.01)
+        wait_for_gauge(url, "requests_in_flight", i + 2)  # this one and the scrape
     time.sleep(0.2)  # the last one reads its body and joins the queue for a connection
     return batch
 

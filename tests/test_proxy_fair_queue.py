@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings, slow_six_in_order
+from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings, slow_six_in_order, wait_for_gauge
 from starlette.testclient import TestClient
 
 from promptzip._errors import DeadlineExceeded
@@ -189,15 +189,12 @@ def gated(upstream: FakeUpstream, request: pytest.FixtureRequest) -> Iterator[tu
         yield served
 
 
-def flood(http: httpx.Client, pool: ThreadPoolExecutor, recording: Recording) -> list[Any]:
+def flood(http: httpx.Client, pool: ThreadPoolExecutor, url: str) -> list[Any]:
     """Alice fills the queue: her first chat holds the only thread, three more wait."""
     sent = []
     for i in range(4):
         sent.append(pool.submit(http.post, ROUTE, json=body(f"a{i}"), headers=headers(KEY_A)))
-        deadline = time.monotonic() + 10
-        while i == 0 and not recording.order and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)
+        wait_for_gauge(url, "compressions_admitted", i + 1)  # in the queue in the order sent
     return sent
 
 
@@ -205,7 +202,7 @@ def flood(http: httpx.Client, pool: ThreadPoolExecutor, recording: Recording) ->
 def test_another_client_is_served_next_and_the_flooder_is_shed(gated: tuple[str, Recording, threading.Event]) -> None:
     url, recording, gate = gated
     with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(6) as pool:
-        alice = flood(http, pool, recording)
+        alice = flood(http, pool, url)
         bob = pool.submit(http.post, ROUTE, json=body("b0"), headers=headers(KEY_B))
         shed = alice[3].result(timeout=10)  # her newest waiting chat, at once, while her first still runs
         assert shed.status_code == 503
@@ -227,7 +224,7 @@ def test_another_client_is_served_next_and_the_flooder_is_shed(gated: tuple[str,
 def test_without_fair_queue_the_other_client_is_refused(gated: tuple[str, Recording, threading.Event]) -> None:
     url, recording, gate = gated
     with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(6) as pool:
-        alice = flood(http, pool, recording)
+        alice = flood(http, pool, url)
         refused = http.post(ROUTE, json=body("b0"), headers=headers(KEY_B), timeout=10)
         assert refused.status_code == 503
         gate.set()

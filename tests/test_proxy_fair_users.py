@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings, slow_six_in_order
+from proxy_helpers import Recording, Runs, ask_as_given, gated_proxy, settings, slow_six_in_order, wait_for_gauge
 
 from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy._fair import FairQueue, FairSlots
@@ -181,10 +180,7 @@ def test_the_proxy_serves_another_user_of_the_same_key_next(gated: tuple[str, Re
         batch = []
         for i in range(4):  # the batch user's first chat holds the only thread, three more wait: full
             batch.append(pool.submit(http.post, ROUTE, json=body(f"a{i}", "batch-job"), headers=headers))
-            deadline = time.monotonic() + 10
-            while i == 0 and not recording.order and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.1)
+            wait_for_gauge(url, "compressions_admitted", i + 1)  # in the queue in the order sent
         alice = pool.submit(http.post, ROUTE, json=body("alice", "alice@example.com"), headers=headers)
         shed = batch[3].result(timeout=10)  # the batch's newest waiting chat, while its first still runs
         assert shed.status_code == 503

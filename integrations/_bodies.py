@@ -4,6 +4,8 @@ The proxy and the wrapped SDK clients check bodies the same way; nothing here ne
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import chain, compress, repeat
 from typing import Any
 
 from promptzip._errors import InputError
@@ -13,6 +15,9 @@ __all__ = ["MAX_DEPTH", "RequestError", "check_body", "check_chat", "check_str",
 
 # Deeper bodies are refused up front: compression, the result cache and re-encoding all recurse over the chat.
 MAX_DEPTH = 64
+_CONTAINERS = (dict, list)
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # what json.loads gives besides containers
+_LONG = 64  # a container this long has its values' types looked at first
 
 
 class RequestError(InputError):
@@ -44,14 +49,25 @@ def type_name(value: object) -> str:
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:  # a loop, not recursion: the point is to refuse what would exhaust the stack
-        container, depth = stack.pop()
-        if depth > limit:
-            return True
-        items = container.values() if isinstance(container, dict) else container
-        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
-    return False
+    """Whether ``value`` nests arrays and objects deeper than ``limit``, read a level at a time, without recursion
+    (the point is to refuse what would exhaust the stack). Each level's values are gathered and sorted by C loops
+    (``chain``, ``map(isinstance)``, ``compress``), and a long array or object of plain scalars is passed over after
+    one look at its values' types: a Python step per value made this the slowest step of reading a large body."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        if not level:
+            return False
+        values = list(chain.from_iterable(_inner(level)))
+        level = list(compress(values, map(isinstance, values, repeat(_CONTAINERS))))
+    return bool(level)
+
+
+def _inner(level: list[Any]) -> Iterator[Iterable[Any]]:
+    """The values of each container of ``level`` that may hold containers."""
+    for container in level:
+        values = container.values() if isinstance(container, dict) else container
+        if len(values) < _LONG or not _SCALARS.issuperset(map(type, values)):
+            yield values
 
 
 def check_body(payload: Any) -> dict[str, Any]:

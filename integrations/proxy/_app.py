@@ -71,6 +71,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -290,11 +291,13 @@ class _Proxy:
             extra = {**status_headers("passthrough", skipped), **_NO_REGIONS}
             return await self._forward(request, body, extra)  # its end user's turn, read from the body there
         arrived = time.monotonic()
-        payload = parse_json(body)
+        off_loop = partial(self.compressions.off_loop, len(body))  # a large body is read and written on a thread
+        payload = await off_loop(parse_json, body)
         options = parse_options(request.headers, route, self.settings, self.compressions.secret)
         options = with_end_user(options, payload, self.compressions.secret)
         turn = (options.client, options.user)  # whose turn its upstream connection takes, read once
-        chat = dialect.read(payload, history=options.history)  # what a cache breakpoint keeps depends on it
+        # What a cache breakpoint keeps depends on the history; checking the chat walks every value of the body.
+        chat = await off_loop(partial(dialect.read, payload, history=options.history))
         if isinstance(chat, str):  # a valid body with nothing the dialect may change: the upstream decides
             self.metrics.compressions.inc("passthrough")
             extra = {**status_headers("passthrough", chat), **_NO_REGIONS}
@@ -304,8 +307,9 @@ class _Proxy:
         started = time.perf_counter()
         try:
             # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):
-            # count it right here instead of paying a thread hop.
-            small = self._count_small(messages, options) if len(body) < options.min_tokens else None
+            # count it right here instead of paying a thread hop, unless it is large enough to read on a thread.
+            here = min(options.min_tokens, self.settings.thread_body_bytes + 1)
+            small = self._count_small(messages, options) if len(body) < here else None
             outcome: Outcome = small or await self.compressions.outcome(messages, options, arrived)
         except Overloaded as exc:
             self.metrics.compressions.inc("overloaded")
@@ -334,7 +338,8 @@ class _Proxy:
             self.metrics.compressions.inc("passthrough")
             extra = {**status_headers("passthrough", outcome.reason), **headers}
             return await self._forward(request, body, extra, turn=turn)
-        new_body = encode(dialect.write(payload, chat, outcome.messages))
+        kept = outcome.messages
+        new_body = await off_loop(lambda: encode(dialect.write(payload, chat, kept)))
         self.metrics.compressions.inc("compressed")
         return await self._forward(request, new_body, {**status_headers("compressed"), **headers}, turn=turn)
 
@@ -412,7 +417,9 @@ class _Proxy:
             # A chat sent as given or a pass-through route's body (embeddings, legacy completions) takes its end
             # user's turn inside its key's, as a compressed chat does; a streamed body, or one that is not JSON, takes
             # the key's. By arrival every request is one: the body is not parsed for nothing.
-            named = end_user_of_body(body, secret) if isinstance(body, bytes) and self.upstream_slots.fair else ""
+            named = ""
+            if isinstance(body, bytes) and self.upstream_slots.fair:
+                named = await self.compressions.off_loop(len(body), end_user_of_body, body, secret)
             turn = (client_of(request.headers, self.settings, secret), named)
         who, user = turn
         try:

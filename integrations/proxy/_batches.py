@@ -49,6 +49,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -146,10 +147,12 @@ class Batches:
         if skipped is not None:  # unread: how many requests it holds is not known
             self._metrics.compressions.inc("passthrough")
             return await self._forward(request, body, {**status_headers("passthrough", skipped), **_NONE_COMPRESSED})
-        payload = check_body(parse_json(body))
+        off_loop = partial(self._compressions.off_loop, len(body))  # a large body is read and written on a thread
+        payload = await off_loop(lambda: check_body(parse_json(body)))
         entries = batch_entries(payload.get("requests"))
         options = parse_options(request.headers, route, settings, self._compressions.secret)
-        chats = [_read(dialect, entry, options) for entry in entries]  # every request checked before any work
+        # Every request checked before any work.
+        chats = await off_loop(lambda: [_read(dialect, entry, options) for entry in entries])
         if not entries:
             headers = {**status_headers("passthrough", "no-requests"), **_NONE_COMPRESSED}
             return await self._forward(request, body, {**headers, "x-promptzip-batch-requests": "0"})
@@ -175,7 +178,7 @@ class Batches:
                 sent.append({**entry.request, "params": dialect.write(dict(entry.params), chat, messages)})
             await asyncio.sleep(0)  # other requests' work runs between two of this batch's
         changed = any(out is not entry.request for entry, out in zip(entries, sent, strict=True))
-        new_body = encode({**payload, "requests": sent}) if changed else body
+        new_body = await off_loop(encode, {**payload, "requests": sent}) if changed else body
         where = [{"custom_id": entry.custom_id, "index": entry.index} for entry in entries]
         headers = {**batch_headers(done, options), **await self.dropped(done, where, options)}
         return await self._forward(request, new_body, headers)

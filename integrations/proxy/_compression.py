@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from promptzip._cache import Cache, MemoryCache, NullCache, cache_from_url, encode_json, make_key
 from promptzip._deadline import deadline
@@ -46,6 +46,8 @@ from promptzip.integrations.proxy._fair import FairQueue
 from promptzip.integrations.proxy._metrics import Metrics
 from promptzip.integrations.proxy._requests import Options, Outcome, decode_outcome, encode_outcome
 from promptzip.integrations.proxy._settings import ProxySettings
+
+T = TypeVar("T")
 
 __all__ = [
     "RESULT_CACHE_VERSION",
@@ -123,6 +125,15 @@ class Compressions:
 
     async def io(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
+
+    async def off_loop(self, size: int, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)``, the reading, checking or writing of a body of ``size`` bytes: on an ``io`` thread when
+        the body is past ``thread_body_bytes``, else here. Its Python work grows with the body's JSON values, and on
+        the event loop it would hold up every other request for as long; on a thread the loop gets its turn at each
+        switch interval (the C parts of ``json`` still hold it)."""
+        if size <= self.settings.thread_body_bytes:
+            return func(*args)
+        return cast(T, await self.io(func, *args))
 
     def zipper(self, preset: str, target: str) -> Zipper:
         return self._zippers.get((preset, target), lambda: self._factory(preset, target, self.cache))

@@ -16,6 +16,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
                                              # arrival
     max_body_bytes = 10485760                # the largest body read whole (compressed routes); past it: 413
     max_buffered_bytes = 167772160           # bodies held in memory, all requests together; past it: 503
+    thread_body_bytes = 65536                # larger bodies are parsed and re-encoded on a thread, not the loop
     min_body_rate = 16384                    # bytes/s: each such a body sends adds 1 s to timeouts.body
     min_send_rate = 512                      # bytes/s a client must take of an answer while its writes wait
     max_client_connections = 1024            # client connections open at once; past it: 503 and closed
@@ -250,6 +251,9 @@ class ProxySettings(_Frozen):
     fair_queue: bool = True
     compression_nice: int = Field(default=10, ge=0, le=19)
     io_threads: int = Field(default=16, gt=0)
+    # Bodies past this many bytes are parsed, checked and re-encoded on an io thread, not on the event loop that
+    # serves every client (._compression.Compressions.off_loop); a smaller one is not worth the hop.
+    thread_body_bytes: int = Field(default=64 << 10, ge=0)
     trust_env: bool = False
     warmup: bool = False  # load the models before serving; ``promptzip proxy`` turns it on (``--no-warmup``)
     pricing: PricingSettings | None = None  # cache prices for cache-stable history (default: the target's)

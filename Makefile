@@ -78,6 +78,8 @@ bench: install
 	$(PY) -P -m promptzip.evals.proxy_uploads
 	@# slowloris, trickled bodies and a connection flood against a running proxy, ordinary requests timed beside them
 	$(PY) -P -m promptzip.evals.proxy_clients
+	@# clients sending 9 MB bodies beside ordinary requests, bodies read on the event loop and on a thread
+	$(PY) -P -m promptzip.evals.proxy_bodies
 	@# one client flooding the compression queue beside one sending a chat at a time, fair queue on and off
 	$(PY) -P -m promptzip.evals.proxy_fairness
 	$(PY) -P -m promptzip.evals.proxy_fairness --shared-key

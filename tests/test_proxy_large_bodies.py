@@ -17,7 +17,7 @@ from proxy_helpers import REPORT, bm25, settings
 
 from promptzip.integrations import _bodies
 from promptzip.integrations._bodies import MAX_DEPTH, RequestError, check_body
-from promptzip.integrations.proxy import ProxySettings, _app, _batches, _compression, create_app
+from promptzip.integrations.proxy import ProxySettings, _app, _batches, _compression, _openai_batches, create_app
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
 CHAT = "/v1/chat/completions"
@@ -40,7 +40,9 @@ def threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
         monkeypatch.setattr(module, name, watched)
 
-    for module, name in ((_app, "parse_json"), (_app, "encode"), (_app, "end_user_of_body"), (_batches, "encode")):
+    steps = [(_app, "parse_json"), (_app, "encode"), (_app, "end_user_of_body"), (_batches, "encode")]
+    steps += [(_openai_batches, "read_batch_file"), (_openai_batches, "rewritten")]
+    for module, name in steps:
         watch(module, name)
     watch(_compression, "message_tokens")
     seen["counted_here"] = []
@@ -220,3 +222,26 @@ def test_the_body_check_reads_containers_of_any_subclass() -> None:
     assert not _bodies._deeper_than(Ordered(a=[Ordered(b=[1])]), 4)
     assert not _bodies._deeper_than("a string", 0)
     assert _bodies._deeper_than([], 0)
+
+
+def test_a_large_batch_file_is_read_and_written_on_an_io_thread(
+    proxy: str, upstream: FakeUpstream, threads: dict[str, list[str]]
+) -> None:
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": CHAT, "body": chat(REPORT * 20, messages_tag=i)}
+        for i in range(3)
+    ]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    assert len(data) > THRESHOLD
+    with httpx.Client(base_url=proxy, timeout=60) as http:
+        r = http.post(
+            "/v1/files",
+            data={"purpose": "batch"},
+            files={"file": ("b.jsonl", data, "application/jsonl")},
+            headers={"x-promptzip-budget": "250"},
+        )
+    assert r.status_code == 200, r.text
+    assert (r.headers["x-promptzip-status"], r.headers["x-promptzip-batch-requests-compressed"]) == ("compressed", "3")
+    assert len(upstream.requests[-1].body) < len(data)
+    assert on_io_thread(threads["read_batch_file"]) == [True]
+    assert on_io_thread(threads["rewritten"]) == [True]

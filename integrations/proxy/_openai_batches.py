@@ -45,6 +45,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -127,9 +128,10 @@ class BatchFiles:
         if purpose is None or form.parts[purpose].content != BATCH_PURPOSE.encode() or file is None:
             return await self._forward(request, body, status_headers("passthrough", "not-a-batch-file"))
         data = form.parts[file].content
-        lines = read_batch_file(data)
+        off_loop = partial(self._compressions.off_loop, len(data))  # a large file is read and written on a thread
+        lines = await off_loop(read_batch_file, data)
         requests = [line for line in lines if line.request is not None]
-        jobs = self._jobs(request, requests)  # every line checked before any work
+        jobs = await off_loop(self._jobs, request, requests)  # every line checked before any work
         if not jobs:
             headers = {**status_headers("passthrough", _OTHER_URL if requests else "no-requests"), **_NONE_COMPRESSED}
             return await self._forward(request, body, {**headers, "x-promptzip-batch-requests": str(len(requests))})
@@ -155,10 +157,10 @@ class BatchFiles:
         options = next(iter(jobs.values())).options  # the partition (credential, tenant) is every route's
         where = [{"custom_id": line.custom_id, "line": line.number} for line in requests]
         headers = {**batch_headers(done, options), **await self._batches.dropped(done, where, options)}
-        content = rewritten(data, lines, bodies)
+        content = await off_loop(rewritten, data, lines, bodies)
         if content is data:
             return await self._forward(request, body, headers)
-        content_type, new_body = form.encoded({file: content})
+        content_type, new_body = await off_loop(form.encoded, {file: content})
         return await self._forward(request, new_body, headers, content_type=content_type)
 
     def _jobs(self, request: Request, requests: list[Line]) -> dict[int, _Job]:

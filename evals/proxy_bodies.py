@@ -6,7 +6,7 @@ Starts ``promptzip proxy --no-warmup`` in its own process in front of the fake u
 of its own too, answering each large body at once without reading it), twice, one after the other in one run:
 reading every body on the event loop (``thread_body_bytes`` set past any body, which is what the proxy did before it
 had the setting), then with the default (``thread_body_bytes`` 64 KiB: a larger body is parsed, checked, counted
-and re-encoded on an ``io`` thread). Both have ``min_tokens`` set past any chat, so that every chat is read,
+and re-encoded on a thread). Both have ``min_tokens`` set past any chat, so that every chat is read,
 checked, counted and forwarded as given: this measures reading bodies, not compressing them. For each it times
 ordinary requests (a short chat with ``x-promptzip-disable`` on a new connection, as ``proxy-clients`` does):
 
@@ -198,7 +198,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['requests']} ordinary requests (a short chat with `x-promptzip-disable` on a new connection, timed "
         f"from connecting to the answer) are spread over {s['over_s']} s beside them. `on the loop`: every body is "
         "read on the event loop (`thread_body_bytes` past any body, as before the setting); `on a thread`: the "
-        "default, a body past 64 KiB is read on an io thread. The fake upstream runs in its own process and "
+        "default, a body past 64 KiB is read on a thread. The fake upstream runs in its own process and "
         "answers each large body at once, unread.",
         "",
         "| proxy | phase | ordinary answered 200 | median ms | p95 ms | max ms | large bodies answered | "

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from promptzip._cache import Cache, MemoryCache, NullCache, cache_from_url, encode_json, make_key
 from promptzip._deadline import deadline
@@ -48,6 +48,10 @@ from promptzip.integrations.proxy._requests import Options, Outcome, decode_outc
 from promptzip.integrations.proxy._settings import ProxySettings
 
 T = TypeVar("T")
+
+# Large bodies read at once off the event loop: the work holds the interpreter lock, so more threads would add no
+# speed, only more turns for the loop to wait through; the rest wait their turn.
+BODY_THREADS = 2
 
 __all__ = [
     "RESULT_CACHE_VERSION",
@@ -89,6 +93,7 @@ class Compressions:
         self.cache: Cache = NullCache()
         self._compute: ThreadPoolExecutor | None = None
         self._io: ThreadPoolExecutor | None = None
+        self._bodies: ThreadPoolExecutor | None = None
         # The app's own pool (its factory and cache are the app's), bounded like the process's shared one.
         self._zippers = ZipperPool(settings.max_zippers)
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
@@ -116,9 +121,10 @@ class Compressions:
             initargs=(s.compression_nice,),
         )
         self._io = ThreadPoolExecutor(max_workers=s.io_threads, thread_name_prefix="promptzip-io")
+        self._bodies = ThreadPoolExecutor(max_workers=BODY_THREADS, thread_name_prefix="promptzip-body")
 
     def close(self) -> None:
-        for pool in (self._compute, self._io):
+        for pool in (self._compute, self._io, self._bodies):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
         self.cache.close()
@@ -127,13 +133,14 @@ class Compressions:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
 
     async def off_loop(self, size: int, func: Callable[..., T], *args: Any) -> T:
-        """``func(*args)``, the reading, checking or writing of a body of ``size`` bytes: on an ``io`` thread when
-        the body is past ``thread_body_bytes``, else here. Its Python work grows with the body's JSON values, and on
-        the event loop it would hold up every other request for as long; on a thread the loop gets its turn at each
-        switch interval (the C parts of ``json`` still hold it)."""
+        """``func(*args)``, the reading, checking or writing of a body of ``size`` bytes: on one of the
+        :data:`BODY_THREADS` body threads when the body is past ``thread_body_bytes``, else here. Its Python work
+        grows with the body's JSON values, and on the event loop it would hold up every other request for as long;
+        on a thread the loop gets its turn at each switch interval (the C parts of ``json`` still hold it). Not the
+        ``io`` pool: large bodies would take its threads from the cache lookups of small chats."""
         if size <= self.settings.thread_body_bytes:
             return func(*args)
-        return cast(T, await self.io(func, *args))
+        return await asyncio.get_running_loop().run_in_executor(self._bodies, func, *args)
 
     def zipper(self, preset: str, target: str) -> Zipper:
         return self._zippers.get((preset, target), lambda: self._factory(preset, target, self.cache))

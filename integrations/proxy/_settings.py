@@ -251,8 +251,8 @@ class ProxySettings(_Frozen):
     fair_queue: bool = True
     compression_nice: int = Field(default=10, ge=0, le=19)
     io_threads: int = Field(default=16, gt=0)
-    # Bodies past this many bytes are parsed, checked and re-encoded on an io thread, not on the event loop that
-    # serves every client (._compression.Compressions.off_loop); a smaller one is not worth the hop.
+    # Bodies past this many bytes are parsed, checked and re-encoded on a thread of their own, not on the event loop
+    # that serves every client (._compression.Compressions.off_loop); a smaller one is not worth the hop.
     thread_body_bytes: int = Field(default=64 << 10, ge=0)
     trust_env: bool = False
     warmup: bool = False  # load the models before serving; ``promptzip proxy`` turns it on (``--no-warmup``)

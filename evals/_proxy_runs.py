@@ -1,5 +1,6 @@
-"""What the evals of the running proxy share (``proxy-uploads``, ``proxy-clients``): a fresh ``promptzip proxy``
-process in front of a fake upstream, and the facts of the machine a report was measured on."""
+"""What the evals of the running proxy share (``proxy-uploads``, ``proxy-clients``, ``proxy-bodies``): a fresh
+``promptzip proxy`` process in front of a fake upstream, the fake upstream in a process of its own, and the facts of
+the machine a report was measured on."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["HOST", "RunningProxy", "load", "machine", "running_proxy", "write_report"]
+__all__ = ["HOST", "RunningProxy", "load", "machine", "running_proxy", "upstream_process", "write_report"]
 
 HOST = "127.0.0.1"
 
@@ -68,6 +69,22 @@ def running_proxy(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def upstream_process() -> Iterator[str]:
+    """The fake upstream (``python -m promptzip.integrations.proxy.testing``) in its own process, recording nothing,
+    so that what it does takes no time from this process's clients (``proxy-bodies``): its URL."""
+    command = [sys.executable, "-P", "-m", "promptzip.integrations.proxy.testing"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().decode("ascii").strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def load() -> str:

@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ from typing import Any
 import httpx
 
 from promptzip.evals._client_phases import CHAT, Scale, Target
-from promptzip.evals._proxy_runs import load, machine, running_proxy, write_report
+from promptzip.evals._proxy_runs import load, machine, running_proxy, upstream_process, write_report
 
 __all__ = ["Bodies", "build_report", "main", "markdown", "run_bodies"]
 
@@ -150,22 +148,6 @@ def run_bodies(bodies: Bodies | None = None) -> dict[str, Any]:
             arms.append({"arm": name, "thread_body_bytes": threshold or "default", "phases": phases})
     sizes = {kind: len(bodies.body(kind)) for kind in ("numbers", "messages")}
     return {"arms": arms, "body_bytes": sizes, "seconds": round(time.perf_counter() - started, 1)}
-
-
-@contextlib.contextmanager
-def upstream_process() -> Iterator[str]:
-    """The fake upstream in its own process (recording nothing), so that what it does with the large bodies takes
-    no time from this process's clients: its URL."""
-    command = [sys.executable, "-P", "-m", "promptzip.integrations.proxy.testing"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().decode("ascii").strip()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def build_report(bodies: Bodies, command: str = COMMAND) -> dict[str, Any]:

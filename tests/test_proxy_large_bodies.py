@@ -31,27 +31,21 @@ def threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """The names of the threads the proxy's body steps ran on, by step, while each still does its work."""
     seen: dict[str, list[str]] = {}
 
-    def watch(module: Any, name: str) -> None:
+    def watch(module: Any, name: str, step: str | None = None) -> None:
         real: Callable[..., Any] = getattr(module, name)
 
         def watched(*args: Any, **kwargs: Any) -> Any:
-            seen.setdefault(name, []).append(threading.current_thread().name)
+            seen.setdefault(step or name, []).append(threading.current_thread().name)
             return real(*args, **kwargs)
 
         monkeypatch.setattr(module, name, watched)
 
     steps = [(_app, "parse_json"), (_app, "encode"), (_app, "end_user_of_body"), (_batches, "encode")]
-    steps += [(_openai_batches, "read_batch_file"), (_openai_batches, "rewritten")]
+    steps += [(_openai_batches, "read_batch_file"), (_openai_batches, "rewritten"), (_compression, "message_tokens")]
     for module, name in steps:
         watch(module, name)
-    watch(_compression, "message_tokens")
+    watch(_app, "message_tokens", "counted_here")  # a small chat counted at once, before the result cache
     seen["counted_here"] = []
-    real_count = _app.message_tokens
-    monkeypatch.setattr(
-        _app,
-        "message_tokens",
-        lambda *a: seen["counted_here"].append(threading.current_thread().name) or real_count(*a),
-    )
     return seen
 
 

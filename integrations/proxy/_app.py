@@ -308,8 +308,8 @@ class _Proxy:
         try:
             # A body shorter than min_tokens bytes is almost surely a pass-through (a token is at least one byte):
             # count it right here instead of paying a thread hop, unless it is large enough to read on a thread.
-            here = min(options.min_tokens, self.settings.thread_body_bytes + 1)
-            small = self._count_small(messages, options) if len(body) < here else None
+            here = len(body) < options.min_tokens and self.compressions.read_here(len(body))
+            small = self._count_small(messages, options) if here else None
             outcome: Outcome = small or await self.compressions.outcome(messages, options, arrived)
         except Overloaded as exc:
             self.metrics.compressions.inc("overloaded")

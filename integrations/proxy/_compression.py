@@ -138,9 +138,13 @@ class Compressions:
         grows with the body's JSON values, and on the event loop it would hold up every other request for as long;
         on a thread the loop gets its turn at each switch interval (the C parts of ``json`` still hold it). Not the
         ``io`` pool: large bodies would take its threads from the cache lookups of small chats."""
-        if size <= self.settings.thread_body_bytes:
+        if self.read_here(size):
             return func(*args)
         return await asyncio.get_running_loop().run_in_executor(self._bodies, func, *args)
+
+    def read_here(self, size: int) -> bool:
+        """Whether the work on a body of ``size`` bytes is done on the event loop (``thread_body_bytes``)."""
+        return size <= self.settings.thread_body_bytes
 
     def zipper(self, preset: str, target: str) -> Zipper:
         return self._zippers.get((preset, target), lambda: self._factory(preset, target, self.cache))

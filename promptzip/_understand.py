@@ -5,7 +5,11 @@ calls :func:`understand` on each text it carries, so they all find the same regi
 text completely with :class:`Region`s in order; only ``context`` regions are ever compressed, everything else goes
 out byte for byte. The rules, first match wins:
 
-1. JSON: a text that is one JSON value (a tool result) is protected, so it stays valid JSON.
+1. JSON: a text that is one JSON value (a tool result) is protected, so it stays valid JSON. A raw prompt in a chat
+   template (it opens with ``<|im_start|>``, ``<|begin_of_text|>``, ``[INST]``, ``<start_of_turn>`` …) has its
+   markers protected and each turn's content read by these rules as a message of that turn's role would be, the
+   last user turn as the turn being answered and an open assistant turn at its end (a prefill) kept as written
+   (:mod:`promptzip._rules_templates`).
 2. promptzip's own tags (``<pz keep>``, ``<pz rate=…>``): the user marked the text up, so it is context as a whole
    and the splitter honours the tags. Tags that do not parse (a stray ``</pz>``, ``<pz Paris>``) are the text's
    own: each is protected where it stands, as is what a well-formed ``<pz keep>`` among them encloses, and the
@@ -80,6 +84,7 @@ from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_questions import unlabelled_question
 from promptzip._rules_separators import separated
 from promptzip._rules_tags import tagged
+from promptzip._rules_templates import Turn, template_turns
 from promptzip._split import literal_tags, parse_tags
 
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
@@ -186,6 +191,9 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
         return Layout(text, (Region("protected", 0, len(text), "empty"),))
     if is_json(text):  # before promptzip's tags: a JSON string that holds "<pz keep>" is still JSON
         return Layout(text, (Region("protected", 0, len(text), "json"),))
+    turns = template_turns(text)
+    if turns is not None:
+        return _templated(text, turns, role=role, last_user=last_user, history=history)
     literal: list[tuple[int, int]] = []
     if _PZ.search(text):
         try:
@@ -219,6 +227,34 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
     if elements:
         layout = Layout(text, layout.regions, _map_elements(layout, elements))
     return layout
+
+
+def _templated(text: str, turns: list[Turn], *, role: str, last_user: bool, history: bool) -> Layout:
+    """A raw prompt in a chat template: its markers protected, each turn's content understood as a message of that
+    role (the last user turn as the turn being answered, when the text is), and the layouts joined."""
+    answered = role == "user" and last_user and not history
+    last = max((i for i, t in enumerate(turns) if t.role == "user"), default=-1) if answered else -1
+    regions: list[Region] = []
+    elements: list[Element] = []
+    for i, t in enumerate(turns):
+        if t.role == "assistant" and t.end == len(text) and text[t.start : t.end].strip():
+            # an open assistant turn at the end is a prefill the model goes on from: it goes out as written
+            regions.append(Region("instruction", t.start, t.end, "template"))
+            continue
+        if t.role == "marker" or not text[t.start : t.end].strip():
+            regions.append(Region("protected", t.start, t.end, "template"))
+            continue
+        if t.role not in ("system", "user", "assistant", "tool"):  # between turns, or a role kept as it is
+            regions.append(Region("instruction", t.start, t.end, "template"))
+            continue
+        earlier = history or t.role in ("assistant", "tool") or (t.role == "user" and i != last)
+        inner = understand(text[t.start : t.end], role=t.role, last_user=i == last, history=earlier)
+        base = len(regions)
+        regions += [Region(r.kind, r.start + t.start, r.end + t.start, r.rule, r.query) for r in inner.regions]
+        elements += [
+            Element(e.start + t.start, e.end + t.start, tuple(k + base for k in e.regions)) for e in inner.elements
+        ]
+    return Layout(text, tuple(regions), tuple(elements))
 
 
 # ---------------------------------------------------------------------------------------------------- regions

@@ -7,9 +7,12 @@ prompt, which compress it first and then call the SDK's own method with everythi
 
   * ``chat.completions``: ``create`` (``stream=True`` included), ``parse`` and the ``stream(...)`` helper;
   * ``responses``: ``create`` (``stream=True`` included), ``parse``, ``stream(...)`` and ``compact``;
+  * ``completions.create`` (the legacy Completions API, ``stream=True`` included): a ``prompt`` string, or a list of
+    one, read as the proxy's ``/v1/completions`` route reads it; token ids (bytes too, which the SDK sends as a list
+    of their values), several prompts and ``echo=True`` are sent as given;
   * ``files.create`` with ``purpose="batch"``: each line of the Batch API input file whose ``url`` is
-    ``/v1/chat/completions`` or ``/v1/responses`` has its ``body`` compressed as that call would send it
-    (:mod:`promptzip.integrations._openai_batches`; the file is read whole first); other purposes, and the
+    ``/v1/chat/completions``, ``/v1/responses`` or ``/v1/completions`` has its ``body`` compressed as that call would
+    send it (:mod:`promptzip.integrations._openai_batches`; the file is read whole first); other purposes, and the
     Uploads API, are the SDK's, uncompressed;
 
 * Anthropic (``anthropic.Anthropic`` / ``AsyncAnthropic``): ``messages``: ``create`` (``stream=True`` included),
@@ -73,7 +76,7 @@ from promptzip.integrations._calls import (
     compressed_text,
     fits_whole,
 )
-from promptzip.integrations._dialects import AnthropicMessages, OpenAIResponses
+from promptzip.integrations._dialects import AnthropicMessages, Completions, OpenAIResponses
 from promptzip.integrations._openai_batches import each_line
 
 __all__ = [
@@ -110,7 +113,7 @@ def _chat(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any
     return {**kwargs, "messages": compression.chat(kwargs["messages"], **options)}
 
 
-_RESPONSES, _ANTHROPIC = OpenAIResponses(), AnthropicMessages()
+_RESPONSES, _ANTHROPIC, _COMPLETIONS = OpenAIResponses(), AnthropicMessages(), Completions()
 
 
 def _responses(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
@@ -122,6 +125,12 @@ def _responses(compression: Compression, kwargs: Mapping[str, Any], /, **options
 
 def _messages(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
     return compression.call(_ANTHROPIC, _given(kwargs), ("system", "messages", "cache_control"), **options)
+
+
+def _completions(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
+    if isinstance(kwargs["prompt"], bytes | bytearray):  # the SDK sends bytes as a list of ints: token ids
+        return dict(kwargs)
+    return compression.call(_COMPLETIONS, _given(kwargs), ("prompt", "echo"), **options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,7 @@ OPENAI = Sdk(
     (
         (("chat", "completions"), "messages", _chat),
         (("responses",), "input", _responses),
+        (("completions",), "prompt", _completions),
         (("files",), "file", each_line),  # a batch file's lines; other purposes go as given
     ),
 )

@@ -6,8 +6,8 @@ messages the core understands, and how the compressed messages go back into that
 A :class:`Dialect` only translates; the core's request understanding (``Zipper.compress_messages``) alone decides
 what is instruction, context and question. ``read`` gives a :class:`Chat` (the messages, and where in the body
 each of their texts lives), or the reason to forward a valid body as it came (``unknown-shape``: a role or shape
-the dialect does not know; ``nothing-to-compress``: no text it may change); ``write`` puts the texts the core
-changed back where they came from and leaves every other value as it was.
+the dialect does not know; ``nothing-to-compress``: no text it may change; or one of a dialect's own, below);
+``write`` puts the texts the core changed back where they came from and leaves every other value as it was.
 
 * ``chat`` (``/v1/chat/completions``): the body's ``messages`` are the chat.
 * ``anthropic`` (``/v1/messages``): ``system`` (a string or text blocks) is a system message; each message's
@@ -22,6 +22,13 @@ changed back where they came from and leaves every other value as it was.
 * ``responses`` (``/v1/responses``): ``instructions`` is a system message and ``input`` a user message (a string)
   or items: messages (string or ``input_text``/``output_text`` parts), ``function_call_output`` items as tool
   messages, function calls counted; items of other kinds are forwarded and not sent to the core.
+* ``completions`` (``/v1/completions``, OpenAI's legacy Completions API, which vLLM, TGI and llama.cpp servers
+  serve for raw prompts): a ``prompt`` string, or an array of exactly one string, is one user message; whatever
+  chat template it is written in is the core's to read. A body is forwarded as it came when its prompt is token
+  ids (``token-ids``), several prompts (``several-prompts``), missing (``no-prompt``) or empty
+  (``nothing-to-compress``), and when it sets ``echo`` (``echo``): the answer would hand the client back a prompt
+  it did not send. A prompt of another type, or an array that mixes them, is refused, as is an ``echo`` that is not
+  a boolean (a lenient server may read the string ``"true"`` as true).
 
 Anthropic's ``document`` and ``search_result`` blocks (in a turn or a tool result) are retrieved passages: their
 texts go to the core as context as a whole, what they carry beside is counted and kept, and with citations enabled
@@ -44,7 +51,7 @@ from promptzip._messages import (
 from promptzip.integrations import _retrieval_blocks as retrieval
 from promptzip.integrations._bodies import RequestError, check_body, check_chat, check_str, type_name
 
-__all__ = ["MINIMAL_TEXT", "AnthropicMessages", "Chat", "ChatCompletions", "Dialect", "OpenAIResponses"]
+__all__ = ["MINIMAL_TEXT", "AnthropicMessages", "Chat", "ChatCompletions", "Completions", "Dialect", "OpenAIResponses"]
 
 Path = tuple[str | int, ...]
 """Where a value lives in a body: keys and list indexes from the top."""
@@ -354,3 +361,58 @@ class OpenAIResponses(Dialect):
         elif kind in self._CALLS:
             b.add({"role": "assistant", "content": None, "tool_calls": [item]}, {})
         # Any other item (reasoning, references, built-in tool calls) is forwarded and not sent to the core.
+
+
+class Completions(Dialect):
+    """OpenAI's legacy Completions API (``POST /v1/completions``); see the module docstring."""
+
+    name = "completions"
+
+    def _read(self, body: dict[str, Any], history: str) -> Chat:
+        echo = body.get("echo")
+        if echo is not None and not isinstance(echo, bool):
+            raise _fail(f"echo must be a boolean, not {type_name(echo)}", "echo")
+        text, path = _one_prompt(body.get("prompt"))
+        if echo:
+            raise _Passthrough("echo")
+        b = _Builder(())
+        b.text("user", text, path)
+        return b.chat()
+
+
+def _one_prompt(prompt: object) -> tuple[str, Path]:
+    """The prompt's one text and where it lives; :class:`_Passthrough` for a prompt left as it came, a
+    :class:`RequestError` for one of a type the API does not take."""
+    if prompt is None:
+        raise _Passthrough("no-prompt")
+    if isinstance(prompt, str):
+        found: tuple[str, Path] = (prompt, ("prompt",))
+    elif isinstance(prompt, list):
+        kinds = {_prompt_kind(item, i) for i, item in enumerate(prompt)}
+        if len(kinds) > 1:
+            raise _fail("prompt must not mix strings, token ids and arrays of token ids", "prompt")
+        if not kinds:
+            raise _Passthrough("nothing-to-compress")
+        if kinds != {str}:
+            raise _Passthrough("token-ids")
+        if len(prompt) > 1:
+            raise _Passthrough("several-prompts")  # a batch of prompts, each answered apart: not one request
+        found = (prompt[0], ("prompt", 0))
+    else:
+        raise _fail(f"prompt must be a string or an array, not {type_name(prompt)}", "prompt")
+    if not found[0].strip():
+        raise _Passthrough("nothing-to-compress")
+    return found
+
+
+def _prompt_kind(item: object, i: int) -> type:
+    """What one item of a prompt array is: a string (``str``), a token id (``int``) or an array of them (``list``)."""
+    if isinstance(item, str):
+        return str
+    if _token_id(item) or (isinstance(item, list) and all(map(_token_id, item))):
+        return type(item)
+    raise _fail(f"prompt[{i}] must be a string, a token id or an array of token ids", f"prompt[{i}]")
+
+
+def _token_id(value: object) -> bool:
+    return type(value) is int  # JSON true and false are Python ints too, and are not token ids

@@ -35,7 +35,7 @@ from typing import Any
 from promptzip._errors import PromptZipError
 from promptzip.integrations._bodies import RequestError, type_name
 from promptzip.integrations._calls import Compression, call_context
-from promptzip.integrations._dialects import ChatCompletions, Dialect, OpenAIResponses
+from promptzip.integrations._dialects import ChatCompletions, Completions, Dialect, OpenAIResponses
 
 __all__ = ["BATCH_PURPOSE", "Line", "changed_line", "each_line", "read_batch_file", "rewritten"]
 
@@ -144,6 +144,7 @@ def rewritten(data: bytes, lines: list[Line], bodies: Mapping[int, Mapping[str, 
 _ROUTES: Mapping[str, tuple[Dialect, tuple[str, ...]]] = {
     "/v1/chat/completions": (ChatCompletions(), ("messages",)),
     "/v1/responses": (OpenAIResponses(), ("instructions", "input")),
+    "/v1/completions": (Completions(), ("prompt", "echo")),
 }
 
 
@@ -191,10 +192,10 @@ def _upload(file: object) -> _Upload | None:
 
 def each_line(compression: Compression, kwargs: Mapping[str, Any], /, **options: Any) -> dict[str, Any]:
     """A wrapped client's ``files.create``: a ``batch`` file has each compressed route's line's ``body`` compressed
-    as ``chat.completions.create`` or ``responses.create`` would send it, each with the conversation and prices
-    its own ``model`` and ``prompt_cache_key`` name; another purpose, and a file with nothing to change, are sent
-    as given. An error names the line: a refused body's :class:`RequestError` in its message, any other promptzip
-    error (a budget a line cannot meet, say) in a note, its type unchanged."""
+    as ``chat.completions.create``, ``responses.create`` or ``completions.create`` would send it, each with the
+    conversation and prices its own ``model`` and ``prompt_cache_key`` name; another purpose, and a file with
+    nothing to change, are sent as given. An error names the line: a refused body's :class:`RequestError` in its
+    message, any other promptzip error (a budget a line cannot meet, say) in a note, its type unchanged."""
     if kwargs.get("purpose") != BATCH_PURPOSE:
         return dict(kwargs)
     upload = _upload(kwargs["file"])

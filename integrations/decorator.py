@@ -141,10 +141,10 @@ def wrap(
     scope: str = "all",
     on_result: Callable[[Result], object] | None = None,
 ) -> ClientT:
-    """A client that compresses its prompts before sending them: an ``openai.OpenAI``/``AsyncOpenAI`` client's chat
-    and Responses calls, an ``anthropic.Anthropic``/``AsyncAnthropic`` client's Messages calls (read as the proxy's
-    ``/v1/messages`` route reads them: ``cache_control`` kept, tool results cut by their structure). ``client``
-    itself is unchanged.
+    """A client that compresses its prompts before sending them: an ``openai.OpenAI``/``AsyncOpenAI`` client's chat,
+    Responses and legacy Completions calls, an ``anthropic.Anthropic``/``AsyncAnthropic`` client's Messages calls
+    (read as the proxy's ``/v1/messages`` route reads them: ``cache_control`` kept, tool results cut by their
+    structure). ``client`` itself is unchanged.
 
     The result has the client's type for editors and type checkers, but it is a proxy: ``isinstance`` checks
     against the SDK's client class do not hold for it. ``with_options``/``copy`` return wrapped clients too.

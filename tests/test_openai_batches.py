@@ -354,6 +354,7 @@ def test_the_line_routes_are_the_proxys_own() -> None:
     s = ProxySettings(upstream="https://api.openai.com/v1")
     assert s.batch_line_route(CHAT) == (s.route(CHAT), "chat")
     assert s.batch_line_route(RESPONSES) == (s.route(RESPONSES), "responses")
+    assert s.batch_line_route("/v1/completions") == (s.route("/v1/completions"), "completions")
     for url in ("/v1/embeddings", "/v1/messages", "/v1/chat/completions?x=1", "v1/chat/completions"):
         assert s.batch_line_route(url) is None  # not a route, or not an OpenAI batch endpoint
     gateway = ProxySettings(

@@ -1,4 +1,5 @@
-"""An OpenAI- and Anthropic-compatible proxy that compresses chat requests on their way to one fixed upstream.
+"""An OpenAI- and Anthropic-compatible proxy that compresses chat requests and raw prompts on their way to one fixed
+upstream.
 
 >>> from promptzip.integrations.proxy import ProxySettings, create_app
 >>> app = create_app(ProxySettings(upstream="https://api.openai.com/v1", budget=3000))  # an ASGI app
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from promptzip.integrations.proxy._options import key_digest
     from promptzip.integrations.proxy._settings import (
         CHAT_COMPLETIONS,
+        COMPLETIONS,
         DEFAULT_RATE,
         DIALECT_PATHS,
         MESSAGES,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAT_COMPLETIONS",
+    "COMPLETIONS",
     "DEFAULT_RATE",
     "DIALECT_PATHS",
     "MESSAGES",
@@ -88,6 +91,7 @@ _HOMES = {
     "key_digest": "_options",
     "TenantSettings": "_settings",
     "CHAT_COMPLETIONS": "_settings",
+    "COMPLETIONS": "_settings",
     "DEFAULT_RATE": "_settings",
     "DIALECT_PATHS": "_settings",
     "MESSAGES": "_settings",

@@ -2,12 +2,12 @@
 
 ``create_app(settings)`` builds everything; nothing lives at module level. Per request:
 
-* ``POST`` to a compressed route (``/v1/chat/completions``, ``/v1/messages`` and ``/v1/responses`` unless the
-  settings say otherwise): the body is read under the size limit, validated (4xx JSON errors, in the style of the
-  route's API), read as chat messages by the route's dialect (:mod:`._dialects`; a valid body it does not
-  understand is forwarded as it came), those compressed in a worker thread and written back into the body, and
-  the request forwarded. The response — JSON or SSE — is streamed back byte for byte. The request of a streaming
-  call is compressed too; its response stream is not touched.
+* ``POST`` to a compressed route (``/v1/chat/completions``, ``/v1/messages``, ``/v1/responses`` and
+  ``/v1/completions`` unless the settings say otherwise): the body is read under the size limit, validated (4xx JSON
+  errors, in the style of the route's API), read as chat messages by the route's dialect (:mod:`._dialects`; a valid
+  body it does not understand is forwarded as it came), those compressed in a worker thread and written back into the
+  body, and the request forwarded. The response — JSON or SSE — is streamed back byte for byte. The request of a
+  streaming call is compressed too; its response stream is not touched.
 * ``POST`` to an Anthropic Messages route's ``/batches`` (``/v1/messages/batches``, Message Batches): each request's
   ``params`` is compressed as that route compresses a body, and the batch forwarded (:mod:`._batches`).
 * ``POST /v1/files``: an OpenAI Batch API input file (``purpose`` ``batch``) has each line's ``body`` compressed as
@@ -414,9 +414,9 @@ class _Proxy:
         upstream_request = client.build_request(request.method, self._url(request), headers=headers, content=content)
         if turn is None:
             secret = self.compressions.secret
-            # A chat sent as given or a pass-through route's body (embeddings, legacy completions) takes its end
-            # user's turn inside its key's, as a compressed chat does; a streamed body, or one that is not JSON, takes
-            # the key's. By arrival every request is one: the body is not parsed for nothing.
+            # A chat sent as given or a pass-through route's body (embeddings, say) takes its end user's turn inside
+            # its key's, as a compressed chat does; a streamed body, or one that is not JSON, takes the key's. By
+            # arrival every request is one: the body is not parsed for nothing.
             named = ""
             if isinstance(body, bytes) and self.upstream_slots.fair:
                 named = await self.compressions.off_loop(len(body), end_user_of_body, body, secret)

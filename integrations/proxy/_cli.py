@@ -36,9 +36,9 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "proxy",
         help="serve an OpenAI/Anthropic-compatible proxy that compresses chat requests",
-        description="Serve a proxy on HOST:PORT that compresses /v1/chat/completions, /v1/messages (Anthropic) and "
-        "/v1/responses requests and forwards every /v1/* request to UPSTREAM (the base URL an SDK would use, "
-        "with its /v1).",
+        description="Serve a proxy on HOST:PORT that compresses /v1/chat/completions, /v1/messages (Anthropic), "
+        "/v1/responses and /v1/completions (raw prompts) requests and forwards every /v1/* request to UPSTREAM (the "
+        "base URL an SDK would use, with its /v1).",
     )
     p.add_argument("--upstream", help="upstream base URL, e.g. https://api.openai.com/v1 (required unless in --config)")
     p.add_argument("--host", help="address to bind (default: 127.0.0.1; use 0.0.0.0 only behind your own auth)")

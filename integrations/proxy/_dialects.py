@@ -32,6 +32,10 @@ class OpenAIResponses(Dialect, core.OpenAIResponses):
     """OpenAI's Responses API, with OpenAI's errors."""
 
 
+class Completions(Dialect, core.Completions):
+    """OpenAI's legacy Completions API, with OpenAI's errors."""
+
+
 _ANTHROPIC_ERRORS = {
     401: "authentication_error",
     403: "permission_error",
@@ -56,7 +60,9 @@ class AnthropicMessages(Dialect, core.AnthropicMessages):
         return JSONResponse(body, status_code=status, headers=headers)
 
 
-DIALECTS: Mapping[str, Dialect] = {d.name: d for d in (ChatCompletions(), AnthropicMessages(), OpenAIResponses())}
+DIALECTS: Mapping[str, Dialect] = {
+    d.name: d for d in (ChatCompletions(), AnthropicMessages(), OpenAIResponses(), Completions())
+}
 
 
 def dialect_for(path: str, route: RouteSettings) -> Dialect:

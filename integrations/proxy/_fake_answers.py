@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "LONG_PAD",
+    "NAMED_EVENTS",
     "STREAMS",
     "Stream",
     "answer_for",
@@ -73,7 +74,25 @@ def _responses_stream(n: int, pad: int = 0) -> Stream:
     return [created], deltas, [{"type": "response.completed", "sequence_number": n + 1, "response": _response(text)}]
 
 
-STREAMS = {"/v1/chat/completions": _chat_stream, "/v1/messages": _anthropic_stream, "/v1/responses": _responses_stream}
+def _completions_stream(n: int, pad: int = 0) -> Stream:
+    """OpenAI's legacy Completions stream: a ``text_completion`` chunk per text delta, a last one that says why it
+    stopped, then ``[DONE]``."""
+    chunk = {"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": "fake"}
+    deltas = [
+        {**chunk, "choices": [{"text": _part(i, pad), "index": 0, "logprobs": None, "finish_reason": None}]}
+        for i in range(n)
+    ]
+    last = {**chunk, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]}
+    return [], deltas, [last, "[DONE]"]
+
+
+STREAMS = {
+    "/v1/chat/completions": _chat_stream,
+    "/v1/messages": _anthropic_stream,
+    "/v1/responses": _responses_stream,
+    "/v1/completions": _completions_stream,
+}
+NAMED_EVENTS = ("/v1/messages", "/v1/responses")  # whose SSE events carry an event: line (OpenAI's others do not)
 
 
 def _message(text: str) -> dict[str, Any]:
@@ -187,7 +206,30 @@ def json_or_none(body: bytes) -> Any:
         return None
 
 
+def _completion(payload: Any) -> dict[str, Any]:
+    """An OpenAI legacy Completions reply: it counts the prompts and their characters, and with ``echo`` starts with
+    the prompt, as a server that echoes it does."""
+    body = payload if isinstance(payload, dict) else {}
+    prompt = body.get("prompt")
+    prompts = [prompt] if isinstance(prompt, str) else prompt if isinstance(prompt, list) else []
+    chars = sum(len(p) for p in prompts if isinstance(p, str))
+    text = f"{len(prompts)} prompts, {chars} characters"
+    if body.get("echo") is True and isinstance(prompt, str):
+        text = prompt + text
+    choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}
+    return {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 0,
+        "model": body.get("model", "fake"),
+        "choices": [choice],
+        "usage": {"prompt_tokens": chars // 4, "completion_tokens": 3, "total_tokens": chars // 4 + 3},
+    }
+
+
 def answer_for(request: Recorded, payload: Any) -> dict[str, Any]:
+    if request.target.startswith("/v1/completions"):
+        return _completion(payload)
     if request.target.startswith("/v1/chat/completions"):
         messages = payload.get("messages", []) if isinstance(payload, dict) else []
         if not isinstance(messages, list):  # a pass-through body the proxy did not read (an encoded one, say)

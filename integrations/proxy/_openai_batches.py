@@ -2,11 +2,11 @@
 ``multipart/form-data`` upload whose ``purpose`` field is ``batch`` and whose ``file`` field is a JSONL file of
 requests (:mod:`promptzip.integrations._openai_batches`).
 
-Each line whose ``url`` is a compressed route (``/v1/chat/completions``, ``/v1/responses``: the route a request on
-that path takes, :meth:`~._settings.ProxySettings.batch_line_route`, so a route turned off stays off) has its
-``body`` compressed exactly as that body sent alone to that route with the upload's headers would be: the same
-dialect, options (budget, preset, scope, history, tenant, the credential's cache scope, the route's own defaults),
-pricing by the body's ``model``, ``prompt_cache_key`` as the conversation, ``min_tokens`` threshold and
+Each line whose ``url`` is a compressed route (``/v1/chat/completions``, ``/v1/responses``, ``/v1/completions``:
+the route a request on that path takes, :meth:`~._settings.ProxySettings.batch_line_route`, so a route turned off
+stays off) has its ``body`` compressed exactly as that body sent alone to that route with the upload's headers would
+be: the same dialect, options (budget, preset, scope, history, tenant, the credential's cache scope, the route's own
+defaults), pricing by the body's ``model``, ``prompt_cache_key`` as the conversation, ``min_tokens`` threshold and
 whole-request cache. Every other line, key, blank line and line ending is sent as it came, and so is every other
 field of the form, in its order; a file with nothing compressed is forwarded byte for byte, and a changed one in a
 form with a fresh boundary (:mod:`._multipart`). ``POST /v1/batches`` (which names the uploaded file), retrieving

@@ -39,8 +39,8 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     [routes."/v1/chat/completions"]          # per-route defaults (path → settings)
     budget = 3000
 
-    [routes."/v1/messages"]                  # Anthropic Messages: compressed by default, as is /v1/responses
-    budget = 4000                            # (compress = false passes a route through untouched)
+    [routes."/v1/messages"]                  # Anthropic Messages: compressed by default, as are /v1/responses and
+    budget = 4000                            # /v1/completions (compress = false passes a route through untouched)
 
     [routes."/v1/messages".pricing]          # cache prices for cache-stable history (default: the target's)
     input = 3.0                              # $ per million input tokens
@@ -49,7 +49,7 @@ A config file is JSON (``.json``) or TOML (``.toml``); unknown keys are errors. 
     min_prefix = 1024                        # the shortest prefix it caches
 
     [routes."/v1/gateway/chat"]              # any other path reads as chat completions unless it names a dialect:
-    dialect = "anthropic"                    # chat, anthropic or responses
+    dialect = "anthropic"                    # chat, anthropic, responses or completions
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ from promptzip.integrations.proxy._send_progress import MIN_SEND_RATE
 __all__ = [
     "BATCHES",
     "CHAT_COMPLETIONS",
+    "COMPLETIONS",
     "DEFAULT_RATE",
     "DIALECT_PATHS",
     "FILES",
@@ -91,15 +92,18 @@ __all__ = [
 CHAT_COMPLETIONS = "/v1/chat/completions"
 MESSAGES = "/v1/messages"  # Anthropic Messages API
 RESPONSES = "/v1/responses"  # OpenAI Responses API
-DialectName = Literal["chat", "anthropic", "responses"]
-"""How a compressed route's body is read: OpenAI chat completions, Anthropic Messages, or OpenAI Responses."""
+COMPLETIONS = "/v1/completions"  # OpenAI's legacy Completions API: raw prompts, as vLLM, TGI and llama.cpp serve them
+DialectName = Literal["chat", "anthropic", "responses", "completions"]
+"""How a compressed route's body is read: OpenAI chat completions, Anthropic Messages, OpenAI Responses, or OpenAI's
+legacy Completions (a ``prompt``)."""
 DIALECT_PATHS: Mapping[str, DialectName] = MappingProxyType(
-    {CHAT_COMPLETIONS: "chat", MESSAGES: "anthropic", RESPONSES: "responses"}
+    {CHAT_COMPLETIONS: "chat", MESSAGES: "anthropic", RESPONSES: "responses", COMPLETIONS: "completions"}
 )
 """The routes compressed by default, and the dialect of each (any other configured route reads as ``chat``)."""
 BATCHES = "/batches"  # POST to an Anthropic Messages route + this creates a Message Batch of Messages requests
 FILES = "/v1/files"  # OpenAI's file uploads: a "batch" file's lines are requests to the routes (batch_line_route)
-_BATCH_LINE_DIALECTS = ("chat", "responses")  # what an OpenAI batch line may be sent to, of what the proxy reads
+# What an OpenAI batch line may be sent to, of what the proxy reads (Anthropic Messages has batches of its own).
+_BATCH_LINE_DIALECTS = ("chat", "responses", "completions")
 DEFAULT_RATE = 0.5
 MiB = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -335,9 +339,9 @@ class ProxySettings(_Frozen):
 
     def batch_line_route(self, url: str) -> tuple[RouteSettings, DialectName] | None:
         """The settings and dialect of the compressed route an OpenAI batch file's line names by its ``url``
-        (``/v1/chat/completions``, ``/v1/responses``), or ``None``: its body is compressed as a request on that path
-        would be, and a route turned off, or read as Anthropic Messages (not an OpenAI batch endpoint), leaves
-        the line as it came."""
+        (``/v1/chat/completions``, ``/v1/responses``, ``/v1/completions``), or ``None``: its body is compressed as a
+        request on that path would be, and a route turned off, or read as Anthropic Messages (not an OpenAI batch
+        endpoint), leaves the line as it came."""
         route = self.route(url)
         if route is None:
             return None

@@ -11,8 +11,9 @@ socket level so that it can also misbehave the ways real upstreams do::
 Each request is answered according to its ``x-fake-mode`` header (the proxy forwards it like any header), else
 the server's ``mode``:
 
-``ok``            a chat completion, an Anthropic message (``POST /v1/messages``) or a Responses response
-                  (``POST /v1/responses``), each as its API's SSE events when the body says ``"stream": true``;
+``ok``            a chat completion, an Anthropic message (``POST /v1/messages``), a Responses response
+                  (``POST /v1/responses``) or a legacy completion (``POST /v1/completions``: the prompt first when
+                  the body sets ``echo``), each as its API's SSE events when the body says ``"stream": true``;
                   a model list for ``GET /v1/models``, an Anthropic Message Batch for ``POST /v1/messages/batches``
                   and ``GET /v1/messages/batches/{id}``, an OpenAI file object for ``POST /v1/files`` (a
                   multipart upload: its ``file`` field's size and name, its ``purpose``; the raw body is recorded)
@@ -49,6 +50,7 @@ from typing import Any
 
 from promptzip.integrations.proxy._fake_answers import (
     LONG_PAD,
+    NAMED_EVENTS,
     STREAMS,
     Stream,
     answer_for,
@@ -249,7 +251,7 @@ class FakeUpstream:
         head += self._extra() + b"\r\n"
         writer.write(head)
         before, deltas, after = events if events is not None else STREAMS[api](chunks, pad)
-        named = api != "/v1/chat/completions"  # Anthropic and Responses name each event after its type
+        named = api in NAMED_EVENTS  # Anthropic and Responses name each event after its type
         for event in before:
             _chunk(writer, sse(event, named))
         for event in deltas[:2] if reset else deltas:

@@ -67,7 +67,8 @@ def test_a_templated_prompt_has_its_markers_protected_and_each_turn_read_by_its_
     text = TEMPLATES[family]
     layout = understand(text)
     regions = layout.regions
-    assert [r.start for r in regions[1:]] == [r.end for r in regions[:-1]] and regions[-1].end == len(text)
+    assert [r.start for r in regions[1:]] == [r.end for r in regions[:-1]]
+    assert regions[-1].end == len(text)
     fixed = layout.fixed_text()
     for m in MARKER.finditer(text):
         assert any(r.kind != "context" and r.start <= m.start() and m.end() <= r.end for r in regions), m.group()
@@ -83,11 +84,13 @@ def test_compressing_a_templated_prompt_keeps_every_marker_in_order_and_the_answ
     text = TEMPLATES[family]
     result = bm25().compress_prompt(text, rate=0.3)
     assert [m.group() for m in MARKER.finditer(result.text)] == [m.group() for m in MARKER.finditer(text)]
-    assert SYSTEM in result.text and Q in result.text
+    assert SYSTEM in result.text
+    assert Q in result.text
     assert "lengthened by sixty metres in 1911" in result.text
     assert len(result.text) < len(text) * 0.6
     dropped = "".join(d.text for d in result.dropped)
-    assert DOCS[0] in dropped and not MARKER.search(dropped)
+    assert DOCS[0] in dropped
+    assert not MARKER.search(dropped)
 
 
 def test_earlier_turns_are_history_and_the_last_user_turn_is_answered() -> None:
@@ -131,7 +134,8 @@ def test_a_json_tool_turn_stays_whole_and_a_user_turn_of_the_template_is_still_c
     )
     layout = understand(text)
     assert tool in layout.fixed_text()
-    assert layout.question == Q and layout.context
+    assert layout.question == Q
+    assert layout.context
 
 
 @pytest.mark.parametrize(
@@ -144,7 +148,8 @@ def test_a_json_tool_turn_stays_whole_and_a_user_turn_of_the_template_is_still_c
 def test_a_text_that_only_mentions_markers_further_in_is_read_as_before(text: str) -> None:
     layout = understand(text)
     assert all(r.rule != "template" for r in layout.regions)
-    assert layout.question == Q and layout.context
+    assert layout.question == Q
+    assert layout.context
 
 
 def test_a_templated_text_in_an_earlier_turn_is_history_throughout() -> None:

@@ -16,20 +16,22 @@ Register it, then opt models in where LiteLLM keeps their configuration::
 **Which hook.** LiteLLM's ``async_pre_call_hook`` runs only inside the LiteLLM proxy server, before routing. The
 hook that LiteLLM runs after the deployment is chosen and before the provider is called is
 ``async_pre_call_deployment_hook``: every async call runs it (``litellm.acompletion``, ``litellm.aresponses``,
-``litellm.anthropic_messages``, the Router's ``acompletion``, ``aresponses`` and ``aanthropic_messages``, streaming
-too, and the proxy, which serves them through the Router), and so does LiteLLM's synchronous Responses handler
-(``litellm.responses`` and ``Router.responses``, streaming too), which runs it on a loop of its own. That is the one
-hook implemented here, so a prompt is compressed exactly once on every path. A chat's ``messages`` go to the core as
-they are; a Responses call (``instructions``, ``input``) and an Anthropic Messages call (``system``, ``messages``,
-``cache_control``) are read by the proxy's dialects for those APIs (:mod:`promptzip.integrations._dialects`), so they
-go out as the proxy's ``/v1/responses`` and ``/v1/messages`` routes and a wrapped SDK client send them: tool outputs
-cut by their structure, cache breakpoints kept. A call's ``prompt_cache_key`` names its conversation (cache-stable
-history), as for a wrapped client; other conversations are recognised by their messages. LiteLLM 1.109.1 runs no
-request-rewriting hook for the synchronous chat ``completion`` / ``Router.completion`` (``async_pre_request_hook``
-serves only its native Anthropic Messages handler), so those calls go out uncompressed; use ``acompletion``, or
-decorate the function (``promptzip.compress_call(rate=0.3)(litellm.completion)`` compresses its ``messages``). The
-hook says so (``log_pre_api_call``, which LiteLLM runs on that path): a warning the first time for each opted-in
-model.
+``litellm.anthropic_messages``, ``litellm.atext_completion``, the Router's ``acompletion``, ``aresponses`` and
+``aanthropic_messages``, streaming too, and the proxy, which serves them through the Router), and so does LiteLLM's
+synchronous Responses handler (``litellm.responses`` and ``Router.responses``, streaming too), which runs it on a
+loop of its own. That is the one hook implemented here, so a prompt is compressed exactly once on every path. A
+chat's ``messages`` go to the core as they are; a Responses call (``instructions``, ``input``) and an Anthropic
+Messages call (``system``, ``messages``, ``cache_control``) and a text completion (``prompt``, a raw prompt, perhaps
+in a chat template) are read by the proxy's dialects for those APIs (:mod:`promptzip.integrations._dialects`), so
+they go out as the proxy's ``/v1/responses``, ``/v1/messages`` and ``/v1/completions`` routes and a wrapped SDK
+client send them: tool outputs cut by their structure, cache breakpoints kept. A call's ``prompt_cache_key`` names
+its conversation (cache-stable history), as for a wrapped client; other conversations are recognised by their
+messages. LiteLLM 1.109.1 runs no request-rewriting hook for the synchronous chat ``completion`` /
+``Router.completion`` and ``text_completion`` (``async_pre_request_hook`` serves only its native Anthropic Messages
+handler), so those calls go out uncompressed; use ``acompletion`` / ``atext_completion``, or decorate the function
+(``promptzip.compress_call(rate=0.3)(litellm.completion)`` compresses its ``messages``,
+``promptzip.compress_call(rate=0.3, arg="prompt")(litellm.text_completion)`` its ``prompt``). The hook says so
+(``log_pre_api_call``, which LiteLLM runs on that path): a warning the first time for each opted-in model.
 
 **Opting in** (absent everywhere: the request passes through untouched). ``promptzip`` may be ``true`` (the hook's
 defaults), ``false`` (off), or a mapping with ``preset``, ``target``, ``budget`` (tokens), ``rate`` (the kept
@@ -86,7 +88,7 @@ from promptzip._errors import ConfigError, PromptZipError
 from promptzip._pipeline import Zipper
 from promptzip._types import Budget, Result
 from promptzip.integrations._calls import CallOptions, Compression, call_context, check_on_result, check_scope, report
-from promptzip.integrations._dialects import AnthropicMessages, Dialect, OpenAIResponses
+from promptzip.integrations._dialects import AnthropicMessages, Completions, Dialect, OpenAIResponses
 
 __all__ = ["KEY", "CallPlan", "PromptZipHook"]
 
@@ -184,12 +186,15 @@ class PromptZipHook(CustomLogger):
         """Says so when an opted-in synchronous chat ``completion`` goes out uncompressed (LiteLLM runs no hook that
         could rewrite it, see the module docstring): a warning the first time for each model, then debug lines, so
         that a user who opted a model in sees why its sync calls are not smaller. Never raises: it only logs."""
-        if not isinstance(kwargs, Mapping) or kwargs.get("call_type") != CallTypes.completion.value:
+        if not isinstance(kwargs, Mapping) or kwargs.get("call_type") not in _UNHOOKED:
             return
+        call, args = _UNHOOKED[kwargs["call_type"]]
         params = _mapping(kwargs.get("litellm_params"))
         name = str(kwargs.get("model") or model)
         provider = kwargs.get("custom_llm_provider")
         names = [name, f"{provider}/{name}"] if isinstance(provider, str) and provider else [name]
+        if isinstance(provider, str) and provider.startswith("text-completion-"):  # how the user named it: openai/…
+            names.append(f"{provider.removeprefix('text-completion-')}/{name}")
         layers = {"model_info": params.get("model_info"), "metadata": params.get("metadata")}
         try:
             opted = any(self.plan({"model": n, **layers}) for n in names)
@@ -203,9 +208,13 @@ class PromptZipHook(CustomLogger):
             self._sync_warned.add(str(group))
         logger.log(
             logging.WARNING if first else logging.DEBUG,
-            "promptzip: LiteLLM runs no hook for a synchronous completion(), so the call to %r goes uncompressed; "
-            "use acompletion(), or decorate it: promptzip.compress_call(rate=...)(litellm.completion)",
+            "promptzip: LiteLLM runs no hook for a synchronous %s(), so the call to %r goes uncompressed; "
+            "use a%s(), or decorate it: promptzip.compress_call(%s)(litellm.%s)",
+            call,
             group,
+            call,
+            args,
+            call,
         )
 
     def plan(self, kwargs: Mapping[str, object]) -> CallPlan | None:
@@ -268,6 +277,13 @@ class _Door:
 _CHAT = _Door("messages")
 _RESPONSES = _Door("input", OpenAIResponses(), ("instructions", "input"))
 _ANTHROPIC = _Door("messages", AnthropicMessages(), ("system", "messages", "cache_control"))
+_TEXT = _Door("prompt", Completions(), ("prompt", "echo"))
+# The synchronous calls LiteLLM runs no rewriting hook for (log_pre_api_call says so): the function, and the
+# compress_call arguments that compress its prompt.
+_UNHOOKED: Final = {
+    CallTypes.completion.value: ("completion", "rate=..."),
+    CallTypes.text_completion.value: ("text_completion", 'rate=..., arg="prompt"'),
+}
 _DOORS: Final[Mapping[CallTypes, _Door]] = {
     CallTypes.acompletion: _CHAT,
     CallTypes.completion: _CHAT,
@@ -275,6 +291,7 @@ _DOORS: Final[Mapping[CallTypes, _Door]] = {
     CallTypes.responses: _RESPONSES,
     CallTypes.anthropic_messages: _ANTHROPIC,
     CallTypes.aanthropic_messages: _ANTHROPIC,
+    CallTypes.atext_completion: _TEXT,
 }
 
 

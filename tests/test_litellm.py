@@ -478,3 +478,65 @@ def test_a_decorated_sync_completion_sends_what_the_core_compresses(
     assert [r.json()["messages"] for r in new] == [expected(bm25, messages, rate=0.3)]
     assert new[0].json()["messages"] != messages
     assert response.choices[0].message.content
+
+
+def chatml(article: str) -> str:
+    """A raw prompt in ChatML, as a string-prompt client sends one to a vLLM server's completions endpoint."""
+    return (
+        "<|im_start|>system\nYou answer from the context only.<|im_end|>\n"
+        f"<|im_start|>user\nContext:\n{article}\n\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def prompts(upstream: Any, before: int) -> list[Any]:
+    return [r.json()["prompt"] for r in upstream.requests[before:] if r.target.startswith("/v1/completions")]
+
+
+def test_atext_completion_sends_what_a_wrapped_client_sends(
+    register: Any, upstream: Any, article: str, bm25: pz.Zipper
+) -> None:
+    """``atext_completion`` (legacy Completions, raw prompts) is read by the proxy's ``completions`` dialect: a prompt
+    in a chat template arrives with its markers, system turn and question as they were, as ``pz.wrap``'s
+    ``completions.create`` sends it."""
+    import openai
+
+    register(PromptZipHook(zippers={"fast": bm25}, deadline=60))
+    prompt = chatml(article)
+    params = {"model": "openai/gpt-3.5-turbo-instruct", "api_base": upstream.url, "api_key": "sk-test"}
+    info = {"promptzip": {"rate": 0.3}}
+    before = len(upstream.requests)
+
+    async def call() -> None:
+        # LiteLLM's own SDK client for this call would outlive the loop unclosed: the test hands it one it closes
+        async with openai.AsyncOpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as sdk:
+            await litellm.atext_completion(**params, model_info=info, prompt=prompt, max_tokens=16, client=sdk)
+
+    asyncio.run(call())
+    (via_hook,) = prompts(upstream, before)
+    with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
+        pz.wrap(client, rate=0.3, zipper=bm25).completions.create(model="gpt-3.5-turbo-instruct", prompt=prompt)
+    assert prompts(upstream, before)[1:] == [via_hook]
+    assert len(via_hook) < len(prompt) * 0.6
+    head = "<|im_start|>system\nYou answer from the context only.<|im_end|>\n<|im_start|>user\nContext:\n"
+    assert via_hook.startswith(head)
+    assert via_hook.endswith(f"\n\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_a_sync_text_completion_goes_as_given_and_the_warning_names_the_decorator_that_compresses_it(
+    register: Any, upstream: Any, article: str, bm25: pz.Zipper, caplog: pytest.LogCaptureFixture
+) -> None:
+    register(PromptZipHook(zippers={"fast": bm25}, deadline=60, models=["openai/gpt-3.5-turbo-instruct"]))
+    prompt = chatml(article)
+    params = {"model": "openai/gpt-3.5-turbo-instruct", "api_base": upstream.url, "api_key": "sk-test"}
+    before = len(upstream.requests)
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        litellm.text_completion(**params, prompt=prompt, max_tokens=16)
+    assert prompts(upstream, before) == [prompt]
+    said = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert len(said) == 1
+    assert "synchronous text_completion(), so the call to 'gpt-3.5-turbo-instruct' goes uncompressed" in said[0]
+    assert 'promptzip.compress_call(rate=..., arg="prompt")(litellm.text_completion)' in said[0]
+    decorated = pz.compress_call(rate=0.3, arg="prompt", zipper=bm25)(litellm.text_completion)
+    before = len(upstream.requests)
+    decorated(**params, prompt=prompt, max_tokens=16)
+    assert prompts(upstream, before) == [bm25.compress_prompt(prompt, rate=0.3).text]

@@ -101,6 +101,13 @@ rag-chat: install
 	$(PY) -P -m promptzip.evals.data fetch all
 	$(PY) -P -m promptzip.evals.rag_chat --n 100
 
+# The same RAG requests as raw prompts in chat templates (ChatML, Llama 3, Llama 2) through the running proxy's
+# /v1/completions, beside the chat door, into evals/results/raw_prompts.{json,md}.
+.PHONY: raw-prompts
+raw-prompts: install
+	$(PY) -P -m promptzip.evals.data fetch all
+	$(PY) -P -m promptzip.evals.raw_prompts --n 100
+
 # The cross-domain protocol: minilm-qa and minilm-tc retrained on SQuAD-shifts with its reddit domain held out, then
 # the query-aware suites run with both, into evals/results/heldout/.
 HELDOUT := $(HOME)/.cache/promptzip/heldout-reddit

@@ -157,3 +157,26 @@ def test_a_templated_text_in_an_earlier_turn_is_history_throughout() -> None:
     layout = understand(text, role="user", last_user=False, history=True)
     assert layout.question is None
     assert [r.kind for r in layout.regions] == ["protected", "context", "protected"]
+
+
+def test_a_langchain_string_prompt_in_a_chat_template_keeps_its_markers_through_the_runnable() -> None:
+    """A ``PromptTemplate`` written in ChatML (what a string-prompt LLM such as ``VLLMOpenAI`` is given), through
+    the real ``PromptZipRunnable``: the same text as ``compress_prompt`` gives, markers and turns intact."""
+    from langchain_core.prompt_values import StringPromptValue
+    from langchain_core.prompts import PromptTemplate
+
+    from promptzip.integrations.langchain import PromptZipRunnable
+
+    template = PromptTemplate.from_template(
+        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nContext:\n{context}\n\nQuestion: {question}"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
+    zipper = bm25()
+    chain = template | PromptZipRunnable(rate=0.3, zipper=zipper)
+    out = chain.invoke({"system": SYSTEM, "context": CONTEXT, "question": Q})
+    assert isinstance(out, StringPromptValue)
+    text = TEMPLATES["chatml"]
+    assert out.text == zipper.compress_prompt(text, rate=0.3).text
+    assert out.text.startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\nContext:\n")
+    assert out.text.endswith(f"Question: {Q}<|im_end|>\n<|im_start|>assistant\n")
+    assert len(out.text) < len(text) * 0.6

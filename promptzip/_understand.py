@@ -18,6 +18,8 @@ out byte for byte. The rules, first match wins:
    (``<documents><document index="1">…``, ``<context>``, ``<search_results>``), with attributes and nesting. Each
    innermost element is one context region with its own source; tags and the text between elements are protected;
    a short one-line ``<source>`` inside a document is metadata and protected. Tags that do not pair up are text.
+   The same names in square brackets (``[CONTEXT]…[/CONTEXT]``, ``[DOCUMENT 1]…[/DOCUMENT 1]``) are read so in a
+   text with no XML document tags, when they pair up; a ``[QUESTION]`` wrapper or label comes off the question.
 4. Delimited blocks: lines of five or more ``-`` (LlamaIndex's fences around the context, or separators between
    documents: each block between two lines is read on its own, see :mod:`promptzip._rules_separators`), ``\"\"\"``
    fences, and headings (``Context:``, ``Documents:``, ``Sources:``, ``### Context``, ``New Context:``,
@@ -385,6 +387,9 @@ _OPEN_AT_START = re.compile(r"\A<([A-Za-z][\w:.-]*)(?:\s[^<>\n]*)?>\s*")
 # only on a line of their own: "How do I center a <div>" ends in its words
 _CLOSE_AT_START = re.compile(r"\A</[A-Za-z][\w:.-]*[ \t]*>[ \t]*\n\s*")
 _OPEN_AT_END = re.compile(r"\n[ \t]*<[A-Za-z][\w:.-]*(?:\s[^<>\n]*)?/?>[ \t]*\Z")
+# the same in square brackets: "[QUESTION]\n…\n[/QUESTION]", or "[QUESTION] …" as a label
+_BRACKET_AT_START = re.compile(r"\A\[([A-Za-z][\w-]*(?:[ \t][\w-]+){0,2})\][ \t]*(?:\n\s*)?")
+_BRACKET_CLOSE_AT_START = re.compile(r"\A\[/[A-Za-z][\w \t-]*\][ \t]*\n\s*")
 _WRAPS = 8  # marks taken off each end at most: a question is wrapped by a few, and each look is linear
 
 
@@ -405,6 +410,14 @@ def _unwrapped(query: str) -> str:
             out = out[m.end() :]
         elif (m := _OPEN_AT_START.match(out)) and re.search(rf"</{re.escape(m.group(1))}\s*>\Z", out, re.I):
             out = out[m.end() : out.rfind("<")].strip()
+        elif m := _BRACKET_CLOSE_AT_START.match(out):
+            out = out[m.end() :]
+        elif m := _BRACKET_AT_START.match(out):
+            closing = re.search(rf"\s*\[/{re.escape(m.group(1))}\]\Z", out, re.I)
+            if closing is not None:
+                out = out[m.end() : closing.start()].strip()
+            elif m.group(1).lower() in QUESTION_LABELS:
+                out = out[m.end() :].strip()
         elif out[:2] in ("**", "__") and out[2:3].isspace():
             out = out[3:].lstrip()
         elif len(out) > 4 and out[:2] == out[-2:] and out[:2] in ("**", "__") and out[:2] not in out[2:-2]:

@@ -2,8 +2,8 @@
 whose names say they hold documents (``<document>``, ``<context>``, ``<source>``, ``<search_results>`` …), the
 elements themselves, and whether the tags pair up.
 
-The same names in square brackets mark sections too (``[CONTEXT]…[/CONTEXT]``, ``[DOCUMENTS]…[/DOCUMENTS]``), read
-only in a text with no XML document tags. Brackets are also Markdown's link text and citation marks
+The same names in square brackets mark sections too (``[CONTEXT]…[/CONTEXT]``, ``[DOCUMENTS]…[/DOCUMENTS]``, and
+AnythingLLM's ``[CONTEXT 0]:…[END CONTEXT 0]``), read only in a text with no XML document tags. Brackets are also Markdown's link text and citation marks
 (``[Context](…)``, ``[Source 2]``), so a bracket tag that does not pair up is just text.
 
 A tag that does not pair up leaves the structure unclear, and the understanding step then keeps the text whole.
@@ -24,8 +24,9 @@ __all__ = ["tagged"]
 # "<<Context>>" is a heading in guillemets, not an element: no tag starts right after a "<". A ">" may follow a tag
 # (a document that opens with a quoted reply, "> …", or a doctest, ">>> …").
 _TAG = re.compile(r"(?<!<)<(/?)([A-Za-z][\w:.-]*)((?:\s+[^<>]*?)?)\s*(/?)>")
-# A section in square brackets, "[CONTEXT]" … "[/CONTEXT]": a name, not a link's text or a citation's number.
-_BRACKET = re.compile(r"\[(/?)([A-Za-z][\w-]*(?:[ \t][\w-]+){0,2})\]")
+# A section in square brackets, "[CONTEXT]" … "[/CONTEXT]" or "[CONTEXT 0]:" … "[END CONTEXT 0]": a name, not a link's
+# text or a citation's number.
+_BRACKET = re.compile(r"\[(/|END[ \t]+)?([A-Za-z][\w-]*(?:[ \t][\w-]+){0,2})\]:?")
 _DOC_NAME = re.compile(r"document|context|source|passage|search[_-]?results?|snippet|excerpt", re.IGNORECASE)
 # A <source> of one short line beside a document's content (Anthropic's "<document><source>a.txt</source>
 # <document_content>…") is the document's metadata, a file name or a URL; <source> elements side by side, with nothing
@@ -55,7 +56,7 @@ def tagged(text: str) -> tuple[Spans, Elements, bool]:
     """Context spans inside document-like elements, the elements (start, end, their spans), and whether some
     document-like tag did not pair up (beyond tags merely mentioned in the template's prose)."""
     tags = [m for m in _TAG.finditer(text) if _DOC_NAME.search(m.group(2)) and not m.group(4)] if "<" in text else []
-    if not tags and "[/" in text:
+    if not tags and ("[/" in text or "[END " in text):
         brackets = [m for m in _BRACKET.finditer(text) if _DOC_NAME.search(m.group(2))]
         roots, _, deep = _pair(brackets)  # a bracket tag left unpaired is text (a link, a citation)
         return ([], [], False) if deep else (*_read(text, roots), False)

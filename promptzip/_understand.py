@@ -18,8 +18,9 @@ out byte for byte. The rules, first match wins:
    (``<documents><document index="1">…``, ``<context>``, ``<search_results>``), with attributes and nesting. Each
    innermost element is one context region with its own source; tags and the text between elements are protected;
    a short one-line ``<source>`` inside a document is metadata and protected. Tags that do not pair up are text.
-   The same names in square brackets (``[CONTEXT]…[/CONTEXT]``, ``[DOCUMENT 1]…[/DOCUMENT 1]``) are read so in a
-   text with no XML document tags, when they pair up; a ``[QUESTION]`` wrapper or label comes off the question.
+   The same names in square brackets (``[CONTEXT]…[/CONTEXT]``, ``[DOCUMENT 1]…[/DOCUMENT 1]``, AnythingLLM's
+   ``[CONTEXT 0]:…[END CONTEXT 0]``) are read so in a text with no XML document tags, when they pair up; a
+   ``[QUESTION]`` wrapper or label comes off the question.
 4. Delimited blocks: lines of five or more ``-`` (LlamaIndex's fences around the context, or separators between
    documents: each block between two lines is read on its own, see :mod:`promptzip._rules_separators`), ``\"\"\"``
    fences, and headings (``Context:``, ``Documents:``, ``Sources:``, ``### Context``, ``New Context:``,
@@ -146,7 +147,7 @@ class Layout:
             if r.kind == "context":
                 keep[r.start : r.end] = bytes(r.end - r.start)
         for e in self.elements:
-            end = _after_element(self.text, e.end)
+            end = _after_element(self.text, e.start, e.end)
             keep[e.start : end] = bytes(end - e.start)
         return "".join(ch for ch, k in zip(self.text, keep, strict=True) if k)
 
@@ -169,7 +170,7 @@ class Layout:
     def rebuild(self, outputs: dict[int, str]) -> str:
         """The text with each context region ``i`` replaced by ``outputs[i]`` (absent: unchanged), and every
         document element whose context regions all came out empty removed whole."""
-        cuts = [(e.start, _after_element(self.text, e.end), "") for e in _removed_elements(self, outputs)]
+        cuts = [(e.start, _after_element(self.text, e.start, e.end), "") for e in _removed_elements(self, outputs)]
         starts = [a for a, _, _ in cuts]
         for i, r in enumerate(self.regions):
             if r.kind != "context" or i not in outputs:
@@ -464,11 +465,14 @@ def _outermost(elements: Sequence[Element]) -> list[Element]:
     return out
 
 
-def _after_element(text: str, end: int) -> int:
-    """Where the text resumes after a removed element: its line break goes with it."""
+def _after_element(text: str, start: int, end: int) -> int:
+    """Where the text resumes after a removed element: its line break goes with it, and so does the blank line after
+    it when it stood as a paragraph of its own (blank line or start before it), so no blank lines pile up."""
     pos = end
     while pos < len(text) and text[pos] in " \t":
         pos += 1
-    if pos < len(text) and text[pos] == "\n":
-        return pos + 1
-    return end
+    if pos >= len(text) or text[pos] != "\n":
+        return end
+    pos += 1
+    own_paragraph = start == 0 or text.endswith("\n\n", 0, start)
+    return pos + 1 if own_paragraph and text.startswith("\n", pos) else pos

@@ -77,3 +77,51 @@ def test_xml_document_tags_win_over_brackets_inside_them() -> None:
     text = f"<documents>\n[CONTEXT]\n{CONTEXT}\n[/CONTEXT]\n</documents>\n\n{Q}"
     layout = understand(text)
     assert context_of(layout) == [f"[CONTEXT]\n{CONTEXT}\n[/CONTEXT]"]
+
+
+# AnythingLLM's system message: its default prompt, then each retrieved text between "[CONTEXT i]:" and
+# "[END CONTEXT i]" (server/utils/AiProviders/*: #appendContext).
+ANYTHINGLLM_PROMPT = (
+    "Given the following conversation, relevant context, and a follow up question, reply with an answer to the "
+    "current question the user is asking. Return only your response to the question given the above information "
+    "following the users instructions as needed."
+)
+ANYTHINGLLM = (
+    ANYTHINGLLM_PROMPT
+    + "\nContext:\n"
+    + "".join(f"[CONTEXT {i}]:\n{doc}\n[END CONTEXT {i}]\n\n" for i, doc in enumerate(ALL))
+)
+ASKED = "When did tourism replace fishing?"
+
+
+def assert_each_context_whole_or_gone(sent: str) -> None:
+    """Every document in ``sent`` keeps both of its markers, a dropped one leaves with them, and no blank lines pile
+    up where documents left."""
+    assert sent.startswith(ANYTHINGLLM_PROMPT + "\nContext:\n")
+    kept = [i for i in range(len(ALL)) if f"[CONTEXT {i}]:\n" in sent]
+    assert kept
+    assert len(kept) < len(ALL)
+    for i in range(len(ALL)):
+        assert (f"[CONTEXT {i}]:\n" in sent) == (f"\n[END CONTEXT {i}]" in sent) == (i in kept)
+    assert "\n\n\n" not in sent
+    assert "Tourism replaced fishing in the 1970s." in sent
+
+
+def test_anythingllm_contexts_are_elements_kept_or_dropped_with_their_markers() -> None:
+    layout = understand(ANYTHINGLLM, role="system", last_user=False)
+    assert context_of(layout) == ALL
+    assert len(layout.elements) == len(ALL)
+    messages = [{"role": "system", "content": ANYTHINGLLM}, {"role": "user", "content": ASKED}]
+    out = bm25().compress_messages(messages, rate=0.3).messages
+    assert out is not None
+    assert_each_context_whole_or_gone(out[0]["content"])
+    assert out[1]["content"] == ASKED
+
+
+def test_anythingllm_contexts_through_the_proxy() -> None:
+    from understand_helpers import through_the_proxy
+
+    sent_system, sent_user = through_the_proxy("openai", ANYTHINGLLM, ASKED, rate="0.3")
+    assert sent_system is not None
+    assert_each_context_whole_or_gone(sent_system)
+    assert sent_user == ASKED

@@ -21,7 +21,7 @@ from promptzip._rules_fences import prose_fences
 from promptzip._rules_headings import HEADING
 from promptzip._rules_headings import HEADINGS as _HEADINGS
 from promptzip._rules_headings import NOUNS as _NOUNS
-from promptzip._rules_lists import IMPERATIVE, item_rules, numbered_steps, part_rule, rule_lines
+from promptzip._rules_lists import IMPERATIVE, closes_documents, item_rules, numbered_steps, part_rule, rule_lines
 from promptzip._rules_pointers import pointer_end
 
 __all__ = [
@@ -328,6 +328,7 @@ def is_template(para: str, *, items: bool = True) -> bool:
         or _is_label(last)
         or _COMMAND.search(last) is not None
         or ("\n" not in last and _TASK.match(last) is not None and _HOW_TO_ANSWER.search(last) is not None)
+        or ("\n" not in last and closes_documents(last))
         or (items and (item_rules(last) or (rule_lines(last) and ("\n" in last or not is_request(last)))))
     )
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["IMPERATIVE", "READ", "SEND", "item_rules", "numbered_steps", "part_rule", "rule_lines"]
+__all__ = ["IMPERATIVE", "READ", "SEND", "closes_documents", "item_rules", "numbered_steps", "part_rule", "rule_lines"]
 
 # The words a prompt opens an order to the model with; `promptzip._rules` reads them at a line's start too.
 IMPERATIVE = (
@@ -220,6 +220,22 @@ def rule_lines(para: str) -> bool:
     return orders > 0 and 2 * rules > len(parts)
 
 
+# A line that closes the documents by pointing back at them (RAGFlow's "The above is the knowledge base.", "End of
+# context."): the template's words, though it gives no order.
+_CLOSING = re.compile(
+    r"[ \t]*(?:(?:the[ \t]+)?(?:above|preceding)[ \t]+(?:is|are|was|were)[ \t]+(?:the[ \t]+|all[ \t]+)?"
+    r"|end[ \t]+of[ \t]+(?:the[ \t]+)?)"
+    r"(?:knowledge[ \t]+base|context|documents?|sources?|passages?|search[ \t]+results|information)"
+    r"[ \t]*[.!]?[ \t]*",
+    re.IGNORECASE,
+)
+
+
+def closes_documents(line: str) -> bool:
+    """Whether one line closes the documents by pointing back at them (``_CLOSING``)."""
+    return _CLOSING.fullmatch(line) is not None
+
+
 def part_rule(line: str) -> bool:
     """Whether one line is a rule on the prompt's own parts, words no document opens or ends with: each of its
     sentences opens as an order to the model (as in :func:`rule_lines`, capitalised or all in lower case) and it names
@@ -229,6 +245,8 @@ def part_rule(line: str) -> bool:
     "Use the context menu to save.") is none."""
     if len(line) > _PART_RULE_MAX_CHARS:
         return False
+    if closes_documents(line):
+        return True
     low = line.lower()
     if not any(word in low for word in _PART_WORDS):
         return False

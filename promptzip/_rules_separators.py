@@ -22,7 +22,9 @@ label or line that ends in a colon. Hugging its line, it gives the lines next to
 Markdown one; not a line that opens as the documents do, ``Source: a.txt``), a label, the template's words, a line
 that points at the context (LlamaIndex's ``Context information is below.``) or a line that asks, and only when what
 it gives looks like the documents between the lines: the same marker at its start (``[1]``, ``Document 2:``) or about
-their length. One line alone separates no run of documents; it is left to the other rules.
+their length. One line alone separates no run of documents; it is left to the other rules. A last block after a
+blank line that opens with the documents' marker (RAGFlow's ``Document: b.pdf``) is read as a block between two
+lines is.
 """
 
 from __future__ import annotations
@@ -92,9 +94,13 @@ def _outer(text: str, a: int, b: int, docs: list[tuple[int, int]], *, first: boo
     s, e = strip_span(text, a, b)
     if s >= e:
         return None
+    marker = _common_marker(text, docs)
+    if not first and marker is not None and _marker(text, s) == marker and _blank(text[a:s]):
+        # the last document after the last line and a blank one, opening as the others do (RAGFlow's "Document:
+        # b.pdf"): read as a block between two lines is, the template's closing words after it given up
+        return _inner(text, s, e, posts=False)
     if _blank(text[e:b] if first else text[a:s]):
         return _last_documents(text, s, e) if first else _first_documents(text, s, e)
-    marker = _common_marker(text, docs)
     span = _hugging(text, s, e, first=first, marker=marker)
     return span if span is not None and _like(text, span, docs, marker) else None
 

@@ -3,8 +3,9 @@ whose names say they hold documents (``<document>``, ``<context>``, ``<source>``
 elements themselves, and whether the tags pair up.
 
 The same names in square brackets mark sections too (``[CONTEXT]…[/CONTEXT]``, ``[DOCUMENTS]…[/DOCUMENTS]``, and
-AnythingLLM's ``[CONTEXT 0]:…[END CONTEXT 0]``), read only in a text with no XML document tags. Brackets are also Markdown's link text and citation marks
-(``[Context](…)``, ``[Source 2]``), so a bracket tag that does not pair up is just text.
+AnythingLLM's ``[CONTEXT 0]:…[END CONTEXT 0]``), read only in a text with no XML document tags. Brackets are also
+Markdown's link text and citation marks (``[Context](…)``, ``[Source 2]``), so a bracket tag that does not pair up is
+just text.
 
 A tag that does not pair up leaves the structure unclear, and the understanding step then keeps the text whole.
 One exception: a template that names a tag in its own sentences (Open WebUI's "cite … only when the <source> tag

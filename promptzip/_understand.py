@@ -45,6 +45,10 @@ out byte for byte. The rules, first match wins:
    (records: short lines that nearly all hold a figure, after an optional introduction line ending in a colon; not
    code, JSON or HTML).
 
+Inside the context any rule but 3 found, documents that each open with a header line of their own (RAGFlow's
+``---``/``ID: 3``, ``Document 2:``, ``[4]`` alone on its line; two or more, written alike) are document elements whose
+header is the tag, so an id never leaves its document or stays without it (:mod:`promptzip._rules_records`).
+
 In every case a question label outside the context starts a question region (to the end of its paragraph, of its
 first line when that ends in ``?``, or to a line that names a field such as ``We have provided an existing
 answer:``): ``Question:``, ``Query:``, ``Q:``, a Markdown ``## Question`` line, DSPy's ``[[ ## question ## ]]``, and
@@ -85,6 +89,7 @@ from promptzip._rules import (
 )
 from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_questions import unlabelled_question
+from promptzip._rules_records import recorded
 from promptzip._rules_separators import separated
 from promptzip._rules_tags import tagged
 from promptzip._rules_templates import Turn, template_turns
@@ -221,6 +226,8 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
         spans, rule = [(0, len(text))], "whole"
     if not spans and role in ("system", "developer", "user") and not starts_with_question(text):
         spans, rule = by_layout(text, trailing_question=role == "user" and last_user), "layout"
+    if rule != "tag":
+        spans, elements = recorded(text, spans)
     regions = _fill(text, spans, rule)
     if literal:
         regions = _carve(text, regions, literal)

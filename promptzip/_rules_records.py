@@ -1,0 +1,76 @@
+"""Records in a context block: documents that each open with a header line of their own, the name the model cites them
+by (RAGFlow's ``---`` then ``ID: 3``, ``Document 2:``, ``Source #4``, ``[5]`` alone on its line). Read as plain
+context, a header line is a short sentence the selection may drop while its document's text is kept, which then reads
+as the document before it and is cited by that one's name. So each record is a document element (its header is the
+tag): the header goes out whenever any of its text does, and leaves with it otherwise. Lines before the first header
+that name the records' source (RAGFlow's ``Document: a.pdf`` and ``Relevant fragments as following:``) wrap them all
+the same way.
+
+Only a block that holds two headers or more, written alike, is read so: one line that looks like a header is a
+document's own.
+"""
+
+from __future__ import annotations
+
+import re
+
+from promptzip._rules import strip_span
+
+__all__ = ["recorded"]
+
+_NAMES = r"(?:document|doc|source|passage|chunk|snippet|excerpt|result|reference|citation|record|context)"
+_HEADER = re.compile(
+    r"^[ \t]*(?:-{3,}[ \t]*\n[ \t]*)?"  # a short rule above the header (RAGFlow's "---")
+    rf"(?:(?:chunk[ \t]+)?id[ \t]*:[ \t]*\d+|{_NAMES}[ \t]*(?:#[ \t]*)?\d+[ \t]*[:.)]?|\[\d+\]|\(\d+\))"
+    r"[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Lines before the first header that introduce the records (a file name, "Relevant fragments as following:") are
+# short; a longer lead is a document of its own, left as it was.
+_MAX_LEAD_CHARS = 200
+Spans = list[tuple[int, int]]
+Elements = list[tuple[int, int, Spans]]
+
+
+def recorded(text: str, spans: Spans) -> tuple[Spans, Elements]:
+    """``spans`` with each block of records split into the records' texts, and the records (and the lines that lead
+    them) as elements: (start, end, the context spans inside)."""
+    out: Spans = []
+    elements: Elements = []
+    for a, b in spans:
+        found = _records(text, a, b)
+        if found is None:
+            out.append((a, b))
+            continue
+        lead, records = found
+        bodies: Spans = []
+        for start, body in records:
+            if body is not None:
+                bodies.append(body)
+                elements.append((start, body[1], [body]))
+        out += bodies
+        if lead is not None and bodies:
+            elements.append((lead, bodies[-1][1], list(bodies)))
+    return out, elements
+
+
+def _records(text: str, a: int, b: int) -> tuple[int | None, list[tuple[int, tuple[int, int] | None]]] | None:
+    """The lead's start (``None`` without one) and each record's (start, its text's span), or ``None``."""
+    headers = list(_HEADER.finditer(text, a, b))
+    if len(headers) < 2 or len({_form(m.group(0)) for m in headers}) > 1:
+        return None
+    first = headers[0].start()
+    lead = strip_span(text, a, first)
+    if lead[0] < lead[1] and (lead[1] - lead[0] > _MAX_LEAD_CHARS or "\n\n" in text[lead[0] : lead[1]]):
+        return None  # a document before the headers, not a line that names them
+    records: list[tuple[int, tuple[int, int] | None]] = []
+    for k, m in enumerate(headers):
+        end = headers[k + 1].start() if k + 1 < len(headers) else b
+        s, e = strip_span(text, m.end(), end)
+        records.append((strip_span(text, m.start(), m.end())[0], (s, e) if s < e else None))
+    return (lead[0] if lead[0] < lead[1] else None), records
+
+
+def _form(header: str) -> str:
+    """A header as its kind: the name and punctuation, digits and spacing left out."""
+    return re.sub(r"[\d \t]+", "", header.strip().lower())

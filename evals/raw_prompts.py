@@ -32,11 +32,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptzip.evals import rag_chat
+from promptzip.evals.rag_chat import PRESET, TARGET
 from promptzip.evals.rag_templates import TEMPLATES, Rendered, context_part, message_texts
 
 __all__ = ["FORMATS", "RawPromptsConfig", "main", "markdown", "render_raw", "run_raw_prompts", "write_report"]
@@ -44,10 +45,7 @@ __all__ = ["FORMATS", "RawPromptsConfig", "main", "markdown", "render_raw", "run
 SUITES = ("squad-qa", "shifts-reddit-qa", "gsm8k-qa")
 RATIOS = (10.0, 20.0)
 QUICK_ITEMS = 2
-PRESET = "fast"
-TARGET = "gpt-4o"
 CHAT = "chat messages"
-_TAG = "x-raw-prompts-request"
 # The markers of the formats below, as they must reach the model.
 MARKERS = re.compile(r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>")
 
@@ -111,71 +109,34 @@ def _cell() -> dict[str, Any]:
     }
 
 
-class _Harness:
-    """The fake upstream, the proxy under uvicorn and an OpenAI client (a context manager)."""
+class _Harness(rag_chat._Harness):
+    """rag-chat's fake upstream, proxy and OpenAI client, sending raw prompts too (a context manager)."""
 
-    def __init__(self, factory: Callable[[str, str, Any], Any]) -> None:
-        self.factory = factory
-        self._stack = ExitStack()
-        self.sent = 0
-
-    def __enter__(self) -> _Harness:
-        import openai
-
-        from promptzip.integrations.proxy import ProxySettings, create_app
-        from promptzip.integrations.proxy.testing import FakeUpstream, live_server
-
-        self.upstream = self._stack.enter_context(FakeUpstream())
-        # min_tokens=0: every request is held to its budget header; the deadline is generous because this suite
-        # measures what reaches the model, not latency (the first request loads the models).
-        settings = ProxySettings(
-            upstream=self.upstream.url, cache="memory", min_tokens=0, preset=PRESET, target=TARGET,
-            compression_deadline=600,
-        )  # fmt: skip
-        url = self._stack.enter_context(live_server(create_app(settings, zipper_factory=self.factory)))
-        self.client = openai.OpenAI(base_url=url + "/v1", api_key="sk-raw-prompts-fake", max_retries=0, timeout=600)
-        self._stack.callback(self.client.close)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def send(self, request: list[dict[str, str]] | str, budget: int) -> tuple[Mapping[str, str], list[str] | None]:
+    def send(  # type: ignore[override]
+        self, request: list[dict[str, str]] | str, budget: int
+    ) -> tuple[Mapping[str, str], list[str] | None]:
         """Send a chat (a list of messages) or a raw prompt (a string); the proxy's answer headers and the texts
         the upstream received (its messages' texts, or its one prompt; ``None`` when it received nothing)."""
+        if not isinstance(request, str):
+            headers, received = super().send(request, budget)
+            return headers, (message_texts(received) if received else None)
         import openai
 
         self.sent += 1
         tag = str(self.sent)
-        headers = {"x-promptzip-budget": str(budget), _TAG: tag}
+        headers = {"x-promptzip-budget": str(budget), rag_chat._TAG: tag}
         try:
-            if isinstance(request, str):
-                raw: Any = self.client.completions.with_raw_response.create(
-                    model=TARGET, prompt=request, max_tokens=16, extra_headers=headers
-                )
-            else:
-                raw = self.client.chat.completions.with_raw_response.create(
-                    model=TARGET,
-                    messages=request,  # type: ignore[arg-type]
-                    extra_headers=headers,
-                )
+            raw = self.client.completions.with_raw_response.create(
+                model=TARGET, prompt=request, max_tokens=16, extra_headers=headers
+            )
             answer: Mapping[str, str] = raw.headers
         except openai.APIStatusError as exc:
             answer = {**exc.response.headers, "x-promptzip-status": f"http-{exc.status_code}"}
         for i, rec in enumerate(self.upstream.requests):
-            if rec.header(_TAG) == tag:
-                body = rec.json()
+            if rec.header(rag_chat._TAG) == tag:
                 del self.upstream.requests[i]
-                if isinstance(request, str):
-                    return answer, [body["prompt"]]
-                return answer, message_texts(body.get("messages", []))
+                return answer, [rec.json()["prompt"]]
         return answer, None
-
-
-def _default_factory(preset: str, target: str, cache: Any) -> Any:
-    from promptzip._pipeline import Zipper
-
-    return Zipper.from_preset(preset, target=target, cache=cache)
 
 
 def _as_user(prompt: str) -> list[dict[str, str]]:
@@ -189,7 +150,7 @@ def run_raw_prompts(config: RawPromptsConfig) -> dict[str, Any]:
     from promptzip.evals.suites import build_suite, withdrawn_suites
 
     started = time.time()
-    build = config.zipper_factory or _default_factory
+    build = config.zipper_factory or rag_chat._default_factory
     scores = MemoryCache(max_bytes=1 << 30)  # one score cache for every door: scores are cached by content
 
     def factory(preset: str, target: str, cache: Any) -> Any:
@@ -198,7 +159,8 @@ def run_raw_prompts(config: RawPromptsConfig) -> dict[str, Any]:
     doors = (CHAT, *config.formats)
     withdrawn = withdrawn_suites(config.suites)
     report: dict[str, Any] = {"suites": {}, "withdrawn": withdrawn}
-    with _Harness(factory) as harness:
+    harness = _Harness(factory)
+    with harness:
         for suite_name in (s for s in config.suites if s not in withdrawn):
             suite = build_suite(suite_name, config.n, quick=config.quick, seed=config.seed)
             items = suite.items[:QUICK_ITEMS] if config.quick else suite.items

@@ -4,6 +4,8 @@ tests a compressor that waits behind a gate and the jobs a queue starts."""
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import json
 import re
 import socket
@@ -23,7 +25,7 @@ from promptzip._tokenizers import Tokenizer
 from promptzip._types import Chunk, Variant
 from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import ProxySettings, create_app
-from promptzip.integrations.proxy.testing import live_server
+from promptzip.integrations.proxy.testing import Recorded, live_server
 from promptzip.retrievers.sparse import BM25Scorer
 
 
@@ -200,3 +202,15 @@ def gated_proxy(upstream: str, **kw: Any) -> Iterator[tuple[str, Recording, thre
             yield url, compressor, gate
     finally:
         gate.set()
+
+
+def uploaded_lines(request: Recorded) -> list[dict[str, Any]]:
+    """The JSONL lines of the ``file`` field of a multipart upload the upstream got, read with the stdlib."""
+    head = f"Content-Type: {request.header('content-type')}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.body)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            content = part.get_payload(decode=True)
+            assert isinstance(content, bytes)
+            return [json.loads(line) for line in content.splitlines() if line.strip()]
+    raise AssertionError("no file field")

@@ -7,8 +7,6 @@ and the recording fake upstream on 127.0.0.1."""
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +15,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from proxy_helpers import REPORT, bm25, expand_report, settings
+from proxy_helpers import REPORT, bm25, expand_report, settings, uploaded_lines
 
 from promptzip._cache import MemoryCache
 from promptzip._expand import ExpandStore
@@ -198,18 +196,6 @@ def gpt(url: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(
         base_url=url + "/v1", api_key=key, default_headers={"x-promptzip-budget": BUDGET}, max_retries=0
     )
-
-
-def uploaded_lines(request: Recorded) -> list[dict[str, Any]]:
-    """The requests of the batch file in the multipart upload the upstream got, read with the stdlib."""
-    head = f"Content-Type: {request.header('content-type')}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.body)
-    for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "file":
-            content = part.get_payload(decode=True)
-            assert isinstance(content, bytes)
-            return [json.loads(line) for line in content.splitlines() if line.strip()]
-    raise AssertionError("no file field")
 
 
 def test_a_batch_file_names_what_each_line_dropped(reporting: str, upstream: FakeUpstream) -> None:

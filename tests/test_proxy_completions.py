@@ -10,20 +10,18 @@ proxy sends, and an OpenAI batch file's ``/v1/completions`` lines are compressed
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
-from proxy_helpers import bm25, last_body, settings
+from proxy_helpers import bm25, last_body, settings, uploaded_lines
 
 import promptzip as pz
 from promptzip._cache import MemoryCache
 from promptzip.integrations.proxy import COMPLETIONS, DIALECT_PATHS, ProxySettings, RouteSettings, create_app
-from promptzip.integrations.proxy.testing import FakeUpstream, Recorded, live_server
+from promptzip.integrations.proxy.testing import FakeUpstream, live_server
 
 BUDGET = 200
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -260,18 +258,6 @@ def test_a_wrapped_client_sends_what_the_proxy_sends(
             wrapped.completions.create(model=MODEL, prompt=[PROMPT, 3])
 
 
-def file_lines(request: Recorded) -> list[dict[str, Any]]:
-    """The JSONL lines of the ``file`` field of a multipart upload, read with the stdlib."""
-    head = f"Content-Type: {request.header('content-type')}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.body)
-    for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "file":
-            content = part.get_payload(decode=True)
-            assert isinstance(content, bytes)
-            return [json.loads(line) for line in content.splitlines() if line.strip()]
-    raise AssertionError("no file field")
-
-
 def test_a_batch_files_completions_lines_are_compressed_as_the_route_compresses_them(
     sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, gpt4o: pz.Tokenizer
 ) -> None:
@@ -284,11 +270,11 @@ def test_a_batch_files_completions_lines_are_compressed_as_the_route_compresses_
     raw = sdk().files.with_raw_response.create(file=("b.jsonl", data), purpose="batch")
     assert raw.headers["x-promptzip-batch-requests"] == "2"
     assert raw.headers["x-promptzip-batch-requests-compressed"] == "1"
-    got = file_lines(upstream.requests[-1])
+    got = uploaded_lines(upstream.requests[-1])
     assert got[1] == lines[1]
     assert {**got[0], "body": {**got[0]["body"], "prompt": prompt}} == lines[0]
     sdk().completions.create(model=MODEL, prompt=prompt)  # the same body alone, on the route
     assert got[0]["body"]["prompt"] == sent_prompt(upstream) != prompt
     with openai.OpenAI(base_url=upstream.url, api_key="sk-test", max_retries=0) as client:
         pz.wrap(client, budget=BUDGET, zipper=fresh()).files.create(file=("b.jsonl", data), purpose="batch")
-    assert file_lines(upstream.requests[-1]) == got
+    assert uploaded_lines(upstream.requests[-1]) == got

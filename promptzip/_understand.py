@@ -88,6 +88,7 @@ from promptzip._rules import (
     strip_span,
 )
 from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
+from promptzip._rules_query import ASKING_LABELS, label_free, unwrapped
 from promptzip._rules_questions import unlabelled_question
 from promptzip._rules_records import recorded
 from promptzip._rules_separators import separated
@@ -98,8 +99,6 @@ from promptzip._split import literal_tags, parse_tags
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
 
 _PZ = re.compile(r"<\s*/?\s*pz(?=[\s>/])", re.IGNORECASE)
-# The labels of a question found by layout that name what is asked; "Answer:" names the reply, not the question.
-_ASKING_LABELS = QUESTION_LABELS | {"task"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +320,7 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
     last context region (or before the first) is the question; with no context at all, the whole text is."""
     has_context = any(r.kind == "context" for r in regions)
     if not has_context:
-        return [Region("question", 0, len(text), "whole", _label_free(text))]
+        return [Region("question", 0, len(text), "whole", label_free(text))]
     out: list[Region] = []
     found = False
     for r in regions:
@@ -335,7 +334,7 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
             end = _question_end(text, m.end(), r.end)
             if m.start() > pos:
                 out.append(Region("instruction", pos, m.start()))
-            out.append(Region("question", m.start(), end, "label", _unwrapped(text[m.end() : end])))
+            out.append(Region("question", m.start(), end, "label", unwrapped(text[m.end() : end])))
             found = True
             pos = end
         if pos < r.end:
@@ -346,14 +345,14 @@ def _with_question(text: str, regions: list[Region]) -> list[Region]:
     if found_at is not None:
         target, a, b = found_at
         r = out[target]
-        query = _label_free(text[a:b])
+        query = label_free(text[a:b])
         # from its line's start: "^" matches only there, and a label may be indented ("  Current Task: …?")
         line_start = text.rfind("\n", 0, a) + 1
         label = LABEL.match(text, line_start, b) if not text[line_start:a].strip() else None
-        if label is not None and label_name(label) in _ASKING_LABELS:
+        if label is not None and label_name(label) in ASKING_LABELS:
             # a label the question was found under ("Current Task: …?", CrewAI's) is trimmed as a question label is
             b = _question_end(text, label.end(), b)
-            query = _unwrapped(text[label.end() : b])
+            query = unwrapped(text[label.end() : b])
         pieces = [Region("instruction", r.start, a)] if a > r.start else []
         pieces.append(Region("question", a, b, "layout", query))
         if b < r.end:
@@ -381,60 +380,6 @@ def _question_end(text: str, start: int, limit: int) -> int:
     while end > start and text[end - 1].isspace():
         end -= 1
     return end
-
-
-_PLAIN_LABEL = re.compile(
-    r"\A[ \t]*(?:(?:user[ \t]+)?(?:question|query)[ \t]*\n(?=[ \t]*\S)"
-    r"|here(?:[ \t]+is|['’]s)[ \t]+(?:the|my)[ \t]+(?:question|query)[ \t]*:[ \t]*)",
-    re.IGNORECASE,
-)
-# What wraps a question rather than asks it: the tags around it ("</context>\n<question>…</question>", "…?\n<answer>")
-# and the emphasis a bold label leaves ("**Question:** …" ends its label at the colon). A tag or bold words inside the
-# question ("What does the <div> tag do?", "**Basic usage** …") are its words.
-_OPEN_AT_START = re.compile(r"\A<([A-Za-z][\w:.-]*)(?:\s[^<>\n]*)?>\s*")
-# only on a line of their own: "How do I center a <div>" ends in its words
-_CLOSE_AT_START = re.compile(r"\A</[A-Za-z][\w:.-]*[ \t]*>[ \t]*\n\s*")
-_OPEN_AT_END = re.compile(r"\n[ \t]*<[A-Za-z][\w:.-]*(?:\s[^<>\n]*)?/?>[ \t]*\Z")
-# the same in square brackets: "[QUESTION]\n…\n[/QUESTION]", or "[QUESTION] …" as a label
-_BRACKET_AT_START = re.compile(r"\A\[([A-Za-z][\w-]*(?:[ \t][\w-]+){0,2})\][ \t]*(?:\n\s*)?")
-_BRACKET_CLOSE_AT_START = re.compile(r"\A\[/[A-Za-z][\w \t-]*\][ \t]*\n\s*")
-_WRAPS = 8  # marks taken off each end at most: a question is wrapped by a few, and each look is linear
-
-
-def _label_free(text: str) -> str:
-    """The question's words: without its label (a line of its own, "Question" or "QUESTION", or "Here is the
-    question:", too), a trailing ``Answer:`` cue and what wraps it."""
-    out = LABEL.sub(lambda m: "" if label_name(m) in _ASKING_LABELS else m.group(0), text)
-    out = _PLAIN_LABEL.sub("", out, count=1)
-    out = re.sub(r"(?im)^[ \t]*(answer|a|response)[ \t]*:[ \t]*$", "", out)
-    return _unwrapped(out)
-
-
-def _unwrapped(query: str) -> str:
-    out = query.strip()
-    for _ in range(_WRAPS):
-        before = out
-        if m := _CLOSE_AT_START.match(out):
-            out = out[m.end() :]
-        elif (m := _OPEN_AT_START.match(out)) and re.search(rf"</{re.escape(m.group(1))}\s*>\Z", out, re.I):
-            out = out[m.end() : out.rfind("<")].strip()
-        elif m := _BRACKET_CLOSE_AT_START.match(out):
-            out = out[m.end() :]
-        elif m := _BRACKET_AT_START.match(out):
-            closing = re.search(rf"\s*\[/{re.escape(m.group(1))}\]\Z", out, re.I)
-            if closing is not None:
-                out = out[m.end() : closing.start()].strip()
-            elif m.group(1).lower() in QUESTION_LABELS:
-                out = out[m.end() :].strip()
-        elif out[:2] in ("**", "__") and out[2:3].isspace():
-            out = out[3:].lstrip()
-        elif len(out) > 4 and out[:2] == out[-2:] and out[:2] in ("**", "__") and out[:2] not in out[2:-2]:
-            out = out[2:-2].strip()
-        if m := _OPEN_AT_END.search(out, max(0, out.rfind("\n", 0, out.rfind("<") + 1))):
-            out = out[: m.start()].rstrip()
-        if out == before:
-            break
-    return out or query.strip()
 
 
 def _map_elements(layout: Layout, elements: list[tuple[int, int, list[tuple[int, int]]]]) -> tuple[Element, ...]:

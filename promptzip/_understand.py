@@ -59,11 +59,12 @@ that ask nothing (``Answer briefly.``) give way to a line that asks ``…?`` bef
 under a task label (CrewAI's ``Current Task: …?``, indented or not) ends and is scored as a labelled one. Anything no
 rule places is ``instruction`` (kept verbatim). Code fences inside a context region are kept whole by the splitter.
 
-The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules`, :mod:`promptzip._rules_separators`
-and :mod:`promptzip._rules_layout` (list items that read as the template's rules, ``1. Cite each note…``, in
-:mod:`promptzip._rules_lists`), the unlabelled question in :mod:`promptzip._rules_questions`; this module holds
-:class:`Layout`, :class:`Region` and :class:`Element`, rule 2, the order the rules run in, and how their spans become
-regions, question regions and document elements.
+The rules that find context spans (1, 3, 4, 5) are in :mod:`promptzip._rules`, :mod:`promptzip._rules_templates`,
+:mod:`promptzip._rules_tags`, :mod:`promptzip._rules_separators` and :mod:`promptzip._rules_layout` (list items that
+read as the template's rules, ``1. Cite each note…``, in :mod:`promptzip._rules_lists`), the records inside them in
+:mod:`promptzip._rules_records`, the unlabelled question in :mod:`promptzip._rules_questions` and the words it is
+scored by in :mod:`promptzip._rules_query`; this module holds :class:`Layout`, :class:`Region` and :class:`Element`,
+rule 2, the order the rules run in, and how their spans become regions, question regions and document elements.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Records in a context block: documents that each open with a header line of their own, the name the model cites them
-by (RAGFlow's ``---`` then ``ID: 3``, ``Document 2:``, ``Source #4``, ``[5]`` alone on its line). Read as plain
-context, a header line is a short sentence the selection may drop while its document's text is kept, which then reads
-as the document before it and is cited by that one's name. So each record is a document element (its header is the
-tag): the header goes out whenever any of its text does, and leaves with it otherwise. Lines before the first header
-that name the records' source (RAGFlow's ``Document: a.pdf`` and ``Relevant fragments as following:``) wrap them all
-the same way.
+by (RAGFlow's ``---`` then ``ID: 3``, ``Document 2:``, Onyx's ``DOCUMENT 1: Handbook``, ``Source #4``, ``[5]`` alone
+on its line). Read as plain context, a header line is a short sentence the selection may drop while its document's
+text is kept, which then reads as the document before it and is cited by that one's name. So each record is a
+document element (its header is the tag): the header goes out whenever any of its text does, and leaves with it
+otherwise. Lines before the first header that name the records' source (RAGFlow's ``Document: a.pdf`` and ``Relevant
+fragments as following:``) wrap them all the same way.
 
 Only a block that holds two headers or more, written alike, is read so: one line that looks like a header is a
 document's own.
@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import re
 
-from promptzip._rules import strip_span
+from promptzip._rules import LABEL, MAX_LEAD_CHARS, heading_end, strip_span, trim_end
 
-__all__ = ["recorded"]
+__all__ = ["record_block", "recorded"]
 
 _NAMES = r"(?:document|doc|source|passage|chunk|snippet|excerpt|result|reference|citation|record|context)"
+# A name after the number, on the header's line (Onyx's "DOCUMENT 1: Employee handbook"): short, and no sentence, so
+# a document written on the header's line ("Source 1: The harbour was dredged in 1871.") is not taken for one.
+_TITLE = r"[ \t]+[^\n]{1,80}?(?<![.!?])"
 _HEADER = re.compile(
     r"^[ \t]*(?:-{3,}[ \t]*\n[ \t]*)?"  # a short rule above the header (RAGFlow's "---")
-    rf"(?:(?:chunk[ \t]+)?id[ \t]*:[ \t]*\d+|{_NAMES}[ \t]*(?:#[ \t]*)?\d+[ \t]*[:.)]?|\[\d+\]|\(\d+\))"
+    rf"(?:(?:chunk[ \t]+)?id[ \t]*:[ \t]*\d+|{_NAMES}[ \t]*(?:#[ \t]*)?\d+[ \t]*(?:[.)]|:(?:{_TITLE})?)?"
+    r"|\[\d+\]|\(\d+\))"
     r"[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -30,6 +34,24 @@ _HEADER = re.compile(
 _MAX_LEAD_CHARS = 200
 Spans = list[tuple[int, int]]
 Elements = list[tuple[int, int, Spans]]
+
+
+def record_block(text: str, *, trailing_question: bool = False) -> Spans:
+    """A text whose documents are records and nothing else marks them (Onyx's ``DOCUMENT 1: Handbook`` over a
+    ``Source: Web`` line, which the heading rule would take for a ``Source:`` heading): from the first header near the
+    start, up to a label (``Question:``) or the end, less the template's closing words (and, with
+    ``trailing_question``, a short question after them, as the heading rule gives up)."""
+    headers = list(_HEADER.finditer(text))
+    if len(headers) < 2 or headers[0].start() > MAX_LEAD_CHARS or len({_form(m.group(0)) for m in headers}) > 1:
+        return []
+    start = strip_span(text, headers[0].start(), headers[0].end())[0]
+    lines = [m.start() for m in re.finditer(r"^", text[:start], re.MULTILINE)]
+    if any(heading_end(text, pos, start) is not None for pos in lines):
+        return []  # a context heading before them: the heading rule reads what it heads, the records inside
+    label = LABEL.search(text, headers[-1].end())
+    s, e = strip_span(text, start, len(text) if label is None else label.start())
+    e = trim_end(text, s, e, asks=trailing_question and label is None)
+    return [(s, e)] if s < e else []
 
 
 def recorded(text: str, spans: Spans) -> tuple[Spans, Elements]:
@@ -51,7 +73,30 @@ def recorded(text: str, spans: Spans) -> tuple[Spans, Elements]:
         out += bodies
         if lead is not None and bodies:
             elements.append((lead, bodies[-1][1], list(bodies)))
-    return out, elements
+    return out, elements or _headed_spans(text, out)
+
+
+# A header over a span another rule found, with the fence that opens it (Onyx's "DOCUMENT 1:\n```\n…\n```"), and
+# the fence that closes it.
+_ABOVE = re.compile(rf"(?:\A|\n)(?P<head>{_HEADER.pattern[1:-1]}[ \t]*\n(?:[ \t]*```[^\n`]*\n)?)\s*\Z", re.I)
+_BELOW = re.compile(r"\s*\n[ \t]*```[ \t]*(?=\n|\Z)|")
+
+
+def _headed_spans(text: str, spans: Spans) -> Elements:
+    """Spans that each stand under a header line of their own, outside them (two or more, written alike): each with
+    its header and fences is an element."""
+    found: list[tuple[int, int, str]] = []
+    prev = 0
+    for a, b in spans:
+        above = _ABOVE.search(text, prev, a)
+        if above is None:
+            return []
+        below = _BELOW.match(text, b)
+        found.append((above.start("head"), b + (below.end() - b if below else 0), _form(above.group("head"))))
+        prev = b
+    if len(found) < 2 or len({form for _, _, form in found}) > 1:
+        return []
+    return [(start, end, [span]) for (start, end, _), span in zip(found, spans, strict=True)]
 
 
 def _records(text: str, a: int, b: int) -> tuple[int | None, list[tuple[int, tuple[int, int] | None]]] | None:
@@ -72,5 +117,5 @@ def _records(text: str, a: int, b: int) -> tuple[int | None, list[tuple[int, tup
 
 
 def _form(header: str) -> str:
-    """A header as its kind: the name and punctuation, digits and spacing left out."""
-    return re.sub(r"[\d \t]+", "", header.strip().lower())
+    """A header as its kind: the name and punctuation before any title, digits and spacing left out."""
+    return re.sub(r"[\d \t]+", "", header.strip().lower().partition(":")[0])

@@ -46,8 +46,10 @@ out byte for byte. The rules, first match wins:
    code, JSON or HTML).
 
 Inside the context any rule but 3 found, documents that each open with a header line of their own (RAGFlow's
-``---``/``ID: 3``, ``Document 2:``, ``[4]`` alone on its line; two or more, written alike) are document elements whose
-header is the tag, so an id never leaves its document or stays without it (:mod:`promptzip._rules_records`).
+``---``/``ID: 3``, ``Document 2:``, Onyx's ``DOCUMENT 1: Handbook``, ``[4]`` alone on its line; two or more, written
+alike) are document elements whose header is the tag, so an id never leaves its document or stays without it; a text
+that opens with such records and has no context heading before them is read by them before the heading rule runs,
+whose ``Source:`` would take a record's metadata line for a heading (:mod:`promptzip._rules_records`).
 
 In every case a question label outside the context starts a question region (to the end of its paragraph, of its
 first line when that ends in ``?``, or to a line that names a field such as ``We have provided an existing
@@ -91,7 +93,7 @@ from promptzip._rules import (
 from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_query import ASKING_LABELS, label_free, unwrapped
 from promptzip._rules_questions import unlabelled_question
-from promptzip._rules_records import recorded
+from promptzip._rules_records import record_block, recorded
 from promptzip._rules_separators import separated
 from promptzip._rules_tags import tagged
 from promptzip._rules_templates import Turn, template_turns
@@ -220,6 +222,8 @@ def understand(text: str, *, role: str = "user", last_user: bool = True, history
         return Layout(text, (Region("protected", 0, len(text), "unclear"),))
     if not spans:
         spans, rule = separated(text) or delimited(text), "fence"
+    if not spans:
+        spans, rule = record_block(text, trailing_question=role == "user" and last_user), "records"
     if not spans:
         spans, rule = headed(text, trailing_question=role == "user" and last_user), "heading"
     if not spans and history:

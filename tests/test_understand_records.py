@@ -126,3 +126,30 @@ def test_header_lines_that_do_not_head_a_run_of_records_are_read_as_before(block
 )
 def test_a_line_that_closes_the_documents(line: str, closes: bool) -> None:
     assert closes_documents(line) is closes
+
+
+# Onyx (formerly Danswer): each document under "DOCUMENT i: <title>" with its source and metadata lines, or in chat,
+# "DOCUMENT i:" over the text in a code fence.
+ONYX_TITLED = "\n\n".join(f"DOCUMENT {i}: file{i}.pdf\nSource: Web\n{doc}" for i, doc in enumerate(ALL, 1))
+ONYX_FENCED = "\n".join(f"DOCUMENT {i}:\n```\n{doc}\n```\n" for i, doc in enumerate(ALL, 1))
+
+
+@pytest.mark.parametrize(
+    ("documents", "header"),
+    [(ONYX_TITLED, "DOCUMENT {i}: file{i}.pdf\n"), (ONYX_FENCED, "DOCUMENT {i}:\n```\n")],
+    ids=["titled", "fenced"],
+)
+def test_onyx_documents_keep_their_headers_and_leave_with_them(documents: str, header: str) -> None:
+    text = f"Refer to the following documents.\n\n{documents}\n\nQuestion: {ASKED}"
+    layout = understand(text)
+    assert context_of(layout) == [f"Source: Web\n{doc}" for doc in ALL] if documents == ONYX_TITLED else ALL
+    assert len(layout.elements) == len(ALL)
+    result = bm25().compress_prompt(text, rate=0.4)
+    assert result.text.startswith("Refer to the following documents.\n\n")
+    assert result.text.endswith(f"\n\nQuestion: {ASKED}")
+    kept = [i for i in range(1, len(ALL) + 1) if header.format(i=i) in result.text]
+    assert 0 < len(kept) < len(ALL)
+    assert len(re.findall(r"^DOCUMENT \d+:", result.text, re.MULTILINE)) == len(kept)  # no header without its text
+    assert result.text.count("```") == 2 * len(kept) if documents == ONYX_FENCED else "```" not in result.text
+    assert "Tourism replaced fishing in the 1970s." in result.text
+    assert "Source: DOCUMENT" not in result.text

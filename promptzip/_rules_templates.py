@@ -78,7 +78,12 @@ _MARKERS: tuple[tuple[str, _Role], ...] = (
 )
 # One pattern finds the next marker; which alternative matched says its role (the role word is read again by that
 # alternative alone, since one pattern cannot name a group twice).
-_MARKER = re.compile("|".join(f"(?P<m{i}>{p.replace('(?P<role>', '(?:')})" for i, (p, _) in enumerate(_MARKERS)))
+# Every marker starts at a "<", a "[" or the blanks before one: the lookahead passes over other characters at once.
+_MARKER = re.compile(
+    r"(?=[\s<\[])(?:"
+    + "|".join(f"(?P<m{i}>{p.replace('(?P<role>', '(?:')})" for i, (p, _) in enumerate(_MARKERS))
+    + ")"
+)
 _ALONE = tuple(re.compile(p) for p, _ in _MARKERS)
 # The markers a raw prompt may open with: a begin-of-text token or a role header (not a closing one).
 _OPENING = re.compile(

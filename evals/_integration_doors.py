@@ -19,6 +19,9 @@ from promptzip._messages import message_tokens
 PRESET, TARGET, CACHE = "fast", "gpt-4o", "memory"
 FILES = "/v1/files"  # an OpenAI batch file of one chat line: its body goes out as chat.completions.create sends it
 BATCHES = "/v1/messages/batches"  # a batch of one request: its params go out as messages.create would send them
+COMPLETIONS = (
+    "/v1/completions"  # the chat as one raw prompt in ChatML: read by the template rule, each turn by its role
+)
 DOCUMENTS = 8
 CONTEXT_BUDGET = 400
 SEP = "\n\n"
@@ -291,6 +294,9 @@ def _sdk_door(path: str, *, wrapped: bool, documents: bool = False) -> Callable[
                 body |= _document_blocks(b.request)
             if path == BATCHES:  # the same request as the one of a batch: compressed as messages.create would
                 body = {"requests": [{"custom_id": "rag", "params": body}]}
+        elif path == COMPLETIONS:  # the chat as one raw prompt in ChatML, as a vLLM server's completions take it
+            client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=root + "/v1", **common)
+            body |= {"prompt": chatml(messages), "max_tokens": 64}
         else:
             client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=root + "/v1", **common)
             body |= {"messages": messages} if path in ("/v1/chat/completions", FILES) else {"input": messages}
@@ -302,6 +308,7 @@ def _sdk_door(path: str, *, wrapped: bool, documents: bool = False) -> Callable[
         resource = {
             "/v1/messages": ("messages",),
             "/v1/responses": ("responses",),
+            COMPLETIONS: ("completions",),
             BATCHES: ("messages", "batches"),
             FILES: ("files",),
         }
@@ -351,7 +358,27 @@ def _as_chat(path: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [{"role": "system", "content": body["system"]}, *body["messages"]]
     if path == "/v1/responses":
         return list(body["input"])
+    if path == COMPLETIONS:  # the raw prompt's turns, its template's markers left out
+        return unchatml(body["prompt"])
     return list(body["messages"])
+
+
+def chatml(messages: list[dict[str, str]]) -> str:
+    """A chat as one raw prompt in ChatML, with the generation prompt."""
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return turns + "<|im_start|>assistant\n"
+
+
+def unchatml(prompt: str) -> list[dict[str, Any]]:
+    """The turns of a raw prompt in a chat template as chat messages, read by promptzip's own template rule."""
+    from promptzip._rules_templates import template_turns
+
+    turns = template_turns(prompt) or []
+    return [
+        {"role": t.role, "content": prompt[t.start : t.end]}
+        for t in turns
+        if t.role in ("system", "user", "assistant", "tool") and prompt[t.start : t.end].strip()
+    ]
 
 
 # ------------------------------------------------------------------------------------------------- the table

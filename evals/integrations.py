@@ -50,6 +50,7 @@ from promptzip.evals._framework_doors import (
 from promptzip.evals._integration_doors import (
     BATCHES,
     COMMAND,
+    COMPLETIONS,
     FILES,
     PRESET,
     SCOPES,
@@ -98,6 +99,9 @@ DOORS: tuple[Door, ...] = (
     Door("`pz.wrap(openai.OpenAI)` responses.create", ("openai",), "yes", "yes", "yes", "request",
          via_wrap("/v1/responses"), ("sync", "async", "stream"),
          "input as message items, read as the proxy's `/v1/responses` reads it"),
+    Door("`pz.wrap(openai.OpenAI)` completions.create", ("openai",), "yes", "yes", "yes", "request",
+         via_wrap(COMPLETIONS), ("sync", "async", "stream"),
+         "the chat as one raw prompt in ChatML, read as the proxy's `/v1/completions` reads it: markers kept"),
     Door("`pz.wrap(anthropic.Anthropic)` messages.create", ("anthropic",), "yes", "yes", "yes", "request",
          via_wrap("/v1/messages"), ("sync", "async", "stream"),
          "Anthropic / AsyncAnthropic; read as the proxy's `/v1/messages` reads it"),
@@ -152,6 +156,9 @@ DOORS: tuple[Door, ...] = (
          ("sync", "async"), "x-promptzip-budget header; an OpenAI batch file of one chat line, its body"),
     Door("proxy `/v1/responses`", ("openai", *_PROXY), "yes", "yes", "yes", "request", via_proxy("/v1/responses"),
          ("sync", "async", "stream"), "x-promptzip-budget header; input as message items"),
+    Door("proxy `/v1/completions`", ("openai", *_PROXY), "yes", "yes", "yes", "request", via_proxy(COMPLETIONS),
+         ("sync", "async", "stream"), "the chat as one raw prompt in ChatML (a vLLM server's completions); markers "
+         "kept, each turn read by its role"),
 )  # fmt: skip
 
 

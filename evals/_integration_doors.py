@@ -19,9 +19,8 @@ from promptzip._messages import message_tokens
 PRESET, TARGET, CACHE = "fast", "gpt-4o", "memory"
 FILES = "/v1/files"  # an OpenAI batch file of one chat line: its body goes out as chat.completions.create sends it
 BATCHES = "/v1/messages/batches"  # a batch of one request: its params go out as messages.create would send them
-COMPLETIONS = (
-    "/v1/completions"  # the chat as one raw prompt in ChatML: read by the template rule, each turn by its role
-)
+# the chat as one raw prompt in ChatML: read by the template rule, each turn by its role
+COMPLETIONS = "/v1/completions"
 DOCUMENTS = 8
 CONTEXT_BUDGET = 400
 SEP = "\n\n"
@@ -365,8 +364,9 @@ def _as_chat(path: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def chatml(messages: list[dict[str, str]]) -> str:
     """A chat as one raw prompt in ChatML, with the generation prompt."""
-    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return turns + "<|im_start|>assistant\n"
+    from promptzip.evals.rag_templates import raw_prompt
+
+    return raw_prompt("chatml", [(m["role"], m["content"]) for m in messages])
 
 
 def unchatml(prompt: str) -> list[dict[str, Any]]:

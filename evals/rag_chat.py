@@ -36,7 +36,7 @@ from typing import Any
 
 from promptzip.evals.rag_templates import TEMPLATES, Rendered, context_part, message_texts
 
-__all__ = ["RULE", "RagChatConfig", "main", "markdown", "run_rag_chat", "write_report"]
+__all__ = ["RULE", "Harness", "RagChatConfig", "default_factory", "main", "markdown", "run_rag_chat", "write_report"]
 
 SUITES = ("squad-qa", "quoref-qa", "drop-qa")
 RATIOS = (10.0, 20.0, 50.0)
@@ -95,7 +95,7 @@ def _cell() -> dict[str, Any]:
     }
 
 
-class _Harness:
+class Harness:
     """The fake upstream, the proxy under uvicorn and an OpenAI client, for one run (a context manager)."""
 
     def __init__(self, factory: ZipperFactory) -> None:
@@ -105,7 +105,7 @@ class _Harness:
         self._stack = ExitStack()
         self.sent = 0
 
-    def __enter__(self) -> _Harness:
+    def __enter__(self) -> Harness:
         import openai
 
         from promptzip.integrations.proxy import ProxySettings, create_app
@@ -130,30 +130,35 @@ class _Harness:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def send(self, messages: list[Any], budget: int) -> tuple[Mapping[str, str], list[dict[str, Any]]]:
-        """Send one chat; the proxy's answer headers and the messages the upstream received ([] if none)."""
+    def exchange(self, create: Callable[[dict[str, str]], Any], budget: int) -> tuple[Mapping[str, str], Any]:
+        """``create(headers)`` (an SDK call's raw response, sent with the budget and a tag of its own): the proxy's
+        answer headers and the JSON body the upstream received under that tag (``None`` if none)."""
         import openai
 
         self.sent += 1
         tag = str(self.sent)
-        headers = {"x-promptzip-budget": str(budget), _TAG: tag}
         try:
-            raw = self.client.chat.completions.with_raw_response.create(
-                model=TARGET, messages=messages, extra_headers=headers
-            )
-            answer: Mapping[str, str] = raw.headers
+            answer: Mapping[str, str] = create({"x-promptzip-budget": str(budget), _TAG: tag}).headers
         except openai.APIStatusError as exc:
             answer = {**exc.response.headers, "x-promptzip-status": f"http-{exc.status_code}"}
-        received: list[dict[str, Any]] = []
         for i, rec in enumerate(self.upstream.requests):
             if rec.header(_TAG) == tag:
-                received = list(rec.json().get("messages", []))
                 del self.upstream.requests[i]
-                break
-        return answer, received
+                return answer, rec.json()
+        return answer, None
+
+    def send(self, messages: list[Any], budget: int) -> tuple[Mapping[str, str], list[dict[str, Any]]]:
+        """Send one chat; the proxy's answer headers and the messages the upstream received ([] if none)."""
+        answer, body = self.exchange(
+            lambda headers: self.client.chat.completions.with_raw_response.create(
+                model=TARGET, messages=messages, extra_headers=headers
+            ),
+            budget,
+        )
+        return answer, list(body.get("messages", [])) if body is not None else []
 
 
-def _default_factory(preset: str, target: str, cache: Any) -> Any:
+def default_factory(preset: str, target: str, cache: Any) -> Any:
     from promptzip._pipeline import Zipper
 
     return Zipper.from_preset(preset, target=target, cache=cache)
@@ -165,7 +170,7 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
     from promptzip.evals.metrics import RETENTION_METRIC
 
     started = time.time()
-    build = config.zipper_factory or _default_factory
+    build = config.zipper_factory or default_factory
     # One score cache for the proxy's Zipper and the direct one (scores are cached by content, so this saves
     # time and changes nothing); the proxy's whole-request result cache stays its own.
     scores = MemoryCache(max_bytes=1 << 30)
@@ -175,7 +180,7 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
 
     direct = factory(PRESET, TARGET, None)
     report: dict[str, Any] = {"suites": {}}
-    with _Harness(factory) as harness:
+    with Harness(factory) as harness:
         for suite_name in config.suites:
             report["suites"][suite_name] = _run_suite(config, suite_name, direct, harness)
     report["meta"] = {
@@ -205,7 +210,7 @@ def run_rag_chat(config: RagChatConfig) -> dict[str, Any]:
     return report
 
 
-def _run_suite(config: RagChatConfig, suite_name: str, direct: Any, harness: _Harness) -> dict[str, Any]:
+def _run_suite(config: RagChatConfig, suite_name: str, direct: Any, harness: Harness) -> dict[str, Any]:
     """One suite's cells: the direct call, each template through the proxy, and (for templates that wrap each
     document in tags) the same requests with the kept documents' tags outside the context allowance."""
     from promptzip.evals.suites import build_suite
@@ -261,7 +266,7 @@ def _direct_item(
 def _proxied_item(
     config: RagChatConfig,
     direct: Any,
-    harness: _Harness,
+    harness: Harness,
     name: str,
     docs: Sequence[str],
     question: str,

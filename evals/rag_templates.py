@@ -16,6 +16,9 @@ Templates:
 5. ``anthropic-xml``: Anthropic's long-context tips: ``<documents>`` with one ``<document>`` each, then the query.
 6. ``plain-user``: ``Context:`` / ``Question:`` in one user message (what many hand-written apps send).
 7. ``system-context``: an instruction paragraph and the documents in the system message, the question as the user.
+
+:data:`RAW_FORMATS` writes a rendered chat as one raw prompt in a chat template (ChatML, Llama 3, Llama 2), as a
+string-prompt client sends it to a completions endpoint (the ``raw-prompts`` eval, the integrations table).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["TEMPLATES", "Rendered", "Template", "context_part", "message_texts"]
+__all__ = ["RAW_FORMATS", "TEMPLATES", "Rendered", "Template", "context_part", "message_texts", "raw_prompt"]
 
 CONTEXT: Final = "{context}"
 QUESTION: Final = "{question}"
@@ -224,6 +227,37 @@ TEMPLATES: Final[dict[str, Template]] = {
         ),
     )
 }
+
+
+# ------------------------------------------------------------------------------------------- raw prompts
+
+Messages = Sequence[tuple[str, str]]
+
+
+def _chatml(messages: Messages) -> str:
+    turns = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in messages)
+    return turns + "<|im_start|>assistant\n"
+
+
+def _llama3(messages: Messages) -> str:
+    turns = "".join(f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>" for role, content in messages)
+    return "<|begin_of_text|>" + turns + "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+
+def _llama2(messages: Messages) -> str:
+    system = "".join(content for role, content in messages if role == "system")
+    user = "\n\n".join(content for role, content in messages if role != "system")
+    head = f"<<SYS>>\n{system}\n<</SYS>>\n\n" if system else ""
+    return f"<s>[INST] {head}{user} [/INST]"
+
+
+RAW_FORMATS: dict[str, Callable[[Messages], str]] = {"chatml": _chatml, "llama3": _llama3, "llama2": _llama2}
+"""How a chat becomes one raw prompt, as each family's chat template writes it (with the generation prompt)."""
+
+
+def raw_prompt(fmt: str, messages: Messages) -> str:
+    """``messages`` ((role, content) pairs) as one raw prompt in the chat template ``fmt`` of :data:`RAW_FORMATS`."""
+    return RAW_FORMATS[fmt](messages)
 
 
 # ------------------------------------------------------------------------------- what the upstream received

@@ -38,7 +38,8 @@ from typing import Any
 
 from promptzip.evals import rag_chat
 from promptzip.evals.rag_chat import PRESET, TARGET
-from promptzip.evals.rag_templates import TEMPLATES, Rendered, context_part, message_texts
+from promptzip.evals.rag_templates import RAW_FORMATS as FORMATS
+from promptzip.evals.rag_templates import TEMPLATES, Rendered, context_part, message_texts, raw_prompt
 
 __all__ = ["FORMATS", "RawPromptsConfig", "main", "markdown", "render_raw", "run_raw_prompts", "write_report"]
 
@@ -49,33 +50,10 @@ CHAT = "chat messages"
 # The markers of the formats below, as they must reach the model.
 MARKERS = re.compile(r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>")
 
-Messages = Sequence[tuple[str, str]]
-
-
-def _chatml(messages: Messages) -> str:
-    turns = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in messages)
-    return turns + "<|im_start|>assistant\n"
-
-
-def _llama3(messages: Messages) -> str:
-    turns = "".join(f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>" for role, content in messages)
-    return "<|begin_of_text|>" + turns + "<|start_header_id|>assistant<|end_header_id|>\n\n"
-
-
-def _llama2(messages: Messages) -> str:
-    system = "".join(content for role, content in messages if role == "system")
-    user = "\n\n".join(content for role, content in messages if role != "system")
-    head = f"<<SYS>>\n{system}\n<</SYS>>\n\n" if system else ""
-    return f"<s>[INST] {head}{user} [/INST]"
-
-
-FORMATS: dict[str, Callable[[Messages], str]] = {"chatml": _chatml, "llama3": _llama3, "llama2": _llama2}
-"""How a chat becomes one raw prompt, as each family's chat template writes it (with the generation prompt)."""
-
 
 def render_raw(fmt: str, rendered: Rendered) -> str:
     """``rendered``'s messages as one prompt in the chat template ``fmt``."""
-    return FORMATS[fmt](rendered.messages)
+    return raw_prompt(fmt, rendered.messages)
 
 
 @dataclass(slots=True)
@@ -109,7 +87,7 @@ def _cell() -> dict[str, Any]:
     }
 
 
-class _Harness(rag_chat._Harness):
+class _Harness(rag_chat.Harness):
     """rag-chat's fake upstream, proxy and OpenAI client, sending raw prompts too (a context manager)."""
 
     def send(  # type: ignore[override]
@@ -120,23 +98,13 @@ class _Harness(rag_chat._Harness):
         if not isinstance(request, str):
             headers, received = super().send(request, budget)
             return headers, (message_texts(received) if received else None)
-        import openai
-
-        self.sent += 1
-        tag = str(self.sent)
-        headers = {"x-promptzip-budget": str(budget), rag_chat._TAG: tag}
-        try:
-            raw = self.client.completions.with_raw_response.create(
+        answer, body = self.exchange(
+            lambda headers: self.client.completions.with_raw_response.create(
                 model=TARGET, prompt=request, max_tokens=16, extra_headers=headers
-            )
-            answer: Mapping[str, str] = raw.headers
-        except openai.APIStatusError as exc:
-            answer = {**exc.response.headers, "x-promptzip-status": f"http-{exc.status_code}"}
-        for i, rec in enumerate(self.upstream.requests):
-            if rec.header(rag_chat._TAG) == tag:
-                del self.upstream.requests[i]
-                return answer, [rec.json()["prompt"]]
-        return answer, None
+            ),
+            budget,
+        )
+        return answer, None if body is None else [body["prompt"]]
 
 
 def _as_user(prompt: str) -> list[dict[str, str]]:
@@ -150,7 +118,7 @@ def run_raw_prompts(config: RawPromptsConfig) -> dict[str, Any]:
     from promptzip.evals.suites import build_suite, withdrawn_suites
 
     started = time.time()
-    build = config.zipper_factory or rag_chat._default_factory
+    build = config.zipper_factory or rag_chat.default_factory
     scores = MemoryCache(max_bytes=1 << 30)  # one score cache for every door: scores are cached by content
 
     def factory(preset: str, target: str, cache: Any) -> Any:

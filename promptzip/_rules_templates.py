@@ -58,9 +58,9 @@ _MARKERS: tuple[tuple[str, _Role], ...] = (
     (r"<\|(?P<role>SYSTEM|USER|CHATBOT)_TOKEN\|>", _named),  # Command R
     (r"<｜(?P<role>User|Assistant)｜>", _named),  # DeepSeek (full-width bars)
     (r"\[INST\][ \t]*\n?", _fixed("user")),  # Llama 2, Mistral
-    (r"[ \t]*\[/INST\][ \t]*", _fixed("assistant")),
+    (r"(?<![ \t])[ \t]*\[/INST\][ \t]*", _fixed("assistant")),
     (r"<<SYS>>\n?", _fixed("system")),
-    (r"\n*<</SYS>>\n*", _fixed("user")),  # Llama 2: the first user message follows the system prompt
+    (r"(?<!\n)\n*<</SYS>>\n*", _fixed("user")),  # Llama 2: the first user message follows the system prompt
     (r"\[SYSTEM_PROMPT\]", _fixed("system")),  # Mistral
     (r"\[TOOL_RESULTS\]", _fixed("tool")),
     (r"\[AVAILABLE_TOOLS\]", _fixed("other")),  # tool definitions: JSON, kept
@@ -78,9 +78,10 @@ _MARKERS: tuple[tuple[str, _Role], ...] = (
 )
 # One pattern finds the next marker; which alternative matched says its role (the role word is read again by that
 # alternative alone, since one pattern cannot name a group twice).
-# Every marker starts at a "<", a "[" or the blanks before one: the lookahead passes over other characters at once.
+# Every marker starts at a "<", a "[" or the first of the blanks before one: the lookahead passes over other characters
+# at once, and no pattern starts inside a run of blanks, so a long run costs its length, not its length squared.
 _MARKER = re.compile(
-    r"(?=[\s<\[])(?:"
+    r"(?=[<\[]|(?<![ \t])[ \t]|(?<!\n)\n)(?:"
     + "|".join(f"(?P<m{i}>{p.replace('(?P<role>', '(?:')})" for i, (p, _) in enumerate(_MARKERS))
     + ")"
 )

@@ -10,6 +10,7 @@ import pytest
 from understand_helpers import DOCS, Q
 
 from promptzip._pipeline import Zipper
+from promptzip._rules_templates import template_turns
 from promptzip._understand import understand
 from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.retrievers.sparse import BM25Scorer
@@ -150,6 +151,43 @@ def test_a_text_that_only_mentions_markers_further_in_is_read_as_before(text: st
     assert all(r.rule != "template" for r in layout.regions)
     assert layout.question == Q
     assert layout.context
+
+
+@pytest.mark.parametrize("blanks", [" \t ", "\n\n\n"])
+def test_blanks_before_a_closing_marker_go_with_it(blanks: str) -> None:
+    text = f"<s>[INST] <<SYS>>\n{SYSTEM}{blanks}<</SYS>>\n\n{CONTEXT}\n\n{Q}{blanks}[/INST]"
+    turns = template_turns(text)
+    assert turns is not None
+    markers = [text[t.start : t.end] for t in turns if t.role == "marker"]
+    closing = "\n\n\n<</SYS>>\n\n" if blanks.startswith("\n") else "<</SYS>>\n\n"
+    assert closing in markers
+    assert (f"{blanks}[/INST]" if " " in blanks else "[/INST]") in markers
+    assert understand(text).question == Q
+
+
+# Each blank used to start a try of the markers that take the blanks before them, each try reading the rest of its
+# run: 300 KB of spaces took a minute and a half, a few megabytes hours (one client stalled the proxy's interpreter).
+# The guard is a timeout, not a figure.
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("blank", [" ", "\t", "\n"])
+@pytest.mark.parametrize("family", ["chatml", "llama2"])
+def test_a_raw_prompt_with_long_runs_of_blanks_is_read_in_one_pass(blank: str, family: str) -> None:
+    run = blank * 300_000
+    text = {
+        "chatml": f"<|im_start|>system\n{SYSTEM}{run}<|im_end|>\n<|im_start|>user\n{run}Question: {Q}{run}<|im_end|>",
+        "llama2": f"<s>[INST] <<SYS>>\n{SYSTEM}{run}<</SYS>>\n\n{run}Question: {Q}{run}[/INST]",
+    }[family]
+    turns = template_turns(text)
+    assert turns is not None
+    markers = [text[t.start : t.end].strip() for t in turns if t.role == "marker"]
+    assert (
+        markers
+        == {
+            "chatml": ["<|im_start|>system", "<|im_end|>", "<|im_start|>user", "<|im_end|>"],
+            "llama2": ["<s>", "[INST]", "<<SYS>>", "<</SYS>>", "[/INST]"],
+        }[family]
+    )
+    assert understand(text).question == Q
 
 
 def test_a_templated_text_in_an_earlier_turn_is_history_throughout() -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from promptzip._blank_runs import encode_guarded
 from promptzip._errors import ConfigError, InputError, ModelNotAvailable
 from promptzip._models import package_dir, resolve_model
 from promptzip._registry import registries
@@ -243,7 +244,8 @@ class TiktokenTokenizer(Tokenizer):
 
     def _encode(self, text: str) -> list[int]:
         try:
-            ids: list[int] = self._encoding().encode_ordinary(text)
+            # long runs of blanks are encoded in parts (promptzip._blank_runs): tiktoken panics on a million
+            ids: list[int] = encode_guarded(self._encoding().encode_ordinary, text, self.name)
         except TypeError as exc:  # tiktoken's own error for anything but a str
             raise InputError(f"only a str can be encoded, not {type(text).__name__}") from exc
         return ids

@@ -127,6 +127,24 @@ def test_a_prompt_in_a_chat_template_keeps_its_markers_and_turns(
     assert len(sent) < len(prompt) * 0.6
 
 
+def test_a_prompt_with_a_megabyte_of_blanks_is_compressed_with_its_markers(
+    sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream
+) -> None:
+    """A run of blanks used to cost the template scan its length squared, in the interpreter every client shares,
+    and a million blanks made tiktoken's pre-tokenizer panic (a 500)."""
+    run = " " * 1_000_000
+    context = "\n\n".join(DOCUMENTS[:3]) + run + "\n\n" + "\n\n".join(DOCUMENTS[3:])
+    prompt = f"<s>[INST] <<SYS>>\n{INSTRUCTION}\n<</SYS>>\n\nContext:\n{context}\n\n{TAIL} [/INST]"
+    raw = sdk().with_options(timeout=60).completions.with_raw_response.create(model=MODEL, prompt=prompt, max_tokens=8)
+    assert raw.headers["x-promptzip-status"] == "compressed"
+    assert int(raw.headers["x-promptzip-tokens-out"]) <= BUDGET < int(raw.headers["x-promptzip-tokens-in"])
+    sent = sent_prompt(upstream)
+    assert sent.startswith(f"<s>[INST] <<SYS>>\n{INSTRUCTION}\n<</SYS>>\n\nContext:\n")
+    assert sent.endswith(f"{TAIL} [/INST]")
+    assert ANSWER in sent
+    assert len(sent) < 5_000
+
+
 def test_every_other_field_arrives_as_sent(sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream) -> None:
     fields: dict[str, Any] = {
         "model": MODEL,

@@ -201,17 +201,18 @@ class Zipper(Assembly):
         """
         from promptzip._conversation import compress_conversation
 
-        return compress_conversation(
-            self,
-            messages,
-            Budget.coerce(budget, rate=rate),
-            question=question,
-            scope=scope,
-            history=history,
-            conversation=conversation,
-            pricing=pricing,
-            partition=partition,
-        )
+        with request_scope():  # the layouts and vectors of its messages, for every pass and budget it tries
+            return compress_conversation(
+                self,
+                messages,
+                Budget.coerce(budget, rate=rate),
+                question=question,
+                scope=scope,
+                history=history,
+                conversation=conversation,
+                pricing=pricing,
+                partition=partition,
+            )
 
     def compress_prompt(
         self,

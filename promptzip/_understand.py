@@ -77,6 +77,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptzip._errors import InputError
+from promptzip._request_memo import request_memo
 from promptzip._rules import (
     BLANK_LINE,
     FIELD_LINE,
@@ -197,6 +198,19 @@ class Layout:
 def understand(text: str, *, role: str = "user", last_user: bool = True, history: bool = False) -> Layout:
     """The regions of ``text``, a message of ``role`` (``last_user``: it is the turn being answered; ``history``:
     an earlier turn or a tool result, whose unmarked text is all context)."""
+    # A request reads a message more than once (its question first, then its plan, again for each budget it tries);
+    # a layout is a function of these four, so the request's memo keeps it for the later reads.
+    memo = request_memo("understand.layouts")
+    if memo is None:
+        return _understood(text, role, last_user, history)
+    key = (text, role, last_user, history)
+    found: Layout | None = memo.get(key)
+    if found is None:
+        found = memo[key] = _understood(text, role, last_user, history)
+    return found
+
+
+def _understood(text: str, role: str, last_user: bool, history: bool) -> Layout:
     if not text.strip():
         return Layout(text, (Region("protected", 0, len(text), "empty"),))
     if is_json(text):  # before promptzip's tags: a JSON string that holds "<pz keep>" is still JSON

@@ -209,7 +209,7 @@ def compress_prompt(zipper: Zipper, prompt: object, spec: Budget, *, question: s
     question = check_question(question)
     layout = understand(text, role="user", last_user=True)
     if not layout.context:
-        layout = Layout(text, (Region("context", 0, len(text), "whole"),))
+        layout = _one_block(layout)
     slot = _Slot(-1, None, layout, dict.fromkeys(layout.context, "prompt"))
     if len(layout.context) > 1:
         slot = _Slot(-1, None, layout, {k: f"prompt#{n}" for n, k in enumerate(layout.context)})
@@ -225,6 +225,15 @@ def compress_prompt(zipper: Zipper, prompt: object, spec: Budget, *, question: s
     )
     result = _result(zipper, inner, [slot], texts, tokens_in, tokens_out, limit, messages=None)
     return replace(result, text=texts[0])
+
+
+def _one_block(layout: Layout) -> Layout:
+    """A prompt in which no context region was found, as one block of context; in a raw prompt of a chat template,
+    the turns read whole are that block, and the template's markers and instructions stay as they are."""
+    if not any(r.rule == "template" for r in layout.regions):
+        return Layout(layout.text, (Region("context", 0, len(layout.text), "whole"),))
+    whole = tuple(replace(r, kind="context") if r.rule == "whole" else r for r in layout.regions)
+    return Layout(layout.text, whole, layout.elements)
 
 
 def _squeeze(

@@ -95,6 +95,7 @@ from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_query import ASKING_LABELS, label_free, unwrapped
 from promptzip._rules_questions import unlabelled_question
 from promptzip._rules_records import record_block, recorded
+from promptzip._rules_role_lines import role_line_turns
 from promptzip._rules_separators import separated
 from promptzip._rules_tags import tagged
 from promptzip._rules_templates import Turn, template_turns
@@ -216,6 +217,8 @@ def _understood(text: str, role: str, last_user: bool, history: bool) -> Layout:
     if is_json(text):  # before promptzip's tags: a JSON string that holds "<pz keep>" is still JSON
         return Layout(text, (Region("protected", 0, len(text), "json"),))
     turns = template_turns(text)
+    if turns is None:
+        turns = role_line_turns(text)
     if turns is not None:
         return _templated(text, turns, role=role, last_user=last_user, history=history)
     literal: list[tuple[int, int]] = []

@@ -109,8 +109,10 @@ def test_a_list_of_one_prompt_stays_a_list_of_one(
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|><|start_header_id|>user"
         "<|end_header_id|>\n\n{user}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
         "<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]",
+        "{system}\n\nUSER: {user}\nASSISTANT:",
+        "\n\nHuman: {system}\n\n{user}\n\nAssistant:",
     ],
-    ids=["chatml", "llama3", "llama2"],
+    ids=["chatml", "llama3", "llama2", "vicuna", "human-assistant"],
 )
 def test_a_prompt_in_a_chat_template_keeps_its_markers_and_turns(
     template: str, sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream

@@ -17,7 +17,8 @@ Templates:
 6. ``plain-user``: ``Context:`` / ``Question:`` in one user message (what many hand-written apps send).
 7. ``system-context``: an instruction paragraph and the documents in the system message, the question as the user.
 
-:data:`RAW_FORMATS` writes a rendered chat as one raw prompt in a chat template (ChatML, Llama 3, Llama 2), as a
+:data:`RAW_FORMATS` writes a rendered chat as one raw prompt in a chat template (ChatML, Llama 3, Llama 2, Vicuna's
+role lines, Anthropic's legacy ``Human:``/``Assistant:``), as a
 string-prompt client sends it to a completions endpoint (the ``raw-prompts`` eval, the integrations table).
 """
 
@@ -251,7 +252,32 @@ def _llama2(messages: Messages) -> str:
     return f"<s>[INST] {head}{user} [/INST]"
 
 
-RAW_FORMATS: dict[str, Callable[[Messages], str]] = {"chatml": _chatml, "llama3": _llama3, "llama2": _llama2}
+def _vicuna(messages: Messages) -> str:
+    words = {"user": "USER: ", "assistant": "ASSISTANT: "}
+    system = "".join(content + "\n\n" for role, content in messages if role == "system")
+    turns = "".join(
+        f"{words[role]}{content}" + ("</s>" if role == "assistant" else "\n")
+        for role, content in messages
+        if role != "system"
+    )
+    return system + turns + "ASSISTANT:"
+
+
+def _human(messages: Messages) -> str:
+    # Anthropic's legacy text completions: the system prompt before the first turn, each turn after a blank line
+    words = {"user": "Human", "assistant": "Assistant"}
+    system = "".join(content for role, content in messages if role == "system")
+    turns = "".join(f"\n\n{words[role]}: {content}" for role, content in messages if role != "system")
+    return system + turns + "\n\nAssistant:"
+
+
+RAW_FORMATS: dict[str, Callable[[Messages], str]] = {
+    "chatml": _chatml,
+    "llama3": _llama3,
+    "llama2": _llama2,
+    "vicuna": _vicuna,
+    "human": _human,
+}
 """How a chat becomes one raw prompt, as each family's chat template writes it (with the generation prompt)."""
 
 

@@ -8,11 +8,12 @@ Each item of the suites (SQuAD dev, the held-out forum domain of SQuAD-shifts, a
 suite whose data can no longer be fetched is skipped and named in the report) is rendered by every template of
 :mod:`promptzip.evals.rag_templates`; the chat door sends its messages with the OpenAI SDK's
 ``chat.completions.create``, and each raw door renders the same messages into one prompt in a chat template
-(:data:`FORMATS`: ChatML, Llama 3, Llama 2) and sends it with ``completions.create``, through one proxy
-(:func:`promptzip.integrations.proxy.create_app` under uvicorn on 127.0.0.1, the ``fast`` preset) to a recording fake
-upstream. Per (item, ratio) a request carries ``x-promptzip-budget`` = the tokens of the same request with the
-context replaced by ``""`` plus ``floor(context tokens / ratio)``, counted as the route counts (o200k, OpenAI's chat
-convention; a raw prompt is one user message), so every door gets the same allowance for the context.
+(:data:`FORMATS`: ChatML, Llama 3, Llama 2, Vicuna's role lines, Human/Assistant) and sends it with
+``completions.create``, through one proxy (:func:`promptzip.integrations.proxy.create_app` under uvicorn on
+127.0.0.1, the ``fast`` preset) to a recording fake upstream. Per (item, ratio) a request carries
+``x-promptzip-budget`` = the tokens of the same request with the context replaced by ``""`` plus
+``floor(context tokens / ratio)``, counted as the route counts (o200k, OpenAI's chat convention; a raw prompt is one
+user message), so every door gets the same allowance for the context.
 
 Measured on what the upstream received: answer retention in what came from the context (the template's fixed text
 and the question cut out first, :func:`promptzip.evals.rag_templates.context_part`), whether every fixed piece and
@@ -48,7 +49,7 @@ RATIOS = (10.0, 20.0)
 QUICK_ITEMS = 2
 CHAT = "chat messages"
 # The markers of the formats below, as they must reach the model.
-MARKERS = re.compile(r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>")
+MARKERS = re.compile(r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>|^(?:USER|ASSISTANT|Human|Assistant):", re.MULTILINE)
 
 
 def render_raw(fmt: str, rendered: Rendered) -> str:

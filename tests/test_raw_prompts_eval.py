@@ -12,6 +12,7 @@ import pytest
 from conftest import require_data
 from proxy_helpers import bm25
 
+from promptzip._rules_role_lines import role_line_turns
 from promptzip._rules_templates import template_turns
 from promptzip.evals.rag_templates import TEMPLATES
 from promptzip.evals.raw_prompts import CHAT, FORMATS, MARKERS, RawPromptsConfig, markdown, render_raw, run_raw_prompts
@@ -40,7 +41,7 @@ def test_each_format_writes_the_chat_as_its_family_does() -> None:
 def test_every_rendered_prompt_reads_as_a_template_with_its_markers(fmt: str) -> None:
     for template in TEMPLATES.values():
         prompt = render_raw(fmt, template.render(DOCS, QUESTION))
-        turns = template_turns(prompt)
+        turns = template_turns(prompt) or role_line_turns(prompt)  # special tokens, or role lines
         assert turns is not None
         spans = [(t.start, t.end) for t in turns if t.role == "marker"]
         found = list(MARKERS.finditer(prompt))

@@ -10,6 +10,11 @@ are then the markers of :mod:`promptzip._rules_templates` (protected), the text 
 prompt, and between them are the turns' contents. A document in a turn may quote a transcript (``User: my login
 fails``): a role word counts only where the other role's turn is open, so a quoted line inside the user's own turn
 stays text. A line ``System:`` before the first user turn opens the system prompt.
+
+Alpaca's ``### Instruction:`` / ``### Input:`` / ``### Response:`` is no conversation (its instruction may be the
+question, its input the documents), so the usual rules read it; :func:`section_headers` only names its header lines,
+which stay as they are wherever those rules put them (``### Input:`` opens the documents and could be dropped with
+them).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import re
 
 from promptzip._rules_templates import Turn
 
-__all__ = ["role_line_turns"]
+__all__ = ["role_line_turns", "section_headers"]
 
 # The assistant's word of each family, and the user's words it pairs with (Vicuna writes them in capitals).
 _FAMILIES = {"ASSISTANT": ("USER",), "Assistant": ("Human", "User")}
@@ -69,3 +74,15 @@ def _turns(text: str, headers: re.Pattern[str]) -> list[Turn] | None:
     if pos < len(text):
         out.append(Turn("assistant", pos, len(text)))
     return out
+
+
+_RESPONSE = re.compile(r"(?:^|\n)###[ \t]*Response[ \t]*:[ \t]*\s*\Z")
+_SECTION = re.compile(r"^###[ \t]*(?:Instruction|Input|Context|Response)[ \t]*:[ \t]*$", re.MULTILINE)
+
+
+def section_headers(text: str) -> list[tuple[int, int]]:
+    """The spans of the section header lines of an Alpaca prompt (one that ends with ``### Response:`` alone), in
+    order; ``[]`` for any other text."""
+    if _RESPONSE.search(text[-100:]) is None:
+        return []
+    return [m.span() for m in _SECTION.finditer(text)]

@@ -95,7 +95,7 @@ from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_query import ASKING_LABELS, label_free, unwrapped
 from promptzip._rules_questions import unlabelled_question
 from promptzip._rules_records import record_block, recorded
-from promptzip._rules_role_lines import role_line_turns
+from promptzip._rules_role_lines import role_line_turns, section_headers
 from promptzip._rules_separators import separated
 from promptzip._rules_tags import tagged
 from promptzip._rules_templates import Turn, template_turns
@@ -252,6 +252,9 @@ def _understood(text: str, role: str, last_user: bool, history: bool) -> Layout:
     regions = _fill(text, spans, rule)
     if literal:
         regions = _carve(text, regions, literal)
+    headers = section_headers(text)
+    if headers:  # Alpaca's: kept wherever the rules above put them
+        regions = _carve(text, regions, headers, rule="template")
     if role == "user" and last_user:
         regions = _with_question(text, regions)
     layout = Layout(text, tuple(regions), ())
@@ -304,7 +307,7 @@ def _fill(text: str, spans: list[tuple[int, int]], rule: str) -> list[Region]:
     return regions
 
 
-def _carve(text: str, regions: list[Region], keep: list[tuple[int, int]]) -> list[Region]:
+def _carve(text: str, regions: list[Region], keep: list[tuple[int, int]], rule: str = "pz") -> list[Region]:
     """The regions with ``keep`` (sorted, disjoint) cut out of the context ones as protected regions; what is left of
     a context region is context again, trimmed, so the splitter never sees one of those spans."""
     out: list[Region] = []
@@ -319,7 +322,7 @@ def _carve(text: str, regions: list[Region], keep: list[tuple[int, int]]) -> lis
         while j < len(keep) and keep[j][0] < r.end:
             a, b = max(keep[j][0], r.start), min(keep[j][1], r.end)
             out += _piece(text, pos, a, r.rule)
-            out.append(Region("protected", a, b, "pz"))
+            out.append(Region("protected", a, b, rule))
             pos, j = b, j + 1
         out += _piece(text, pos, r.end, r.rule)
     return out

@@ -110,3 +110,36 @@ def test_a_short_raw_prompt_compressed_as_one_block_keeps_its_markers(text: str)
     pos = 0
     for m in markers:
         pos = out.index(m, pos) + len(m)
+
+
+ALPACA = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+    "response that appropriately completes the request.\n\n"
+)
+HEADERS = ["### Instruction:", "### Input:", "### Response:"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{ALPACA}### Instruction:\n{Q}\n\n### Input:\n{CONTEXT}\n\n### Response:\n",
+        f"{ALPACA}### Instruction:\nAnswer from the documents.\n\n### Input:\n{CONTEXT}\n\nQuestion: {Q}\n\n"
+        "### Response:\n",
+    ],
+    ids=["question-as-instruction", "question-in-input"],
+)
+def test_alpacas_section_headers_survive_compression(text: str) -> None:
+    """``### Input:`` opens the documents, so the layout rule put it in the context, where it was dropped."""
+    layout = understand(text)
+    assert layout.question == Q
+    fixed = layout.fixed_text()
+    assert all(h in fixed for h in HEADERS)
+    out = bm25().compress_prompt(text, rate=0.3).text
+    assert [h for h in HEADERS if h in out] == HEADERS
+    assert out.endswith("### Response:\n")
+    assert "lengthened by sixty metres in 1911" in out
+
+
+def test_section_headers_count_only_in_a_prompt_that_ends_with_the_response_header() -> None:
+    text = f"Release notes\n\n### Input:\n{CONTEXT}\n\n### Response:\nThe parser now reads tabs.\n\nQuestion: {Q}"
+    assert all(r.rule != "template" for r in understand(text).regions)

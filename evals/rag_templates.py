@@ -18,7 +18,7 @@ Templates:
 7. ``system-context``: an instruction paragraph and the documents in the system message, the question as the user.
 
 :data:`RAW_FORMATS` writes a rendered chat as one raw prompt in a chat template (ChatML, Llama 3, Llama 2, Vicuna's
-role lines, Anthropic's legacy ``Human:``/``Assistant:``), as a
+role lines, Anthropic's legacy ``Human:``/``Assistant:``, Alpaca's ``### Instruction:``), as a
 string-prompt client sends it to a completions endpoint (the ``raw-prompts`` eval, the integrations table).
 """
 
@@ -271,12 +271,28 @@ def _human(messages: Messages) -> str:
     return system + turns + "\n\nAssistant:"
 
 
+_ALPACA = (
+    "Below is an instruction that describes a task{}. Write a response that appropriately completes the request.\n\n"
+)
+_INPUT = ", paired with an input that provides further context"
+
+
+def _alpaca(messages: Messages) -> str:
+    # the system prompt is the instruction and the user's turns the input (a chat without one: the user's is both)
+    system = "\n\n".join(content for role, content in messages if role == "system")
+    user = "\n\n".join(content for role, content in messages if role != "system")
+    if not system:
+        return _ALPACA.format("") + f"### Instruction:\n{user}\n\n### Response:\n"
+    return _ALPACA.format(_INPUT) + f"### Instruction:\n{system}\n\n### Input:\n{user}\n\n### Response:\n"
+
+
 RAW_FORMATS: dict[str, Callable[[Messages], str]] = {
     "chatml": _chatml,
     "llama3": _llama3,
     "llama2": _llama2,
     "vicuna": _vicuna,
     "human": _human,
+    "alpaca": _alpaca,
 }
 """How a chat becomes one raw prompt, as each family's chat template writes it (with the generation prompt)."""
 

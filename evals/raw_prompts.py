@@ -8,7 +8,7 @@ Each item of the suites (SQuAD dev, the held-out forum domain of SQuAD-shifts, a
 suite whose data can no longer be fetched is skipped and named in the report) is rendered by every template of
 :mod:`promptzip.evals.rag_templates`; the chat door sends its messages with the OpenAI SDK's
 ``chat.completions.create``, and each raw door renders the same messages into one prompt in a chat template
-(:data:`FORMATS`: ChatML, Llama 3, Llama 2, Vicuna's role lines, Human/Assistant) and sends it with
+(:data:`FORMATS`: ChatML, Llama 3, Llama 2, Vicuna's role lines, Human/Assistant, Alpaca) and sends it with
 ``completions.create``, through one proxy (:func:`promptzip.integrations.proxy.create_app` under uvicorn on
 127.0.0.1, the ``fast`` preset) to a recording fake upstream. Per (item, ratio) a request carries
 ``x-promptzip-budget`` = the tokens of the same request with the context replaced by ``""`` plus
@@ -49,7 +49,11 @@ RATIOS = (10.0, 20.0)
 QUICK_ITEMS = 2
 CHAT = "chat messages"
 # The markers of the formats below, as they must reach the model.
-MARKERS = re.compile(r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>|^(?:USER|ASSISTANT|Human|Assistant):", re.MULTILINE)
+MARKERS = re.compile(
+    r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>"  # special tokens
+    r"|^(?:USER|ASSISTANT|Human|Assistant):|^### (?:Instruction|Input|Response):$",  # role lines, Alpaca's headers
+    re.MULTILINE,
+)
 
 
 def render_raw(fmt: str, rendered: Rendered) -> str:

@@ -11,10 +11,12 @@ prompt, and between them are the turns' contents. A document in a turn may quote
 fails``): a role word counts only where the other role's turn is open, so a quoted line inside the user's own turn
 stays text. A line ``System:`` before the first user turn opens the system prompt.
 
-Alpaca's ``### Instruction:`` / ``### Input:`` / ``### Response:`` is no conversation (its instruction may be the
-question, its input the documents), so the usual rules read it; :func:`section_headers` only names its header lines,
-which stay as they are wherever those rules put them (``### Input:`` opens the documents and could be dropped with
-them).
+Alpaca's ``### Instruction:`` / ``### Input:`` / ``### Response:`` is no conversation: its instruction may be the
+question and its input the documents, or its instruction a system prompt with the documents and its input the
+question. So the usual rules read the text before its closing ``### Response:`` line as one message (which they can
+split either way), and the section header lines (:func:`section_headers`) and that closing line stay as they are
+(``### Input:`` opens the documents, where it used to be dropped with them, and ``### Response:`` was taken for the
+question).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 
 from promptzip._rules_templates import Turn
 
-__all__ = ["role_line_turns", "section_headers"]
+__all__ = ["alpaca_response", "role_line_turns", "section_headers"]
 
 # The assistant's word of each family, and the user's words it pairs with (Vicuna writes them in capitals).
 _FAMILIES = {"ASSISTANT": ("USER",), "Assistant": ("Human", "User")}
@@ -76,13 +78,18 @@ def _turns(text: str, headers: re.Pattern[str]) -> list[Turn] | None:
     return out
 
 
-_RESPONSE = re.compile(r"(?:^|\n)###[ \t]*Response[ \t]*:[ \t]*\s*\Z")
+_RESPONSE = re.compile(r"^###[ \t]*Response[ \t]*:[ \t]*\s*\Z", re.MULTILINE)
 _SECTION = re.compile(r"^###[ \t]*(?:Instruction|Input|Context|Response)[ \t]*:[ \t]*$", re.MULTILINE)
 
 
+def alpaca_response(text: str) -> int | None:
+    """Where the closing ``### Response:`` line of an Alpaca prompt starts (the text ends with it alone), else
+    ``None``."""
+    tail = len(text) - min(len(text), 100)
+    m = _RESPONSE.search(text, tail)
+    return None if m is None else m.start()
+
+
 def section_headers(text: str) -> list[tuple[int, int]]:
-    """The spans of the section header lines of an Alpaca prompt (one that ends with ``### Response:`` alone), in
-    order; ``[]`` for any other text."""
-    if _RESPONSE.search(text[-100:]) is None:
-        return []
+    """The spans of Alpaca's section header lines in ``text``, in order."""
     return [m.span() for m in _SECTION.finditer(text)]

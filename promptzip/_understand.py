@@ -95,10 +95,10 @@ from promptzip._rules_layout import LAYOUT_MIN_CHARS, by_layout
 from promptzip._rules_query import ASKING_LABELS, label_free, unwrapped
 from promptzip._rules_questions import unlabelled_question
 from promptzip._rules_records import record_block, recorded
-from promptzip._rules_role_lines import role_line_turns, section_headers
+from promptzip._rules_role_lines import alpaca_response, role_line_turns
 from promptzip._rules_separators import separated
 from promptzip._rules_tags import tagged
-from promptzip._rules_templates import Turn, template_turns
+from promptzip._rules_templates import template_turns
 from promptzip._split import literal_tags, parse_tags
 
 __all__ = ["LAYOUT_MIN_CHARS", "Element", "Layout", "Region", "understand"]
@@ -220,7 +220,14 @@ def _understood(text: str, role: str, last_user: bool, history: bool) -> Layout:
     if turns is None:
         turns = role_line_turns(text)
     if turns is not None:
-        return _templated(text, turns, role=role, last_user=last_user, history=history)
+        from promptzip._understand_raw import templated
+
+        return templated(text, turns, role=role, last_user=last_user, history=history)
+    response = alpaca_response(text)
+    if response is not None:
+        from promptzip._understand_raw import sectioned
+
+        return sectioned(text, response, role=role, last_user=last_user, history=history)
     literal: list[tuple[int, int]] = []
     if _PZ.search(text):
         try:
@@ -252,9 +259,6 @@ def _understood(text: str, role: str, last_user: bool, history: bool) -> Layout:
     regions = _fill(text, spans, rule)
     if literal:
         regions = _carve(text, regions, literal)
-    headers = section_headers(text)
-    if headers:  # Alpaca's: kept wherever the rules above put them
-        regions = _carve(text, regions, headers, rule="template")
     if role == "user" and last_user:
         regions = _with_question(text, regions)
     layout = Layout(text, tuple(regions), ())
@@ -263,35 +267,6 @@ def _understood(text: str, role: str, last_user: bool, history: bool) -> Layout:
     return layout
 
 
-def _templated(text: str, turns: list[Turn], *, role: str, last_user: bool, history: bool) -> Layout:
-    """A raw prompt in a chat template: its markers protected, each turn's content understood as a message of that
-    role (the last user turn as the turn being answered, when the text is), and the layouts joined."""
-    answered = role == "user" and last_user and not history
-    last = max((i for i, t in enumerate(turns) if t.role == "user"), default=-1) if answered else -1
-    regions: list[Region] = []
-    elements: list[Element] = []
-    for i, t in enumerate(turns):
-        if t.role == "assistant" and t.end == len(text) and text[t.start : t.end].strip():
-            # an open assistant turn at the end is a prefill the model goes on from: it goes out as written
-            regions.append(Region("instruction", t.start, t.end, "template"))
-            continue
-        if t.role == "marker" or not text[t.start : t.end].strip():
-            regions.append(Region("protected", t.start, t.end, "template"))
-            continue
-        if t.role not in ("system", "user", "assistant", "tool"):  # between turns, or a role kept as it is
-            regions.append(Region("instruction", t.start, t.end, "template"))
-            continue
-        earlier = history or t.role in ("assistant", "tool") or (t.role == "user" and i != last)
-        inner = understand(text[t.start : t.end], role=t.role, last_user=i == last, history=earlier)
-        base = len(regions)
-        regions += [Region(r.kind, r.start + t.start, r.end + t.start, r.rule, r.query) for r in inner.regions]
-        elements += [
-            Element(e.start + t.start, e.end + t.start, tuple(k + base for k in e.regions)) for e in inner.elements
-        ]
-    return Layout(text, tuple(regions), tuple(elements))
-
-
-# ---------------------------------------------------------------------------------------------------- regions
 def _fill(text: str, spans: list[tuple[int, int]], rule: str) -> list[Region]:
     regions: list[Region] = []
     pos = 0

@@ -140,6 +140,20 @@ def test_alpacas_section_headers_survive_compression(text: str) -> None:
     assert "lengthened by sixty metres in 1911" in out
 
 
+def test_an_alpaca_input_that_is_the_question_alone_is_the_question() -> None:
+    """A chat rendered into Alpaca: the system prompt and its documents as the instruction, the user's question (a
+    word problem of several sentences) as the input; the rules used to take the instruction's first line for it."""
+    question = f"The harbour log has two entries for the breakwater. {Q} Give the year only."
+    text = f"{ALPACA}### Instruction:\n{SYSTEM}\n\nContext:\n{CONTEXT}\n\n### Input:\n{question}\n\n### Response:\n"
+    layout = understand(text)
+    assert layout.question == question
+    assert SYSTEM in layout.fixed_text()
+    out = bm25().compress_prompt(text, rate=0.5).text
+    assert [h for h in HEADERS if h in out] == HEADERS
+    assert out.endswith(f"### Input:\n{question}\n\n### Response:\n")
+    assert "lengthened by sixty metres in 1911" in out
+
+
 def test_section_headers_count_only_in_a_prompt_that_ends_with_the_response_header() -> None:
     text = f"Release notes\n\n### Input:\n{CONTEXT}\n\n### Response:\nThe parser now reads tabs.\n\nQuestion: {Q}"
     assert all(r.rule != "template" for r in understand(text).regions)

@@ -9,7 +9,10 @@ out byte for byte. The rules, first match wins:
    template (it opens with ``<|im_start|>``, ``<|begin_of_text|>``, ``[INST]``, ``<start_of_turn>`` …) has its
    markers protected and each turn's content read by these rules as a message of that turn's role would be, the
    last user turn as the turn being answered and an open assistant turn at its end (a prefill) kept as written
-   (:mod:`promptzip._rules_templates`).
+   (:mod:`promptzip._rules_templates`); so has a raw prompt of role lines that ends with the assistant's word
+   (Vicuna's ``USER: … ASSISTANT:``, ``Human: … Assistant:``). An Alpaca prompt (it ends with ``### Response:``) is
+   read by these rules up to that line, its section header lines kept (:mod:`promptzip._rules_role_lines`,
+   :mod:`promptzip._understand_raw`).
 2. promptzip's own tags (``<pz keep>``, ``<pz rate=…>``): the user marked the text up, so it is context as a whole
    and the splitter honours the tags. Tags that do not parse (a stray ``</pz>``, ``<pz Paris>``) are the text's
    own: each is protected where it stands, as is what a well-formed ``<pz keep>`` among them encloses, and the
@@ -267,6 +270,7 @@ def _understood(text: str, role: str, last_user: bool, history: bool) -> Layout:
     return layout
 
 
+# ---------------------------------------------------------------------------------------------------- regions
 def _fill(text: str, spans: list[tuple[int, int]], rule: str) -> list[Region]:
     regions: list[Region] = []
     pos = 0

@@ -36,8 +36,9 @@ def sectioned(text: str, response: int, *, role: str, last_user: bool, history: 
         regions += [
             Region("protected", header, start, "template"),
             Region("question", start, end, "whole", label_free(text[start:end])),
-            Region("protected", end, response, "template"),
         ]
+        if end < response:
+            regions.append(Region("protected", end, response, "template"))
     regions.append(Region("protected", response, len(text), "template"))
     elements = tuple(Element(e.start, e.end, tuple(j for k in e.regions for j in moved[k])) for e in inner.elements)
     return Layout(text, tuple(regions), elements)

@@ -23,14 +23,21 @@ def sectioned(text: str, response: int, *, role: str, last_user: bool, history: 
         inner = understand(text[: asked[0]], role="system", last_user=False)
     else:
         inner = understand(text[:response], role=role, last_user=last_user, history=history)
-    regions: list[Region] = []
-    moved: dict[int, list[int]] = {}  # an inner region's index -> the indexes of its context pieces
-    for i, r in enumerate(inner.regions):
-        pieces = (
-            _carve(text, [r], headers, rule="template") if r.kind == "context" else _headed_question(text, r, headers)
-        )
-        moved[i] = [len(regions) + k for k, p in enumerate(pieces) if p.kind == "context"]
-        regions += pieces
+    # one pass over the regions and the header lines together: a prompt may hold thousands of each
+    header_end = dict(headers)
+    opened = [
+        piece
+        for r in inner.regions
+        for piece in (_headed_question(text, r, header_end[r.start]) if r.start in header_end else [r])
+    ]
+    regions = _carve(text, opened, headers, rule="template")
+    moved: dict[int, list[int]] = {i: [] for i in range(len(inner.regions))}  # inner index -> its context pieces
+    i = 0
+    for j, piece in enumerate(regions):  # both lists run in text order, each piece inside one inner region
+        while inner.regions[i].end <= piece.start and i + 1 < len(inner.regions):
+            i += 1
+        if piece.kind == "context":
+            moved[i].append(j)
     if asked is not None:
         header, start, end = asked
         regions += [
@@ -56,13 +63,12 @@ def _input_question(text: str, response: int, headers: list[tuple[int, int]]) ->
     return headers[-1][0], start, end
 
 
-def _headed_question(text: str, r: Region, headers: list[tuple[int, int]]) -> list[Region]:
-    """A region as it is, or a question region that opens with a section header line as that line (protected) and
-    the question after it."""
-    if r.kind != "question" or not any(a == r.start for a, _ in headers):
+def _headed_question(text: str, r: Region, header_end: int) -> list[Region]:
+    """A region as it is, or a question region that opens with a section header line (ending at ``header_end``) as
+    that line (protected) and the question after it."""
+    if r.kind != "question":
         return [r]
-    b = next(b for a, b in headers if a == r.start)
-    start, end = strip_span(text, b, r.end)
+    start, end = strip_span(text, header_end, r.end)
     if start >= end:
         return [Region("protected", r.start, r.end, "template")]
     header = text[r.start : start]

@@ -5,6 +5,9 @@ compressed as one block, role words and question included."""
 
 from __future__ import annotations
 
+import bisect
+import re
+
 import pytest
 from test_understand_templates import CONTEXT, DOCS, MORE, SYSTEM, bm25
 from understand_helpers import Q
@@ -157,3 +160,20 @@ def test_an_alpaca_input_that_is_the_question_alone_is_the_question() -> None:
 def test_section_headers_count_only_in_a_prompt_that_ends_with_the_response_header() -> None:
     text = f"Release notes\n\n### Input:\n{CONTEXT}\n\n### Response:\nThe parser now reads tabs.\n\nQuestion: {Q}"
     assert all(r.rule != "template" for r in understand(text).regions)
+
+
+# Each region was once cut against every header line: 8,000 of each took 2.2 s, 30,000 about a minute. A guard.
+@pytest.mark.timeout(30)
+def test_an_alpaca_prompt_with_thousands_of_documents_and_headers_is_read_in_one_pass() -> None:
+    doc = "<document>The port opened in 1912.</document>"
+    text = f"{ALPACA}### Instruction:\n{SYSTEM}\n\n" + f"### Input:\n{doc}\n\n{doc}\n" * 30_000 + "### Response:\n"
+    layout = understand(text)
+    assert len(layout.elements) == 60_000
+    for e in layout.elements[::997]:
+        assert e.regions
+        assert all(layout.regions[k].kind == "context" and e.start <= layout.regions[k].start for k in e.regions)
+        assert all(layout.regions[k].end <= e.end for k in e.regions)
+    kept = [(r.start, r.end) for r in layout.regions if r.kind != "context"]
+    headers = [m.start() for m in re.finditer(r"^### Input:$", text, re.MULTILINE)]
+    assert len(headers) == 30_000
+    assert all(kept[bisect.bisect_right(kept, (h, len(text))) - 1][1] > h for h in headers)  # each in a kept region

@@ -27,8 +27,6 @@ from promptzip._rules_templates import Turn
 
 __all__ = ["alpaca_response", "role_line_turns", "section_headers"]
 
-# The assistant's word of each family, and the user's words it pairs with (Vicuna writes them in capitals).
-_FAMILIES = {"ASSISTANT": ("USER",), "Assistant": ("Human", "User")}
 _LAST = re.compile(r"(?:^|\n)[ \t]*(?:### ?)?(?P<word>ASSISTANT|Assistant)[ \t]*:[ \t]*\s*\Z")
 
 
@@ -39,15 +37,22 @@ def _headers(user: str, assistant: str) -> re.Pattern[str]:
     )
 
 
+# The assistant's word of each family, and the role lines of the user's words it pairs with, tried in order
+# (Vicuna writes them in capitals).
+_FAMILIES = {
+    "ASSISTANT": (_headers("USER", "ASSISTANT"),),
+    "Assistant": (_headers("Human", "Assistant"), _headers("User", "Assistant")),
+}
+
+
 def role_line_turns(text: str) -> list[Turn] | None:
     """The role words and turn contents of ``text`` in order, covering it whole, when it is a raw prompt of role
     lines (module docstring); ``None`` otherwise."""
     last = _LAST.search(text[-200:])
     if last is None:
         return None
-    assistant = last.group("word")
-    for user in _FAMILIES[assistant]:
-        turns = _turns(text, _headers(user, assistant))
+    for headers in _FAMILIES[last.group("word")]:
+        turns = _turns(text, headers)
         if turns is not None:
             return turns
     return None

@@ -395,7 +395,9 @@ def _map_elements(layout: Layout, elements: list[tuple[int, int, list[tuple[int,
         if not spans:
             continue
         inside = []
-        for start, end, i in context[bisect.bisect_left(starts, a) :]:
+        # Walked by index: a slice from the element's first region would copy the rest of the list for every element.
+        for k in range(bisect.bisect_left(starts, a), len(context)):
+            start, end, i = context[k]
             if start >= b:
                 break
             if end <= b:

@@ -6,6 +6,8 @@ words."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from understand_helpers import DOCS, system_cut_through_the_proxy
 
@@ -146,3 +148,18 @@ def test_through_the_proxy_open_webuis_sources_are_cut_and_its_words_arrive_whol
     sent = system_cut_through_the_proxy(sdk, system, head, QUESTION, rate="0.4", share=0.7)
     assert sent.rstrip().endswith("</source>\n</context>")
     assert "lifeboat" in sent
+
+
+def test_many_document_elements_are_mapped_to_their_regions_in_linear_time() -> None:
+    # Each element used to copy the list of context regions after it: 32,000 documents took a second there, and a
+    # text with ten times as many a hundred times as long. The guard is a timeout, not a figure.
+    from promptzip._understand import Layout, Region, _map_elements
+
+    n = 200_000
+    regions = tuple(Region("context", 10 * i + 2, 10 * i + 8) for i in range(n))
+    elements = [(10 * i, 10 * i + 10, [(10 * i + 2, 10 * i + 8)]) for i in range(n)]
+    started = time.perf_counter()
+    mapped = _map_elements(Layout("x" * 10 * n, regions), elements)
+    assert time.perf_counter() - started < 20
+    assert [e.regions for e in mapped[:3]] == [(0,), (1,), (2,)]
+    assert mapped[-1].regions == (n - 1,)

@@ -7,6 +7,9 @@ and one knapsack, exactly as ``compress(chunks, query=question)`` would run on t
 calls, JSON tool results, code fences and non-text parts (images, audio) go out byte for byte. ``scope="history"``
 compresses earlier turns only (system and developer messages and the last user turn stay whole). Earlier user and
 assistant turns and plain-text tool results are context as a whole unless tags or headings mark their structure.
+Tool results and earlier user turns that are wholly JSON, a log, HTML or code, and data blocks pasted inside a user
+turn or tool result, are cut by their structure (:mod:`promptzip._structured`); a text cut around its blocks is
+several slots in a row, rebuilt as one.
 
 The question that relevance is measured against is ``question=`` when given, else the question found in the last
 user turn (its text after a ``Question:`` label, or the short request after its context, or the whole turn).
@@ -25,6 +28,7 @@ with the emptied text as ``""``: the proxy removes such blocks, and OpenAI accep
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -43,6 +47,7 @@ from promptzip._chat_format import (
 from promptzip._errors import BudgetError, InputError
 from promptzip._inputs import check_text
 from promptzip._structured import reduce_texts, scorer_relevance, structured_kind
+from promptzip._structured_blocks import BLOCK_ROLES, Block, split_layout, structured_blocks
 from promptzip._types import Budget, Result, Source
 from promptzip._understand import Layout, Region, understand
 
@@ -78,6 +83,8 @@ class _Slot:
     ids: dict[int, str]
     kind: str | None = None  # a structured tool output (json, log, html, code): cut by its reducer, not split
     original: str | None = None  # the text before its reducer cut it (``layout`` then holds the cut text)
+    offset: int = 0  # where the slot starts in its text: a text cut around its data blocks is several slots
+    block: bool = False  # a data block inside a text (:mod:`promptzip._structured_blocks`), not a whole text
 
     @property
     def source_text(self) -> str:
@@ -113,9 +120,32 @@ def _plan(msgs: list[Mapping[str, Any]], scope: str, frozen: int = 0) -> list[_S
             if kind is not None:
                 slots.append(_Slot(i, where, _whole(text, "protected"), {}, kind=kind))
                 continue
-            layout = _layout(text, str(m.get("role")), last_user=i == last_user, scope=scope)
-            slots.append(_Slot(i, where, layout, _region_ids(_Slot(i, where, layout, {}), layout)))
+            slots += _text_slots(i, where, text, str(m.get("role")), last_user=i == last_user, scope=scope)
     return slots
+
+
+def _text_slots(i: int, where: Any, text: str, role: str, *, last_user: bool, scope: str) -> list[_Slot]:
+    """The slots of one text: one, or, around the data blocks pasted in it, one per piece (the words between the
+    blocks keep the regions the whole text was understood to have, each block is cut by its reducer)."""
+    layout = _layout(text, role, last_user=last_user, scope=scope)
+    blocks: list[Block] = []
+    if role in BLOCK_ROLES and "\x00" not in text and not (last_user and scope == "history"):
+        blocks = structured_blocks(text)
+    if not blocks:
+        return [_Slot(i, where, layout, _region_ids(_Slot(i, where, layout, {}), layout))]
+    slots = [
+        _Slot(i, where, _whole(text[a:b], "protected"), {}, kind=piece, offset=a, block=True)
+        if isinstance(piece, str)
+        else _Slot(i, where, piece, {}, offset=a)
+        for a, b, piece in split_layout(layout, blocks)
+    ]
+    # the context regions of the pieces are numbered as those of the whole text would be
+    regions = [(n, k) for n, slot in enumerate(slots) for k in slot.layout.context]
+    base = _base(slots[0])
+    ids: list[dict[int, str]] = [{} for _ in slots]
+    for number, (n, k) in enumerate(regions):
+        ids[n][k] = base if len(regions) == 1 else f"{base}#{number}"
+    return [replace(slot, ids=found) for slot, found in zip(slots, ids, strict=True)]
 
 
 def _question(slots: list[_Slot], msgs: list[Mapping[str, Any]]) -> str | None:
@@ -131,8 +161,9 @@ def question_of(messages: Sequence[Mapping[str, Any]], scope: str = "all") -> st
     if last_user < 0:
         return None
     slots = [
-        _Slot(last_user, where, _layout(text, "user", last_user=True, scope=scope), {})
+        slot
         for where, text in _texts(msgs[last_user])
+        for slot in _text_slots(last_user, where, text, "user", last_user=True, scope=scope)
     ]
     return _question(slots, msgs)
 
@@ -331,6 +362,8 @@ def _cut_structured(
     out = list(slots)
     for n, cut in zip(structured, cuts, strict=True):
         slot, text = slots[n], slots[n].layout.text
+        if cut is None and slot.block:  # a block that fits its share, or that no reducer could cut: as it was
+            continue
         if cut is None:  # no reducer could cut it: it is read as before, by request understanding
             role = str(msgs[slot.msg].get("role"))
             layout = _layout(text, role, last_user=slot.msg == last_user, scope="all")
@@ -343,8 +376,13 @@ def _cut_structured(
     return out
 
 
+def _base(slot: _Slot) -> str:
+    return f"messages[{slot.msg}]" + (f".content[{slot.where}]" if slot.where is not None else "")
+
+
 def _region_ids(slot: _Slot, layout: Layout) -> dict[int, str]:
-    base = f"messages[{slot.msg}]" + (f".content[{slot.where}]" if slot.where is not None else "")
+    # a data block that became context is one source of its own, named by where it starts in its text
+    base = _base(slot) + (f"@{slot.offset}" if slot.block else "")
     context = layout.context
     return {k: base if len(context) == 1 else f"{base}#{n}" for n, k in enumerate(context)}
 
@@ -372,13 +410,16 @@ def _fill(slot: _Slot, outputs: Mapping[str, str]) -> str:
 
 def _rebuild(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[dict[str, Any]]:
     out = [copy.deepcopy(dict(m)) for m in msgs]
-    for slot, text in zip(slots, texts, strict=True):
-        if text == slot.source_text:
+    # a text cut around its data blocks is several slots in a row: the text is theirs joined
+    for (i, where), group in itertools.groupby(zip(slots, texts, strict=True), key=lambda st: (st[0].msg, st[0].where)):
+        pieces = list(group)
+        text = "".join(t for _, t in pieces)
+        if text == "".join(slot.source_text for slot, _ in pieces):
             continue
-        if slot.where is None:
-            out[slot.msg]["content"] = text
+        if where is None:
+            out[i]["content"] = text
         else:
-            out[slot.msg]["content"][slot.where]["text"] = text
+            out[i]["content"][where]["text"] = text
     return out
 
 

@@ -13,7 +13,9 @@ that was cut is stored in the Zipper's cache under the expand id written into th
 ``promptzip.expand(id)`` (proxy: ``GET /v1/promptzip/expand/{id}``) gives it back, in the caller's scope only.
 
 Nothing changes for a request that fits its budget, and a text that is not structured, or is too short to be worth
-it, keeps its current treatment (context as a whole for plain-text results, protected for JSON).
+it, keeps its current treatment (context as a whole for plain-text results, protected for JSON). A block of JSON, a
+log or HTML pasted inside a message of words (the turn being answered too) is cut out of the message's layout
+(:mod:`promptzip._structured_blocks`) and then shares the budget and is cut here like a whole tool output.
 """
 
 from __future__ import annotations

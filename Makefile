@@ -108,6 +108,13 @@ raw-prompts: install
 	$(PY) -P -m promptzip.evals.data fetch all
 	$(PY) -P -m promptzip.evals.raw_prompts --n 100
 
+# JSON search results and service logs pasted into the question's message (fenced, bare, after the question) through
+# the running proxy's /v1/chat/completions, into evals/results/pasted_data.{json,md}.
+.PHONY: pasted-data
+pasted-data: install
+	$(PY) -P -m promptzip.evals.data fetch gsm8k
+	$(PY) -P -m promptzip.evals.pasted_data --n 30
+
 # The cross-domain protocol: minilm-qa and minilm-tc retrained on SQuAD-shifts with its reddit domain held out, then
 # the query-aware suites run with both, into evals/results/heldout/.
 HELDOUT := $(HOME)/.cache/promptzip/heldout-reddit

@@ -9,6 +9,10 @@ whose values are all numbers or all ISO dates/times::
     "[promptzip: 37 of 50 items omitted; fields id, name, price, created; id 3–50; price 3.5–99.0;
       created 2024-01-02–2024-03-01; expand pz-…]"
 
+When not even one item fits whole, the most relevant one is kept with each of its long text fields cut to its
+sentences most relevant to the query, in order, and ``[…5 of 7 sentences omitted]`` at the end (a search result
+whose snippet holds the answer is worth more than the summary alone); its other fields are as they were.
+
 Everything outside that array is kept; the output is valid JSON with the original keys in their order, serialized
 in the input's style (indent unit, separators, ASCII escapes; leading and trailing whitespace kept). Numbers are
 re-serialized (``1.50`` comes back as ``1.5``). JSON Lines (one object per line) is an array too: kept lines stay
@@ -32,6 +36,7 @@ from promptzip.compressors.tool_outputs import (
     Relevance,
     fit_prefix,
     greedy,
+    lexical_relevance,
     marker,
     rank,
     relevance_scores,
@@ -43,6 +48,7 @@ _ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z
 _INDENT = re.compile(r"[ \t]*[\[{][ \t]*\r?\n([ \t]+)\S")
 _MAX_FIELDS = 30  # field names listed in a summary
 _MAX_RANGES = 12  # fields whose ranges a summary gives
+_LONG_TEXT = 200  # characters: a field this long is cut to sentences when its item does not fit whole
 
 
 class _DuplicateKey(ValueError):
@@ -262,7 +268,57 @@ def _reduce_array(
             parent[key] = items
 
     out, k, tokens = _choose(texts, render, query, target, count, relevance)
+    if k == 0 and items:
+        shortened = _shortened_item(items, texts, render, query, target, count, relevance)
+        if shortened is not None:
+            out, tokens = shortened
+            k = 1
     return Reduced(out, "json", tokens, len(items), k)
+
+
+def _shortened_item(
+    items: list[Any],
+    texts: Sequence[str],
+    render: Callable[[Sequence[int], int], str],
+    query: str | None,
+    target: int,
+    count: Count,
+    relevance: Relevance | None,
+) -> tuple[str, int] | None:
+    """When not even one item fits whole, the most relevant one with its long text fields cut to their sentences
+    most relevant to the query (each cut field says how many it left out): a search result's snippet, say, of
+    which the sentence that answers is worth more than the summary alone. None when that does not fit either."""
+    if not query:
+        return None
+    best = rank(relevance_scores(texts, query, relevance))[0]
+    item = items[best]
+    fields = (
+        [k for k, v in item.items() if isinstance(v, str) and len(v) >= _LONG_TEXT] if isinstance(item, dict) else []
+    )
+    if not fields:
+        return None
+    from promptzip._split import sentence_spans
+
+    units = [(f, a, b) for f in fields for a, b in sentence_spans(item[f])]
+    order = rank(lexical_relevance([item[f][a:b] for f, a, b in units], query))
+
+    def shortened(kept: Sequence[int]) -> str:
+        chosen = sorted(kept)
+        new = dict(item)
+        for f in fields:
+            mine = [units[u] for u in chosen if units[u][0] == f]
+            total = sum(1 for u in units if u[0] == f)
+            if len(mine) < total:
+                text = " ".join(item[f][a:b] for _, a, b in mine)
+                new[f] = f"{text} […{total - len(mine)} of {total} sentences omitted]".lstrip()
+        items[best] = new
+        try:
+            return render([best], 1)
+        finally:
+            items[best] = item
+
+    text, k, tokens = fit_prefix(order, shortened, count, target)
+    return (text, tokens) if k and tokens <= target else None
 
 
 def _choose(

@@ -95,6 +95,29 @@ def test_json_search_results_keep_the_named_items_and_summarize_the_rest_faithfu
     assert out.text == json.dumps(parsed, indent=2, ensure_ascii=False)
 
 
+def test_when_no_item_fits_whole_the_most_relevant_one_keeps_its_relevant_sentences() -> None:
+    filler = " ".join(f"Sentence {k} of result {{i}} says nothing in particular about the weather." for k in range(6))
+    results = [
+        {
+            "id": i,
+            "title": f"Result {i}",
+            "snippet": filler.format(i=i) + (" The harbour of Bergen froze in 1893." if i == 7 else ""),
+        }
+        for i in range(12)
+    ]
+    text = json.dumps(results, indent=2)
+    whole = TOK.count(json.dumps(results[7], indent=2))
+    out = reduce(text, whole - 20, query="In which year did the harbour of Bergen freeze?")
+    found = json.loads(out.text)
+    (item,) = [x for x in found if isinstance(x, dict)]
+    assert (item["id"], item["title"]) == (7, "Result 7")  # every other field as it was
+    assert "The harbour of Bergen froze in 1893." in item["snippet"]
+    assert re.search(r"\[…\d+ of 7 sentences omitted\]$", item["snippet"])
+    assert "11 of 12 items omitted" in found[-1]
+    # no query, nothing to choose sentences by: the summary alone, as before
+    assert not any(isinstance(x, dict) for x in json.loads(reduce(text, whole - 20).text))
+
+
 def test_json_styles_top_level_arrays_and_fitting_arrays() -> None:
     items = search_results(40)["results"]
     compact = json.dumps(items, separators=(",", ":"), ensure_ascii=False) + "\n"

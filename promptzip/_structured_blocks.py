@@ -127,7 +127,10 @@ def _kind(block: str) -> str | None:
 def split_layout(layout: Layout, blocks: list[Block]) -> list[tuple[int, int, Layout | str]]:
     """The layout cut around ``blocks``: (start, end, piece) in order, where a piece is the layout of the text
     between two blocks (its regions clipped, a question's words recounted), a block's fence line (protected) or a
-    block's kind. Blocks that lie in a document element or cross a protected region are left in place."""
+    block's kind. Blocks that lie in a document element or cross a protected region are left in place, and so are
+    all of them in a text marked up with promptzip's tags (``<pz keep>``, ``<pz rate=…>``)."""
+    if any(r.kind == "context" and r.rule == "pz" for r in layout.regions):
+        return [(0, len(layout.text), layout)]  # the user's own tags pair up across the whole text: it stays one
     regions, elements = layout.regions, sorted(layout.elements, key=lambda el: el.start)
     ends = [r.end for r in regions]  # regions cover the text in order
     starts = [el.start for el in elements]

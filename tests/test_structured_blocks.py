@@ -212,6 +212,19 @@ def test_a_request_that_fits_is_untouched() -> None:
     assert r.decision == "kept_all"
 
 
+def test_a_text_marked_up_with_promptzips_tags_is_read_by_them_whole() -> None:
+    # cut around a block, <pz keep> and its </pz> would land in different pieces and no longer pair up
+    z = zipper()
+    keep = f"<pz keep>Here is the data:\n{fenced('json', ORDERS)}\n</pz>\n\n{QUESTION}"
+    with pytest.raises(pz.BudgetError):  # the user asked for all of it: it does not fit a tenth
+        z.compress_messages([{"role": "user", "content": keep}], rate=0.1)
+    rate = f"Here is the data:\n<pz rate=0.5>{fenced('json', ORDERS)}</pz>\n\n{QUESTION}"
+    r = z.compress_messages([{"role": "user", "content": rate}], rate=0.1)
+    assert r.messages is not None
+    assert r.tokens_out <= r.budget
+    assert "<pz" not in r.messages[0]["content"]  # the tags were read, as markup, not cut apart
+
+
 def test_the_context_around_blocks_is_numbered_as_one_text() -> None:
     docs = "\n\n".join(f"Note {i}: the warehouse in town {i} ships on weekday {i % 5}." for i in range(40))
     text = f"Notes:\n{docs}\n\n{fenced('json', ORDERS)}\n\nMore notes:\n{docs}\n\n{fenced('log', LOG)}\n\n{QUESTION}"

@@ -1,15 +1,15 @@
 """``pasted-data``: data pasted into the turn being answered (a search API's JSON results or a service log, fenced,
-bare, or after the question), sent as one user message through the running proxy's ``/v1/chat/completions``.
+bare, or after the question) or into the system prompt, sent through the running proxy's ``/v1/chat/completions``.
 
     python -P -m promptzip.evals.pasted_data --n 30        # evals/results/pasted_data.{json,md}
     python -P -m promptzip.evals.pasted_data --quick       # 3 items per kind, evals/results/quick/
 
 The items are the agent-trace suite's tool outputs (:mod:`promptzip.evals._traces`, GSM8K test as the corpus):
 ``web_search`` results (20 per call, the gold paragraph among them, as indented JSON) and ``get_logs`` logs (200
-lines, the asked-about error among them). Each is pasted into a user message in every shape of :data:`SHAPES` and
+lines, the asked-about error among them). Each is pasted into the chat in every shape of :data:`SHAPES` and
 sent with the OpenAI SDK through one proxy (:func:`promptzip.integrations.proxy.create_app` under uvicorn on
 127.0.0.1, the ``fast`` preset) to a recording fake upstream, with ``x-promptzip-budget`` = the tokens of the same
-message with the data left out plus ``floor(data tokens / ratio)`` (o200k, OpenAI's chat convention).
+chat with the data left out plus ``floor(data tokens / ratio)`` (o200k, OpenAI's chat convention).
 
 Measured on what the upstream received: the answer in what came from the data (the message less its question),
 the question verbatim, the data still valid JSON between its fences (JSON shapes), the tokens sent against the
@@ -36,14 +36,22 @@ from promptzip.evals.rag_chat import PRESET, TARGET
 
 __all__ = ["SHAPES", "main", "markdown", "run_pasted_data"]
 
-# (kind of data, shape): how the user pastes it; {data} the tool output, {q} the question
-SHAPES: dict[str, tuple[str, str]] = {
-    "json, fenced": ("json", "Here are the search results I got:\n\n```json\n{data}\n```\n\n{q}"),
-    "json, bare": ("json", "Search results:\n{data}\n\n{q}"),
-    "json, question first": ("json", "{q}\n\nUse these search results:\n```\n{data}\n```"),
-    "log, fenced": ("log", "Here is the log of the last hour:\n```\n{data}\n```\n\n{q}"),
-    "log, question first": ("log", "{q}\n\n```log\n{data}\n```"),
+# (kind of data, system prompt, user message): where the data is pasted; {data} the tool output, {q} the question
+SHAPES: dict[str, tuple[str, str | None, str]] = {
+    "json, fenced": ("json", None, "Here are the search results I got:\n\n```json\n{data}\n```\n\n{q}"),
+    "json, bare": ("json", None, "Search results:\n{data}\n\n{q}"),
+    "json, question first": ("json", None, "{q}\n\nUse these search results:\n```\n{data}\n```"),
+    "json, in the system prompt": ("json", "Answer from these search results.\n\n```json\n{data}\n```", "{q}"),
+    "log, fenced": ("log", None, "Here is the log of the last hour:\n```\n{data}\n```\n\n{q}"),
+    "log, question first": ("log", None, "{q}\n\n```log\n{data}\n```"),
 }
+
+
+def _chat(system: str | None, user: str, data: str, question: str) -> list[dict[str, str]]:
+    chat = [{"role": "system", "content": system.format(data=data)}] if system is not None else []
+    return [*chat, {"role": "user", "content": user.format(data=data, q=question)}]
+
+
 RATIOS = (10.0, 20.0)
 QUICK_ITEMS = 3
 
@@ -96,10 +104,10 @@ def run_pasted_data(
     items = _items(QUICK_ITEMS if quick else n, seed)
     cells = {shape: {f"{r:g}x": _cell() for r in ratios} for shape in SHAPES}
     with rag_chat.Harness(zipper_factory or rag_chat.default_factory) as harness:
-        for shape, (kind, pattern) in SHAPES.items():
+        for shape, (kind, system, user) in SHAPES.items():
             for k, (question, answers, data) in enumerate(items[kind], 1):
-                request = [{"role": "user", "content": pattern.format(data=data, q=question)}]
-                frame = message_tokens([{"role": "user", "content": pattern.format(data="", q=question)}], count)
+                request = _chat(system, user, data, question)
+                frame = message_tokens(_chat(system, user, "", question), count)
                 original = message_tokens(request, count)
                 for ratio in ratios:
                     budget = frame + budget_for(count(data), ratio)
@@ -151,14 +159,14 @@ def _measure(
     cell["status"][headers.get("x-promptzip-status", "missing")] += 1
     if not received:  # nothing reached the upstream: lost
         return
-    text = str(received[0]["content"])
+    texts = [str(m["content"]) for m in received]
     tokens = message_tokens(received, count)
     cell["received_tokens"] += tokens
     cell["over_budget_tokens"] += max(0, tokens - budget)
-    cell["question_intact"] += int(question in text)
-    cell["retained"] += int(answer_retained(text.replace(question, ""), list(answers)))
+    cell["question_intact"] += int(question in texts[-1])
+    cell["retained"] += int(answer_retained("\n".join(texts).replace(question, ""), list(answers)))
     if kind == "json":
-        cell["valid_json"] += int(_valid_json(text))
+        cell["valid_json"] += int(_valid_json(texts[0]))
 
 
 def _valid_json(text: str) -> bool:
@@ -183,14 +191,15 @@ def markdown(report: Mapping[str, Any]) -> str:
     meta = report["meta"]
     load = ", ".join(f"{x:.2f}" for x in meta["loadavg"])
     lines = [
-        "# pasted-data: JSON and logs pasted into the question's message, through the proxy",
+        "# pasted-data: JSON and logs pasted into the question's message or the system prompt, through the proxy",
         "",
         f"Command: `{meta['command']}` · {meta['n']} items per kind of data · {meta['corpus']} · preset "
         f"`{meta['preset']}`, target `{meta['target']}` ({meta['tokenizer']}) · {meta['date']} · {meta['seconds']} s "
         f"· load average {load} at the end, {meta['cpus']} CPUs · Python {meta['python']}.",
         "",
-        "Each request is one user message: the data pasted in the shape named (the question before or after it), "
-        "with a budget of the message's other tokens plus the data's tokens over the ratio. Retained: the gold "
+        "Each request is one user message with the data pasted in the shape named (the question before or after it), "
+        "or a system prompt holding the data and the question as the user message, with a budget of the chat's other "
+        "tokens plus the data's tokens over the ratio. Retained: the gold "
         "answer in what the upstream received, less the question. Question intact: the question arrived verbatim. "
         "Valid JSON: the pasted results still parse. Ratio: tokens of the requests as given over tokens received. "
         "fail-open: the proxy forwarded the request as given (it could not meet the budget).",

@@ -7,9 +7,9 @@ and one knapsack, exactly as ``compress(chunks, query=question)`` would run on t
 calls, JSON tool results, code fences and non-text parts (images, audio) go out byte for byte. ``scope="history"``
 compresses earlier turns only (system and developer messages and the last user turn stay whole). Earlier user and
 assistant turns and plain-text tool results are context as a whole unless tags or headings mark their structure.
-Tool results and earlier user turns that are wholly JSON, a log, HTML or code, and data blocks pasted inside a user
-turn or tool result, are cut by their structure (:mod:`promptzip._structured`); a text cut around its blocks is
-several slots in a row, rebuilt as one.
+Tool results and earlier user turns that are wholly JSON, a log, HTML or code, and data blocks pasted inside a
+system, developer or user message or a tool result, are cut by their structure (:mod:`promptzip._structured`); a
+text cut around its blocks is several slots in a row, rebuilt as one.
 
 The question that relevance is measured against is ``question=`` when given, else the question found in the last
 user turn (its text after a ``Question:`` label, or the short request after its context, or the whole turn).

@@ -1,12 +1,14 @@
 """Structured data pasted inside a message: JSON, a log or HTML in a fenced block (or a bare JSON value on lines of
-its own), among the words of a user turn or a tool result.
+its own), among the words of a system or developer prompt, a user turn or a tool result.
 
 "Here is the API response: ```json [...]``` Which orders are pending?" is one user message: request understanding
 reads it as one question (or, in an earlier turn, as context whose fenced block the splitter keeps or drops whole),
-so a large pasted array went out whole or not at all. :func:`structured_blocks` finds such blocks and
-:func:`split_layout` cuts the message's layout around them, so each block becomes a structured text of its own,
-cut by its reducer like a tool output (:mod:`promptzip._structured`), while the words around it keep the regions
-understanding gave them (the question is still found in the whole text, with the block in place).
+so a large pasted array went out whole or not at all; in a system prompt that holds the data an assistant answers
+from, a fenced block was context the splitter keeps whole, so the request could not be cut below it.
+:func:`structured_blocks` finds such blocks and :func:`split_layout` cuts the message's layout around them, so each
+block becomes a structured text of its own, cut by its reducer like a tool output (:mod:`promptzip._structured`),
+while the words around it keep the regions understanding gave them (the question is still found in the whole text,
+with the block in place).
 
 Only data is cut: a block fenced with a programming language, or whose text reads as code, stays as it was, and so
 does a block shorter than :data:`~promptzip._structured.MIN_STRUCTURED_CHARS`.
@@ -27,7 +29,7 @@ from promptzip._understand import Element, Layout, Region
 
 __all__ = ["BLOCK_ROLES", "Block", "split_layout", "structured_blocks"]
 
-BLOCK_ROLES = ("user", "tool", "function")
+BLOCK_ROLES = ("system", "developer", "user", "tool", "function")
 _KINDS = ("json", "log", "html")  # data; code is what a question is about, and stays whole
 # the info words a data block may carry: none, its kind, or a plain-text one
 _INFO = {"": None, "json": "json", "log": "log", "logs": "log", "html": "html", "text": None, "txt": None}

@@ -205,6 +205,21 @@ def test_blocks_in_an_earlier_turn_a_tool_result_and_the_last_turn_are_cut() -> 
     assert {pz.expand(i, cache=z.cache) for i in ids} == {CUSTOMERS, ORDERS, LOG}
 
 
+def test_a_json_block_in_the_system_prompt_is_cut_for_the_users_question() -> None:
+    # a fenced block in a system prompt was context the splitter keeps whole: no budget below it could be met
+    z = zipper()
+    system = f"You are a support agent. Answer from the orders below.\n\n{fenced('json', ORDERS)}\n\nBe brief."
+    chat = [{"role": "system", "content": system}, {"role": "user", "content": QUESTION}]
+    r = z.compress_messages(chat, rate=0.1)
+    assert r.messages is not None
+    assert r.tokens_out <= r.budget < r.tokens_in
+    sent = r.messages[0]["content"]
+    assert sent.startswith("You are a support agent. Answer from the orders below.\n\n```json\n")
+    assert sent.endswith("\n```\n\nBe brief.")
+    assert {"order": "A-1042", "status": "pending", "total": 315.0} in the_json_in(sent)
+    assert r.messages[1] == chat[1]
+
+
 def test_a_request_that_fits_is_untouched() -> None:
     chat = [{"role": "user", "content": f"Here is the API response:\n{fenced('json', ORDERS)}\n\n{QUESTION}"}]
     r = zipper().compress_messages(chat, budget=50_000)
@@ -273,8 +288,22 @@ def test_the_proxy_cuts_a_pasted_block_for_both_sdks_and_expands_it_for_the_same
                 messages=[{"role": "user", "content": text}],
                 extra_headers={"x-promptzip-budget": "1000"},
             )
-        assert answer.headers["x-promptzip-status"] == "compressed"
-        sent = upstream.requests[-1].json()["messages"][0]["content"]
-        sent = sent if isinstance(sent, str) else "".join(block["text"] for block in sent)
-        assert sent.endswith(QUESTION)
-        assert {"order": "A-1042", "status": "pending", "total": 315.0} in the_json_in(sent)
+            assert answer.headers["x-promptzip-status"] == "compressed"
+            sent = upstream.requests[-1].json()["messages"][0]["content"]
+            sent = sent if isinstance(sent, str) else "".join(block["text"] for block in sent)
+            assert sent.endswith(QUESTION)
+            assert {"order": "A-1042", "status": "pending", "total": 315.0} in the_json_in(sent)
+
+            system = claude.messages.with_raw_response.create(  # the data in the system prompt
+                model="claude-sonnet-4-5",
+                max_tokens=64,
+                system=f"Answer from these orders.\n\n{fenced('json', ORDERS)}",
+                messages=[{"role": "user", "content": QUESTION}],
+                extra_headers={"x-promptzip-budget": "1000"},
+            )
+        assert system.headers["x-promptzip-status"] == "compressed"
+        body = upstream.requests[-1].json()
+        prompt = body["system"] if isinstance(body["system"], str) else "".join(b["text"] for b in body["system"])
+        assert prompt.startswith("Answer from these orders.\n\n```json\n")
+        assert {"order": "A-1042", "status": "pending", "total": 315.0} in the_json_in(prompt)
+        assert body["messages"] == [{"role": "user", "content": QUESTION}]

@@ -22,6 +22,7 @@ import json
 import re
 from dataclasses import replace
 
+from promptzip._request_memo import request_memo
 from promptzip._rules import strip_span
 from promptzip._rules_query import label_free
 from promptzip._structured import MIN_STRUCTURED_CHARS
@@ -50,8 +51,16 @@ def structured_blocks(text: str) -> list[Block]:
     the text is one JSON value (a tool result: cut whole elsewhere) or too short to hold a block."""
     if len(text) < MIN_STRUCTURED_CHARS:
         return []
-    fenced, found = _fenced(text)
-    return sorted(found + [(a, a, b, b, kind) for a, b, kind in _bare(text, fenced)])
+    # A request looks for its question first and plans after, reading each text twice; the reducers' detection
+    # parses every candidate block, so the request's memo keeps what was found for the second read.
+    memo = request_memo("structured.blocks")
+    found: list[Block] | None = memo.get(text) if memo is not None else None
+    if found is None:
+        fenced, blocks = _fenced(text)
+        found = sorted(blocks + [(a, a, b, b, kind) for a, b, kind in _bare(text, fenced)])
+        if memo is not None:
+            memo[text] = found
+    return list(found)
 
 
 def _fenced(text: str) -> tuple[list[tuple[int, int]], list[Block]]:

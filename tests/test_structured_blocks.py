@@ -307,3 +307,25 @@ def test_the_proxy_cuts_a_pasted_block_for_both_sdks_and_expands_it_for_the_same
         assert prompt.startswith("Answer from these orders.\n\n```json\n")
         assert {"order": "A-1042", "status": "pending", "total": 315.0} in the_json_in(prompt)
         assert body["messages"] == [{"role": "user", "content": QUESTION}]
+
+
+def test_a_request_looks_for_a_texts_blocks_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the question is found first and the request planned after: the second read takes what the first found
+    import promptzip._structured_blocks as blocks
+
+    seen: list[str] = []
+    fenced_blocks = blocks._fenced
+
+    def counted(text: str) -> Any:
+        seen.append(text)
+        return fenced_blocks(text)
+
+    monkeypatch.setattr(blocks, "_fenced", counted)
+    text = f"Here is the API response:\n{fenced('json', ORDERS)}\n\n{QUESTION}"
+    r = zipper().compress_messages([{"role": "user", "content": text}], rate=0.1)
+    assert r.decision == "compressed"
+    assert seen == [text]
+    seen.clear()
+    structured_blocks(text)
+    structured_blocks(text)
+    assert seen == [text, text]  # outside a request nothing is kept

@@ -8,7 +8,10 @@ from, a fenced block was context the splitter keeps whole, so the request could 
 :func:`structured_blocks` finds such blocks and :func:`split_layout` cuts the message's layout around them, so each
 block becomes a structured text of its own, cut by its reducer like a tool output (:mod:`promptzip._structured`),
 while the words around it keep the regions understanding gave them (the question is still found in the whole text,
-with the block in place).
+with the block in place). In the turn being answered, the words before the first block or after the last one,
+when shorter than a block worth cutting, are the user's own about the data ("Find the orders that failed."): a
+question, kept as it is, even where understanding read them as part of the data (a request with no question mark
+after a lead-in such as "Here is the log:").
 
 Only data is cut: a block fenced with a programming language, or whose text reads as code, stays as it was, and so
 does a block shorter than :data:`~promptzip._structured.MIN_STRUCTURED_CHARS`.
@@ -135,11 +138,13 @@ def _kind(block: str) -> str | None:
     return kind if kind in _KINDS else None
 
 
-def split_layout(layout: Layout, blocks: list[Block]) -> list[tuple[int, int, Layout | str]]:
+def split_layout(layout: Layout, blocks: list[Block], *, asking: bool = False) -> list[tuple[int, int, Layout | str]]:
     """The layout cut around ``blocks``: (start, end, piece) in order, where a piece is the layout of the text
     between two blocks (its regions clipped, a question's words recounted), a block's fence line (protected) or a
     block's kind. Blocks that lie in a document element or cross a protected region are left in place, and so are
-    all of them in a text marked up with promptzip's tags (``<pz keep>``, ``<pz rate=…>``)."""
+    all of them in a text marked up with promptzip's tags (``<pz keep>``, ``<pz rate=…>``). With ``asking`` (the
+    turn being answered), the context in the words before the first cut block or after the last is the question
+    when those words are short (:func:`_asked`)."""
     if any(r.kind == "context" and r.rule == "pz" for r in layout.regions):
         return [(0, len(layout.text), layout)]  # the user's own tags pair up across the whole text: it stays one
     regions, elements = layout.regions, sorted(layout.elements, key=lambda el: el.start)
@@ -176,7 +181,27 @@ def split_layout(layout: Layout, blocks: list[Block]) -> list[tuple[int, int, La
             pieces.append((a, b, kind))
         pieces += _protected(layout.text, b, outer_b)
         pos = outer_b
+    if asking and any(isinstance(piece, str) for _, _, piece in pieces):
+        for n in {0, len(pieces) - 1}:  # the words before the first block and after the last
+            a, b, piece = pieces[n]
+            if isinstance(piece, Layout):
+                pieces[n] = (a, b, _asked(piece))
     return pieces
+
+
+def _asked(piece: Layout) -> Layout:
+    """The words around the data in the turn being answered: shorter than a block worth cutting, they are the
+    user's request about it, whatever understanding made of them with the block in place (a request without a
+    question mark after "Here is the log:" reads as more of the pasted text); longer, they stay as they were."""
+    if len(piece.text.strip()) >= MIN_STRUCTURED_CHARS or not piece.context:
+        return piece
+    regions = tuple(
+        Region("question", r.start, r.end, "block", label_free(piece.text[r.start : r.end]))
+        if r.kind == "context"
+        else r
+        for r in piece.regions
+    )
+    return replace(piece, regions=regions, elements=())
 
 
 def _protected(text: str, s: int, e: int) -> list[tuple[int, int, Layout | str]]:

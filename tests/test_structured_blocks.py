@@ -161,6 +161,37 @@ def test_a_json_block_in_the_turn_being_answered_is_cut_and_the_question_kept(te
         pz.expand(eid, cache=z.cache, scope="another-caller")
 
 
+REQUEST = "Find the orders that are still pending and count them."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Here is the API response:\n\n{fenced('json', ORDERS)}\n\n{REQUEST}",
+        f"Here is the API response:\n{ORDERS}\n\n{REQUEST}",
+        f"The log of the last hour:\n{fenced('log', LOG)}\n{REQUEST}",
+    ],
+)
+def test_a_request_without_a_question_mark_after_the_data_is_the_question(text: str) -> None:
+    # after a lead-in ending in a colon, understanding read the request as more of the pasted text: it was cut
+    chat = [{"role": "user", "content": text}]
+    assert REQUEST in (question_of(chat) or "")
+    r = zipper().compress_messages(chat, rate=0.05)
+    assert r.messages is not None
+    assert r.tokens_out <= r.budget < r.tokens_in
+    assert r.messages[0]["content"].endswith(REQUEST)
+
+
+def test_long_words_after_the_data_are_still_context() -> None:
+    notes = "\n\n".join(f"Note {i}: the warehouse in town {i} ships on weekday {i % 5}." for i in range(40))
+    r = zipper().compress_messages(
+        [{"role": "user", "content": f"Data:\n{fenced('json', ORDERS)}\n\n{notes}"}], rate=0.1
+    )
+    assert r.messages is not None
+    assert notes not in r.messages[0]["content"]  # cut like any context, not kept whole as a question
+    assert r.tokens_out <= r.budget
+
+
 def test_a_bare_json_block_is_cut_and_stays_on_its_lines() -> None:
     z = zipper()
     text = f"Here is the API response:\n{ORDERS}\n\n{QUESTION}"

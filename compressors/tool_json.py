@@ -36,7 +36,6 @@ from promptzip.compressors.tool_outputs import (
     Relevance,
     fit_prefix,
     greedy,
-    lexical_relevance,
     marker,
     rank,
     relevance_scores,
@@ -300,7 +299,7 @@ def _shortened_item(
     from promptzip._split import sentence_spans
 
     units = [(f, a, b) for f in fields for a, b in sentence_spans(item[f])]
-    order = rank(lexical_relevance([item[f][a:b] for f, a, b in units], query))
+    order = rank(relevance_scores([item[f][a:b] for f, a, b in units], query, relevance))
 
     def shortened(kept: Sequence[int]) -> str:
         chosen = sorted(kept)

@@ -116,6 +116,15 @@ def test_when_no_item_fits_whole_the_most_relevant_one_keeps_its_relevant_senten
     assert "11 of 12 items omitted" in found[-1]
     # no query, nothing to choose sentences by: the summary alone, as before
     assert not any(isinstance(x, dict) for x in json.loads(reduce(text, whole - 20).text))
+    # the sentences are ranked by the caller's relevance (the preset's scorer) when there is one, as the items are
+    asked = "Which sentence of result 7 says nothing in particular?"
+    assert "1893" not in json.loads(reduce(text, whole - 20, query=asked).text)[0]["snippet"]
+
+    def knows(texts: Sequence[str], query: str) -> list[float]:
+        return [float("1893" in t) for t in texts]
+
+    (item, _) = json.loads(reduce(text, whole - 20, query=asked, relevance=knows).text)
+    assert "The harbour of Bergen froze in 1893." in item["snippet"]
 
 
 def test_json_styles_top_level_arrays_and_fitting_arrays() -> None:

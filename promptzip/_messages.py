@@ -137,7 +137,7 @@ def _text_slots(i: int, where: Any, text: str, role: str, *, last_user: bool, sc
         _Slot(i, where, _whole(text[a:b], "protected"), {}, kind=piece, offset=a, block=True)
         if isinstance(piece, str)
         else _Slot(i, where, piece, {}, offset=a)
-        for a, b, piece in split_layout(layout, blocks, asking=last_user and role == "user")
+        for a, b, piece in split_layout(layout, blocks, asking=last_user)
     ]
     # the context regions of the pieces are numbered as those of the whole text would be
     regions = [(n, k) for n, slot in enumerate(slots) for k in slot.layout.context]

@@ -178,8 +178,6 @@ class FakeUpstream:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for transport in list(self._transports):
-                transport.close()
             await asyncio.sleep(0)  # a closed transport closes its socket on the loop's next turn
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)

@@ -6,7 +6,8 @@ bare, or after the question) or into the system prompt, sent through the running
 
 The items are the agent-trace suite's tool outputs (:mod:`promptzip.evals._traces`, GSM8K test as the corpus):
 ``web_search`` results (20 per call, the gold paragraph among them, as indented JSON) and ``get_logs`` logs (200
-lines, the asked-about error among them). Each is pasted into the chat in every shape of :data:`SHAPES` and
+lines, the asked-about error among them). Each is pasted into the chat in every shape of :data:`SHAPES` (one of
+them three ``web_search`` tool results, the item's beside two others that do not answer) and
 sent with the OpenAI SDK through one proxy (:func:`promptzip.integrations.proxy.create_app` under uvicorn on
 127.0.0.1, the ``fast`` preset) to a recording fake upstream, with ``x-promptzip-budget`` = the tokens of the same
 chat with the data left out plus ``floor(data tokens / ratio)`` (o200k, OpenAI's chat convention).
@@ -36,12 +37,14 @@ from promptzip.evals.rag_chat import PRESET, TARGET
 
 __all__ = ["SHAPES", "main", "markdown", "run_pasted_data"]
 
+TOOL_RESULTS = "(tool results)"  # the question as the user's turn, then three web_search calls, the data one of them
 # (kind of data, system prompt, user message): where the data is pasted; {data} the tool output, {q} the question
 SHAPES: dict[str, tuple[str, str | None, str]] = {
     "json, fenced": ("json", None, "Here are the search results I got:\n\n```json\n{data}\n```\n\n{q}"),
     "json, bare": ("json", None, "Search results:\n{data}\n\n{q}"),
     "json, question first": ("json", None, "{q}\n\nUse these search results:\n```\n{data}\n```"),
     "json, in the system prompt": ("json", "Answer from these search results.\n\n```json\n{data}\n```", "{q}"),
+    "json, one of three tool results": ("json", None, TOOL_RESULTS),
     "log, fenced": ("log", None, "Here is the log of the last hour:\n```\n{data}\n```\n\n{q}"),
     "log, question first": ("log", None, "{q}\n\n```log\n{data}\n```"),
 }
@@ -50,6 +53,32 @@ SHAPES: dict[str, tuple[str, str | None, str]] = {
 def _chat(system: str | None, user: str, data: str, question: str) -> list[dict[str, str]]:
     chat = [{"role": "system", "content": system.format(data=data)}] if system is not None else []
     return [*chat, {"role": "user", "content": user.format(data=data, q=question)}]
+
+
+def _tool_chat(question: str, results: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The question, an assistant turn calling ``web_search`` once per (query, results), and each call's results."""
+    calls = [
+        {
+            "id": f"call_{n}",
+            "type": "function",
+            "function": {"name": "web_search", "arguments": json.dumps({"query": q})},
+        }
+        for n, (q, _) in enumerate(results)
+    ]
+    tools = [{"role": "tool", "tool_call_id": f"call_{n}", "content": data} for n, (_, data) in enumerate(results)]
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": None, "tool_calls": calls}, *tools]
+
+
+def _others(items: Sequence[tuple[str, tuple[str, ...], str]], k: int, answers: Sequence[str]) -> list[tuple[str, str]]:
+    """(question, results) of the next two items whose results do not hold ``answers``: the other two calls."""
+    from promptzip.evals.metrics import answer_retained
+
+    found = [
+        (q, data)
+        for q, _, data in (items[(k + j) % len(items)] for j in range(1, len(items)))
+        if not answer_retained(data, list(answers))
+    ]
+    return found[:2]
 
 
 RATIOS = (10.0, 20.0)
@@ -106,11 +135,19 @@ def run_pasted_data(
     with rag_chat.Harness(zipper_factory or rag_chat.default_factory) as harness:
         for shape, (kind, system, user) in SHAPES.items():
             for k, (question, answers, data) in enumerate(items[kind], 1):
-                request = _chat(system, user, data, question)
-                frame = message_tokens(_chat(system, user, "", question), count)
+                if user == TOOL_RESULTS:  # the answering results first, second or third
+                    results = _others(items[kind], k - 1, answers)
+                    results.insert(k % (len(results) + 1), (question, data))
+                    request = _tool_chat(question, results)
+                    frame = message_tokens(_tool_chat(question, [(q, "") for q, _ in results]), count)
+                    pasted = sum(count(d) for _, d in results)
+                else:
+                    request = _chat(system, user, data, question)
+                    frame = message_tokens(_chat(system, user, "", question), count)
+                    pasted = count(data)
                 original = message_tokens(request, count)
                 for ratio in ratios:
-                    budget = frame + budget_for(count(data), ratio)
+                    budget = frame + budget_for(pasted, ratio)
                     headers, received = harness.send(request, budget)
                     cell = cells[shape][f"{ratio:g}x"]
                     _measure(cell, kind, question, answers, headers, received, budget, original, count)
@@ -159,14 +196,24 @@ def _measure(
     cell["status"][headers.get("x-promptzip-status", "missing")] += 1
     if not received:  # nothing reached the upstream: lost
         return
-    texts = [str(m["content"]) for m in received]
+    texts = [str(m.get("content") or "") for m in received]
     tokens = message_tokens(received, count)
     cell["received_tokens"] += tokens
     cell["over_budget_tokens"] += max(0, tokens - budget)
-    cell["question_intact"] += int(question in texts[-1])
+    asked = [t for m, t in zip(received, texts, strict=True) if m.get("role") == "user"]
+    cell["question_intact"] += int(bool(asked) and question in asked[-1])
     cell["retained"] += int(answer_retained("\n".join(texts).replace(question, ""), list(answers)))
+    tools = [t for m, t in zip(received, texts, strict=True) if m.get("role") == "tool"]
     if kind == "json":
-        cell["valid_json"] += int(_valid_json(texts[0]))
+        cell["valid_json"] += int(all(map(_parses, tools)) if tools else _valid_json(texts[0]))
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _valid_json(text: str) -> bool:
@@ -176,11 +223,7 @@ def _valid_json(text: str) -> bool:
     else:
         start = text.find("\n[")
         data = text[start + 1 : text.rfind("]") + 1] if start >= 0 else ""
-    try:
-        json.loads(data)
-    except ValueError:
-        return False
-    return True
+    return _parses(data)
 
 
 def _pct(part: int, whole: int) -> str:
@@ -198,10 +241,13 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"· load average {load} at the end, {meta['cpus']} CPUs · Python {meta['python']}.",
         "",
         "Each request is one user message with the data pasted in the shape named (the question before or after it), "
-        "or a system prompt holding the data and the question as the user message, with a budget of the chat's other "
-        "tokens plus the data's tokens over the ratio. Retained: the gold "
+        "or a system prompt holding the data and the question as the user message, or (one of three tool results) the "
+        "question, an assistant turn with three web_search calls and their results: the item's and two other "
+        "items' results that do not hold its answer, the item's first, second or third in turn; with a budget of the "
+        "chat's other tokens plus the data's tokens over the ratio. Retained: the gold "
         "answer in what the upstream received, less the question. Question intact: the question arrived verbatim. "
-        "Valid JSON: the pasted results still parse. Ratio: tokens of the requests as given over tokens received. "
+        "Valid JSON: the pasted results (each tool result) still parse. Ratio: tokens of the requests as given over "
+        "tokens received. "
         "fail-open: the proxy forwarded the request as given (it could not meet the budget).",
         "",
         "| shape | ratio asked | requests | retained | question intact | valid JSON | ratio | over budget | statuses |",

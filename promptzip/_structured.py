@@ -3,7 +3,8 @@ where the originals go.
 
 A ``tool``/``function`` result, or an earlier user turn, whose whole text is JSON, a log, HTML or code (as
 :func:`promptzip.compressors.tool_outputs.detect_kind` reads it) is not split into sentences: it is given a share of
-the budget in proportion to its tokens (the same rate as the rest of the context) and cut to it by its reducer
+the budget (together, the same rate as the rest of the context; among themselves half by size and half to the
+ones holding what is most relevant to the question) and cut to it by its reducer
 (relevant JSON items with a summary of the rest, error lines with their context, text without markup, signatures
 with the relevant bodies). The reduced text is then kept byte for byte like any other protected part, unless it
 is still over its share (a large module's signatures alone may be): a cut log, HTML page or module then becomes
@@ -44,6 +45,7 @@ MIN_TARGET = 48  # tokens: room for a JSON skeleton and its summary line, or a s
 _FULL = 0.8  # a cut that used this much of its share was short of room
 MAX_SCORED = 256  # items per text scored by the compressor's scorer; more get lexical scores
 _SCORED_CHARS = 2000  # of each item: a sentence encoder reads the start anyway
+_WINDOW_CHARS = 1000  # a window of a structured text scored for its share: about what a sentence encoder reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,8 @@ def reduce_texts(
 
     sizes = [count(t) for t in texts]
     total = sum(sizes) + other_context
-    targets = [max(MIN_TARGET, available * size // max(total, 1)) for size in sizes]
+    pool = available * sum(sizes) // max(total, 1)
+    targets = [max(MIN_TARGET, share) for share in _shares(texts, sizes, pool, question, relevance)]
     cuts = [
         _cut(t, size, target, question, count, relevance) for t, size, target in zip(texts, sizes, targets, strict=True)
     ]
@@ -129,6 +132,54 @@ def reduce_texts(
         if cut is not None:
             store.put(text, scope=scope)
     return cuts
+
+
+def _shares(
+    texts: Sequence[str], sizes: Sequence[int], pool: int, question: str | None, relevance: Relevance | None
+) -> list[int]:
+    """Each text's share of the ``pool`` tokens the structured texts get together: one half in proportion to its
+    size, so every text keeps its skeleton, its summary and some of its items; the other half to the texts that hold
+    the passages most relevant to the question (:data:`_WINDOW_CHARS` windows of every text scored in one pass,
+    taken best first until that half is spent), so that beside other tool results the one that answers is not cut
+    to the same rate as those that do not. By size alone when there is one text, no question, or no window scores
+    above another."""
+    from promptzip.compressors.tool_outputs import relevance_scores
+
+    by_size = [pool * size // max(sum(sizes), 1) for size in sizes]
+    if len(texts) < 2 or not question or not question.strip():
+        return by_size
+    windows = [(n, w) for n, text in enumerate(texts) for w in _windows(text)]
+    scores = relevance_scores([w for _, w in windows], question, relevance)
+    if max(scores) <= min(scores):
+        return by_size
+    shares = [share // 2 for share in by_size]
+    left = pool - sum(shares)
+    for k in sorted(range(len(windows)), key=lambda k: (-scores[k], k)):
+        if left <= 0:
+            break
+        n, window = windows[k]
+        take = min(left, sizes[n] - shares[n], -(-sizes[n] * len(window) // max(len(texts[n]), 1)))
+        if take <= 0:  # the text is whole already
+            continue
+        shares[n] += take
+        left -= take
+    return shares
+
+
+def _windows(text: str) -> list[str]:
+    """``text`` in runs of whole lines of about :data:`_WINDOW_CHARS` characters (a longer line is a run alone)."""
+    out: list[str] = []
+    run: list[str] = []
+    size = 0
+    for line in text.splitlines(keepends=True):
+        run.append(line)
+        size += len(line)
+        if size >= _WINDOW_CHARS:
+            out.append("".join(run))
+            run, size = [], 0
+    if run:
+        out.append("".join(run))
+    return out
 
 
 def _cut(

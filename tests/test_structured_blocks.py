@@ -220,12 +220,14 @@ def test_blocks_in_an_earlier_turn_a_tool_result_and_the_last_turn_are_cut() -> 
     r = z.compress_messages(chat, budget=1500)
     assert r.messages is not None
     assert r.tokens_out == message_tokens(list(r.messages), z.tokenizer.count) <= 1500
+    # the words around the earlier blocks are context the knapsack may drop (here at about 15x); the blocks are
+    # cut inside their fences
     customers = r.messages[1]["content"]
-    assert customers.startswith("Our customers, for reference:\n\n```json\n")
-    assert customers.endswith("\n```\n\nThanks.")
+    assert "```json\n" in customers
+    assert customers.removesuffix("Thanks.").rstrip().endswith("\n```")
     assert isinstance(the_json_in(customers), list)
     tool = r.messages[3]["content"]
-    assert tool.startswith("Found 300 orders.\n```json\n")
+    assert "```json\n" in tool
     assert {"order": "A-1042", "status": "pending", "total": 315.0} in the_json_in(tool)
     log = r.messages[4]["content"]
     assert log.startswith("The service log:\n```log\n")

@@ -16,6 +16,7 @@ from proxy_helpers import settings
 import promptzip as pz
 from promptzip._cache import Cache
 from promptzip._messages import message_tokens
+from promptzip._structured import _shares
 from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
@@ -138,3 +139,55 @@ def test_the_proxy_cuts_tool_outputs_and_expands_them_for_the_same_key_only(upst
         assert search[:50] not in other.text
         assert other.json()["error"]["code"]
         assert len(upstream.requests) == before  # the expand endpoint never reaches the upstream
+
+
+def catalog(word: str, n: int, first_id: int) -> str:
+    items = [{"id": first_id + i, "name": f"{word} {i}", "price": 100 + 3 * i, "stock": i % 9} for i in range(n)]
+    return json.dumps(items, indent=2)
+
+
+def three_searches(question: str) -> list[dict[str, Any]]:
+    calls = [{"id": f"c{n}", "type": "function", "function": {"name": "search", "arguments": "{}"}} for n in range(3)]
+    results = [
+        {"role": "tool", "tool_call_id": f"c{n}", "content": catalog(word, 60, 1000 * (n + 1))}
+        for n, word in enumerate(("Widget", "Gizmo", "Sprocket"))
+    ]
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        *results,
+    ]
+
+
+def test_the_tool_result_that_answers_gets_more_of_the_budget_than_those_that_do_not() -> None:
+    z = zipper()
+    chat = three_searches("What is the price of Gizmo 42 and how many are in stock?")
+    r = z.compress_messages(chat, rate=0.05)
+    assert r.messages is not None
+    assert r.tokens_out <= r.tokens_in * 0.05
+    found = [json.loads(m["content"]) for m in r.messages[2:]]  # every result still valid JSON
+    assert {"id": 2042, "name": "Gizmo 42", "price": 226, "stock": 6} in found[1]
+    for results, original in zip(found, chat[2:], strict=True):  # and says what it left out
+        assert isinstance(results[-1], str)
+        assert "of 60 items omitted" in results[-1]
+        (eid,) = EXPAND_ID.findall(results[-1])
+        assert pz.expand(eid, cache=z.cache) == original["content"]
+
+
+def test_shares_follow_size_unless_one_text_holds_what_is_asked() -> None:
+    texts = [catalog(word, 40, 0) for word in ("Widget", "Gizmo", "Sprocket")]
+    sizes = [len(t) // 4 for t in texts]
+    by_size = [1500 * s // sum(sizes) for s in sizes]
+    assert _shares(texts, sizes, 1500, None, None) == by_size  # no question
+    assert _shares(texts[:1], sizes[:1], 1500, "Gizmo 12?", None) == [1500]  # one text
+    assert _shares(texts, sizes, 1500, "What is the weather?", None) == by_size  # no text scores above another
+    shares = _shares(texts, sizes, 1500, "What does Gizmo 12 cost?", None)
+    assert sum(shares) <= 1500
+    assert shares[1] > max(1.5 * by_size[1], shares[0], shares[2])
+    assert min(shares[0], shares[2]) >= by_size[0] // 2  # the others keep half their share
+    # a text is never given more than it holds: the rest goes to the next most relevant windows
+    small = [catalog("Gizmo", 3, 0), *texts[::2]]
+    sizes = [len(t) // 4 for t in small]
+    shares = _shares(small, sizes, 1500, "What does Gizmo 2 cost?", None)
+    assert shares[0] == sizes[0]
+    assert sum(shares) == 1500

@@ -4,6 +4,8 @@ The proxy and the wrapped SDK clients check bodies the same way; nothing here ne
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterable, Iterator
 from itertools import chain, compress, repeat
 from typing import Any
@@ -11,7 +13,16 @@ from typing import Any
 from promptzip._errors import InputError
 from promptzip._messages import ROLES
 
-__all__ = ["MAX_DEPTH", "RequestError", "check_body", "check_chat", "check_str", "type_name"]
+__all__ = [
+    "MAX_DEPTH",
+    "RequestError",
+    "check_body",
+    "check_chat",
+    "check_str",
+    "finite_float",
+    "json_error",
+    "type_name",
+]
 
 # Deeper bodies are refused up front: compression, the result cache and re-encoding all recurse over the chat.
 MAX_DEPTH = 64
@@ -40,6 +51,26 @@ def check_str(value: object, param: str) -> str:
     except UnicodeEncodeError:
         raise RequestError(f"{param} contains an unpaired surrogate (invalid Unicode)", param=param) from None
     return value
+
+
+class NumberOutOfRange(ValueError):
+    """A JSON number no float holds (:func:`finite_float`)."""
+
+
+def finite_float(literal: str) -> float:
+    """``json.loads``' ``parse_float``: a number too large for a float (``1e400``) is refused as JSON's own
+    ``Infinity`` is, rather than read as infinity and written on as ``Infinity``, which is not JSON."""
+    value = float(literal)
+    if value in (math.inf, -math.inf):
+        raise NumberOutOfRange(f"the number {literal[:40]} is out of range")
+    return value
+
+
+def json_error(exc: ValueError | RecursionError) -> str:
+    """What a client is told of a body ``json.loads`` refused (never Python's own words on its limits)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return str(exc) if isinstance(exc, NumberOutOfRange) else "too deeply nested or out of range"
 
 
 def type_name(value: object) -> str:
@@ -72,14 +103,15 @@ def _inner(level: list[Any]) -> Iterator[Iterable[Any]]:
 
 def check_body(payload: Any) -> dict[str, Any]:
     """The body of any compressed route (chat, Anthropic messages, Responses): a JSON object, not nested too deep,
-    whose ``model`` and ``stream``, when present, are a string and a boolean."""
+    whose ``model`` and ``stream``, when present, are a string and a boolean (``stream`` may be null, as OpenAI's API
+    allows: not streamed)."""
     if not isinstance(payload, dict):
         raise RequestError(f"the body must be a JSON object, not {type_name(payload)}", code="invalid_type")
     if _deeper_than(payload, MAX_DEPTH):
         raise RequestError(
             f"the body nests arrays and objects deeper than {MAX_DEPTH} levels", code="too_deeply_nested"
         )
-    for name, kind in (("model", str), ("stream", bool)):
+    for name, kind in (("model", str), ("stream", bool | None)):
         if name in payload and not isinstance(payload[name], kind):
             raise RequestError(
                 f"{name} has the wrong type: {type_name(payload[name])}", param=name, code="invalid_type"
@@ -101,7 +133,7 @@ def check_chat(payload: Any) -> list[dict[str, Any]]:
             raise RequestError(
                 f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_role"
             )
-        if "name" in m:
+        if m.get("name") is not None:  # null is no name, as OpenAI's API reads it
             check_str(m["name"], f"{where}.name")
         content = m.get("content")
         if content is None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from promptzip._errors import PromptZipError
-from promptzip.integrations._bodies import RequestError, type_name
+from promptzip.integrations._bodies import RequestError, finite_float, json_error, type_name
 from promptzip.integrations._calls import Compression, call_context
 from promptzip.integrations._dialects import ChatCompletions, Completions, Dialect, OpenAIResponses
 
@@ -101,10 +101,11 @@ def read_batch_file(data: bytes) -> list[Line]:
             lines.append(Line(number, raw, None))
             continue
         try:
-            request = json.loads(raw, parse_constant=_reject_constant)
+            request = json.loads(raw, parse_constant=_reject_constant, parse_float=finite_float)
         except (ValueError, RecursionError) as exc:
-            message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested or out of range"
-            raise RequestError(f"line {number}: not valid JSON: {message}", param=_PARAM, code="invalid_json") from None
+            raise RequestError(
+                f"line {number}: not valid JSON: {json_error(exc)}", param=_PARAM, code="invalid_json"
+            ) from None
         if not isinstance(request, dict):
             raise RequestError(
                 f"line {number}: a request must be a JSON object, not {type_name(request)}",

@@ -15,7 +15,16 @@ from promptzip._cache import decode_json
 from promptzip._errors import PromptZipError
 from promptzip._pricing import CachePricing
 from promptzip._types import Budget
-from promptzip.integrations._bodies import MAX_DEPTH, RequestError, check_body, check_chat, check_str, type_name
+from promptzip.integrations._bodies import (
+    MAX_DEPTH,
+    RequestError,
+    check_body,
+    check_chat,
+    check_str,
+    finite_float,
+    json_error,
+    type_name,
+)
 from promptzip.integrations.proxy._paths import route_path, v1_segments
 from promptzip.integrations.proxy._settings import SCOPES
 
@@ -235,10 +244,9 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise RequestError(f"the body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
     try:
-        return json.loads(text, parse_constant=reject_constant)
+        return json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
     except (ValueError, RecursionError) as exc:
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested or out of range"
-        raise RequestError(f"the body is not valid JSON: {message}", code="invalid_json") from None
+        raise RequestError(f"the body is not valid JSON: {json_error(exc)}", code="invalid_json") from None
 
 
 def encode(payload: dict[str, Any]) -> bytes:

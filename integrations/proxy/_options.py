@@ -241,7 +241,9 @@ def _keyed(credential: str | None, secret: bytes) -> str | None:
     """A keyed hash of the credential (never the key itself), or ``None`` when the request carries none."""
     if credential is None:
         return None
-    return hmac.new(secret, credential.encode("utf-8"), hashlib.sha256).hexdigest()
+    # surrogatepass: an end user named with an unpaired surrogate (valid JSON, not valid Unicode) still has a name;
+    # the body itself is refused or forwarded as given later, by the route, never answered 500 here
+    return hmac.new(secret, credential.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def _cache_scope(settings: ProxySettings, keyed: str | None) -> str:

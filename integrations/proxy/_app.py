@@ -440,7 +440,7 @@ class _Proxy:
 
     async def _send(self, client: httpx.AsyncClient, upstream_request: httpx.Request) -> httpx.Response:
         try:
-            return await client.send(upstream_request, stream=True)
+            response = await client.send(upstream_request, stream=True)
         except httpx.PoolTimeout as exc:
             self.metrics.upstream_errors.inc("pool")
             raise UpstreamError("the proxy has no free upstream connection; retry later", status_code=503) from exc
@@ -453,6 +453,13 @@ class _Proxy:
         except httpx.HTTPError as exc:
             self.metrics.upstream_errors.inc("protocol")
             raise UpstreamError("the upstream's answer is not valid HTTP", status_code=502) from exc
+        if not 100 <= response.status_code <= 599:  # h11 reads any three digits; no server can send 600 on
+            await response.aclose()
+            self.metrics.upstream_errors.inc("protocol")
+            raise UpstreamError(
+                f"the upstream answered status {response.status_code}, not an HTTP status", status_code=502
+            )
+        return response
 
 
 def serve(settings: ProxySettings, *, log_level: str = "info", zipper_factory: ZipperFactory | None = None) -> None:

@@ -32,7 +32,9 @@ def _refuse(why: str) -> RequestError:
 def v1_segments(scope: Mapping[str, Any]) -> list[bytes]:
     """The segments after ``/v1`` of the request's path, each percent-decoded once; refused (400 ``invalid_path``)
     when servers could read it differently: a dot segment (also between encoded slashes), a backslash, a NUL, a
-    malformed escape, or a path that is not under ``/v1/``."""
+    malformed escape, an empty segment (``//``, which some servers merge: ``/v1//promptzip/...`` would reach the
+    upstream as the proxy's own path, ``/v1//chat/completions`` as the chat route uncompressed) before the last, or a
+    path that is not under ``/v1/``."""
     raw = scope.get("raw_path")
     if not isinstance(raw, bytes):  # a server that does not give it: the decoded path, encoded again
         raw = quote(str(scope.get("path", "")), safe="/").encode("ascii")
@@ -43,6 +45,8 @@ def v1_segments(scope: Mapping[str, Any]) -> list[bytes]:
     segments = [unquote_to_bytes(p) for p in parts]
     if head or len(segments) < 2 or segments[0] != b"v1":
         raise _refuse("must start with /v1/")
+    if b"" in parts[:-1]:  # literally empty, not an encoded slash
+        raise _refuse("must not contain an empty segment ('//')")
     for segment in segments:
         # An encoded slash stays part of its segment (model ids such as "org/name"), and is forwarded encoded;
         # but dot segments hidden behind one (..%2F..) would climb at an upstream that decodes it first.

@@ -29,7 +29,7 @@ def validate_messages(messages: object) -> list[Mapping[str, Any]]:
         if not isinstance(m, Mapping):
             raise InputError(f"messages[{i}] must be an object, not {type(m).__name__}")
         role = m.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # a list role is unhashable
             raise InputError(f"messages[{i}] has an unknown role {role!r}; use one of {', '.join(sorted(ROLES))}")
         content = m.get("content")
         if content is None:
@@ -60,17 +60,22 @@ def _check_json(m: Mapping[str, Any], where: str) -> None:
     as JSON; the rest with anything else as its str): keys that are not str, which JSON cannot sort, nesting deeper
     than the encoder follows, and a message that contains itself are errors here, not deep inside a compression."""
     if all(type(k) is str and type(v) is str for k, v in m.items()):  # the common {"role": ..., "content": ...}
+        for k, v in m.items():  # a name (content was checked): hashed and counted as UTF-8, so it must be Unicode
+            if k != "content" and not v.isascii():
+                check_text(v, f"{where}.{k}", allow_empty=True, allow_nul=True)
         return
     parts = [(f"{where}.{k}", m[k], None) for k in _STRUCTURED if m.get(k)] + [(where, m, str)]
     for name, value, default in parts:
         try:
-            json.dumps(value, ensure_ascii=False, sort_keys=True, default=default)
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=default)
         except RecursionError:
             raise InputError(f"{name} is nested too deeply to be read as JSON") from None
         except TypeError as exc:
             raise InputError(f"{name} cannot be read as JSON: {exc} (keys must be str, values JSON data)") from exc
         except ValueError as exc:  # "Circular reference detected"
             raise InputError(f"{name} cannot be read as JSON: {exc}") from exc
+        if not text.isascii():  # hashed and counted as UTF-8: an unpaired surrogate anywhere is not text
+            check_text(text, f"{name} (as JSON)", allow_nul=True)
 
 
 def _texts(m: Mapping[str, Any]) -> list[tuple[Any, str]]:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from promptzip._cache import Cache, MemoryCache, NullCache, make_key
 from promptzip._chat_format import REPLY_PRIMING, message_tokens, validate_messages
 from promptzip._errors import BudgetError, ConfigError, InputError
+from promptzip._inputs import check_text
 from promptzip._messages import check_question, check_scope, compress_messages, question_of
 from promptzip._pricing import CachePricing, pricing_for
 from promptzip._types import Budget, Result
@@ -160,6 +161,9 @@ def compress_conversation(
         raise InputError(f"conversation must be a str id, not {type(conversation).__name__}")
     if not isinstance(partition, str):
         raise InputError(f"partition must be a str, not {type(partition).__name__}")
+    for name, value in (("conversation", conversation), ("partition", partition)):
+        if value:  # part of the hashed namespace, as UTF-8
+            check_text(value, name, allow_nul=True)
     if pricing is not None and not isinstance(pricing, CachePricing):
         raise ConfigError(f"pricing must be a promptzip.CachePricing or None, not {type(pricing).__name__}")
     scope = check_scope(scope)

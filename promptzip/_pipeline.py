@@ -65,7 +65,7 @@ class Zipper(Assembly):
         separator: str = "\n\n",
         max_chunk_chars: int = 2000,
         name: str = "custom",
-        cache: Cache | None = None,
+        cache: str | Cache | None = None,
     ) -> None:
         if not callable(getattr(compressor, "propose", None)):
             hint = f"; for a named stack use Zipper.from_preset({compressor!r})" if isinstance(compressor, str) else ""
@@ -89,7 +89,8 @@ class Zipper(Assembly):
         # What the Zipper keeps beyond its components' own caches: conversation state (cache-stable history) and
         # what structured reduction dropped (promptzip.expand). A preset's Zipper shares its components' cache, so
         # both reach every process and replica that shares it; a hand-built one without a cache keeps them in memory.
-        self.cache: Cache = cache if cache is not None else MemoryCache()
+        # A URL (``"memory"``, ``"sqlite:///..."``) as from_preset takes it; None is memory here, not the SQLite file.
+        self.cache: Cache = cache_from_url(cache) if cache is not None else MemoryCache()
 
     @classmethod
     def from_preset(

@@ -46,7 +46,7 @@ from promptzip._chat_format import (
 )
 from promptzip._errors import BudgetError, InputError
 from promptzip._inputs import check_text
-from promptzip._structured import reduce_texts, scorer_relevance, structured_kind
+from promptzip._structured import cut_provenance, reduce_texts, scorer_relevance, structured_kind
 from promptzip._structured_blocks import BLOCK_ROLES, Block, split_layout, structured_blocks
 from promptzip._types import Budget, Result, Source
 from promptzip._understand import Layout, Region, understand
@@ -85,6 +85,7 @@ class _Slot:
     original: str | None = None  # the text before its reducer cut it (``layout`` then holds the cut text)
     offset: int = 0  # where the slot starts in its text: a text cut around its data blocks is several slots
     block: bool = False  # a data block inside a text (:mod:`promptzip._structured_blocks`), not a whole text
+    tokens_cut: tuple[int, int] = (0, 0)  # a reducer's cut: the original's tokens and the cut text's
 
     @property
     def source_text(self) -> str:
@@ -362,6 +363,7 @@ def _cut_structured(
     out = list(slots)
     for n, cut in zip(structured, cuts, strict=True):
         slot, text = slots[n], slots[n].layout.text
+        tokens = (cut.tokens_in, cut.tokens_out) if cut is not None else (0, 0)
         if cut is None and slot.block:  # a block that fits its share, or that no reducer could cut: as it was
             continue
         if cut is None:  # no reducer could cut it: it is read as before, by request understanding
@@ -370,9 +372,9 @@ def _cut_structured(
             out[n] = replace(slot, layout=layout, ids=_region_ids(slot, layout), kind=None)
         elif cut.over and cut.kind != "json":  # still over its share: the knapsack cuts it further, by paragraph
             layout = Layout(cut.text, (Region("context", 0, len(cut.text), "whole"),))
-            out[n] = replace(slot, layout=layout, ids=_region_ids(slot, layout), original=text)
+            out[n] = replace(slot, layout=layout, ids=_region_ids(slot, layout), original=text, tokens_cut=tokens)
         else:
-            out[n] = replace(slot, layout=_whole(cut.text, "protected"), original=text)
+            out[n] = replace(slot, layout=_whole(cut.text, "protected"), original=text, tokens_cut=tokens)
     return out
 
 
@@ -380,9 +382,13 @@ def _base(slot: _Slot) -> str:
     return f"messages[{slot.msg}]" + (f".content[{slot.where}]" if slot.where is not None else "")
 
 
+def _slot_id(slot: _Slot) -> str:
+    # a data block is a source of its own, named by where it starts in its text
+    return _base(slot) + (f"@{slot.offset}" if slot.block else "")
+
+
 def _region_ids(slot: _Slot, layout: Layout) -> dict[int, str]:
-    # a data block that became context is one source of its own, named by where it starts in its text
-    base = _base(slot) + (f"@{slot.offset}" if slot.block else "")
+    base = _slot_id(slot)
     context = layout.context
     return {k: base if len(context) == 1 else f"{base}#{n}" for n, k in enumerate(context)}
 
@@ -434,7 +440,16 @@ def _result(
     *,
     messages: list[dict[str, Any]] | None,
 ) -> Result:
-    cut = sum(1 for s in slots if s.original is not None and s.original != s.layout.text)
+    reduced = [s for s in slots if s.original is not None and s.original != s.layout.text]
+    cut = len(reduced)
+    # what each reducer left out, as a source of its own (its id the slot's, or ``:original`` where the cut text is
+    # itself a source the knapsack cut further)
+    provenance = [
+        cut_provenance(
+            _slot_id(s) + (":original" if s.ids else ""), s.source_text, s.layout.text, s.kind or "", s.tokens_cut
+        )
+        for s in reduced
+    ]
     regions = sum(len(s.ids) for s in slots) + cut
     outputs = dict(inner.outputs) if inner is not None else {}
     shrunk = sum(
@@ -450,12 +465,12 @@ def _result(
         tokens_in=tokens_in,
         tokens_out=tokens_out,
         budget=limit,
-        chunks=inner.chunks if inner is not None else (),
+        chunks=(*(inner.chunks if inner is not None else ()), *(c for _, c in provenance)),
         context=inner.context if inner is not None else "",
         decision=_decision(inner, cut),
         timings=inner.timings if inner is not None else {},
         fingerprint=zipper.fingerprint,
-        sources=inner.sources if inner is not None else (),
+        sources=(*(inner.sources if inner is not None else ()), *(s for s, _ in provenance)),
         messages=tuple(messages) if messages is not None else None,
         outputs=outputs,
         regions=regions,

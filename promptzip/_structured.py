@@ -21,12 +21,14 @@ log or HTML pasted inside a message of words (the turn being answered too) is cu
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptzip._cache import Cache
 from promptzip._roles import Scorer
-from promptzip._types import Chunk
+from promptzip._types import Chunk, ChunkResult, Source, Span
 
 Relevance = Callable[[Sequence[str], str], Sequence[float]]
 
@@ -35,6 +37,7 @@ __all__ = [
     "MIN_STRUCTURED_CHARS",
     "MIN_TARGET",
     "Reduction",
+    "cut_provenance",
     "reduce_texts",
     "scorer_relevance",
     "structured_kind",
@@ -45,7 +48,9 @@ MIN_TARGET = 48  # tokens: room for a JSON skeleton and its summary line, or a s
 _FULL = 0.8  # a cut that used this much of its share was short of room
 MAX_SCORED = 256  # items per text scored by the compressor's scorer; more get lexical scores
 _SCORED_CHARS = 2000  # of each item: a sentence encoder reads the start anyway
-_WINDOW_CHARS = 1000  # a window of a structured text scored for its share: about what a sentence encoder reads
+# A unit of a cut text's provenance: a line, or in a long line (compact JSON) an item ending in "}," or "],"
+_UNIT = re.compile(r"[^\n]*?(?:\n|[}\]],|$)")
+_WINDOW_CHARS = 1000  # a window of a structured text scored for its share
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,7 @@ def reduce_texts(
     sizes = [count(t) for t in texts]
     total = sum(sizes) + other_context
     pool = available * sum(sizes) // max(total, 1)
-    targets = [max(MIN_TARGET, share) for share in _shares(texts, sizes, pool, question, relevance)]
+    targets = [max(MIN_TARGET, share) for share in _shares(texts, sizes, pool, question)]
     cuts = [
         _cut(t, size, target, question, count, relevance) for t, size, target in zip(texts, sizes, targets, strict=True)
     ]
@@ -134,22 +139,22 @@ def reduce_texts(
     return cuts
 
 
-def _shares(
-    texts: Sequence[str], sizes: Sequence[int], pool: int, question: str | None, relevance: Relevance | None
-) -> list[int]:
+def _shares(texts: Sequence[str], sizes: Sequence[int], pool: int, question: str | None) -> list[int]:
     """Each text's share of the ``pool`` tokens the structured texts get together: one half in proportion to its
     size, so every text keeps its skeleton, its summary and some of its items; the other half to the texts that hold
-    the passages most relevant to the question (:data:`_WINDOW_CHARS` windows of every text scored in one pass,
-    taken best first until that half is spent), so that beside other tool results the one that answers is not cut
-    to the same rate as those that do not. By size alone when there is one text, no question, or no window scores
-    above another."""
-    from promptzip.compressors.tool_outputs import relevance_scores
+    the passages most relevant to the question (:data:`_WINDOW_CHARS` windows of every text scored in one lexical
+    pass, taken best first until that half is spent), so that beside other tool results the one that answers is not
+    cut to the same rate as those that do not. By size alone when there is one text, no question, or no window
+    scores above another. Lexical, not the preset's scorer: a share needs only where the question's words are (each
+    reducer still ranks its items with the scorer), and an encoder pass over every window of every tool output in
+    a long agent loop cost more than half again the time of re-selecting it."""
+    from promptzip.compressors.tool_outputs import lexical_relevance
 
     by_size = [pool * size // max(sum(sizes), 1) for size in sizes]
     if len(texts) < 2 or not question or not question.strip():
         return by_size
     windows = [(n, w) for n, text in enumerate(texts) for w in _windows(text)]
-    scores = relevance_scores([w for _, w in windows], question, relevance)
+    scores = lexical_relevance([w for _, w in windows], question)
     if max(scores) <= min(scores):
         return by_size
     shares = [share // 2 for share in by_size]
@@ -202,3 +207,25 @@ def _cut(
     if reduced is None or reduced.tokens >= size:
         return None
     return Reduction(reduced.text, reduced.kind, eid, size, reduced.tokens, target)
+
+
+def cut_provenance(
+    source_id: str, original: str, sent: str, kind: str, tokens: tuple[int, int]
+) -> tuple[Source, ChunkResult]:
+    """A cut text's original as a source of the Result, with one chunk (``reduce@<kind>``, ``text`` what went out)
+    whose kept spans are the parts that went out verbatim: its units (lines; items in a long line of JSON) found in
+    order in ``sent``. So :attr:`Result.dropped` and ``promptzip diff`` show what the reducer left out as they show
+    what the knapsack dropped; a cut with no verbatim part (HTML become text) keeps nothing, and its text is shown
+    as what the model got instead."""
+    a, b = _units(original), _units(sent)
+    starts = [0]
+    for unit in a:
+        starts.append(starts[-1] + len(unit))
+    blocks = difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
+    kept = tuple(Span(starts[i], starts[i + n]) for i, _, n in blocks if n)
+    chunk = ChunkResult(source_id, 0, len(original), f"reduce@{kind}", tokens[0], tokens[1], kept, 0.0, text=sent)
+    return Source(source_id, original), chunk
+
+
+def _units(text: str) -> list[str]:
+    return [m.group(0) for m in _UNIT.finditer(text) if m.group(0)]

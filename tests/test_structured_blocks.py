@@ -278,9 +278,17 @@ def test_the_context_around_blocks_is_numbered_as_one_text() -> None:
     text = f"Notes:\n{docs}\n\n{fenced('json', ORDERS)}\n\nMore notes:\n{docs}\n\n{fenced('log', LOG)}\n\n{QUESTION}"
     r = zipper().compress_messages([{"role": "user", "content": text}], rate=0.2)
     assert r.messages is not None
-    ids = [c.source_id for c in r.chunks]
+    ids = [c.source_id for c in r.chunks if not c.kind.startswith("reduce@")]
     assert len(set(ids)) >= 2
     assert all(re.fullmatch(r"messages\[0\]#\d+", i) for i in ids)
+    # each cut block is a source of its own, named by where it starts in the message, its original whole
+    blocks = {c.source_id: c.kind for c in r.chunks if c.kind.startswith("reduce@")}
+    assert sorted(blocks.values()) == ["reduce@json", "reduce@log"]
+    sources = {s.id: s.text for s in r.sources}
+    for sid in blocks:
+        at = int(sid.removeprefix("messages[0]@"))
+        assert text[at:].startswith(sources[sid])
+    assert sorted(sources[sid] for sid in blocks) == sorted([ORDERS, LOG])
     out = r.messages[0]["content"]
     assert out.endswith(QUESTION)
     assert out.count("```") == 4  # both blocks keep both fences

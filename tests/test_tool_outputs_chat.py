@@ -15,6 +15,7 @@ from proxy_helpers import settings
 
 import promptzip as pz
 from promptzip._cache import Cache
+from promptzip._diff import render_diff
 from promptzip._messages import message_tokens
 from promptzip._structured import _shares
 from promptzip.compressors.extractive import ExtractiveCompressor
@@ -178,16 +179,74 @@ def test_shares_follow_size_unless_one_text_holds_what_is_asked() -> None:
     texts = [catalog(word, 40, 0) for word in ("Widget", "Gizmo", "Sprocket")]
     sizes = [len(t) // 4 for t in texts]
     by_size = [1500 * s // sum(sizes) for s in sizes]
-    assert _shares(texts, sizes, 1500, None, None) == by_size  # no question
-    assert _shares(texts[:1], sizes[:1], 1500, "Gizmo 12?", None) == [1500]  # one text
-    assert _shares(texts, sizes, 1500, "What is the weather?", None) == by_size  # no text scores above another
-    shares = _shares(texts, sizes, 1500, "What does Gizmo 12 cost?", None)
+    assert _shares(texts, sizes, 1500, None) == by_size  # no question
+    assert _shares(texts[:1], sizes[:1], 1500, "Gizmo 12?") == [1500]  # one text
+    assert _shares(texts, sizes, 1500, "What is the weather?") == by_size  # no text scores above another
+    shares = _shares(texts, sizes, 1500, "What does Gizmo 12 cost?")
     assert sum(shares) <= 1500
     assert shares[1] > max(1.5 * by_size[1], shares[0], shares[2])
     assert min(shares[0], shares[2]) >= by_size[0] // 2  # the others keep half their share
     # a text is never given more than it holds: the rest goes to the next most relevant windows
     small = [catalog("Gizmo", 3, 0), *texts[::2]]
     sizes = [len(t) // 4 for t in small]
-    shares = _shares(small, sizes, 1500, "What does Gizmo 2 cost?", None)
+    shares = _shares(small, sizes, 1500, "What does Gizmo 2 cost?")
     assert shares[0] == sizes[0]
     assert sum(shares) == 1500
+
+
+def test_what_a_reducer_left_out_is_in_result_dropped_and_the_diff() -> None:
+    z = zipper()
+    search = json.dumps(products(80), indent=2)
+    chat = agent_chat(search, service_log(400))
+    r = z.compress_messages(chat, budget=1200)
+    assert r.messages is not None
+    sources = {s.id: s for s in r.sources}
+    assert sources["messages[3]"].text == search  # the originals are the Result's sources
+    assert sources["messages[4]"].text == chat[4]["content"]
+    dropped: dict[str, list[str]] = {}
+    for d in r.dropped:
+        assert d.text == sources[d.source_id].text[d.start : d.end]
+        dropped.setdefault(d.source_id, []).append(d.text)
+    sent = r.messages[3]["content"]
+    for item in json.loads(sent)[:-1]:  # each kept item went out verbatim: none of it is listed as dropped
+        assert not any(f'"name": "{item["name"]}"' in t for t in dropped["messages[3]"])
+    kept = {item["name"] for item in json.loads(sent)[:-1]}
+    left = [p["name"] for p in products(80) if p["name"] not in kept]
+    assert all(any(f'"name": "{name}"' in t for t in dropped["messages[3]"]) for name in left)
+    assert not any("ORD-77231" in t for t in dropped["messages[4]"])  # the error line went
+    assert any("processed batch 7\n" in t for t in dropped["messages[4]"])  # the lines folded away did not
+    shown = render_diff(r, color=False)  # promptzip diff's view: the original, what was left out marked
+    assert "==> messages[3] <==" in shown
+    marked = [part.split("-]", 1)[0] for part in shown.split("[-")[1:]]
+    assert any(f'"name": "{left[0]}"' in m for m in marked)
+    assert not any('"name": "Widget 42"' in m for m in marked)
+
+
+def test_the_proxy_reports_what_a_reducer_left_out(upstream: FakeUpstream) -> None:
+    search = json.dumps(products(120))
+    chat = [
+        {"role": "user", "content": "What does Widget 57 cost?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "search", "arguments": "{}"}},
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": search},
+    ]  # fmt: skip
+    app = create_app(settings(upstream.url, report_dropped=True), zipper_factory=shared_bm25)
+    with live_server(app) as url:
+        answer = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": chat},
+            headers={"authorization": "Bearer sk-alice", "x-promptzip-budget": "400"},
+            timeout=60,
+        )
+        assert answer.headers["x-promptzip-status"] == "compressed"
+        report = httpx.get(
+            f"{url}/v1/promptzip/expand/{answer.headers['x-promptzip-dropped']}",
+            headers={"authorization": "Bearer sk-alice"},
+        )
+    assert report.status_code == 200
+    spans = json.loads(report.json()["text"])["dropped"]
+    assert {s["source_id"] for s in spans} == {"messages[2]"}
+    assert all(s["text"] == search[s["start"] : s["end"]] for s in spans)
+    assert any('"name": "Widget 3"' in s["text"] for s in spans)
+    assert not any('"name": "Widget 57"' in s["text"] for s in spans)

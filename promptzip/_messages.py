@@ -197,7 +197,7 @@ def compress_messages(
     prefix, :mod:`promptzip._conversation`): they go out byte for byte and only count against the budget. Originals
     of structured tool outputs that were cut are stored for ``promptzip.expand`` under ``partition``. ``questions``
     gives the context of a message (by index) a question of its own to be scored against (the question of its turn,
-    where a conversation's history is compacted); structured tool outputs are cut for ``question``."""
+    where a conversation's history is compacted), and its structured tool outputs one to be cut for."""
     msgs = validate_messages(messages)
     slots = _plan(msgs, check_scope(scope), frozen)
     count = zipper.tokenizer.count
@@ -205,7 +205,7 @@ def compress_messages(
     own = dict(questions or {})
     framing = [PER_MESSAGE + count(_framing_text(m)) for m in msgs]
     if any(s.kind for s in slots):
-        slots = _cut_structured(zipper, msgs, slots, spec, question, framing, partition)
+        slots = _cut_structured(zipper, msgs, slots, spec, question, framing, partition, own)
 
     def total(texts: list[str]) -> int:
         return message_tokens(_rebuild(msgs, slots, texts), count)
@@ -337,9 +337,10 @@ def _cut_structured(
     question: str | None,
     framing: list[int],
     partition: str,
+    own: Mapping[int, str],
 ) -> list[_Slot]:
     """The slots with each structured tool output cut to its share of the budget (:mod:`promptzip._structured`),
-    when the request does not fit whole."""
+    when the request does not fit whole; each against its message's own question where ``own`` gives one."""
     count = zipper.tokenizer.count
     tokens_in = message_tokens(msgs, count)
     limit = spec.resolve(tokens_in)
@@ -358,6 +359,7 @@ def _cut_structured(
         cache=zipper.cache,
         scope=partition,
         relevance=scorer_relevance(zipper.compressor),
+        questions=[own.get(slots[n].msg, question) for n in structured],
     )
     last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
     out = list(slots)

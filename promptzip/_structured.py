@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from promptzip._cache import Cache
+from promptzip._errors import ConfigError
 from promptzip._roles import Scorer
 from promptzip._types import Chunk, ChunkResult, Source, Span
 
@@ -108,17 +109,26 @@ def reduce_texts(
     cache: Cache,
     scope: str,
     relevance: Relevance | None = None,
+    questions: Sequence[str | None] | None = None,
 ) -> list[Reduction | None]:
     """Cut each structured text to its share of ``available`` tokens, shared in proportion with ``other_context``
-    tokens of ordinary context; store each original that was cut. None where a text was left as it was."""
+    tokens of ordinary context; store each original that was cut. None where a text was left as it was.
+    ``questions`` gives each text a question of its own (the question of its turn, where a conversation's history
+    is compacted; default ``question`` for all); the shares then go by size alone, since scores against different
+    questions do not compare."""
     from promptzip._expand import ExpandStore
 
+    asked = list(questions) if questions is not None else [question] * len(texts)
+    if len(asked) != len(texts):
+        raise ConfigError(f"{len(asked)} questions for {len(texts)} texts")
     sizes = [count(t) for t in texts]
     total = sum(sizes) + other_context
     pool = available * sum(sizes) // max(total, 1)
-    targets = [max(MIN_TARGET, share) for share in _shares(texts, sizes, pool, question)]
+    one = asked[0] if len(set(asked)) == 1 and asked else None
+    targets = [max(MIN_TARGET, share) for share in _shares(texts, sizes, pool, one)]
     cuts = [
-        _cut(t, size, target, question, count, relevance) for t, size, target in zip(texts, sizes, targets, strict=True)
+        _cut(t, size, target, q, count, relevance)
+        for t, size, target, q in zip(texts, sizes, targets, asked, strict=True)
     ]
     # A reducer may need less than its share (a log that folds to a few lines): what it leaves goes, once, to the
     # texts that used all of theirs, in proportion to their size, so the budget is spent where it is short.
@@ -131,7 +141,7 @@ def reduce_texts(
             done = cuts[n]
             assert done is not None
             more = done.tokens_out + slack * sizes[n] // weight
-            cuts[n] = _cut(texts[n], sizes[n], more, question, count, relevance) or done
+            cuts[n] = _cut(texts[n], sizes[n], more, asked[n], count, relevance) or done
     store = ExpandStore(cache)
     for text, cut in zip(texts, cuts, strict=True):
         if cut is not None:

@@ -17,7 +17,7 @@ import promptzip as pz
 from promptzip._cache import Cache
 from promptzip._diff import render_diff
 from promptzip._messages import message_tokens
-from promptzip._structured import _shares
+from promptzip._structured import _shares, reduce_texts
 from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.integrations.proxy import create_app
 from promptzip.integrations.proxy.testing import FakeUpstream, live_server
@@ -250,3 +250,27 @@ def test_the_proxy_reports_what_a_reducer_left_out(upstream: FakeUpstream) -> No
     assert all(s["text"] == search[s["start"] : s["end"]] for s in spans)
     assert any('"name": "Widget 3"' in s["text"] for s in spans)
     assert not any('"name": "Widget 57"' in s["text"] for s in spans)
+
+
+def test_a_compacted_history_cuts_each_tool_output_for_the_question_of_its_turn() -> None:
+    from promptzip._messages import compress_messages
+
+    z = zipper()
+    calls = [{"id": "c1", "type": "function", "function": {"name": "search", "arguments": "{}"}}]
+    chat = [
+        {"role": "user", "content": "What is the price of Sprocket 17?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": catalog("Sprocket", 60, 3000)},
+        {"role": "assistant", "content": "It is 151."},
+        {"role": "user", "content": "And what is the price of Sprocket 42?"},
+    ]
+    items = lambda r: [i["name"] for i in json.loads(r.messages[2]["content"]) if isinstance(i, dict)]  # noqa: E731
+    now = compress_messages(z, chat, pz.Budget(rate=0.15))
+    assert "Sprocket 42" in items(now)  # cut for the question being answered
+    assert "Sprocket 17" not in items(now)
+    own = compress_messages(z, chat, pz.Budget(rate=0.15), questions={2: chat[0]["content"]})
+    assert "Sprocket 17" in items(own)  # as a compaction cuts it: for the question its turn asked
+    with pytest.raises(pz.ConfigError):
+        reduce_texts(
+            ["[1]"], available=1, other_context=0, question=None, count=len, cache=z.cache, scope="", questions=[]
+        )

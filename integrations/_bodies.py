@@ -19,8 +19,8 @@ __all__ = [
     "check_body",
     "check_chat",
     "check_str",
-    "finite_float",
     "json_error",
+    "strict_json",
     "type_name",
 ]
 
@@ -54,12 +54,21 @@ def check_str(value: object, param: str) -> str:
 
 
 class NumberOutOfRange(ValueError):
-    """A JSON number no float holds (:func:`finite_float`)."""
+    """A JSON number no float holds (:func:`strict_json`)."""
 
 
-def finite_float(literal: str) -> float:
-    """``json.loads``' ``parse_float``: a number too large for a float (``1e400``) is refused as JSON's own
-    ``Infinity`` is, rather than read as infinity and written on as ``Infinity``, which is not JSON."""
+def strict_json(data: str | bytes) -> Any:
+    """``json.loads`` of a body or a batch line as the providers read JSON: ``NaN``/``Infinity`` and a number too
+    large for a float (``1e400``, which Python reads as infinity and would write on as ``Infinity``) are refused
+    (``ValueError``), like any other invalid JSON."""
+    return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
     value = float(literal)
     if value in (math.inf, -math.inf):
         raise NumberOutOfRange(f"the number {literal[:40]} is out of range")

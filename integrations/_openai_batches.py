@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from promptzip._errors import PromptZipError
-from promptzip.integrations._bodies import RequestError, finite_float, json_error, type_name
+from promptzip.integrations._bodies import RequestError, json_error, strict_json, type_name
 from promptzip.integrations._calls import Compression, call_context
 from promptzip.integrations._dialects import ChatCompletions, Completions, Dialect, OpenAIResponses
 
@@ -82,10 +82,6 @@ class Line:
         return body
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def read_batch_file(data: bytes) -> list[Line]:
     """Every line of a batch file (module docstring); a :class:`RequestError` (400) names the first bad line."""
     try:
@@ -101,7 +97,7 @@ def read_batch_file(data: bytes) -> list[Line]:
             lines.append(Line(number, raw, None))
             continue
         try:
-            request = json.loads(raw, parse_constant=_reject_constant, parse_float=finite_float)
+            request = strict_json(raw)
         except (ValueError, RecursionError) as exc:
             raise RequestError(
                 f"line {number}: not valid JSON: {json_error(exc)}", param=_PARAM, code="invalid_json"

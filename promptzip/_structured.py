@@ -49,7 +49,8 @@ MIN_TARGET = 48  # tokens: room for a JSON skeleton and its summary line, or a s
 _FULL = 0.8  # a cut that used this much of its share was short of room
 MAX_SCORED = 256  # items per text scored by the compressor's scorer; more get lexical scores
 _SCORED_CHARS = 2000  # of each item: a sentence encoder reads the start anyway
-# A unit of a cut text's provenance: a line, or in a long line (compact JSON) an item ending in "}," or "],"
+# A unit of a structured text (its provenance, its windows): a line, or in a long line (compact JSON) an item ending
+# in "}," or "],"
 _UNIT = re.compile(r"[^\n]*?(?:\n|[}\]],|$)")
 _WINDOW_CHARS = 1000  # a window of a structured text scored for its share
 
@@ -182,13 +183,14 @@ def _shares(texts: Sequence[str], sizes: Sequence[int], pool: int, question: str
 
 
 def _windows(text: str) -> list[str]:
-    """``text`` in runs of whole lines of about :data:`_WINDOW_CHARS` characters (a longer line is a run alone)."""
+    """``text`` in runs of whole units (:func:`_units`: lines, or the items of a long line of compact JSON) of about
+    :data:`_WINDOW_CHARS` characters."""
     out: list[str] = []
     run: list[str] = []
     size = 0
-    for line in text.splitlines(keepends=True):
-        run.append(line)
-        size += len(line)
+    for unit in _units(text):
+        run.append(unit)
+        size += len(unit)
         if size >= _WINDOW_CHARS:
             out.append("".join(run))
             run, size = [], 0

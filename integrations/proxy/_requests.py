@@ -21,8 +21,8 @@ from promptzip.integrations._bodies import (
     check_body,
     check_chat,
     check_str,
-    finite_float,
     json_error,
+    strict_json,
     type_name,
 )
 from promptzip.integrations.proxy._paths import route_path, v1_segments
@@ -46,7 +46,6 @@ __all__ = [
     "int_header",
     "parse_json",
     "rate_header",
-    "reject_constant",
     "request_headers",
     "response_drop",
     "scope_header",
@@ -234,17 +233,13 @@ def scope_header(value: str, name: str) -> str:
     return scope
 
 
-def reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestError(f"the body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
     try:
-        return json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
+        return strict_json(text)
     except (ValueError, RecursionError) as exc:
         raise RequestError(f"the body is not valid JSON: {json_error(exc)}", code="invalid_json") from None
 

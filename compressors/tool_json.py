@@ -14,9 +14,8 @@ sentences most relevant to the query, in order, and ``[…5 of 7 sentences omitt
 whose snippet holds the answer is worth more than the summary alone); its other fields are as they were.
 
 Everything outside that array is kept; the output is valid JSON with the original keys in their order, serialized
-in the input's style (indent unit, separators, ASCII escapes; leading and trailing whitespace kept). Numbers are
-written as the input wrote them (``1.50``, ``1E2``, ``-0``, ``1e400``: Python would write ``1.5``, ``100.0``, ``0``,
-``Infinity``), so strict JSON in is strict JSON out. JSON Lines (one object per line) is an array too: kept lines stay
+in the input's style, numbers as the input wrote them (:mod:`promptzip.compressors._json_text`), so strict JSON in is
+strict JSON out; leading and trailing whitespace kept. JSON Lines (one object per line) is an array too: kept lines stay
 byte for byte and the summary is one more line, a JSON string. Malformed JSON, or an object with a duplicate key
 (re-serializing would silently drop one), is not this reducer's: it returns None.
 """
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from promptzip.compressors._json_text import Style, json_lines, parse, parse_json
 from promptzip.compressors.tool_outputs import (
     Count,
     Reduced,
@@ -45,152 +45,9 @@ from promptzip.compressors.tool_outputs import (
 __all__ = ["JsonReducer", "parse_json", "summary"]
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
-_INDENT = re.compile(r"[ \t]*[\[{][ \t]*\r?\n([ \t]+)\S")
 _MAX_FIELDS = 30  # field names listed in a summary
 _MAX_RANGES = 12  # fields whose ranges a summary gives
 _LONG_TEXT = 200  # characters: a field this long is cut to sentences when its item does not fit whole
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _DuplicateKey
-    return obj
-
-
-class _Int(int):
-    """An integer Python writes back otherwise than it was written (``-0``): ``text`` is how it was written."""
-
-    text: str
-
-    def __new__(cls, text: str) -> _Int:
-        self = super().__new__(cls, text)
-        self.text = text
-        return self
-
-
-class _Float(float):
-    """A float Python writes back otherwise than it was written (``1.50``, ``1E2``, more digits than a double holds,
-    ``1e400`` which is inf): ``text`` is how it was written. Its value serves ranges and comparisons."""
-
-    __slots__ = ("text",)
-    text: str
-
-    def __new__(cls, text: str) -> _Float:
-        self = super().__new__(cls, text)
-        self.text = text
-        return self
-
-
-def parse_json(text: str) -> tuple[bool, Any]:
-    """``(True, value)`` when ``text`` is one JSON value without duplicate keys, else ``(False, None)``."""
-    ok, value, _ = _parse(text)
-    return ok, value
-
-
-def _parse(text: str) -> tuple[bool, Any, bool]:
-    """``parse_json``'s answer and whether a number in it is an ``_Int`` or ``_Float``: only ``_write`` writes those
-    back as they were (``json.dumps`` writes their value), and only they need it, so that rare case alone pays."""
-    literal = False
-
-    def as_int(t: str) -> int:
-        nonlocal literal
-        if t != "-0":  # JSON's integers have no sign but "-", no leading zeros: Python writes all others back alike
-            return int(t)
-        literal = True
-        return _Int(t)
-
-    def as_float(t: str) -> float:
-        nonlocal literal
-        value = float(t)
-        if repr(value) == t:  # what json.dumps writes for a finite float
-            return value
-        literal = True
-        return _Float(t)
-
-    try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_int=as_int, parse_float=as_float)
-    except (ValueError, RecursionError):
-        return False, None, False
-    return True, value, literal
-
-
-def _json_lines(text: str) -> list[tuple[int, dict[str, Any]]] | None:
-    """``(line index, object)`` for every non-blank line when each is a JSON object (JSON Lines), else None."""
-    out = []
-    for i, line in enumerate(text.split("\n")):
-        if not line.strip():
-            continue
-        s = line.strip()
-        if not (s.startswith("{") and s.endswith("}")):
-            return None
-        ok, value = parse_json(s)
-        if not ok or not isinstance(value, dict):
-            return None
-        out.append((i, value))
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class _Style:
-    indent: str | None
-    separators: tuple[str, str]
-    ensure_ascii: bool
-    literal: bool = False  # some number is an _Int or _Float, which json.dumps would write otherwise
-
-    @classmethod
-    def of(cls, text: str, literal: bool = False) -> _Style:
-        head = text[:20_000]
-        key_sep = ": " if re.search(r'"[ \t]*:[ \t]', head) else ":"
-        m = _INDENT.match(head)
-        if m:
-            return cls(m.group(1), (",", key_sep), _ascii(text), literal)
-        item_sep = ", " if re.search(r'[\]}"\delun],[ \t]+["{\[\-\dtfn]', head) else ","
-        return cls(None, (item_sep, key_sep), _ascii(text), literal)
-
-    def dumps(self, value: Any) -> str:
-        if self.literal:
-            out: list[str] = []
-            _write(value, self, "\n", out)
-            return "".join(out)
-        return json.dumps(value, indent=self.indent, separators=self.separators, ensure_ascii=self.ensure_ascii)
-
-
-_SCALAR = {flag: json.JSONEncoder(ensure_ascii=flag).encode for flag in (True, False)}
-
-
-def _write(value: Any, style: _Style, newline: str, out: list[str]) -> None:
-    """Append ``value`` as ``json.dumps`` writes it in ``style``, but ``_Int`` and ``_Float`` as they were written.
-    ``newline`` is the line break and indentation of ``value``'s own line (used only with an indent)."""
-    scalar = _SCALAR[style.ensure_ascii]
-    if isinstance(value, _Int | _Float):
-        out.append(value.text)
-        return
-    if not isinstance(value, dict | list) or not value:  # strings, plain numbers, true, false, null, [], {}
-        out.append(scalar(value))
-        return
-    item_sep, key_sep = style.separators
-    inner, end = (newline + style.indent, newline) if style.indent is not None else ("", "")
-    if isinstance(value, dict):
-        out.append("{")
-        for i, (key, item) in enumerate(value.items()):
-            out.append(f"{item_sep}{inner}{scalar(key)}{key_sep}" if i else f"{inner}{scalar(key)}{key_sep}")
-            _write(item, style, inner, out)
-        out.append(end + "}")
-    else:
-        out.append("[")
-        for i, item in enumerate(value):
-            out.append(item_sep + inner if i else inner)
-            _write(item, style, inner, out)
-        out.append(end + "]")
-
-
-def _ascii(text: str) -> bool:
-    return text.isascii() and "\\u" in text
 
 
 def _homogeneous(items: list[Any]) -> bool:
@@ -206,7 +63,7 @@ def _number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def _largest_array(root: Any, min_items: int, style: _Style) -> tuple[Any, Any, list[Any]] | None:
+def _largest_array(root: Any, min_items: int, style: Style) -> tuple[Any, Any, list[Any]] | None:
     """``(parent, key, array)`` of the largest array of similar items (parent None for the root itself). Arrays
     inside a candidate's items are not searched: the outer one holds them all."""
     found: list[tuple[Any, Any, list[Any]]] = []
@@ -291,7 +148,7 @@ class JsonReducer:
         s = text.strip()
         if not s or s[0] not in "{[" or s[-1] not in "}]":
             return False
-        return parse_json(s)[0] or _json_lines(text) is not None
+        return parse_json(s)[0] or json_lines(text) is not None
 
     def reduce(
         self,
@@ -306,13 +163,13 @@ class JsonReducer:
         s = text.strip()
         if not s or s[0] not in "{[":
             return None
-        ok, root, literal = _parse(s)
+        ok, root, literal = parse(s)
         if not ok:
-            lines = _json_lines(text) if s[0] == "{" else None
+            lines = json_lines(text) if s[0] == "{" else None
             if lines is None or len(lines) < self.min_items or count(text) <= target_tokens:
                 return None
             return _reduce_lines(text, lines, query, target_tokens, count, relevance, expand_id)
-        style = _Style.of(text, literal)
+        style = Style.of(text, literal)
         try:
             found = _largest_array(root, self.min_items, style)
             if found is None or count(text) <= target_tokens:
@@ -326,7 +183,7 @@ def _reduce_array(
     text: str,
     root: Any,
     found: tuple[Any, Any, list[Any]],
-    style: _Style,
+    style: Style,
     query: str | None,
     target: int,
     count: Count,
@@ -335,7 +192,7 @@ def _reduce_array(
 ) -> Reduced:
     parent, key, items = found
     lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
-    scoring = _Style(None, (", ", ": "), False, style.literal)  # json.dumps's defaults, numbers as written
+    scoring = Style(None, (", ", ": "), False, style.literal)  # json.dumps's defaults, numbers as written
     texts = [scoring.dumps(item) for item in items]
 
     def render(kept: Sequence[int], detail: int) -> str:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptzip.compressors.tool_json import parse_json
+from promptzip.compressors._json_text import parse_json
 from promptzip.compressors.tool_outputs import (
     Count,
     Reduced,

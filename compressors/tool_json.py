@@ -9,9 +9,10 @@ whose values are all numbers or all ISO dates/times::
     "[promptzip: 37 of 50 items omitted; fields id, name, price, created; id 3–50; price 3.5–99.0;
       created 2024-01-02–2024-03-01; expand pz-…]"
 
-When not even one item fits whole, the most relevant one is kept with each of its long text fields cut to its
-sentences most relevant to the query, in order, and ``[…5 of 7 sentences omitted]`` at the end (a search result
-whose snippet holds the answer is worth more than the summary alone); its other fields are as they were.
+When the most relevant item does not fit whole, it is kept with each of its long text fields cut to its sentences
+most relevant to the query, in order, and ``[…5 of 7 sentences omitted]`` at the end, then whole items as room is
+left (a search result whose snippet holds the answer is worth more than shorter, less relevant results, which a
+greedy fill would take instead); its other fields are as they were.
 
 Everything outside that array is kept; the output is valid JSON with the original keys in their order, serialized
 in the input's style, numbers as the input wrote them (:mod:`promptzip.compressors._json_text`), so strict JSON in is
@@ -28,6 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from promptzip.compressors._json_text import Style, json_lines, parse, parse_json
@@ -208,30 +210,33 @@ def _reduce_array(
         finally:
             parent[key] = items
 
-    out, k, tokens = _choose(texts, render, query, target, count, relevance)
-    if k == 0 and items:
-        shortened = _shortened_item(items, texts, render, query, target, count, relevance)
+    order = rank(relevance_scores(texts, query, relevance))
+    out, kept, tokens = _choose(order, texts, render, target, count)
+    if query and items and order[0] not in kept:
+        # The most relevant item does not fit whole: a short form of it (its sentences most relevant to the query)
+        # is worth more than less relevant items that happen to be short, which the greedy fill would take instead.
+        shortened = _shortened_item(items, texts, order, render, query, target, count, relevance)
         if shortened is not None:
-            out, tokens = shortened
-            k = 1
-    return Reduced(out, "json", tokens, len(items), k)
+            out, tokens, k = shortened
+            return Reduced(out, "json", tokens, len(items), k)
+    return Reduced(out, "json", tokens, len(items), len(kept))
 
 
 def _shortened_item(
     items: list[Any],
     texts: Sequence[str],
+    order: Sequence[int],
     render: Callable[[Sequence[int], int], str],
-    query: str | None,
+    query: str,
     target: int,
     count: Count,
     relevance: Relevance | None,
-) -> tuple[str, int] | None:
-    """When not even one item fits whole, the most relevant one with its long text fields cut to their sentences
-    most relevant to the query (each cut field says how many it left out): a search result's snippet, say, of
-    which the sentence that answers is worth more than the summary alone. None when that does not fit either."""
-    if not query:
-        return None
-    best = rank(relevance_scores(texts, query, relevance))[0]
+) -> tuple[str, int, int] | None:
+    """``(text, tokens, items kept)`` with the most relevant item (``order[0]``) in a short form: its long text fields
+    cut to their sentences most relevant to the query (each cut field says how many it left out), then whole items
+    in ``order`` in what room is left. A search result's snippet, say, of which the sentence that answers is worth
+    more than other results. None when no sentence of it fits, or it has no long text field."""
+    best = order[0]
     item = items[best]
     fields = (
         [k for k, v in item.items() if isinstance(v, str) and len(v) >= _LONG_TEXT] if isinstance(item, dict) else []
@@ -241,10 +246,10 @@ def _shortened_item(
     from promptzip._split import sentence_spans
 
     units = [(f, a, b) for f in fields for a, b in sentence_spans(item[f])]
-    order = rank(relevance_scores([item[f][a:b] for f, a, b in units], query, relevance))
+    ranked = rank(relevance_scores([item[f][a:b] for f, a, b in units], query, relevance))
 
-    def shortened(kept: Sequence[int]) -> str:
-        chosen = sorted(kept)
+    def shortened(sentences: Sequence[int], others: Sequence[int], detail: int) -> str:
+        chosen = sorted(sentences)
         new = dict(item)
         for f in fields:
             mine = [units[u] for u in chosen if units[u][0] == f]
@@ -254,29 +259,40 @@ def _shortened_item(
                 new[f] = f"{text} […{total - len(mine)} of {total} sentences omitted]".lstrip()
         items[best] = new
         try:
-            return render([best], 1)
+            return render(sorted([best, *others]), detail)
         finally:
             items[best] = item
 
-    text, k, tokens = fit_prefix(order, shortened, count, target)
-    return (text, tokens) if k and tokens <= target else None
+    for detail in (1, 0):  # the summary of the rest gives up its field names before the item its last sentence
+        text, k, tokens = fit_prefix(ranked, partial(shortened, others=(), detail=detail), count, target)
+        if k and tokens <= target:
+            break
+    else:
+        return None
+    sentences = ranked[:k]
+    others = greedy(order[1:], lambda i: count(texts[i]) + 1, target - tokens)
+    if others:
+        more, j, n = fit_prefix(others, lambda os: shortened(sentences, os, detail), count, target)
+        if j and n <= target:
+            return more, n, 1 + j
+    return text, tokens, 1
 
 
 def _choose(
+    order: Sequence[int],
     texts: Sequence[str],
     render: Callable[[Sequence[int], int], str],
-    query: str | None,
     target: int,
     count: Count,
-    relevance: Relevance | None,
-) -> tuple[str, int, int]:
-    """Fit the most relevant items, rendered in their original order; when even no item fits, the summary loses
-    its ranges, then its fields. ``fit_prefix`` trims ``picked`` from its least relevant end."""
-    order = rank(relevance_scores(texts, query, relevance))
+) -> tuple[str, list[int], int]:
+    """``(text, kept, tokens)``: the most relevant items that fit (``order``), rendered in their original order;
+    when even no item fits, the summary loses its ranges, then its fields. ``fit_prefix`` trims ``picked`` from its
+    least relevant end."""
     detail = next((d for d in (2, 1) if count(render((), d)) <= target), 0)
     skeleton = count(render((), detail))
     picked = greedy(order, lambda i: count(texts[i]) + 1, target - skeleton)
-    return fit_prefix(picked, lambda ks: render(sorted(ks), detail), count, target)
+    text, k, tokens = fit_prefix(picked, lambda ks: render(sorted(ks), detail), count, target)
+    return text, picked[:k], tokens
 
 
 def _reduce_lines(
@@ -301,5 +317,5 @@ def _reduce_lines(
             out.append(json.dumps(summary(dropped, len(objects), expand_id, detail=detail), ensure_ascii=False))
         return eol.join(out) + end
 
-    out, k, tokens = _choose(texts, render, query, target, count, relevance)
-    return Reduced(out, "json", tokens, len(objects), k)
+    out, kept, tokens = _choose(rank(relevance_scores(texts, query, relevance)), texts, render, target, count)
+    return Reduced(out, "json", tokens, len(objects), len(kept))

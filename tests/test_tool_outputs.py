@@ -127,6 +127,41 @@ def test_when_no_item_fits_whole_the_most_relevant_one_keeps_its_relevant_senten
     assert "The harbour of Bergen froze in 1893." in item["snippet"]
 
 
+def test_the_most_relevant_item_shortened_beats_short_irrelevant_ones() -> None:
+    # Search results of uneven length: the one that answers is long, the others are short enough to fit whole; a
+    # greedy fill by relevance would skip the long one and send short results that do not answer.
+    filler = " ".join(f"Sentence {k} of the long result is about harbour traffic in general." for k in range(8))
+    results = [
+        {
+            "id": i,
+            "title": f"Result {i}",
+            "snippet": filler + " The harbour of Bergen froze in 1893." if i == 7 else f"Result {i} is about harbours.",
+        }
+        for i in range(12)
+    ]
+    text = json.dumps(results, indent=2)
+    query = "In which year did the harbour of Bergen freeze?"
+    whole = TOK.count(json.dumps(results[7], indent=2))
+    out = reduce(text, whole - 10, query=query)
+    found = json.loads(out.text)
+    kept = [x for x in found if isinstance(x, dict)]
+    (item,) = [x for x in kept if x["id"] == 7]
+    assert item["title"] == "Result 7"
+    assert "The harbour of Bergen froze in 1893." in item["snippet"]
+    assert re.search(r"\[…\d+ of 9 sentences omitted\]$", item["snippet"])
+    # what room is left goes to whole items, unchanged, in their original order
+    others = [x for x in kept if x["id"] != 7]
+    assert all(x in results for x in others)
+    assert [x["id"] for x in kept] == sorted(x["id"] for x in kept)
+    assert out.units_kept == len(kept)
+    assert f"{12 - len(kept)} of 12 items omitted" in found[-1]
+    # at the tightest budget that holds the answering sentence, the summary has given up its field names for it
+    first = next(b for b in range(40, whole) if "1893" in reduce(text, b, query=query).text)
+    note = json.loads(reduce(text, first, query=query).text)[-1]
+    assert "fields" not in note
+    assert "11 of 12 items omitted" in note
+
+
 def test_json_styles_top_level_arrays_and_fitting_arrays() -> None:
     items = search_results(40)["results"]
     compact = json.dumps(items, separators=(",", ":"), ensure_ascii=False) + "\n"

@@ -7,6 +7,8 @@ it; it reads only the Zipper's ``tokenizer`` and ``separator``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from promptzip._errors import BudgetError
 from promptzip._roles import drop_variant, keep_variant
 from promptzip._tokenizers import Tokenizer
@@ -60,17 +62,28 @@ class Assembly:
             )
         return tokens_in, limit, fixed
 
-    def _whole(self, chunks: list[Chunk], available: int, sep: int) -> list[list[Variant]] | None:
-        """Keep-or-drop groups when all of the context fits: context that fits is never dropped for low relevance
-        (selective augmentation applies only to what has to be cut), and no model runs. None when it does not fit.
-        """
+    def _whole(
+        self, chunks: list[Chunk], available: int, sep: int, cost: Callable[[str], int]
+    ) -> tuple[list[list[Variant]], int] | None:
+        """Keep-or-drop groups, and the tokens the context takes, when all of the context fits: context that fits is
+        never dropped for low relevance (selective augmentation applies only to what has to be cut), and no model
+        runs. None when it does not fit. ``cost`` is what a context adds to the request, counted exactly."""
         counts = self.tokenizer.count_many([c.text for c in chunks])
-        if sum(counts) + sep * len(chunks) > available:
-            return None
-        return [
+        tokens = sum(counts) + sep * len(chunks)
+        if tokens > available:
+            # The estimate counts one separator more than the context has (the one before the question is in the
+            # fixed part) and every boundary apart: near the line, the request as it would be sent decides, so an
+            # input that fits its budget exactly is kept whole.
+            if sum(counts) > available + len(chunks):
+                return None
+            tokens = cost(self.separator.join(c.text for c in chunks))
+            if tokens > available:
+                return None
+        groups = [
             [keep_variant(c, n, utility=1.0), *([] if c.protected else [drop_variant(c)])]
             for c, n in zip(chunks, counts, strict=True)
         ]
+        return groups, tokens
 
     def _outputs(self, chosen: list[Variant], sources: list[Source]) -> dict[str, str]:
         """Each source's output text: its kept variants in source order, joined as the context joins them."""

@@ -11,7 +11,7 @@ import contextvars
 import functools
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from promptzip._assembly import Assembly
@@ -330,12 +330,24 @@ class Zipper(Assembly):
         timings["split"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        groups = self._groups(chunks, query, available, sep, timings, queries or {})
+
+        def cost(context: str) -> int:  # what all of the context adds to the request, exactly
+            sent = self.tokenizer.count(self.assemble(instruction or "", context, question or ""))
+            return sent + extra_fixed - fixed
+
+        groups, whole = self._groups(chunks, query, available, sep, timings, queries or {}, cost)
         timings["propose"] = time.perf_counter() - t
 
         t = time.perf_counter()
         try:
-            chosen = select_with_tags(self.policy, groups, available, sep, source_overhead or {})
+            # All of the context fits, counted as it would be sent, its documents' tags too: the policy is given
+            # the room its per-chunk estimate needs for all of it, which may be more than the exact count, so it
+            # does not drop a chunk that fits.
+            tags = sum((source_overhead or {}).values())
+            room = available
+            if whole is not None and whole + tags <= available:
+                room = max(available, sum(g[0].tokens + sep for g in groups) + tags)
+            chosen = select_with_tags(self.policy, groups, room, sep, source_overhead or {})
         except BudgetError as exc:
             raise BudgetError(
                 f"protected context needs {exc.required} tokens but only {available} are left after the "
@@ -377,29 +389,32 @@ class Zipper(Assembly):
         sep: int,
         timings: dict[str, float],
         queries: Mapping[str, str],
-    ) -> list[list[Variant]]:
-        """Each chunk's variants: keep-or-drop when everything fits, else the compressor's proposals, one call per
-        query (a source's own from ``queries``, else ``query``), in chunk order."""
-        groups = self._whole(chunks, available, sep)
-        if groups is None:
-            check("splitting")
-            by_query: dict[str | None, list[int]] = {}
-            for i, c in enumerate(chunks):
-                by_query.setdefault(queries.get(c.source_id, query), []).append(i)
-            proposed: dict[int, list[Variant]] = {}
-            token = _timings.set(timings)
-            try:
-                # the budget: what the context may take (the cascade reads only what it can use); the request memo:
-                # what a scorer's later passes ask for again, past the bounds of its own memo
-                with budget_scope(available), request_scope():
-                    for q, picked in by_query.items():
-                        found = self.compressor.propose([chunks[i] for i in picked], q, self.tokenizer)
-                        proposed.update(zip(picked, found, strict=True))
-            finally:
-                _timings.reset(token)
-            groups = [proposed[i] for i in range(len(chunks))]
-            check("the compressor")
-        return groups
+        cost: Callable[[str], int],
+    ) -> tuple[list[list[Variant]], int | None]:
+        """Each chunk's variants, and the tokens of all of the context when it fits ``available`` (else None):
+        keep-or-drop when it does, else the compressor's proposals, one call per query (a source's own from
+        ``queries``, else ``query``), in chunk order."""
+        whole = self._whole(chunks, available, sep, cost)
+        if whole is not None:
+            return whole
+        check("splitting")
+        by_query: dict[str | None, list[int]] = {}
+        for i, c in enumerate(chunks):
+            by_query.setdefault(queries.get(c.source_id, query), []).append(i)
+        proposed: dict[int, list[Variant]] = {}
+        token = _timings.set(timings)
+        try:
+            # the budget: what the context may take (the cascade reads only what it can use); the request memo:
+            # what a scorer's later passes ask for again, past the bounds of its own memo
+            with budget_scope(available), request_scope():
+                for q, picked in by_query.items():
+                    found = self.compressor.propose([chunks[i] for i in picked], q, self.tokenizer)
+                    proposed.update(zip(picked, found, strict=True))
+        finally:
+            _timings.reset(token)
+        groups = [proposed[i] for i in range(len(chunks))]
+        check("the compressor")
+        return groups, None
 
 
 def _checked_sources(sources: object) -> list[Source]:

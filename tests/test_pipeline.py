@@ -116,6 +116,23 @@ def test_everything_fits_means_kept_all(fast: pz.Zipper, article: str) -> None:
     assert r.context == "\n\n".join(p.strip() for p in article.split("\n\n"))
 
 
+def test_a_budget_the_input_fits_exactly_keeps_all_of_it(bm25: pz.Zipper, article: str) -> None:
+    # The knapsack's per-chunk estimate counts a separator per chunk and each chunk apart, more than the request
+    # takes: at a budget of exactly the input's tokens (rate=1.0) a passage was dropped.
+    short = [
+        "The tower is 330 metres tall. It was finished in 1889.",
+        "Bananas are yellow and grow in bunches in the tropics.",
+        "Paris hosted the 2024 Olympics from 26 July.",
+    ]
+    for docs in (short, article.split("\n\n")):
+        whole = bm25.compress(docs, question="How tall?", budget=100_000)
+        for budget in range(whole.tokens_in, whole.tokens_in + 8):
+            r = bm25.compress(docs, question="How tall?", budget=budget)
+            assert (r.decision, r.context, r.dropped) == ("kept_all", whole.context, ())
+        assert bm25.compress(docs, question="How tall?", rate=1.0).context == whole.context
+        assert bm25.compress(docs, question="How tall?", budget=whole.tokens_in - 1).decision == "compressed"
+
+
 def test_near_duplicates_are_not_sent_twice(fast: pz.Zipper) -> None:
     para = "The tower is 330 metres tall. It was finished in 1889."
     r = fast.compress([para, para.upper(), para], question="How tall is the tower?", budget=40)

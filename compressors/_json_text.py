@@ -91,9 +91,9 @@ def json_lines(text: str) -> list[tuple[int, dict[str, Any]]] | None:
     """``(line index, object)`` for every non-blank line when each is a JSON object (JSON Lines), else None."""
     out = []
     for i, line in enumerate(text.split("\n")):
-        if not line.strip():
+        s = line.strip().removeprefix("\ufeff") if i == 0 else line.strip()
+        if not s:
             continue
-        s = line.strip()
         if not (s.startswith("{") and s.endswith("}")):
             return None
         ok, value = parse_json(s)

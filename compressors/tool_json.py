@@ -53,12 +53,19 @@ _LONG_TEXT = 200  # characters: a field this long is cut to sentences when its i
 
 
 def _homogeneous(items: list[Any]) -> bool:
-    first = items[0]
+    """Whether ``items`` are alike: all objects, all strings, all booleans or all numbers, nulls among any of them
+    (a missing record is still one of the list)."""
+    present = [x for x in items if x is not None]
+    if not present:
+        return True
+    first = present[0]
     if isinstance(first, dict):
-        return all(isinstance(x, dict) for x in items)
+        return all(isinstance(x, dict) for x in present)
     if isinstance(first, str):
-        return all(isinstance(x, str) for x in items)
-    return all(_number(x) for x in items)
+        return all(isinstance(x, str) for x in present)
+    if isinstance(first, bool):
+        return all(isinstance(x, bool) for x in present)
+    return all(_number(x) for x in present)
 
 
 def _number(x: Any) -> bool:
@@ -66,22 +73,26 @@ def _number(x: Any) -> bool:
 
 
 def _largest_array(root: Any, min_items: int, style: Style) -> tuple[Any, Any, list[Any]] | None:
-    """``(parent, key, array)`` of the largest array of similar items (parent None for the root itself). Arrays
-    inside a candidate's items are not searched: the outer one holds them all."""
-    found: list[tuple[Any, Any, list[Any]]] = []
-    stack: list[tuple[Any, Any, Any]] = [(None, None, root)]
-    while stack:
-        parent, key, value = stack.pop()
-        if isinstance(value, list):
-            if len(value) >= min_items and _homogeneous(value):
-                found.append((parent, key, value))
-                continue
-            stack.extend((value, i, v) for i, v in reversed(list(enumerate(value))))
-        elif isinstance(value, dict):
-            stack.extend((value, k, v) for k, v in reversed(list(value.items())))
-    if len(found) < 2:
-        return found[0] if found else None
-    return max(found, key=lambda f: len(style.dumps(f[2])))  # first of the largest on a tie
+    """``(parent, key, array)`` of the largest array of similar items (parent None for the root itself), else of
+    the largest array of at least ``min_items`` items of any kind (cutting items of a mixed list keeps it valid
+    JSON too). Arrays inside a candidate's items are not searched: the outer one holds them all."""
+    for alike in (_homogeneous, lambda items: True):
+        found: list[tuple[Any, Any, list[Any]]] = []
+        stack: list[tuple[Any, Any, Any]] = [(None, None, root)]
+        while stack:
+            parent, key, value = stack.pop()
+            if isinstance(value, list):
+                if len(value) >= min_items and alike(value):
+                    found.append((parent, key, value))
+                    continue
+                stack.extend((value, i, v) for i, v in reversed(list(enumerate(value))))
+            elif isinstance(value, dict):
+                stack.extend((value, k, v) for k, v in reversed(list(value.items())))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return max(found, key=lambda f: len(style.dumps(f[2])))  # first of the largest on a tie
+    return None
 
 
 def _fmt(value: Any) -> str:
@@ -139,6 +150,13 @@ def summary(dropped: Sequence[Any], total: int, expand_id: str, *, detail: int =
     return marker("; ".join(parts), expand_id)
 
 
+def _body(text: str) -> str:
+    """``text`` without the blanks around it and a byte-order mark before it (an editor's or a Windows tool's:
+    JSON parsers skip it), which the output keeps where it was."""
+    s = text.strip()
+    return s[1:].lstrip() if s.startswith("\ufeff") else s
+
+
 @dataclass(frozen=True, slots=True)
 class JsonReducer:
     """JSON arrays of similar items: relevant items kept in order, the rest summarized in one string element."""
@@ -147,7 +165,7 @@ class JsonReducer:
     min_items: int = 4
 
     def detect(self, text: str) -> bool:
-        s = text.strip()
+        s = _body(text)
         if not s or s[0] not in "{[" or s[-1] not in "}]":
             return False
         return parse_json(s)[0] or json_lines(text) is not None
@@ -162,7 +180,7 @@ class JsonReducer:
         relevance: Relevance | None,
         expand_id: str,
     ) -> Reduced | None:
-        s = text.strip()
+        s = _body(text)
         if not s or s[0] not in "{[":
             return None
         ok, root, literal = parse(s)
@@ -193,7 +211,8 @@ def _reduce_array(
     expand_id: str,
 ) -> Reduced:
     parent, key, items = found
-    lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+    body = _body(text)
+    lead, trail = text[: text.index(body)], text[text.index(body) + len(body) :]
     scoring = Style(None, (", ", ": "), False, style.literal)  # json.dumps's defaults, numbers as written
     texts = [scoring.dumps(item) for item in items]
 

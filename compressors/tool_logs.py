@@ -1,8 +1,10 @@
 """Logs: keep errors, warnings and their context, fold repeated lines, mark what was cut.
 
 1. **Fold.** A run of at least ``min_run`` consecutive lines that are equal once numbers, hex ids, UUIDs and
-   timestamps are masked becomes its first line followed by ``  [promptzip: repeated N times]`` (N counts the
-   whole run).
+   timestamps are masked becomes its first line followed by ``  [promptzip: repeated N times]`` when the lines are
+   identical, ``  [promptzip: N similar lines]`` when they differ in what was masked (N counts the whole run).
+   A line of the run that holds a word of the query most of the run lacks (``id=137`` asked about among 400
+   requests) is not folded: it stays a line of its own, and the lines around it fold as runs of their own.
 2. **Keep, in this order of preference, within the target:** error lines (error, fatal, critical, panic,
    exception, traceback, failed, ``…Error``/``…Exception`` names) with their indented continuation (a traceback's
    frames, a Java stack); the first and the last line; 2 lines of context around each error; warnings; context
@@ -18,6 +20,7 @@ Kept lines are the input's byte for byte (a folded one gains its marker at the e
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +32,9 @@ from promptzip.compressors.tool_outputs import (
     fit_prefix,
     greedy,
     marker,
+    matched_terms,
     omitted,
+    query_terms,
     rank,
     relevance_scores,
 )
@@ -85,7 +90,8 @@ class _Entry:
     size: int  # lines folded into it (1 when not folded)
 
 
-def _fold(lines: Sequence[str], min_run: int) -> list[_Entry]:
+def _fold(lines: Sequence[str], min_run: int, query: str | None) -> list[_Entry]:
+    wanted = query_terms(query) if query else set()
     entries: list[_Entry] = []
     i = 0
     while i < len(lines):
@@ -95,11 +101,31 @@ def _fold(lines: Sequence[str], min_run: int) -> list[_Entry]:
             while j < len(lines) and fold_key(lines[j]) == key:
                 j += 1
         if j - i >= min_run:
-            entries.append(_Entry(i, j - i))
+            entries.extend(_runs(lines, i, j, min_run, wanted))
         else:
             entries.extend(_Entry(k, 1) for k in range(i, j))
         i = j
     return entries
+
+
+def _runs(lines: Sequence[str], i: int, j: int, min_run: int, wanted: set[str]) -> list[_Entry]:
+    """The run ``lines[i:j]`` as entries: folded, but for lines holding a query word that most of the run lacks
+    (what the request asks about), which stay lines of their own between the folded stretches."""
+    found = [matched_terms(lines[k], wanted) for k in range(i, j)] if wanted else []
+    df = Counter(t for terms in found for t in terms)
+    rare = {t for t, n in df.items() if 2 * n <= j - i}
+    distinct = [i + n for n, terms in enumerate(found) if terms & rare]
+    out: list[_Entry] = []
+    at = i
+    for k in [*distinct, j]:
+        if k - at >= min_run:
+            out.append(_Entry(at, k - at))
+        else:
+            out.extend(_Entry(m, 1) for m in range(at, k))
+        if k < j:
+            out.append(_Entry(k, 1))
+        at = k + 1
+    return out
 
 
 def _tiers(firsts: Sequence[str], scores: Sequence[float]) -> list[int]:
@@ -157,17 +183,23 @@ class LogReducer:
             lines.pop()
             end = "\n"
         cr = "\r" if lines[0].endswith("\r") else ""
-        entries = _fold(lines, self.min_run)
+        entries = _fold(lines, self.min_run, query)
         firsts = [lines[e.start] for e in entries]
         scores = relevance_scores(firsts, query, relevance)
         order = rank(scores, _tiers(firsts, scores))
+
+        identical = [
+            e.size > 1 and all(lines[k] == lines[e.start] for k in range(e.start + 1, e.start + e.size))
+            for e in entries
+        ]
 
         def shown(i: int, ref: str | None) -> str:
             line, e = firsts[i], entries[i]
             if e.size == 1:
                 return line
             body, tail = (line[:-1], "\r") if line.endswith("\r") else (line, "")
-            return f"{body}  {marker(f'repeated {e.size} times', ref)}{tail}"
+            what = f"repeated {e.size} times" if identical[i] else f"{e.size} similar lines"
+            return f"{body}  {marker(what, ref)}{tail}"
 
         def gap(n: int, ref: str | None) -> str:
             return marker(omitted(n), ref) + cr

@@ -50,7 +50,9 @@ __all__ = [
     "greedy",
     "lexical_relevance",
     "marker",
+    "matched_terms",
     "omitted",
+    "query_terms",
     "rank",
     "reduce_structured",
     "register_reducers",
@@ -218,9 +220,19 @@ def _terms(text: str) -> list[str]:
     return _WORD.findall(low) + _PART.findall(low) + [p.lower() for p in _CAMEL.findall(text)]
 
 
+def query_terms(query: str) -> set[str]:
+    """The words of ``query`` that lexical relevance matches (identifiers and their parts, no stop words)."""
+    return {t for t in _terms(query) if t not in _STOP}
+
+
+def matched_terms(text: str, wanted: set[str]) -> set[str]:
+    """Which of ``wanted`` (:func:`query_terms`) ``text`` holds."""
+    return wanted.intersection(_terms(text))
+
+
 def lexical_relevance(texts: Sequence[str], query: str) -> list[float]:
     """BM25 (k1 = 1.2, b = 0.75) of each text for ``query``'s words, with the idf taken over ``texts``."""
-    wanted = {t for t in _terms(query) if t not in _STOP}
+    wanted = query_terms(query)
     if not wanted or not texts:
         return [0.0] * len(texts)
     lengths: list[int] = []

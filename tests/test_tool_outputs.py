@@ -19,11 +19,13 @@ import promptzip as pz
 import promptzip.compressors.tool_outputs as tool_outputs
 from promptzip._errors import ConfigError, InputError
 from promptzip._registry import registries
+from promptzip.compressors.extractive import ExtractiveCompressor
 from promptzip.compressors.tool_code import CodeReducer
 from promptzip.compressors.tool_html import HtmlReducer
 from promptzip.compressors.tool_json import JsonReducer
 from promptzip.compressors.tool_logs import LogReducer
 from promptzip.compressors.tool_outputs import Reduced, detect_kind, lexical_relevance, reduce_structured, split_lines
+from promptzip.retrievers.sparse import BM25Scorer
 
 TOK = pz.get_tokenizer("gpt-4o")
 ID = "pz-3f2a9c0d1e2b4a5c"
@@ -193,6 +195,37 @@ def test_json_lines_keep_lines_byte_for_byte() -> None:
     assert ID in note
 
 
+def test_a_byte_order_mark_nulls_or_mixed_items_do_not_stop_a_json_cut() -> None:
+    rows = [{"id": i, "name": f"row {i}", "note": "nothing to report here"} for i in range(400)]
+    query = "Which row has id 137?"
+    # a BOM before the JSON (JSON parsers skip it): cut as JSON, the BOM kept where it was
+    out = reduce("\ufeff" + json.dumps(rows), 150, query=query)
+    assert out.kind == "json"
+    assert out.text.startswith("\ufeff[")
+    assert {"id": 137, "name": "row 137", "note": "nothing to report here"} in json.loads(out.text[1:])
+    out = reduce("\ufeff" + "\n".join(json.dumps(r) for r in rows), 150, query=query)  # JSON Lines
+    assert json.dumps(rows[137]) in out.text.split("\n")
+    # a null among the records, or a list of mixed items: still a list whose items can be cut
+    for items in ([*rows[:200], None, *rows[200:]], [*rows[:100], "a string", 7, None, *rows[100:200]]):
+        out = reduce(json.dumps(items), 150, query=query)
+        *kept, note = json.loads(out.text)
+        assert {"id": 137, "name": "row 137", "note": "nothing to report here"} in kept
+        assert note.startswith(f"[promptzip: {len(items) - len(kept)} of {len(items)} items omitted")
+    # and through a chat, where it was sent as "…"
+    chat = [
+        {"role": "user", "content": query},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c", "content": "\ufeff" + json.dumps(rows)},
+    ]
+    zipper = pz.Zipper(ExtractiveCompressor(BM25Scorer(), min_relevance=None), target="gpt-4o")
+    sent = zipper.compress_messages(chat, budget=200).messages[2]["content"]
+    assert sent.startswith("\ufeff[")
+    assert {"id": 137, "name": "row 137", "note": "nothing to report here"} in json.loads(sent[1:])
+
+
 def test_malformed_json_is_not_json_and_nothing_raises() -> None:
     broken = json.dumps(search_results())[:-40]  # cut off mid-way
     reducer = JsonReducer()
@@ -281,10 +314,10 @@ def test_log_keeps_errors_with_context_folds_repeats_and_marks_the_cuts() -> Non
                     assert lines[j] in kept
     assert kept[0] == lines[0]
     assert kept[-1] == lines[-1]
-    # the 40 health checks are one line with their count, when they are kept
+    # the 40 health checks (their numbers differ) are one line with their count, when they are kept
     assert not any("health.check" in k for k in kept)
     health = reduce(text, 900, query="health.check latency").text.split("\n")
-    assert [k for k in health if "health.check" in k] == [lines[200] + "  [promptzip: repeated 40 times]"]
+    assert [k for k in health if "health.check" in k] == [lines[200] + "  [promptzip: 40 similar lines]"]
     # every line is an input line, a folded one, or a marker; the markers account for every line
     assert out.text.count(ID) == 1
     assert ID in next(k for k in kept if "[promptzip:" in k)
@@ -293,8 +326,8 @@ def test_log_keeps_errors_with_context_folds_repeats_and_marks_the_cuts() -> Non
         m = re.fullmatch(rf"\[promptzip: (\d+) lines? omitted(; expand {ID})?\]", k)
         if m:
             shown += int(m.group(1))
-        elif k.endswith("times]"):
-            shown += int(re.search(r"repeated (\d+) times", k).group(1))  # type: ignore[union-attr]
+        elif k.endswith(("times]", "similar lines]")):
+            shown += int(re.search(r"repeated (\d+) times|(\d+) similar lines", k).group(1))  # type: ignore[union-attr]
         else:
             assert k in lines
             shown += 1
@@ -303,6 +336,26 @@ def test_log_keeps_errors_with_context_folds_repeats_and_marks_the_cuts() -> Non
     tiny = LogReducer().reduce(text, query=None, target_tokens=10, count=TOK.count, relevance=None, expand_id=ID)
     assert tiny is not None
     assert tiny.text == f"[promptzip: 504 lines omitted; expand {ID}]\n"
+
+
+def test_a_log_line_the_query_asks_about_is_not_folded_with_lines_like_it() -> None:
+    # 400 requests whose lines differ only in their numbers fold, but not the one asked about; identical lines say
+    # they are repeated, lines that differ in their numbers say they are similar (the expand id gives them back)
+    lines = [f"2024-05-01 12:{i // 60:02d}:{i % 60:02d} INFO request id={i} status=200" for i in range(400)]
+    out = reduce("\n".join(lines), 300, query="What happened to request id=137?")
+    assert out.text.split("\n") == [
+        f"{lines[0]}  [promptzip: 137 similar lines; expand {ID}]",
+        lines[137],
+        f"{lines[138]}  [promptzip: 262 similar lines]",
+    ]
+    # words most of the run holds (request, id) do not split it; without a query it is one fold
+    assert reduce("\n".join(lines), 300, query="list the requests by id").text.count("\n") == 0
+    assert reduce("\n".join(lines), 300).text == f"{lines[0]}  [promptzip: 400 similar lines; expand {ID}]"
+    same = [f"{lines[0]}"] * 50 + ["2024-05-01 12:09:00 ERROR request id=401 failed"]
+    assert reduce("\n".join(same), 100).text.split("\n") == [
+        f"{lines[0]}  [promptzip: repeated 50 times; expand {ID}]",
+        same[-1],
+    ]
 
 
 # -- HTML --------------------------------------------------------------------------------------------------------------

@@ -202,7 +202,9 @@ def compress_messages(
     slots = _plan(msgs, check_scope(scope), frozen)
     count = zipper.tokenizer.count
     question = check_question(question) or _question(slots, msgs)
-    own = dict(questions or {})
+    if question is not None:  # only scored against, never sent: a NUL in the turn (a pasted file) is a blank there
+        question = question.replace("\x00", " ").strip() or None
+    own = {k: v.replace("\x00", " ") for k, v in (questions or {}).items()}
     framing = [PER_MESSAGE + count(_framing_text(m)) for m in msgs]
     if any(s.kind for s in slots):
         slots = _cut_structured(zipper, msgs, slots, spec, question, framing, partition, own)

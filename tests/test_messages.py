@@ -119,3 +119,17 @@ def test_result_text_is_what_the_model_reads_for_a_chat_too(bm25: pz.Zipper, art
     whole = bm25.compress_messages(messages, budget=10_000)
     assert whole.decision == "kept_all"
     assert whole.text == f"Answer from the context only.\n\nContext:\n{article}\n\nQuestion: How tall is it?"
+
+
+def test_a_nul_in_the_turn_being_answered_sends_it_whole_and_still_scores_by_it(bm25: pz.Zipper) -> None:
+    # The turn is forwarded byte for byte (binary junk is never cut), and its words still pick the context: the NUL
+    # is a blank in the question scored against (it was an InputError about a "query" the caller never passed).
+    docs = "\n\n".join(f"Passage {i}. Town {i} rebuilt its harbour in {1900 + i}." for i in range(40))
+    asked = "My file: \x00\x01 When did town 17 rebuild its harbour?"
+    messages = [{"role": "system", "content": "Use these documents:\n\n" + docs}, {"role": "user", "content": asked}]
+    r = bm25.compress_messages(messages, budget=60)
+    assert r.messages[1]["content"] == asked
+    assert "Town 17 rebuilt its harbour in 1917." in r.messages[0]["content"]
+    assert r.tokens_out <= 60
+    only = bm25.compress_messages([messages[0], {"role": "user", "content": "\x00"}], budget=60)
+    assert only.messages[1]["content"] == "\x00"

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 from promptzip._cache import Cache
@@ -121,7 +123,7 @@ class CallOptions:
             return cls()
         if value is False:
             return cls(enabled=False)
-        if isinstance(value, Budget | int | float):
+        if isinstance(value, Budget | Integral | float):  # Integral: numpy's integers too (bools are taken above)
             return cls(spec=_budget(value, f"{KEYWORD}={value!r}"))
         if isinstance(value, Mapping):
             return cls._from_mapping(value)
@@ -166,12 +168,12 @@ def _budget(value: object, where: str) -> Budget:
             f"{where} is a float: give an int number of tokens, or the kept fraction as "
             f"{KEYWORD}={{'rate': {value!r}}} or promptzip.Budget(rate={value!r})"
         )
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, Integral):  # numpy's integers are ints, as in Budget
         raise BudgetError(f"{where} must be an int number of tokens or a promptzip.Budget, not {type(value).__name__}")
     try:
-        return Budget(tokens=value)
+        return Budget(tokens=int(value))
     except BudgetError as exc:
-        raise BudgetError(f"{where}: {exc}", budget=value) from exc
+        raise BudgetError(f"{where}: {exc}", budget=int(value)) from exc
 
 
 class Compression:
@@ -234,15 +236,22 @@ class Compression:
         scope: str | None = None,
         conversation: str | None = None,
         pricing: CachePricing | None = None,
+        question: str | None = None,
     ) -> list[Any]:
         """Compressed chat messages; messages whose content did not change are returned as given. ``spec`` and
         ``scope`` replace this Compression's own for one call; ``conversation`` names the conversation (the call's
         ``prompt_cache_key``), else it is recognised by its messages; ``pricing`` is the cache prices of the model
-        the call goes to (:func:`~promptzip._pricing.listed_pricing`), else the target's."""
+        the call goes to (:func:`~promptzip._pricing.listed_pricing`), else the target's; ``question``, given apart
+        from the chat (the decorator's ``question=``), is what relevance is measured against."""
         items = _as_list(messages, "messages")
         dicts = [_as_mapping(m, f"messages[{i}]") for i, m in enumerate(items)]
         result = self.sent(
-            dicts, spec or self.spec, scope=scope or self.scope, conversation=conversation, pricing=pricing
+            dicts,
+            spec or self.spec,
+            scope=scope or self.scope,
+            conversation=conversation,
+            pricing=pricing,
+            question=question,
         )
         if result is None:
             return items
@@ -362,6 +371,14 @@ def _as_mapping(item: object, where: str) -> Mapping[str, Any]:
     """A message as a mapping: dicts as they are, SDK objects (a previous reply appended) through model_dump."""
     if isinstance(item, Mapping):
         return item
+    # A LangChain message dumps to a dict with no role; its own door reads it (blocks, tool calls, types kept).
+    langchain = sys.modules.get("langchain_core.messages")
+    if langchain is not None and isinstance(item, langchain.BaseMessage):
+        raise InputError(
+            f"{where} is a LangChain {type(item).__name__}: compress LangChain messages with "
+            "promptzip.integrations.langchain.PromptZipRunnable, or pass them as OpenAI-style dicts "
+            "(langchain_core.messages.convert_to_openai_messages)"
+        )
     dump = getattr(item, "model_dump", None)
     if callable(dump):
         dumped = dump(exclude_none=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any, TypeVar
 
 from promptzip._errors import BudgetError, ConfigError, InputError
@@ -91,7 +92,8 @@ def check_settings(
     it (a float budget included: it could mean tokens or a rate)."""
     if isinstance(budget, float):
         raise BudgetError(f"budget={budget!r} is a float: give an int number of tokens, or rate={budget!r}")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | Budget)):
+    # Integral: numpy's integers are ints here too, as in Budget and pz.compress.
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, Integral | Budget)):
         raise BudgetError(f"budget must be an int number of tokens or a promptzip.Budget, not {type(budget).__name__}")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
         raise BudgetError(f"rate must be a number in (0, 1], not {type(rate).__name__}")
@@ -104,7 +106,7 @@ def check_settings(
         raise ConfigError(f"zipper must be a promptzip.Zipper, not {type(zipper).__name__}")
     rate = None if rate is None else float(rate)
     return Compression(
-        budget=budget,
+        budget=budget if budget is None or isinstance(budget, Budget) else int(budget),
         rate=rate,
         target=str(target),
         preset=str(preset),

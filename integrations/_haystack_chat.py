@@ -50,7 +50,7 @@ def as_chat(message: ChatMessage, i: int) -> tuple[dict[str, Any], list[int]]:
             parts.append({"type": "text", "text": item["text"]})
             slots.append(k)
         elif "tool_call" in item:
-            calls.append(_openai_call(item["tool_call"]))
+            calls.append(_openai_call(item["tool_call"], i))
         elif "tool_call_result" in item:
             result = item["tool_call_result"]
             chat["tool_call_id"] = result["origin"].get("id")
@@ -76,8 +76,17 @@ def as_chat(message: ChatMessage, i: int) -> tuple[dict[str, Any], list[int]]:
     return chat, slots
 
 
-def _openai_call(call: dict[str, Any]) -> dict[str, Any]:
-    arguments = json.dumps(call.get("arguments") or {}, ensure_ascii=False)
+def _openai_call(call: dict[str, Any], i: int) -> dict[str, Any]:
+    """A ToolCall in OpenAI's form, its arguments JSON as Haystack writes them (``to_openai_dict_format``). Arguments
+    JSON cannot hold (a date, a set) are refused, not written as their ``str``: Haystack's own ``json.dumps`` fails on
+    them too, so a text promptzip made up would be counted for a call that cannot be sent as given."""
+    try:
+        arguments = json.dumps(call.get("arguments") or {}, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:  # ValueError: a circular reference
+        name = call.get("tool_name")
+        raise InputError(
+            f"messages[{i}] cannot be read as a chat message: the arguments of tool call {name!r} are not JSON: {exc}"
+        ) from exc
     return {"id": call.get("id"), "type": "function", "function": {"name": call["tool_name"], "arguments": arguments}}
 
 

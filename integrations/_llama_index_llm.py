@@ -6,11 +6,12 @@
 Where :class:`~promptzip.integrations.llama_index.PromptZipNodePostprocessor` compresses the retrieved nodes of one
 query, this compresses the whole request a chat engine, a query engine or an agent sends: its messages are read
 as the proxy and ``pz.wrap`` read a chat (OpenAI's form: each text block a text part, images and other blocks parts
-the core never changes, ``tool_calls`` and ``tool_call_id`` from ``additional_kwargs``), so the instruction and the
-question stay whole, tool results are cut by their structure and a conversation's sent prefix is kept. Messages
-keep their role, blocks and ``additional_kwargs``; only the text of text blocks changes, and a message the core
-left alone is passed on as the same object. A ``complete`` prompt is one whole prompt (its instruction and question
-kept). A chat with a role the core does not know (``chatbot``, ``model``) goes to the wrapped LLM as given.
+the core never changes, ``tool_calls`` from ``additional_kwargs`` and from ``ToolCallBlock``s, ``tool_call_id``
+from ``additional_kwargs``), so the instruction and the question stay whole, tool results are cut by their structure
+and a conversation's sent prefix is kept. Messages keep their role, blocks and ``additional_kwargs``; only the text
+of text blocks changes, and a message the core left alone is passed on as the same object. A ``complete`` prompt is
+one whole prompt (its instruction and question kept). A chat with a role the core does not know (``chatbot``,
+``model``) goes to the wrapped LLM as given.
 
 Function calling (``chat_with_tools``, agents) works when the wrapped LLM is a ``FunctionCallingLLM``: the tools
 are prepared and read back by it, and the chat it sends is compressed here. ``metadata`` is the wrapped LLM's.
@@ -30,6 +31,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     LLMMetadata,
     TextBlock,
+    ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 from llama_index.core.callbacks import CallbackManager
@@ -183,16 +185,20 @@ class PromptZipLLM(FunctionCallingLLM):
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def _as_chat(message: ChatMessage) -> dict[str, Any]:
-    """A ChatMessage as an OpenAI chat message whose content parts are its blocks, one for one."""
+    """A ChatMessage as an OpenAI chat message whose content parts are its blocks, one for one, save its tool calls:
+    those of ``additional_kwargs`` and its ``ToolCallBlock``s (LlamaIndex 0.14's own form) go in ``tool_calls``."""
     chat: dict[str, Any] = {"role": message.role.value}
     extra = message.additional_kwargs
     for key in ("name", "tool_call_id"):
         if isinstance(extra.get(key), str):
             chat[key] = extra[key]
-    if extra.get("tool_calls"):  # counted in the budget as sent: JSON
-        chat["tool_calls"] = json.loads(json.dumps(plain(extra["tool_calls"]), default=str))
+    calls = _tool_calls(message)
+    if calls:  # counted in the budget as sent: JSON
+        chat["tool_calls"] = calls
     parts = [
-        {"type": "text", "text": b.text} if isinstance(b, TextBlock) else {"type": "media"} for b in message.blocks
+        {"type": "text", "text": b.text} if isinstance(b, TextBlock) else {"type": "media"}
+        for b in message.blocks
+        if not isinstance(b, ToolCallBlock)
     ]
     if len(parts) == 1 and parts[0]["type"] == "text":
         chat["content"] = parts[0]["text"]
@@ -203,12 +209,36 @@ def _as_chat(message: ChatMessage) -> dict[str, Any]:
     return chat
 
 
+def _tool_calls(message: ChatMessage) -> Any:
+    """The message's tool calls in OpenAI's form: ``additional_kwargs["tool_calls"]``, then each ``ToolCallBlock``
+    not already among them. An LLM may keep one call in both places; counted twice, it would cost the budget twice."""
+    given = message.additional_kwargs.get("tool_calls")
+    calls = json.loads(json.dumps(plain(given), default=str)) if given else []
+    blocks = [b for b in message.blocks if isinstance(b, ToolCallBlock)]
+    if not blocks or not isinstance(calls, list):  # not a list: the core says what is wrong with it
+        return calls
+    ids = {c.get("id") for c in calls if isinstance(c, dict) and c.get("id")}
+    for block in blocks:
+        if block.tool_call_id and block.tool_call_id in ids:
+            continue
+        # Arguments as an OpenAI-style LLM sends them: a string as it is, a dict as JSON (default=str, as above, so
+        # a value JSON has no form for, a date, is counted as its text rather than refused).
+        kwargs = block.tool_kwargs
+        arguments = kwargs if isinstance(kwargs, str) else json.dumps(plain(kwargs), default=str)
+        function = {"name": block.tool_name, "arguments": arguments}
+        calls.append({"id": block.tool_call_id, "type": "function", "function": function})
+    return calls
+
+
 def _written_back(message: ChatMessage, chat: dict[str, Any]) -> ChatMessage:
-    """``message`` with the texts of ``chat`` (its compressed OpenAI form) in its text blocks."""
+    """``message`` with the texts of ``chat`` (its compressed OpenAI form) in its text blocks; its ToolCallBlocks,
+    which are no content part, stay as they were."""
     content = chat["content"]
     texts = [content] if isinstance(content, str) else [p.get("text") for p in content or ()]
-    blocks = [
-        b.model_copy(update={"text": t}) if isinstance(b, TextBlock) and t is not None and t != b.text else b
-        for b, t in zip(message.blocks, texts, strict=True)
-    ]
+    blocks = list(message.blocks)
+    parts = [k for k, b in enumerate(blocks) if not isinstance(b, ToolCallBlock)]
+    for k, t in zip(parts, texts, strict=True):
+        b = blocks[k]
+        if isinstance(b, TextBlock) and t is not None and t != b.text:
+            blocks[k] = b.model_copy(update={"text": t})
     return message.model_copy(update={"blocks": blocks})

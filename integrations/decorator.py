@@ -75,12 +75,14 @@ def compress_call(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async function so that its ``arg`` argument is compressed before each call.
 
-    ``question`` names another parameter whose value is the question relevance is measured against; a prompt then
-    becomes only its compressed context, and the budget covers that context plus the question. ``zipper`` uses a
-    ready Zipper instead of building ``preset`` for ``target`` on the first call. ``scope`` says where a chat's
-    context is compressed: ``"all"`` (every message) or ``"history"`` (earlier turns only). ``on_result`` sees what
-    the model does not get: it is called with the :class:`promptzip.Result` of each call that was compressed
-    (``Result.dropped``, ``Result.tokens_in``/``tokens_out``), in the thread that compressed it, before the call.
+    ``question`` names another parameter whose value (its default, when a call does not pass it) is the question
+    relevance is measured against; a prompt then becomes only its compressed context, and the budget covers that
+    context plus the question. A chat is read as :func:`wrap` reads one: dicts, or SDK message objects (a reply
+    appended), the unchanged ones passed on as given. ``zipper`` uses a ready Zipper instead of building ``preset``
+    for ``target`` on the first call. ``scope`` says where a chat's context is compressed: ``"all"`` (every message)
+    or ``"history"`` (earlier turns only). ``on_result`` sees what the model does not get: it is called with the
+    :class:`promptzip.Result` of each call that was compressed (``Result.dropped``, ``Result.tokens_in``/
+    ``tokens_out``), in the thread that compressed it, before the call.
 
     Raises :class:`promptzip.ConfigError` (or ``BudgetError``) at decoration time for a bad setup, such as a
     function without a parameter named ``arg`` or an unknown ``scope``.
@@ -227,9 +229,12 @@ def _bind(
 
 
 def _question(bound: inspect.BoundArguments, name: str | None) -> str | None:
+    """The question argument, its default when the call does not pass it (``bound`` holds only what was passed, so
+    that an ``arg`` not passed is left alone)."""
     if name is None:
         return None
-    value = bound.arguments.get(name)
+    default = bound.signature.parameters[name].default
+    value = bound.arguments.get(name, None if default is inspect.Parameter.empty else default)
     if value is not None and not isinstance(value, str):
         raise InputError(f"the question argument {name!r} must be a str, not {type(value).__name__}")
     return value
@@ -242,10 +247,9 @@ def _rewrite(compression: Compression, value: object, question: str | None, fn: 
         value = bytes(value)
     if isinstance(value, str | bytes):
         return compression.prompt(value, question=question)
-    if isinstance(value, Sequence):  # each message is checked by compress_messages
-        messages = cast(Sequence[Mapping[str, Any]], value)
-        chat = compression.sent(messages, compression.spec, question=question, scope=compression.scope)
-        return messages if chat is None else list(chat.messages or ())
+    if isinstance(value, Sequence):  # read as wrap() reads a chat: dicts, or SDK objects such as a reply appended
+        chat = compression.chat(value, question=question)
+        return value if all(new is old for new, old in zip(chat, value, strict=True)) else chat
     raise InputError(
         f"{_name(fn)}() argument {arg!r} must be a str prompt or a list of chat messages, not {type(value).__name__}"
     )

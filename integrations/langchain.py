@@ -79,7 +79,9 @@ class _ZipperSettings(BaseModel):
     budget: SkipValidation[Budget | int | None] = None
     """A ``pz.Budget`` or a hard cap in tokens of ``target`` (give this or ``rate``); a float is a
     :class:`promptzip.BudgetError`, as in ``pz.compress``."""
-    rate: float | None = None
+    # Not validated either: pydantic would turn True and "0.3" into floats that Budget.coerce, which refuses them
+    # in every other door, never sees.
+    rate: SkipValidation[float | None] = None
     """Kept fraction of the input tokens, in (0, 1] (give this or ``budget``)."""
     preset: str = "fast"
     target: str = "gpt-4o"

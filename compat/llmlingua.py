@@ -14,7 +14,9 @@ is a :class:`~promptzip.ConfigError` that names the accepted ones, so a misspell
 
 =========================  ==========================================================================================
 ``rate``                   ``Budget(rate=...)``: the kept fraction of the whole prompt's tokens
-``target_token``           ``Budget(tokens=...)`` on the whole assembled prompt; wins over ``rate`` when > 0
+``target_token``           ``Budget(tokens=...)`` on the whole assembled prompt; wins over ``rate`` when > 0 (0 or
+                           below, LLMLingua's ``-1`` default among them, leaves ``rate`` in charge); ``inf`` and
+                           ``nan`` are a :class:`~promptzip.BudgetError`, never a silent choice of ``rate``
 ``instruction``            kept verbatim (surrounding whitespace trimmed), placed before the context
 ``question``               kept verbatim, placed after the context, and what relevance is measured against
 ``force_tokens``           with a token-level preset (``balanced``, ``max``) the pruner never removes them from a
@@ -34,22 +36,25 @@ directly. ``model_name``, ``device_map``, ``model_config``, ``open_api_config`` 
 accepted and ignored: promptzip loads its own packaged models on the CPU, lazily.
 
 Counting is in the target model's tokenizer (``target="gpt-4o"`` by default, o200k), not GPT-3.5's.
+Numbers may be numpy's (``np.int64(200)``, ``np.float32(0.5)``, ``force_context_ids=[np.int64(0)]``), never bools.
 ``origin_tokens`` and ``compressed_tokens`` are the whole prompt's tokens (instruction + contexts + question, joined
 by blank lines) before and after, and ``ratio``, ``rate`` and ``saving`` are LLMLingua's strings (``"3.2x"``,
 ``"31.2%"``, ``", Saving $0.1 in GPT-4."``, at its $0.06 per 1K tokens). Unlike LLMLingua, a budget smaller than the
-instruction and question is a :class:`~promptzip.BudgetError`, never a silent overrun.
+instruction and question is a :class:`~promptzip.BudgetError`, never a silent overrun, with contexts or without.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
 from typing import Any, Final, NotRequired, TypedDict
 
 from promptzip._cache import Cache
-from promptzip._errors import ConfigError, InputError
+from promptzip._errors import BudgetError, ConfigError, InputError
 from promptzip._pipeline import Zipper
 from promptzip._tokenizers import Tokenizer
 from promptzip._types import Budget, Chunk
@@ -225,9 +230,11 @@ class PromptCompressor:
         **kwargs: Any,
     ) -> CompressedPrompt:
         """LLMLingua's structured prompts: ``<llmlingua, compress=False>…</llmlingua>`` becomes ``<pz keep>`` (kept
-        verbatim), ``<llmlingua, rate=0.4>`` becomes ``<pz rate=0.4>`` (that region's rate for token-level presets;
-        sentence-level ``fast`` selection ignores it), a bare ``<llmlingua>`` an untagged region. Tags are removed
-        from the output, as LLMLingua does."""
+        verbatim); ``<llmlingua, rate=0.4>`` becomes ``<pz rate=0.4>``, that region's rate (a rate in (0, 1], else
+        an :class:`~promptzip.InputError`): token-level presets prune it at that rate, sentence-level ``fast``
+        offers only selections of at most that fraction of each paragraph (the most relevant sentence where none
+        is that short), and the call's ``rate`` or ``target_token`` still caps the whole prompt; a bare
+        ``<llmlingua>`` is an untagged region. Tags are removed from the output, as LLMLingua does."""
         texts = [_structured(t, i) for i, t in enumerate(_contexts(context))]
         return self.compress_prompt(
             texts, instruction=instruction, question=question, rate=rate, target_token=target_token, **kwargs
@@ -270,6 +277,15 @@ class PromptCompressor:
         if not chunks:  # nothing to compress: LLMLingua returns the instruction and question as they are
             text = zipper.assemble(instruction.strip(), question.strip())
             n = zipper.tokenizer.count(text)
+            # A token budget is still a hard cap, as with contexts (the module's promise: never a silent overrun).
+            # A rate is left alone: it is a fraction of what can be compressed, and here there is nothing to compress
+            # (LLMLingua's default rate=0.5 would otherwise make every question-only call an error).
+            if spec.tokens is not None and n > spec.tokens:
+                raise BudgetError(
+                    f"instruction and question alone need {n} tokens but the budget is {spec.tokens}",
+                    budget=spec.tokens,
+                    required=n,
+                )
             return _answer(text, n, n), []
         result = zipper.compress(
             chunks, instruction=instruction or None, question=question or None, budget=spec, reorder=order
@@ -327,15 +343,27 @@ def _reorder(value: object) -> str:
     return _REORDER[value]
 
 
+def _number(value: object, where: str) -> int | float:
+    """``value`` as Python's number: any real number, numpy's included (``np.int64``, ``np.float32`` are no ``int``
+    or ``float``), never a bool. Integers stay ints, since ``float()`` overflows on a huge one."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ConfigError(f"{where} must be a number, not {type(value).__name__}")
+    return int(value) if isinstance(value, Integral) else float(value)
+
+
 def _budget(rate: object, target_token: object) -> Budget:
-    """``target_token`` (a token budget, when positive) wins over ``rate``, as in LLMLingua."""
-    if isinstance(target_token, bool) or not isinstance(target_token, int | float):
-        raise ConfigError(f"target_token must be a number, not {type(target_token).__name__}")
-    if target_token > 0:
-        return Budget(tokens=int(target_token))
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise ConfigError(f"rate must be a number, not {type(rate).__name__}")
-    return Budget(rate=float(rate))
+    """``target_token`` (a token budget, when positive) wins over ``rate``, as in LLMLingua, where ``-1`` (or any
+    number up to 0) means "unset". ``inf``, ``-inf`` and ``nan`` are not that sentinel but a mistake (a computed
+    budget gone wrong), so they are a BudgetError rather than ``int()``'s OverflowError or a silent ``rate``."""
+    target = _number(target_token, "target_token")
+    if isinstance(target, float) and not math.isfinite(target):
+        raise BudgetError(f"target_token must be a finite number of tokens (or -1 to use rate), got {target_token}")
+    if target > 0:
+        return Budget(tokens=int(target))
+    kept = _number(rate, "rate")
+    if not 0 < kept <= 1:  # nan fails it too; checked here as Budget's float() would overflow on a huge int
+        raise BudgetError(f"rate is the kept fraction and must be in (0, 1], got {rate}")
+    return Budget(rate=float(kept))
 
 
 def _protected_ids(ids: object, n: int) -> frozenset[int]:
@@ -343,10 +371,13 @@ def _protected_ids(ids: object, n: int) -> frozenset[int]:
         return frozenset()
     if isinstance(ids, str) or not isinstance(ids, Sequence):
         raise ConfigError(f"force_context_ids must be a list of context indexes, not {type(ids).__name__}")
+    indexes: set[int] = set()
     for i in ids:
-        if isinstance(i, bool) or not isinstance(i, int) or not -n <= i < n:
+        # numbers.Integral takes numpy's integers too (np.int64 is no int); int() makes them Python's
+        if isinstance(i, bool) or not isinstance(i, Integral) or not -n <= int(i) < n:
             raise ConfigError(f"force_context_ids holds {i!r}, not an index of the {n} contexts")
-    return frozenset(i % n for i in ids)
+        indexes.add(int(i) % n)
+    return frozenset(indexes)
 
 
 def _structured(text: str, index: int) -> str:
@@ -363,13 +394,25 @@ def _structured(text: str, index: int) -> str:
             if name == "compress" and value.lower() in ("false", "true"):
                 keep = value.lower() == "false"
             elif name == "rate":
-                rate = value
+                rate = _region_rate(value, index)
             elif name != "value_type":  # value_type (JSON leaves) has no promptzip counterpart
                 raise InputError(f"context[{index}]: unknown attribute {name!r} in an <llmlingua> tag")
-        attrs = " keep" if keep else (f" rate={rate}" if rate is not None else "")
+        attrs = " keep" if keep else (f" rate={rate!r}" if rate is not None else "")
         return f"<pz{attrs}>"
 
     return _LINGUA_TAG.sub(tag, text)
+
+
+def _region_rate(value: str, index: int) -> float:
+    """A tag's ``rate=`` as a kept fraction in (0, 1], else an InputError naming the context (``rate=O.4``,
+    ``rate=40``)."""
+    try:
+        rate = float(value.strip("\"'"))
+    except ValueError:
+        rate = math.nan
+    if not 0.0 < rate <= 1.0:
+        raise InputError(f"context[{index}]: an <llmlingua, rate=…> tag needs a rate in (0, 1], got {value!r}")
+    return rate
 
 
 def _answer(text: str, origin: int, compressed: int) -> CompressedPrompt:

@@ -344,7 +344,12 @@ class ExtractiveCompressor(Compressor):
         rate = chunk.metadata.get("rate") if chunk.metadata else None
         if rate is not None:
             cap = float(rate) * len(chunk.text)
-            variants = [v for v in variants if not v.text or len(v.text) <= cap]
+            within = [v for v in variants if not v.text or len(v.text) <= cap]
+            if not any(v.text for v in within):
+                # No sentence is as short as the cap: the most relevant one (else the whole chunk) comes nearest the
+                # rate asked; without it the chunk could only be dropped, a rate of 0. The budget still decides.
+                within.append(next((v for v in variants[2:] if v.text), variants[1]))
+            variants = within
         return variants
 
     def _joiner(self, chunk: Chunk, sentences: list[Chunk], members: list[int]) -> Joiner:

@@ -12,6 +12,7 @@ Text the model got that is not in the source verbatim, a summary standing in for
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from promptzip._types import Budget, Chunk, Result, source_chunks
+from promptzip._types import Budget, Chunk, ChunkResult, Result, Source, source_chunks
 
 __all__ = ["add_diff_command", "render_diff"]
 
@@ -46,12 +47,10 @@ def render_diff(result: Result, *, color: bool) -> str:
     """
     deleted = _colour(STRIKE_RED) if color else _plain("[-", "-]")
     inserted = _colour(GREEN) if color else _plain("{+", "+}")
-    dropped_by_source: dict[str, list[tuple[int, int]]] = {}
-    for d in result.dropped:
-        dropped_by_source.setdefault(d.source_id, []).append((d.start, d.end))
     views = source_chunks(result.sources, result.chunks)
     parts: list[str] = []
-    for source, offset, chunks in views:
+    for view in views:
+        source, offset, chunks = view
         if len(views) > 1:
             parts.append(f"==> {source.id}{' (protected)' if source.protected else ''} <==\n")
         size = len(source.text)
@@ -60,7 +59,7 @@ def render_diff(result: Result, *, color: bool) -> str:
         # A summary follows its chunk even inside a longer dropped span, which is cut there; at one position it comes
         # before a dropped span that starts there (it belongs to the chunk that ends there).
         marks: list[tuple[int, int, str, int]] = [(at, 0, " " + inserted(text), 0) for at, text in inserts]
-        for a, b in dropped_by_source.get(source.id, ()):
+        for a, b in _dropped(result, view):
             a, b = a - offset, b - offset
             if not 0 <= a < b <= size:
                 continue
@@ -73,7 +72,7 @@ def render_diff(result: Result, *, color: bool) -> str:
                     marks.append((x + lead, 1, deleted(piece), len(piece)))
         pos = 0
         for at, _, rendered, length in sorted(marks, key=lambda m: (m[0], m[1])):
-            if at < pos:  # overlaps what is printed already (two sources sharing an id and offsets)
+            if at < pos:  # overlaps what is printed already: only a hand-made Result's spans of one id can overlap
                 continue
             parts.append(source.text[pos:at])
             parts.append(rendered)
@@ -83,6 +82,23 @@ def render_diff(result: Result, *, color: bool) -> str:
             parts.append("\n")
     parts.append("\n" + footer(result) + "\n")
     return "".join(parts)
+
+
+def _dropped(result: Result, view: tuple[Source, int, list[ChunkResult]]) -> list[tuple[int, int]]:
+    """The dropped spans of the source of ``view`` (one of :func:`source_chunks`), in the chunks' coordinates.
+
+    ``Result.dropped`` names a span's source by id only, and ids repeat (one file given twice, a ``Chunk`` whose id
+    is another source's automatic ``"0"``): keyed by id, each source showed every such source's cuts, and a source
+    dropped whole marked its twin dropped whole too. So the spans come from a Result of this source and its own
+    chunks alone, through the same ``dropped`` rule, and the view and the footer agree on what was dropped.
+    """
+    source, _, chunks = view
+    own = dataclasses.replace(result, sources=(source,), chunks=tuple(chunks))
+    if source_chunks(own.sources, own.chunks) == [view]:
+        return [(d.start, d.end) for d in own.dropped]
+    # A Result made by hand with its chunks out of source order pairs differently on its own: every span of the id
+    # then, which is right whenever the id is unique.
+    return [(d.start, d.end) for d in result.dropped if d.source_id == source.id]
 
 
 def footer(result: Result) -> str:

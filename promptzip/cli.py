@@ -8,7 +8,9 @@ promptzip models
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -205,13 +207,37 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     args = _parser(argv).parse_args(argv)
     func: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.func
     try:
-        return func(args, out, err)
+        code = func(args, out, err)
+        out.flush()  # a reader that went away (| head) is found here, not at interpreter shutdown
+        return code
     except PromptZipError as exc:
         err.write(f"promptzip: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         err.write("promptzip: interrupted\n")
         return 130
+    except BrokenPipeError:
+        return _reader_gone(out)
+
+
+_SIGPIPE_STATUS = 128 + 13  # what a shell reports for a tool that SIGPIPE ended (Windows has no signal.SIGPIPE)
+
+
+def _reader_gone(out: TextIO) -> int:
+    """The reader of standard output closed it (``promptzip … | head -1``): stop quietly, as Unix tools do.
+
+    Python ignores SIGPIPE, so the write raised instead of ending the process. What is still buffered would raise
+    again when the interpreter flushes standard output at exit (``Exception ignored … BrokenPipeError``, status 120),
+    so standard output now points at the null device (the recipe of Python's ``signal`` documentation). A stream
+    that a caller of :func:`main` passed in is left as it is: the process's standard output is not ours to move.
+    """
+    if out is sys.stdout:
+        # OSError, ValueError: no file descriptor (io.UnsupportedOperation is both), or no null device to open
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    return _SIGPIPE_STATUS
 
 
 if __name__ == "__main__":

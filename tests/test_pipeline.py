@@ -272,3 +272,16 @@ def test_compress_sources_scores_a_source_against_a_query_of_its_own(bm25: pz.Zi
     assert "330 metres" in own.outputs["tower"]
     assert "Gustave Eiffel" not in plain.outputs["history"]
     assert "Gustave Eiffel" in own.outputs["history"]
+
+
+def test_a_region_rate_no_sentence_fits_offers_the_most_relevant_sentence(bm25: pz.Zipper, article: str) -> None:
+    # <pz rate=0.1> caps each paragraph's selection at a tenth of its characters: where no sentence is that short,
+    # the paragraph could only be dropped (a rate of 0), and a budget with room for it sent nothing of the region.
+    r = bm25.compress(f"<pz rate=0.1>{article}</pz>", question="How tall is the tower?", budget=200)
+    assert "330 metres" in r.context
+    assert r.tokens_out <= 200
+    paragraphs = [p.strip() for p in article.split("\n\n") if p.strip()]
+    kept = r.context.split("\n\n")
+    assert 0 < len(kept) <= len(paragraphs)
+    # each kept part is one sentence of its paragraph, never more than the rate allows when a sentence could fit
+    assert all(k.count(". ") == 0 for k in kept)

@@ -7,14 +7,15 @@ splitter reads them as spaces; the text itself is never changed, so every offset
 A block (lines between blank lines) counts as wrapped prose only when it looks like it: at least two lines, a
 wrap width of 40+ characters, most lines filling that width, most lines not ending a sentence, continuation lines
 mostly starting in lower case and sharing one indentation, and nothing that marks structure (list items, table
-rows, headings, quotes, aligned columns, code-like symbol density). Lists, tables, code, addresses, headers and
-poems keep their line breaks.
+rows, headings, quotes, aligned columns, code-like symbol density, records whose lines mostly open with the same two
+words, numbers aside). Lists, tables, code, addresses, headers, records and poems keep their line breaks.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 
 __all__ = ["soft_breaks"]
 
@@ -34,6 +35,7 @@ _NOT_PROSE_START = re.compile(r"^\s*(?:\#{1,6}\s|>|\|)")  # a heading, quote or 
 _COLUMNS = re.compile(r"\S {3,}\S|\t")
 _SYMBOLS = re.compile(r"[{}\[\]<>=;$\\|_`]")
 _SENTENCE_END = re.compile(r"[.!?:;。！？][\"'”’)\]]*$")
+_DIGITS = re.compile(r"\d+")
 _MIN_WIDTH = 40
 _FULL = 0.6  # a line at least this share of the wrap width fills it
 
@@ -59,6 +61,11 @@ def _is_wrapped(lines: list[str], width: int) -> bool:
         return False  # code or data
     if len({_indent(line) for line in lines[1:]}) > 1:
         return False  # varying indentation: code, nested structure
+    if len(body) >= 3:
+        # records, one per line ("order 12: shipped to …", "user 7 logged in from …"): most lines open alike
+        opening = Counter(_DIGITS.sub("#", " ".join(b.split()[:2])) for b in body).most_common(1)[0][1]
+        if opening > 0.5 * len(body):
+            return False
     heads = body[:-1]
     if sum(len(b) >= _FULL * width for b in heads) < 0.75 * len(heads):
         return False  # lines of random lengths: intentional breaks

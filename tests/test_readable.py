@@ -142,6 +142,9 @@ STRUCTURED = {
         "I loafe and invite my soul and lean and loafe at my ease observing"
     ),
     "address": "Tom Baker\nFinance Team\n42 Example Street\nSpringfield",
+    "records": "\n".join(
+        f"order {i}: shipped to customer C{i * 7} in the northern region total ${i * 3}.00" for i in range(5)
+    ),
     "headers": (
         "From: Tom Baker <tom@example.com> on behalf of the finance team\n"
         "To: Maria Lopez <maria@example.com> and the rest of the group\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any, TypeVar
 
 from promptzip._errors import BudgetError, ConfigError, InputError
@@ -95,7 +95,7 @@ def check_settings(
     # Integral: numpy's integers are ints here too, as in Budget and pz.compress.
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, Integral | Budget)):
         raise BudgetError(f"budget must be an int number of tokens or a promptzip.Budget, not {type(budget).__name__}")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, Real)):
         raise BudgetError(f"rate must be a number in (0, 1], not {type(rate).__name__}")
     for name, value in (("preset", preset), ("target", target)):
         if not isinstance(value, str):

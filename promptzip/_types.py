@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 from promptzip._errors import BudgetError, InputError
@@ -97,10 +97,13 @@ class Budget:
             if self.tokens <= 0:
                 raise BudgetError(f"Budget.tokens must be positive, got {self.tokens}", budget=self.tokens)
         if self.rate is not None:
-            if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
-                raise BudgetError(f"Budget.rate must be a number, not {type(self.rate).__name__}")
-            if not (0.0 < float(self.rate) <= 1.0) or math.isnan(self.rate):
-                raise BudgetError(f"Budget.rate is the kept fraction and must be in (0, 1], got {self.rate}")
+            rate: object = self.rate  # typed float, but any real number may come (numpy's np.float32 is no float)
+            if isinstance(rate, bool) or not isinstance(rate, Real):
+                raise BudgetError(f"Budget.rate must be a number, not {type(rate).__name__}")
+            # NaN fails it too; checked before float(), which overflows on a huge int
+            if not 0 < rate <= 1:  # type: ignore[operator]
+                raise BudgetError(f"Budget.rate is the kept fraction and must be in (0, 1], got {rate}")
+            object.__setattr__(self, "rate", float(rate))
 
     @classmethod
     def coerce(cls, value: Budget | int | float | None = None, *, rate: float | None = None) -> Budget:

@@ -217,6 +217,19 @@ def test_a_numpy_integer_budget_is_an_int_at_every_door(door: Any) -> None:
     assert type(spec.tokens) is int
 
 
+def test_a_numpy_float_rate_is_a_rate_at_every_door() -> None:
+    # np.float32 is no float: Budget and the Haystack / LlamaIndex settings refused it, np.float64 (a float) passed
+    rate = np.float32(0.25)
+    assert pz.Budget(rate=rate) == pz.Budget(rate=0.25)
+    assert type(pz.Budget(rate=rate).rate) is float
+    assert PromptZipDocumentCompressor(rate=rate, zipper=fresh()).spec == pz.Budget(rate=0.25)
+    assert PromptZipNodePostprocessor(rate=rate, zipper=fresh()).spec == pz.Budget(rate=0.25)
+    result = fresh().compress("The tower is 330 metres tall. " * 20, rate=rate)
+    assert result.budget == int(0.25 * result.tokens_in)
+    with pytest.raises(pz.BudgetError, match="in \\(0, 1\\]"):
+        pz.Budget(rate=np.float32("nan"))
+
+
 def test_a_haystack_component_with_a_numpy_budget_serializes_it_as_an_int() -> None:
     data = PromptZipDocumentCompressor(budget=np.int64(50)).to_dict()
     assert type(data["init_parameters"]["budget"]) is int

@@ -21,7 +21,7 @@ from promptzip._pool import shared_zipper
 from promptzip._pricing import CachePricing, listed_pricing, pricing_for
 from promptzip._registry import registries
 from promptzip._tokenizers import Tokenizer
-from promptzip._types import Budget, Result
+from promptzip._types import Budget, Result, Source
 from promptzip.integrations._dialects import Dialect
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "fits_whole",
     "report",
     "sent_messages",
+    "tags_removed",
 ]
 
 logger = logging.getLogger("promptzip.integrations")
@@ -336,8 +337,24 @@ def fits_whole(result: Result) -> bool:
     return (
         result.decision == "kept_all"
         and result.tokens_in <= result.budget
-        and not any("<pz" in s.text.lower() for s in result.sources)  # promptzip's tags are always removed
+        and not any(map(tags_removed, result.sources))
     )
+
+
+def tags_removed(source: Source) -> bool:
+    """Whether the output of ``source`` loses promptzip's tags: it holds some, and they parse (a retrieved
+    document's that do not are its own words, :attr:`Source.lenient_tags`)."""
+    if "<pz" not in source.text.lower():
+        return False
+    if not source.lenient_tags:
+        return True
+    from promptzip._split import parse_tags
+
+    try:
+        parse_tags(source.text)
+    except InputError:
+        return False
+    return True
 
 
 def compressed_text(result: Result) -> str:

@@ -4,9 +4,10 @@ lists of framework objects checked."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from promptzip._errors import BudgetError, ConfigError, InputError
@@ -14,9 +15,14 @@ from promptzip._pipeline import Zipper
 from promptzip._types import Budget, Chunk, Result, Span
 from promptzip.integrations._calls import Compression, check_on_result, fits_whole, report
 
-__all__ = ["Piece", "check_settings", "checked_list", "compress_texts"]
+__all__ = ["RETRIEVED", "Piece", "check_settings", "checked_list", "compress_texts"]
 
 T = TypeVar("T")
+
+
+# A retrieved document's text was not written for promptzip: <pz> tags in it that do not parse (a page about
+# promptzip's own markup) are its text, kept verbatim, not an InputError failing the whole retrieval.
+RETRIEVED: Mapping[str, Any] = MappingProxyType({"lenient_tags": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +56,7 @@ def compress_texts(
     live = [i for i, t in enumerate(texts) if t.strip()]
     if not live:
         return out
-    chunks = [Chunk(texts[i], source_id=str(i)) for i in live]
+    chunks = [Chunk(texts[i], source_id=str(i), metadata=RETRIEVED) for i in live]
     result = zipper.compress(chunks, query=query, budget=spec, reorder="original")
     whole = fits_whole(result)
     # The pipeline's own text of each source: joined in source order, it is the context it verified against the

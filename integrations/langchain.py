@@ -63,7 +63,9 @@ from promptzip.integrations._calls import (
     fits_whole,
     report,
     sent_messages,
+    tags_removed,
 )
+from promptzip.integrations._documents import RETRIEVED
 from promptzip.integrations._langchain_content import as_openai, content_back
 
 __all__ = ["PromptZipCompressor", "PromptZipRunnable"]
@@ -154,7 +156,7 @@ class PromptZipCompressor(_ZipperSettings, BaseDocumentCompressor):
             return []
         zipper = self._zipper()
         count = zipper.tokenizer.count
-        chunks = [Chunk(d.page_content, source_id=str(i)) for i, d in live]
+        chunks = [Chunk(d.page_content, source_id=str(i), metadata=RETRIEVED) for i, d in live]
         result = zipper.compress(chunks, query=question, budget=self._spec(), reorder="original")
         limit, whole = result.budget, _fits(result)
         # The pipeline's own text of each source, in source order: joined with the separator, it is the context it
@@ -278,7 +280,7 @@ def _check_query(query: object) -> str | None:
 def _fits(result: Result) -> bool:
     """Whether the documents already fit the budget whole: they are then returned exactly as given, whatever their
     relevance (a budget is a cap, not a filter), unless promptzip's own tags must be removed from them."""
-    return result.tokens_in <= result.budget and not any("<pz" in s.text.lower() for s in result.sources)
+    return result.tokens_in <= result.budget and not any(map(tags_removed, result.sources))
 
 
 def _arrange(docs: list[Document], relevance: list[float], reorder: str) -> list[Document]:

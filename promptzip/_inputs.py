@@ -64,7 +64,8 @@ def as_sources(context: object) -> list[tuple[Source, int]]:
     for i, item in enumerate(items):
         where = "context" if len(items) == 1 else f"context item {i}"
         if isinstance(item, Chunk):
-            source = Source(item.source_id, check_text(item.text, where), protected=item.protected)
+            lenient = bool(item.metadata.get("lenient_tags")) if item.metadata else False
+            source = Source(item.source_id, check_text(item.text, where), item.protected, lenient)
             sources.append((source, item.start))
         else:
             sources.append((Source(str(i), check_text(item, where)), 0))

@@ -379,7 +379,9 @@ class Zipper(Assembly):
     def _chunks(self, source: Source) -> list[Chunk]:
         if source.protected:  # the user protected all of it: one chunk, kept whole
             return [Chunk(source.text, source.id, 0, len(source.text), {"kind": "protected"}, protected=True)]
-        return chunk_source(source.text, source.id, max_chunk_chars=self.max_chunk_chars)
+        return chunk_source(
+            source.text, source.id, max_chunk_chars=self.max_chunk_chars, lenient_tags=source.lenient_tags
+        )
 
     def _groups(
         self,

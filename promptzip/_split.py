@@ -231,12 +231,14 @@ def _fenced(text: str, start: int, end: int) -> Iterator[tuple[int, int, bool]]:
         yield pos, end, False
 
 
-def chunk_source(text: str, source_id: str, *, max_chunk_chars: int = 2000) -> list[Chunk]:
-    """Chunks of one source: protected regions whole, other text by paragraph (long ones in sentence windows)."""
-    key = f"{max_chunk_chars}|{text}"
+def chunk_source(text: str, source_id: str, *, max_chunk_chars: int = 2000, lenient_tags: bool = False) -> list[Chunk]:
+    """Chunks of one source: protected regions whole, other text by paragraph (long ones in sentence windows).
+    With ``lenient_tags``, a text whose tags do not parse is read as having none (they are its own words), not an
+    InputError."""
+    key = f"{max_chunk_chars}|{int(lenient_tags)}|{text}"
     pieces = _pieces.get(key)
     if pieces is None:
-        pieces = tuple(_pieces_of(text, max_chunk_chars))
+        pieces = tuple(_pieces_of(text, max_chunk_chars, lenient_tags))
         _pieces.put(key, pieces)
     chunks: list[Chunk] = []
     metas: dict[tuple[str, float | None], dict[str, object]] = {}
@@ -248,8 +250,14 @@ def chunk_source(text: str, source_id: str, *, max_chunk_chars: int = 2000) -> l
     return chunks
 
 
-def _pieces_of(text: str, max_chunk_chars: int) -> Iterator[_Piece]:
-    for seg in parse_tags(text):
+def _pieces_of(text: str, max_chunk_chars: int, lenient_tags: bool = False) -> Iterator[_Piece]:
+    try:
+        segments = parse_tags(text)
+    except InputError:
+        if not lenient_tags:
+            raise
+        segments = [Segment(0, len(text), False, None)]  # its tags are its own words, cut like the rest of it
+    for seg in segments:
         for a, b, code in _fenced(text, seg.start, seg.end):
             if seg.keep or code:
                 a, b = _trim(text, a, b)

@@ -35,11 +35,16 @@ class Span:
 @dataclass(frozen=True, slots=True)
 class Source:
     """One original input text, kept so the uncompressed original is always recoverable. A ``protected`` source
-    (a ``Chunk(protected=True)`` given as context) is kept whole, never shortened or dropped."""
+    (a ``Chunk(protected=True)`` given as context) is kept whole, never shortened or dropped. In a source with
+    ``lenient_tags`` (a ``Chunk`` whose metadata says ``{"lenient_tags": True}``: a retrieved document, whose text
+    nobody wrote for promptzip), a text whose ``<pz>`` tags do not parse is read as having none (they are its own
+    words, cut like the rest of it) rather than an InputError that fails the whole call; well-formed tags are
+    still honoured."""
 
     id: str
     text: str
     protected: bool = False
+    lenient_tags: bool = False
 
 
 @dataclass(frozen=True, slots=True)

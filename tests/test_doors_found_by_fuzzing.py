@@ -245,3 +245,46 @@ def test_a_per_call_numpy_budget_is_taken(fake: FakeOpenAI, option: object) -> N
         wrapped.chat.completions.create(model="gpt-4o", messages=chat, promptzip=option)
     assert seen[-1].budget == 50
     assert len(fake.last("/v1/chat/completions").json()["messages"][0]["content"]) < len(chat[0]["content"])
+
+
+# -- retrieved documents that mention promptzip's own markup ------------------------------------------------------
+PAGE = "In our template language, write <pz drop> before a section and </pz> after it. The tower is 330 m tall."
+FILLER = "Bananas are yellow and grow in bunches in the tropics. " * 6
+
+
+def document_doors() -> list[Any]:
+    """Each door's compression of (texts, query, budget): the texts that came back."""
+    from haystack import Document as HaystackDocument
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    def langchain(texts: list[str], query: str, budget: int) -> list[str]:
+        docs = [Document(page_content=t) for t in texts]
+        return [
+            d.page_content for d in PromptZipCompressor(budget=budget, zipper=fresh()).compress_documents(docs, query)
+        ]
+
+    def haystack(texts: list[str], query: str, budget: int) -> list[str]:
+        docs = [HaystackDocument(content=t) for t in texts]
+        out = PromptZipDocumentCompressor(budget=budget, zipper=fresh()).run(documents=docs, query=query)
+        return [d.content or "" for d in out["documents"]]
+
+    def llama_index(texts: list[str], query: str, budget: int) -> list[str]:
+        nodes = [NodeWithScore(node=TextNode(text=t), score=1.0) for t in texts]
+        post = PromptZipNodePostprocessor(budget=budget, zipper=fresh())
+        return [n.node.get_content() for n in post.postprocess_nodes(nodes, query_bundle=QueryBundle(query))]
+
+    return [langchain, haystack, llama_index]
+
+
+@pytest.mark.parametrize("door", document_doors(), ids=["langchain", "haystack", "llama-index"])
+def test_a_retrieved_page_about_pz_tags_is_text_not_markup(door: Any) -> None:
+    # A page whose <pz …> tags do not parse (here an unknown attribute) failed the whole retrieval with an
+    # InputError; it is the page's own text: kept as it is when it fits, cut like any text when it does not.
+    assert door([PAGE], "How tall is the tower?", 1000) == [PAGE]
+    cut = door([PAGE, FILLER], "How tall is the tower?", 14)
+    assert any("The tower is 330 m tall." in t for t in cut)
+    assert all("<pz drop>" not in t or t == PAGE for t in cut)
+    # text the caller writes for promptzip is still held to its syntax
+    with pytest.raises(pz.InputError, match="unknown attribute"):
+        fresh().compress(PAGE, question="How tall is the tower?", budget=100)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from promptzip._chat_format import (
@@ -39,15 +39,14 @@ from promptzip._chat_format import (
     REPLY_PRIMING,
     ROLES,
     _framing_text,
-    _texts,
     chat_text,
     message_tokens,
     validate_messages,
 )
 from promptzip._errors import BudgetError, InputError
 from promptzip._inputs import check_text
-from promptzip._structured import cut_provenance, reduce_texts, scorer_relevance, structured_kind
-from promptzip._structured_blocks import BLOCK_ROLES, Block, split_layout, structured_blocks
+from promptzip._message_plan import Slot, layout_of, plan, question_in, question_of, region_ids, slot_id, whole
+from promptzip._structured import cut_provenance, reduce_texts, scorer_relevance
 from promptzip._types import Budget, Result, Source
 from promptzip._understand import Layout, Region, understand
 
@@ -70,103 +69,6 @@ __all__ = [
 
 SCOPES = ("all", "history")
 MINIMAL_TEXT = "…"  # the text of a message whose context all went; the proxy's dialects use the same
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    """One text piece of a request: message ``msg`` (``-1``: a string prompt), content part ``where`` (None: a str
-    content), its layout, and the source id of each of its context regions."""
-
-    msg: int
-    where: Any
-    layout: Layout
-    ids: dict[int, str]
-    kind: str | None = None  # a structured tool output (json, log, html, code): cut by its reducer, not split
-    original: str | None = None  # the text before its reducer cut it (``layout`` then holds the cut text)
-    offset: int = 0  # where the slot starts in its text: a text cut around its data blocks is several slots
-    block: bool = False  # a data block inside a text (:mod:`promptzip._structured_blocks`), not a whole text
-    tokens_cut: tuple[int, int] = (0, 0)  # a reducer's cut: the original's tokens and the cut text's
-
-    @property
-    def source_text(self) -> str:
-        """The text as the request holds it."""
-        return self.original if self.original is not None else self.layout.text
-
-
-def _whole(text: str, kind: str) -> Layout:
-    return Layout(text, (Region(kind, 0, len(text), "whole", text.strip() if kind == "question" else ""),))
-
-
-def _layout(text: str, role: str, *, last_user: bool, scope: str) -> Layout:
-    if "\x00" in text:  # binary junk (a pasted file, say): forwarded byte for byte, the rest still compressed
-        return _whole(text, "question" if role == "user" and last_user else "protected")
-    if role in ("system", "developer"):
-        return _whole(text, "protected") if scope == "history" else understand(text, role=role, last_user=False)
-    if role == "user" and last_user:
-        return _whole(text, "question") if scope == "history" else understand(text, role="user", last_user=True)
-    return understand(text, role=role, last_user=False, history=True)
-
-
-def _plan(msgs: list[Mapping[str, Any]], scope: str, frozen: int = 0) -> list[_Slot]:
-    """The slots of a chat; the first ``frozen`` messages were sent before in this form and go out byte for byte."""
-    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
-    slots: list[_Slot] = []
-    for i, m in enumerate(msgs):
-        pieces = _texts(m)
-        for where, text in pieces:
-            if i < frozen:
-                slots.append(_Slot(i, where, _whole(text, "protected"), {}))
-                continue
-            kind = None if "\x00" in text else structured_kind(text, str(m.get("role")), last_user=i == last_user)
-            if kind is not None:
-                slots.append(_Slot(i, where, _whole(text, "protected"), {}, kind=kind))
-                continue
-            slots += _text_slots(i, where, text, str(m.get("role")), last_user=i == last_user, scope=scope)
-    return slots
-
-
-def _text_slots(i: int, where: Any, text: str, role: str, *, last_user: bool, scope: str) -> list[_Slot]:
-    """The slots of one text: one, or, around the data blocks pasted in it, one per piece (the words between the
-    blocks keep the regions the whole text was understood to have, each block is cut by its reducer)."""
-    layout = _layout(text, role, last_user=last_user, scope=scope)
-    blocks: list[Block] = []
-    if role in BLOCK_ROLES and "\x00" not in text and not (last_user and scope == "history"):
-        blocks = structured_blocks(text)
-    if not blocks:
-        return [_Slot(i, where, layout, _region_ids(_Slot(i, where, layout, {}), layout))]
-    slots = [
-        _Slot(i, where, _whole(text[a:b], "protected"), {}, kind=piece, offset=a, block=True)
-        if isinstance(piece, str)
-        else _Slot(i, where, piece, {}, offset=a)
-        for a, b, piece in split_layout(layout, blocks, asking=last_user)
-    ]
-    # the context regions of the pieces are numbered as those of the whole text would be
-    regions = [(n, k) for n, slot in enumerate(slots) for k in slot.layout.context]
-    base = _base(slots[0])
-    ids: list[dict[int, str]] = [{} for _ in slots]
-    for number, (n, k) in enumerate(regions):
-        ids[n][k] = base if len(regions) == 1 else f"{base}#{number}"
-    return [replace(slot, ids=found) for slot, found in zip(slots, ids, strict=True)]
-
-
-def _question(slots: list[_Slot], msgs: list[Mapping[str, Any]]) -> str | None:
-    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
-    found = [q for s in slots if s.msg == last_user and (q := s.layout.question)]
-    return " ".join(found) or None
-
-
-def question_of(messages: Sequence[Mapping[str, Any]], scope: str = "all") -> str | None:
-    """The question found in the last user turn of a (validated) chat, as :func:`compress_messages` scores against."""
-    msgs = list(messages)
-    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
-    if last_user < 0:
-        return None
-    slots = [
-        slot
-        for where, text in _texts(msgs[last_user])
-        for slot in _text_slots(last_user, where, text, "user", last_user=True, scope=scope)
-    ]
-    return _question(slots, msgs)
 
 
 def check_scope(scope: object) -> str:
@@ -199,9 +101,9 @@ def compress_messages(
     gives the context of a message (by index) a question of its own to be scored against (the question of its turn,
     where a conversation's history is compacted), and its structured tool outputs one to be cut for."""
     msgs = validate_messages(messages)
-    slots = _plan(msgs, check_scope(scope), frozen)
+    slots = plan(msgs, check_scope(scope), frozen)
     count = zipper.tokenizer.count
-    question = check_question(question) or _question(slots, msgs)
+    question = check_question(question) or question_in(slots, msgs)
     if question is not None:  # only scored against, never sent: a NUL in the turn (a pasted file) is a blank there
         question = question.replace("\x00", " ").strip() or None
     own = {k: v.replace("\x00", " ") for k, v in (questions or {}).items()}
@@ -215,7 +117,7 @@ def compress_messages(
     def finish(texts: list[str]) -> list[str]:
         return _keep_minimal(msgs, slots, texts)
 
-    def describe(slot: _Slot) -> str:
+    def describe(slot: Slot) -> str:
         return f"messages[{slot.msg}] ({msgs[slot.msg].get('role')})"
 
     fixed_by_message = [framing[i] for i in range(len(msgs))]
@@ -244,9 +146,9 @@ def compress_prompt(zipper: Zipper, prompt: object, spec: Budget, *, question: s
     layout = understand(text, role="user", last_user=True)
     if not layout.context:
         layout = _one_block(layout)
-    slot = _Slot(-1, None, layout, dict.fromkeys(layout.context, "prompt"))
+    slot = Slot(-1, None, layout, dict.fromkeys(layout.context, "prompt"))
     if len(layout.context) > 1:
-        slot = _Slot(-1, None, layout, {k: f"prompt#{n}" for n, k in enumerate(layout.context)})
+        slot = Slot(-1, None, layout, {k: f"prompt#{n}" for n, k in enumerate(layout.context)})
     count = zipper.tokenizer.count
     texts, inner, tokens_in, tokens_out, limit = _squeeze(
         zipper,
@@ -266,13 +168,13 @@ def _one_block(layout: Layout) -> Layout:
     the turns read whole are that block, and the template's markers and instructions stay as they are."""
     if not any(r.rule == "template" for r in layout.regions):
         return Layout(layout.text, (Region("context", 0, len(layout.text), "whole"),))
-    whole = tuple(replace(r, kind="context") if r.rule == "whole" else r for r in layout.regions)
-    return Layout(layout.text, whole, layout.elements)
+    regions = tuple(replace(r, kind="context") if r.rule == "whole" else r for r in layout.regions)
+    return Layout(layout.text, regions, layout.elements)
 
 
 def _squeeze(
     zipper: Zipper,
-    slots: list[_Slot],
+    slots: list[Slot],
     spec: Budget,
     question: str | None,
     *,
@@ -334,13 +236,13 @@ def _squeeze(
 def _cut_structured(
     zipper: Zipper,
     msgs: list[Mapping[str, Any]],
-    slots: list[_Slot],
+    slots: list[Slot],
     spec: Budget,
     question: str | None,
     framing: list[int],
     partition: str,
     own: Mapping[int, str],
-) -> list[_Slot]:
+) -> list[Slot]:
     """The slots with each structured tool output cut to its share of the budget (:mod:`promptzip._structured`),
     when the request does not fit whole; each against its message's own question where ``own`` gives one."""
     count = zipper.tokenizer.count
@@ -372,32 +274,17 @@ def _cut_structured(
             continue
         if cut is None:  # no reducer could cut it: it is read as before, by request understanding
             role = str(msgs[slot.msg].get("role"))
-            layout = _layout(text, role, last_user=slot.msg == last_user, scope="all")
-            out[n] = replace(slot, layout=layout, ids=_region_ids(slot, layout), kind=None)
+            layout = layout_of(text, role, last_user=slot.msg == last_user, scope="all")
+            out[n] = replace(slot, layout=layout, ids=region_ids(slot, layout), kind=None)
         elif cut.over and cut.kind != "json":  # still over its share: the knapsack cuts it further, by paragraph
             layout = Layout(cut.text, (Region("context", 0, len(cut.text), "whole"),))
-            out[n] = replace(slot, layout=layout, ids=_region_ids(slot, layout), original=text, tokens_cut=tokens)
+            out[n] = replace(slot, layout=layout, ids=region_ids(slot, layout), original=text, tokens_cut=tokens)
         else:
-            out[n] = replace(slot, layout=_whole(cut.text, "protected"), original=text, tokens_cut=tokens)
+            out[n] = replace(slot, layout=whole(cut.text, "protected"), original=text, tokens_cut=tokens)
     return out
 
 
-def _base(slot: _Slot) -> str:
-    return f"messages[{slot.msg}]" + (f".content[{slot.where}]" if slot.where is not None else "")
-
-
-def _slot_id(slot: _Slot) -> str:
-    # a data block is a source of its own, named by where it starts in its text
-    return _base(slot) + (f"@{slot.offset}" if slot.block else "")
-
-
-def _region_ids(slot: _Slot, layout: Layout) -> dict[int, str]:
-    base = _slot_id(slot)
-    context = layout.context
-    return {k: base if len(context) == 1 else f"{base}#{n}" for n, k in enumerate(context)}
-
-
-def _keep_minimal(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[str]:
+def _keep_minimal(msgs: list[Mapping[str, Any]], slots: list[Slot], texts: list[str]) -> list[str]:
     """``texts`` with :data:`MINIMAL_TEXT` in the first text of each message that had text, lost all of it, and
     holds nothing else (no other part, no tool calls): providers refuse a message with empty content."""
     out = list(texts)
@@ -414,11 +301,11 @@ def _keep_minimal(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list
     return out
 
 
-def _fill(slot: _Slot, outputs: Mapping[str, str]) -> str:
+def _fill(slot: Slot, outputs: Mapping[str, str]) -> str:
     return slot.layout.rebuild({k: outputs.get(sid, "") for k, sid in slot.ids.items()})
 
 
-def _rebuild(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]) -> list[dict[str, Any]]:
+def _rebuild(msgs: list[Mapping[str, Any]], slots: list[Slot], texts: list[str]) -> list[dict[str, Any]]:
     out = [copy.deepcopy(dict(m)) for m in msgs]
     # a text cut around its data blocks is several slots in a row: the text is theirs joined
     for (i, where), group in itertools.groupby(zip(slots, texts, strict=True), key=lambda st: (st[0].msg, st[0].where)):
@@ -436,7 +323,7 @@ def _rebuild(msgs: list[Mapping[str, Any]], slots: list[_Slot], texts: list[str]
 def _result(
     zipper: Zipper,
     inner: Result | None,
-    slots: list[_Slot],
+    slots: list[Slot],
     texts: list[str],
     tokens_in: int,
     tokens_out: int,
@@ -450,7 +337,7 @@ def _result(
     # itself a source the knapsack cut further)
     provenance = [
         cut_provenance(
-            _slot_id(s) + (":original" if s.ids else ""), s.source_text, s.layout.text, s.kind or "", s.tokens_cut
+            slot_id(s) + (":original" if s.ids else ""), s.source_text, s.layout.text, s.kind or "", s.tokens_cut
         )
         for s in reduced
     ]

@@ -28,6 +28,8 @@ _WORD = re.compile(r"\w")
 # neighbours, not its words
 _RULE_AT_START = re.compile(r"(?:[ \t]*(?:-{5,}|```|\"\"\")[ \t]*(?:\n|$))+")
 _RULE_AT_END = re.compile(r"(?:\n[ \t]*(?:-{5,}|```|\"\"\")[ \t]*)+$")
+# a paragraph of tags alone (``</documents>`` closing what the question came before) asks nothing
+_TAGS_ONLY = re.compile(r"(?:\s*</?[A-Za-z][\w:.-]*(?:\s[^<>]*)?>)+\s*")
 
 
 def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> tuple[int, int, int] | None:
@@ -46,7 +48,11 @@ def unlabelled_question(text: str, regions: Sequence[tuple[str, int, int]]) -> t
         return _asked_before(text, regions[:last_context], lines_only=True) or asked[-1]
     texts = [text[a:b] for _, a, b in after]
     steps = numbered_steps(texts)
-    others = [after[k] for k in range(len(after)) if not is_template(texts[k], items=not steps[k])]
+    others = [
+        after[k]
+        for k in range(len(after))
+        if not is_template(texts[k], items=not steps[k]) and not _TAGS_ONLY.fullmatch(texts[k])
+    ]
     if others:
         return others[-1]
     return _asked_before(text, regions[:last_context]) or (after[-1] if after else None)

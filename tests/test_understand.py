@@ -347,3 +347,17 @@ def test_steps_rules_and_code_before_the_question_stay_whole(block: str) -> None
     neither becomes context."""
     text = f"Follow these:\n{block}\n\nWhich year had 84 ships?"
     assert understand(text).context == []
+
+
+@pytest.mark.parametrize("asked", ["{q}", "<question>{q}</question>", "<query>\n{q}\n</query>"])
+def test_a_question_before_tagged_documents_is_the_question_not_their_closing_tag(asked: str) -> None:
+    # The closing tag after the last document read as the unlabelled question (relevance scored against
+    # "</documents>"): a paragraph of tags alone asks nothing, so the question before the documents is found.
+    q = "What is the vault access code for building C?"
+    docs = [f"Passage {i} talks about building {i} and its history in the town." for i in range(5)]
+    docs.append("The vault access code for building C was changed to 7741-QX on 3 March.")
+    tagged = "".join(f'<document index="{i + 1}">\n{d}\n</document>\n' for i, d in enumerate(docs))
+    for wrapped in (f"<documents>\n{tagged}</documents>", "<context>\n" + "\n".join(docs) + "\n</context>"):
+        layout = understand(asked.format(q=q) + "\n\n" + wrapped)
+        assert layout.question == q
+        assert any("7741-QX" in layout.text[r.start : r.end] for r in layout.regions if r.kind == "context")

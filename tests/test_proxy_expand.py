@@ -97,6 +97,17 @@ def test_another_credential_gets_the_same_404_as_for_an_unknown_id(proxy: Proxy,
     assert len(upstream.requests) == before
 
 
+def test_an_empty_bearer_beside_an_api_key_does_not_share_one_partition(proxy: Proxy) -> None:
+    # An empty "Bearer " (it arrives as "Bearer") was read as the credential itself, so every client sending it
+    # beside its own x-api-key shared one partition: one got another's originals. The empty bearer names no one.
+    victim = {"authorization": "Bearer", "x-api-key": KEY_A}
+    id = proxy.store("the victim's export: 12 rows, one failed", victim)
+    assert proxy.get(EXPAND + id, victim).status_code == 200
+    assert proxy.get(EXPAND + id, bearer(KEY_A)).status_code == 200  # the same key however it is sent
+    error(proxy.get(EXPAND + id, {"authorization": "Bearer", "x-api-key": KEY_B}), 404, "expand_not_found")
+    error(proxy.get(EXPAND + id, {"authorization": "Bearer"}), 404, "expand_not_found")
+
+
 @pytest.mark.parametrize(
     "junk",
     [

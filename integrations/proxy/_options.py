@@ -71,8 +71,11 @@ def credential_of(headers: Mapping[str, str]) -> str | None:
     """The request's API key (``Bearer`` stripped), or ``None`` when it carries none."""
     for name in CREDENTIAL_HEADERS:
         value = headers.get(name)
-        if value:
-            return _BEARER.sub("", value).strip() or None
+        # A header with no key in it (an empty "Bearer ", which arrives as "Bearer") names no one: the next header is
+        # read, else every client that sends one would share a partition, expand ids and cached prefixes included.
+        key = _BEARER.sub("", value).strip() if value else ""
+        if key and key.lower() != "bearer":
+            return key
     return None
 
 

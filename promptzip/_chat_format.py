@@ -61,6 +61,8 @@ def _check_json(m: Mapping[str, Any], where: str) -> None:
     than the encoder follows, and a message that contains itself are errors here, not deep inside a compression."""
     if all(type(k) is str and type(v) is str for k, v in m.items()):  # the common {"role": ..., "content": ...}
         for k, v in m.items():  # a name (content was checked): hashed and counted as UTF-8, so it must be Unicode
+            if not k.isascii():
+                check_text(k, f"{where} key {k!r}", allow_empty=True, allow_nul=True)
             if k != "content" and not v.isascii():
                 check_text(v, f"{where}.{k}", allow_empty=True, allow_nul=True)
         return

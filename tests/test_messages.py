@@ -133,3 +133,11 @@ def test_a_nul_in_the_turn_being_answered_sends_it_whole_and_still_scores_by_it(
     assert r.tokens_out <= 60
     only = bm25.compress_messages([messages[0], {"role": "user", "content": "\x00"}], budget=60)
     assert only.messages[1]["content"] == "\x00"
+
+
+def test_a_message_key_with_an_unpaired_surrogate_is_an_input_error(bm25: pz.Zipper) -> None:
+    # The all-str fast path checked values, not keys: the stable history's hash then raised UnicodeEncodeError.
+    chat = [{"role": "user", "content": "How tall is the tower?", "\ud800": "y"}]
+    for history in ("stable", "reselect"):
+        with pytest.raises(pz.InputError, match="messages"):
+            bm25.compress_messages(chat, budget=500, history=history)

@@ -124,6 +124,10 @@ class _Store:
             whole = isinstance(record, list)
             sent = record if whole else record.get("prefix") if isinstance(record, dict) else None
             if isinstance(sent, list) and len(sent) == keys[key] and all(isinstance(m, dict) for m in sent):
+                try:  # a corrupted or foreign entry that parses is a miss, never an error about the caller's chat
+                    validate_messages(sent)
+                except InputError:
+                    continue
                 out.append(_Prefix(keys[key], sent, whole))
         return out
 

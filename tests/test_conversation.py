@@ -574,3 +574,23 @@ def test_a_compacted_history_keeps_what_answered_each_turn(monkeypatch: pytest.M
     assert facts_kept() == len(FACTS) - 1
     monkeypatch.setattr("promptzip._conversation._Request._turn_questions", lambda self, last_user: {})
     assert facts_kept() < len(FACTS) - 2
+
+
+def test_a_corrupted_conversation_entry_is_a_miss_not_an_error_about_the_chat() -> None:
+    # An entry that parses but is no chat (a foreign writer, a corrupted cache) raised an InputError blaming the
+    # caller's messages[0]; it is ignored, as the caches' other bad entries are.
+    import json
+
+    from promptzip._cache import MemoryCache, make_key
+    from promptzip._conversation import _NAMESPACE, _chain
+
+    for bad in ([{}, {}], [{"role": "bogus", "content": "x"}] * 2, {"prefix": [{"role": "user", "content": 5}] * 2}):
+        cache = MemoryCache()
+        z = zipper(cache)
+        msgs = conversation(2)
+        hashes = _chain(msgs, "|".join((z.fingerprint, "all", "", "")))
+        cache.put(make_key(_NAMESPACE, hashes[1]), json.dumps(bad).encode())
+        r = z.compress_messages(msgs, budget=pz.Budget(rate=0.5))
+        assert r.messages is not None
+        assert r.reused_messages == 0
+        assert [m["role"] for m in r.messages] == [m["role"] for m in msgs]
